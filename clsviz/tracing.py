@@ -1,0 +1,267 @@
+"""The Trace: everything one forward pass of one text produced, as float32 numpy arrays."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .encoder import Encoder, EncoderInfo, apply_pooler
+
+__all__ = ["Trace", "trace", "tokenize", "TokenizedText"]
+
+
+@dataclass(frozen=True)
+class TokenizedText:
+    """The model's view of a text: ids and bookkeeping, before any forward pass."""
+
+    text: str
+    tokens: tuple[str, ...]
+    input_ids: np.ndarray  # int64 [T]
+    special_mask: np.ndarray  # bool [T]
+    offsets: np.ndarray  # int64 [T, 2], character span of each token in `text` ((0, 0) for specials)
+    word_ids: tuple[int | None, ...]
+    truncated: bool
+    num_text_tokens: int  # tokens the text produced before truncation (specials excluded)
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """One forward pass of one text through an encoder.
+
+    Arrays (T = tokens including specials, L = layers, H = heads, D = hidden size):
+
+    * ``input_ids``: int64 [T]; ``tokens``: tuple of T strings as the tokenizer produced them
+    * ``special_mask``: bool [T], True for tokens the tokenizer added ([CLS], [SEP], ...)
+    * ``offsets``: int64 [T, 2], character spans into ``text``; ``word_ids``: T entries
+    * ``attentions``: float32 [L, H, T, T], row = query token, column = key token
+    * ``hidden_states``: float32 [L + 1, T, D]; index 0 is the embedding output
+    * ``pooler_states``: float32 [L + 1, D] (the model's pooler head applied to the [CLS]
+      vector of each layer) or None when the model has no pooler; its last row is
+      ``pooler_output``
+    * ``cls_index``: position of the [CLS]-like token; ``sep_index``: the closing special token
+    * ``truncated``: True when the text was longer than the model's limit and was cut
+    """
+
+    text: str
+    tokens: tuple[str, ...]
+    input_ids: np.ndarray
+    special_mask: np.ndarray
+    offsets: np.ndarray
+    word_ids: tuple[int | None, ...]
+    truncated: bool
+    attentions: np.ndarray
+    hidden_states: np.ndarray
+    pooler_states: np.ndarray | None
+    cls_index: int
+    sep_index: int | None
+    info: EncoderInfo = field(repr=False)
+
+    def __post_init__(self) -> None:
+        n_tokens = len(self.tokens)
+        num_layers, num_heads, dim = self.info.num_layers, self.info.num_heads, self.info.hidden_size
+        expected = {
+            "input_ids": (n_tokens,),
+            "special_mask": (n_tokens,),
+            "offsets": (n_tokens, 2),
+            "attentions": (num_layers, num_heads, n_tokens, n_tokens),
+            "hidden_states": (num_layers + 1, n_tokens, dim),
+        }
+        if self.pooler_states is not None:
+            expected["pooler_states"] = (num_layers + 1, dim)
+        for name, shape in expected.items():
+            got = getattr(self, name).shape
+            if tuple(got) != shape:
+                raise ValueError(f"{name}: expected {list(shape)}, got {list(got)}")
+        if len(self.word_ids) != n_tokens:
+            raise ValueError(f"word_ids: expected {n_tokens} entries, got {len(self.word_ids)}")
+        for name in ("attentions", "hidden_states"):
+            if getattr(self, name).dtype != np.float32:
+                raise ValueError(f"{name}: expected float32, got {getattr(self, name).dtype}")
+        if not 0 <= self.cls_index < n_tokens:
+            raise ValueError(f"cls_index {self.cls_index} is outside 0..{n_tokens - 1}")
+
+    # --- sizes -----------------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        return self.info.num_layers
+
+    @property
+    def num_heads(self) -> int:
+        return self.info.num_heads
+
+    @property
+    def seq_len(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.info.hidden_size
+
+    @property
+    def model_name(self) -> str:
+        return self.info.name
+
+    @property
+    def pooler_output(self) -> np.ndarray | None:
+        """float32 [D]: the pooler head on the last layer's [CLS], or None without a pooler."""
+        return None if self.pooler_states is None else self.pooler_states[-1]
+
+    @property
+    def content_mask(self) -> np.ndarray:
+        """bool [T]: tokens that come from the text (not added by the tokenizer)."""
+        return ~self.special_mask
+
+    # --- accessors ---------------------------------------------------------------------
+    def _layer(self, layer: int, n: int) -> int:
+        idx = layer + n if layer < 0 else layer
+        if not 0 <= idx < n:
+            raise IndexError(f"layer {layer} is outside 0..{n - 1} (or -{n}..-1)")
+        return idx
+
+    def hidden(self, layer: int = -1) -> np.ndarray:
+        """float32 [T, D]: hidden states after ``layer`` (0 = embeddings, -1 = last)."""
+        return self.hidden_states[self._layer(layer, self.num_layers + 1)]
+
+    def cls(self, layer: int = -1) -> np.ndarray:
+        """float32 [D]: the [CLS] vector after ``layer``."""
+        return self.hidden(layer)[self.cls_index]
+
+    def attention(self, layer: int, head: int | None = None) -> np.ndarray:
+        """float32 [T, T] attention of one layer: one head, or the mean over heads (None)."""
+        a = self.attentions[self._layer(layer, self.num_layers)]
+        if head is None:
+            return a.mean(axis=0)
+        if not 0 <= head < self.num_heads:
+            raise IndexError(f"head {head} is outside 0..{self.num_heads - 1}")
+        return a[head]
+
+    def attention_to(self, index: int, include_self: bool = True) -> np.ndarray:
+        """float32 [L, H]: attention each layer/head pays to token ``index``, mean over queries.
+
+        With ``include_self=False`` the query at ``index`` itself is left out.
+        """
+        col = self.attentions[:, :, :, index]  # [L, H, T]
+        if include_self or self.seq_len == 1:
+            return col.mean(axis=-1)
+        keep = np.ones(self.seq_len, dtype=bool)
+        keep[index] = False
+        return col[:, :, keep].mean(axis=-1)
+
+    def attention_from(self, index: int) -> np.ndarray:
+        """float32 [L, H, T]: the attention row of token ``index`` in every layer/head."""
+        return self.attentions[:, :, index, :]
+
+    def labels(self) -> list[str]:
+        """Unique axis labels: ``"3:word"`` (position and token)."""
+        return [f"{i}:{tok}" for i, tok in enumerate(self.tokens)]
+
+
+def _clean(text: str) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, got {type(text).__name__}")
+    return text
+
+
+def _has_content(text: str) -> bool:
+    return any(not (ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf")) for ch in text)
+
+
+def tokenize(encoder: Encoder, text: str, max_length: int | None = None) -> TokenizedText:
+    """Tokenize ``text`` as the model sees it, without turning literal special-token text
+    (e.g. the characters "[CLS]") into special tokens. Truncates to the model's limit."""
+    text = _clean(text)
+    if not _has_content(text):
+        raise ValueError(
+            "The text is empty (or only spaces and control characters). Type at least one word."
+        )
+    limit = encoder.info.max_length if max_length is None else min(int(max_length), encoder.info.max_length)
+    tok = encoder.tokenizer
+    num_special = tok.num_special_tokens_to_add(pair=False)
+    if limit <= num_special:
+        raise ValueError(f"max_length must be more than {num_special} (the special tokens), got {limit}")
+    with encoder.lock:
+        full = tok(text, add_special_tokens=False, split_special_tokens=True, verbose=False)
+        enc = tok(
+            text,
+            truncation=True,
+            max_length=limit,
+            split_special_tokens=True,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+            verbose=False,
+        )
+    n_text = len(full["input_ids"])
+    ids = np.asarray(enc["input_ids"], dtype=np.int64)
+    special = np.asarray(enc["special_tokens_mask"], dtype=bool)
+    if not (~special).any():
+        raise ValueError(
+            "The model's tokenizer found no readable tokens in this text (it may consist only of "
+            "characters the tokenizer drops). Type some words."
+        )
+    try:
+        word_ids = tuple(enc.word_ids())
+    except (ValueError, AttributeError):
+        word_ids = tuple(None for _ in ids)
+    return TokenizedText(
+        text=text,
+        tokens=tuple(tok.convert_ids_to_tokens(ids.tolist())),
+        input_ids=ids,
+        special_mask=special,
+        offsets=np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2),
+        word_ids=word_ids,
+        truncated=n_text + num_special > limit,
+        num_text_tokens=n_text,
+    )
+
+
+def _special_positions(tt: TokenizedText, info: EncoderInfo) -> tuple[int, int | None]:
+    ids = tt.input_ids
+    cls_hits = np.flatnonzero((ids == info.cls_token_id) & tt.special_mask)
+    cls_index = int(cls_hits[0]) if len(cls_hits) else 0
+    sep_index = None
+    if info.sep_token_id is not None:
+        sep_hits = np.flatnonzero((ids == info.sep_token_id) & tt.special_mask)
+        if len(sep_hits):
+            sep_index = int(sep_hits[-1])
+    return cls_index, sep_index
+
+
+def trace(encoder: Encoder, text: str, max_length: int | None = None) -> Trace:
+    """Run ``text`` through ``encoder`` once and keep every attention map and hidden state.
+
+    Raises ``ValueError`` for empty text. Text longer than the model's limit (or
+    ``max_length``) is truncated and ``Trace.truncated`` is True.
+    """
+    import torch
+
+    tt = tokenize(encoder, text, max_length)
+    model = encoder.eager_model
+    ids = torch.as_tensor(tt.input_ids, device=encoder.device)[None, :]
+    with torch.inference_mode():
+        out = model(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            output_attentions=True,
+            output_hidden_states=True,
+        )
+        hidden = torch.stack(out.hidden_states)[:, 0]  # [L+1, T, D]
+        attn = torch.stack(out.attentions)[:, 0]  # [L, H, T, T]
+        cls_index, sep_index = _special_positions(tt, encoder.info)
+        pooled = apply_pooler(model, hidden[:, cls_index, :])
+    return Trace(
+        text=tt.text,
+        tokens=tt.tokens,
+        input_ids=tt.input_ids,
+        special_mask=tt.special_mask,
+        offsets=tt.offsets,
+        word_ids=tt.word_ids,
+        truncated=tt.truncated,
+        attentions=attn.float().cpu().numpy(),
+        hidden_states=hidden.float().cpu().numpy(),
+        pooler_states=None if pooled is None else pooled.float().cpu().numpy(),
+        cls_index=cls_index,
+        sep_index=sep_index,
+        info=encoder.info,
+    )
