@@ -1,0 +1,80 @@
+"""Shared figure helpers: token labels, heatmaps, consistent styling."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from ..tracing import Trace
+
+__all__ = ["token_labels", "heatmap", "tokens_figure"]
+
+# Sequential scale for weights (0..1) and a diverging one for signed values (cosines).
+SEQUENTIAL = "Viridis"
+DIVERGING = "RdBu_r"
+
+
+def token_labels(trace: Trace) -> list[str]:
+    """Axis labels for a Trace's tokens, made unique by position: ``"3 cat"``."""
+    return [f"{i} {tok}" for i, tok in enumerate(trace.tokens)]
+
+
+def heatmap(
+    z: np.ndarray,
+    x: list,
+    y: list,
+    title: str,
+    x_title: str = "",
+    y_title: str = "",
+    colorbar_title: str = "",
+    zmin: float | None = None,
+    zmax: float | None = None,
+    colorscale: str = SEQUENTIAL,
+    decimals: int = 4,
+) -> go.Figure:
+    """A labelled heatmap; values rounded to ``decimals`` to keep the payload small."""
+    z = np.round(np.asarray(z, dtype=np.float32), decimals)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=x,
+            y=y,
+            zmin=zmin,
+            zmax=zmax,
+            colorscale=colorscale,
+            colorbar=dict(title=colorbar_title),
+            hovertemplate=f"{y_title or 'y'}: %{{y}}<br>{x_title or 'x'}: %{{x}}<br>value: %{{z}}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis=dict(title=x_title, type="category"),
+        yaxis=dict(title=y_title, type="category", autorange="reversed"),
+        margin=dict(l=60, r=20, t=50, b=60),
+    )
+    return fig
+
+
+def tokens_figure(trace: Trace) -> go.Figure:
+    """The tokens of a Trace as the model sees them; special tokens highlighted."""
+    n = trace.seq_len
+    colors = ["#d62728" if s else "#1f77b4" for s in trace.special_mask]
+    fig = go.Figure(
+        go.Bar(
+            x=list(range(n)),
+            y=[1] * n,
+            marker_color=colors,
+            text=list(trace.tokens),
+            textposition="inside",
+            hovertext=[f"{i}: {t} ({'special' if s else 'text'})" for i, (t, s) in enumerate(zip(trace.tokens, trace.special_mask))],
+            hoverinfo="text",
+        )
+    )
+    fig.update_layout(
+        title=f"{n} tokens (red: added by the tokenizer)",
+        yaxis=dict(visible=False),
+        xaxis=dict(title="position"),
+        height=180,
+        margin=dict(l=20, r=20, t=40, b=40),
+    )
+    return fig

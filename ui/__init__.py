@@ -1,0 +1,1 @@
+"""The app's shared Streamlit pieces: cached loaders, the sidebar, common widgets."""
