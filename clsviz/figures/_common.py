@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 
 from ..tracing import Trace
 
-__all__ = ["token_labels", "heatmap", "tokens_figure"]
+__all__ = ["token_labels", "heatmap", "tokens_figure", "safe_text"]
 
 # Sequential scale for weights (0..1) and a diverging one for signed values (cosines).
 SEQUENTIAL = "Viridis"
 DIVERGING = "RdBu_r"
 
 
+def safe_text(text: str) -> str:
+    """Text for plotly labels and hovers, which render a subset of HTML: escape it so user
+    text (and tokens such as ``<b>``) shows literally."""
+    return html.escape(str(text), quote=False)
+
+
 def token_labels(trace: Trace) -> list[str]:
-    """Axis labels for a Trace's tokens, made unique by position: ``"3 cat"``."""
-    return [f"{i} {tok}" for i, tok in enumerate(trace.tokens)]
+    """Axis labels for a Trace's tokens, made unique by position and escaped: ``"3 cat"``."""
+    return [safe_text(f"{i} {tok}") for i, tok in enumerate(trace.tokens)]
 
 
 def heatmap(
@@ -64,9 +72,12 @@ def tokens_figure(trace: Trace) -> go.Figure:
             x=list(range(n)),
             y=[1] * n,
             marker_color=colors,
-            text=list(trace.tokens),
+            text=[safe_text(t) for t in trace.tokens],
             textposition="inside",
-            hovertext=[f"{i}: {t} ({'special' if s else 'text'})" for i, (t, s) in enumerate(zip(trace.tokens, trace.special_mask))],
+            hovertext=[
+                safe_text(f"{i}: {t} ({'special' if s else 'text'})")
+                for i, (t, s) in enumerate(zip(trace.tokens, trace.special_mask))
+            ],
             hoverinfo="text",
         )
     )
