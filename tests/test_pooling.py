@@ -1,0 +1,77 @@
+"""pool(): every strategy against direct numpy, and mean pooling against sentence-transformers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clsviz import POOLING_STRATEGIES, pool, trace
+from clsviz.encoder import bundled_model_path
+
+TEXTS = ["The film was not bad at all.", "Why is the CLS token always first?", "Short."]
+
+
+@pytest.fixture(scope="module")
+def traces(encoder):
+    return [trace(encoder, t) for t in TEXTS]
+
+
+def _expected(t, strategy, layer):
+    h = t.hidden_states[layer]
+    content = np.flatnonzero(~t.special_mask)
+    if strategy == "cls":
+        return h[t.cls_index]
+    if strategy == "mean":
+        return h.mean(0)
+    if strategy == "mean_content":
+        return h[content].mean(0)
+    if strategy == "max":
+        return h.max(0)
+    if strategy == "sep":
+        return h[t.sep_index]
+    if strategy == "pooler":
+        return t.pooler_states[layer]
+    if strategy == "first":
+        return h[content[0]]
+    if strategy == "last":
+        return h[content[-1]]
+    k = int(strategy.split(":")[1])
+    return h[min(k, t.seq_len - 1)]
+
+
+@pytest.mark.parametrize("strategy", [*POOLING_STRATEGIES, "token:2", "token:99"])
+@pytest.mark.parametrize("layer", [0, 3, 6])
+def test_pool_matches_direct_numpy(traces, strategy, layer):
+    for t in traces:
+        np.testing.assert_allclose(pool(t, strategy, layer), _expected(t, strategy, layer), atol=1e-6)
+
+
+def test_negative_layer_counts_from_the_end(traces):
+    t = traces[0]
+    np.testing.assert_array_equal(pool(t, "mean", -1), pool(t, "mean", t.num_layers))
+
+
+def test_mean_pooling_equals_sentence_transformers(encoder, traces):
+    from sentence_transformers import SentenceTransformer
+
+    st_model = SentenceTransformer(str(bundled_model_path()), device="cpu")
+    reference = st_model.encode(TEXTS, normalize_embeddings=True)
+    for t, ref in zip(traces, reference, strict=True):
+        v = pool(t, "mean", layer=-1)
+        np.testing.assert_allclose(v / np.linalg.norm(v), ref, atol=2e-5)
+
+
+def test_unknown_strategy_lists_valid_names(traces):
+    with pytest.raises(ValueError, match="Valid: cls, mean"):
+        pool(traces[0], "average")
+    with pytest.raises(ValueError, match="token:K"):
+        pool(traces[0], "token:x")
+
+
+def test_pooler_strategy_without_pooler(tiny_model_dirs):
+    from clsviz import load_encoder
+
+    enc = load_encoder(str(tiny_model_dirs["distilbert"]))
+    t = trace(enc, "no pooler here")
+    with pytest.raises(ValueError, match="no pooler head"):
+        pool(t, "pooler")
