@@ -1,9 +1,20 @@
-"""Corpora: pooled vectors for many texts at once (:func:`extract`)."""
+"""Corpora: pooled vectors for many texts at once (:func:`extract`); the demo corpus and
+uploaded corpora (:func:`demo_corpus`, :func:`load_corpus`, :func:`load_pairs`)."""
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,7 +22,19 @@ from .encoder import Encoder, apply_pooler
 from .pooling import check_strategy, pool_hidden
 from .tracing import _has_content
 
-__all__ = ["PooledVectors", "extract"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "Corpus",
+    "CorpusError",
+    "PooledVectors",
+    "demo_corpus",
+    "demo_pairs",
+    "extract",
+    "load_corpus",
+    "load_pairs",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,3 +170,504 @@ def extract(
         truncated=truncated,
         labels=dict(labels or {}),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Corpora: the demo corpus, uploaded files (CSV / TXT) and scored sentence pairs
+# ---------------------------------------------------------------------------------------------
+
+MAX_ROWS_ENV = "CLSVIZ_MAX_ROWS"
+MAX_BYTES_ENV = "CLSVIZ_MAX_BYTES"
+MAX_CHARS_ENV = "CLSVIZ_MAX_CHARS"
+DEFAULT_MAX_ROWS = 5000
+DEFAULT_MAX_BYTES = 20_000_000
+DEFAULT_MAX_CHARS = 2000
+
+DEMO_LABELS = ("topic", "sentiment", "form", "order")
+PAIR_COLUMNS = ("sentence1", "sentence2", "score")
+
+# A label column has at most this many distinct values (and fewer than the rows).
+_MAX_LABEL_VALUES = 50
+_DELIMITERS = (",", ";", "\t", "|")
+_NO_DELIMITER = "\x1f"  # a one-column CSV: no character in the text splits it
+_NUMBER = re.compile(r"^\s*[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?\s*%?\s*$")
+_MAGIC = (
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx or .ods workbook is one); save the sheet as CSV"),
+    (b"%PDF", "a PDF document; copy the sentences into a .txt file, one per line"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x1f\x8b", "a gzip archive; unpack it first"),
+    (b"\xd0\xcf\x11\xe0", "an old Office document (.xls / .doc); save the sheet as CSV"),
+    (b"SQLite format 3", "a SQLite database"),
+    (b"PAR1", "a Parquet file; save it as CSV"),
+)
+
+
+class CorpusError(ValueError):
+    """A corpus or pairs file that cannot be used; the message says what is wrong and what to do."""
+
+
+@dataclass(frozen=True, eq=False)
+class Corpus:
+    """Texts to embed, with optional label columns.
+
+    * ``texts``: the N texts (stripped, non-empty)
+    * ``labels``: label column name -> N values (strings; "" where a row has no value)
+    * ``name``: a short name to show (the file name, or "demo corpus")
+    * ``messages``: notes made while loading (rows dropped or cut, limits applied)
+    * ``text_column``: the CSV column the texts came from (None for TXT and hand-made corpora)
+    * ``columns``: every column of the CSV, in file order (empty for TXT)
+    """
+
+    texts: tuple[str, ...]
+    labels: dict = field(default_factory=dict)
+    name: str = "corpus"
+    messages: tuple[str, ...] = ()
+    text_column: str | None = None
+    columns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        texts = tuple(self.texts)
+        if not all(isinstance(t, str) for t in texts):
+            raise TypeError("Corpus texts must be strings.")
+        labels = {}
+        for column, values in dict(self.labels).items():
+            values = tuple(values)
+            if len(values) != len(texts):
+                raise ValueError(f"label column {column!r}: expected {len(texts)} values, got {len(values)}")
+            labels[str(column)] = values
+        object.__setattr__(self, "texts", texts)
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "messages", tuple(self.messages))
+        object.__setattr__(self, "columns", tuple(self.columns))
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Corpus):
+            return NotImplemented
+        return self.content_hash == other.content_hash
+
+    def __hash__(self) -> int:
+        return hash(self.content_hash)
+
+    @cached_property
+    def content_hash(self) -> str:
+        """sha256 (hex) of the texts and label columns: equal content, equal hash."""
+        payload = json.dumps(
+            {"texts": list(self.texts), "labels": {k: list(v) for k, v in sorted(self.labels.items())}},
+            ensure_ascii=False,
+            default=str,
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(self.labels)
+
+    def subset(self, rows: Sequence[int] | slice, name: str | None = None) -> Corpus:
+        """A corpus of some rows (indices or a slice), labels kept row by row."""
+        index = list(range(len(self.texts)))[rows] if isinstance(rows, slice) else [int(r) for r in rows]
+        return Corpus(
+            texts=tuple(self.texts[i] for i in index),
+            labels={k: tuple(v[i] for i in index) for k, v in self.labels.items()},
+            name=self.name if name is None else name,
+            messages=self.messages,
+            text_column=self.text_column,
+            columns=self.columns,
+        )
+
+    def to_frame(self):
+        """pandas.DataFrame with a ``text`` column and one column per label."""
+        import pandas as pd
+
+        return pd.DataFrame({"text": list(self.texts), **{k: list(v) for k, v in self.labels.items()}})
+
+
+def _data_path(name: str):
+    from importlib.resources import files
+
+    return files("clsviz").joinpath("data", name)
+
+
+@lru_cache(maxsize=1)
+def _demo_rows() -> tuple[tuple[str, ...], dict]:
+    text = _data_path("demo_corpus.csv").read_text(encoding="utf-8")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    texts = tuple(r["text"] for r in rows)
+    labels = {k: tuple(r[k] for r in rows) for k in DEMO_LABELS}
+    return texts, labels
+
+
+def demo_corpus() -> Corpus:
+    """The demo corpus shipped with clsviz (see ``clsviz/data/README.md``).
+
+    Label columns: ``topic``, ``sentiment`` (positive / negative), ``form`` (question /
+    statement / command) and ``order`` (who acts in the word-order pairs; "" elsewhere).
+    """
+    texts, labels = _demo_rows()
+    return Corpus(texts=texts, labels=dict(labels), name="demo corpus", text_column="text",
+                  columns=("text", *DEMO_LABELS))
+
+
+def demo_pairs():
+    """pandas.DataFrame of the scored demo pairs: ``sentence1, sentence2, score`` (0-5), ``kind``
+    (paraphrase / related / unrelated)."""
+    import pandas as pd
+
+    with _data_path("demo_pairs.csv").open("r", encoding="utf-8") as fh:
+        frame = pd.read_csv(fh, dtype={"sentence1": str, "sentence2": str, "kind": str}, keep_default_na=False)
+    frame["score"] = frame["score"].astype(float)
+    return frame[["sentence1", "sentence2", "score", "kind"]]
+
+
+def limits_from_env() -> dict:
+    """``max_rows`` / ``max_bytes`` / ``max_chars`` for uploads, from ``CLSVIZ_MAX_ROWS`` etc."""
+    out = {}
+    for key, env, default in (
+        ("max_rows", MAX_ROWS_ENV, DEFAULT_MAX_ROWS),
+        ("max_bytes", MAX_BYTES_ENV, DEFAULT_MAX_BYTES),
+        ("max_chars", MAX_CHARS_ENV, DEFAULT_MAX_CHARS),
+    ):
+        raw = os.environ.get(env, "").strip().replace("_", "").replace(",", "")
+        out[key] = int(raw) if raw.isdigit() and int(raw) > 0 else default
+    return out
+
+
+def _rows_text(numbers: Sequence[int], word: str = "rows", limit: int = 10) -> str:
+    shown = ", ".join(str(n) for n in numbers[:limit])
+    more = f" and {len(numbers) - limit} more" if len(numbers) > limit else ""
+    return f"{word} {shown}{more}"
+
+
+def _size(n: int) -> str:
+    return f"{n / 1_000_000:.1f} MB" if n >= 100_000 else f"{n:,} bytes"
+
+
+def _looks_utf16(data: bytes) -> str | None:
+    """'utf-16-le' / 'utf-16-be' for BOM-less UTF-16 text (every other byte is zero), else None."""
+    sample = data[:4096]
+    if len(sample) < 4:
+        return None
+    half = len(sample) // 2
+    odd_zero = sum(1 for b in sample[1::2] if b == 0) / half
+    even_zero = sum(1 for b in sample[0::2] if b == 0) / half
+    if odd_zero > 0.9 and even_zero < 0.1:
+        return "utf-16-le"
+    if even_zero > 0.9 and odd_zero < 0.1:
+        return "utf-16-be"
+    return None
+
+
+def _decode(data: bytes, filename: str) -> tuple[str, list[str]]:
+    """Text of a file (UTF-8 with or without BOM, UTF-16, else Windows-1252 / Latin-1).
+
+    Raises CorpusError for empty and binary files. Returns (text, notes)."""
+    if not data or not data.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
+        raise CorpusError(f"'{filename}' is empty: there is nothing to read.")
+    for magic, what in _MAGIC:
+        if data.startswith(magic):
+            raise CorpusError(f"'{filename}' is {what}, not a text file. Upload a CSV or a TXT file.")
+    notes: list[str] = []
+    if data.startswith(b"\xef\xbb\xbf"):
+        encodings = ["utf-8-sig"]
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encodings = ["utf-16"]
+    elif (guess := _looks_utf16(data)) is not None:
+        encodings = [guess]
+    elif b"\x00" in data:
+        raise CorpusError(
+            f"'{filename}' looks like a binary file (it contains NUL bytes), not text. "
+            "Upload a CSV or a TXT file saved as UTF-8."
+        )
+    else:
+        encodings = ["utf-8", "cp1252", "latin-1"]
+    text = None
+    for encoding in encodings:
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    if text is None:
+        raise CorpusError(f"'{filename}' could not be decoded as {encodings[0].upper()}; save it as UTF-8.")
+    if encodings[0] == "utf-8" and encoding != "utf-8":
+        notes.append(
+            f"The file is not valid UTF-8; it was read as {'Windows-1252' if encoding == 'cp1252' else 'Latin-1'}. "
+            "Check accented letters, or save the file as UTF-8."
+        )
+    text = text.lstrip("\ufeff")
+    controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r")
+    if controls > max(8, len(text) // 100):
+        raise CorpusError(
+            f"'{filename}' looks like a binary file ({controls:,} control characters), not text. "
+            "Upload a CSV or a TXT file."
+        )
+    if not _has_content(text):
+        raise CorpusError(f"'{filename}' is empty: it holds only spaces or blank lines.")
+    return text, notes
+
+
+def _kind(filename: str) -> str:
+    suffix = os.path.splitext(filename.lower())[1]
+    if suffix in (".csv", ".tsv"):
+        return suffix[1:]
+    if suffix in (".txt", ".text", ""):
+        return "txt"
+    raise CorpusError(f"'{filename}': files ending in '{suffix}' are not read; upload a .csv, .tsv or .txt file.")
+
+
+def _header_delimiter(text: str, kind: str) -> str:
+    if kind == "tsv":
+        return "\t"
+    first = next(iter(csv.reader(io.StringIO(text.split("\n", 1)[0] + "\n"), delimiter=_NO_DELIMITER)), [""])[0]
+    # Count delimiters in the header line outside quotes: the one that splits it is the delimiter.
+    outside = re.sub(r'"[^"]*"', "", first)
+    counts = {d: outside.count(d) for d in _DELIMITERS}
+    best = max(_DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else _NO_DELIMITER
+
+
+def _read_table(text: str, filename: str, kind: str) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, rows and each row's line number in the file (header = line 1)."""
+    delimiter = _header_delimiter(text, kind)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    rows, lines = [], []
+    try:
+        for row in reader:
+            if not row or not any(cell.strip() for cell in row):
+                continue  # blank line
+            rows.append(row)
+            lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise CorpusError(
+            f"'{filename}' is not a well-formed CSV (near line {reader.line_num}: {exc}). "
+            'Check the quotes: a field that contains the delimiter or a line break must be wrapped in "...".'
+        ) from None
+    if not rows:
+        raise CorpusError(f"'{filename}' is empty: there is nothing to read.")
+    header = [h.strip() for h in rows[0]]
+    body, body_lines = rows[1:], lines[1:]
+    if not body:
+        raise CorpusError(f"'{filename}' has a header line but no rows under it.")
+    bad = [line for row, line in zip(body, body_lines) if len(row) != len(header)]
+    if bad:
+        counts = sorted({len(row) for row in body if len(row) != len(header)})
+        sep = {",": "comma", ";": "semicolon", "\t": "tab", "|": "bar"}.get(delimiter, "single column")
+        raise CorpusError(
+            f"'{filename}' is not a well-formed CSV: the header has {len(header)} field(s) "
+            f"({sep}-separated) but {_rows_text(bad, 'lines')} have {'/'.join(map(str, counts))}. "
+            'Wrap fields that contain the delimiter in double quotes ("...").'
+        )
+    # Unnamed or repeated column names get unique names a person can still recognise.
+    seen: dict[str, int] = {}
+    names = []
+    for i, h in enumerate(header, start=1):
+        name = h or f"column {i}"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name} ({seen[name]})"
+        else:
+            seen[name] = 1
+        names.append(name)
+    return names, body, body_lines
+
+
+def _text_like(values: Sequence[str]) -> bool:
+    filled = [v for v in values if v.strip()]
+    if not filled:
+        return False
+    wordy = sum(1 for v in filled if not _NUMBER.match(v) and any(ch.isalpha() for ch in v))
+    return wordy / len(filled) > 0.5
+
+
+def _mean_length(values: Sequence[str]) -> float:
+    return sum(len(v.strip()) for v in values) / max(1, len(values))
+
+
+def detect_text_column(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str | None:
+    """The column with the longest average value among the mostly non-numeric ones, or None."""
+    best, best_len = None, -1.0
+    for j, column in enumerate(columns):
+        values = [r[j] for r in rows]
+        if _text_like(values) and _mean_length(values) > best_len:
+            best, best_len = column, _mean_length(values)
+    return best
+
+
+def detect_label_columns(columns: Sequence[str], rows: Sequence[Sequence[str]], text_column: str) -> list[str]:
+    """Columns other than the text column with few distinct values (2 .. 50, fewer than the rows)."""
+    out = []
+    n = len(rows)
+    for j, column in enumerate(columns):
+        if column == text_column:
+            continue
+        distinct = {r[j].strip() for r in rows}
+        if 2 <= len(distinct) <= _MAX_LABEL_VALUES and (len(distinct) < n or n <= 2):
+            out.append(column)
+    return out
+
+
+def _finish(
+    texts: list[str],
+    numbers: list[int],
+    labels: dict[str, list[str]],
+    unit: str,
+    max_rows: int,
+    max_chars: int,
+    notes: list[str],
+) -> tuple[list[str], dict[str, list[str]]]:
+    """Drop empty texts, apply the row limit, cut long texts; notes for each."""
+    keep = [i for i, t in enumerate(texts) if _has_content(t)]
+    dropped = [numbers[i] for i in range(len(texts)) if not _has_content(texts[i])]
+    if not keep:
+        raise CorpusError(f"Every {unit[:-1]} is empty: there are no texts to use.")
+    if dropped:
+        notes.append(f"{len(dropped):,} empty {unit if len(dropped) > 1 else unit[:-1]} dropped "
+                     f"({_rows_text(dropped, unit)}).")
+    if len(keep) > max_rows:
+        notes.append(f"{len(keep):,} {unit}; the first {max_rows:,} are used — raise max_rows "
+                     f"({MAX_ROWS_ENV} for the app) to use more.")
+        keep = keep[:max_rows]
+    out_texts = [texts[i].strip() for i in keep]
+    cut = [numbers[keep[k]] for k, t in enumerate(out_texts) if len(t) > max_chars]
+    if cut:
+        out_texts = [t[:max_chars].rstrip() if len(t) > max_chars else t for t in out_texts]
+        notes.append(f"{len(cut):,} text(s) longer than {max_chars:,} characters were cut to that length "
+                     f"({_rows_text(cut, unit)}) — raise max_chars ({MAX_CHARS_ENV} for the app) to keep more.")
+    repeated = len(out_texts) - len(set(out_texts))
+    if repeated:
+        notes.append(f"{repeated:,} text(s) repeat an earlier one; each copy is kept.")
+    return out_texts, {k: [v[i].strip() for i in keep] for k, v in labels.items()}
+
+
+def load_corpus(
+    data: bytes,
+    filename: str,
+    text_column: str | None = None,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    label_columns: Sequence[str] | None = None,
+) -> Corpus:
+    """Read a corpus from the bytes of a CSV / TSV (a header line, a text column, label columns)
+    or a TXT file (one text per line).
+
+    The text column is ``text_column``, else the mostly non-numeric column with the longest
+    average value; label columns are ``label_columns``, else the other columns with few
+    distinct values. Empty texts are dropped, at most ``max_rows`` texts are kept and each is
+    cut to ``max_chars`` characters, each with a note in ``Corpus.messages``. Raises
+    :class:`CorpusError` for files that cannot be used (empty, binary, malformed, too large,
+    no text column).
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    filename = os.path.basename(str(filename)) or "upload"
+    if max_rows < 1 or max_chars < 1 or max_bytes < 1:
+        raise ValueError("max_rows, max_bytes and max_chars must be at least 1")
+    if len(data) > max_bytes:
+        raise CorpusError(
+            f"'{filename}' is {_size(len(data))}; the limit is {_size(max_bytes)}. Upload a smaller file "
+            f"or raise max_bytes ({MAX_BYTES_ENV} for the app)."
+        )
+    kind = _kind(filename)
+    text, notes = _decode(data, filename)
+    if kind == "txt":
+        if text_column is not None:
+            raise CorpusError(f"'{filename}' is a TXT file (one text per line); it has no columns to choose.")
+        lines = text.splitlines()
+        texts, _ = _finish(lines, list(range(1, len(lines) + 1)), {}, "lines", max_rows, max_chars, notes)
+        return Corpus(texts=tuple(texts), labels={}, name=filename, messages=tuple(notes))
+
+    columns, rows, numbers = _read_table(text, filename, kind)
+    if text_column is None:
+        text_column = detect_text_column(columns, rows)
+        if text_column is None:
+            raise CorpusError(
+                f"'{filename}' has no text column: every column ({', '.join(columns)}) holds numbers or is "
+                "empty. The corpus needs a column of sentences."
+            )
+    elif text_column not in columns:
+        raise CorpusError(f"'{filename}' has no column {text_column!r}; its columns are: {', '.join(columns)}.")
+    if label_columns is None:
+        label_columns = detect_label_columns(columns, rows, text_column)
+    else:
+        missing = [c for c in label_columns if c not in columns]
+        if missing:
+            raise CorpusError(f"'{filename}' has no column(s) {', '.join(map(repr, missing))}; "
+                              f"its columns are: {', '.join(columns)}.")
+        label_columns = [c for c in label_columns if c != text_column]
+    j = columns.index(text_column)
+    labels = {c: [r[columns.index(c)] for r in rows] for c in label_columns}
+    texts, labels = _finish([r[j] for r in rows], numbers, labels, "rows", max_rows, max_chars, notes)
+    return Corpus(
+        texts=tuple(texts),
+        labels={k: tuple(v) for k, v in labels.items()},
+        name=filename,
+        messages=tuple(notes),
+        text_column=text_column,
+        columns=tuple(columns),
+    )
+
+
+def load_pairs(
+    data: bytes,
+    filename: str,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> pd.DataFrame:
+    """Read scored sentence pairs from a CSV / TSV with columns ``sentence1, sentence2, score``
+    (any numeric scale; an optional ``kind`` column is kept). Returns a pandas.DataFrame.
+
+    Raises :class:`CorpusError` naming the rows with an empty sentence or a score that is not
+    a number, and for empty, binary, malformed or too large files."""
+    import pandas as pd
+
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    data = bytes(data)
+    filename = os.path.basename(str(filename)) or "upload"
+    if len(data) > max_bytes:
+        raise CorpusError(f"'{filename}' is {_size(len(data))}; the limit is {_size(max_bytes)}.")
+    kind = _kind(filename)
+    if kind == "txt":
+        raise CorpusError(f"'{filename}': sentence pairs need a CSV with columns sentence1, sentence2, score.")
+    text, _ = _decode(data, filename)
+    columns, rows, numbers = _read_table(text, filename, kind)
+    lower = {c.lower(): i for i, c in enumerate(columns)}
+    missing = [c for c in PAIR_COLUMNS if c not in lower]
+    if missing:
+        raise CorpusError(
+            f"'{filename}' needs the columns sentence1, sentence2, score; {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} missing (found: {', '.join(columns)})."
+        )
+    if len(rows) > max_rows:
+        raise CorpusError(f"'{filename}' has {len(rows):,} pairs; the limit is {max_rows:,}.")
+    s1 = [r[lower["sentence1"]].strip() for r in rows]
+    s2 = [r[lower["sentence2"]].strip() for r in rows]
+    raw = [r[lower["score"]].strip() for r in rows]
+    scores = []
+    for value in raw:
+        try:
+            score = float(value)
+        except ValueError:
+            score = math.nan
+        scores.append(score if math.isfinite(score) else math.nan)
+    empty = [n for n, a, b in zip(numbers, s1, s2) if not (_has_content(a) and _has_content(b))]
+    nonnumeric = [n for n, s in zip(numbers, scores) if math.isnan(s)]
+    problems = []
+    if empty:
+        problems.append(f"{_rows_text(empty)} have an empty sentence")
+    if nonnumeric:
+        problems.append(f"{_rows_text(nonnumeric)} have a score that is not a number")
+    if problems:
+        raise CorpusError(f"'{filename}': {'; '.join(problems)} (line numbers of the file, header = 1).")
+    frame = pd.DataFrame({"sentence1": s1, "sentence2": s2, "score": np.array(scores, dtype=float)})
+    if "kind" in lower:
+        frame["kind"] = [r[lower["kind"]].strip() for r in rows]
+    return frame

@@ -1,0 +1,192 @@
+"""Corpus widgets: pick the demo corpus or an upload (:func:`corpus_picker`), and embed it
+once per (model, corpus, strategies) with a progress bar (:func:`corpus_vectors`)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import streamlit as st
+
+from clsviz import Encoder, PooledVectors
+from clsviz.corpus import Corpus, CorpusError, demo_corpus, extract, limits_from_env, load_corpus
+
+DEMO = "Demo corpus"
+UPLOAD = "Upload a file"
+MAX_CACHED_VECTORS = 4
+
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>#|~$:])")
+
+
+def plain(text: str) -> str:
+    """Text for st.info / st.error / st.caption (which read Markdown) shown exactly as written."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _load(
+    data: bytes,
+    filename: str,
+    text_column: str | None,
+    label_columns: tuple[str, ...] | None,
+    max_rows: int,
+    max_bytes: int,
+    max_chars: int,
+) -> Corpus:
+    return load_corpus(
+        data,
+        filename,
+        text_column=text_column,
+        max_rows=max_rows,
+        max_bytes=max_bytes,
+        max_chars=max_chars,
+        label_columns=label_columns,
+    )
+
+
+def show_messages(corpus: Corpus) -> None:
+    """The notes made while loading: limits and decoding as warnings, the rest as info."""
+    for message in corpus.messages:
+        if "raise" in message or "UTF-8" in message:
+            st.warning(plain(message), icon=":material/warning:")
+        else:
+            st.info(plain(message), icon=":material/info:")
+
+
+def _describe(corpus: Corpus) -> str:
+    labels = ", ".join(corpus.label_names) if corpus.labels else "none"
+    source = f" · text column: {corpus.text_column}" if corpus.text_column and corpus.name != "demo corpus" else ""
+    return plain(f"{corpus.name}: {len(corpus):,} texts{source} · label columns: {labels}")
+
+
+def _upload(key: str) -> Corpus | None:
+    file = st.file_uploader(
+        "Corpus file (CSV, TSV or TXT)",
+        type=["csv", "tsv", "txt"],
+        key=f"{key}.file",
+        help="CSV/TSV: a header line, one column of sentences and optional label columns. "
+        "TXT: one sentence per line. UTF-8, UTF-16 and Latin-1 files are read.",
+    )
+    if file is None:
+        st.info(
+            "Upload a CSV (a column of sentences, optional label columns) or a TXT file "
+            "(one sentence per line), or pick the demo corpus.",
+            icon=":material/upload_file:",
+        )
+        return None
+    data = file.getvalue()
+    limits = limits_from_env()
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    try:
+        corpus = _load(data, file.name, None, None, **limits)
+        if corpus.columns:
+            columns = list(corpus.columns)
+            text_column = st.selectbox(
+                "Text column",
+                columns,
+                index=columns.index(corpus.text_column),
+                key=f"{key}.text_column.{digest}",
+                help="Detected: the mostly non-numeric column with the longest values.",
+            )
+            if text_column != corpus.text_column:
+                corpus = _load(data, file.name, text_column, None, **limits)
+            chosen = st.multiselect(
+                "Label columns",
+                [c for c in columns if c != text_column],
+                default=list(corpus.label_names),
+                key=f"{key}.labels.{digest}.{columns.index(text_column)}",
+                help="Columns to colour and score by. Detected: columns with few distinct values.",
+            )
+            if list(chosen) != list(corpus.label_names):
+                corpus = _load(data, file.name, text_column, tuple(chosen), **limits)
+    except CorpusError as exc:
+        st.error(plain(str(exc)), icon=":material/error:")
+        return None
+    except Exception as exc:  # an unexpected failure must not reach the page as a traceback
+        st.error(plain(f"'{file.name}' could not be read ({type(exc).__name__}: {exc})."), icon=":material/error:")
+        return None
+    return corpus
+
+
+def corpus_picker(key: str) -> Corpus | None:
+    """The demo corpus or an uploaded CSV / TSV / TXT (text and label columns chosen here).
+
+    Shows the corpus's notes; returns None, after a message, when there is nothing usable."""
+    source = st.radio("Corpus", (DEMO, UPLOAD), key=f"{key}.source", horizontal=True)
+    if source == DEMO:
+        try:
+            corpus = demo_corpus()
+        except Exception as exc:  # a broken installation: say so instead of a traceback
+            st.error(plain(f"The demo corpus could not be read ({type(exc).__name__}: {exc})."))
+            return None
+    else:
+        corpus = _upload(key)
+        if corpus is None:
+            return None
+    show_messages(corpus)
+    st.caption(_describe(corpus))
+    return corpus
+
+
+@st.cache_resource(show_spinner=False)
+def _vector_store() -> tuple[OrderedDict, threading.Lock]:
+    # Shared by every session: PooledVectors are never mutated, so sharing them is safe and
+    # avoids copying [N, L+1, S, D] arrays on every rerun (st.cache_data would).
+    return OrderedDict(), threading.Lock()
+
+
+def vectors_key(
+    encoder: Encoder, corpus: Corpus, strategies: Sequence[str], max_length: int | None = None
+) -> str:
+    """The cache key: model name, corpus content hash, strategies, max tokens."""
+    parts = (encoder.name, corpus.content_hash, ",".join(strategies), str(max_length))
+    return "|".join(parts)
+
+
+def corpus_vectors(
+    encoder: Encoder,
+    corpus: Corpus,
+    strategies: Sequence[str] = ("cls", "mean", "max"),
+    max_length: int | None = None,
+    batch_size: int = 32,
+) -> PooledVectors | None:
+    """Pooled vectors of every corpus text at every layer (see :func:`clsviz.corpus.extract`),
+    with a progress bar while they are computed; cached per (model, corpus content, strategies,
+    max tokens). The corpus labels are copied into ``PooledVectors.labels``. On failure an
+    error is shown and None is returned."""
+    strategies = tuple(strategies)
+    key = vectors_key(encoder, corpus, strategies, max_length)
+    store, lock = _vector_store()
+    with lock:
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+    total = len(corpus)
+    bar = st.progress(0.0, text=f"Embedding {total:,} texts with {encoder.name}…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / max(1, total)), text=f"Embedding texts: {done:,} of {total:,}…")
+
+    try:
+        vectors = extract(
+            encoder,
+            corpus.texts,
+            strategies=strategies,
+            batch_size=batch_size,
+            progress=progress,
+            max_length=max_length,
+            labels=dict(corpus.labels),
+        )
+    except ValueError as exc:
+        st.error(plain(f"The corpus could not be embedded: {exc}"), icon=":material/error:")
+        return None
+    finally:
+        bar.empty()
+    with lock:
+        store[key] = vectors
+        while len(store) > MAX_CACHED_VECTORS:
+            store.popitem(last=False)
+    return vectors
