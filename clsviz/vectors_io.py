@@ -1,0 +1,244 @@
+"""Saving :class:`~clsviz.corpus.PooledVectors` to disk and loading them back.
+
+Two formats, picked by the file name when saving and by the file's first bytes when loading:
+
+* ``.npz`` (numpy, no pickles): the vectors array as is, and one JSON document holding the
+  texts, labels, strategies and model name — exact for any label values JSON can hold
+  (strings, numbers, booleans, None).
+* ``.parquet`` (needs pyarrow): one row per text — ``text``, ``truncated``, one column per label,
+  and ``vectors`` (a fixed-size list of ``(L + 1) * S * D`` float32 values, layer-major, then
+  strategy, then dimension) — readable by pandas or any Parquet tool. The shape, strategy names
+  and model name travel in the file's schema metadata under the key ``clsviz``.
+
+``load_vectors(save_vectors(pv, path))`` gives back the same arrays, texts, labels and names.
+Loading accepts a path, raw bytes or a binary file object (an uploaded file in the app).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .corpus import PooledVectors
+
+__all__ = ["VECTOR_FORMATS", "save_vectors", "load_vectors"]
+
+VECTOR_FORMATS = (".npz", ".parquet")
+"""File name endings :func:`save_vectors` understands."""
+
+_FORMAT_VERSION = 1
+_META_KEY = "clsviz"
+_NPZ_MAGIC = b"PK"  # an .npz file is a zip archive
+_PARQUET_MAGIC = b"PAR1"
+
+
+def _plain(value):
+    """A label value as a JSON-able Python scalar (numpy scalars unwrapped)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _labels_json(labels: dict, n: int) -> dict[str, list]:
+    out = {}
+    for name, values in labels.items():
+        values = [_plain(v) for v in values]
+        if len(values) != n:
+            raise ValueError(f"label column {name!r} has {len(values)} values for {n} texts")
+        try:
+            json.dumps(values, allow_nan=True)
+        except TypeError as exc:
+            raise ValueError(
+                f"label column {name!r} holds values that cannot be saved ({exc}); "
+                "use strings or numbers as labels"
+            ) from exc
+        out[str(name)] = values
+    return out
+
+
+def _meta(pv: PooledVectors) -> dict:
+    return {
+        "format_version": _FORMAT_VERSION,
+        "model_name": pv.model_name,
+        "strategies": list(pv.strategies),
+        "shape": list(pv.vectors.shape),
+    }
+
+
+def save_vectors(pv: PooledVectors, path: str | os.PathLike) -> Path:
+    """Write ``pv`` to ``path`` (``.npz`` or ``.parquet``, by its ending); returns the path.
+
+    Raises ``ValueError`` for another ending, or for label values that are not strings,
+    numbers, booleans or None.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VECTOR_FORMATS:
+        raise ValueError(
+            f"cannot save vectors as '{path.name}': the file name must end in "
+            f"{' or '.join(VECTOR_FORMATS)}"
+        )
+    labels = _labels_json(pv.labels, len(pv.texts))
+    if suffix == ".npz":
+        _save_npz(pv, labels, path)
+    else:
+        _save_parquet(pv, labels, path)
+    return path
+
+
+def _save_npz(pv: PooledVectors, labels: dict, path: Path) -> None:
+    doc = {**_meta(pv), "texts": list(pv.texts), "labels": labels}
+    # Written through a file object so numpy does not append a second ".npz".
+    with open(path, "wb") as fh:
+        np.savez_compressed(
+            fh,
+            vectors=np.ascontiguousarray(pv.vectors, dtype=np.float32),
+            truncated=np.asarray(pv.truncated, dtype=bool),
+            meta=np.array(json.dumps(doc, ensure_ascii=True)),
+        )
+
+
+def _label_array(pa, values: list):
+    """(arrow array, how it is stored): native when arrow holds the values exactly, else JSON text."""
+    try:
+        arr = pa.array(values)
+        if arr.to_pylist() == values and all(type(a) is type(b) for a, b in zip(arr.to_pylist(), values)):
+            return arr, "native"
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        pass
+    return pa.array([json.dumps(v) for v in values], type=pa.string()), "json"
+
+
+def _require_pyarrow():
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as exc:  # pragma: no cover - pyarrow ships with streamlit
+        raise ValueError("Parquet needs the 'pyarrow' package; install it or use .npz") from exc
+    return pa, pq
+
+
+def _save_parquet(pv: PooledVectors, labels: dict, path: Path) -> None:
+    pa, pq = _require_pyarrow()
+    n = len(pv.texts)
+    flat = np.ascontiguousarray(pv.vectors, dtype=np.float32).reshape(n, -1)
+    width = flat.shape[1]
+    columns = {
+        "text": pa.array(list(pv.texts), type=pa.string()),
+        "truncated": pa.array(np.asarray(pv.truncated, dtype=bool)),
+    }
+    label_columns = []
+    for name, values in labels.items():
+        column = name if name not in ("text", "truncated", "vectors") else f"label:{name}"
+        while column in columns:
+            column = f"label:{column}"
+        columns[column], how = _label_array(pa, values)
+        label_columns.append({"name": name, "column": column, "stored": how})
+    columns["vectors"] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1), type=pa.float32()), width)
+    meta = {**_meta(pv), "labels": label_columns}
+    table = pa.table(columns).replace_schema_metadata({_META_KEY: json.dumps(meta)})
+    pq.write_table(table, path, compression="zstd")
+
+
+def _read_source(source: str | os.PathLike | bytes | BinaryIO) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    if hasattr(source, "read"):
+        data = source.read()
+        return data.encode() if isinstance(data, str) else bytes(data)
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"no vectors file at '{path}'")
+    return path.read_bytes()
+
+
+def load_vectors(source: str | os.PathLike | bytes | BinaryIO) -> PooledVectors:
+    """Read vectors written by :func:`save_vectors` from a path, bytes or a binary file object.
+
+    The format is recognised from the content. Raises ``ValueError`` (with what is wrong)
+    for a file that is not a clsviz vectors file, ``FileNotFoundError`` for a missing path.
+    """
+    data = _read_source(source)
+    if data.startswith(_PARQUET_MAGIC):
+        return _load_parquet(data)
+    if data.startswith(_NPZ_MAGIC):
+        return _load_npz(data)
+    raise ValueError(
+        "this is not a clsviz vectors file: expected an .npz or .parquet file written by "
+        "'clsviz embed' or clsviz.vectors_io.save_vectors"
+    )
+
+
+def _check_meta(meta: dict) -> None:
+    version = meta.get("format_version")
+    if version != _FORMAT_VERSION:
+        raise ValueError(
+            f"this vectors file has format version {version!r}; this clsviz reads version {_FORMAT_VERSION}"
+        )
+
+
+def _load_npz(data: bytes) -> PooledVectors:
+    import zipfile
+
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            missing = {"vectors", "truncated", "meta"} - set(npz.files)
+            if missing:
+                raise ValueError(
+                    f"this .npz file is not a clsviz vectors file (missing: {', '.join(sorted(missing))})"
+                )
+            vectors = npz["vectors"]
+            truncated = npz["truncated"]
+            meta = json.loads(str(npz["meta"]))
+    except (zipfile.BadZipFile, OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"this .npz file could not be read: {exc}") from exc
+    _check_meta(meta)
+    if vectors.dtype != np.float32 or vectors.ndim != 4:
+        raise ValueError(f"vectors: expected a float32 [N, L + 1, S, D] array, got {vectors.dtype} {list(vectors.shape)}")
+    return PooledVectors(
+        vectors=vectors,
+        strategies=tuple(meta["strategies"]),
+        texts=tuple(meta["texts"]),
+        model_name=meta["model_name"],
+        truncated=truncated.astype(bool),
+        labels={name: tuple(values) for name, values in meta["labels"].items()},
+    )
+
+
+def _load_parquet(data: bytes) -> PooledVectors:
+    pa, pq = _require_pyarrow()
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ValueError(f"this .parquet file could not be read: {exc}") from exc
+    raw = (table.schema.metadata or {}).get(_META_KEY.encode())
+    if raw is None:
+        raise ValueError("this .parquet file is not a clsviz vectors file (no 'clsviz' metadata)")
+    meta = json.loads(raw)
+    _check_meta(meta)
+    shape = tuple(int(x) for x in meta["shape"])
+    for column in ("text", "truncated", "vectors"):
+        if column not in table.column_names:
+            raise ValueError(f"this .parquet file has no '{column}' column")
+    flat = table.column("vectors").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    if flat.size != int(np.prod(shape)):
+        raise ValueError(f"vectors: the file holds {flat.size} values, its metadata says shape {list(shape)}")
+    labels = {}
+    for entry in meta["labels"]:
+        values = table.column(entry["column"]).to_pylist()
+        if entry["stored"] == "json":
+            values = [json.loads(v) for v in values]
+        labels[entry["name"]] = tuple(values)
+    return PooledVectors(
+        vectors=np.asarray(flat, dtype=np.float32).reshape(shape),
+        strategies=tuple(meta["strategies"]),
+        texts=tuple(table.column("text").to_pylist()),
+        model_name=meta["model_name"],
+        truncated=np.asarray(table.column("truncated").to_pylist(), dtype=bool),
+        labels=labels,
+    )
