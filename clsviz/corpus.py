@@ -337,9 +337,14 @@ def limits_from_env() -> dict:
 
 
 def _rows_text(numbers: Sequence[int], word: str = "rows", limit: int = 10) -> str:
+    """'row 4' / 'rows 4, 9, 12 and 3 more' (word is the plural)."""
     shown = ", ".join(str(n) for n in numbers[:limit])
     more = f" and {len(numbers) - limit} more" if len(numbers) > limit else ""
-    return f"{word} {shown}{more}"
+    return f"{word if len(numbers) > 1 else word[:-1]} {shown}{more}"
+
+
+def _have(numbers: Sequence[int]) -> str:
+    return "have" if len(numbers) > 1 else "has"
 
 
 def _size(n: int) -> str:
@@ -458,7 +463,7 @@ def _read_table(text: str, filename: str, kind: str) -> tuple[list[str], list[li
         sep = {",": "comma", ";": "semicolon", "\t": "tab", "|": "bar"}.get(delimiter, "single column")
         raise CorpusError(
             f"'{filename}' is not a well-formed CSV: the header has {len(header)} field(s) "
-            f"({sep}-separated) but {_rows_text(bad, 'lines')} have {'/'.join(map(str, counts))}. "
+            f"({sep}-separated) but {_rows_text(bad, 'lines')} {_have(bad)} {'/'.join(map(str, counts))}. "
             'Wrap fields that contain the delimiter in double quotes ("...").'
         )
     # Unnamed or repeated column names get unique names a person can still recognise.
@@ -662,9 +667,9 @@ def load_pairs(
     nonnumeric = [n for n, s in zip(numbers, scores) if math.isnan(s)]
     problems = []
     if empty:
-        problems.append(f"{_rows_text(empty)} have an empty sentence")
+        problems.append(f"{_rows_text(empty)} {_have(empty)} an empty sentence")
     if nonnumeric:
-        problems.append(f"{_rows_text(nonnumeric)} have a score that is not a number")
+        problems.append(f"{_rows_text(nonnumeric)} {_have(nonnumeric)} a score that is not a number")
     if problems:
         raise CorpusError(f"'{filename}': {'; '.join(problems)} (line numbers of the file, header = 1).")
     frame = pd.DataFrame({"sentence1": s1, "sentence2": s2, "score": np.array(scores, dtype=float)})

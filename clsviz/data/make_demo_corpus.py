@@ -146,6 +146,58 @@ WEATHER_COMMANDS = [
 PREFIXES = ["", "", "", "", "Last weekend, ", "To be fair, ", "In my opinion, ", "Frankly, ",
             "According to my sister, ", "As far as I could tell, "]
 
+# Hand-written sentences with a looser shape than the frames: (text, topic, sentiment, form).
+HANDWRITTEN = [
+    ("The striker scored twice in the last ten minutes, and the whole stadium sang.", "sports", "positive", "statement"),
+    ("We lost again, and nobody on the pitch seemed to care.", "sports", "negative", "statement"),
+    ("I never thought I would enjoy a cricket match, but I stayed until the very last ball.", "sports", "positive", "statement"),
+    ("The referee missed an obvious foul and the game fell apart after that.", "sports", "negative", "statement"),
+    ("Did you see that save in the final minute?", "sports", "positive", "question"),
+    ("Why do they keep playing the same tired tactics every week?", "sports", "negative", "question"),
+    ("Get a ticket for the next home game; you will not regret it.", "sports", "positive", "command"),
+    ("Don't bother staying for the second half, it only gets worse.", "sports", "negative", "command"),
+    ("My grandmother's bread is still warm when she cuts it, and it smells wonderful.", "food", "positive", "statement"),
+    ("The waiter forgot our order, and the soup arrived cold an hour later.", "food", "negative", "statement"),
+    ("It isn't fancy, but the noodle bar round the corner never lets me down.", "food", "positive", "statement"),
+    ("The menu promised fresh fish, yet everything tasted like it came from a freezer.", "food", "negative", "statement"),
+    ("Have you tried the plum tart at the market stall?", "food", "positive", "question"),
+    ("Who puts this much sugar in a tomato sauce?", "food", "negative", "question"),
+    ("Order the dumplings and share them with the whole table.", "food", "positive", "command"),
+    ("Never order the set menu there unless you like chewy meat.", "food", "negative", "command"),
+    ("The battery now lasts two full days, which I did not expect from such a small phone.", "technology", "positive", "statement"),
+    ("After the update, my laptop takes five minutes to start and crashes twice a day.", "technology", "negative", "statement"),
+    ("I was sure the cheap headphones would break, but they still work perfectly a year later.", "technology", "positive", "statement"),
+    ("The smart speaker keeps mishearing me and ordering things I never asked for.", "technology", "negative", "statement"),
+    ("Is there anything this little camera cannot do?", "technology", "positive", "question"),
+    ("Why does the printer always jam right before a deadline?", "technology", "negative", "question"),
+    ("Back up your photos to the new drive; it is quick and simple.", "technology", "positive", "command"),
+    ("Don't install the beta version unless you enjoy losing your files.", "technology", "negative", "command"),
+    ("The fog lifted by noon and the whole valley was bathed in sunshine.", "weather", "positive", "statement"),
+    ("It rained for nine days in a row and the garden turned into a swamp.", "weather", "negative", "statement"),
+    ("The forecast said storms, but we had a calm and golden evening on the beach.", "weather", "positive", "statement"),
+    ("A bitter wind blew all afternoon, and nobody wanted to leave the house.", "weather", "negative", "statement"),
+    ("Isn't it lovely to have blue skies after such a grey winter?", "weather", "positive", "question"),
+    ("How much longer is this heatwave going to last?", "weather", "negative", "question"),
+    ("Open the windows and let the spring air in.", "weather", "positive", "command"),
+    ("Keep the children indoors today; the hail is the size of marbles.", "weather", "negative", "command"),
+    ("The violinist played the slow movement so gently that the hall went completely silent.", "music", "positive", "statement"),
+    ("The sound was so muddy that I could not make out a single word of the lyrics.", "music", "negative", "statement"),
+    ("I went along only to please my brother, and I left humming every song.", "music", "positive", "statement"),
+    ("Their new record sounds like a tired copy of their first one.", "music", "negative", "statement"),
+    ("Have you heard the choir sing that old folk song in harmony?", "music", "positive", "question"),
+    ("Why was the drummer so far ahead of everyone else?", "music", "negative", "question"),
+    ("Put on the second side of the album and turn it up.", "music", "positive", "command"),
+    ("Don't buy the live recording; the crowd drowns out the band.", "music", "negative", "command"),
+    ("Our room looked out over the harbour, and breakfast was served on the balcony.", "travel", "positive", "statement"),
+    ("The bus broke down twice and we reached the village long after dark.", "travel", "negative", "statement"),
+    ("The airport was chaos, but the island itself made up for every minute of it.", "travel", "positive", "statement"),
+    ("The photos showed a quiet beach, but we found a building site next to the hotel.", "travel", "negative", "statement"),
+    ("Have you ever watched the sun rise over the mountains from a night train?", "travel", "positive", "question"),
+    ("Why did nobody tell us the museum closes on Mondays?", "travel", "negative", "question"),
+    ("Book the early ferry and spend the whole day on the island.", "travel", "positive", "command"),
+    ("Don't rent a car in the old town; the streets are far too narrow.", "travel", "negative", "command"),
+]
+
 # Word-order pairs: (person, animal, past verb, base verb, sentiment). Both orders use the same
 # words, so only word order tells who acts.
 PEOPLE = ["the boy", "the girl", "the farmer", "the teacher", "the old man", "the woman", "the child",
@@ -221,12 +273,14 @@ def _order_pairs(rng: random.Random, n_pairs: int) -> list[list[dict]]:
     return pairs
 
 
-def make_corpus(seed: int = SEED, per_topic: int = 120, n_order_pairs: int = 60) -> list[dict]:
-    """Rows (text, topic, sentiment, form, order): topic rows shuffled, order pairs kept adjacent."""
+def make_corpus(seed: int = SEED, per_topic: int = 120, n_order_pairs: int = 64) -> list[dict]:
+    """Rows (text, topic, sentiment, form, order): composed and hand-written topic rows shuffled
+    together, word-order pairs inserted as adjacent rows."""
     rng = random.Random(seed)
     per_form = {"statement": per_topic // 2, "question": per_topic // 4}
     per_form["command"] = per_topic - per_form["statement"] - per_form["question"]
     rows = [r for topic, spec in TOPICS.items() for r in _topic_rows(rng, topic, spec, per_form)]
+    rows += [dict(text=t, topic=topic, sentiment=s, form=f, order="") for t, topic, s, f in HANDWRITTEN]
     rng.shuffle(rows)
     blocks = [[r] for r in rows]
     for pair in _order_pairs(rng, n_order_pairs):
@@ -321,9 +375,25 @@ def _write(path: Path, rows: list[dict], columns: list[str]) -> None:
         writer.writerows(rows)
 
 
+def _counts(rows: list[dict], column: str) -> str:
+    counts: dict[str, int] = {}
+    for r in rows:
+        key = r[column] or "(empty)"
+        counts[key] = counts.get(key, 0) + 1
+    lines = [f"### `{column}`", "", "| value | rows |", "|---|---|"]
+    lines += [f"| `{k}` | {v} |" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return "\n".join(lines)
+
+
 def main() -> None:
-    _write(HERE / "demo_corpus.csv", make_corpus(), ["text", "topic", "sentiment", "form", "order"])
-    _write(HERE / "demo_pairs.csv", make_pairs(), ["sentence1", "sentence2", "score", "kind"])
+    corpus, pairs = make_corpus(), make_pairs()
+    _write(HERE / "demo_corpus.csv", corpus, ["text", "topic", "sentiment", "form", "order"])
+    _write(HERE / "demo_pairs.csv", pairs, ["sentence1", "sentence2", "score", "kind"])
+    # The count tables of README.md, printed so the data card can be updated from them.
+    print(f"{len(corpus)} sentences, {len(pairs)} pairs\n")
+    for column in ("topic", "sentiment", "form", "order"):
+        print(_counts(corpus, column), end="\n\n")
+    print(_counts(pairs, "kind"))
 
 
 if __name__ == "__main__":
