@@ -166,7 +166,11 @@ def _resolve_source(name: str | os.PathLike | None) -> tuple[str, str]:
         return DEFAULT_MODEL, str(bundled_model_path())
     text = str(name).strip()
     path = Path(text).expanduser()
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError:  # e.g. a name longer than the file system allows
+        is_dir = False
+    if is_dir:
         if not (path / "config.json").is_file():
             raise ModelLoadError(
                 f"The folder '{text}' has no config.json, so it is not a saved Hugging Face model. "

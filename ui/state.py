@@ -44,6 +44,9 @@ DEFAULT_SENTENCES = (
     "The cat chased the dog."
 )
 DEFAULT_MAX_TOKENS = 128
+# Each sentence is its own model run: a pasted file of thousands of lines would hold the
+# server's CPU for minutes and slow every other session, so only the first ones are traced.
+MAX_SENTENCES = 50
 
 MODEL = "clsviz.model"
 CUSTOM = "clsviz.custom_model"
@@ -198,6 +201,13 @@ def current_traces() -> list[Trace]:
     if not sentences:
         st.info("Type a sentence in the sidebar (one per line) to see how the model reads it.", icon=":material/edit:")
         return []
+    if len(sentences) > MAX_SENTENCES:
+        st.warning(
+            f"{len(sentences):,} sentences were typed; the first {MAX_SENTENCES} are used "
+            "(each one is a separate model run).",
+            icon=":material/warning:",
+        )
+        sentences = sentences[:MAX_SENTENCES]
     traces = []
     for i, text in enumerate(sentences, start=1):
         try:
