@@ -1,3 +1,220 @@
-"""Figures for this page area (filled in as the page lands)."""
+"""Figures for the Attention page: attention to and from [CLS], breakdown, rollout.
 
-__all__: list[str] = []
+Every function takes an :class:`~clsviz.attention.AttentionSummary` (small [L, H] / [L, T]
+arrays) or one [T, T] map, never the full [L, H, T, T] stack, so a 512-token input stays
+well under a few MB of figure JSON. Values are rounded to 4 decimals; token strings are
+HTML-escaped because plotly renders a subset of HTML in labels (``<s>`` would vanish).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from ..attention import TOKEN_CATEGORIES, AttentionSummary
+from ._common import SEQUENTIAL, heatmap, safe_text
+
+__all__ = [
+    "attention_token_labels",
+    "cls_attention_heatmap",
+    "cls_entropy_heatmap",
+    "token_attention_heatmap",
+    "attention_breakdown_bars",
+    "cls_row_heatmap",
+    "rollout_comparison",
+]
+
+_DECIMALS = 4
+_CATEGORY_COLORS = dict(zip(TOKEN_CATEGORIES, ("#d62728", "#ff7f0e", "#2ca02c", "#1f77b4"), strict=True))
+_KIND_WORDS = {"attention": "attention", "value-norm": "value-norm weighted attention (share of ||αf(x)||)"}
+
+
+def attention_token_labels(tokens: Sequence[str]) -> list[str]:
+    """Unique, HTML-safe axis labels for tokens: ``"3 cat"`` (as ``token_labels`` for a Trace)."""
+    return [safe_text(f"{i} {tok}") for i, tok in enumerate(tokens)]
+
+
+def _layer_labels(num_layers: int) -> list[str]:
+    return [str(i) for i in range(1, num_layers + 1)]
+
+
+def _what(summary: AttentionSummary) -> str:
+    return _KIND_WORDS.get(summary.kind, summary.kind)
+
+
+def _head_name(head: int | None) -> str:
+    return "mean over heads" if head is None else f"head {head + 1}"
+
+
+def cls_attention_heatmap(summary: AttentionSummary) -> go.Figure:
+    """Layers x heads heatmap of the mean weight every query puts on [CLS].
+
+    Hover also shows [CLS]'s weight on itself, which ``include_self=False`` leaves out.
+    """
+    who = "all queries" if summary.include_self else "queries other than [CLS]"
+    fig = heatmap(
+        summary.to_cls,
+        x=_layer_labels(summary.num_heads),
+        y=_layer_labels(summary.num_layers),
+        title=f"Attention to [CLS]: mean {_what(summary)} of {who}",
+        x_title="head",
+        y_title="layer",
+        colorbar_title="to [CLS]",
+        zmin=0.0,
+        decimals=_DECIMALS,
+    )
+    fig.update_traces(
+        customdata=np.round(summary.cls_self, _DECIMALS),
+        hovertemplate="layer %{y}, head %{x}<br>mean weight on [CLS]: %{z}"
+        "<br>[CLS] on itself: %{customdata}<extra></extra>",
+    )
+    return fig
+
+
+def cls_entropy_heatmap(summary: AttentionSummary) -> go.Figure:
+    """Layers x heads heatmap of the entropy of the [CLS] row (0 = focused, log T = uniform)."""
+    fig = heatmap(
+        summary.entropy,
+        x=_layer_labels(summary.num_heads),
+        y=_layer_labels(summary.num_layers),
+        title=f"Entropy of what [CLS] reads (nats; uniform over {summary.seq_len} tokens = "
+        f"{summary.max_entropy:.2f})",
+        x_title="head",
+        y_title="layer",
+        colorbar_title="entropy",
+        zmin=0.0,
+        zmax=summary.max_entropy,
+        colorscale="Cividis",
+        decimals=_DECIMALS,
+    )
+    relative = summary.entropy / summary.max_entropy if summary.max_entropy > 0 else summary.entropy * 0
+    fig.update_traces(
+        customdata=np.round(relative, _DECIMALS),
+        hovertemplate="layer %{y}, head %{x}<br>entropy: %{z} nats<br>of the maximum: %{customdata:.0%}"
+        "<extra></extra>",
+    )
+    return fig
+
+
+def token_attention_heatmap(
+    matrix: np.ndarray,
+    tokens: Sequence[str],
+    layer: int,
+    head: int | None = None,
+    kind: str = "attention",
+) -> go.Figure:
+    """Token x token heatmap of one [T, T] map (row = query, column = key).
+
+    ``layer`` is 0-based (shown as layer + 1); ``head`` 0-based or None for the mean over heads.
+    """
+    m = np.asarray(matrix)
+    n = len(tokens)
+    if m.shape != (n, n):
+        raise ValueError(f"matrix: expected [{n}, {n}], got {list(m.shape)}")
+    labels = attention_token_labels(tokens)
+    fig = heatmap(
+        m,
+        x=labels,
+        y=labels,
+        title=f"Layer {layer + 1}, {_head_name(head)}: {_KIND_WORDS.get(kind, kind)} (row reads column)",
+        x_title="key (attended to)",
+        y_title="query (attending)",
+        colorbar_title="weight",
+        zmin=0.0,
+        decimals=_DECIMALS,
+    )
+    fig.update_layout(height=min(900, 260 + 14 * n))
+    return fig
+
+
+def attention_breakdown_bars(summary: AttentionSummary, head: int | None = None) -> go.Figure:
+    """Stacked bars per layer: the share of attention going to [CLS], [SEP], punctuation, other.
+
+    Mean over query tokens, and over heads unless ``head`` (0-based) is given.
+    """
+    shares = summary.breakdown.mean(axis=1) if head is None else summary.breakdown[:, head]
+    counts = np.bincount(summary.categories, minlength=len(TOKEN_CATEGORIES))
+    layers = _layer_labels(summary.num_layers)
+    fig = go.Figure()
+    for c, name in enumerate(TOKEN_CATEGORIES):
+        fig.add_trace(
+            go.Bar(
+                x=layers,
+                y=np.round(shares[:, c], _DECIMALS),
+                name=f"{name} ({counts[c]} token{'s' if counts[c] != 1 else ''})",
+                marker_color=_CATEGORY_COLORS[name],
+                hovertemplate=f"layer %{{x}}<br>{name}: %{{y:.1%}}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        barmode="stack",
+        title=f"Where {_what(summary)} goes, per layer ({_head_name(head)}, mean over queries)",
+        xaxis=dict(title="layer", type="category"),
+        yaxis=dict(title="share", range=[0, 1], tickformat=".0%"),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
+        margin=dict(l=60, r=20, t=80, b=60),
+    )
+    return fig
+
+
+def cls_row_heatmap(summary: AttentionSummary, head: int | None = None) -> go.Figure:
+    """Layers x tokens heatmap of the [CLS] row: what [CLS] reads in each layer."""
+    fig = heatmap(
+        summary.cls_row(head),
+        x=attention_token_labels(summary.tokens),
+        y=_layer_labels(summary.num_layers),
+        title=f"What [CLS] reads: its row of {_what(summary)}, {_head_name(head)}",
+        x_title="token",
+        y_title="layer",
+        colorbar_title="weight",
+        zmin=0.0,
+        decimals=_DECIMALS,
+    )
+    return fig
+
+
+def rollout_comparison(summary: AttentionSummary) -> go.Figure:
+    """Two layers x tokens heatmaps side by side: the raw [CLS] row (mean over heads) and the
+    [CLS] row of the cumulative attention rollout up to each layer."""
+    labels = attention_token_labels(summary.tokens)
+    layers = _layer_labels(summary.num_layers)
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        shared_yaxes=True,
+        horizontal_spacing=0.1,
+        subplot_titles=("raw: this layer only", "rollout: through all layers so far"),
+    )
+    panels = (
+        (summary.cls_row(None), "coloraxis", 0.44, "raw"),
+        (summary.rollout_cls, "coloraxis2", 1.0, "rollout"),
+    )
+    for col, (values, axis, bar_x, name) in enumerate(panels, start=1):
+        z = np.round(np.asarray(values, dtype=np.float32), _DECIMALS)
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                x=labels,
+                y=layers,
+                coloraxis=axis,
+                name=name,
+                hovertemplate=f"{name}<br>layer %{{y}}<br>token %{{x}}<br>weight: %{{z}}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+        cmax = float(z.max()) if z.size and z.max() > 0 else 1.0
+        fig.update_layout(
+            {axis: dict(colorscale=SEQUENTIAL, cmin=0.0, cmax=cmax, colorbar=dict(title=name, x=bar_x, len=0.9))}
+        )
+    fig.update_xaxes(type="category", title_text="token")
+    fig.update_yaxes(type="category", autorange="reversed")
+    fig.update_yaxes(title_text="layer", row=1, col=1)
+    fig.update_layout(
+        title=f"[CLS] row: raw {_what(summary)} vs rollout (Abnar & Zuidema 2020)",
+        margin=dict(l=60, r=20, t=80, b=60),
+    )
+    return fig
