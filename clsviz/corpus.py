@@ -424,31 +424,36 @@ def _kind(filename: str) -> str:
     raise CorpusError(f"'{filename}': files ending in '{suffix}' are not read; upload a .csv, .tsv or .txt file.")
 
 
-def _header_delimiter(text: str, kind: str) -> str:
+def _delimiter(text: str, kind: str) -> tuple[str, str]:
+    """(delimiter, text): Excel's "sep=;" first line is honoured (and removed); otherwise the
+    delimiter is the candidate that occurs most often in the header line outside quotes."""
+    first, _, rest = text.partition("\n")
+    hint = re.fullmatch(r"\s*sep=(.)\s*", first)
+    if hint:
+        return hint.group(1), rest
     if kind == "tsv":
-        return "\t"
-    first = next(iter(csv.reader(io.StringIO(text.split("\n", 1)[0] + "\n"), delimiter=_NO_DELIMITER)), [""])[0]
-    # Count delimiters in the header line outside quotes: the one that splits it is the delimiter.
+        return "\t", text
     outside = re.sub(r'"[^"]*"', "", first)
     counts = {d: outside.count(d) for d in _DELIMITERS}
     best = max(_DELIMITERS, key=lambda d: counts[d])
-    return best if counts[best] else _NO_DELIMITER
+    return (best if counts[best] else _NO_DELIMITER), text
 
 
 def _read_table(text: str, filename: str, kind: str) -> tuple[list[str], list[list[str]], list[int]]:
     """Header, rows and each row's line number in the file (header = line 1)."""
-    delimiter = _header_delimiter(text, kind)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    delimiter, body_text = _delimiter(text, kind)
+    offset = 1 if body_text is not text else 0
+    reader = csv.reader(io.StringIO(body_text, newline=""), delimiter=delimiter, strict=True)
     rows, lines = [], []
     try:
         for row in reader:
-            if not row or not any(cell.strip() for cell in row):
-                continue  # blank line
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # a blank line; rows of empty cells are kept and dropped later with a note
             rows.append(row)
-            lines.append(reader.line_num)
+            lines.append(reader.line_num + offset)
     except csv.Error as exc:
         raise CorpusError(
-            f"'{filename}' is not a well-formed CSV (near line {reader.line_num}: {exc}). "
+            f"'{filename}' is not a well-formed CSV (near line {reader.line_num + offset}: {exc}). "
             'Check the quotes: a field that contains the delimiter or a line break must be wrapped in "...".'
         ) from None
     if not rows:
@@ -503,14 +508,16 @@ def detect_text_column(columns: Sequence[str], rows: Sequence[Sequence[str]]) ->
 
 
 def detect_label_columns(columns: Sequence[str], rows: Sequence[Sequence[str]], text_column: str) -> list[str]:
-    """Columns other than the text column with few distinct values (2 .. 50, fewer than the rows)."""
+    """Columns other than the text column with few distinct values: 2 to 50, and fewer than the
+    rows (at most half of them from 20 rows on), so ids and free text are left out."""
     out = []
     n = len(rows)
+    most = min(_MAX_LABEL_VALUES, n - 1 if n < 20 else n // 2)
     for j, column in enumerate(columns):
         if column == text_column:
             continue
         distinct = {r[j].strip() for r in rows}
-        if 2 <= len(distinct) <= _MAX_LABEL_VALUES and (len(distinct) < n or n <= 2):
+        if 2 <= len(distinct) <= most:
             out.append(column)
     return out
 
@@ -590,6 +597,11 @@ def load_corpus(
         return Corpus(texts=tuple(texts), labels={}, name=filename, messages=tuple(notes))
 
     columns, rows, numbers = _read_table(text, filename, kind)
+    if len(columns) == 1 and (len(columns[0]) > 40 or columns[0][-1:] in ".?!"):
+        notes.append(
+            f"The first line ({columns[0][:60]!r}) was read as the column name, not as a text: a CSV starts "
+            "with a header line. To use every line as a text, upload it as a .txt file."
+        )
     if text_column is None:
         text_column = detect_text_column(columns, rows)
         if text_column is None:

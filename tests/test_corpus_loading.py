@@ -255,11 +255,11 @@ def test_unnamed_and_repeated_columns_get_names():
 
 def test_html_stays_plain_text():
     rows = [["<b>text</b>", "<i>label</i>"], ["<script>alert(1)</script> & more", "<u>x</u>"],
-            ["Fish &amp; chips <br> tonight", "y"]]
+            ["Fish &amp; chips <br> tonight", "y"], ["**not bold** [link](http://x)", "y"]]
     corpus = load_corpus(_table(rows), "html.csv")
     assert corpus.text_column == "<b>text</b>"
-    assert corpus.texts == ("<script>alert(1)</script> & more", "Fish &amp; chips <br> tonight")
-    assert corpus.labels == {"<i>label</i>": ("<u>x</u>", "y")}
+    assert corpus.texts == tuple(r[0] for r in rows[1:])
+    assert corpus.labels == {"<i>label</i>": ("<u>x</u>", "y", "y")}
 
 
 # --- encodings -------------------------------------------------------------------------------
@@ -351,12 +351,23 @@ def test_unknown_extension():
 
 
 def test_empty_rows_are_dropped_with_a_note():
-    rows = [["text", "label"], ["first", "a"], ["   ", "b"], ["second", "c"], ["", "d"], ["third", "a"]]
+    rows = [["text", "label"], ["first", "a"], ["   ", "b"], ["second", "c"], ["", "d"], ["third", "a"],
+            ["", ""], ["fourth", "c"]]
     corpus = load_corpus(_table(rows), "gaps.csv")
     kept = [r for r in rows[1:] if r[0].strip()]
     assert corpus.texts == tuple(r[0] for r in kept)
     assert corpus.labels["label"] == tuple(r[1] for r in kept)
-    assert any("2 empty rows dropped (rows 3, 5)" in m for m in corpus.messages)
+    assert any("3 empty rows dropped (rows 3, 5, 7)" in m for m in corpus.messages)
+
+
+def test_excel_sep_hint_and_sentence_header():
+    corpus = load_corpus(b"sep=;\ntext;label\nOne, two;a\nThree;b\nbad \"row;a\n", "excel.csv")
+    assert corpus.texts == ("One, two", "Three", 'bad "row') and corpus.labels == {"label": ("a", "b", "a")}
+    with pytest.raises(CorpusError, match="line 4 has 3"):
+        load_corpus(b"sep=;\ntext;label\nfine;a\nnot;fine;b\n", "excel.csv")
+    corpus = load_corpus(b"The first sentence is not a header.\nSecond one.\nThird one.\n", "noheader.csv")
+    assert corpus.texts == ("Second one.", "Third one.")
+    assert any("read as the column name" in m and ".txt" in m for m in corpus.messages)
 
 
 def test_txt_blank_lines_dropped_with_line_numbers():

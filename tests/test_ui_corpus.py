@@ -153,6 +153,8 @@ def test_picker_keeps_html_as_text():
     # Every Markdown / HTML character is escaped, and the reader still sees the name as written.
     assert re.search(r"(?<!\\)[<>*]", caption) is None
     assert name in caption.replace("\\", "")
+    # The preview table holds the cells as text.
+    assert at.dataframe[0].value["text"].tolist() == ["<i>one</i>", "<script>alert(1)</script>"]
 
 
 def test_plain_escapes_markdown():

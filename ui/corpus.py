@@ -17,6 +17,7 @@ from clsviz.corpus import Corpus, CorpusError, demo_corpus, extract, limits_from
 DEMO = "Demo corpus"
 UPLOAD = "Upload a file"
 MAX_CACHED_VECTORS = 4
+PREVIEW_ROWS = 200
 
 _MARKDOWN = re.compile(r"([\\`*_\[\]<>#|~$:])")
 
@@ -128,6 +129,11 @@ def corpus_picker(key: str) -> Corpus | None:
             return None
     show_messages(corpus)
     st.caption(_describe(corpus))
+    with st.expander("Preview the corpus"):
+        # st.dataframe shows cells as plain text, so HTML in a file stays text.
+        st.dataframe(corpus.to_frame().head(PREVIEW_ROWS), hide_index=True, width="stretch")
+        if len(corpus) > PREVIEW_ROWS:
+            st.caption(f"The first {PREVIEW_ROWS} of {len(corpus):,} rows.")
     return corpus
 
 
