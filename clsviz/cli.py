@@ -8,6 +8,7 @@ so ``--help`` and argument errors answer at once.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import os
 import subprocess
@@ -117,7 +118,9 @@ def _read_corpus(args):
             raise RuntimeError("this install of clsviz has no demo corpus")
         corpus = demo()
         if args.max_rows is not None and len(corpus.texts) > args.max_rows:
-            corpus = _head(corpus, args.max_rows)
+            note = f"the first {args.max_rows} of {len(corpus.texts)} sentences are used"
+            corpus = corpus.subset(slice(0, args.max_rows))
+            corpus = dataclasses.replace(corpus, messages=(*corpus.messages, note))
         return corpus
     loader = getattr(corpus_module, "load_corpus", None)
     if loader is None:
@@ -126,21 +129,11 @@ def _read_corpus(args):
     if not path.is_file():
         raise UsageError(f"no corpus file at '{source}' (give a CSV or TXT file, or 'demo' for the demo corpus)")
     kwargs = {"text_column": args.text_column}
+    if getattr(args, "labels", None):
+        kwargs["label_columns"] = [c.strip() for c in args.labels.split(",") if c.strip()]
     if args.max_rows is not None:
         kwargs["max_rows"] = args.max_rows
     return loader(path.read_bytes(), path.name, **kwargs)
-
-
-def _head(corpus, n: int):
-    """The first ``n`` rows of a corpus (labels cut to match)."""
-    import dataclasses
-
-    return dataclasses.replace(
-        corpus,
-        texts=corpus.texts[:n],
-        labels={k: tuple(v)[:n] for k, v in corpus.labels.items()},
-        messages=(*corpus.messages, f"the first {n} of {len(corpus.texts)} sentences are used"),
-    )
 
 
 def _print_messages(args, corpus) -> None:
@@ -220,47 +213,69 @@ def cmd_embed(args) -> int:
 
 def cmd_probe(args) -> int:
     out = _check_output(args.out, (".csv",), "--out") if args.out else None
-    strategies = _strategies(args.strategies) if args.strategies else None
-    probe_module = _optional("clsviz.experiments.probe")
-    if probe_module is None:
+    probe = _optional("clsviz.experiments.probe")
+    if probe is None:
         raise RuntimeError("this install of clsviz has no probe experiment (clsviz.experiments.probe)")
+    names = None
+    if args.strategies:
+        names = tuple(s.strip() for s in args.strategies.split(",") if s.strip())
+        if not names:
+            raise UsageError("--strategies is empty; give names such as cls,mean,random")
+        for name in names:
+            if name != probe.RANDOM_TOKEN:
+                _strategies(name)
+    layers = _layers(args.layers) if args.layers else None
+    args.labels = args.label  # read just the probed column, even where detection would skip it
     corpus = _read_corpus(args)
     _print_messages(args, corpus)
     if args.label not in corpus.labels:
         have = ", ".join(corpus.labels) or "none"
         raise UsageError(f"the corpus has no label column '{args.label}' (label columns: {have})")
+    # Fail on unusable labels (one class, tiny classes) before the model runs.
+    probe.check_labels([v for v in corpus.labels[args.label] if str(v).strip()], args.folds, args.label)
 
     from .corpus import extract
 
     encoder = _load_encoder(args)
-    table = _run_probe(probe_module, encoder, corpus, args, strategies, extract)
-    import pandas as pd
-
-    with pd.option_context("display.max_rows", 500, "display.width", 120):
-        print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    names = names or probe.default_strategies(encoder.info.has_pooler)
+    pooled = tuple(s for s in names if s != probe.RANDOM_TOKEN)
+    vectors = extract(
+        encoder, corpus.texts, strategies=pooled or ("cls",), batch_size=args.batch_size,
+        progress=Progress("Embedding", not args.quiet), max_length=args.max_tokens,
+        labels=dict(corpus.labels),
+    )
+    random_token = None
+    if probe.RANDOM_TOKEN in names:
+        random_token = probe.random_token_vectors(
+            encoder, corpus.texts, seed=args.seed, batch_size=args.batch_size, max_length=args.max_tokens,
+            progress=Progress("Random tokens", not args.quiet),
+        )
+    result = probe.run_probe(
+        vectors, args.label, strategies=names, layers=layers, random_token=random_token, folds=args.folds,
+        seed=args.seed, progress=Progress("Probing", not args.quiet),
+    )
+    for message in result.messages:
+        _status(args, f"Note: {message}")
+    wide = result.table.pivot(index="layer", columns="strategy", values="accuracy_mean")[list(names)]
+    print(f"Probe accuracy for '{result.label}' ({result.n} texts, {len(result.classes)} classes, "
+          f"{result.folds}-fold cross-validation; mean over folds), layer 0 = embeddings:")
+    print(wide.to_string(float_format=lambda x: f"{x:.3f}"))
+    print(f"Chance {result.chance:.3f}, majority class {result.majority:.3f}.")
+    print(result.summary())
     if out is not None:
+        table = result.table.assign(
+            label=result.label, model=result.model_name, chance=result.chance, majority=result.majority
+        )
         table.to_csv(out, index=False)
         print(f"Saved:  {out}")
     return EXIT_OK
 
 
-def _run_probe(probe_module, encoder, corpus, args, strategies, extract):
-    """Extract vectors and run the probe grid; returns its tidy table."""
-    kwargs = {}
-    if strategies is not None:
-        kwargs["strategies"] = strategies
-    vectors = extract(
-        encoder,
-        corpus.texts,
-        progress=Progress("Embedding", not args.quiet),
-        max_length=args.max_tokens,
-        labels=dict(corpus.labels),
-        **kwargs,
-    )
-    return probe_module.probe_grid(
-        vectors, list(corpus.labels[args.label]), folds=args.folds, seed=args.seed,
-        progress=Progress("Probing", not args.quiet),
-    )
+def _layers(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--layers takes comma-separated whole numbers such as 0,3,6, got '{text}'") from None
 
 
 def _optional(name: str):
@@ -381,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategies", default="cls,mean,max",
                    help="comma-separated pooling strategies (default: cls,mean,max; also mean_content, "
                    "sep, pooler, first, last, token:K)")
+    p.add_argument("--labels", default=None,
+                   help="comma-separated label columns to keep (default: the columns detected as labels)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="texts per forward pass (default: 32)")
     p.add_argument("--out", "-o", required=True, metavar="VECTORS.npz", help="output file: .npz or .parquet")
     _common(p)
@@ -395,8 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_corpus(p)
     p.add_argument("--label", "-l", required=True, metavar="COLUMN", help="the label column to predict")
     _add_model(p)
-    p.add_argument("--strategies", default=None, help="comma-separated pooling strategies (default: the probe's)")
+    p.add_argument("--strategies", default=None,
+                   help="comma-separated readings to probe (default: cls, mean, mean_content, max, sep, first, "
+                   "last, pooler where the model has one, random (one random content token) and token:3)")
+    p.add_argument("--layers", default=None, help="comma-separated layers to probe (default: all; 0 = embeddings)")
     p.add_argument("--folds", type=_positive_int, default=5, help="cross-validation folds (default: 5)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="texts per forward pass (default: 32)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", "-o", default=None, metavar="PROBE.csv", help="also save the table as CSV")
     _common(p)

@@ -157,32 +157,47 @@ def _read_source(source: str | os.PathLike | bytes | BinaryIO) -> bytes:
     return path.read_bytes()
 
 
-def load_vectors(source: str | os.PathLike | bytes | BinaryIO) -> PooledVectors:
+def load_vectors(source: str | os.PathLike | bytes | BinaryIO, max_bytes: int | None = None) -> PooledVectors:
     """Read vectors written by :func:`save_vectors` from a path, bytes or a binary file object.
 
-    The format is recognised from the content. Raises ``ValueError`` (with what is wrong)
-    for a file that is not a clsviz vectors file, ``FileNotFoundError`` for a missing path.
+    The format is recognised from the content. ``max_bytes`` refuses files whose vectors would
+    take more memory than that once unpacked (for uploads). Raises ``ValueError`` (with what
+    is wrong) for a file that is not a clsviz vectors file, ``FileNotFoundError`` for a
+    missing path.
     """
     data = _read_source(source)
     if data.startswith(_PARQUET_MAGIC):
-        return _load_parquet(data)
+        return _load_parquet(data, max_bytes)
     if data.startswith(_NPZ_MAGIC):
-        return _load_npz(data)
+        return _load_npz(data, max_bytes)
     raise ValueError(
         "this is not a clsviz vectors file: expected an .npz or .parquet file written by "
         "'clsviz embed' or clsviz.vectors_io.save_vectors"
     )
 
 
-def _check_meta(meta: dict) -> None:
+def _check_meta(meta: dict, keys: tuple[str, ...]) -> None:
+    if not isinstance(meta, dict):
+        raise ValueError("this file's clsviz metadata is not a JSON object")
     version = meta.get("format_version")
     if version != _FORMAT_VERSION:
         raise ValueError(
             f"this vectors file has format version {version!r}; this clsviz reads version {_FORMAT_VERSION}"
         )
+    missing = [k for k in ("model_name", "strategies", "shape", *keys) if k not in meta]
+    if missing:
+        raise ValueError(f"this vectors file's metadata lacks: {', '.join(missing)}")
 
 
-def _load_npz(data: bytes) -> PooledVectors:
+def _check_size(nbytes: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and nbytes > max_bytes:
+        raise ValueError(
+            f"these vectors take {nbytes / 2**20:,.0f} MB unpacked; the limit is {max_bytes / 2**20:,.0f} MB. "
+            "Save fewer texts, layers or strategies."
+        )
+
+
+def _load_npz(data: bytes, max_bytes: int | None = None) -> PooledVectors:
     import zipfile
 
     try:
@@ -192,12 +207,14 @@ def _load_npz(data: bytes) -> PooledVectors:
                 raise ValueError(
                     f"this .npz file is not a clsviz vectors file (missing: {', '.join(sorted(missing))})"
                 )
+            # Checked before unpacking: a small compressed file can hold a huge array.
+            _check_size(sum(info.file_size for info in npz.zip.infolist()), max_bytes)
             vectors = npz["vectors"]
             truncated = npz["truncated"]
             meta = json.loads(str(npz["meta"]))
     except (zipfile.BadZipFile, OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"this .npz file could not be read: {exc}") from exc
-    _check_meta(meta)
+    _check_meta(meta, ("texts", "labels"))
     if vectors.dtype != np.float32 or vectors.ndim != 4:
         raise ValueError(f"vectors: expected a float32 [N, L + 1, S, D] array, got {vectors.dtype} {list(vectors.shape)}")
     return PooledVectors(
@@ -210,18 +227,20 @@ def _load_npz(data: bytes) -> PooledVectors:
     )
 
 
-def _load_parquet(data: bytes) -> PooledVectors:
+def _load_parquet(data: bytes, max_bytes: int | None = None) -> PooledVectors:
     pa, pq = _require_pyarrow()
     try:
+        schema = pq.read_schema(pa.BufferReader(data))
+        raw = (schema.metadata or {}).get(_META_KEY.encode())
+        if raw is None:
+            raise ValueError("this .parquet file is not a clsviz vectors file (no 'clsviz' metadata)")
+        meta = json.loads(raw)
+        _check_meta(meta, ("labels",))
+        shape = tuple(int(x) for x in meta["shape"])
+        _check_size(4 * int(np.prod(shape)), max_bytes)
         table = pq.read_table(pa.BufferReader(data))
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowInvalid, OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"this .parquet file could not be read: {exc}") from exc
-    raw = (table.schema.metadata or {}).get(_META_KEY.encode())
-    if raw is None:
-        raise ValueError("this .parquet file is not a clsviz vectors file (no 'clsviz' metadata)")
-    meta = json.loads(raw)
-    _check_meta(meta)
-    shape = tuple(int(x) for x in meta["shape"])
     for column in ("text", "truncated", "vectors"):
         if column not in table.column_names:
             raise ValueError(f"this .parquet file has no '{column}' column")

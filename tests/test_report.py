@@ -1,0 +1,251 @@
+"""The standalone HTML report: content, escaping, optional sections, and a real offline browser."""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from clsviz import report, trace
+from clsviz.report import build_report, layer_stats, report_sections, write_report
+
+HOSTILE = "The cat <script>alert(1)</script> sat & \"purred\" <b>loudly</b>."
+
+
+@pytest.fixture(scope="module")
+def real_trace(encoder):
+    return trace(encoder, HOSTILE)
+
+
+@pytest.fixture(scope="module")
+def real_sections(real_trace, encoder):
+    return report_sections(real_trace, encoder)
+
+
+@pytest.fixture(scope="module")
+def real_report(real_trace, encoder, real_sections, tmp_path_factory):
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    write_report(real_trace, path, encoder, sections=real_sections)
+    return path
+
+
+def test_layer_stats_match_a_direct_computation(tiny_encoder):
+    t = trace(tiny_encoder, "the cat chased a dog")
+    stats = layer_stats(t)
+    assert list(stats["layer"]) == list(range(t.num_layers + 1))
+    cls = t.cls_index
+    words = [i for i in range(t.seq_len) if not t.special_mask[i]]
+    for layer in range(t.num_layers + 1):
+        h = t.hidden_states[layer].astype(np.float64)
+        mean = h[words].sum(axis=0) / len(words)
+        cos = h[cls] @ mean / np.sqrt((h[cls] @ h[cls]) * (mean @ mean))
+        row = stats.iloc[layer]
+        assert row["cls_norm"] == pytest.approx(np.sqrt(h[cls] @ h[cls]), rel=1e-5)
+        assert row["cos_cls_mean"] == pytest.approx(cos, abs=1e-5)
+        if layer == 0:
+            assert np.isnan(row["attention_to_cls"]) and np.isnan(row["cls_entropy"])
+            continue
+        a = t.attentions[layer - 1].astype(np.float64)  # [H, T, T]
+        received = [a[h_, q, cls] for h_ in range(t.num_heads) for q in range(t.seq_len) if q != cls]
+        assert row["attention_to_cls"] == pytest.approx(sum(received) / len(received), rel=1e-5)
+        entropies = [-sum(p * np.log(p) for p in a[h_, cls] if p > 0) for h_ in range(t.num_heads)]
+        assert row["cls_entropy"] == pytest.approx(np.mean(entropies), rel=1e-4, abs=1e-6)
+
+
+def test_report_is_self_contained_and_escaped(real_report, real_sections, real_trace):
+    doc = real_report.read_text(encoding="utf-8")
+    # The user's text never appears as markup, only escaped.
+    assert "<script>alert(1)</script>" not in doc
+    assert "<b>loudly</b>" not in doc
+    assert html.escape(HOSTILE, quote=True) in doc
+    # plotly.js is inline exactly once, and nothing is loaded from elsewhere.
+    assert not re.search(r"<script[^>]*\bsrc\s*=", doc, re.I)
+    assert not re.search(r"<link[^>]*\bhref\s*=\s*['\"]?(https?:)?//", doc, re.I)
+    assert len(re.findall(r"/\*\*\s*\* plotly\.js v\d", doc)) == 1
+    drawn = [s for s in real_sections if s.figure is not None]
+    assert len(drawn) == len(real_sections) >= 7
+    assert doc.count("Plotly.newPlot(") == len(drawn)
+    for i, section in enumerate(real_sections):
+        assert f"id='sec-{section.key}'" in doc
+        assert f'id="clsviz-figure-{i}"' in doc
+    # Every token is listed (escaped), in order.
+    listed = re.findall(r"<span class='tok[^']*' title='position \d+'>(.*?)</span>", doc)
+    assert listed == [html.escape(tok, quote=True) for tok in real_trace.tokens]
+
+
+def test_sections_cover_the_attention_figures_and_need_the_encoder_for_value_norms(real_trace, real_sections):
+    keys = [s.key for s in real_sections]
+    for key in ("tokens", "attention_to_cls", "cls_entropy", "attention_breakdown", "cls_row", "rollout",
+                "token_attention", "value_norm_breakdown"):
+        assert key in keys
+    assert len(set(keys)) == len(keys)
+    assert all(isinstance(s.figure, go.Figure) for s in real_sections)
+    without_encoder = [s.key for s in report_sections(real_trace)]
+    assert "value_norm_breakdown" not in without_encoder
+    assert set(without_encoder) == set(keys) - {"value_norm_breakdown"}
+
+
+def test_figures_match_the_trace(real_trace, real_sections):
+    by_key = {s.key: s.figure for s in real_sections}
+    # The token x token map of the last layer is the mean over heads of the trace's attention.
+    z = np.asarray(by_key["token_attention"].data[0].z, dtype=np.float64)
+    assert np.allclose(z, real_trace.attentions[-1].mean(axis=0), atol=1e-4)
+    # Plotly renders a subset of HTML in labels: the tokens reach it escaped.
+    expected = [html.escape(f"{i} {tok}", quote=False) for i, tok in enumerate(real_trace.tokens)]
+    assert list(by_key["token_attention"].data[0].x) == expected
+    assert "<" in "".join(real_trace.tokens) and "&lt;" in "".join(expected)
+
+
+def _fake_spec(key, requires, build, needs_encoder=False):
+    return report._Spec(key, key.title(), "caption", tuple(requires), build, needs_encoder)
+
+
+def test_missing_optional_modules_leave_sections_out(monkeypatch, tiny_encoder):
+    t = trace(tiny_encoder, "the cat")
+    specs = (
+        _fake_spec("present", ["clsviz.figures:tokens_figure"], lambda ctx, f: f(ctx.trace)),
+        _fake_spec("no_module", ["clsviz.not_built_yet:figure"], lambda ctx, f: f(ctx.trace)),
+        _fake_spec("no_function", ["clsviz.figures:not_built_yet"], lambda ctx, f: f(ctx.trace)),
+        _fake_spec("needs_model", ["clsviz.figures:tokens_figure"], lambda ctx, f: f(ctx.trace), True),
+    )
+    monkeypatch.setattr(report, "_SPECS", specs)
+    monkeypatch.setattr(report, "_discovered_specs", lambda taken: [])
+    assert [s.key for s in report_sections(t)] == ["present"]
+    assert [s.key for s in report_sections(t, tiny_encoder)] == ["present", "needs_model"]
+    doc = build_report(t)
+    assert doc.count("Plotly.newPlot(") == 1 and "sec-no_module" not in doc
+
+
+def test_a_missing_dependency_inside_a_present_module_is_an_error(monkeypatch):
+    def broken_import(name, *args, **kwargs):
+        raise ModuleNotFoundError("No module named 'somelib'", name="somelib")
+
+    monkeypatch.setattr(report.importlib, "import_module", broken_import)
+    with pytest.raises(ModuleNotFoundError):
+        report._resolve("clsviz.figures:tokens_figure")
+
+
+def test_failing_figures_raise_or_become_notes(monkeypatch, tiny_encoder):
+    t = trace(tiny_encoder, "the cat")
+
+    def fail(ctx, f):
+        raise ValueError("no luck")
+
+    monkeypatch.setattr(report, "_SPECS", (_fake_spec("broken", ["clsviz.figures:tokens_figure"], fail),))
+    monkeypatch.setattr(report, "_discovered_specs", lambda taken: [])
+    with pytest.raises(ValueError, match="no luck"):
+        report_sections(t)
+    (section,) = report_sections(t, strict=False)
+    assert section.figure is None and section.error == "ValueError: no luck"
+    doc = build_report(t, strict=False)
+    assert "could not be drawn for this text: ValueError: no luck" in doc
+    assert "Plotly.newPlot(" not in doc
+
+
+def test_new_trace_figures_are_discovered(monkeypatch, tiny_encoder):
+    from clsviz import figures
+    from clsviz.tracing import Trace
+
+    def cls_norm_figure(trace: Trace, layer: int = -1) -> go.Figure:
+        """Norm of [CLS], one bar."""
+        return go.Figure(go.Bar(y=[float(np.linalg.norm(trace.cls(layer)))]))
+
+    def needs_more(trace: Trace, other: int) -> go.Figure:
+        return go.Figure()
+
+    def not_a_figure(trace: Trace) -> list:
+        return []
+
+    for fn in (cls_norm_figure, needs_more, not_a_figure):
+        monkeypatch.setattr(figures, fn.__name__, fn, raising=False)
+    monkeypatch.setattr(figures, "__all__", [*figures.__all__, "cls_norm_figure", "needs_more", "not_a_figure"])
+    t = trace(tiny_encoder, "the cat")
+    sections = {s.key: s for s in report_sections(t)}
+    assert "cls_norm_figure" in sections and "needs_more" not in sections and "not_a_figure" not in sections
+    found = sections["cls_norm_figure"]
+    assert found.title == "Cls norm" and found.caption == "Norm of [CLS], one bar."
+    assert found.figure.data[0].y[0] == pytest.approx(float(np.linalg.norm(t.cls(-1))))
+
+
+def test_only_and_bad_names(tiny_encoder, tmp_path):
+    t = trace(tiny_encoder, "the cat")
+    assert [s.key for s in report_sections(t, only=["tokens"])] == ["tokens"]
+    with pytest.raises(ValueError, match="unknown report section"):
+        report_sections(t, only=["nope"])
+    with pytest.raises(ValueError, match=r"\.html"):
+        write_report(t, tmp_path / "report.pdf")
+
+
+def test_report_download_button(tiny_model_dirs):
+    from streamlit.testing.v1 import AppTest
+
+    def page(model_dir: str) -> None:
+        from clsviz import load_encoder, trace
+        from ui.report import report_download
+
+        enc = load_encoder(model_dir)
+        report_download(trace(enc, "the cat <b>sat</b>"), enc, key="test.report")
+
+    at = AppTest.from_function(page, args=(str(tiny_model_dirs["bert"]),), default_timeout=120)
+    at.run()
+    assert not at.exception
+    from ui.report import report_file_name
+
+    class _T:
+        text = "The cat <b>sat</b> / ../../etc"
+
+    assert report_file_name(_T()) == "clsviz-report-the-cat-b-sat-b-etc.html"
+
+
+@pytest.mark.browser
+def test_report_renders_offline_in_chromium(real_report, real_sections, real_trace):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium not installed (Debian package 'chromium'; scripts/ensure-chromium.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    drawn = sum(s.figure is not None for s in real_sections)
+    attempted, errors, dialogs = [], [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_page()
+
+            def route(r):
+                if r.request.url.startswith("file://"):
+                    r.continue_()
+                else:
+                    attempted.append(r.request.url)
+                    r.abort()
+
+            page.route("**/*", route)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(real_report.as_uri())
+            page.wait_for_function(
+                f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {drawn}", timeout=90_000
+            )
+            plots = page.evaluate(
+                "Array.from(document.querySelectorAll('.js-plotly-plot')).map(d => ({id: d.id, "
+                "traces: (d.data || []).length, svg: d.querySelectorAll('.main-svg').length, "
+                "w: d.getBoundingClientRect().width, h: d.getBoundingClientRect().height}))"
+            )
+            shown_text = page.locator("blockquote").inner_text()
+        finally:
+            browser.close()
+    assert [p_["id"] for p_ in plots] == [f"clsviz-figure-{i}" for i in range(drawn)]
+    for plot, section in zip(plots, real_sections):
+        assert plot["traces"] == len(section.figure.data) > 0
+        assert plot["svg"] > 0 and plot["w"] > 100 and plot["h"] > 100
+    assert shown_text == HOSTILE  # shown literally, not run
+    assert dialogs == []
+    assert attempted == [], f"the report tried to load {attempted}"
+    assert errors == []

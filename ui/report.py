@@ -1,0 +1,36 @@
+"""The "HTML report" download: the offline report of the current sentence, built on click."""
+
+from __future__ import annotations
+
+import re
+
+import streamlit as st
+
+from clsviz import Encoder, Trace
+from clsviz.report import build_report
+
+
+def report_file_name(trace: Trace) -> str:
+    """A safe file name from the first words of the text: ``clsviz-report-the-cat-sat.html``."""
+    words = re.findall(r"[a-z0-9]+", trace.text.lower())[:6]
+    return f"clsviz-report-{'-'.join(words) or 'text'}.html"
+
+
+def report_download(trace: Trace, encoder: Encoder | None = None, key: str = "report") -> None:
+    """A download button for the standalone HTML report of ``trace`` (every per-sentence
+    figure, plotly.js inline, opens offline). The report is built only when clicked."""
+
+    def make() -> bytes:
+        # strict=False: a figure that cannot be drawn becomes a note in the report, not a failed download.
+        return build_report(trace, encoder, strict=False).encode("utf-8")
+
+    st.download_button(
+        "Download an HTML report",
+        make,
+        file_name=report_file_name(trace),
+        mime="text/html",
+        key=key,
+        icon=":material/description:",
+        help="Every figure for this sentence in one HTML file that opens offline in any browser "
+        "(the same report as `clsviz inspect \"text\" --html report.html`).",
+    )
