@@ -1,0 +1,133 @@
+"""Attention page: how attention flows into and out of [CLS], layer by layer."""
+
+import streamlit as st
+
+from clsviz import figures
+from clsviz.attention import (
+    breakdown_table,
+    cls_row_table,
+    entropy_table,
+    rollout_table,
+    to_cls_table,
+    token_matrix_table,
+)
+from ui.attention import attention_arrays
+from ui.state import current_max_tokens, current_traces, page_setup
+from ui.widgets import download_csv, sentence_picker, show_figure
+
+page_setup("Attention")
+st.title("Attention around [CLS]")
+st.caption(
+    "Who attends to [CLS], what [CLS] reads, and how much of that attention actually moves information."
+)
+
+traces = current_traces()
+if not traces:
+    st.stop()
+t = sentence_picker(traces, key="attention.sentence")
+
+# A different model can have fewer layers or heads than a value kept from before: clamp it.
+if st.session_state.get("attention.layer", 1) > t.num_layers:
+    st.session_state["attention.layer"] = t.num_layers
+head_options = [None, *range(t.num_heads)]
+if st.session_state.get("attention.head") not in head_options:
+    st.session_state["attention.head"] = None
+
+col_layer, col_head, col_toggles = st.columns([2, 1, 2])
+with col_layer:
+    layer = st.slider("Layer", 1, t.num_layers, t.num_layers, key="attention.layer") - 1
+with col_head:
+    head = st.selectbox(
+        "Head",
+        head_options,
+        format_func=lambda h: "mean over heads" if h is None else f"head {h + 1}",
+        key="attention.head",
+    )
+with col_toggles:
+    exclude_self = st.toggle(
+        "Leave out [CLS]'s attention to itself",
+        key="attention.exclude_self",
+        help="In the 'attention to [CLS]' map, average only over the other query tokens.",
+    )
+    value_norm = st.toggle(
+        "Value-norm weighted attention ‖α·f(x)‖",
+        key="attention.value_norm",
+        help="Kobayashi et al. (2020): weight each attention α by the size of the vector the head "
+        "actually copies from that token, then show each row's shares. A token can get a large "
+        "weight and still contribute little.",
+    )
+
+kind = "value-norm" if value_norm else "attention"
+try:
+    weights, summary = attention_arrays(t, current_max_tokens(), kind, include_self=not exclude_self)
+except ValueError as exc:
+    st.warning(f"{exc} Showing plain attention weights instead.", icon=":material/warning:")
+    kind = "attention"
+    weights, summary = attention_arrays(t, current_max_tokens(), kind, include_self=not exclude_self)
+if kind == "value-norm":
+    st.info(
+        "Every map below now shows value-norm weighted attention: each row is ‖α·f(x)‖ over the keys, "
+        "rescaled to sum to 1, so it compares with plain attention on the same scale.",
+        icon=":material/info:",
+    )
+
+st.subheader("Into [CLS] and out of it, every layer and head")
+left, right = st.columns(2)
+with left:
+    show_figure(
+        figures.cls_attention_heatmap(summary),
+        key="attention.to_cls",
+        caption="Bright cells are heads where most tokens park their attention on [CLS]: often a "
+        "'no-op' default rather than [CLS] gathering the sentence; switch on value-norm weighting to check.",
+    )
+    download_csv(to_cls_table(summary), "attention_to_cls.csv", key="attention.to_cls.csv")
+with right:
+    show_figure(
+        figures.cls_entropy_heatmap(summary),
+        key="attention.entropy",
+        caption="Dark cells are heads where [CLS] reads one or two tokens; bright cells (near log T) "
+        "are heads where it spreads over the whole input, the ones that could aggregate it.",
+    )
+    download_csv(entropy_table(summary), "cls_entropy.csv", key="attention.entropy.csv")
+
+st.subheader("One layer, token by token")
+matrix = weights[layer].mean(axis=0) if head is None else weights[layer, head]
+show_figure(
+    figures.token_attention_heatmap(matrix, t.tokens, layer, head, kind=kind),
+    key="attention.matrix",
+    caption="Vertical stripes are tokens every query reads (often [CLS], [SEP] or punctuation); "
+    "the top row is what [CLS] itself reads here.",
+)
+download_csv(
+    token_matrix_table(matrix, t.tokens),
+    f"attention_layer{layer + 1}_{'mean' if head is None else f'head{head + 1}'}.csv",
+    key="attention.matrix.csv",
+)
+
+st.subheader("Where attention goes, layer by layer")
+show_figure(
+    figures.attention_breakdown_bars(summary, head),
+    key="attention.breakdown",
+    caption="As in Clark et al. (2019), look for the [SEP] and [CLS] bands taking over in the middle "
+    "and late layers, and for how they shrink when value-norm weighting is on.",
+)
+download_csv(breakdown_table(summary, per_head=True), "attention_breakdown.csv", key="attention.breakdown.csv")
+
+st.subheader("What [CLS] reads")
+show_figure(
+    figures.cls_row_heatmap(summary, head),
+    key="attention.cls_row",
+    caption="Follow a token's column down to see in which layers [CLS] reads it, and whether it "
+    "reads the words or mostly itself and [SEP].",
+)
+download_csv(cls_row_table(summary, head), "cls_row.csv", key="attention.cls_row.csv")
+
+st.subheader("Rollout: what can have reached [CLS]")
+show_figure(
+    figures.rollout_comparison(summary),
+    key="attention.rollout",
+    caption="Rollout (Abnar & Zuidema 2020) chains the layers with the residual path; a row that "
+    "spreads across the words means the [CLS] state can hold a blend of the whole sentence, even "
+    "where a single layer's raw row looks focused.",
+)
+download_csv(rollout_table(summary), "cls_rollout.csv", key="attention.rollout.csv")

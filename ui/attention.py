@@ -1,0 +1,31 @@
+"""Cached derived arrays for the Attention page (keyed on strings, so sliders never re-run the model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from clsviz import Trace
+from clsviz.attention import AttentionSummary, attention_weights, summarize
+
+from .state import cached_encoder, cached_trace
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _weights(model_name: str, text: str, max_tokens: int, kind: str) -> np.ndarray:
+    encoder = cached_encoder(model_name)
+    return attention_weights(encoder, cached_trace(encoder, text, max_tokens), kind)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _summary(model_name: str, text: str, max_tokens: int, kind: str, include_self: bool) -> AttentionSummary:
+    encoder = cached_encoder(model_name)
+    t = cached_trace(encoder, text, max_tokens)
+    return summarize(t, _weights(model_name, text, max_tokens, kind), include_self=include_self, kind=kind)
+
+
+def attention_arrays(trace: Trace, max_tokens: int, kind: str, include_self: bool) -> tuple[np.ndarray, AttentionSummary]:
+    """([L, H, T, T] weights of ``kind``, their AttentionSummary) for a cached trace; both cached
+    per (model, text, max tokens, options) and shared read-only between sessions."""
+    args = (trace.model_name, trace.text, int(max_tokens), kind)
+    return _weights(*args), _summary(*args, bool(include_self))
