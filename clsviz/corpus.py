@@ -444,6 +444,10 @@ def _read_table(text: str, filename: str, kind: str) -> tuple[list[str], list[li
     """Header, rows and each row's line number in the file (header = line 1)."""
     delimiter, body_text = _delimiter(text, kind)
     offset = 1 if body_text is not text else 0
+    # One cell may hold the whole file (it is cut to max_chars later); the csv module's default
+    # limit (128 KiB) would refuse it. Raising the process-wide limit only ever allows more.
+    if csv.field_size_limit() < len(body_text) + 1:
+        csv.field_size_limit(len(body_text) + 1)
     reader = csv.reader(io.StringIO(body_text, newline=""), delimiter=delimiter, strict=True)
     rows, lines = [], []
     try:

@@ -405,6 +405,13 @@ def test_long_texts_are_cut_with_a_note():
     assert any("1 text(s) longer than 50 characters were cut" in m and "line 2" in m for m in corpus.messages)
 
 
+def test_a_cell_larger_than_the_csv_modules_limit_is_cut():
+    huge = "word " * 40_000  # 200,000 characters: past the csv module's 128 KiB default
+    corpus = load_corpus(_table([["text", "y"], [huge, "a"], ["short", "b"]]), "huge.csv", max_chars=100)
+    assert corpus.texts == (huge[:100].rstrip(), "short")
+    assert any("row 2" in m and "cut" in m for m in corpus.messages)
+
+
 def test_repeated_texts_are_kept_with_a_note():
     corpus = load_corpus(b"same\nsame\nother\n", "rep.txt")
     assert corpus.texts == ("same", "same", "other")
