@@ -264,9 +264,21 @@ class Corpus:
         )
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
+    def __repr__(self) -> str:
+        return (
+            f"Corpus(name={self.name!r}, texts={len(self.texts)}, labels={list(self.labels)}, "
+            f"messages={len(self.messages)})"
+        )
+
     @property
     def label_names(self) -> tuple[str, ...]:
         return tuple(self.labels)
+
+    def labelled(self, column: str) -> Corpus:
+        """The rows that have a value in label ``column`` (e.g. the word-order pairs of the demo)."""
+        if column not in self.labels:
+            raise KeyError(f"no label column {column!r}; available: {', '.join(self.labels) or 'none'}")
+        return self.subset([i for i, v in enumerate(self.labels[column]) if str(v).strip()])
 
     def subset(self, rows: Sequence[int] | slice, name: str | None = None) -> Corpus:
         """A corpus of some rows (indices or a slice), labels kept row by row."""

@@ -183,6 +183,13 @@ def test_corpus_checks_label_lengths_and_subsets():
     assert part.texts == (corpus.texts[5], corpus.texts[1], corpus.texts[3])
     assert part.labels["topic"] == tuple(corpus.labels["topic"][i] for i in (5, 1, 3))
     assert corpus.subset(slice(0, 4)).texts == corpus.texts[:4]
+    order = corpus.labelled("order")
+    expected = [i for i, v in enumerate(corpus.labels["order"]) if v]
+    assert order.texts == tuple(corpus.texts[i] for i in expected)
+    assert set(order.labels["order"]) == {"person_agent", "animal_agent"}
+    with pytest.raises(KeyError, match="topic, sentiment, form, order"):
+        corpus.labelled("colour")
+    assert repr(corpus) == f"Corpus(name='demo corpus', texts={len(corpus)}, labels={list(LABELS)}, messages=0)"
     frame = part.to_frame()
     assert list(frame.columns) == ["text", *LABELS] and frame["text"].tolist() == list(part.texts)
 

@@ -116,7 +116,15 @@ def corpus_picker(key: str) -> Corpus | None:
     """The demo corpus or an uploaded CSV / TSV / TXT (text and label columns chosen here).
 
     Shows the corpus's notes; returns None, after a message, when there is nothing usable."""
-    source = st.radio("Corpus", (DEMO, UPLOAD), key=f"{key}.source", horizontal=True)
+    source = st.radio(
+        "Corpus",
+        (DEMO, UPLOAD),
+        key=f"{key}.source",
+        horizontal=True,
+        help="The demo corpus: sentences written for clsviz, labelled by topic, sentiment (with "
+        "negations and contrasts), form (question / statement / command) and word order (pairs "
+        "such as 'the dog chased the boy' / 'the boy chased the dog'). Or upload your own CSV / TXT.",
+    )
     if source == DEMO:
         try:
             corpus = demo_corpus()
