@@ -1,0 +1,182 @@
+"""Similarity: is [CLS] an aggregate of the sentence?"""
+
+import streamlit as st
+
+from clsviz import figures
+from clsviz.similarity import (
+    REFERENCE_HELP,
+    VIEW_HELP,
+    VIEWS,
+    cls_summary,
+    cls_token_cosines,
+    compare_sentences,
+    token_norms,
+    token_table,
+    top_dimensions,
+)
+from ui.similarity import cached_baseline, pair_benchmark, pairs_picker
+from ui.state import current_encoder, current_traces, page_setup
+from ui.widgets import download_csv, sentence_picker, show_figure
+
+TABS = ("[CLS] and its tokens", "Compare sentences", "Benchmark", "Norms & massive activations", "Baseline")
+
+page_setup("Similarity")
+st.title("Is [CLS] an aggregate of the sentence?")
+st.caption(
+    "How close the [CLS] vector is to the sentence's own tokens and to other sentences, layer by layer — "
+    "always next to what unrelated text looks like to the same model."
+)
+
+traces = current_traces()
+if not traces:
+    st.stop()
+encoder = current_encoder()
+baseline = cached_baseline(encoder)
+
+left, right = st.columns([3, 2])
+with left:
+    t = sentence_picker(traces, key="similarity.sentence")
+with right:
+    view = st.radio(
+        "Cosine view",
+        VIEWS if baseline is not None else ("raw",),
+        key="similarity.view",
+        horizontal=True,
+        help="Contextual vectors share a few dominant directions, so even unrelated tokens can have a high "
+        "cosine. 'minus baseline' subtracts the unrelated-pair cosine; 'centred' removes the shared mean.",
+    )
+    st.caption(VIEW_HELP[view])
+
+cls_tab, compare_tab, bench_tab, norms_tab, baseline_tab = st.tabs(TABS, key="similarity.section", on_change="rerun")
+
+with cls_tab:
+    if cls_tab.open:
+        cosines = cls_token_cosines(t, view, baseline)
+        show_figure(
+            figures.cls_token_cosine_figure(t, cosines, view),
+            key="similarity.cls_tokens",
+            caption="Each row is a layer (0 = embeddings). Red: [CLS] points the same way as the token. "
+            "If [CLS] gathers the sentence, its row turns red over the content words as layers go up; compare "
+            "with the 'minus baseline' view, where 0 means 'no closer than a token of an unrelated sentence'.",
+        )
+        download_csv(token_table(t, cosines, "cosine"), "cls_token_cosines.csv", key="similarity.cls_tokens.csv")
+        summary = cls_summary(t, view, baseline)
+        show_figure(
+            figures.cls_summary_figure(summary, baseline, view),
+            key="similarity.summary",
+            caption="Solid: this sentence. Dashed, with a ±1 std band: the same comparison between a [CLS] and "
+            "an unrelated sentence. Only the gap between the two says [CLS] carries this sentence's content.",
+        )
+        download_csv(summary, "cls_summary.csv", key="similarity.summary.csv")
+
+with compare_tab:
+    if compare_tab.open:
+        if len(traces) < 2:
+            st.info(
+                "Comparing needs at least two lines in the sentence box. Add a paraphrase and an unrelated "
+                "sentence, one per line, and see which pooling tells them apart.",
+                icon=":material/compare_arrows:",
+            )
+        else:
+            comparison = compare_sentences(traces, view=view, baseline=baseline)
+            show_figure(
+                figures.comparison_figure(comparison, view),
+                key="similarity.compare",
+                caption="One line per pair of sentences; the dashed grey band is the cosine of unrelated "
+                "sentences with the same pooling. A pooling is useful where paraphrases rise well above the "
+                "band and unrelated sentences stay inside it.",
+            )
+            last = comparison[comparison["layer"] == comparison["layer"].max()]
+            st.dataframe(
+                last.pivot_table(index=["a", "b", "sentence_a", "sentence_b"], columns="strategy", values="cosine")
+                .reset_index()
+                .rename_axis(columns=None),
+                hide_index=True,
+                width="stretch",
+            )
+            st.caption("The last layer's cosines (columns: pooling).")
+            download_csv(comparison, "sentence_cosines.csv", key="similarity.compare.csv")
+
+with bench_tab:
+    if bench_tab.open:
+        st.caption(
+            "Spearman correlation between cosine and human similarity scores, per layer and pooling — the live "
+            "version of Sentence-BERT's Table 1, where BERT's [CLS] scored far below mean pooling."
+        )
+        picked = pairs_picker("similarity.pairs")
+        if picked is not None:
+            pairs, name = picked
+            result = pair_benchmark(encoder, pairs, name)
+            if result is not None:
+                table = result.table
+                best = table.loc[table["spearman"].idxmax()]
+                st.metric(
+                    f"Best on {len(pairs)} pairs ({name})",
+                    f"ρ = {best['spearman']:.3f}",
+                    f"{best['strategy']} pooling, layer {int(best['layer'])}",
+                    delta_color="off",
+                )
+                show_figure(
+                    figures.benchmark_figure(table),
+                    key="similarity.benchmark",
+                    caption="Solid: raw cosine; dotted: vectors centred on the pairs' mean first. Higher is "
+                    "better; a pooling whose line stays low ranks pairs unlike people do.",
+                )
+                download_csv(table, "pair_benchmark.csv", key="similarity.benchmark.csv")
+                layer = st.slider(
+                    "Layer for the scatter plot", 0, t.num_layers, t.num_layers, key="similarity.benchmark.layer"
+                )
+                show_figure(
+                    figures.benchmark_scatter_figure(result.pair_table(layer), result.strategies),
+                    key="similarity.benchmark.scatter",
+                    caption="Each dot is a pair. A good pooling puts the dots on a rising line.",
+                )
+                download_csv(
+                    result.pair_table(layer),
+                    f"pair_cosines_layer{layer}.csv",
+                    key="similarity.benchmark.pairs.csv",
+                    label="Download each pair's cosines (CSV)",
+                )
+
+with norms_tab:
+    if norms_tab.open:
+        norms = token_norms(t)
+        show_figure(
+            figures.token_norms_figure(t, norms),
+            key="similarity.norms",
+            caption="Vector length per token and layer. A token whose vector is far longer than the rest "
+            "(often [CLS] or [SEP]) tends to carry a few huge dimensions: the 'massive activations' behind "
+            "attention sinks and high cosines between unrelated vectors.",
+        )
+        download_csv(token_table(t, norms, "norm"), "token_norms.csv", key="similarity.norms.csv")
+        c1, c2 = st.columns(2)
+        layer = c1.slider("Layer", 0, t.num_layers, t.num_layers, key="similarity.massive.layer")
+        k = c2.number_input("Dimensions to show", 1, 20, 5, key="similarity.massive.k")
+        top = top_dimensions(t, int(k))
+        show_figure(
+            figures.top_dimensions_figure(top, layer),
+            key="similarity.massive",
+            caption="The largest dimensions of [CLS] and [SEP] at this layer; hover for how many times the "
+            "layer's median |value| each is. Sun et al. (2024) call values thousands of times the median "
+            "massive; the same dimension recurring across layers and sentences is the signature.",
+        )
+        download_csv(top, "top_dimensions.csv", key="similarity.massive.csv")
+
+with baseline_tab:
+    if baseline_tab.open:
+        if baseline is None:
+            st.info("No baseline for this model (see the warning above).", icon=":material/info:")
+        else:
+            show_figure(
+                figures.anisotropy_figure(baseline, view),
+                key="similarity.baseline",
+                caption="Mean cosine between vectors of different texts (bars: ±1 std). Values far above 0 in "
+                "raw view are the anisotropy of contextual vectors (Ethayarajh 2019): they make any raw cosine "
+                "look high. Centred, they fall near 0.",
+            )
+            st.dataframe(
+                [{"reference": r, "pairs of": REFERENCE_HELP[r]} for r in baseline.references],
+                hide_index=True,
+                width="stretch",
+            )
+            download_csv(baseline.table, "anisotropy_baseline.csv", key="similarity.baseline.csv")
