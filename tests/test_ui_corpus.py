@@ -242,3 +242,40 @@ def test_corpus_vectors_reports_errors(tiny_encoder, counted, monkeypatch):
     assert result is None
     assert len(shown) == 1 and "nonsense" in shown[0]
     assert ui_corpus._vector_store()[0] == {}
+
+
+VECTORS_SCRIPT = """
+import streamlit as st
+
+from ui.corpus import corpus_picker, corpus_vectors
+from ui.state import cached_encoder
+
+encoder = cached_encoder(st.session_state["model_dir"])
+corpus = corpus_picker("v")
+if corpus is not None:
+    vectors = corpus_vectors(encoder, corpus.subset(range(16)), ("cls", "mean"))
+    st.session_state["shape"] = vectors.vectors.shape
+    st.session_state["labels"] = vectors.labels
+"""
+
+
+def test_corpus_vectors_in_a_running_app_extract_once(tiny_model_dirs, monkeypatch):
+    calls = []
+    real = ui_corpus.extract
+
+    def extract(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ui_corpus, "extract", extract)
+    ui_corpus._vector_store.clear()
+    at = AppTest.from_string(VECTORS_SCRIPT, default_timeout=120)
+    at.session_state["model_dir"] = str(tiny_model_dirs["bert"])
+    at.run()
+    assert not at.exception and not at.error
+    assert at.session_state["shape"][:3] == (16, 3, 2)
+    assert at.session_state["labels"]["topic"] == demo_corpus().labels["topic"][:16]
+    at.run()  # a rerun (any widget change) reuses the vectors
+    assert not at.exception
+    assert len(calls) == 1
+    ui_corpus._vector_store.clear()
