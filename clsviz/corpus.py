@@ -410,7 +410,8 @@ def _decode(data: bytes, filename: str) -> tuple[str, list[str]]:
         except UnicodeDecodeError:
             continue
     if text is None:
-        raise CorpusError(f"'{filename}' could not be decoded as {encodings[0].upper()}; save it as UTF-8.")
+        name = encodings[0].upper().replace("-SIG", "")
+        raise CorpusError(f"'{filename}' starts like {name} but is not valid {name}; save it as UTF-8.")
     if encodings[0] == "utf-8" and encoding != "utf-8":
         notes.append(
             f"The file is not valid UTF-8; it was read as {'Windows-1252' if encoding == 'cp1252' else 'Latin-1'}. "

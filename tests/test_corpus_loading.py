@@ -295,6 +295,13 @@ def test_unicode_encodings(encode):
     assert txt.texts == tuple(SENTENCES)
 
 
+def test_broken_unicode_after_a_bom():
+    with pytest.raises(CorpusError, match="starts like UTF-8 but is not valid UTF-8"):
+        load_corpus(codecs.BOM_UTF8 + "café".encode("latin-1"), "bom.txt")
+    with pytest.raises(CorpusError, match="starts like UTF-16 but is not valid UTF-16"):
+        load_corpus(codecs.BOM_UTF16_LE + b"a\x00\x00\xdc", "bom.txt")  # a lone low surrogate
+
+
 def test_latin1_and_windows_1252_fallback():
     corpus = load_corpus("\n".join(SENTENCES).encode("latin-1"), "old.txt")
     assert corpus.texts == tuple(SENTENCES)
