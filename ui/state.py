@@ -53,6 +53,7 @@ CUSTOM = "clsviz.custom_model"
 SENTENCES = "clsviz.sentences"
 MAX_TOKENS = "clsviz.max_tokens"
 FAILED = "clsviz.failed_models"
+ERRORS_SHOWN = "clsviz.errors_shown"  # model errors already shown in this run (show each once)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -161,6 +162,7 @@ def sidebar() -> None:
 def page_setup(title: str, icon: str = ":material/token:") -> None:
     """Page config and the shared sidebar; call first on every page."""
     st.set_page_config(page_title=f"{title} · clsviz", page_icon=icon, layout="wide")
+    st.session_state[ERRORS_SHOWN] = set()
     sidebar()
 
 
@@ -177,7 +179,9 @@ def current_encoder() -> Encoder:
             failed[name] = str(exc)
         except Exception as exc:  # any other failure must not reach the page as a traceback
             failed[name] = f"'{name}' could not be loaded ({type(exc).__name__}: {exc})."
-    if name != DEFAULT_MODEL:
+    shown = st.session_state.setdefault(ERRORS_SHOWN, set())
+    if name != DEFAULT_MODEL and name not in shown:
+        shown.add(name)
         st.error(f"{failed[name]}  \nShowing the bundled default model instead.", icon=":material/error:")
     with st.spinner("Loading the bundled model…"):
         return cached_encoder(DEFAULT_MODEL)

@@ -1,0 +1,498 @@
+"""Hostile input: whatever a person types, uploads or names as a model, they get a clear
+message, the app keeps serving, no traceback reaches the page, other sessions are unaffected.
+
+Every case is one row of ``CASES``. The library half of each case calls clsviz directly
+(trace / load_corpus / load_encoder); the app half runs the Overview page under AppTest.
+Typed HTML in a real browser (no dialog fires, the text shows as text) is in
+tests/browser/test_hostile_browser.py; uploads through the page are in tests/browser/.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from clsviz import ModelLoadError, load_encoder, trace
+from clsviz.corpus import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_CHARS,
+    DEFAULT_MAX_ROWS,
+    Corpus,
+    CorpusError,
+    load_corpus,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+OTHER_MODEL = "Other (hub id or local folder)…"
+MAX_TOKENS = 128
+
+
+@dataclass(frozen=True)
+class Case:
+    """One hostile input.
+
+    kind: "text" (typed in the sentence box), "upload" (a corpus file) or "model" (a model id).
+    payload: the text; for uploads a function returning (filename, bytes); for models the id,
+        or "dir:<name>" for a folder built by the ``hostile_model_dirs`` fixture.
+    outcome: text "traced" | "empty" (prompt to type) | "skipped" (warned, nothing traced);
+        upload "loaded" | "refused"; model "refused".
+    message: a regex that the message shown to the person must match ("" = no message needed).
+    """
+
+    id: str
+    kind: str
+    payload: object
+    outcome: str
+    message: str = ""
+
+
+def _csv(rows: list[list[str]]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+SENTENCES = [f"Sentence number {i} talks about topic {i % 3}." for i in range(12)]
+HTML_CELL = '<script>alert("cell")</script><img src=x onerror=alert(1)> plain words'
+HTML_HEADER = "<b onmouseover=alert(1)>text</b>"
+
+CASES = [
+    # --- typed text -------------------------------------------------------------------------
+    Case("text-empty", "text", "", "empty", r"Type a sentence"),
+    Case("text-whitespace-only", "text", "  \t   \n   \n\t", "empty", r"Type a sentence"),
+    Case("text-100k-characters", "text", "the long sentence goes on " * 4000, "traced", r"was cut"),
+    Case("text-100k-characters-one-word", "text", "x" * 100_000, "traced"),  # one [UNK] for BERT
+    Case("text-control-characters", "text", "tab\there bell\x07 esc\x1b[31m red \x00nul\x7f end", "traced"),
+    Case("text-only-control-and-format-chars", "text", "\x00\x01\x02\u200b\u200e\u2066", "skipped", r"skipped"),
+    Case("text-zero-width", "text", "zero\u200bwidth\u200cnon\u200djoiner\ufeffbom words", "traced"),
+    Case("text-combining-marks", "text", "Z\u0351\u0352a\u0353l\u0354g\u0355o cafe\u0301 n\u0303", "traced"),
+    Case("text-emoji-sequences", "text", "family 👨‍👩‍👧‍👦 flag 🇺🇳 thumbs 👍🏽 keycap 1️⃣", "traced"),
+    Case("text-cjk", "text", "我喜欢自然语言处理。日本語のテキストです。한국어 문장입니다.", "traced"),
+    Case("text-rtl-with-overrides", "text", "abc \u202eevil.exe\u202c def \u2067שלום\u2069 مرحبا بالعالم", "traced"),
+    Case("text-literal-cls", "text", "[CLS] is not really first here [CLS]", "traced"),
+    Case("text-literal-sep", "text", "one half [SEP] other half [SEP]", "traced"),
+    Case("text-literal-mask", "text", "the [MASK] sat on the [MASK]", "traced"),
+    Case("text-literal-pad-unk", "text", "[PAD] [PAD] [UNK] padded", "traced"),
+    Case("text-literal-roberta-markers", "text", "</s><s> roberta <pad> markers <mask>", "traced"),
+    Case("text-html-script", "text", "<script>alert(1)</script> after the script", "traced"),
+    Case("text-html-img-onerror", "text", "<img src=x onerror=alert(1)> image", "traced"),
+    Case("text-markdown-javascript-link", "text", "[click me](javascript:alert(1)) **bold** `code` $x^2$", "traced"),
+    Case("text-html-entities-svg", "text", "&lt;b&gt; &amp; <svg onload=alert(1)> entities", "traced"),
+    Case("text-format-string", "text", "{0} %s %(name)s {__class__} ${HOME} $(whoami)", "traced"),
+    Case(
+        "text-many-lines",
+        "text",
+        "\n".join(f"Line {i} is its own sentence." for i in range(60)),
+        "traced",
+        r"the first 50 are used",
+    ),
+    # --- uploads ----------------------------------------------------------------------------
+    Case(
+        "upload-malformed-csv",
+        "upload",
+        lambda: ("bad.csv", b'text,label\n"an unclosed quote,a\nnext,b\n'),
+        "refused",
+        r"not a well-formed CSV",
+    ),
+    Case(
+        "upload-ragged-csv",
+        "upload",
+        lambda: ("ragged.csv", b"text,label\none,a\ntwo,b,extra,fields\nthree\n"),
+        "refused",
+        r"not a well-formed CSV.*lines? 3",
+    ),
+    Case(
+        "upload-binary-renamed-csv",
+        "upload",
+        lambda: ("random.csv", bytes(range(256)) * 64),
+        "refused",
+        r"binary",
+    ),
+    Case(
+        "upload-png-renamed-csv",
+        "upload",
+        lambda: ("picture.csv", b"\x89PNG\r\n\x1a\n" + bytes(200)),
+        "refused",
+        r"PNG image",
+    ),
+    Case(
+        "upload-zip-renamed-csv",
+        "upload",
+        lambda: ("sheet.csv", b"PK\x03\x04" + bytes(100)),
+        "refused",
+        r"ZIP archive",
+    ),
+    Case(
+        "upload-utf16",
+        "upload",
+        lambda: ("utf16.csv", "text,topic\n".encode("utf-16") + _csv([[s, "t"] for s in SENTENCES]).decode().encode("utf-16")[2:]),
+        "loaded",
+    ),
+    Case("upload-empty-file", "upload", lambda: ("empty.csv", b""), "refused", r"empty"),
+    Case("upload-only-blank-lines", "upload", lambda: ("blank.txt", b"\n \n\t\n"), "refused", r"empty"),
+    Case(
+        "upload-no-text-column",
+        "upload",
+        lambda: ("numbers.csv", _csv([["a", "b"], *[[str(i), str(i * 2.5)] for i in range(10)]])),
+        "refused",
+        r"no text column",
+    ),
+    Case("upload-header-only", "upload", lambda: ("header.csv", b"text,label\n"), "refused", r"no rows"),
+    Case("upload-one-row", "upload", lambda: ("one.csv", _csv([["text", "label"], ["Only one sentence here.", "a"]])), "loaded"),
+    Case(
+        "upload-one-class",
+        "upload",
+        lambda: ("oneclass.csv", _csv([["text", "label"], *[[s, "same"] for s in SENTENCES]])),
+        "loaded",
+    ),
+    Case(
+        "upload-50000-rows",
+        "upload",
+        lambda: ("big.csv", _csv([["text", "label"], *[[f"row {i} says something", str(i % 4)] for i in range(50_000)]])),
+        "loaded",
+        r"50,000 rows; the first 5,000 are used",
+    ),
+    Case(
+        "upload-html-in-cells-and-header",
+        "upload",
+        lambda: ("html.csv", _csv([[HTML_HEADER, "<i>label</i>"], *[[f"{HTML_CELL} {i}", "<u>x</u>" if i % 2 else "y"] for i in range(6)]])),
+        "loaded",
+    ),
+    Case(
+        "upload-huge-single-cell",
+        "upload",
+        lambda: ("hugecell.csv", _csv([["text", "label"], ["word " * 1_000_000, "a"], ["a short one", "b"]])),
+        "loaded",
+        r"cut to that length",
+    ),
+    Case(
+        "upload-over-the-size-limit",
+        "upload",
+        lambda: ("huge.txt", b"a line of text\n" * (DEFAULT_MAX_BYTES // 15 + 2)),
+        "refused",
+        r"the limit is",
+    ),
+    Case("upload-wrong-extension", "upload", lambda: ("book.xlsx", b"PK\x03\x04"), "refused", r"not read"),
+    # --- models -----------------------------------------------------------------------------
+    Case("model-nonexistent-id", "model", "clsviz-tests/no-such-model-anywhere", "refused", r"not in the local model cache"),
+    Case("model-dotdot-path", "model", "../../../../etc/passwd", "refused", r"neither an existing local folder nor a valid"),
+    Case("model-dotdot-inside-id", "model", "owner/../../secrets", "refused", r"neither an existing local folder nor a valid"),
+    Case("model-backslash-path", "model", "..\\..\\windows\\system32", "refused", r"neither an existing local folder nor a valid"),
+    Case("model-url", "model", "https://evil.example/model.bin", "refused", r"neither an existing local folder nor a valid"),
+    Case("model-shell-characters", "model", "bert-base-uncased; rm -rf ~", "refused", r"neither an existing local folder nor a valid"),
+    Case("model-name-too-long", "model", "m" * 400, "refused", r"neither an existing local folder nor a valid"),
+    Case("model-folder-without-config", "model", "dir:no_config", "refused", r"has no config\.json"),
+    Case("model-needs-remote-code", "model", "dir:remote_code", "refused", r"trust_remote_code.*never allows"),
+    Case("model-unknown-architecture", "model", "dir:unknown_arch", "refused", r"configuration clsviz cannot read"),
+    Case("model-without-cls-token", "model", "dir:gpt2_no_cls", "refused", r"no \[CLS\]-like token"),
+    Case("model-pickle-only-weights", "model", "dir:pickle_only", "refused", r"only has pickle weights"),
+]
+
+TEXT = [c for c in CASES if c.kind == "text"]
+UPLOADS = [c for c in CASES if c.kind == "upload"]
+MODELS = [c for c in CASES if c.kind == "model"]
+
+
+def _ids(cases):
+    return [c.id for c in cases]
+
+
+def test_the_table_covers_every_kind_of_hostile_input():
+    assert len(CASES) >= 30
+    assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
+    assert {c.kind for c in CASES} == {"text", "upload", "model"}
+    allowed = {"text": {"traced", "empty", "skipped"}, "upload": {"loaded", "refused"}, "model": {"refused"}}
+    for c in CASES:
+        assert c.outcome in allowed[c.kind], c
+        if c.outcome in ("refused", "empty", "skipped"):
+            assert c.message, f"{c.id}: a refusal must name the message the person sees"
+    # The kinds of input the issue lists, each present at least once.
+    for needed in (
+        "empty", "whitespace", "100k", "control", "zero-width", "combining", "emoji", "cjk", "rtl",
+        "literal-cls", "literal-sep", "literal-mask", "pad", "roberta-markers", "script", "img-onerror",
+        "malformed-csv", "binary", "utf16", "empty-file", "no-text-column", "one-row", "one-class",
+        "50000-rows", "html-in-cells", "huge-single-cell",
+        "nonexistent", "dotdot", "remote-code", "without-cls", "pickle",
+    ):
+        assert any(needed in c.id for c in CASES), f"no case for {needed!r}"
+
+
+# ------------------------------------------------------------------------------------------
+# typed text
+# ------------------------------------------------------------------------------------------
+
+
+def _lines(text: str) -> list[str]:
+    """What the sidebar makes of the box: non-empty stripped lines (the app's rule, restated)."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("case", TEXT, ids=_ids(TEXT))
+def test_typed_text_in_the_library(case, encoder):
+    tok = encoder.tokenizer
+    lines = _lines(case.payload)
+    if case.outcome == "empty":
+        assert lines == []
+        with pytest.raises(ValueError, match="empty"):
+            trace(encoder, case.payload)
+        return
+    if case.outcome == "skipped":
+        with pytest.raises(ValueError, match="empty|no readable tokens"):
+            trace(encoder, lines[0])
+        return
+    for text in lines[:3]:
+        t = trace(encoder, text, max_length=MAX_TOKENS)
+        assert t.text == text
+        ids = t.input_ids
+        # Exactly one real [CLS] (first) and one [SEP] (last); literal "[CLS]" text never becomes one.
+        assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
+        assert int((ids == tok.cls_token_id).sum()) == 1 and int((ids == tok.sep_token_id).sum()) == 1
+        assert t.special_mask.tolist() == [True] + [False] * (len(ids) - 2) + [True]
+        forbidden = set(tok.all_special_ids) - {tok.unk_token_id}
+        assert not forbidden & set(ids[1:-1].tolist())
+        assert len(ids) <= MAX_TOKENS
+        # Truncation is reported exactly when the text has more tokens than fit.
+        n_text = len(tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+        assert t.truncated == (n_text + 2 > MAX_TOKENS)
+        if re.search(r"\[(CLS|SEP|MASK|PAD|UNK)\]", text):
+            # The brackets of a literal special token are ordinary characters to the model.
+            assert "[" in t.tokens[1:-1] and "]" in t.tokens[1:-1]
+        assert np.isfinite(t.hidden_states).all() and np.isfinite(t.attentions).all()
+        assert np.allclose(t.attentions.sum(-1), 1.0, atol=1e-4)
+
+
+def _app(**state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    for k, v in state.items():
+        at.session_state[k] = v
+    return at
+
+
+def _shown(at: AppTest) -> str:
+    """Every message, caption and text on the page, joined (to look for the expected message)."""
+    parts = []
+    for kind in ("error", "warning", "info", "caption", "text", "markdown"):
+        parts += [str(el.value) for el in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("case", TEXT, ids=_ids(TEXT))
+def test_typed_text_in_the_app(case):
+    at = _app()
+    at.run()
+    at.sidebar.text_area(key="sidebar.sentences").input(case.payload).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    if case.message:
+        assert re.search(case.message, _shown(at)), f"{case.id}: expected a message matching {case.message!r}"
+    charts = at.get("plotly_chart")
+    lines = _lines(case.payload)
+    if case.outcome in ("empty", "skipped"):
+        assert not charts
+        return
+    shown = lines[:50]
+    assert len(charts) == len(shown)
+    # The sentence is shown as plain text (st.text), never as Markdown or HTML.
+    assert [t.value for t in at.text][: len(shown)] == [f"{i + 1}. {s}" for i, s in enumerate(shown)]
+    for md in at.markdown:
+        assert lines[0][:40] not in md.value
+
+
+def test_all_hostile_lines_at_once_then_a_fresh_session_is_unaffected():
+    traced = [line for c in TEXT if c.outcome == "traced" and c.id != "text-many-lines" for line in _lines(c.payload)]
+    at = _app()
+    at.run()
+    at.sidebar.text_area(key="sidebar.sentences").input("\n".join(traced)).run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == len(traced)
+    other = _app()
+    other.run()
+    assert not other.exception and not other.warning
+    assert [t.value for t in other.text][0] == "1. Why is the [CLS] token always first?"
+
+
+# ------------------------------------------------------------------------------------------
+# uploads
+# ------------------------------------------------------------------------------------------
+
+
+def _expected_texts(data: bytes) -> list[str]:
+    """The first column's texts, read here with the csv module (every loaded case puts the
+    text first): what a well-behaved reader should produce."""
+    text = data.decode("utf-16") if data[:2] in (b"\xff\xfe", b"\xfe\xff") else data.decode("utf-8")
+    body = list(csv.reader(io.StringIO(text)))[1:]
+    return [r[0].strip() for r in body if r and r[0].strip()]
+
+
+@pytest.mark.parametrize("case", UPLOADS, ids=_ids(UPLOADS))
+def test_upload_in_the_library(case):
+    filename, data = case.payload()
+    if case.outcome == "refused":
+        with pytest.raises(CorpusError, match=case.message) as info:
+            load_corpus(data, filename)
+        message = str(info.value)
+        assert "Traceback" not in message and len(message) < 600
+        return
+    corpus = load_corpus(data, filename)
+    assert isinstance(corpus, Corpus) and len(corpus) >= 1
+    if case.message:
+        assert any(re.search(case.message, m) for m in corpus.messages), corpus.messages
+    expected = _expected_texts(data)
+    kept = [t[:DEFAULT_MAX_CHARS].rstrip() for t in expected[:DEFAULT_MAX_ROWS]]
+    assert list(corpus.texts) == kept
+    for column, values in corpus.labels.items():
+        assert len(values) == len(corpus)
+        assert len(set(values)) >= 2, f"label column {column!r} with a single value is no label"
+
+
+def test_html_in_an_upload_stays_literal():
+    case = next(c for c in UPLOADS if c.id == "upload-html-in-cells-and-header")
+    filename, data = case.payload()
+    corpus = load_corpus(data, filename)
+    assert corpus.text_column == HTML_HEADER
+    assert all(t.startswith(HTML_CELL) for t in corpus.texts)
+    assert set(corpus.labels.get("<i>label</i>", ())) == {"<u>x</u>", "y"}
+
+
+# ------------------------------------------------------------------------------------------
+# models
+# ------------------------------------------------------------------------------------------
+
+
+def _tiny_bert(folder: Path, *, pickle_only: bool) -> Path:
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from clsviz.encoder import bundled_model_path
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
+    model = BertModel(
+        BertConfig(
+            vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+            intermediate_size=32, max_position_embeddings=64,
+        )
+    )
+    folder.mkdir(parents=True)
+    model.config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    if pickle_only:
+        # transformers 5 always writes safetensors, so the pickle checkpoint is written by hand.
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    else:
+        model.save_pretrained(folder)
+    return folder
+
+
+def _tiny_gpt2(folder: Path) -> Path:
+    """A tiny GPT-2 with a byte-level BPE tokenizer trained here: no cls_token at all."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2Model, PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["the cat sat on the mat and the dog ran"] * 8, vocab_size=300, min_frequency=1,
+                            special_tokens=["<|endoftext|>"])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
+    GPT2Model(GPT2Config(vocab_size=len(tokenizer), n_layer=1, n_head=2, n_embd=16, n_positions=64)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def hostile_model_dirs(tmp_path_factory):
+    """Folders that look like models but must be refused, plus a sentinel for remote code."""
+    root = tmp_path_factory.mktemp("hostile-models")
+    dirs = {}
+    dirs["no_config"] = root / "no_config"
+    dirs["no_config"].mkdir()
+    (dirs["no_config"] / "model.safetensors").write_bytes(b"not really weights")
+
+    remote = root / "remote_code"
+    remote.mkdir()
+    sentinel = root / "REMOTE_CODE_RAN"
+    (remote / "config.json").write_text(json.dumps({
+        "model_type": "clsviz_custom_arch",
+        "auto_map": {"AutoConfig": "configuration_custom.CustomConfig", "AutoModel": "modeling_custom.CustomModel"},
+    }))
+    for name in ("configuration_custom.py", "modeling_custom.py"):
+        (remote / name).write_text(f"from pathlib import Path\nPath({str(sentinel)!r}).write_text('ran')\n")
+    dirs["remote_code"] = remote
+    dirs["remote_sentinel"] = sentinel
+
+    dirs["unknown_arch"] = root / "unknown_arch"
+    dirs["unknown_arch"].mkdir()
+    (dirs["unknown_arch"] / "config.json").write_text(json.dumps({"model_type": "clsviz_unknown_arch"}))
+
+    dirs["gpt2_no_cls"] = _tiny_gpt2(root / "gpt2_no_cls")
+    dirs["pickle_only"] = _tiny_bert(root / "pickle_only", pickle_only=True)
+    return dirs
+
+
+def _model_id(case: Case, dirs) -> str:
+    payload = str(case.payload)
+    return str(dirs[payload[4:]]) if payload.startswith("dir:") else payload
+
+
+@pytest.mark.parametrize("case", MODELS, ids=_ids(MODELS))
+def test_model_in_the_library(case, hostile_model_dirs):
+    with pytest.raises(ModelLoadError, match=case.message) as info:
+        load_encoder(_model_id(case, hostile_model_dirs))
+    assert "Traceback" not in str(info.value)
+    assert not hostile_model_dirs["remote_sentinel"].exists(), "a model's own Python code was run"
+
+
+def test_pickle_weights_load_only_when_explicitly_allowed(hostile_model_dirs):
+    """The refusal is about the file format, not a broken folder: opting in loads it."""
+    enc = load_encoder(str(hostile_model_dirs["pickle_only"]), allow_pickle=True)
+    assert enc.info.num_layers == 1 and enc.info.cls_token == "[CLS]"
+
+
+APP_MODEL_CASES = [c for c in MODELS if c.id in {
+    "model-nonexistent-id", "model-dotdot-path", "model-needs-remote-code", "model-without-cls-token",
+    "model-pickle-only-weights", "model-name-too-long",
+}]
+
+
+@pytest.mark.parametrize("case", APP_MODEL_CASES, ids=_ids(APP_MODEL_CASES))
+def test_model_in_the_app(case, hostile_model_dirs):
+    at = _app()
+    at.run()
+    at.sidebar.selectbox(key="sidebar.model").set_value(OTHER_MODEL).run()
+    at.sidebar.text_input(key="sidebar.custom_model").input(_model_id(case, hostile_model_dirs)).run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and re.search(case.message, errors[0]), errors
+    assert "Showing the bundled default model instead" in errors[0]
+    # The default model keeps working for this person...
+    assert "all-MiniLM-L6-v2 (bundled)" in _shown(at)
+    assert len(at.get("plotly_chart")) == 3
+    # ...and a later rerun of the same session does not try (and fail) again.
+    at.run()
+    assert not at.exception and len(at.error) == 1
+    assert not hostile_model_dirs["remote_sentinel"].exists()
+
+
+def test_a_failed_model_in_one_session_leaves_others_alone(hostile_model_dirs):
+    bad = _app()
+    bad.run()
+    bad.sidebar.selectbox(key="sidebar.model").set_value(OTHER_MODEL).run()
+    bad.sidebar.text_input(key="sidebar.custom_model").input(str(hostile_model_dirs["gpt2_no_cls"])).run()
+    assert bad.error
+    good = _app()
+    good.run()
+    assert not good.exception and not good.error
+    assert good.sidebar.selectbox(key="sidebar.model").value == "all-MiniLM-L6-v2 (bundled)"
+    assert len(good.get("plotly_chart")) == 3
+
