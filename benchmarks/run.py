@@ -1,0 +1,260 @@
+"""clsviz benchmarks: `make bench` writes benchmarks/results.json and benchmarks/results.md.
+
+Each measurement is a ratio or a time taken side by side in one run, so machine noise
+mostly cancels. A measurement whose prerequisites are missing is recorded as null with
+the reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+# key -> (target description, comparison, target value)
+TARGETS = {
+    "trace_overhead_ratio": ("<=", 1.5),
+    "slider_rerun_ms": ("<=", 50),
+    "page_512_tokens_s": ("<=", 0.5),
+    "payload_512_tokens_bytes": ("<=", 5_000_000),
+    "corpus_throughput_ratio_vs_sentence_transformers": (">=", 1.0),
+    "matmul_peak_fraction": (">=", 0.5),
+    "umap_2k_warm_s": ("<=", 10),
+    "probe_demo_all_layers_s": ("<=", 10),
+    "browser_enter_to_plot_s": ("<=", 1.5),
+    "peak_rss_512_bert_base_gb": ("<=", 1.5),
+}
+
+
+def best_of(fn, repeat: int = 3) -> float:
+    """Smallest wall time of ``repeat`` calls (seconds)."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def corpus_texts(n: int) -> list[str]:
+    """n texts from the demo corpus (repeated if it is smaller), or generated ones."""
+    try:
+        from clsviz.corpus import demo_corpus
+
+        texts = list(demo_corpus().texts)
+    except Exception:
+        rng = np.random.default_rng(0)
+        words = (
+            "the a cat dog chased film was not bad at all why is token always first model attention "
+            "layer sentence good great terrible movie food rain sunny city travel music song played"
+        ).split()
+        texts = [" ".join(rng.choice(words, size=int(rng.integers(4, 30)))) + "." for _ in range(n)]
+    return [texts[i % len(texts)] for i in range(n)]
+
+
+def machine() -> dict:
+    import torch
+
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return info
+
+
+# --- measurements -------------------------------------------------------------------------
+
+
+def bench_corpus_throughput(results: dict, notes: dict) -> None:
+    """extract (all layers x cls/mean/max) vs sentence-transformers encode, same texts and model."""
+    from sentence_transformers import SentenceTransformer
+
+    from clsviz import extract, load_encoder
+    from clsviz.encoder import bundled_model_path
+
+    texts = corpus_texts(2000)
+    enc = load_encoder()
+    st_model = SentenceTransformer(str(bundled_model_path()), device=str(enc.device))
+    extract(enc, texts[:64])
+    st_model.encode(texts[:64])
+    ours, theirs = [], []
+    for _ in range(2):  # interleaved so drift hits both sides alike
+        start = time.perf_counter()
+        pv = extract(enc, texts, strategies=("cls", "mean", "max"), batch_size=64)
+        ours.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        st_model.encode(texts, batch_size=32)
+        theirs.append(time.perf_counter() - start)
+    results["corpus_throughput_ratio_vs_sentence_transformers"] = min(theirs) / min(ours)
+    results["extract_sentences_per_s"] = len(texts) / min(ours)
+    results["sentence_transformers_sentences_per_s"] = len(texts) / min(theirs)
+    notes["corpus_throughput_ratio_vs_sentence_transformers"] = (
+        f"{len(texts)} texts; extract yields {pv.vectors.shape[1]} layers x 3 strategies, "
+        "sentence-transformers one mean-pooled vector"
+    )
+
+    # Achieved FLOP/s of extract vs a large float32 matmul, same process.
+    import torch
+
+    cfg = enc.model.config
+    d, layers, inter = cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size
+    with enc.lock:
+        lengths = [len(x) for x in enc.tokenizer(texts, truncation=True, max_length=enc.info.max_length)["input_ids"]]
+    order = sorted(lengths, reverse=True)
+    flops = 0.0
+    for start in range(0, len(order), 64):
+        batch = order[start : start + 64]
+        tokens = len(batch) * batch[0]  # padded
+        per_token = 2 * layers * (4 * d * d + 2 * d * inter)
+        flops += tokens * per_token + len(batch) * layers * 4 * batch[0] ** 2 * d
+    extract_flops = flops / min(ours)
+    n = 2048
+    a = torch.randn(n, n)
+    b = torch.randn(n, n)
+    torch.mm(a, b)
+    mm_time = best_of(lambda: torch.mm(a, b), repeat=5)
+    matmul_flops = 2 * n**3 / mm_time
+    results["matmul_peak_fraction"] = extract_flops / matmul_flops
+    results["extract_gflops"] = extract_flops / 1e9
+    results["matmul_gflops"] = matmul_flops / 1e9
+
+
+def bench_model_load(results: dict, notes: dict) -> None:
+    code = (
+        "import time,os; os.environ['HF_HUB_OFFLINE']='1'; t=time.perf_counter();"
+        "from clsviz import load_encoder; load_encoder(); print(time.perf_counter()-t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    results["model_load_s"] = float(out.stdout.strip().splitlines()[-1])
+    notes["model_load_s"] = "bundled model, fresh process, imports included"
+
+
+def bench_peak_rss(results: dict, notes: dict) -> None:
+    code = """
+import os, resource, torch
+os.environ['HF_HUB_OFFLINE'] = '1'
+import tempfile
+from transformers import BertConfig, BertModel
+from clsviz import load_encoder, trace
+from clsviz.encoder import bundled_model_path
+from transformers import AutoTokenizer
+folder = tempfile.mkdtemp()
+torch.manual_seed(0)
+BertModel(BertConfig()).save_pretrained(folder)
+AutoTokenizer.from_pretrained(str(bundled_model_path())).save_pretrained(folder)
+import gc; gc.collect()
+enc = load_encoder(folder)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = trace(enc, 'word ' * 600)
+assert t.seq_len == 512
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024, base / 1024 / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    peak, base = map(float, out.stdout.strip().splitlines()[-1].split())
+    results["peak_rss_512_bert_base_gb"] = peak
+    notes["peak_rss_512_bert_base_gb"] = (
+        f"peak RSS of the whole process (model saved, reloaded, traced); {base:.2f} GB before the trace"
+    )
+
+
+MEASUREMENTS = [bench_model_load, bench_corpus_throughput, bench_peak_rss]
+
+
+def write_markdown(payload: dict, path: Path) -> None:
+    res, notes, mach = payload["results"], payload["notes"], payload["machine"]
+    lines = [
+        "| key | value | target | met |",
+        "|---|---|---|---|",
+    ]
+    for key, value in res.items():
+        target = TARGETS.get(key)
+        if value is None:
+            shown, met = "—", "not measured"
+        else:
+            shown = f"{value:,.3f}" if isinstance(value, float) else f"{value:,}"
+            met = ""
+            if target:
+                op, limit = target
+                ok = value <= limit if op == "<=" else value >= limit
+                met = "yes" if ok else "**no**"
+        tgt = f"{target[0]} {target[1]:,}" if target else ""
+        lines.append(f"| `{key}` | {shown} | {tgt} | {met} |")
+    lines.append("")
+    for key, note in notes.items():
+        lines.append(f"- `{key}`: {note}")
+    lines.append("")
+    lines.append(
+        f"Measured {payload['date']} on {mach.get('cpu_model', mach['processor'])}, "
+        f"{mach['cpu_count']} cores, torch {mach['torch']} ({mach['torch_threads']} threads)"
+        + (f", GPU {mach['cuda']}" if mach.get("cuda") else ", no GPU")
+        + "."
+    )
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", help="comma-separated measurement function names (bench_*)")
+    args = parser.parse_args(argv)
+    chosen = MEASUREMENTS
+    if args.only:
+        wanted = set(args.only.split(","))
+        chosen = [m for m in MEASUREMENTS if m.__name__ in wanted]
+    out_json = HERE / "results.json"
+    previous = json.loads(out_json.read_text()) if out_json.exists() else {"results": {}, "notes": {}}
+    results = dict(previous.get("results", {})) if args.only else {}
+    notes = dict(previous.get("notes", {})) if args.only else {}
+    for key in TARGETS:
+        results.setdefault(key, None)
+    for fn in chosen:
+        print(f"[bench] {fn.__name__} ...", flush=True)
+        start = time.perf_counter()
+        try:
+            fn(results, notes)
+        except Exception as exc:  # a failed measurement is reported, not hidden
+            notes[fn.__name__] = f"failed: {type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        print(f"[bench] {fn.__name__} done in {time.perf_counter() - start:.1f} s", flush=True)
+    payload = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "results": results,
+        "notes": notes,
+        "targets": {k: {"op": op, "value": v} for k, (op, v) in TARGETS.items()},
+    }
+    out_json.write_text(json.dumps(payload, indent=2) + "\n")
+    write_markdown(payload, HERE / "results.md")
+    print((HERE / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
