@@ -1,0 +1,543 @@
+"""Can the sentence be recovered from its [CLS] vector? Three cheap, honest readings.
+
+* **Nearest neighbours**: which corpus sentences lie closest to a vector (cosine), and how
+  often a sentence's paraphrase partner is the single closest one (recall@1) per layer.
+* **Bag-of-words decoding**: a linear multi-label decoder (ridge regression onto a binary
+  bag of the corpus's frequent content words) trained per layer on corpus vectors; F1 on
+  held-out sentences, and the words it reads from one sentence's vector.
+* **MLM-head reading**: where the checkpoint has a trained masked-language-model head, the
+  tokens that head reads from the [CLS] vector at every layer.
+
+These are lower bounds: a linear decoder that fails does not prove the information is gone
+(published inversion models recover far more with non-linear, iterative decoders), and a
+neighbour search only finds what the corpus contains.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..corpus import PooledVectors
+from ..encoder import Encoder
+from ..similarity import cosine_matrix
+
+__all__ = [
+    "nearest_neighbours",
+    "PairSet",
+    "pair_set",
+    "recall_at_1",
+    "paraphrase_recall",
+    "content_words",
+    "bow_vocabulary",
+    "bow_matrix",
+    "BagOfWordsDecoder",
+    "bow_f1",
+    "DecodedWords",
+    "decode_words",
+    "MLMHead",
+    "load_mlm_head",
+    "mlm_reading",
+    "summarize_recall",
+    "summarize_bow",
+]
+
+
+# --- nearest neighbours ----------------------------------------------------------------
+
+
+def nearest_neighbours(
+    query: np.ndarray,
+    vectors: np.ndarray,
+    texts: Sequence[str],
+    k: int = 5,
+    exclude_text: str | None = None,
+) -> pd.DataFrame:
+    """The ``k`` rows of ``vectors`` [N, D] closest to ``query`` [D] by cosine.
+
+    Rows whose text equals ``exclude_text`` are skipped (the query sentence itself when it is
+    in the corpus). Returns columns rank (1 = closest), index, text, cosine.
+    """
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2 or len(vectors) != len(texts):
+        raise ValueError(f"vectors must be [N, D] with N = {len(texts)} texts, got {list(vectors.shape)}")
+    sims = cosine_matrix(np.asarray(query)[None, :], vectors)[0]
+    keep = np.ones(len(texts), dtype=bool)
+    if exclude_text is not None:
+        keep &= np.array([t != exclude_text for t in texts], dtype=bool)
+    candidates = np.flatnonzero(keep)
+    if len(candidates) == 0:
+        raise ValueError("The corpus has no sentence other than the query itself.")
+    # Stable order: by cosine, ties by corpus order.
+    order = candidates[np.lexsort((candidates, -sims[candidates]))][: max(int(k), 1)]
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, len(order) + 1),
+            "index": order,
+            "text": [texts[i] for i in order],
+            "cosine": sims[order],
+        }
+    )
+
+
+@dataclass(frozen=True)
+class PairSet:
+    """Unique sentences and the index pairs of the paraphrases among them.
+
+    * ``texts``: N unique sentences (every sentence of every pair: the others are distractors)
+    * ``pairs``: int64 [P, 2] indices into ``texts`` of the paraphrase pairs
+    """
+
+    texts: tuple[str, ...]
+    pairs: np.ndarray
+    notes: tuple[str, ...] = ()
+
+
+def pair_set(pairs: pd.DataFrame, kind: str = "paraphrase") -> PairSet:
+    """Build a :class:`PairSet` from a pairs table (columns sentence1, sentence2, and kind).
+
+    Pairs of ``kind`` are the queries; every other sentence stays in as a distractor. Pairs
+    of two identical sentences are dropped (finding an exact copy proves nothing).
+    """
+    for col in ("sentence1", "sentence2"):
+        if col not in pairs.columns:
+            raise ValueError(f"The pairs table needs a '{col}' column; it has {', '.join(map(str, pairs.columns))}.")
+    s1 = pairs["sentence1"].astype(str).str.strip()
+    s2 = pairs["sentence2"].astype(str).str.strip()
+    texts = tuple(dict.fromkeys([*s1, *s2]))
+    index = {t: i for i, t in enumerate(texts)}
+    chosen = pairs["kind"].astype(str) == kind if "kind" in pairs.columns else pd.Series(True, index=pairs.index)
+    notes = []
+    if "kind" not in pairs.columns:
+        notes.append("The pairs table has no 'kind' column, so every pair counts as a paraphrase.")
+    same = chosen & (s1 == s2)
+    if same.any():
+        notes.append(f"{int(same.sum())} pair(s) of two identical sentences were left out.")
+    chosen &= ~same
+    idx = np.array([[index[a], index[b]] for a, b in zip(s1[chosen], s2[chosen])], dtype=np.int64).reshape(-1, 2)
+    if len(idx) == 0:
+        raise ValueError(f"No usable '{kind}' pairs (two different sentences) in the pairs table.")
+    return PairSet(texts=texts, pairs=idx, notes=tuple(notes))
+
+
+def recall_at_1(vectors: np.ndarray, pairs: np.ndarray) -> tuple[float, int, float]:
+    """How often a sentence's nearest other sentence is one of its partners.
+
+    vectors : [N, D]; pairs : int [P, 2]. Each pair gives two queries (a -> b, b -> a); the
+    candidates are all N sentences except the query. Returns (recall@1, queries, chance),
+    chance being the mean of partners / (N - 1) over the queries.
+    """
+    vectors = np.asarray(vectors)
+    n = len(vectors)
+    if n < 2:
+        raise ValueError("recall@1 needs at least two sentences")
+    partners: dict[int, set[int]] = {}
+    for a, b in np.asarray(pairs, dtype=np.int64):
+        if a != b:
+            partners.setdefault(int(a), set()).add(int(b))
+            partners.setdefault(int(b), set()).add(int(a))
+    queries = np.array(sorted(partners), dtype=np.int64)
+    if len(queries) == 0:
+        raise ValueError("no pairs of two different sentences")
+    sims = cosine_matrix(vectors[queries], vectors)
+    sims[np.arange(len(queries)), queries] = -np.inf
+    top = sims.argmax(axis=1)
+    hits = np.array([top[i] in partners[int(q)] for i, q in enumerate(queries)])
+    chance = float(np.mean([len(partners[int(q)]) / (n - 1) for q in queries]))
+    return float(hits.mean()), len(queries), chance
+
+
+def paraphrase_recall(pooled: PooledVectors, pairs: np.ndarray, strategies: Sequence[str] = ("cls", "mean")) -> pd.DataFrame:
+    """recall@1 of the paraphrase partner per strategy and layer.
+
+    ``pooled`` holds the vectors of :attr:`PairSet.texts`; ``pairs`` its index pairs.
+    Columns: strategy, layer, recall_at_1, queries, candidates, chance.
+    """
+    rows = []
+    for s in strategies:
+        for layer in range(pooled.num_layers + 1):
+            recall, queries, chance = recall_at_1(pooled.get(s, layer), pairs)
+            rows.append(
+                {
+                    "strategy": s,
+                    "layer": layer,
+                    "recall_at_1": recall,
+                    "queries": queries,
+                    "candidates": len(pooled.texts) - 1,
+                    "chance": chance,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+# --- bag of words ------------------------------------------------------------------------
+
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+def _stop_words() -> frozenset[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS)
+
+
+def content_words(text: str) -> list[str]:
+    """The lower-cased words of ``text`` (letters only), English stop words and 1-letter words removed."""
+    stop = _stop_words()
+    return [w for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in stop]
+
+
+def bow_vocabulary(texts: Sequence[str], size: int = 200, min_docs: int = 2) -> tuple[str, ...]:
+    """The ``size`` content words found in the most texts (at least ``min_docs``); ties alphabetical."""
+    df = Counter(w for t in texts for w in set(content_words(t)))
+    ranked = sorted((w for w, c in df.items() if c >= min_docs), key=lambda w: (-df[w], w))
+    return tuple(ranked[: int(size)])
+
+
+def bow_matrix(texts: Sequence[str], vocabulary: Sequence[str]) -> np.ndarray:
+    """float32 [N, V]: 1 where text n contains vocabulary word v."""
+    col = {w: j for j, w in enumerate(vocabulary)}
+    out = np.zeros((len(texts), len(vocabulary)), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for w in set(content_words(t)):
+            j = col.get(w)
+            if j is not None:
+                out[i, j] = 1.0
+    return out
+
+
+class BagOfWordsDecoder:
+    """Linear multi-label decoder: standardized vectors -> ridge regression -> one score per word.
+
+    Parameters
+    ----------
+    alpha : float
+        Ridge penalty (on standardized inputs).
+
+    ``fit(X, Y)`` with X [N, D] vectors and Y [N, V] binary word indicators; ``scores(X)``
+    returns [N, V]. A score is the decoder's estimate that the word is present (not a
+    calibrated probability); ``threshold_`` (set by :func:`bow_f1`) turns scores into sets.
+    """
+
+    def __init__(self, alpha: float = 10.0):
+        self.alpha = alpha
+
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> BagOfWordsDecoder:
+        X = np.asarray(X, dtype=np.float64)
+        Y = np.asarray(Y, dtype=np.float64)
+        if X.ndim != 2 or Y.ndim != 2 or len(X) != len(Y):
+            raise ValueError(f"X must be [N, D] and Y [N, V] with the same N; got {list(X.shape)} and {list(Y.shape)}")
+        self.mean_ = X.mean(axis=0)
+        self.scale_ = X.std(axis=0)
+        self.scale_[self.scale_ < 1e-8] = 1.0
+        Z = (X - self.mean_) / self.scale_
+        self.intercept_ = Y.mean(axis=0)
+        gram = Z.T @ Z + self.alpha * np.eye(Z.shape[1])
+        self.coef_ = np.linalg.solve(gram, Z.T @ (Y - self.intercept_))  # [D, V]
+        self.threshold_ = 0.5
+        return self
+
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        Z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
+        return Z @ self.coef_ + self.intercept_
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """bool [N, V]: words whose score reaches ``threshold_``."""
+        return self.scores(X) >= self.threshold_
+
+
+def _micro_prf(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
+    tp = float((pred & truth).sum())
+    p = tp / max(float(pred.sum()), 1.0)
+    r = tp / max(float(truth.sum()), 1.0)
+    f = 2 * p * r / (p + r) if p + r > 0 else 0.0
+    return p, r, f
+
+
+_THRESHOLDS = np.round(np.arange(0.05, 0.80, 0.025), 3)
+
+
+def _best_threshold(scores: np.ndarray, truth: np.ndarray) -> float:
+    f1s = [_micro_prf(scores >= t, truth)[2] for t in _THRESHOLDS]
+    return float(_THRESHOLDS[int(np.argmax(f1s))])
+
+
+def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices of a fit / validation / test split (test_fraction held out, 20% of the rest validates)."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    n_test = max(1, int(round(n * test_fraction)))
+    n_val = max(1, int(round((n - n_test) * 0.2)))
+    return order[n_test + n_val :], order[n_test : n_test + n_val], order[:n_test]
+
+
+def bow_f1(
+    pooled: PooledVectors,
+    strategies: Sequence[str] = ("cls", "mean"),
+    vocab_size: int = 200,
+    alpha: float = 10.0,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Held-out micro F1 of the bag-of-words decoder per strategy and layer.
+
+    Split: ``test_fraction`` of the texts is held out; of the rest 80% fits the decoder and
+    20% chooses its threshold. The baseline ignores the vector and scores every word by its
+    training frequency (same threshold search): the F1 that knowing nothing gets.
+    Returns (table, vocabulary). Columns: strategy, layer, f1, precision, recall, threshold,
+    baseline_f1, n_fit, n_test, vocab_size.
+    """
+    texts = list(pooled.texts)
+    if len(set(texts)) < 2:
+        raise ValueError("All the sentences are identical, so there is nothing to decode. Use a varied corpus.")
+    if len(texts) < 20:
+        raise ValueError(f"Only {len(texts)} sentences; the decoder needs at least 20 (fit, validation and test).")
+    vocab = bow_vocabulary(texts, vocab_size)
+    if len(vocab) < 2:
+        raise ValueError(
+            "Fewer than two content words appear in two or more sentences, so there is no vocabulary to decode."
+        )
+    Y = bow_matrix(texts, vocab).astype(bool)
+    fit, val, test = _split(len(texts), test_fraction, seed)
+    freq = Y[fit].mean(axis=0)
+    base_t = _best_threshold(np.broadcast_to(freq, Y[val].shape), Y[val])
+    _, _, base_f1 = _micro_prf(np.broadcast_to(freq, Y[test].shape) >= base_t, Y[test])
+    rows = []
+    for s in strategies:
+        for layer in range(pooled.num_layers + 1):
+            X = pooled.get(s, layer)
+            dec = BagOfWordsDecoder(alpha).fit(X[fit], Y[fit])
+            dec.threshold_ = _best_threshold(dec.scores(X[val]), Y[val])
+            p, r, f = _micro_prf(dec.predict(X[test]), Y[test])
+            rows.append(
+                {
+                    "strategy": s,
+                    "layer": layer,
+                    "f1": f,
+                    "precision": p,
+                    "recall": r,
+                    "threshold": dec.threshold_,
+                    "baseline_f1": base_f1,
+                    "n_fit": len(fit),
+                    "n_test": len(test),
+                    "vocab_size": len(vocab),
+                }
+            )
+    return pd.DataFrame(rows), vocab
+
+
+@dataclass(frozen=True, eq=False)
+class DecodedWords:
+    """The decoder's top-k words for one sentence.
+
+    ``table`` columns: rank, word, score, in_sentence. ``precision_at_k`` = hits / k;
+    ``recall_at_k`` = hits / the sentence's words that are in the vocabulary (NaN if none).
+    ``outside_vocabulary``: the sentence's content words the decoder cannot name at all.
+    """
+
+    table: pd.DataFrame
+    precision_at_k: float
+    recall_at_k: float
+    in_vocabulary: tuple[str, ...]
+    outside_vocabulary: tuple[str, ...]
+
+
+def decode_words(
+    vector: np.ndarray,
+    text: str,
+    train_vectors: np.ndarray,
+    train_texts: Sequence[str],
+    vocab_size: int = 200,
+    k: int = 10,
+    alpha: float = 10.0,
+) -> DecodedWords:
+    """Train the decoder on (train_vectors [N, D], train_texts) and read the top-k words of
+    ``vector`` [D]. Rows whose text equals ``text`` are left out of training."""
+    keep = [i for i, t in enumerate(train_texts) if t != text]
+    texts = [train_texts[i] for i in keep]
+    if len(set(texts)) < 2:
+        raise ValueError("The corpus needs at least two different sentences (other than this one) to train on.")
+    vocab = bow_vocabulary(texts, vocab_size)
+    if len(vocab) < 2:
+        raise ValueError("Fewer than two content words appear in two or more corpus sentences.")
+    dec = BagOfWordsDecoder(alpha).fit(np.asarray(train_vectors)[keep], bow_matrix(texts, vocab))
+    scores = dec.scores(np.asarray(vector)[None, :])[0]
+    k = int(min(max(k, 1), len(vocab)))
+    top = np.argsort(-scores, kind="stable")[:k]
+    words = set(content_words(text))
+    in_vocab = tuple(sorted(w for w in words if w in set(vocab)))
+    outside = tuple(sorted(words - set(in_vocab)))
+    hits = [vocab[j] in words for j in top]
+    table = pd.DataFrame(
+        {"rank": np.arange(1, k + 1), "word": [vocab[j] for j in top], "score": scores[top], "in_sentence": hits}
+    )
+    return DecodedWords(
+        table=table,
+        precision_at_k=float(np.mean(hits)),
+        recall_at_k=float(sum(hits) / len(in_vocab)) if in_vocab else float("nan"),
+        in_vocabulary=in_vocab,
+        outside_vocabulary=outside,
+    )
+
+
+# --- MLM head ---------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class MLMHead:
+    """A trained masked-LM head, or the reason there is none.
+
+    ``model`` is the AutoModelForMaskedLM (None when unavailable); ``note`` says what was
+    found; ``available`` is True when the checkpoint holds every head weight.
+    """
+
+    model: object | None
+    note: str
+    missing: tuple[str, ...] = ()
+
+    @property
+    def available(self) -> bool:
+        return self.model is not None
+
+    def logits(self, hidden):
+        """torch [N, V] vocabulary logits of hidden states [N, D] (torch)."""
+        m = self.model
+        for attr in ("cls", "lm_head", "predictions"):  # BERT; RoBERTa / MPNet / DeBERTa; ALBERT
+            head = getattr(m, attr, None)
+            if callable(head):
+                return head(hidden)
+        if hasattr(m, "generator_predictions"):  # ELECTRA generator
+            return m.generator_lm_head(m.generator_predictions(hidden))
+        if hasattr(m, "vocab_projector"):  # DistilBERT
+            return m.vocab_projector(m.vocab_layer_norm(m.activation(m.vocab_transform(hidden))))
+        raise ValueError(f"clsviz does not know where the masked-LM head of {type(m).__name__} sits.")
+
+
+def _knows_head(model) -> bool:
+    return any(callable(getattr(model, a, None)) for a in ("cls", "lm_head", "predictions")) or hasattr(
+        model, "generator_predictions"
+    ) or hasattr(model, "vocab_projector")
+
+
+def load_mlm_head(encoder: Encoder) -> MLMHead:
+    """Load the masked-LM head of ``encoder``'s checkpoint, if it has a trained one.
+
+    Loads ``AutoModelForMaskedLM`` from the same source (safetensors only, no remote code)
+    and checks the loading report: any head weight missing from the checkpoint means the
+    head would be random, so no head is returned and ``note`` says which weights are absent.
+    """
+    from transformers import AutoModelForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    source = encoder.info.source
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(
+            source, trust_remote_code=False, use_safetensors=True, output_loading_info=True
+        )
+    except ValueError as exc:
+        return MLMHead(
+            None,
+            f"transformers has no masked-LM model class for '{encoder.name}' ({encoder.info.model_type}): "
+            f"{str(exc).splitlines()[0]}",
+        )
+    except (OSError, ImportError) as exc:
+        return MLMHead(None, f"The masked-LM weights of '{encoder.name}' could not be loaded: {str(exc).splitlines()[0]}")
+    prefix = getattr(model, "base_model_prefix", "") + "."
+    missing = tuple(sorted(k for k in info.get("missing_keys", ()) if not k.startswith(prefix)))
+    if missing:
+        shown = ", ".join(missing[:4]) + ("..." if len(missing) > 4 else "")
+        return MLMHead(
+            None,
+            f"'{encoder.name}' has no trained masked-LM head: its checkpoint holds no weights for {shown}. "
+            "The checkpoint was saved without the pre-training head (common for sentence-embedding "
+            "models), so there is nothing trained to read the [CLS] vector with.",
+            missing,
+        )
+    if not _knows_head(model):
+        return MLMHead(None, f"clsviz does not know where the masked-LM head of {type(model).__name__} sits.")
+    model.eval()
+    model.to(encoder.device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return MLMHead(model, f"'{encoder.name}' has a trained masked-LM head ({type(model).__name__}).")
+
+
+def mlm_reading(head: MLMHead, cls_vectors: np.ndarray, tokenizer, k: int = 5) -> pd.DataFrame:
+    """Top-``k`` tokens the MLM head reads from [CLS] vectors, one row per (layer, rank).
+
+    cls_vectors : float [L + 1, D] (e.g. ``trace.hidden_states[:, trace.cls_index]``).
+    Columns: layer, rank, token, token_id, probability (softmax over the vocabulary), logit.
+    The head was trained on the last layer's output only; earlier layers are read as is.
+    """
+    import torch
+
+    if not head.available:
+        raise ValueError(head.note)
+    device = next(head.model.parameters()).device
+    with torch.inference_mode():
+        logits = head.logits(torch.as_tensor(np.asarray(cls_vectors), dtype=torch.float32, device=device))
+        probs = torch.softmax(logits.float(), dim=-1)
+        top = torch.topk(probs, k=min(int(k), probs.shape[-1]), dim=-1)
+    ids = top.indices.cpu().numpy()
+    rows = []
+    for layer in range(ids.shape[0]):
+        tokens = tokenizer.convert_ids_to_tokens(ids[layer].tolist())
+        for rank in range(ids.shape[1]):
+            j = int(ids[layer, rank])
+            rows.append(
+                {
+                    "layer": layer,
+                    "rank": rank + 1,
+                    "token": str(tokens[rank]),
+                    "token_id": j,
+                    "probability": float(top.values[layer, rank]),
+                    "logit": float(logits[layer, j]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+# --- plain sentences ---------------------------------------------------------------------
+
+
+def _best(table: pd.DataFrame, strategy: str, column: str) -> tuple[float, int]:
+    sub = table[table["strategy"] == strategy]
+    row = sub.loc[sub[column].idxmax()]
+    return float(row[column]), int(row["layer"])
+
+
+def summarize_recall(table: pd.DataFrame) -> str:
+    """One plain sentence comparing cls and mean on paraphrase recall@1."""
+    if table.empty:
+        return ""
+    parts = []
+    for s in table["strategy"].unique():
+        value, layer = _best(table, s, "recall_at_1")
+        parts.append(f"{s} {value:.0%} (best at layer {layer})")
+    chance = float(table["chance"].iloc[0])
+    return (
+        f"The nearest other sentence is the paraphrase partner for {', '.join(parts)} of "
+        f"{int(table['queries'].iloc[0])} queries among {int(table['candidates'].iloc[0])} candidates; "
+        f"picking at random would succeed {chance:.1%} of the time."
+    )
+
+
+def summarize_bow(table: pd.DataFrame) -> str:
+    """One plain sentence on held-out bag-of-words F1 (best layer per strategy vs the baseline)."""
+    if table.empty:
+        return ""
+    parts = []
+    for s in table["strategy"].unique():
+        value, layer = _best(table, s, "f1")
+        parts.append(f"{s} {value:.2f} (layer {layer})")
+    return (
+        f"On held-out sentences a linear decoder names their words with F1 {', '.join(parts)}, against "
+        f"{float(table['baseline_f1'].iloc[0]):.2f} for guessing the most frequent words without looking "
+        "at the vector."
+    )

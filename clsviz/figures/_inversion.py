@@ -1,0 +1,192 @@
+"""Figures for the "Can we get the sentence back?" page: nearest neighbours, paraphrase
+recall@1, bag-of-words decoding and the MLM-head reading.
+
+Each function takes a table from :mod:`clsviz.experiments.inversion` and returns a ``go.Figure``.
+Sentences and tokens reach plotly escaped (:func:`safe_text`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from ._common import safe_text
+
+__all__ = [
+    "neighbours_figure",
+    "recall_figure",
+    "bow_f1_figure",
+    "decoded_words_figure",
+    "mlm_reading_figure",
+]
+
+_STRATEGY_COLORS = {"cls": "#d62728", "mean": "#1f77b4"}
+
+
+def _color(strategy: str, i: int) -> str:
+    return _STRATEGY_COLORS.get(strategy, qualitative.Plotly[i % len(qualitative.Plotly)])
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = str(text)
+    return safe_text(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def _layer_lines(table: pd.DataFrame, column: str, hover: str) -> go.Figure:
+    fig = go.Figure()
+    for i, (strategy, rows) in enumerate(table.groupby("strategy", sort=False)):
+        rows = rows.sort_values("layer")
+        fig.add_trace(
+            go.Scatter(
+                x=rows["layer"].tolist(),
+                y=np.round(rows[column].to_numpy(dtype=float), 4),
+                mode="lines+markers",
+                name=safe_text(strategy),
+                line=dict(color=_color(strategy, i)),
+                hovertemplate=f"{safe_text(strategy)}<br>layer %{{x}}: {hover} %{{y}}<extra></extra>",
+            )
+        )
+    return fig
+
+
+def _baseline(fig: go.Figure, layers: list, value: float, name: str) -> None:
+    fig.add_trace(
+        go.Scatter(
+            x=layers,
+            y=[round(float(value), 4)] * len(layers),
+            mode="lines",
+            name=name,
+            line=dict(color="#7f7f7f", dash="dash"),
+            hovertemplate=f"{name}: {value:.3f}<extra></extra>",
+        )
+    )
+
+
+def _finish(fig: go.Figure, title: str, y_title: str, height: int = 420) -> go.Figure:
+    fig.update_layout(
+        title=title,
+        xaxis=dict(title="layer (0 = embeddings)", dtick=1),
+        yaxis=dict(title=y_title, range=[0, 1.02]),
+        height=height,
+        legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
+        margin=dict(l=50, r=20, t=50, b=100),
+    )
+    return fig
+
+
+def neighbours_figure(table: pd.DataFrame, title: str = "Nearest corpus sentences") -> go.Figure:
+    """Side-by-side bars of the top-k cosines, one panel per strategy.
+
+    ``table``: rows of :func:`nearest_neighbours` with a ``strategy`` column added.
+    """
+    strategies = list(dict.fromkeys(table["strategy"]))
+    fig = make_subplots(
+        rows=1, cols=len(strategies), subplot_titles=[safe_text(s) for s in strategies], horizontal_spacing=0.25
+    )
+    for col, strategy in enumerate(strategies, start=1):
+        rows = table[table["strategy"] == strategy].sort_values("rank")
+        labels = [f"{int(r)}. {_short(t, 45)}" for r, t in zip(rows["rank"], rows["text"])]
+        fig.add_trace(
+            go.Bar(
+                x=np.round(rows["cosine"].to_numpy(dtype=float), 4),
+                y=labels,
+                orientation="h",
+                marker_color=_color(strategy, col),
+                hovertext=[f"{_short(t, 200)}<br>cosine {c:.3f}" for t, c in zip(rows["text"], rows["cosine"])],
+                hoverinfo="text",
+                showlegend=False,
+            ),
+            row=1,
+            col=col,
+        )
+        fig.update_yaxes(autorange="reversed", row=1, col=col)
+        fig.update_xaxes(title_text="cosine", row=1, col=col)
+    fig.update_layout(title=title, height=140 + 32 * int(table.groupby("strategy").size().max()), margin=dict(l=20, r=20, t=70, b=40))
+    return fig
+
+
+def recall_figure(table: pd.DataFrame) -> go.Figure:
+    """recall@1 of the paraphrase partner per layer, one line per strategy, with chance."""
+    fig = _layer_lines(table, "recall_at_1", "recall@1")
+    if not table.empty:
+        _baseline(fig, sorted(table["layer"].unique().tolist()), float(table["chance"].iloc[0]), "random pick")
+    return _finish(fig, "Is the nearest other sentence its paraphrase? (recall@1)", "recall@1")
+
+
+def bow_f1_figure(table: pd.DataFrame) -> go.Figure:
+    """Held-out bag-of-words F1 per layer, one line per strategy, with the frequency baseline."""
+    fig = _layer_lines(table, "f1", "F1")
+    if not table.empty:
+        _baseline(
+            fig, sorted(table["layer"].unique().tolist()), float(table["baseline_f1"].iloc[0]), "frequent words, no vector"
+        )
+    return _finish(fig, "Which words does a linear decoder read from the vector? (held-out F1)", "micro F1")
+
+
+def decoded_words_figure(table: pd.DataFrame, title: str = "Top words the decoder reads") -> go.Figure:
+    """Bars of the decoder's top-k word scores; words that are in the sentence are highlighted.
+
+    ``table``: :attr:`DecodedWords.table` (rank, word, score, in_sentence).
+    """
+    rows = table.sort_values("rank")
+    colors = ["#2ca02c" if hit else "#c7c7c7" for hit in rows["in_sentence"]]
+    fig = go.Figure(
+        go.Bar(
+            x=np.round(rows["score"].to_numpy(dtype=float), 4),
+            y=[safe_text(w) for w in rows["word"]],
+            orientation="h",
+            marker_color=colors,
+            hovertext=[
+                f"{safe_text(w)}: score {s:.3f}<br>{'in the sentence' if hit else 'not in the sentence'}"
+                for w, s, hit in zip(rows["word"], rows["score"], rows["in_sentence"])
+            ],
+            hoverinfo="text",
+        )
+    )
+    fig.update_layout(
+        title=title + " (green: in the sentence)",
+        xaxis=dict(title="decoder score"),
+        yaxis=dict(autorange="reversed", type="category"),
+        height=120 + 26 * len(rows),
+        margin=dict(l=20, r=20, t=50, b=40),
+    )
+    return fig
+
+
+def mlm_reading_figure(table: pd.DataFrame) -> go.Figure:
+    """The MLM head's top tokens per layer: rows = layers, columns = rank, colour = probability.
+
+    ``table``: :func:`mlm_reading` output (layer, rank, token, probability).
+    """
+    layers = sorted(table["layer"].unique().tolist())
+    ranks = sorted(table["rank"].unique().tolist())
+    z = np.full((len(layers), len(ranks)), np.nan)
+    text = [["" for _ in ranks] for _ in layers]
+    for _, r in table.iterrows():
+        i, j = layers.index(int(r["layer"])), ranks.index(int(r["rank"]))
+        z[i, j] = float(r["probability"])
+        text[i][j] = safe_text(r["token"])
+    fig = go.Figure(
+        go.Heatmap(
+            z=np.round(z, 4),
+            x=[f"#{k}" for k in ranks],
+            y=[f"layer {k}" for k in layers],
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            zmin=0,
+            colorbar=dict(title="probability"),
+            hovertemplate="%{y}, %{x}: %{text}<br>probability %{z}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title="What the masked-LM head reads from the [CLS] vector",
+        xaxis=dict(title="rank", type="category"),
+        yaxis=dict(autorange="reversed", type="category"),
+        height=120 + 34 * len(layers),
+        margin=dict(l=20, r=20, t=50, b=40),
+    )
+    return fig
