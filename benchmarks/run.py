@@ -185,7 +185,95 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024, base / 1
     )
 
 
-MEASUREMENTS = [bench_model_load, bench_corpus_throughput, bench_peak_rss]
+def bench_trace_overhead(results: dict, notes: dict) -> None:
+    """trace() plus every Attention-page metric vs one bare forward pass with weights and states."""
+    import torch
+
+    from clsviz import load_encoder, trace
+    from clsviz.attention import summarize
+
+    enc = load_encoder()
+    text = (
+        "Why is the [CLS] token always first, and would the average of all the other tokens "
+        "do just as well for classification?"
+    )
+    ids = enc.tokenizer(text, return_tensors="pt")
+    seq_len = ids["input_ids"].shape[1]
+
+    def bare():
+        with torch.inference_mode():
+            enc.eager_model(**ids, output_attentions=True, output_hidden_states=True)
+
+    def ours():
+        summarize(trace(enc, text))
+
+    bare()
+    ours()
+    bare_s, ours_s = [], []
+    for _ in range(5):
+        bare_s.append(best_of(bare, 3))
+        ours_s.append(best_of(ours, 3))
+    results["trace_overhead_ratio"] = min(ours_s) / min(bare_s)
+    notes["trace_overhead_ratio"] = f"{seq_len}-token sentence, bundled model, best of 15 each"
+
+
+def _attention_apptest():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
+    at.switch_page("pages/1_Attention.py")
+    return at
+
+
+def _payload_bytes(at) -> int:
+    return sum(len(el.proto.spec) for el in at.get("plotly_chart"))
+
+
+def bench_attention_page(results: dict, notes: dict) -> None:
+    """Server time of Attention-page reruns (AppTest): slider change, and a new 512-token text."""
+    at = _attention_apptest()
+    at.session_state["clsviz.sentences"] = "Why is the [CLS] token always first?"
+    at.run()
+    if at.exception:
+        raise RuntimeError(f"Attention page failed: {at.exception[0].value}")
+    times = []
+    for value in (1, 2, 3, 4, 5, 6) * 2:
+        at.slider(key="attention.layer").set_value(value)
+        start = time.perf_counter()
+        at.run()
+        times.append(time.perf_counter() - start)
+    results["slider_rerun_ms"] = float(np.median(times) * 1000)
+    notes["slider_rerun_ms"] = "median of 12 layer-slider changes, cached trace, AppTest run time"
+
+    rng = np.random.default_rng(1)
+    words = "the cat sat on a mat while dogs ran past quickly and birds sang songs all day".split()
+    page_times, payloads = [], []
+    for i in range(3):
+        text = " ".join(rng.choice(words, size=700)) + f" run {i}"  # new text each time
+        at512 = _attention_apptest()
+        at512.session_state["clsviz.sentences"] = text
+        at512.session_state["clsviz.max_tokens"] = 512
+        at512.run()  # first run includes model load on a cold cache: not counted
+        at512.session_state["clsviz.sentences"] = text + " again"
+        start = time.perf_counter()
+        at512.run()
+        page_times.append(time.perf_counter() - start)
+        if at512.exception:
+            raise RuntimeError(f"Attention page failed at 512 tokens: {at512.exception[0].value}")
+        payloads.append(_payload_bytes(at512))
+    results["page_512_tokens_s"] = float(np.median(page_times))
+    results["payload_512_tokens_bytes"] = int(max(payloads))
+    notes["page_512_tokens_s"] = "median of 3 runs, each on a new 512-token text (trace included)"
+    notes["payload_512_tokens_bytes"] = "sum of the plotly figure specs the page sends"
+
+
+MEASUREMENTS = [
+    bench_model_load,
+    bench_trace_overhead,
+    bench_attention_page,
+    bench_corpus_throughput,
+    bench_peak_rss,
+]
 
 
 def write_markdown(payload: dict, path: Path) -> None:
@@ -238,6 +326,7 @@ def main(argv=None) -> int:
         print(f"[bench] {fn.__name__} ...", flush=True)
         start = time.perf_counter()
         try:
+            notes.pop(fn.__name__, None)
             fn(results, notes)
         except Exception as exc:  # a failed measurement is reported, not hidden
             notes[fn.__name__] = f"failed: {type(exc).__name__}: {exc}"
