@@ -29,20 +29,22 @@ t = sentence_picker(traces, key="attention.sentence")
 # A different model can have fewer layers or heads than a value kept from before: clamp it.
 if st.session_state.get("attention.layer", 1) > t.num_layers:
     st.session_state["attention.layer"] = t.num_layers
-head_options = [None, *range(t.num_heads)]
-if st.session_state.get("attention.head") not in head_options:
-    st.session_state["attention.head"] = None
+MEAN = -1
+head_options = [MEAN, *range(t.num_heads)]
+if st.session_state.get("attention.head", MEAN) not in head_options:
+    st.session_state["attention.head"] = MEAN
 
 col_layer, col_head, col_toggles = st.columns([2, 1, 2])
 with col_layer:
     layer = st.slider("Layer", 1, t.num_layers, t.num_layers, key="attention.layer") - 1
 with col_head:
-    head = st.selectbox(
+    choice = st.selectbox(
         "Head",
         head_options,
-        format_func=lambda h: "mean over heads" if h is None else f"head {h + 1}",
+        format_func=lambda h: "mean over heads" if h == MEAN else f"head {h + 1}",
         key="attention.head",
     )
+    head = None if choice in (None, MEAN) else int(choice)
 with col_toggles:
     exclude_self = st.toggle(
         "Leave out [CLS]'s attention to itself",
@@ -99,7 +101,7 @@ show_figure(
     "the top row is what [CLS] itself reads here.",
 )
 download_csv(
-    token_matrix_table(matrix, t.tokens),
+    lambda: token_matrix_table(matrix, t.tokens),  # built on click: T x T rows is large for long inputs
     f"attention_layer{layer + 1}_{'mean' if head is None else f'head{head + 1}'}.csv",
     key="attention.matrix.csv",
 )

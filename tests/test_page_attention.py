@@ -46,6 +46,10 @@ def _chart(at: AppTest, key: str) -> dict:
     return _specs(at)[CHART_KEYS.index(key)]
 
 
+def _subtitle(spec: dict) -> str:
+    return spec["layout"]["title"]["subtitle"]["text"]
+
+
 @pytest.fixture(scope="module")
 def page() -> AppTest:
     return _open()
@@ -71,7 +75,7 @@ def test_layer_and_head_selectors_pick_the_map(encoder, page):
     assert list(matrix["data"][0]["x"]) == [safe_text(f"{i} {tok}") for i, tok in enumerate(t.tokens)]
     np.testing.assert_allclose(_arr(matrix["data"][0]["z"]), np.round(t.attention(1, 3), 4), atol=1e-4)
     cls_row = _chart(page, "attention.cls_row")
-    assert "head 4" in cls_row["layout"]["title"]["text"]
+    assert "head 4" in _subtitle(cls_row)
 
 
 def test_changing_the_sentence_changes_the_tokens(encoder, page):
@@ -87,13 +91,13 @@ def test_toggles_exclude_self_and_value_norm(encoder):
     at = _open()
     at.toggle(key="attention.exclude_self").set_value(True).run()
     assert not at.exception
-    assert "queries other than [CLS]" in _chart(at, "attention.to_cls")["layout"]["title"]["text"]
+    assert "queries other than [CLS]" in _subtitle(_chart(at, "attention.to_cls"))
 
     at.toggle(key="attention.value_norm").set_value(True).run()
     assert not at.exception
     assert any("value-norm weighted" in i.value for i in at.info)
     matrix = _chart(at, "attention.matrix")
-    assert "value-norm" in matrix["layout"]["title"]["text"]
+    assert "value-norm" in _subtitle(matrix)
     t = trace(encoder, SENTENCES.splitlines()[0], max_length=DEFAULT_MAX_TOKENS)
     expected = normalize_rows(value_weighted_attention(encoder, t))[-1].mean(axis=0)
     np.testing.assert_allclose(_arr(matrix["data"][0]["z"]), np.round(expected, 4), atol=1e-4)

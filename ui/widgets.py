@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import streamlit as st
 
@@ -32,11 +34,28 @@ def show_figure(fig, key: str, caption: str | None = None) -> None:
         st.caption(caption)
 
 
-def download_csv(df: pd.DataFrame, filename: str, key: str, label: str = "Download the numbers (CSV)") -> None:
-    """A download button for the table behind a figure."""
+def download_csv(
+    df: pd.DataFrame | Callable[[], pd.DataFrame],
+    filename: str,
+    key: str,
+    label: str = "Download the numbers (CSV)",
+) -> None:
+    """A download button for the table behind a figure.
+
+    Pass a function that returns the table instead of the table to build the CSV only when
+    the button is clicked (worth it for large tables, e.g. a 512 x 512 attention map).
+    """
+    if callable(df):
+        make_table = df
+
+        def data() -> bytes:
+            return make_table().to_csv(index=False).encode("utf-8")
+
+    else:
+        data = df.to_csv(index=False).encode("utf-8")
     st.download_button(
         label,
-        df.to_csv(index=False).encode("utf-8"),
+        data,
         file_name=filename,
         mime="text/csv",
         key=key,

@@ -29,7 +29,7 @@ __all__ = [
 
 _DECIMALS = 4
 _CATEGORY_COLORS = dict(zip(TOKEN_CATEGORIES, ("#d62728", "#ff7f0e", "#2ca02c", "#1f77b4"), strict=True))
-_KIND_WORDS = {"attention": "attention", "value-norm": "value-norm weighted attention (share of ||αf(x)||)"}
+_KIND_WORDS = {"attention": "attention weights", "value-norm": "value-norm weighted: share of ‖αf(x)‖"}
 
 
 def attention_token_labels(tokens: Sequence[str]) -> list[str]:
@@ -49,6 +49,12 @@ def _head_name(head: int | None) -> str:
     return "mean over heads" if head is None else f"head {head + 1}"
 
 
+def _titled(fig: go.Figure, title: str, subtitle: str) -> go.Figure:
+    """A short title with the details (which weights, which head) in a subtitle under it."""
+    fig.update_layout(title=dict(text=title, subtitle=dict(text=subtitle)), margin_t=90)
+    return fig
+
+
 def cls_attention_heatmap(summary: AttentionSummary) -> go.Figure:
     """Layers x heads heatmap of the mean weight every query puts on [CLS].
 
@@ -59,7 +65,7 @@ def cls_attention_heatmap(summary: AttentionSummary) -> go.Figure:
         summary.to_cls,
         x=_layer_labels(summary.num_heads),
         y=_layer_labels(summary.num_layers),
-        title=f"Attention to [CLS]: mean {_what(summary)} of {who}",
+        title="Attention to [CLS]",
         x_title="head",
         y_title="layer",
         colorbar_title="to [CLS]",
@@ -71,7 +77,7 @@ def cls_attention_heatmap(summary: AttentionSummary) -> go.Figure:
         hovertemplate="layer %{y}, head %{x}<br>mean weight on [CLS]: %{z}"
         "<br>[CLS] on itself: %{customdata}<extra></extra>",
     )
-    return fig
+    return _titled(fig, "Attention to [CLS]", f"{_what(summary)}; mean over {who}")
 
 
 def cls_entropy_heatmap(summary: AttentionSummary) -> go.Figure:
@@ -80,8 +86,7 @@ def cls_entropy_heatmap(summary: AttentionSummary) -> go.Figure:
         summary.entropy,
         x=_layer_labels(summary.num_heads),
         y=_layer_labels(summary.num_layers),
-        title=f"Entropy of what [CLS] reads (nats; uniform over {summary.seq_len} tokens = "
-        f"{summary.max_entropy:.2f})",
+        title="Entropy of what [CLS] reads",
         x_title="head",
         y_title="layer",
         colorbar_title="entropy",
@@ -96,7 +101,11 @@ def cls_entropy_heatmap(summary: AttentionSummary) -> go.Figure:
         hovertemplate="layer %{y}, head %{x}<br>entropy: %{z} nats<br>of the maximum: %{customdata:.0%}"
         "<extra></extra>",
     )
-    return fig
+    return _titled(
+        fig,
+        "Entropy of what [CLS] reads",
+        f"{_what(summary)}; nats, uniform over {summary.seq_len} tokens = {summary.max_entropy:.2f}",
+    )
 
 
 def token_attention_heatmap(
@@ -119,15 +128,15 @@ def token_attention_heatmap(
         m,
         x=labels,
         y=labels,
-        title=f"Layer {layer + 1}, {_head_name(head)}: {_KIND_WORDS.get(kind, kind)} (row reads column)",
+        title=f"Layer {layer + 1}, {_head_name(head)}",
         x_title="key (attended to)",
         y_title="query (attending)",
         colorbar_title="weight",
         zmin=0.0,
         decimals=_DECIMALS,
     )
-    fig.update_layout(height=min(900, 260 + 14 * n))
-    return fig
+    fig.update_layout(height=min(900, 280 + 14 * n))
+    return _titled(fig, f"Layer {layer + 1}, {_head_name(head)}", f"{_KIND_WORDS.get(kind, kind)}; row reads column")
 
 
 def attention_breakdown_bars(summary: AttentionSummary, head: int | None = None) -> go.Figure:
@@ -151,13 +160,13 @@ def attention_breakdown_bars(summary: AttentionSummary, head: int | None = None)
         )
     fig.update_layout(
         barmode="stack",
-        title=f"Where {_what(summary)} goes, per layer ({_head_name(head)}, mean over queries)",
         xaxis=dict(title="layer", type="category"),
         yaxis=dict(title="share", range=[0, 1], tickformat=".0%"),
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
         margin=dict(l=60, r=20, t=80, b=60),
     )
-    return fig
+    return _titled(
+        fig, "Where attention goes, per layer", f"{_what(summary)}; {_head_name(head)}, mean over queries"
+    )
 
 
 def cls_row_heatmap(summary: AttentionSummary, head: int | None = None) -> go.Figure:
@@ -166,14 +175,14 @@ def cls_row_heatmap(summary: AttentionSummary, head: int | None = None) -> go.Fi
         summary.cls_row(head),
         x=attention_token_labels(summary.tokens),
         y=_layer_labels(summary.num_layers),
-        title=f"What [CLS] reads: its row of {_what(summary)}, {_head_name(head)}",
+        title="What [CLS] reads",
         x_title="token",
         y_title="layer",
         colorbar_title="weight",
         zmin=0.0,
         decimals=_DECIMALS,
     )
-    return fig
+    return _titled(fig, "What [CLS] reads", f"{_what(summary)}; {_head_name(head)}")
 
 
 def rollout_comparison(summary: AttentionSummary) -> go.Figure:
@@ -213,8 +222,12 @@ def rollout_comparison(summary: AttentionSummary) -> go.Figure:
     fig.update_xaxes(type="category", title_text="token")
     fig.update_yaxes(type="category", autorange="reversed")
     fig.update_yaxes(title_text="layer", row=1, col=1)
-    fig.update_layout(
-        title=f"[CLS] row: raw {_what(summary)} vs rollout (Abnar & Zuidema 2020)",
-        margin=dict(l=60, r=20, t=80, b=60),
+    fig.update_annotations(yshift=6)  # subplot titles clear of the subtitle
+    fig.update_layout(margin=dict(l=60, r=20, t=80, b=60))
+    fig = _titled(
+        fig,
+        "[CLS] row: one layer vs rollout through the layers",
+        f"{_what(summary)}, mean over heads; rollout after Abnar & Zuidema (2020)",
     )
+    fig.update_layout(margin_t=120)
     return fig
