@@ -1,3 +1,358 @@
-"""Figures for this page area (filled in as the page lands)."""
+"""Figures for the Embeddings page: projected corpora side by side, one sentence's path across
+layers, and label separation across layers.
 
-__all__: list[str] = []
+Sentences reach plotly only as hover text, escaped with ``safe_text`` (plotly renders a subset
+of HTML there), so a sentence such as ``<b>hi</b>`` shows exactly as typed.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from ._common import safe_text
+
+__all__ = [
+    "WEBGL_THRESHOLD",
+    "embedding_panels",
+    "separation_figure",
+    "strategy_title",
+    "trajectory_figure",
+]
+
+WEBGL_THRESHOLD = 1000
+"""Above this many points per panel, scatter traces use WebGL (``Scattergl``)."""
+
+MAX_CLASSES = 20
+"""Label values beyond the most frequent ``MAX_CLASSES - 1`` are drawn together as "other"."""
+
+MISSING = "(no label)"
+OTHER = "(other)"
+_PALETTE = qualitative.Plotly + qualitative.D3[len(qualitative.Plotly) :] + qualitative.Set2
+_GREY = "#b0b0b0"
+_TYPED = "#111111"
+_STRATEGY_COLORS = {"cls": "#d62728", "mean": "#1f77b4"}
+
+_TITLES = {
+    "cls": "[CLS]",
+    "mean": "mean of all tokens",
+    "mean_content": "mean of text tokens",
+    "max": "max over tokens",
+    "pooler": "pooler (dense + tanh on [CLS])",
+    "first": "first text token",
+    "last": "last text token",
+    "sep": "[SEP]",
+}
+
+
+def strategy_title(strategy: str) -> str:
+    """A readable panel title for a pooling strategy name (``"token:3"`` -> ``"token 3"``)."""
+    if strategy.startswith("token:"):
+        return f"token {strategy.split(':', 1)[1]}"
+    return _TITLES.get(strategy, strategy)
+
+
+def _hover(text: str, width: int = 70, max_chars: int = 400) -> str:
+    """A sentence as safe, wrapped hover text."""
+    text = " ".join(str(text).split())
+    if len(text) > max_chars:
+        text = text[: max_chars - 1] + "…"
+    return "<br>".join(safe_text(line) for line in textwrap.wrap(text, width) or [""])
+
+
+def _scatter_type(n: int):
+    return go.Scattergl if n > WEBGL_THRESHOLD else go.Scatter
+
+
+def _label_kind(labels: Sequence) -> str:
+    """"continuous" for numbers with many distinct values, else "categorical"."""
+    values = [v for v in labels if v is not None and str(v).strip() != ""]
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return "categorical"
+    return "continuous" if len(set(numbers)) > 12 and all(np.isfinite(numbers)) else "categorical"
+
+
+def _categories(labels: Sequence) -> tuple[list[str], list[str]]:
+    """(value per point, classes in legend order) with rare classes folded into "(other)"."""
+    names = [MISSING if v is None or str(v).strip() == "" else str(v) for v in labels]
+    counts = Counter(n for n in names if n != MISSING)
+    ordered = sorted(counts, key=lambda c: (-counts[c], c))
+    if len(ordered) > MAX_CLASSES:
+        kept = set(ordered[: MAX_CLASSES - 1])
+        names = [n if n in kept or n == MISSING else OTHER for n in names]
+        ordered = ordered[: MAX_CLASSES - 1] + [OTHER]
+    if MISSING in names:
+        ordered.append(MISSING)
+    return names, ordered
+
+
+def _class_colors(classes: list[str]) -> dict[str, str]:
+    colors, i = {}, 0
+    for c in classes:
+        if c in (MISSING, OTHER):
+            colors[c] = _GREY
+        else:
+            colors[c] = _PALETTE[i % len(_PALETTE)]
+            i += 1
+    return colors
+
+
+def embedding_panels(
+    coords: Mapping[str, np.ndarray],
+    texts: Sequence[str],
+    labels: Sequence | None = None,
+    label_name: str = "label",
+    typed: Mapping[str, np.ndarray] | None = None,
+    typed_texts: Sequence[str] = (),
+    subtitles: Mapping[str, str] | None = None,
+    title: str = "",
+) -> go.Figure:
+    """Side-by-side 2-D projections of the same texts, one panel per entry of ``coords``.
+
+    coords : panel title -> float array [N, 2] (row i is ``texts[i]`` in every panel)
+    labels : N values to colour by (categories, or numbers with many values on a colour scale)
+    typed : panel title -> [M, 2], the person's own sentences placed into each projection,
+        drawn as numbered stars; ``typed_texts`` are their M texts
+    subtitles : panel title -> a short line shown under the panel title (e.g. the scores)
+    """
+    panels = list(coords)
+    if not panels:
+        raise ValueError("embedding_panels needs at least one panel")
+    n = len(texts)
+    for name in panels:
+        shape = np.shape(coords[name])
+        if shape != (n, 2):
+            raise ValueError(f"coords[{name!r}]: expected shape ({n}, 2), got {shape}")
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"labels: expected {n} values, got {len(labels)}")
+    subtitles = subtitles or {}
+    headings = [
+        f"{safe_text(p)}<br><sup>{safe_text(subtitles[p])}</sup>" if subtitles.get(p) else safe_text(p)
+        for p in panels
+    ]
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=headings, horizontal_spacing=0.04)
+    Scatter = _scatter_type(n)
+    hover = [_hover(t) for t in texts]
+    safe_label = safe_text(str(label_name))
+
+    kind = "none" if labels is None else _label_kind(labels)
+    if kind == "categorical":
+        names, classes = _categories(labels)
+        colors = _class_colors(classes)
+        members = {c: np.flatnonzero(np.asarray(names, dtype=object) == c) for c in classes}
+    for col, panel in enumerate(panels, start=1):
+        xy = np.asarray(coords[panel], dtype=np.float32)
+        if kind == "categorical":
+            for c in classes:
+                idx = members[c]
+                fig.add_trace(
+                    Scatter(
+                        x=np.round(xy[idx, 0], 4),
+                        y=np.round(xy[idx, 1], 4),
+                        mode="markers",
+                        name=safe_text(c),
+                        legendgroup=c,
+                        showlegend=col == 1,
+                        marker=dict(size=6, color=colors[c], opacity=0.75),
+                        hovertext=[f"{hover[i]}<br><i>{safe_label}: {safe_text(c)}</i>" for i in idx],
+                        hovertemplate="%{hovertext}<extra></extra>",
+                    ),
+                    row=1,
+                    col=col,
+                )
+        else:
+            marker = dict(size=6, opacity=0.75, color="#1f77b4")
+            values = None
+            if kind == "continuous":
+                values = [np.nan if v is None or str(v).strip() == "" else float(v) for v in labels]
+                marker.update(
+                    color=values,
+                    colorscale="Viridis",
+                    showscale=col == 1,
+                    colorbar=dict(title=dict(text=safe_label)),
+                )
+            fig.add_trace(
+                Scatter(
+                    x=np.round(xy[:, 0], 4),
+                    y=np.round(xy[:, 1], 4),
+                    mode="markers",
+                    name="corpus",
+                    showlegend=False,
+                    marker=marker,
+                    hovertext=hover
+                    if values is None
+                    else [f"{h}<br><i>{safe_label}: {v:g}</i>" for h, v in zip(hover, values)],
+                    hovertemplate="%{hovertext}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+        if typed and panel in typed and len(typed[panel]):
+            t = np.asarray(typed[panel], dtype=np.float32)
+            fig.add_trace(
+                go.Scatter(
+                    x=np.round(t[:, 0], 4),
+                    y=np.round(t[:, 1], 4),
+                    mode="markers+text",
+                    name="your sentences",
+                    legendgroup="your sentences",
+                    showlegend=col == 1,
+                    text=[str(i + 1) for i in range(len(t))],
+                    textposition="top center",
+                    textfont=dict(size=13, color=_TYPED),
+                    marker=dict(size=17, symbol="star", color="#ffd92f", line=dict(width=1.5, color=_TYPED)),
+                    hovertext=[f"<b>your sentence {i + 1}</b><br>{_hover(s)}" for i, s in enumerate(typed_texts)],
+                    hovertemplate="%{hovertext}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
+    fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
+    fig.update_layout(
+        title=title,
+        height=520,
+        margin=dict(l=10, r=10, t=90 if title else 70, b=10),
+        legend=dict(title=dict(text=safe_label if kind == "categorical" else ""), itemsizing="constant"),
+        hoverlabel=dict(align="left"),
+    )
+    return fig
+
+
+def trajectory_figure(
+    paths: Mapping[str, np.ndarray],
+    backgrounds: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    text: str = "",
+) -> go.Figure:
+    """One sentence's position at every layer, as a connected path (one panel per strategy).
+
+    paths : panel title -> float array [L + 1, 2], row k = the sentence after layer k
+        (0 = embeddings) in a projection fit jointly on every layer
+    backgrounds : panel title -> (coords [M, 2], layer [M]), corpus points of that joint
+        projection, drawn faintly in the colour of their layer
+    """
+    panels = list(paths)
+    if not panels:
+        raise ValueError("trajectory_figure needs at least one path")
+    fig = make_subplots(
+        rows=1, cols=len(panels), subplot_titles=[safe_text(p) for p in panels], horizontal_spacing=0.04
+    )
+    num_layers = max(len(paths[p]) for p in panels) - 1
+    for col, panel in enumerate(panels, start=1):
+        path = np.asarray(paths[panel], dtype=np.float32)
+        if path.ndim != 2 or path.shape[1] != 2:
+            raise ValueError(f"paths[{panel!r}]: expected shape (layers, 2), got {path.shape}")
+        if backgrounds and panel in backgrounds:
+            xy, layer = backgrounds[panel]
+            xy = np.asarray(xy, dtype=np.float32)
+            layer = np.asarray(layer)
+            fig.add_trace(
+                _scatter_type(len(xy))(
+                    x=np.round(xy[:, 0], 4),
+                    y=np.round(xy[:, 1], 4),
+                    mode="markers",
+                    name="corpus (colour = layer)",
+                    showlegend=col == 1,
+                    marker=dict(
+                        size=4, opacity=0.25, color=layer, colorscale="Viridis", cmin=0, cmax=max(num_layers, 1)
+                    ),
+                    customdata=layer,
+                    hovertemplate="corpus sentence, layer %{customdata}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+        layers = np.arange(len(path))
+        fig.add_trace(
+            go.Scatter(
+                x=np.round(path[:, 0], 4),
+                y=np.round(path[:, 1], 4),
+                mode="lines+markers+text",
+                name="your sentence",
+                showlegend=col == 1,
+                text=[str(k) for k in layers],
+                textposition="top center",
+                line=dict(color=_TYPED, width=2),
+                marker=dict(
+                    size=12,
+                    color=layers,
+                    colorscale="Viridis",
+                    cmin=0,
+                    cmax=max(num_layers, 1),
+                    line=dict(width=1, color=_TYPED),
+                    showscale=col == len(panels),
+                    colorbar=dict(title=dict(text="layer")),
+                ),
+                customdata=layers,
+                hovertemplate="layer %{customdata}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+    fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
+    fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
+    heading = f"Across layers: {_hover(text, width=100, max_chars=120)}" if text else "Across layers"
+    fig.update_layout(title=heading, height=480, margin=dict(l=10, r=10, t=90, b=10))
+    return fig
+
+
+_METRIC_TITLES = {"knn_accuracy": "kNN label accuracy (original space)", "silhouette": "silhouette (cosine)"}
+
+
+def separation_figure(table: pd.DataFrame, layer: int | None = None, chance: float | None = None) -> go.Figure:
+    """kNN accuracy and silhouette across layers, one line per strategy.
+
+    table : the tidy DataFrame of :func:`clsviz.projection.separation_by_layer`
+        (columns layer, strategy, metric, value)
+    layer : the layer the page shows, marked by a dashed line
+    chance : the kNN accuracy of always guessing the most common label, drawn for reference
+    """
+    missing = {"layer", "strategy", "metric", "value"} - set(table.columns)
+    if missing:
+        raise ValueError(f"table: missing columns {sorted(missing)}")
+    metrics = [m for m in _METRIC_TITLES if m in set(table["metric"])]
+    fig = make_subplots(rows=1, cols=max(1, len(metrics)), subplot_titles=[_METRIC_TITLES[m] for m in metrics])
+    strategies = list(dict.fromkeys(table["strategy"]))
+    extra = iter(c for c in _PALETTE if c not in _STRATEGY_COLORS.values())
+    colors = {s: _STRATEGY_COLORS.get(s) or next(extra) for s in strategies}
+    for col, metric in enumerate(metrics, start=1):
+        for s in strategies:
+            rows = table[(table["metric"] == metric) & (table["strategy"] == s)].sort_values("layer")
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["layer"].tolist(),
+                    y=np.round(rows["value"].to_numpy(dtype=float), 4),
+                    mode="lines+markers",
+                    name=safe_text(strategy_title(s)),
+                    legendgroup=s,
+                    showlegend=col == 1,
+                    line=dict(color=colors[s], width=2.5 if s in _STRATEGY_COLORS else 1.5),
+                    hovertemplate=f"{safe_text(strategy_title(s))}<br>layer %{{x}}: %{{y:.3f}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+        if layer is not None:
+            fig.add_vline(x=layer, line_dash="dash", line_color=_GREY, row=1, col=col)
+        if metric == "knn_accuracy" and chance is not None:
+            fig.add_hline(
+                y=chance,
+                line_dash="dot",
+                line_color=_GREY,
+                annotation_text="most common label",
+                annotation_position="bottom right",
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(title_text="layer (0 = embeddings)", dtick=1)
+    fig.update_layout(height=340, margin=dict(l=40, r=10, t=50, b=40), hovermode="x unified")
+    return fig

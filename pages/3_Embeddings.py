@@ -1,0 +1,259 @@
+"""Embeddings: do sentences with the same label sit together when read through [CLS], through
+the mean of the tokens, or through another token — layer by layer?"""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from clsviz import figures
+from clsviz.figures import strategy_title
+from clsviz.projection import MIN_UMAP_SAMPLES
+from ui.corpus import corpus_picker, corpus_vectors, plain
+from ui.embeddings import (
+    NAMED_EXTRA,
+    TOKEN_K,
+    coordinates_table,
+    corpus_strategies,
+    fitted_projection,
+    layer_separation,
+    projection_key,
+    seen_before,
+    start_umap_warmup,
+    trajectory,
+    typed_vectors,
+    warmup_running,
+)
+from ui.state import current_encoder, current_sentences, current_traces, page_setup
+from ui.widgets import download_csv, sentence_picker, show_figure
+
+SEED = 42
+NO_LABEL = "(no colour)"
+
+page_setup("Embeddings")
+start_umap_warmup()
+st.title("Embeddings: [CLS] or the mean, layer by layer")
+st.caption(
+    "The same corpus read three ways — the [CLS] vector, the mean of all tokens, and a reading you pick — "
+    "projected to 2-D at any layer. Do sentences with the same label sit together, and where do yours land?"
+)
+
+encoder = current_encoder()
+info = encoder.info
+corpus = corpus_picker("embeddings.corpus")
+if corpus is None:
+    st.stop()
+if len(corpus) < MIN_UMAP_SAMPLES:
+    st.warning(
+        f"The corpus has {len(corpus)} text(s); a projection needs at least {MIN_UMAP_SAMPLES}. "
+        "Upload more sentences or pick the demo corpus.",
+        icon=":material/warning:",
+    )
+    st.stop()
+
+# -- controls --------------------------------------------------------------------------------
+c_layer, c_third, c_label, c_method = st.columns([3, 2, 2, 2])
+with c_layer:
+    layer = st.slider(
+        "Layer", 0, info.num_layers, info.num_layers, key="embeddings.layer",
+        help="0 = the embedding layer (before any attention), then the output of each transformer layer.",
+    )
+with c_third:
+    offered = [s for s in NAMED_EXTRA if s != "pooler" or info.has_pooler] + [TOKEN_K]
+    third = st.selectbox(
+        "Third panel",
+        offered,
+        format_func=lambda s: "token K (pick K)" if s == TOKEN_K else strategy_title(s),
+        key="embeddings.third",
+        help="How the third panel reads one vector out of the sentence. 'pooler' appears only for models "
+        "with a pooler head.",
+    )
+    if third == TOKEN_K:
+        k = st.number_input(
+            "K (token position; 0 is [CLS])", min_value=0, max_value=info.max_length - 1, value=1,
+            key="embeddings.k", help="Texts shorter than K+1 tokens use their last token. Re-embeds the corpus.",
+        )
+        third = f"token:{int(k)}"
+with c_label:
+    label_names = list(corpus.label_names)
+    label_name = st.selectbox(
+        "Colour by", label_names + [NO_LABEL], key="embeddings.label",
+        help="A label column of the corpus; the scores below measure how well it separates.",
+    )
+    labels = corpus.labels.get(label_name) if label_name != NO_LABEL else None
+with c_method:
+    method = st.radio(
+        "Projection", ("UMAP", "PCA"), key="embeddings.method", horizontal=True,
+        help="UMAP (cosine) keeps neighbourhoods; PCA keeps the largest directions and is instant. "
+        "PCA is shown first as a preview while UMAP runs.",
+    )
+    fixed = st.checkbox(
+        "Fixed seed", value=True, key="embeddings.seed",
+        help="Same picture every time (UMAP then runs on one core). Off: a new layout per fit, a bit faster.",
+    )
+seed = SEED if fixed else None
+strategies = ("cls", "mean", third)
+
+vectors = corpus_vectors(encoder, corpus, corpus_strategies(encoder, corpus, third))
+if vectors is None:
+    st.stop()
+if third not in vectors.strategies:
+    extra = corpus_vectors(encoder, corpus, (third,))
+    if extra is None:
+        st.stop()
+else:
+    extra = vectors
+
+
+def source(strategy: str):
+    return extra if strategy == third and third not in vectors.strategies else vectors
+
+
+# The person's own sentences (from the sidebar), placed into every projection.
+traces = current_traces() if current_sentences() else []
+typed_texts = [t.text for t in traces]
+
+# -- scores in the original space ------------------------------------------------------------
+table, score_error = None, None
+if labels is not None:
+    try:
+        per_strategy = [
+            layer_separation(source(s), corpus, label_name, (s,)) for s in strategies
+        ]
+        table = pd.concat(per_strategy, ignore_index=True)
+    except ValueError as exc:
+        score_error = str(exc)
+
+
+def scores_at(strategy: str) -> dict[str, float]:
+    rows = table[(table["strategy"] == strategy) & (table["layer"] == layer)]
+    return dict(zip(rows["metric"], rows["value"]))
+
+
+subtitles = {}
+if table is not None:
+    for s in strategies:
+        sc = scores_at(s)
+        subtitles[strategy_title(s)] = f"kNN acc {sc['knn_accuracy']:.2f} · silhouette {sc['silhouette']:.2f}"
+
+
+def draw(method_name: str) -> tuple:
+    """Fit (cached) and draw the three panels; returns the figure, coords and typed coords."""
+    coords, typed = {}, {}
+    for s in strategies:
+        p = fitted_projection(source(s), corpus, layer, s, method_name, seed)
+        coords[s] = p.embedding_
+        if traces:
+            typed[s] = p.transform(typed_vectors(traces, s, layer))
+    fig = figures.embedding_panels(
+        {strategy_title(s): coords[s] for s in strategies},
+        corpus.texts,
+        labels=labels,
+        label_name=label_name,
+        typed={strategy_title(s): typed[s] for s in typed},
+        typed_texts=typed_texts,
+        subtitles=subtitles,
+        title=f"{method_name.upper()} of {len(corpus):,} texts after layer {layer}",
+    )
+    return fig, coords, typed
+
+
+st.subheader(f"Three readings of the same {len(corpus):,} sentences")
+status = st.empty()
+panel = st.empty()
+st.caption(
+    "Each dot is a corpus sentence (hover to read it); stars are your sentences from the sidebar, placed into "
+    "the fitted projection. Same-coloured dots clustering together means the reading keeps that label apart."
+)
+downloads = st.empty()
+
+try:
+    fig, coords, typed = draw("pca")
+except ValueError as exc:
+    st.error(plain(f"The projection failed: {exc}"), icon=":material/error:")
+    st.stop()
+keys = [projection_key(source(s), corpus, layer, s, "umap", seed, 15, 0.1) for s in strategies]
+want_umap = method == "UMAP"
+if not (want_umap and seen_before(keys)):
+    with panel.container():
+        show_figure(fig, key="embeddings.preview")
+        if want_umap:
+            st.caption("PCA preview — UMAP replaces it when ready.")
+
+# -- numbers beside the pictures -------------------------------------------------------------
+st.markdown("**How well the label separates in the original space** (before any projection)")
+if labels is None:
+    st.info("Pick a label column under *Colour by* to score the three readings.", icon=":material/info:")
+elif score_error:
+    st.warning(plain(score_error), icon=":material/warning:")
+else:
+    for col, s in zip(st.columns(3), strategies):
+        sc = scores_at(s)
+        col.metric(f"{strategy_title(s)} · kNN accuracy", f"{sc['knn_accuracy']:.3f}", border=True,
+                   help="5-fold cross-validated accuracy of a 5-nearest-neighbour classifier (cosine).")
+        col.metric(f"{strategy_title(s)} · silhouette", f"{sc['silhouette']:.3f}", border=True,
+                   help="-1..1: how much closer a sentence is to its own label group than to the nearest other "
+                   "group (cosine). Near 0: groups overlap.")
+    present = [str(v) for v in labels if str(v).strip()]
+    chance = max(pd.Series(present).value_counts(normalize=True)) if present else None
+    show_figure(
+        figures.separation_figure(table, layer=layer, chance=chance),
+        key="embeddings.separation",
+        caption="Across layers, in the full-dimensional space. Where the red [CLS] line sits below the blue mean "
+        "line, averaging the tokens carries the label better than the [CLS] vector does at that layer.",
+    )
+    download_csv(table.assign(label_column=label_name), "clsviz-embedding-scores.csv", key="embeddings.scores_csv",
+                 label="Download the scores (CSV)")
+
+# -- trajectory ------------------------------------------------------------------------------
+st.subheader("One sentence across layers")
+if not traces:
+    st.info("Type a sentence in the sidebar to follow it through the layers.", icon=":material/edit:")
+else:
+    t_left, t_right = st.columns([3, 1])
+    with t_left:
+        chosen = sentence_picker(traces, key="embeddings.trajectory_sentence")
+    with t_right:
+        t_method = st.radio(
+            "Trajectory projection", ("PCA", "UMAP"), key="embeddings.trajectory_method", horizontal=True,
+            help="One projection is fit on the corpus at every layer together, so positions at different "
+            "layers can be compared. PCA keeps the large drift between layers visible.",
+        )
+    try:
+        paths, backgrounds = {}, {}
+        for s in strategies:
+            path, background = trajectory(source(s), corpus, chosen, s, t_method.lower(), seed)
+            paths[strategy_title(s)] = path
+            backgrounds[strategy_title(s)] = background
+        show_figure(
+            figures.trajectory_figure(paths, backgrounds, text=chosen.text),
+            key="embeddings.trajectory",
+            caption="Numbers are layers (0 = embeddings). Faint dots are corpus sentences coloured by layer: "
+            "a path that leaves the crowd of its layer shows the reading drifting somewhere the corpus does not go.",
+        )
+    except ValueError as exc:
+        st.warning(plain(f"The trajectory could not be drawn: {exc}"), icon=":material/warning:")
+
+# -- UMAP last, so the preview and the numbers show while it runs ------------------------------
+shown_method = "pca"
+if want_umap:
+    note = " The first UMAP in a fresh app compiles its code (about 30 s)." if warmup_running() else ""
+    try:
+        with status.container(), st.spinner(f"Fitting UMAP to {len(corpus):,} points × 3 readings…{note}"):
+            fig, coords, typed = draw("umap")
+        shown_method = "umap"
+        with panel.container():
+            show_figure(fig, key="embeddings.panels")
+    except ValueError as exc:
+        status.warning(plain(f"UMAP failed ({exc}); showing PCA."), icon=":material/warning:")
+with downloads.container():
+    download_csv(
+        coordinates_table(
+            corpus.texts, labels, label_name if labels is not None else "", coords, typed_texts, typed, layer, shown_method
+        ),
+        f"clsviz-embedding-{shown_method}-layer{layer}.csv",
+        key="embeddings.coords_csv",
+        label="Download the 2-D coordinates (CSV)",
+    )
+
+if np.any(vectors.truncated):
+    st.caption(f"Note: {int(np.sum(vectors.truncated))} corpus text(s) were longer than the model's limit and were cut.")
