@@ -109,13 +109,21 @@ with bench_tab:
             result = pair_benchmark(encoder, pairs, name)
             if result is not None:
                 table = result.table
-                best = table.loc[table["spearman"].idxmax()]
-                st.metric(
-                    f"Best on {len(pairs)} pairs ({name})",
-                    f"ρ = {best['spearman']:.3f}",
-                    f"{best['strategy']} pooling, layer {int(best['layer'])}",
-                    delta_color="off",
-                )
+                scored = table.dropna(subset=["spearman"])
+                if scored.empty:
+                    st.warning(
+                        "Every cosine or every score is the same, so no ranking can be compared. "
+                        "Use pairs with different scores.",
+                        icon=":material/warning:",
+                    )
+                else:
+                    best = scored.loc[scored["spearman"].idxmax()]
+                    st.metric(
+                        f"Best on {len(pairs)} pairs ({name})",
+                        f"ρ = {best['spearman']:.3f}",
+                        f"{best['strategy']} pooling, layer {int(best['layer'])}",
+                        delta_color="off",
+                    )
                 show_figure(
                     figures.benchmark_figure(table),
                     key="similarity.benchmark",

@@ -84,6 +84,7 @@ def _band(fig, x, mean, std, color, name, showlegend=True, row=None, col=None):
             fillcolor=_rgba(color, 0.12),
             line=dict(width=0),
             hoverinfo="skip",
+            name=f"{name} (±1 std)",
             showlegend=False,
             legendgroup=name,
         ),
