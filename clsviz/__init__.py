@@ -15,9 +15,19 @@ from .corpus import (
 )
 from .encoder import DEFAULT_MODEL, Encoder, EncoderInfo, ModelLoadError, load_encoder
 from .pooling import POOLING_STRATEGIES, pool
+from .similarity import (
+    Baseline,
+    anisotropy_baseline,
+    cls_summary,
+    cls_token_cosines,
+    compare_sentences,
+    measure_baseline,
+    sentence_benchmark,
+)
 from .tracing import Trace, trace
 
 __all__ = [
+    "Baseline",
     "Corpus",
     "CorpusError",
     "DEFAULT_MODEL",
@@ -27,13 +37,19 @@ __all__ = [
     "POOLING_STRATEGIES",
     "PooledVectors",
     "Trace",
+    "anisotropy_baseline",
+    "cls_summary",
+    "cls_token_cosines",
+    "compare_sentences",
     "demo_corpus",
     "demo_pairs",
     "extract",
     "load_corpus",
     "load_encoder",
     "load_pairs",
+    "measure_baseline",
     "pool",
+    "sentence_benchmark",
     "trace",
 ]
 
