@@ -219,7 +219,35 @@ def test_value_weighted_attention_matches_hooks_on_tiny_models(tiny_encoders, ki
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
 
 
-def test_value_weighted_attention_refuses_unknown_architectures(tiny_encoder):
+@pytest.fixture(scope="session")
+def tiny_mpnet_dir(tmp_path_factory):
+    """A tiny random MPNet: an encoder with [CLS] whose attention weights live elsewhere
+    (attention.attn.v / .o), so value-norm weighting is not available for it."""
+    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
+
+    from clsviz.encoder import bundled_model_path
+
+    folder = tmp_path_factory.mktemp("tiny-mpnet")
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
+    torch.manual_seed(0)
+    config = MPNetConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=66,
+        pad_token_id=0,
+    )
+    MPNetModel(config).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def test_value_weighted_attention_refuses_unknown_architectures(tiny_encoder, tiny_mpnet_dir):
+    mpnet = load_encoder(str(tiny_mpnet_dir))
+    with pytest.raises(ValueError, match="BERT, RoBERTa, ELECTRA, DistilBERT and ALBERT.*'mpnet'"):
+        A.value_weighted_attention(mpnet, trace(mpnet, "the cat"))
     t = trace(tiny_encoder, "the cat")
     stranger = SimpleNamespace(model=torch.nn.Module(), info=tiny_encoder.info)
     with pytest.raises(ValueError, match="BERT, RoBERTa, ELECTRA, DistilBERT and ALBERT"):

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from clsviz import trace
 from clsviz.attention import normalize_rows, value_weighted_attention
 from clsviz.figures import safe_text
-from tests.test_attention import _arr
+from tests.test_attention import _arr, tiny_mpnet_dir  # noqa: F401 (fixture)
 from ui.state import DEFAULT_MAX_TOKENS, OTHER
 
 PAGE = "pages/1_Attention.py"
@@ -114,6 +114,15 @@ def test_other_model_with_fewer_layers_clamps_the_layer(tiny_model_dirs):
     assert at.slider(key="attention.layer").value == 2
     assert len(at.get("plotly_chart")) == len(CHART_KEYS)
     assert "Layer 2" in _chart(at, "attention.matrix")["layout"]["title"]["text"]
+
+
+def test_value_norm_on_an_unsupported_model_warns_and_falls_back(tiny_mpnet_dir):  # noqa: F811
+    at = _open(**{"clsviz.model": OTHER, "clsviz.custom_model": str(tiny_mpnet_dir)})
+    at.toggle(key="attention.value_norm").set_value(True).run()
+    assert not at.exception
+    assert any("not in" in w.value and "plain attention" in w.value for w in at.warning)
+    assert len(at.get("plotly_chart")) == len(CHART_KEYS)
+    assert "attention weights" in _subtitle(_chart(at, "attention.matrix"))
 
 
 def test_empty_sentence_box_prompts_instead_of_failing():
