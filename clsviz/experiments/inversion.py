@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..corpus import PooledVectors
 from ..encoder import Encoder
-from ..similarity import cosine_matrix
+from ..similarity import cosine_matrix, pair_texts
 
 __all__ = [
     "nearest_neighbours",
@@ -98,23 +98,29 @@ class PairSet:
     notes: tuple[str, ...] = ()
 
 
-def pair_set(pairs: pd.DataFrame, kind: str = "paraphrase") -> PairSet:
-    """Build a :class:`PairSet` from a pairs table (columns sentence1, sentence2, and kind).
+def pair_set(pairs: pd.DataFrame, kind: str = "paraphrase", min_score: float = 4.0) -> PairSet:
+    """Build a :class:`PairSet` from a pairs table (columns sentence1, sentence2; kind or score).
 
-    Pairs of ``kind`` are the queries; every other sentence stays in as a distractor. Pairs
-    of two identical sentences are dropped (finding an exact copy proves nothing).
+    Pairs whose ``kind`` is ``kind`` are the queries (without a kind column: pairs scored at
+    least ``min_score``); every other sentence stays in as a distractor. Pairs of two identical
+    sentences are dropped (finding an exact copy proves nothing). The texts are in the order of
+    :func:`clsviz.similarity.pair_texts`, so their vectors can be shared with the benchmark.
     """
     for col in ("sentence1", "sentence2"):
         if col not in pairs.columns:
             raise ValueError(f"The pairs table needs a '{col}' column; it has {', '.join(map(str, pairs.columns))}.")
-    s1 = pairs["sentence1"].astype(str).str.strip()
-    s2 = pairs["sentence2"].astype(str).str.strip()
-    texts = tuple(dict.fromkeys([*s1, *s2]))
+    texts = pair_texts(pairs)
     index = {t: i for i, t in enumerate(texts)}
-    chosen = pairs["kind"].astype(str) == kind if "kind" in pairs.columns else pd.Series(True, index=pairs.index)
+    s1, s2 = pairs["sentence1"].astype(str), pairs["sentence2"].astype(str)
     notes = []
-    if "kind" not in pairs.columns:
-        notes.append("The pairs table has no 'kind' column, so every pair counts as a paraphrase.")
+    if "kind" in pairs.columns:
+        chosen = pairs["kind"].astype(str) == kind
+    elif "score" in pairs.columns:
+        chosen = pd.to_numeric(pairs["score"], errors="coerce") >= min_score
+        notes.append(f"The pairs have no 'kind' column, so pairs scored {min_score:g} or more count as paraphrases.")
+    else:
+        chosen = pd.Series(True, index=pairs.index)
+        notes.append("The pairs have neither 'kind' nor 'score', so every pair counts as a paraphrase.")
     same = chosen & (s1 == s2)
     if same.any():
         notes.append(f"{int(same.sum())} pair(s) of two identical sentences were left out.")

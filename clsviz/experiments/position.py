@@ -609,7 +609,7 @@ def summarize_probe(table: pd.DataFrame) -> str:
     """One plain sentence comparing the best layer of each variant with the standard one."""
     if table.empty:
         return ""
-    best = table.loc[table.groupby("variant")["accuracy"].idxmax()].set_index("variant")
+    best = table.loc[table.groupby("variant", sort=False)["accuracy"].idxmax()].set_index("variant")
     majority = float(table["majority"].iloc[0])
     parts = [
         f"{VARIANT_LABELS[v]} {best.loc[v, 'accuracy']:.0%} (layer {int(best.loc[v, 'layer'])})"

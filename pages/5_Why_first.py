@@ -1,0 +1,173 @@
+"""Why first? Move, drop or replace [CLS], shift the positions, and compare."""
+
+import streamlit as st
+
+from clsviz import figures
+from clsviz.experiments.position import (
+    POSITION_VARIANTS,
+    VARIANT_HELP,
+    VARIANT_LABELS,
+    summarize_position,
+    summarize_probe,
+)
+from ui.corpus import corpus_picker, plain
+from ui.position import cached_position_experiment, corpus_probe, has_result, probe_key
+from ui.state import current_encoder, current_max_tokens, current_traces, page_setup
+from ui.widgets import download_csv, sentence_picker, show_figure
+
+MECHANISM = (
+    "**Why would position 0 matter at all?** In every layer each token attends to every other token, in "
+    "both directions: no slot is upstream of another, so the first slot sees exactly what the last one "
+    "sees. Only two things make position 0 special: the learned embedding of the [CLS] token and the "
+    "learned embedding of position 0 (plus, in BERT, the next-sentence objective trained on that slot "
+    "through the pooler). The variants below change one of them at a time: moving [CLS] keeps the token "
+    "and changes its position; [MASK] or a word keep position 0 and change the token; shifting the "
+    "position ids keeps every token and changes every position."
+)
+PROBE_VARIANTS = ("standard", "cls_end", "cls_middle", "no_cls", "mask", "other_token", "shifted")
+DEFAULT_PROBE = ("standard", "cls_end", "cls_middle", "mask")
+
+page_setup("Why first?")
+st.title("Why is [CLS] the first token?")
+st.caption(
+    "Would [CLS] work as well at the end, in the middle, or not at all? Move it, replace it, shift the "
+    "positions, and measure what changes — on your sentence, then on a corpus."
+)
+st.info(MECHANISM, icon=":material/swap_horiz:")
+
+traces = current_traces()
+if not traces:
+    st.stop()
+encoder = current_encoder()
+
+c_sentence, c_shift, c_word = st.columns([3, 1, 1])
+with c_sentence:
+    t = sentence_picker(traces, key="why_first.sentence")
+with c_shift:
+    shift = st.number_input(
+        "Shift positions by k",
+        min_value=1,
+        max_value=max(1, encoder.info.max_length - 2),
+        value=min(20, max(1, encoder.info.max_length - 2)),
+        key="why_first.shift",
+        help="For the 'position ids shifted' variant: every token keeps its place but gets position i + k.",
+    )
+with c_word:
+    replacement = st.text_input(
+        "Word replacing [CLS]",
+        value="the",
+        max_chars=30,
+        key="why_first.word",
+        help="For the 'replaced by a word' variant: this word (its first token) sits at position 0 instead of [CLS].",
+    )
+
+try:
+    result = cached_position_experiment(encoder, t.text, shift, replacement, current_max_tokens())
+except ValueError as exc:
+    st.error(plain(f"The variants could not be run: {exc}"), icon=":material/error:")
+    st.stop()
+
+for note in result.notes:
+    st.warning(plain(note), icon=":material/info:")
+
+st.subheader("One sentence, seven inputs")
+show_figure(
+    figures.variant_tokens_figure([r.variant for r in result.runs]),
+    key="why_first.tokens",
+    caption="The inputs the model runs. Orange marks the slot read as [CLS] in each: [CLS] itself, its "
+    "replacement, or (with [CLS] removed) the first text token. Hover for the position ids.",
+)
+with st.expander("What each variant changes"):
+    for name in POSITION_VARIANTS:
+        st.markdown(f"- **{VARIANT_LABELS[name]}**: {VARIANT_HELP[name]}")
+
+show_figure(
+    figures.position_figure(result.table),
+    key="why_first.lines",
+    caption="Left: how close the vector in the [CLS] slot is to the standard [CLS] vector at the same layer "
+    "(dashed grey: the standard [CLS]'s average cosine to an ordinary text token — the level of 'similar' "
+    "in this model's space). Middle: the share of attention the slot receives, averaged over heads and "
+    "query tokens. Right: its cosine to the mean of the text's tokens. If only the [CLS] token embedding "
+    "mattered, the moved variants would track the standard line and the replaced ones would not; if only "
+    "position 0 mattered, the reverse.",
+)
+st.markdown(f"**For {plain(encoder.name)}:** {plain(summarize_position(result.table))}")
+download_csv(result.table, "position_variants.csv", key="why_first.csv")
+
+# -- corpus ------------------------------------------------------------------------------------
+st.divider()
+st.subheader("On a corpus: can a probe read the label from a moved [CLS]?")
+st.caption(
+    "Each text is rebuilt as the chosen variants, the vector is read from the [CLS] slot wherever it sits, "
+    "and a logistic-regression probe is cross-validated per layer. Same probe as the 'Could any token do?' page."
+)
+corpus = corpus_picker("why_first.corpus")
+if corpus is None:
+    st.stop()
+if not corpus.labels:
+    st.info(
+        "This corpus has no label column, so there is nothing for a probe to predict. Pick the demo corpus "
+        "or upload a CSV with a label column.",
+        icon=":material/label_off:",
+    )
+    st.stop()
+
+low, high = min(10, len(corpus)), len(corpus)
+st.session_state.setdefault("why_first.sample", min(300, high))
+# A smaller corpus (a new upload) must not leave the remembered value outside the new range.
+st.session_state["why_first.sample"] = min(max(int(st.session_state["why_first.sample"]), low), high)
+c_label, c_sample, c_folds = st.columns([2, 2, 1])
+with c_label:
+    label = st.selectbox("Label to predict", corpus.label_names, key="why_first.label")
+with c_sample:
+    sample = st.number_input(
+        "Texts to use",
+        min_value=low,
+        max_value=high,
+        step=50,
+        key="why_first.sample",
+        help="The first texts (with a label) of the corpus. Each variant re-embeds them, so more texts take longer.",
+    )
+with c_folds:
+    folds = st.number_input("Folds", min_value=2, max_value=10, value=5, key="why_first.folds")
+variants = st.multiselect(
+    "Variants",
+    PROBE_VARIANTS,
+    default=list(DEFAULT_PROBE),
+    format_func=VARIANT_LABELS.get,
+    key="why_first.variants",
+)
+if not variants:
+    st.info("Pick at least one variant.", icon=":material/checklist:")
+    st.stop()
+
+variants = tuple(dict.fromkeys(variants))
+key = probe_key(encoder, corpus, label, int(sample), variants, int(folds), int(shift), replacement)
+ran = st.session_state.get("why_first.ran") == key or has_result(key)
+if st.button("Run the corpus probe", key="why_first.run", type="primary", disabled=ran):
+    st.session_state["why_first.ran"] = key
+    ran = True
+if not ran:
+    st.caption(
+        f"About {len(variants)} × {int(sample)} short forward passes and {len(variants) * (encoder.info.num_layers + 1)} "
+        "cross-validated probes; a minute or two on a laptop CPU for the defaults."
+    )
+    st.stop()
+
+outcome = corpus_probe(encoder, corpus, label, int(sample), variants, int(folds), int(shift), replacement)
+if outcome is None:
+    st.stop()
+table, notes = outcome
+for note in notes:
+    st.warning(plain(note), icon=":material/info:")
+if table.empty:
+    st.stop()
+show_figure(
+    figures.position_probe_figure(table, label),
+    key="why_first.probe",
+    caption="Accuracy of a linear probe on the vector in the [CLS] slot (error bars: ± one standard deviation "
+    "over folds). Lines that coincide mean the label is just as readable wherever [CLS] sits — what "
+    "bidirectional attention predicts. Grey lines: always guessing the majority class, and chance.",
+)
+st.markdown(f"**For {plain(encoder.name)}:** {plain(summarize_probe(table))}")
+download_csv(table, "position_probe.csv", key="why_first.probe.csv")
