@@ -11,7 +11,7 @@ from clsviz.attention import (
     to_cls_table,
     token_matrix_table,
 )
-from ui.attention import attention_arrays
+from ui.attention import attention_arrays, summary_figure
 from ui.state import current_max_tokens, current_traces, page_setup
 from ui.widgets import download_csv, sentence_picker, show_figure
 
@@ -73,11 +73,13 @@ if kind == "value-norm":
         icon=":material/info:",
     )
 
+fig_args = (t, current_max_tokens(), kind, not exclude_self)
+
 st.subheader("Into [CLS] and out of it, every layer and head")
 left, right = st.columns(2)
 with left:
     show_figure(
-        figures.cls_attention_heatmap(summary),
+        summary_figure("to_cls", *fig_args),
         key="attention.to_cls",
         caption="Bright cells are heads where most tokens park their attention on [CLS]: often a "
         "'no-op' default rather than [CLS] gathering the sentence; switch on value-norm weighting to check.",
@@ -85,7 +87,7 @@ with left:
     download_csv(to_cls_table(summary), "attention_to_cls.csv", key="attention.to_cls.csv")
 with right:
     show_figure(
-        figures.cls_entropy_heatmap(summary),
+        summary_figure("entropy", *fig_args),
         key="attention.entropy",
         caption="Dark cells are heads where [CLS] reads one or two tokens; bright cells (near log T) "
         "are heads where it spreads over the whole input, the ones that could aggregate it.",
@@ -108,7 +110,7 @@ download_csv(
 
 st.subheader("Where attention goes, layer by layer")
 show_figure(
-    figures.attention_breakdown_bars(summary, head),
+    summary_figure("breakdown", *fig_args, head),
     key="attention.breakdown",
     caption="As in Clark et al. (2019), look for the [SEP] and [CLS] bands taking over in the middle "
     "and late layers, and for how they shrink when value-norm weighting is on.",
@@ -117,7 +119,7 @@ download_csv(breakdown_table(summary, per_head=True), "attention_breakdown.csv",
 
 st.subheader("What [CLS] reads")
 show_figure(
-    figures.cls_row_heatmap(summary, head),
+    summary_figure("cls_row", *fig_args, head),
     key="attention.cls_row",
     caption="Follow a token's column down to see in which layers [CLS] reads it, and whether it "
     "reads the words or mostly itself and [SEP].",
@@ -126,7 +128,7 @@ download_csv(cls_row_table(summary, head), "cls_row.csv", key="attention.cls_row
 
 st.subheader("Rollout: what can have reached [CLS]")
 show_figure(
-    figures.rollout_comparison(summary),
+    summary_figure("rollout", *fig_args),
     key="attention.rollout",
     caption="Rollout (Abnar & Zuidema 2020) chains the layers with the residual path; a row that "
     "spreads across the words means the [CLS] state can hold a blend of the whole sentence, even "
