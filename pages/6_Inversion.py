@@ -1,0 +1,261 @@
+"""Can the sentence be recovered from its [CLS] vector?"""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from clsviz import figures, pool
+from clsviz.experiments.inversion import (
+    decode_words,
+    mlm_reading,
+    nearest_neighbours,
+    summarize_bow,
+    summarize_recall,
+)
+from clsviz.similarity import COMPARE_STRATEGIES
+from ui.corpus import corpus_picker, corpus_vectors, plain, vectors_key
+from ui.inversion import bow_table, cached_mlm_head, pair_recall
+from ui.similarity import pairs_picker
+from ui.state import current_encoder, current_traces, page_setup
+from ui.widgets import download_csv, sentence_picker, show_figure
+
+TABS = ("Nearest neighbours", "Bag of words", "Masked-LM head", "What published work shows")
+STRATEGY_NAMES = {"cls": "[CLS]", "mean": "mean of all tokens"}
+
+PUBLISHED = """
+**What stronger decoders recover.** *vec2text* (Morris et al., 2023, "Text Embeddings Reveal (Almost) As
+Much As Text") trains a sequence-to-sequence model to invert an embedding and then corrects its guess
+step by step: re-embed the guess, compare with the target vector, rewrite. On 32-token inputs embedded
+with GTR-base it recovers **92 %** of the texts *exactly*. A single pass of the same model, without
+the corrections, does far worse.
+
+**What this page shows is a lower bound.** A nearest-neighbour search can only return sentences the
+corpus already holds, and the decoder here is *linear* and reads an unordered bag of frequent words.
+So:
+
+- a word the linear decoder misses may still be in the vector, readable by a non-linear decoder;
+- a word it finds says that word is linearly present, not that word order or the exact sentence are;
+- vec2text's numbers hold for the embedder its inverter was trained on (with a large text
+  collection); they do not transfer to another model's [CLS] vector without training a new inverter.
+
+Neither result should be over-read: embeddings are not anonymous, and a weak probe failing is not
+evidence of privacy.
+"""
+
+page_setup("Recover the sentence?")
+st.title("Can we get the sentence back from [CLS]?")
+st.caption(
+    "How much of a sentence can be read back from its [CLS] vector — its nearest sentences, its words, the "
+    "tokens a language-model head sees — always next to the mean of all tokens."
+)
+
+traces = current_traces()
+if not traces:
+    st.stop()
+encoder = current_encoder()
+info = encoder.info
+
+c_sentence, c_layer = st.columns([3, 2])
+with c_sentence:
+    t = sentence_picker(traces, key="inversion.sentence")
+with c_layer:
+    layer = st.slider(
+        "Layer", 0, info.num_layers, info.num_layers, key="inversion.layer",
+        help="0 = the embedding layer, then the output of each transformer layer.",
+    )
+
+corpus = corpus_picker("inversion.corpus")
+if corpus is None:
+    st.stop()
+high = len(corpus)
+st.session_state.setdefault("inversion.sample", min(1000, high))
+st.session_state["inversion.sample"] = min(max(int(st.session_state["inversion.sample"]), min(2, high)), high)
+sample = st.number_input(
+    "Corpus texts to use",
+    min_value=min(2, high),
+    max_value=high,
+    step=100,
+    key="inversion.sample",
+    help="The first texts of the corpus. Every page shares the embedded corpus, so it is computed once per model.",
+)
+if sample < high:
+    corpus = corpus.subset(range(int(sample)), name=f"{corpus.name} (first {int(sample)})")
+if len(set(corpus.texts)) < 2:
+    st.error(
+        "Every text of this corpus is the same sentence, so there is nothing to search or decode. "
+        "Pick the demo corpus or upload varied sentences.",
+        icon=":material/error:",
+    )
+    st.stop()
+vectors = corpus_vectors(encoder, corpus, COMPARE_STRATEGIES)
+if vectors is None:
+    st.stop()
+queries = {"cls": t.cls(layer), "mean": pool(t, "mean", layer)}
+
+nn_tab, bow_tab, mlm_tab, paper_tab = st.tabs(TABS, key="inversion.section", on_change="rerun")
+
+with nn_tab:
+    if nn_tab.open:
+        max_k = min(20, len(corpus) - 1)
+        k = st.slider("Neighbours", 1, max_k, min(5, max_k), key="inversion.k") if max_k > 1 else 1
+        try:
+            frames = []
+            for s in ("cls", "mean"):
+                nn = nearest_neighbours(queries[s], vectors.get(s, layer), vectors.texts, k=k, exclude_text=t.text)
+                frames.append(nn.assign(strategy=s, layer=layer))
+            table = pd.concat(frames, ignore_index=True)
+        except ValueError as exc:
+            st.error(plain(str(exc)), icon=":material/error:")
+            table = None
+        if table is not None:
+            show_figure(
+                figures.neighbours_figure(table, title=f"Nearest corpus sentences at layer {layer}"),
+                key="inversion.neighbours",
+                caption="The corpus sentences whose vector points closest to this sentence's, read as [CLS] "
+                "(left) or as the mean of all tokens (right). Neighbours that share the topic but not the "
+                "words show what the vector keeps: the gist, not the wording. The sentence itself is left out.",
+            )
+            left, right = st.columns(2)
+            for col, s in ((left, "cls"), (right, "mean")):
+                with col:
+                    st.markdown(f"**{STRATEGY_NAMES[s]}**")
+                    st.dataframe(
+                        table[table["strategy"] == s][["rank", "text", "cosine"]], hide_index=True, width="stretch"
+                    )
+            shared = set(table.loc[table["strategy"] == "cls", "index"]) & set(table.loc[table["strategy"] == "mean", "index"])
+            top = table[table["strategy"] == "cls"].iloc[0]
+            st.markdown(
+                f"**For {plain(info.name)} at layer {layer}:** "
+                + plain(
+                    f"[CLS] and the mean agree on {len(shared)} of their top {k} neighbours; the closest sentence by "
+                    f"[CLS] has cosine {top['cosine']:.2f}."
+                )
+            )
+            download_csv(table, f"neighbours_layer{layer}.csv", key="inversion.neighbours.csv")
+
+        st.markdown("#### Does the nearest sentence turn out to be its paraphrase?")
+        st.caption(
+            "For every paraphrase pair, each sentence is a query: is the single closest other sentence (among "
+            "all sentences of all pairs) its partner? Uploaded pairs without a 'kind' column count pairs "
+            "scored 4 or more as paraphrases."
+        )
+        picked = pairs_picker("inversion.pairs")
+        if picked is not None:
+            pairs, name = picked
+            outcome = pair_recall(encoder, pairs, name)
+            if outcome is not None:
+                recall, ps = outcome
+                for note in ps.notes:
+                    st.info(plain(note), icon=":material/info:")
+                show_figure(
+                    figures.recall_figure(recall),
+                    key="inversion.recall",
+                    caption="recall@1 per layer. High recall means paraphrases land next to each other: the "
+                    "vector encodes meaning in a way that survives rewording. Grey: picking a sentence at random.",
+                )
+                st.markdown(f"**For {plain(info.name)}:** {plain(summarize_recall(recall))}")
+                download_csv(recall, "paraphrase_recall.csv", key="inversion.recall.csv")
+
+with bow_tab:
+    if bow_tab.open:
+        c_vocab, c_k = st.columns(2)
+        with c_vocab:
+            vocab_size = st.slider(
+                "Vocabulary (most frequent content words)", 20, 1000, 300, step=20, key="inversion.vocab",
+                help="The decoder predicts, for each of these words, whether the sentence contains it.",
+            )
+        with c_k:
+            top_k = st.slider("Words to show (k)", 3, 20, 8, key="inversion.top_k")
+        outcome = bow_table(vectors, vectors_key(encoder, corpus, COMPARE_STRATEGIES), vocab_size)
+        if outcome is not None:
+            bow, vocab = outcome
+            show_figure(
+                figures.bow_f1_figure(bow),
+                key="inversion.bow",
+                caption=f"A ridge-regression decoder per layer maps the vector to {len(vocab)} word indicators; F1 on "
+                "held-out sentences (threshold chosen on a validation split). Layer 0's mean is literally the "
+                "average of the word embeddings, so it decodes words best by construction; the question is "
+                "how much of that survives in [CLS] and in later layers. Grey: frequent words guessed blindly.",
+            )
+            st.markdown(f"**For {plain(info.name)}:** {plain(summarize_bow(bow))}")
+            download_csv(bow, "bag_of_words_f1.csv", key="inversion.bow.csv")
+
+            st.markdown(f"#### The words read from this sentence at layer {layer}")
+            cols = st.columns(2)
+            decoded = {}
+            for col, s in zip(cols, ("cls", "mean")):
+                with col:
+                    try:
+                        d = decode_words(queries[s], t.text, vectors.get(s, layer), vectors.texts,
+                                         vocab_size=vocab_size, k=top_k)
+                    except ValueError as exc:
+                        st.error(plain(str(exc)), icon=":material/error:")
+                        continue
+                    decoded[s] = d
+                    show_figure(
+                        figures.decoded_words_figure(d.table, title=f"{STRATEGY_NAMES[s]}: top {len(d.table)} words"),
+                        key=f"inversion.words.{s}",
+                    )
+                    recall_text = "n/a" if np.isnan(d.recall_at_k) else f"{d.recall_at_k:.0%}"
+                    st.caption(plain(f"precision@{len(d.table)} {d.precision_at_k:.0%} · recall@{len(d.table)} {recall_text}"))
+            if decoded:
+                any_d = next(iter(decoded.values()))
+                if any_d.outside_vocabulary:
+                    st.caption(
+                        "Words of this sentence the decoder cannot name (not among the corpus's frequent words): "
+                        + plain(", ".join(any_d.outside_vocabulary))
+                    )
+                if not any_d.in_vocabulary:
+                    st.info(
+                        "None of this sentence's content words is in the decoder's vocabulary, so recall is "
+                        "undefined. Try a sentence about the corpus's topics, or a larger vocabulary.",
+                        icon=":material/info:",
+                    )
+                words = pd.concat([d.table.assign(strategy=s) for s, d in decoded.items()], ignore_index=True)
+                download_csv(words, f"decoded_words_layer{layer}.csv", key="inversion.words.csv")
+            st.caption(
+                "The decoder is trained on the corpus (this sentence left out) and applied to this sentence's vector. "
+                "Green bars are words the sentence really contains."
+            )
+
+with mlm_tab:
+    if mlm_tab.open:
+        head = cached_mlm_head(encoder)
+        if not head.available:
+            st.info(plain(head.note), icon=":material/block:")
+            st.caption(
+                "Models pre-trained with masked-language modelling (bert-base-uncased, roberta-base, "
+                "distilbert-base-uncased) ship the head; pick one in the sidebar where the machine can reach "
+                "the Hugging Face hub."
+            )
+        else:
+            k_mlm = st.slider("Tokens per layer", 1, 10, 5, key="inversion.mlm_k")
+            reading = mlm_reading(head, t.hidden_states[:, t.cls_index], encoder.tokenizer, k=k_mlm)
+            show_figure(
+                figures.mlm_reading_figure(reading),
+                key="inversion.mlm",
+                caption="The model's own masked-LM head applied to the [CLS] vector of every layer, as if [CLS] "
+                "were a masked word: the tokens it would predict there. The head was trained on last-layer "
+                "outputs of masked positions only, so earlier layers are read off-distribution.",
+            )
+            last = reading[(reading["layer"] == info.num_layers) & (reading["rank"] == 1)].iloc[0]
+            words = {w.lower() for w in t.text.split()}
+            found = sorted({tok for tok in reading["token"] if tok.lower().strip("Ġ▁#") in words})
+            st.markdown(
+                f"**For {plain(info.name)}:** "
+                + plain(
+                    f"at the last layer the head reads '{last['token']}' from [CLS] (probability "
+                    f"{last['probability']:.1%}); "
+                    + (f"tokens of the sentence among the top readings: {', '.join(found)}." if found
+                       else "none of the sentence's words is among the top readings at any layer.")
+                )
+            )
+            download_csv(reading, "mlm_reading.csv", key="inversion.mlm.csv")
+
+with paper_tab:
+    if paper_tab.open:
+        with st.container(border=True):
+            st.markdown(PUBLISHED)
+        st.caption(
+            "Morris, Kuleshov, Shmatikov, Rush (2023). Text Embeddings Reveal (Almost) As Much As Text. EMNLP 2023."
+        )

@@ -1,0 +1,108 @@
+"""AppTest for the "Recover the sentence?" page: neighbours, paraphrase recall, bag of words,
+the masked-LM head (present and absent), the published-work box, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+import ui.corpus
+from clsviz import extract, load_encoder, pool, trace
+from clsviz.corpus import Corpus, demo_corpus
+from clsviz.experiments.inversion import load_mlm_head, mlm_reading
+from clsviz.figures import safe_text
+from tests.test_attention import _arr
+from tests.test_inversion import tiny_mlm_dir  # noqa: F401  (fixture)
+from ui.similarity import UPLOAD_PAIRS
+from ui.state import DEFAULT_MAX_TOKENS, OTHER
+
+PAGE = "pages/6_Inversion.py"
+SENTENCE = "The weather was cold and rainy all week."
+
+
+def _open(**state) -> AppTest:
+    at = AppTest.from_file("../app.py", default_timeout=240)
+    at.session_state["clsviz.sentences"] = SENTENCE
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _specs(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _tiny(folder, **state) -> AppTest:
+    return _open(**{"clsviz.model": OTHER, "clsviz.custom_model": str(folder), "inversion.sample": 150, **state})
+
+
+def test_neighbours_on_the_bundled_model_match_brute_force(encoder):
+    at = _open(**{"inversion.sample": 120, "inversion.pairs.source": UPLOAD_PAIRS, "inversion.layer": 4})
+    assert not at.error, [e.value for e in at.error]
+    (spec,) = _specs(at)
+    texts = demo_corpus().texts[:120]
+    vectors = extract(encoder, texts, ("cls", "mean"))
+    t = trace(encoder, SENTENCE, max_length=DEFAULT_MAX_TOKENS)
+    for panel, strategy, query in ((0, "cls", t.cls(4)), (1, "mean", pool(t, "mean", 4))):
+        corpus = vectors.get(strategy, 4)
+        sims = corpus @ query / np.linalg.norm(corpus, axis=1) / np.linalg.norm(query)
+        top = np.argsort(-sims)[:5]
+        bars = spec["data"][panel]
+        np.testing.assert_allclose(_arr(bars["x"]).astype(float), np.round(sims[top], 4), atol=2e-4)
+        assert [label.split(". ", 1)[1][:20] for label in bars["y"]] == [safe_text(texts[i])[:20] for i in top]
+    assert "agree on" in next(m.value for m in at.markdown if m.value.startswith("**For "))
+    assert len(at.get("download_button")) == 1
+
+
+def test_recall_bag_of_words_and_published_box_on_a_tiny_model(tiny_model_dirs):
+    at = _tiny(tiny_model_dirs["bert"])
+    specs = _specs(at)
+    assert len(specs) == 2  # neighbours and recall@1
+    recall = specs[1]
+    assert {d["name"] for d in recall["data"]} == {"cls", "mean", "random pick"}
+    assert any("queries among" in m.value for m in at.markdown)
+
+    at.session_state["inversion.section"] = "Bag of words"
+    at.run()
+    assert not at.exception, at.exception
+    specs = _specs(at)
+    assert len(specs) == 3  # F1 per layer and one word chart per strategy
+    assert {d["name"] for d in specs[0]["data"]} == {"cls", "mean", "frequent words, no vector"}
+    assert any("held-out" in m.value for m in at.markdown)
+    assert len(at.get("download_button")) == 2
+
+    at.session_state["inversion.section"] = "What published work shows"
+    at.run()
+    text = " ".join(m.value for m in at.markdown)
+    assert "92 %" in text and "lower bound" in text
+
+
+def test_masked_lm_head_reading(tiny_mlm_dir):  # noqa: F811
+    at = _tiny(tiny_mlm_dir, **{"inversion.section": "Masked-LM head", "inversion.mlm_k": 3})
+    (spec,) = _specs(at)
+    enc = load_encoder(str(tiny_mlm_dir))
+    t = trace(enc, SENTENCE, max_length=DEFAULT_MAX_TOKENS)
+    expected = mlm_reading(load_mlm_head(enc), t.hidden_states[:, t.cls_index], enc.tokenizer, k=3)
+    grid = spec["data"][0]
+    top = expected[expected["rank"] == 1].sort_values("layer")["token"].map(safe_text).tolist()
+    assert [row[0] for row in grid["text"]] == top
+    assert any("the head reads" in m.value for m in at.markdown)
+
+
+def test_no_head_note_for_the_bundled_model():
+    at = _open(**{"inversion.sample": 60, "inversion.pairs.source": UPLOAD_PAIRS,
+                  "inversion.section": "Masked-LM head"})
+    assert any("no trained masked-LM head" in i.value for i in at.info)
+    assert not _specs(at)
+
+
+def test_identical_sentences_give_a_message(tiny_model_dirs, monkeypatch):
+    monkeypatch.setattr(ui.corpus, "demo_corpus", lambda: Corpus(texts=("Same sentence.",) * 25))
+    at = _tiny(tiny_model_dirs["bert"])
+    assert any("same sentence" in e.value for e in at.error)
+    assert not _specs(at)
