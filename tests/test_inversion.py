@@ -224,3 +224,13 @@ def test_encoder_without_mlm_weights_in_checkpoint(tiny_encoder):
     # The tiny BERT fixture was saved as a bare BertModel: no head weights at all.
     head = I.load_mlm_head(tiny_encoder)
     assert not head.available and head.missing
+
+
+def test_pair_set_without_kind_uses_the_score():
+    frame = pd.DataFrame(
+        {"sentence1": ["a", "b", "c"], "sentence2": ["a2", "b2", "c2"], "score": [4.8, 2.0, 4.0]}
+    )
+    ps = I.pair_set(frame)
+    assert [(ps.texts[a], ps.texts[b]) for a, b in ps.pairs] == [("a", "a2"), ("c", "c2")]
+    assert ps.texts == ("a", "b", "c", "a2", "b2", "c2")
+    assert any("scored 4 or more" in n for n in ps.notes)

@@ -3,8 +3,6 @@ the masked-LM head (present and absent), the published-work box, bad input."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
@@ -15,6 +13,7 @@ from clsviz.experiments.inversion import load_mlm_head, mlm_reading
 from clsviz.figures import safe_text
 from tests.test_attention import _arr
 from tests.test_inversion import tiny_mlm_dir  # noqa: F401  (fixture)
+from tests.test_page_why_first import chart_specs, open_page
 from ui.similarity import UPLOAD_PAIRS
 from ui.state import DEFAULT_MAX_TOKENS, OTHER
 
@@ -23,18 +22,7 @@ SENTENCE = "The weather was cold and rainy all week."
 
 
 def _open(**state) -> AppTest:
-    at = AppTest.from_file("../app.py", default_timeout=240)
-    at.session_state["clsviz.sentences"] = SENTENCE
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def _specs(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return open_page(PAGE, SENTENCE, **state)
 
 
 def _tiny(folder, **state) -> AppTest:
@@ -44,7 +32,7 @@ def _tiny(folder, **state) -> AppTest:
 def test_neighbours_on_the_bundled_model_match_brute_force(encoder):
     at = _open(**{"inversion.sample": 120, "inversion.pairs.source": UPLOAD_PAIRS, "inversion.layer": 4})
     assert not at.error, [e.value for e in at.error]
-    (spec,) = _specs(at)
+    (spec,) = chart_specs(at)
     texts = demo_corpus().texts[:120]
     vectors = extract(encoder, texts, ("cls", "mean"))
     t = trace(encoder, SENTENCE, max_length=DEFAULT_MAX_TOKENS)
@@ -61,7 +49,7 @@ def test_neighbours_on_the_bundled_model_match_brute_force(encoder):
 
 def test_recall_bag_of_words_and_published_box_on_a_tiny_model(tiny_model_dirs):
     at = _tiny(tiny_model_dirs["bert"])
-    specs = _specs(at)
+    specs = chart_specs(at)
     assert len(specs) == 2  # neighbours and recall@1
     recall = specs[1]
     assert {d["name"] for d in recall["data"]} == {"cls", "mean", "random pick"}
@@ -70,7 +58,7 @@ def test_recall_bag_of_words_and_published_box_on_a_tiny_model(tiny_model_dirs):
     at.session_state["inversion.section"] = "Bag of words"
     at.run()
     assert not at.exception, at.exception
-    specs = _specs(at)
+    specs = chart_specs(at)
     assert len(specs) == 3  # F1 per layer and one word chart per strategy
     assert {d["name"] for d in specs[0]["data"]} == {"cls", "mean", "frequent words, no vector"}
     assert any("held-out" in m.value for m in at.markdown)
@@ -84,7 +72,7 @@ def test_recall_bag_of_words_and_published_box_on_a_tiny_model(tiny_model_dirs):
 
 def test_masked_lm_head_reading(tiny_mlm_dir):  # noqa: F811
     at = _tiny(tiny_mlm_dir, **{"inversion.section": "Masked-LM head", "inversion.mlm_k": 3})
-    (spec,) = _specs(at)
+    (spec,) = chart_specs(at)
     enc = load_encoder(str(tiny_mlm_dir))
     t = trace(enc, SENTENCE, max_length=DEFAULT_MAX_TOKENS)
     expected = mlm_reading(load_mlm_head(enc), t.hidden_states[:, t.cls_index], enc.tokenizer, k=3)
@@ -98,11 +86,11 @@ def test_no_head_note_for_the_bundled_model():
     at = _open(**{"inversion.sample": 60, "inversion.pairs.source": UPLOAD_PAIRS,
                   "inversion.section": "Masked-LM head"})
     assert any("no trained masked-LM head" in i.value for i in at.info)
-    assert not _specs(at)
+    assert not chart_specs(at)
 
 
 def test_identical_sentences_give_a_message(tiny_model_dirs, monkeypatch):
     monkeypatch.setattr(ui.corpus, "demo_corpus", lambda: Corpus(texts=("Same sentence.",) * 25))
     at = _tiny(tiny_model_dirs["bert"])
     assert any("same sentence" in e.value for e in at.error)
-    assert not _specs(at)
+    assert not chart_specs(at)

@@ -20,19 +20,28 @@ PAGE = "pages/5_Why_first.py"
 SENTENCE = "The film was not bad at all."
 
 
-def _open(**state) -> AppTest:
-    at = AppTest.from_file("../app.py", default_timeout=180)
-    at.session_state["clsviz.sentences"] = SENTENCE
+def open_page(page: str, sentences: str, **state) -> AppTest:
+    """Run ``page`` inside the app (entry file app.py), as in the browser, with session state set."""
+    at = AppTest.from_file("../app.py", default_timeout=240)
+    at.session_state["clsviz.sentences"] = sentences
     for k, v in state.items():
         at.session_state[k] = v
-    at.switch_page(PAGE)
+    at.switch_page(page)
     at.run()
     assert not at.exception, at.exception
     return at
 
 
-def _specs(at: AppTest) -> list[dict]:
+def chart_specs(at: AppTest) -> list[dict]:
+    """The plotly figures of the page, in order, as dicts."""
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _open(**state) -> AppTest:
+    return open_page(PAGE, SENTENCE, **state)
+
+
+_specs = chart_specs
 
 
 def _tiny(tiny_model_dirs, **state) -> AppTest:

@@ -350,8 +350,13 @@ def build_variants(
     max_length: int | None = None,
 ) -> tuple[PositionVariant, ...]:
     """The variants of ``text`` that this encoder can run (``standard`` always first)."""
+    return _prepare(encoder, text, variants, shift, replacement, max_length)[1]
+
+
+def _prepare(encoder, text, variants, shift, replacement, max_length) -> tuple[str, tuple[PositionVariant, ...], _Plan]:
     tt = tokenize(encoder, text, max_length)
-    return _variants_for(encoder, tt, _plan(encoder, variants, shift, replacement, len(tt.input_ids)))
+    plan = _plan(encoder, variants, shift, replacement, len(tt.input_ids))
+    return tt.text, _variants_for(encoder, tt, plan), plan
 
 
 # --- one sentence ----------------------------------------------------------------------
@@ -422,11 +427,9 @@ def position_experiment(
     max_length: int | None = None,
 ) -> PositionResult:
     """Run every variant of ``text`` and measure the slot vector per layer (see module doc)."""
-    tt = tokenize(encoder, text, max_length)
-    plan = _plan(encoder, variants, shift, replacement, len(tt.input_ids))
-    built = _variants_for(encoder, tt, plan)
+    clean, built, plan = _prepare(encoder, text, variants, shift, replacement, max_length)
     runs = tuple(run_variant(encoder, v, plan.use_position_ids) for v in built)
-    return PositionResult(text=tt.text, runs=runs, table=position_table(runs), notes=plan.notes, shift=plan.shift)
+    return PositionResult(text=clean, runs=runs, table=position_table(runs), notes=plan.notes, shift=plan.shift)
 
 
 # --- a corpus ----------------------------------------------------------------------------
