@@ -269,7 +269,7 @@ def test_summary_and_tables_agree_with_the_functions(real_trace):
     s = A.summarize(real_trace, include_self=False)
     a, cls = real_trace.attentions, real_trace.cls_index
     np.testing.assert_allclose(s.to_cls, A.attention_to_cls(a, cls, include_self=False))
-    np.testing.assert_allclose(s.rollout_cls, A.rollout(a)[:, cls])
+    np.testing.assert_allclose(s.rollout_cls, A.rollout(a)[:, cls], atol=1e-6)
     np.testing.assert_allclose(s.cls_row(2), a[:, 2, cls])
 
     t = A.to_cls_table(s)
@@ -376,3 +376,13 @@ def test_figures_for_512_tokens_stay_under_5_mb(encoder):
         page = sum(len(pio.to_json(f, validate=False)) for f in figs)
         assert page < 5_000_000, f"{kind}: {page} bytes of figure JSON"
         assert json.loads(pio.to_json(figs[2], validate=False))["data"][0]["type"] == "heatmap"
+
+
+@pytest.mark.parametrize("index", [0, 3, 8])
+def test_rollout_row_equals_the_row_of_full_rollout(index):
+    rng = np.random.default_rng(7)
+    raw = rng.random((4, 3, 9, 9)).astype(np.float32)
+    attn = raw / raw.sum(-1, keepdims=True)
+    from clsviz.attention import rollout, rollout_row
+
+    np.testing.assert_allclose(rollout_row(attn, index), rollout(attn)[:, index, :], atol=1e-6)
