@@ -49,6 +49,14 @@ st.caption(
     "tokens a language-model head sees — always next to the mean of all tokens."
 )
 
+st.info(
+    "**Read the results as a lower bound.** The decoders here are linear and the search only finds sentences "
+    "the corpus holds. A trained, iterative inverter does far more: vec2text (Morris et al., 2023) recovers "
+    "92 % of 32-token inputs *exactly* from GTR embeddings by correcting its guess step by step. A word missed "
+    "here may still be in the vector; a word found here is not the sentence. More in the last tab.",
+    icon=":material/menu_book:",
+)
+
 traces = current_traces()
 if not traces:
     st.stop()

@@ -234,3 +234,22 @@ def test_pair_set_without_kind_uses_the_score():
     assert [(ps.texts[a], ps.texts[b]) for a, b in ps.pairs] == [("a", "a2"), ("c", "c2")]
     assert ps.texts == ("a", "b", "c", "a2", "b2", "c2")
     assert any("scored 4 or more" in n for n in ps.notes)
+
+
+def test_figures_carry_the_tables():
+    from clsviz import figures
+    from tests.test_attention import _arr
+
+    texts, cls, noise, _ = _word_corpus(n=80)
+    table, _ = I.bow_f1(_pooled({"cls": cls, "mean": noise}, texts), vocab_size=50)
+    fig = figures.bow_f1_figure(table).to_dict()
+    assert [d["name"] for d in fig["data"]] == ["cls", "mean", "frequent words, no vector"]
+    np.testing.assert_allclose(_arr(fig["data"][0]["y"]), np.round(table[table.strategy == "cls"]["f1"], 4), atol=1e-4)
+    nn = I.nearest_neighbours(cls[0, 1], cls[:, 1], ["<i>x</i> " + t for t in texts], k=3).assign(strategy="cls")
+    bars = figures.neighbours_figure(nn).to_dict()["data"][0]
+    np.testing.assert_allclose(_arr(bars["x"]), np.round(nn["cosine"], 4), atol=1e-4)
+    assert all("<i>" not in label for label in bars["y"])
+    decoded = I.decode_words(cls[0, 1], texts[0], cls[1:, 1], texts[1:], vocab_size=50, k=4)
+    words = figures.decoded_words_figure(decoded.table).to_dict()["data"][0]
+    assert list(words["y"]) == decoded.table["word"].tolist()
+    assert words["marker"]["color"].count("#2ca02c") == int(decoded.table["in_sentence"].sum())

@@ -94,3 +94,9 @@ def test_identical_sentences_give_a_message(tiny_model_dirs, monkeypatch):
     at = _tiny(tiny_model_dirs["bert"])
     assert any("same sentence" in e.value for e in at.error)
     assert not chart_specs(at)
+
+
+def test_lower_bound_box_is_always_shown(tiny_model_dirs):
+    at = _tiny(tiny_model_dirs["bert"], **{"inversion.pairs.source": UPLOAD_PAIRS})
+    box = at.info[0].value
+    assert "vec2text" in box and "92 %" in box and "lower bound" in box

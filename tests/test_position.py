@@ -202,3 +202,27 @@ def test_position_probe_bad_input(tiny_encoders):
         P.position_probe(enc, texts, labels[:-1] + ["lonely"])
     with pytest.raises(ValueError, match="at least"):
         P.position_probe(enc, texts[:3], labels[:3])
+
+
+def test_figures_carry_the_table(tiny_encoders):
+    from clsviz import figures
+    from tests.test_attention import _arr
+
+    enc = tiny_encoders["bert"]
+    result = P.position_experiment(enc, "A <b>bold</b> cat.")
+    fig = figures.position_figure(result.table).to_dict()
+    variants = list(dict.fromkeys(result.table["variant"]))
+    # Three panels per variant plus the dashed yardstick.
+    assert len(fig["data"]) == 3 * len(variants) + 1
+    for i, name in enumerate(variants):
+        rows = result.table[result.table["variant"] == name].sort_values("layer")
+        cos, att, mean = fig["data"][3 * i : 3 * i + 3]
+        np.testing.assert_allclose(_arr(cos["y"]), np.round(rows["cos_to_standard_cls"], 4), atol=1e-4)
+        np.testing.assert_allclose(_arr(att["y"]), np.round(rows["attention_received"].iloc[1:], 4), atol=1e-4)
+        assert list(att["x"]) == list(range(1, enc.info.num_layers + 1))
+        np.testing.assert_allclose(_arr(mean["y"]), np.round(rows["cos_to_mean"], 4), atol=1e-4)
+    grid = figures.variant_tokens_figure([r.variant for r in result.runs]).to_dict()["data"][0]
+    z = _arr(grid["z"]) if isinstance(grid["z"], dict) else np.asarray(grid["z"], dtype=float)
+    for row, run in enumerate(result.runs):
+        assert z[row][run.variant.slot] == 2  # the slot is highlighted
+    assert all("<b>" not in cell for row in grid["text"] for cell in row)  # user text is escaped
