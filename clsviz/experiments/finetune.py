@@ -185,7 +185,7 @@ def run_finetune(
     heldout: float = 0.2,
     max_texts: int | None = None,
     seed: int = 0,
-    evals_per_epoch: int = 4,
+    evals_per_epoch: int = 2,
     label_name: str = "label",
     progress: Callable[..., None] | None = None,
     cancel=None,

@@ -1,0 +1,157 @@
+"""The "Could any token do?" page (AppTest) and the background job runner it uses."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ui import jobs
+from ui.state import OTHER
+
+PAGE = "pages/4_Any_token.py"
+
+
+# --- the job runner ------------------------------------------------------------------------
+
+
+def _counting(n, progress, cancel, fail=None):
+    for i in range(n):
+        if cancel.is_set():
+            raise RuntimeError("stopped")
+        progress(i + 1, n, f"step {i + 1}")
+        time.sleep(0.01)
+    if fail is not None:
+        raise fail
+    return n * 2
+
+
+def test_job_runs_reports_progress_and_returns():
+    job = jobs.Job(fn=_counting, args=(5,), name="t").begin()
+    assert job.wait(10)
+    assert job.status == jobs.DONE and job.result == 10 and job.error is None
+    assert job.done == job.total == 5 and job.fraction == 1.0
+    assert job.finished is not None and job.elapsed >= 0
+
+
+@pytest.mark.parametrize(
+    "error, expected",
+    [(ValueError("the label has one class"), "the label has one class"), (KeyError("x"), "KeyError: 'x'")],
+)
+def test_job_failure_becomes_a_message(error, expected):
+    job = jobs.Job(fn=_counting, args=(2,), kwargs={"fail": error}, name="t").begin()
+    assert job.wait(10)
+    assert job.status == jobs.FAILED and job.error == expected and job.result is None
+
+
+def test_job_cancel():
+    gate = threading.Event()
+
+    def slow(progress, cancel):
+        gate.set()
+        while not cancel.is_set():
+            time.sleep(0.01)
+        raise RuntimeError("interrupted")
+
+    job = jobs.Job(fn=slow, name="t").begin()
+    assert gate.wait(10)
+    assert job.active
+    job.cancel()
+    assert job.wait(10)
+    assert job.status == jobs.CANCELLED and job.error is None
+
+
+def test_jobs_queue_behind_the_slot():
+    release = threading.Event()
+
+    def hold(progress, cancel):
+        release.wait(10)
+        return "first"
+
+    first = jobs.Job(fn=hold, name="a").begin()
+    second = jobs.Job(fn=lambda progress, cancel: "second", name="b").begin()
+    time.sleep(0.5)
+    assert first.status == jobs.RUNNING and second.status == jobs.QUEUED
+    release.set()
+    assert first.wait(10) and second.wait(10)
+    assert (first.result, second.result) == ("first", "second")
+
+
+# --- the page -------------------------------------------------------------------------------
+
+
+def _open(**state) -> AppTest:
+    # The page runs inside the app (entry file app.py), as it does in the browser.
+    at = AppTest.from_file("../app.py", default_timeout=180)
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _button(at, label):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_page_loads_with_the_demo_corpus():
+    at = _open()
+    assert at.title[0].value == "Could any token do?"
+    assert [s.value for s in at.selectbox if s.label == "Label to predict"][0] == "topic"
+    assert any("Run the probe" in i.value for i in at.info)
+
+
+def test_probe_runs_on_a_small_subset():
+    at = _open()
+    next(s for s in at.selectbox if s.label == "Label to predict").set_value("sentiment")
+    next(n for n in at.number_input if n.label == "Texts to use").set_value(40)
+    next(s for s in at.slider if s.label == "Folds").set_value(4)
+    at.run()
+    _button(at, "Run the probe").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    params, result = at.session_state["any_token.result"]
+    assert result.n == 40 and result.folds == 4 and result.label == "sentiment"
+    assert set(result.classes) == {"positive", "negative"}
+    table = result.table
+    assert table["layer"].nunique() == 7
+    assert "random" in set(table["strategy"]) and "cls" in set(table["strategy"])
+    assert any(result.summary() in i.value.replace("\\", "") for i in at.info)
+    assert len(at.get("plotly_chart")) == 1
+    assert any("stratified sample of 40" in c.value for c in at.caption)
+
+
+def test_single_class_subset_is_a_message_not_a_crash():
+    at = _open()
+    next(n for n in at.number_input if n.label == "Texts to use").set_value(20)
+    next(s for s in at.slider if s.label == "Folds").set_value(10)
+    at.run()
+    _button(at, "Run the probe").click()
+    at.run()
+    assert not at.exception
+    assert any("fewer examples than the 10 folds" in e.value for e in at.error)
+
+
+def test_finetune_runs_in_the_background(tiny_model_dirs):
+    at = _open(**{"clsviz.model": OTHER, "clsviz.custom_model": str(tiny_model_dirs["bert"])})
+    next(s for s in at.selectbox if s.label == "Label to predict").set_value("sentiment")
+    next(m for m in at.multiselect if m.label == "Poolings").set_value(["cls", "mean"])
+    next(s for s in at.slider if s.label == "Epochs").set_value(1)
+    next(n for n in at.number_input if n.label == "Texts").set_value(30)
+    at.run()
+    _button(at, "Start fine-tuning").click()
+    at.run()
+    assert not at.exception
+    job = at.session_state["clsviz.jobs"]["any_token.finetune"]
+    assert job.wait(120)
+    at.run()
+    assert not at.exception
+    assert job.status == jobs.DONE, job.error
+    assert list(job.result.table["pooling"]) == ["cls", "mean"]
+    assert int(job.result.table["train_n"].iloc[0] + job.result.table["heldout_n"].iloc[0]) == 30
+    assert any("After fine-tuning on 'sentiment'" in i.value for i in at.info)
+    assert len(at.get("plotly_chart")) >= 1

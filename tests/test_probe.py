@@ -1,0 +1,191 @@
+"""The pooling probe: known answers on synthetic data, agreement with scikit-learn, bad input."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from clsviz import PooledVectors, extract, figures, trace
+from clsviz.experiments import (
+    RANDOM_TOKEN,
+    Cancelled,
+    ProbeError,
+    check_labels,
+    default_strategies,
+    random_content_positions,
+    random_token_vectors,
+    run_probe,
+)
+from clsviz.pooling import pool_hidden
+
+TEXTS = [
+    "The cat sat on the mat.",
+    "A dog barked at the mailman all night.",
+    "Why is the sky blue?",
+    "Please close the door.",
+    "Stocks fell sharply on Monday morning.",
+    "She plays the violin beautifully.",
+    "The soup was far too salty.",
+    "We hiked up the mountain at dawn.",
+]
+
+
+@pytest.fixture(scope="module")
+def token_data():
+    """Random hidden states [N, 3, T, D]; the label is the sign of token 3's first dim at the last layer."""
+    rng = np.random.default_rng(1)
+    n, layers, t, d = 160, 3, 8, 12
+    hidden = rng.normal(size=(n, layers, t, d)).astype(np.float32)
+    mask = np.ones((n, t), dtype=bool)
+    special = np.zeros((n, t), dtype=bool)
+    special[:, 0] = special[:, -1] = True
+    y = (hidden[:, -1, 3, 0] > 0).astype(int)
+    feats = {s: pool_hidden(hidden, mask, special, s) for s in ("token:3", "token:5", "cls")}
+    return feats, y
+
+
+def test_label_of_one_token_is_read_from_that_token_only(token_data):
+    feats, y = token_data
+    result = run_probe(feats, y, folds=5)
+    acc = result.table.set_index(["layer", "strategy"])["accuracy_mean"]
+    assert acc[(2, "token:3")] >= 0.95
+    # Independent noise: the other token, other layers of the same token, and [CLS].
+    for cell in [(2, "token:5"), (0, "token:3"), (1, "token:3"), (2, "cls")]:
+        assert acc[cell] < 0.75, cell
+    assert result.chance == 0.5
+    assert result.majority == pytest.approx(np.bincount(y).max() / len(y))
+    assert result.best()["strategy"] == "token:3" and result.best()["layer"] == 2
+
+
+def test_accuracies_match_sklearn_cross_val_score(token_data):
+    feats, y = token_data
+    result = run_probe(feats, y, folds=4, seed=3, C=0.5, max_iter=50)
+    table = result.table.set_index(["layer", "strategy"])
+    for layer, strategy in [(2, "token:3"), (1, "token:5"), (0, "cls")]:
+        X = feats[strategy][:, layer]
+        est = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=50))
+        scores = cross_val_score(est, X, y, cv=StratifiedKFold(4, shuffle=True, random_state=3))
+        assert table.loc[(layer, strategy), "accuracy_mean"] == pytest.approx(scores.mean())
+        assert table.loc[(layer, strategy), "accuracy_sd"] == pytest.approx(scores.std(ddof=1))
+    assert set(result.table.columns) >= {"layer", "strategy", "accuracy_mean", "accuracy_sd", "n", "folds"}
+    assert (result.table["n"] == len(y)).all() and (result.table["folds"] == 4).all()
+
+
+def test_multiclass_baselines_and_missing_labels(token_data):
+    feats, _ = token_data
+    labels = ["a"] * 80 + ["b"] * 50 + ["c"] * 20 + [""] * 5 + [None] * 5
+    result = run_probe(feats, labels, folds=5)
+    assert result.n == 150
+    assert result.classes == ("a", "b", "c")
+    assert result.chance == pytest.approx(1 / 3)
+    assert result.majority == pytest.approx(80 / 150)
+    assert any("10 of 160" in m for m in result.messages)
+
+
+@pytest.mark.parametrize(
+    "labels, folds, fragment",
+    [
+        (["x"] * 20, 5, "single class"),
+        (["a"] * 10 + ["b"] * 10 + ["rare"] * 2, 5, "'rare' (2)"),
+        (["a", "b"] * 3, 5, "needs at least 10"),
+        (["a", "b"] * 10, 1, "at least 2 folds"),
+    ],
+)
+def test_bad_labels_give_clear_messages(labels, folds, fragment):
+    with pytest.raises(ProbeError) as info:
+        check_labels(labels, folds, "topic")
+    assert fragment in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_bad_inputs_to_run_probe(token_data):
+    feats, y = token_data
+    with pytest.raises(ProbeError, match="labels for 160 texts"):
+        run_probe(feats, y[:10])
+    with pytest.raises(ProbeError, match="No label column"):
+        run_probe(feats, "topic")
+    with pytest.raises(ProbeError, match="Not extracted"):
+        run_probe(feats, y, strategies=["mean"])
+    with pytest.raises(ProbeError, match="outside"):
+        run_probe(feats, y, layers=[7])
+    same = {"cls": np.ones((20, 2, 4), dtype=np.float32)}
+    with pytest.raises(ProbeError, match="same vector"):
+        run_probe(same, ["a", "b"] * 10)
+
+
+def test_identical_sentences_are_refused():
+    vectors = PooledVectors(
+        vectors=np.random.default_rng(0).normal(size=(20, 2, 1, 4)).astype(np.float32),
+        strategies=("cls",),
+        texts=("same sentence",) * 20,
+        model_name="m",
+        truncated=np.zeros(20, dtype=bool),
+        labels={"y": ("a", "b") * 10},
+    )
+    with pytest.raises(ProbeError, match="same sentence"):
+        run_probe(vectors, "y")
+
+
+def test_cancel_stops_the_probe(token_data):
+    feats, y = token_data
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        run_probe(feats, y, cancel=stop)
+
+
+def test_progress_reaches_the_total(token_data):
+    feats, y = token_data
+    seen = []
+    run_probe(feats, y, layers=[2], progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (3, 3)
+
+
+def test_random_token_is_a_content_token_read_at_every_layer(tiny_encoder):
+    positions = random_content_positions(tiny_encoder, TEXTS, seed=0)
+    vectors = random_token_vectors(tiny_encoder, TEXTS, seed=0, batch_size=3)
+    assert vectors.shape == (len(TEXTS), tiny_encoder.info.num_layers + 1, tiny_encoder.info.hidden_size)
+    for i, text in enumerate(TEXTS):
+        t = trace(tiny_encoder, text)
+        assert not t.special_mask[positions[i]]
+        np.testing.assert_allclose(vectors[i], t.hidden_states[:, positions[i]], atol=1e-4)
+    # Seeded by the text: the same sentence gets the same token in another corpus, in another order.
+    again = random_content_positions(tiny_encoder, TEXTS[::-1] + ["Another one."], seed=0)
+    np.testing.assert_array_equal(again[: len(TEXTS)][::-1], positions)
+    # A different seed picks differently somewhere.
+    assert not np.array_equal(random_content_positions(tiny_encoder, TEXTS, seed=1), positions)
+
+
+def test_full_grid_on_extracted_vectors(tiny_encoder):
+    texts = [f"{t} Number {i}." for i, t in enumerate(TEXTS * 3)]
+    labels = {"kind": tuple(("a", "b", "c")[i % 3] for i in range(len(texts)))}
+    strategies = [s for s in default_strategies(tiny_encoder.info.has_pooler) if s != RANDOM_TOKEN]
+    pv = extract(tiny_encoder, texts, strategies, labels=labels)
+    rnd = random_token_vectors(tiny_encoder, texts)
+    result = run_probe(pv, "kind", random_token=rnd, folds=3)
+    layers = tiny_encoder.info.num_layers + 1
+    assert len(result.table) == layers * (len(strategies) + 1)
+    assert set(result.table["strategy"]) == {*strategies, RANDOM_TOKEN}
+    assert result.table["accuracy_mean"].between(0, 1).all()
+    assert result.model_name == tiny_encoder.name
+    best = result.table.loc[result.table["accuracy_mean"].idxmax()]
+    assert f"{best['strategy']} at layer {int(best['layer'])}" in result.summary()
+
+
+def test_probe_figure_draws_every_strategy_and_both_baselines(token_data):
+    feats, y = token_data
+    result = run_probe(feats, y)
+    fig = figures.probe_figure(result).to_dict()
+    names = [tr["name"] for tr in fig["data"]]
+    assert names[:3] == ["token:3", "token:5", "cls"]
+    assert any(n.startswith("chance") for n in names) and any(n.startswith("majority") for n in names)
+    t3 = result.table[result.table["strategy"] == "token:3"].sort_values("layer")
+    np.testing.assert_allclose(fig["data"][0]["y"], t3["accuracy_mean"].to_numpy(), atol=1e-4)
+    dashed = [tr for tr in fig["data"] if tr["line"].get("dash")]
+    assert {round(tr["y"][0], 4) for tr in dashed} == {round(result.chance, 4), round(result.majority, 4)}
