@@ -1,0 +1,148 @@
+"""What a person does and sees in the browser, as small functions the browser tests share."""
+
+from __future__ import annotations
+
+import html
+import re
+from functools import lru_cache
+
+from playwright.sync_api import Page, expect
+
+SENTENCES_BOX = "Sentences (one per line)"
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"][data-test-connection-state="CONNECTED"]'
+# Bounded waits (milliseconds): generous for 2 busy CPU cores, never unbounded.
+RUN_TIMEOUT_MS = 240_000
+
+
+def wait_for_app(page: Page, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
+    """Wait until the script run finished (connected, not running, no status widget) and
+    every chart it sent has been drawn (plotly loads and draws after the run ends)."""
+    page.wait_for_selector(IDLE, timeout=timeout_ms)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=timeout_ms)
+    page.wait_for_selector('[data-testid="stSidebar"] textarea', timeout=timeout_ms)
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(
+                el => { const g = el.querySelector('.js-plotly-plot'); return g && g._fullLayout; })""",
+        timeout=timeout_ms,
+    )
+
+
+def open_app(page: Page, base_url: str, path: str = "") -> None:
+    page.goto(f"{base_url}/{path}")
+    wait_for_app(page)
+
+
+def url_path(page_file: str) -> str:
+    """Streamlit's URL path of a page file: pages/3_Embeddings.py -> "Embeddings", app.py -> ""."""
+    if page_file == "app.py":
+        return ""
+    stem = page_file.rsplit("/", 1)[-1].removesuffix(".py")
+    prefix, _, rest = stem.partition("_")
+    return rest if prefix.isdigit() and rest else stem
+
+
+def follow_sidebar_link(page: Page, base_url: str, label: str, page_file: str) -> None:
+    """Click a page link in the sidebar and wait until that page ran and drew its charts."""
+    before = page.title()
+    page.get_by_test_id("stSidebar").get_by_role("link", name=label, exact=True).click()
+    page.wait_for_url(f"{base_url}/{url_path(page_file)}")
+    # Each page sets its own title first thing, so a new title means the new page's run began.
+    page.wait_for_function("(before) => document.title !== before", arg=before)
+    wait_for_app(page)
+
+
+def sentences_box(page: Page):
+    return page.get_by_role("textbox", name=SENTENCES_BOX)
+
+
+def type_sentences(page: Page, text: str, submit: bool = True) -> None:
+    """Replace the sidebar sentences the way a person does: click, select all, type, and
+    (``submit``) press Ctrl+Enter to apply them."""
+    box = sentences_box(page)
+    box.click()
+    page.keyboard.press("ControlOrMeta+a")
+    page.keyboard.press("Delete")
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if len(line) > 200:  # a paste, not keystrokes: typing it would take minutes
+            page.keyboard.insert_text(line)
+        elif line:
+            page.keyboard.type(line)
+        if i < len(lines) - 1:
+            page.keyboard.press("Enter")
+    if submit:
+        page.keyboard.press("ControlOrMeta+Enter")
+
+
+def plot_traces(page: Page) -> list[list[dict]]:
+    """The data of every rendered plotly chart (what plotly drew), one list of traces per chart."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('.js-plotly-plot')].map(
+            g => (g.data || []).map(t => ({type: t.type || 'scatter', x: t.x || null, y: t.y || null,
+                                           text: t.text || null, name: t.name || null})))"""
+    )
+
+
+def _label_token(label) -> str:
+    """A heatmap axis label is "<position> <token>", escaped for plotly; return the token."""
+    label = html.unescape(str(label))
+    m = re.match(r"^\d+ (.*)$", label, re.S)
+    return m.group(1) if m else label
+
+
+def heatmap_token_axes(page: Page) -> list[list[str]]:
+    """Token sequences on the axes of every rendered heatmap."""
+    axes = []
+    for chart in plot_traces(page):
+        for tr in chart:
+            if tr["type"] != "heatmap":
+                continue
+            for axis in (tr["x"], tr["y"]):
+                if axis and all(isinstance(v, str) for v in axis):
+                    axes.append([_label_token(v) for v in axis])
+    return axes
+
+
+def wait_for_heatmap_tokens(page: Page, tokens: list[str], timeout_ms: int = RUN_TIMEOUT_MS) -> None:
+    """Wait until a heatmap has exactly ``tokens`` on an axis, then until the run finished."""
+    page.wait_for_function(
+        """(tokens) => [...document.querySelectorAll('.js-plotly-plot')].some(g => (g.data || []).some(t =>
+            t.type === 'heatmap' && [t.x, t.y].some(a => Array.isArray(a) && a.length === tokens.length &&
+              a.every((v, i) => {
+                const el = document.createElement('textarea'); el.innerHTML = String(v);
+                return el.value.replace(/^\\d+ /, '') === tokens[i];
+              }))))""",
+        arg=tokens,
+        timeout=timeout_ms,
+    )
+    wait_for_app(page)
+
+
+def page_problems(page: Page) -> list[str]:
+    """Anything on the page a person should never see: exception boxes, tracebacks, script errors."""
+    problems = []
+    exceptions = page.get_by_test_id("stException")
+    if exceptions.count():
+        problems.append(f"{exceptions.count()} exception element(s): {exceptions.first.inner_text()[:500]}")
+    body = page.locator("body").inner_text()
+    for marker in ("Traceback (most recent call last)", 'File "/'):
+        if marker in body:
+            problems.append(f"page text contains {marker!r}")
+    problems += [f"page error: {e}" for e in page.watch.page_errors]
+    problems += [f"dialog opened: {d}" for d in page.watch.dialogs]
+    return problems
+
+
+@lru_cache(maxsize=1)
+def bundled_tokenizer():
+    from transformers import AutoTokenizer
+
+    from clsviz.encoder import bundled_model_path
+
+    return AutoTokenizer.from_pretrained(str(bundled_model_path()))
+
+
+def expected_tokens(text: str) -> list[str]:
+    """The bundled model's tokens of ``text`` with its special tokens, computed here, not by the app."""
+    tok = bundled_tokenizer()
+    return [tok.cls_token, *tok.tokenize(text), tok.sep_token]
