@@ -52,6 +52,7 @@ __all__ = [
     "compare_sentences",
     "cosine",
     "cosine_matrix",
+    "describe_summary",
     "layer_names",
     "measure_baseline",
     "pair_texts",
@@ -539,6 +540,23 @@ def cls_summary(trace: Trace, view: str = "raw", baseline: Baseline | None = Non
                 out[column] = np.full(n, np.nan)
     out["cls_norm"] = norms
     return pd.DataFrame(out)
+
+
+def describe_summary(summary: pd.DataFrame, baseline: Baseline | None = None, view: str = "raw") -> str:
+    """One sentence reading the last layer of :func:`cls_summary` against the baseline."""
+    last = summary.iloc[-1]
+    layer = int(last["layer"])
+    value = float(last["cls_vs_mean_content"])
+    label = "cosine" if view == "raw" else f"cosine ({view})"
+    text = f"Layer {layer}: {label} of [CLS] with the mean of its own tokens is {value:.2f}"
+    if baseline is None or "cls_mean_content" not in baseline.references:
+        return text + "."
+    mean, std = baseline.reference("cls_mean_content", view)
+    text += f"; with an unrelated sentence's tokens it is {mean[layer]:.2f} ± {std[layer]:.2f}"
+    if std[layer] > 0:
+        z = (value - mean[layer]) / std[layer]
+        text += f", so this [CLS] sits {abs(z):.1f} standard deviations {'above' if z >= 0 else 'below'} chance"
+    return text + "."
 
 
 # --- comparing typed sentences ---------------------------------------------------------------

@@ -10,6 +10,7 @@ from clsviz.similarity import (
     cls_summary,
     cls_token_cosines,
     compare_sentences,
+    describe_summary,
     token_norms,
     token_table,
     top_dimensions,
@@ -67,6 +68,7 @@ with cls_tab:
             caption="Solid: this sentence. Dashed, with a ±1 std band: the same comparison between a [CLS] and "
             "an unrelated sentence. Only the gap between the two says [CLS] carries this sentence's content.",
         )
+        st.markdown(describe_summary(summary, baseline, view))
         download_csv(summary, "cls_summary.csv", key="similarity.summary.csv")
 
 with compare_tab:

@@ -22,6 +22,7 @@ from clsviz.similarity import (
     compare_sentences,
     cosine,
     cosine_matrix,
+    describe_summary,
     measure_baseline,
     pair_texts,
     sentence_benchmark,
@@ -175,6 +176,10 @@ def test_views(traces, baseline):
     assert summary["cls_vs_mean_content"].to_numpy() == pytest.approx(
         raw_summary["cls_vs_mean_content"].to_numpy() - baseline.wide("raw")["cls_mean_content"].to_numpy(), abs=1e-9
     )
+    last = baseline.table.set_index(["reference", "view", "layer"]).loc[("cls_mean_content", "raw", t.num_layers)]
+    z = (raw_summary["cls_vs_mean_content"].iloc[-1] - last["mean"]) / last["std"]
+    reading = describe_summary(raw_summary, baseline)
+    assert f"{raw_summary['cls_vs_mean_content'].iloc[-1]:.2f}" in reading and f"{abs(z):.1f} standard" in reading
     with pytest.raises(ValueError, match="needs a baseline"):
         cls_token_cosines(t, "centred")
     with pytest.raises(ValueError, match="Valid"):
@@ -278,7 +283,7 @@ def test_figures(traces, baseline, encoder):
     assert np.asarray(fig.data[0].z).shape == (t.num_layers + 1, t.seq_len)
     for view in VIEWS:
         summary = figures.cls_summary_figure(cls_summary(t, view, baseline), baseline, view)
-        assert any(tr.name.startswith("unrelated") for tr in summary.data)
+        assert any(tr.name.endswith("unrelated sentence") for tr in summary.data)
         comparison = figures.comparison_figure(compare_sentences(traces, view=view, baseline=baseline), view)
         assert sum(tr.name.startswith("sentences") for tr in comparison.data) == 3 * 3
         assert len(figures.anisotropy_figure(baseline, view).data) == len(baseline.references)

@@ -81,6 +81,7 @@ def _band(fig, x, mean, std, color, name, showlegend=True, row=None, col=None):
             x=x + x[::-1],
             y=upper + lower[::-1],
             fill="toself",
+            mode="lines",
             fillcolor=_rgba(color, 0.12),
             line=dict(width=0),
             hoverinfo="skip",
@@ -129,7 +130,7 @@ def cls_token_cosine_figure(trace: Trace, cosines: np.ndarray, view: str = "raw"
 
 
 _SUMMARY_LINES = (
-    ("cls_vs_mean_content", "[CLS] vs mean of the text's tokens", "cls_mean_content"),
+    ("cls_vs_mean_content", "[CLS] vs mean of text tokens", "cls_mean_content"),
     ("cls_vs_mean_all", "[CLS] vs mean of all tokens", "cls_mean"),
     ("cls_vs_pooler", "[CLS] vs pooler output", "cls_pooler"),
 )
@@ -148,7 +149,7 @@ def cls_summary_figure(summary: pd.DataFrame, baseline: Baseline | None = None, 
         fig.add_trace(_line(layers, values, label, color, label, legendgroup=label))
         if baseline is not None and ref in baseline.references:
             mean, std = baseline.reference(ref, view)
-            _band(fig, layers, mean, std, color, f"unrelated: {REFERENCE_HELP[ref]}")
+            _band(fig, layers, mean, std, color, f"{label}, unrelated sentence")
     return _finish(
         fig,
         "[CLS] against the sentence's averages (dashed: the same for unrelated sentences)",
@@ -228,7 +229,9 @@ def benchmark_figure(table: pd.DataFrame, title: str = "Spearman correlation wit
                 continue
             name = f"{strategy}{suffix}"
             fig.add_trace(_line(rows["layer"], rows[column], name, color, f"{name} (Spearman ρ)", dash=dash))
-    return _finish(fig, title, "Spearman ρ (cosine vs score)", y_range=[-1.05, 1.05])
+    values = table[[c for c in ("spearman", "spearman_centred") if c in table.columns]].to_numpy(dtype=float)
+    low = float(np.nanmin(values)) if np.isfinite(values).any() else 0.0
+    return _finish(fig, title, "Spearman ρ (cosine vs score)", y_range=[max(-1.02, min(0.0, low - 0.05)), 1.02])
 
 
 def benchmark_scatter_figure(pair_table: pd.DataFrame, strategies: list[str] | tuple[str, ...]) -> go.Figure:
@@ -310,11 +313,13 @@ def top_dimensions_figure(top: pd.DataFrame, layer: int) -> go.Figure:
                 name=f"{token} (position {sub['position'].iloc[0]})",
                 marker_color=_COLORS[k % len(_COLORS)],
                 customdata=np.round(sub["times_median"].to_numpy(dtype=float), 1),
+                text=[f"{m:.0f}×" for m in sub["times_median"]],
+                textposition="outside",
                 hovertemplate="%{x}: %{y}<br>%{customdata}× the layer's median |value|<extra></extra>",
             )
         )
     fig.update_layout(
-        title=f"Largest hidden dimensions on [CLS] and [SEP], layer {layer}",
+        title=f"Largest hidden dimensions on [CLS] and [SEP], layer {layer} (labels: × the layer's median |value|)",
         xaxis=dict(title="hidden dimension", type="category"),
         yaxis=dict(title="value"),
         legend=dict(orientation="h", y=-0.25),
