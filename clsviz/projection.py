@@ -76,14 +76,15 @@ def _unit_rows(X: np.ndarray) -> np.ndarray:
     return X / np.maximum(norms, 1e-12)
 
 
-def _distances(A: np.ndarray, B: np.ndarray, metric: str) -> np.ndarray:
-    """float32 [len(A), len(B)] distances, exact, non-negative."""
+def _distances(A: np.ndarray, B: np.ndarray, metric: str, dtype=np.float32) -> np.ndarray:
+    """[len(A), len(B)] distances (``dtype``), exact, non-negative."""
+    A, B = A.astype(dtype, copy=False), B.astype(dtype, copy=False)
     if metric == "cosine":
         D = 1.0 - _unit_rows(A) @ _unit_rows(B).T
     else:
         sq = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * (A @ B.T)
         D = np.sqrt(np.maximum(sq, 0.0))
-    return np.maximum(D, 0.0).astype(np.float32, copy=False)
+    return np.maximum(D, 0.0).astype(dtype, copy=False)
 
 
 class Projector(BaseEstimator):
@@ -323,7 +324,9 @@ def _labelled(X, labels: Sequence, metric: str, max_samples: int | None, random_
     keep = rows[_subsample(len(rows), max_samples, random_state)]
     _, codes = np.unique(y[np.searchsorted(rows, keep)], return_inverse=True)
     Xk = X[keep]
-    D = _distances(Xk, Xk, metric)
+    # float64: near-ties between neighbours (common in early layers) then break the same way
+    # in every implementation.
+    D = _distances(Xk, Xk, metric, dtype=np.float64)
     np.fill_diagonal(D, 0.0)
     return D, codes
 
