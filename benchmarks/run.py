@@ -267,12 +267,39 @@ def bench_attention_page(results: dict, notes: dict) -> None:
     notes["payload_512_tokens_bytes"] = "sum of the plotly figure specs the page sends"
 
 
+def bench_probe(results: dict, notes: dict) -> None:
+    """The pooling probe's full grid (every layer x every strategy, 5-fold CV) on the demo corpus."""
+    from clsviz import extract, load_encoder
+    from clsviz.corpus import demo_corpus
+    from clsviz.experiments import RANDOM_TOKEN, default_strategies, random_token_vectors, run_probe
+
+    enc, corpus = load_encoder(), demo_corpus()
+    strategies = [s for s in default_strategies(enc.info.has_pooler) if s != RANDOM_TOKEN]
+    start = time.perf_counter()
+    pv = extract(enc, corpus.texts, strategies, labels=corpus.labels)
+    rnd = random_token_vectors(enc, corpus.texts)
+    results["probe_extract_demo_s"] = time.perf_counter() - start
+    result = None
+
+    def grid():
+        nonlocal result
+        result = run_probe(pv, "topic", random_token=rnd, folds=5)
+
+    results["probe_demo_all_layers_s"] = best_of(grid, repeat=2)
+    notes["probe_demo_all_layers_s"] = (
+        f"{result.n} texts, {len(result.table)} cells ({pv.vectors.shape[1]} layers x {len(strategies) + 1} "
+        f"strategies), 5 folds, {enc.info.hidden_size} dims, label 'topic'; extraction (probe_extract_demo_s) "
+        "is not included"
+    )
+
+
 MEASUREMENTS = [
     bench_model_load,
     bench_trace_overhead,
     bench_attention_page,
     bench_corpus_throughput,
     bench_peak_rss,
+    bench_probe,
 ]
 
 
