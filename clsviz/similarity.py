@@ -53,7 +53,9 @@ __all__ = [
     "cosine",
     "cosine_matrix",
     "describe_summary",
+    "dimension_values",
     "layer_names",
+    "massive_dimensions",
     "measure_baseline",
     "pair_texts",
     "sentence_benchmark",
@@ -798,3 +800,16 @@ def top_dimensions(trace: Trace, k: int = 5, layers: Sequence[int] | None = None
                     )
                 )
     return pd.DataFrame(rows)
+
+
+def dimension_values(trace: Trace, dimension: int) -> np.ndarray:
+    """float32 [L + 1, T]: one hidden dimension at every token and layer (follow a massive one)."""
+    if not 0 <= int(dimension) < trace.hidden_size:
+        raise IndexError(f"dimension {dimension} is outside 0..{trace.hidden_size - 1}")
+    return trace.hidden_states[:, :, int(dimension)]
+
+
+def massive_dimensions(top: pd.DataFrame) -> list[int]:
+    """The dimensions of a :func:`top_dimensions` table, largest (× median) first."""
+    order = top.groupby("dimension")["times_median"].max().sort_values(ascending=False, kind="stable")
+    return [int(d) for d in order.index]

@@ -11,6 +11,8 @@ from clsviz.similarity import (
     cls_token_cosines,
     compare_sentences,
     describe_summary,
+    dimension_values,
+    massive_dimensions,
     token_norms,
     token_table,
     top_dimensions,
@@ -171,6 +173,19 @@ with norms_tab:
             "massive; the same dimension recurring across layers and sentences is the signature.",
         )
         download_csv(top, "top_dimensions.csv", key="similarity.massive.csv")
+        dims = massive_dimensions(top[top["layer"] == layer])
+        dim = st.selectbox(
+            "Follow one dimension through the layers", dims, key="similarity.massive.dimension",
+            help="Dimensions listed above, largest relative to the median first.",
+        )
+        values = dimension_values(t, dim)
+        show_figure(
+            figures.dimension_figure(t, values, dim),
+            key="similarity.dimension",
+            caption="One hidden dimension at every token and layer. A massive activation is confined to one or "
+            "two tokens (typically [CLS] or [SEP]) and persists over many layers, while other tokens stay near 0.",
+        )
+        download_csv(token_table(t, values, f"dim_{dim}"), f"dimension_{dim}.csv", key="similarity.dimension.csv")
 
 with baseline_tab:
     if baseline_tab.open:

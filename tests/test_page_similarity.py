@@ -86,6 +86,19 @@ def test_every_view_and_section_runs(view):
     assert not at.error
 
 
+def test_massive_activations_section(encoder):
+    at = _section(_open("The film was not bad at all."), "Norms & massive activations")
+    assert len(at.get("plotly_chart")) == 3
+    box = at.selectbox(key="similarity.massive.dimension")
+    t = trace(encoder, "The film was not bad at all.", max_length=128)
+    h = t.hidden_states[-1]
+    # The first choice is the largest |value| on [CLS] or [SEP] at the last layer.
+    candidates = [(abs(h[p, d]), d) for p in (t.cls_index, t.sep_index) for d in range(t.hidden_size)]
+    assert box.options[0] == str(max(candidates)[1])
+    at.number_input(key="similarity.massive.k").set_value(2).run()
+    assert not at.exception and len(at.selectbox(key="similarity.massive.dimension").options) <= 4
+
+
 def test_one_sentence_asks_for_a_second():
     at = _section(_open("The film was not bad at all."), "Compare sentences")
     assert any("at least two lines" in i.value for i in at.info)

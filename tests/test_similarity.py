@@ -23,6 +23,8 @@ from clsviz.similarity import (
     cosine,
     cosine_matrix,
     describe_summary,
+    dimension_values,
+    massive_dimensions,
     measure_baseline,
     pair_texts,
     sentence_benchmark,
@@ -271,6 +273,14 @@ def test_norms_and_top_dimensions(traces):
             assert list(rows["dimension"]) == list(expected)
             assert rows["value"].to_numpy() == pytest.approx(h[pos, expected], rel=1e-6)
             assert rows["times_median"].iloc[0] == pytest.approx(abs(h[pos, expected[0]]) / np.median(np.abs(h)))
+    ranked = massive_dimensions(top)
+    best = top.loc[top["times_median"].idxmax()]
+    assert ranked[0] == best["dimension"] and sorted(ranked) == sorted(set(top["dimension"]))
+    values = dimension_values(t, ranked[0])
+    assert values == pytest.approx(t.hidden_states[:, :, ranked[0]])
+    assert values[best["layer"], best["position"]] == pytest.approx(best["value"])
+    with pytest.raises(IndexError):
+        dimension_values(t, t.hidden_size)
     long = token_table(t, norms, "norm")
     assert len(long) == norms.size and long["norm"].to_numpy() == pytest.approx(norms.ravel())
 
@@ -295,5 +305,28 @@ def test_figures(traces, baseline, encoder):
     bars = figures.top_dimensions_figure(top, 2)
     assert [len(b.y) for b in bars.data] == [3, 3]
     assert figures.token_norms_figure(t, token_norms(t)).data[0].zmin == 0.0
+    dim = figures.dimension_figure(t, dimension_values(t, 5), 5).data[0]
+    assert dim.zmax == pytest.approx(np.abs(t.hidden_states[:, :, 5]).max(), abs=1e-6) and dim.zmin == -dim.zmax
     with pytest.raises(ValueError, match="expected"):
         figures.token_norms_figure(t, token_norms(t)[:, :2])
+
+
+@pytest.mark.parametrize("kind", ["roberta", "distilbert", "electra", "albert"])
+def test_other_model_families(tiny_model_dirs, kind):
+    from clsviz import load_encoder
+
+    enc = load_encoder(str(tiny_model_dirs[kind]))
+    base = measure_baseline(enc, SAMPLE[:5])
+    assert base.table["mean"].between(-1, 1).all()
+    assert ("cls_pooler" in base.references) == enc.info.has_pooler
+    traces = [trace(enc, s) for s in ("the cat chased a dog", "why is the token always first")]
+    for view in VIEWS:
+        maps = cls_token_cosines(traces[0], view, base)
+        assert maps.shape == (enc.info.num_layers + 1, traces[0].seq_len) and np.isfinite(maps).all()
+        assert np.abs(maps).max() <= 2 + 1e-9
+        table = compare_sentences(traces, view=view, baseline=base)
+        assert table["cosine"].between(-2, 2).all() and len(table) == (enc.info.num_layers + 1) * 3
+        summary = cls_summary(traces[1], view, base)
+        assert summary["cls_vs_mean_content"].notna().all()
+    top = top_dimensions(traces[0], 2)
+    assert set(top["token"]) == {traces[0].tokens[traces[0].cls_index], traces[0].tokens[traces[0].sep_index]}

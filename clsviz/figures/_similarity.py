@@ -23,6 +23,7 @@ __all__ = [
     "cls_summary_figure",
     "cls_token_cosine_figure",
     "comparison_figure",
+    "dimension_figure",
     "token_norms_figure",
     "top_dimensions_figure",
 ]
@@ -293,6 +294,15 @@ def token_norms_figure(trace: Trace, norms: np.ndarray) -> go.Figure:
     return _layer_token_heatmap(
         trace, norms, "norms", "Length (L2 norm) of each token's vector, per layer",
         colorbar_title="norm", zmin=0.0, colorscale=SEQUENTIAL, decimals=2,
+    )
+
+
+def dimension_figure(trace: Trace, values: np.ndarray, dimension: int) -> go.Figure:
+    """Heatmap layers × tokens of one hidden dimension (from :func:`clsviz.similarity.dimension_values`)."""
+    bound = float(np.abs(values).max()) or 1.0
+    return _layer_token_heatmap(
+        trace, values, "values", f"Hidden dimension {int(dimension)} at every token and layer",
+        colorbar_title="value", zmin=-bound, zmax=bound, colorscale=DIVERGING, decimals=3,
     )
 
 
