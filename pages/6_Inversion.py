@@ -95,15 +95,22 @@ if len(set(corpus.texts)) < 2:
         icon=":material/error:",
     )
     st.stop()
-vectors = corpus_vectors(encoder, corpus, COMPARE_STRATEGIES)
-if vectors is None:
-    st.stop()
 queries = {"cls": t.cls(layer), "mean": pool(t, "mean", layer)}
+
+
+def corpus_vectors_or_stop():
+    """The corpus embedded once per model (shared cache); only the tabs that search or decode need it."""
+    vectors = corpus_vectors(encoder, corpus, COMPARE_STRATEGIES)
+    if vectors is None:
+        st.stop()
+    return vectors
+
 
 nn_tab, bow_tab, mlm_tab, paper_tab = st.tabs(TABS, key="inversion.section", on_change="rerun")
 
 with nn_tab:
     if nn_tab.open:
+        vectors = corpus_vectors_or_stop()
         max_k = min(20, len(corpus) - 1)
         k = st.slider("Neighbours", 1, max_k, min(5, max_k), key="inversion.k") if max_k > 1 else 1
         try:
@@ -120,7 +127,7 @@ with nn_tab:
                 figures.neighbours_figure(table, title=f"Nearest corpus sentences at layer {layer}"),
                 key="inversion.neighbours",
                 caption="The corpus sentences whose vector points closest to this sentence's, read as [CLS] "
-                "(left) or as the mean of all tokens (right). Neighbours that share the topic but not the "
+                "(top) or as the mean of all tokens (bottom). Neighbours that share the topic but not the "
                 "words show what the vector keeps: the gist, not the wording. The sentence itself is left out.",
             )
             left, right = st.columns(2)
@@ -174,6 +181,7 @@ with bow_tab:
             )
         with c_k:
             top_k = st.slider("Words to show (k)", 3, 20, 8, key="inversion.top_k")
+        vectors = corpus_vectors_or_stop()
         outcome = bow_table(vectors, vectors_key(encoder, corpus, COMPARE_STRATEGIES), vocab_size)
         if outcome is not None:
             bow, vocab = outcome

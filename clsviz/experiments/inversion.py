@@ -457,7 +457,7 @@ def load_mlm_head(encoder: Encoder) -> MLMHead:
     prefix = getattr(model, "base_model_prefix", "") + "."
     missing = tuple(sorted(k for k in info.get("missing_keys", ()) if not k.startswith(prefix)))
     if missing:
-        shown = ", ".join(missing[:4]) + ("..." if len(missing) > 4 else "")
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
         return MLMHead(
             None,
             f"'{encoder.name}' has no trained masked-LM head: its checkpoint holds no weights for {shown}. "

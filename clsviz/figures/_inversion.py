@@ -78,33 +78,36 @@ def _finish(fig: go.Figure, title: str, y_title: str, height: int = 420) -> go.F
 
 
 def neighbours_figure(table: pd.DataFrame, title: str = "Nearest corpus sentences") -> go.Figure:
-    """Side-by-side bars of the top-k cosines, one panel per strategy.
+    """Bars of the top-k cosines, one panel per strategy, stacked so long sentences stay readable.
 
     ``table``: rows of :func:`nearest_neighbours` with a ``strategy`` column added.
     """
     strategies = list(dict.fromkeys(table["strategy"]))
+    k = int(table.groupby("strategy").size().max())
     fig = make_subplots(
-        rows=1, cols=len(strategies), subplot_titles=[safe_text(s) for s in strategies], horizontal_spacing=0.25
+        rows=len(strategies), cols=1, subplot_titles=[safe_text(s) for s in strategies], vertical_spacing=0.12
     )
-    for col, strategy in enumerate(strategies, start=1):
+    for row, strategy in enumerate(strategies, start=1):
         rows = table[table["strategy"] == strategy].sort_values("rank")
-        labels = [f"{int(r)}. {_short(t, 45)}" for r, t in zip(rows["rank"], rows["text"])]
+        labels = [f"{int(r)}. {_short(t, 70)}" for r, t in zip(rows["rank"], rows["text"])]
         fig.add_trace(
             go.Bar(
                 x=np.round(rows["cosine"].to_numpy(dtype=float), 4),
                 y=labels,
                 orientation="h",
-                marker_color=_color(strategy, col),
+                marker_color=_color(strategy, row),
                 hovertext=[f"{_short(t, 200)}<br>cosine {c:.3f}" for t, c in zip(rows["text"], rows["cosine"])],
                 hoverinfo="text",
                 showlegend=False,
             ),
-            row=1,
-            col=col,
+            row=row,
+            col=1,
         )
-        fig.update_yaxes(autorange="reversed", row=1, col=col)
-        fig.update_xaxes(title_text="cosine", row=1, col=col)
-    fig.update_layout(title=title, height=140 + 32 * int(table.groupby("strategy").size().max()), margin=dict(l=20, r=20, t=70, b=40))
+        fig.update_yaxes(autorange="reversed", type="category", row=row, col=1)
+        fig.update_xaxes(title_text="cosine", row=row, col=1)
+    fig.update_layout(
+        title=title, height=120 + len(strategies) * (60 + 26 * k), margin=dict(l=20, r=20, t=70, b=40)
+    )
     return fig
 
 
