@@ -20,6 +20,17 @@ Three views of a cosine (:data:`VIEWS`):
 * ``"centred"``: the cosine after each vector is centred on the corpus mean of its own kind
   ([CLS] vectors on the mean [CLS], tokens on the mean content token, pooled sentence
   vectors on the mean of that pooling), which removes the directions every input shares.
+
+From a notebook::
+
+    from clsviz import load_encoder, trace, figures
+    from clsviz.similarity import measure_baseline, cls_summary, compare_sentences
+
+    enc = load_encoder()
+    base = measure_baseline(enc)  # seconds; reuse it for every sentence
+    t = trace(enc, "The film was not bad at all.")
+    cls_summary(t, "minus baseline", base)  # DataFrame, one row per layer
+    figures.cls_summary_figure(cls_summary(t), base)  # plotly Figure
 """
 
 from __future__ import annotations

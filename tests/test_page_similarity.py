@@ -173,3 +173,23 @@ def test_bad_pairs_file_names_the_rows():
 def test_too_few_pairs_is_explained():
     pairs, problem = read_pairs_upload(_csv(["a,b,1", "c,d,2"]), "two.csv")
     assert pairs is None and "at least 3" in problem
+
+
+def test_page_works_without_a_baseline(monkeypatch):
+    import ui.similarity as ui_similarity
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    ui_similarity._baseline.clear()
+    monkeypatch.setattr(ui_similarity, "measure_baseline", broken)
+    try:
+        at = _open(PARAPHRASE, **{"similarity.view": "centred"})
+        assert any("out of memory" in w.value and "Only raw cosines" in w.value for w in at.warning)
+        assert at.radio(key="similarity.view").options == ["raw"]
+        assert len(at.get("plotly_chart")) == 2
+        for name in ("Compare sentences", "Baseline"):
+            _section(at, name)
+        assert any("No baseline" in i.value for i in at.info)
+    finally:
+        ui_similarity._baseline.clear()  # the next page run measures a real baseline again
