@@ -110,6 +110,14 @@ def test_single_class_labels_and_unlabelled_corpus_give_messages(tiny_model_dirs
     at = _tiny(tiny_model_dirs)
     assert any("no label column" in i.value for i in at.info)
 
+    few = Corpus(texts=texts[:6], labels={"topic": ("a", "b") * 3})
+    monkeypatch.setattr(ui.corpus, "demo_corpus", lambda: few)
+    at = _tiny(tiny_model_dirs)
+    assert at.number_input(key="why_first.sample").value == 6
+    at.button(key="why_first.run").click().run()
+    assert not at.exception, at.exception
+    assert any("Only 6 labelled" in e.value for e in at.error)
+
 
 @pytest.mark.parametrize("label", ["order"])
 def test_label_with_missing_values_is_probed_on_labelled_rows(tiny_model_dirs, label):
