@@ -293,11 +293,36 @@ def bench_probe(results: dict, notes: dict) -> None:
     )
 
 
+def bench_umap(results: dict, notes: dict) -> None:
+    """UMAP fits (cosine) after the numba warm-up, and PCA for the preview."""
+    from clsviz.projection import Projector, warm_up
+
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    warm_up()
+    results["umap_warm_up_s"] = time.perf_counter() - start
+    x2k = rng.standard_normal((2000, 384)).astype(np.float32)
+    x10k = rng.standard_normal((10000, 384)).astype(np.float32)
+    results["umap_2k_warm_s"] = best_of(lambda: Projector("umap", random_state=0).fit_transform(x2k), 1)
+    results["umap_10k_warm_s"] = best_of(lambda: Projector("umap", random_state=0).fit_transform(x10k), 1)
+    results["pca_2k_s"] = best_of(lambda: Projector("pca").fit_transform(x2k), 3)
+    code = (
+        "import time,numpy as np; from clsviz.projection import Projector;"
+        "x=np.random.default_rng(0).standard_normal((10000,384)).astype(np.float32);"
+        "t=time.perf_counter(); Projector('umap', random_state=0).fit_transform(x); print(time.perf_counter()-t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    results["umap_10k_cold_s"] = float(out.stdout.strip().splitlines()[-1])
+    notes["umap_2k_warm_s"] = "2,000 x 384 Gaussian points, cosine metric, fixed seed, after warm_up()"
+    notes["umap_10k_cold_s"] = "fresh process, numba compilation included"
+
+
 MEASUREMENTS = [
     bench_model_load,
     bench_trace_overhead,
     bench_attention_page,
     bench_corpus_throughput,
+    bench_umap,
     bench_peak_rss,
     bench_probe,
 ]
