@@ -199,7 +199,8 @@ st.subheader("Fine-tune: does the reading still matter after training?")
 st.caption(
     "The probe reads a frozen model. Here a copy of the encoder is trained with a linear head on one "
     "pooling at a time, with the same seed, split, batches and budget, to see whether [CLS] catches up once "
-    f"it is trained for the task. Runs in the background on {encoder.device.type.upper()}: other pages stay "
+    "it is trained for the task. The head starts from the frozen-model probe (so step 0 is the probe's "
+    f"accuracy) and the whole encoder is then trained with it. Runs in the background on {encoder.device.type.upper()}: other pages stay "
     "usable, and the shared model is never changed."
 )
 job = jobs.get(FINETUNE_JOB)

@@ -75,6 +75,8 @@ def test_table_and_curves(finetuned):
         assert np.isfinite(loss["value"]).all() and (loss["value"] > 0).all()
         acc = mine[mine["metric"] == "heldout_accuracy"]
         assert acc["step"].iloc[0] == 0 and acc["step"].iloc[-1] == steps
+        # The head starts from the frozen-model probe, so step 0 scores what the probe scores.
+        assert acc["value"].iloc[0] == pytest.approx(table.loc[pooling, "frozen_accuracy"])
         # The table's number is the last held-out evaluation.
         assert acc["value"].iloc[-1] == pytest.approx(table.loc[pooling, "heldout_accuracy"])
     assert result.chance == 0.5
@@ -102,7 +104,10 @@ def test_cancel_stops_between_steps(tiny_encoder):
             stop.set()
 
     with pytest.raises(Cancelled):
-        run_finetune(tiny_encoder, TEXTS, LABELS, poolings=("mean",), epochs=3, batch_size=4, progress=progress, cancel=stop)
+        run_finetune(
+            tiny_encoder, TEXTS, LABELS, poolings=("mean",), epochs=3, batch_size=4, head_init="random",
+            progress=progress, cancel=stop,
+        )
     assert max(calls) == 1  # stopped right after the step that set the event
     for name, tensor in tiny_encoder.model.state_dict().items():
         assert torch_equal(tensor, before[name]), name
@@ -123,6 +128,7 @@ def test_subsample_is_stratified_and_said(tiny_encoder):
         (TEXTS[:6], LABELS[:6], {}, "at least 10"),
         (["same"] * 20, LABELS[:20], {}, "same sentence"),
         (TEXTS, LABELS, {"poolings": ("max",)}, "choose from"),
+        (TEXTS, LABELS, {"head_init": "zeros"}, "'probe' or 'random'"),
         (TEXTS, LABELS[:10], {}, "one label per text"),
     ],
 )

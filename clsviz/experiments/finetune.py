@@ -39,7 +39,8 @@ class FinetuneResult:
     """Held-out accuracy per pooling and the training curves.
 
     * ``table``: one row per pooling: ``pooling``, ``frozen_accuracy`` (logistic regression on
-      the untrained encoder's pooled vectors, same split), ``heldout_accuracy`` (after
+      the untrained encoder's pooled vectors, same split; also the head's starting point
+      with ``head_init="probe"``), ``heldout_accuracy`` (after
       fine-tuning), ``gain``, ``train_n``, ``heldout_n``, ``epochs``, ``steps``, ``seconds``
     * ``curves``: tidy rows ``pooling``, ``step``, ``epoch`` (fractional), ``metric``
       (``train_loss``, ``heldout_loss``, ``heldout_accuracy``), ``value``
@@ -145,8 +146,12 @@ def _pooled(model, batch, pooling: str):
     return pool_hidden(hidden[:, None], mask, special, pooling, cls_index)[:, 0]
 
 
-def _frozen_accuracy(encoder, batcher, train, test, y, poolings, seed) -> dict[str, float]:
-    """Logistic regression on the shared (frozen) encoder's pooled vectors: the 'before' number."""
+def _frozen_probes(encoder, batcher, train, test, y, n_classes, poolings, seed) -> dict[str, tuple]:
+    """Logistic regression on the shared (frozen) encoder's pooled vectors, per pooling.
+
+    Returns pooling -> (held-out accuracy, head weight [C, D], head bias [C]): the probe with its
+    standardisation folded in, so ``x @ weight.T + bias`` gives the probe's logits.
+    """
     import warnings
 
     import torch
@@ -166,8 +171,15 @@ def _frozen_accuracy(encoder, batcher, train, test, y, poolings, seed) -> dict[s
         warnings.simplefilter("ignore", ConvergenceWarning)
         for p in poolings:
             X = np.concatenate(feats[p])
-            model = make_probe(random_state=seed).fit(X[: len(train)], y[train])
-            out[p] = float(np.mean(model.predict(X[len(train) :]) == y[test]))
+            probe = make_probe(random_state=seed).fit(X[: len(train)], y[train])
+            scaler, lr = probe[0], probe[-1]
+            coef, intercept = lr.coef_, lr.intercept_
+            if n_classes == 2:  # scikit-learn keeps one logit for two classes: softmax([0, z]) = sigmoid(z)
+                coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+            weight = coef / scaler.scale_
+            bias = intercept - weight @ scaler.mean_
+            accuracy = float(np.mean(probe.predict(X[len(train) :]) == y[test]))
+            out[p] = (accuracy, weight.astype(np.float32), bias.astype(np.float32))
     return out
 
 
@@ -186,6 +198,7 @@ def run_finetune(
     max_texts: int | None = None,
     seed: int = 0,
     evals_per_epoch: int = 2,
+    head_init: str = "probe",
     label_name: str = "label",
     progress: Callable[..., None] | None = None,
     cancel=None,
@@ -196,7 +209,11 @@ def run_finetune(
     poolings : names from :data:`FINETUNE_POOLINGS`
     Each pooling starts from a fresh copy of ``encoder.model`` with the same seed, the same
     stratified held-out split (``heldout`` share) and the same batch order; AdamW with ``lr``
-    for the encoder and ``head_lr`` for the new head, gradients clipped at 1.0, for ``epochs``.
+    for the encoder and ``head_lr`` for the head, gradients clipped at 1.0, for ``epochs``.
+    ``head_init="probe"`` starts the head from the logistic-regression probe fitted on the
+    frozen encoder (linear probing, then fine-tuning; Kumar et al. 2022), so training starts
+    at the frozen accuracy instead of pushing random-head gradients into the encoder;
+    ``"random"`` is the usual fresh head.
     ``max_texts`` draws a stratified sample first. Runs on ``encoder.device`` (CUDA when the
     encoder is there). ``progress(done_steps, total_steps, message)``; setting ``cancel``
     (``threading.Event``) raises :class:`~clsviz.experiments.probe.Cancelled` between steps.
@@ -206,6 +223,8 @@ def run_finetune(
     bad = [p for p in poolings if p not in FINETUNE_POOLINGS]
     if bad or not poolings:
         raise FinetuneError(f"Unknown pooling(s) {bad}: choose from {', '.join(FINETUNE_POOLINGS)}.")
+    if head_init not in ("probe", "random"):
+        raise FinetuneError(f"head_init must be 'probe' or 'random', got {head_init!r}.")
     if epochs < 1 or batch_size < 1:
         raise FinetuneError("epochs and batch_size must be at least 1.")
     if not 0.0 < heldout < 1.0:
@@ -244,7 +263,7 @@ def run_finetune(
             raise Cancelled("Fine-tuning was cancelled.")
 
     report(0, "Frozen baseline…")
-    frozen = _frozen_accuracy(encoder, batcher, train, test, y, poolings, seed)
+    frozen = _frozen_probes(encoder, batcher, train, test, y, len(classes), poolings, seed)
 
     def evaluate(model, head, pooling):
         model.eval()
@@ -271,6 +290,10 @@ def run_finetune(
                 p.requires_grad_(True)
             model.train()
             head = torch.nn.Linear(encoder.info.hidden_size, len(classes)).to(encoder.device)
+            if head_init == "probe":
+                with torch.no_grad():
+                    head.weight.copy_(torch.as_tensor(frozen[pooling][1]))
+                    head.bias.copy_(torch.as_tensor(frozen[pooling][2]))
             optimizer = torch.optim.AdamW(
                 [{"params": model.parameters(), "lr": lr}, {"params": head.parameters(), "lr": head_lr}],
                 weight_decay=0.01,
@@ -301,9 +324,9 @@ def run_finetune(
         rows_out.append(
             {
                 "pooling": pooling,
-                "frozen_accuracy": frozen[pooling],
+                "frozen_accuracy": frozen[pooling][0],
                 "heldout_accuracy": acc,
-                "gain": acc - frozen[pooling],
+                "gain": acc - frozen[pooling][0],
                 "train_n": len(train),
                 "heldout_n": len(test),
                 "epochs": epochs,
