@@ -18,13 +18,11 @@ def sentence_picker(traces: list[Trace], key: str) -> Trace:
     """Pick one of the traced sentences (shown as plain text); returns its Trace."""
     if len(traces) == 1:
         return traces[0]
-    index = st.selectbox(
-        "Sentence",
-        range(len(traces)),
-        format_func=lambda i: f"{i + 1}. {_short(traces[i].text)}",
-        key=key,
-    )
-    return traces[index or 0]
+    # The labels themselves are the options: with bare indexes the browser kept showing the
+    # old label of the selected index after the sentences changed.
+    labels = [f"{i + 1}. {_short(t.text)}" for i, t in enumerate(traces)]
+    choice = st.selectbox("Sentence", labels, key=key)
+    return traces[labels.index(choice)] if choice in labels else traces[0]
 
 
 def show_figure(fig, key: str, caption: str | None = None) -> None:
