@@ -128,7 +128,7 @@ with nn_tab:
                 key="inversion.neighbours",
                 caption="The corpus sentences whose vector points closest to this sentence's, read as [CLS] "
                 "(top) or as the mean of all tokens (bottom). Neighbours that share the topic but not the "
-                "words show what the vector keeps: the gist, not the wording. The sentence itself is left out.",
+                "words would mean the vector keeps the gist rather than the wording. The sentence itself is left out.",
             )
             left, right = st.columns(2)
             for col, s in ((left, "cls"), (right, "mean")):
@@ -189,9 +189,9 @@ with bow_tab:
                 figures.bow_f1_figure(bow),
                 key="inversion.bow",
                 caption=f"A ridge-regression decoder per layer maps the vector to {len(vocab)} word indicators; F1 on "
-                "held-out sentences (threshold chosen on a validation split). Layer 0's mean is literally the "
-                "average of the word embeddings, so it decodes words best by construction; the question is "
-                "how much of that survives in [CLS] and in later layers. Grey: frequent words guessed blindly.",
+                "held-out sentences (threshold chosen on a validation split). Layer 0's mean averages the tokens' "
+                "input embeddings (word + position, normalized), so it holds the words almost directly; the "
+                "question is how much survives in [CLS] and in later layers. Grey: frequent words guessed blindly.",
             )
             st.markdown(f"**For {plain(info.name)}:** {plain(summarize_bow(bow))}")
             download_csv(bow, "bag_of_words_f1.csv", key="inversion.bow.csv")
@@ -252,7 +252,7 @@ with mlm_tab:
                 key="inversion.mlm",
                 caption="The model's own masked-LM head applied to the [CLS] vector of every layer, as if [CLS] "
                 "were a masked word: the tokens it would predict there. The head was trained on last-layer "
-                "outputs of masked positions only, so earlier layers are read off-distribution.",
+                "outputs at the positions it had to predict, so earlier layers are read off-distribution.",
             )
             last = reading[(reading["layer"] == info.num_layers) & (reading["rank"] == 1)].iloc[0]
             words = {w.lower() for w in t.text.split()}
