@@ -91,10 +91,9 @@ with compare_tab:
                 "band and unrelated sentences stay inside it.",
             )
             last = comparison[comparison["layer"] == comparison["layer"].max()]
+            wide = last.pivot_table(index=["a", "b", "sentence_a", "sentence_b"], columns="strategy", values="cosine")
             st.dataframe(
-                last.pivot_table(index=["a", "b", "sentence_a", "sentence_b"], columns="strategy", values="cosine")
-                .reset_index()
-                .rename_axis(columns=None),
+                wide[list(dict.fromkeys(last["strategy"]))].reset_index().rename_axis(columns=None),
                 hide_index=True,
                 width="stretch",
             )
