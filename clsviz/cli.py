@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -318,11 +319,19 @@ def cmd_app(args) -> int:
     command += [a for a in args.streamlit_args if a != "--"]
     _status(args, f"Starting the app on http://{args.address or 'localhost'}:{args.port} (Ctrl+C stops it)…")
     process = subprocess.Popen(command, cwd=str(app.parent))
+
+    def stop(signum, frame):
+        # Pass a termination request on, so the server never outlives this command.
+        process.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         return process.wait()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl+C reaches streamlit too; wait for it to finish
         process.wait()
         return EXIT_OK
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ---------------------------------------------------------------------------------------

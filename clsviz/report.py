@@ -82,7 +82,15 @@ def _value_norm_summary(ctx: _Context, summarize, attention_weights):
     return ctx.memo("value-norm", compute)
 
 
+def _position(ctx: _Context, position_experiment):
+    # The trace's own length keeps a cut text cut the same way in every variant.
+    return ctx.memo(
+        "position", lambda: position_experiment(ctx.encoder, ctx.trace.text, max_length=ctx.trace.seq_len)
+    )
+
+
 _SUMMARIZE = "clsviz.attention:summarize"
+_POSITION = "clsviz.experiments.position:position_experiment"
 
 # The curated sections, in reading order, with the captions the app shows. Each names what
 # it needs; a section whose module or function is missing from this install is skipped.
@@ -142,12 +150,64 @@ _SPECS: tuple[_Spec, ...] = (
         lambda ctx, fig: fig(ctx.trace.attention(-1), ctx.trace.tokens, layer=ctx.trace.num_layers - 1),
     ),
     _Spec(
+        "cls_token_cosine",
+        "[CLS] against each token",
+        "Cosine between [CLS] and every token, layer by layer: does [CLS] drift toward the words as "
+        "layers go up? Contextual vectors are anisotropic, so compare with the baseline on the "
+        "Similarity page before reading a high cosine as 'similar'.",
+        ("clsviz.figures:cls_token_cosine_figure", "clsviz.similarity:cls_token_cosines"),
+        lambda ctx, fig, cosines: fig(ctx.trace, cosines(ctx.trace)),
+    ),
+    _Spec(
+        "cls_vs_means",
+        "[CLS] against the sentence's averages",
+        "Per layer, the cosine of [CLS] with the mean of the text's tokens, with the mean of all "
+        "tokens, and with the pooler output where the model has one.",
+        ("clsviz.figures:cls_summary_figure", "clsviz.similarity:cls_summary"),
+        lambda ctx, fig, summary: fig(summary(ctx.trace)),
+    ),
+    _Spec(
+        "token_norms",
+        "Vector norms",
+        "The length of every token's vector per layer; a few tokens ([CLS], [SEP], punctuation) "
+        "often grow far longer than the rest.",
+        ("clsviz.figures:token_norms_figure", "clsviz.similarity:token_norms"),
+        lambda ctx, fig, norms: fig(ctx.trace, norms(ctx.trace)),
+    ),
+    _Spec(
+        "top_dimensions",
+        "Massive activations, last layer",
+        "The hidden dimensions with the largest values on [CLS] and [SEP] (Sun et al. 2024): a few "
+        "huge coordinates dominate cosines and go with the attention sink.",
+        ("clsviz.figures:top_dimensions_figure", "clsviz.similarity:top_dimensions"),
+        lambda ctx, fig, top: fig(top(ctx.trace), layer=ctx.trace.num_layers),
+    ),
+    _Spec(
         "value_norm_breakdown",
         "Where attention goes, weighted by value norms",
         "The same breakdown with value-norm weighted attention ||αf(x)|| (Kobayashi et al. 2020): "
         "[CLS] and [SEP] get much weight but write little, so their share shrinks.",
         ("clsviz.figures:attention_breakdown_bars", _SUMMARIZE, "clsviz.attention:attention_weights"),
         lambda ctx, fig, summarize, weights: fig(_value_norm_summary(ctx, summarize, weights)),
+        needs_encoder=True,
+    ),
+    _Spec(
+        "position_variants",
+        "Why first? The variants",
+        "The same text with [CLS] moved, removed or replaced; the highlighted slot is the one read "
+        "as [CLS] in the next figure.",
+        ("clsviz.figures:variant_tokens_figure", _POSITION),
+        lambda ctx, fig, experiment: fig([r.variant for r in _position(ctx, experiment).runs]),
+        needs_encoder=True,
+    ),
+    _Spec(
+        "position",
+        "Why first? What changes when [CLS] moves",
+        "Per layer and variant: how close the slot's vector stays to the standard [CLS], how much "
+        "attention it receives, and how close it is to the mean of the words. Attention is "
+        "bidirectional, so only the learned token and position embeddings make position 0 special.",
+        ("clsviz.figures:position_figure", _POSITION),
+        lambda ctx, fig, experiment: fig(_position(ctx, experiment).table),
         needs_encoder=True,
     ),
 )

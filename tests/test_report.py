@@ -80,13 +80,14 @@ def test_report_is_self_contained_and_escaped(real_report, real_sections, real_t
 def test_sections_cover_the_attention_figures_and_need_the_encoder_for_value_norms(real_trace, real_sections):
     keys = [s.key for s in real_sections]
     for key in ("tokens", "attention_to_cls", "cls_entropy", "attention_breakdown", "cls_row", "rollout",
-                "token_attention", "value_norm_breakdown"):
+                "token_attention", "cls_token_cosine", "cls_vs_means", "token_norms", "top_dimensions"):
         assert key in keys
     assert len(set(keys)) == len(keys)
     assert all(isinstance(s.figure, go.Figure) for s in real_sections)
+    needs_model = {"value_norm_breakdown", "position_variants", "position"}
+    assert needs_model <= set(keys)
     without_encoder = [s.key for s in report_sections(real_trace)]
-    assert "value_norm_breakdown" not in without_encoder
-    assert set(without_encoder) == set(keys) - {"value_norm_breakdown"}
+    assert set(without_encoder) == set(keys) - needs_model
 
 
 def test_figures_match_the_trace(real_trace, real_sections):
@@ -94,6 +95,11 @@ def test_figures_match_the_trace(real_trace, real_sections):
     # The token x token map of the last layer is the mean over heads of the trace's attention.
     z = np.asarray(by_key["token_attention"].data[0].z, dtype=np.float64)
     assert np.allclose(z, real_trace.attentions[-1].mean(axis=0), atol=1e-4)
+    # The [CLS]-to-token cosines are those of the hidden states.
+    h = real_trace.hidden_states.astype(np.float64)
+    cls = h[:, real_trace.cls_index, :]
+    cos = (h @ cls[:, :, None])[..., 0] / (np.linalg.norm(h, axis=-1) * np.linalg.norm(cls, axis=-1)[:, None])
+    assert np.allclose(np.asarray(by_key["cls_token_cosine"].data[0].z, dtype=np.float64), cos, atol=2e-3)
     # Plotly renders a subset of HTML in labels: the tokens reach it escaped.
     expected = [html.escape(f"{i} {tok}", quote=False) for i, tok in enumerate(real_trace.tokens)]
     assert list(by_key["token_attention"].data[0].x) == expected
