@@ -4,6 +4,7 @@ the masked-LM head (present and absent), the published-work box, bad input."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 import ui.corpus
@@ -100,3 +101,14 @@ def test_lower_bound_box_is_always_shown(tiny_model_dirs):
     at = _tiny(tiny_model_dirs["bert"], **{"inversion.pairs.source": UPLOAD_PAIRS})
     box = at.info[0].value
     assert "vec2text" in box and "92 %" in box and "lower bound" in box
+
+
+@pytest.mark.parametrize("kind", ["roberta", "distilbert", "electra", "albert"])
+def test_every_tiny_family_runs(tiny_model_dirs, kind):
+    at = _tiny(tiny_model_dirs[kind], **{"inversion.sample": 60, "inversion.pairs.source": UPLOAD_PAIRS})
+    assert not at.error, [e.value for e in at.error]
+    assert len(chart_specs(at)) == 1
+    at.session_state["inversion.section"] = "Masked-LM head"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("masked-LM" in i.value for i in at.info)

@@ -128,3 +128,12 @@ def test_label_with_missing_values_is_probed_on_labelled_rows(tiny_model_dirs, l
     assert not at.exception, at.exception
     probe = _specs(at)[-1]
     assert "order" in probe["layout"]["title"]["text"]
+
+
+@pytest.mark.parametrize("kind", ["roberta", "distilbert", "electra", "albert"])
+def test_every_tiny_family_runs(tiny_model_dirs, kind):
+    at = _open(**{"clsviz.model": OTHER, "clsviz.custom_model": str(tiny_model_dirs[kind])})
+    assert not at.error, [e.value for e in at.error]
+    tokens_grid, lines = _specs(at)
+    assert len(tokens_grid["data"][0]["y"]) == len(VARIANT_LABELS)
+    assert len(lines["data"]) == 3 * len(VARIANT_LABELS) + 1
