@@ -52,6 +52,10 @@ SEPARATION_METRICS = ("knn_accuracy", "silhouette")
 MIN_UMAP_SAMPLES = 5
 """UMAP needs a neighbourhood graph; below this many points use PCA."""
 
+# umap-learn's compiled code runs numba parallel loops; numba's fallback threading layer
+# ("workqueue") aborts the process when two threads enter them at once (two app sessions).
+_UMAP_LOCK = threading.Lock()
+
 MAX_UMAP_FIT = 4095
 """Larger inputs are fit on a random subset of this many points; the rest are placed with
 ``transform`` (umap-learn only keeps exact distances, and its ``transform`` on precomputed
@@ -230,7 +234,7 @@ class Projector(BaseEstimator):
             # A seed makes umap-learn single-threaded; say so rather than have it warn.
             n_jobs=1 if seeded else -1,
         )
-        with warnings.catch_warnings():
+        with _UMAP_LOCK, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*precomputed metric.*")
             warnings.filterwarnings("ignore", message=".*n_jobs value.*")
             warnings.filterwarnings("ignore", message=".*disconnected.*")
@@ -246,7 +250,7 @@ class Projector(BaseEstimator):
         self.embedding_ = embedding
 
     def _transform_umap(self, Y: np.ndarray, fit_data: np.ndarray) -> np.ndarray:
-        with warnings.catch_warnings():
+        with _UMAP_LOCK, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*precomputed metric.*")
             warnings.filterwarnings("ignore", category=UserWarning, module="umap")
             out = self.umap_.transform(_distances(Y, fit_data, self.metric))

@@ -28,6 +28,7 @@ from ui.widgets import download_csv, sentence_picker, show_figure
 
 SEED = 42
 NO_LABEL = "(no colour)"
+MAX_SCORED_CLASSES = 50
 
 page_setup("Embeddings")
 start_umap_warmup()
@@ -114,7 +115,13 @@ typed_texts = [t.text for t in traces]
 
 # -- scores in the original space ------------------------------------------------------------
 table, score_error = None, None
-if labels is not None:
+n_classes = len({str(v) for v in labels if str(v).strip()}) if labels is not None else 0
+if n_classes > MAX_SCORED_CLASSES:
+    score_error = (
+        f"'{label_name}' has {n_classes:,} different values; the scores need a label with a few classes "
+        f"(at most {MAX_SCORED_CLASSES}). The colours still show it."
+    )
+elif labels is not None:
     try:
         per_strategy = [
             layer_separation(source(s), corpus, label_name, (s,)) for s in strategies

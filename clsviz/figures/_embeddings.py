@@ -301,7 +301,12 @@ def trajectory_figure(
     fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
     heading = f"Across layers: {_hover(text, width=100, max_chars=120)}" if text else "Across layers"
-    fig.update_layout(title=heading, height=480, margin=dict(l=10, r=10, t=90, b=10))
+    fig.update_layout(
+        title=heading,
+        height=500,
+        margin=dict(l=10, r=10, t=90, b=40),
+        legend=dict(orientation="h", yanchor="top", y=-0.02, x=0),
+    )
     return fig
 
 
