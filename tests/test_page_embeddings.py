@@ -210,3 +210,30 @@ def test_too_small_an_upload_gets_a_message(tiny_model_dirs):
     at = _open(tiny_model_dirs["bert"], upload, **{"embeddings.corpus.source": UPLOAD})
     assert any("needs at least 5" in w.value for w in at.warning)
     assert not at.get("plotly_chart")
+
+
+def test_umap_warm_up_starts_once_per_process_in_the_background(monkeypatch):
+    import threading
+
+    import ui.embeddings as ui_embeddings
+
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def fake_warm_up():
+        calls.append(threading.current_thread().name)
+        started.set()
+        release.wait(10)
+
+    monkeypatch.setattr(ui_embeddings, "warm_up", fake_warm_up)
+    monkeypatch.setattr(ui_embeddings, "_warm_thread", None)
+    assert ui_embeddings.start_umap_warmup() is False  # CLSVIZ_UMAP_WARMUP=0 here
+    assert ui_embeddings._warm_thread is None
+    monkeypatch.setenv("CLSVIZ_UMAP_WARMUP", "1")
+    assert ui_embeddings.start_umap_warmup() is True
+    assert started.wait(10) and ui_embeddings.warmup_running()
+    assert ui_embeddings.start_umap_warmup() is False  # already started in this process
+    release.set()
+    ui_embeddings._warm_thread.join(10)
+    assert not ui_embeddings.warmup_running()
+    assert calls == ["clsviz-umap-warmup"]
