@@ -76,10 +76,15 @@ def type_sentences(page: Page, text: str, submit: bool = True) -> None:
 
 def plot_traces(page: Page) -> list[list[dict]]:
     """The data of every rendered plotly chart (what plotly drew), one list of traces per chart."""
+    # _fullData holds what plotly drew, with binary-encoded arrays decoded; Array.from turns
+    # typed arrays into plain lists.
     return page.evaluate(
-        """() => [...document.querySelectorAll('.js-plotly-plot')].map(
-            g => (g.data || []).map(t => ({type: t.type || 'scatter', x: t.x || null, y: t.y || null,
-                                           text: t.text || null, name: t.name || null})))"""
+        """() => {
+            const list = v => (v && typeof v === 'object' && 'length' in v) ? Array.from(v) : (v ?? null);
+            return [...document.querySelectorAll('.js-plotly-plot')].map(g => (g._fullData || []).map(t => ({
+                type: t.type || 'scatter', x: list(t.x), y: list(t.y), text: list(t.text),
+                hovertext: list(t.hovertext), name: t.name ?? null})));
+        }"""
     )
 
 
