@@ -24,9 +24,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .corpus import PooledVectors
+from .corpus import Corpus, PooledVectors
 
-__all__ = ["VECTOR_FORMATS", "save_vectors", "load_vectors"]
+__all__ = ["VECTOR_FORMATS", "save_vectors", "load_vectors", "as_corpus"]
 
 VECTOR_FORMATS = (".npz", ".parquet")
 """File name endings :func:`save_vectors` understands."""
@@ -260,4 +260,20 @@ def _load_parquet(data: bytes, max_bytes: int | None = None) -> PooledVectors:
         model_name=meta["model_name"],
         truncated=np.asarray(table.column("truncated").to_pylist(), dtype=bool),
         labels=labels,
+    )
+
+
+def as_corpus(vectors: PooledVectors, name: str | None = None) -> Corpus:
+    """The texts and labels of saved vectors as a :class:`~clsviz.corpus.Corpus`, so pages and
+    functions that take a corpus can use a file from ``clsviz embed`` without re-embedding.
+
+    Label values become strings ("" for None), as in a corpus read from CSV.
+    """
+    labels = {k: tuple("" if v is None else str(v) for v in values) for k, values in vectors.labels.items()}
+    note = f"vectors from {vectors.model_name}: {vectors.num_layers + 1} layers × {', '.join(vectors.strategies)}"
+    return Corpus(
+        texts=tuple(vectors.texts),
+        labels=labels,
+        name=name or f"saved vectors ({vectors.model_name})",
+        messages=(note,),
     )

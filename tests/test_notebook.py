@@ -53,9 +53,13 @@ def test_figure_cells_display_plotly_figures(executed):
 
 def test_notebook_shows_the_bundled_models_tokens(executed, encoder):
     text = "Why is the [CLS] token always first?"
-    expected = [encoder.tokenizer.cls_token, *encoder.tokenizer.tokenize(text), encoder.tokenizer.sep_token]
+    tok = encoder.tokenizer
+    # A typed "[CLS]" is text, not the special token: the tokenizer must split it like any word.
+    expected = [tok.cls_token, *tok.tokenize(text, split_special_tokens=True), tok.sep_token]
     (cell,) = [c for c in executed.cells if c.source.startswith("figures.tokens_figure(t)")]
     (shown,) = [o for o in cell.outputs if PLOTLY in o.get("data", {})]
     assert list(shown["data"][PLOTLY]["data"][0]["text"]) == expected
-    printed = "".join(o.get("text", "") for c in executed.cells for o in c.outputs if o.output_type == "stream")
+    printed = "".join(
+        o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"
+    )
     assert str(tuple(expected)) in printed

@@ -199,7 +199,13 @@ def test_report_download_button(tiny_model_dirs):
     at = AppTest.from_function(page, args=(str(tiny_model_dirs["bert"]),), default_timeout=120)
     at.run()
     assert not at.exception
-    from ui.report import report_file_name
+    from clsviz import load_encoder
+    from ui.report import report_bytes, report_file_name
+
+    enc = load_encoder(str(tiny_model_dirs["bert"]))
+    data = report_bytes(trace(enc, "the cat <b>sat</b>"), enc).decode("utf-8")
+    assert data.startswith("<!DOCTYPE html>") and "the cat &lt;b&gt;sat&lt;/b&gt;" in data
+    assert "id='sec-value_norm_breakdown'" in data and "could not be drawn" not in data
 
     class _T:
         text = "The cat <b>sat</b> / ../../etc"

@@ -11,7 +11,7 @@ import pytest
 
 from clsviz import extract
 from clsviz.corpus import PooledVectors
-from clsviz.vectors_io import VECTOR_FORMATS, load_vectors, save_vectors
+from clsviz.vectors_io import VECTOR_FORMATS, as_corpus, load_vectors, save_vectors
 
 
 def _synthetic(labels: dict | None = None) -> PooledVectors:
@@ -147,3 +147,39 @@ def test_size_limit_is_checked_before_unpacking(tmp_path):
         assert load_vectors(path, max_bytes=10_000_000).vectors.shape == (50, 3, 2, 64)
     with zipfile.ZipFile(tmp_path / "v.npz") as zf:
         assert zf.getinfo("vectors.npy").compress_size < 10_000
+
+
+def test_saved_vectors_as_a_corpus(tmp_path):
+    pv = load_vectors(save_vectors(_synthetic(), tmp_path / "v.npz"))
+    corpus = as_corpus(pv)
+    assert corpus.texts == pv.texts
+    assert corpus.labels["score"] == ("1", "2", "3", "4")
+    assert corpus.labels["mixed"] == ("1", "a", "2.5", "")
+    assert corpus.name == "saved vectors (some/model)"
+    assert "cls, token:2" in corpus.messages[0]
+
+
+def test_vectors_upload_widget(tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    def page() -> None:
+        import streamlit as st
+
+        from ui.vectors import vectors_uploader
+
+        pv = vectors_uploader("test.vectors")
+        st.text("none" if pv is None else f"loaded {len(pv.texts)} {pv.vectors.sum():.5f} {','.join(pv.labels)}")
+
+    pv = _synthetic()
+    data = save_vectors(pv, tmp_path / "v.parquet").read_bytes()
+    at = AppTest.from_function(page, default_timeout=60)
+    at.run()
+    assert not at.exception and at.text[-1].value == "none"
+    at.file_uploader[0].set_value(("v.parquet", data, "application/octet-stream")).run()
+    assert not at.exception and not at.error
+    assert at.text[-1].value == f"loaded 4 {pv.vectors.sum():.5f} {','.join(pv.labels)}"
+    assert any("4 texts from some/model" in t.value for t in at.text)
+    at.file_uploader[0].set_value(("v.npz", b"PK\x03\x04 not really", "application/octet-stream")).run()
+    assert not at.exception
+    assert at.error and at.text[-1].value == "none"
+    assert any("could not be read" in t.value for t in at.text)

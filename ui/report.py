@@ -16,17 +16,18 @@ def report_file_name(trace: Trace) -> str:
     return f"clsviz-report-{'-'.join(words) or 'text'}.html"
 
 
+def report_bytes(trace: Trace, encoder: Encoder | None = None) -> bytes:
+    """The report as UTF-8 bytes. A figure that cannot be drawn becomes a note in the report
+    (``strict=False``) rather than a failed download."""
+    return build_report(trace, encoder, strict=False).encode("utf-8")
+
+
 def report_download(trace: Trace, encoder: Encoder | None = None, key: str = "report") -> None:
     """A download button for the standalone HTML report of ``trace`` (every per-sentence
     figure, plotly.js inline, opens offline). The report is built only when clicked."""
-
-    def make() -> bytes:
-        # strict=False: a figure that cannot be drawn becomes a note in the report, not a failed download.
-        return build_report(trace, encoder, strict=False).encode("utf-8")
-
     st.download_button(
         "Download an HTML report",
-        make,
+        lambda: report_bytes(trace, encoder),
         file_name=report_file_name(trace),
         mime="text/html",
         key=key,
