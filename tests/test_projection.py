@@ -157,9 +157,10 @@ def test_large_inputs_fit_a_subset_and_place_the_rest(monkeypatch):
     assert (labels[p.fit_rows_][nearest] == labels[rest]).mean() > 0.9
 
 
+@pytest.mark.parametrize("rows", [150, 10])  # more points than dimensions, and fewer
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-def test_pca_matches_numpy_svd(metric, data):
-    X, _ = data
+def test_pca_matches_numpy_svd(metric, rows, data):
+    X = data[0][:rows]
     p = Projector("pca", n_components=3, metric=metric).fit(X)
     Z = X.astype(np.float64)
     if metric == "cosine":
