@@ -199,8 +199,7 @@ st.subheader("Fine-tune: does the reading still matter after training?")
 st.caption(
     "The probe reads a frozen model. Here a copy of the encoder is trained with a linear head on one "
     "pooling at a time, with the same seed, split, batches and budget, to see whether [CLS] catches up once "
-    "it is trained for the task. The head starts from the frozen-model probe (so step 0 is the probe's "
-    f"accuracy) and the whole encoder is then trained with it. Runs in the background on {encoder.device.type.upper()}: other pages stay "
+    f"it is trained for the task. Runs in the background on {encoder.device.type.upper()}: other pages stay "
     "usable, and the shared model is never changed."
 )
 job = jobs.get(FINETUNE_JOB)
@@ -220,6 +219,14 @@ ft_texts = texts_input(
     "400 texts take a few minutes per pooling on a CPU.",
     disabled=active,
 )
+from_probe = st.checkbox(
+    "Start the head from the frozen-model probe",
+    value=False,
+    key="any_token.ft_from_probe",
+    disabled=active,
+    help="Linear probing, then fine-tuning: step 0 then scores the probe's accuracy. Where the probe already "
+    "separates the training texts, the loss starts near zero and training changes little.",
+)
 b1, b2 = st.columns([1, 5])
 if b1.button("Start fine-tuning", key="any_token.ft_start", disabled=active or not poolings, type="primary"):
     texts = [corpus.texts[i] for i in labelled]
@@ -234,6 +241,7 @@ if b1.button("Start fine-tuning", key="any_token.ft_start", disabled=active or n
         epochs=int(epochs),
         max_texts=int(ft_texts) if ft_texts < len(texts) else None,
         seed=SEED,
+        head_init="probe" if from_probe else "random",
         label_name=label,
     )
     st.rerun()
@@ -261,6 +269,7 @@ if job is not None and not job.active:
         st.error(plain(f"Fine-tuning failed: {job.error}"), icon=":material/error:")
     elif job.result is not None:
         ft = job.result
+        st.caption(plain(f"{ft.model_name} · label '{ft.label}' · {ft.device} · {job.elapsed:.0f} s"))
         for note in ft.messages:
             st.caption(plain(note))
         st.info(plain(ft.summary()), icon=":material/lightbulb:")
@@ -268,8 +277,8 @@ if job is not None and not job.active:
         show_figure(
             figures.finetune_figure(ft),
             key="any_token.ft_figure",
-            caption="Left: the loss on each training batch. Right: accuracy on the held-out texts during training "
-            f"({ft.device}, {job.elapsed:.0f} s). Poolings that end together mean training made the reading irrelevant.",
+            caption="Left: the loss on each training batch. Right: accuracy on the held-out texts during training. "
+            "Poolings that end together mean training made the reading irrelevant.",
         )
         d1, d2 = st.columns(2)
         with d1:

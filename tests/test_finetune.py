@@ -31,6 +31,7 @@ def finetuned(tiny_encoder):
         epochs=1,
         batch_size=8,
         evals_per_epoch=2,
+        head_init="probe",
         progress=lambda d, t, m: seen.append((d, t, m)),
     )
     return result, before, seen
@@ -105,8 +106,7 @@ def test_cancel_stops_between_steps(tiny_encoder):
 
     with pytest.raises(Cancelled):
         run_finetune(
-            tiny_encoder, TEXTS, LABELS, poolings=("mean",), epochs=3, batch_size=4, head_init="random",
-            progress=progress, cancel=stop,
+            tiny_encoder, TEXTS, LABELS, poolings=("mean",), epochs=3, batch_size=4, progress=progress, cancel=stop
         )
     assert max(calls) == 1  # stopped right after the step that set the event
     for name, tensor in tiny_encoder.model.state_dict().items():

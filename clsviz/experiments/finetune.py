@@ -198,7 +198,7 @@ def run_finetune(
     max_texts: int | None = None,
     seed: int = 0,
     evals_per_epoch: int = 2,
-    head_init: str = "probe",
+    head_init: str = "random",
     label_name: str = "label",
     progress: Callable[..., None] | None = None,
     cancel=None,
@@ -210,10 +210,11 @@ def run_finetune(
     Each pooling starts from a fresh copy of ``encoder.model`` with the same seed, the same
     stratified held-out split (``heldout`` share) and the same batch order; AdamW with ``lr``
     for the encoder and ``head_lr`` for the head, gradients clipped at 1.0, for ``epochs``.
-    ``head_init="probe"`` starts the head from the logistic-regression probe fitted on the
-    frozen encoder (linear probing, then fine-tuning; Kumar et al. 2022), so training starts
-    at the frozen accuracy instead of pushing random-head gradients into the encoder;
-    ``"random"`` is the usual fresh head.
+    ``head_init="random"`` is the usual fresh head; ``"probe"`` starts it from the
+    logistic-regression probe fitted on the frozen encoder (linear probing, then fine-tuning;
+    Kumar et al. 2022), so step 0 scores the frozen accuracy. Where that probe already
+    separates the training texts (common with a few hundred texts and hundreds of dims) the
+    loss starts near zero and training changes little.
     ``max_texts`` draws a stratified sample first. Runs on ``encoder.device`` (CUDA when the
     encoder is there). ``progress(done_steps, total_steps, message)``; setting ``cancel``
     (``threading.Event``) raises :class:`~clsviz.experiments.probe.Cancelled` between steps.
@@ -279,10 +280,13 @@ def run_finetune(
 
     rows_out, curves = [], []
     done = 0
+    # Seeding happens inside fork_rng, so the process's own random state is left as it was.
+    dev = encoder.device
+    cuda_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
     for pooling in poolings:
         check_cancel()
         started = time.perf_counter()
-        with torch.random.fork_rng(devices=[encoder.device] if encoder.device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(seed)
             # A private copy: the shared model keeps requires_grad=False and its weights.
             model = copy.deepcopy(encoder.model)

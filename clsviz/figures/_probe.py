@@ -16,7 +16,8 @@ _FIXED = {"cls": "#d62728", "mean": "#1f77b4"}
 
 
 def _colors(names) -> dict[str, str]:
-    out, free = {}, [c for c in _COLORS if c not in _FIXED.values()]
+    # Grey is kept for the baselines.
+    out, free = {}, [c for c in _COLORS if c.lower() not in (*_FIXED.values(), "#7f7f7f", "#b3b3b3")]
     for name in names:
         out[name] = _FIXED.get(name) or free[len([n for n in out if n not in _FIXED]) % len(free)]
     return out
