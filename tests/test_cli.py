@@ -204,16 +204,37 @@ def test_probe_prints_and_saves_the_table(tmp_path, corpus_csv, encoder):
         (["app", "--port", "-3"], "at least 1"),
     ],
 )
-def test_bad_arguments_exit_2_with_a_reason(tmp_path, corpus_csv, args, reason):
+def test_bad_arguments_exit_2_with_a_reason(tmp_path, corpus_csv, args, reason, monkeypatch, capsys):
     binary = tmp_path / "binary.csv"
     binary.write_bytes(b"\x00\x01\x02\x03 not text \xff\xfe")
     args = [a.format(csv=corpus_csv, binary=binary) for a in args]
-    result = run(*args, cwd=tmp_path)
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    line = _error_line(result)
+    # In process to keep the suite quick; the same path runs as a subprocess in the test below.
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = cli.main(args)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    captured = capsys.readouterr()
+    assert code == 2, (captured.out, captured.err)
+    line = _error_line(subprocess.CompletedProcess(args, code, captured.out, captured.err))
     assert line.startswith("clsviz") and "error:" in line
     assert reason in line
     assert not list(tmp_path.glob("v.*"))  # nothing half-written
+
+
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        ([], "required: COMMAND"),
+        (["embed", "missing.csv", "--out", "v.npz"], "no corpus file"),
+        (["probe", "{csv}", "--label", "nope"], "nope"),
+    ],
+)
+def test_bad_arguments_exit_2_from_the_command_line(tmp_path, corpus_csv, args, reason):
+    result = run(*[a.format(csv=corpus_csv) for a in args], cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    line = _error_line(result)
+    assert line.startswith("clsviz") and "error:" in line and reason in line
 
 
 def test_model_that_cannot_be_loaded_exits_2(tmp_path):

@@ -195,10 +195,13 @@ def test_report_download_button(tiny_model_dirs):
 
         enc = load_encoder(model_dir)
         report_download(trace(enc, "the cat <b>sat</b>"), enc, key="test.report")
+        # Without an encoder, the app's cached encoder of the trace's model is used.
+        report_download(trace(enc, "the dog"), key="test.report2")
 
     at = AppTest.from_function(page, args=(str(tiny_model_dirs["bert"]),), default_timeout=120)
     at.run()
     assert not at.exception
+    assert len(at.get("download_button")) == 2
     from clsviz import load_encoder
     from ui.report import report_bytes, report_file_name
 

@@ -22,9 +22,24 @@ def report_bytes(trace: Trace, encoder: Encoder | None = None) -> bytes:
     return build_report(trace, encoder, strict=False).encode("utf-8")
 
 
+def _encoder_of(trace: Trace) -> Encoder | None:
+    """The cached encoder that made ``trace`` (for the sections that need model weights)."""
+    from ui.state import cached_encoder
+
+    try:
+        return cached_encoder(trace.model_name)
+    except Exception:  # the report is still useful without those sections
+        return None
+
+
 def report_download(trace: Trace, encoder: Encoder | None = None, key: str = "report") -> None:
     """A download button for the standalone HTML report of ``trace`` (every per-sentence
-    figure, plotly.js inline, opens offline). The report is built only when clicked."""
+    figure, plotly.js inline, opens offline). The report is built only when clicked.
+
+    ``encoder`` defaults to the app's cached encoder of ``trace.model_name``.
+    """
+    if encoder is None:
+        encoder = _encoder_of(trace)
     st.download_button(
         "Download an HTML report",
         lambda: report_bytes(trace, encoder),
