@@ -163,9 +163,15 @@ def cmd_inspect(args) -> int:
           f"{info.hidden_size} dims)")
     print(f"Tokens: {tr.seq_len}{' (the text was cut to fit)' if tr.truncated else ''}")
     print("  " + " ".join(tr.tokens))
-    print(f"[CLS] ({info.cls_token}) layer by layer:")
+    role = "" if info.cls_token == "[CLS]" else f" (played by {info.cls_token})"
+    print(f"[CLS]{role} layer by layer (0 = embeddings):")
     table = layer_stats(tr)
     print("\n".join("  " + line for line in table.to_string(index=False, float_format=lambda x: f"{x:.4f}").splitlines()))
+    overview = _optional("clsviz.overview")
+    if overview is not None:
+        print("Findings:")
+        for finding in overview.findings(tr):
+            print(f"  - {finding.question} {finding.answer}")
     if out is None:
         return EXIT_OK
     only = [s.strip() for s in args.sections.split(",") if s.strip()] if args.sections else None
