@@ -12,6 +12,7 @@ token per text, picked at random with a seed derived from the text itself
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 import zlib
@@ -324,7 +325,7 @@ def run_probe(
     C: float = DEFAULT_C,
     max_iter: int = DEFAULT_MAX_ITER,
     seed: int = 0,
-    n_jobs: int = 2,
+    n_jobs: int | None = None,
     label_name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel=None,
@@ -339,7 +340,8 @@ def run_probe(
 
     Each cell is ``make_probe(C, max_iter)`` scored with the same ``StratifiedKFold(folds,
     shuffle=True, random_state=seed)`` splits. Rows whose label is missing are left out (and
-    said so in ``messages``). ``progress(done, total)`` after each cell; setting the
+    said so in ``messages``). Cells run on ``n_jobs`` threads (default: the CPU count, at most
+    4), each with one BLAS thread. ``progress(done, total)`` after each cell; setting the
     ``cancel`` event (``threading.Event``) raises :class:`Cancelled`.
     """
     from sklearn.exceptions import ConvergenceWarning
@@ -408,7 +410,7 @@ def run_probe(
     with (
         _one_blas_thread(),
         warnings.catch_warnings(),
-        ThreadPoolExecutor(max(1, int(n_jobs))) as pool,
+        ThreadPoolExecutor(max(1, int(n_jobs or min(4, os.cpu_count() or 1)))) as pool,
     ):
         warnings.simplefilter("ignore", ConvergenceWarning)
         pending = {pool.submit(work, c) for c in cells}
