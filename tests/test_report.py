@@ -264,3 +264,17 @@ def test_report_renders_offline_in_chromium(real_report, real_sections, real_tra
     assert dialogs == []
     assert attempted == [], f"the report tried to load {attempted}"
     assert errors == []
+
+
+@pytest.mark.parametrize("kind", ["roberta", "distilbert", "electra", "albert"])
+def test_every_section_draws_for_other_families(tiny_model_dirs, kind):
+    from clsviz import load_encoder
+
+    enc = load_encoder(str(tiny_model_dirs[kind]))
+    t = trace(enc, "the cat chased a dog")
+    sections = report_sections(t, enc)  # strict: any failure raises
+    keys = {s.key for s in sections}
+    assert {"tokens", "attention_to_cls", "rollout", "value_norm_breakdown", "position"} <= keys
+    doc = build_report(t, enc, sections=sections)
+    assert doc.count("Plotly.newPlot(") == len(sections)
+    assert f"<code>{html.escape(enc.info.cls_token)}</code>" in doc
