@@ -109,32 +109,29 @@ def _load_encoder(args):
 
 
 def _read_corpus(args):
-    """The corpus named on the command line: a CSV/TXT file, or ``demo`` for the shipped one."""
-    from . import corpus as corpus_module
+    """The corpus named on the command line: a CSV/TXT file, or ``demo`` for the shipped one.
+
+    A local file has no size or row limit unless ``--max-rows`` sets one (the app's upload
+    limits protect a shared server, not a person's own machine).
+    """
+    from .corpus import demo_corpus, load_corpus
 
     source = args.corpus
     if source == DEMO and not Path(source).exists():
-        demo = getattr(corpus_module, "demo_corpus", None)
-        if demo is None:
-            raise RuntimeError("this install of clsviz has no demo corpus")
-        corpus = demo()
+        corpus = demo_corpus()
         if args.max_rows is not None and len(corpus.texts) > args.max_rows:
             note = f"the first {args.max_rows} of {len(corpus.texts)} sentences are used"
             corpus = corpus.subset(slice(0, args.max_rows))
             corpus = dataclasses.replace(corpus, messages=(*corpus.messages, note))
         return corpus
-    loader = getattr(corpus_module, "load_corpus", None)
-    if loader is None:
-        raise RuntimeError("this install of clsviz cannot read corpus files (clsviz.corpus.load_corpus is missing)")
     path = Path(source)
     if not path.is_file():
         raise UsageError(f"no corpus file at '{source}' (give a CSV or TXT file, or 'demo' for the demo corpus)")
-    kwargs = {"text_column": args.text_column}
+    data = path.read_bytes()
+    kwargs = {"text_column": args.text_column, "max_bytes": max(len(data), 1), "max_rows": args.max_rows or 10**12}
     if getattr(args, "labels", None):
         kwargs["label_columns"] = [c.strip() for c in args.labels.split(",") if c.strip()]
-    if args.max_rows is not None:
-        kwargs["max_rows"] = args.max_rows
-    return loader(path.read_bytes(), path.name, **kwargs)
+    return load_corpus(data, path.name, **kwargs)
 
 
 def _print_messages(args, corpus) -> None:
@@ -365,8 +362,7 @@ def _add_corpus(p: argparse.ArgumentParser) -> None:
     p.add_argument("corpus", help="a CSV (a text column and optional label columns) or TXT file "
                    "(one sentence per line), or 'demo' for the corpus shipped with clsviz")
     p.add_argument("--text-column", default=None, help="the CSV column holding the texts (default: detected)")
-    p.add_argument("--max-rows", type=_positive_int, default=None,
-                   help="use at most this many rows (default: the corpus loader's limit, 5000)")
+    p.add_argument("--max-rows", type=_positive_int, default=None, help="use at most this many rows (default: all)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -340,3 +340,17 @@ def test_progress_line():
     silent = _Stream(tty=True)
     cli.Progress("Work", enabled=False, stream=silent)(4, 4)
     assert silent.getvalue() == ""
+
+
+def test_local_corpus_files_have_no_upload_limits(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_text("text,kind\n" + "".join(f"sentence number {i} here,{i % 3}\n" for i in range(6000)))
+    args = cli.build_parser().parse_args(["embed", str(path), "--out", "v.npz"])
+    corpus = cli._read_corpus(args)
+    assert len(corpus.texts) == 6000 and corpus.texts[5999] == "sentence number 5999 here"
+    assert corpus.labels["kind"][:4] == ("0", "1", "2", "0")
+    args = cli.build_parser().parse_args(["embed", str(path), "--out", "v.npz", "--max-rows", "10"])
+    assert cli._read_corpus(args).texts == tuple(f"sentence number {i} here" for i in range(10))
+    args = cli.build_parser().parse_args(["embed", "demo", "--out", "v.npz", "--max-rows", "7"])
+    demo = cli._read_corpus(args)
+    assert demo.texts == demo_corpus().texts[:7] and "the first 7 of" in demo.messages[-1]
