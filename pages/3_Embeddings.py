@@ -228,11 +228,11 @@ else:
     try:
         paths, backgrounds = {}, {}
         for s in strategies:
-            path, background = trajectory(source(s), corpus, chosen, s, t_method.lower(), seed)
+            path, background, background_texts = trajectory(source(s), corpus, chosen, s, t_method.lower(), seed)
             paths[strategy_title(s)] = path
             backgrounds[strategy_title(s)] = background
         show_figure(
-            figures.trajectory_figure(paths, backgrounds, text=chosen.text),
+            figures.trajectory_figure(paths, backgrounds, text=chosen.text, background_texts=background_texts),
             key="embeddings.trajectory",
             caption="Numbers are layers (0 = embeddings). Faint dots are corpus sentences coloured by layer: "
             "a path that leaves the crowd of its layer shows the reading drifting somewhere the corpus does not go.",

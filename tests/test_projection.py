@@ -360,8 +360,13 @@ def test_panels_check_shapes():
 def test_trajectory_is_a_path_labelled_by_layer():
     path = np.array([[0, 0], [1, 0.5], [2, 1.5], [2.5, 3]], dtype=np.float32)
     background = (np.random.default_rng(0).normal(size=(40, 2)), np.repeat(np.arange(4), 10))
-    fig = figures.trajectory_figure({"[CLS]": path, "mean": path[::-1]}, {"[CLS]": background}, text="a <b> sentence")
+    fig = figures.trajectory_figure(
+        {"[CLS]": path, "mean": path[::-1]}, {"[CLS]": background}, text="a <b> sentence",
+        background_texts=[f"<s>{i}</s>" for i in range(40)],
+    )
     spec = fig.to_dict()
+    corpus = [t for t in spec["data"] if t["name"] != "your sentence"][0]
+    assert corpus["hovertext"][0] == "layer 0: &lt;s&gt;0&lt;/s&gt;" and corpus["hovertext"][39].startswith("layer 3:")
     paths = [t for t in spec["data"] if t["name"] == "your sentence"]
     assert len(paths) == 2
     assert "lines" in paths[0]["mode"] and list(paths[0]["text"]) == ["0", "1", "2", "3"]

@@ -160,15 +160,15 @@ def trajectory_sample(vectors: PooledVectors, max_points: int = TRAJECTORY_POINT
 
 def trajectory(
     vectors: PooledVectors, corpus: Corpus, trace: Trace, strategy: str, method: str, seed: int | None
-) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """(path [L+1, 2], (corpus coords [M, 2], their layers [M])) in one projection fit on
-    every layer at once, so positions at different layers are comparable."""
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], list[str]]:
+    """(path [L+1, 2], (corpus coords [M, 2], their layers [M]), their M texts) in one
+    projection fit on every layer at once, so positions at different layers are comparable."""
     rows, layers = trajectory_sample(vectors)
     s = vectors.strategies.index(strategy)
     stack = vectors.vectors[rows, layers, s]
     projector = _trajectory_projection(vectors.model_name, corpus.content_hash, strategy, method, seed, stack)
     own = np.stack([pool(trace, strategy, k) for k in range(vectors.num_layers + 1)])
-    return projector.transform(own), (projector.embedding_, layers)
+    return projector.transform(own), (projector.embedding_, layers), [vectors.texts[r] for r in rows]
 
 
 def coordinates_table(

@@ -232,6 +232,7 @@ def trajectory_figure(
     paths: Mapping[str, np.ndarray],
     backgrounds: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     text: str = "",
+    background_texts: Sequence[str] | None = None,
 ) -> go.Figure:
     """One sentence's position at every layer, as a connected path (one panel per strategy).
 
@@ -239,6 +240,7 @@ def trajectory_figure(
         (0 = embeddings) in a projection fit jointly on every layer
     backgrounds : panel title -> (coords [M, 2], layer [M]), corpus points of that joint
         projection, drawn faintly in the colour of their layer
+    background_texts : the M sentences behind the background points, for their hover text
     """
     panels = list(paths)
     if not panels:
@@ -265,8 +267,11 @@ def trajectory_figure(
                     marker=dict(
                         size=4, opacity=0.25, color=layer, colorscale="Viridis", cmin=0, cmax=max(num_layers, 1)
                     ),
-                    customdata=layer,
-                    hovertemplate="corpus sentence, layer %{customdata}<extra></extra>",
+                    hovertext=[
+                        f"layer {k}" if background_texts is None else f"layer {k}: {_hover(background_texts[i])}"
+                        for i, k in enumerate(layer)
+                    ],
+                    hovertemplate="%{hovertext}<extra></extra>",
                 ),
                 row=1,
                 col=col,
