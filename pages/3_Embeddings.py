@@ -237,8 +237,8 @@ else:
             caption="Numbers are layers (0 = embeddings). Faint dots are corpus sentences coloured by layer: "
             "a path that leaves the crowd of its layer shows the reading drifting somewhere the corpus does not go.",
         )
-    except ValueError as exc:
-        st.warning(plain(f"The trajectory could not be drawn: {exc}"), icon=":material/warning:")
+    except Exception as exc:  # too few points, or a failure inside umap-learn: say so, keep the page
+        st.warning(plain(f"The trajectory could not be drawn ({type(exc).__name__}: {exc})."), icon=":material/warning:")
 
 # -- UMAP last, so the preview and the numbers show while it runs ------------------------------
 shown_method = "pca"
@@ -250,8 +250,11 @@ if want_umap:
         shown_method = "umap"
         with panel.container():
             show_figure(fig, key="embeddings.panels")
-    except ValueError as exc:
-        status.warning(plain(f"UMAP failed ({exc}); showing PCA."), icon=":material/warning:")
+    except Exception as exc:  # a failure inside umap-learn must not reach the page as a traceback
+        status.warning(plain(f"UMAP failed ({type(exc).__name__}: {exc}); showing PCA."), icon=":material/warning:")
+        fig, coords, typed = draw("pca")
+        with panel.container():
+            show_figure(fig, key="embeddings.fallback")
 with downloads.container():
     download_csv(
         coordinates_table(

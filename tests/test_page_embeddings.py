@@ -237,3 +237,22 @@ def test_umap_warm_up_starts_once_per_process_in_the_background(monkeypatch):
     ui_embeddings._warm_thread.join(10)
     assert not ui_embeddings.warmup_running()
     assert calls == ["clsviz-umap-warmup"]
+
+
+def test_a_umap_failure_falls_back_to_pca_with_a_message(tiny_model_dirs):
+    import ui.embeddings as ui_embeddings
+
+    real = ui_embeddings.Projector
+
+    def failing(method, **kwargs):
+        if method == "umap":
+            raise RuntimeError("numba could not compile")
+        return real(method, **kwargs)
+
+    rows = [["text", "kind"]] + [[f"Fallback sentence number {i} about {'tea' if i % 2 else 'rain'}.", str(i % 2)]
+                                 for i in range(24)]
+    with mock.patch.object(ui_embeddings, "Projector", failing):
+        at = _open(tiny_model_dirs["bert"], ("fallback.csv", _csv(rows)), **{"embeddings.corpus.source": UPLOAD})
+    shown = [w.value.replace("\\", "") for w in at.warning]  # Markdown escapes removed
+    assert "UMAP failed (RuntimeError: numba could not compile); showing PCA." in shown
+    assert "PCA of 24 texts" in _specs(at)[0]["layout"]["title"]["text"]
