@@ -172,11 +172,17 @@ def cmd_inspect(args) -> int:
     if out is None:
         return EXIT_OK
     only = [s.strip() for s in args.sections.split(",") if s.strip()] if args.sections else None
-    sections = report_sections(tr, encoder, only=only, strict=False, progress=Progress("Figures", not args.quiet))
+    baseline = None
+    if args.baseline:
+        from .similarity import measure_baseline
+
+        _status(args, "Measuring the anisotropy baseline (unrelated demo sentences)…")
+        baseline = measure_baseline(encoder)
+    sections = report_sections(tr, encoder, baseline, only=only, strict=False, progress=Progress("Figures", not args.quiet))
     for section in sections:
         if section.error:
             print(f"clsviz: warning: the '{section.key}' figure was left out: {section.error}", file=sys.stderr)
-    write_report(tr, out, encoder, title=args.title, sections=sections)
+    write_report(tr, out, encoder, baseline, title=args.title, sections=sections)
     drawn = sum(s.figure is not None for s in sections)
     print(f"Report: {out} ({_size(out)}, {drawn} figures; opens offline in any browser)")
     return EXIT_OK
@@ -393,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", metavar="REPORT.html", default=None, help="write the HTML report here")
     p.add_argument("--title", default=None, help="the report's title (default: 'clsviz report')")
     p.add_argument("--sections", default=None, help="comma-separated report sections to keep (default: all)")
+    p.add_argument("--baseline", action="store_true",
+                   help="also measure the anisotropy baseline (cosines between unrelated demo sentences) and "
+                   "draw it in the report; takes a few seconds to a minute")
     _common(p)
     p.set_defaults(handler=cmd_inspect)
 

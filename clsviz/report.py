@@ -46,12 +46,13 @@ class ReportSection:
 
 
 class _Context:
-    """What a section builder may use: the Trace, the encoder (None when not given) and a memo
-    for derived results several sections share (e.g. one attention summary)."""
+    """What a section builder may use: the Trace, the encoder and the anisotropy baseline (each
+    None when not given) and a memo for results several sections share (one attention summary)."""
 
-    def __init__(self, trace: Trace, encoder=None):
+    def __init__(self, trace: Trace, encoder=None, baseline=None):
         self.trace = trace
         self.encoder = encoder
+        self.baseline = baseline
         self._memo: dict = {}
 
     def memo(self, key: str, compute: Callable[[], object]):
@@ -68,6 +69,7 @@ class _Spec:
     requires: tuple[str, ...]  # "module:attribute" names that must exist in this install
     build: Callable[..., object]  # build(context, *required objects) -> go.Figure
     needs_encoder: bool = False
+    needs_baseline: bool = False
 
 
 def _summary(ctx: _Context, summarize):
@@ -162,9 +164,19 @@ _SPECS: tuple[_Spec, ...] = (
         "cls_vs_means",
         "[CLS] against the sentence's averages",
         "Per layer, the cosine of [CLS] with the mean of the text's tokens, with the mean of all "
-        "tokens, and with the pooler output where the model has one.",
+        "tokens, and with the pooler output where the model has one; with a baseline, the dashed lines "
+        "are the same cosines between unrelated sentences.",
         ("clsviz.figures:cls_summary_figure", "clsviz.similarity:cls_summary"),
-        lambda ctx, fig, summary: fig(summary(ctx.trace)),
+        lambda ctx, fig, summary: fig(summary(ctx.trace), baseline=ctx.baseline),
+    ),
+    _Spec(
+        "anisotropy",
+        "The anisotropy baseline",
+        "Mean cosine between unrelated tokens and unrelated sentences at each layer (Ethayarajh 2019): "
+        "the level a cosine must clear before it says 'similar'.",
+        ("clsviz.figures:anisotropy_figure",),
+        lambda ctx, fig: fig(ctx.baseline),
+        needs_baseline=True,
     ),
     _Spec(
         "token_norms",
@@ -264,14 +276,14 @@ def _discovered_specs(taken: set[str]) -> list[_Spec]:
     return specs
 
 
-def _all_specs(with_encoder: bool) -> list[_Spec]:
+def _all_specs(with_encoder: bool, with_baseline: bool) -> list[_Spec]:
     specs = []
     taken = set()
     for spec in _SPECS:
         # Figures a curated section draws are not rediscovered, even when it is skipped.
         taken.update(name.partition(":")[2] for name in spec.requires)
         taken.add(spec.key)
-        if spec.needs_encoder and not with_encoder:
+        if (spec.needs_encoder and not with_encoder) or (spec.needs_baseline and not with_baseline):
             continue
         if any(_resolve(name) is None for name in spec.requires):
             continue
@@ -282,6 +294,7 @@ def _all_specs(with_encoder: bool) -> list[_Spec]:
 def report_sections(
     trace: Trace,
     encoder=None,
+    baseline=None,
     only: Sequence[str] | None = None,
     strict: bool = True,
     progress: Callable[[int, int], None] | None = None,
@@ -289,11 +302,13 @@ def report_sections(
     """Build every available per-sentence figure for ``trace``.
 
     ``encoder`` (the Encoder that made ``trace``) adds the sections that need model weights
-    (value-norm weighted attention); without it they are left out. ``only`` keeps the sections with those keys. With ``strict=False`` a figure that fails
+    (value-norm weighted attention, the position experiment); without it they are left out.
+    ``baseline`` (a :class:`clsviz.similarity.Baseline`, e.g. ``measure_baseline(encoder)``)
+    adds the anisotropy reference to the cosine figures. ``only`` keeps the sections with those keys. With ``strict=False`` a figure that fails
     becomes a section with ``figure=None`` and the reason in ``error``; with ``strict=True``
     (the default) the exception propagates. ``progress(done, total)`` is called per figure.
     """
-    specs = _all_specs(encoder is not None)
+    specs = _all_specs(encoder is not None, baseline is not None)
     if only is not None:
         unknown = sorted(set(only) - {s.key for s in specs})
         if unknown:
@@ -301,7 +316,7 @@ def report_sections(
                 f"unknown report section(s): {', '.join(unknown)}; available: {', '.join(s.key for s in specs)}"
             )
         specs = [s for s in specs if s.key in set(only)]
-    ctx = _Context(trace, encoder)
+    ctx = _Context(trace, encoder, baseline)
     sections = []
     for i, spec in enumerate(specs, start=1):
         needed = [_resolve(name) for name in spec.requires]
@@ -386,19 +401,20 @@ def _findings_html(trace: Trace) -> str:
 def build_report(
     trace: Trace,
     encoder=None,
+    baseline=None,
     title: str | None = None,
     sections: Sequence[ReportSection] | None = None,
     strict: bool = True,
 ) -> str:
     """The report for ``trace`` as one self-contained HTML document (a string).
 
-    ``sections`` defaults to :func:`report_sections` (trace, encoder, strict=strict). plotly.js is
+    ``sections`` defaults to :func:`report_sections` (trace, encoder, baseline, strict=strict). plotly.js is
     embedded once, inline, before the first figure; nothing is loaded from the network.
     """
     from . import __version__
 
     if sections is None:
-        sections = report_sections(trace, encoder, strict=strict)
+        sections = report_sections(trace, encoder, baseline, strict=strict)
     info = trace.info
     title = title or "clsviz report"
     tokens = "".join(
@@ -457,6 +473,7 @@ def write_report(
     trace: Trace,
     path: str | os.PathLike,
     encoder=None,
+    baseline=None,
     title: str | None = None,
     sections: Sequence[ReportSection] | None = None,
     strict: bool = True,
@@ -465,6 +482,6 @@ def write_report(
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"the report is HTML: give a file name ending in .html, not '{path.name}'")
-    document = build_report(trace, encoder, title=title, sections=sections, strict=strict)
+    document = build_report(trace, encoder, baseline, title=title, sections=sections, strict=strict)
     path.write_text(document, encoding="utf-8")
     return path

@@ -354,3 +354,13 @@ def test_local_corpus_files_have_no_upload_limits(tmp_path):
     args = cli.build_parser().parse_args(["embed", "demo", "--out", "v.npz", "--max-rows", "7"])
     demo = cli._read_corpus(args)
     assert demo.texts == demo_corpus().texts[:7] and "the first 7 of" in demo.messages[-1]
+
+
+def test_inspect_with_the_baseline(tmp_path, tiny_model_dirs, capsys):
+    out = tmp_path / "report.html"
+    args = ["inspect", "the cat chased a dog", "--model", str(tiny_model_dirs["bert"]), "--baseline",
+            "--html", str(out)]
+    assert cli.main(args) == 0
+    assert "Measuring the anisotropy baseline" in capsys.readouterr().err
+    doc = out.read_text(encoding="utf-8")
+    assert "id='sec-anisotropy'" in doc and "id='sec-cls_vs_means'" in doc

@@ -278,3 +278,20 @@ def test_every_section_draws_for_other_families(tiny_model_dirs, kind):
     doc = build_report(t, enc, sections=sections)
     assert doc.count("Plotly.newPlot(") == len(sections)
     assert f"<code>{html.escape(enc.info.cls_token)}</code>" in doc
+
+
+def test_baseline_adds_the_anisotropy_reference(tiny_encoder):
+    from clsviz.similarity import measure_baseline
+
+    texts = ["the cat chased a dog", "why is the token always first", "a model of attention",
+             "the dog is first", "sentence layer model", "a cat and a dog"]
+    baseline = measure_baseline(tiny_encoder, texts=texts, sample=len(texts))
+    t = trace(tiny_encoder, "the cat chased a dog")
+    plain = {s.key: s for s in report_sections(t, tiny_encoder)}
+    with_baseline = {s.key: s for s in report_sections(t, tiny_encoder, baseline)}
+    assert "anisotropy" not in plain
+    assert set(with_baseline) == set(plain) | {"anisotropy"}
+    assert len(with_baseline["cls_vs_means"].figure.data) > len(plain["cls_vs_means"].figure.data)
+    reference = baseline.reference("cls_mean_content")[0]
+    drawn = [np.asarray(tr.y, dtype=float) for tr in with_baseline["cls_vs_means"].figure.data if tr.y is not None]
+    assert any(len(y) == len(reference) and np.allclose(y, reference, atol=1e-3) for y in drawn)

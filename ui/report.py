@@ -16,10 +16,10 @@ def report_file_name(trace: Trace) -> str:
     return f"clsviz-report-{'-'.join(words) or 'text'}.html"
 
 
-def report_bytes(trace: Trace, encoder: Encoder | None = None) -> bytes:
+def report_bytes(trace: Trace, encoder: Encoder | None = None, baseline=None) -> bytes:
     """The report as UTF-8 bytes. A figure that cannot be drawn becomes a note in the report
     (``strict=False``) rather than a failed download."""
-    return build_report(trace, encoder, strict=False).encode("utf-8")
+    return build_report(trace, encoder, baseline, strict=False).encode("utf-8")
 
 
 def _encoder_of(trace: Trace) -> Encoder | None:
@@ -32,17 +32,18 @@ def _encoder_of(trace: Trace) -> Encoder | None:
         return None
 
 
-def report_download(trace: Trace, encoder: Encoder | None = None, key: str = "report") -> None:
+def report_download(trace: Trace, encoder: Encoder | None = None, key: str = "report", baseline=None) -> None:
     """A download button for the standalone HTML report of ``trace`` (every per-sentence
     figure, plotly.js inline, opens offline). The report is built only when clicked.
 
-    ``encoder`` defaults to the app's cached encoder of ``trace.model_name``.
+    ``encoder`` defaults to the app's cached encoder of ``trace.model_name``; a ``baseline``
+    (:class:`clsviz.similarity.Baseline`) the page already has adds the anisotropy reference.
     """
     if encoder is None:
         encoder = _encoder_of(trace)
     st.download_button(
         "Download an HTML report",
-        lambda: report_bytes(trace, encoder),
+        lambda: report_bytes(trace, encoder, baseline),
         file_name=report_file_name(trace),
         mime="text/html",
         key=key,
