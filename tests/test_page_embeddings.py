@@ -256,3 +256,20 @@ def test_a_umap_failure_falls_back_to_pca_with_a_message(tiny_model_dirs):
     shown = [w.value.replace("\\", "") for w in at.warning]  # Markdown escapes removed
     assert "UMAP failed (RuntimeError: numba could not compile); showing PCA." in shown
     assert "PCA of 24 texts" in _specs(at)[0]["layout"]["title"]["text"]
+
+
+def test_coordinates_table_lists_every_point_shown():
+    from ui.embeddings import coordinates_table
+
+    rng = np.random.default_rng(0)
+    coords = {"cls": rng.normal(size=(4, 2)), "mean": rng.normal(size=(4, 2))}
+    typed = {"cls": rng.normal(size=(1, 2)), "mean": rng.normal(size=(1, 2))}
+    table = coordinates_table(["a", "b", "c", "d"], ["x", "y", "x", ""], "topic", coords, ["mine"], typed, 3, "umap")
+    assert list(table.columns) == ["source", "text", "topic", "strategy", "layer", "method", "x", "y"]
+    assert len(table) == 2 * (4 + 1)
+    cls_rows = table[(table["strategy"] == "cls") & (table["source"] == "corpus")]
+    np.testing.assert_allclose(cls_rows[["x", "y"]].to_numpy(), coords["cls"])
+    assert cls_rows["topic"].tolist() == ["x", "y", "x", ""]
+    mine = table[(table["source"] == "typed") & (table["strategy"] == "mean")]
+    assert mine["text"].tolist() == ["mine"] and np.allclose(mine[["x", "y"]].to_numpy(), typed["mean"])
+    assert set(table["layer"]) == {3} and set(table["method"]) == {"umap"}
