@@ -84,10 +84,16 @@ def save_vectors(pv: PooledVectors, path: str | os.PathLike) -> Path:
             f"{' or '.join(VECTOR_FORMATS)}"
         )
     labels = _labels_json(pv.labels, len(pv.texts))
-    if suffix == ".npz":
-        _save_npz(pv, labels, path)
-    else:
-        _save_parquet(pv, labels, path)
+    # Written beside the target and renamed at the end, so a failure never leaves half a file.
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        if suffix == ".npz":
+            _save_npz(pv, labels, partial)
+        else:
+            _save_parquet(pv, labels, partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 

@@ -183,3 +183,16 @@ def test_vectors_upload_widget(tmp_path):
     assert not at.exception
     assert at.error and at.text[-1].value == "none"
     assert any("could not be read" in t.value for t in at.text)
+
+
+def test_a_failed_save_leaves_no_file(tmp_path, monkeypatch):
+    import clsviz.vectors_io as vio
+
+    def broken(pv, labels, path):
+        path.write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(vio, "_save_npz", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_vectors(_synthetic(), tmp_path / "v.npz")
+    assert list(tmp_path.iterdir()) == []
