@@ -6,10 +6,14 @@ import streamlit as st
 
 from clsviz import figures
 from clsviz.overview import findings
+from ui.embeddings import start_umap_warmup
 from ui.state import PAGES, ROOT, current_encoder, current_traces, page_setup
 from ui.widgets import download_csv
 
 page_setup("Overview", icon=":material/token:")
+# UMAP's first fit compiles with numba (~30 s): start that once per process in the background
+# so the Embeddings page does not make the first person wait.
+start_umap_warmup()
 
 st.title("clsviz — what is the [CLS] token doing?")
 st.caption(

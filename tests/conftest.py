@@ -6,6 +6,8 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# No background numba compilation inside the test process (tests that need UMAP fit it).
+os.environ.setdefault("CLSVIZ_UMAP_WARMUP", "0")
 
 from pathlib import Path  # noqa: E402
 
