@@ -7,48 +7,16 @@ On failure a screenshot of every open page is saved under test-artifacts/.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.browser.helpers import RUN_TIMEOUT_MS
+from tests.browser.helpers import RUN_TIMEOUT_MS, launch_chromium, streamlit_server
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-SERVER_START_S = 180
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -70,43 +38,14 @@ def chromium_path() -> str:
 @pytest.fixture(scope="session")
 def server(chromium_path, tmp_path_factory):
     """Base URL of `streamlit run app.py` on a free loopback port; stopped after the session."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
-    }
-    env.pop("CLSVIZ_ALLOWED_MODELS", None)
-    cmd = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
-        "--server.port", str(port),
-        "--server.address", "127.0.0.1",
-        "--server.headless", "true",
-    ]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
     try:
-        deadline = time.monotonic() + SERVER_START_S
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                pytest.fail(f"streamlit did not become healthy on {url} (exit code {proc.poll()}):\n{tail}")
-            time.sleep(0.25)
-        yield url
+        with streamlit_server(log_path) as url:
+            yield url
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
-        server_log = log_path.read_text(errors="replace")
+        server_log = log_path.read_text(errors="replace") if log_path.exists() else ""
         # A traceback in the server log means something failed that the page may have hidden.
         if "Traceback (most recent call last)" in server_log:
             ARTIFACTS.mkdir(exist_ok=True)
@@ -118,7 +57,7 @@ def browser(chromium_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
+        b = launch_chromium(pw, chromium_path)
         yield b
         b.close()
 

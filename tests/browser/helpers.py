@@ -1,17 +1,92 @@
-"""What a person does and sees in the browser, as small functions the browser tests share."""
+"""What a person does and sees in the browser, as small functions the browser tests share,
+plus starting the app server and Chromium (also used by benchmarks/browser_sessions.py)."""
 
 from __future__ import annotations
 
 import html
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+SERVER_START_S = 180
 SENTENCES_BOX = "Sentences (one per line)"
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"][data-test-connection-state="CONNECTED"]'
 # Bounded waits (milliseconds): generous for 2 busy CPU cores, never unbounded.
 RUN_TIMEOUT_MS = 240_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextmanager
+def streamlit_server(log_path: Path) -> Iterator[str]:
+    """Run ``streamlit run app.py`` on a free loopback port, offline, with no model allow-list;
+    yield its base URL once /_stcore/health answers; stop it (and its children) afterwards.
+    Raises RuntimeError, with the end of the server log, when it does not come up."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("CLSVIZ_ALLOWED_MODELS", None)
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", "app.py",
+        "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+    ]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while not _healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = Path(log_path).read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"streamlit did not become healthy on {url} (exit code {proc.poll()}):\n{tail}")
+            time.sleep(0.25)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
+
+
+def launch_chromium(playwright, executable_path: str):
+    """Debian's headless Chromium with background networking off (nothing is downloaded)."""
+    return playwright.chromium.launch(executable_path=executable_path, args=CHROMIUM_ARGS, headless=True)
 
 
 def wait_for_app(page: Page, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
@@ -23,6 +98,16 @@ def wait_for_app(page: Page, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
     page.wait_for_function(
         """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(
                 el => { const g = el.querySelector('.js-plotly-plot'); return g && g._fullLayout; })""",
+        timeout=timeout_ms,
+    )
+
+
+def wait_for_plots(page: Page, count: int = 1, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
+    """Wait until at least ``count`` plotly charts are drawn (the chart code loads lazily, so a
+    finished run can still be showing placeholders for a moment)."""
+    page.wait_for_function(
+        """(count) => [...document.querySelectorAll('.js-plotly-plot')].filter(g => g._fullLayout).length >= count""",
+        arg=count,
         timeout=timeout_ms,
     )
 

@@ -12,10 +12,10 @@ import pytest
 from tests.browser.helpers import (
     expected_tokens,
     heatmap_token_axes,
-    open_app,
     page_problems,
     sentences_box,
     type_sentences,
+    wait_for_app,
     wait_for_heatmap_tokens,
 )
 
@@ -35,8 +35,10 @@ SENTENCES = [
 
 def test_eight_sessions_typing_at_once_each_see_their_own_tokens(new_page, server):
     pages = [new_page() for _ in SENTENCES]
-    for page in pages:
-        open_app(page, server, "Attention")
+    for page in pages:  # all eight load the page at once...
+        page.goto(f"{server}/Attention")
+    for page in pages:  # ...and each waits for its own first run
+        wait_for_app(page)
     # Everyone types first; then all apply within a moment of each other, so the eight
     # script runs overlap on the server.
     for page, sentence in zip(pages, SENTENCES):

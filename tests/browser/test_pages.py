@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.helpers import follow_sidebar_link, open_app, page_problems, url_path, wait_for_app
+from tests.browser.helpers import (
+    follow_sidebar_link,
+    open_app,
+    page_problems,
+    url_path,
+    wait_for_app,
+    wait_for_plots,
+)
 from ui.state import PAGES, ROOT
 
 pytestmark = pytest.mark.browser
@@ -50,10 +57,12 @@ def test_page_from_the_sidebar_shows_plots_and_no_error(page, server, path, labe
     follow_sidebar_link(page, server, label, path)
     if label in ACTIONS:
         _ask(page, *ACTIONS[label])
+    wait_for_plots(page)
     assert page.locator(".js-plotly-plot").count() >= 1, f"{label}: no plot on the page"
     # Drawn, not only mounted: plotly built its SVG.
     assert page.locator(".js-plotly-plot .main-svg").count() >= 1, f"{label}: plot not drawn"
     assert page_problems(page) == []
     # And back to the Overview through its link.
     follow_sidebar_link(page, server, EXISTING[0][1], EXISTING[0][0])
+    wait_for_plots(page)
     assert page.locator(".js-plotly-plot").count() >= 1 and page_problems(page) == []

@@ -19,6 +19,7 @@ from tests.browser.helpers import (
     type_sentences,
     wait_for_app,
     wait_for_heatmap_tokens,
+    wait_for_plots,
 )
 
 pytestmark = pytest.mark.browser
@@ -37,6 +38,7 @@ def _bar_token_lists(page) -> list[list[str]]:
 
 def test_first_sentence_typed_on_the_overview_takes_effect(page, server):
     open_app(page, server)
+    wait_for_plots(page, count=3)  # one token strip per default sentence
     sentence = "Quiet otters negotiate with a lighthouse."
     expected = expected_tokens(sentence)
     before = _bar_token_lists(page)
@@ -56,6 +58,11 @@ def test_first_sentence_typed_on_the_overview_takes_effect(page, server):
 
 def test_first_sentence_typed_on_attention_page_shows_in_heatmap(page, server):
     open_app(page, server, "Attention")
+    wait_for_plots(page)
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.js-plotly-plot')].some(g => (g._fullData || []).some(
+                t => t.type === 'heatmap'))"""
+    )
     sentence = "Zebras juggle violet umbrellas."
     expected = expected_tokens(sentence)
     before = heatmap_token_axes(page)
