@@ -183,6 +183,9 @@ def cmd_inspect(args) -> int:
         if section.error:
             print(f"clsviz: warning: the '{section.key}' figure was left out: {section.error}", file=sys.stderr)
     write_report(tr, out, encoder, baseline, title=args.title, sections=sections)
+    for section in sections:
+        if section.note:
+            _status(args, f"Note: the '{section.key}' section does not apply: {section.note}")
     drawn = sum(s.figure is not None for s in sections)
     print(f"Report: {out} ({_size(out)}, {drawn} figures; opens offline in any browser)")
     return EXIT_OK

@@ -28,14 +28,15 @@ import plotly.graph_objects as go
 
 from .tracing import Trace
 
-__all__ = ["ReportSection", "layer_stats", "report_sections", "build_report", "write_report"]
+__all__ = ["NotApplicable", "ReportSection", "layer_stats", "report_sections", "build_report", "write_report"]
 
 
 @dataclass(frozen=True)
 class ReportSection:
     """One figure of the report: a stable ``key``, a heading, a caption and the figure itself.
 
-    ``figure`` is None when drawing failed under ``strict=False``; ``error`` then says why.
+    ``figure`` is None when drawing failed under ``strict=False`` (``error`` says why) or when
+    the section does not apply to this model (``note`` says why, e.g. no masked-LM head).
     """
 
     key: str
@@ -43,6 +44,12 @@ class ReportSection:
     caption: str
     figure: object | None
     error: str | None = None
+    note: str | None = None
+
+
+class NotApplicable(Exception):
+    """Raised by a section builder when its figure does not apply to this model or text; the
+    message becomes the section's ``note``."""
 
 
 class _Context:
@@ -91,6 +98,15 @@ def _position(ctx: _Context, position_experiment):
     )
 
 
+def _mlm_table(ctx: _Context, load_mlm_head, mlm_reading):
+    head = load_mlm_head(ctx.encoder)
+    if not head.available:
+        raise NotApplicable(head.note)
+    cls_vectors = ctx.trace.hidden_states[:, ctx.trace.cls_index]
+    return mlm_reading(head, cls_vectors, ctx.encoder.tokenizer)
+
+
+_INVERSION = "clsviz.experiments.inversion:"
 _SUMMARIZE = "clsviz.attention:summarize"
 _POSITION = "clsviz.experiments.position:position_experiment"
 
@@ -222,6 +238,16 @@ _SPECS: tuple[_Spec, ...] = (
         lambda ctx, fig, experiment: fig(_position(ctx, experiment).table),
         needs_encoder=True,
     ),
+    _Spec(
+        "mlm_reading",
+        "Can the sentence be read back? The masked-LM head on [CLS]",
+        "The tokens the model's own masked-LM head reads from the [CLS] vector at each layer. The head "
+        "was trained on the last layer only; words of the sentence showing up is a first sign that "
+        "[CLS] carries them.",
+        ("clsviz.figures:mlm_reading_figure", _INVERSION + "load_mlm_head", _INVERSION + "mlm_reading"),
+        lambda ctx, fig, load_head, reading: fig(_mlm_table(ctx, load_head, reading)),
+        needs_encoder=True,
+    ),
 )
 
 
@@ -325,6 +351,8 @@ def report_sections(
             if not isinstance(figure, go.Figure):
                 raise TypeError(f"the '{spec.key}' section returned {type(figure).__name__}, not a plotly Figure")
             sections.append(ReportSection(spec.key, spec.title, spec.caption, figure))
+        except NotApplicable as exc:
+            sections.append(ReportSection(spec.key, spec.title, spec.caption, None, note=str(exc)))
         except Exception as exc:
             if strict:
                 raise
@@ -382,7 +410,7 @@ border-left:4px solid #6366f1;white-space:pre-wrap;word-break:break-word}
 border-radius:4px;padding:1px 5px;margin:2px}.tok.special{background:#fecaca}
 table.summary{border-collapse:collapse;font-size:.85rem}table.summary td,table.summary th{
 border:1px solid #e5e7eb;padding:3px 8px;text-align:right}.caption{color:#374151}
-.error{color:#b91c1c}nav ol{columns:2}footer{margin-top:3rem;color:#9ca3af;font-size:.8rem}
+.error{color:#b91c1c}.note{color:#6b7280;font-style:italic}nav ol{columns:2}footer{margin-top:3rem;color:#9ca3af;font-size:.8rem}
 """
 
 
@@ -426,19 +454,21 @@ def build_report(
     )
     toc = "".join(f"<li><a href='#sec-{_esc(s.key)}'>{_esc(s.title)}</a></li>" for s in sections)
     parts = []
-    plotly_included = False
-    for i, section in enumerate(sections):
+    drawn = 0  # figures so far: the first one carries plotly.js, ids number the figures
+    for section in sections:
         body = f"<p class='caption'>{_esc(section.caption)}</p>" if section.caption else ""
-        if section.figure is None:
+        if section.note is not None:
+            body += f"<p class='note'>{_esc(section.note)}</p>"
+        elif section.figure is None:
             body += f"<p class='error'>This figure could not be drawn for this text: {_esc(section.error)}</p>"
         else:
             body += section.figure.to_html(
                 full_html=False,
-                include_plotlyjs=not plotly_included,
-                div_id=f"clsviz-figure-{i}",
+                include_plotlyjs=drawn == 0,
+                div_id=f"clsviz-figure-{drawn}",
                 config={"displaylogo": False, "responsive": True},
             )
-            plotly_included = True
+            drawn += 1
         parts.append(f"<section id='sec-{_esc(section.key)}'><h2>{_esc(section.title)}</h2>{body}</section>")
     truncated = " The text was longer than the limit and was cut." if trace.truncated else ""
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -67,11 +67,16 @@ def test_report_is_self_contained_and_escaped(real_report, real_sections, real_t
     assert not re.search(r"<link[^>]*\bhref\s*=\s*['\"]?(https?:)?//", doc, re.I)
     assert len(re.findall(r"/\*\*\s*\* plotly\.js v\d", doc)) == 1
     drawn = [s for s in real_sections if s.figure is not None]
-    assert len(drawn) == len(real_sections) >= 7
+    assert len(drawn) >= 14 and all(s.error is None for s in real_sections)
     assert doc.count("Plotly.newPlot(") == len(drawn)
-    for i, section in enumerate(real_sections):
+    for section in real_sections:
         assert f"id='sec-{section.key}'" in doc
+    for i in range(len(drawn)):
         assert f'id="clsviz-figure-{i}"' in doc
+    # The bundled model has no masked-LM head: that section says so instead of drawing noise.
+    (mlm,) = [s for s in real_sections if s.key == "mlm_reading"]
+    assert mlm.figure is None and "no trained masked-LM head" in mlm.note
+    assert f"<p class='note'>{html.escape(mlm.note, quote=True)}</p>" in doc
     # Every token is listed (escaped), in order.
     listed = re.findall(r"<span class='tok[^']*' title='position \d+'>(.*?)</span>", doc)
     assert listed == [html.escape(tok, quote=True) for tok in real_trace.tokens]
@@ -83,8 +88,8 @@ def test_sections_cover_the_attention_figures_and_need_the_encoder_for_value_nor
                 "token_attention", "cls_token_cosine", "cls_vs_means", "token_norms", "top_dimensions"):
         assert key in keys
     assert len(set(keys)) == len(keys)
-    assert all(isinstance(s.figure, go.Figure) for s in real_sections)
-    needs_model = {"value_norm_breakdown", "position_variants", "position"}
+    assert all(isinstance(s.figure, go.Figure) for s in real_sections if s.note is None)
+    needs_model = {"value_norm_breakdown", "position_variants", "position", "mlm_reading"}
     assert needs_model <= set(keys)
     without_encoder = [s.key for s in report_sections(real_trace)]
     assert set(without_encoder) == set(keys) - needs_model
@@ -223,7 +228,8 @@ def test_report_renders_offline_in_chromium(real_report, real_sections, real_tra
         pytest.skip("chromium not installed (Debian package 'chromium'; scripts/ensure-chromium.sh installs it)")
     from playwright.sync_api import sync_playwright
 
-    drawn = sum(s.figure is not None for s in real_sections)
+    shown = [s for s in real_sections if s.figure is not None]
+    drawn = len(shown)
     attempted, errors, dialogs = [], [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -257,7 +263,7 @@ def test_report_renders_offline_in_chromium(real_report, real_sections, real_tra
         finally:
             browser.close()
     assert [p_["id"] for p_ in plots] == [f"clsviz-figure-{i}" for i in range(drawn)]
-    for plot, section in zip(plots, real_sections):
+    for plot, section in zip(plots, shown):
         assert plot["traces"] == len(section.figure.data) > 0
         assert plot["svg"] > 0 and plot["w"] > 100 and plot["h"] > 100
     assert shown_text == HOSTILE  # shown literally, not run
@@ -276,7 +282,7 @@ def test_every_section_draws_for_other_families(tiny_model_dirs, kind):
     keys = {s.key for s in sections}
     assert {"tokens", "attention_to_cls", "rollout", "value_norm_breakdown", "position"} <= keys
     doc = build_report(t, enc, sections=sections)
-    assert doc.count("Plotly.newPlot(") == len(sections)
+    assert doc.count("Plotly.newPlot(") == sum(s.figure is not None for s in sections) >= len(sections) - 1
     assert f"<code>{html.escape(enc.info.cls_token)}</code>" in doc
 
 
@@ -295,3 +301,29 @@ def test_baseline_adds_the_anisotropy_reference(tiny_encoder):
     reference = baseline.reference("cls_mean_content")[0]
     drawn = [np.asarray(tr.y, dtype=float) for tr in with_baseline["cls_vs_means"].figure.data if tr.y is not None]
     assert any(len(y) == len(reference) and np.allclose(y, reference, atol=1e-3) for y in drawn)
+
+
+def test_mlm_head_reading_matches_the_head(tmp_path):
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    from clsviz import load_encoder
+    from clsviz.encoder import bundled_model_path
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+    BertForMaskedLM(config).save_pretrained(str(tmp_path))
+    tokenizer.save_pretrained(str(tmp_path))
+    saved = BertForMaskedLM.from_pretrained(str(tmp_path)).eval()
+
+    enc = load_encoder(str(tmp_path))
+    t = trace(enc, "the cat chased a dog")
+    (section,) = report_sections(t, enc, only=["mlm_reading"])
+    assert section.note is None and isinstance(section.figure, go.Figure)
+    with torch.no_grad():
+        logits = saved.cls(torch.as_tensor(t.hidden_states[:, t.cls_index]))
+    best = tokenizer.convert_ids_to_tokens(logits.argmax(dim=-1).tolist())
+    heat = section.figure.data[0]
+    assert [row[0] for row in heat.text] == [html.escape(tok, quote=False) for tok in best]
