@@ -106,6 +106,15 @@ def _mlm_table(ctx: _Context, load_mlm_head, mlm_reading):
     return mlm_reading(head, cls_vectors, ctx.encoder.tokenizer)
 
 
+def _top(ctx: _Context, top_dimensions):
+    return ctx.memo("top_dimensions", lambda: top_dimensions(ctx.trace))
+
+
+def _massive_figure(ctx: _Context, dimension_figure, top_dimensions, massive_dimensions, dimension_values):
+    dimension = massive_dimensions(_top(ctx, top_dimensions))[0]
+    return dimension_figure(ctx.trace, dimension_values(ctx.trace, dimension), dimension)
+
+
 _INVERSION = "clsviz.experiments.inversion:"
 _SUMMARIZE = "clsviz.attention:summarize"
 _POSITION = "clsviz.experiments.position:position_experiment"
@@ -208,7 +217,16 @@ _SPECS: tuple[_Spec, ...] = (
         "The hidden dimensions with the largest values on [CLS] and [SEP] (Sun et al. 2024): a few "
         "huge coordinates dominate cosines and go with the attention sink.",
         ("clsviz.figures:top_dimensions_figure", "clsviz.similarity:top_dimensions"),
-        lambda ctx, fig, top: fig(top(ctx.trace), layer=ctx.trace.num_layers),
+        lambda ctx, fig, top: fig(_top(ctx, top), layer=ctx.trace.num_layers),
+    ),
+    _Spec(
+        "massive_dimension",
+        "The largest dimension, followed everywhere",
+        "The single hidden dimension with the largest value (times the median) on [CLS] or [SEP], at "
+        "every token and layer: is it a property of those tokens only, or of every position?",
+        ("clsviz.figures:dimension_figure", "clsviz.similarity:top_dimensions",
+         "clsviz.similarity:massive_dimensions", "clsviz.similarity:dimension_values"),
+        lambda ctx, fig, top, massive, values: _massive_figure(ctx, fig, top, massive, values),
     ),
     _Spec(
         "value_norm_breakdown",

@@ -85,7 +85,8 @@ def test_report_is_self_contained_and_escaped(real_report, real_sections, real_t
 def test_sections_cover_the_attention_figures_and_need_the_encoder_for_value_norms(real_trace, real_sections):
     keys = [s.key for s in real_sections]
     for key in ("tokens", "attention_to_cls", "cls_entropy", "attention_breakdown", "cls_row", "rollout",
-                "token_attention", "cls_token_cosine", "cls_vs_means", "token_norms", "top_dimensions"):
+                "token_attention", "cls_token_cosine", "cls_vs_means", "token_norms", "top_dimensions",
+                "massive_dimension"):
         assert key in keys
     assert len(set(keys)) == len(keys)
     assert all(isinstance(s.figure, go.Figure) for s in real_sections if s.note is None)
@@ -105,6 +106,13 @@ def test_figures_match_the_trace(real_trace, real_sections):
     cls = h[:, real_trace.cls_index, :]
     cos = (h @ cls[:, :, None])[..., 0] / (np.linalg.norm(h, axis=-1) * np.linalg.norm(cls, axis=-1)[:, None])
     assert np.allclose(np.asarray(by_key["cls_token_cosine"].data[0].z, dtype=np.float64), cos, atol=2e-3)
+    # The massive dimension is the one of largest |value| relative to its layer's median on [CLS]/[SEP].
+    h = real_trace.hidden_states.astype(np.float64)
+    medians = np.median(np.abs(h), axis=(1, 2))
+    roles = [real_trace.cls_index, real_trace.sep_index]
+    ratio = np.abs(h[:, roles, :]) / medians[:, None, None]  # [L + 1, 2, D]
+    dim = int(np.unravel_index(np.argmax(ratio), ratio.shape)[2])
+    assert np.allclose(np.asarray(by_key["massive_dimension"].data[0].z, dtype=np.float64), h[:, :, dim], atol=2e-3)
     # Plotly renders a subset of HTML in labels: the tokens reach it escaped.
     expected = [html.escape(f"{i} {tok}", quote=False) for i, tok in enumerate(real_trace.tokens)]
     assert list(by_key["token_attention"].data[0].x) == expected
