@@ -496,3 +496,29 @@ def test_a_failed_model_in_one_session_leaves_others_alone(hostile_model_dirs):
     assert good.sidebar.selectbox(key="sidebar.model").value == "all-MiniLM-L6-v2 (bundled)"
     assert len(good.get("plotly_chart")) == 3
 
+
+
+# Pages whose first run needs no corpus, with their sentence picker's key.
+LIGHT_PAGES = {
+    "pages/1_Attention.py": "attention.sentence",
+    "pages/2_Similarity.py": "similarity.sentence",
+    "pages/5_Why_first.py": "why_first.sentence",
+}
+
+
+@pytest.mark.parametrize("page_file", list(LIGHT_PAGES), ids=[Path(p).stem for p in LIGHT_PAGES])
+def test_all_hostile_lines_on_other_pages(page_file):
+    """Every hostile line at once on a page; then the picker walks through them."""
+    traced = [line for c in TEXT if c.outcome == "traced" and c.id != "text-many-lines" for line in _lines(c.payload)]
+    at = _app(**{"clsviz.sentences": "\n".join(traced)})
+    at.switch_page(page_file)  # pages run from the entry file, as in the app
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.get("plotly_chart"), "the page drew nothing"
+    picker = at.selectbox(key=LIGHT_PAGES[page_file])
+    assert len(picker.options) == len(traced)
+    for option in picker.options[1::8]:
+        picker.set_value(option).run()
+        assert not at.exception, (option, at.exception)
+        assert not at.error, (option, [e.value for e in at.error])
