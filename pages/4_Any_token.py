@@ -215,8 +215,9 @@ ft_texts = texts_input(
     "any_token.ft_texts",
     10,
     400,
-    "A stratified sample when fewer than all; 20% are held out for the accuracy. "
-    "400 texts take a few minutes per pooling on a CPU.",
+    "A stratified sample when fewer than all; 20% are held out for the accuracy. With the bundled "
+    "model, 400 texts and 2 epochs take about a minute per pooling on two CPU cores (measured: 3 CPU-seconds "
+    "per step of 16 texts); a GPU is used when there is one.",
     disabled=active,
 )
 from_probe = st.checkbox(

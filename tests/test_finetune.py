@@ -118,6 +118,7 @@ def test_subsample_is_stratified_and_said(tiny_encoder):
     row = result.table.iloc[0]
     assert row["train_n"] + row["heldout_n"] == 20
     assert any("sample of 20" in m for m in result.messages)
+    assert result.summary().startswith(f"After fine-tuning on 'label', cls reaches {row['heldout_accuracy']:.1%} held-out")
 
 
 @pytest.mark.parametrize(

@@ -61,12 +61,18 @@ class FinetuneResult:
         """One plain sentence: which pooling won after fine-tuning, and what fine-tuning added."""
         t = self.table.sort_values("heldout_accuracy", ascending=False)
         best, worst = t.iloc[0], t.iloc[-1]
-        text = (
-            f"After fine-tuning on '{self.label}', {best['pooling']} reaches {best['heldout_accuracy']:.1%} "
-            f"held-out accuracy and {worst['pooling']} {worst['heldout_accuracy']:.1%} "
-            f"(a {100 * (best['heldout_accuracy'] - worst['heldout_accuracy']):.1f}-point spread; "
-            f"chance {self.chance:.1%}, majority {self.majority:.1%})."
-        )
+        baselines = f"chance {self.chance:.1%}, majority {self.majority:.1%}"
+        if len(t) == 1:
+            text = (
+                f"After fine-tuning on '{self.label}', {best['pooling']} reaches "
+                f"{best['heldout_accuracy']:.1%} held-out accuracy ({baselines})."
+            )
+        else:
+            text = (
+                f"After fine-tuning on '{self.label}', {best['pooling']} reaches {best['heldout_accuracy']:.1%} "
+                f"held-out accuracy and {worst['pooling']} {worst['heldout_accuracy']:.1%} "
+                f"(a {100 * (best['heldout_accuracy'] - worst['heldout_accuracy']):.1f}-point spread; {baselines})."
+            )
         if "cls" in set(t["pooling"]):
             cls = t[t["pooling"] == "cls"].iloc[0]
             text += (
