@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -35,7 +36,9 @@ def _websocket(url: str, origin: str) -> str:
         conn.close()
         return "connected"
 
-    return asyncio.run(connect())
+    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(connect())).result(timeout=30)
 
 
 def test_upload_without_the_xsrf_token_is_refused(server):
