@@ -317,6 +317,41 @@ def bench_umap(results: dict, notes: dict) -> None:
     notes["umap_10k_cold_s"] = "fresh process, numba compilation included"
 
 
+def bench_browser(results: dict, notes: dict) -> None:
+    """Headless Chromium: Ctrl+Enter on a new sentence -> Attention heatmap with its tokens."""
+    import shutil
+
+    if not shutil.which("chromium"):
+        raise RuntimeError("chromium is not installed (make test installs it when run as root)")
+    from benchmarks.browser_sessions import measure
+
+    out = measure(sessions=8, rounds=5)
+    results["browser_enter_to_plot_s"] = out["single_session"]["p50_s"]
+    results["browser_single_p95_s"] = out["single_session"]["p95_s"]
+    results["browser_8_sessions_p50_s"] = out["concurrent_sessions"]["p50_s"]
+    results["browser_8_sessions_p95_s"] = out["concurrent_sessions"]["p95_s"]
+    results["browser_8_sessions_p50_ratio"] = out["p50_ratio_concurrent_vs_single"]
+    notes["browser_enter_to_plot_s"] = "median of 5 new sentences, one session (benchmarks/browser_sessions.py)"
+    notes["browser_8_sessions_p50_s"] = "8 sessions typing a new sentence at the same moment, 5 rounds"
+
+
+def bench_finetune(results: dict, notes: dict) -> None:
+    """Minutes of the fine-tune mode with the page's defaults: 400 demo texts, 2 epochs, 4 poolings."""
+    from clsviz import load_encoder
+    from clsviz.corpus import demo_corpus
+    from clsviz.experiments.finetune import FINETUNE_POOLINGS, run_finetune
+
+    enc, corpus = load_encoder(), demo_corpus()
+    start = time.perf_counter()
+    res = run_finetune(enc, corpus.texts, corpus.labels["topic"], epochs=2, max_texts=400)
+    results["finetune_demo_minutes"] = (time.perf_counter() - start) / 60
+    notes["finetune_demo_minutes"] = (
+        f"400 demo texts (label 'topic'), 2 epochs, poolings {', '.join(FINETUNE_POOLINGS)}, on {enc.info.device}; "
+        "held-out accuracy: "
+        + ", ".join(f"{r.pooling} {r.heldout_accuracy:.1%}" for r in res.table.itertuples())
+    )
+
+
 MEASUREMENTS = [
     bench_model_load,
     bench_trace_overhead,
@@ -325,6 +360,8 @@ MEASUREMENTS = [
     bench_umap,
     bench_peak_rss,
     bench_probe,
+    bench_browser,
+    bench_finetune,
 ]
 
 
