@@ -95,6 +95,8 @@ def wait_for_app(page: Page, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
     page.wait_for_selector(IDLE, timeout=timeout_ms)
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=timeout_ms)
     page.wait_for_selector('[data-testid="stSidebar"] textarea', timeout=timeout_ms)
+    # Lazily loaded elements (charts among them) show a skeleton until their code has loaded.
+    expect(page.locator('[data-testid="stMain"] [data-testid="stSkeleton"]')).to_have_count(0, timeout=timeout_ms)
     page.wait_for_function(
         """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(
                 el => { const g = el.querySelector('.js-plotly-plot'); return g && g._fullLayout; })""",
