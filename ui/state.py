@@ -14,6 +14,8 @@ import streamlit as st
 from clsviz import DEFAULT_MODEL, Encoder, ModelLoadError, Trace, load_encoder, trace
 from clsviz.encoder import allowed_models
 
+from .corpus import plain
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # (file relative to the app root, label, icon). Links are shown for files that exist.
@@ -182,7 +184,7 @@ def current_encoder() -> Encoder:
     shown = st.session_state.setdefault(ERRORS_SHOWN, set())
     if name != DEFAULT_MODEL and name not in shown:
         shown.add(name)
-        st.error(f"{failed[name]}  \nShowing the bundled default model instead.", icon=":material/error:")
+        st.error(f"{plain(failed[name])}  \nShowing the bundled default model instead.", icon=":material/error:")
     with st.spinner("Loading the bundled model…"):
         return cached_encoder(DEFAULT_MODEL)
 
