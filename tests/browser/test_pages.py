@@ -16,6 +16,9 @@ from ui.state import PAGES, ROOT
 
 pytestmark = pytest.mark.browser
 
+# Every page's screenshot is kept (the README's pictures are copied from here).
+SHOTS = ROOT / "test-artifacts" / "pages"
+
 EXISTING = [(path, label) for path, label, _ in PAGES if (ROOT / path).is_file()]
 
 # Pages that draw their plot only when a person asks for a computation: the number inputs
@@ -62,7 +65,10 @@ def test_page_from_the_sidebar_shows_plots_and_no_error(page, server, path, labe
     # Drawn, not only mounted: plotly built its SVG.
     assert page.locator(".js-plotly-plot .main-svg").count() >= 1, f"{label}: plot not drawn"
     assert page_problems(page) == []
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{url_path(path) or 'overview'}.png"))
     # And back to the Overview through its link.
     follow_sidebar_link(page, server, EXISTING[0][1], EXISTING[0][0])
     wait_for_plots(page)
     assert page.locator(".js-plotly-plot").count() >= 1 and page_problems(page) == []
+    page.screenshot(path=str(SHOTS / "overview.png"))
