@@ -12,6 +12,7 @@ from clsviz.attention import (
     token_matrix_table,
 )
 from ui.attention import attention_arrays, summary_figure
+from ui.report import report_download
 from ui.state import current_max_tokens, current_traces, page_setup
 from ui.widgets import download_csv, sentence_picker, show_figure
 
@@ -25,6 +26,7 @@ traces = current_traces()
 if not traces:
     st.stop()
 t = sentence_picker(traces, key="attention.sentence")
+report_download(t, key="attention.report")
 
 # A different model can have fewer layers or heads than a value kept from before: clamp it.
 if st.session_state.get("attention.layer", 1) > t.num_layers:

@@ -58,7 +58,10 @@ def page() -> AppTest:
 def test_default_run_shows_every_chart_with_a_download(page):
     specs = _specs(page)
     assert len(specs) == len(CHART_KEYS)
-    assert len(page.get("download_button")) == len(CHART_KEYS)
+    # One CSV per chart, plus the HTML report of the sentence.
+    labels = [b.proto.label for b in page.get("download_button")]
+    assert len(labels) == len(CHART_KEYS) + 1
+    assert labels.count("Download an HTML report") == 1
     assert len(page.caption) >= len(CHART_KEYS)
     matrix = _chart(page, "attention.matrix")
     assert "Layer 6, mean over heads" in matrix["layout"]["title"]["text"]
