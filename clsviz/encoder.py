@@ -313,26 +313,22 @@ def load_encoder(
     cls_token, cls_id = _refuse_without_cls(display, tokenizer)
 
     dev = _pick_device(device)
-    try:
-        model = AutoModel.from_pretrained(
+    def weights(attn_implementation: str):
+        return AutoModel.from_pretrained(
             source,
             config=config,
             trust_remote_code=False,
             use_safetensors=None if allow_pickle else True,
-            attn_implementation="sdpa",
+            attn_implementation=attn_implementation,
             output_loading_info=True,
         )
+
+    try:
+        model = weights("sdpa")
     except (ValueError, ImportError):
         # Some architectures have no SDPA kernel; eager is always available.
         try:
-            model = AutoModel.from_pretrained(
-                source,
-                config=config,
-                trust_remote_code=False,
-                use_safetensors=None if allow_pickle else True,
-                attn_implementation="eager",
-                output_loading_info=True,
-            )
+            model = weights("eager")
         except Exception as exc:
             raise ModelLoadError(f"'{display}' could not be loaded: {exc}") from exc
     except OSError as exc:
