@@ -8,11 +8,12 @@ import streamlit as st
 from clsviz import figures
 from clsviz.figures import strategy_title
 from clsviz.projection import MIN_UMAP_SAMPLES
-from ui.corpus import corpus_picker, corpus_vectors, plain
+from ui.corpus import corpus_vectors, plain
 from ui.embeddings import (
     NAMED_EXTRA,
     TOKEN_K,
     coordinates_table,
+    corpus_source,
     corpus_strategies,
     fitted_projection,
     layer_separation,
@@ -40,9 +41,31 @@ st.caption(
 
 encoder = current_encoder()
 info = encoder.info
-corpus = corpus_picker("embeddings.corpus")
-if corpus is None:
+picked = corpus_source("embeddings.corpus")
+if picked is None:
     st.stop()
+corpus, saved = picked
+mismatch = saved is not None and saved.model_name != encoder.name
+if saved is not None:
+    missing = [s for s in ("cls", "mean") if s not in saved.strategies]
+    if missing:
+        st.error(
+            plain(
+                f"This vectors file holds {', '.join(saved.strategies)}; the [CLS] and mean panels need "
+                f"{' and '.join(missing)} too. Save it again with: clsviz embed corpus.csv --strategies cls,mean,max"
+            ),
+            icon=":material/error:",
+        )
+        st.stop()
+    if mismatch:
+        st.warning(
+            plain(
+                f"These vectors come from {saved.model_name}, but the selected model is {encoder.name}. "
+                "The corpus is shown from the file; your typed sentences are not placed among them "
+                "(another model reads them differently). Select the file's model in the sidebar to place them."
+            ),
+            icon=":material/warning:",
+        )
 if len(corpus) < MIN_UMAP_SAMPLES:
     st.warning(
         f"The corpus has {len(corpus)} text(s); a projection needs at least {MIN_UMAP_SAMPLES}. "
@@ -54,19 +77,25 @@ if len(corpus) < MIN_UMAP_SAMPLES:
 # -- controls --------------------------------------------------------------------------------
 c_layer, c_third, c_label, c_method = st.columns([3, 2, 2, 2])
 with c_layer:
+    top = saved.num_layers if saved is not None else info.num_layers
     layer = st.slider(
-        "Layer", 0, info.num_layers, info.num_layers, key="embeddings.layer",
+        "Layer", 0, top, top, key="embeddings.layer",
         help="0 = the embedding layer (before any attention), then the output of each transformer layer.",
     )
 with c_third:
-    offered = [s for s in NAMED_EXTRA if s != "pooler" or info.has_pooler] + [TOKEN_K]
+    if saved is not None:
+        # Saved vectors are shown as they are: only the readings the file holds are offered.
+        offered = [s for s in saved.strategies if s not in ("cls", "mean")] or ["mean"]
+    else:
+        offered = [s for s in NAMED_EXTRA if s != "pooler" or info.has_pooler] + [TOKEN_K]
     third = st.selectbox(
         "Third panel",
         offered,
         format_func=lambda s: "token K (pick K)" if s == TOKEN_K else strategy_title(s),
-        key="embeddings.third",
+        key="embeddings.third" if saved is None else "embeddings.third_saved",
         help="How the third panel reads one vector out of the sentence. 'pooler' appears only for models "
-        "with a pooler head.",
+        "with a pooler head." if saved is None else "The readings saved in the vectors file besides [CLS] and "
+        "the mean (embed with more --strategies to see others).",
     )
     if third == TOKEN_K:
         k = st.number_input(
@@ -92,9 +121,9 @@ with c_method:
         help="Same picture every time (UMAP then runs on one core). Off: a new layout per fit, a bit faster.",
     )
 seed = SEED if fixed else None
-strategies = ("cls", "mean", third)
+strategies = tuple(dict.fromkeys(("cls", "mean", third)))
 
-vectors = corpus_vectors(encoder, corpus, corpus_strategies(encoder, corpus, third))
+vectors = saved if saved is not None else corpus_vectors(encoder, corpus, corpus_strategies(encoder, corpus, third))
 if vectors is None:
     st.stop()
 if third not in vectors.strategies:
@@ -110,7 +139,8 @@ def source(strategy: str):
 
 
 # The person's own sentences (from the sidebar), placed into every projection.
-traces = current_traces() if current_sentences() else []
+# Not with vectors from another model: its layers and space are not the selected model's.
+traces = current_traces() if current_sentences() and not mismatch else []
 typed_texts = [t.text for t in traces]
 
 # -- scores in the original space ------------------------------------------------------------
@@ -164,7 +194,7 @@ def draw(method_name: str) -> tuple:
     return fig, coords, typed
 
 
-st.subheader(f"Three readings of the same {len(corpus):,} sentences")
+st.subheader(f"{'Three' if len(strategies) == 3 else 'Two'} readings of the same {len(corpus):,} sentences")
 status = st.empty()
 panel = st.empty()
 st.caption(
@@ -213,7 +243,10 @@ else:
 
 # -- trajectory ------------------------------------------------------------------------------
 st.subheader("One sentence across layers")
-if not traces:
+if mismatch:
+    st.info(plain(f"Select {saved.model_name} in the sidebar to follow your sentences among these vectors."),
+            icon=":material/info:")
+elif not traces:
     st.info("Type a sentence in the sidebar to follow it through the layers.", icon=":material/edit:")
 else:
     t_left, t_right = st.columns([3, 1])

@@ -273,3 +273,72 @@ def test_coordinates_table_lists_every_point_shown():
     mine = table[(table["source"] == "typed") & (table["strategy"] == "mean")]
     assert mine["text"].tolist() == ["mine"] and np.allclose(mine[["x", "y"]].to_numpy(), typed["mean"])
     assert set(table["layer"]) == {3} and set(table["method"]) == {"umap"}
+
+
+@pytest.fixture(scope="module")
+def saved_vectors(tiny_encoder):
+    """30 demo sentences embedded as `clsviz embed` would, with a 'first' reading besides cls/mean."""
+    demo = demo_corpus()
+    rows = list(range(0, len(demo), len(demo) // 30))[:30]
+    texts = [demo.texts[i] for i in rows]
+    labels = {"topic": [demo.labels["topic"][i] for i in rows]}
+    return extract(tiny_encoder, texts, ("cls", "mean", "first"), labels=labels)
+
+
+def _open_saved(model_dir, pv, tmp_path, name="vectors.npz") -> AppTest:
+    from clsviz.vectors_io import save_vectors
+    from ui.embeddings import SAVED
+
+    at = _open(model_dir, **{"embeddings.corpus.source": SAVED, "embeddings.method": "PCA"})
+    assert any("clsviz embed" in i.value for i in at.info) and not at.get("plotly_chart")
+    data = save_vectors(pv, tmp_path / name).read_bytes()
+    # Any embedding here would be a failure: saved vectors are shown as they are.
+    with mock.patch("ui.corpus.extract", side_effect=AssertionError("the corpus was embedded again")):
+        at.file_uploader(key="embeddings.corpus.vectors").set_value((name, data, "application/octet-stream")).run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.mark.parametrize("name", ["vectors.npz", "vectors.parquet"])
+def test_saved_vectors_are_shown_without_embedding_again(tiny_model_dirs, saved_vectors, tmp_path, name):
+    import html
+
+    at = _open_saved(tiny_model_dirs["bert"], saved_vectors, tmp_path, name)
+    assert not at.error and not at.warning
+    # Only the readings the file holds are offered for the third panel.
+    from clsviz.figures import strategy_title
+
+    assert at.selectbox(key="embeddings.third_saved").options == [strategy_title("first")]
+    panels = _specs(at)[0]
+    layer = saved_vectors.num_layers
+    assert f"PCA of 30 texts after layer {layer}" in panels["layout"]["title"]["text"]
+    # Every saved text is a point, and the [CLS] panel is the PCA of the file's [CLS] vectors.
+    hover = " ".join(h for t in panels["data"] if t["name"] != "your sentences" for h in t["hovertext"])
+    hover = hover.replace("<br>", " ")  # long sentences are wrapped
+    assert all(html.escape(" ".join(text.split()), quote=False) in hover for text in saved_vectors.texts)
+    cls = saved_vectors.get("cls", layer).astype(np.float64)
+    unit = cls / np.linalg.norm(cls, axis=1, keepdims=True)
+    centred = unit - unit.mean(0)
+    expected = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
+    got = _panel_points(panels, "x")
+    assert any(np.allclose(got, _sorted_rounded(expected * signs), atol=2e-3)
+               for signs in ([1, 1], [1, -1], [-1, 1], [-1, -1]))
+    # Same model: the typed sentences are placed among the saved ones.
+    stars = [t for t in panels["data"] if t["name"] == "your sentences"]
+    assert len(stars) == 3 and list(stars[0]["text"]) == ["1", "2"]
+    assert f"{strategy_title('first')} · kNN accuracy" in [m.label for m in at.metric]
+
+
+def test_saved_vectors_from_another_model_or_without_mean(tiny_model_dirs, saved_vectors, tiny_encoder, tmp_path):
+    from dataclasses import replace
+
+    other = replace(saved_vectors, model_name="someone/other-model")
+    at = _open_saved(tiny_model_dirs["bert"], other, tmp_path)
+    assert any("someone/other-model" in w.value and "not placed" in w.value for w in at.warning)
+    panels = _specs(at)[0]
+    assert "PCA of 30 texts" in panels["layout"]["title"]["text"]
+    assert not [t for t in panels["data"] if t["name"] == "your sentences"]
+    only_cls = extract(tiny_encoder, saved_vectors.texts, ("cls",))
+    at = _open_saved(tiny_model_dirs["bert"], only_cls, tmp_path, "cls-only.npz")
+    assert any("need mean" in e.value.replace("\\", "") for e in at.error)
+    assert not at.get("plotly_chart")

@@ -112,11 +112,12 @@ def _upload(key: str) -> Corpus | None:
     return corpus
 
 
-def corpus_picker(key: str) -> Corpus | None:
+def corpus_picker(key: str, source: str | None = None) -> Corpus | None:
     """The demo corpus or an uploaded CSV / TSV / TXT (text and label columns chosen here).
 
+    ``source`` (DEMO or UPLOAD) skips the choice, for a page that offers more sources itself.
     Shows the corpus's notes; returns None, after a message, when there is nothing usable."""
-    source = st.radio(
+    source = source or st.radio(
         "Corpus",
         (DEMO, UPLOAD),
         key=f"{key}.source",

@@ -15,6 +15,9 @@ import streamlit as st
 from clsviz import Encoder, PooledVectors, Trace, pool
 from clsviz.corpus import Corpus
 from clsviz.projection import Projector, separation_by_layer, warm_up
+from clsviz.vectors_io import as_corpus
+from ui.corpus import DEMO, UPLOAD, corpus_picker
+from ui.vectors import vectors_uploader
 
 WARMUP_ENV = "CLSVIZ_UMAP_WARMUP"
 """Environment variable: "0" turns the background UMAP warm-up off (tests, scripts)."""
@@ -23,6 +26,8 @@ NAMED_EXTRA = ("max", "mean_content", "first", "last", "pooler")
 """Third-panel strategies offered by name ("token:K" is offered too)."""
 
 TOKEN_K = "token:K"
+SAVED = "Saved vectors (clsviz embed)"
+"""The third corpus source: vectors written by ``clsviz embed``, used without re-embedding."""
 MAX_ALL_STRATEGY_BYTES = 600_000_000
 """Extract every named strategy at once (so switching the third panel is instant) only while
 the vectors stay below this size; larger corpora/models extract just the three shown."""
@@ -70,6 +75,32 @@ def corpus_strategies(encoder: Encoder, corpus: Corpus, third: str) -> tuple[str
     if size <= MAX_ALL_STRATEGY_BYTES and not third.startswith("token:"):
         return named
     return tuple(dict.fromkeys(("cls", "mean", third)))
+
+
+def corpus_source(key: str) -> tuple[Corpus, PooledVectors | None] | None:
+    """The demo corpus, an uploaded CSV / TXT, or saved vectors: (corpus, saved vectors or None).
+
+    Returns None, after a message, when nothing usable was picked."""
+    source = st.radio(
+        "Corpus",
+        (DEMO, UPLOAD, SAVED),
+        key=f"{key}.source",
+        horizontal=True,
+        help="The demo corpus: sentences written for clsviz, labelled by topic, sentiment, form and word "
+        "order. Or upload your own CSV / TXT, or vectors saved by 'clsviz embed corpus.csv --out vectors.npz' "
+        "(shown as they are, without running the model again).",
+    )
+    if source != SAVED:
+        corpus = corpus_picker(key, source=source)
+        return None if corpus is None else (corpus, None)
+    saved = vectors_uploader(f"{key}.vectors")
+    if saved is None:
+        st.info(
+            "Upload a .npz or .parquet file written by `clsviz embed corpus.csv --out vectors.npz`.",
+            icon=":material/upload_file:",
+        )
+        return None
+    return as_corpus(saved), saved
 
 
 @st.cache_resource(show_spinner=False, max_entries=48)
