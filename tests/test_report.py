@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 import shutil
+import threading
 
 import numpy as np
 import plotly.graph_objects as go
@@ -229,16 +230,10 @@ def test_report_download_button(tiny_model_dirs):
     assert report_file_name(_T()) == "clsviz-report-the-cat-b-sat-b-etc.html"
 
 
-@pytest.mark.browser
-def test_report_renders_offline_in_chromium(real_report, real_sections, real_trace):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("chromium not installed (Debian package 'chromium'; scripts/ensure-chromium.sh installs it)")
+def _render(chromium, report, drawn, attempted, errors, dialogs):
+    """Open the report in headless Chromium with every non-file request blocked."""
     from playwright.sync_api import sync_playwright
 
-    shown = [s for s in real_sections if s.figure is not None]
-    drawn = len(shown)
-    attempted, errors, dialogs = [], [], []
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=chromium,
@@ -258,7 +253,7 @@ def test_report_renders_offline_in_chromium(real_report, real_sections, real_tra
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(real_report.as_uri())
+            page.goto(report.as_uri())
             page.wait_for_function(
                 f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {drawn}", timeout=90_000
             )
@@ -270,6 +265,34 @@ def test_report_renders_offline_in_chromium(real_report, real_sections, real_tra
             shown_text = page.locator("blockquote").inner_text()
         finally:
             browser.close()
+    return plots, shown_text
+
+
+@pytest.mark.browser
+def test_report_renders_offline_in_chromium(real_report, real_sections, real_trace):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium not installed (Debian package 'chromium'; scripts/ensure-chromium.sh installs it)")
+    shown = [s for s in real_sections if s.figure is not None]
+    drawn = len(shown)
+    attempted, errors, dialogs = [], [], []
+    out: dict = {}
+
+    def look() -> None:
+        # Own thread: the browser tests' session-wide Playwright keeps an asyncio loop in the
+        # main thread, and the sync API refuses to start inside a running loop.
+        try:
+            out["plots"], out["text"] = _render(chromium, real_report, drawn, attempted, errors, dialogs)
+        except BaseException as exc:  # re-raised in the test thread below
+            out["error"] = exc
+
+    worker = threading.Thread(target=look)
+    worker.start()
+    worker.join(300)
+    assert not worker.is_alive(), "the report did not render within 5 minutes"
+    if "error" in out:
+        raise out["error"]
+    plots, shown_text = out["plots"], out["text"]
     assert [p_["id"] for p_ in plots] == [f"clsviz-figure-{i}" for i in range(drawn)]
     for plot, section in zip(plots, shown):
         assert plot["traces"] == len(section.figure.data) > 0
