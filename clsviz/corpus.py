@@ -78,6 +78,30 @@ def _batches(lengths: np.ndarray, batch_size: int):
         yield order[start : start + batch_size]
 
 
+def padded_batches(encoder: Encoder, all_ids, all_special, batch_size: int):
+    """Length-sorted, right-padded batches of tokenized texts on the encoder's device.
+
+    all_ids / all_special : per-text token ids and special-token masks (lists)
+    Yields ``(rows, ids, mask, special)``: the texts' indexes [B] and long / bool / bool
+    tensors [B, T]; ``mask`` is True on real (non-padding) tokens.
+    """
+    import torch
+
+    lengths = np.array([len(x) for x in all_ids])
+    pad_id = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
+    for rows in _batches(lengths, batch_size):
+        width = int(lengths[rows].max())
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.bool)
+        special = torch.zeros((len(rows), width), dtype=torch.bool)
+        for j, r in enumerate(rows):
+            n = lengths[r]
+            ids[j, :n] = torch.as_tensor(all_ids[r])
+            mask[j, :n] = True
+            special[j, :n] = torch.as_tensor(all_special[r], dtype=torch.bool)
+        yield rows, ids.to(encoder.device), mask.to(encoder.device), special.to(encoder.device)
+
+
 def extract(
     encoder: Encoder,
     texts: Sequence[str],
@@ -123,28 +147,16 @@ def extract(
         full_lengths = [len(x) for x in tok(texts, add_special_tokens=False, split_special_tokens=True, verbose=False)["input_ids"]]
     all_ids = enc["input_ids"]
     all_special = enc["special_tokens_mask"]
-    lengths = np.array([len(x) for x in all_ids])
     num_special = tok.num_special_tokens_to_add(pair=False)
     truncated = np.array([n + num_special > limit for n in full_lengths])
 
     n_texts = len(texts)
     out = np.empty((n_texts, info.num_layers + 1, len(strategies), info.hidden_size), dtype=np.float32)
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     model = encoder.model
     device = encoder.device
     done = 0
     with torch.inference_mode():
-        for rows in _batches(lengths, batch_size):
-            width = int(lengths[rows].max())
-            ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.bool)
-            special = torch.zeros((len(rows), width), dtype=torch.bool)
-            for j, r in enumerate(rows):
-                n = lengths[r]
-                ids[j, :n] = torch.as_tensor(all_ids[r])
-                mask[j, :n] = True
-                special[j, :n] = torch.as_tensor(all_special[r], dtype=torch.bool)
-            ids, mask, special = ids.to(device), mask.to(device), special.to(device)
+        for rows, ids, mask, special in padded_batches(encoder, all_ids, all_special, batch_size):
             result = model(input_ids=ids, attention_mask=mask.long(), output_hidden_states=True)
             hidden = torch.stack(result.hidden_states, dim=1)  # [B, L+1, T, D]
             cls_index = ((ids == info.cls_token_id) & special).int().argmax(dim=1)

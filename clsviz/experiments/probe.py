@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..corpus import PooledVectors, _batches
+from ..corpus import PooledVectors, padded_batches
 from ..encoder import Encoder
 from ..pooling import check_strategy
 from ..tracing import _has_content
@@ -130,21 +130,13 @@ def random_token_vectors(
 
     texts, all_ids, all_special = _tokenize_all(encoder, texts, max_length)
     positions = _pick_positions(texts, all_special, seed)
-    lengths = np.array([len(x) for x in all_ids])
     info = encoder.info
     out = np.empty((len(texts), info.num_layers + 1, info.hidden_size), dtype=np.float32)
-    pad_id = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
     device = encoder.device
     done = 0
     with torch.inference_mode():
-        for rows in _batches(lengths, batch_size):
-            width = int(lengths[rows].max())
-            ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for j, r in enumerate(rows):
-                ids[j, : lengths[r]] = torch.as_tensor(all_ids[r])
-                mask[j, : lengths[r]] = 1
-            result = encoder.model(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True)
+        for rows, ids, mask, _ in padded_batches(encoder, all_ids, all_special, batch_size):
+            result = encoder.model(input_ids=ids, attention_mask=mask.long(), output_hidden_states=True)
             hidden = torch.stack(result.hidden_states, dim=1)  # [B, L+1, T, D]
             pos = torch.as_tensor(positions[rows], device=device)
             out[rows] = hidden[torch.arange(len(rows), device=device), :, pos, :].float().cpu().numpy()
