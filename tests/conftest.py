@@ -97,6 +97,22 @@ def build_tiny_model(kind: str, folder: Path) -> Path:
     return folder
 
 
+def open_page(page: str, sentences: str | None = None, timeout: float = 240, **state):
+    """Run ``page`` inside the app (entry file app.py), as in the browser, with session state
+    set (``sentences`` fills the sidebar's box); fails on any exception the page raised."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file("../app.py", default_timeout=timeout)
+    if sentences is not None:
+        at.session_state["clsviz.sentences"] = sentences
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 @pytest.fixture(scope="session")
 def encoder():
     """The bundled all-MiniLM-L6-v2 encoder (real weights, no network)."""

@@ -8,6 +8,7 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.conftest import open_page
 from ui import jobs
 from ui.state import OTHER
 
@@ -84,13 +85,7 @@ def test_jobs_queue_behind_the_slot():
 
 def _open(**state) -> AppTest:
     # The page runs inside the app (entry file app.py), as it does in the browser.
-    at = AppTest.from_file("../app.py", default_timeout=180)
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(PAGE, timeout=180, **state)
 
 
 def _button(at, label):

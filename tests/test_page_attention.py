@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 from clsviz import trace
 from clsviz.attention import normalize_rows, value_weighted_attention
 from clsviz.figures import safe_text
+from tests.conftest import open_page
 from tests.test_attention import _arr, tiny_mpnet_dir  # noqa: F401 (fixture)
 from ui.state import DEFAULT_MAX_TOKENS, OTHER
 
@@ -28,14 +29,7 @@ CHART_KEYS = (
 
 def _open(**state) -> AppTest:
     # The page runs inside the app (entry file app.py), as it does in the browser.
-    at = AppTest.from_file("../app.py", default_timeout=180)
-    at.session_state["clsviz.sentences"] = SENTENCES
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(PAGE, SENTENCES, timeout=180, **state)
 
 
 def _specs(at: AppTest) -> list[dict]:

@@ -12,9 +12,10 @@ from clsviz import extract, load_encoder, pool, trace
 from clsviz.corpus import Corpus, demo_corpus
 from clsviz.experiments.inversion import load_mlm_head, mlm_reading
 from clsviz.figures import safe_text
+from tests.conftest import open_page
 from tests.test_attention import _arr
 from tests.test_inversion import tiny_mlm_dir  # noqa: F401  (fixture)
-from tests.test_page_why_first import chart_specs, open_page
+from tests.test_page_why_first import chart_specs
 from ui.similarity import UPLOAD_PAIRS
 from ui.state import DEFAULT_MAX_TOKENS, OTHER
 

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from clsviz import extract, trace
 from clsviz.similarity import VIEWS
+from tests.conftest import open_page
 from tests.test_attention import _arr
 from ui.similarity import BASELINE_SAMPLE_ENV, UPLOAD_PAIRS, read_pairs_upload
 
@@ -24,15 +25,7 @@ SECTIONS = ("[CLS] and its tokens", "Compare sentences", "Benchmark", "Norms & m
 
 
 def _open(sentences: str | None = None, **state) -> AppTest:
-    at = AppTest.from_file("../app.py", default_timeout=240)
-    if sentences is not None:
-        at.session_state["clsviz.sentences"] = sentences
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(PAGE, sentences, **state)
 
 
 def _section(at: AppTest, name: str) -> AppTest:

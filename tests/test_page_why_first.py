@@ -13,23 +13,12 @@ from clsviz import load_encoder
 from clsviz.corpus import Corpus, demo_corpus
 from clsviz.experiments.position import VARIANT_LABELS, position_experiment, position_probe
 from clsviz.figures import safe_text
+from tests.conftest import open_page
 from tests.test_attention import _arr
 from ui.state import DEFAULT_MAX_TOKENS, OTHER
 
 PAGE = "pages/5_Why_first.py"
 SENTENCE = "The film was not bad at all."
-
-
-def open_page(page: str, sentences: str, **state) -> AppTest:
-    """Run ``page`` inside the app (entry file app.py), as in the browser, with session state set."""
-    at = AppTest.from_file("../app.py", default_timeout=240)
-    at.session_state["clsviz.sentences"] = sentences
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def chart_specs(at: AppTest) -> list[dict]:
