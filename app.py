@@ -8,7 +8,7 @@ from clsviz import figures
 from clsviz.overview import findings
 from ui.embeddings import start_umap_warmup
 from ui.state import PAGES, ROOT, current_encoder, current_traces, page_setup
-from ui.widgets import download_csv
+from ui.widgets import download_csv, figure_caption, show
 
 page_setup("Overview", icon=":material/token:")
 # UMAP's first fit compiles with numba (~30 s): start that once per process in the background
@@ -36,7 +36,8 @@ if not traces:
 st.subheader("The tokens, as the model sees them")
 for i, t in enumerate(traces):
     st.text(f"{i + 1}. {t.text}")
-    st.plotly_chart(figures.tokens_figure(t), width="stretch", key=f"overview.tokens.{i}")
+    show("overview.tokens", figures.tokens_figure(t), key=f"overview.tokens.{i}", caption=False)
+figure_caption("overview.tokens")
 
 st.subheader("Four questions, answered for your first sentence")
 links = {key: (path, label) for key, (path, label, _) in zip(

@@ -48,7 +48,7 @@ def _summary(values: list[float]) -> dict:
 def measure(sessions: int = 8, rounds: int = 3) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from tests.browser.helpers import (
+    from devtools.browser import (
         expected_tokens,
         launch_chromium,
         open_app,

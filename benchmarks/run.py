@@ -108,7 +108,7 @@ def bench_corpus_throughput(results: dict, notes: dict) -> None:
     ours, theirs = [], []
     for _ in range(2):  # interleaved so drift hits both sides alike
         start = time.perf_counter()
-        pv = extract(enc, texts, strategies=("cls", "mean", "max"), batch_size=64)
+        pv = extract(enc, texts, poolings=("cls", "mean", "max"), batch_size=64)
         ours.append(time.perf_counter() - start)
         start = time.perf_counter()
         st_model.encode(texts, batch_size=32)
@@ -117,7 +117,7 @@ def bench_corpus_throughput(results: dict, notes: dict) -> None:
     results["extract_sentences_per_s"] = len(texts) / min(ours)
     results["sentence_transformers_sentences_per_s"] = len(texts) / min(theirs)
     notes["corpus_throughput_ratio_vs_sentence_transformers"] = (
-        f"{len(texts)} texts; extract yields {pv.vectors.shape[1]} layers x 3 strategies, "
+        f"{len(texts)} texts; extract yields {pv.vectors.shape[1]} layers x 3 poolings, "
         "sentence-transformers one mean-pooled vector"
     )
 
@@ -272,15 +272,15 @@ def bench_attention_page(results: dict, notes: dict) -> None:
 
 
 def bench_probe(results: dict, notes: dict) -> None:
-    """The pooling probe's full grid (every layer x every strategy, 5-fold CV) on the demo corpus."""
+    """The pooling probe's full grid (every layer x every pooling, 5-fold CV) on the demo corpus."""
     from clsviz import extract, load_encoder
     from clsviz.corpus import demo_corpus
-    from clsviz.experiments import RANDOM_TOKEN, default_strategies, random_token_vectors, run_probe
+    from clsviz.experiments import RANDOM_TOKEN, default_poolings, random_token_vectors, run_probe
 
     enc, corpus = load_encoder(), demo_corpus()
-    strategies = [s for s in default_strategies(enc.info.has_pooler) if s != RANDOM_TOKEN]
+    poolings = [s for s in default_poolings(enc.info.has_pooler) if s != RANDOM_TOKEN]
     start = time.perf_counter()
-    pv = extract(enc, corpus.texts, strategies, labels=corpus.labels)
+    pv = extract(enc, corpus.texts, poolings, labels=corpus.labels)
     rnd = random_token_vectors(enc, corpus.texts)
     results["probe_extract_demo_s"] = time.perf_counter() - start
     result = None
@@ -291,8 +291,8 @@ def bench_probe(results: dict, notes: dict) -> None:
 
     results["probe_demo_all_layers_s"] = best_of(grid, repeat=2)
     notes["probe_demo_all_layers_s"] = (
-        f"{result.n} texts, {len(result.table)} cells ({pv.vectors.shape[1]} layers x {len(strategies) + 1} "
-        f"strategies), 5 folds, {enc.info.hidden_size} dims, label 'topic'; extraction (probe_extract_demo_s) "
+        f"{result.n} texts, {len(result.table)} cells ({pv.vectors.shape[1]} layers x {len(poolings) + 1} "
+        f"poolings), 5 folds, {enc.info.hidden_size} dims, label 'topic'; extraction (probe_extract_demo_s) "
         "is not included"
     )
 

@@ -1,30 +1,18 @@
 """clsviz: live evidence about the [CLS] token of BERT-family encoders.
 
 The package computes every number and builds every figure; it never imports Streamlit.
+The rooms (one concern each) are listed in README.md, "Architecture".
 """
 
-from .corpus import (
-    Corpus,
-    CorpusError,
-    PooledVectors,
-    demo_corpus,
-    demo_pairs,
-    extract,
-    load_corpus,
-    load_pairs,
-)
+from .baseline import Baseline, anisotropy_baseline, measure_baseline
+from .benchmark import sentence_benchmark
+from .corpus import Corpus, demo_corpus, demo_pairs
 from .encoder import DEFAULT_MODEL, Encoder, EncoderInfo, ModelLoadError, load_encoder
-from .pooling import POOLING_STRATEGIES, pool
-from .similarity import (
-    Baseline,
-    anisotropy_baseline,
-    cls_summary,
-    cls_token_cosines,
-    compare_sentences,
-    measure_baseline,
-    sentence_benchmark,
-)
+from .pooling import POOLINGS, pool
+from .readers import CorpusError, load_corpus, load_pairs
+from .similarity import cls_summary, cls_token_cosines, compare_sentences
 from .tracing import Trace, trace
+from .vectors import PooledVectors, extract
 
 __all__ = [
     "Baseline",
@@ -34,7 +22,7 @@ __all__ = [
     "Encoder",
     "EncoderInfo",
     "ModelLoadError",
-    "POOLING_STRATEGIES",
+    "POOLINGS",
     "PooledVectors",
     "Trace",
     "anisotropy_baseline",

@@ -1,12 +1,13 @@
-"""Attention to and from [CLS]: per-head summaries, token categories, rollout, value norms.
+"""Attention to and from [CLS]: per-head summaries, token categories, rollout.
 
-Shapes (L = layers, H = heads, T = tokens including specials, D = hidden size). Layers are
-indexed from 0 in arrays; layer ``l`` of ``attentions`` reads ``trace.hidden_states[l]`` and
-writes ``trace.hidden_states[l + 1]``, so tables and figures number them 1..L.
+Shapes (L = blocks, H = heads, T = tokens including specials, D = hidden size). Blocks are
+numbered 1..L (:mod:`clsviz.layers`): row ``l - 1`` of an ``[L, ...]`` array is block ``l``,
+which reads ``trace.hidden_states[l - 1]`` and writes ``trace.hidden_states[l]``; tables have
+a ``block`` column and figures label blocks 1..L.
 
 Every function that takes ``attentions`` accepts any non-negative ``[L, H, T, T]`` array whose
 rows are weights over keys: the raw softmax attention of a Trace, or the row-normalised
-value-norm weighted attention (``normalize_rows(value_weighted_attention(...))``).
+value-norm weighted attention of :func:`clsviz.mixing.attention_weights`.
 
 * :func:`attention_to_cls` – [L, H] mean attention each head pays to [CLS]
 * :func:`cls_self_attention` – [L, H] attention of [CLS] to itself
@@ -15,8 +16,6 @@ value-norm weighted attention (``normalize_rows(value_weighted_attention(...))``
   ([CLS], [SEP], punctuation, other), after Clark et al. (2019), "What Does BERT Look At?"
 * :func:`cls_rows` – [L, H, T] what [CLS] reads in each layer/head
 * :func:`rollout` – [L, T, T] attention rollout (Abnar & Zuidema, 2020)
-* :func:`value_weighted_attention` – [L, H, T, T] ``||alpha_ij f(x_j)||`` (Kobayashi et al.,
-  2020, "Attention is Not Only a Weight")
 * :func:`summarize` – all of the above for one Trace in one :class:`AttentionSummary`, and
   ``*_table`` functions that turn it into tidy DataFrames (one per figure).
 """
@@ -30,11 +29,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .layers import check_block
+from .metrics import entropy
+from .mixing import check_kind
 from .tracing import Trace
 
 __all__ = [
     "TOKEN_CATEGORIES",
-    "ATTENTION_KINDS",
     "AttentionSummary",
     "attention_to_cls",
     "cls_self_attention",
@@ -42,12 +43,10 @@ __all__ = [
     "max_entropy",
     "token_categories",
     "attention_breakdown",
+    "block_map",
     "cls_rows",
     "rollout",
     "rollout_row",
-    "normalize_rows",
-    "value_weighted_attention",
-    "attention_weights",
     "summarize",
     "to_cls_table",
     "entropy_table",
@@ -60,10 +59,6 @@ __all__ = [
 TOKEN_CATEGORIES = ("[CLS]", "[SEP]", "punctuation", "other")
 """Where attention can go. "[SEP]" covers every special token except [CLS] (the closing
 [SEP] / ``</s>``, and padding or extra specials where a tokenizer adds them)."""
-
-ATTENTION_KINDS = ("attention", "value-norm")
-"""``"attention"``: softmax weights alpha. ``"value-norm"``: ||alpha f(x)|| per row, normalised to
-sum to 1 (the share of each key token in the size of what the head writes)."""
 
 # Sub-word markers stripped before deciding whether a token is punctuation
 # (WordPiece "##", byte-level BPE "Ġ"/"Ċ", SentencePiece "▁").
@@ -124,11 +119,19 @@ def cls_entropy(attentions: np.ndarray, cls_index: int = 0) -> np.ndarray:
     """
     a = _check_attentions(attentions)
     cls_index = _check_index(cls_index, a.shape[-1])
-    row = a[:, :, cls_index, :].astype(np.float64)  # [L, H, T]
-    total = row.sum(axis=-1, keepdims=True)
-    p = np.divide(row, total, out=np.zeros_like(row), where=total > 0)
-    logp = np.log(p, out=np.zeros_like(p), where=p > 0)
-    return (-(p * logp).sum(axis=-1)).astype(np.float32)
+    return entropy(a[:, :, cls_index, :]).astype(np.float32)
+
+
+def block_map(attentions: np.ndarray, block: int, head: int | None = None) -> np.ndarray:
+    """float32 [T, T]: block ``block``'s map (1..L, -1 = last) for one head (0-based) or the
+    mean over heads (None), from any [L, H, T, T] weights."""
+    a = _check_attentions(attentions)
+    m = a[check_block(block, a.shape[0]) - 1]
+    if head is None:
+        return m.mean(axis=0, dtype=np.float64).astype(np.float32)
+    if not 0 <= int(head) < a.shape[1]:
+        raise IndexError(f"head {head} is outside 0..{a.shape[1] - 1}")
+    return np.ascontiguousarray(m[int(head)], dtype=np.float32)
 
 
 def cls_rows(attentions: np.ndarray, cls_index: int = 0) -> np.ndarray:
@@ -243,96 +246,6 @@ def rollout_row(attentions: np.ndarray, index: int = 0, residual: float = 0.5) -
     return out
 
 
-def normalize_rows(weights: np.ndarray) -> np.ndarray:
-    """float32 [..., T]: each row divided by its sum (rows summing to 0 stay 0)."""
-    w = np.asarray(weights, dtype=np.float32)
-    total = w.sum(axis=-1, keepdims=True, dtype=np.float64).astype(np.float32)
-    return np.divide(w, total, out=np.zeros_like(w), where=total > 0)
-
-
-def _value_and_output_layers(encoder) -> list[tuple[object, object]]:
-    """(value Linear, output-projection Linear) of each attention layer, in order."""
-    model = encoder.model
-    num_layers = encoder.info.num_layers
-    enc = getattr(model, "encoder", None)
-    layers = getattr(enc, "layer", None)
-    if layers is not None and len(layers) and hasattr(layers[0], "attention"):
-        attn = layers[0].attention
-        if hasattr(getattr(attn, "self", None), "value") and hasattr(getattr(attn, "output", None), "dense"):
-            return [(lay.attention.self.value, lay.attention.output.dense) for lay in layers]
-    transformer = getattr(model, "transformer", None)
-    layers = getattr(transformer, "layer", None)
-    if layers is not None and len(layers) and hasattr(getattr(layers[0], "attention", None), "v_lin"):
-        return [(lay.attention.v_lin, lay.attention.out_lin) for lay in layers]
-    groups = getattr(enc, "albert_layer_groups", None)
-    if groups is not None:
-        config = model.config
-        if any(len(g.albert_layers) != 1 for g in groups):
-            raise ValueError(
-                "Value-norm weighted attention supports ALBERT models with one layer per group "
-                f"(inner_group_num=1); this one has inner_group_num={config.inner_group_num}."
-            )
-        per_group = num_layers / len(groups)
-        picked = [groups[int(i / per_group)].albert_layers[0].attention for i in range(num_layers)]
-        return [(att.value, att.dense) for att in picked]
-    raise ValueError(
-        "Value-norm weighted attention needs each layer's value and output-projection weights; "
-        "clsviz knows where they are in BERT, RoBERTa, ELECTRA, DistilBERT and ALBERT models, "
-        f"not in '{encoder.info.name}' (model type '{encoder.info.model_type}'). "
-        "Use plain attention weights for this model."
-    )
-
-
-def value_weighted_attention(encoder, trace: Trace) -> np.ndarray:
-    """Value-norm weighted attention ``||alpha_ij^h f_h(x_j)||`` (Kobayashi et al., 2020).
-
-    ``f_h(x) = (x W_V^h + b_V^h) W_O^h`` is what head h writes for key token x: its value
-    vector mapped through the head's slice of the attention output projection (the output
-    bias is shared by all tokens and left out). Since alpha >= 0,
-    ``||alpha_ij f_h(x_j)|| = alpha_ij * ||f_h(x_j)||``. ``x_j`` is the layer input
-    ``trace.hidden_states[l]``, so the model is not run again.
-
-    encoder: the Encoder that produced ``trace``. Returns float32 [L, H, T, T]. Raises
-    ValueError for architectures whose value/output weights clsviz cannot locate.
-    """
-    import torch
-
-    if trace.model_name != encoder.info.name:
-        raise ValueError(
-            f"The trace was made with '{trace.model_name}' but the encoder is '{encoder.info.name}'."
-        )
-    pairs = _value_and_output_layers(encoder)
-    if len(pairs) != trace.num_layers:
-        raise ValueError(f"Found {len(pairs)} attention layers in the model; the trace has {trace.num_layers}.")
-    num_heads = trace.num_heads
-    norms = np.empty((trace.num_layers, num_heads, trace.seq_len), dtype=np.float32)
-    with torch.inference_mode():
-        for layer, (value, output) in enumerate(pairs):
-            weight = value.weight
-            x = torch.as_tensor(trace.hidden_states[layer], device=weight.device, dtype=weight.dtype)
-            head_dim = value.out_features // num_heads
-            v = value(x).view(trace.seq_len, num_heads, head_dim).float()  # [T, H, d]
-            w_o = output.weight.float().view(output.out_features, num_heads, head_dim)  # [D, H, d]
-            # ||v_h W_O^h||^2 = v_h G_h v_h^T with G_h = W_O^h^T W_O^h: [H, d, d], cheaper than [H, T, D].
-            gram = torch.einsum("dhk,dhm->hkm", w_o, w_o)
-            sq = torch.einsum("thk,hkm,thm->ht", v, gram, v).clamp_min_(0.0)
-            norms[layer] = sq.sqrt().cpu().numpy()
-    return (trace.attentions * norms[:, :, None, :]).astype(np.float32)
-
-
-def attention_weights(encoder, trace: Trace, kind: str = "attention") -> np.ndarray:
-    """float32 [L, H, T, T] weights of ``kind`` (one of :data:`ATTENTION_KINDS`).
-
-    "attention" is ``trace.attentions`` itself; "value-norm" is
-    ``normalize_rows(value_weighted_attention(encoder, trace))``.
-    """
-    if kind == "attention":
-        return trace.attentions
-    if kind == "value-norm":
-        return normalize_rows(value_weighted_attention(encoder, trace))
-    raise ValueError(f"Unknown attention kind '{kind}'; choose one of {', '.join(ATTENTION_KINDS)}.")
-
-
 # --- one summary per trace ----------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class AttentionSummary:
@@ -345,7 +258,7 @@ class AttentionSummary:
     * ``breakdown``: float32 [L, H, C] share of each token category (mean over queries)
     * ``cls_rows``: float32 [L, H, T] the [CLS] row of every layer and head
     * ``rollout_cls``: float32 [L, T] the [CLS] row of the cumulative rollout
-    * ``kind``: one of :data:`ATTENTION_KINDS`
+    * ``kind``: one of :data:`clsviz.mixing.ATTENTION_KINDS`
     """
 
     tokens: tuple[str, ...]
@@ -391,8 +304,7 @@ def summarize(
     a = trace.attentions if weights is None else _check_attentions(weights)
     if a.shape != trace.attentions.shape:
         raise ValueError(f"weights: expected {list(trace.attentions.shape)}, got {list(a.shape)}")
-    if kind not in ATTENTION_KINDS:
-        raise ValueError(f"Unknown attention kind '{kind}'; choose one of {', '.join(ATTENTION_KINDS)}.")
+    check_kind(kind)
     cls = trace.cls_index
     cats = token_categories(trace.tokens, trace.special_mask, cls)
     return AttentionSummary(
@@ -413,12 +325,12 @@ def summarize(
 
 # --- tidy tables (one per figure) ---------------------------------------------------------------
 def _layer_head_grid(num_layers: int, num_heads: int) -> dict[str, np.ndarray]:
-    layer, head = np.meshgrid(np.arange(1, num_layers + 1), np.arange(1, num_heads + 1), indexing="ij")
-    return {"layer": layer.ravel(), "head": head.ravel()}
+    block, head = np.meshgrid(np.arange(1, num_layers + 1), np.arange(1, num_heads + 1), indexing="ij")
+    return {"block": block.ravel(), "head": head.ravel()}
 
 
 def to_cls_table(summary: AttentionSummary) -> pd.DataFrame:
-    """One row per (layer, head): ``attention_to_cls``, ``cls_self_attention``, ``include_self``."""
+    """One row per (block, head): ``attention_to_cls``, ``cls_self_attention``, ``include_self``."""
     df = pd.DataFrame(_layer_head_grid(summary.num_layers, summary.num_heads))
     df["attention_to_cls"] = summary.to_cls.ravel()
     df["cls_self_attention"] = summary.cls_self.ravel()
@@ -428,7 +340,7 @@ def to_cls_table(summary: AttentionSummary) -> pd.DataFrame:
 
 
 def entropy_table(summary: AttentionSummary) -> pd.DataFrame:
-    """One row per (layer, head): ``entropy`` (nats), ``max_entropy`` (log T), ``relative`` (ratio)."""
+    """One row per (block, head): ``entropy`` (nats), ``max_entropy`` (log T), ``relative`` (ratio)."""
     df = pd.DataFrame(_layer_head_grid(summary.num_layers, summary.num_heads))
     df["entropy"] = summary.entropy.ravel()
     df["max_entropy"] = summary.max_entropy
@@ -438,13 +350,13 @@ def entropy_table(summary: AttentionSummary) -> pd.DataFrame:
 
 
 def breakdown_table(summary: AttentionSummary, per_head: bool = False) -> pd.DataFrame:
-    """One row per (layer[, head], category): ``share`` of attention and ``tokens`` in the category."""
+    """One row per (block[, head], category): ``share`` of attention and ``tokens`` in the category."""
     counts = np.bincount(summary.categories, minlength=len(TOKEN_CATEGORIES))
     if per_head:
         grid = _layer_head_grid(summary.num_layers, summary.num_heads)
         values = summary.breakdown.reshape(-1, len(TOKEN_CATEGORIES))
     else:
-        grid = {"layer": np.arange(1, summary.num_layers + 1)}
+        grid = {"block": np.arange(1, summary.num_layers + 1)}
         values = summary.breakdown.mean(axis=1)
     rows = len(values)
     df = pd.DataFrame({k: np.repeat(v, len(TOKEN_CATEGORIES)) for k, v in grid.items()})
@@ -463,9 +375,9 @@ def _token_columns(tokens: Sequence[str], repeat: int) -> dict[str, np.ndarray]:
 
 
 def cls_row_table(summary: AttentionSummary, head: int | None = None) -> pd.DataFrame:
-    """One row per (layer, token): the ``weight`` [CLS] puts on the token (head 0-based, None = mean)."""
+    """One row per (block, token): the ``weight`` [CLS] puts on the token (head 0-based, None = mean)."""
     rows = summary.cls_row(head)
-    df = pd.DataFrame({"layer": np.repeat(np.arange(1, summary.num_layers + 1), summary.seq_len)})
+    df = pd.DataFrame({"block": np.repeat(np.arange(1, summary.num_layers + 1), summary.seq_len)})
     df = df.assign(**_token_columns(summary.tokens, summary.num_layers))
     df["head"] = "mean" if head is None else str(head + 1)
     df["weight"] = rows.ravel()
@@ -474,8 +386,8 @@ def cls_row_table(summary: AttentionSummary, head: int | None = None) -> pd.Data
 
 
 def rollout_table(summary: AttentionSummary) -> pd.DataFrame:
-    """One row per (layer, token): raw [CLS] row (mean over heads) and its cumulative ``rollout``."""
-    df = pd.DataFrame({"layer": np.repeat(np.arange(1, summary.num_layers + 1), summary.seq_len)})
+    """One row per (block, token): raw [CLS] row (mean over heads) and its cumulative ``rollout``."""
+    df = pd.DataFrame({"block": np.repeat(np.arange(1, summary.num_layers + 1), summary.seq_len)})
     df = df.assign(**_token_columns(summary.tokens, summary.num_layers))
     df["raw"] = summary.cls_row(None).ravel()
     df["rollout"] = summary.rollout_cls.ravel()

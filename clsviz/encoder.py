@@ -46,7 +46,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._
 
 # Model families whose position ids start after the padding index, so the usable
 # length is max_position_embeddings - (pad_token_id + 1).
-_OFFSET_POSITION_MODELS = {"roberta", "xlm-roberta", "camembert", "longformer", "mpnet", "ibert"}
+OFFSET_POSITION_MODELS = {"roberta", "xlm-roberta", "camembert", "longformer", "mpnet", "ibert"}
 
 
 class ModelLoadError(RuntimeError):
@@ -196,7 +196,7 @@ def _check_allowed(display: str) -> None:
 
 def _usable_length(config, tokenizer) -> int:
     max_pos = getattr(config, "max_position_embeddings", None) or 512
-    if getattr(config, "model_type", "") in _OFFSET_POSITION_MODELS:
+    if getattr(config, "model_type", "") in OFFSET_POSITION_MODELS:
         pad = getattr(config, "pad_token_id", None)
         max_pos -= (pad if pad is not None else 1) + 1
     tok_max = getattr(tokenizer, "model_max_length", None) or max_pos

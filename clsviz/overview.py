@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .attention import cls_entropy
+from .metrics import cosine
 from .tracing import Trace
 
 __all__ = ["Finding", "findings"]
@@ -21,18 +23,6 @@ class Finding:
     value: float
 
 
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na == 0 or nb == 0:
-        return 0.0
-    return float(np.dot(a, b) / (na * nb))
-
-
-def _entropy(rows: np.ndarray) -> np.ndarray:
-    p = np.clip(rows, 1e-12, 1.0)
-    return -(p * np.log(p)).sum(axis=-1)
-
-
 def findings(trace: Trace) -> list[Finding]:
     """Four findings for one Trace: aggregate? why first? how does it learn? recoverable?"""
     content = trace.content_mask
@@ -40,19 +30,20 @@ def findings(trace: Trace) -> list[Finding]:
     last = trace.num_layers
     mean_first = trace.hidden(0)[content].mean(axis=0)
     mean_last = trace.hidden(last)[content].mean(axis=0)
-    agg_first = _cos(trace.cls(0), mean_first)
-    agg_last = _cos(trace.cls(last), mean_last)
+    agg_first = float(cosine(trace.cls(0), mean_first))
+    agg_last = float(cosine(trace.cls(last), mean_last))
 
     # Attention each token receives in the last layer (mean over heads and queries).
     received = trace.attentions[-1].mean(axis=(0, 1))
     uniform = 1.0 / trace.seq_len
     cls_share = float(received[cls_i])
 
-    ent = _entropy(trace.attentions[:, :, cls_i, :]).mean(axis=1)  # [L]
+    ent = cls_entropy(trace.attentions, cls_i).mean(axis=1)  # [L]
     max_ent = float(np.log(trace.seq_len))
 
-    sims = [(_cos(trace.cls(last), trace.hidden(last)[i]), i) for i in np.flatnonzero(content)]
-    best_sim, best_i = max(sims)
+    sims = cosine(trace.hidden(last), trace.cls(last)[None, :])
+    best_i = int(np.flatnonzero(content)[np.argmax(sims[content])])
+    best_sim = float(sims[best_i])
 
     return [
         Finding(

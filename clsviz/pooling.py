@@ -1,22 +1,24 @@
-"""Pooling strategies: how one vector is read out of a sequence of hidden states.
+"""Poolings: how one vector is read out of a sequence of hidden states.
 
-A strategy is a name from :data:`POOLING_STRATEGIES` or ``"token:K"`` (the token at
-position K). One dispatcher, :func:`pool_hidden`, serves both a single Trace (:func:`pool`)
-and padded batches (corpus extraction), so both paths agree by construction.
+A *pooling* is a name from :data:`POOLINGS` or ``"token:K"`` (the token at position K; one
+parser, :func:`token_position`, reads K). One dispatcher, :func:`pool_hidden`, serves both a
+single Trace (:func:`pool`) and padded batches (corpus extraction), so both paths agree by
+construction.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .layers import check_layer
 from .tracing import Trace
 
-__all__ = ["POOLING_STRATEGIES", "STRATEGY_HELP", "check_strategy", "pool", "pool_hidden"]
+__all__ = ["POOLINGS", "POOLING_HELP", "check_pooling", "pool", "pool_hidden", "token_position"]
 
-POOLING_STRATEGIES = ("cls", "mean", "mean_content", "max", "sep", "pooler", "first", "last")
-"""Named strategies; ``"token:K"`` (K >= 0) is accepted as well."""
+POOLINGS = ("cls", "mean", "mean_content", "max", "sep", "pooler", "first", "last")
+"""Named poolings; ``"token:K"`` (K >= 0) is accepted as well."""
 
-STRATEGY_HELP = {
+POOLING_HELP = {
     "cls": "the [CLS]-like token's vector",
     "mean": "mean over every token the attention mask covers, specials included "
     "(as sentence-transformers does)",
@@ -30,16 +32,21 @@ STRATEGY_HELP = {
 }
 
 
-def check_strategy(strategy: str) -> str:
-    """Return ``strategy`` if valid, else raise ``ValueError`` listing the valid names."""
-    if strategy in POOLING_STRATEGIES:
-        return strategy
-    if isinstance(strategy, str) and strategy.startswith("token:"):
-        k = strategy.split(":", 1)[1]
+def token_position(pooling: str) -> int | None:
+    """K for ``"token:K"`` (K a non-negative integer), else None."""
+    if isinstance(pooling, str) and pooling.startswith("token:"):
+        k = pooling.split(":", 1)[1]
         if k.isdigit():
-            return strategy
+            return int(k)
+    return None
+
+
+def check_pooling(pooling: str) -> str:
+    """Return ``pooling`` if valid, else raise ``ValueError`` listing the valid names."""
+    if pooling in POOLINGS or token_position(pooling) is not None:
+        return pooling
     raise ValueError(
-        f"Unknown pooling strategy {strategy!r}. Valid: {', '.join(POOLING_STRATEGIES)}, "
+        f"Unknown pooling {pooling!r}. Valid: {', '.join(POOLINGS)}, "
         "or 'token:K' with K a position (e.g. 'token:3')."
     )
 
@@ -53,7 +60,7 @@ def _xp(a):
     return torch
 
 
-def pool_hidden(hidden, mask, special, strategy: str, cls_index=0, pooler_states=None):
+def pool_hidden(hidden, mask, special, pooling: str, cls_index=0, pooler_states=None):
     """Pool hidden states of a batch.
 
     hidden : array [B, L, T, D]  (B texts, L layers, T padded tokens, D dims)
@@ -63,7 +70,7 @@ def pool_hidden(hidden, mask, special, strategy: str, cls_index=0, pooler_states
     pooler_states : array [B, L, D] or None
     Returns array [B, L, D] (numpy or torch, like ``hidden``).
     """
-    check_strategy(strategy)
+    check_pooling(pooling)
     th = _xp(hidden)
     batch = hidden.shape[0]
     rows = np.arange(batch) if th is None else th.arange(batch, device=hidden.device)
@@ -94,51 +101,48 @@ def pool_hidden(hidden, mask, special, strategy: str, cls_index=0, pooler_states
             return t - 1 - m[:, ::-1].argmax(axis=1)
         return t - 1 - m.flip(1).int().argmax(dim=1)
 
-    if strategy == "cls":
+    if pooling == "cls":
         idx = cls_index if not np.isscalar(cls_index) else [cls_index] * batch
         return take(as_index(idx))
-    if strategy == "mean":
+    if pooling == "mean":
         return masked_mean(mask)
-    if strategy == "mean_content":
+    if pooling == "mean_content":
         return masked_mean(content)
-    if strategy == "max":
+    if pooling == "max":
         if th is None:
             filled = np.where(mask[:, None, :, None], hidden, -np.inf)
             return filled.max(axis=2)
         filled = hidden.masked_fill(~mask[:, None, :, None], float("-inf"))
         return filled.max(dim=2).values
-    if strategy == "sep":
+    if pooling == "sep":
         return take(last_true(mask & special))
-    if strategy == "pooler":
+    if pooling == "pooler":
         if pooler_states is None:
             raise ValueError(
-                "This model has no pooler head, so the 'pooler' strategy is not available. "
+                "This model has no pooler head, so the 'pooler' pooling is not available. "
                 "Use 'cls' for the raw [CLS] vector."
             )
         return pooler_states
-    if strategy == "first":
+    if pooling == "first":
         return take(first_true(content))
-    if strategy == "last":
+    if pooling == "last":
         return take(last_true(content))
-    k = int(strategy.split(":", 1)[1])
+    k = token_position(pooling)
     if th is None:
         return take(np.minimum(k, lengths - 1))
     return take(th.clamp(lengths - 1, max=k))
 
 
-def pool(trace: Trace, strategy: str, layer: int = -1) -> np.ndarray:
-    """float32 [D]: the vector ``strategy`` reads from ``trace`` after ``layer``.
+def pool(trace: Trace, pooling: str, layer: int = -1) -> np.ndarray:
+    """float32 [D]: the vector ``pooling`` reads from ``trace`` at ``layer``.
 
     ``layer`` counts like ``Trace.hidden`` (0 = embeddings, -1 = last). ``"token:K"``
     with K beyond the sequence reads the last token, exactly as corpus extraction does.
     """
-    check_strategy(strategy)
-    n = trace.num_layers + 1
-    idx = layer + n if layer < 0 else layer
-    if not 0 <= idx < n:
-        raise IndexError(f"layer {layer} is outside 0..{n - 1} (or -{n}..-1)")
+    check_pooling(pooling)
+    idx = check_layer(layer, trace.num_layers)
     hidden = trace.hidden_states[None, idx : idx + 1]  # [1, 1, T, D]
     mask = np.ones((1, trace.seq_len), dtype=bool)
     pooler = None if trace.pooler_states is None else trace.pooler_states[None, idx : idx + 1]
-    out = pool_hidden(hidden, mask, trace.special_mask[None], strategy, trace.cls_index, pooler)
+    out = pool_hidden(hidden, mask, trace.special_mask[None], pooling, trace.cls_index, pooler)
     return np.asarray(out[0, 0], dtype=np.float32)

@@ -1,4 +1,5 @@
-"""Projections of sentence vectors to 2-D, and how well labels separate in the original space.
+"""Projections of sentence vectors to 2-D (label separation in the original space is
+:mod:`clsviz.separation`).
 
 :class:`Projector` follows the scikit-learn estimator convention (``fit`` returns ``self``,
 learned state ends in ``_``, randomness through ``random_state``), so
@@ -7,11 +8,6 @@ learned state ends in ``_``, randomness through ``random_state``), so
 UMAP runs on exact cosine (or Euclidean) distances computed here with one matrix product, so
 no approximate neighbour index is built: that index costs minutes of numba compilation on a
 small machine, and exact neighbours are cheap at corpus sizes (a few thousand texts).
-
-The numbers that keep the pictures honest are computed in the *original* space, not the 2-D
-one: :func:`knn_accuracy` (cross-validated k-nearest-neighbour label accuracy) and
-:func:`silhouette` (how far apart the label groups sit), for one layer or every layer
-(:func:`separation_by_layer`).
 """
 
 from __future__ import annotations
@@ -25,18 +21,20 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from .corpus import PooledVectors
+from .metrics import check_matrix, distance_matrix, unit_rows
+from .pooling import pool
+from .tracing import Trace
+from .vectors import PooledVectors
 
 __all__ = [
     "PROJECTION_METHODS",
     "PROJECTION_METRICS",
-    "SEPARATION_METRICS",
+    "TRAJECTORY_POINTS",
     "Projector",
-    "knn_accuracy",
-    "label_separation",
-    "separation_by_layer",
-    "silhouette",
-    "usable_labels",
+    "coordinates_table",
+    "trace_path",
+    "trajectory_sample",
+    "trajectory_stack",
     "warm_up",
 ]
 
@@ -45,9 +43,6 @@ PROJECTION_METHODS = ("umap", "pca")
 
 PROJECTION_METRICS = ("cosine", "euclidean")
 """Valid ``metric`` values: the distance between vectors in the original space."""
-
-SEPARATION_METRICS = ("knn_accuracy", "silhouette")
-"""The names :func:`label_separation` and :func:`separation_by_layer` report."""
 
 MIN_UMAP_SAMPLES = 5
 """UMAP needs a neighbourhood graph; below this many points use PCA."""
@@ -60,35 +55,6 @@ MAX_UMAP_FIT = 4095
 """Larger inputs are fit on a random subset of this many points; the rest are placed with
 ``transform`` (umap-learn only keeps exact distances, and its ``transform`` on precomputed
 distances, below 4096 points)."""
-
-
-def _check_matrix(X, name: str = "X") -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array (n_samples, n_features), got shape {X.shape}")
-    if X.shape[1] == 0:
-        raise ValueError(f"{name}: has no features (shape {X.shape})")
-    if not np.isfinite(X).all():
-        bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
-        raise ValueError(f"{name}: rows {', '.join(map(str, bad[:10]))} hold NaN or infinite values")
-    return X
-
-
-def _unit_rows(X: np.ndarray) -> np.ndarray:
-    # A zero vector stays zero: its cosine distance to everything is then 1.
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.maximum(norms, 1e-12)
-
-
-def _distances(A: np.ndarray, B: np.ndarray, metric: str, dtype=np.float32) -> np.ndarray:
-    """[len(A), len(B)] distances (``dtype``), exact, non-negative."""
-    A, B = A.astype(dtype, copy=False), B.astype(dtype, copy=False)
-    if metric == "cosine":
-        D = 1.0 - _unit_rows(A) @ _unit_rows(B).T
-    else:
-        sq = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * (A @ B.T)
-        D = np.sqrt(np.maximum(sq, 0.0))
-    return np.maximum(D, 0.0).astype(dtype, copy=False)
 
 
 class Projector(BaseEstimator):
@@ -148,7 +114,7 @@ class Projector(BaseEstimator):
     def fit(self, X, y=None) -> Projector:
         """Fit on X : array, shape (n_samples, n_features). ``y`` is ignored. Returns self."""
         self._check_params()
-        X = _check_matrix(X)
+        X = check_matrix(X)
         n, d = X.shape
         self.n_samples_fit_ = n
         self.n_features_in_ = d
@@ -166,7 +132,7 @@ class Projector(BaseEstimator):
         """Place Y : array, shape (m, n_features) into the fitted picture -> (m, n_components)."""
         if not hasattr(self, "embedding_"):
             raise NotFittedError("This Projector is not fitted yet; call fit(X) first.")
-        Y = _check_matrix(Y, "Y")
+        Y = check_matrix(Y, "Y")
         if Y.shape[1] != self.n_features_in_:
             raise ValueError(f"Y has {Y.shape[1]} features, but the projection was fit on {self.n_features_in_}")
         if len(Y) == 0:
@@ -178,7 +144,8 @@ class Projector(BaseEstimator):
     # -- PCA ---------------------------------------------------------------------------------
 
     def _prepare(self, X: np.ndarray) -> np.ndarray:
-        return _unit_rows(X) if self.metric == "cosine" else X
+        # A zero vector stays zero: its cosine distance to everything is then 1.
+        return unit_rows(X).astype(np.float32) if self.metric == "cosine" else X
 
     def _fit_pca(self, X: np.ndarray) -> None:
         n, d = X.shape
@@ -248,7 +215,7 @@ class Projector(BaseEstimator):
             warnings.filterwarnings("ignore", message=".*n_jobs value.*")
             warnings.filterwarnings("ignore", message=".*disconnected.*")
             warnings.filterwarnings("ignore", category=UserWarning, module="umap")
-            model.fit(_distances(fit_data, fit_data, self.metric))
+            model.fit(distance_matrix(fit_data, fit_data, self.metric))
         self.umap_ = model
         self._fit_data = fit_data
         embedding = np.empty((n, self.n_components), dtype=np.float32)
@@ -262,7 +229,7 @@ class Projector(BaseEstimator):
         with _UMAP_LOCK, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*precomputed metric.*")
             warnings.filterwarnings("ignore", category=UserWarning, module="umap")
-            out = self.umap_.transform(_distances(Y, fit_data, self.metric))
+            out = self.umap_.transform(distance_matrix(Y, fit_data, self.metric))
         return np.asarray(out, dtype=np.float32)
 
 
@@ -295,153 +262,58 @@ def warm_up(n_samples: int = 2000, n_features: int = 32) -> bool:
         return True
 
 
-# -- label separation in the original space --------------------------------------------------
+# -- tables and samples behind the Embeddings page ---------------------------------------------
 
 
-def usable_labels(labels: Sequence) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, values): the rows whose label is present (not None / NaN / ""), as strings.
-
-    Raises ValueError when fewer than two label values remain (nothing to separate).
-    """
-    rows, values = [], []
-    for i, value in enumerate(labels):
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            continue
-        text = str(value).strip()
-        if text:
-            rows.append(i)
-            values.append(text)
-    distinct = set(values)
-    if len(distinct) < 2:
-        raise ValueError(
-            f"The labels need at least two different values on labelled rows; found {len(distinct)} "
-            f"({len(values)} labelled rows). Pick another label column."
-        )
-    return np.asarray(rows, dtype=np.int64), np.asarray(values, dtype=object)
+TRAJECTORY_POINTS = 2100
+"""Corpus points (over all layers together) behind the joint trajectory projection."""
 
 
-def _subsample(n: int, max_samples: int | None, random_state) -> np.ndarray:
-    if max_samples is None or n <= max_samples:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(random_state).choice(n, max_samples, replace=False))
+def trajectory_sample(vectors: PooledVectors, max_points: int = TRAJECTORY_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, layers), each int [M]: a fixed sample of corpus rows repeated at every layer, so one
+    projection fit on every layer at once makes positions at different layers comparable."""
+    n, levels = len(vectors.texts), vectors.num_layers + 1
+    per_layer = max(1, min(n, max_points // levels))
+    rows = np.sort(np.random.default_rng(0).choice(n, per_layer, replace=False))
+    return np.tile(rows, levels), np.repeat(np.arange(levels), per_layer)
 
 
-def _labelled(X, labels: Sequence, metric: str, max_samples: int | None, random_state) -> tuple[np.ndarray, np.ndarray]:
-    """(distances [n, n] among the labelled rows kept, label codes [n])."""
-    if metric not in PROJECTION_METRICS:
-        raise ValueError(f"Unknown metric {metric!r}. Valid: {', '.join(PROJECTION_METRICS)}.")
-    X = _check_matrix(X)
-    if len(labels) != len(X):
-        raise ValueError(f"labels: expected {len(X)} values, got {len(labels)}")
-    rows, y = usable_labels(labels)
-    keep = rows[_subsample(len(rows), max_samples, random_state)]
-    _, codes = np.unique(y[np.searchsorted(rows, keep)], return_inverse=True)
-    Xk = X[keep]
-    # float64: near-ties between neighbours (common in early layers) then break the same way
-    # in every implementation.
-    D = _distances(Xk, Xk, metric, dtype=np.float64)
-    np.fill_diagonal(D, 0.0)
-    return D, codes
+def trajectory_stack(vectors: PooledVectors, pooling: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(stack float32 [M, D], rows [M], layers [M]): the :func:`trajectory_sample` vectors of one
+    pooling, the data a trajectory projection is fit on."""
+    rows, layers = trajectory_sample(vectors)
+    return vectors.vectors[rows, layers, vectors.poolings.index(pooling)], rows, layers
 
 
-def _knn_from_distances(D: np.ndarray, codes: np.ndarray, k: int, folds: int, random_state) -> float:
-    from sklearn.model_selection import KFold, StratifiedKFold
-
-    n = len(codes)
-    counts = np.bincount(codes)
-    if counts.min() >= 2:
-        cv = StratifiedKFold(n_splits=min(folds, int(counts.min())), shuffle=True, random_state=random_state)
-    else:
-        cv = KFold(n_splits=min(folds, n), shuffle=True, random_state=random_state)
-    scores = []
-    for train, test in cv.split(np.zeros(n), codes):
-        kk = max(1, min(k, len(train)))
-        d = D[np.ix_(test, train)]
-        nearest = np.argpartition(d, kk - 1, axis=1)[:, :kk]
-        votes = np.zeros((len(test), len(counts)))
-        np.add.at(votes, (np.repeat(np.arange(len(test)), kk), codes[train][nearest].ravel()), 1.0)
-        # Ties go to the first class in sorted order, as scikit-learn's KNeighborsClassifier does.
-        scores.append(float((votes.argmax(axis=1) == codes[test]).mean()))
-    return float(np.mean(scores))
+def trace_path(trace: Trace, pooling: str) -> np.ndarray:
+    """float32 [L + 1, D]: one sentence's ``pooling`` vector at every layer."""
+    return np.stack([pool(trace, pooling, layer) for layer in range(trace.num_layers + 1)]).astype(np.float32)
 
 
-def _silhouette_from_distances(D: np.ndarray, codes: np.ndarray) -> float:
-    from sklearn.metrics import silhouette_score
-
-    if len(np.unique(codes)) >= len(codes):
-        raise ValueError("The silhouette needs fewer label values than labelled rows (every row has its own label).")
-    return float(silhouette_score(D, codes, metric="precomputed"))
-
-
-def knn_accuracy(
-    X,
-    labels: Sequence,
-    k: int = 5,
-    folds: int = 5,
-    metric: str = "cosine",
-    random_state: int = 0,
-    max_samples: int | None = 3000,
-) -> float:
-    """Cross-validated k-nearest-neighbour label accuracy of X : (n_samples, n_features).
-
-    The mean over folds of the share of held-out rows whose k nearest training rows (by
-    ``metric``) vote for their own label; the same number as scikit-learn's
-    ``cross_val_score(KNeighborsClassifier(k, metric=metric), X, y, cv=StratifiedKFold(...))``,
-    from one distance matrix. Rows without a label are left out. Folds are stratified (as many
-    as the smallest class allows); above ``max_samples`` labelled rows a seeded random subset
-    is scored.
-    """
-    D, codes = _labelled(X, labels, metric, max_samples, random_state)
-    return _knn_from_distances(D, codes, k, folds, random_state)
-
-
-def silhouette(
-    X, labels: Sequence, metric: str = "cosine", random_state: int = 0, max_samples: int | None = 3000
-) -> float:
-    """Mean silhouette score (-1..1) of the label groups in X : (n_samples, n_features).
-
-    Rows without a label are left out; above ``max_samples`` labelled rows a seeded random
-    subset is scored (the score needs all pairwise distances).
-    """
-    D, codes = _labelled(X, labels, metric, max_samples, random_state)
-    return _silhouette_from_distances(D, codes)
-
-
-def label_separation(
-    X,
-    labels: Sequence,
-    k: int = 5,
-    folds: int = 5,
-    metric: str = "cosine",
-    random_state: int = 0,
-    max_samples: int | None = 3000,
-) -> dict[str, float]:
-    """``{"knn_accuracy": ..., "silhouette": ...}`` for vectors X and their labels (one
-    distance matrix serves both)."""
-    D, codes = _labelled(X, labels, metric, max_samples, random_state)
-    return {
-        "knn_accuracy": _knn_from_distances(D, codes, k, folds, random_state),
-        "silhouette": _silhouette_from_distances(D, codes),
-    }
-
-
-def separation_by_layer(
-    vectors: PooledVectors,
-    labels: Sequence,
-    strategies: Sequence[str] = ("cls", "mean"),
-    k: int = 5,
-    folds: int = 5,
-    metric: str = "cosine",
+def coordinates_table(
+    texts: Sequence[str],
+    labels: Sequence | None,
+    label_name: str,
+    coords: dict[str, np.ndarray],
+    typed_texts: Sequence[str],
+    typed: dict[str, np.ndarray],
+    layer: int,
+    method: str,
 ) -> pd.DataFrame:
-    """kNN accuracy and silhouette at every layer for each strategy.
+    """Long table of every 2-D position shown: source, text, label, pooling, layer, method, x, y.
 
-    Returns a tidy DataFrame with columns ``layer`` (0 = embeddings), ``strategy``,
-    ``metric`` (one of :data:`SEPARATION_METRICS`) and ``value``.
+    coords / typed : pooling -> float [N, 2] / [M, 2] for the corpus texts / the typed texts.
     """
-    usable_labels(labels)  # fail once, up front, with the reason
-    records = []
-    for strategy in strategies:
-        for layer in range(vectors.num_layers + 1):
-            scores = label_separation(vectors.get(strategy, layer), labels, k=k, folds=folds, metric=metric)
-            records += [{"layer": layer, "strategy": strategy, "metric": m, "value": scores[m]} for m in SEPARATION_METRICS]
-    return pd.DataFrame.from_records(records, columns=["layer", "strategy", "metric", "value"])
+    frames = []
+    column = label_name or "label"
+    for pooling, xy in coords.items():
+        frames.append(pd.DataFrame({
+            "source": "corpus", "text": list(texts), column: list(labels) if labels is not None else "",
+            "pooling": pooling, "layer": layer, "method": method, "x": xy[:, 0], "y": xy[:, 1],
+        }))
+        if pooling in typed and len(typed_texts):
+            frames.append(pd.DataFrame({
+                "source": "typed", "text": list(typed_texts), column: "", "pooling": pooling,
+                "layer": layer, "method": method, "x": typed[pooling][:, 0], "y": typed[pooling][:, 1],
+            }))
+    return pd.concat(frames, ignore_index=True)

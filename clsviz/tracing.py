@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .encoder import Encoder, EncoderInfo, apply_pooler
+from .layers import check_block, check_layer
 
-__all__ = ["Trace", "trace", "tokenize", "TokenizedText"]
+__all__ = ["Trace", "trace", "tokenize", "TokenizedText", "has_content", "special_positions"]
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,17 @@ class TokenizedText:
 class Trace:
     """One forward pass of one text through an encoder.
 
+    Layers (see :mod:`clsviz.layers`): hidden-state index 0 is the embedding output and index
+    ``l`` the output of block ``l``; blocks are numbered 1..L as people number them, so block
+    ``l``'s attention is ``attention(l)`` = ``attentions[l - 1]``.
+
     Arrays (T = tokens including specials, L = layers, H = heads, D = hidden size):
 
     * ``input_ids``: int64 [T]; ``tokens``: tuple of T strings as the tokenizer produced them
     * ``special_mask``: bool [T], True for tokens the tokenizer added ([CLS], [SEP], ...)
     * ``offsets``: int64 [T, 2], character spans into ``text``; ``word_ids``: T entries
-    * ``attentions``: float32 [L, H, T, T], row = query token, column = key token
+    * ``attentions``: float32 [L, H, T, T], row = query token, column = key token; row
+      ``l - 1`` is block ``l``
     * ``hidden_states``: float32 [L + 1, T, D]; index 0 is the embedding output
     * ``pooler_states``: float32 [L + 1, D] (the model's pooler head applied to the [CLS]
       vector of each layer) or None when the model has no pooler; its last row is
@@ -83,25 +89,15 @@ class Trace:
             raise ValueError(f"cls_index {self.cls_index} is outside 0..{n_tokens - 1}")
 
     # --- sizes -----------------------------------------------------------------------
-    @property
-    def num_layers(self) -> int:
-        return self.info.num_layers
-
-    @property
-    def num_heads(self) -> int:
-        return self.info.num_heads
+    num_layers = property(lambda self: self.info.num_layers, doc="L, the encoder blocks (L + 1 hidden-state rows).")
+    num_heads = property(lambda self: self.info.num_heads, doc="H, attention heads per block.")
+    hidden_size = property(lambda self: self.info.hidden_size, doc="D, the width of every hidden state.")
+    model_name = property(lambda self: self.info.name, doc="The display name of the encoder that made this trace.")
 
     @property
     def seq_len(self) -> int:
+        """T, tokens including the special ones."""
         return len(self.tokens)
-
-    @property
-    def hidden_size(self) -> int:
-        return self.info.hidden_size
-
-    @property
-    def model_name(self) -> str:
-        return self.info.name
 
     @property
     def pooler_output(self) -> np.ndarray | None:
@@ -114,23 +110,18 @@ class Trace:
         return ~self.special_mask
 
     # --- accessors ---------------------------------------------------------------------
-    def _layer(self, layer: int, n: int) -> int:
-        idx = layer + n if layer < 0 else layer
-        if not 0 <= idx < n:
-            raise IndexError(f"layer {layer} is outside 0..{n - 1} (or -{n}..-1)")
-        return idx
-
     def hidden(self, layer: int = -1) -> np.ndarray:
-        """float32 [T, D]: hidden states after ``layer`` (0 = embeddings, -1 = last)."""
-        return self.hidden_states[self._layer(layer, self.num_layers + 1)]
+        """float32 [T, D]: hidden states at ``layer`` (0 = embeddings, l = after block l, -1 = last)."""
+        return self.hidden_states[check_layer(layer, self.num_layers)]
 
     def cls(self, layer: int = -1) -> np.ndarray:
         """float32 [D]: the [CLS] vector after ``layer``."""
         return self.hidden(layer)[self.cls_index]
 
-    def attention(self, layer: int, head: int | None = None) -> np.ndarray:
-        """float32 [T, T] attention of one layer: one head, or the mean over heads (None)."""
-        a = self.attentions[self._layer(layer, self.num_layers)]
+    def attention(self, block: int, head: int | None = None) -> np.ndarray:
+        """float32 [T, T] attention of block ``block`` (1..L, -1 = last): one head (0-based
+        index), or the mean over heads (None)."""
+        a = self.attentions[check_block(block, self.num_layers) - 1]
         if head is None:
             return a.mean(axis=0)
         if not 0 <= head < self.num_heads:
@@ -138,7 +129,7 @@ class Trace:
         return a[head]
 
     def attention_to(self, index: int, include_self: bool = True) -> np.ndarray:
-        """float32 [L, H]: attention each layer/head pays to token ``index``, mean over queries.
+        """float32 [L, H]: attention each block/head pays to token ``index``, mean over queries.
 
         With ``include_self=False`` the query at ``index`` itself is left out.
         """
@@ -150,7 +141,7 @@ class Trace:
         return col[:, :, keep].mean(axis=-1)
 
     def attention_from(self, index: int) -> np.ndarray:
-        """float32 [L, H, T]: the attention row of token ``index`` in every layer/head."""
+        """float32 [L, H, T]: the attention row of token ``index`` in every block/head."""
         return self.attentions[:, :, index, :]
 
     def labels(self) -> list[str]:
@@ -164,7 +155,8 @@ def _clean(text: str) -> str:
     return text
 
 
-def _has_content(text: str) -> bool:
+def has_content(text: str) -> bool:
+    """True when ``text`` holds something other than spaces and control/format characters."""
     return any(not (ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf")) for ch in text)
 
 
@@ -172,7 +164,7 @@ def tokenize(encoder: Encoder, text: str, max_length: int | None = None) -> Toke
     """Tokenize ``text`` as the model sees it, without turning literal special-token text
     (e.g. the characters "[CLS]") into special tokens. Truncates to the model's limit."""
     text = _clean(text)
-    if not _has_content(text):
+    if not has_content(text):
         raise ValueError(
             "The text is empty (or only spaces and control characters). Type at least one word."
         )
@@ -181,17 +173,12 @@ def tokenize(encoder: Encoder, text: str, max_length: int | None = None) -> Toke
     num_special = tok.num_special_tokens_to_add(pair=False)
     if limit <= num_special:
         raise ValueError(f"max_length must be more than {num_special} (the special tokens), got {limit}")
+    # split_special_tokens: a literal "[CLS]" in the text stays text, never a special token.
+    options = dict(split_special_tokens=True, verbose=False)
     with encoder.lock:
-        full = tok(text, add_special_tokens=False, split_special_tokens=True, verbose=False)
-        enc = tok(
-            text,
-            truncation=True,
-            max_length=limit,
-            split_special_tokens=True,
-            return_offsets_mapping=True,
-            return_special_tokens_mask=True,
-            verbose=False,
-        )
+        full = tok(text, add_special_tokens=False, **options)
+        enc = tok(text, truncation=True, max_length=limit, return_offsets_mapping=True,
+                  return_special_tokens_mask=True, **options)
     n_text = len(full["input_ids"])
     ids = np.asarray(enc["input_ids"], dtype=np.int64)
     special = np.asarray(enc["special_tokens_mask"], dtype=bool)
@@ -216,7 +203,8 @@ def tokenize(encoder: Encoder, text: str, max_length: int | None = None) -> Toke
     )
 
 
-def _special_positions(tt: TokenizedText, info: EncoderInfo) -> tuple[int, int | None]:
+def special_positions(tt: TokenizedText, info: EncoderInfo) -> tuple[int, int | None]:
+    """(position of the [CLS]-like token, position of the closing special token or None)."""
     ids = tt.input_ids
     cls_hits = np.flatnonzero((ids == info.cls_token_id) & tt.special_mask)
     cls_index = int(cls_hits[0]) if len(cls_hits) else 0
@@ -248,7 +236,7 @@ def trace(encoder: Encoder, text: str, max_length: int | None = None) -> Trace:
         )
         hidden = torch.stack(out.hidden_states)[:, 0]  # [L+1, T, D]
         attn = torch.stack(out.attentions)[:, 0]  # [L, H, T, T]
-        cls_index, sep_index = _special_positions(tt, encoder.info)
+        cls_index, sep_index = special_positions(tt, encoder.info)
         pooled = apply_pooler(model, hidden[:, cls_index, :])
     return Trace(
         text=tt.text,

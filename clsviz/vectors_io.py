@@ -3,11 +3,11 @@
 Two formats, picked by the file name when saving and by the file's first bytes when loading:
 
 * ``.npz`` (numpy, no pickles): the vectors array as is, and one JSON document holding the
-  texts, labels, strategies and model name — exact for any label values JSON can hold
+  texts, labels, poolings and model name — exact for any label values JSON can hold
   (strings, numbers, booleans, None).
 * ``.parquet`` (needs pyarrow): one row per text — ``text``, ``truncated``, one column per label,
   and ``vectors`` (a fixed-size list of ``(L + 1) * S * D`` float32 values, layer-major, then
-  strategy, then dimension) — readable by pandas or any Parquet tool. The shape, strategy names
+  pooling, then dimension) — readable by pandas or any Parquet tool. The shape, pooling names
   and model name travel in the file's schema metadata under the key ``clsviz``.
 
 ``load_vectors(save_vectors(pv, path))`` gives back the same arrays, texts, labels and names.
@@ -24,7 +24,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .corpus import Corpus, PooledVectors
+from .corpus import Corpus
+from .vectors import PooledVectors
 
 __all__ = ["VECTOR_FORMATS", "save_vectors", "load_vectors", "as_corpus"]
 
@@ -65,7 +66,7 @@ def _meta(pv: PooledVectors) -> dict:
     return {
         "format_version": _FORMAT_VERSION,
         "model_name": pv.model_name,
-        "strategies": list(pv.strategies),
+        "poolings": list(pv.poolings),
         "shape": list(pv.vectors.shape),
     }
 
@@ -190,7 +191,9 @@ def _check_meta(meta: dict, keys: tuple[str, ...]) -> None:
         raise ValueError(
             f"this vectors file has format version {version!r}; this clsviz reads version {_FORMAT_VERSION}"
         )
-    missing = [k for k in ("model_name", "strategies", "shape", *keys) if k not in meta]
+    if "poolings" not in meta and "strategies" in meta:  # files written before the key was renamed
+        meta["poolings"] = meta["strategies"]
+    missing = [k for k in ("model_name", "poolings", "shape", *keys) if k not in meta]
     if missing:
         raise ValueError(f"this vectors file's metadata lacks: {', '.join(missing)}")
 
@@ -199,7 +202,7 @@ def _check_size(nbytes: int, max_bytes: int | None) -> None:
     if max_bytes is not None and nbytes > max_bytes:
         raise ValueError(
             f"these vectors take {nbytes / 2**20:,.0f} MB unpacked; the limit is {max_bytes / 2**20:,.0f} MB. "
-            "Save fewer texts, layers or strategies."
+            "Save fewer texts, layers or poolings."
         )
 
 
@@ -225,7 +228,7 @@ def _load_npz(data: bytes, max_bytes: int | None = None) -> PooledVectors:
         raise ValueError(f"vectors: expected a float32 [N, L + 1, S, D] array, got {vectors.dtype} {list(vectors.shape)}")
     return PooledVectors(
         vectors=vectors,
-        strategies=tuple(meta["strategies"]),
+        poolings=tuple(meta["poolings"]),
         texts=tuple(meta["texts"]),
         model_name=meta["model_name"],
         truncated=truncated.astype(bool),
@@ -261,7 +264,7 @@ def _load_parquet(data: bytes, max_bytes: int | None = None) -> PooledVectors:
         labels[entry["name"]] = tuple(values)
     return PooledVectors(
         vectors=np.asarray(flat, dtype=np.float32).reshape(shape),
-        strategies=tuple(meta["strategies"]),
+        poolings=tuple(meta["poolings"]),
         texts=tuple(table.column("text").to_pylist()),
         model_name=meta["model_name"],
         truncated=np.asarray(table.column("truncated").to_pylist(), dtype=bool),
@@ -276,7 +279,7 @@ def as_corpus(vectors: PooledVectors, name: str | None = None) -> Corpus:
     Label values become strings ("" for None), as in a corpus read from CSV.
     """
     labels = {k: tuple("" if v is None else str(v) for v in values) for k, values in vectors.labels.items()}
-    note = f"vectors from {vectors.model_name}: {vectors.num_layers + 1} layers × {', '.join(vectors.strategies)}"
+    note = f"vectors from {vectors.model_name}: {vectors.num_layers + 1} layers × {', '.join(vectors.poolings)}"
     return Corpus(
         texts=tuple(vectors.texts),
         labels=labels,

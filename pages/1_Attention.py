@@ -4,6 +4,7 @@ import streamlit as st
 
 from clsviz import figures
 from clsviz.attention import (
+    block_map,
     breakdown_table,
     cls_row_table,
     entropy_table,
@@ -14,7 +15,7 @@ from clsviz.attention import (
 from ui.attention import attention_arrays, summary_figure
 from ui.report import report_download
 from ui.state import current_max_tokens, current_traces, page_setup
-from ui.widgets import download_csv, sentence_picker, show_figure
+from ui.widgets import download_csv, sentence_picker, show
 
 page_setup("Attention")
 st.title("Attention around [CLS]")
@@ -38,7 +39,10 @@ if st.session_state.get("attention.head", MEAN) not in head_options:
 
 col_layer, col_head, col_toggles = st.columns([2, 1, 2])
 with col_layer:
-    layer = st.slider("Layer", 1, t.num_layers, t.num_layers, key="attention.layer") - 1
+    block = st.slider(
+        "Block", 1, t.num_layers, t.num_layers, key="attention.layer",
+        help="Encoder block 1 reads the embeddings; block L writes the last layer.",
+    )
 with col_head:
     choice = st.selectbox(
         "Head",
@@ -77,63 +81,32 @@ if kind == "value-norm":
 
 fig_args = (t, current_max_tokens(), kind, not exclude_self)
 
-st.subheader("Into [CLS] and out of it, every layer and head")
+st.subheader("Into [CLS] and out of it, every block and head")
 left, right = st.columns(2)
 with left:
-    show_figure(
-        summary_figure("to_cls", *fig_args),
-        key="attention.to_cls",
-        caption="Bright cells are heads where most tokens park their attention on [CLS]: often a "
-        "'no-op' default rather than [CLS] gathering the sentence; switch on value-norm weighting to check.",
-    )
+    show("attention.to_cls", summary_figure("to_cls", *fig_args))
     download_csv(to_cls_table(summary), "attention_to_cls.csv", key="attention.to_cls.csv")
 with right:
-    show_figure(
-        summary_figure("entropy", *fig_args),
-        key="attention.entropy",
-        caption="Dark cells are heads where [CLS] reads one or two tokens; bright cells (near log T) "
-        "are heads where it spreads over the whole input, the ones that could aggregate it.",
-    )
+    show("attention.entropy", summary_figure("entropy", *fig_args))
     download_csv(entropy_table(summary), "cls_entropy.csv", key="attention.entropy.csv")
 
-st.subheader("One layer, token by token")
-matrix = weights[layer].mean(axis=0) if head is None else weights[layer, head]
-show_figure(
-    figures.token_attention_heatmap(matrix, t.tokens, layer, head, kind=kind),
-    key="attention.matrix",
-    caption="Vertical stripes are tokens every query reads (often [CLS], [SEP] or punctuation); "
-    "the top row is what [CLS] itself reads here.",
-)
+st.subheader("One block, token by token")
+matrix = block_map(weights, block, head)
+show("attention.matrix", figures.token_attention_heatmap(matrix, t.tokens, block, head, kind=kind))
 download_csv(
     lambda: token_matrix_table(matrix, t.tokens),  # built on click: T x T rows is large for long inputs
-    f"attention_layer{layer + 1}_{'mean' if head is None else f'head{head + 1}'}.csv",
+    f"attention_block{block}_{'mean' if head is None else f'head{head + 1}'}.csv",
     key="attention.matrix.csv",
 )
 
-st.subheader("Where attention goes, layer by layer")
-show_figure(
-    summary_figure("breakdown", *fig_args, head),
-    key="attention.breakdown",
-    caption="As in Clark et al. (2019), look for the [SEP] and [CLS] bands taking over in the middle "
-    "and late layers, and for how they shrink when value-norm weighting is on.",
-)
+st.subheader("Where attention goes, block by block")
+show("attention.breakdown", summary_figure("breakdown", *fig_args, head))
 download_csv(breakdown_table(summary, per_head=True), "attention_breakdown.csv", key="attention.breakdown.csv")
 
 st.subheader("What [CLS] reads")
-show_figure(
-    summary_figure("cls_row", *fig_args, head),
-    key="attention.cls_row",
-    caption="Follow a token's column down to see in which layers [CLS] reads it, and whether it "
-    "reads the words or mostly itself and [SEP].",
-)
+show("attention.cls_row", summary_figure("cls_row", *fig_args, head))
 download_csv(cls_row_table(summary, head), "cls_row.csv", key="attention.cls_row.csv")
 
 st.subheader("Rollout: what can have reached [CLS]")
-show_figure(
-    summary_figure("rollout", *fig_args),
-    key="attention.rollout",
-    caption="Rollout (Abnar & Zuidema 2020) chains the layers with the residual path; a row that "
-    "spreads across the words means the [CLS] state can hold a blend of the whole sentence, even "
-    "where a single layer's raw row looks focused.",
-)
+show("attention.rollout", summary_figure("rollout", *fig_args))
 download_csv(rollout_table(summary), "cls_rollout.csv", key="attention.rollout.csv")

@@ -3,23 +3,19 @@
 import streamlit as st
 
 from clsviz import figures
+from clsviz.baseline import REFERENCE_HELP, VIEW_HELP, VIEWS
+from clsviz.norms import dimension_values, massive_dimensions, token_norms, top_dimensions
 from clsviz.similarity import (
-    REFERENCE_HELP,
-    VIEW_HELP,
-    VIEWS,
     cls_summary,
     cls_token_cosines,
     compare_sentences,
+    comparison_at_layer,
     describe_summary,
-    dimension_values,
-    massive_dimensions,
-    token_norms,
     token_table,
-    top_dimensions,
 )
 from ui.similarity import cached_baseline, pair_benchmark, pairs_picker
 from ui.state import current_encoder, current_traces, page_setup
-from ui.widgets import download_csv, sentence_picker, show_figure
+from ui.widgets import download_csv, sentence_picker, show
 
 TABS = ("[CLS] and its tokens", "Compare sentences", "Benchmark", "Norms & massive activations", "Baseline")
 
@@ -55,21 +51,10 @@ cls_tab, compare_tab, bench_tab, norms_tab, baseline_tab = st.tabs(TABS, key="si
 with cls_tab:
     if cls_tab.open:
         cosines = cls_token_cosines(t, view, baseline)
-        show_figure(
-            figures.cls_token_cosine_figure(t, cosines, view),
-            key="similarity.cls_tokens",
-            caption="Each row is a layer (0 = embeddings). Red: [CLS] points the same way as the token. "
-            "If [CLS] gathers the sentence, its row turns red over the content words as layers go up; compare "
-            "with the 'minus baseline' view, where 0 means 'no closer than a token of an unrelated sentence'.",
-        )
+        show("similarity.cls_tokens", figures.cls_token_cosine_figure(t, cosines, view))
         download_csv(token_table(t, cosines, "cosine"), "cls_token_cosines.csv", key="similarity.cls_tokens.csv")
         summary = cls_summary(t, view, baseline)
-        show_figure(
-            figures.cls_summary_figure(summary, baseline, view),
-            key="similarity.summary",
-            caption="Solid: this sentence. Dashed, with a ±1 std band: the same comparison between a [CLS] and "
-            "an unrelated sentence. Only the gap between the two says [CLS] carries this sentence's content.",
-        )
+        show("similarity.summary", figures.cls_summary_figure(summary, baseline, view))
         st.markdown(describe_summary(summary, baseline, view))
         download_csv(summary, "cls_summary.csv", key="similarity.summary.csv")
 
@@ -83,20 +68,8 @@ with compare_tab:
             )
         else:
             comparison = compare_sentences(traces, view=view, baseline=baseline)
-            show_figure(
-                figures.comparison_figure(comparison, view),
-                key="similarity.compare",
-                caption="One line per pair of sentences; the dashed grey band is the cosine of unrelated "
-                "sentences with the same pooling. A pooling is useful where paraphrases rise well above the "
-                "band and unrelated sentences stay inside it.",
-            )
-            last = comparison[comparison["layer"] == comparison["layer"].max()]
-            wide = last.pivot_table(index=["a", "b", "sentence_a", "sentence_b"], columns="strategy", values="cosine")
-            st.dataframe(
-                wide[list(dict.fromkeys(last["strategy"]))].reset_index().rename_axis(columns=None),
-                hide_index=True,
-                width="stretch",
-            )
+            show("similarity.compare", figures.comparison_figure(comparison, view))
+            st.dataframe(comparison_at_layer(comparison), hide_index=True, width="stretch")
             st.caption("The last layer's cosines (columns: pooling).")
             download_csv(comparison, "sentence_cosines.csv", key="similarity.compare.csv")
 
@@ -112,35 +85,29 @@ with bench_tab:
             result = pair_benchmark(encoder, pairs, name)
             if result is not None:
                 table = result.table
-                scored = table.dropna(subset=["spearman"])
-                if scored.empty:
+                best = result.best()
+                if best is None:
                     st.warning(
                         "Every cosine or every score is the same, so no ranking can be compared. "
                         "Use pairs with different scores.",
                         icon=":material/warning:",
                     )
                 else:
-                    best = scored.loc[scored["spearman"].idxmax()]
                     st.metric(
                         f"Best on {len(pairs)} pairs ({name})",
                         f"ρ = {best['spearman']:.3f}",
-                        f"{best['strategy']} pooling, layer {int(best['layer'])}",
+                        f"{best['pooling']} pooling, layer {int(best['layer'])}",
                         delta_color="off",
                     )
-                show_figure(
-                    figures.benchmark_figure(table),
-                    key="similarity.benchmark",
-                    caption="Solid: raw cosine; dotted: vectors centred on the pairs' mean first. Higher is "
-                    "better; a pooling whose line stays low ranks pairs unlike people do.",
-                )
+                show("similarity.benchmark", figures.benchmark_figure(table))
                 download_csv(table, "pair_benchmark.csv", key="similarity.benchmark.csv")
                 layer = st.slider(
                     "Layer for the scatter plot", 0, t.num_layers, t.num_layers, key="similarity.benchmark.layer"
                 )
-                show_figure(
-                    figures.benchmark_scatter_figure(result.pair_table(layer), result.strategies),
+                show(
+                    "similarity.benchmark_scatter",
+                    figures.benchmark_scatter_figure(result.pair_table(layer), result.poolings),
                     key="similarity.benchmark.scatter",
-                    caption="Each dot is a pair. A good pooling puts the dots on a rising line.",
                 )
                 download_csv(
                     result.pair_table(layer),
@@ -152,25 +119,13 @@ with bench_tab:
 with norms_tab:
     if norms_tab.open:
         norms = token_norms(t)
-        show_figure(
-            figures.token_norms_figure(t, norms),
-            key="similarity.norms",
-            caption="Vector length per token and layer. A token whose vector is far longer than the rest "
-            "(often [CLS] or [SEP]) tends to carry a few huge dimensions: the 'massive activations' behind "
-            "attention sinks and high cosines between unrelated vectors.",
-        )
+        show("similarity.norms", figures.token_norms_figure(t, norms))
         download_csv(token_table(t, norms, "norm"), "token_norms.csv", key="similarity.norms.csv")
         c1, c2 = st.columns(2)
         layer = c1.slider("Layer", 0, t.num_layers, t.num_layers, key="similarity.massive.layer")
         k = c2.number_input("Dimensions to show", 1, 20, 5, key="similarity.massive.k")
         top = top_dimensions(t, int(k))
-        show_figure(
-            figures.top_dimensions_figure(top, layer),
-            key="similarity.massive",
-            caption="The largest dimensions of [CLS] and [SEP] at this layer; hover for how many times the "
-            "layer's median |value| each is. Sun et al. (2024) call values thousands of times the median "
-            "massive; the same dimension recurring across layers and sentences is the signature.",
-        )
+        show("similarity.massive", figures.top_dimensions_figure(top, layer))
         download_csv(top, "top_dimensions.csv", key="similarity.massive.csv")
         dims = massive_dimensions(top[top["layer"] == layer])
         dim = st.selectbox(
@@ -178,12 +133,7 @@ with norms_tab:
             help="Dimensions listed above, largest relative to the median first.",
         )
         values = dimension_values(t, dim)
-        show_figure(
-            figures.dimension_figure(t, values, dim),
-            key="similarity.dimension",
-            caption="One hidden dimension at every token and layer. A massive activation is confined to one or "
-            "two tokens (typically [CLS] or [SEP]) and persists over many layers, while other tokens stay near 0.",
-        )
+        show("similarity.dimension", figures.dimension_figure(t, values, dim))
         download_csv(token_table(t, values, f"dim_{dim}"), f"dimension_{dim}.csv", key="similarity.dimension.csv")
 
 with baseline_tab:
@@ -191,13 +141,7 @@ with baseline_tab:
         if baseline is None:
             st.info("No baseline for this model (see the warning above).", icon=":material/info:")
         else:
-            show_figure(
-                figures.anisotropy_figure(baseline, view),
-                key="similarity.baseline",
-                caption="Mean cosine between vectors of different texts (bars: ±1 std). Values far above 0 in "
-                "raw view are the anisotropy of contextual vectors (Ethayarajh 2019): they make any raw cosine "
-                "look high. Centred, they fall near 0.",
-            )
+            show("similarity.baseline", figures.anisotropy_figure(baseline, view))
             st.dataframe(
                 [{"reference": r, "pairs of": REFERENCE_HELP[r]} for r in baseline.references],
                 hide_index=True,

@@ -1,22 +1,20 @@
 """Embeddings: do sentences with the same label sit together when read through [CLS], through
 the mean of the tokens, or through another token — layer by layer?"""
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 from clsviz import figures
-from clsviz.figures import strategy_title
-from clsviz.projection import MIN_UMAP_SAMPLES
+from clsviz.figures import pooling_title
+from clsviz.projection import MIN_UMAP_SAMPLES, coordinates_table
+from clsviz.separation import label_baselines, scores_at
 from ui.corpus import corpus_vectors, plain
 from ui.embeddings import (
     NAMED_EXTRA,
     TOKEN_K,
-    coordinates_table,
+    corpus_poolings,
     corpus_source,
-    corpus_strategies,
     fitted_projection,
-    layer_separation,
+    label_scores,
     projection_key,
     seen_before,
     start_umap_warmup,
@@ -25,7 +23,7 @@ from ui.embeddings import (
     warmup_running,
 )
 from ui.state import current_encoder, current_sentences, current_traces, page_setup
-from ui.widgets import download_csv, sentence_picker, show_figure
+from ui.widgets import download_csv, sentence_picker, show
 
 SEED = 42
 NO_LABEL = "(no colour)"
@@ -35,7 +33,7 @@ page_setup("Embeddings")
 start_umap_warmup()
 st.title("Embeddings: [CLS] or the mean, layer by layer")
 st.caption(
-    "The same corpus read three ways — the [CLS] vector, the mean of all tokens, and a reading you pick — "
+    "The same corpus read three ways — the [CLS] vector, the mean of all tokens, and a pooling you pick — "
     "projected to 2-D at any layer. Do sentences with the same label sit together, and where do yours land?"
 )
 
@@ -47,12 +45,12 @@ if picked is None:
 corpus, saved = picked
 mismatch = saved is not None and saved.model_name != encoder.name
 if saved is not None:
-    missing = [s for s in ("cls", "mean") if s not in saved.strategies]
+    missing = [s for s in ("cls", "mean") if s not in saved.poolings]
     if missing:
         st.error(
             plain(
-                f"This vectors file holds {', '.join(saved.strategies)}; the [CLS] and mean panels need "
-                f"{' and '.join(missing)} too. Save it again with: clsviz embed corpus.csv --strategies cls,mean,max"
+                f"This vectors file holds {', '.join(saved.poolings)}; the [CLS] and mean panels need "
+                f"{' and '.join(missing)} too. Save it again with: clsviz embed corpus.csv --poolings cls,mean,max"
             ),
             icon=":material/error:",
         )
@@ -84,18 +82,18 @@ with c_layer:
     )
 with c_third:
     if saved is not None:
-        # Saved vectors are shown as they are: only the readings the file holds are offered.
-        offered = [s for s in saved.strategies if s not in ("cls", "mean")] or ["mean"]
+        # Saved vectors are shown as they are: only the poolings the file holds are offered.
+        offered = [s for s in saved.poolings if s not in ("cls", "mean")] or ["mean"]
     else:
         offered = [s for s in NAMED_EXTRA if s != "pooler" or info.has_pooler] + [TOKEN_K]
     third = st.selectbox(
         "Third panel",
         offered,
-        format_func=lambda s: "token K (pick K)" if s == TOKEN_K else strategy_title(s),
+        format_func=lambda s: "token K (pick K)" if s == TOKEN_K else pooling_title(s),
         key="embeddings.third" if saved is None else "embeddings.third_saved",
         help="How the third panel reads one vector out of the sentence. 'pooler' appears only for models "
-        "with a pooler head." if saved is None else "The readings saved in the vectors file besides [CLS] and "
-        "the mean (embed with more --strategies to see others).",
+        "with a pooler head." if saved is None else "The poolings saved in the vectors file besides [CLS] and "
+        "the mean (embed with more --poolings to see others).",
     )
     if third == TOKEN_K:
         k = st.number_input(
@@ -121,12 +119,12 @@ with c_method:
         help="Same picture every time (UMAP then runs on one core). Off: a new layout per fit, a bit faster.",
     )
 seed = SEED if fixed else None
-strategies = tuple(dict.fromkeys(("cls", "mean", third)))
+poolings = tuple(dict.fromkeys(("cls", "mean", third)))
 
-vectors = saved if saved is not None else corpus_vectors(encoder, corpus, corpus_strategies(encoder, corpus, third))
+vectors = saved if saved is not None else corpus_vectors(encoder, corpus, corpus_poolings(encoder, corpus, third))
 if vectors is None:
     st.stop()
-if third not in vectors.strategies:
+if third not in vectors.poolings:
     extra = corpus_vectors(encoder, corpus, (third,))
     if extra is None:
         st.stop()
@@ -134,8 +132,8 @@ else:
     extra = vectors
 
 
-def source(strategy: str):
-    return extra if strategy == third and third not in vectors.strategies else vectors
+def source(pooling: str):
+    return extra if pooling == third and third not in vectors.poolings else vectors
 
 
 # The person's own sentences (from the sidebar), placed into every projection.
@@ -145,48 +143,30 @@ typed_texts = [t.text for t in traces]
 
 # -- scores in the original space ------------------------------------------------------------
 table, score_error = None, None
-n_classes = len({str(v) for v in labels if str(v).strip()}) if labels is not None else 0
-if n_classes > MAX_SCORED_CLASSES:
-    score_error = (
-        f"'{label_name}' has {n_classes:,} different values; the scores need a label with a few classes "
-        f"(at most {MAX_SCORED_CLASSES}). The colours still show it."
-    )
-elif labels is not None:
-    try:
-        per_strategy = [
-            layer_separation(source(s), corpus, label_name, (s,)) for s in strategies
-        ]
-        table = pd.concat(per_strategy, ignore_index=True)
-    except ValueError as exc:
-        score_error = str(exc)
-
-
-def scores_at(strategy: str) -> dict[str, float]:
-    rows = table[(table["strategy"] == strategy) & (table["layer"] == layer)]
-    return dict(zip(rows["metric"], rows["value"]))
-
+if labels is not None:
+    table, score_error = label_scores({s: source(s) for s in poolings}, corpus, label_name, MAX_SCORED_CLASSES)
 
 subtitles = {}
 if table is not None:
-    for s in strategies:
-        sc = scores_at(s)
-        subtitles[strategy_title(s)] = f"kNN acc {sc['knn_accuracy']:.2f} · silhouette {sc['silhouette']:.2f}"
+    for s in poolings:
+        sc = scores_at(table, s, layer)
+        subtitles[pooling_title(s)] = f"kNN acc {sc['knn_accuracy']:.2f} · silhouette {sc['silhouette']:.2f}"
 
 
 def draw(method_name: str) -> tuple:
     """Fit (cached) and draw the three panels; returns the figure, coords and typed coords."""
     coords, typed = {}, {}
-    for s in strategies:
+    for s in poolings:
         p = fitted_projection(source(s), corpus, layer, s, method_name, seed)
         coords[s] = p.embedding_
         if traces:
             typed[s] = p.transform(typed_vectors(traces, s, layer))
     fig = figures.embedding_panels(
-        {strategy_title(s): coords[s] for s in strategies},
+        {pooling_title(s): coords[s] for s in poolings},
         corpus.texts,
         labels=labels,
         label_name=label_name,
-        typed={strategy_title(s): typed[s] for s in typed},
+        typed={pooling_title(s): typed[s] for s in typed},
         typed_texts=typed_texts,
         subtitles=subtitles,
         title=f"{method_name.upper()} of {len(corpus):,} texts after layer {layer}",
@@ -194,13 +174,9 @@ def draw(method_name: str) -> tuple:
     return fig, coords, typed
 
 
-st.subheader(f"{'Three' if len(strategies) == 3 else 'Two'} readings of the same {len(corpus):,} sentences")
+st.subheader(f"{'Three' if len(poolings) == 3 else 'Two'} poolings of the same {len(corpus):,} sentences")
 status = st.empty()
 panel = st.empty()
-st.caption(
-    "Each dot is a corpus sentence (hover to read it); stars are your sentences from the sidebar, placed into "
-    "the fitted projection. Same-coloured dots clustering together means the reading keeps that label apart."
-)
 downloads = st.empty()
 
 try:
@@ -208,36 +184,29 @@ try:
 except ValueError as exc:
     st.error(plain(f"The projection failed: {exc}"), icon=":material/error:")
     st.stop()
-keys = [projection_key(source(s), corpus, layer, s, "umap", seed, 15, 0.1) for s in strategies]
+keys = [projection_key(source(s), corpus, layer, s, "umap", seed, 15, 0.1) for s in poolings]
 want_umap = method == "UMAP"
 if not (want_umap and seen_before(keys)):
     with panel.container():
-        show_figure(fig, key="embeddings.preview")
-        if want_umap:
-            st.caption("PCA preview — UMAP replaces it when ready.")
+        show("embeddings.panels", fig, key="embeddings.preview",
+             note="PCA preview: UMAP replaces it when ready." if want_umap else None)
 
 # -- numbers beside the pictures -------------------------------------------------------------
 st.markdown("**How well the label separates in the original space** (before any projection)")
 if labels is None:
-    st.info("Pick a label column under *Colour by* to score the three readings.", icon=":material/info:")
+    st.info("Pick a label column under *Colour by* to score the three poolings.", icon=":material/info:")
 elif score_error:
     st.warning(plain(score_error), icon=":material/warning:")
 else:
-    for col, s in zip(st.columns(3), strategies):
-        sc = scores_at(s)
-        col.metric(f"{strategy_title(s)} · kNN accuracy", f"{sc['knn_accuracy']:.3f}", border=True,
+    for col, s in zip(st.columns(3), poolings):
+        sc = scores_at(table, s, layer)
+        col.metric(f"{pooling_title(s)} · kNN accuracy", f"{sc['knn_accuracy']:.3f}", border=True,
                    help="5-fold cross-validated accuracy of a 5-nearest-neighbour classifier (cosine).")
-        col.metric(f"{strategy_title(s)} · silhouette", f"{sc['silhouette']:.3f}", border=True,
+        col.metric(f"{pooling_title(s)} · silhouette", f"{sc['silhouette']:.3f}", border=True,
                    help="-1..1: how much closer a sentence is to its own label group than to the nearest other "
                    "group (cosine). Near 0: groups overlap.")
-    present = [str(v) for v in labels if str(v).strip()]
-    chance = max(pd.Series(present).value_counts(normalize=True)) if present else None
-    show_figure(
-        figures.separation_figure(table, layer=layer, chance=chance),
-        key="embeddings.separation",
-        caption="Across layers, in the full-dimensional space. Where the red [CLS] line sits below the blue mean "
-        "line, averaging the tokens carries the label better than the [CLS] vector does at that layer.",
-    )
+    _, majority, _ = label_baselines(labels)
+    show("embeddings.separation", figures.separation_figure(table, layer=layer, chance=majority))
     download_csv(table.assign(label_column=label_name), "clsviz-embedding-scores.csv", key="embeddings.scores_csv",
                  label="Download the scores (CSV)")
 
@@ -260,16 +229,12 @@ else:
         )
     try:
         paths, backgrounds = {}, {}
-        for s in strategies:
+        for s in poolings:
             path, background, background_texts = trajectory(source(s), corpus, chosen, s, t_method.lower(), seed)
-            paths[strategy_title(s)] = path
-            backgrounds[strategy_title(s)] = background
-        show_figure(
-            figures.trajectory_figure(paths, backgrounds, text=chosen.text, background_texts=background_texts),
-            key="embeddings.trajectory",
-            caption="Numbers are layers (0 = embeddings). Faint dots are corpus sentences coloured by layer: "
-            "a path that leaves the crowd of its layer shows the reading drifting somewhere the corpus does not go.",
-        )
+            paths[pooling_title(s)] = path
+            backgrounds[pooling_title(s)] = background
+        show("embeddings.trajectory",
+             figures.trajectory_figure(paths, backgrounds, text=chosen.text, background_texts=background_texts))
     except Exception as exc:  # too few points, or a failure inside umap-learn: say so, keep the page
         st.warning(plain(f"The trajectory could not be drawn ({type(exc).__name__}: {exc})."), icon=":material/warning:")
 
@@ -278,16 +243,16 @@ shown_method = "pca"
 if want_umap:
     note = " The first UMAP in a fresh app compiles its code (about 30 s)." if warmup_running() else ""
     try:
-        with status.container(), st.spinner(f"Fitting UMAP to {len(corpus):,} points × 3 readings…{note}"):
+        with status.container(), st.spinner(f"Fitting UMAP to {len(corpus):,} points × 3 poolings…{note}"):
             fig, coords, typed = draw("umap")
         shown_method = "umap"
         with panel.container():
-            show_figure(fig, key="embeddings.panels")
+            show("embeddings.panels", fig)
     except Exception as exc:  # a failure inside umap-learn must not reach the page as a traceback
         status.warning(plain(f"UMAP failed ({type(exc).__name__}: {exc}); showing PCA."), icon=":material/warning:")
         fig, coords, typed = draw("pca")
         with panel.container():
-            show_figure(fig, key="embeddings.fallback")
+            show("embeddings.panels", fig, key="embeddings.fallback", note="UMAP failed, so this is the PCA picture.")
 with downloads.container():
     download_csv(
         coordinates_table(
@@ -298,5 +263,5 @@ with downloads.container():
         label="Download the 2-D coordinates (CSV)",
     )
 
-if np.any(vectors.truncated):
-    st.caption(f"Note: {int(np.sum(vectors.truncated))} corpus text(s) were longer than the model's limit and were cut.")
+if vectors.truncated.any():
+    st.caption(f"Note: {int(vectors.truncated.sum())} corpus text(s) were longer than the model's limit and were cut.")

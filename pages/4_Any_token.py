@@ -3,34 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
-from collections import OrderedDict
 
-import numpy as np
 import streamlit as st
 
 from clsviz import figures
+from clsviz.corpus import is_missing, stratified_rows
 from clsviz.experiments import (
     FINETUNE_POOLINGS,
     RANDOM_TOKEN,
     ProbeError,
     check_labels,
-    default_strategies,
+    default_poolings,
     random_token_vectors,
     run_finetune,
     run_probe,
 )
-from clsviz.experiments.probe import _is_missing
-from clsviz.pooling import STRATEGY_HELP
+from clsviz.pooling import POOLING_HELP
 from ui import jobs
+from ui.cache import cached
 from ui.corpus import corpus_picker, corpus_vectors, plain
 from ui.state import current_encoder, page_setup
-from ui.widgets import download_csv, show_figure
+from ui.widgets import download_csv, show
 
 FINETUNE_JOB = "any_token.finetune"
 RESULT = "any_token.result"
 SEED = 0
-HELP = {**STRATEGY_HELP, RANDOM_TOKEN: "one content token per text, picked at random (seeded by the text)"}
+HELP = {**POOLING_HELP, RANDOM_TOKEN: "one content token per text, picked at random (seeded by the text)"}
 
 page_setup("Could any token do?")
 st.title("Could any token do?")
@@ -52,7 +50,7 @@ if not corpus.labels:
     st.stop()
 
 label = st.selectbox("Label to predict", corpus.label_names, key="any_token.label")
-labelled = [i for i, v in enumerate(corpus.labels[label]) if not _is_missing(v)]
+labelled = [i for i, v in enumerate(corpus.labels[label]) if not is_missing(v)]
 if len(labelled) < len(corpus):
     st.caption(f"{len(labelled):,} of {len(corpus):,} texts have a '{plain(label)}' label; the others are left out.")
 
@@ -61,54 +59,37 @@ def _sample(rows: list[int], n: int) -> tuple[list[int], str | None]:
     """At most n of ``rows``, stratified by label where possible, in corpus order."""
     if len(rows) <= n:
         return rows, None
-    values = np.asarray([str(corpus.labels[label][i]) for i in rows], dtype=object)
-    try:
-        from sklearn.model_selection import train_test_split
-
-        picked, _ = train_test_split(np.asarray(rows), train_size=n, stratify=values, random_state=SEED)
-    except ValueError:  # a class too small to stratify: a plain random sample
-        picked = np.random.default_rng(SEED).choice(rows, size=n, replace=False)
-    return sorted(int(i) for i in picked), f"A stratified sample of {n:,} of the {len(rows):,} labelled texts is used."
+    picked = stratified_rows([corpus.labels[label][i] for i in rows], n, seed=SEED)
+    return [rows[i] for i in picked], f"A stratified sample of {n:,} of the {len(rows):,} labelled texts is used."
 
 
-@st.cache_resource(show_spinner=False)
-def _random_store() -> tuple[OrderedDict, threading.Lock]:
-    # Shared by every session; arrays are never mutated.
-    return OrderedDict(), threading.Lock()
+def _random_vectors(texts, key: str):
+    def compute():
+        bar = st.progress(0.0, text="Reading a random token of every text…")
+        try:
+            return random_token_vectors(
+                encoder, texts, seed=SEED,
+                progress=lambda d, t: bar.progress(d / t, text=f"Random tokens: {d:,} of {t:,}…"),
+            )
+        finally:
+            bar.empty()
 
-
-def _random_vectors(texts, key: str) -> np.ndarray:
-    store, lock = _random_store()
-    with lock:
-        if key in store:
-            return store[key]
-    bar = st.progress(0.0, text="Reading a random token of every text…")
-    try:
-        out = random_token_vectors(
-            encoder, texts, seed=SEED, progress=lambda d, t: bar.progress(d / t, text=f"Random tokens: {d:,} of {t:,}…")
-        )
-    finally:
-        bar.empty()
-    with lock:
-        store[key] = out
-        while len(store) > 4:
-            store.popitem(last=False)
-    return out
+    return cached("random_token", (key,), compute)
 
 
 # --- linear probe ------------------------------------------------------------------------
 st.subheader("Linear probe, every layer x every reading")
-available = default_strategies(encoder.info.has_pooler)
+available = default_poolings(encoder.info.has_pooler)
 left, middle, right = st.columns([3, 1, 1])
 token_k = middle.number_input(
     "K for token:K", min_value=0, max_value=64, value=3, key="any_token.k", help="Position K, [CLS] counted as 0."
 )
 options = [f"token:{int(token_k)}" if s.startswith("token:") else s for s in available]
-strategies = left.multiselect(
+poolings = left.multiselect(
     "Readings",
     options,
     default=options,
-    key=f"any_token.strategies.{int(token_k)}",
+    key=f"any_token.poolings.{int(token_k)}",
     format_func=lambda s: s,
     help="\n".join(f"- **{s}**: {HELP.get(s if not s.startswith('token:') else 'token:K', '')}" for s in options),
 )
@@ -134,9 +115,9 @@ def texts_input(where, label: str, key: str, smallest: int, default: int, help: 
 max_texts = texts_input(
     st, "Texts to use", "any_token.max_texts", 20, 1000, "Fewer texts run faster; a stratified sample keeps the label balance."
 )
-params = (encoder.name, corpus.content_hash, label, tuple(strategies), int(folds), int(max_texts))
+params = (encoder.name, corpus.content_hash, label, tuple(poolings), int(folds), int(max_texts))
 
-if st.button("Run the probe", type="primary", key="any_token.run", disabled=not strategies):
+if st.button("Run the probe", type="primary", key="any_token.run", disabled=not poolings):
     rows, sample_note = _sample(labelled, int(max_texts))
     try:
         check_labels([corpus.labels[label][i] for i in rows], folds, label)
@@ -147,17 +128,17 @@ if st.button("Run the probe", type="primary", key="any_token.run", disabled=not 
         st.stop()
     # The whole corpus when it fits (its vectors are shared with other labels and pages).
     sub = corpus if len(rows) == len(labelled) and len(labelled) == len(corpus) else corpus.subset(rows)
-    named = tuple(s for s in strategies if s != RANDOM_TOKEN)
+    named = tuple(s for s in poolings if s != RANDOM_TOKEN)
     vectors = corpus_vectors(encoder, sub, named) if named else None
     if named and vectors is None:
         st.stop()
     try:
-        rnd = _random_vectors(sub.texts, f"{encoder.name}|{sub.content_hash}") if RANDOM_TOKEN in strategies else None
+        rnd = _random_vectors(sub.texts, f"{encoder.name}|{sub.content_hash}") if RANDOM_TOKEN in poolings else None
         bar = st.progress(0.0, text="Probing…")
         result = run_probe(
             vectors if vectors is not None else {},
             list(sub.labels[label]),
-            strategies=list(strategies),
+            poolings=list(poolings),
             random_token=rnd,
             folds=int(folds),
             seed=SEED,
@@ -182,12 +163,7 @@ else:
     for note in result.messages:
         st.caption(plain(note))
     st.info(plain(result.summary()), icon=":material/lightbulb:")
-    show_figure(
-        figures.probe_figure(result),
-        key="any_token.probe_figure",
-        caption="Each line is one way of reading a vector out of the sequence. A line far above the dashed "
-        "baselines means the label is linearly readable there; lines that meet mean the reading does not matter.",
-    )
+    show("probe.accuracy", figures.probe_figure(result), key="any_token.probe_figure")
     table = result.table.assign(label=result.label, chance=result.chance, majority=result.majority)
     st.caption(f"Probed in {result.seconds:.1f} s.")
     with st.expander("The numbers"):
@@ -275,12 +251,7 @@ if job is not None and not job.active:
             st.caption(plain(note))
         st.info(plain(ft.summary()), icon=":material/lightbulb:")
         st.dataframe(ft.table, hide_index=True, width="stretch")
-        show_figure(
-            figures.finetune_figure(ft),
-            key="any_token.ft_figure",
-            caption="Left: the loss on each training batch. Right: accuracy on the held-out texts during training. "
-            "Poolings that end together mean training made the reading irrelevant.",
-        )
+        show("finetune.curves", figures.finetune_figure(ft), key="any_token.ft_figure")
         d1, d2 = st.columns(2)
         with d1:
             download_csv(ft.table, "finetune_accuracy.csv", key="any_token.ft_csv", label="Download the accuracies (CSV)")

@@ -3,17 +3,12 @@
 import streamlit as st
 
 from clsviz import figures
-from clsviz.experiments.position import (
-    POSITION_VARIANTS,
-    VARIANT_HELP,
-    VARIANT_LABELS,
-    summarize_position,
-    summarize_probe,
-)
+from clsviz.experiments.position import POSITION_VARIANTS, VARIANT_HELP, VARIANT_LABELS, summarize_position
+from clsviz.experiments.moved_cls import summarize_probe
 from ui.corpus import corpus_picker, plain
 from ui.position import cached_position_experiment, corpus_probe, has_result, probe_key
 from ui.state import current_encoder, current_max_tokens, current_traces, page_setup
-from ui.widgets import download_csv, sentence_picker, show_figure
+from ui.widgets import download_csv, sentence_picker, show
 
 MECHANISM = (
     "**Why would position 0 matter at all?** In every layer each token attends to every other token, in "
@@ -71,26 +66,12 @@ for note in result.notes:
     st.warning(plain(note), icon=":material/info:")
 
 st.subheader("One sentence, seven inputs")
-show_figure(
-    figures.variant_tokens_figure([r.variant for r in result.runs]),
-    key="why_first.tokens",
-    caption="The inputs the model runs. Orange marks the slot read as [CLS] in each: [CLS] itself, its "
-    "replacement, or (with [CLS] removed) the first text token. Hover for the position ids.",
-)
+show("position.tokens", figures.variant_tokens_figure([r.variant for r in result.runs]), key="why_first.tokens")
 with st.expander("What each variant changes"):
     for name in POSITION_VARIANTS:
         st.markdown(f"- **{VARIANT_LABELS[name]}**: {VARIANT_HELP[name]}")
 
-show_figure(
-    figures.position_figure(result.table),
-    key="why_first.lines",
-    caption="Left: how close the vector in the [CLS] slot is to the standard [CLS] vector at the same layer "
-    "(dashed grey: the standard [CLS]'s average cosine to an ordinary text token — the level of 'similar' "
-    "in this model's space). Middle: the share of attention the slot receives, averaged over heads and "
-    "query tokens. Right: its cosine to the mean of the text's tokens. If only the [CLS] token embedding "
-    "mattered, the moved variants would track the standard line and the replaced ones would not; if only "
-    "position 0 mattered, the reverse.",
-)
+show("position.lines", figures.position_figure(result.table), key="why_first.lines")
 st.markdown(f"**For {plain(encoder.name)}:** {plain(summarize_position(result.table))}")
 download_csv(result.table, "position_variants.csv", key="why_first.csv")
 
@@ -162,12 +143,6 @@ for note in notes:
     st.warning(plain(note), icon=":material/info:")
 if table.empty:
     st.stop()
-show_figure(
-    figures.position_probe_figure(table, label),
-    key="why_first.probe",
-    caption="Accuracy of a linear probe on the vector in the [CLS] slot (error bars: ± one standard deviation "
-    "over folds). Lines that coincide mean the label is just as readable wherever [CLS] sits — what "
-    "bidirectional attention predicts. Grey lines: always guessing the majority class, and chance.",
-)
+show("position.probe", figures.position_probe_figure(table, label), key="why_first.probe")
 st.markdown(f"**For {plain(encoder.name)}:** {plain(summarize_probe(table))}")
 download_csv(table, "position_probe.csv", key="why_first.probe.csv")

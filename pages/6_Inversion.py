@@ -1,26 +1,26 @@
 """Can the sentence be recovered from its [CLS] vector?"""
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
 from clsviz import figures, pool
+from clsviz.benchmark import COMPARE_POOLINGS
 from clsviz.experiments.inversion import (
     decode_words,
     mlm_reading,
-    nearest_neighbours,
     summarize_bow,
+    summarize_mlm_reading,
     summarize_recall,
 )
-from clsviz.similarity import COMPARE_STRATEGIES
+from clsviz.experiments.neighbours import neighbour_agreement, neighbour_table
 from ui.corpus import corpus_picker, corpus_vectors, plain, vectors_key
 from ui.inversion import bow_table, cached_mlm_head, pair_recall
 from ui.similarity import pairs_picker
 from ui.state import current_encoder, current_traces, page_setup
-from ui.widgets import download_csv, sentence_picker, show_figure
+from ui.widgets import download_csv, figure_caption, sentence_picker, show
 
 TABS = ("Nearest neighbours", "Bag of words", "Masked-LM head", "What published work shows")
-STRATEGY_NAMES = {"cls": "[CLS]", "mean": "mean of all tokens"}
+POOLING_NAMES = {"cls": "[CLS]", "mean": "mean of all tokens"}
 
 PUBLISHED = """
 **What stronger decoders recover.** *vec2text* (Morris et al., 2023, "Text Embeddings Reveal (Almost) As
@@ -100,7 +100,7 @@ queries = {"cls": t.cls(layer), "mean": pool(t, "mean", layer)}
 
 def corpus_vectors_or_stop():
     """The corpus embedded once per model (shared cache); only the tabs that search or decode need it."""
-    vectors = corpus_vectors(encoder, corpus, COMPARE_STRATEGIES)
+    vectors = corpus_vectors(encoder, corpus, COMPARE_POOLINGS)
     if vectors is None:
         st.stop()
     return vectors
@@ -114,35 +114,25 @@ with nn_tab:
         max_k = min(20, len(corpus) - 1)
         k = st.slider("Neighbours", 1, max_k, min(5, max_k), key="inversion.k") if max_k > 1 else 1
         try:
-            frames = []
-            for s in ("cls", "mean"):
-                nn = nearest_neighbours(queries[s], vectors.get(s, layer), vectors.texts, k=k, exclude_text=t.text)
-                frames.append(nn.assign(strategy=s, layer=layer))
-            table = pd.concat(frames, ignore_index=True)
+            table = neighbour_table(queries, vectors, layer, k=k, exclude_text=t.text)
         except ValueError as exc:
             st.error(plain(str(exc)), icon=":material/error:")
             table = None
         if table is not None:
-            show_figure(
-                figures.neighbours_figure(table, title=f"Nearest corpus sentences at layer {layer}"),
-                key="inversion.neighbours",
-                caption="The corpus sentences whose vector points closest to this sentence's, read as [CLS] "
-                "(top) or as the mean of all tokens (bottom). Neighbours that share the topic but not the "
-                "words would mean the vector keeps the gist rather than the wording. The sentence itself is left out.",
-            )
+            show("inversion.neighbours", figures.neighbours_figure(table, title=f"Nearest corpus sentences at layer {layer}"))
             left, right = st.columns(2)
             for col, s in ((left, "cls"), (right, "mean")):
                 with col:
-                    st.markdown(f"**{STRATEGY_NAMES[s]}**")
+                    st.markdown(f"**{POOLING_NAMES[s]}**")
                     st.dataframe(
-                        table[table["strategy"] == s][["rank", "text", "cosine"]], hide_index=True, width="stretch"
+                        table[table["pooling"] == s][["rank", "text", "cosine"]], hide_index=True, width="stretch"
                     )
-            shared = set(table.loc[table["strategy"] == "cls", "index"]) & set(table.loc[table["strategy"] == "mean", "index"])
-            top = table[table["strategy"] == "cls"].iloc[0]
+            shared = neighbour_agreement(table)
+            top = table[table["pooling"] == "cls"].iloc[0]
             st.markdown(
                 f"**For {plain(info.name)} at layer {layer}:** "
                 + plain(
-                    f"[CLS] and the mean agree on {len(shared)} of their top {k} neighbours; the closest sentence by "
+                    f"[CLS] and the mean agree on {shared} of their top {k} neighbours; the closest sentence by "
                     f"[CLS] has cosine {top['cosine']:.2f}."
                 )
             )
@@ -162,12 +152,7 @@ with nn_tab:
                 recall, ps = outcome
                 for note in ps.notes:
                     st.info(plain(note), icon=":material/info:")
-                show_figure(
-                    figures.recall_figure(recall),
-                    key="inversion.recall",
-                    caption="recall@1 per layer. High recall means paraphrases land next to each other: the "
-                    "vector encodes meaning in a way that survives rewording. Grey: picking a sentence at random.",
-                )
+                show("inversion.recall", figures.recall_figure(recall))
                 st.markdown(f"**For {plain(info.name)}:** {plain(summarize_recall(recall))}")
                 download_csv(recall, "paraphrase_recall.csv", key="inversion.recall.csv")
 
@@ -182,17 +167,10 @@ with bow_tab:
         with c_k:
             top_k = st.slider("Words to show (k)", 3, 20, 8, key="inversion.top_k")
         vectors = corpus_vectors_or_stop()
-        outcome = bow_table(vectors, vectors_key(encoder, corpus, COMPARE_STRATEGIES), vocab_size)
+        outcome = bow_table(vectors, vectors_key(encoder, corpus, COMPARE_POOLINGS), vocab_size)
         if outcome is not None:
             bow, vocab = outcome
-            show_figure(
-                figures.bow_f1_figure(bow),
-                key="inversion.bow",
-                caption=f"A ridge-regression decoder per layer maps the vector to {len(vocab)} word indicators; F1 on "
-                "held-out sentences (threshold chosen on a validation split). Layer 0's mean averages the tokens' "
-                "input embeddings (word + position, normalized), so it holds the words almost directly; the "
-                "question is how much survives in [CLS] and in later layers. Grey: frequent words guessed blindly.",
-            )
+            show("inversion.bow", figures.bow_f1_figure(bow))
             st.markdown(f"**For {plain(info.name)}:** {plain(summarize_bow(bow))}")
             download_csv(bow, "bag_of_words_f1.csv", key="inversion.bow.csv")
 
@@ -208,11 +186,13 @@ with bow_tab:
                         st.error(plain(str(exc)), icon=":material/error:")
                         continue
                     decoded[s] = d
-                    show_figure(
-                        figures.decoded_words_figure(d.table, title=f"{STRATEGY_NAMES[s]}: top {len(d.table)} words"),
+                    show(
+                        "inversion.words",
+                        figures.decoded_words_figure(d.table, title=f"{POOLING_NAMES[s]}: top {len(d.table)} words"),
                         key=f"inversion.words.{s}",
+                        caption=False,
                     )
-                    recall_text = "n/a" if np.isnan(d.recall_at_k) else f"{d.recall_at_k:.0%}"
+                    recall_text = "n/a" if d.recall_at_k != d.recall_at_k else f"{d.recall_at_k:.0%}"  # NaN: undefined
                     st.caption(plain(f"precision@{len(d.table)} {d.precision_at_k:.0%} · recall@{len(d.table)} {recall_text}"))
             if decoded:
                 any_d = next(iter(decoded.values()))
@@ -227,12 +207,9 @@ with bow_tab:
                         "undefined. Try a sentence about the corpus's topics, or a larger vocabulary.",
                         icon=":material/info:",
                     )
-                words = pd.concat([d.table.assign(strategy=s) for s, d in decoded.items()], ignore_index=True)
+                words = pd.concat([d.table.assign(pooling=s) for s, d in decoded.items()], ignore_index=True)
                 download_csv(words, f"decoded_words_layer{layer}.csv", key="inversion.words.csv")
-            st.caption(
-                "The decoder is trained on the corpus (this sentence left out) and applied to this sentence's vector. "
-                "Green bars are words the sentence really contains."
-            )
+            figure_caption("inversion.words")
 
 with mlm_tab:
     if mlm_tab.open:
@@ -247,25 +224,8 @@ with mlm_tab:
         else:
             k_mlm = st.slider("Tokens per layer", 1, 10, 5, key="inversion.mlm_k")
             reading = mlm_reading(head, t.hidden_states[:, t.cls_index], encoder.tokenizer, k=k_mlm)
-            show_figure(
-                figures.mlm_reading_figure(reading),
-                key="inversion.mlm",
-                caption="The model's own masked-LM head applied to the [CLS] vector of every layer, as if [CLS] "
-                "were a masked word: the tokens it would predict there. The head was trained on last-layer "
-                "outputs at the positions it had to predict, so earlier layers are read off-distribution.",
-            )
-            last = reading[(reading["layer"] == info.num_layers) & (reading["rank"] == 1)].iloc[0]
-            words = {w.lower() for w in t.text.split()}
-            found = sorted({tok for tok in reading["token"] if tok.lower().strip("Ġ▁#") in words})
-            st.markdown(
-                f"**For {plain(info.name)}:** "
-                + plain(
-                    f"at the last layer the head reads '{last['token']}' from [CLS] (probability "
-                    f"{last['probability']:.1%}); "
-                    + (f"tokens of the sentence among the top readings: {', '.join(found)}." if found
-                       else "none of the sentence's words is among the top readings at any layer.")
-                )
-            )
+            show("inversion.mlm", figures.mlm_reading_figure(reading))
+            st.markdown(f"**For {plain(info.name)}:** " + plain(summarize_mlm_reading(reading, t.text)))
             download_csv(reading, "mlm_reading.csv", key="inversion.mlm.csv")
 
 with paper_tab:

@@ -16,6 +16,7 @@ import torch
 
 from clsviz import attention as A
 from clsviz import figures, load_encoder, trace
+from clsviz import mixing as M
 from clsviz.figures import safe_text
 
 SENTENCE = "Why is the [CLS] token always first, and what does it read?"
@@ -126,8 +127,8 @@ def test_breakdown_matches_direct_sums(real_trace):
 
 def test_cls_rows_are_the_cls_query_rows(real_trace):
     rows = A.cls_rows(real_trace.attentions, real_trace.cls_index)
-    for layer in range(real_trace.num_layers):
-        np.testing.assert_array_equal(rows[layer].mean(axis=0), real_trace.attention(layer)[real_trace.cls_index])
+    for block in range(1, real_trace.num_layers + 1):
+        np.testing.assert_array_equal(rows[block - 1].mean(axis=0), real_trace.attention(block)[real_trace.cls_index])
 
 
 # --- rollout ----------------------------------------------------------------------------------------
@@ -205,7 +206,7 @@ def _value_norm_by_hooks(encoder, text: str) -> tuple[np.ndarray, np.ndarray]:
 def test_value_weighted_attention_matches_hooks_on_bundled_model(encoder, real_trace):
     expected, attn = _value_norm_by_hooks(encoder, SENTENCE)
     np.testing.assert_allclose(real_trace.attentions, attn, atol=1e-5)
-    got = A.value_weighted_attention(encoder, real_trace)
+    got = M.value_weighted_attention(encoder, real_trace)
     assert got.shape == real_trace.attentions.shape and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
@@ -215,7 +216,7 @@ def test_value_weighted_attention_matches_hooks_on_tiny_models(tiny_encoders, ki
     enc = tiny_encoders[kind]
     text = "the cat chased a dog, why?"
     expected, _ = _value_norm_by_hooks(enc, text)
-    got = A.value_weighted_attention(enc, trace(enc, text))
+    got = M.value_weighted_attention(enc, trace(enc, text))
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
 
 
@@ -247,21 +248,21 @@ def tiny_mpnet_dir(tmp_path_factory):
 def test_value_weighted_attention_refuses_unknown_architectures(tiny_encoder, tiny_mpnet_dir):
     mpnet = load_encoder(str(tiny_mpnet_dir))
     with pytest.raises(ValueError, match="BERT, RoBERTa, ELECTRA, DistilBERT and ALBERT.*'mpnet'"):
-        A.value_weighted_attention(mpnet, trace(mpnet, "the cat"))
+        M.value_weighted_attention(mpnet, trace(mpnet, "the cat"))
     t = trace(tiny_encoder, "the cat")
     stranger = SimpleNamespace(model=torch.nn.Module(), info=tiny_encoder.info)
     with pytest.raises(ValueError, match="BERT, RoBERTa, ELECTRA, DistilBERT and ALBERT"):
-        A.value_weighted_attention(stranger, t)
+        M.value_weighted_attention(stranger, t)
 
 
 def test_attention_weights_kinds(tiny_encoder):
     t = trace(tiny_encoder, "the cat chased a dog")
-    assert A.attention_weights(tiny_encoder, t, "attention") is t.attentions
-    shares = A.attention_weights(tiny_encoder, t, "value-norm")
-    raw = A.value_weighted_attention(tiny_encoder, t)
+    assert M.attention_weights(tiny_encoder, t, "attention") is t.attentions
+    shares = M.attention_weights(tiny_encoder, t, "value-norm")
+    raw = M.value_weighted_attention(tiny_encoder, t)
     np.testing.assert_allclose(shares, raw / raw.sum(axis=-1, keepdims=True), rtol=1e-5)
     with pytest.raises(ValueError, match="attention, value-norm"):
-        A.attention_weights(tiny_encoder, t, "flow")
+        M.attention_weights(tiny_encoder, t, "flow")
 
 
 # --- summary and tables -----------------------------------------------------------------------------
@@ -274,7 +275,7 @@ def test_summary_and_tables_agree_with_the_functions(real_trace):
 
     t = A.to_cls_table(s)
     assert len(t) == real_trace.num_layers * real_trace.num_heads
-    row = t[(t["layer"] == 3) & (t["head"] == 5)].iloc[0]
+    row = t[(t["block"] == 3) & (t["head"] == 5)].iloc[0]
     assert row.attention_to_cls == pytest.approx(s.to_cls[2, 4])
     assert row.cls_self_attention == pytest.approx(a[2, 4, cls, cls])
 
@@ -283,16 +284,16 @@ def test_summary_and_tables_agree_with_the_functions(real_trace):
 
     b = A.breakdown_table(s)
     assert len(b) == real_trace.num_layers * len(A.TOKEN_CATEGORIES)
-    np.testing.assert_allclose(b.groupby("layer").share.sum(), 1.0, atol=1e-5)
+    np.testing.assert_allclose(b.groupby("block").share.sum(), 1.0, atol=1e-5)
     bh = A.breakdown_table(s, per_head=True)
     assert len(bh) == real_trace.num_layers * real_trace.num_heads * len(A.TOKEN_CATEGORIES)
 
     r = A.rollout_table(s)
     assert list(r.token[: real_trace.seq_len]) == list(real_trace.tokens)
-    assert r[(r.layer == 6)].rollout.to_numpy() == pytest.approx(s.rollout_cls[5])
+    assert r[(r.block == 6)].rollout.to_numpy() == pytest.approx(s.rollout_cls[5])
 
     c = A.cls_row_table(s, head=None)
-    assert c[c.layer == 1].weight.to_numpy() == pytest.approx(a[0, :, cls].mean(axis=0), abs=1e-6)
+    assert c[c.block == 1].weight.to_numpy() == pytest.approx(a[0, :, cls].mean(axis=0), abs=1e-6)
 
     m = A.token_matrix_table(a[1, 3], real_trace.tokens)
     assert len(m) == real_trace.seq_len**2
@@ -332,11 +333,11 @@ def test_figures_have_token_axes_and_right_shapes(real_trace):
     ent = figures.cls_entropy_heatmap(s).to_dict()
     assert ent["data"][0]["zmax"] == pytest.approx(math.log(n))
 
-    matrix = real_trace.attention(2, 7)
-    tok = figures.token_attention_heatmap(matrix, real_trace.tokens, 2, 7).to_dict()
+    matrix = real_trace.attention(3, 7)
+    tok = figures.token_attention_heatmap(matrix, real_trace.tokens, 3, 7).to_dict()
     assert list(tok["data"][0]["x"]) == labels and list(tok["data"][0]["y"]) == labels
     assert _arr(tok["data"][0]["z"]).shape == (n, n)
-    assert "Layer 3, head 8" in tok["layout"]["title"]["text"]
+    assert "Block 3, head 8" in tok["layout"]["title"]["text"]
 
     bars = figures.attention_breakdown_bars(s).to_dict()
     assert bars["layout"]["barmode"] == "stack" and len(bars["data"]) == len(A.TOKEN_CATEGORIES)
@@ -362,8 +363,8 @@ def test_figure_labels_escape_markup_tokens():
 def test_figures_for_512_tokens_stay_under_5_mb(encoder):
     long = trace(encoder, "Why is the [CLS] token first, and does it read the rest? " * 60, max_length=512)
     assert long.seq_len == 512
-    for kind in A.ATTENTION_KINDS:
-        weights = A.attention_weights(encoder, long, kind)
+    for kind in M.ATTENTION_KINDS:
+        weights = M.attention_weights(encoder, long, kind)
         s = A.summarize(long, weights, kind=kind)
         figs = [
             figures.cls_attention_heatmap(s),

@@ -119,32 +119,32 @@ def test_inspect_without_html_and_from_stdin(monkeypatch, capsys):
 
 def test_embed_csv_round_trips_to_the_same_vectors(tmp_path, corpus_csv, encoder):
     out = tmp_path / "vectors.npz"
-    result = run("embed", str(corpus_csv), "--out", str(out), "--strategies", "cls,mean,max", "--batch-size", "5")
+    result = run("embed", str(corpus_csv), "--out", str(out), "--poolings", "cls,mean,max", "--batch-size", "5")
     assert result.returncode == 0, result.stderr
     assert "Embedding [" in result.stderr
     pv = load_vectors(out)
     frame = pd.read_csv(corpus_csv)
     assert pv.texts == tuple(frame["text"])
     assert pv.labels == {"topic": tuple(frame["topic"])}
-    assert pv.strategies == ("cls", "mean", "max")
+    assert pv.poolings == ("cls", "mean", "max")
     assert pv.model_name == encoder.name
     assert pv.vectors.shape == (16, encoder.info.num_layers + 1, 3, encoder.info.hidden_size)
     # Each vector again from a single-text Trace: an independent path through the model.
     for i in (0, 9, 15):
         t = trace(encoder, pv.texts[i])
-        for s_i, strategy in enumerate(pv.strategies):
+        for s_i, pooling in enumerate(pv.poolings):
             for layer in (0, 3, encoder.info.num_layers):
-                assert np.allclose(pv.vectors[i, layer, s_i], pool(t, strategy, layer), atol=2e-4)
+                assert np.allclose(pv.vectors[i, layer, s_i], pool(t, pooling, layer), atol=2e-4)
 
 
 def test_embed_demo_corpus_to_parquet(tmp_path, capsys):
     out = tmp_path / "demo.parquet"
-    assert cli.main(["embed", "demo", "--max-rows", "12", "--strategies", "mean", "--out", str(out), "--quiet"]) == 0
+    assert cli.main(["embed", "demo", "--max-rows", "12", "--poolings", "mean", "--out", str(out), "--quiet"]) == 0
     pv = load_vectors(out)
     demo = demo_corpus()
     assert pv.texts == demo.texts[:12]
     assert pv.labels == {k: tuple(v[:12]) for k, v in demo.labels.items()}
-    assert pv.strategies == ("mean",) and pv.vectors.shape[0] == 12
+    assert pv.poolings == ("mean",) and pv.vectors.shape[0] == 12
     captured = capsys.readouterr()
     assert "Saved:" in captured.out and "Embedded 12 texts" in captured.out
 
@@ -159,21 +159,21 @@ def test_probe_prints_and_saves_the_table(tmp_path, corpus_csv, encoder):
     from clsviz.experiments.probe import make_probe
 
     out = tmp_path / "probe.csv"
-    result = run("probe", str(corpus_csv), "--label", "topic", "--strategies", "cls,mean", "--layers", "0,6",
+    result = run("probe", str(corpus_csv), "--label", "topic", "--poolings", "cls,mean", "--layers", "0,6",
                  "--folds", "4", "--out", str(out))
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(out)
-    assert sorted(zip(table["layer"], table["strategy"])) == [(0, "cls"), (0, "mean"), (6, "cls"), (6, "mean")]
+    assert sorted(zip(table["layer"], table["pooling"])) == [(0, "cls"), (0, "mean"), (6, "cls"), (6, "mean")]
     assert set(table["chance"]) == {0.5} and set(table["majority"]) == {0.5}
     assert "Probe accuracy for 'topic'" in result.stdout and "Chance 0.500" in result.stdout
     # One cell recomputed here with scikit-learn on freshly extracted vectors.
     frame = pd.read_csv(corpus_csv)
-    pv = extract(encoder, list(frame["text"]), strategies=("mean",))
+    pv = extract(encoder, list(frame["text"]), poolings=("mean",))
     y = (frame["topic"] == "food").to_numpy().astype(int)
     x = pv.get("mean", 6).astype(np.float64)
     splits = StratifiedKFold(4, shuffle=True, random_state=0).split(x, y)
     scores = [np.mean(make_probe(random_state=0).fit(x[tr], y[tr]).predict(x[te]) == y[te]) for tr, te in splits]
-    row = table[(table["layer"] == 6) & (table["strategy"] == "mean")].iloc[0]
+    row = table[(table["layer"] == 6) & (table["pooling"] == "mean")].iloc[0]
     assert row["accuracy_mean"] == pytest.approx(np.mean(scores), abs=1e-9)
 
 
@@ -194,7 +194,7 @@ def test_probe_prints_and_saves_the_table(tmp_path, corpus_csv, encoder):
         (["embed", "{csv}"], "required: --out"),
         (["embed", "missing.csv", "--out", "v.npz"], "no corpus file"),
         (["embed", "{csv}", "--out", "v.csv"], "must end in .npz or .parquet"),
-        (["embed", "{csv}", "--out", "v.npz", "--strategies", "cls,bogus"], "Unknown pooling strategy 'bogus'"),
+        (["embed", "{csv}", "--out", "v.npz", "--poolings", "cls,bogus"], "Unknown pooling 'bogus'"),
         (["embed", "{csv}", "--out", "v.npz", "--batch-size", "x"], "expected a whole number"),
         (["embed", "{binary}", "--out", "v.npz"], "binary"),
         (["embed", "{csv}", "--out", "v.npz", "--text-column", "nope"], "no column 'nope'"),
@@ -254,13 +254,13 @@ def test_other_failures_exit_1(monkeypatch, capsys):
     assert len(err) == 1 and "needs Streamlit" in err[0] and "pip install" in err[0]
 
     monkeypatch.undo()
-    monkeypatch.setattr(cli, "find_app", lambda: None)
+    monkeypatch.setattr(cli.app_command, "find_app", lambda: None)
     assert cli.main(["app"]) == 1
     assert "app.py was not found" in capsys.readouterr().err
 
 
 def test_debug_shows_the_traceback(monkeypatch):
-    monkeypatch.setattr(cli, "find_app", lambda: None)
+    monkeypatch.setattr(cli.app_command, "find_app", lambda: None)
     with pytest.raises(RuntimeError, match="app.py was not found"):
         cli.main(["app", "--debug"])
 
@@ -270,7 +270,7 @@ def test_debug_shows_the_traceback(monkeypatch):
 
 def test_find_app_is_the_repository_entry_file():
     app = cli.find_app()
-    assert app == Path(cli.__file__).resolve().parent.parent / "app.py"
+    assert app == Path(cli.__file__).resolve().parents[2] / "app.py"
     assert app.is_file()
 
 
@@ -346,13 +346,13 @@ def test_local_corpus_files_have_no_upload_limits(tmp_path):
     path = tmp_path / "big.csv"
     path.write_text("text,kind\n" + "".join(f"sentence number {i} here,{i % 3}\n" for i in range(6000)))
     args = cli.build_parser().parse_args(["embed", str(path), "--out", "v.npz"])
-    corpus = cli._read_corpus(args)
+    corpus = cli.read_corpus(args)
     assert len(corpus.texts) == 6000 and corpus.texts[5999] == "sentence number 5999 here"
     assert corpus.labels["kind"][:4] == ("0", "1", "2", "0")
     args = cli.build_parser().parse_args(["embed", str(path), "--out", "v.npz", "--max-rows", "10"])
-    assert cli._read_corpus(args).texts == tuple(f"sentence number {i} here" for i in range(10))
+    assert cli.read_corpus(args).texts == tuple(f"sentence number {i} here" for i in range(10))
     args = cli.build_parser().parse_args(["embed", "demo", "--out", "v.npz", "--max-rows", "7"])
-    demo = cli._read_corpus(args)
+    demo = cli.read_corpus(args)
     assert demo.texts == demo_corpus().texts[:7] and "the first 7 of" in demo.messages[-1]
 
 
@@ -363,4 +363,4 @@ def test_inspect_with_the_baseline(tmp_path, tiny_model_dirs, capsys):
     assert cli.main(args) == 0
     assert "Measuring the anisotropy baseline" in capsys.readouterr().err
     doc = out.read_text(encoding="utf-8")
-    assert "id='sec-anisotropy'" in doc and "id='sec-cls_vs_means'" in doc
+    assert "id='sec-similarity.baseline'" in doc and "id='sec-similarity.summary'" in doc

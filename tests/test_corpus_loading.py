@@ -12,15 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from clsviz.corpus import (
-    Corpus,
-    CorpusError,
-    demo_corpus,
-    demo_pairs,
-    limits_from_env,
-    load_corpus,
-    load_pairs,
-)
+from clsviz.corpus import Corpus, demo_corpus, demo_pairs
+from clsviz.readers import CorpusError, limits_from_env, load_corpus, load_pairs
 
 DATA = Path(__file__).resolve().parent.parent / "clsviz" / "data"
 LABELS = ("topic", "sentiment", "form", "order")

@@ -21,14 +21,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from clsviz import ModelLoadError, load_encoder, trace
-from clsviz.corpus import (
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_CHARS,
-    DEFAULT_MAX_ROWS,
-    Corpus,
-    CorpusError,
-    load_corpus,
-)
+from clsviz.corpus import Corpus
+from clsviz.readers import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHARS, DEFAULT_MAX_ROWS, CorpusError, load_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")

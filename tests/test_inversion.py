@@ -8,14 +8,15 @@ import pytest
 import torch
 
 from clsviz import load_encoder, trace
-from clsviz.corpus import PooledVectors
 from clsviz.experiments import inversion as I
+from clsviz.experiments import neighbours as N
+from clsviz.vectors import PooledVectors
 
 
-def _pooled(vectors_by_strategy: dict, texts) -> PooledVectors:
-    """PooledVectors from {strategy: [N, L+1, D]}."""
-    names = tuple(vectors_by_strategy)
-    stacked = np.stack([vectors_by_strategy[s] for s in names], axis=2).astype(np.float32)
+def _pooled(vectors_by_pooling: dict, texts) -> PooledVectors:
+    """PooledVectors from {pooling: [N, L+1, D]}."""
+    names = tuple(vectors_by_pooling)
+    stacked = np.stack([vectors_by_pooling[s] for s in names], axis=2).astype(np.float32)
     return PooledVectors(stacked, names, tuple(texts), "synthetic", np.zeros(len(texts), dtype=bool))
 
 
@@ -24,7 +25,7 @@ def test_nearest_neighbours_brute_force():
     vectors = rng.normal(size=(50, 16))
     texts = [f"sentence {i}" for i in range(50)]
     query = rng.normal(size=16)
-    got = I.nearest_neighbours(query, vectors, texts, k=7)
+    got = N.nearest_neighbours(query, vectors, texts, k=7)
     sims = [float(np.dot(query, v) / np.linalg.norm(query) / np.linalg.norm(v)) for v in vectors]
     expected = sorted(range(50), key=lambda i: -sims[i])[:7]
     assert got["index"].tolist() == expected
@@ -32,10 +33,10 @@ def test_nearest_neighbours_brute_force():
     assert got["text"].tolist() == [texts[i] for i in expected]
     assert got["rank"].tolist() == list(range(1, 8))
     # The query's own sentence is skipped when asked.
-    got = I.nearest_neighbours(vectors[3], vectors, texts, k=3, exclude_text="sentence 3")
+    got = N.nearest_neighbours(vectors[3], vectors, texts, k=3, exclude_text="sentence 3")
     assert 3 not in got["index"].tolist()
     with pytest.raises(ValueError, match="other than the query"):
-        I.nearest_neighbours(vectors[0], vectors[:1], texts[:1], exclude_text="sentence 0")
+        N.nearest_neighbours(vectors[0], vectors[:1], texts[:1], exclude_text="sentence 0")
 
 
 def test_recall_at_1_known_answer():
@@ -44,7 +45,7 @@ def test_recall_at_1_known_answer():
     # Sentences 0..9 have partners 10..19 that are tiny perturbations: every query finds its partner.
     vectors = np.concatenate([base[:10], base[:10] + 0.01 * rng.normal(size=(10, 32)), rng.normal(size=(5, 32))])
     pairs = np.array([[i, i + 10] for i in range(10)])
-    recall, queries, chance = I.recall_at_1(vectors, pairs)
+    recall, queries, chance = N.recall_at_1(vectors, pairs)
     assert (recall, queries) == (1.0, 20)
     assert chance == pytest.approx(1 / 24)
     # Move the partners of the first 4 queries far away: brute force says which queries still hit.
@@ -55,7 +56,7 @@ def test_recall_at_1_known_answer():
         sims = [-np.inf if j == a else np.dot(vectors2[a], vectors2[j]) / np.linalg.norm(vectors2[a]) / np.linalg.norm(vectors2[j])
                 for j in range(len(vectors2))]
         hits += int(np.argmax(sims) == b)
-    recall2, _, _ = I.recall_at_1(vectors2, pairs)
+    recall2, _, _ = N.recall_at_1(vectors2, pairs)
     assert recall2 == pytest.approx(hits / 20)
     assert recall2 < 1.0
 
@@ -69,7 +70,7 @@ def test_pair_set_and_paraphrase_recall():
             "kind": ["paraphrase", "paraphrase", "related", "paraphrase", "unrelated"],
         }
     )
-    ps = I.pair_set(frame)
+    ps = N.pair_set(frame)
     assert len(ps.texts) == len(set(ps.texts)) == 9
     assert [(ps.texts[a], ps.texts[b]) for a, b in ps.pairs] == [("a cat sat", "the cat was sitting"),
                                                               ("a dog ran", "the dog was running")]
@@ -78,15 +79,15 @@ def test_pair_set_and_paraphrase_recall():
     vec = rng.normal(size=(len(ps.texts), 3, 8))
     for a, b in ps.pairs:
         vec[b, 2] = vec[a, 2] + 0.01  # partners coincide at the last layer only
-    table = I.paraphrase_recall(_pooled({"cls": vec, "mean": vec[:, ::-1]}, ps.texts), ps.pairs)
+    table = N.paraphrase_recall(_pooled({"cls": vec, "mean": vec[:, ::-1]}, ps.texts), ps.pairs)
     assert len(table) == 6
     for _, row in table.iterrows():
-        layer_vecs = vec[:, row["layer"]] if row["strategy"] == "cls" else vec[:, ::-1][:, row["layer"]]
-        assert row["recall_at_1"] == pytest.approx(I.recall_at_1(layer_vecs, ps.pairs)[0])
-    assert table.query("strategy == 'cls' and layer == 2")["recall_at_1"].item() == 1.0
+        layer_vecs = vec[:, row["layer"]] if row["pooling"] == "cls" else vec[:, ::-1][:, row["layer"]]
+        assert row["recall_at_1"] == pytest.approx(N.recall_at_1(layer_vecs, ps.pairs)[0])
+    assert table.query("pooling == 'cls' and layer == 2")["recall_at_1"].item() == 1.0
     assert "random" in I.summarize_recall(table)
     with pytest.raises(ValueError, match="No usable"):
-        I.pair_set(frame[frame["kind"] != "paraphrase"])
+        N.pair_set(frame[frame["kind"] != "paraphrase"])
 
 
 def test_ridge_decoder_matches_closed_form_in_sklearn():
@@ -124,10 +125,10 @@ def test_bow_f1_recovers_linearly_encoded_words():
     texts, cls, noise, _ = _word_corpus()
     table, vocab = I.bow_f1(_pooled({"cls": cls, "mean": noise}, texts), vocab_size=50)
     assert set(vocab) == set(WORDS)
-    coded = table.query("strategy == 'cls' and layer == 1").iloc[0]
+    coded = table.query("pooling == 'cls' and layer == 1").iloc[0]
     assert coded["f1"] > 0.95
-    assert table.query("strategy == 'mean'")["f1"].max() < 0.6
-    assert table.query("strategy == 'cls' and layer == 0")["f1"].item() < 0.6
+    assert table.query("pooling == 'mean'")["f1"].max() < 0.6
+    assert table.query("pooling == 'cls' and layer == 0")["f1"].item() < 0.6
     # Precision, recall and F1 agree with each other; the baseline ignores the vector.
     p, r = coded["precision"], coded["recall"]
     assert coded["f1"] == pytest.approx(2 * p * r / (p + r))
@@ -230,7 +231,7 @@ def test_pair_set_without_kind_uses_the_score():
     frame = pd.DataFrame(
         {"sentence1": ["a", "b", "c"], "sentence2": ["a2", "b2", "c2"], "score": [4.8, 2.0, 4.0]}
     )
-    ps = I.pair_set(frame)
+    ps = N.pair_set(frame)
     assert [(ps.texts[a], ps.texts[b]) for a, b in ps.pairs] == [("a", "a2"), ("c", "c2")]
     assert ps.texts == ("a", "b", "c", "a2", "b2", "c2")
     assert any("scored 4 or more" in n for n in ps.notes)
@@ -244,8 +245,8 @@ def test_figures_carry_the_tables():
     table, _ = I.bow_f1(_pooled({"cls": cls, "mean": noise}, texts), vocab_size=50)
     fig = figures.bow_f1_figure(table).to_dict()
     assert [d["name"] for d in fig["data"]] == ["cls", "mean", "frequent words, no vector"]
-    np.testing.assert_allclose(_arr(fig["data"][0]["y"]), np.round(table[table.strategy == "cls"]["f1"], 4), atol=1e-4)
-    nn = I.nearest_neighbours(cls[0, 1], cls[:, 1], ["<i>x</i> " + t for t in texts], k=3).assign(strategy="cls")
+    np.testing.assert_allclose(_arr(fig["data"][0]["y"]), np.round(table[table.pooling == "cls"]["f1"], 4), atol=1e-4)
+    nn = N.nearest_neighbours(cls[0, 1], cls[:, 1], ["<i>x</i> " + t for t in texts], k=3).assign(pooling="cls")
     bars = figures.neighbours_figure(nn).to_dict()["data"][0]
     np.testing.assert_allclose(_arr(bars["x"]), np.round(nn["cosine"], 4), atol=1e-4)
     assert all("<i>" not in label for label in bars["y"])

@@ -114,7 +114,7 @@ def test_probe_runs_on_a_small_subset():
     assert set(result.classes) == {"positive", "negative"}
     table = result.table
     assert table["layer"].nunique() == 7
-    assert "random" in set(table["strategy"]) and "cls" in set(table["strategy"])
+    assert "random" in set(table["pooling"]) and "cls" in set(table["pooling"])
     assert any(result.summary() in i.value.replace("\\", "") for i in at.info)
     assert len(at.get("plotly_chart")) == 1
     assert any("stratified sample of 40" in c.value for c in at.caption)

@@ -9,8 +9,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from clsviz import trace
-from clsviz.attention import normalize_rows, value_weighted_attention
 from clsviz.figures import safe_text
+from clsviz.metrics import normalize_rows
+from clsviz.mixing import value_weighted_attention
 from tests.conftest import open_page
 from tests.test_attention import _arr, tiny_mpnet_dir  # noqa: F401 (fixture)
 from ui.state import DEFAULT_MAX_TOKENS, OTHER
@@ -58,7 +59,7 @@ def test_default_run_shows_every_chart_with_a_download(page):
     assert labels.count("Download an HTML report") == 1
     assert len(page.caption) >= len(CHART_KEYS)
     matrix = _chart(page, "attention.matrix")
-    assert "Layer 6, mean over heads" in matrix["layout"]["title"]["text"]
+    assert "Block 6, mean over heads" in matrix["layout"]["title"]["text"]
     assert [t.value for t in page.title] == ["Attention around [CLS]"]
 
 
@@ -67,10 +68,10 @@ def test_layer_and_head_selectors_pick_the_map(encoder, page):
     page.selectbox(key="attention.head").set_value(3).run()
     assert not page.exception
     matrix = _chart(page, "attention.matrix")
-    assert "Layer 2, head 4" in matrix["layout"]["title"]["text"]
+    assert "Block 2, head 4" in matrix["layout"]["title"]["text"]
     t = trace(encoder, SENTENCES.splitlines()[0], max_length=DEFAULT_MAX_TOKENS)
     assert list(matrix["data"][0]["x"]) == [safe_text(f"{i} {tok}") for i, tok in enumerate(t.tokens)]
-    np.testing.assert_allclose(_arr(matrix["data"][0]["z"]), np.round(t.attention(1, 3), 4), atol=1e-4)
+    np.testing.assert_allclose(_arr(matrix["data"][0]["z"]), np.round(t.attention(2, 3), 4), atol=1e-4)
     cls_row = _chart(page, "attention.cls_row")
     assert "head 4" in _subtitle(cls_row)
 
@@ -111,7 +112,7 @@ def test_other_model_with_fewer_layers_clamps_the_layer(tiny_model_dirs):
     assert not at.error
     assert at.slider(key="attention.layer").value == 2
     assert len(at.get("plotly_chart")) == len(CHART_KEYS)
-    assert "Layer 2" in _chart(at, "attention.matrix")["layout"]["title"]["text"]
+    assert "Block 2" in _chart(at, "attention.matrix")["layout"]["title"]["text"]
 
 
 def test_value_norm_on_an_unsupported_model_warns_and_falls_back(tiny_mpnet_dir):  # noqa: F811

@@ -258,23 +258,6 @@ def test_a_umap_failure_falls_back_to_pca_with_a_message(tiny_model_dirs):
     assert "PCA of 24 texts" in _specs(at)[0]["layout"]["title"]["text"]
 
 
-def test_coordinates_table_lists_every_point_shown():
-    from ui.embeddings import coordinates_table
-
-    rng = np.random.default_rng(0)
-    coords = {"cls": rng.normal(size=(4, 2)), "mean": rng.normal(size=(4, 2))}
-    typed = {"cls": rng.normal(size=(1, 2)), "mean": rng.normal(size=(1, 2))}
-    table = coordinates_table(["a", "b", "c", "d"], ["x", "y", "x", ""], "topic", coords, ["mine"], typed, 3, "umap")
-    assert list(table.columns) == ["source", "text", "topic", "strategy", "layer", "method", "x", "y"]
-    assert len(table) == 2 * (4 + 1)
-    cls_rows = table[(table["strategy"] == "cls") & (table["source"] == "corpus")]
-    np.testing.assert_allclose(cls_rows[["x", "y"]].to_numpy(), coords["cls"])
-    assert cls_rows["topic"].tolist() == ["x", "y", "x", ""]
-    mine = table[(table["source"] == "typed") & (table["strategy"] == "mean")]
-    assert mine["text"].tolist() == ["mine"] and np.allclose(mine[["x", "y"]].to_numpy(), typed["mean"])
-    assert set(table["layer"]) == {3} and set(table["method"]) == {"umap"}
-
-
 @pytest.fixture(scope="module")
 def saved_vectors(tiny_encoder):
     """30 demo sentences embedded as `clsviz embed` would, with a 'first' reading besides cls/mean."""
@@ -306,9 +289,9 @@ def test_saved_vectors_are_shown_without_embedding_again(tiny_model_dirs, saved_
     at = _open_saved(tiny_model_dirs["bert"], saved_vectors, tmp_path, name)
     assert not at.error and not at.warning
     # Only the readings the file holds are offered for the third panel.
-    from clsviz.figures import strategy_title
+    from clsviz.figures import pooling_title
 
-    assert at.selectbox(key="embeddings.third_saved").options == [strategy_title("first")]
+    assert at.selectbox(key="embeddings.third_saved").options == [pooling_title("first")]
     panels = _specs(at)[0]
     layer = saved_vectors.num_layers
     assert f"PCA of 30 texts after layer {layer}" in panels["layout"]["title"]["text"]
@@ -326,7 +309,7 @@ def test_saved_vectors_are_shown_without_embedding_again(tiny_model_dirs, saved_
     # Same model: the typed sentences are placed among the saved ones.
     stars = [t for t in panels["data"] if t["name"] == "your sentences"]
     assert len(stars) == 3 and list(stars[0]["text"]) == ["1", "2"]
-    assert f"{strategy_title('first')} · kNN accuracy" in [m.label for m in at.metric]
+    assert f"{pooling_title('first')} · kNN accuracy" in [m.label for m in at.metric]
 
 
 def test_saved_vectors_from_another_model_or_without_mean(tiny_model_dirs, saved_vectors, tiny_encoder, tmp_path):

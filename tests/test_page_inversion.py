@@ -38,8 +38,8 @@ def test_neighbours_on_the_bundled_model_match_brute_force(encoder):
     texts = demo_corpus().texts[:120]
     vectors = extract(encoder, texts, ("cls", "mean"))
     t = trace(encoder, SENTENCE, max_length=DEFAULT_MAX_TOKENS)
-    for panel, strategy, query in ((0, "cls", t.cls(4)), (1, "mean", pool(t, "mean", 4))):
-        corpus = vectors.get(strategy, 4)
+    for panel, pooling, query in ((0, "cls", t.cls(4)), (1, "mean", pool(t, "mean", 4))):
+        corpus = vectors.get(pooling, 4)
         sims = corpus @ query / np.linalg.norm(corpus, axis=1) / np.linalg.norm(query)
         top = np.argsort(-sims)[:5]
         bars = spec["data"][panel]
@@ -61,7 +61,7 @@ def test_recall_bag_of_words_and_published_box_on_a_tiny_model(tiny_model_dirs):
     at.run()
     assert not at.exception, at.exception
     specs = chart_specs(at)
-    assert len(specs) == 3  # F1 per layer and one word chart per strategy
+    assert len(specs) == 3  # F1 per layer and one word chart per pooling
     assert {d["name"] for d in specs[0]["data"]} == {"cls", "mean", "frequent words, no vector"}
     assert any("held-out" in m.value for m in at.markdown)
     assert len(at.get("download_button")) == 2

@@ -11,9 +11,10 @@ from scipy import stats
 from streamlit.testing.v1 import AppTest
 
 from clsviz import extract, trace
-from clsviz.similarity import VIEWS
+from clsviz.baseline import VIEWS
 from tests.conftest import open_page
 from tests.test_attention import _arr
+from ui.cache import shared_cache
 from ui.similarity import BASELINE_SAMPLE_ENV, UPLOAD_PAIRS, read_pairs_upload
 
 # A smaller baseline sample keeps the page tests quick; the numbers are checked in test_similarity.
@@ -174,7 +175,7 @@ def test_page_works_without_a_baseline(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    ui_similarity._baseline.clear()
+    shared_cache().clear()
     monkeypatch.setattr(ui_similarity, "measure_baseline", broken)
     try:
         at = _open(PARAPHRASE, **{"similarity.view": "centred"})
@@ -185,4 +186,4 @@ def test_page_works_without_a_baseline(monkeypatch):
             _section(at, name)
         assert any("No baseline" in i.value for i in at.info)
     finally:
-        ui_similarity._baseline.clear()  # the next page run measures a real baseline again
+        shared_cache().clear()  # the next page run measures a real baseline again

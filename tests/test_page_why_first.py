@@ -11,7 +11,8 @@ from streamlit.testing.v1 import AppTest
 import ui.corpus
 from clsviz import load_encoder
 from clsviz.corpus import Corpus, demo_corpus
-from clsviz.experiments.position import VARIANT_LABELS, position_experiment, position_probe
+from clsviz.experiments.moved_cls import position_probe
+from clsviz.experiments.position import VARIANT_LABELS, position_experiment
 from clsviz.figures import safe_text
 from tests.conftest import open_page
 from tests.test_attention import _arr

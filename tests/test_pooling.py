@@ -1,11 +1,11 @@
-"""pool(): every strategy against direct numpy, and mean pooling against sentence-transformers."""
+"""pool(): every pooling against direct numpy, and mean pooling against sentence-transformers."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from clsviz import POOLING_STRATEGIES, pool, trace
+from clsviz import POOLINGS, pool, trace
 from clsviz.encoder import bundled_model_path
 
 TEXTS = ["The film was not bad at all.", "Why is the CLS token always first?", "Short."]
@@ -16,34 +16,34 @@ def traces(encoder):
     return [trace(encoder, t) for t in TEXTS]
 
 
-def _expected(t, strategy, layer):
+def _expected(t, pooling, layer):
     h = t.hidden_states[layer]
     content = np.flatnonzero(~t.special_mask)
-    if strategy == "cls":
+    if pooling == "cls":
         return h[t.cls_index]
-    if strategy == "mean":
+    if pooling == "mean":
         return h.mean(0)
-    if strategy == "mean_content":
+    if pooling == "mean_content":
         return h[content].mean(0)
-    if strategy == "max":
+    if pooling == "max":
         return h.max(0)
-    if strategy == "sep":
+    if pooling == "sep":
         return h[t.sep_index]
-    if strategy == "pooler":
+    if pooling == "pooler":
         return t.pooler_states[layer]
-    if strategy == "first":
+    if pooling == "first":
         return h[content[0]]
-    if strategy == "last":
+    if pooling == "last":
         return h[content[-1]]
-    k = int(strategy.split(":")[1])
+    k = int(pooling.split(":")[1])
     return h[min(k, t.seq_len - 1)]
 
 
-@pytest.mark.parametrize("strategy", [*POOLING_STRATEGIES, "token:2", "token:99"])
+@pytest.mark.parametrize("pooling", [*POOLINGS, "token:2", "token:99"])
 @pytest.mark.parametrize("layer", [0, 3, 6])
-def test_pool_matches_direct_numpy(traces, strategy, layer):
+def test_pool_matches_direct_numpy(traces, pooling, layer):
     for t in traces:
-        np.testing.assert_allclose(pool(t, strategy, layer), _expected(t, strategy, layer), atol=1e-6)
+        np.testing.assert_allclose(pool(t, pooling, layer), _expected(t, pooling, layer), atol=1e-6)
 
 
 def test_negative_layer_counts_from_the_end(traces):
@@ -61,14 +61,14 @@ def test_mean_pooling_equals_sentence_transformers(encoder, traces):
         np.testing.assert_allclose(v / np.linalg.norm(v), ref, atol=2e-5)
 
 
-def test_unknown_strategy_lists_valid_names(traces):
+def test_unknown_pooling_lists_valid_names(traces):
     with pytest.raises(ValueError, match="Valid: cls, mean"):
         pool(traces[0], "average")
     with pytest.raises(ValueError, match="token:K"):
         pool(traces[0], "token:x")
 
 
-def test_pooler_strategy_without_pooler(tiny_model_dirs):
+def test_pooler_pooling_without_pooler(tiny_model_dirs):
     from clsviz import load_encoder
 
     enc = load_encoder(str(tiny_model_dirs["distilbert"]))

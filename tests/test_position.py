@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from clsviz import extract, load_encoder, trace
+from clsviz.experiments import moved_cls as PP
 from clsviz.experiments import position as P
 from clsviz.experiments.probe import run_probe
 from clsviz.tracing import tokenize
@@ -150,7 +151,7 @@ def test_moved_cls_vectors_match_single_runs(tiny_encoders, variant):
     """Batched, padded, fast-kernel extraction reads the same slot vectors as one eager run per text."""
     enc = tiny_encoders["bert"]
     texts = ["A cat.", TEXT, "Why is the token always first in the sentence, and not last?", "Dogs bark."]
-    batched = P.moved_cls_vectors(enc, texts, variant, shift=3, batch_size=3)
+    batched = PP.moved_cls_vectors(enc, texts, variant, shift=3, batch_size=3)
     for i, text in enumerate(texts):
         v = {x.name: x for x in P.build_variants(enc, text, variants=(variant,), shift=3)}[variant]
         single = P.run_variant(enc, v)
@@ -159,7 +160,7 @@ def test_moved_cls_vectors_match_single_runs(tiny_encoders, variant):
 
 def test_standard_moved_vectors_equal_extract(encoder):
     texts = ["The film was not bad at all.", "Why is [CLS] first?", "It rained all day in the small town."]
-    ours = P.moved_cls_vectors(encoder, texts, "standard")
+    ours = PP.moved_cls_vectors(encoder, texts, "standard")
     theirs = extract(encoder, texts, ("cls",)).vectors[:, :, 0]
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
@@ -176,7 +177,7 @@ def _toy_corpus():
 def test_position_probe_matches_run_probe_on_extract(tiny_encoders):
     enc = tiny_encoders["bert"]
     texts, labels = _toy_corpus()
-    table, notes = P.position_probe(enc, texts, labels, variants=("standard", "cls_end"), folds=3)
+    table, notes = PP.position_probe(enc, texts, labels, variants=("standard", "cls_end"), folds=3)
     assert set(table["variant"]) == {"standard", "cls_end"}
     assert len(table) == 2 * (enc.info.num_layers + 1)
     # The standard variant is the ordinary [CLS] vector: the same probe on extract() agrees.
@@ -188,20 +189,20 @@ def test_position_probe_matches_run_probe_on_extract(tiny_encoders):
     assert table["majority"].iloc[0] == pytest.approx(counts.max() / counts.sum())
     assert table["chance"].iloc[0] == pytest.approx(1 / 3)
     assert table["accuracy"].between(0, 1).all()
-    assert "standard" in P.summarize_probe(table) or "[CLS] first" in P.summarize_probe(table)
+    assert "standard" in PP.summarize_probe(table) or "[CLS] first" in PP.summarize_probe(table)
 
 
 def test_position_probe_bad_input(tiny_encoders):
     enc = tiny_encoders["bert"]
     texts, labels = _toy_corpus()
     with pytest.raises(ValueError, match="single class"):
-        P.position_probe(enc, texts, ["x"] * len(texts))
+        PP.position_probe(enc, texts, ["x"] * len(texts))
     with pytest.raises(ValueError, match="identical"):
-        P.position_probe(enc, ["Same words."] * 20, ["a", "b"] * 10)
+        PP.position_probe(enc, ["Same words."] * 20, ["a", "b"] * 10)
     with pytest.raises(ValueError, match="fewer examples"):
-        P.position_probe(enc, texts, labels[:-1] + ["lonely"])
+        PP.position_probe(enc, texts, labels[:-1] + ["lonely"])
     with pytest.raises(ValueError, match="at least"):
-        P.position_probe(enc, texts[:3], labels[:3])
+        PP.position_probe(enc, texts[:3], labels[:3])
 
 
 def test_figures_carry_the_table(tiny_encoders):

@@ -17,7 +17,7 @@ from clsviz.experiments import (
     Cancelled,
     ProbeError,
     check_labels,
-    default_strategies,
+    default_poolings,
     random_content_positions,
     random_token_vectors,
     run_probe,
@@ -53,27 +53,27 @@ def token_data():
 def test_label_of_one_token_is_read_from_that_token_only(token_data):
     feats, y = token_data
     result = run_probe(feats, y, folds=5)
-    acc = result.table.set_index(["layer", "strategy"])["accuracy_mean"]
+    acc = result.table.set_index(["layer", "pooling"])["accuracy_mean"]
     assert acc[(2, "token:3")] >= 0.95
     # Independent noise: the other token, other layers of the same token, and [CLS].
     for cell in [(2, "token:5"), (0, "token:3"), (1, "token:3"), (2, "cls")]:
         assert acc[cell] < 0.75, cell
     assert result.chance == 0.5
     assert result.majority == pytest.approx(np.bincount(y).max() / len(y))
-    assert result.best()["strategy"] == "token:3" and result.best()["layer"] == 2
+    assert result.best()["pooling"] == "token:3" and result.best()["layer"] == 2
 
 
 def test_accuracies_match_sklearn_cross_val_score(token_data):
     feats, y = token_data
     result = run_probe(feats, y, folds=4, seed=3, C=0.5, max_iter=50)
-    table = result.table.set_index(["layer", "strategy"])
-    for layer, strategy in [(2, "token:3"), (1, "token:5"), (0, "cls")]:
-        X = feats[strategy][:, layer]
+    table = result.table.set_index(["layer", "pooling"])
+    for layer, pooling in [(2, "token:3"), (1, "token:5"), (0, "cls")]:
+        X = feats[pooling][:, layer]
         est = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=50))
         scores = cross_val_score(est, X, y, cv=StratifiedKFold(4, shuffle=True, random_state=3))
-        assert table.loc[(layer, strategy), "accuracy_mean"] == pytest.approx(scores.mean())
-        assert table.loc[(layer, strategy), "accuracy_sd"] == pytest.approx(scores.std(ddof=1))
-    assert set(result.table.columns) >= {"layer", "strategy", "accuracy_mean", "accuracy_sd", "n", "folds"}
+        assert table.loc[(layer, pooling), "accuracy_mean"] == pytest.approx(scores.mean())
+        assert table.loc[(layer, pooling), "accuracy_sd"] == pytest.approx(scores.std(ddof=1))
+    assert set(result.table.columns) >= {"layer", "pooling", "accuracy_mean", "accuracy_sd", "n", "folds"}
     assert (result.table["n"] == len(y)).all() and (result.table["folds"] == 4).all()
 
 
@@ -111,7 +111,7 @@ def test_bad_inputs_to_run_probe(token_data):
     with pytest.raises(ProbeError, match="No label column"):
         run_probe(feats, "topic")
     with pytest.raises(ProbeError, match="Not extracted"):
-        run_probe(feats, y, strategies=["mean"])
+        run_probe(feats, y, poolings=["mean"])
     with pytest.raises(ProbeError, match="outside"):
         run_probe(feats, y, layers=[7])
     same = {"cls": np.ones((20, 2, 4), dtype=np.float32)}
@@ -122,7 +122,7 @@ def test_bad_inputs_to_run_probe(token_data):
 def test_identical_sentences_are_refused():
     vectors = PooledVectors(
         vectors=np.random.default_rng(0).normal(size=(20, 2, 1, 4)).astype(np.float32),
-        strategies=("cls",),
+        poolings=("cls",),
         texts=("same sentence",) * 20,
         model_name="m",
         truncated=np.zeros(20, dtype=bool),
@@ -165,27 +165,27 @@ def test_random_token_is_a_content_token_read_at_every_layer(tiny_encoder):
 def test_full_grid_on_extracted_vectors(tiny_encoder):
     texts = [f"{t} Number {i}." for i, t in enumerate(TEXTS * 3)]
     labels = {"kind": tuple(("a", "b", "c")[i % 3] for i in range(len(texts)))}
-    strategies = [s for s in default_strategies(tiny_encoder.info.has_pooler) if s != RANDOM_TOKEN]
-    pv = extract(tiny_encoder, texts, strategies, labels=labels)
+    poolings = [s for s in default_poolings(tiny_encoder.info.has_pooler) if s != RANDOM_TOKEN]
+    pv = extract(tiny_encoder, texts, poolings, labels=labels)
     rnd = random_token_vectors(tiny_encoder, texts)
     result = run_probe(pv, "kind", random_token=rnd, folds=3)
     layers = tiny_encoder.info.num_layers + 1
-    assert len(result.table) == layers * (len(strategies) + 1)
-    assert set(result.table["strategy"]) == {*strategies, RANDOM_TOKEN}
+    assert len(result.table) == layers * (len(poolings) + 1)
+    assert set(result.table["pooling"]) == {*poolings, RANDOM_TOKEN}
     assert result.table["accuracy_mean"].between(0, 1).all()
     assert result.model_name == tiny_encoder.name
     best = result.table.loc[result.table["accuracy_mean"].idxmax()]
-    assert f"{best['strategy']} at layer {int(best['layer'])}" in result.summary()
+    assert f"{best['pooling']} at layer {int(best['layer'])}" in result.summary()
 
 
-def test_probe_figure_draws_every_strategy_and_both_baselines(token_data):
+def test_probe_figure_draws_every_pooling_and_both_baselines(token_data):
     feats, y = token_data
     result = run_probe(feats, y)
     fig = figures.probe_figure(result).to_dict()
     names = [tr["name"] for tr in fig["data"]]
     assert names[:3] == ["token:3", "token:5", "cls"]
     assert any(n.startswith("chance") for n in names) and any(n.startswith("majority") for n in names)
-    t3 = result.table[result.table["strategy"] == "token:3"].sort_values("layer")
+    t3 = result.table[result.table["pooling"] == "token:3"].sort_values("layer")
     np.testing.assert_allclose(fig["data"][0]["y"], t3["accuracy_mean"].to_numpy(), atol=1e-4)
     dashed = [tr for tr in fig["data"] if tr["line"].get("dash")]
     assert {round(tr["y"][0], 4) for tr in dashed} == {round(result.chance, 4), round(result.majority, 4)}

@@ -21,10 +21,9 @@ import clsviz.projection as projection
 from clsviz import PooledVectors, figures
 from clsviz.figures import WEBGL_THRESHOLD, safe_text
 from clsviz.figures._embeddings import MAX_CLASSES
-from clsviz.projection import (
-    PROJECTION_METHODS,
+from clsviz.projection import PROJECTION_METHODS, Projector
+from clsviz.separation import (
     SEPARATION_METRICS,
-    Projector,
     knn_accuracy,
     label_separation,
     separation_by_layer,
@@ -272,19 +271,19 @@ def test_separation_by_layer_is_tidy_and_matches_each_layer():
     vectors = rng.normal(size=(n, levels, 2, dims)).astype(np.float32)
     vectors[:, 2, 0] += 3.0 * y[:, None]  # the cls reading separates the labels at layer 2 only
     pooled = PooledVectors(
-        vectors=vectors, strategies=("cls", "mean"), texts=tuple(f"t{i}" for i in range(n)),
+        vectors=vectors, poolings=("cls", "mean"), texts=tuple(f"t{i}" for i in range(n)),
         model_name="m", truncated=np.zeros(n, bool),
     )
-    table = separation_by_layer(pooled, list(y), strategies=("cls", "mean"))
-    assert list(table.columns) == ["layer", "strategy", "metric", "value"]
+    table = separation_by_layer(pooled, list(y), poolings=("cls", "mean"))
+    assert list(table.columns) == ["layer", "pooling", "metric", "value"]
     assert len(table) == levels * 2 * len(SEPARATION_METRICS)
-    for (layer, strategy), group in table.groupby(["layer", "strategy"]):
-        X = vectors[:, layer, ("cls", "mean").index(strategy)]
+    for (layer, pooling), group in table.groupby(["layer", "pooling"]):
+        X = vectors[:, layer, ("cls", "mean").index(pooling)]
         values = dict(zip(group["metric"], group["value"]))
         assert values["silhouette"] == pytest.approx(silhouette_score(X, y, metric="cosine"), abs=1e-5)
         assert values == pytest.approx(label_separation(X, list(y)))
     best = table[table["metric"] == "knn_accuracy"].sort_values("value").iloc[-1]
-    assert (best["layer"], best["strategy"]) == (2, "cls")
+    assert (best["layer"], best["pooling"]) == (2, "cls")
 
 
 # -- figures ----------------------------------------------------------------------------------
@@ -376,10 +375,10 @@ def test_trajectory_is_a_path_labelled_by_layer():
     assert len(spec["data"]) == 3  # background only where given
 
 
-def test_separation_figure_draws_each_strategy_per_metric():
+def test_separation_figure_draws_each_pooling_per_metric():
     table = pd.DataFrame(
         [
-            {"layer": layer, "strategy": s, "metric": m, "value": 0.1 * layer + (0.05 if s == "cls" else 0.0)}
+            {"layer": layer, "pooling": s, "metric": m, "value": 0.1 * layer + (0.05 if s == "cls" else 0.0)}
             for s in ("cls", "mean")
             for m in SEPARATION_METRICS
             for layer in range(4)
@@ -395,3 +394,20 @@ def test_separation_figure_draws_each_strategy_per_metric():
     assert sum(s.get("x0") == 2 for s in shapes) == 2 and any(s.get("y0") == 0.25 for s in shapes)
     with pytest.raises(ValueError, match="missing columns"):
         figures.separation_figure(table.drop(columns="metric"))
+
+
+def test_coordinates_table_lists_every_point_shown():
+    from clsviz.projection import coordinates_table
+
+    rng = np.random.default_rng(0)
+    coords = {"cls": rng.normal(size=(4, 2)), "mean": rng.normal(size=(4, 2))}
+    typed = {"cls": rng.normal(size=(1, 2)), "mean": rng.normal(size=(1, 2))}
+    table = coordinates_table(["a", "b", "c", "d"], ["x", "y", "x", ""], "topic", coords, ["mine"], typed, 3, "umap")
+    assert list(table.columns) == ["source", "text", "topic", "pooling", "layer", "method", "x", "y"]
+    assert len(table) == 2 * (4 + 1)
+    cls_rows = table[(table["pooling"] == "cls") & (table["source"] == "corpus")]
+    np.testing.assert_allclose(cls_rows[["x", "y"]].to_numpy(), coords["cls"])
+    assert cls_rows["topic"].tolist() == ["x", "y", "x", ""]
+    mine = table[(table["source"] == "typed") & (table["pooling"] == "mean")]
+    assert mine["text"].tolist() == ["mine"] and np.allclose(mine[["x", "y"]].to_numpy(), typed["mean"])
+    assert set(table["layer"]) == {3} and set(table["method"]) == {"umap"}

@@ -75,7 +75,7 @@ def test_report_is_self_contained_and_escaped(real_report, real_sections, real_t
     for i in range(len(drawn)):
         assert f'id="clsviz-figure-{i}"' in doc
     # The bundled model has no masked-LM head: that section says so instead of drawing noise.
-    (mlm,) = [s for s in real_sections if s.key == "mlm_reading"]
+    (mlm,) = [s for s in real_sections if s.key == "inversion.mlm"]
     assert mlm.figure is None and "no trained masked-LM head" in mlm.note
     assert f"<p class='note'>{html.escape(mlm.note, quote=True)}</p>" in doc
     # Every token is listed (escaped), in order.
@@ -85,13 +85,13 @@ def test_report_is_self_contained_and_escaped(real_report, real_sections, real_t
 
 def test_sections_cover_the_attention_figures_and_need_the_encoder_for_value_norms(real_trace, real_sections):
     keys = [s.key for s in real_sections]
-    for key in ("tokens", "attention_to_cls", "cls_entropy", "attention_breakdown", "cls_row", "rollout",
-                "token_attention", "cls_token_cosine", "cls_vs_means", "token_norms", "top_dimensions",
-                "massive_dimension"):
+    for key in ("overview.tokens", "attention.to_cls", "attention.entropy", "attention.breakdown", "attention.cls_row", "attention.rollout",
+                "attention.matrix", "similarity.cls_tokens", "similarity.summary", "similarity.norms", "similarity.massive",
+                "similarity.dimension"):
         assert key in keys
     assert len(set(keys)) == len(keys)
     assert all(isinstance(s.figure, go.Figure) for s in real_sections if s.note is None)
-    needs_model = {"value_norm_breakdown", "position_variants", "position", "mlm_reading"}
+    needs_model = {"attention.breakdown_value_norm", "position.tokens", "position.lines", "inversion.mlm"}
     assert needs_model <= set(keys)
     without_encoder = [s.key for s in report_sections(real_trace)]
     assert set(without_encoder) == set(keys) - needs_model
@@ -100,63 +100,82 @@ def test_sections_cover_the_attention_figures_and_need_the_encoder_for_value_nor
 def test_figures_match_the_trace(real_trace, real_sections):
     by_key = {s.key: s.figure for s in real_sections}
     # The token x token map of the last layer is the mean over heads of the trace's attention.
-    z = np.asarray(by_key["token_attention"].data[0].z, dtype=np.float64)
+    z = np.asarray(by_key["attention.matrix"].data[0].z, dtype=np.float64)
     assert np.allclose(z, real_trace.attentions[-1].mean(axis=0), atol=1e-4)
     # The [CLS]-to-token cosines are those of the hidden states.
     h = real_trace.hidden_states.astype(np.float64)
     cls = h[:, real_trace.cls_index, :]
     cos = (h @ cls[:, :, None])[..., 0] / (np.linalg.norm(h, axis=-1) * np.linalg.norm(cls, axis=-1)[:, None])
-    assert np.allclose(np.asarray(by_key["cls_token_cosine"].data[0].z, dtype=np.float64), cos, atol=2e-3)
+    assert np.allclose(np.asarray(by_key["similarity.cls_tokens"].data[0].z, dtype=np.float64), cos, atol=2e-3)
     # The massive dimension is the one of largest |value| relative to its layer's median on [CLS]/[SEP].
     h = real_trace.hidden_states.astype(np.float64)
     medians = np.median(np.abs(h), axis=(1, 2))
     roles = [real_trace.cls_index, real_trace.sep_index]
     ratio = np.abs(h[:, roles, :]) / medians[:, None, None]  # [L + 1, 2, D]
     dim = int(np.unravel_index(np.argmax(ratio), ratio.shape)[2])
-    assert np.allclose(np.asarray(by_key["massive_dimension"].data[0].z, dtype=np.float64), h[:, :, dim], atol=2e-3)
+    assert np.allclose(np.asarray(by_key["similarity.dimension"].data[0].z, dtype=np.float64), h[:, :, dim], atol=2e-3)
     # Plotly renders a subset of HTML in labels: the tokens reach it escaped.
     expected = [html.escape(f"{i} {tok}", quote=False) for i, tok in enumerate(real_trace.tokens)]
-    assert list(by_key["token_attention"].data[0].x) == expected
+    assert list(by_key["attention.matrix"].data[0].x) == expected
     assert "<" in "".join(real_trace.tokens) and "&lt;" in "".join(expected)
 
 
-def _fake_spec(key, requires, build, needs_encoder=False):
-    return report._Spec(key, key.title(), "caption", tuple(requires), build, needs_encoder)
+def test_every_section_and_every_page_figure_is_registered_once():
+    """Titles and captions are written once, in the registry: the report's sections and every
+    figure a page draws with ui.widgets.show name a registered key."""
+    from pathlib import Path
+
+    from clsviz.figures import figure_spec, figure_specs
+
+    keys = [s.key for s in figure_specs()]
+    assert len(keys) == len(set(keys)) >= 30
+    assert all(s.title and len(s.caption) > 40 for s in figure_specs())
+    for key in report.section_keys():
+        figure_spec(key)  # raises KeyError when missing
+    root = Path(__file__).resolve().parent.parent
+    shown = set()
+    for page in [root / "app.py", *sorted((root / "pages").glob("*.py"))]:
+        shown |= set(re.findall(r'show\(\s*"([a-z_]+\.[a-z_]+)"', page.read_text(encoding="utf-8")))
+    assert len(shown) >= 25
+    for key in shown:
+        figure_spec(key)
+    with pytest.raises(KeyError, match="attention.to_cls"):
+        figure_spec("attention.nope")
 
 
-def test_missing_optional_modules_leave_sections_out(monkeypatch, tiny_encoder):
+def test_registering_a_key_twice_is_refused():
+    from clsviz.figures.registry import register
+
+    with pytest.raises(ValueError, match="registered twice"):
+        register("attention.to_cls", lambda: None)
+
+
+def test_sections_need_their_inputs(monkeypatch, tiny_encoder):
     t = trace(tiny_encoder, "the cat")
-    specs = (
-        _fake_spec("present", ["clsviz.figures:tokens_figure"], lambda ctx, f: f(ctx.trace)),
-        _fake_spec("no_module", ["clsviz.not_built_yet:figure"], lambda ctx, f: f(ctx.trace)),
-        _fake_spec("no_function", ["clsviz.figures:not_built_yet"], lambda ctx, f: f(ctx.trace)),
-        _fake_spec("needs_model", ["clsviz.figures:tokens_figure"], lambda ctx, f: f(ctx.trace), True),
+    sections = (
+        report._Section("overview.tokens", lambda ctx: (ctx.trace,)),
+        report._Section("attention.matrix", lambda ctx: (ctx.trace.attention(-1), ctx.trace.tokens, 2), needs_encoder=True),
+        report._Section("similarity.baseline", lambda ctx: (ctx.baseline,), needs_baseline=True),
     )
-    monkeypatch.setattr(report, "_SPECS", specs)
-    monkeypatch.setattr(report, "_discovered_specs", lambda taken: [])
-    assert [s.key for s in report_sections(t)] == ["present"]
-    assert [s.key for s in report_sections(t, tiny_encoder)] == ["present", "needs_model"]
+    monkeypatch.setattr(report, "_SECTIONS", sections)
+    assert [s.key for s in report_sections(t)] == ["overview.tokens"]
+    assert [s.key for s in report_sections(t, tiny_encoder)] == ["overview.tokens", "attention.matrix"]
+    # Titles and captions come from the registry.
+    (tokens,) = report_sections(t, only=["overview.tokens"])
+    from clsviz.figures import figure_spec
+
+    assert (tokens.title, tokens.caption) == (figure_spec("overview.tokens").title, figure_spec("overview.tokens").caption)
     doc = build_report(t)
-    assert doc.count("Plotly.newPlot(") == 1 and "sec-no_module" not in doc
-
-
-def test_a_missing_dependency_inside_a_present_module_is_an_error(monkeypatch):
-    def broken_import(name, *args, **kwargs):
-        raise ModuleNotFoundError("No module named 'somelib'", name="somelib")
-
-    monkeypatch.setattr(report.importlib, "import_module", broken_import)
-    with pytest.raises(ModuleNotFoundError):
-        report._resolve("clsviz.figures:tokens_figure")
+    assert doc.count("Plotly.newPlot(") == 1 and "sec-attention.matrix" not in doc
 
 
 def test_failing_figures_raise_or_become_notes(monkeypatch, tiny_encoder):
     t = trace(tiny_encoder, "the cat")
 
-    def fail(ctx, f):
+    def fail(ctx):
         raise ValueError("no luck")
 
-    monkeypatch.setattr(report, "_SPECS", (_fake_spec("broken", ["clsviz.figures:tokens_figure"], fail),))
-    monkeypatch.setattr(report, "_discovered_specs", lambda taken: [])
+    monkeypatch.setattr(report, "_SECTIONS", (report._Section("overview.tokens", fail),))
     with pytest.raises(ValueError, match="no luck"):
         report_sections(t)
     (section,) = report_sections(t, strict=False)
@@ -166,34 +185,9 @@ def test_failing_figures_raise_or_become_notes(monkeypatch, tiny_encoder):
     assert "Plotly.newPlot(" not in doc
 
 
-def test_new_trace_figures_are_discovered(monkeypatch, tiny_encoder):
-    from clsviz import figures
-    from clsviz.tracing import Trace
-
-    def cls_norm_figure(trace: Trace, layer: int = -1) -> go.Figure:
-        """Norm of [CLS], one bar."""
-        return go.Figure(go.Bar(y=[float(np.linalg.norm(trace.cls(layer)))]))
-
-    def needs_more(trace: Trace, other: int) -> go.Figure:
-        return go.Figure()
-
-    def not_a_figure(trace: Trace) -> list:
-        return []
-
-    for fn in (cls_norm_figure, needs_more, not_a_figure):
-        monkeypatch.setattr(figures, fn.__name__, fn, raising=False)
-    monkeypatch.setattr(figures, "__all__", [*figures.__all__, "cls_norm_figure", "needs_more", "not_a_figure"])
-    t = trace(tiny_encoder, "the cat")
-    sections = {s.key: s for s in report_sections(t)}
-    assert "cls_norm_figure" in sections and "needs_more" not in sections and "not_a_figure" not in sections
-    found = sections["cls_norm_figure"]
-    assert found.title == "Cls norm" and found.caption == "Norm of [CLS], one bar."
-    assert found.figure.data[0].y[0] == pytest.approx(float(np.linalg.norm(t.cls(-1))))
-
-
 def test_only_and_bad_names(tiny_encoder, tmp_path):
     t = trace(tiny_encoder, "the cat")
-    assert [s.key for s in report_sections(t, only=["tokens"])] == ["tokens"]
+    assert [s.key for s in report_sections(t, only=["overview.tokens"])] == ["overview.tokens"]
     with pytest.raises(ValueError, match="unknown report section"):
         report_sections(t, only=["nope"])
     with pytest.raises(ValueError, match=r"\.html"):
@@ -222,7 +216,7 @@ def test_report_download_button(tiny_model_dirs):
     enc = load_encoder(str(tiny_model_dirs["bert"]))
     data = report_bytes(trace(enc, "the cat <b>sat</b>"), enc).decode("utf-8")
     assert data.startswith("<!DOCTYPE html>") and "the cat &lt;b&gt;sat&lt;/b&gt;" in data
-    assert "id='sec-value_norm_breakdown'" in data and "could not be drawn" not in data
+    assert "id='sec-attention.breakdown_value_norm'" in data and "could not be drawn" not in data
 
     class _T:
         text = "The cat <b>sat</b> / ../../etc"
@@ -311,14 +305,14 @@ def test_every_section_draws_for_other_families(tiny_model_dirs, kind):
     t = trace(enc, "the cat chased a dog")
     sections = report_sections(t, enc)  # strict: any failure raises
     keys = {s.key for s in sections}
-    assert {"tokens", "attention_to_cls", "rollout", "value_norm_breakdown", "position"} <= keys
+    assert {"overview.tokens", "attention.to_cls", "attention.rollout", "attention.breakdown_value_norm", "position.lines"} <= keys
     doc = build_report(t, enc, sections=sections)
     assert doc.count("Plotly.newPlot(") == sum(s.figure is not None for s in sections) >= len(sections) - 1
     assert f"<code>{html.escape(enc.info.cls_token)}</code>" in doc
 
 
 def test_baseline_adds_the_anisotropy_reference(tiny_encoder):
-    from clsviz.similarity import measure_baseline
+    from clsviz.baseline import measure_baseline
 
     texts = ["the cat chased a dog", "why is the token always first", "a model of attention",
              "the dog is first", "sentence layer model", "a cat and a dog"]
@@ -326,11 +320,11 @@ def test_baseline_adds_the_anisotropy_reference(tiny_encoder):
     t = trace(tiny_encoder, "the cat chased a dog")
     plain = {s.key: s for s in report_sections(t, tiny_encoder)}
     with_baseline = {s.key: s for s in report_sections(t, tiny_encoder, baseline)}
-    assert "anisotropy" not in plain
-    assert set(with_baseline) == set(plain) | {"anisotropy"}
-    assert len(with_baseline["cls_vs_means"].figure.data) > len(plain["cls_vs_means"].figure.data)
+    assert "similarity.baseline" not in plain
+    assert set(with_baseline) == set(plain) | {"similarity.baseline"}
+    assert len(with_baseline["similarity.summary"].figure.data) > len(plain["similarity.summary"].figure.data)
     reference = baseline.reference("cls_mean_content")[0]
-    drawn = [np.asarray(tr.y, dtype=float) for tr in with_baseline["cls_vs_means"].figure.data if tr.y is not None]
+    drawn = [np.asarray(tr.y, dtype=float) for tr in with_baseline["similarity.summary"].figure.data if tr.y is not None]
     assert any(len(y) == len(reference) and np.allclose(y, reference, atol=1e-3) for y in drawn)
 
 
@@ -351,7 +345,7 @@ def test_mlm_head_reading_matches_the_head(tmp_path):
 
     enc = load_encoder(str(tmp_path))
     t = trace(enc, "the cat chased a dog")
-    (section,) = report_sections(t, enc, only=["mlm_reading"])
+    (section,) = report_sections(t, enc, only=["inversion.mlm"])
     assert section.note is None and isinstance(section.figure, go.Figure)
     with torch.no_grad():
         logits = saved.cls(torch.as_tensor(t.hidden_states[:, t.cls_index]))

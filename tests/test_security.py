@@ -21,8 +21,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from clsviz import DEFAULT_MODEL, ModelLoadError, load_encoder
-from clsviz.corpus import DEFAULT_MAX_BYTES
 from clsviz.encoder import ALLOWED_MODELS_ENV, allowed_models
+from clsviz.readers import DEFAULT_MAX_BYTES
 
 try:
     import tomllib

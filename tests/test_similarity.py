@@ -9,29 +9,24 @@ import torch
 from scipy import stats
 
 from clsviz import extract, figures, trace
-from clsviz.corpus import demo_corpus, demo_pairs
-from clsviz.similarity import (
+from clsviz.baseline import (
     BUILTIN_SENTENCES,
     REFERENCES,
     VIEWS,
     anisotropy_baseline,
     baseline_texts,
-    benchmark_from_vectors,
+    measure_baseline,
+)
+from clsviz.benchmark import benchmark_from_vectors, pair_texts, sentence_benchmark
+from clsviz.corpus import demo_corpus, demo_pairs
+from clsviz.metrics import cosine, cosine_matrix, spearman
+from clsviz.norms import dimension_values, massive_dimensions, token_norms, top_dimensions
+from clsviz.similarity import (
     cls_summary,
     cls_token_cosines,
     compare_sentences,
-    cosine,
-    cosine_matrix,
     describe_summary,
-    dimension_values,
-    massive_dimensions,
-    measure_baseline,
-    pair_texts,
-    sentence_benchmark,
-    spearman,
-    token_norms,
     token_table,
-    top_dimensions,
 )
 
 SAMPLE = BUILTIN_SENTENCES[:10]
@@ -199,20 +194,20 @@ def test_baseline_of_another_model_is_refused(tiny_encoder, traces):
 def test_compare_sentences(encoder, traces, baseline):
     table = compare_sentences(traces, baseline=baseline)
     layers = encoder.info.num_layers + 1
-    assert len(table) == 3 * layers * 3  # pairs x layers x strategies
+    assert len(table) == 3 * layers * 3  # pairs x layers x poolings
     pv = extract(encoder, TEXTS, ("cls", "mean", "max"))
     for s in ("cls", "mean", "max"):
         for layer in (0, 6):
             v = pv.get(s, layer)
-            row = table[(table.a == 1) & (table.b == 3) & (table.strategy == s) & (table.layer == layer)].iloc[0]
+            row = table[(table.a == 1) & (table.b == 3) & (table.pooling == s) & (table.layer == layer)].iloc[0]
             assert row["cosine"] == pytest.approx(_cos(v[0], v[2]), abs=1e-5)
             assert row["reference"] == pytest.approx(baseline.reference(s)[0][layer])
     centred = compare_sentences(traces, view="centred", baseline=baseline)
     v = pv.get("mean", 6).astype(np.float64) - baseline.mean_vector("mean")[6]
-    row = centred[(centred.a == 1) & (centred.b == 2) & (centred.strategy == "mean") & (centred.layer == 6)].iloc[0]
+    row = centred[(centred.a == 1) & (centred.b == 2) & (centred.pooling == "mean") & (centred.layer == 6)].iloc[0]
     assert row["cosine"] == pytest.approx(_cos(v[0], v[1]), abs=1e-5)
     # The paraphrase pair is closer than the unrelated pair with mean pooling at the last layer.
-    last = table[(table.layer == 6) & (table.strategy == "mean")].set_index(["a", "b"])["cosine"]
+    last = table[(table.layer == 6) & (table.pooling == "mean")].set_index(["a", "b"])["cosine"]
     assert last[(1, 2)] > last[(1, 3)]
     with pytest.raises(ValueError, match="at least two"):
         compare_sentences(traces[:1])
@@ -240,13 +235,13 @@ def test_sentence_benchmark_matches_scipy(encoder):
         for layer in (2, 6):
             v = pv.get(s, layer).astype(np.float64)
             cos = [_cos(v[where[a]], v[where[b]]) for a, b in zip(pairs.sentence1, pairs.sentence2)]
-            row = result.table[(result.table.strategy == s) & (result.table.layer == layer)].iloc[0]
+            row = result.table[(result.table.pooling == s) & (result.table.layer == layer)].iloc[0]
             assert row["spearman"] == pytest.approx(stats.spearmanr(cos, pairs.score).statistic, abs=1e-4)
             c = v - v.mean(0)
             cos_c = [_cos(c[where[a]], c[where[b]]) for a, b in zip(pairs.sentence1, pairs.sentence2)]
             assert row["spearman_centred"] == pytest.approx(stats.spearmanr(cos_c, pairs.score).statistic, abs=1e-4)
     # [CLS] at the embedding layer is the same vector for every text: no ranking, so NaN.
-    first = result.table[(result.table.strategy == "cls") & (result.table.layer == 0)].iloc[0]
+    first = result.table[(result.table.pooling == "cls") & (result.table.layer == 0)].iloc[0]
     assert np.isnan(first["spearman"]) and np.allclose(result.cosines[:, 0, 0], 1.0)
     table = result.pair_table(6)
     assert list(table.columns[-3:]) == ["cos_cls", "cos_mean", "cos_max"]
@@ -298,7 +293,7 @@ def test_figures(traces, baseline, encoder):
         assert sum(tr.name.startswith("sentences") for tr in comparison.data) == 3 * 3
         assert len(figures.anisotropy_figure(baseline, view).data) == len(baseline.references)
     bench = pd.DataFrame(
-        [dict(layer=layer, strategy=s, spearman=0.1 * layer, spearman_centred=0.0) for layer in range(3) for s in "ab"]
+        [dict(layer=layer, pooling=s, spearman=0.1 * layer, spearman_centred=0.0) for layer in range(3) for s in "ab"]
     )
     assert len(figures.benchmark_figure(bench).data) == 4
     top = top_dimensions(t, 3)

@@ -101,8 +101,10 @@ def test_accessors(encoder):
     t = trace(encoder, "Accessors are small.")
     np.testing.assert_array_equal(t.cls(3), t.hidden_states[3, t.cls_index])
     np.testing.assert_array_equal(t.hidden(-1), t.hidden_states[-1])
-    np.testing.assert_allclose(t.attention(2), t.attentions[2].mean(0))
-    np.testing.assert_array_equal(t.attention(2, 5), t.attentions[2, 5])
+    # Blocks are numbered 1..L: block 3 is attentions[2] and writes hidden_states[3].
+    np.testing.assert_allclose(t.attention(3), t.attentions[2].mean(0))
+    np.testing.assert_array_equal(t.attention(3, 5), t.attentions[2, 5])
+    np.testing.assert_array_equal(t.attention(-1, 5), t.attentions[-1, 5])
     np.testing.assert_allclose(t.attention_to(0), t.attentions[:, :, :, 0].mean(-1))
     np.testing.assert_allclose(t.attention_to(0, include_self=False), t.attentions[:, :, 1:, 0].mean(-1))
     np.testing.assert_array_equal(t.attention_from(0), t.attentions[:, :, 0, :])
@@ -110,7 +112,9 @@ def test_accessors(encoder):
     with pytest.raises(IndexError):
         t.hidden(7)
     with pytest.raises(IndexError):
-        t.attention(0, 12)
+        t.attention(1, 12)
+    with pytest.raises(IndexError, match="embeddings"):
+        t.attention(0)
 
 
 @pytest.mark.parametrize("kind", TINY_KINDS)

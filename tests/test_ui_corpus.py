@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 import ui.corpus as ui_corpus
 from clsviz.corpus import Corpus, demo_corpus
+from ui.cache import shared_cache
 
 DATA = Path(__file__).resolve().parent.parent / "clsviz" / "data"
 
@@ -186,7 +187,7 @@ def counted(monkeypatch):
     real = ui_corpus.extract
 
     def extract(*args, **kwargs):
-        calls.append(kwargs.get("strategies"))
+        calls.append(kwargs.get("poolings"))
         return real(*args, **kwargs)
 
     def progress(value, text=None):
@@ -196,9 +197,9 @@ def counted(monkeypatch):
 
     monkeypatch.setattr(ui_corpus, "extract", extract)
     monkeypatch.setattr(st, "progress", progress)
-    ui_corpus._vector_store.clear()
+    shared_cache().clear()
     yield calls, bars
-    ui_corpus._vector_store.clear()
+    shared_cache().clear()
 
 
 def test_corpus_vectors_extracts_once_per_key(tiny_encoder, counted):
@@ -241,7 +242,7 @@ def test_corpus_vectors_reports_errors(tiny_encoder, counted, monkeypatch):
     result = ui_corpus.corpus_vectors(tiny_encoder, demo_corpus().subset(range(3)), ("cls", "nonsense"))
     assert result is None
     assert len(shown) == 1 and "nonsense" in shown[0]
-    assert ui_corpus._vector_store()[0] == {}
+    assert not [k for k in shared_cache().keys() if k[0] == "corpus.vectors"]
 
 
 VECTORS_SCRIPT = """
@@ -268,7 +269,7 @@ def test_corpus_vectors_in_a_running_app_extract_once(tiny_model_dirs, monkeypat
         return real(*args, **kwargs)
 
     monkeypatch.setattr(ui_corpus, "extract", extract)
-    ui_corpus._vector_store.clear()
+    shared_cache().clear()
     at = AppTest.from_string(VECTORS_SCRIPT, default_timeout=120)
     at.session_state["model_dir"] = str(tiny_model_dirs["bert"])
     at.run()
@@ -278,4 +279,4 @@ def test_corpus_vectors_in_a_running_app_extract_once(tiny_model_dirs, monkeypat
     at.run()  # a rerun (any widget change) reuses the vectors
     assert not at.exception
     assert len(calls) == 1
-    ui_corpus._vector_store.clear()
+    shared_cache().clear()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from clsviz import extract
-from clsviz.corpus import PooledVectors
+from clsviz.vectors import PooledVectors
 from clsviz.vectors_io import VECTOR_FORMATS, as_corpus, load_vectors, save_vectors
 
 
@@ -19,7 +19,7 @@ def _synthetic(labels: dict | None = None) -> PooledVectors:
     texts = ("The cat sat.", "A <b>bold</b> claim & more", "ünïcödé — 😀", "tab\there\nnewline")
     return PooledVectors(
         vectors=rng.normal(size=(4, 3, 2, 5)).astype(np.float32),
-        strategies=("cls", "token:2"),
+        poolings=("cls", "token:2"),
         texts=texts,
         model_name="some/model",
         truncated=np.array([False, True, False, False]),
@@ -39,7 +39,7 @@ def _assert_same(a: PooledVectors, b: PooledVectors) -> None:
     assert a.vectors.dtype == b.vectors.dtype == np.float32
     assert a.vectors.shape == b.vectors.shape
     assert np.array_equal(a.vectors, b.vectors)
-    assert a.strategies == b.strategies
+    assert a.poolings == b.poolings
     assert a.texts == b.texts
     assert a.model_name == b.model_name
     assert np.array_equal(a.truncated, b.truncated) and b.truncated.dtype == bool
@@ -67,11 +67,11 @@ def test_round_trip_is_exact(tmp_path, ending):
 @pytest.mark.parametrize("ending", VECTOR_FORMATS)
 def test_round_trip_of_extracted_vectors(tmp_path, tiny_encoder, ending):
     texts = ["the cat chased a dog", "why is the token always first", "a"]
-    pv = extract(tiny_encoder, texts, strategies=("cls", "mean", "max"), labels={"kind": ("x", "y", "x")})
+    pv = extract(tiny_encoder, texts, poolings=("cls", "mean", "max"), labels={"kind": ("x", "y", "x")})
     back = load_vectors(save_vectors(pv, tmp_path / f"v{ending}"))
     _assert_same(pv, back)
-    for strategy in pv.strategies:
-        assert np.array_equal(back.get(strategy, 1), pv.get(strategy, 1))
+    for pooling in pv.poolings:
+        assert np.array_equal(back.get(pooling, 1), pv.get(pooling, 1))
 
 
 def test_numpy_label_values_are_saved_as_python_values(tmp_path):
@@ -100,7 +100,7 @@ def test_npz_holds_no_pickles(tmp_path):
     with np.load(path, allow_pickle=False) as npz:
         assert set(npz.files) == {"vectors", "truncated", "meta"}
         meta = json.loads(str(npz["meta"]))
-    assert meta["strategies"] == ["cls", "token:2"]
+    assert meta["poolings"] == ["cls", "token:2"]
 
 
 def test_bad_file_names_and_label_values(tmp_path):
@@ -135,7 +135,7 @@ def test_files_that_are_not_vectors(tmp_path):
 def test_size_limit_is_checked_before_unpacking(tmp_path):
     pv = PooledVectors(
         vectors=np.zeros((50, 3, 2, 64), dtype=np.float32),  # 76.8 kB unpacked, tiny compressed
-        strategies=("cls", "mean"),
+        poolings=("cls", "mean"),
         texts=tuple(f"t{i}" for i in range(50)),
         model_name="m",
         truncated=np.zeros(50, dtype=bool),

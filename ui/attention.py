@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import numpy as np
-import streamlit as st
 
 from clsviz import Trace, figures
-from clsviz.attention import AttentionSummary, attention_weights, summarize
+from clsviz.attention import AttentionSummary, summarize
+from clsviz.mixing import attention_weights
 
+from .cache import cached
 from .state import cached_encoder, cached_trace
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
 def _weights(model_name: str, text: str, max_tokens: int, kind: str) -> np.ndarray:
-    encoder = cached_encoder(model_name)
-    return attention_weights(encoder, cached_trace(encoder, text, max_tokens), kind)
+    def compute():
+        encoder = cached_encoder(model_name)
+        return attention_weights(encoder, cached_trace(encoder, text, max_tokens), kind)
+
+    return cached("attention.weights", (model_name, text, max_tokens, kind), compute)
 
 
-@st.cache_resource(show_spinner=False, max_entries=64)
 def _summary(model_name: str, text: str, max_tokens: int, kind: str, include_self: bool) -> AttentionSummary:
-    encoder = cached_encoder(model_name)
-    t = cached_trace(encoder, text, max_tokens)
-    return summarize(t, _weights(model_name, text, max_tokens, kind), include_self=include_self, kind=kind)
+    def compute():
+        t = cached_trace(cached_encoder(model_name), text, max_tokens)
+        return summarize(t, _weights(model_name, text, max_tokens, kind), include_self=include_self, kind=kind)
+
+    return cached("attention.summary", (model_name, text, max_tokens, kind, include_self), compute)
 
 
 def attention_arrays(trace: Trace, max_tokens: int, kind: str, include_self: bool) -> tuple[np.ndarray, AttentionSummary]:
@@ -31,7 +35,7 @@ def attention_arrays(trace: Trace, max_tokens: int, kind: str, include_self: boo
     return _weights(*args), _summary(*args, bool(include_self))
 
 
-# Figures that do not depend on the layer slider are cached too, so a slider move rebuilds
+# Figures that do not depend on the block slider are cached too, so a slider move rebuilds
 # only the token x token map (plotly figure construction dominates a rerun otherwise).
 _SUMMARY_FIGURES = {
     "to_cls": lambda s, head: figures.cls_attention_heatmap(s),
@@ -42,16 +46,14 @@ _SUMMARY_FIGURES = {
 }
 
 
-@st.cache_resource(show_spinner=False, max_entries=256)
-def _summary_figure(
-    name: str, model_name: str, text: str, max_tokens: int, kind: str, include_self: bool, head: int | None
-):
-    summary = _summary(model_name, text, max_tokens, kind, include_self)
-    return _SUMMARY_FIGURES[name](summary, head)
-
-
 def summary_figure(
     name: str, trace: Trace, max_tokens: int, kind: str, include_self: bool, head: int | None = None
 ):
     """A cached Attention-page figure built from the AttentionSummary (never mutate it)."""
-    return _summary_figure(name, trace.model_name, trace.text, int(max_tokens), kind, bool(include_self), head)
+    key = (name, trace.model_name, trace.text, int(max_tokens), kind, bool(include_self), head)
+
+    def compute():
+        summary = _summary(trace.model_name, trace.text, int(max_tokens), kind, bool(include_self))
+        return _SUMMARY_FIGURES[name](summary, head)
+
+    return cached("attention.figure", key, compute)

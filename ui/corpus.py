@@ -1,22 +1,21 @@
 """Corpus widgets: pick the demo corpus or an upload (:func:`corpus_picker`), and embed it
-once per (model, corpus, strategies) with a progress bar (:func:`corpus_vectors`)."""
+once per (model, corpus, poolings) with a progress bar (:func:`corpus_vectors`)."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import streamlit as st
 
-from clsviz import Encoder, PooledVectors
-from clsviz.corpus import Corpus, CorpusError, demo_corpus, extract, limits_from_env, load_corpus
+from clsviz import Corpus, Encoder, PooledVectors, demo_corpus, extract
+from clsviz.readers import CorpusError, limits_from_env, load_corpus
+
+from .cache import cached
 
 DEMO = "Demo corpus"
 UPLOAD = "Upload a file"
-MAX_CACHED_VECTORS = 4
 PREVIEW_ROWS = 200
 
 _MARKDOWN = re.compile(r"([\\`*_\[\]<>#|~$:])")
@@ -27,7 +26,6 @@ def plain(text: str) -> str:
     return _MARKDOWN.sub(r"\\\1", str(text))
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
 def _load(
     data: bytes,
     filename: str,
@@ -37,15 +35,13 @@ def _load(
     max_bytes: int,
     max_chars: int,
 ) -> Corpus:
-    return load_corpus(
-        data,
-        filename,
-        text_column=text_column,
-        max_rows=max_rows,
-        max_bytes=max_bytes,
-        max_chars=max_chars,
-        label_columns=label_columns,
-    )
+    """The corpus in an upload, read once per (content, file name, columns, limits)."""
+    digest = hashlib.sha256(data).hexdigest()
+    key = (digest, filename, text_column, label_columns, max_rows, max_bytes, max_chars)
+    return cached("corpus.upload", key, lambda: load_corpus(
+        data, filename, text_column=text_column, max_rows=max_rows, max_bytes=max_bytes,
+        max_chars=max_chars, label_columns=label_columns,
+    ))
 
 
 def show_messages(corpus: Corpus) -> None:
@@ -146,62 +142,50 @@ def corpus_picker(key: str, source: str | None = None) -> Corpus | None:
     return corpus
 
 
-@st.cache_resource(show_spinner=False)
-def _vector_store() -> tuple[OrderedDict, threading.Lock]:
-    # Shared by every session: PooledVectors are never mutated, so sharing them is safe and
-    # avoids copying [N, L+1, S, D] arrays on every rerun (st.cache_data would).
-    return OrderedDict(), threading.Lock()
-
-
 def vectors_key(
-    encoder: Encoder, corpus: Corpus, strategies: Sequence[str], max_length: int | None = None
+    encoder: Encoder, corpus: Corpus, poolings: Sequence[str], max_length: int | None = None
 ) -> str:
-    """The cache key: model name, corpus content hash, strategies, max tokens."""
-    parts = (encoder.name, corpus.content_hash, ",".join(strategies), str(max_length))
+    """The cache key: model name, corpus content hash, poolings, max tokens."""
+    parts = (encoder.name, corpus.content_hash, ",".join(poolings), str(max_length))
     return "|".join(parts)
 
 
 def corpus_vectors(
     encoder: Encoder,
     corpus: Corpus,
-    strategies: Sequence[str] = ("cls", "mean", "max"),
+    poolings: Sequence[str] = ("cls", "mean", "max"),
     max_length: int | None = None,
     batch_size: int = 32,
 ) -> PooledVectors | None:
-    """Pooled vectors of every corpus text at every layer (see :func:`clsviz.corpus.extract`),
-    with a progress bar while they are computed; cached per (model, corpus content, strategies,
+    """Pooled vectors of every corpus text at every layer (see :func:`clsviz.extract`),
+    with a progress bar while they are computed; cached per (model, corpus content, poolings,
     max tokens). The corpus labels are copied into ``PooledVectors.labels``. On failure an
     error is shown and None is returned."""
-    strategies = tuple(strategies)
-    key = vectors_key(encoder, corpus, strategies, max_length)
-    store, lock = _vector_store()
-    with lock:
-        if key in store:
-            store.move_to_end(key)
-            return store[key]
+    poolings = tuple(poolings)
+    key = vectors_key(encoder, corpus, poolings, max_length)
     total = len(corpus)
-    bar = st.progress(0.0, text=f"Embedding {total:,} texts with {encoder.name}…")
 
-    def progress(done: int, total: int) -> None:
-        bar.progress(min(1.0, done / max(1, total)), text=f"Embedding texts: {done:,} of {total:,}…")
+    def compute() -> PooledVectors:
+        bar = st.progress(0.0, text=f"Embedding {total:,} texts with {encoder.name}…")
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(min(1.0, done / max(1, total)), text=f"Embedding texts: {done:,} of {total:,}…")
+
+        try:
+            return extract(
+                encoder,
+                corpus.texts,
+                poolings=poolings,
+                batch_size=batch_size,
+                progress=progress,
+                max_length=max_length,
+                labels=dict(corpus.labels),
+            )
+        finally:
+            bar.empty()
 
     try:
-        vectors = extract(
-            encoder,
-            corpus.texts,
-            strategies=strategies,
-            batch_size=batch_size,
-            progress=progress,
-            max_length=max_length,
-            labels=dict(corpus.labels),
-        )
+        return cached("corpus.vectors", (key,), compute)
     except ValueError as exc:
         st.error(plain(f"The corpus could not be embedded: {exc}"), icon=":material/error:")
         return None
-    finally:
-        bar.empty()
-    with lock:
-        store[key] = vectors
-        while len(store) > MAX_CACHED_VECTORS:
-            store.popitem(last=False)
-    return vectors

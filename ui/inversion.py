@@ -6,13 +6,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from clsviz import Encoder, PooledVectors
-from clsviz.corpus import Corpus
-from clsviz.experiments.inversion import MLMHead, bow_f1, load_mlm_head, pair_set, paraphrase_recall
-from clsviz.similarity import COMPARE_STRATEGIES
+from clsviz import Corpus, Encoder, PooledVectors
+from clsviz.benchmark import COMPARE_POOLINGS
+from clsviz.experiments.inversion import MLMHead, bow_f1, load_mlm_head
+from clsviz.experiments.neighbours import pair_set, paraphrase_recall
+from ui.cache import cached
 from ui.corpus import corpus_vectors, plain
 from ui.position import remembered
-from ui.state import cached_encoder
 
 
 def pair_recall(encoder: Encoder, pairs: pd.DataFrame, name: str):
@@ -24,7 +24,7 @@ def pair_recall(encoder: Encoder, pairs: pd.DataFrame, name: str):
     except ValueError as exc:
         st.error(plain(str(exc)), icon=":material/error:")
         return None
-    vectors = corpus_vectors(encoder, Corpus(texts=ps.texts, name=name), strategies=COMPARE_STRATEGIES)
+    vectors = corpus_vectors(encoder, Corpus(texts=ps.texts, name=name), poolings=COMPARE_POOLINGS)
     if vectors is None:
         return None
     try:
@@ -46,15 +46,10 @@ def bow_table(vectors: PooledVectors, vectors_key: str, vocab_size: int):
         return None
 
 
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _mlm_head(model_name: str) -> MLMHead:
-    return load_mlm_head(cached_encoder(model_name))
-
-
 def cached_mlm_head(encoder: Encoder) -> MLMHead:
     """The encoder's masked-LM head (or the note saying there is none), loaded once per model."""
     try:
         with st.spinner("Looking for a masked-LM head in the checkpoint…"):
-            return _mlm_head(encoder.name)
+            return cached("mlm_head", (encoder.name,), lambda: load_mlm_head(encoder))
     except Exception as exc:  # a broken checkpoint must not reach the page as a traceback
         return MLMHead(None, f"The masked-LM head could not be loaded ({type(exc).__name__}: {exc}).")

@@ -1,58 +1,35 @@
 """Streamlit helpers of the "Why first?" page: cached per-sentence runs and the corpus probe,
-and a small shared store for results that are computed with a progress bar."""
+and :func:`remembered` for results that are computed with a progress bar."""
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 
 import streamlit as st
 
-from clsviz.corpus import Corpus
-from clsviz.experiments.position import PositionResult, position_experiment, position_probe
+from clsviz import Corpus
+from clsviz.experiments.position import PositionResult, position_experiment
+from clsviz.experiments.moved_cls import position_probe
+from ui.cache import cached, shared_cache
 from ui.corpus import plain
-from ui.state import cached_encoder
-
-MAX_RESULTS = 16
-
-
-@st.cache_resource(show_spinner=False)
-def _store() -> tuple[OrderedDict, threading.Lock]:
-    # Shared by every session: results are immutable tables. st.cache_data cannot hold these
-    # computations because they update a progress bar created outside them.
-    return OrderedDict(), threading.Lock()
 
 
 def remembered(key: str, compute: Callable[[], object]) -> object:
-    """``compute()`` once per ``key`` (a string naming every input), kept for every session."""
-    store, lock = _store()
-    with lock:
-        if key in store:
-            store.move_to_end(key)
-            return store[key]
-    value = compute()
-    with lock:
-        store[key] = value
-        while len(store) > MAX_RESULTS:
-            store.popitem(last=False)
-    return value
+    """``compute()`` once per ``key`` (a string naming every input), kept for every session in the
+    shared cache. Unlike Streamlit's caches, ``compute`` may draw a progress bar."""
+    return cached("remembered", (key,), compute)
 
 
 def has_result(key: str) -> bool:
-    store, lock = _store()
-    with lock:
-        return key in store
-
-
-@st.cache_resource(show_spinner=False, max_entries=64)
-def _experiment(model_name: str, text: str, shift: int, replacement: str, max_tokens: int) -> PositionResult:
-    return position_experiment(cached_encoder(model_name), text, shift=shift, replacement=replacement, max_length=max_tokens)
+    """True when :func:`remembered` holds a result for ``key`` now."""
+    return ("remembered", key) in shared_cache()
 
 
 def cached_position_experiment(encoder, text: str, shift: int, replacement: str, max_tokens: int) -> PositionResult:
     """Every variant of one sentence (seven small eager runs), cached per inputs."""
-    return _experiment(encoder.name, text, int(shift), str(replacement), int(max_tokens))
+    key = (encoder.name, text, int(shift), str(replacement), int(max_tokens))
+    return cached("position", key, lambda: position_experiment(
+        encoder, text, shift=int(shift), replacement=str(replacement), max_length=int(max_tokens)))
 
 
 def probe_key(encoder, corpus: Corpus, label: str, sample: int, variants, folds: int, shift: int, replacement: str) -> str:

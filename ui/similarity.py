@@ -3,23 +3,18 @@ picker (demo pairs or an upload) and the cached pair benchmark."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pandas as pd
 import streamlit as st
 
-from clsviz import Encoder
-from clsviz.corpus import Corpus, CorpusError, demo_pairs, limits_from_env, load_pairs
-from clsviz.similarity import (
-    COMPARE_STRATEGIES,
-    Baseline,
-    BenchmarkResult,
-    benchmark_from_vectors,
-    measure_baseline,
-    pair_texts,
-)
+from clsviz import Corpus, Encoder, demo_pairs
+from clsviz.baseline import Baseline, measure_baseline
+from clsviz.benchmark import COMPARE_POOLINGS, BenchmarkResult, benchmark_from_vectors, pair_texts
+from clsviz.readers import CorpusError, limits_from_env, load_pairs
+from ui.cache import cached
 from ui.corpus import corpus_vectors, plain
-from ui.state import cached_encoder
 
 DEMO_PAIRS = "Demo pairs"
 UPLOAD_PAIRS = "Upload a CSV"
@@ -35,18 +30,13 @@ def baseline_sample() -> int:
     return max(8, int(raw)) if raw.isdigit() else DEFAULT_BASELINE_SAMPLE
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _baseline(model_name: str, sample: int) -> Baseline:
-    # Keyed on strings: one baseline per model, shared read-only by every session.
-    return measure_baseline(cached_encoder(model_name), sample=sample)
-
-
 def cached_baseline(encoder: Encoder) -> Baseline | None:
     """The anisotropy baseline of ``encoder`` (measured once per model); None, after a
     warning, when it cannot be measured."""
     try:
         with st.spinner(f"Measuring how similar unrelated sentences look to {encoder.name} (once per model)…"):
-            return _baseline(encoder.name, baseline_sample())
+            sample = baseline_sample()
+            return cached("baseline", (encoder.name, sample), lambda: measure_baseline(encoder, sample=sample))
     except Exception as exc:  # the page still works without a baseline: raw cosines only
         st.warning(
             plain(f"The unrelated-sentence baseline could not be measured ({type(exc).__name__}: {exc}). "
@@ -56,9 +46,9 @@ def cached_baseline(encoder: Encoder) -> Baseline | None:
         return None
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
 def _load_pairs(data: bytes, filename: str, max_rows: int, max_bytes: int) -> pd.DataFrame:
-    return load_pairs(data, filename, max_rows=max_rows, max_bytes=max_bytes)
+    key = (hashlib.sha256(data).hexdigest(), filename, max_rows, max_bytes)
+    return cached("pairs.upload", key, lambda: load_pairs(data, filename, max_rows=max_rows, max_bytes=max_bytes))
 
 
 def read_pairs_upload(data: bytes, filename: str) -> tuple[pd.DataFrame | None, str | None]:
@@ -110,7 +100,7 @@ def pair_benchmark(encoder: Encoder, pairs: pd.DataFrame, name: str) -> Benchmar
     """Spearman per layer × pooling on ``pairs``; the sentences are embedded once per model and
     content (with a progress bar), through the shared corpus-vector cache."""
     texts = pair_texts(pairs)
-    vectors = corpus_vectors(encoder, Corpus(texts=texts, name=name), strategies=COMPARE_STRATEGIES)
+    vectors = corpus_vectors(encoder, Corpus(texts=texts, name=name), poolings=COMPARE_POOLINGS)
     if vectors is None:
         return None
     try:

@@ -14,6 +14,7 @@ import streamlit as st
 from clsviz import DEFAULT_MODEL, Encoder, ModelLoadError, Trace, load_encoder, trace
 from clsviz.encoder import allowed_models
 
+from .cache import cached
 from .corpus import plain
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,16 +65,10 @@ def cached_encoder(name: str) -> Encoder:
     return load_encoder(None if name == DEFAULT_MODEL else name)
 
 
-@st.cache_resource(show_spinner=False, max_entries=256)
-def _cached_trace(model_name: str, text: str, max_tokens: int) -> Trace:
-    # Keyed on strings only; the Trace is immutable, so sharing it across sessions is safe
-    # and avoids copying large attention arrays on every rerun.
-    return trace(cached_encoder(model_name), text, max_length=max_tokens)
-
-
 def cached_trace(encoder: Encoder, text: str, max_tokens: int) -> Trace:
-    """The Trace of ``text`` on ``encoder``, computed once per (model, text, max tokens)."""
-    return _cached_trace(encoder.name, text, int(max_tokens))
+    """The Trace of ``text`` on ``encoder``, computed once per (model, text, max tokens) and kept
+    in the shared byte-budgeted cache; the Trace is immutable, so every session may share it."""
+    return cached("trace", (encoder.name, text, int(max_tokens)), lambda: trace(encoder, text, max_length=int(max_tokens)))
 
 
 def _init_state() -> None:

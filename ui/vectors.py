@@ -8,15 +8,15 @@ import streamlit as st
 
 from clsviz import PooledVectors
 from clsviz.vectors_io import load_vectors
+from ui.cache import cached
 
 MAX_UNPACKED_BYTES = 2 * 2**30
 """Uploaded vectors may take at most this much memory once unpacked."""
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _load(digest: str, _data: bytes) -> PooledVectors:
+def _load(digest: str, data: bytes) -> PooledVectors:
     # Keyed on the content hash; the loaded vectors are never mutated, so sharing them is safe.
-    return load_vectors(_data, max_bytes=MAX_UNPACKED_BYTES)
+    return cached("vectors.upload", (digest,), lambda: load_vectors(data, max_bytes=MAX_UNPACKED_BYTES))
 
 
 def vectors_uploader(key: str) -> PooledVectors | None:
@@ -41,7 +41,7 @@ def vectors_uploader(key: str) -> PooledVectors | None:
     # File contents are shown as plain text, never as markdown.
     st.text(
         f"{len(vectors.texts):,} texts from {vectors.model_name}: {vectors.num_layers + 1} layers × "
-        f"{len(vectors.strategies)} strategies ({', '.join(vectors.strategies)})"
+        f"{len(vectors.poolings)} poolings ({', '.join(vectors.poolings)})"
         + (f"; labels: {', '.join(vectors.labels)}" if vectors.labels else "")
     )
     return vectors

@@ -1,4 +1,4 @@
-"""Small shared widgets: sentence picker, figure display, CSV download."""
+"""Small shared widgets: sentence picker, a registered figure with its caption, CSV download."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from clsviz import Trace
+from clsviz.figures import figure_spec
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -25,11 +26,18 @@ def sentence_picker(traces: list[Trace], key: str) -> Trace:
     return traces[labels.index(choice)] if choice in labels else traces[0]
 
 
-def show_figure(fig, key: str, caption: str | None = None) -> None:
-    """Draw a plotly figure full width, with an optional one-line caption under it."""
-    st.plotly_chart(fig, width="stretch", key=key)
+def show(figure_key: str, fig, key: str | None = None, note: str | None = None, caption: bool = True) -> None:
+    """Draw a registered figure full width with its caption (from :mod:`clsviz.figures.registry`);
+    ``note`` adds what is specific to this drawing. ``key`` defaults to the figure key. With
+    ``caption=False`` (figures drawn side by side) call :func:`figure_caption` once after them."""
+    st.plotly_chart(fig, width="stretch", key=key or figure_key)
     if caption:
-        st.caption(caption)
+        figure_caption(figure_key, note)
+
+
+def figure_caption(figure_key: str, note: str | None = None) -> None:
+    """The registered caption of ``figure_key`` (plus ``note``) as a caption line."""
+    st.caption(figure_spec(figure_key).caption + (f" {note}" if note else ""))
 
 
 def download_csv(

@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..corpus import is_missing, stratified_rows
 from ..encoder import Encoder
 from ..pooling import pool_hidden
-from .probe import Cancelled, ProbeError, _is_missing, _one_blas_thread, _tokenize_all, make_probe
+from ..progress import check_cancel, single_blas_thread
+from ..vectors import pad_rows, tokenize_texts
+from .probe import ProbeError, make_probe
 
 __all__ = ["FINETUNE_POOLINGS", "FinetuneError", "FinetuneResult", "run_finetune"]
 
@@ -105,8 +108,7 @@ def _split(y: np.ndarray, heldout: float, seed: int, max_texts: int | None):
     index = np.arange(len(y))
     messages = []
     if max_texts is not None and len(y) > max_texts:
-        index, _ = train_test_split(index, train_size=int(max_texts), stratify=y, random_state=seed)
-        index = np.sort(index)
+        index = stratified_rows(y, int(max_texts), seed)
         messages.append(f"{len(y)} texts; a stratified sample of {len(index)} is used to keep the run short.")
     n_classes = len(np.unique(y[index]))
     n_test = max(n_classes, int(round(heldout * len(index))))
@@ -120,28 +122,14 @@ def _split(y: np.ndarray, heldout: float, seed: int, max_texts: int | None):
 
 
 class _Batcher:
-    """Pads pre-tokenized texts into tensors on the encoder's device."""
+    """Pads pre-tokenized texts (rows of the corpus) into tensors on the encoder's device."""
 
     def __init__(self, encoder: Encoder, ids, special):
-        self.ids, self.special = ids, special
-        self.pad = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
-        self.cls_id = encoder.info.cls_token_id
-        self.device = encoder.device
+        self.encoder, self.ids, self.special = encoder, ids, special
 
     def __call__(self, rows):
-        import torch
-
-        width = max(len(self.ids[r]) for r in rows)
-        ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.bool)
-        special = torch.zeros((len(rows), width), dtype=torch.bool)
-        for j, r in enumerate(rows):
-            n = len(self.ids[r])
-            ids[j, :n] = torch.as_tensor(self.ids[r])
-            mask[j, :n] = True
-            special[j, :n] = torch.as_tensor(self.special[r], dtype=torch.bool)
-        ids, mask, special = ids.to(self.device), mask.to(self.device), special.to(self.device)
-        cls_index = ((ids == self.cls_id) & special).int().argmax(dim=1)
+        ids, mask, special, _ = pad_rows(self.encoder, self.ids, self.special, rows)
+        cls_index = ((ids == self.encoder.info.cls_token_id) & special).int().argmax(dim=1)
         return ids, mask, special, cls_index
 
 
@@ -173,7 +161,7 @@ def _frozen_probes(encoder, batcher, train, test, y, n_classes, poolings, seed) 
             for p in poolings:
                 feats[p].append(pool_hidden(hidden[:, None], mask, special, p, cls_index)[:, 0].float().cpu().numpy())
     out = {}
-    with _one_blas_thread(), warnings.catch_warnings():
+    with single_blas_thread(), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for p in poolings:
             X = np.concatenate(feats[p])
@@ -223,124 +211,49 @@ def run_finetune(
     loss starts near zero and training changes little.
     ``max_texts`` draws a stratified sample first. Runs on ``encoder.device`` (CUDA when the
     encoder is there). ``progress(done_steps, total_steps, message)``; setting ``cancel``
-    (``threading.Event``) raises :class:`~clsviz.experiments.probe.Cancelled` between steps.
+    (``threading.Event``) raises :class:`~clsviz.progress.Cancelled` between steps.
     """
     import torch
 
-    bad = [p for p in poolings if p not in FINETUNE_POOLINGS]
-    if bad or not poolings:
-        raise FinetuneError(f"Unknown pooling(s) {bad}: choose from {', '.join(FINETUNE_POOLINGS)}.")
-    if head_init not in ("probe", "random"):
-        raise FinetuneError(f"head_init must be 'probe' or 'random', got {head_init!r}.")
-    if epochs < 1 or batch_size < 1:
-        raise FinetuneError("epochs and batch_size must be at least 1.")
-    if not 0.0 < heldout < 1.0:
-        raise FinetuneError(f"heldout must be a share between 0 and 1, got {heldout}.")
-    texts, labels = list(texts), list(labels)
-    if len(texts) != len(labels):
-        raise FinetuneError(f"{len(labels)} labels for {len(texts)} texts: give one label per text.")
-    keep = [i for i, v in enumerate(labels) if not _is_missing(v)]
-    messages = []
-    if len(keep) < len(labels):
-        messages.append(f"{len(labels) - len(keep)} texts have no '{label_name}' label and were left out.")
-    texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
-    if len(texts) < 10:
-        raise FinetuneError(f"Only {len(texts)} labelled texts: fine-tuning needs at least 10.")
-    if len(set(texts)) == 1:
-        raise FinetuneError("All texts are the same sentence: there is nothing to learn. Use different sentences.")
+    _check_settings(poolings, head_init, epochs, batch_size, heldout)
+    texts, labels, messages = _labelled(texts, labels, label_name)
     y, classes = _encode(labels, label_name)
     train, test, notes = _split(y, heldout, seed, max_texts)
     messages += notes
 
-    texts, all_ids, all_special = _tokenize_all(encoder, texts, max_length)
-    batcher = _Batcher(encoder, all_ids, all_special)
+    tokenized = tokenize_texts(encoder, texts, max_length)
+    data = _Data(_Batcher(encoder, tokenized.input_ids, tokenized.special_masks), y,
+                 torch.as_tensor(y, device=encoder.device), train, test)
     steps_per_epoch = -(-len(train) // batch_size)
-    total_steps = steps_per_epoch * epochs * len(poolings)
-    eval_every = max(1, steps_per_epoch // max(1, evals_per_epoch))
+    plan = _Plan(epochs, batch_size, lr, head_lr, seed, max(1, steps_per_epoch // max(1, evals_per_epoch)),
+                 steps_per_epoch, steps_per_epoch * epochs * len(poolings), head_init)
     train_counts = np.bincount(y[train], minlength=len(classes))
     majority = float(np.mean(y[test] == int(train_counts.argmax())))
-    y_dev = torch.as_tensor(y, device=encoder.device)
 
     def report(done, message):
         if progress is not None:
-            progress(done, total_steps, message)
-
-    def check_cancel():
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("Fine-tuning was cancelled.")
+            progress(done, plan.total_steps, message)
 
     report(0, "Frozen baseline…")
-    frozen = _frozen_probes(encoder, batcher, train, test, y, len(classes), poolings, seed)
-
-    def evaluate(model, head, pooling):
-        model.eval()
-        correct, loss = 0, 0.0
-        with torch.no_grad():
-            for start in range(0, len(test), 64):
-                rows = test[start : start + 64]
-                logits = head(_pooled(model, batcher(rows), pooling))
-                loss += float(torch.nn.functional.cross_entropy(logits, y_dev[rows], reduction="sum"))
-                correct += int((logits.argmax(dim=1) == y_dev[rows]).sum())
-        model.train()
-        return correct / len(test), loss / len(test)
-
-    rows_out, curves = [], []
-    done = 0
-    # Seeding happens inside fork_rng, so the process's own random state is left as it was.
-    dev = encoder.device
-    cuda_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    frozen = _frozen_probes(encoder, data.batcher, train, test, y, len(classes), poolings, seed)
+    rows_out, curves, done = [], [], 0
     for pooling in poolings:
-        check_cancel()
+        check_cancel(cancel, "Fine-tuning")
         started = time.perf_counter()
-        with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(seed)
-            # A private copy: the shared model keeps requires_grad=False and its weights.
-            model = copy.deepcopy(encoder.model)
-            for p in model.parameters():
-                p.requires_grad_(True)
-            model.train()
-            head = torch.nn.Linear(encoder.info.hidden_size, len(classes)).to(encoder.device)
-            if head_init == "probe":
-                with torch.no_grad():
-                    head.weight.copy_(torch.as_tensor(frozen[pooling][1]))
-                    head.bias.copy_(torch.as_tensor(frozen[pooling][2]))
-            optimizer = torch.optim.AdamW(
-                [{"params": model.parameters(), "lr": lr}, {"params": head.parameters(), "lr": head_lr}],
-                weight_decay=0.01,
-            )
-            step = 0
-            acc, loss_h = evaluate(model, head, pooling)
-            curves += [(pooling, 0, 0.0, "heldout_accuracy", acc), (pooling, 0, 0.0, "heldout_loss", loss_h)]
-            for epoch in range(epochs):
-                order = np.random.default_rng([seed, epoch]).permutation(train)
-                for start in range(0, len(order), batch_size):
-                    check_cancel()
-                    rows = order[start : start + batch_size]
-                    logits = head(_pooled(model, batcher(rows), pooling))
-                    loss = torch.nn.functional.cross_entropy(logits, y_dev[rows])
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_([*model.parameters(), *head.parameters()], 1.0)
-                    optimizer.step()
-                    step += 1
-                    done += 1
-                    at = step / steps_per_epoch
-                    curves.append((pooling, step, at, "train_loss", float(loss.detach())))
-                    if step % eval_every == 0 or step == steps_per_epoch * epochs:
-                        acc, loss_h = evaluate(model, head, pooling)
-                        curves += [(pooling, step, at, "heldout_accuracy", acc), (pooling, step, at, "heldout_loss", loss_h)]
-                    report(done, f"{pooling}: epoch {epoch + 1}/{epochs}, step {step}/{steps_per_epoch * epochs}")
-            del model, head, optimizer
+        accuracy, steps, pooling_curves = _train_one(encoder, pooling, len(classes), frozen[pooling], data, plan,
+                                                     lambda step, msg, base=done: report(base + step, msg), cancel)
+        done += steps
+        curves += pooling_curves
         rows_out.append(
             {
                 "pooling": pooling,
                 "frozen_accuracy": frozen[pooling][0],
-                "heldout_accuracy": acc,
-                "gain": acc - frozen[pooling][0],
+                "heldout_accuracy": accuracy,
+                "gain": accuracy - frozen[pooling][0],
                 "train_n": len(train),
                 "heldout_n": len(test),
                 "epochs": epochs,
-                "steps": step,
+                "steps": steps,
                 "seconds": round(time.perf_counter() - started, 2),
             }
         )
@@ -355,3 +268,121 @@ def run_finetune(
         model_name=encoder.name,
         messages=tuple(messages),
     )
+
+
+def _check_settings(poolings, head_init: str, epochs: int, batch_size: int, heldout: float) -> None:
+    bad = [p for p in poolings if p not in FINETUNE_POOLINGS]
+    if bad or not poolings:
+        raise FinetuneError(f"Unknown pooling(s) {bad}: choose from {', '.join(FINETUNE_POOLINGS)}.")
+    if head_init not in ("probe", "random"):
+        raise FinetuneError(f"head_init must be 'probe' or 'random', got {head_init!r}.")
+    if epochs < 1 or batch_size < 1:
+        raise FinetuneError("epochs and batch_size must be at least 1.")
+    if not 0.0 < heldout < 1.0:
+        raise FinetuneError(f"heldout must be a share between 0 and 1, got {heldout}.")
+
+
+def _labelled(texts, labels, label_name: str) -> tuple[list[str], list, list[str]]:
+    """The texts that have a label (with a note when some were left out), checked for use."""
+    texts, labels = list(texts), list(labels)
+    if len(texts) != len(labels):
+        raise FinetuneError(f"{len(labels)} labels for {len(texts)} texts: give one label per text.")
+    keep = [i for i, v in enumerate(labels) if not is_missing(v)]
+    messages = []
+    if len(keep) < len(labels):
+        messages.append(f"{len(labels) - len(keep)} texts have no '{label_name}' label and were left out.")
+    texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+    if len(texts) < 10:
+        raise FinetuneError(f"Only {len(texts)} labelled texts: fine-tuning needs at least 10.")
+    if len(set(texts)) == 1:
+        raise FinetuneError("All texts are the same sentence: there is nothing to learn. Use different sentences.")
+    return texts, labels, messages
+
+
+@dataclass(frozen=True)
+class _Data:
+    batcher: _Batcher
+    y: np.ndarray
+    y_dev: object  # torch tensor of y on the encoder's device
+    train: np.ndarray
+    test: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Plan:
+    epochs: int
+    batch_size: int
+    lr: float
+    head_lr: float
+    seed: int
+    eval_every: int
+    steps_per_epoch: int
+    total_steps: int
+    head_init: str
+
+
+def _evaluate(model, head, pooling: str, data: _Data) -> tuple[float, float]:
+    """(held-out accuracy, mean held-out loss) of ``model`` + ``head`` reading ``pooling``."""
+    import torch
+
+    model.eval()
+    correct, loss = 0, 0.0
+    with torch.no_grad():
+        for start in range(0, len(data.test), 64):
+            rows = data.test[start : start + 64]
+            logits = head(_pooled(model, data.batcher(rows), pooling))
+            loss += float(torch.nn.functional.cross_entropy(logits, data.y_dev[rows], reduction="sum"))
+            correct += int((logits.argmax(dim=1) == data.y_dev[rows]).sum())
+    model.train()
+    return correct / len(data.test), loss / len(data.test)
+
+
+def _train_one(encoder: Encoder, pooling: str, n_classes: int, frozen, data: _Data, plan: _Plan, report, cancel):
+    """Train a fresh copy of the encoder and a linear head on one pooling.
+
+    Returns (final held-out accuracy, steps taken, curve rows). Seeding happens inside
+    fork_rng, so the process's own random state is left as it was.
+    """
+    import torch
+
+    dev = encoder.device
+    cuda_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    curves = []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(plan.seed)
+        # A private copy: the shared model keeps requires_grad=False and its weights.
+        model = copy.deepcopy(encoder.model)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        model.train()
+        head = torch.nn.Linear(encoder.info.hidden_size, n_classes).to(dev)
+        if plan.head_init == "probe":
+            with torch.no_grad():
+                head.weight.copy_(torch.as_tensor(frozen[1]))
+                head.bias.copy_(torch.as_tensor(frozen[2]))
+        optimizer = torch.optim.AdamW(
+            [{"params": model.parameters(), "lr": plan.lr}, {"params": head.parameters(), "lr": plan.head_lr}],
+            weight_decay=0.01,
+        )
+        step, last = 0, plan.steps_per_epoch * plan.epochs
+        acc, loss_h = _evaluate(model, head, pooling, data)
+        curves += [(pooling, 0, 0.0, "heldout_accuracy", acc), (pooling, 0, 0.0, "heldout_loss", loss_h)]
+        for epoch in range(plan.epochs):
+            order = np.random.default_rng([plan.seed, epoch]).permutation(data.train)
+            for start in range(0, len(order), plan.batch_size):
+                check_cancel(cancel, "Fine-tuning")
+                rows = order[start : start + plan.batch_size]
+                loss = torch.nn.functional.cross_entropy(head(_pooled(model, data.batcher(rows), pooling)), data.y_dev[rows])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_([*model.parameters(), *head.parameters()], 1.0)
+                optimizer.step()
+                step += 1
+                at = step / plan.steps_per_epoch
+                curves.append((pooling, step, at, "train_loss", float(loss.detach())))
+                if step % plan.eval_every == 0 or step == last:
+                    acc, loss_h = _evaluate(model, head, pooling, data)
+                    curves += [(pooling, step, at, "heldout_accuracy", acc), (pooling, step, at, "heldout_loss", loss_h)]
+                report(step, f"{pooling}: epoch {epoch + 1}/{plan.epochs}, step {step}/{last}")
+        del model, head, optimizer
+    return acc, step, curves

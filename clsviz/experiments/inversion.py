@@ -1,7 +1,6 @@
-"""Can the sentence be recovered from its [CLS] vector? Three cheap, honest readings.
+"""Can the sentence be recovered from its [CLS] vector? Two decoders (the third reading,
+nearest neighbours, is :mod:`clsviz.experiments.neighbours`).
 
-* **Nearest neighbours**: which corpus sentences lie closest to a vector (cosine), and how
-  often a sentence's paraphrase partner is the single closest one (recall@1) per layer.
 * **Bag-of-words decoding**: a linear multi-label decoder (ridge regression onto a binary
   bag of the corpus's frequent content words) trained per layer on corpus vectors; F1 on
   held-out sentences, and the words it reads from one sentence's vector.
@@ -23,16 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..corpus import PooledVectors
 from ..encoder import Encoder
-from ..similarity import cosine_matrix, pair_texts
+from ..vectors import PooledVectors
 
 __all__ = [
-    "nearest_neighbours",
-    "PairSet",
-    "pair_set",
-    "recall_at_1",
-    "paraphrase_recall",
     "content_words",
     "bow_vocabulary",
     "bow_matrix",
@@ -43,142 +36,10 @@ __all__ = [
     "MLMHead",
     "load_mlm_head",
     "mlm_reading",
+    "summarize_mlm_reading",
     "summarize_recall",
     "summarize_bow",
 ]
-
-
-# --- nearest neighbours ----------------------------------------------------------------
-
-
-def nearest_neighbours(
-    query: np.ndarray,
-    vectors: np.ndarray,
-    texts: Sequence[str],
-    k: int = 5,
-    exclude_text: str | None = None,
-) -> pd.DataFrame:
-    """The ``k`` rows of ``vectors`` [N, D] closest to ``query`` [D] by cosine.
-
-    Rows whose text equals ``exclude_text`` are skipped (the query sentence itself when it is
-    in the corpus). Returns columns rank (1 = closest), index, text, cosine.
-    """
-    vectors = np.asarray(vectors)
-    if vectors.ndim != 2 or len(vectors) != len(texts):
-        raise ValueError(f"vectors must be [N, D] with N = {len(texts)} texts, got {list(vectors.shape)}")
-    sims = cosine_matrix(np.asarray(query)[None, :], vectors)[0]
-    keep = np.ones(len(texts), dtype=bool)
-    if exclude_text is not None:
-        keep &= np.array([t != exclude_text for t in texts], dtype=bool)
-    candidates = np.flatnonzero(keep)
-    if len(candidates) == 0:
-        raise ValueError("The corpus has no sentence other than the query itself.")
-    # Stable order: by cosine, ties by corpus order.
-    order = candidates[np.lexsort((candidates, -sims[candidates]))][: max(int(k), 1)]
-    return pd.DataFrame(
-        {
-            "rank": np.arange(1, len(order) + 1),
-            "index": order,
-            "text": [texts[i] for i in order],
-            "cosine": sims[order],
-        }
-    )
-
-
-@dataclass(frozen=True)
-class PairSet:
-    """Unique sentences and the index pairs of the paraphrases among them.
-
-    * ``texts``: N unique sentences (every sentence of every pair: the others are distractors)
-    * ``pairs``: int64 [P, 2] indices into ``texts`` of the paraphrase pairs
-    """
-
-    texts: tuple[str, ...]
-    pairs: np.ndarray
-    notes: tuple[str, ...] = ()
-
-
-def pair_set(pairs: pd.DataFrame, kind: str = "paraphrase", min_score: float = 4.0) -> PairSet:
-    """Build a :class:`PairSet` from a pairs table (columns sentence1, sentence2; kind or score).
-
-    Pairs whose ``kind`` is ``kind`` are the queries (without a kind column: pairs scored at
-    least ``min_score``); every other sentence stays in as a distractor. Pairs of two identical
-    sentences are dropped (finding an exact copy proves nothing). The texts are in the order of
-    :func:`clsviz.similarity.pair_texts`, so their vectors can be shared with the benchmark.
-    """
-    for col in ("sentence1", "sentence2"):
-        if col not in pairs.columns:
-            raise ValueError(f"The pairs table needs a '{col}' column; it has {', '.join(map(str, pairs.columns))}.")
-    texts = pair_texts(pairs)
-    index = {t: i for i, t in enumerate(texts)}
-    s1, s2 = pairs["sentence1"].astype(str), pairs["sentence2"].astype(str)
-    notes = []
-    if "kind" in pairs.columns:
-        chosen = pairs["kind"].astype(str) == kind
-    elif "score" in pairs.columns:
-        chosen = pd.to_numeric(pairs["score"], errors="coerce") >= min_score
-        notes.append(f"The pairs have no 'kind' column, so pairs scored {min_score:g} or more count as paraphrases.")
-    else:
-        chosen = pd.Series(True, index=pairs.index)
-        notes.append("The pairs have neither 'kind' nor 'score', so every pair counts as a paraphrase.")
-    same = chosen & (s1 == s2)
-    if same.any():
-        notes.append(f"{int(same.sum())} pair(s) of two identical sentences were left out.")
-    chosen &= ~same
-    idx = np.array([[index[a], index[b]] for a, b in zip(s1[chosen], s2[chosen])], dtype=np.int64).reshape(-1, 2)
-    if len(idx) == 0:
-        raise ValueError(f"No usable '{kind}' pairs (two different sentences) in the pairs table.")
-    return PairSet(texts=texts, pairs=idx, notes=tuple(notes))
-
-
-def recall_at_1(vectors: np.ndarray, pairs: np.ndarray) -> tuple[float, int, float]:
-    """How often a sentence's nearest other sentence is one of its partners.
-
-    vectors : [N, D]; pairs : int [P, 2]. Each pair gives two queries (a -> b, b -> a); the
-    candidates are all N sentences except the query. Returns (recall@1, queries, chance),
-    chance being the mean of partners / (N - 1) over the queries.
-    """
-    vectors = np.asarray(vectors)
-    n = len(vectors)
-    if n < 2:
-        raise ValueError("recall@1 needs at least two sentences")
-    partners: dict[int, set[int]] = {}
-    for a, b in np.asarray(pairs, dtype=np.int64):
-        if a != b:
-            partners.setdefault(int(a), set()).add(int(b))
-            partners.setdefault(int(b), set()).add(int(a))
-    queries = np.array(sorted(partners), dtype=np.int64)
-    if len(queries) == 0:
-        raise ValueError("no pairs of two different sentences")
-    sims = cosine_matrix(vectors[queries], vectors)
-    sims[np.arange(len(queries)), queries] = -np.inf
-    top = sims.argmax(axis=1)
-    hits = np.array([top[i] in partners[int(q)] for i, q in enumerate(queries)])
-    chance = float(np.mean([len(partners[int(q)]) / (n - 1) for q in queries]))
-    return float(hits.mean()), len(queries), chance
-
-
-def paraphrase_recall(pooled: PooledVectors, pairs: np.ndarray, strategies: Sequence[str] = ("cls", "mean")) -> pd.DataFrame:
-    """recall@1 of the paraphrase partner per strategy and layer.
-
-    ``pooled`` holds the vectors of :attr:`PairSet.texts`; ``pairs`` its index pairs.
-    Columns: strategy, layer, recall_at_1, queries, candidates, chance.
-    """
-    rows = []
-    for s in strategies:
-        for layer in range(pooled.num_layers + 1):
-            recall, queries, chance = recall_at_1(pooled.get(s, layer), pairs)
-            rows.append(
-                {
-                    "strategy": s,
-                    "layer": layer,
-                    "recall_at_1": recall,
-                    "queries": queries,
-                    "candidates": len(pooled.texts) - 1,
-                    "chance": chance,
-                }
-            )
-    return pd.DataFrame(rows)
 
 
 # --- bag of words ------------------------------------------------------------------------
@@ -284,18 +145,18 @@ def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
 
 def bow_f1(
     pooled: PooledVectors,
-    strategies: Sequence[str] = ("cls", "mean"),
+    poolings: Sequence[str] = ("cls", "mean"),
     vocab_size: int = 200,
     alpha: float = 10.0,
     test_fraction: float = 0.25,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, tuple[str, ...]]:
-    """Held-out micro F1 of the bag-of-words decoder per strategy and layer.
+    """Held-out micro F1 of the bag-of-words decoder per pooling and layer.
 
     Split: ``test_fraction`` of the texts is held out; of the rest 80% fits the decoder and
     20% chooses its threshold. The baseline ignores the vector and scores every word by its
     training frequency (same threshold search): the F1 that knowing nothing gets.
-    Returns (table, vocabulary). Columns: strategy, layer, f1, precision, recall, threshold,
+    Returns (table, vocabulary). Columns: pooling, layer, f1, precision, recall, threshold,
     baseline_f1, n_fit, n_test, vocab_size.
     """
     texts = list(pooled.texts)
@@ -314,7 +175,7 @@ def bow_f1(
     base_t = _best_threshold(np.broadcast_to(freq, Y[val].shape), Y[val])
     _, _, base_f1 = _micro_prf(np.broadcast_to(freq, Y[test].shape) >= base_t, Y[test])
     rows = []
-    for s in strategies:
+    for s in poolings:
         for layer in range(pooled.num_layers + 1):
             X = pooled.get(s, layer)
             dec = BagOfWordsDecoder(alpha).fit(X[fit], Y[fit])
@@ -322,7 +183,7 @@ def bow_f1(
             p, r, f = _micro_prf(dec.predict(X[test]), Y[test])
             rows.append(
                 {
-                    "strategy": s,
+                    "pooling": s,
                     "layer": layer,
                     "f1": f,
                     "precision": p,
@@ -512,11 +373,11 @@ def mlm_reading(head: MLMHead, cls_vectors: np.ndarray, tokenizer, k: int = 5) -
 # --- plain sentences ---------------------------------------------------------------------
 
 
-def _best_per_strategy(table: pd.DataFrame, column: str, fmt: str) -> str:
-    """"cls 76% (layer 6), mean 72% (layer 6)": each strategy's best value and its layer."""
+def _best_per_pooling(table: pd.DataFrame, column: str, fmt: str) -> str:
+    """"cls 76% (layer 6), mean 72% (layer 6)": each pooling's best value and its layer."""
     parts = []
-    for s in table["strategy"].unique():
-        sub = table[table["strategy"] == s]
+    for s in table["pooling"].unique():
+        sub = table[table["pooling"] == s]
         row = sub.loc[sub[column].idxmax()]
         parts.append(f"{s} {format(float(row[column]), fmt)} (layer {int(row['layer'])})")
     return ", ".join(parts)
@@ -526,19 +387,34 @@ def summarize_recall(table: pd.DataFrame) -> str:
     """One plain sentence comparing cls and mean on paraphrase recall@1 (best layer each)."""
     if table.empty:
         return ""
-    return (
-        f"The nearest other sentence is the paraphrase partner for {_best_per_strategy(table, 'recall_at_1', '.0%')} "
-        f"of {int(table['queries'].iloc[0])} queries among {int(table['candidates'].iloc[0])} candidates; "
-        f"picking at random would succeed {float(table['chance'].iloc[0]):.1%} of the time."
-    )
+    first = table.iloc[0]
+    best = _best_per_pooling(table, "recall_at_1", ".0%")
+    return (f"The nearest other sentence is the paraphrase partner for {best} of {int(first['queries'])} queries "
+            f"among {int(first['candidates'])} candidates; picking at random would succeed "
+            f"{float(first['chance']):.1%} of the time.")
 
 
 def summarize_bow(table: pd.DataFrame) -> str:
-    """One plain sentence on held-out bag-of-words F1 (best layer per strategy vs the baseline)."""
+    """One plain sentence on held-out bag-of-words F1 (best layer per pooling vs the baseline)."""
     if table.empty:
         return ""
     return (
-        f"On held-out sentences a linear decoder names their words with F1 {_best_per_strategy(table, 'f1', '.2f')}, "
+        f"On held-out sentences a linear decoder names their words with F1 {_best_per_pooling(table, 'f1', '.2f')}, "
         f"against {float(table['baseline_f1'].iloc[0]):.2f} for guessing the most frequent words without looking "
         "at the vector."
+    )
+
+
+def summarize_mlm_reading(reading: pd.DataFrame, text: str) -> str:
+    """One plain sentence on an :func:`mlm_reading` table: the top token at the last layer, and
+    which tokens of ``text`` appear among the readings at any layer."""
+    if reading.empty:
+        return ""
+    last = reading[(reading["layer"] == reading["layer"].max()) & (reading["rank"] == 1)].iloc[0]
+    words = {w.lower() for w in text.split()}
+    found = sorted({tok for tok in reading["token"] if tok.lower().strip("Ġ▁#") in words})
+    return (
+        f"at the last layer the head reads '{last['token']}' from [CLS] (probability {last['probability']:.1%}); "
+        + (f"tokens of the sentence among the top readings: {', '.join(found)}." if found
+           else "none of the sentence's words is among the top readings at any layer.")
     )

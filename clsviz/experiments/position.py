@@ -25,15 +25,15 @@ mean of the text's own tokens in the same run.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ..encoder import _OFFSET_POSITION_MODELS, Encoder
-from ..similarity import cosine
-from ..tracing import tokenize
+from ..encoder import OFFSET_POSITION_MODELS, Encoder
+from ..metrics import cosine
+from ..tracing import special_positions, tokenize
 
 __all__ = [
     "POSITION_VARIANTS",
@@ -44,15 +44,14 @@ __all__ = [
     "PositionResult",
     "accepts_position_ids",
     "position_offset",
+    "VariantPlan",
+    "plan_variants",
     "variant_inputs",
     "build_variants",
     "run_variant",
     "position_table",
     "position_experiment",
-    "moved_cls_vectors",
-    "position_probe",
     "summarize_position",
-    "summarize_probe",
 ]
 
 POSITION_VARIANTS = ("standard", "cls_end", "cls_middle", "no_cls", "mask", "other_token", "shifted")
@@ -166,7 +165,7 @@ def accepts_position_ids(model) -> bool:
 def position_offset(encoder: Encoder) -> int:
     """The first position id the model uses (RoBERTa-style models start after the padding index)."""
     config = encoder.model.config
-    if getattr(config, "model_type", "") in _OFFSET_POSITION_MODELS:
+    if getattr(config, "model_type", "") in OFFSET_POSITION_MODELS:
         pad = getattr(config, "pad_token_id", None)
         return (pad if pad is not None else 1) + 1
     return 0
@@ -237,8 +236,8 @@ def variant_inputs(
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """What can run on this encoder, and why the rest cannot."""
+class VariantPlan:
+    """What can run on this encoder, and why the rest cannot (:func:`plan_variants`)."""
 
     variants: tuple[str, ...]
     mask_id: int | None
@@ -250,7 +249,7 @@ class _Plan:
     notes: tuple[str, ...]
 
 
-def _plan(encoder: Encoder, variants: Sequence[str], shift: int, replacement: str, seq_len: int) -> _Plan:
+def plan_variants(encoder: Encoder, variants: Sequence[str], shift: int, replacement: str, seq_len: int) -> VariantPlan:
     unknown = [v for v in variants if v not in POSITION_VARIANTS]
     if unknown:
         raise ValueError(
@@ -317,13 +316,11 @@ def _plan(encoder: Encoder, variants: Sequence[str], shift: int, replacement: st
             "This architecture takes no position ids, so every variant uses the positions the model "
             "assigns by itself (0, 1, 2, ... in the new order)."
         )
-    return _Plan(tuple(keep), mask_id, replacement_id, replacement_token, int(shift), offset, use_position_ids, tuple(notes))
+    return VariantPlan(tuple(keep), mask_id, replacement_id, replacement_token, int(shift), offset, use_position_ids, tuple(notes))
 
 
-def _variants_for(encoder: Encoder, tt, plan: _Plan) -> tuple[PositionVariant, ...]:
-    from ..tracing import _special_positions
-
-    cls_index, _ = _special_positions(tt, encoder.info)
+def _variants_for(encoder: Encoder, tt, plan: VariantPlan) -> tuple[PositionVariant, ...]:
+    cls_index, _ = special_positions(tt, encoder.info)
     out = []
     for name in plan.variants:
         ids, positions, content, slot = variant_inputs(
@@ -341,21 +338,15 @@ def _variants_for(encoder: Encoder, tt, plan: _Plan) -> tuple[PositionVariant, .
     return tuple(out)
 
 
-def build_variants(
-    encoder: Encoder,
-    text: str,
-    variants: Sequence[str] = POSITION_VARIANTS,
-    shift: int = 20,
-    replacement: str = "the",
-    max_length: int | None = None,
-) -> tuple[PositionVariant, ...]:
+def build_variants(encoder: Encoder, text: str, variants: Sequence[str] = POSITION_VARIANTS, shift: int = 20,
+                   replacement: str = "the", max_length: int | None = None) -> tuple[PositionVariant, ...]:
     """The variants of ``text`` that this encoder can run (``standard`` always first)."""
     return _prepare(encoder, text, variants, shift, replacement, max_length)[1]
 
 
-def _prepare(encoder, text, variants, shift, replacement, max_length) -> tuple[str, tuple[PositionVariant, ...], _Plan]:
+def _prepare(encoder, text, variants, shift, replacement, max_length) -> tuple[str, tuple[PositionVariant, ...], VariantPlan]:
     tt = tokenize(encoder, text, max_length)
-    plan = _plan(encoder, variants, shift, replacement, len(tt.input_ids))
+    plan = plan_variants(encoder, variants, shift, replacement, len(tt.input_ids))
     return tt.text, _variants_for(encoder, tt, plan), plan
 
 
@@ -418,169 +409,12 @@ def position_table(runs: Sequence[VariantRun]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def position_experiment(
-    encoder: Encoder,
-    text: str,
-    variants: Sequence[str] = POSITION_VARIANTS,
-    shift: int = 20,
-    replacement: str = "the",
-    max_length: int | None = None,
-) -> PositionResult:
+def position_experiment(encoder: Encoder, text: str, variants: Sequence[str] = POSITION_VARIANTS, shift: int = 20,
+                        replacement: str = "the", max_length: int | None = None) -> PositionResult:
     """Run every variant of ``text`` and measure the slot vector per layer (see module doc)."""
     clean, built, plan = _prepare(encoder, text, variants, shift, replacement, max_length)
     runs = tuple(run_variant(encoder, v, plan.use_position_ids) for v in built)
     return PositionResult(text=clean, runs=runs, table=position_table(runs), notes=plan.notes, shift=plan.shift)
-
-
-# --- a corpus ----------------------------------------------------------------------------
-
-
-def moved_cls_vectors(
-    encoder: Encoder,
-    texts: Sequence[str],
-    variant: str,
-    shift: int = 20,
-    replacement: str = "the",
-    batch_size: int = 32,
-    max_length: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> np.ndarray:
-    """float32 [N, L + 1, D]: every text's slot vector after every layer, for one variant.
-
-    Texts are tokenized as usual, rebuilt as ``variant`` (see :func:`variant_inputs`),
-    length-sorted and run in padded batches with the fast attention kernel.
-    ``progress(done, total)`` is called after each batch. For ``shifted`` the shift is cut to
-    what the longest text leaves room for.
-    """
-    import torch
-
-    from .probe import _tokenize_all
-
-    texts, ids_lists, special_lists = _tokenize_all(encoder, texts, max_length)
-    info, tok = encoder.info, encoder.tokenizer
-    all_ids = [np.asarray(x, dtype=np.int64) for x in ids_lists]
-    all_special = [np.asarray(x, dtype=bool) for x in special_lists]
-    longest = max(len(x) for x in all_ids) + (1 if variant in ("cls_end", "cls_middle") else 0)
-    plan = _plan(encoder, [variant], shift, replacement, longest)
-    if variant not in plan.variants:
-        raise ValueError(" ".join(plan.notes) or f"variant {variant!r} cannot run on '{encoder.name}'")
-
-    built = []
-    for ids, special in zip(all_ids, all_special):
-        hits = np.flatnonzero((ids == info.cls_token_id) & special)
-        cls_index = int(hits[0]) if len(hits) else 0
-        built.append(
-            variant_inputs(
-                ids,
-                special,
-                cls_index,
-                variant,
-                mask_id=plan.mask_id,
-                replacement_id=plan.replacement_id,
-                shift=plan.shift,
-                offset=plan.offset,
-            )
-        )
-    lengths = np.array([len(b[0]) for b in built])
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    out = np.empty((len(texts), info.num_layers + 1, info.hidden_size), dtype=np.float32)
-    model, device = encoder.model, encoder.device
-    order = np.argsort(-lengths, kind="stable")
-    done = 0
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            width = int(lengths[rows].max())
-            ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-            pos = np.full((len(rows), width), plan.offset, dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            slots = np.empty(len(rows), dtype=np.int64)
-            for j, r in enumerate(rows):
-                b_ids, b_pos, _, b_slot = built[r]
-                ids[j, : len(b_ids)] = b_ids
-                pos[j, : len(b_ids)] = b_pos
-                mask[j, : len(b_ids)] = 1
-                slots[j] = b_slot
-            kwargs = dict(
-                input_ids=torch.as_tensor(ids, device=device),
-                attention_mask=torch.as_tensor(mask, device=device),
-                output_hidden_states=True,
-            )
-            if plan.use_position_ids:
-                kwargs["position_ids"] = torch.as_tensor(pos, device=device)
-            hidden = torch.stack(model(**kwargs).hidden_states, dim=1)  # [B, L+1, T, D]
-            picked = hidden[torch.arange(len(rows), device=device), :, torch.as_tensor(slots, device=device), :]
-            out[rows] = picked.float().cpu().numpy()
-            done += len(rows)
-            if progress is not None:
-                progress(done, len(texts))
-    return out
-
-
-def position_probe(
-    encoder: Encoder,
-    texts: Sequence[str],
-    labels: Sequence,
-    variants: Sequence[str] = ("standard", "cls_end", "cls_middle", "mask"),
-    folds: int = 5,
-    seed: int = 0,
-    shift: int = 20,
-    replacement: str = "the",
-    batch_size: int = 32,
-    max_length: int | None = None,
-    label_name: str = "label",
-    progress: Callable[[float, str], None] | None = None,
-) -> tuple[pd.DataFrame, tuple[str, ...]]:
-    """Probe accuracy of the slot vector per variant and layer.
-
-    The probe is :func:`clsviz.experiments.probe.run_probe` (standardized logistic regression,
-    stratified k-fold) on the vectors :func:`moved_cls_vectors` reads for each variant, so the
-    numbers are comparable with the pooling probe. Returns (table, notes); table columns:
-    variant, label, layer, accuracy, accuracy_sd, n, folds, chance, majority. Variants this
-    encoder cannot run are left out with a note. ``progress(fraction, message)`` reports
-    progress. Raises :class:`~clsviz.experiments.probe.ProbeError` (a ``ValueError``) for
-    labels that cannot be probed (one class, classes smaller than the folds, too few rows).
-    """
-    from .probe import ProbeError, check_labels, run_probe
-
-    texts = list(texts)
-    labels = list(labels)
-    if len(texts) != len(labels):
-        raise ProbeError(f"{len(texts)} texts but {len(labels)} labels: give one label per text.")
-    if len(set(texts)) < 2:
-        raise ProbeError("All the sentences are identical, so no probe can tell them apart. Use a varied corpus.")
-    present = [v for v in labels if v is not None and str(v).strip()]
-    check_labels(present, folds, label_name)  # fail before the slow extraction
-    wanted = list(dict.fromkeys(variants))
-    notes: list[str] = []
-    vectors: dict[str, np.ndarray] = {}
-    for i, name in enumerate(wanted):
-
-        def step(done, total, i=i, name=name):
-            if progress is not None:
-                progress(0.8 * (i + done / total) / len(wanted), f"{VARIANT_LABELS[name]}: {done}/{total} sentences")
-
-        try:
-            vectors[name] = moved_cls_vectors(encoder, texts, name, shift, replacement, batch_size, max_length, step)
-        except ValueError as exc:
-            notes.append(f"{VARIANT_LABELS[name]}: {exc}")
-    if not vectors:
-        raise ProbeError("None of the chosen variants can run on this model. " + " ".join(notes))
-
-    def probe_step(done, total):
-        if progress is not None:
-            progress(0.8 + 0.2 * done / total, f"probing: {done}/{total} layer x variant cells")
-
-    result = run_probe(vectors, labels, folds=folds, seed=seed, label_name=label_name, progress=probe_step)
-    notes.extend(result.messages)
-    table = result.table.rename(columns={"strategy": "variant", "accuracy_mean": "accuracy"})
-    table["label"] = table["variant"].map(VARIANT_LABELS)
-    table["chance"] = result.chance
-    table["majority"] = result.majority
-    order = {v: i for i, v in enumerate(wanted)}
-    table = table.sort_values(["variant", "layer"], key=lambda c: c.map(order) if c.name == "variant" else c)
-    columns = ["variant", "label", "layer", "accuracy", "accuracy_sd", "n", "folds", "chance", "majority"]
-    return table[columns].reset_index(drop=True), tuple(notes)
 
 
 # --- plain sentences ---------------------------------------------------------------------
@@ -606,26 +440,3 @@ def summarize_position(table: pd.DataFrame) -> str:
     if parts:
         text += "; the vector in the [CLS] slot of each variant has cosine to it: " + ", ".join(parts)
     return text + "."
-
-
-def summarize_probe(table: pd.DataFrame) -> str:
-    """One plain sentence comparing the best layer of each variant with the standard one."""
-    if table.empty:
-        return ""
-    best = table.loc[table.groupby("variant", sort=False)["accuracy"].idxmax()].set_index("variant")
-    majority = float(table["majority"].iloc[0])
-    parts = [
-        f"{VARIANT_LABELS[v]} {best.loc[v, 'accuracy']:.0%} (layer {int(best.loc[v, 'layer'])})"
-        for v in best.index
-    ]
-    text = "Best probe accuracy per variant: " + ", ".join(parts) + f"; always guessing the majority class gives {majority:.0%}."
-    if "standard" in best.index and len(best) > 1:
-        ref = best.loc["standard", "accuracy"]
-        others = best.drop(index="standard")["accuracy"]
-        gap = float((ref - others).abs().max())
-        text += (
-            f" The largest gap to the standard position is {gap:.0%}, so reading the [CLS] vector elsewhere "
-            + ("costs little" if gap < 0.05 else "changes what a linear probe can read")
-            + " on this model and label."
-        )
-    return text

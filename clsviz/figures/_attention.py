@@ -15,7 +15,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..attention import TOKEN_CATEGORIES, AttentionSummary
+from ..layers import block_names
 from ._common import SEQUENTIAL, heatmap, safe_text
+from .registry import register
 
 __all__ = [
     "attention_token_labels",
@@ -37,8 +39,8 @@ def attention_token_labels(tokens: Sequence[str]) -> list[str]:
     return [safe_text(f"{i} {tok}") for i, tok in enumerate(tokens)]
 
 
-def _layer_labels(num_layers: int) -> list[str]:
-    return [str(i) for i in range(1, num_layers + 1)]
+def _head_labels(num_heads: int) -> list[str]:
+    return [str(h) for h in range(1, num_heads + 1)]
 
 
 def _what(summary: AttentionSummary) -> str:
@@ -55,52 +57,33 @@ def _titled(fig: go.Figure, title: str, subtitle: str) -> go.Figure:
     return fig
 
 
+def _block_head_map(summary: AttentionSummary, values, title: str, colorbar: str, customdata, hover: str,
+                    **style) -> go.Figure:
+    """Blocks x heads heatmap of ``values`` [L, H], hover showing ``hover`` with ``customdata``."""
+    labels = dict(x=_head_labels(summary.num_heads), y=block_names(summary.num_layers))
+    fig = heatmap(values, **labels, title=title, x_title="head", y_title="block", colorbar_title=colorbar,
+                  zmin=0.0, decimals=_DECIMALS, **style)
+    fig.update_traces(customdata=np.round(customdata, _DECIMALS), hovertemplate=hover + "<extra></extra>")
+    return fig
+
+
 def cls_attention_heatmap(summary: AttentionSummary) -> go.Figure:
-    """Layers x heads heatmap of the mean weight every query puts on [CLS].
+    """Blocks x heads heatmap of the mean weight every query puts on [CLS].
 
     Hover also shows [CLS]'s weight on itself, which ``include_self=False`` leaves out.
     """
     who = "all queries" if summary.include_self else "queries other than [CLS]"
-    fig = heatmap(
-        summary.to_cls,
-        x=_layer_labels(summary.num_heads),
-        y=_layer_labels(summary.num_layers),
-        title="Attention to [CLS]",
-        x_title="head",
-        y_title="layer",
-        colorbar_title="to [CLS]",
-        zmin=0.0,
-        decimals=_DECIMALS,
-    )
-    fig.update_traces(
-        customdata=np.round(summary.cls_self, _DECIMALS),
-        hovertemplate="layer %{y}, head %{x}<br>mean weight on [CLS]: %{z}"
-        "<br>[CLS] on itself: %{customdata}<extra></extra>",
-    )
+    hover = "block %{y}, head %{x}<br>mean weight on [CLS]: %{z}<br>[CLS] on itself: %{customdata}"
+    fig = _block_head_map(summary, summary.to_cls, "Attention to [CLS]", "to [CLS]", summary.cls_self, hover)
     return _titled(fig, "Attention to [CLS]", f"{_what(summary)}; mean over {who}")
 
 
 def cls_entropy_heatmap(summary: AttentionSummary) -> go.Figure:
-    """Layers x heads heatmap of the entropy of the [CLS] row (0 = focused, log T = uniform)."""
-    fig = heatmap(
-        summary.entropy,
-        x=_layer_labels(summary.num_heads),
-        y=_layer_labels(summary.num_layers),
-        title="Entropy of what [CLS] reads",
-        x_title="head",
-        y_title="layer",
-        colorbar_title="entropy",
-        zmin=0.0,
-        zmax=summary.max_entropy,
-        colorscale="Cividis",
-        decimals=_DECIMALS,
-    )
+    """Blocks x heads heatmap of the entropy of the [CLS] row (0 = focused, log T = uniform)."""
     relative = summary.entropy / summary.max_entropy if summary.max_entropy > 0 else summary.entropy * 0
-    fig.update_traces(
-        customdata=np.round(relative, _DECIMALS),
-        hovertemplate="layer %{y}, head %{x}<br>entropy: %{z} nats<br>of the maximum: %{customdata:.0%}"
-        "<extra></extra>",
-    )
+    hover = "block %{y}, head %{x}<br>entropy: %{z} nats<br>of the maximum: %{customdata:.0%}"
+    fig = _block_head_map(summary, summary.entropy, "Entropy of what [CLS] reads", "entropy", relative, hover,
+                          zmax=summary.max_entropy, colorscale="Cividis")
     return _titled(
         fig,
         "Entropy of what [CLS] reads",
@@ -111,13 +94,13 @@ def cls_entropy_heatmap(summary: AttentionSummary) -> go.Figure:
 def token_attention_heatmap(
     matrix: np.ndarray,
     tokens: Sequence[str],
-    layer: int,
+    block: int,
     head: int | None = None,
     kind: str = "attention",
 ) -> go.Figure:
     """Token x token heatmap of one [T, T] map (row = query, column = key).
 
-    ``layer`` is 0-based (shown as layer + 1); ``head`` 0-based or None for the mean over heads.
+    ``block`` is the block number (1..L, as shown); ``head`` 0-based or None for the mean over heads.
     """
     m = np.asarray(matrix)
     n = len(tokens)
@@ -128,7 +111,7 @@ def token_attention_heatmap(
         m,
         x=labels,
         y=labels,
-        title=f"Layer {layer + 1}, {_head_name(head)}",
+        title=f"Block {block}, {_head_name(head)}",
         x_title="key (attended to)",
         y_title="query (attending)",
         colorbar_title="weight",
@@ -136,17 +119,17 @@ def token_attention_heatmap(
         decimals=_DECIMALS,
     )
     fig.update_layout(height=min(900, 280 + 14 * n))
-    return _titled(fig, f"Layer {layer + 1}, {_head_name(head)}", f"{_KIND_WORDS.get(kind, kind)}; row reads column")
+    return _titled(fig, f"Block {block}, {_head_name(head)}", f"{_KIND_WORDS.get(kind, kind)}; row reads column")
 
 
 def attention_breakdown_bars(summary: AttentionSummary, head: int | None = None) -> go.Figure:
-    """Stacked bars per layer: the share of attention going to [CLS], [SEP], punctuation, other.
+    """Stacked bars per block: the share of attention going to [CLS], [SEP], punctuation, other.
 
     Mean over query tokens, and over heads unless ``head`` (0-based) is given.
     """
     shares = summary.breakdown.mean(axis=1) if head is None else summary.breakdown[:, head]
     counts = np.bincount(summary.categories, minlength=len(TOKEN_CATEGORIES))
-    layers = _layer_labels(summary.num_layers)
+    layers = block_names(summary.num_layers)
     fig = go.Figure()
     for c, name in enumerate(TOKEN_CATEGORIES):
         fig.add_trace(
@@ -155,29 +138,29 @@ def attention_breakdown_bars(summary: AttentionSummary, head: int | None = None)
                 y=np.round(shares[:, c], _DECIMALS),
                 name=f"{name} ({counts[c]} token{'s' if counts[c] != 1 else ''})",
                 marker_color=_CATEGORY_COLORS[name],
-                hovertemplate=f"layer %{{x}}<br>{name}: %{{y:.1%}}<extra></extra>",
+                hovertemplate=f"block %{{x}}<br>{name}: %{{y:.1%}}<extra></extra>",
             )
         )
     fig.update_layout(
         barmode="stack",
-        xaxis=dict(title="layer", type="category"),
+        xaxis=dict(title="block", type="category"),
         yaxis=dict(title="share", range=[0, 1], tickformat=".0%"),
         margin=dict(l=60, r=20, t=80, b=60),
     )
     return _titled(
-        fig, "Where attention goes, per layer", f"{_what(summary)}; {_head_name(head)}, mean over queries"
+        fig, "Where attention goes, per block", f"{_what(summary)}; {_head_name(head)}, mean over queries"
     )
 
 
 def cls_row_heatmap(summary: AttentionSummary, head: int | None = None) -> go.Figure:
-    """Layers x tokens heatmap of the [CLS] row: what [CLS] reads in each layer."""
+    """Blocks x tokens heatmap of the [CLS] row: what [CLS] reads in each block."""
     fig = heatmap(
         summary.cls_row(head),
         x=attention_token_labels(summary.tokens),
-        y=_layer_labels(summary.num_layers),
+        y=block_names(summary.num_layers),
         title="What [CLS] reads",
         x_title="token",
-        y_title="layer",
+        y_title="block",
         colorbar_title="weight",
         zmin=0.0,
         decimals=_DECIMALS,
@@ -186,16 +169,16 @@ def cls_row_heatmap(summary: AttentionSummary, head: int | None = None) -> go.Fi
 
 
 def rollout_comparison(summary: AttentionSummary) -> go.Figure:
-    """Two layers x tokens heatmaps side by side: the raw [CLS] row (mean over heads) and the
-    [CLS] row of the cumulative attention rollout up to each layer."""
+    """Two blocks x tokens heatmaps side by side: the raw [CLS] row (mean over heads) and the
+    [CLS] row of the cumulative attention rollout up to each block."""
     labels = attention_token_labels(summary.tokens)
-    layers = _layer_labels(summary.num_layers)
+    layers = block_names(summary.num_layers)
     fig = make_subplots(
         rows=1,
         cols=2,
         shared_yaxes=True,
         horizontal_spacing=0.1,
-        subplot_titles=("raw: this layer only", "rollout: through all layers so far"),
+        subplot_titles=("raw: this block only", "rollout: through all blocks so far"),
     )
     panels = (
         (summary.cls_row(None), "coloraxis", 0.44, "raw"),
@@ -203,31 +186,30 @@ def rollout_comparison(summary: AttentionSummary) -> go.Figure:
     )
     for col, (values, axis, bar_x, name) in enumerate(panels, start=1):
         z = np.round(np.asarray(values, dtype=np.float32), _DECIMALS)
-        fig.add_trace(
-            go.Heatmap(
-                z=z,
-                x=labels,
-                y=layers,
-                coloraxis=axis,
-                name=name,
-                hovertemplate=f"{name}<br>layer %{{y}}<br>token %{{x}}<br>weight: %{{z}}<extra></extra>",
-            ),
-            row=1,
-            col=col,
-        )
+        hover = f"{name}<br>block %{{y}}<br>token %{{x}}<br>weight: %{{z}}<extra></extra>"
+        fig.add_trace(go.Heatmap(z=z, x=labels, y=layers, coloraxis=axis, name=name, hovertemplate=hover), row=1, col=col)
         cmax = float(z.max()) if z.size and z.max() > 0 else 1.0
         fig.update_layout(
             {axis: dict(colorscale=SEQUENTIAL, cmin=0.0, cmax=cmax, colorbar=dict(title=name, x=bar_x, len=0.9))}
         )
     fig.update_xaxes(type="category", title_text="token")
     fig.update_yaxes(type="category", autorange="reversed")
-    fig.update_yaxes(title_text="layer", row=1, col=1)
+    fig.update_yaxes(title_text="block", row=1, col=1)
     fig.update_annotations(yshift=6)  # subplot titles clear of the subtitle
     fig.update_layout(margin=dict(l=60, r=20, t=80, b=60))
     fig = _titled(
         fig,
-        "[CLS] row: one layer vs rollout through the layers",
+        "[CLS] row: one block vs rollout through the blocks",
         f"{_what(summary)}, mean over heads; rollout after Abnar & Zuidema (2020)",
     )
     fig.update_layout(margin_t=120)
     return fig
+
+
+register("attention.to_cls", cls_attention_heatmap)
+register("attention.entropy", cls_entropy_heatmap)
+register("attention.matrix", token_attention_heatmap)
+register("attention.breakdown", attention_breakdown_bars)
+register("attention.breakdown_value_norm", attention_breakdown_bars)
+register("attention.cls_row", cls_row_heatmap)
+register("attention.rollout", rollout_comparison)

@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..tracing import Trace
+from .registry import register
 
 __all__ = ["token_labels", "heatmap", "tokens_figure", "safe_text"]
 
@@ -42,18 +43,9 @@ def heatmap(
 ) -> go.Figure:
     """A labelled heatmap; values rounded to ``decimals`` to keep the payload small."""
     z = np.round(np.asarray(z, dtype=np.float32), decimals)
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=x,
-            y=y,
-            zmin=zmin,
-            zmax=zmax,
-            colorscale=colorscale,
-            colorbar=dict(title=colorbar_title),
-            hovertemplate=f"{y_title or 'y'}: %{{y}}<br>{x_title or 'x'}: %{{x}}<br>value: %{{z}}<extra></extra>",
-        )
-    )
+    hover = f"{y_title or 'y'}: %{{y}}<br>{x_title or 'x'}: %{{x}}<br>value: %{{z}}<extra></extra>"
+    scale = dict(zmin=zmin, zmax=zmax, colorscale=colorscale, colorbar=dict(title=colorbar_title))
+    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, hovertemplate=hover, **scale))
     fig.update_layout(
         title=title,
         xaxis=dict(title=x_title, type="category"),
@@ -89,3 +81,6 @@ def tokens_figure(trace: Trace) -> go.Figure:
         margin=dict(l=20, r=20, t=40, b=40),
     )
     return fig
+
+
+register("overview.tokens", tokens_figure)

@@ -18,12 +18,14 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from ._common import safe_text
+from .registry import register
 
 __all__ = [
+    "plot_decimals",
     "WEBGL_THRESHOLD",
     "embedding_panels",
     "separation_figure",
-    "strategy_title",
+    "pooling_title",
     "trajectory_figure",
 ]
 
@@ -38,7 +40,7 @@ OTHER = "(other)"
 _PALETTE = qualitative.Plotly + qualitative.D3[len(qualitative.Plotly) :] + qualitative.Set2
 _GREY = "#b0b0b0"
 _TYPED = "#111111"
-_STRATEGY_COLORS = {"cls": "#d62728", "mean": "#1f77b4"}
+_POOLING_COLORS = {"cls": "#d62728", "mean": "#1f77b4"}
 
 _TITLES = {
     "cls": "[CLS]",
@@ -52,11 +54,11 @@ _TITLES = {
 }
 
 
-def strategy_title(strategy: str) -> str:
-    """A readable panel title for a pooling strategy name (``"token:3"`` -> ``"token 3"``)."""
-    if strategy.startswith("token:"):
-        return f"token {strategy.split(':', 1)[1]}"
-    return _TITLES.get(strategy, strategy)
+def pooling_title(pooling: str) -> str:
+    """A readable panel title for a pooling name (``"token:3"`` -> ``"token 3"``)."""
+    if pooling.startswith("token:"):
+        return f"token {pooling.split(':', 1)[1]}"
+    return _TITLES.get(pooling, pooling)
 
 
 def _hover(text: str, width: int = 70, max_chars: int = 400) -> str:
@@ -106,6 +108,69 @@ def _class_colors(classes: list[str]) -> dict[str, str]:
     return colors
 
 
+def plot_decimals(points: np.ndarray) -> int:
+    """Decimals that keep ``points`` [N, 2] apart when rounded for the page: five significant
+    digits of the cloud's own spread, never fewer than 4 (a projection whose points span 0.002
+    must not be drawn as a lattice)."""
+    xy = np.asarray(points, dtype=np.float64)
+    spread = float(np.ptp(xy[np.isfinite(xy).all(axis=1)], axis=0).max()) if len(xy) else 0.0
+    if spread <= 0:
+        return 4
+    return int(min(12, max(4, 4 - np.floor(np.log10(spread)))))
+
+
+def _xy(points: np.ndarray, decimals: int) -> dict:
+    xy = np.asarray(points, dtype=np.float64)
+    return dict(x=np.round(xy[:, 0], decimals), y=np.round(xy[:, 1], decimals))
+
+
+def _typed_trace(t: np.ndarray, typed_texts: Sequence[str], decimals: int, show_legend: bool):
+    """The person's sentences, as numbered stars."""
+    return go.Scatter(
+        **_xy(t, decimals),
+        mode="markers+text",
+        name="your sentences",
+        legendgroup="your sentences",
+        showlegend=show_legend,
+        text=[str(i + 1) for i in range(len(t))],
+        textposition="top center",
+        textfont=dict(size=13, color=_TYPED),
+        marker=dict(size=17, symbol="star", color="#ffd92f", line=dict(width=1.5, color=_TYPED)),
+        hovertext=[f"<b>your sentence {i + 1}</b><br>{_hover(s)}" for i, s in enumerate(typed_texts)],
+        hovertemplate="%{hovertext}<extra></extra>",
+    )
+
+
+def _corpus_traces(xy, texts, labels, label_name: str, n: int, show_legend: bool, decimals: int) -> list:
+    """The corpus points of one panel: a trace per class (categorical labels) or one trace."""
+    Scatter = _scatter_type(n)
+    hover = [_hover(t) for t in texts]
+    safe_label = safe_text(str(label_name))
+    kind = "none" if labels is None else _label_kind(labels)
+    if kind == "categorical":
+        names, classes = _categories(labels)
+        colors = _class_colors(classes)
+        names = np.asarray(names, dtype=object)
+        return [
+            Scatter(
+                **_xy(xy[idx], decimals), mode="markers", name=safe_text(c), legendgroup=c, showlegend=show_legend,
+                marker=dict(size=6, color=colors[c], opacity=0.75),
+                hovertext=[f"{hover[i]}<br><i>{safe_label}: {safe_text(c)}</i>" for i in idx],
+                hovertemplate="%{hovertext}<extra></extra>",
+            )
+            for c in classes
+            for idx in [np.flatnonzero(names == c)]
+        ]
+    marker = dict(size=6, opacity=0.75, color="#1f77b4")
+    if kind == "continuous":
+        values = [np.nan if v is None or str(v).strip() == "" else float(v) for v in labels]
+        marker.update(color=values, colorscale="Viridis", showscale=show_legend,
+                      colorbar=dict(title=dict(text=safe_label)))
+        hover = [f"{h}<br><i>{safe_label}: {v:g}</i>" for h, v in zip(hover, values)]
+    return [Scatter(**_xy(xy, decimals), mode="markers", name="corpus", showlegend=False, marker=marker,
+                    hovertext=hover, hovertemplate="%{hovertext}<extra></extra>")]
+
+
 def embedding_panels(
     coords: Mapping[str, np.ndarray],
     texts: Sequence[str],
@@ -123,6 +188,7 @@ def embedding_panels(
     typed : panel title -> [M, 2], the person's own sentences placed into each projection,
         drawn as numbered stars; ``typed_texts`` are their M texts
     subtitles : panel title -> a short line shown under the panel title (e.g. the scores)
+    Coordinates are rounded relative to each panel's spread (:func:`plot_decimals`).
     """
     panels = list(coords)
     if not panels:
@@ -140,89 +206,21 @@ def embedding_panels(
         for p in panels
     ]
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=headings, horizontal_spacing=0.04)
-    Scatter = _scatter_type(n)
-    hover = [_hover(t) for t in texts]
-    safe_label = safe_text(str(label_name))
-
-    kind = "none" if labels is None else _label_kind(labels)
-    if kind == "categorical":
-        names, classes = _categories(labels)
-        colors = _class_colors(classes)
-        members = {c: np.flatnonzero(np.asarray(names, dtype=object) == c) for c in classes}
     for col, panel in enumerate(panels, start=1):
-        xy = np.asarray(coords[panel], dtype=np.float32)
-        if kind == "categorical":
-            for c in classes:
-                idx = members[c]
-                fig.add_trace(
-                    Scatter(
-                        x=np.round(xy[idx, 0], 4),
-                        y=np.round(xy[idx, 1], 4),
-                        mode="markers",
-                        name=safe_text(c),
-                        legendgroup=c,
-                        showlegend=col == 1,
-                        marker=dict(size=6, color=colors[c], opacity=0.75),
-                        hovertext=[f"{hover[i]}<br><i>{safe_label}: {safe_text(c)}</i>" for i in idx],
-                        hovertemplate="%{hovertext}<extra></extra>",
-                    ),
-                    row=1,
-                    col=col,
-                )
-        else:
-            marker = dict(size=6, opacity=0.75, color="#1f77b4")
-            values = None
-            if kind == "continuous":
-                values = [np.nan if v is None or str(v).strip() == "" else float(v) for v in labels]
-                marker.update(
-                    color=values,
-                    colorscale="Viridis",
-                    showscale=col == 1,
-                    colorbar=dict(title=dict(text=safe_label)),
-                )
-            fig.add_trace(
-                Scatter(
-                    x=np.round(xy[:, 0], 4),
-                    y=np.round(xy[:, 1], 4),
-                    mode="markers",
-                    name="corpus",
-                    showlegend=False,
-                    marker=marker,
-                    hovertext=hover
-                    if values is None
-                    else [f"{h}<br><i>{safe_label}: {v:g}</i>" for h, v in zip(hover, values)],
-                    hovertemplate="%{hovertext}<extra></extra>",
-                ),
-                row=1,
-                col=col,
-            )
+        xy = np.asarray(coords[panel], dtype=np.float64)
+        decimals = plot_decimals(xy)
+        for trace in _corpus_traces(xy, texts, labels, label_name, n, col == 1, decimals):
+            fig.add_trace(trace, row=1, col=col)
         if typed and panel in typed and len(typed[panel]):
-            t = np.asarray(typed[panel], dtype=np.float32)
-            fig.add_trace(
-                go.Scatter(
-                    x=np.round(t[:, 0], 4),
-                    y=np.round(t[:, 1], 4),
-                    mode="markers+text",
-                    name="your sentences",
-                    legendgroup="your sentences",
-                    showlegend=col == 1,
-                    text=[str(i + 1) for i in range(len(t))],
-                    textposition="top center",
-                    textfont=dict(size=13, color=_TYPED),
-                    marker=dict(size=17, symbol="star", color="#ffd92f", line=dict(width=1.5, color=_TYPED)),
-                    hovertext=[f"<b>your sentence {i + 1}</b><br>{_hover(s)}" for i, s in enumerate(typed_texts)],
-                    hovertemplate="%{hovertext}<extra></extra>",
-                ),
-                row=1,
-                col=col,
-            )
+            fig.add_trace(_typed_trace(typed[panel], typed_texts, decimals, col == 1), row=1, col=col)
     fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
+    categorical = labels is not None and _label_kind(labels) == "categorical"
     fig.update_layout(
         title=title,
         height=520,
         margin=dict(l=10, r=10, t=90 if title else 70, b=10),
-        legend=dict(title=dict(text=safe_label if kind == "categorical" else ""), itemsizing="constant"),
+        legend=dict(title=dict(text=safe_text(str(label_name)) if categorical else ""), itemsizing="constant"),
         hoverlabel=dict(align="left"),
     )
     return fig
@@ -234,7 +232,7 @@ def trajectory_figure(
     text: str = "",
     background_texts: Sequence[str] | None = None,
 ) -> go.Figure:
-    """One sentence's position at every layer, as a connected path (one panel per strategy).
+    """One sentence's position at every layer, as a connected path (one panel per pooling).
 
     paths : panel title -> float array [L + 1, 2], row k = the sentence after layer k
         (0 = embeddings) in a projection fit jointly on every layer
@@ -259,8 +257,7 @@ def trajectory_figure(
             layer = np.asarray(layer)
             fig.add_trace(
                 _scatter_type(len(xy))(
-                    x=np.round(xy[:, 0], 4),
-                    y=np.round(xy[:, 1], 4),
+                    **_xy(xy, plot_decimals(np.vstack([xy, path]))),
                     mode="markers",
                     name="corpus (colour = layer)",
                     showlegend=col == 1,
@@ -279,8 +276,7 @@ def trajectory_figure(
         layers = np.arange(len(path))
         fig.add_trace(
             go.Scatter(
-                x=np.round(path[:, 0], 4),
-                y=np.round(path[:, 1], 4),
+                **_xy(path, plot_decimals(path)),
                 mode="lines+markers+text",
                 name="your sentence",
                 showlegend=col == 1,
@@ -319,34 +315,34 @@ _METRIC_TITLES = {"knn_accuracy": "kNN label accuracy (original space)", "silhou
 
 
 def separation_figure(table: pd.DataFrame, layer: int | None = None, chance: float | None = None) -> go.Figure:
-    """kNN accuracy and silhouette across layers, one line per strategy.
+    """kNN accuracy and silhouette across layers, one line per pooling.
 
     table : the tidy DataFrame of :func:`clsviz.projection.separation_by_layer`
-        (columns layer, strategy, metric, value)
+        (columns layer, pooling, metric, value)
     layer : the layer the page shows, marked by a dashed line
     chance : the kNN accuracy of always guessing the most common label, drawn for reference
     """
-    missing = {"layer", "strategy", "metric", "value"} - set(table.columns)
+    missing = {"layer", "pooling", "metric", "value"} - set(table.columns)
     if missing:
         raise ValueError(f"table: missing columns {sorted(missing)}")
     metrics = [m for m in _METRIC_TITLES if m in set(table["metric"])]
     fig = make_subplots(rows=1, cols=max(1, len(metrics)), subplot_titles=[_METRIC_TITLES[m] for m in metrics])
-    strategies = list(dict.fromkeys(table["strategy"]))
-    extra = iter(c for c in _PALETTE if c not in _STRATEGY_COLORS.values())
-    colors = {s: _STRATEGY_COLORS.get(s) or next(extra) for s in strategies}
+    poolings = list(dict.fromkeys(table["pooling"]))
+    extra = iter(c for c in _PALETTE if c not in _POOLING_COLORS.values())
+    colors = {s: _POOLING_COLORS.get(s) or next(extra) for s in poolings}
     for col, metric in enumerate(metrics, start=1):
-        for s in strategies:
-            rows = table[(table["metric"] == metric) & (table["strategy"] == s)].sort_values("layer")
+        for s in poolings:
+            rows = table[(table["metric"] == metric) & (table["pooling"] == s)].sort_values("layer")
             fig.add_trace(
                 go.Scatter(
                     x=rows["layer"].tolist(),
                     y=np.round(rows["value"].to_numpy(dtype=float), 4),
                     mode="lines+markers",
-                    name=safe_text(strategy_title(s)),
+                    name=safe_text(pooling_title(s)),
                     legendgroup=s,
                     showlegend=col == 1,
-                    line=dict(color=colors[s], width=2.5 if s in _STRATEGY_COLORS else 1.5),
-                    hovertemplate=f"{safe_text(strategy_title(s))}<br>layer %{{x}}: %{{y:.3f}}<extra></extra>",
+                    line=dict(color=colors[s], width=2.5 if s in _POOLING_COLORS else 1.5),
+                    hovertemplate=f"{safe_text(pooling_title(s))}<br>layer %{{x}}: %{{y:.3f}}<extra></extra>",
                 ),
                 row=1,
                 col=col,
@@ -366,3 +362,8 @@ def separation_figure(table: pd.DataFrame, layer: int | None = None, chance: flo
     fig.update_xaxes(title_text="layer (0 = embeddings)", dtick=1)
     fig.update_layout(height=340, margin=dict(l=40, r=10, t=50, b=40), hovermode="x unified")
     return fig
+
+
+register("embeddings.panels", embedding_panels)
+register("embeddings.separation", separation_figure)
+register("embeddings.trajectory", trajectory_figure)

@@ -14,6 +14,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from ._common import safe_text
+from .registry import register
 
 __all__ = [
     "neighbours_figure",
@@ -23,11 +24,11 @@ __all__ = [
     "mlm_reading_figure",
 ]
 
-_STRATEGY_COLORS = {"cls": "#d62728", "mean": "#1f77b4"}
+_POOLING_COLORS = {"cls": "#d62728", "mean": "#1f77b4"}
 
 
-def _color(strategy: str, i: int) -> str:
-    return _STRATEGY_COLORS.get(strategy, qualitative.Plotly[i % len(qualitative.Plotly)])
+def _color(pooling: str, i: int) -> str:
+    return _POOLING_COLORS.get(pooling, qualitative.Plotly[i % len(qualitative.Plotly)])
 
 
 def _short(text: str, limit: int = 60) -> str:
@@ -37,16 +38,16 @@ def _short(text: str, limit: int = 60) -> str:
 
 def _layer_lines(table: pd.DataFrame, column: str, hover: str) -> go.Figure:
     fig = go.Figure()
-    for i, (strategy, rows) in enumerate(table.groupby("strategy", sort=False)):
+    for i, (pooling, rows) in enumerate(table.groupby("pooling", sort=False)):
         rows = rows.sort_values("layer")
         fig.add_trace(
             go.Scatter(
                 x=rows["layer"].tolist(),
                 y=np.round(rows[column].to_numpy(dtype=float), 4),
                 mode="lines+markers",
-                name=safe_text(strategy),
-                line=dict(color=_color(strategy, i)),
-                hovertemplate=f"{safe_text(strategy)}<br>layer %{{x}}: {hover} %{{y}}<extra></extra>",
+                name=safe_text(pooling),
+                line=dict(color=_color(pooling, i)),
+                hovertemplate=f"{safe_text(pooling)}<br>layer %{{x}}: {hover} %{{y}}<extra></extra>",
             )
         )
     return fig
@@ -78,24 +79,24 @@ def _finish(fig: go.Figure, title: str, y_title: str, height: int = 420) -> go.F
 
 
 def neighbours_figure(table: pd.DataFrame, title: str = "Nearest corpus sentences") -> go.Figure:
-    """Bars of the top-k cosines, one panel per strategy, stacked so long sentences stay readable.
+    """Bars of the top-k cosines, one panel per pooling, stacked so long sentences stay readable.
 
-    ``table``: rows of :func:`nearest_neighbours` with a ``strategy`` column added.
+    ``table``: rows of :func:`nearest_neighbours` with a ``pooling`` column added.
     """
-    strategies = list(dict.fromkeys(table["strategy"]))
-    k = int(table.groupby("strategy").size().max())
+    poolings = list(dict.fromkeys(table["pooling"]))
+    k = int(table.groupby("pooling").size().max())
     fig = make_subplots(
-        rows=len(strategies), cols=1, subplot_titles=[safe_text(s) for s in strategies], vertical_spacing=0.12
+        rows=len(poolings), cols=1, subplot_titles=[safe_text(s) for s in poolings], vertical_spacing=0.12
     )
-    for row, strategy in enumerate(strategies, start=1):
-        rows = table[table["strategy"] == strategy].sort_values("rank")
+    for row, pooling in enumerate(poolings, start=1):
+        rows = table[table["pooling"] == pooling].sort_values("rank")
         labels = [f"{int(r)}. {_short(t, 70)}" for r, t in zip(rows["rank"], rows["text"])]
         fig.add_trace(
             go.Bar(
                 x=np.round(rows["cosine"].to_numpy(dtype=float), 4),
                 y=labels,
                 orientation="h",
-                marker_color=_color(strategy, row),
+                marker_color=_color(pooling, row),
                 hovertext=[f"{_short(t, 200)}<br>cosine {c:.3f}" for t, c in zip(rows["text"], rows["cosine"])],
                 hoverinfo="text",
                 showlegend=False,
@@ -106,13 +107,13 @@ def neighbours_figure(table: pd.DataFrame, title: str = "Nearest corpus sentence
         fig.update_yaxes(autorange="reversed", type="category", row=row, col=1)
         fig.update_xaxes(title_text="cosine", row=row, col=1)
     fig.update_layout(
-        title=title, height=120 + len(strategies) * (60 + 26 * k), margin=dict(l=20, r=20, t=70, b=40)
+        title=title, height=120 + len(poolings) * (60 + 26 * k), margin=dict(l=20, r=20, t=70, b=40)
     )
     return fig
 
 
 def recall_figure(table: pd.DataFrame) -> go.Figure:
-    """recall@1 of the paraphrase partner per layer, one line per strategy, with chance."""
+    """recall@1 of the paraphrase partner per layer, one line per pooling, with chance."""
     fig = _layer_lines(table, "recall_at_1", "recall@1")
     if not table.empty:
         _baseline(fig, sorted(table["layer"].unique().tolist()), float(table["chance"].iloc[0]), "random pick")
@@ -120,7 +121,7 @@ def recall_figure(table: pd.DataFrame) -> go.Figure:
 
 
 def bow_f1_figure(table: pd.DataFrame) -> go.Figure:
-    """Held-out bag-of-words F1 per layer, one line per strategy, with the frequency baseline."""
+    """Held-out bag-of-words F1 per layer, one line per pooling, with the frequency baseline."""
     fig = _layer_lines(table, "f1", "F1")
     if not table.empty:
         _baseline(
@@ -193,3 +194,10 @@ def mlm_reading_figure(table: pd.DataFrame) -> go.Figure:
         margin=dict(l=20, r=20, t=50, b=40),
     )
     return fig
+
+
+register("inversion.neighbours", neighbours_figure)
+register("inversion.recall", recall_figure)
+register("inversion.bow", bow_f1_figure)
+register("inversion.words", decoded_words_figure)
+register("inversion.mlm", mlm_reading_figure)

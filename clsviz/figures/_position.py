@@ -13,6 +13,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from ._common import safe_text
+from .registry import register
 
 __all__ = ["position_figure", "position_probe_figure", "variant_tokens_figure"]
 
@@ -166,3 +167,8 @@ def position_probe_figure(table: pd.DataFrame, label_name: str = "label") -> go.
         margin=dict(l=50, r=20, t=50, b=110),
     )
     return fig
+
+
+register("position.tokens", variant_tokens_figure)
+register("position.lines", position_figure)
+register("position.probe", position_probe_figure)

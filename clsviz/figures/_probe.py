@@ -8,6 +8,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from .registry import register
+
 __all__ = ["probe_figure", "finetune_figure"]
 
 _COLORS = qualitative.D3 + qualitative.Set2
@@ -24,15 +26,15 @@ def _colors(names) -> dict[str, str]:
 
 
 def probe_figure(result, title: str | None = None) -> go.Figure:
-    """Accuracy vs layer, one line per strategy (error bars: sd over folds); chance and
+    """Accuracy vs layer, one line per pooling (error bars: sd over folds); chance and
     majority-class baselines as dashed lines. ``result``: a ``ProbeResult``."""
     table = result.table
     layers = sorted(table["layer"].unique())
-    strategies = list(dict.fromkeys(table["strategy"]))
-    colors = _colors(strategies)
+    poolings = list(dict.fromkeys(table["pooling"]))
+    colors = _colors(poolings)
     fig = go.Figure()
-    for s in strategies:
-        rows = table[table["strategy"] == s].sort_values("layer")
+    for s in poolings:
+        rows = table[table["pooling"] == s].sort_values("layer")
         fig.add_trace(
             go.Scatter(
                 x=rows["layer"].tolist(),
@@ -102,3 +104,7 @@ def finetune_figure(result) -> go.Figure:
         height=420,
     )
     return fig
+
+
+register("probe.accuracy", probe_figure)
+register("finetune.curves", finetune_figure)

@@ -12,9 +12,11 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from ..similarity import REFERENCE_HELP, Baseline, layer_names
+from ..baseline import REFERENCE_HELP, Baseline
+from ..layers import layer_names
 from ..tracing import Trace
 from ._common import DIVERGING, SEQUENTIAL, heatmap, safe_text, token_labels
+from .registry import register
 
 __all__ = [
     "anisotropy_figure",
@@ -189,13 +191,13 @@ def anisotropy_figure(baseline: Baseline, view: str = "raw") -> go.Figure:
 def comparison_figure(comparison: pd.DataFrame, view: str = "raw") -> go.Figure:
     """One panel per pooling: cosine between each pair of sentences across layers, from
     :func:`clsviz.similarity.compare_sentences`; dashed grey: unrelated sentences (±1 std)."""
-    strategies = list(dict.fromkeys(comparison["strategy"]))
+    poolings = list(dict.fromkeys(comparison["pooling"]))
     fig = make_subplots(
-        rows=1, cols=len(strategies), shared_yaxes=True, subplot_titles=[f"pooling: {s}" for s in strategies]
+        rows=1, cols=len(poolings), shared_yaxes=True, subplot_titles=[f"pooling: {s}" for s in poolings]
     )
     pairs = list(dict.fromkeys(zip(comparison["a"], comparison["b"])))
-    for col, strategy in enumerate(strategies, start=1):
-        sub = comparison[comparison["strategy"] == strategy]
+    for col, pooling in enumerate(poolings, start=1):
+        sub = comparison[comparison["pooling"] == pooling]
         for k, (a, b) in enumerate(pairs):
             rows = sub[(sub["a"] == a) & (sub["b"] == b)].sort_values("layer")
             first = rows.iloc[0]
@@ -222,29 +224,29 @@ def comparison_figure(comparison: pd.DataFrame, view: str = "raw") -> go.Figure:
 def benchmark_figure(table: pd.DataFrame, title: str = "Spearman correlation with the human scores") -> go.Figure:
     """Spearman ρ per layer for each pooling (solid: raw cosine; dotted: centred vectors)."""
     fig = go.Figure()
-    for k, strategy in enumerate(dict.fromkeys(table["strategy"])):
-        rows = table[table["strategy"] == strategy].sort_values("layer")
+    for k, pooling in enumerate(dict.fromkeys(table["pooling"])):
+        rows = table[table["pooling"] == pooling].sort_values("layer")
         color = _COLORS[k % len(_COLORS)]
         for column, dash, suffix in (("spearman", "solid", ""), ("spearman_centred", "dot", " (centred)")):
             if column not in rows.columns:
                 continue
-            name = f"{strategy}{suffix}"
+            name = f"{pooling}{suffix}"
             fig.add_trace(_line(rows["layer"], rows[column], name, color, f"{name} (Spearman ρ)", dash=dash))
     values = table[[c for c in ("spearman", "spearman_centred") if c in table.columns]].to_numpy(dtype=float)
     low = float(np.nanmin(values)) if np.isfinite(values).any() else 0.0
     return _finish(fig, title, "Spearman ρ (cosine vs score)", y_range=[max(-1.02, min(0.0, low - 0.05)), 1.02])
 
 
-def benchmark_scatter_figure(pair_table: pd.DataFrame, strategies: list[str] | tuple[str, ...]) -> go.Figure:
+def benchmark_scatter_figure(pair_table: pd.DataFrame, poolings: list[str] | tuple[str, ...]) -> go.Figure:
     """Cosine against score for every pair, one panel per pooling (from
     :meth:`clsviz.similarity.BenchmarkResult.pair_table`)."""
     fig = make_subplots(
-        rows=1, cols=len(strategies), shared_yaxes=True, subplot_titles=[f"pooling: {s}" for s in strategies]
+        rows=1, cols=len(poolings), shared_yaxes=True, subplot_titles=[f"pooling: {s}" for s in poolings]
     )
     hover = [f"{_short(a)}<br>{_short(b)}" for a, b in zip(pair_table["sentence1"], pair_table["sentence2"])]
     kinds = pair_table["kind"].astype(str).tolist() if "kind" in pair_table.columns else None
-    for col, strategy in enumerate(strategies, start=1):
-        column = f"cos_{strategy}"
+    for col, pooling in enumerate(poolings, start=1):
+        column = f"cos_{pooling}"
         if kinds:
             for k, kind in enumerate(dict.fromkeys(kinds)):
                 pick = [i for i, v in enumerate(kinds) if v == kind]
@@ -338,3 +340,13 @@ def top_dimensions_figure(top: pd.DataFrame, layer: int) -> go.Figure:
     )
     return fig
 
+
+register("similarity.cls_tokens", cls_token_cosine_figure)
+register("similarity.summary", cls_summary_figure)
+register("similarity.baseline", anisotropy_figure)
+register("similarity.compare", comparison_figure)
+register("similarity.benchmark", benchmark_figure)
+register("similarity.benchmark_scatter", benchmark_scatter_figure)
+register("similarity.norms", token_norms_figure)
+register("similarity.massive", top_dimensions_figure)
+register("similarity.dimension", dimension_figure)

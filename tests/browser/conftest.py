@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.helpers import RUN_TIMEOUT_MS, launch_chromium, streamlit_server
+from devtools.browser import RUN_TIMEOUT_MS, launch_chromium, streamlit_server
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.helpers import (
+from devtools.browser import (
     expected_tokens,
     heatmap_token_axes,
     page_problems,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.helpers import (
+from devtools.browser import (
     expected_tokens,
     open_app,
     page_problems,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.helpers import (
+from devtools.browser import (
     follow_sidebar_link,
     open_app,
     page_problems,

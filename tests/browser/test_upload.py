@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests.browser.helpers import page_problems, plot_traces, wait_for_app, wait_for_plots
+from devtools.browser import page_problems, plot_traces, wait_for_app, wait_for_plots
 
 pytestmark = pytest.mark.browser
 

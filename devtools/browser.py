@@ -1,5 +1,5 @@
 """What a person does and sees in the browser, as small functions the browser tests share,
-plus starting the app server and Chromium (also used by benchmarks/browser_sessions.py)."""
+plus starting the app server and Chromium; the browser tests and benchmarks/browser_sessions.py use them."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -1,6 +1,6 @@
 """Write clsviz's demo corpus and demo pairs (the documented way these files were made).
 
-    python clsviz/data/make_demo_corpus.py
+    python scripts/make_demo_corpus.py
 
 Every sentence is composed from hand-written frames and vocabulary in this file, with a fixed
 seed, so running it again gives the same ``demo_corpus.csv`` and ``demo_pairs.csv``. The
@@ -16,7 +16,7 @@ import csv
 import random
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+DATA = Path(__file__).resolve().parents[1] / "clsviz" / "data"
 SEED = 20251124
 
 # topic -> things (singular noun phrases), positive and negative adjectives that fit every thing
@@ -387,8 +387,8 @@ def _counts(rows: list[dict], column: str) -> str:
 
 def main() -> None:
     corpus, pairs = make_corpus(), make_pairs()
-    _write(HERE / "demo_corpus.csv", corpus, ["text", "topic", "sentiment", "form", "order"])
-    _write(HERE / "demo_pairs.csv", pairs, ["sentence1", "sentence2", "score", "kind"])
+    _write(DATA / "demo_corpus.csv", corpus, ["text", "topic", "sentiment", "form", "order"])
+    _write(DATA / "demo_pairs.csv", pairs, ["sentence1", "sentence2", "score", "kind"])
     # The count tables of README.md, printed so the data card can be updated from them.
     print(f"{len(corpus)} sentences, {len(pairs)} pairs\n")
     for column in ("topic", "sentiment", "form", "order"):

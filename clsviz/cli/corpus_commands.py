@@ -1,0 +1,145 @@
+"""``clsviz embed`` and ``clsviz probe``: a corpus pooled at every layer, and probed."""
+
+from __future__ import annotations
+
+from .common import (
+    EXIT_OK,
+    Progress,
+    UsageError,
+    add_command,
+    add_common,
+    add_corpus,
+    add_model,
+    check_output,
+    file_size,
+    layers_arg,
+    load_encoder_arg,
+    poolings_arg,
+    positive_int,
+    print_messages,
+    read_corpus,
+    status,
+)
+
+__all__ = ["cmd_embed", "cmd_probe", "register"]
+
+
+def cmd_embed(args) -> int:
+    """Run every text of a corpus through the encoder and save its pooled vectors (all layers ×
+    poolings), with the texts and label columns, as .npz or .parquet. The app's Embeddings page
+    and clsviz.vectors_io.load_vectors read the file back.
+    """
+    out = check_output(args.out, (".npz", ".parquet"), "--out")
+    poolings = poolings_arg(args.poolings)
+    corpus = read_corpus(args)
+    print_messages(args, corpus)
+
+    from ..vectors import extract
+    from ..vectors_io import save_vectors
+
+    encoder = load_encoder_arg(args)
+    vectors = extract(
+        encoder,
+        corpus.texts,
+        poolings=poolings,
+        batch_size=args.batch_size,
+        progress=Progress("Embedding", not args.quiet),
+        max_length=args.max_tokens,
+        labels=dict(corpus.labels),
+    )
+    save_vectors(vectors, out)
+    n, layers, s, d = vectors.vectors.shape
+    print(f"Embedded {n} texts with {encoder.name}: {layers} layers (0 = embeddings) × {s} poolings "
+          f"({', '.join(vectors.poolings)}) × {d} dims.")
+    if vectors.labels:
+        print(f"Labels: {', '.join(vectors.labels)}")
+    if vectors.truncated.any():
+        print(f"{int(vectors.truncated.sum())} text(s) were cut to the model's limit.")
+    print(f"Saved:  {out} ({file_size(out)}); load it with clsviz.vectors_io.load_vectors('{out}')")
+    return EXIT_OK
+
+
+def cmd_probe(args) -> int:
+    """Could any token do? Cross-validated logistic-regression accuracy of a label column from each
+    layer × pooling, with chance and majority baselines; the table is printed and (with --out)
+    saved as CSV.
+    """
+    from ..experiments import probe
+    from ..experiments.random_token import random_token_vectors
+
+    out = check_output(args.out, (".csv",), "--out") if args.out else None
+    names = poolings_arg(args.poolings, extra=(probe.RANDOM_TOKEN,)) if args.poolings is not None else None
+    layers = layers_arg(args.layers) if args.layers else None
+    args.labels = args.label  # read just the probed column, even where detection would skip it
+    corpus = read_corpus(args)
+    print_messages(args, corpus)
+    if args.label not in corpus.labels:
+        have = ", ".join(corpus.labels) or "none"
+        raise UsageError(f"the corpus has no label column '{args.label}' (label columns: {have})")
+    # Fail on unusable labels (one class, tiny classes) before the model runs.
+    probe.check_labels([v for v in corpus.labels[args.label] if str(v).strip()], args.folds, args.label)
+
+    from ..vectors import extract
+
+    encoder = load_encoder_arg(args)
+    names = names or probe.default_poolings(encoder.info.has_pooler)
+    pooled = tuple(s for s in names if s != probe.RANDOM_TOKEN)
+    vectors = extract(
+        encoder, corpus.texts, poolings=pooled or ("cls",), batch_size=args.batch_size,
+        progress=Progress("Embedding", not args.quiet), max_length=args.max_tokens,
+        labels=dict(corpus.labels),
+    )
+    random_token = None
+    if probe.RANDOM_TOKEN in names:
+        random_token = random_token_vectors(
+            encoder, corpus.texts, seed=args.seed, batch_size=args.batch_size, max_length=args.max_tokens,
+            progress=Progress("Random tokens", not args.quiet),
+        )
+    result = probe.run_probe(
+        vectors, args.label, poolings=names, layers=layers, random_token=random_token, folds=args.folds,
+        seed=args.seed, progress=Progress("Probing", not args.quiet),
+    )
+    for message in result.messages:
+        status(args, f"Note: {message}")
+    wide = result.table.pivot(index="layer", columns="pooling", values="accuracy_mean")[list(names)]
+    print(f"Probe accuracy for '{result.label}' ({result.n} texts, {len(result.classes)} classes, "
+          f"{result.folds}-fold cross-validation; mean over folds), layer 0 = embeddings:")
+    print(wide.to_string(float_format=lambda x: f"{x:.3f}"))
+    print(f"Chance {result.chance:.3f}, majority class {result.majority:.3f}.")
+    print(result.summary())
+    if out is not None:
+        table = result.table.assign(
+            label=result.label, model=result.model_name, chance=result.chance, majority=result.majority
+        )
+        table.to_csv(out, index=False)
+        print(f"Saved:  {out}")
+    return EXIT_OK
+
+
+def register(sub) -> None:
+    """Add the ``embed`` and ``probe`` commands to the subparsers ``sub``."""
+    p = add_command(sub, "embed", cmd_embed, "pool a corpus at every layer with several poolings; save .npz/.parquet")
+    add_corpus(p)
+    add_model(p)
+    p.add_argument("--poolings", "--strategies", dest="poolings", default="cls,mean,max",
+                   help="comma-separated poolings (default: cls,mean,max; also mean_content, "
+                   "sep, pooler, first, last, token:K)")
+    p.add_argument("--labels", default=None,
+                   help="comma-separated label columns to keep (default: the columns detected as labels)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass (default: 32)")
+    p.add_argument("--out", "-o", required=True, metavar="VECTORS.npz", help="output file: .npz or .parquet")
+    add_common(p)
+
+    p = add_command(sub, "probe", cmd_probe, "linear-probe accuracy per layer × pooling for a label column")
+    add_corpus(p)
+    p.add_argument("--label", "-l", required=True, metavar="COLUMN", help="the label column to predict")
+    add_model(p)
+    p.add_argument("--poolings", "--strategies", dest="poolings", default=None,
+                   help="comma-separated poolings to probe (default: cls, mean, mean_content, max, sep, first, "
+                   "last, pooler where the model has one, random (one random content token) and token:3)")
+    p.add_argument("--layers", default=None, help="comma-separated layers to probe (default: all; 0 = embeddings)")
+    p.add_argument("--folds", type=positive_int, default=5, help="cross-validation folds (default: 5)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass (default: 32)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--out", "-o", default=None, metavar="PROBE.csv", help="also save the table as CSV")
+    add_common(p)

@@ -1,0 +1,86 @@
+"""``clsviz inspect``: one text traced, its [CLS] numbers printed, an offline HTML report."""
+
+from __future__ import annotations
+
+import sys
+
+from .common import (
+    EXIT_OK,
+    Progress,
+    UsageError,
+    add_command,
+    add_common,
+    add_model,
+    check_output,
+    file_size,
+    load_encoder_arg,
+    status,
+)
+
+__all__ = ["cmd_inspect", "register"]
+
+
+def cmd_inspect(args) -> int:
+    """Trace one text through the encoder, print its tokens and per-layer [CLS] numbers, and (with
+    --html) write a standalone HTML report of every per-sentence figure. The report embeds
+    plotly.js, so it opens offline.
+    """
+    text = sys.stdin.read() if args.text == "-" else args.text
+    if not text or not text.strip():
+        raise UsageError("the text is empty; give a sentence, e.g. clsviz inspect \"The cat sat.\"")
+    out = check_output(args.html, (".html", ".htm"), "the report") if args.html else None
+    if args.max_tokens is not None and args.max_tokens < 3:
+        raise UsageError(f"--max-tokens must be at least 3, got {args.max_tokens}")
+
+    from ..overview import findings
+    from ..report import layer_stats, report_sections, write_report
+    from ..tracing import trace
+
+    encoder = load_encoder_arg(args)
+    tr = trace(encoder, text, max_length=args.max_tokens)
+    info = encoder.info
+    print(f"Model:  {info.name} ({info.model_type}, {info.num_layers} layers, {info.num_heads} heads, "
+          f"{info.hidden_size} dims)")
+    print(f"Tokens: {tr.seq_len}{' (the text was cut to fit)' if tr.truncated else ''}")
+    print("  " + " ".join(tr.tokens))
+    role = "" if info.cls_token == "[CLS]" else f" (played by {info.cls_token})"
+    print(f"[CLS]{role} layer by layer (0 = embeddings):")
+    table = layer_stats(tr)
+    print("\n".join("  " + line for line in table.to_string(index=False, float_format=lambda x: f"{x:.4f}").splitlines()))
+    print("Findings:")
+    for finding in findings(tr):
+        print(f"  - {finding.question} {finding.answer}")
+    if out is None:
+        return EXIT_OK
+    only = [s.strip() for s in args.sections.split(",") if s.strip()] if args.sections else None
+    baseline = None
+    if args.baseline:
+        from ..baseline import measure_baseline
+
+        status(args, "Measuring the anisotropy baseline (unrelated demo sentences)…")
+        baseline = measure_baseline(encoder)
+    sections = report_sections(tr, encoder, baseline, only=only, strict=False, progress=Progress("Figures", not args.quiet))
+    for section in sections:
+        if section.error:
+            print(f"clsviz: warning: the '{section.key}' figure was left out: {section.error}", file=sys.stderr)
+    write_report(tr, out, encoder, baseline, title=args.title, sections=sections)
+    for section in sections:
+        if section.note:
+            status(args, f"Note: the '{section.key}' section does not apply: {section.note}")
+    drawn = sum(s.figure is not None for s in sections)
+    print(f"Report: {out} ({file_size(out)}, {drawn} figures; opens offline in any browser)")
+    return EXIT_OK
+
+
+def register(sub) -> None:
+    """Add the ``inspect`` command to the subparsers ``sub``."""
+    p = add_command(sub, "inspect", cmd_inspect, "trace one text; print [CLS] numbers; write an offline HTML report")
+    p.add_argument("text", help="the text to inspect ('-' reads it from standard input)")
+    add_model(p)
+    p.add_argument("--html", metavar="REPORT.html", default=None, help="write the HTML report here")
+    p.add_argument("--title", default=None, help="the report's title (default: 'clsviz report')")
+    p.add_argument("--sections", default=None, help="comma-separated report sections to keep (default: all)")
+    p.add_argument("--baseline", action="store_true",
+                   help="also measure the anisotropy baseline (cosines between unrelated demo sentences) and "
+                   "draw it in the report; takes a few seconds to a minute")
+    add_common(p)
