@@ -192,11 +192,8 @@ def _deny(attention_mask, blocked, batch, heads, seq_len, like):
         deny = b if deny is None else deny | b
     if deny is None:
         return None
-    starved = deny.all(dim=-1, keepdim=True)
-    if bool(starved.any()):
-        eye = torch.eye(seq_len, dtype=torch.bool, device=like.device)
-        deny = deny & ~(starved & eye)
-    return deny
+    starved = deny.all(dim=-1, keepdim=True)  # applied unconditionally: no device sync
+    return deny & ~(starved & torch.eye(seq_len, dtype=torch.bool, device=like.device))
 
 
 def run_block(w: BlockWeights, h, *, attention_mask=None, blocked=None, value_scale=None, head_scale=None,
