@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODEL",
-    "SUPPORTED_HEADS",
     "Encoder",
     "EncoderInfo",
     "ModelLoadError",
@@ -276,44 +275,6 @@ def _drop_untrained_pooler(model, missing_keys) -> None:
         model.pooler = None
 
 
-SUPPORTED_HEADS = (
-    "sequence-classification heads (*ForSequenceClassification) that read the [CLS]-like first "
-    "token: BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ALBERT, DeBERTa-v2, MPNet and their kin"
-)
-"""What :func:`load_encoder` keeps as ``Encoder.classifier`` (said in messages)."""
-
-# Heads clsviz does not read, by class-name suffix: such checkpoints load as plain encoders.
-_OTHER_HEADS = {
-    "ForTokenClassification": "token classification (a label per token)",
-    "ForQuestionAnswering": "question answering (answer spans)",
-    "ForMultipleChoice": "multiple choice",
-}
-
-
-def _head_architecture(config) -> tuple[str | None, tuple[str, ...]]:
-    """The sequence-classification class named in ``config.architectures`` (or None), and notes
-    on a head that will be left out."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
-
-    architectures = [str(a) for a in (getattr(config, "architectures", None) or ())]
-    for arch in architectures:
-        if arch.endswith("ForSequenceClassification"):
-            if type(config) in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
-                return arch, ()
-            return None, (
-                f"The checkpoint names a classifier ({arch}) that transformers cannot build for "
-                f"model type '{config.model_type}', so only its encoder was loaded.",
-            )
-    for arch in architectures:
-        for suffix, what in _OTHER_HEADS.items():
-            if arch.endswith(suffix):
-                return None, (
-                    f"This checkpoint's head ({arch}) is for {what}. clsviz reads {SUPPORTED_HEADS}; "
-                    "it loaded the encoder without that head, so the classifier views are not available.",
-                )
-    return None, ()
-
-
 def _eager_view(model):
     """A second module tree over the same parameter tensors, computing attention eagerly."""
     shared = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
@@ -382,7 +343,9 @@ def load_encoder(
             f"'{display}' has no tokenizer clsviz can load ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''})."
         ) from exc
-    head_architecture, notes = _head_architecture(config)
+    from .heads import SUPPORTED_HEADS, build_classifier_head, classifier_architecture
+
+    head_architecture, notes = classifier_architecture(config)
     try:
         cls_token, cls_id = _refuse_without_cls(display, tokenizer)
     except ModelLoadError as exc:
@@ -433,8 +396,6 @@ def load_encoder(
     model = loaded if head_architecture is None else loaded.base_model
     classifier = None
     if head_architecture is not None:
-        from .heads import build_classifier_head
-
         classifier, head_notes = build_classifier_head(loaded, model, tokenizer, missing_keys)
         notes += head_notes
     _drop_untrained_pooler(model, missing_keys)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .encoder import SUPPORTED_HEADS, Encoder, apply_pooler
+from .encoder import Encoder, apply_pooler
 from .pooling import pool_hidden
 from .tracing import Trace
 
@@ -35,7 +35,9 @@ __all__ = [
     "ClassifierHead",
     "NoClassifierError",
     "Prediction",
+    "SUPPORTED_HEADS",
     "build_classifier_head",
+    "classifier_architecture",
     "classifier_lens",
     "lens_table",
     "mean_lens",
@@ -59,6 +61,44 @@ MEAN_LENS_CAPTION = (
     "instead. The model never does this - it shows how much of the answer the average carries, "
     "not how the model decides."
 )
+
+SUPPORTED_HEADS = (
+    "sequence-classification heads (*ForSequenceClassification) that read the [CLS]-like first "
+    "token: BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ALBERT, DeBERTa-v2, MPNet and their kin"
+)
+"""The heads :func:`clsviz.load_encoder` keeps as ``Encoder.classifier`` (said in messages)."""
+
+# Heads clsviz does not read, by class-name suffix: such checkpoints load as plain encoders.
+_OTHER_HEADS = {
+    "ForTokenClassification": "token classification (a label per token)",
+    "ForQuestionAnswering": "question answering (answer spans)",
+    "ForMultipleChoice": "multiple choice",
+}
+
+
+def classifier_architecture(config) -> tuple[str | None, tuple[str, ...]]:
+    """The sequence-classification class named in ``config.architectures`` (or None), and notes
+    on a head that will be left out."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+
+    architectures = [str(a) for a in (getattr(config, "architectures", None) or ())]
+    for arch in architectures:
+        if arch.endswith("ForSequenceClassification"):
+            if type(config) in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+                return arch, ()
+            return None, (
+                f"The checkpoint names a classifier ({arch}) that transformers cannot build for "
+                f"model type '{config.model_type}', so only its encoder was loaded.",
+            )
+    for arch in architectures:
+        for suffix, what in _OTHER_HEADS.items():
+            if arch.endswith(suffix):
+                return None, (
+                    f"This checkpoint's head ({arch}) is for {what}. clsviz reads {SUPPORTED_HEADS}; "
+                    "it loaded the encoder without that head, so the classifier views are not available.",
+                )
+    return None, ()
+
 
 # The head's logits must match the full model's to this tolerance on a probe input, or the
 # head is not offered (a family whose head reads something other than the first token).
