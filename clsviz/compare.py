@@ -409,15 +409,26 @@ def _attention_measures(trace: Trace) -> dict[str, np.ndarray]:
     }
 
 
+def _same_tokens(trace_a: Trace, trace_b: Trace) -> bool:
+    """Token i of one trace is token i of the other: the same text pieces, and special tokens
+    ([CLS] / <s>, [SEP] / </s>) at the same places, whatever each tokenizer calls them."""
+    if trace_a.seq_len != trace_b.seq_len or trace_a.cls_index != trace_b.cls_index:
+        return False
+    if not np.array_equal(trace_a.special_mask, trace_b.special_mask):
+        return False
+    return all(x == y for x, y, s in zip(trace_a.tokens, trace_b.tokens, trace_a.special_mask) if not s)
+
+
 def attention_change(trace_a: Trace, trace_b: Trace) -> AttentionChange:
     """Attention to and from [CLS] in two traces of the same text, and its change (B − A).
 
-    Raises :class:`TokenizationMismatch` when the two tokenizers split the text differently and
-    ``ValueError`` when the models differ in layers or heads (no head-for-head pairing).
+    The traces must pair their tokens one to one (the same text pieces, the special tokens at
+    the same places). Raises :class:`TokenizationMismatch` when the two tokenizers split the
+    text differently and ``ValueError`` when the models differ in layers or heads.
     """
     if trace_a.text != trace_b.text:
         raise ValueError("The two traces are of different texts; trace the same text with both models.")
-    if trace_a.tokens != trace_b.tokens:
+    if not _same_tokens(trace_a, trace_b):
         raise TokenizationMismatch(_tokens_differ(trace_a.model_name, trace_b.model_name, trace_a.tokens, trace_b.tokens))
     shape_a, shape_b = (trace_a.num_layers, trace_a.num_heads), (trace_b.num_layers, trace_b.num_heads)
     if shape_a != shape_b:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -240,6 +242,16 @@ def test_attention_change_refuses_different_tokenizers(tiny_model_dirs, tiny_enc
     with pytest.raises(TokenizationMismatch, match="split this text differently") as caught:
         attention_change(trace(tiny_encoder, text), trace(roberta, text))
     assert isinstance(caught.value, ValueError) and "CKA" in str(caught.value)
+
+
+def test_attention_change_pairs_special_tokens_by_place_not_name(tiny_encoder):
+    # MPNet-style "<s> … </s>" against BERT's "[CLS] … [SEP]": the same pieces in the same places.
+    ta = trace(tiny_encoder, TEXTS[1])
+    renamed = dataclasses.replace(ta, tokens=("<s>", *ta.tokens[1:-1], "</s>"))
+    assert attention_change(ta, renamed).tokens == ta.tokens
+    other = dataclasses.replace(ta, tokens=(*ta.tokens[:1], "how", *ta.tokens[2:]))
+    with pytest.raises(TokenizationMismatch):
+        attention_change(ta, other)
 
 
 def test_attention_change_refuses_different_shapes_and_texts(encoder, tiny_encoder):
