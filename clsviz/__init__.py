@@ -4,6 +4,8 @@ The package computes every number and builds every figure; it never imports Stre
 The rooms (one concern each) are listed in README.md, "Architecture".
 """
 
+# Submodules named by the public API (clsviz.heads.classifier_lens, clsviz.compare.cka).
+from . import compare, heads
 from .baseline import Baseline, anisotropy_baseline, measure_baseline
 from .benchmark import sentence_benchmark
 from .corpus import Corpus, demo_corpus, demo_pairs
@@ -28,10 +30,12 @@ __all__ = [
     "anisotropy_baseline",
     "cls_summary",
     "cls_token_cosines",
+    "compare",
     "compare_sentences",
     "demo_corpus",
     "demo_pairs",
     "extract",
+    "heads",
     "load_corpus",
     "load_encoder",
     "load_pairs",

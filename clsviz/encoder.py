@@ -8,6 +8,11 @@ An :class:`Encoder` holds one model loaded once and shared read-only by every ca
 * ``eager_model`` shares every parameter tensor with ``model`` but computes attention
   eagerly, because transformers 5.x only returns attention weights in eager mode.
 
+A fine-tuned ``*ForSequenceClassification`` checkpoint keeps its head: ``model`` is still
+the bare encoder, and ``classifier`` (a :class:`clsviz.heads.ClassifierHead`) holds the head's
+modules over the same loaded weights. Checkpoints with another head (token classification,
+question answering, multiple choice) load as plain encoders and say so in ``info.notes``.
+
 Nothing here ever enables ``trust_remote_code``; weights are read from safetensors
 files unless the caller explicitly allows pickle checkpoints.
 """
@@ -21,7 +26,13 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
+
+from .catalog import EXTRA_MODELS, local_models
+
+if TYPE_CHECKING:
+    from .heads import ClassifierHead
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -32,6 +43,7 @@ __all__ = [
     "bundled_model_path",
     "load_encoder",
     "allowed_models",
+    "local_models",
 ]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2 (bundled)"
@@ -71,6 +83,16 @@ class EncoderInfo:
     position_embedding_type: str
     has_pooler: bool
     device: str
+    # A sequence classifier's label names in id order (empty for a plain encoder) and how
+    # its head reads the sequence (None without a head).
+    labels: tuple[str, ...] = ()
+    head_pooling: str | None = None
+    # Things a person should know about how the checkpoint was loaded (a head left out, ...).
+    notes: tuple[str, ...] = ()
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
 
     # Short aliases used in the issue text and notebooks.
     @property
@@ -97,6 +119,8 @@ class Encoder:
     # Fast tokenizers are not safe to call from several threads at once when their
     # truncation/padding settings change between calls, so calls go through this lock.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # The fine-tuned classification head over the same weights, or None (see clsviz.heads).
+    classifier: ClassifierHead | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -165,6 +189,15 @@ def _resolve_source(name: str | os.PathLike | None) -> tuple[str, str]:
     if name is None or str(name).strip() in ("", DEFAULT_MODEL, "default", "bundled"):
         return DEFAULT_MODEL, str(bundled_model_path())
     text = str(name).strip()
+    installed = local_models()
+    if text in installed:  # an extra model fetched with `clsviz models fetch`
+        return text, str(installed[text])
+    extra = [m.key for m in EXTRA_MODELS.values() if m.name == text]
+    if extra:
+        raise ModelLoadError(
+            f"'{text}' is not installed (or no longer verifies). Install it with "
+            f"'clsviz models fetch {extra[0]}' (or 'make models'), then reload."
+        )
     path = Path(text).expanduser()
     try:
         is_dir = path.is_dir()
@@ -277,7 +310,7 @@ def load_encoder(
             )
 
     import torch
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -310,11 +343,24 @@ def load_encoder(
             f"'{display}' has no tokenizer clsviz can load ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''})."
         ) from exc
-    cls_token, cls_id = _refuse_without_cls(display, tokenizer)
+    from .heads import SUPPORTED_HEADS, build_classifier_head, classifier_architecture
+
+    head_architecture, notes = classifier_architecture(config)
+    try:
+        cls_token, cls_id = _refuse_without_cls(display, tokenizer)
+    except ModelLoadError as exc:
+        if head_architecture is None:
+            raise
+        raise ModelLoadError(
+            f"{exc} (Its head, {head_architecture}, would need a [CLS]-like first token too: clsviz "
+            f"reads {SUPPORTED_HEADS}.)"
+        ) from exc
 
     dev = _pick_device(device)
+    auto_class = AutoModel if head_architecture is None else AutoModelForSequenceClassification
+
     def weights(attn_implementation: str):
-        return AutoModel.from_pretrained(
+        return auto_class.from_pretrained(
             source,
             config=config,
             trust_remote_code=False,
@@ -340,12 +386,19 @@ def load_encoder(
             ) from exc
         raise ModelLoadError(f"'{display}' has no weights clsviz can load: {exc}") from exc
 
-    model, loading_info = model
-    _drop_untrained_pooler(model, loading_info.get("missing_keys", ()))
-    model.eval()
-    model.to(dev)
-    for p in model.parameters():
+    loaded, loading_info = model
+    missing_keys = loading_info.get("missing_keys", ())
+    loaded.eval()
+    loaded.to(dev)
+    for p in loaded.parameters():
         p.requires_grad_(False)
+    # A classifier's bare encoder is a submodule of it, so both share every weight tensor.
+    model = loaded if head_architecture is None else loaded.base_model
+    classifier = None
+    if head_architecture is not None:
+        classifier, head_notes = build_classifier_head(loaded, model, tokenizer, missing_keys)
+        notes += head_notes
+    _drop_untrained_pooler(model, missing_keys)
     eager = _eager_view(model)
     eager.eval()
 
@@ -370,5 +423,8 @@ def load_encoder(
         ),
         has_pooler=getattr(model, "pooler", None) is not None,
         device=str(torch.device(dev)),
+        labels=() if classifier is None else classifier.labels,
+        head_pooling=None if classifier is None else classifier.pooling,
+        notes=notes,
     )
-    return Encoder(model=model, tokenizer=tokenizer, info=info, eager_model=eager)
+    return Encoder(model=model, tokenizer=tokenizer, info=info, eager_model=eager, classifier=classifier)

@@ -14,7 +14,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from clsviz import load_encoder  # noqa: E402
-from clsviz.encoder import bundled_model_path  # noqa: E402
+from clsviz.encoder import bundled_model_path
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 TINY_KINDS = ("bert", "roberta", "distilbert", "electra", "albert")
@@ -130,3 +130,63 @@ def tiny_model_dirs(tmp_path_factory):
 def tiny_encoder(tiny_model_dirs):
     """A tiny random BERT encoder (2 layers, 4 heads, 32 dims): fast for page and metric tests."""
     return load_encoder(str(tiny_model_dirs["bert"]))
+
+
+TINY_LABELS = {0: "negative", 1: "neutral", 2: "positive"}
+
+
+def redraw_head(model, seed: int) -> None:
+    """Redraw a classifier's head weights (and its encoder's pooler) with std 0.5, so its logits
+    differ clearly between inputs instead of hovering near zero as freshly initialised ones do."""
+    import torch
+
+    torch.manual_seed(seed)
+    prefix = model.base_model_prefix + "."
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not name.startswith(prefix) or ".pooler." in f".{name}":
+                p.normal_(0.0, 0.5)
+
+
+def build_tiny_classifier(kind: str, folder: Path, base_folder: Path | None = None) -> Path:
+    """Save a tiny ``*ForSequenceClassification`` checkpoint of family ``kind`` with three named
+    labels: the tiny random encoder (``base_folder``, built when None) plus a head whose weights
+    are drawn large enough that its logits differ clearly between inputs."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if base_folder is None:
+        base_folder = build_tiny_model(kind, folder.parent / f"{folder.name}-base")
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(base_folder), num_labels=3, id2label=TINY_LABELS, label2id={v: k for k, v in TINY_LABELS.items()}
+    )
+    redraw_head(model, seed=1)
+    model.save_pretrained(str(folder))
+    AutoTokenizer.from_pretrained(str(base_folder)).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_dirs(tmp_path_factory, tiny_model_dirs):
+    """Folders of tiny sequence classifiers (labels negative/neutral/positive), one per family."""
+    root = tmp_path_factory.mktemp("tiny-classifiers")
+    return {kind: build_tiny_classifier(kind, root / kind, tiny_model_dirs[kind]) for kind in TINY_KINDS}
+
+
+@pytest.fixture(scope="session")
+def bundled_classifier_dir(tmp_path_factory):
+    """The bundled all-MiniLM-L6-v2 as a 3-label BertForSequenceClassification (trained pooler
+    kept, classifier weights drawn at random), saved with save_pretrained."""
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    folder = tmp_path_factory.mktemp("bundled-classifier")
+    model = BertForSequenceClassification.from_pretrained(
+        str(bundled_model_path()), num_labels=3, id2label=TINY_LABELS, label2id={v: k for k, v in TINY_LABELS.items()}
+    )
+    torch.manual_seed(2)
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, 0.5)
+        model.classifier.bias.normal_(0.0, 0.1)
+    model.save_pretrained(str(folder))
+    AutoTokenizer.from_pretrained(str(bundled_model_path())).save_pretrained(str(folder))
+    return folder

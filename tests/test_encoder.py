@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -121,3 +123,85 @@ def test_untrained_pooler_is_dropped(tiny_model_dirs):
     # The tiny RoBERTa was saved without pooler weights: a random pooler must not appear.
     enc = load_encoder(str(tiny_model_dirs["roberta"]))
     assert enc.info.has_pooler is False
+
+
+# --- fine-tuned heads --------------------------------------------------------------------------
+def _with_other_head(kind: str, base_folder, folder):
+    from transformers import AutoTokenizer, BertForQuestionAnswering, BertForTokenClassification
+
+    cls = {"token": BertForTokenClassification, "qa": BertForQuestionAnswering}[kind]
+    cls.from_pretrained(str(base_folder), num_labels=2).save_pretrained(str(folder))
+    AutoTokenizer.from_pretrained(str(base_folder)).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("kind, words", [("token", "token classification"), ("qa", "question answering")])
+def test_other_heads_load_as_plain_encoders_with_a_note(tmp_path, tiny_model_dirs, kind, words):
+    from clsviz import trace
+    from clsviz.heads import NoClassifierError, classifier_lens
+
+    enc = load_encoder(str(_with_other_head(kind, tiny_model_dirs["bert"], tmp_path / kind)))
+    assert enc.classifier is None and enc.info.labels == () and enc.info.head_pooling is None
+    [note] = enc.info.notes
+    assert words in note and "ForSequenceClassification" in note
+    tr = trace(enc, "the cat chased a dog")  # the encoder itself works as before
+    with pytest.raises(NoClassifierError, match=words):
+        classifier_lens(enc, tr)
+
+
+def test_classifier_without_trained_head_loads_its_encoder(tmp_path, tiny_model_dirs):
+    # A config that names a classifier, over weights that hold only the encoder.
+    folder = tmp_path / "untrained"
+    shutil.copytree(tiny_model_dirs["bert"], folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["architectures"] = ["BertForSequenceClassification"]
+    (folder / "config.json").write_text(json.dumps(config))
+    enc = load_encoder(str(folder))
+    assert enc.classifier is None
+    assert any("never fine-tuned" in n for n in enc.info.notes)
+    assert enc.info.has_pooler  # the encoder's own trained pooler is kept
+
+
+def test_classifier_without_cls_token_refused(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2ForSequenceClassification, PreTrainedTokenizerFast
+
+    folder = tmp_path / "gpt2-classifier"
+    config = GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=32, num_labels=2, pad_token_id=0)
+    GPT2ForSequenceClassification(config).save_pretrained(str(folder))
+    raw = Tokenizer(models.WordLevel(vocab={"<|endoftext|>": 0, "good": 1, "bad": 2}, unk_token="<|endoftext|>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>").save_pretrained(str(folder))
+    with pytest.raises(ModelLoadError, match=r"no \[CLS\]-like token.*GPT2ForSequenceClassification.*BERT"):
+        load_encoder(str(folder))
+
+
+def test_classifier_shares_weights_with_the_encoder(bundled_classifier_dir):
+    enc = load_encoder(str(bundled_classifier_dir))
+    assert type(enc.model).__name__ == "BertModel"
+    # The head's pooler is the encoder's own module, and the eager view shares its tensors.
+    assert enc.classifier.first is enc.model
+    assert enc.eager_model.pooler.dense.weight.data_ptr() == enc.model.pooler.dense.weight.data_ptr()
+    assert all(not p.requires_grad for p in enc.classifier.classifier.parameters())
+    assert not enc.classifier.classifier.training
+
+
+def test_failed_second_model_leaves_the_first_working(bundled_classifier_dir, tmp_path):
+    from clsviz import trace
+    from clsviz.heads import classifier_lens
+
+    enc = load_encoder(str(bundled_classifier_dir))
+    before = classifier_lens(enc, trace(enc, "a fine film"))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertForSequenceClassification"]}))
+    with pytest.raises(ModelLoadError):
+        load_encoder(str(tmp_path))
+    np.testing.assert_array_equal(classifier_lens(enc, trace(enc, "a fine film")), before)
+
+
+def test_installed_models_listed_and_missing_ones_explained(monkeypatch, tmp_path):
+    from clsviz.encoder import local_models
+
+    monkeypatch.setenv("CLSVIZ_MODELS_DIR", str(tmp_path))
+    assert local_models() == {}
+    with pytest.raises(ModelLoadError, match="clsviz models fetch mpnet"):
+        load_encoder("all-mpnet-base-v2 (installed)")

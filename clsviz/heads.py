@@ -1,0 +1,372 @@
+"""A fine-tuned classifier's own head, read through every layer of its [CLS] vector.
+
+A ``*ForSequenceClassification`` model turns the last layer's [CLS]-like vector into logits
+with a small head (BERT/ALBERT: pooler dense + tanh, then a linear classifier; RoBERTa,
+ELECTRA, MPNet: dense + activation + out_proj; DistilBERT: pre_classifier + ReLU +
+classifier; DeBERTa-v2: context pooler + classifier). :class:`ClassifierHead` replays exactly
+that computation from any [N, D] batch of vectors, over the weights the encoder loaded, so the
+same head can read the [CLS] vector of every hidden-state index ("logit lens"):
+
+* :func:`classifier_lens` – float32 [L+1, num_labels]: the head on [CLS] after each layer;
+  the last row is the model's own logits
+* :func:`mean_lens` – float32 [L+1, num_labels]: the head on the mean of all tokens, a contrast
+  the head was never trained on (see :data:`MEAN_LENS_CAPTION`)
+* :func:`predict` – the model's prediction (logits and probabilities) for one Trace
+* :func:`lens_table` – both lenses as one tidy table for downloads
+* :func:`settled_layer` – the first layer from which the lens agrees with the final answer
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .encoder import Encoder, apply_pooler
+from .pooling import pool_hidden
+from .tracing import Trace
+
+__all__ = [
+    "HEAD_KINDS",
+    "LENS_READINGS",
+    "MEAN_LENS_CAPTION",
+    "ClassifierHead",
+    "NoClassifierError",
+    "Prediction",
+    "SUPPORTED_HEADS",
+    "build_classifier_head",
+    "classifier_architecture",
+    "classifier_lens",
+    "lens_table",
+    "mean_lens",
+    "predict",
+    "probabilities",
+    "settled_layer",
+]
+
+HEAD_KINDS = ("pooler", "head_module", "pre_classifier", "context_pooler")
+"""How a head turns the [CLS] vector into logits: the encoder's pooler then ``classifier``
+(BERT, ALBERT); the ``classifier`` module itself (RoBERTa-style heads that take the first
+token); ``pre_classifier`` + ReLU then ``classifier`` (DistilBERT); the model's own context
+pooler then ``classifier`` (DeBERTa)."""
+
+LENS_READINGS = ("cls", "mean")
+"""The vectors the lens reads: the [CLS]-like token (what the head was trained on) or the mean
+of all tokens (a contrast)."""
+
+MEAN_LENS_CAPTION = (
+    "The head was trained on the [CLS] vector only; here it reads the mean of all token vectors "
+    "instead. The model never does this - it shows how much of the answer the average carries, "
+    "not how the model decides."
+)
+
+SUPPORTED_HEADS = (
+    "sequence-classification heads (*ForSequenceClassification) that read the [CLS]-like first "
+    "token: BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA, ALBERT, DeBERTa-v2, MPNet and their kin"
+)
+"""The heads :func:`clsviz.load_encoder` keeps as ``Encoder.classifier`` (said in messages)."""
+
+# Heads clsviz does not read, by class-name suffix: such checkpoints load as plain encoders.
+_OTHER_HEADS = {
+    "ForTokenClassification": "token classification (a label per token)",
+    "ForQuestionAnswering": "question answering (answer spans)",
+    "ForMultipleChoice": "multiple choice",
+}
+
+
+def classifier_architecture(config) -> tuple[str | None, tuple[str, ...]]:
+    """The sequence-classification class named in ``config.architectures`` (or None), and notes
+    on a head that will be left out."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+
+    architectures = [str(a) for a in (getattr(config, "architectures", None) or ())]
+    for arch in architectures:
+        if arch.endswith("ForSequenceClassification"):
+            if type(config) in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING:
+                return arch, ()
+            return None, (
+                f"The checkpoint names a classifier ({arch}) that transformers cannot build for "
+                f"model type '{config.model_type}', so only its encoder was loaded.",
+            )
+    for arch in architectures:
+        for suffix, what in _OTHER_HEADS.items():
+            if arch.endswith(suffix):
+                return None, (
+                    f"This checkpoint's head ({arch}) is for {what}. clsviz reads {SUPPORTED_HEADS}; "
+                    "it loaded the encoder without that head, so the classifier views are not available.",
+                )
+    return None, ()
+
+
+# The head's logits must match the full model's to this tolerance on a probe input, or the
+# head is not offered (a family whose head reads something other than the first token).
+_CHECK_RTOL, _CHECK_ATOL = 1e-3, 1e-4
+
+
+class NoClassifierError(ValueError):
+    """The encoder has no classification head to read."""
+
+
+@dataclass(frozen=True, eq=False)
+class ClassifierHead:
+    """A classifier's head over the loaded weights (eval mode, frozen). Read-only and shared.
+
+    ``kind`` is one of :data:`HEAD_KINDS`; ``labels`` are the label names in id order;
+    ``pooling`` says in words how the head reads the sequence; ``problem_type`` is the
+    config's ("single_label_classification", "multi_label_classification", "regression").
+    """
+
+    kind: str
+    labels: tuple[str, ...]
+    pooling: str
+    problem_type: str
+    classifier: object
+    first: object = None  # the step before ``classifier``: the encoder (pooler) or a module
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    def logits(self, cls_vectors):
+        """torch float [N, num_labels] from torch [N, D] [CLS]-like vectors, exactly as the
+        model's forward computes them from its last hidden state (dropout is off in eval)."""
+        import torch
+
+        weight = next(self.classifier.parameters())
+        x = torch.as_tensor(cls_vectors).to(device=weight.device, dtype=weight.dtype)
+        if x.ndim != 2:
+            raise ValueError(f"cls_vectors: expected [N, D], got {list(x.shape)}")
+        with torch.inference_mode():
+            if self.kind == "pooler":
+                x = apply_pooler(self.first, x)
+            elif self.kind == "pre_classifier":
+                x = torch.relu(self.first(x))
+            elif self.kind == "context_pooler":
+                x = self.first(x[:, None, :])
+            elif self.kind == "head_module":
+                return self.classifier(x[:, None, :])
+            return self.classifier(x)
+
+
+def _problem_type(config) -> str:
+    declared = getattr(config, "problem_type", None)
+    if declared:
+        return str(declared)
+    return "regression" if int(config.num_labels) == 1 else "single_label_classification"
+
+
+def _activation_name(module) -> str:
+    name = type(module).__name__.lower().replace("activation", "")
+    return name or "activation"
+
+
+def _recipe(full, base, cls_token: str):
+    """(kind, first, classifier, description) for the head of ``full``, or None when unknown."""
+    import torch
+
+    classifier = getattr(full, "classifier", None)
+    if classifier is None:
+        return None
+    linear = isinstance(classifier, torch.nn.Linear)
+    if linear and isinstance(getattr(full, "pre_classifier", None), torch.nn.Linear):
+        return "pre_classifier", full.pre_classifier, classifier, f"{cls_token} → pre_classifier (dense + ReLU) → classifier"
+    context = getattr(full, "pooler", None)
+    if linear and context is not None and context is not getattr(base, "pooler", None):
+        act = getattr(getattr(context, "config", None), "pooler_hidden_act", "gelu")
+        return "context_pooler", context, classifier, f"{cls_token} → context pooler (dense + {act}) → classifier"
+    if linear and getattr(base, "pooler", None) is not None:
+        return "pooler", base, classifier, f"{cls_token} → pooler (dense + tanh) → classifier"
+    if hasattr(classifier, "out_proj") and hasattr(classifier, "dense"):
+        act = getattr(classifier, "activation", None)
+        act = "tanh" if act is None else _activation_name(act)
+        return "head_module", None, classifier, f"{cls_token} → dense + {act} → out_proj"
+    return None
+
+
+def build_classifier_head(full, base, tokenizer, missing_keys: Sequence[str] = ()):
+    """The head of a loaded ``*ForSequenceClassification`` model ``full`` (whose encoder is
+    ``base``), checked against the model's own logits on a probe input.
+
+    Returns ``(head or None, notes)``: None, with a note saying why, when the checkpoint has no
+    trained head weights, the head is of an unknown shape, or it does not read the first token.
+    """
+    import torch
+
+    arch = type(full).__name__
+    prefix = getattr(full, "base_model_prefix", "")
+    untrained = [k for k in missing_keys if not k.startswith(prefix + ".")]
+    if untrained or any(".pooler." in f".{k}" for k in missing_keys):
+        shown = ", ".join(sorted(missing_keys)[:4])
+        return None, (
+            f"The checkpoint names a classifier ({arch}) but has no trained weights for its head "
+            f"({shown}): it was never fine-tuned, so only its encoder was loaded.",
+        )
+    cls_token = str(tokenizer.cls_token)
+    recipe = _recipe(full, base, cls_token)
+    if recipe is None:
+        return None, (
+            f"clsviz cannot replay the head of {arch}; it reads {SUPPORTED_HEADS}. Only the encoder was loaded.",
+        )
+    kind, first, classifier, pooling = recipe
+    config = full.config
+    labels = tuple(str(config.id2label.get(i, f"LABEL_{i}")) for i in range(int(config.num_labels)))
+    head = ClassifierHead(kind, labels, pooling, _problem_type(config), classifier, first)
+
+    # Replay the head on a probe text and compare with the model's own forward pass.
+    device = next(full.parameters()).device
+    ids = torch.as_tensor(tokenizer("a cat", add_special_tokens=True)["input_ids"], device=device)[None]
+    if int(ids[0, 0]) != tokenizer.cls_token_id:
+        return None, (
+            f"The tokenizer does not put {cls_token} first, but the head of {arch} reads the first "
+            "token, so the head is not offered.",
+        )
+    with torch.inference_mode():
+        out = full(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True)
+        mine = head.logits(out.hidden_states[-1][:, 0, :])
+    if mine.shape != out.logits.shape or not torch.allclose(mine, out.logits, rtol=_CHECK_RTOL, atol=_CHECK_ATOL):
+        return None, (
+            f"clsviz could not reproduce the logits of {arch} from its first token's vector, so the "
+            f"head is not offered; clsviz reads {SUPPORTED_HEADS}.",
+        )
+    return head, ()
+
+
+# --- reading the head through the layers -------------------------------------------------------
+def _require_head(enc: Encoder) -> ClassifierHead:
+    head = getattr(enc, "classifier", None)
+    if head is None:
+        notes = " ".join(enc.info.notes)
+        raise NoClassifierError(
+            f"'{enc.name}' has no classification head, so there is nothing for the head to read. "
+            f"Load a fine-tuned checkpoint with one: clsviz reads {SUPPORTED_HEADS}."
+            + (f" {notes}" if notes else "")
+        )
+    return head
+
+
+def _check_trace(enc: Encoder, trace: Trace) -> None:
+    if trace.info != enc.info:
+        raise ValueError(
+            f"This trace was made with '{trace.info.name}', not with '{enc.name}'. "
+            "Trace the text with the same encoder whose head you read."
+        )
+
+
+def _apply(enc: Encoder, vectors: np.ndarray) -> np.ndarray:
+    logits = _require_head(enc).logits(vectors)
+    return logits.float().cpu().numpy().astype(np.float32)
+
+
+def classifier_lens(enc: Encoder, trace: Trace) -> np.ndarray:
+    """float32 [L+1, num_labels]: the model's classification head applied to the [CLS] vector
+    of every hidden-state index (0 = embeddings). The last row equals the model's logits.
+
+    Raises :class:`NoClassifierError` when ``enc`` has no head.
+    """
+    _require_head(enc)
+    _check_trace(enc, trace)
+    return _apply(enc, trace.hidden_states[:, trace.cls_index, :])
+
+
+def mean_lens(enc: Encoder, trace: Trace) -> np.ndarray:
+    """float32 [L+1, num_labels]: the same head applied to the mean of all token vectors
+    (``clsviz.pool(trace, "mean", layer)``) of every hidden-state index. The head was never
+    trained on this vector: show :data:`MEAN_LENS_CAPTION` beside it."""
+    _require_head(enc)
+    _check_trace(enc, trace)
+    hidden = trace.hidden_states[None]  # [1, L+1, T, D]
+    mask = np.ones((1, trace.seq_len), dtype=bool)
+    means = pool_hidden(hidden, mask, trace.special_mask[None], "mean")[0]  # [L+1, D]
+    return _apply(enc, means.astype(np.float32))
+
+
+def probabilities(logits: np.ndarray, problem_type: str = "single_label_classification") -> np.ndarray | None:
+    """float64 [..., C] probabilities from logits [..., C], clipped to [0, 1].
+
+    Single-label: a softmax over the last axis (rows sum to 1), computed stably in float64.
+    Multi-label: an independent sigmoid per label. Regression: None (a score, not a probability).
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    if problem_type == "regression":
+        return None
+    if problem_type == "multi_label_classification":
+        # 0.5 * (1 + tanh(z / 2)) is the logistic function without overflow for large |z|.
+        return np.clip(0.5 * (1.0 + np.tanh(z / 2.0)), 0.0, 1.0)
+    with np.errstate(over="ignore"):  # z - max may reach -inf for huge spreads: exp gives 0 there
+        shifted = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return np.clip(e / e.sum(axis=-1, keepdims=True), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's answer for one text: ``logits`` float64 [C], ``probabilities`` float64 [C]
+    (None for regression), ``label`` the highest-scoring label name."""
+
+    labels: tuple[str, ...]
+    logits: np.ndarray
+    probabilities: np.ndarray | None
+    label: str
+    problem_type: str
+
+
+def predict(enc: Encoder, trace: Trace) -> Prediction:
+    """The classifier's prediction for the traced text (the lens's last row)."""
+    head = _require_head(enc)
+    logits = classifier_lens(enc, trace)[-1].astype(np.float64)
+    return Prediction(
+        labels=head.labels,
+        logits=logits,
+        probabilities=probabilities(logits, head.problem_type),
+        label=head.labels[int(np.argmax(logits))],
+        problem_type=head.problem_type,
+    )
+
+
+def settled_layer(lens: np.ndarray) -> int:
+    """The first hidden-state index from which the lens's top label stays the final one.
+
+    lens : [L+1, C] (a :func:`classifier_lens`). Returns an index in 0..L (L: only the last layer).
+    """
+    lens = np.asarray(lens)
+    if lens.ndim != 2 or lens.shape[0] < 1:
+        raise ValueError(f"lens: expected [layers + 1, labels], got {list(lens.shape)}")
+    top = lens.argmax(axis=1)
+    differs = np.flatnonzero(top != top[-1])
+    return 0 if differs.size == 0 else int(differs[-1] + 1)
+
+
+def lens_table(enc: Encoder, trace: Trace, readings: Sequence[str] = LENS_READINGS) -> pd.DataFrame:
+    """Tidy table of the lens: one row per (reading, layer, label) with ``logit``,
+    ``probability`` (NaN for regression) and ``top`` (the label the head picks at that layer).
+
+    ``reading`` is "cls" (:func:`classifier_lens`) or "mean" (:func:`mean_lens`); ``layer`` is the
+    hidden-state index (0 = embeddings).
+    """
+    head = _require_head(enc)
+    lenses = {"cls": classifier_lens, "mean": mean_lens}
+    unknown = [r for r in readings if r not in lenses]
+    if unknown:
+        raise ValueError(f"Unknown lens reading(s) {unknown}; choose from {', '.join(LENS_READINGS)}.")
+    frames = []
+    for reading in readings:
+        logits = lenses[reading](enc, trace)  # [L+1, C]
+        probs = probabilities(logits, head.problem_type)
+        n_layers, n_labels = logits.shape
+        top = logits.argmax(axis=1)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "model": enc.name,
+                    "reading": reading,
+                    "layer": np.repeat(np.arange(n_layers), n_labels),
+                    "label": np.tile(np.array(head.labels, dtype=object), n_layers),
+                    "logit": logits.ravel().astype(np.float64),
+                    "probability": np.full(logits.size, np.nan) if probs is None else probs.ravel(),
+                    "top": (np.arange(n_labels)[None, :] == top[:, None]).ravel(),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
