@@ -3,8 +3,8 @@
 import streamlit as st
 
 from clsviz import figures
-from clsviz.experiments.position import POSITION_VARIANTS, VARIANT_HELP, VARIANT_LABELS, summarize_position
 from clsviz.experiments.moved_cls import summarize_probe
+from clsviz.experiments.position import POSITION_VARIANTS, VARIANT_HELP, VARIANT_LABELS, summarize_position
 from ui.corpus import corpus_picker, plain
 from ui.position import cached_position_experiment, corpus_probe, has_result, probe_key
 from ui.state import current_encoder, current_max_tokens, current_traces, page_setup

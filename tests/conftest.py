@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # No background numba compilation inside the test process (tests that need UMAP fit it).
 os.environ.setdefault("CLSVIZ_UMAP_WARMUP", "0")
+# Page tests run background jobs in threads (they monkeypatch what the jobs call); the worker
+# process is tested on its own in tests/test_jobs.py. The job journal goes to a temporary folder.
+os.environ.setdefault("CLSVIZ_JOB_PROCESS", "0")
+os.environ.setdefault("CLSVIZ_STATE_DIR", tempfile.mkdtemp(prefix="clsviz-state-"))
 
 from pathlib import Path  # noqa: E402
 

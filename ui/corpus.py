@@ -12,6 +12,7 @@ import streamlit as st
 from clsviz import Corpus, Encoder, PooledVectors, demo_corpus, extract
 from clsviz.readers import CorpusError, limits_from_env, load_corpus
 
+from . import jobs
 from .cache import cached
 
 DEMO = "Demo corpus"
@@ -166,23 +167,10 @@ def corpus_vectors(
     total = len(corpus)
 
     def compute() -> PooledVectors:
-        bar = st.progress(0.0, text=f"Embedding {total:,} texts with {encoder.name}…")
-
-        def progress(done: int, total: int) -> None:
-            bar.progress(min(1.0, done / max(1, total)), text=f"Embedding texts: {done:,} of {total:,}…")
-
-        try:
-            return extract(
-                encoder,
-                corpus.texts,
-                poolings=poolings,
-                batch_size=batch_size,
-                progress=progress,
-                max_length=max_length,
-                labels=dict(corpus.labels),
-            )
-        finally:
-            bar.empty()
+        return jobs.compute(
+            f"Embedding {total:,} texts with {encoder.name}", extract, encoder, corpus.texts, poolings=poolings,
+            batch_size=batch_size, max_length=max_length, labels=dict(corpus.labels),
+        )
 
     try:
         return cached("corpus.vectors", (key,), compute)
