@@ -13,8 +13,9 @@ import streamlit as st
 
 from clsviz import DEFAULT_MODEL, Encoder, ModelLoadError, Trace, load_encoder, trace
 from clsviz.encoder import allowed_models
+from clsviz.tracing import tokenize, trace_bytes
 
-from .cache import cached
+from .cache import cached, nbytes, request_bytes, shared_cache
 from .corpus import plain
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,6 +196,25 @@ def current_max_tokens() -> int:
     return int(st.session_state[MAX_TOKENS])
 
 
+def _trace_size(encoder: Encoder, text: str, max_tokens: int) -> int:
+    """Bytes the trace of ``text`` holds (measured when cached, else estimated from its tokens)."""
+    held = shared_cache().get(("trace", encoder.name, text, int(max_tokens)))
+    if held is not None:
+        return nbytes(held)
+    return trace_bytes(encoder.info, len(tokenize(encoder, text, int(max_tokens)).tokens))
+
+
+def _say_cut(first_cut: int, total: int, used: int, limit: int) -> None:
+    cut = f"Sentence {first_cut}" if first_cut == total else f"Sentences {first_cut}–{total}"
+    st.warning(
+        f"{cut} {'was' if first_cut == total else 'were'} not traced: the first {first_cut - 1} already hold "
+        f"{used / 1e6:,.0f} MB of attention maps and hidden states, the most one request may use on this server "
+        f"({limit / 1e6:,.0f} MB, a quarter of its cache; CLSVIZ_CACHE_MB sets the cache). Trace fewer or shorter "
+        "sentences, or lower *Max tokens* in the sidebar.",
+        icon=":material/memory:",
+    )
+
+
 def current_traces() -> list[Trace]:
     """Traces of the typed sentences (cached). Prompts when there are none; warns per bad line."""
     encoder = current_encoder()
@@ -209,10 +229,15 @@ def current_traces() -> list[Trace]:
             icon=":material/warning:",
         )
         sentences = sentences[:MAX_SENTENCES]
-    traces = []
+    traces, used, limit = [], 0, request_bytes()
     for i, text in enumerate(sentences, start=1):
         try:
+            size = _trace_size(encoder, text, current_max_tokens())
+            if traces and used + size > limit:
+                _say_cut(i, len(sentences), used, limit)
+                break
             traces.append(cached_trace(encoder, text, current_max_tokens()))
+            used += size
         except ValueError as exc:
             st.warning(f"Sentence {i} was skipped: {exc}", icon=":material/warning:")
     for t in traces:
