@@ -130,3 +130,19 @@ def test_the_process_stays_within_the_budget_and_evicted_results_come_back_right
     unbounded = _fill(100_000)
     assert unbounded["entries"] == 28
     assert unbounded["peak"] - unbounded["before"] > 500_000_000
+
+
+def test_one_request_may_fill_only_a_quarter_of_the_budget(monkeypatch, encoder):
+    """Sentences beyond a quarter of the budget are not traced, and the page says so."""
+    from clsviz import trace
+    from clsviz.tracing import trace_bytes
+    from tests.conftest import open_page
+
+    sentences = [f"Sentence number {i} is about the weather in a small town by the sea." for i in range(8)]
+    one = trace_bytes(encoder.info, trace(encoder, sentences[0]).seq_len)
+    # A budget whose quarter holds three of these traces but not four.
+    monkeypatch.setenv("CLSVIZ_CACHE_MB", str(4 * 3.5 * one / 1e6))
+    at = open_page("pages/1_Attention.py", sentences="\n".join(sentences))
+    warning = next(w.value for w in at.warning if "not traced" in w.value)
+    assert "Sentences 4–8 were not traced" in warning and "CACHE" in warning and "Max tokens" in warning
+    assert len(at.selectbox(key="attention.sentence").options) == 3
