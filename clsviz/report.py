@@ -29,8 +29,8 @@ from .experiments.position import position_experiment
 from .figures import figure_spec
 from .metrics import cosine, entropy
 from .mixing import attention_weights
+from .narrative import findings
 from .norms import dimension_values, massive_dimensions, token_norms, top_dimensions
-from .overview import findings
 from .similarity import cls_summary, cls_token_cosines
 from .tracing import Trace
 
@@ -244,8 +244,8 @@ def _esc(text) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _findings_html(trace: Trace) -> str:
-    items = "".join(f"<li><b>{_esc(f.question)}</b> {_esc(f.answer)}</li>" for f in findings(trace))
+def _findings_html(trace: Trace, baseline=None) -> str:
+    items = "".join(f"<li><b>{_esc(f.question)}</b> {_esc(f.answer)}</li>" for f in findings(trace, baseline))
     return f"<h2 id='findings'>Four questions, first answers</h2><ul>{items}</ul>"
 
 
@@ -303,7 +303,7 @@ def build_report(trace: Trace, encoder=None, baseline=None, title: str | None = 
         f"position {trace.cls_index}; {trace.seq_len} tokens.{truncated}</p>"
         f"<blockquote>{_esc(trace.text)}</blockquote>"
         f"<h2 id='tokens-list'>Tokens</h2><div>{tokens}</div>"
-        f"{_findings_html(trace)}"
+        f"{_findings_html(trace, baseline)}"
         "<h2 id='summary'>[CLS] layer by layer</h2>"
         "<p class='caption'>Norm of [CLS]; its cosine with the mean of the text's tokens; the share of "
         "attention it receives (mean over heads and the other tokens); the entropy of its own attention "

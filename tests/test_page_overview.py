@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from clsviz import trace
-from clsviz.overview import findings
+from clsviz.narrative import findings
 
 
 def _run(**state) -> AppTest:
@@ -22,7 +22,7 @@ def test_default_run_shows_tokens_and_findings():
     at = _run()
     assert not at.exception
     texts = [t.value for t in at.text]
-    assert texts[0] == "1. Why is the [CLS] token always first?"
+    assert texts[0] == "1. The film was not bad at all."
     assert len(at.get("plotly_chart")) == 3  # one token strip per default sentence
     assert sum("**" in m.value and "?" in m.value for m in at.markdown) >= 4
 

@@ -32,7 +32,7 @@ def cmd_inspect(args) -> int:
     if args.max_tokens is not None and args.max_tokens < 3:
         raise UsageError(f"--max-tokens must be at least 3, got {args.max_tokens}")
 
-    from ..overview import findings
+    from ..narrative import findings
     from ..report import layer_stats, report_sections, write_report
     from ..tracing import trace
 
@@ -47,18 +47,18 @@ def cmd_inspect(args) -> int:
     print(f"[CLS]{role} layer by layer (0 = embeddings):")
     table = layer_stats(tr)
     print("\n".join("  " + line for line in table.to_string(index=False, float_format=lambda x: f"{x:.4f}").splitlines()))
-    print("Findings:")
-    for finding in findings(tr):
-        print(f"  - {finding.question} {finding.answer}")
-    if out is None:
-        return EXIT_OK
-    only = [s.strip() for s in args.sections.split(",") if s.strip()] if args.sections else None
     baseline = None
     if args.baseline:
         from ..baseline import measure_baseline
 
         status(args, "Measuring the anisotropy baseline (unrelated demo sentences)…")
         baseline = measure_baseline(encoder)
+    print("Findings:")
+    for finding in findings(tr, baseline):
+        print(f"  - {finding.question} {finding.answer}")
+    if out is None:
+        return EXIT_OK
+    only = [s.strip() for s in args.sections.split(",") if s.strip()] if args.sections else None
     sections = report_sections(tr, encoder, baseline, only=only, strict=False, progress=Progress("Figures", not args.quiet))
     for section in sections:
         if section.error:
@@ -81,6 +81,6 @@ def register(sub) -> None:
     p.add_argument("--title", default=None, help="the report's title (default: 'clsviz report')")
     p.add_argument("--sections", default=None, help="comma-separated report sections to keep (default: all)")
     p.add_argument("--baseline", action="store_true",
-                   help="also measure the anisotropy baseline (cosines between unrelated demo sentences) and "
-                   "draw it in the report; takes a few seconds to a minute")
+                   help="also measure the anisotropy baseline (cosines between unrelated demo sentences): the "
+                   "findings and the report set every cosine against it; takes a few seconds to a minute")
     add_common(p)

@@ -1,0 +1,238 @@
+"""Every sentence clsviz writes about the numbers, from every layer it talks about.
+
+A one-line finding is evidence a person will repeat, so it must say what the whole series
+says, not what two of its ends say: where a series rises, falls or turns, at which layers a
+gap is large and where it is small, and when a number cannot be told apart from the same
+number for unrelated text. The building blocks here (:func:`layer_span`,
+:func:`describe_series`, :func:`describe_gap`, :func:`same_as_baseline`) are tested on
+planted series; the page summaries are built from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "Finding",
+    "findings",
+    "describe_gap",
+    "describe_series",
+    "layer_span",
+    "same_as_baseline",
+    "turning_points",
+    "verdict_from_intervals",
+]
+
+
+def layer_span(layers: Sequence[int], word: str = "layer") -> str:
+    """``[0, 1, 2, 3, 5]`` -> ``"layers 0–3 and 5"``; ``[4]`` -> ``"layer 4"``; ``[]`` -> ``"no layer"``."""
+    values = sorted({int(v) for v in layers})
+    if not values:
+        return f"no {word}"
+    runs, start = [], values[0]
+    for prev, cur in zip(values, values[1:] + [None]):
+        if cur is None or cur != prev + 1:
+            runs.append(f"{start}–{prev}" if prev > start else f"{start}")
+            start = cur
+    text = runs[0] if len(runs) == 1 else ", ".join(runs[:-1]) + " and " + runs[-1]
+    plural = len(values) > 1
+    return f"{word}s {text}" if plural else f"{word} {text}"
+
+
+def turning_points(values: Sequence[float], tolerance: float = 0.1) -> list[int]:
+    """Indexes of the first value and of every peak and trough of a series, ignoring moves
+    smaller than ``tolerance`` times the series' range (a zigzag filter). The last index is
+    included only when the series still moves that much after the last turn."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) == 0:
+        return []
+    span = float(np.nanmax(v) - np.nanmin(v))
+    threshold = tolerance * span
+    pivots, direction, extreme = [0], 0, 0
+    for i in range(1, len(v)):
+        if direction == 0:
+            if abs(v[i] - v[0]) >= threshold and span > 0:
+                direction, extreme = (1 if v[i] > v[0] else -1), i
+        elif (v[i] - v[extreme]) * direction >= 0:
+            extreme = i  # still going the same way
+        elif abs(v[extreme] - v[i]) >= threshold:
+            pivots.append(extreme)  # turned
+            direction, extreme = -direction, i
+    if direction != 0 and extreme != pivots[-1]:
+        pivots.append(extreme)
+    return pivots
+
+
+def describe_series(values: Sequence[float], labels: Sequence[int], fmt: str = ".2f", word: str = "layer",
+                    suffix: str = "") -> str:
+    """How a per-layer series moves: ``"rises from 0.10 at layer 0 to 0.90 at layer 6"``, or
+    with its turns: ``"falls from 1.14 at block 1 to 0.16 at block 3, then rises to 2.00 at
+    block 6"``. ``labels`` are the layer (or block) numbers of ``values``; ``suffix`` follows
+    every number (e.g. ``"%"``)."""
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) == 0:
+        return "has no values"
+
+    def num(x: float) -> str:
+        return format(x, fmt) + suffix
+
+    points = turning_points(v)
+    if len(points) < 2:
+        return f"stays near {num(v[0])} at every {word} ({word}s {labels[0]}–{labels[-1]})"
+    legs = []
+    for a, b in zip(points, points[1:]):
+        verb = "rises" if v[b] > v[a] else "falls"
+        start = f"from {num(v[a])} at {word} {labels[a]} " if not legs else ""
+        legs.append(f"{'' if not legs else 'then '}{verb} {start}to {num(v[b])} at {word} {labels[b]}")
+    text = ", ".join(legs)
+    if points[-1] != len(v) - 1:
+        text += f", and stays close to that up to {word} {labels[-1]} ({num(v[-1])})"
+    return text
+
+
+def describe_gap(
+    a: Sequence[float],
+    b: Sequence[float],
+    labels: Sequence[int],
+    name_a: str,
+    name_b: str,
+    small: float = 0.02,
+    scale: float = 100.0,
+    unit: str = "points",
+    word: str = "layer",
+) -> str:
+    """Where ``a`` and ``b`` differ and by how much, layer by layer: ``"the mean is ahead of
+    [CLS] by 13–18 points at layers 2–3 and within 2 points at layers 0–1 and 4–6"``.
+    A gap of at most ``small`` (in the series' own units) counts as no gap."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    gap = b - a
+    ahead_b = [i for i, g in enumerate(gap) if g > small]
+    ahead_a = [i for i, g in enumerate(gap) if g < -small]
+    close = [i for i, g in enumerate(gap) if abs(g) <= small]
+    parts = []
+    for leader, other, idx in ((name_b, name_a, ahead_b), (name_a, name_b, ahead_a)):
+        if idx:
+            sizes = np.abs(gap[idx]) * scale
+            size = f"{sizes.min():.0f}" if round(sizes.min()) == round(sizes.max()) else f"{sizes.min():.0f}–{sizes.max():.0f}"
+            parts.append(f"{leader} is ahead of {other} by {size} {unit} at {layer_span([labels[i] for i in idx], word)}")
+    if close:
+        parts.append(f"within {small * scale:.0f} {unit} at {layer_span([labels[i] for i in close], word)}")
+    return "; ".join(parts)
+
+
+def same_as_baseline(values: Sequence[float], reference: Sequence[float], tolerance: float) -> list[int]:
+    """Indexes where a value cannot be told apart from the same quantity for unrelated text:
+    ``|value - reference| <= tolerance``."""
+    v, r = np.asarray(values, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    return [i for i in range(len(v)) if np.isfinite(v[i]) and np.isfinite(r[i]) and abs(v[i] - r[i]) <= tolerance]
+
+
+def verdict_from_intervals(intervals: dict[str, tuple[float, float, float]], fmt: str = ".1%") -> str:
+    """Name a winner only when its interval clears every other: ``intervals`` maps a name to
+    (estimate, low, high). Otherwise say the intervals overlap and no winner can be named."""
+    if not intervals:
+        return ""
+    ranked = sorted(intervals.items(), key=lambda kv: -kv[1][0])
+    best, (est, low, high) = ranked[0]
+    others = ranked[1:]
+    shown = "; ".join(f"{n} {format(e, fmt)} ({format(lo, fmt)}–{format(hi, fmt)})" for n, (e, lo, hi) in ranked)
+    if not others:
+        return shown
+    if all(low > o[1][2] for o in others):
+        return f"{best} is ahead and its 95% interval clears the others: {shown}."
+    return f"The 95% intervals overlap, so this sample does not say which is better: {shown}."
+
+
+# --- the Overview's four findings ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A question, a one-line answer for one Trace, and the number behind it."""
+
+    key: str
+    question: str
+    answer: str
+    value: float
+
+
+SAME_VECTOR = 0.999
+"""A [CLS] whose cosine to an unrelated sentence's [CLS] is at least this is 'the same vector
+for every input' at that layer."""
+
+
+def _same_vector_sentence(baseline) -> str:
+    """What the baseline says about [CLS] being one vector for every input, or ""."""
+    if baseline is None or "cls" not in baseline.references:
+        return ""
+    between, _ = baseline.reference("cls")
+    same = [i for i, c in enumerate(between) if c >= SAME_VECTOR]
+    if not same:
+        return ""
+    text = (f" At {layer_span(same)} this model's [CLS] is almost the same vector for every input (cosine to an "
+            f"unrelated sentence's [CLS] {min(between[same]):.4f} or more), so whatever it holds about this "
+            "sentence sits in tiny differences")
+    rest = [i for i in range(len(between)) if i not in same]
+    if rest:
+        text += f"; it depends on the sentence only at {layer_span(rest)} ({', '.join(f'{between[i]:.2f}' for i in rest)})"
+    return text + "."
+
+
+def findings(trace, baseline=None) -> list[Finding]:
+    """Four findings for one Trace (aggregate? why first? how does it learn? recoverable?),
+    each read from every layer; with a :class:`clsviz.baseline.Baseline` they are set against
+    the same numbers for unrelated sentences."""
+    from .attention import cls_entropy, max_entropy
+    from .metrics import cosine
+
+    layers = list(range(trace.num_layers + 1))
+    blocks = list(range(1, trace.num_layers + 1))
+    content = trace.content_mask
+    cls = trace.hidden_states[:, trace.cls_index]
+    means = trace.hidden_states[:, content].mean(axis=1)
+    aggregate = cosine(cls, means)
+    received = trace.attentions[:, :, :, trace.cls_index].mean(axis=(1, 2))
+    entropy = cls_entropy(trace.attentions, trace.cls_index).mean(axis=1)
+    return [
+        Finding("aggregate", "Is [CLS] an aggregate of the sentence?", _aggregate(aggregate, layers, baseline),
+                float(aggregate[-1])),
+        Finding("first", "Why is it first — would another token do?",
+                f"The share of all attention that lands on [CLS] {describe_series(received * 100, blocks, '.0f', 'block', '%')} "
+                f"(an even share would be {100 / trace.seq_len:.0f}%). Nothing in bidirectional attention "
+                "favours position 0; only the learned embeddings do, and a large share can be a parking place "
+                "rather than a summary (see the causal tests).", float(received[-1])),
+        Finding("learn", "How does [CLS] come to represent the sentence?",
+                f"The entropy of what [CLS] reads (mean over heads) {describe_series(entropy, blocks, '.2f', 'block')}; "
+                f"{max_entropy(trace.seq_len):.2f} would be an even spread over all {trace.seq_len} tokens.",
+                float(entropy[-1])),
+        _recover(trace, cls[-1], baseline),
+    ]
+
+
+def _aggregate(values, layers, baseline) -> str:
+    text = f"The cosine between [CLS] and the mean of the sentence's own tokens {describe_series(values, layers)}."
+    if baseline is None or "cls_mean_content" not in baseline.references:
+        return text + " Compare it with the unrelated-sentence baseline on the Similarity page before reading much into it."
+    reference, spread = baseline.reference("cls_mean_content")
+    above = [i for i in layers if values[i] - reference[i] > 2 * max(spread[i], 1e-6)]
+    text += (f" With an unrelated sentence's tokens it {describe_series(reference, layers)}; this sentence is "
+             f"clearly above that (by more than two standard deviations) at {layer_span(above)}.")
+    return text + _same_vector_sentence(baseline)
+
+
+def _recover(trace, last_cls, baseline) -> Finding:
+    from .metrics import cosine
+
+    content = np.flatnonzero(trace.content_mask)
+    sims = cosine(trace.hidden(-1)[content], last_cls[None, :])
+    best = int(np.argmax(sims))
+    token, value = trace.tokens[content[best]], float(sims[best])
+    text = (f"At the last layer the token closest to [CLS] is '{token}' (cosine {value:.2f})")
+    if baseline is not None and "cls_token" in baseline.references:
+        reference, spread = baseline.reference("cls_token")
+        text += f"; a token of an unrelated sentence scores {reference[-1]:.2f} ± {spread[-1]:.2f} on average"
+    text += ". Decoding whole sentences is tested on the 'Recover the sentence?' page."
+    return Finding("recover", "Can the sentence be recovered from the [CLS] vector?", text, value)
