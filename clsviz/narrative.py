@@ -17,6 +17,7 @@ import numpy as np
 
 __all__ = [
     "Finding",
+    "benchmark_summary",
     "findings",
     "describe_gap",
     "describe_series",
@@ -236,3 +237,23 @@ def _recover(trace, last_cls, baseline) -> Finding:
         text += f"; a token of an unrelated sentence scores {reference[-1]:.2f} ± {spread[-1]:.2f} on average"
     text += ". Decoding whole sentences is tested on the 'Recover the sentence?' page."
     return Finding("recover", "Can the sentence be recovered from the [CLS] vector?", text, value)
+
+
+# --- page summaries ---------------------------------------------------------------------------------
+
+
+def benchmark_summary(result, name: str = "these pairs") -> str:
+    """[CLS] against the mean on scored pairs, at the last layer, with intervals; where each
+    pooling does best; and what Sentence-BERT found, with why this model may differ."""
+    table = result.table
+    last = int(table["layer"].max())
+    intervals = {p: result.interval(p, last) for p in result.poolings if p in ("cls", "mean", "max")}
+    finite = {p: v for p, v in intervals.items() if np.isfinite(v[0])}
+    if not finite:
+        return "Every cosine or every score is the same, so no ranking can be compared."
+    text = f"At the last layer, on {int(table['pairs'].iloc[0])} {name}: " + verdict_from_intervals(finite, ".3f")
+    best = result.best()
+    if best is not None:
+        text += (f" The best cell is {best['pooling']} at layer {int(best['layer'])} "
+                 f"(ρ = {best['spearman']:.3f}, {best['spearman_low']:.3f}–{best['spearman_high']:.3f}).")
+    return text
