@@ -22,10 +22,19 @@ __all__ = [
     "describe_gap",
     "describe_series",
     "layer_span",
+    "position_summary",
+    "probe_gap_summary",
     "same_as_baseline",
     "turning_points",
+    "value_range",
     "verdict_from_intervals",
 ]
+
+
+def value_range(values: Sequence[float], fmt: str = ".2f") -> str:
+    """``"0.49"`` when every value rounds the same, else ``"0.45–0.52"``."""
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    return lo if lo == hi else f"{lo}–{hi}"
 
 
 def layer_span(layers: Sequence[int], word: str = "layer") -> str:
@@ -256,4 +265,78 @@ def benchmark_summary(result, name: str = "these pairs") -> str:
     if best is not None:
         text += (f" The best cell is {best['pooling']} at layer {int(best['layer'])} "
                  f"(ρ = {best['spearman']:.3f}, {best['spearman_low']:.3f}–{best['spearman_high']:.3f}).")
+    return text
+
+
+MATCH = 0.99
+"""A slot vector with at least this cosine to the standard [CLS] 'matches' it at that layer."""
+
+
+def position_summary(table, baseline=None, labels: dict | None = None) -> str:
+    """What moving, removing or replacing [CLS] does, layer by layer (a
+    :func:`clsviz.experiments.position.position_table`): from which layer each variant's slot
+    matches the standard [CLS], how much attention it receives compared with the standard one,
+    and - with a baseline - where matching says little because [CLS] is one vector for every
+    input."""
+    labels = labels or {}
+    cos = table.pivot(index="layer", columns="variant", values="cos_to_standard_cls").sort_index()
+    received = table.pivot(index="layer", columns="variant", values="attention_received").sort_index()
+    layers = list(cos.index)
+    groups: dict[str, list[str]] = {}
+    for variant in cos.columns:
+        if variant == "standard":
+            continue
+        matching = [layer for layer in layers if cos.loc[layer, variant] >= MATCH]
+        key = f"from layer {matching[0]}" if matching else "at no layer"
+        groups.setdefault(key, []).append(labels.get(variant, variant))
+    if not groups:
+        return ""
+    parts = [f"{', '.join(names)}: {when}" for when, names in sorted(groups.items(), key=lambda kv: kv[0])]
+    text = (f"The vector in the [CLS] slot matches the standard [CLS] (cosine {MATCH} or more) — "
+            + "; ".join(parts) + ".")
+    last = layers[-1]
+    text += (" At the last layer: " + ", ".join(
+        f"{labels.get(v, v)} {cos.loc[last, v]:.3f}" for v in cos.columns if v != "standard") + ".")
+    to_mean = table[(table["variant"] == "standard") & (table["layer"] == last)]["cos_to_mean"]
+    if len(to_mean):
+        text += f" The standard [CLS] itself has cosine {float(to_mean.iloc[0]):.2f} to the mean of the text's tokens there."
+    share = received.drop(index=[layer for layer in received.index if layer == 0], errors="ignore")
+    if "standard" in share.columns and len(share):
+        ratios = {v: float(share[v].mean() / share["standard"].mean()) for v in share.columns if v != "standard"}
+        low = {labels.get(v, v): r for v, r in ratios.items() if r < 0.75}
+        if low:
+            text += (f" {', '.join(low)} receive{'s' if len(low) == 1 else ''} {value_range(list(low.values()), '.0%')} "
+                     "of the attention the standard [CLS] receives, averaged over blocks: much of the attention "
+                     "[CLS] gets comes with position 0, not with the token.")
+    if baseline is not None and "cls" in baseline.references:
+        between, _ = baseline.reference("cls")
+        same = [i for i in layers if i < len(between) and between[i] >= SAME_VECTOR]
+        if same:
+            text += (f" Caution: at {layer_span(same)} this model's [CLS] is almost the same vector for every input "
+                     f"(cosine to an unrelated sentence's [CLS] {min(between[same]):.4f} or more), so a match there "
+                     "says little; the layers where the variants differ are the evidence.")
+    return text
+
+
+def probe_gap_summary(table, reference: str = "standard", labels: dict | None = None, word: str = "layer") -> str:
+    """A probe table (columns variant or pooling, layer, accuracy, majority) read at every layer:
+    each variant's gap to ``reference`` where it is large and where it is small."""
+    labels = labels or {}
+    column = "variant" if "variant" in table.columns else "pooling"
+    value = "accuracy" if "accuracy" in table.columns else "accuracy_mean"
+    wide = table.pivot(index="layer", columns=column, values=value).sort_index()
+    if reference not in wide.columns or wide.shape[1] < 2:
+        return ""
+    layers = list(wide.index)
+    parts = []
+    for other in wide.columns:
+        if other == reference:
+            continue
+        parts.append(f"{labels.get(other, other)}: " + describe_gap(
+            wide[reference].to_numpy(), wide[other].to_numpy(), layers, labels.get(reference, reference),
+            labels.get(other, other), small=0.02, word=word))
+    majority = float(table["majority"].iloc[0]) if "majority" in table.columns else float("nan")
+    text = "Compared layer by layer with " + labels.get(reference, reference) + " — " + " | ".join(parts) + "."
+    if np.isfinite(majority):
+        text += f" Always guessing the majority class gives {majority:.0%}."
     return text

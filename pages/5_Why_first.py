@@ -7,6 +7,7 @@ from clsviz.experiments.moved_cls import summarize_probe
 from clsviz.experiments.position import POSITION_VARIANTS, VARIANT_HELP, VARIANT_LABELS, summarize_position
 from ui.corpus import corpus_picker, plain
 from ui.position import cached_position_experiment, corpus_probe, has_result, probe_key
+from ui.similarity import cached_baseline
 from ui.state import current_encoder, current_max_tokens, current_traces, page_setup
 from ui.widgets import download_csv, sentence_picker, show
 
@@ -72,7 +73,7 @@ with st.expander("What each variant changes"):
         st.markdown(f"- **{VARIANT_LABELS[name]}**: {VARIANT_HELP[name]}")
 
 show("position.lines", figures.position_figure(result.table), key="why_first.lines")
-st.markdown(f"**For {plain(encoder.name)}:** {plain(summarize_position(result.table))}")
+st.markdown(f"**For {plain(encoder.name)}:** {plain(summarize_position(result.table, cached_baseline(encoder)))}")
 download_csv(result.table, "position_variants.csv", key="why_first.csv")
 
 # -- corpus ------------------------------------------------------------------------------------

@@ -110,3 +110,46 @@ def test_a_literal_special_token_is_found_in_the_text(encoder):
     assert literal_specials(t, encoder.tokenizer) == ["[CLS]"]
     assert "[CLS]" not in t.tokens[1:]  # split into pieces, never the special token
     assert literal_specials(trace(encoder, "No special text here."), encoder.tokenizer) == []
+
+
+def _position_table(cos_by_variant: dict, received_by_variant: dict):
+    import pandas as pd
+
+    rows = []
+    for variant, values in cos_by_variant.items():
+        for layer, value in enumerate(values):
+            rows.append({"variant": variant, "layer": layer, "cos_to_standard_cls": value,
+                         "attention_received": np.nan if layer == 0 else received_by_variant[variant][layer - 1],
+                         "cos_to_mean": 0.17 if variant == "standard" else 0.1})
+    return pd.DataFrame(rows)
+
+
+def test_the_position_summary_names_the_layer_from_which_each_variant_matches():
+    table = _position_table(
+        {
+            "standard": [1.0] * 7,
+            "mask": [0.80, 0.999, 1.0, 1.0, 1.0, 1.0, 0.998],
+            "cls_end": [0.46, 0.52, 0.93, 0.999, 1.0, 1.0, 0.98],
+        },
+        {"standard": [0.28, 0.58, 0.68, 0.51, 0.66, 0.63], "mask": [0.31, 0.58, 0.68, 0.51, 0.66, 0.63],
+         "cls_end": [0.15, 0.15, 0.29, 0.30, 0.38, 0.35]},
+    )
+    text = N.position_summary(table, _Baseline(), {"mask": "masked", "cls_end": "moved to the end"})
+    assert "masked: from layer 1" in text and "moved to the end: from layer 3" in text
+    # The last layer alone (0.98 vs 0.998) would hide that the moved [CLS] needs three blocks.
+    assert "moved to the end 0.980" in text and "masked 0.998" in text
+    assert "moved to the end receives 49%" in text  # about half the attention
+    assert "Caution: at layers 0–5 this model's [CLS] is almost the same vector" in text
+
+
+def test_the_probe_gap_summary_says_where_a_moved_cls_loses():
+    import pandas as pd
+
+    standard = [0.30, 0.90, 0.95, 0.96, 0.96, 0.97, 0.97]
+    moved = [0.30, 0.75, 0.80, 0.95, 0.96, 0.97, 0.965]
+    rows = [{"variant": v, "layer": i, "accuracy": a, "majority": 0.25}
+            for v, acc in (("standard", standard), ("cls_end", moved)) for i, a in enumerate(acc)]
+    text = N.probe_gap_summary(pd.DataFrame(rows), "standard", {"standard": "[CLS] first", "cls_end": "moved"})
+    assert "[CLS] first is ahead of moved by 15 points at layers 1–2" in text
+    assert "within 2 points at layers 0 and 3–6" in text
+    assert "majority class gives 25%" in text
