@@ -24,6 +24,7 @@ __all__ = [
     "layer_span",
     "position_summary",
     "probe_gap_summary",
+    "probe_summary",
     "same_as_baseline",
     "turning_points",
     "value_range",
@@ -125,12 +126,31 @@ def describe_gap(
     parts = []
     for leader, other, idx in ((name_b, name_a, ahead_b), (name_a, name_b, ahead_a)):
         if idx:
-            sizes = np.abs(gap[idx]) * scale
-            size = f"{sizes.min():.0f}" if round(sizes.min()) == round(sizes.max()) else f"{sizes.min():.0f}–{sizes.max():.0f}"
-            parts.append(f"{leader} is ahead of {other} by {size} {unit} at {layer_span([labels[i] for i in idx], word)}")
+            pieces = [f"by {value_range(list(np.abs(gap[run]) * scale), '.0f')} {unit} at "
+                      f"{layer_span([labels[i] for i in run], word)}" for run in _runs(idx, gap)]
+            joined = pieces[0] if len(pieces) == 1 else ", ".join(pieces[:-1]) + " and " + pieces[-1]
+            parts.append(f"{leader} is ahead of {other} {joined}")
     if close:
         parts.append(f"within {small * scale:.0f} {unit} at {layer_span([labels[i] for i in close], word)}")
     return "; ".join(parts)
+
+
+def _runs(indexes: Sequence[int], sizes: np.ndarray | None = None) -> list[list[int]]:
+    """``[0, 1, 3, 4, 5]`` -> ``[[0, 1], [3, 4, 5]]``: consecutive indexes grouped; with ``sizes``
+    a group also ends where the size jumps more than threefold (80 points next to 3 are two
+    different stories)."""
+    runs: list[list[int]] = []
+    for i in indexes:
+        if runs and i == runs[-1][-1] + 1 and (sizes is None or _similar(sizes[runs[-1][-1]], sizes[i])):
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def _similar(a: float, b: float) -> bool:
+    lo, hi = sorted((abs(a), abs(b)))
+    return hi <= 3 * lo
 
 
 def same_as_baseline(values: Sequence[float], reference: Sequence[float], tolerance: float) -> list[int]:
@@ -340,3 +360,43 @@ def probe_gap_summary(table, reference: str = "standard", labels: dict | None = 
     if np.isfinite(majority):
         text += f" Always guessing the majority class gives {majority:.0%}."
     return text
+
+
+def probe_summary(result, baseline=None) -> str:
+    """A probe grid (:class:`clsviz.experiments.probe.ProbeResult`) read at every layer: the best
+    cell with its spread over folds, [CLS] against the mean layer by layer, the random token, and
+    - with a baseline - why a probe can read a label from vectors that are almost identical."""
+    table = result.table
+    best = table.loc[table["accuracy_mean"].idxmax()]
+    model = f" for {result.model_name}" if result.model_name else ""
+    text = (f"Predicting '{result.label}'{model}, the best pooling is {best['pooling']} at layer {int(best['layer'])} "
+            f"({best['accuracy_mean']:.1%} ± {best['accuracy_sd']:.1%} over {result.folds} folds; chance "
+            f"{result.chance:.1%}, majority class {result.majority:.1%}).")
+    poolings = set(table["pooling"])
+    if {"cls", "mean"} <= poolings:
+        wide = table.pivot(index="layer", columns="pooling", values="accuracy_mean").sort_index()
+        spread = float(table[table["pooling"].isin(["cls", "mean"])]["accuracy_sd"].mean())
+        text += (" Layer by layer: " + describe_gap(wide["cls"].to_numpy(), wide["mean"].to_numpy(), list(wide.index),
+                                                    "[CLS]", "the mean", small=max(0.02, spread)) + "")
+        text += f" (gaps within {max(0.02, spread) * 100:.0f} points are within the spread over folds)."
+    if "random" in poolings:
+        rnd = table[table["pooling"] == "random"]
+        top = rnd.loc[rnd["accuracy_mean"].idxmax()]
+        text += f" A random content token reaches {top['accuracy_mean']:.1%} (layer {int(top['layer'])})."
+    return text + _identical_but_separable(table, baseline)
+
+
+def _identical_but_separable(table, baseline) -> str:
+    if baseline is None or "cls" not in baseline.references:
+        return ""
+    between, _ = baseline.reference("cls")
+    cls = table[table["pooling"] == "cls"].set_index("layer")["accuracy_mean"]
+    same = [int(layer) for layer in cls.index if layer < len(between) and between[int(layer)] >= SAME_VECTOR]
+    if not same:
+        return ""
+    top = float(cls.loc[same].max())
+    return (f" At {layer_span(same)} this model's [CLS] is almost the same vector for every input (cosine to an "
+            f"unrelated sentence's [CLS] {min(between[same]):.4f} or more), yet the probe reaches up to {top:.0%} "
+            "there: it standardises every dimension, so differences far smaller than the vector itself still "
+            "separate the classes. That shows the label is linearly present in tiny variations of [CLS], not that "
+            "[CLS] is a good sentence vector for cosine similarity.")

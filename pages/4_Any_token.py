@@ -22,6 +22,7 @@ from clsviz.pooling import POOLING_HELP
 from ui import jobs
 from ui.cache import cached
 from ui.corpus import corpus_picker, corpus_vectors, plain
+from ui.similarity import cached_baseline
 from ui.state import current_encoder, page_setup
 from ui.widgets import download_csv, show
 
@@ -154,15 +155,22 @@ if st.button("Run the probe", type="primary", key="any_token.run", disabled=not 
     st.session_state[RESULT] = (params, result)
 
 stored = st.session_state.get(RESULT)
+if stored is not None and stored[0] != params:
+    # A result belongs to the corpus, label and settings that produced it: never show it for others.
+    del st.session_state[RESULT]
+    stored = None
+    st.info(
+        "The corpus, label, model or settings changed since the last probe, so its result was cleared. "
+        "Press **Run the probe** for the current choice.",
+        icon=":material/refresh:",
+    )
 if stored is None:
     st.info("Choose a label and press **Run the probe**.", icon=":material/play_arrow:")
 else:
-    stored_params, result = stored
-    if stored_params != params:
-        st.caption("The settings changed since this run: press **Run the probe** to update.")
+    _, result = stored
     for note in result.messages:
         st.caption(plain(note))
-    st.info(plain(result.summary()), icon=":material/lightbulb:")
+    st.info(plain(result.summary(cached_baseline(encoder))), icon=":material/lightbulb:")
     show("probe.accuracy", figures.probe_figure(result), key="any_token.probe_figure")
     table = result.table.assign(label=result.label, chance=result.chance, majority=result.majority)
     st.caption(f"Probed in {result.seconds:.1f} s.")

@@ -150,3 +150,24 @@ def test_finetune_runs_in_the_background(tiny_model_dirs):
     assert int(job.result.table["train_n"].iloc[0] + job.result.table["heldout_n"].iloc[0]) == 30
     assert any("After fine-tuning on 'sentiment'" in i.value for i in at.info)
     assert len(at.get("plotly_chart")) >= 1
+
+
+def test_a_result_is_cleared_when_the_corpus_changes():
+    at = _open()
+    next(s for s in at.selectbox if s.label == "Label to predict").set_value("sentiment")
+    next(n for n in at.number_input if n.label == "Texts to use").set_value(40)
+    next(s for s in at.slider if s.label == "Folds").set_value(4)
+    at.run()
+    _button(at, "Run the probe").click()
+    at.run()
+    assert any("Predicting 'sentiment'" in i.value for i in at.info)
+    # Another corpus: an upload with its own label column.
+    rows = [f"sentence {i} about {'rain' if i % 2 else 'sun'},{'wet' if i % 2 else 'dry'}" for i in range(40)]
+    data = ("text,weather\n" + "\n".join(rows) + "\n").encode()
+    at.radio(key="any_token.corpus.source").set_value("Upload a file").run()
+    at.file_uploader(key="any_token.corpus.file").set_value(("weather.csv", data, "text/csv")).run()
+    assert not at.exception, at.exception
+    assert not any("Predicting 'sentiment'" in i.value for i in at.info)
+    assert any("result was cleared" in i.value for i in at.info)
+    assert "any_token.result" not in at.session_state
+    assert not at.get("plotly_chart")

@@ -148,32 +148,12 @@ class ProbeResult:
             raise KeyError(f"No results for pooling {pooling!r}.")
         return rows.loc[rows["accuracy_mean"].idxmax()]
 
-    def summary(self) -> str:
-        """One plain sentence of what the numbers say: the best reading, and [CLS] vs mean."""
-        best = self.best()
-        model = f" for {self.model_name}" if self.model_name else ""
-        text = (
-            f"Predicting '{self.label}'{model}, the best reading is {best['pooling']} at layer "
-            f"{int(best['layer'])} ({best['accuracy_mean']:.1%} ± {best['accuracy_sd']:.1%}; chance "
-            f"{self.chance:.1%}, majority class {self.majority:.1%})."
-        )
-        poolings = set(self.table["pooling"])
-        if {"cls", "mean"} <= poolings:
-            cls, mean = self.best("cls"), self.best("mean")
-            gap = (mean["accuracy_mean"] - cls["accuracy_mean"]) * 100
-            if abs(gap) < 1.0:
-                verdict = "about the same as"
-            else:
-                verdict = f"{abs(gap):.1f} points {'below' if gap > 0 else 'above'}"
-            text += (
-                f" [CLS] at its best layer ({int(cls['layer'])}) reaches {cls['accuracy_mean']:.1%}, "
-                f"{verdict} the mean of all tokens at its best layer ({int(mean['layer'])}, "
-                f"{mean['accuracy_mean']:.1%})."
-            )
-        if RANDOM_TOKEN in poolings:
-            rnd = self.best(RANDOM_TOKEN)
-            text += f" A random content token reaches {rnd['accuracy_mean']:.1%} (layer {int(rnd['layer'])})."
-        return text
+    def summary(self, baseline=None) -> str:
+        """One plain paragraph of what the numbers say, read at every layer
+        (:func:`clsviz.narrative.probe_summary`; a baseline adds the near-identical-vectors note)."""
+        from ..narrative import probe_summary
+
+        return probe_summary(self, baseline)
 
 
 def _features(vectors, random_token) -> tuple[dict[str, np.ndarray], tuple[str, ...] | None]:
