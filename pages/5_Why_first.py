@@ -95,20 +95,20 @@ if not corpus.labels:
     st.stop()
 
 low, high = min(10, len(corpus)), len(corpus)
-st.session_state.setdefault("why_first.sample", min(300, high))
-# A smaller corpus (a new upload) must not leave the remembered value outside the new range.
-st.session_state["why_first.sample"] = min(max(int(st.session_state["why_first.sample"]), low), high)
 c_label, c_sample, c_folds = st.columns([2, 2, 1])
 with c_label:
     label = st.selectbox("Label to predict", corpus.label_names, key="why_first.label")
 with c_sample:
+    # The number belongs to this corpus: a new corpus starts again from its own default.
     sample = st.number_input(
         "Texts to use",
         min_value=low,
         max_value=high,
+        value=min(300, high),
         step=50,
-        key="why_first.sample",
-        help="The first texts (with a label) of the corpus. Each variant re-embeds them, so more texts take longer.",
+        key=f"why_first.sample.{corpus.content_hash[:16]}",
+        help="The first texts (with a label) of the corpus; 300 by default to keep the run to a minute or two. "
+        "Each variant re-embeds them, so more texts take longer.",
     )
 with c_folds:
     folds = st.number_input("Folds", min_value=2, max_value=10, value=5, key="why_first.folds")

@@ -12,10 +12,11 @@ from clsviz.experiments.inversion import (
     summarize_mlm_reading,
     summarize_recall,
 )
-from clsviz.experiments.neighbours import neighbour_agreement, neighbour_table
+from clsviz.experiments.neighbours import neighbour_table
+from clsviz.narrative import neighbours_summary
 from ui.corpus import corpus_picker, corpus_vectors, plain, vectors_key
 from ui.inversion import bow_table, cached_mlm_head, pair_recall
-from ui.similarity import pairs_picker
+from ui.similarity import cached_baseline, pairs_picker
 from ui.state import current_encoder, current_traces, page_setup
 from ui.widgets import download_csv, figure_caption, sentence_picker, show
 
@@ -76,17 +77,19 @@ corpus = corpus_picker("inversion.corpus")
 if corpus is None:
     st.stop()
 high = len(corpus)
-st.session_state.setdefault("inversion.sample", min(1000, high))
-st.session_state["inversion.sample"] = min(max(int(st.session_state["inversion.sample"]), min(2, high)), high)
+# The number belongs to this corpus: a new corpus starts again from all of its texts.
 sample = st.number_input(
     "Corpus texts to use",
     min_value=min(2, high),
     max_value=high,
+    value=high,
     step=100,
-    key="inversion.sample",
-    help="The first texts of the corpus. Every page shares the embedded corpus, so it is computed once per model.",
+    key=f"inversion.sample.{corpus.content_hash[:16]}",
+    help="The first texts of the corpus (all by default). Every page shares the embedded corpus, so it is "
+    "computed once per model.",
 )
 if sample < high:
+    st.caption(f"Using the first {int(sample):,} of the corpus's {high:,} texts.")
     corpus = corpus.subset(range(int(sample)), name=f"{corpus.name} (first {int(sample)})")
 if len(set(corpus.texts)) < 2:
     st.error(
@@ -127,14 +130,9 @@ with nn_tab:
                     st.dataframe(
                         table[table["pooling"] == s][["rank", "text", "cosine"]], hide_index=True, width="stretch"
                     )
-            shared = neighbour_agreement(table)
-            top = table[table["pooling"] == "cls"].iloc[0]
             st.markdown(
-                f"**For {plain(info.name)} at layer {layer}:** "
-                + plain(
-                    f"[CLS] and the mean agree on {shared} of their top {k} neighbours; the closest sentence by "
-                    f"[CLS] has cosine {top['cosine']:.2f}."
-                )
+                f"**For {plain(info.name)}:** "
+                + plain(neighbours_summary(table, layer, k, cached_baseline(encoder)))
             )
             download_csv(table, f"neighbours_layer{layer}.csv", key="inversion.neighbours.csv")
 
