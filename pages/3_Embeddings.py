@@ -6,7 +6,7 @@ import streamlit as st
 from clsviz import figures
 from clsviz.figures import pooling_title
 from clsviz.projection import MIN_UMAP_SAMPLES, coordinates_table
-from clsviz.separation import label_baselines, scores_at
+from clsviz.separation import label_baselines, score_text, scores_at
 from ui.corpus import corpus_vectors, plain
 from ui.embeddings import (
     NAMED_EXTRA,
@@ -150,7 +150,9 @@ subtitles = {}
 if table is not None:
     for s in poolings:
         sc = scores_at(table, s, layer)
-        subtitles[pooling_title(s)] = f"kNN acc {sc['knn_accuracy']:.2f} · silhouette {sc['silhouette']:.2f}"
+        subtitles[pooling_title(s)] = (
+            f"kNN acc {score_text(sc['knn_accuracy'], '.2f')} · silhouette {score_text(sc['silhouette'], '.2f')}"
+        )
 
 
 def draw(method_name: str) -> tuple:
@@ -200,11 +202,12 @@ elif score_error:
 else:
     for col, s in zip(st.columns(3), poolings):
         sc = scores_at(table, s, layer)
-        col.metric(f"{pooling_title(s)} · kNN accuracy", f"{sc['knn_accuracy']:.3f}", border=True,
-                   help="5-fold cross-validated accuracy of a 5-nearest-neighbour classifier (cosine).")
-        col.metric(f"{pooling_title(s)} · silhouette", f"{sc['silhouette']:.3f}", border=True,
+        col.metric(f"{pooling_title(s)} · kNN accuracy", score_text(sc["knn_accuracy"]), border=True,
+                   help="5-fold cross-validated accuracy of a 5-nearest-neighbour classifier (cosine). Undefined "
+                   "when every sentence has the same vector here (e.g. [CLS] at the embedding layer).")
+        col.metric(f"{pooling_title(s)} · silhouette", score_text(sc["silhouette"]), border=True,
                    help="-1..1: how much closer a sentence is to its own label group than to the nearest other "
-                   "group (cosine). Near 0: groups overlap.")
+                   "group (cosine). Near 0: groups overlap. Undefined when every sentence has the same vector here.")
     _, majority, _ = label_baselines(labels)
     show("embeddings.separation", figures.separation_figure(table, layer=layer, chance=majority))
     download_csv(table.assign(label_column=label_name), "clsviz-embedding-scores.csv", key="embeddings.scores_csv",
