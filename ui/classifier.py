@@ -53,7 +53,8 @@ def sidebar_prediction() -> None:
                     t = state.cached_trace(encoder, text, state.current_max_tokens())
                 except ValueError:
                     continue  # the page warns about a sentence that cannot be traced
-                st.caption(plain(f"{i}. {predict(encoder, t).summary(TOP_LABELS)}"))
+                # "1\." keeps Markdown from turning the lines into a numbered list.
+                st.caption(f"{i}\\. " + plain(predict(encoder, t).summary(TOP_LABELS)))
         except Exception as exc:  # a prediction must never take the sidebar down
             st.caption(plain(f"The prediction could not be computed ({type(exc).__name__}: {exc})."))
 
