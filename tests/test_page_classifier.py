@@ -142,3 +142,30 @@ def test_hostile_labels_and_sentences_stay_text(tmp_path, tiny_model_dirs):
 
     names = {tr["name"] for tr in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
     assert names == {"&lt;script&gt;alert(1)&lt;/script&gt;", "**bold** [link](http://x)"}
+
+
+def test_a_regression_head_shows_a_score(tmp_path, tiny_model_dirs):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from tests.conftest import redraw_head
+
+    folder = tmp_path / "regression"
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dirs["bert"]), num_labels=1)
+    redraw_head(model, seed=6)
+    model.save_pretrained(str(folder))
+    AutoTokenizer.from_pretrained(str(tiny_model_dirs["bert"])).save_pretrained(str(folder))
+    at = _open_with(folder)
+    assert not at.error, [e.value for e in at.error]
+    # The sidebar shows the checkpoint's own score (its forward pass, loaded here).
+    reference = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    batch = AutoTokenizer.from_pretrained(str(folder))(SENTENCES.splitlines()[0], return_tensors="pt")
+    with torch.no_grad():
+        score = float(reference(**batch).logits[0, 0])
+    assert _sidebar_lines(at)[0] == f"1. score {score:.3g}"
+    [chart] = at.get("plotly_chart")[:1]
+    import json
+
+    spec = json.loads(chart.proto.spec)
+    assert spec["layout"]["yaxis"]["title"]["text"] == "logit"
+    assert spec["data"][0]["y"][-1] == pytest.approx(score, abs=1e-3)
+    assert any("gives a score, not a label" in _unescaped(m.value) for m in at.markdown)

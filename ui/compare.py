@@ -149,7 +149,7 @@ def background_result(job_key: str, params: tuple, label: str, compute: Callable
         elif job.status == jobs.FAILED:
             st.session_state[store] = (asked, None, f"The computation failed: {job.error}")
         else:
-            st.session_state[store] = (asked, None, "The computation was cancelled.")
+            st.session_state[store] = (asked, None, "")  # cancelled
         jobs.clear(job_key)  # the job holds both encoders: let them go
         job = None
     hit = shared_cache().get((job_key, *params))
@@ -167,6 +167,8 @@ def background_result(job_key: str, params: tuple, label: str, compute: Callable
     saved = st.session_state.get(store)
     if saved is None or saved[0] != params:
         return None
-    if saved[2] is not None:
-        st.warning(plain(saved[2]), icon=":material/warning:")
+    if saved[2] == "":
+        st.warning("The computation was cancelled.", icon=":material/cancel:")
+    elif saved[2] is not None:
+        st.error(plain(saved[2]), icon=":material/error:")
     return saved[1]
