@@ -46,7 +46,7 @@ def test_compare_prints_the_diagonal_and_saves_the_table(tmp_path, tiny_model_di
         defined = [v for v in values if not np.isnan(v)]
         assert np.allclose(defined, 1.0, atol=1e-4), (layer, values)
     assert np.isnan(rows[0][1])  # the [CLS] embedding is the same for every text: undefined
-    assert "differs most" in out and f"Saved:  {out_csv}" in out
+    assert "the same way at every layer" in out and f"Saved:  {out_csv}" in out
     table = pd.read_csv(out_csv)
     assert list(table.columns) == ["model_a", "model_b", "reading", "layer_a", "layer_b", "cka"]
     assert len(table) == 3 * 3 * 3  # readings x layers of A x layers of B

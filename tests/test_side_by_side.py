@@ -132,6 +132,11 @@ def test_describe_change(cls_last, others_last, verdict):
     assert "relative depth" not in text
 
 
+def test_describe_change_of_identical_models():
+    same = _comparison(_diag([np.nan, 1.0, 1.0]), _diag([1.0, 1.0, 0.99995]))
+    assert describe_change(same).startswith("The two models arrange these texts the same way at every layer")
+
+
 def test_describe_change_without_numbers():
     empty = ModelComparison("a", "b", 2, 0, True, cka={"cls": np.full((3, 3), np.nan)})
     assert "No CKA could be computed" in describe_change(empty)

@@ -32,6 +32,8 @@ SIDES = ("A", "B")
 
 # Below this difference in 1 - CKA two readings "changed about as much".
 _SAME_CHANGE = 0.02
+# Below this 1 - CKA everywhere, the two models represent the texts alike.
+_UNCHANGED = 0.001
 _READING_WORDS = {"cls": "[CLS]", "mean": "the mean of the tokens", "tokens": "the token vectors"}
 
 
@@ -216,6 +218,11 @@ def describe_change(comparison: ModelComparison) -> str:
     table = diagonal_table(comparison).dropna(subset=["change"])
     if table.empty:
         return "No CKA could be computed for these texts, so the two models cannot be compared here."
+    if table["change"].max() < _UNCHANGED:
+        return (
+            f"The two models arrange these texts the same way at every layer (1 − CKA below {_UNCHANGED} "
+            "everywhere): B kept A's representations."
+        )
     depth_note = "" if (table["layer_a"] == table["layer_b"]).all() else " (layers paired by relative depth)"
     focus = "cls" if "cls" in set(table["reading"]) else str(table["reading"].iloc[0])
     rows = table[table["reading"] == focus]

@@ -25,7 +25,8 @@ _POOLING_COLORS = {"cls": "#d62728", "mean": "#1f77b4", "max": "#2ca02c"}
 def cka_heatmap(comparison, reading: str) -> go.Figure:
     """Linear CKA between every layer of model A (rows) and of model B (columns) for one reading
     of a :class:`clsviz.compare.ModelComparison`; undefined cells (a layer whose vectors are all
-    the same) are left blank."""
+    the same) are left blank. Narrow enough to draw three side by side: the models' names go in
+    the hover text and the page, not on the axes."""
     if reading not in comparison.cka:
         why = comparison.skipped.get(reading, "it was not computed")
         raise ValueError(f"No CKA for '{reading}': {why}")
@@ -41,13 +42,14 @@ def cka_heatmap(comparison, reading: str) -> go.Figure:
             zmax=1.0,
             colorscale=SEQUENTIAL,
             colorbar=dict(title="CKA"),
-            hovertemplate="layer %{y} of A, layer %{x} of B<br>CKA %{text}<extra></extra>",
+            hovertemplate=f"layer %{{y}} of A ({safe_text(comparison.model_a)})<br>layer %{{x}} of B "
+            f"({safe_text(comparison.model_b)})<br>CKA %{{text}}<extra></extra>",
         )
     )
     fig.update_layout(
         title=READING_NAMES.get(reading, safe_text(reading)),
-        xaxis=dict(title=f"layer of B: {safe_text(comparison.model_b)}", type="category"),
-        yaxis=dict(title=f"layer of A: {safe_text(comparison.model_a)}", type="category", autorange="reversed"),
+        xaxis=dict(title="layer of B", type="category"),
+        yaxis=dict(title="layer of A", type="category", autorange="reversed"),
         margin=dict(l=60, r=20, t=50, b=60),
         height=380,
     )

@@ -5,6 +5,7 @@ the model it came from."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,9 @@ from devtools.browser import (
 )
 
 pytestmark = pytest.mark.browser
+
+# Screenshots of the drawn pages are kept beside the page tour's (tests/browser/test_pages.py).
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "pages"
 
 OTHER = "Other (hub id or local folder)…"
 SENTENCES = "the cat chased a dog\nwhy is the token always first"
@@ -54,6 +58,11 @@ def test_a_classifier_shows_its_prediction_and_lens(page, server, tiny_classifie
     assert "has no classification head" in main.inner_text()
     _load_sidebar_model(page, tiny_classifier_dirs["bert"])
     type_sentences(page, SENTENCES)
+    # The sidebar lists one prediction per typed line (three default lines before the change).
+    page.wait_for_function(
+        """() => { const t = document.querySelector('[data-testid="stSidebar"]').innerText;
+                   return /^2\\. /m.test(t) && !/^3\\. /m.test(t); }"""
+    )
     wait_for_app(page)
     wait_for_plots(page, 2)
     predictions = _sidebar_predictions(page)
@@ -66,6 +75,8 @@ def test_a_classifier_shows_its_prediction_and_lens(page, server, tiny_classifie
     assert sum(tr["y"][-1] for tr in charts[0]) == pytest.approx(1.0, abs=2e-3)
     assert "never does this" in main.inner_text()
     assert page_problems(page) == []
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "Classifier-lens.png"), full_page=True)
 
 
 def test_two_models_compared_layer_by_layer(page, server, tiny_model_dirs, tiny_classifier_dirs):
@@ -88,6 +99,8 @@ def test_two_models_compared_layer_by_layer(page, server, tiny_model_dirs, tiny_
     # B's encoder is A's own: every defined point of the diagonal is 1.
     values = [v for tr in diagonal for v in tr["y"] if v is not None]
     assert values and all(v == pytest.approx(1.0, abs=1e-3) for v in values)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "Compare-cka.png"), full_page=True)
     # The attention view draws B − A per block x head for the chosen sentence.
     main.get_by_role("tab", name="Attention around [CLS]").click()
     page.wait_for_function(
