@@ -29,6 +29,8 @@ PAGES = (
     ("pages/4_Any_token.py", "Could any token do?", ":material/science:"),
     ("pages/5_Why_first.py", "Why first?", ":material/swap_horiz:"),
     ("pages/6_Inversion.py", "Recover the sentence?", ":material/undo:"),
+    ("pages/10_Classifier.py", "Classifier", ":material/label:"),
+    ("pages/11_Compare.py", "Compare two models", ":material/difference:"),
 )
 
 SUGGESTED_MODELS = {
@@ -158,6 +160,9 @@ def sidebar() -> None:
             args=("sidebar.max_tokens", MAX_TOKENS),
             help="Longer sentences are cut to this many tokens (and to the model's own limit).",
         )
+        from .classifier import sidebar_prediction  # here: ui.classifier reads this module
+
+        sidebar_prediction()
 
 
 def page_setup(title: str, icon: str = ":material/token:") -> None:

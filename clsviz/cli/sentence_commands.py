@@ -20,8 +20,30 @@ from .common import (
 __all__ = ["cmd_inspect", "register"]
 
 
+def _print_classifier(encoder, tr) -> None:
+    """The model's prediction and its head read through every layer (the lens)."""
+    import pandas as pd
+
+    from ..heads import classifier_lens, describe_settled, predict, probabilities
+
+    info = encoder.info
+    prediction = predict(encoder, tr)
+    lens = classifier_lens(encoder, tr)  # [L+1, C]
+    probs = probabilities(lens, prediction.problem_type)
+    value = "logit" if probs is None else "probability"
+    wide = pd.DataFrame(lens if probs is None else probs, columns=list(info.labels))
+    wide.index.name = "layer"
+    wide["top"] = [info.labels[i] for i in lens.argmax(axis=1)]
+    print(f"Prediction: {prediction.summary(top=len(info.labels))}")
+    print(f"Head: {info.head_pooling}")
+    print(f"The head reading {info.cls_token} after every layer ({value}; 0 = embeddings):")
+    print("\n".join("  " + line for line in wide.to_string(float_format=lambda x: f"{x:.4f}").splitlines()))
+    print(describe_settled(lens, info.labels, prediction.problem_type, info.cls_token))
+
+
 def cmd_inspect(args) -> int:
-    """Trace one text through the encoder, print its tokens and per-layer [CLS] numbers, and (with
+    """Trace one text through the encoder, print its tokens and per-layer [CLS] numbers (for a
+    fine-tuned classifier also its prediction and its head read through every layer), and (with
     --html) write a standalone HTML report of every per-sentence figure. The report embeds
     plotly.js, so it opens offline.
     """
@@ -56,6 +78,8 @@ def cmd_inspect(args) -> int:
     print("Findings:")
     for finding in findings(tr, baseline):
         print(f"  - {finding.question} {finding.answer}")
+    if encoder.classifier is not None:
+        _print_classifier(encoder, tr)
     if out is None:
         return EXIT_OK
     only = [s.strip() for s in args.sections.split(",") if s.strip()] if args.sections else None

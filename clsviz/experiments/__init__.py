@@ -1,5 +1,5 @@
 """Experiments: could any token do (probe, random token, fine-tuning), why first (position,
-position probe), can the sentence be recovered (neighbours, inversion)."""
+position probe), can the sentence be recovered (neighbours, inversion), two models side by side."""
 
 from .finetune import *  # noqa: F401,F403
 from .finetune import __all__ as _finetune_all
@@ -15,6 +15,8 @@ from .probe import *  # noqa: F401,F403
 from .probe import __all__ as _probe_all
 from .random_token import *  # noqa: F401,F403
 from .random_token import __all__ as _random_token_all
+from .side_by_side import *  # noqa: F401,F403
+from .side_by_side import __all__ as _side_by_side_all
 
 __all__ = [
     *_probe_all,
@@ -24,4 +26,5 @@ __all__ = [
     *_moved_cls_all,
     *_neighbours_all,
     *_inversion_all,
+    *_side_by_side_all,
 ]
