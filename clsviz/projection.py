@@ -282,7 +282,11 @@ def trajectory_stack(vectors: PooledVectors, pooling: str) -> tuple[np.ndarray, 
     """(stack float32 [M, D], rows [M], layers [M]): the :func:`trajectory_sample` vectors of one
     pooling, the data a trajectory projection is fit on."""
     rows, layers = trajectory_sample(vectors)
-    return vectors.vectors[rows, layers, vectors.poolings.index(pooling)], rows, layers
+    stack = np.empty((len(rows), vectors.get(pooling, 0, rows[:1]).shape[1]), dtype=np.float32)
+    for layer in np.unique(layers):  # one read per layer (shard folders read one column each)
+        picked = layers == layer
+        stack[picked] = vectors.get(pooling, int(layer), rows[picked])
+    return stack, rows, layers
 
 
 def trace_path(trace: Trace, pooling: str) -> np.ndarray:
