@@ -220,9 +220,18 @@ def _open_dataset(source: str, config: str | None, split: str | None):
     datasets.disable_progress_bars()
     path = Path(source)
     if path.is_dir():
-        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
-            loaded = datasets.load_from_disk(str(path))
-            return loaded[split] if split is not None and isinstance(loaded, datasets.DatasetDict) else loaded
+        if (path / "dataset_dict.json").is_file():  # save_to_disk of several splits
+            splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
+            if split is None:
+                raise ValueError(f"several splits ({', '.join(splits)}); pick one with --split")
+            if split not in splits:
+                raise ValueError(f'Unknown split "{split}". Should be one of {splits}.')
+            path = path / split
+        if (path / "state.json").is_file():
+            try:
+                return datasets.load_from_disk(str(path))
+            except IndexError:  # datasets cannot concatenate zero tables: a split saved without rows
+                return []
         return datasets.load_dataset(str(path), config, split=split)
     attempts = [(source, config)]
     if config is None and source.count("/") == 1:  # "glue/sst2": the data set "glue", config "sst2"
@@ -275,6 +284,8 @@ def load_dataset_corpus(
             "id, or give a local folder (save_to_disk output or data files) or a file."
         ) from exc
     except ValueError as exc:
+        if str(exc).startswith("several splits"):
+            raise CorpusError(f"'{source}' has {exc} (e.g. --split train).") from exc
         if "split" in str(exc).lower():
             raise _split_error(source, exc) from exc
         if "config" in str(exc).lower():
@@ -287,7 +298,7 @@ def load_dataset_corpus(
             f"'{source}' has several splits ({', '.join(ds)}); pick one with --split (e.g. --split {next(iter(ds))})."
         )
     label = f"{source}{f' ({config})' if config else ''}{f' [{split}]' if split else ''}"
-    if len(ds) == 0:
+    if len(ds) == 0 or not ds.column_names:
         raise CorpusError(f"{label} is empty: the split has no rows. Pick another split.")
     if max_rows is not None and len(ds) > max_rows:
         ds = ds.select(range(int(max_rows)))

@@ -34,8 +34,12 @@ def cmd_embed(args) -> int:
     clsviz.vectors_io.load_vectors read either back.
     """
     poolings = poolings_arg(args.poolings)
-    if Path(args.out).suffix.lower() not in (".npz", ".parquet"):
+    suffix = Path(args.out).suffix.lower()
+    if Path(args.out).is_dir() or not suffix:
         return _embed_shards(args, poolings)
+    if suffix not in (".npz", ".parquet"):
+        raise UsageError(f"--out must end in .npz or .parquet for one file, or name a folder (no file ending) "
+                         f"for shards; got '{Path(args.out).name}'")
     if args.engine != "local" or args.dtype == "float16" or args.layers or args.shard_rows:
         raise UsageError("--engine, --dtype float16, --layers and --shard-rows apply to a shard folder; "
                          "give --out a folder name")
