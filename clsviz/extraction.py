@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from .corpus import Corpus
@@ -38,9 +38,17 @@ from .shards import (
     shard_bytes,
     shard_file,
 )
-from .vectors import _check_poolings, extract
+from .vectors import PooledVectors, _check_poolings, extract
 
-__all__ = ["ENGINES", "SHARD_TARGET_BYTES", "default_shard_rows", "embed_shard", "embed_to_shards", "run_settings"]
+__all__ = [
+    "ENGINES",
+    "SHARD_TARGET_BYTES",
+    "default_shard_rows",
+    "embed_shard",
+    "embed_to_shards",
+    "run_settings",
+    "save_shards",
+]
 
 ENGINES = ("local", "ray")
 SHARD_TARGET_BYTES = 64 * 2**20
@@ -234,6 +242,44 @@ def embed_to_shards(
             check_cancel(cancel, "Embedding")
             texts, labels = payload(start, rows)
             commit(index, start, rows, embed_shard(encoder, settings, index, start, texts, labels))
+    manifest["complete"] = True
+    _save_manifest(folder, manifest)
+    return open_shards(folder, verify=False)
+
+
+def save_shards(
+    chunks: Iterable[PooledVectors],
+    out: str | os.PathLike,
+    rows: int,
+    dtype: str = "float16",
+    layers: Sequence[int] | None = None,
+) -> ShardedVectors:
+    """Write vectors already in memory as a shard folder, one shard per chunk (for vectors made
+    elsewhere, tests and benchmarks; :func:`embed_to_shards` embeds and resumes). ``rows``: the
+    total of the chunks' rows. The folder must not exist yet."""
+    folder = Path(out)
+    if folder.exists():
+        raise ShardError(f"'{folder}' exists; save_shards writes a new folder")
+    folder.mkdir(parents=True)
+    manifest, start = None, 0
+    for index, pv in enumerate(chunks):
+        if manifest is None:
+            keep = sorted(range(pv.num_layers + 1) if layers is None else layers)
+            manifest = {"kind": KIND, "format_version": SHARD_FORMAT_VERSION, "model": pv.model_name,
+                        "tokenizer": None, "max_length": None, "poolings": list(pv.poolings), "layers": keep,
+                        "num_layers": pv.num_layers, "hidden_size": int(pv.vectors.shape[-1]), "dtype": dtype,
+                        "rows": int(rows), "shard_rows": len(pv.texts), "batch_size": None, "corpus_sha256": None,
+                        "labels": list(pv.labels), "shards": [], "complete": False}
+        meta = {"format_version": SHARD_FORMAT_VERSION, "model": pv.model_name, "index": index, "start": start,
+                "rows": len(pv.texts)}
+        data = shard_bytes(pv, manifest["layers"], dtype, manifest["labels"], meta)
+        name = shard_file(index)
+        _write_atomic(folder / name, data)
+        manifest["shards"].append({"index": index, "file": name, "start": start, "rows": len(pv.texts),
+                                   "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+        start += len(pv.texts)
+    if manifest is None or start != rows:
+        raise ShardError(f"the chunks hold {start} rows, not the {rows} announced")
     manifest["complete"] = True
     _save_manifest(folder, manifest)
     return open_shards(folder, verify=False)
