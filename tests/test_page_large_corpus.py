@@ -81,3 +81,31 @@ def test_paths_outside_the_data_directory_are_refused(tiny_model_dirs, data_root
         shown = " ".join(t.value for t in at.text)
         assert at.error and ("outside" in shown or "no folder" in shown), path
         assert not at.get("plotly_chart")
+
+
+def test_the_probe_page_opens_100k_rows(tiny_model_dirs):
+    at = open_page("pages/4_Any_token.py", **_state(tiny_model_dirs["bert"], "any_token.corpus", "big"))
+    assert not at.error
+    assert at.selectbox(key="any_token.label").options == ["topic"]
+    assert at.multiselect(key="any_token.poolings.3").options == ["cls", "mean"]
+    assert at.button(key="any_token.run_saved")
+
+
+def test_the_inversion_page_searches_100k_rows(tiny_model_dirs, data_root, tiny_encoder):
+    from clsviz import pool, trace
+    from clsviz.vectors_io import load_vectors
+
+    sentence = "sentence 7 about food"
+    at = open_page("pages/6_Inversion.py", sentences=sentence,
+                   **_state(tiny_model_dirs["bert"], "inversion.corpus", "big", **{"inversion.layer": 1}))
+    assert not at.error
+    frames = [df.value for df in at.dataframe if "cosine" in df.value.columns]
+    assert len(frames) == 2  # [CLS] and mean side by side
+    # Independently: cosine of the typed sentence's [CLS] with every saved [CLS] vector, in numpy.
+    shards = load_vectors(data_root / "big")
+    q = pool(trace(tiny_encoder, sentence), "cls", 1).astype(np.float64)
+    X = shards.get("cls", 1).astype(np.float64)
+    cos = X @ q / (np.linalg.norm(X, axis=1) * np.linalg.norm(q))
+    best = np.argsort(-cos)[:5]
+    assert list(frames[0]["text"]) == [shards.texts[i] for i in best]
+    assert np.allclose(frames[0]["cosine"], cos[best], atol=1e-5)
