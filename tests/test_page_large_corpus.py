@@ -109,3 +109,47 @@ def test_the_inversion_page_searches_100k_rows(tiny_model_dirs, data_root, tiny_
     best = np.argsort(-cos)[:5]
     assert list(frames[0]["text"]) == [shards.texts[i] for i in best]
     assert np.allclose(frames[0]["cosine"], cos[best], atol=1e-5)
+
+
+def test_damaged_or_foreign_folders_keep_the_app_serving(tiny_model_dirs, data_root, tiny_encoder):
+    from clsviz.vectors_io import load_vectors
+
+    small = load_vectors(data_root / "big").sample(40)
+    bad = data_root / "flipped"
+    if not bad.exists():
+        save_shards([small], bad, rows=40)
+        data = bytearray((bad / "shard-00000.parquet").read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (bad / "shard-00000.parquet").write_bytes(bytes(data))
+    at = open_page("pages/3_Embeddings.py",
+                   **_state(tiny_model_dirs["bert"], "embeddings.corpus", "flipped", **{"embeddings.method": "PCA"}))
+    assert at.error and any("checksum" in t.value for t in at.text) and not at.get("plotly_chart")
+    foreign = data_root / "foreign"
+    if not foreign.exists():
+        from dataclasses import replace
+
+        save_shards([replace(small, model_name="someone/other-model")], foreign, rows=40)
+    at = open_page("pages/6_Inversion.py", sentences="A typed sentence.",
+                   **_state(tiny_model_dirs["bert"], "inversion.corpus", "foreign"))
+    assert any("someone/other-model" in w.value for w in at.warning)
+    assert not [df for df in at.dataframe if "cosine" in df.value.columns]
+
+
+def test_parquet_and_jsonl_uploads_in_the_picker():
+    import io as _io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.test_ui_corpus import _app
+
+    sink = _io.BytesIO()
+    pq.write_table(pa.table({"text": ["One sentence.", "Another <b>one</b>.", "A third."],
+                             "label": ["a", "b", "a"]}), sink)
+    for name, data in (("c.parquet", sink.getvalue()),
+                       ("c.jsonl", b'{"text": "One sentence.", "label": "a"}\n{"text": "Another <b>one</b>.", '
+                                   b'"label": "b"}\n{"text": "A third.", "label": "a"}\n')):
+        at = _app((name, data))
+        result = at.session_state["result"]
+        assert result["texts"] == ("One sentence.", "Another <b>one</b>.", "A third.")
+        assert result["labels"] == {"label": ("a", "b", "a")}
