@@ -3,8 +3,10 @@ the Ray engine against the in-process one, a 100k-row folder opened (peak RSS, t
 projection) and a nearest-neighbour query at 100k rows.
 
 ``measure() -> dict`` runs everything (each extraction size in a fresh process, so its peak RSS is
-its own); ``python benchmarks/corpora.py`` prints the dict as JSON. ``CLSVIZ_BENCH_QUICK=1`` skips
-the 100k extraction and extrapolates it from 10k (said so in the notes).
+its own); ``python benchmarks/corpora.py`` prints the dict as JSON. ``CLSVIZ_BENCH_QUICK=1`` (for a
+busy machine) skips the 100k extraction, extrapolating its throughput from 10k and opening a 100k
+folder of synthetic vectors of the same shape instead, and times each engine once (said so in the
+notes).
 """
 
 from __future__ import annotations
@@ -61,6 +63,26 @@ def _child(mode: str, n: int, out: str, engine: str = "local", engine_options: d
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _synthetic_folder(folder: str, rows: int) -> None:
+    """A shard folder shaped like the bundled model's (7 layers x cls/mean/max x 384, float16)."""
+    import numpy as np
+
+    from clsviz.extraction import save_shards
+    from clsviz.vectors import PooledVectors
+
+    rng = np.random.default_rng(0)
+
+    def chunks():
+        for start in range(0, rows, 2048):
+            n = min(2048, rows - start)
+            yield PooledVectors(vectors=rng.normal(size=(n, 7, 3, 384)).astype(np.float32),
+                                poolings=("cls", "mean", "max"), texts=tuple(f"text {start + i}" for i in range(n)),
+                                model_name="synthetic", truncated=np.zeros(n, dtype=bool),
+                                labels={"kind": tuple(str(i % 3) for i in range(n))})
+
+    save_shards(chunks(), folder, rows=rows)
+
+
 def _knn_query_ms(folder: str) -> tuple[float, float]:
     import numpy as np
 
@@ -95,8 +117,8 @@ def measure() -> dict:
         if quick:
             results["extract_100k_texts_per_s"] = results["extract_10k_texts_per_s"]
             results["notes"]["extract_100k_texts_per_s"] = "extrapolated from 10k (CLSVIZ_BENCH_QUICK=1)"
-            big = f"{tmp}/k10"
-            rows_big = 10_000
+            big, rows_big = f"{tmp}/synthetic100k", 100_000
+            _synthetic_folder(big, rows_big)
         else:
             hundred = _child("embed", 100_000, f"{tmp}/k100")
             results["extract_100k_texts_per_s"] = 100_000 / hundred["seconds"]
@@ -106,11 +128,12 @@ def measure() -> dict:
                                        "x cls/mean/max, float16 shards, batch 64; each size in a fresh process "
                                        "(peak RSS includes the model); 1k: median of 3")
         ray_opts = {"num_cpus": 2, "object_store_mb": 200, "actors": 2}
-        local = statistics.median(_child("embed", 2000, f"{tmp}/l{i}")["seconds"] for i in range(3))
-        ray = statistics.median(_child("embed", 2000, f"{tmp}/r{i}", "ray", ray_opts)["seconds"] for i in range(3))
+        repeats = 1 if quick else 3
+        local = statistics.median(_child("embed", 2000, f"{tmp}/l{i}")["seconds"] for i in range(repeats))
+        ray = statistics.median(_child("embed", 2000, f"{tmp}/r{i}", "ray", ray_opts)["seconds"] for i in range(repeats))
         results["ray_vs_local_throughput_ratio"] = local / ray
         results["notes"]["ray_vs_local_throughput_ratio"] = (
-            "2,000 texts, median of 3 each; Ray: embedded local Ray (2 CPUs, 2 actors), start-up and model loads "
+            f"2,000 texts, median of {repeats} each; Ray: embedded local Ray (2 CPUs, 2 actors), start-up and model loads "
             "in the actors included")
         opened = [_child("open", rows_big, big) for _ in range(3)]
         results["open_100k_first_projection_s"] = statistics.median(r["seconds"] for r in opened)

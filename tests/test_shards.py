@@ -20,6 +20,7 @@ from clsviz import extract
 from clsviz.cli import main
 from clsviz.corpus import Corpus, demo_corpus
 from clsviz.extraction import embed_to_shards
+from clsviz.readers import load_corpus
 from clsviz.shards import MANIFEST, ShardError, column_name, open_shards
 from clsviz.vectors_io import load_vectors
 
@@ -104,11 +105,11 @@ def _write_csv(path: Path, corpus: Corpus) -> None:
             w.writerow([t, *(v[i] for v in corpus.labels.values())])
 
 
-def test_killed_run_resumes_to_the_same_bytes(tmp_path):
-    corpus = _small_corpus(120)
+def test_killed_run_resumes_to_the_same_bytes(tmp_path, encoder):
+    corpus = _small_corpus(60)
     source = tmp_path / "corpus.csv"
     _write_csv(source, corpus)
-    args = ["embed", str(source), "--out", str(tmp_path / "resumed"), "--shard-rows", "12", "--max-tokens", "16", "--quiet"]
+    args = ["embed", str(source), "--out", str(tmp_path / "resumed"), "--shard-rows", "6", "--max-tokens", "16", "--quiet"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "clsviz", *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -138,12 +139,14 @@ def test_killed_run_resumes_to_the_same_bytes(tmp_path):
     (half / "shard-00009.parquet").write_bytes(b"PAR1 half written")
     (half / ".shard-00008.parquet.partial").write_bytes(b"PAR1")
     assert main(args) == 0
-    assert main(["embed", str(source), "--out", str(tmp_path / "straight"), "--shard-rows", "12", "--max-tokens", "16", "--quiet"]) == 0
+    # The uninterrupted run: the same corpus file, model and options, in this process.
+    straight_corpus = load_corpus(source.read_bytes(), source.name, max_bytes=10**9)
+    embed_to_shards(encoder, straight_corpus, tmp_path / "straight", shard_rows=6, max_length=16)
     resumed, straight = _folder_bytes(half), _folder_bytes(tmp_path / "straight")
     assert list(resumed) == list(straight) == [MANIFEST, *(f"shard-{i:05d}.parquet" for i in range(10))]
     assert resumed == straight
     done = load_vectors(half)
-    assert done.rows == 120 and done.texts == corpus.texts
+    assert done.rows == 60 and done.texts == corpus.texts
 
 
 def test_resume_refuses_another_model_or_corpus(tmp_path, tiny_encoder, encoder):
