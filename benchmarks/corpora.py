@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's clsviz, as benchmarks/run.py does
 WORDS = ("the a cat dog film music city rain food team game song night river market garden street school "
          "old new quiet loud small large red blue happy sad fast slow").split()
 
