@@ -165,8 +165,9 @@ def separation_by_layer(
     k: int = 5,
     folds: int = 5,
     metric: str = "cosine",
+    layers: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """kNN accuracy and silhouette at every layer for each pooling.
+    """kNN accuracy and silhouette at every layer (or at ``layers``) for each pooling.
 
     Returns a tidy DataFrame with columns ``layer`` (0 = embeddings), ``pooling``,
     ``metric`` (one of :data:`SEPARATION_METRICS`) and ``value``.
@@ -174,7 +175,7 @@ def separation_by_layer(
     usable_labels(labels)  # fail once, up front, with the reason
     records = []
     for pooling in poolings:
-        for layer in range(vectors.num_layers + 1):
+        for layer in range(vectors.num_layers + 1) if layers is None else layers:
             scores = label_separation(vectors.get(pooling, layer), labels, k=k, folds=folds, metric=metric)
             records += [{"layer": layer, "pooling": pooling, "metric": m, "value": scores[m]} for m in SEPARATION_METRICS]
     return pd.DataFrame.from_records(records, columns=["layer", "pooling", "metric", "value"])

@@ -67,11 +67,12 @@ class PooledVectors:
         """Bytes held by the vector array (what a memory budget counts)."""
         return int(self.vectors.nbytes)
 
-    def get(self, pooling: str, layer: int = -1) -> np.ndarray:
-        """float32 [N, D]: every text's vector for one pooling at one layer."""
+    def get(self, pooling: str, layer: int = -1, rows=None) -> np.ndarray:
+        """float32 [N, D] (or [len(rows), D]): the texts' vectors for one pooling at one layer."""
         if pooling not in self.poolings:
             raise KeyError(f"{pooling!r} was not extracted; available: {', '.join(self.poolings)}")
-        return self.vectors[:, check_layer(layer, self.num_layers), self.poolings.index(pooling)]
+        column = self.vectors[:, check_layer(layer, self.num_layers), self.poolings.index(pooling)]
+        return column if rows is None else column[np.asarray(rows, dtype=np.int64)]
 
 
 @dataclass(frozen=True)

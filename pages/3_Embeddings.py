@@ -76,10 +76,15 @@ if len(corpus) < MIN_UMAP_SAMPLES:
 c_layer, c_third, c_label, c_method = st.columns([3, 2, 2, 2])
 with c_layer:
     top = saved.num_layers if saved is not None else info.num_layers
-    layer = st.slider(
-        "Layer", 0, top, top, key="embeddings.layer",
-        help="0 = the embedding layer (before any attention), then the output of each transformer layer.",
-    )
+    kept = list(getattr(saved, "layers", range(top + 1)))
+    if kept == list(range(top + 1)):
+        layer = st.slider(
+            "Layer", 0, top, top, key="embeddings.layer",
+            help="0 = the embedding layer (before any attention), then the output of each transformer layer.",
+        )
+    else:  # a shard folder that kept some layers only
+        layer = st.select_slider("Layer", kept, kept[-1], key="embeddings.layer_saved",
+                                 help="The layers saved in the shard folder (0 = the embedding layer).")
 with c_third:
     if saved is not None:
         # Saved vectors are shown as they are: only the poolings the file holds are offered.
@@ -157,10 +162,11 @@ if table is not None:
 
 def draw(method_name: str) -> tuple:
     """Fit (cached) and draw the three panels; returns the figure, coords and typed coords."""
-    coords, typed = {}, {}
+    coords, typed, fitted = {}, {}, len(corpus)
     for s in poolings:
         p = fitted_projection(source(s), corpus, layer, s, method_name, seed)
         coords[s] = p.embedding_
+        fitted = len(getattr(p, "fit_rows_", coords[s]))
         if traces:
             typed[s] = p.transform(typed_vectors(traces, s, layer))
     fig = figures.embedding_panels(
@@ -171,7 +177,8 @@ def draw(method_name: str) -> tuple:
         typed={pooling_title(s): typed[s] for s in typed},
         typed_texts=typed_texts,
         subtitles=subtitles,
-        title=f"{method_name.upper()} of {len(corpus):,} texts after layer {layer}",
+        title=f"{method_name.upper()} of {len(corpus):,} texts after layer {layer}"
+        + (f" (fitted on a sample of {fitted:,}; the rest placed with transform)" if fitted < len(corpus) else ""),
     )
     return fig, coords, typed
 

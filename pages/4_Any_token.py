@@ -20,8 +20,9 @@ from clsviz.experiments import (
 )
 from clsviz.pooling import POOLING_HELP
 from ui import jobs
-from ui.cache import cached
-from ui.corpus import corpus_picker, corpus_vectors, plain
+from ui.cache import budget_bytes, cached
+from ui.corpus import corpus_vectors, plain
+from ui.embeddings import corpus_source
 from ui.similarity import cached_baseline
 from ui.state import current_encoder, page_setup
 from ui.widgets import download_csv, show
@@ -39,9 +40,10 @@ st.caption(
 )
 
 encoder = current_encoder()
-corpus = corpus_picker(key="any_token.corpus")
-if corpus is None:
+picked = corpus_source("any_token.corpus")  # the demo, an upload, or saved vectors (a shard folder too)
+if picked is None:
     st.stop()
+corpus, saved = picked
 if not corpus.labels:
     st.info(
         "This corpus has no label column, so there is nothing for a probe to predict. Pick the demo corpus "
@@ -80,7 +82,7 @@ def _random_vectors(texts, key: str):
 
 # --- linear probe ------------------------------------------------------------------------
 st.subheader("Linear probe, every layer x every reading")
-available = default_poolings(encoder.info.has_pooler)
+available = default_poolings(encoder.info.has_pooler) if saved is None else list(saved.poolings)
 left, middle, right = st.columns([3, 1, 1])
 token_k = middle.number_input(
     "K for token:K", min_value=0, max_value=64, value=3, key="any_token.k", help="Position K, [CLS] counted as 0."
@@ -114,11 +116,26 @@ def texts_input(where, label: str, key: str, smallest: int, default: int, help: 
 
 
 max_texts = texts_input(
-    st, "Texts to use", "any_token.max_texts", 20, 1000, "Fewer texts run faster; a stratified sample keeps the label balance."
+    st, "Texts to use", "any_token.max_texts", 20, 1000, "Fewer texts run faster; a stratified sample keeps the label balance.",
+    disabled=saved is not None,
 )
+if saved is not None:
+    max_texts = len(labelled)
+    st.caption(plain(f"Saved vectors of {saved.model_name}: every labelled text is probed; a column larger than the "
+                     "app's memory budget is streamed shard by shard."))
 params = (encoder.name, corpus.content_hash, label, tuple(poolings), int(folds), int(max_texts))
 
-if st.button("Run the probe", type="primary", key="any_token.run", disabled=not poolings):
+if saved is not None and st.button("Run the probe", type="primary", key="any_token.run_saved", disabled=not poolings):
+    try:
+        bar = st.progress(0.0, text="Probing…")
+        result = run_probe(saved, label, poolings=list(poolings), folds=int(folds), seed=SEED, memory_budget=budget_bytes(),
+                           progress=lambda d, t: bar.progress(d / t, text=f"Probing: {d} of {t} layer x reading cells…"))
+        bar.empty()
+        st.session_state[RESULT] = (params, result)
+    except ValueError as exc:
+        st.error(plain(str(exc)), icon=":material/error:")
+        st.stop()
+if saved is None and st.button("Run the probe", type="primary", key="any_token.run", disabled=not poolings):
     rows, sample_note = _sample(labelled, int(max_texts))
     try:
         check_labels([corpus.labels[label][i] for i in rows], folds, label)

@@ -14,8 +14,9 @@ from clsviz.experiments.inversion import (
 )
 from clsviz.experiments.neighbours import neighbour_table
 from clsviz.narrative import neighbours_summary
-from ui.corpus import corpus_picker, corpus_vectors, plain, vectors_key
-from ui.inversion import bow_table, cached_mlm_head, pair_recall
+from ui.corpus import corpus_vectors, plain, vectors_key
+from ui.embeddings import corpus_source
+from ui.inversion import bow_table, cached_mlm_head, pair_recall, saved_neighbours, saved_sample
 from ui.similarity import cached_baseline, pairs_picker
 from ui.state import current_encoder, current_traces, page_setup
 from ui.widgets import download_csv, figure_caption, sentence_picker, show
@@ -73,11 +74,13 @@ with c_layer:
         help="0 = the embedding layer, then the output of each transformer layer.",
     )
 
-corpus = corpus_picker("inversion.corpus")
-if corpus is None:
+picked = corpus_source("inversion.corpus")  # the demo, an upload, or saved vectors (a shard folder too)
+if picked is None:
     st.stop()
-high = len(corpus)
-# The number belongs to this corpus: a new corpus starts again from all of its texts.
+corpus, saved = picked
+# The number belongs to this corpus: a new corpus starts again from all of its texts (saved vectors
+# can be far larger: the decoder then starts from their first 1,000).
+high = len(corpus) if saved is None else min(len(corpus), 1000)
 sample = st.number_input(
     "Corpus texts to use",
     min_value=min(2, high),
@@ -88,7 +91,9 @@ sample = st.number_input(
     help="The first texts of the corpus (all by default). Every page shares the embedded corpus, so it is "
     "computed once per model.",
 )
-if sample < high:
+if saved is not None:
+    st.caption("Saved vectors: the neighbour search uses every text; the decoder below uses the first texts.")
+elif sample < high:
     st.caption(f"Using the first {int(sample):,} of the corpus's {high:,} texts.")
     corpus = corpus.subset(range(int(sample)), name=f"{corpus.name} (first {int(sample)})")
 if len(set(corpus.texts)) < 2:
@@ -102,7 +107,10 @@ queries = {"cls": t.cls(layer), "mean": pool(t, "mean", layer)}
 
 
 def corpus_vectors_or_stop():
-    """The corpus embedded once per model (shared cache); only the tabs that search or decode need it."""
+    """The corpus embedded once per model (shared cache); only the tabs that search or decode need it.
+    Saved vectors are used as they are (their first texts for the decoder)."""
+    if saved is not None:
+        return saved_sample(saved, int(sample))
     vectors = corpus_vectors(encoder, corpus, COMPARE_POOLINGS)
     if vectors is None:
         st.stop()
@@ -112,7 +120,9 @@ def corpus_vectors_or_stop():
 nn_tab, bow_tab, mlm_tab, paper_tab = st.tabs(TABS, key="inversion.section", on_change="rerun")
 
 with nn_tab:
-    if nn_tab.open:
+    if nn_tab.open and saved is not None:
+        saved_neighbours(saved, t, layer, encoder.name)
+    elif nn_tab.open:
         vectors = corpus_vectors_or_stop()
         max_k = min(20, len(corpus) - 1)
         k = st.slider("Neighbours", 1, max_k, min(5, max_k), key="inversion.k") if max_k > 1 else 1
@@ -165,7 +175,8 @@ with bow_tab:
         with c_k:
             top_k = st.slider("Words to show (k)", 3, 20, 8, key="inversion.top_k")
         vectors = corpus_vectors_or_stop()
-        outcome = bow_table(vectors, vectors_key(encoder, corpus, COMPARE_POOLINGS), vocab_size)
+        key = vectors_key(encoder, corpus, COMPARE_POOLINGS) if saved is None else f"saved|{corpus.content_hash}|{int(sample)}"
+        outcome = bow_table(vectors, key, vocab_size)
         if outcome is not None:
             bow, vocab = outcome
             show("inversion.bow", figures.bow_f1_figure(bow))

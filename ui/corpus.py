@@ -62,11 +62,12 @@ def _describe(corpus: Corpus) -> str:
 
 def _upload(key: str) -> Corpus | None:
     file = st.file_uploader(
-        "Corpus file (CSV, TSV or TXT)",
-        type=["csv", "tsv", "txt"],
+        "Corpus file (CSV, TSV, TXT, Parquet or JSON Lines)",
+        type=["csv", "tsv", "txt", "parquet", "jsonl", "ndjson", "json"],
         key=f"{key}.file",
         help="CSV/TSV: a header line, one column of sentences and optional label columns. "
-        "TXT: one sentence per line. UTF-8, UTF-16 and Latin-1 files are read.",
+        "TXT: one sentence per line. UTF-8, UTF-16 and Latin-1 files are read. Parquet and JSON Lines "
+        "(one object per line): a column of sentences and optional label columns.",
     )
     if file is None:
         st.info(

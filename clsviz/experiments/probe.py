@@ -196,6 +196,7 @@ def run_probe(
     label_name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel=None,
+    memory_budget: int | None = None,
 ) -> ProbeResult:
     """Cross-validated linear-probe accuracy for every layer x pooling.
 
@@ -210,8 +211,23 @@ def run_probe(
     said so in ``messages``). Cells run on ``n_jobs`` threads (default: the CPU count, at most
     4), each with one BLAS thread. ``progress(done, total)`` after each cell; setting the
     ``cancel`` event (``threading.Event``) raises :class:`Cancelled`.
+
+    A shard folder (:class:`clsviz.shards.ShardedVectors`, ``labels`` a column name) is probed
+    by :func:`clsviz.experiments.streaming_probe.run_sharded_probe`: in memory, as here, when a
+    column fits ``memory_budget`` bytes, else streamed shard by shard.
     """
     from sklearn.model_selection import StratifiedKFold
+
+    from ..shards import ShardedVectors
+
+    if isinstance(vectors, ShardedVectors):
+        from .streaming_probe import run_sharded_probe
+
+        if not isinstance(labels, str) or random_token is not None:
+            raise ProbeError("A shard folder is probed on one of its label columns, named; 'random' is not saved.")
+        return run_sharded_probe(vectors, labels, poolings=poolings, layers=layers, folds=folds, C=C,
+                                 max_iter=max_iter, seed=seed, memory_budget=memory_budget, progress=progress,
+                                 cancel=cancel)
 
     start = time.perf_counter()
     feats, texts = _features(vectors, random_token)
