@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from clsviz import DEFAULT_MODEL, Encoder, ModelLoadError, Trace, load_encoder, trace
-from clsviz.encoder import allowed_models
+from clsviz.encoder import allowed_models, local_models, model_unavailable
 from clsviz.tracing import tokenize, trace_bytes
 
 from .cache import cached, nbytes, request_bytes, shared_cache
@@ -95,10 +95,50 @@ def _store(widget_key: str, store_key: str) -> None:
 
 
 def _model_choices() -> list[str]:
+    """What the model list offers: the allow-list when one is set; else the bundled model, the
+    extra models installed here, the suggested hub models this machine can load, and Other."""
     allowed = allowed_models()
-    if allowed is None:
-        return [*SUGGESTED_MODELS, OTHER]
-    return list(allowed)
+    if allowed is not None:
+        return list(allowed)
+    installed = [name for name in local_models() if name not in SUGGESTED_MODELS]
+    usable = [name for name in SUGGESTED_MODELS if model_unavailable(name) is None]
+    return list(dict.fromkeys([DEFAULT_MODEL, *installed, *usable, OTHER]))
+
+
+def _keep_choice_offered() -> list[str]:
+    """The model choices; a session holding a model that is not offered (an allow-list, a model
+    no longer in the cache) is put back on the first choice."""
+    choices = _model_choices()
+    if st.session_state[MODEL] not in choices:
+        st.session_state[MODEL] = choices[0]
+    return choices
+
+
+def _unavailable_suggestions() -> dict[str, str]:
+    """Suggested hub models this machine cannot load now, with the reason."""
+    if allowed_models() is not None:
+        return {}
+    reasons = {name: model_unavailable(name) for name in SUGGESTED_MODELS}
+    return {name: why for name, why in reasons.items() if why}
+
+
+def _describe_model_in_use() -> None:
+    """The caption under the model list: what the model actually in use is (the bundled model's
+    description when the selected one failed to load)."""
+    name = _selected_model_name()
+    failed = st.session_state[FAILED]
+    if name in failed:
+        st.caption(f"Could not load {plain(name)}; the bundled model is in use: {SUGGESTED_MODELS[DEFAULT_MODEL]}")
+    elif name in SUGGESTED_MODELS:
+        st.caption(SUGGESTED_MODELS[name])
+    elif name in local_models():
+        st.caption("installed with `clsviz models fetch` (or `make models`); works offline")
+    missing = _unavailable_suggestions()
+    if missing:
+        st.caption(
+            f"Not offered on this machine: {', '.join(missing)} ({next(iter(missing.values()))}). "
+            "Any local folder with a saved model works under *Other*."
+        )
 
 
 def _selected_model_name() -> str:
@@ -116,9 +156,7 @@ def sidebar() -> None:
             if (ROOT / path).is_file():
                 st.page_link(path, label=label, icon=icon)
         st.divider()
-        choices = _model_choices()
-        if st.session_state[MODEL] not in choices:
-            st.session_state[MODEL] = choices[0]
+        choices = _keep_choice_offered()
         _bind("sidebar.model", MODEL)
         st.selectbox(
             "Model",
@@ -129,8 +167,7 @@ def sidebar() -> None:
             help="The bundled model works offline. Any Hugging Face encoder id or local folder "
             "with a saved model also works where the machine can reach it.",
         )
-        if st.session_state[MODEL] in SUGGESTED_MODELS:
-            st.caption(SUGGESTED_MODELS[st.session_state[MODEL]])
+        _describe_model_in_use()
         if st.session_state[MODEL] == OTHER:
             _bind("sidebar.custom_model", CUSTOM)
             st.text_input(
@@ -166,9 +203,13 @@ def sidebar() -> None:
 
 
 def page_setup(title: str, icon: str = ":material/token:") -> None:
-    """Page config and the shared sidebar; call first on every page."""
+    """Page config, the shared sidebar, and - at the top of every page, until the person picks
+    another model - the reason the selected model could not be loaded; call first on every page."""
     st.set_page_config(page_title=f"{title} · clsviz", page_icon=icon, layout="wide")
     st.session_state[ERRORS_SHOWN] = set()
+    _init_state()
+    _keep_choice_offered()
+    current_encoder()  # load (or fail to load) the selected model before anything describes it
     sidebar()
 
 
@@ -188,7 +229,11 @@ def current_encoder() -> Encoder:
     shown = st.session_state.setdefault(ERRORS_SHOWN, set())
     if name != DEFAULT_MODEL and name not in shown:
         shown.add(name)
-        st.error(f"{plain(failed[name])}  \nShowing the bundled default model instead.", icon=":material/error:")
+        st.error(
+            f"{plain(failed[name])}  \nShowing the bundled default model instead: every result on this page "
+            "comes from it until you pick another model in the sidebar.",
+            icon=":material/error:",
+        )
     with st.spinner("Loading the bundled model…"):
         return cached_encoder(DEFAULT_MODEL)
 
