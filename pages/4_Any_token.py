@@ -25,7 +25,7 @@ from ui.corpus import corpus_vectors, plain
 from ui.embeddings import corpus_source
 from ui.similarity import cached_baseline
 from ui.state import current_encoder, page_setup
-from ui.widgets import download_csv, show
+from ui.widgets import checkbox, download_csv, multiselect, number_input, selectbox, show, slider
 
 FINETUNE_JOB = "any_token.finetune"
 RESULT = "any_token.result"
@@ -52,7 +52,7 @@ if not corpus.labels:
     )
     st.stop()
 
-label = st.selectbox("Label to predict", corpus.label_names, key="any_token.label")
+label = selectbox(st, "Label to predict", corpus.label_names, key="any_token.label")
 labelled = [i for i, v in enumerate(corpus.labels[label]) if not is_missing(v)]
 if len(labelled) < len(corpus):
     st.caption(f"{len(labelled):,} of {len(corpus):,} texts have a '{plain(label)}' label; the others are left out.")
@@ -84,11 +84,11 @@ def _random_vectors(texts, key: str):
 st.subheader("Linear probe, every layer x every reading")
 available = default_poolings(encoder.info.has_pooler) if saved is None else list(saved.poolings)
 left, middle, right = st.columns([3, 1, 1])
-token_k = middle.number_input(
+token_k = number_input(middle,
     "K for token:K", min_value=0, max_value=64, value=3, key="any_token.k", help="Position K, [CLS] counted as 0."
 )
 options = [f"token:{int(token_k)}" if s.startswith("token:") else s for s in available]
-poolings = left.multiselect(
+poolings = multiselect(left,
     "Readings",
     options,
     default=options,
@@ -96,13 +96,13 @@ poolings = left.multiselect(
     format_func=lambda s: s,
     help="\n".join(f"- **{s}**: {HELP.get(s if not s.startswith('token:') else 'token:K', '')}" for s in options),
 )
-folds = right.slider("Folds", 2, 10, 5, key="any_token.folds", help="Stratified k-fold cross-validation.")
+folds = slider(right, "Folds", 2, 10, 5, key="any_token.folds", help="Stratified k-fold cross-validation.")
 
 
 def texts_input(where, label: str, key: str, smallest: int, default: int, help: str, disabled: bool = False) -> int:
     """How many labelled texts to use (a stratified sample when fewer than all)."""
     return int(
-        where.number_input(
+        number_input(where,
             label,
             min_value=min(smallest, len(labelled)),
             max_value=max(1, len(labelled)),
@@ -206,10 +206,10 @@ st.caption(
 job = jobs.get(FINETUNE_JOB)
 active = job is not None and job.active
 c1, c2, c3 = st.columns([2, 1, 1])
-poolings = c1.multiselect(
+poolings = multiselect(c1,
     "Poolings", FINETUNE_POOLINGS, default=list(FINETUNE_POOLINGS), key="any_token.ft_poolings", disabled=active
 )
-epochs = c2.slider("Epochs", 1, 5, 2, key="any_token.ft_epochs", disabled=active)
+epochs = slider(c2, "Epochs", 1, 5, 2, key="any_token.ft_epochs", disabled=active)
 ft_texts = texts_input(
     c3,
     "Texts",
@@ -221,7 +221,7 @@ ft_texts = texts_input(
     "per step of 16 texts); a GPU is used when there is one.",
     disabled=active,
 )
-from_probe = st.checkbox(
+from_probe = checkbox(st,
     "Start the head from the frozen-model probe",
     value=False,
     key="any_token.ft_from_probe",
