@@ -189,3 +189,46 @@ def test_probe_figure_draws_every_pooling_and_both_baselines(token_data):
     np.testing.assert_allclose(fig["data"][0]["y"], t3["accuracy_mean"].to_numpy(), atol=1e-4)
     dashed = [tr for tr in fig["data"] if tr["line"].get("dash")]
     assert {round(tr["y"][0], 4) for tr in dashed} == {round(result.chance, 4), round(result.majority, 4)}
+
+
+def _warned_fits(feats, y, folds, max_iter) -> tuple[int, int]:
+    """(fits, fits that raised scikit-learn's ConvergenceWarning), fitted here one by one."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=0).split(np.zeros(len(y)), y))
+    fits = warned = 0
+    for arr in feats.values():
+        for layer in range(arr.shape[1]):
+            X = arr[:, layer].astype(np.float32)
+            for train, _ in splits:
+                model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=0))
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    model.fit(X[train], y[train])
+                fits += 1
+                warned += any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    return fits, warned
+
+
+@pytest.mark.parametrize("max_iter", [6, 8, 1000])
+def test_fits_stopped_at_the_iteration_cap_are_counted_and_said(token_data, max_iter):
+    feats, y = token_data
+    result = run_probe(feats, y, folds=4, max_iter=max_iter, n_jobs=2)
+    fits, warned = _warned_fits(feats, y, 4, max_iter)
+    assert result.fits == fits == 3 * 3 * 4
+    assert result.capped_fits == warned
+    said = [m for m in result.messages if "iteration cap" in m]
+    if warned:
+        assert said == [f"{warned} of {fits} fits stopped at the {max_iter}-iteration cap before converging; their "
+                        "accuracies may be slightly low. Raise max_iter to let them finish."]
+    else:
+        assert not said
+
+
+def test_a_tight_cap_is_said_and_a_generous_one_is_not(token_data):
+    feats, y = token_data
+    assert run_probe(feats, y, folds=4, max_iter=2).capped_fits > 0
+    assert run_probe(feats, y, folds=4, max_iter=1000).capped_fits == 0

@@ -33,6 +33,7 @@ __all__ = [
     "ProbeError",
     "ProbeResult",
     "RANDOM_TOKEN",
+    "capped_message",
     "check_labels",
     "default_poolings",
     "make_probe",
@@ -47,7 +48,8 @@ PROBE_POOLINGS = ("cls", "mean", "mean_content", "max", "sep", "first", "last", 
 
 # scikit-learn's default penalty. On standardised features lbfgs needs tens of iterations for
 # most cells; a cap of 100 bounds the hard ones (the first token at layer 0, say) without
-# changing their accuracy by more than noise. Features stay float32, which halves the cost.
+# changing their accuracy by more than noise. Fits stopped by the cap are counted and said in
+# ProbeResult.messages, never hidden. Features stay float32, which halves the cost.
 DEFAULT_C = 1.0
 DEFAULT_MAX_ITER = 100
 
@@ -126,7 +128,10 @@ class ProbeResult:
       ``pooling``, ``accuracy_mean``, ``accuracy_sd`` (over folds), ``n`` (texts), ``folds``
     * ``chance``: 1 / number of classes; ``majority``: share of the most frequent class
     * ``classes`` and ``class_counts``: the label values and how many texts carry each
-    * ``messages``: notes about the data (rows left out, ...)
+    * ``messages``: notes about the data and the fits (rows left out, fits stopped at the
+      iteration cap, ...)
+    * ``fits`` / ``capped_fits``: logistic-regression fits made (cells x folds) and how many of
+      them stopped at ``max_iter`` iterations before converging
     """
 
     table: pd.DataFrame
@@ -140,6 +145,8 @@ class ProbeResult:
     model_name: str = ""
     seconds: float = 0.0
     messages: tuple[str, ...] = field(default_factory=tuple)
+    fits: int = 0
+    capped_fits: int = 0
 
     def best(self, pooling: str | None = None) -> pd.Series:
         """The row with the highest mean accuracy (of one pooling, or over all)."""
@@ -173,12 +180,32 @@ def _features(vectors, random_token) -> tuple[dict[str, np.ndarray], tuple[str, 
     return feats, texts
 
 
-def _cv_accuracy(X: np.ndarray, y: np.ndarray, splits, C: float, max_iter: int, seed: int) -> np.ndarray:
+def _cv_scores(X: np.ndarray, y: np.ndarray, splits, C: float, max_iter: int, seed: int) -> tuple[np.ndarray, int]:
+    """(float [folds] test accuracies, how many of the fold fits stopped at ``max_iter``)."""
     scores = np.empty(len(splits))
+    capped = 0
     for i, (train, test) in enumerate(splits):
         model = make_probe(C, max_iter, seed).fit(X[train], y[train])
         scores[i] = float(np.mean(model.predict(X[test]) == y[test]))
-    return scores
+        # lbfgs reports the iterations it ran; reaching the cap is what sklearn's
+        # ConvergenceWarning says (read here, because warnings are not thread-safe to record).
+        capped += int(np.max(model[-1].n_iter_) >= max_iter)
+    return scores, capped
+
+
+def _cv_accuracy(X: np.ndarray, y: np.ndarray, splits, C: float, max_iter: int, seed: int) -> np.ndarray:
+    """float [folds]: the test accuracy of each fold (see :func:`_cv_scores`)."""
+    return _cv_scores(X, y, splits, C, max_iter, seed)[0]
+
+
+def capped_message(capped: int, fits: int, max_iter: int) -> str | None:
+    """The note a result carries when fits stopped at the iteration cap (None when none did)."""
+    if not capped:
+        return None
+    return (
+        f"{capped} of {fits} fits stopped at the {max_iter}-iteration cap before converging; their accuracies "
+        "may be slightly low. Raise max_iter to let them finish."
+    )
 
 
 def run_probe(
@@ -246,9 +273,15 @@ def run_probe(
     def score(cell):
         layer, s = cell
         X = np.ascontiguousarray(feats[s][rows, layer], dtype=np.float32)
-        return _cv_accuracy(X, y, splits, C, max_iter, seed)
+        return _cv_scores(X, y, splits, C, max_iter, seed)
 
-    results = _run_cells(cells, score, n_jobs, progress, cancel)
+    scored = _run_cells(cells, score, n_jobs, progress, cancel)
+    results = {cell: scores for cell, (scores, _) in scored.items()}
+    fits = len(cells) * len(splits)
+    capped = sum(c for _, c in scored.values())
+    note = capped_message(capped, fits, max_iter)
+    if note:
+        messages.append(note)
     table = pd.DataFrame(
         [
             {
@@ -276,6 +309,8 @@ def run_probe(
         model_name=model_name,
         seconds=time.perf_counter() - start,
         messages=tuple(messages),
+        fits=fits,
+        capped_fits=capped,
     )
 
 
@@ -324,7 +359,8 @@ def _probe_grid(feats: dict, rows: np.ndarray, poolings, layers) -> tuple[list[s
 def _run_cells(cells: list, score, n_jobs, progress, cancel) -> dict:
     """``score(cell)`` for every cell on a thread pool, one BLAS thread each (many small fits).
 
-    ``max_iter`` is a budget: a probe that has not fully converged is still a fair probe."""
+    ``max_iter`` is a budget: a probe that has not fully converged is still a fair probe (the
+    scores count the capped fits, and the result says how many there were)."""
     from sklearn.exceptions import ConvergenceWarning
 
     results = {}

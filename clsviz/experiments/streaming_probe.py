@@ -22,7 +22,15 @@ from ..corpus import is_missing
 from ..pooling import check_pooling
 from ..progress import check_cancel, single_blas_thread
 from ..shards import ShardedVectors
-from .probe import DEFAULT_C, DEFAULT_MAX_ITER, ProbeError, ProbeResult, _cv_accuracy, check_labels
+from .probe import (
+    DEFAULT_C,
+    DEFAULT_MAX_ITER,
+    ProbeError,
+    ProbeResult,
+    _cv_scores,
+    capped_message,
+    check_labels,
+)
 
 __all__ = ["STREAM_EPOCHS", "column_fits", "hash_folds", "run_sharded_probe", "stream_cell"]
 
@@ -155,7 +163,7 @@ def run_sharded_probe(
     splits = None if streamed else list(
         StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
     cells = [(layer, p) for layer in layers for p in poolings]
-    records = []
+    records, fits, capped = [], 0, 0
     with single_blas_thread(), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter is a budget, as in run_probe
         for i, (layer, p) in enumerate(cells):
@@ -164,7 +172,8 @@ def run_sharded_probe(
                 scores = stream_cell(vectors, p, layer, rows, y, len(classes), folds, C, epochs, seed, cancel)
             else:
                 X = vectors.get(p, layer)[rows]
-                scores = _cv_accuracy(X, y, splits, C, max_iter, seed)
+                scores, stopped = _cv_scores(X, y, splits, C, max_iter, seed)
+                fits, capped = fits + len(splits), capped + stopped
             records.append({"layer": layer, "pooling": p, "accuracy_mean": float(scores.mean()),
                             "accuracy_sd": float(scores.std(ddof=1)), "n": len(y), "folds": folds})
             if progress is not None:
@@ -177,9 +186,12 @@ def run_sharded_probe(
             f"The vectors exceed the memory budget, so each column was streamed shard by shard: an SGD logistic "
             f"regression ({epochs} passes), folds fixed by a hash of the row number."
         )
+    if capped_message(capped, fits, max_iter):
+        messages.append(capped_message(capped, fits, max_iter))
     counts = np.bincount(y, minlength=len(classes))
     return ProbeResult(
         table=pd.DataFrame(records), label=label, classes=classes, class_counts=tuple(int(c) for c in counts),
         chance=1.0 / len(classes), majority=float(counts.max() / counts.sum()), n=len(y), folds=folds,
         model_name=vectors.model_name, seconds=time.perf_counter() - start, messages=tuple(messages),
+        fits=fits, capped_fits=capped,
     )
