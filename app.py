@@ -8,15 +8,11 @@ from clsviz import figures
 from clsviz.narrative import findings
 from clsviz.tracing import literal_specials
 from ui.corpus import plain
-from ui.embeddings import start_umap_warmup
-from ui.similarity import cached_baseline
 from ui.state import PAGES, ROOT, current_encoder, current_traces, page_setup
+from ui.warmup import after_first_draw, baseline_note, ready_baseline
 from ui.widgets import download_csv, figure_caption, show
 
 page_setup("Overview", icon=":material/token:")
-# UMAP's first fit compiles with numba (~30 s): start that once per process in the background
-# so the Embeddings page does not make the first person wait.
-start_umap_warmup()
 
 st.title("clsviz — what is the [CLS] token doing?")
 st.caption(
@@ -60,7 +56,10 @@ targets = {
     "learn": ("pages/1_Attention.py", "pages/4_Any_token.py"),
     "recover": ("pages/6_Inversion.py",),
 }
-baseline = cached_baseline(encoder)
+# The first page never waits for the unrelated-sentence baseline or UMAP's compilation: both run
+# in the background once this page has drawn, and the findings are redrawn with the baseline.
+baseline = ready_baseline(encoder)
+after_first_draw(encoder)
 rows = []
 for f in findings(traces[0], baseline):
     with st.container(border=True):
@@ -70,4 +69,6 @@ for f in findings(traces[0], baseline):
         for col, path in zip(st.columns(max(1, len(links))), links):
             col.page_link(path, label=f"Explore: {labels[path]}", icon=":material/arrow_forward:")
     rows.append({"question": f.question, "finding": f.answer, "value": f.value})
+if baseline is None:
+    baseline_note(encoder)
 download_csv(pd.DataFrame(rows), "clsviz-overview.csv", key="overview.csv")

@@ -108,3 +108,36 @@ def test_the_sidebar_describes_the_model_in_use_after_a_failed_switch():
     assert any("owner/missing-model" in e.value for e in at.error)
     at.sidebar.selectbox[0].set_value(at.sidebar.selectbox[0].options[0]).run()
     assert not at.error
+
+
+def test_the_overview_draws_before_the_baseline_and_then_uses_it(monkeypatch):
+    """The first run does not wait for the unrelated-sentence baseline: the findings come with a
+    note, the baseline is measured in the background, and the next run sets them against it."""
+    import ui.warmup
+    from clsviz import load_encoder
+    from ui.cache import shared_cache
+
+    encoder = load_encoder()
+    assert ui.warmup.wait(encoder, timeout=300)  # work an earlier test's run started has ended
+    monkeypatch.setenv("CLSVIZ_WARM_DELAY_S", "0")
+    monkeypatch.setenv("CLSVIZ_BASELINE_SAMPLE", "16")
+    shared_cache().clear()
+    import ui.embeddings
+
+    warmups = []  # UMAP's compilation starts after the baseline, never with the first page
+    monkeypatch.setattr(ui.embeddings, "start_umap_warmup",
+                        lambda: warmups.append(ui.warmup.ready_baseline(encoder) is not None))
+    at = _run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 3
+    answers = [t.value for t in at.text]
+    assert any("Compare it with the unrelated-sentence baseline" in a for a in answers)
+    assert any("Measuring how similar unrelated sentences look" in c.value for c in at.caption)
+
+    assert ui.warmup.wait(encoder, timeout=300)
+    assert warmups == [True]
+    at.run()
+    assert not at.exception
+    answers = [t.value for t in at.text]
+    assert any("With an unrelated sentence's tokens" in a for a in answers)
+    assert not any("Measuring how similar unrelated sentences look" in c.value for c in at.caption)

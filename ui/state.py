@@ -228,7 +228,8 @@ def current_encoder() -> Encoder:
     failed: dict = st.session_state[FAILED]
     if name != DEFAULT_MODEL and name not in failed:
         try:
-            with st.spinner(f"Loading {name}…"):
+            with st.spinner(f"Loading {plain(name)}: once per server start (large models take a while); every page "
+                            "and visitor shares it afterwards…"):
                 return cached_encoder(name)
         except ModelLoadError as exc:
             failed[name] = str(exc)
@@ -242,7 +243,8 @@ def current_encoder() -> Encoder:
             "comes from it until you pick another model in the sidebar.",
             icon=":material/error:",
         )
-    with st.spinner("Loading the bundled model…"):
+    with st.spinner("Loading the bundled model (all-MiniLM-L6-v2): once per server start, a few seconds; every "
+                    "page and visitor shares it afterwards…"):
         return cached_encoder(DEFAULT_MODEL)
 
 
