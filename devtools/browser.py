@@ -103,10 +103,10 @@ def streamlit_server(log_path: Path) -> Iterator[str]:
         yield server.url
 
 
-def resident_bytes(pid: int) -> int:
-    """A process's resident memory (VmRSS) in bytes."""
+def resident_bytes(pid: int, field: str = "VmRSS") -> int:
+    """A process's resident memory in bytes: now (``VmRSS``) or its peak so far (``VmHWM``)."""
     with open(f"/proc/{pid}/status") as fh:
-        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:"))
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith(f"{field}:"))
 
 
 def launch_chromium(playwright, executable_path: str):

@@ -1,0 +1,305 @@
+"""What `make bench` records: the catalogue of figures (group, unit, target), the collector the
+measurements write into, and the writers of results.json and results.md.
+
+A figure in results.json::
+
+    {"value": median, "min": ..., "max": ..., "runs": n, "unit": "s", "note": "...",
+     "group": "trace", "target": {"op": "<=", "value": 1.5}, "met": true}
+
+A figure that could not be measured keeps its place with ``"value": null`` and a ``"reason"``.
+A growth entry (how cost grows with size) holds one figure per size and the fitted exponent k of
+time ~ size^k.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.timing import growth_exponent
+
+__all__ = [
+    "FIGURES",
+    "GROWTH",
+    "Collector",
+    "figure",
+    "machine",
+    "markdown",
+    "missing",
+    "target_met",
+    "write",
+]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One catalogued figure: the measurement group that makes it, its unit, its target."""
+
+    group: str
+    unit: str
+    op: str | None = None
+    target: float | None = None
+
+
+def _specs(group: str, unit: str, *keys: str, op: str | None = None, target: float | None = None) -> dict[str, Spec]:
+    return {key: Spec(group, unit, op, target) for key in keys}
+
+
+FIGURES: dict[str, Spec] = {
+    **_specs("model_load", "s", "model_load_bundled_s", "model_load_bert_base_s"),
+    **_specs("trace", "x", "trace_overhead_ratio", op="<=", target=1.5),
+    **_specs("trace", "x", "trace_overhead_value_norm_ratio", op="<=", target=2.0),
+    **_specs("page", "ms", "slider_rerun_128_tokens_ms", op="<=", target=50),
+    **_specs("page", "ms", "slider_rerun_512_tokens_ms", op="<=", target=250),
+    **_specs("page", "s", "page_512_tokens_s", op="<=", target=0.5),
+    **_specs("page", "bytes", "payload_512_tokens_bytes", op="<=", target=5_000_000),
+    **_specs("throughput", "x", "corpus_throughput_ratio_demo_batch32", "corpus_throughput_ratio_demo_batch64",
+             "corpus_throughput_ratio_long_batch32", "corpus_throughput_ratio_long_batch64", op=">=", target=1.0),
+    **_specs("throughput", "texts/s", "extract_demo_texts_per_s", "sentence_transformers_demo_texts_per_s",
+             "extract_long_texts_per_s", "sentence_transformers_long_texts_per_s"),
+    **_specs("throughput", "fraction", "matmul_peak_fraction_demo", op=">=", target=0.5),
+    **_specs("throughput", "fraction", "matmul_peak_fraction_long", op=">=", target=0.6),
+    **_specs("throughput", "GFLOP/s", "matmul_gflops"),
+    **_specs("gpu", "texts/s", "gpu_extract_demo_texts_per_s", "gpu_extract_long_texts_per_s"),
+    **_specs("gpu", "fraction", "gpu_matmul_peak_fraction_demo", "gpu_matmul_peak_fraction_long"),
+    **_specs("gpu", "GFLOP/s", "gpu_matmul_gflops"),
+    **_specs("probe", "s", "probe_demo_all_layers_s", op="<=", target=15),
+    **_specs("probe", "s", "probe_fits_demo_s", op="<=", target=10),
+    **_specs("probe", "fits", "probe_capped_fits"),
+    **_specs("umap", "s", "umap_warm_up_s", "umap_10k_warm_s", "umap_10k_cold_s", "pca_2k_s"),
+    **_specs("umap", "s", "umap_2k_warm_s", op="<=", target=10),
+    **_specs("browser", "s", "browser_enter_to_plot_s", op="<=", target=1.5),
+    **_specs("browser", "s", "browser_8_sessions_p50_s", "browser_8_sessions_p95_s"),
+    **_specs("browser", "x", "browser_8_sessions_p50_ratio"),
+    **_specs("browser", "s", "browser_512_tokens_s", op="<=", target=3.0),
+    **_specs("cold_start", "s", "cold_start_first_plot_s", op="<=", target=8.0),
+    **_specs("cold_start", "s", "cold_start_page_done_s"),
+    **_specs("upload", "s", "corpus_upload_5000_s"),
+    **_specs("upload", "GB", "corpus_upload_5000_server_rss_gb"),
+    **_specs("app_memory", "GB", "peak_rss_512_bert_base_gb", op="<=", target=1.5),
+    **_specs("load", "s", "new_sentence_idle_p95_s", "new_sentence_under_load_p95_s"),
+    **_specs("load", "x", "responsiveness_under_load_ratio", op="<=", target=3.0),
+    **_specs("finetune", "min", "finetune_demo_minutes"),
+    **_specs("evidence", "x", "evidence_knockout_sweep_ratio", "evidence_head_ablation_ratio",
+             "evidence_integrated_gradients_ratio"),
+    **_specs("evidence", "x", "evidence_value_zeroing_ratio", op="<=", target=8.0),
+    **_specs("evidence", "x", "evidence_alti_ratio", op="<=", target=2.0),
+    **_specs("evidence", "x", "evidence_gradient_flow_ratio", op="<=", target=3.0),
+}
+"""Every figure `make bench` writes, in the order of the results table."""
+
+GROWTH: dict[str, tuple[str, str]] = {
+    "trace": ("growth", "tokens"),
+    "attention_page": ("growth", "tokens"),
+    "extract": ("growth", "texts"),
+    "umap": ("growth", "points"),
+    "probe": ("growth", "texts"),
+    "value_zeroing": ("growth", "tokens"),
+}
+"""Operations whose cost is measured at three sizes: op -> (group, what the size counts)."""
+
+
+def figure(values, unit: str = "", note: str = "") -> dict:
+    """The median of ``values`` with their min, max and count (values: one per run)."""
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("a figure needs at least one run")
+    return {"value": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values),
+            "unit": unit, "note": note}
+
+
+def missing(reason: str, unit: str = "") -> dict:
+    """A figure that was not measured, with the reason."""
+    return {"value": None, "min": None, "max": None, "runs": 0, "unit": unit, "reason": reason}
+
+
+def target_met(value, op: str | None, target: float | None) -> bool | None:
+    """Whether ``value`` meets ``op target`` (None without a target or a value)."""
+    if value is None or op is None or target is None:
+        return None
+    return bool(value <= target) if op == "<=" else bool(value >= target)
+
+
+class Collector:
+    """Where the measurements write their figures, growth curves and context."""
+
+    def __init__(self) -> None:
+        self.figures: dict[str, dict] = {}
+        self.growth: dict[str, dict] = {}
+        self.context: dict[str, object] = {}
+
+    def add(self, key: str, values, note: str = "", unit: str | None = None) -> dict:
+        """Record ``values`` (one per run) under ``key`` (its unit from :data:`FIGURES`)."""
+        spec = FIGURES.get(key)
+        self.figures[key] = figure(values, unit if unit is not None else (spec.unit if spec else ""), note)
+        return self.figures[key]
+
+    def missing(self, key: str, reason: str) -> None:
+        spec = FIGURES.get(key)
+        self.figures[key] = missing(reason, spec.unit if spec else "")
+
+    def grow(self, op: str, sizes: list[int], runs: list[list[float]], note: str = "") -> None:
+        """Seconds of ``op`` at each size (one list of run times per size) and the fitted exponent."""
+        points = [figure(r, "s") for r in runs]
+        medians = [p["value"] for p in points]
+        unit = GROWTH.get(op, ("growth", "size"))[1]
+        self.growth[op] = {"unit": unit, "sizes": list(sizes), "seconds": points,
+                           "exponent": growth_exponent(sizes, medians), "note": note}
+
+    def growth_missing(self, op: str, reason: str) -> None:
+        unit = GROWTH.get(op, ("growth", "size"))[1]
+        self.growth[op] = {"unit": unit, "sizes": [], "seconds": [], "exponent": None, "reason": reason}
+
+
+def machine() -> dict:
+    """Where the figures were measured: CPU, cores, torch and its threads, GPU."""
+    import torch
+
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_model": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        with open("/proc/cpuinfo") as fh:
+            info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return info
+
+
+def _finish(figures: dict) -> dict:
+    """Figures in catalogue order (others after), each with its group, target and whether it is met."""
+    ordered = {k: figures[k] for k in FIGURES if k in figures}
+    ordered.update({k: v for k, v in figures.items() if k not in ordered})
+    for key, fig in ordered.items():
+        spec = FIGURES.get(key)
+        if spec is not None:
+            fig["group"] = spec.group
+            fig["target"] = {"op": spec.op, "value": spec.target} if spec.op else None
+        elif "target" not in fig:
+            fig["target"] = None
+        tgt = fig.get("target") or {}
+        fig["met"] = target_met(fig.get("value"), tgt.get("op"), tgt.get("value"))
+    return ordered
+
+
+def write(payload: dict, folder: Path) -> tuple[Path, Path]:
+    """Write ``payload`` (date, machine, figures, growth, ...) as results.json and results.md in
+    ``folder``; targets are evaluated here. Returns the two paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = dict(payload)
+    payload["figures"] = _finish(dict(payload.get("figures", {})))
+    payload.setdefault("growth", {})
+    json_path, md_path = folder / "results.json", folder / "results.md"
+    json_path.write_text(json.dumps(payload, indent=1, default=_jsonable) + "\n", encoding="utf-8")
+    md_path.write_text(markdown(payload), encoding="utf-8")
+    return json_path, md_path
+
+
+def _jsonable(value):
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return value.item()
+    except ImportError:
+        pass
+    return str(value)
+
+
+def _number(value, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    if unit in ("bytes", "fits") or (isinstance(value, float) and value.is_integer() and abs(value) >= 1000):
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+
+
+def _target_number(value) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+def _row(key: str, fig: dict) -> str:
+    unit = fig.get("unit", "")
+    tgt = fig.get("target") or {}
+    if fig.get("value") is None:
+        value, spread, met = "—", "", "not measured"
+    else:
+        value = f"{_number(fig['value'], unit)} {unit}".strip()
+        if fig.get("min") is None or fig.get("max") is None:
+            spread = "one value (no spread)"
+        else:
+            runs = f" ({fig['runs']} runs)" if fig.get("runs") else ""
+            spread = f"{_number(fig['min'], unit)}–{_number(fig['max'], unit)}{runs}"
+        met = {True: "yes", False: "**no**", None: ""}[fig.get("met")]
+    target = f"{tgt['op']} {_target_number(tgt['value'])}" if tgt.get("op") else ""
+    return f"| `{key}` | {value} | {spread} | {target} | {met} |"
+
+
+def machine_line(payload: dict) -> str:
+    """'Measured <date> on <CPU>, <n> cores, torch <v> (<t> threads), <GPU or no GPU>.'"""
+    mach = payload.get("machine", {})
+    quick = " Quick mode (tiny sizes): not for comparison." if payload.get("quick") else ""
+    load = payload.get("load_average")
+    load_text = f" Load average (1 min) before/after: {load[0]:.1f}/{load[1]:.1f}." if load else ""
+    return (
+        f"Measured {payload.get('date', '?')} on {mach.get('cpu_model', '?')}, {mach.get('cpu_count', '?')} cores, "
+        f"torch {mach.get('torch', '?')} ({mach.get('torch_threads', '?')} threads), "
+        f"{'GPU ' + mach['gpu'] if mach.get('gpu') else 'no GPU'}.{load_text}{quick}"
+    )
+
+
+def figures_table(payload: dict) -> list[str]:
+    lines = ["| figure | value | spread (min–max) | target | met |", "|---|---|---|---|---|"]
+    return lines + [_row(k, f) for k, f in payload.get("figures", {}).items()]
+
+
+def growth_tables(payload: dict) -> list[str]:
+    lines: list[str] = []
+    for op, entry in payload.get("growth", {}).items():
+        k = entry.get("exponent")
+        lines += ["", f"**{op}** — time ∝ {entry.get('unit', 'size')}^k, "
+                      + (f"k = {k:.2f}" if k is not None else f"not measured: {entry.get('reason', '')}"), ""]
+        if entry.get("sizes"):
+            lines += [f"| {entry['unit']} | seconds (median) | min–max | runs |", "|---|---|---|---|"]
+            for size, point in zip(entry["sizes"], entry["seconds"]):
+                lines.append(f"| {size:,} | {_number(point['value'])} | {_number(point['min'])}–{_number(point['max'])} "
+                             f"| {point['runs']} |")
+        if entry.get("note"):
+            lines.append(f"\n{entry['note']}")
+    return lines
+
+
+def markdown(payload: dict) -> str:
+    """results.md: the figures table, notes and reasons, growth tables, date and machine."""
+    figures = payload.get("figures", {})
+    lines = [f"# Benchmarks ({payload.get('date', '?')})", "", machine_line(payload), "", *figures_table(payload), ""]
+    for key, fig in figures.items():
+        text = fig.get("reason") if fig.get("value") is None else fig.get("note")
+        if text:
+            lines.append(f"- `{key}`: {'not measured: ' if fig.get('value') is None else ''}{text}")
+    if payload.get("growth"):
+        lines += ["", "## How cost grows", *growth_tables(payload)]
+    for name, info in payload.get("external", {}).items():
+        if info.get("status") != "measured":
+            lines.append(f"- benchmarks/{name}.py: {info.get('reason', info.get('status'))}")
+    return "\n".join(lines) + "\n"
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
