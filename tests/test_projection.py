@@ -321,7 +321,7 @@ def test_panels_escape_hover_text_and_colour_by_label():
     for axis, xy in zip(("x", "x2", "x3"), coords.values()):
         traces = [t for t in corpus if t.get("xaxis", "x") == axis]
         got = np.c_[np.concatenate([_arr(t["x"]) for t in traces]), np.concatenate([_arr(t["y"]) for t in traces])]
-        expected = np.round(xy, plot_decimals(xy))  # rounded to the panel's own spread
+        expected = np.round(xy.astype(np.float64), plot_decimals(xy))  # rounded to the panel's own spread
         np.testing.assert_allclose(got[np.lexsort(got.T[::-1])], expected[np.lexsort(expected.T[::-1])], atol=1e-6)
     # one colour per class, the same in every panel
     for name in names:
