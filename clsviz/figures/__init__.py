@@ -10,6 +10,8 @@ from ._attention import *  # noqa: F401,F403
 from ._attention import __all__ as _attention_all
 from ._common import *  # noqa: F401,F403
 from ._common import __all__ as _common_all
+from ._dynamics import *  # noqa: F401,F403
+from ._dynamics import __all__ as _dynamics_all
 from ._embeddings import *  # noqa: F401,F403
 from ._embeddings import __all__ as _embeddings_all
 from ._inversion import *  # noqa: F401,F403
@@ -30,6 +32,7 @@ __all__ = [
     *_probe_all,
     *_position_all,
     *_inversion_all,
+    *_dynamics_all,
     "FigureSpec",
     "figure_spec",
     "figure_specs",
