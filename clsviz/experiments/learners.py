@@ -182,12 +182,16 @@ class Learner:
         # Pool the position numbers themselves: [B, 1, T, 1] -> the index each text's head reads.
         return pool_hidden(positions[:, None, :, None], mask, special, self.reads, slot)[:, 0, 0].long()
 
-    def logits(self, batch):
-        """[B, C] logits of the model in its current mode (dropout on when training)."""
+    def logits(self, batch, hidden=None):
+        """[B, C] logits of the model in its current mode (dropout on when training). With
+        ``hidden`` ([B, T, D] last-layer states) only the head runs, on those states (linear heads)."""
         ids, mask, special, slot = batch
         if self.full is not None:
+            if hidden is not None:
+                raise ValueError(f"'{HEAD_POOLING}' runs the whole classifier; it takes no hidden states.")
             return self.full(input_ids=ids, attention_mask=mask.long()).logits
-        hidden = self.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        if hidden is None:
+            hidden = self.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state
         return self.head(pool_hidden(hidden[:, None], mask, special, self.reads, slot)[:, 0])
 
     def trained_classifier(self, label_name: str, steps: int) -> TrainedClassifier | None:
