@@ -38,6 +38,7 @@ __all__ = [
     "GradientFlowError",
     "StateMetrics",
     "gradient_flow",
+    "gradient_flows",
     "probe_as_linear",
     "random_head",
     "state_metrics",
@@ -218,6 +219,16 @@ def gradient_flow(enc: Encoder, text: str, pooling: str = "cls", seed: int = 0, 
     cls_index, _ = special_positions(tt, enc.info)
     head_fn, _ = _head_fn(enc, head, seed)
     return _flow(enc, tt.input_ids, tt.special_mask, _pooled_readout(reads, head_fn), target, cls_index)
+
+
+FLOW_PANELS = {"cls": "[CLS] pooling", "mean": "mean pooling"}
+
+
+def gradient_flows(enc: Encoder, text: str, poolings: Sequence[str] = ("cls", "mean"), seed: int = 0,
+                   max_length: int | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+    """{panel title: :func:`gradient_flow` float32 [L+1, T]} for each pooling with the same seeded
+    random head: the side-by-side view of where the signal enters ("[CLS] pooling", "mean pooling")."""
+    return {FLOW_PANELS.get(p, p): gradient_flow(enc, text, p, seed, max_length=max_length) for p in poolings}
 
 
 # --- one model state on a held-out set --------------------------------------------------------

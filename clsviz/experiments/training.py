@@ -173,7 +173,8 @@ def train_one(learner: Learner, data: Data, plan: Plan, monitor: Monitor | None,
 
     def checkpoint(at: float, acc: float, loss_h: float) -> None:
         if monitor is not None and step in plan.checkpoints:
-            report(step, f"{pooling}: checkpoint at step {step}/{plan.last}")
+            # The step counts as done once its checkpoint is recorded (the end is reported once).
+            report(max(step - 1, 0), f"{pooling}: checkpoint at step {step}/{plan.last}")
             monitor.record(learner, step, at, acc, loss_h)
 
     acc, loss_h = evaluate(learner, data)
