@@ -39,6 +39,7 @@ __all__ = [
     "StateMetrics",
     "gradient_flow",
     "gradient_flows",
+    "flow_table",
     "probe_as_linear",
     "random_head",
     "state_metrics",
@@ -229,6 +230,17 @@ def gradient_flows(enc: Encoder, text: str, poolings: Sequence[str] = ("cls", "m
     """{panel title: :func:`gradient_flow` float32 [L+1, T]} for each pooling with the same seeded
     random head: the side-by-side view of where the signal enters ("[CLS] pooling", "mean pooling")."""
     return {FLOW_PANELS.get(p, p): gradient_flow(enc, text, p, seed, max_length=max_length) for p in poolings}
+
+
+def flow_table(flows: dict[str, np.ndarray], tokens: Sequence[str]) -> pd.DataFrame:
+    """Tidy rows ``reading``, ``layer``, ``position``, ``token``, ``value`` of :func:`gradient_flows`."""
+    rows = [
+        {"reading": name, "layer": layer, "position": t, "token": tokens[t], "value": float(values[layer, t])}
+        for name, values in flows.items()
+        for layer in range(values.shape[0])
+        for t in range(values.shape[1])
+    ]
+    return pd.DataFrame(rows, columns=["reading", "layer", "position", "token", "value"])
 
 
 # --- one model state on a held-out set --------------------------------------------------------

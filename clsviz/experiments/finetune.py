@@ -39,6 +39,7 @@ from .training import Data, Monitor, Plan, checkpoint_steps, frozen_probe, train
 __all__ = [
     "FINETUNE_POOLINGS",
     "TRAINABLE_POOLINGS",
+    "WATCH_SETTINGS",
     "FinetuneError",
     "FinetuneResult",
     "run_finetune",
@@ -50,6 +51,11 @@ FINETUNE_POOLINGS = ("cls", "mean", "first", "last")
 TRAINABLE_POOLINGS = (*FINETUNE_POOLINGS, HEAD_POOLING, *MOVED_POOLINGS)
 """Everything :func:`run_finetune` trains: the poolings, [CLS] through the family's own head
 (``cls_head``), and the moved summary token (``cls_last``, ``fresh_middle``)."""
+
+WATCH_SETTINGS = {"poolings": ("cls", "mean", "cls_last", "fresh_middle"), "max_texts": 400, "epochs": 2, "checkpoints": 10}
+"""The settings the app's "How does [CLS] learn?" page starts from: 2 poolings and 2 moved summary
+tokens on 400 texts, 2 epochs, 10 checkpoints (``benchmarks/dynamics.py`` measures that they finish
+within 5 minutes on a 2-core CPU with the demo corpus)."""
 
 _EMPTY = {
     "checkpoints": ["pooling", "step", "epoch", "heldout_accuracy", "heldout_loss"],

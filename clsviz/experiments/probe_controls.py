@@ -27,7 +27,7 @@ import pandas as pd
 from ..corpus import is_missing
 from ..progress import check_cancel, single_blas_thread
 from ..vectors import PooledVectors
-from .probe import DEFAULT_C, DEFAULT_MAX_ITER, ProbeError, check_labels, make_probe, run_probe
+from .probe import DEFAULT_C, DEFAULT_MAX_ITER, ProbeError, ProbeResult, check_labels, make_probe, run_probe
 
 __all__ = [
     "MDL_FRACTIONS",
@@ -92,6 +92,7 @@ def run_selectivity(
     seed: int = 0,
     random_token: np.ndarray | None = None,
     label_name: str | None = None,
+    real: ProbeResult | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel=None,
 ) -> pd.DataFrame:
@@ -99,7 +100,8 @@ def run_selectivity(
 
     Arguments as :func:`~clsviz.experiments.probe.run_probe`; ``types`` [N] are what the control
     task assigns labels to (default: :func:`word_types` of ``vectors.texts``). Both probes use the
-    same folds and seed. Columns: ``layer``, ``pooling``, ``accuracy``, ``accuracy_sd``,
+    same folds and seed; ``real``, a :class:`ProbeResult` of the same vectors, labels, folds and
+    seed, is reused instead of probing the real labels again. Columns: ``layer``, ``pooling``, ``accuracy``, ``accuracy_sd``,
     ``control_accuracy``, ``control_sd``, ``selectivity`` (accuracy - control accuracy), ``n``,
     ``folds``, ``types`` (distinct types among the probed texts).
     """
@@ -127,7 +129,10 @@ def run_selectivity(
         return lambda done, total: progress(offset + done, 2 * total)
 
     common = dict(poolings=poolings, layers=layers, folds=folds, seed=seed, random_token=random_token, cancel=cancel)
-    real = run_probe(vectors, labels, label_name=label_name, progress=half(0), **common)
+    if real is None:
+        real = run_probe(vectors, labels, label_name=label_name, progress=half(0), **common)
+    elif real.folds != folds:
+        raise ProbeError(f"The given probe result used {real.folds} folds, not {folds}: probe both alike.")
     check_cancel(cancel, "The control task")
     n_cells = len(real.table)
     ctrl = run_probe(vectors, list(control), label_name="control", progress=half(n_cells), **common)
