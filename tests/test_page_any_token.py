@@ -10,7 +10,6 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import open_page
 from ui import jobs
-from ui.state import OTHER
 
 PAGE = "pages/4_Any_token.py"
 
