@@ -118,6 +118,10 @@ def test_bad_input_gives_a_message():
         run_selectivity({"vec": X[:, None]}, list(y), types=list(types[:5]))
     with pytest.raises(ProbeError, match="types="):
         run_selectivity({"vec": X[:, None]}, list(y))
+    with pytest.raises(ProbeError, match="all are 'the'"):
+        run_selectivity({"vec": X[:, None]}, list(y), types=["the"] * len(y))
+    with pytest.raises(ProbeError, match="control task .* cannot be probed"):
+        run_selectivity({"vec": X[:, None]}, list(y), types=[i % 3 for i in range(len(y))], folds=200)
     with pytest.raises(ProbeError, match="Not extracted"):
         run_mdl({"vec": X[:, None]}, list(y), poolings=["cls"])
     with pytest.raises(ProbeError, match="single class"):

@@ -121,7 +121,18 @@ def run_selectivity(
     keep = [i for i, v in enumerate(labels) if not is_missing(v)]
     control = np.full(len(labels), None, dtype=object)
     control[keep] = control_labels([types[i] for i in keep], [labels[i] for i in keep], seed)
-    check_labels(list(control[keep]), folds, "control task")
+    kinds = {types[i] for i in keep}
+    if len(set(control[keep])) < 2:
+        shown = f" (all are {next(iter(kinds))!r})" if len(kinds) == 1 else ""
+        raise ProbeError(
+            f"The control task needs texts of several types, but the {len(keep)} texts have {len(kinds)} type(s)"
+            f"{shown}, so a random label per type gives every text the same label. Use texts that start with "
+            "different words, or pass types= that vary."
+        )
+    try:
+        check_labels(list(control[keep]), folds, "control task")
+    except ProbeError as exc:
+        raise ProbeError(f"The control task (a random label per type) cannot be probed: {exc}") from None
 
     def half(offset):
         if progress is None:
