@@ -169,3 +169,20 @@ def test_empty_text_is_refused(encoder):
 
 def test_the_module_is_reachable_as_named_in_the_api():
     assert dynamics.gradient_flow is gradient_flow
+
+
+def test_concurrent_calls_on_the_shared_model_agree(encoder):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from clsviz import trace
+
+    texts = [TEXT, "Rain again, all week long.", "A quiet walk by the river made my day."] * 2
+    serial = [gradient_flow(encoder, t, "cls" if i % 2 else "mean") for i, t in enumerate(texts)]
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(gradient_flow, encoder, t, "cls" if i % 2 else "mean") for i, t in enumerate(texts)]
+        # A plain trace runs on the shared model at the same time and is not disturbed.
+        traced = pool.submit(trace, encoder, TEXT)
+        parallel = [f.result() for f in futures]
+    for a, b in zip(serial, parallel):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(traced.result().hidden_states, trace(encoder, TEXT).hidden_states, atol=1e-6)

@@ -287,6 +287,28 @@ def _monitor(encoder: Encoder, data: Data, flow_text, checkpoints: int, seed: in
     return Monitor(encoder, data, flow_tokenized, folds, seed), folds, flow_tokenized.texts[0], notes
 
 
+def _train_all(encoder: Encoder, poolings, classes, data: Data, plan: Plan, monitor, label_name: str, report, cancel):
+    """Train one learner per pooling in turn: (table rows, curve rows, the trained cls_head copy or None)."""
+    rows_out, curves, done, trained = [], [], 0, None
+    for pooling in poolings:
+        check_cancel(cancel, "Fine-tuning")
+        report(done, f"{pooling}: copying the model and scoring the frozen baseline…")
+        started = time.perf_counter()
+        with _seeded(encoder, plan.seed):
+            learner = Learner(encoder, pooling, classes, data.tokenized)
+            frozen = frozen_probe(learner, data, len(classes), plan.seed)
+            accuracy, steps, pooling_curves = train_one(learner, data, plan, monitor, frozen,
+                                                        lambda step, msg, base=done: report(base + step, msg), cancel)  # fmt: skip
+        trained = learner.trained_classifier(label_name, steps) or trained
+        del learner  # one private copy of the weights at a time
+        done += steps
+        curves += pooling_curves
+        rows_out.append({"pooling": pooling, "frozen_accuracy": frozen[0], "heldout_accuracy": accuracy,
+                         "gain": accuracy - frozen[0], "train_n": len(data.train), "heldout_n": len(data.test),
+                         "epochs": plan.epochs, "steps": steps, "seconds": round(time.perf_counter() - started, 2)})  # fmt: skip
+    return rows_out, curves, trained
+
+
 def run_finetune(
     encoder: Encoder,
     texts: Sequence[str],
@@ -350,23 +372,7 @@ def run_finetune(
         if progress is not None:
             progress(done, plan.total_steps, message)
 
-    rows_out, curves, done, trained = [], [], 0, None
-    for pooling in poolings:
-        check_cancel(cancel, "Fine-tuning")
-        report(done, f"{pooling}: copying the model and scoring the frozen baseline…")
-        started = time.perf_counter()
-        with _seeded(encoder, seed):
-            learner = Learner(encoder, pooling, classes, data.tokenized)
-            frozen = frozen_probe(learner, data, len(classes), seed)
-            accuracy, steps, pooling_curves = train_one(learner, data, plan, monitor, frozen,
-                                                        lambda step, msg, base=done: report(base + step, msg), cancel)  # fmt: skip
-        trained = learner.trained_classifier(label_name, steps) or trained
-        del learner
-        done += steps
-        curves += pooling_curves
-        rows_out.append({"pooling": pooling, "frozen_accuracy": frozen[0], "heldout_accuracy": accuracy,
-                         "gain": accuracy - frozen[0], "train_n": len(train), "heldout_n": len(test),
-                         "epochs": epochs, "steps": steps, "seconds": round(time.perf_counter() - started, 2)})  # fmt: skip
+    rows_out, curves, trained = _train_all(encoder, poolings, classes, data, plan, monitor, label_name, report, cancel)
     return FinetuneResult(
         table=pd.DataFrame(rows_out),
         curves=pd.DataFrame(curves, columns=["pooling", "step", "epoch", "metric", "value"]),
