@@ -11,7 +11,6 @@ from clsviz.corpus import is_missing
 from clsviz.experiments import TRAINABLE_POOLINGS, WATCH_SETTINGS, run_finetune
 from clsviz.experiments.dynamics import flow_table, summarize_moved, summarize_run
 from clsviz.experiments.learners import MOVED_POOLINGS, TRAINING_LABELS
-from clsviz.figures import CHECKPOINT_PANELS
 from ui import jobs
 from ui.corpus import corpus_picker, plain
 from ui.learning import cached_flows, save_classifier
@@ -112,8 +111,9 @@ st.caption(plain(f"{ft.model_name} · label '{ft.label}' · {ft.device} · {job.
 for note in ft.messages:
     st.caption(plain(note))
 st.info(plain(ft.summary()), icon=":material/lightbulb:")
-if summarize_run(ft):
-    st.info(plain(summarize_run(ft)), icon=":material/timeline:")
+run_sentence = summarize_run(ft)
+if run_sentence:
+    st.info(plain(run_sentence), icon=":material/timeline:")
 st.dataframe(ft.table, hide_index=True, width="stretch")
 show("finetune.curves", figures.finetune_figure(ft), key="how_it_learns.curves")
 
@@ -124,20 +124,20 @@ if len(ft.checkpoints):
     if len(ft.gradient_flow):
         show("dynamics.checkpoint_flow", figures.checkpoint_flow_figure(ft, step), key="how_it_learns.checkpoint_flow",
              note=plain(f"Sentence: {ft.flow_text}"))  # fmt: skip
-    m1, m2 = st.columns([2, 1])
-    metric = m1.selectbox("Measure across the checkpoints", ["heldout_accuracy", *CHECKPOINT_PANELS],
-                          format_func=lambda m: CHECKPOINT_PANELS.get(m, ("held-out accuracy",))[0], key="how_it_learns.metric")  # fmt: skip
-    axis = CHECKPOINT_PANELS.get(metric, ("", "layer"))[1]
-    top = int(ft.layer_metrics["layer"].max()) if axis == "layer" else int(ft.block_metrics["block"].max())
-    at = int(m2.number_input(f"At {axis}", min_value=0 if axis == "layer" else 1, max_value=top, value=top,
-                             key=f"how_it_learns.at_{axis}", disabled=metric == "heldout_accuracy"))  # fmt: skip
-    show("dynamics.steps", figures.steps_figure(ft, metric, at), key="how_it_learns.steps")
+    top_layer, top_block = int(ft.layer_metrics["layer"].max()), int(ft.block_metrics["block"].max())
+    m1, m2 = st.columns(2)
+    layer = int(m1.number_input("Across the steps: layer", 0, top_layer, top_layer, key="how_it_learns.at_layer",
+                                help="For the per-layer measures; 0 = embeddings."))  # fmt: skip
+    block = int(m2.number_input("Across the steps: block", 1, top_block, top_block, key="how_it_learns.at_block",
+                                help="For the per-block measures (attention)."))  # fmt: skip
+    show("dynamics.steps", figures.steps_figure(ft, layer, block), key="how_it_learns.steps")
 
 if any(p in set(ft.table["pooling"]) for p in MOVED_POOLINGS):
     st.subheader("Does position matter when [CLS] is trained?")
     show("dynamics.moved", figures.moved_token_figure(ft), key="how_it_learns.moved")
-    if summarize_moved(ft):
-        st.info(plain(summarize_moved(ft)), icon=":material/swap_horiz:")
+    moved_sentence = summarize_moved(ft)
+    if moved_sentence:
+        st.info(plain(moved_sentence), icon=":material/swap_horiz:")
 
 if ft.classifier is not None:
     st.subheader("Keep the fine-tuned classifier")

@@ -229,3 +229,23 @@ def test_checkpoint_settings_are_checked(tiny_encoder):
         run_finetune(tiny_encoder, TEXTS, LABELS, poolings=("cls", "cls"))
     with pytest.raises(FinetuneError, match="gradient flow"):
         run_finetune(tiny_encoder, TEXTS, LABELS, poolings=("cls",), flow_text="   ")
+
+
+def test_checkpoint_figures_draw_the_tables(watched):
+    from tests.test_attention import _arr
+
+    result, _, _ = watched
+    last = int(result.checkpoints["step"].max())
+    fig = figures.checkpoint_figure(result, last).to_dict()
+    probe = result.layer_metrics.query("pooling == 'mean' and step == @last and metric == 'probe_cls'").sort_values("layer")
+    drawn = next(t for t in fig["data"] if t["name"] == "mean" and t.get("xaxis", "x") == "x")
+    np.testing.assert_allclose(_arr(drawn["y"]), probe["value"].round(4))
+    steps = figures.steps_figure(result).to_dict()
+    acc = next(t for t in steps["data"] if t["name"] == "cls" and t.get("xaxis", "x") == "x")
+    np.testing.assert_allclose(_arr(acc["y"]), result.checkpoints.query("pooling == 'cls'")["heldout_accuracy"].round(4))
+    flow = figures.checkpoint_flow_figure(result, 0).to_dict()
+    assert [t["type"] for t in flow["data"]] == ["heatmap", "heatmap"]
+    bars = figures.moved_token_figure(result).to_dict()["data"]
+    np.testing.assert_allclose(_arr(bars[1]["y"]), result.table["heldout_accuracy"].round(4))
+    with pytest.raises(ValueError, match="No gradient flow"):
+        figures.checkpoint_flow_figure(result, 10_000)

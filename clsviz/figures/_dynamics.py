@@ -144,32 +144,34 @@ def checkpoint_figure(result, step: int) -> go.Figure:
     return fig
 
 
-def steps_figure(result, metric: str, at: int | None = None) -> go.Figure:
-    """One metric across the checkpoints, one line per pooling. ``metric``: ``heldout_accuracy``
-    or a key of :data:`CHECKPOINT_PANELS`; ``at``: the layer / block to follow (default the last)."""
-    if metric == "heldout_accuracy":
-        table, label, where = result.checkpoints.rename(columns={metric: "value"}), "held-out accuracy", ""
-    elif metric in CHECKPOINT_PANELS:
-        label, axis = CHECKPOINT_PANELS[metric]
-        source = result.layer_metrics if axis == "layer" else result.block_metrics
-        source = source[source["metric"] == metric]
-        at = int(source[axis].max()) if at is None else int(at)
-        table, where = source[source[axis] == at], f" at {axis} {at}"
-    else:
-        raise ValueError(f"Unknown metric {metric!r}; choose heldout_accuracy or one of {', '.join(CHECKPOINT_PANELS)}.")
+def steps_figure(result, layer: int | None = None, block: int | None = None) -> go.Figure:
+    """Every measure across the checkpoints, one panel per measure and one line per pooling:
+    held-out accuracy, then each metric of :data:`CHECKPOINT_PANELS` at hidden-state index
+    ``layer`` / block ``block`` (default: the last)."""
+    layers, blocks = result.layer_metrics, result.block_metrics
+    layer = int(layers["layer"].max()) if layer is None and len(layers) else layer
+    block = int(blocks["block"].max()) if block is None and len(blocks) else block
+    panels = [("heldout_accuracy", "held-out accuracy", result.checkpoints.rename(columns={"heldout_accuracy": "value"}))]
+    for metric, (label, axis) in CHECKPOINT_PANELS.items():
+        source, at = (layers, layer) if axis == "layer" else (blocks, block)
+        panels.append((metric, f"{label}, {axis} {at}", source[(source["metric"] == metric) & (source[axis] == at)]))
+    fig = make_subplots(rows=2, cols=4, subplot_titles=[p[1] for p in panels], horizontal_spacing=0.06,
+                        vertical_spacing=0.2)  # fmt: skip
     poolings = list(dict.fromkeys(result.table["pooling"]))
     colors = _colors(poolings)
-    fig = go.Figure()
-    for pooling in poolings:
-        rows = table[table["pooling"] == pooling].sort_values("step")
-        fig.add_trace(go.Scatter(x=rows["step"].tolist(), y=np.round(rows["value"].to_numpy(float), 4).tolist(),
-                                 mode="lines+markers", name=pooling, line=dict(color=colors[pooling]),
-                                 hovertemplate=f"{pooling}<br>step %{{x}}<br>{label}: %{{y}}<extra></extra>"))  # fmt: skip
-    if metric == "heldout_accuracy":
-        fig.add_hline(y=result.majority, line=dict(color="#7f7f7f", dash="dash", width=1))
-    fig.update_layout(title=f"{label[0].upper() + label[1:]}{where}, checkpoint by checkpoint", height=380,
-                      xaxis_title="training step", yaxis_title=label, legend=dict(title="pooling"),
-                      margin=dict(l=60, r=20, t=60, b=50))  # fmt: skip
+    for i, (_, label, table) in enumerate(panels):
+        row, col = i // 4 + 1, i % 4 + 1
+        for pooling in poolings:
+            rows = table[table["pooling"] == pooling].sort_values("step")
+            fig.add_trace(go.Scatter(x=rows["step"].tolist(), y=np.round(rows["value"].to_numpy(float), 4).tolist(),
+                                     mode="lines+markers", name=pooling, legendgroup=pooling, showlegend=i == 0,
+                                     line=dict(color=colors[pooling]),
+                                     hovertemplate=f"{pooling}<br>step %{{x}}<br>{label}: %{{y}}<extra></extra>"),
+                          row=row, col=col)  # fmt: skip
+        fig.update_xaxes(title_text="step", row=row, col=col)
+    fig.add_hline(y=result.majority, line=dict(color="#7f7f7f", dash="dash", width=1), row=1, col=1)
+    fig.update_layout(title="Every measure, checkpoint by checkpoint (dashed: the majority class)", height=600,
+                      legend=dict(title="pooling"), margin=dict(l=50, r=20, t=80, b=50))  # fmt: skip
     return fig
 
 
