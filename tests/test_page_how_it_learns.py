@@ -117,3 +117,21 @@ def test_saving_the_classifier(finished, tmp_path, monkeypatch):
     assert any("Saved to" in s.value for s in at.success)
     loaded = load_encoder(str(tmp_path / "tiny-sentiment"))
     assert loaded.classifier is not None and loaded.info.labels == result.classes
+
+
+def test_unusable_settings_fail_with_a_message(tiny_model_dirs):
+    at = open_page(PAGE, sentences=SENTENCE, timeout=240,
+                   **{"clsviz.model": OTHER, "clsviz.custom_model": str(tiny_model_dirs["bert"])})  # fmt: skip
+    next(s for s in at.selectbox if s.label == "Label to learn").set_value("topic")
+    next(n for n in at.number_input if n.label == "Texts").set_value(10)
+    at.run()
+    _button(at, "Start fine-tuning").click()
+    at.run()
+    job = at.session_state["clsviz.jobs"]["how_it_learns.finetune"]
+    assert job.wait(120)
+    at.run()
+    assert not at.exception, at.exception
+    assert job.status == jobs.FAILED
+    errors = [e.value.replace("\\", "") for e in at.error]  # the page escapes Markdown in messages
+    assert errors and errors[0].startswith("Fine-tuning failed: Only 10 texts for") and "Traceback" not in errors[0]
+    assert "Add texts or use a label with fewer classes" in errors[0]
