@@ -170,3 +170,12 @@ def test_an_existing_folder_is_never_overwritten(tmp_path):
     with pytest.raises(SaveError, match="already exists"):
         check_folder_name("taken", tmp_path)
     assert check_folder_name("free-1.0_b", tmp_path) == tmp_path / "free-1.0_b"
+
+
+def test_the_finetuned_classifier_fixture_loads_with_its_head(finetuned_classifier_dir):
+    from clsviz.experiments.dynamics import gradient_flow
+
+    enc = load_encoder(str(finetuned_classifier_dir))
+    assert enc.info.labels == ("negative", "positive") and enc.classifier.kind == "pooler"
+    flow = gradient_flow(enc, "The soup was cold.", "classifier")
+    assert flow[-1][0] > 0 and np.all(flow[-1][1:] == 0)  # the head reads [CLS] only
