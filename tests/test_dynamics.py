@@ -131,7 +131,17 @@ def test_the_models_own_classifier_head(bundled_classifier_dir):
     assert np.all(mine[-1][1:] == 0) and mine[-1][0] > 0  # the head reads [CLS]: position 0
 
 
+def _hooks(model) -> list:
+    """Every hook on every module (transformers installs its own output-capturing hooks once)."""
+    return [
+        (name, tuple(m._forward_hooks.values()), tuple(m._forward_pre_hooks.values()), tuple(m._backward_hooks.values()))
+        for name, m in model.named_modules()
+    ]
+
+
 def test_the_shared_model_is_left_as_it_was(encoder):
+    encoder.model(**encoder.tokenizer(TEXT, return_tensors="pt"), output_hidden_states=True, output_attentions=True)
+    hooks_before = _hooks(encoder.model)
     before = {k: v.detach().clone() for k, v in encoder.model.state_dict().items()}
     gradient_flow(encoder, TEXT, "cls")
     gradient_flow(encoder, TEXT, "mean", head=torch.nn.Linear(encoder.info.hidden_size, 4), target=3)
@@ -140,8 +150,7 @@ def test_the_shared_model_is_left_as_it_was(encoder):
     assert not any(p.requires_grad for p in encoder.model.parameters())
     assert not any(p.grad is not None for p in encoder.model.parameters())
     assert not encoder.model.training
-    for module in encoder.model.modules():
-        assert not module._forward_hooks and not module._forward_pre_hooks and not module._backward_hooks
+    assert _hooks(encoder.model) == hooks_before  # no hook of ours added, none left behind
 
 
 @pytest.mark.parametrize(
