@@ -23,7 +23,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from .architectures import BlockStructureError
 from .attention import summarize
+from .experiments.dynamics import gradient_flows
 from .experiments.inversion import load_mlm_head, mlm_reading
 from .experiments.position import position_experiment
 from .figures import figure_spec
@@ -116,6 +118,14 @@ def _massive_args(ctx: _Context) -> tuple:
     return ctx.trace, dimension_values(ctx.trace, dimension), dimension
 
 
+def _flow_args(ctx: _Context) -> tuple:
+    try:
+        flows = gradient_flows(ctx.encoder, ctx.trace.text, max_length=ctx.trace.seq_len)
+    except BlockStructureError as exc:
+        raise NotApplicable(str(exc)) from None
+    return flows, list(ctx.trace.tokens)
+
+
 # The sections, in reading order.
 _SECTIONS: tuple[_Section, ...] = (
     _Section("overview.tokens", lambda ctx: (ctx.trace,)),
@@ -135,6 +145,7 @@ _SECTIONS: tuple[_Section, ...] = (
     _Section("position.tokens", lambda ctx: ([r.variant for r in ctx.position().runs],), needs_encoder=True),
     _Section("position.lines", lambda ctx: (ctx.position().table,), needs_encoder=True),
     _Section("inversion.mlm", _mlm_args, needs_encoder=True),
+    _Section("dynamics.gradient_flow", _flow_args, needs_encoder=True),
 )
 
 

@@ -76,14 +76,32 @@ def download_csv(
 # makes Streamlit refuse to draw the widget. These wrappers drop such a value first, so the widget
 # falls back to its default and the page keeps serving. ``where`` is ``st`` or a column/container.
 
-def _drop_unless(key: str, valid) -> None:
+def _drop_unless(key: str, valid, default=None) -> bool:
+    """Drop (or, with ``default``, replace) a remembered value that ``valid`` rejects; True if it did.
+
+    Replacing matters for choice widgets: a dropped value leaves the browser showing the old
+    choice (the widget keeps its identity by key), while a value set here is sent to the browser.
+    """
     if key in st.session_state:
         try:
             ok = bool(valid(st.session_state[key]))
         except Exception:  # a value of a type the check cannot even compare
             ok = False
         if not ok:
-            del st.session_state[key]
+            if default is None:
+                del st.session_state[key]
+            else:
+                st.session_state[key] = default
+            return True
+    return False
+
+
+def _choice(key: str, options: list, kwargs: dict) -> None:
+    """Check a remembered choice of ``options``; a stale one becomes the widget's default choice."""
+    index = kwargs.get("index", 0)
+    default = options[index] if options and isinstance(index, int) and 0 <= index < len(options) else None
+    if _drop_unless(key, lambda v: v in options, default) and default is not None:
+        kwargs.pop("index", None)  # the value now comes from the session state alone
 
 
 def _number(value, low, high) -> bool:
@@ -107,14 +125,14 @@ def number_input(where, label: str, min_value=None, max_value=None, value="min",
 def selectbox(where, label: str, options, *, key: str, **kwargs):
     """``where.selectbox`` after dropping a remembered value that is not one of ``options``."""
     options = list(options)
-    _drop_unless(key, lambda v: v in options)
+    _choice(key, options, kwargs)
     return where.selectbox(label, options, key=key, **kwargs)
 
 
 def radio(where, label: str, options, *, key: str, **kwargs):
     """``where.radio`` after dropping a remembered value that is not one of ``options``."""
     options = list(options)
-    _drop_unless(key, lambda v: v in options)
+    _choice(key, options, kwargs)
     return where.radio(label, options, key=key, **kwargs)
 
 

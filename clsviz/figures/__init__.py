@@ -14,6 +14,8 @@ from ._common import *  # noqa: F401,F403
 from ._common import __all__ as _common_all
 from ._compare import *  # noqa: F401,F403
 from ._compare import __all__ as _compare_all
+from ._dynamics import *  # noqa: F401,F403
+from ._dynamics import __all__ as _dynamics_all
 from ._embeddings import *  # noqa: F401,F403
 from ._embeddings import __all__ as _embeddings_all
 from ._inversion import *  # noqa: F401,F403
@@ -36,6 +38,7 @@ __all__ = [
     *_inversion_all,
     *_classifier_all,
     *_compare_all,
+    *_dynamics_all,
     "FigureSpec",
     "figure_spec",
     "figure_specs",
