@@ -5,6 +5,7 @@ Each ``measure_*(settings, out)`` writes its figures into a :class:`benchmarks.r
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -169,14 +170,17 @@ def measure_finetune(settings: Settings, out: Collector) -> None:
 
     enc, corpus = load_encoder(), demo_corpus()
     texts, epochs = settings.pick((400, 2), (40, 1))
+    # The plain fine-tune, without the watched run's checkpoints (benchmarks/dynamics.py times those).
+    extra = {"checkpoints": 0} if "checkpoints" in inspect.signature(run_finetune).parameters else {}
     minutes, res = [], None
     for _ in range(settings.runs):
         holder = {}
-        seconds = timed(lambda holder=holder: holder.update(res=run_finetune(enc, corpus.texts, corpus.labels["topic"],
-                                                                 epochs=epochs, max_texts=texts)))
+        seconds = timed(lambda holder=holder: holder.update(res=run_finetune(
+            enc, corpus.texts, corpus.labels["topic"], epochs=epochs, max_texts=texts, **extra)))
         minutes.append(seconds / 60)
         res = holder["res"]
     out.add("finetune_demo_minutes", minutes,
-            f"{texts} demo texts (label 'topic'), {epochs} epoch(s), poolings {', '.join(FINETUNE_POOLINGS)}, on "
+            f"{texts} demo texts (label 'topic'), {epochs} epoch(s), poolings {', '.join(FINETUNE_POOLINGS)}, "
+            f"{'no checkpoints, ' if extra else ''}on "
             f"{enc.info.device}; held-out accuracy of the last run: "
             + ", ".join(f"{r.pooling} {r.heldout_accuracy:.1%}" for r in res.table.itertuples()))

@@ -2,10 +2,10 @@
 fine-tune and one probe run, against the same with the server idle (target: at most 3x).
 
 One ``streamlit run app.py`` server. Session A (the person measured) types new sentences on the
-Attention page. A second Chromium, driven from its own thread, holds two more sessions on the
-"Could any token do?" page: B starts the fine-tuning through the page's button (a background job,
-in the low-priority worker process) and C presses "Run the probe" again each time it finishes (the
-probe runs in the server process, as the page does it). Rounds alternate: an idle block of
+Attention page. A second Chromium, driven from its own thread, holds two more sessions: B, on the
+"How does [CLS] learn?" page, starts the watched fine-tuning through the page's button (a
+background job, in the low-priority worker process) and C, on the "Could any token do?" page,
+presses "Run the probe" again each time it finishes (as the page runs it). Rounds alternate: an idle block of
 sentences, then the load is started, a loaded block, and the load is stopped (fine-tuning
 cancelled through its button, the probe left to finish) before the next idle block.
 """
@@ -25,6 +25,7 @@ from benchmarks.timing import Settings, percentile
 
 __all__ = ["LoadDriver", "measure_load"]
 
+FINETUNE_PAGE = "How_it_learns"  # pages/9_How_it_learns.py: "Start fine-tuning", "Cancel"
 RUNNING = '[data-testid="stApp"][data-test-script-state="running"]'
 LOAD_TIMEOUT_MS = 600_000
 
@@ -75,7 +76,7 @@ class LoadDriver(threading.Thread):
             browser = launch_chromium(pw, chromium())
             b, c = (browser.new_context(viewport={"width": 1400, "height": 1000}).new_page() for _ in range(2))
             try:
-                open_app(b, self.url, "Any_token")
+                open_app(b, self.url, FINETUNE_PAGE)
                 open_app(c, self.url, "Any_token")
             except Exception as exc:
                 self._replies.put((False, f"{type(exc).__name__}: {exc}"))
@@ -177,7 +178,7 @@ def measure_load(settings: Settings, out: Collector) -> None:
     load_p95 = [percentile(b, 0.95) for b in loaded]
     rounds = len(idle)
     context = (f"{rounds} rounds of {block} new sentences each, idle then loaded; under load session B's fine-tuning "
-               "(page defaults, background job in the low-priority worker) was computing and session C pressed "
+               "(How it learns page, its defaults, background job in the low-priority worker) was computing and session C pressed "
                "'Run the probe' again after each run (demo corpus, every layer x reading, vectors cached): "
                + ", ".join(f"{n} probe runs in {s:.0f} s" for n, s in probes))
     out.add("new_sentence_idle_p95_s", idle_p95, f"p95 per round, Ctrl+Enter -> Attention heatmap drawn; {context}")

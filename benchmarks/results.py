@@ -31,7 +31,9 @@ __all__ = [
     "machine",
     "markdown",
     "missing",
+    "readme_section",
     "target_met",
+    "update_readme",
     "write",
 ]
 
@@ -303,3 +305,74 @@ def markdown(payload: dict) -> str:
 
 def now() -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
+README_START = "<!-- bench:start (written by benchmarks/run.py from benchmarks/results.json) -->"
+README_END = "<!-- bench:end -->"
+
+LIMITS: dict[str, str] = {}
+"""Figure key -> what limits it and what was tried; shown in the README when its target is missed."""
+
+
+def _cell(point: dict) -> str:
+    if point.get("value") is None:
+        return "—"
+    return f"{_number(point['value'])} ({_number(point['min'])}–{_number(point['max'])})"
+
+
+def growth_summary(payload: dict) -> list[str]:
+    """One row per operation: the median (min–max) seconds at each size and the fitted k."""
+    lines = ["| operation | size counts | seconds at each size: median (min–max) | k (time ∝ size^k) |",
+             "|---|---|---|---|"]
+    for op, entry in payload.get("growth", {}).items():
+        if not entry.get("sizes"):
+            lines.append(f"| {op} | {entry.get('unit', '')} | not measured: {entry.get('reason', '')} | — |")
+            continue
+        cells = "; ".join(f"{size:,}: {_cell(point)}" for size, point in zip(entry["sizes"], entry["seconds"]))
+        k = entry.get("exponent")
+        lines.append(f"| {op} | {entry['unit']} | {cells} | {'—' if k is None else f'{k:.2f}'} |")
+    return lines
+
+
+def readme_section(payload: dict) -> str:
+    """The README's benchmark block: date, machine and load, the table (catalogued figures and the
+    other areas' figures that carry a target), what limits each missed target, the growth table."""
+    figures = payload.get("figures", {})
+    shown = {k: f for k, f in figures.items() if k in FIGURES or (f.get("target") or {}).get("op")}
+    lines = [README_START, "", machine_line(payload) + f" Each figure: median of {payload.get('runs_per_figure', '?')}"
+             " or more runs, min–max beside it. All figures and notes: `benchmarks/results.md`.", "",
+             *figures_table({"figures": shown}), ""]
+    missed = [k for k, f in shown.items() if f.get("met") is False]
+    if missed:
+        lines += ["Targets missed, and what limits them:", ""]
+        for key in missed:
+            lines.append(f"- `{key}`: {LIMITS.get(key) or shown[key].get('note', '')}")
+        lines.append("")
+    absent = [k for k, f in shown.items() if f.get("value") is None]
+    if absent:
+        reasons: dict[str, list[str]] = {}
+        for key in absent:
+            reasons.setdefault(figures[key].get("reason", ""), []).append(key)
+        lines += ["Not measured here:", ""]
+        for reason, keys in reasons.items():
+            lines.append(f"- {', '.join(f'`{k}`' for k in keys)}: {reason}")
+        lines.append("")
+    if payload.get("growth"):
+        lines += ["How cost grows (fitted exponent k of time ∝ size^k, least squares on log-log over the three "
+                  "sizes):", "", *growth_summary(payload), ""]
+    lines.append(README_END)
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, payload: dict) -> bool:
+    """Replace the block between the bench markers in ``readme`` with :func:`readme_section`.
+    Returns False (and leaves the file alone) when the markers are not there."""
+    text = Path(readme).read_text(encoding="utf-8")
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    payload = dict(payload)
+    payload["figures"] = _finish(dict(payload.get("figures", {})))
+    new = text[:start] + readme_section(payload) + text[end + len(README_END):]
+    Path(readme).write_text(new, encoding="utf-8")
+    return True

@@ -1,6 +1,6 @@
 """clsviz benchmarks: `make bench` writes benchmarks/results.json and benchmarks/results.md.
 
-    python benchmarks/run.py [--quick] [--only KEY[,KEY]] [--runs N] [--out DIR] [--list]
+    python benchmarks/run.py [--quick] [--only KEY[,KEY]] [--runs N] [--out DIR] [--list] [--readme]
 
 Every figure is the median of several runs (3 unless --runs says more) with their min and max;
 a ratio is timed side by side in one process, on equal terms, warm-up excluded for both sides.
@@ -8,6 +8,8 @@ A figure whose measurement could not run is written as null with the reason, nev
 --only takes group names, figure keys or growth operations (see --list); the other figures of
 an existing results file are kept. --quick shrinks every size for a smoke run on a busy machine
 and writes to benchmarks/quick/ unless --out says otherwise: its figures are not for comparison.
+A run that writes benchmarks/results.json (not quick, no --out) also rewrites the README's
+benchmark block from it; --readme does only that, from the results.json already there.
 """
 
 from __future__ import annotations
@@ -89,7 +91,8 @@ def chosen_groups(only: str | None) -> list[str]:
 
 
 def _run_group(name: str, fn, settings: Settings, out: res.Collector, status: dict) -> None:
-    print(f"[bench] {name} ...", flush=True)
+    print(f"[bench] {name} ... (load average {os.getloadavg()[0]:.1f})", flush=True)
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     before = set(out.figures)
     try:
@@ -107,6 +110,7 @@ def _run_group(name: str, fn, settings: Settings, out: res.Collector, status: di
             if op not in out.growth:
                 out.growth_missing(op, status[name]["status"])
     status[name]["seconds"] = round(time.perf_counter() - start, 1)
+    status[name]["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]  # 1 min, before/after
     made = sorted(set(out.figures) - before)
     print(f"[bench] {name} done in {status[name]['seconds']} s ({len(made)} figures)", flush=True)
 
@@ -118,7 +122,11 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3; quick: 2)")
     parser.add_argument("--out", type=Path, default=None, help="folder for results.json/results.md")
     parser.add_argument("--list", action="store_true", help="list groups and figure keys, then exit")
+    parser.add_argument("--readme", action="store_true",
+                        help="only rewrite the README's benchmark block from benchmarks/results.json")
     args = parser.parse_args(argv)
+    if args.readme:
+        return _readme(json.loads((HERE / "results.json").read_text(encoding="utf-8")))
     if args.list:
         for group in GROUP_NAMES:
             keys = [k for k, s in res.FIGURES.items() if s.group == group] + (list(res.GROWTH) if group == "growth" else [])
@@ -154,6 +162,18 @@ def main(argv=None) -> int:
     json_path, md_path = res.write(payload, folder)
     print(md_path.read_text(encoding="utf-8"))
     print(f"[bench] wrote {json_path} and {md_path}")
+    if folder == HERE and not quick:
+        _readme(payload)
+    return 0
+
+
+def _readme(payload: dict) -> int:
+    readme = ROOT / "README.md"
+    if not res.update_readme(readme, payload):
+        print(f"[bench] {readme} has no benchmark markers ({res.README_START!r} ... {res.README_END!r}); "
+              "left as it is", file=sys.stderr)
+        return 1
+    print(f"[bench] rewrote the benchmark block of {readme}")
     return 0
 
 

@@ -1,0 +1,119 @@
+"""The benchmark machinery (no timing here): figures and their spread, the growth exponent, the
+other areas' results folded in, the README block written from results.json."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from benchmarks import external, results, run, timing
+
+
+def test_figure_is_median_with_min_and_max():
+    fig = results.figure([3.0, 1.0, 2.0, 10.0], "s", "note")
+    assert (fig["value"], fig["min"], fig["max"], fig["runs"]) == (2.5, 1.0, 10.0, 4)
+    with pytest.raises(ValueError):
+        results.figure([], "s")
+
+
+@pytest.mark.parametrize("k", [1.0, 2.0, 0.5])
+def test_growth_exponent_recovers_a_power_law(k):
+    sizes = [32, 128, 512]
+    assert timing.growth_exponent(sizes, [0.003 * s**k for s in sizes]) == pytest.approx(k)
+
+
+def test_growth_exponent_needs_two_positive_points():
+    assert timing.growth_exponent([32, 128], [0.1, 0.0]) is None
+    assert timing.growth_exponent([32, 32], [0.1, 0.2]) is None
+
+
+def test_percentile_interpolates_like_numpy():
+    assert timing.percentile([1, 2, 3, 4, 5], 0.95) == pytest.approx(4.8)
+
+
+def test_side_by_side_alternates_the_order():
+    calls = []
+    timing.side_by_side({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, runs=3, warmup=1)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
+
+
+def test_collector_grow_fits_the_medians():
+    out = results.Collector()
+    out.grow("trace", [32, 128, 512], [[s**2, s**2 * 1.1, s**2 * 0.9] for s in (32, 128, 512)])
+    entry = out.growth["trace"]
+    assert entry["unit"] == "tokens"
+    assert entry["exponent"] == pytest.approx(2.0)
+    assert entry["seconds"][2]["max"] == pytest.approx(512**2 * 1.1)
+
+
+def test_fold_keeps_spreads_and_marks_single_values():
+    raw = {
+        "ratio": 2.0, "ratio_min": 1.5, "ratio_max": 2.5, "runs": 3,
+        "flow": {"median_s": 0.2, "min_s": 0.1, "max_s": 0.4, "runs": 5},
+        "alone": 7.0,
+        "device": "cpu",
+    }
+    figures, context = external.fold("mixing", raw, {"ratio": ("<=", 3.0)})
+    assert figures["mixing.ratio"]["min"] == 1.5 and figures["mixing.ratio"]["target"] == {"op": "<=", "value": 3.0}
+    assert "mixing.ratio_min" not in figures
+    assert figures["mixing.flow"]["value"] == 0.2 and figures["mixing.flow"]["max"] == 0.4
+    assert figures["mixing.alone"]["min"] is None
+    assert context["device"] == "cpu"
+
+
+def test_an_absent_area_is_recorded_not_dropped():
+    raw, record = external._measure_module("no_such_area_here", timing.Settings(quick=True))
+    assert raw is None and record["status"] == "absent"
+
+
+def test_chosen_groups_accepts_keys_and_refuses_unknown_ones():
+    assert run.chosen_groups("trace_overhead_ratio,umap") == ["trace", "umap"]
+    assert run.chosen_groups("dynamics") == ["evidence"]
+    with pytest.raises(SystemExit):
+        run.chosen_groups("nonsense")
+
+
+def _payload():
+    return {
+        "date": "2026-12-01 15:00 UTC",
+        "machine": {"cpu_model": "Test CPU", "cpu_count": 2, "torch": "2.x", "torch_threads": 2, "gpu": None},
+        "runs_per_figure": 3,
+        "load_average": [1.0, 2.5],
+        "figures": {
+            "trace_overhead_ratio": results.figure([1.2, 1.3, 1.9], "x"),
+            "slider_rerun_128_tokens_ms": results.figure([80, 90, 100], "ms"),
+            "gpu_matmul_gflops": results.missing("no CUDA device", "GFLOP/s"),
+        },
+        "growth": {"trace": {"unit": "tokens", "sizes": [32, 128], "exponent": 1.5,
+                             "seconds": [results.figure([0.01, 0.02, 0.03]), results.figure([0.1, 0.2, 0.3])]}},
+    }
+
+
+def test_readme_block_matches_the_results(tmp_path, monkeypatch):
+    monkeypatch.setitem(results.LIMITS, "slider_rerun_128_tokens_ms", "the figures are rebuilt on every move")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{results.README_START}\nold\n{results.README_END}\nafter\n")
+    assert results.update_readme(readme, _payload())
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("# x\n\nbefore\n") and text.endswith("after\n")
+    assert "| `trace_overhead_ratio` | 1.30 x | 1.20–1.90 (3 runs) | <= 1.5 | yes |" in text
+    assert "| `slider_rerun_128_tokens_ms` | 90.0 ms | 80.0–100 (3 runs) | <= 50 | **no** |" in text
+    assert "- `slider_rerun_128_tokens_ms`: the figures are rebuilt on every move" in text
+    assert "`gpu_matmul_gflops`: no CUDA device" in text
+    assert "Load average (1 min) before/after: 1.0/2.5" in text and "no GPU" in text
+    assert "| trace | tokens | 32: 0.02 (0.01–0.03); 128: 0.2 (0.1–0.3) | 1.50 |" in text
+
+
+def test_readme_without_markers_is_left_alone(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers\n")
+    assert not results.update_readme(readme, _payload())
+    assert readme.read_text() == "no markers\n"
+
+
+def test_target_met():
+    assert results.target_met(1.0, ">=", 1.0) is True
+    assert results.target_met(0.99, ">=", 1.0) is False
+    assert results.target_met(None, "<=", 1.0) is None
+    assert not math.isnan(results.figure([1.0])["value"])
