@@ -148,7 +148,7 @@ def measure_load(settings: Settings, out: Collector) -> None:
 
     from devtools.browser import launch_chromium, open_app, streamlit_process
 
-    block = settings.pick(20, 3)
+    block = settings.pick(12, 3)  # 12 x 2 x 3 rounds: the loaded blocks alone take minutes on two cores
     idle, loaded, probes = [], [], []
     counter = iter(range(20_000, 40_000))
     with tempfile.TemporaryDirectory() as tmp, \

@@ -145,20 +145,29 @@ def main(argv=None) -> int:
     status: dict = {}
     load_before = os.getloadavg()[0]
     registry = _groups()
-    for name in groups:
+
+    def collect(pending: list[str]) -> dict:
+        figures = {**previous.get("figures", {}), **out.figures}
+        for key, spec in res.FIGURES.items():  # a run cut short says what it did not reach
+            if spec.group in pending and key not in out.figures:
+                figures[key] = res.missing("the run stopped before this group ran", spec.unit)
+        return {
+            "date": res.now(),
+            "machine": res.machine(),
+            "quick": quick,
+            "runs_per_figure": settings.runs,
+            "load_average": [load_before, os.getloadavg()[0]],
+            "figures": figures,
+            "growth": {**previous.get("growth", {}), **out.growth},
+            "external": {**previous.get("external", {}), **out.context.get("external", {})},
+            "groups": {**previous.get("groups", {}), **status},
+            "context": {**previous.get("context", {}), **{k: v for k, v in out.context.items() if k != "external"}},
+        }
+
+    for i, name in enumerate(groups):
         _run_group(name, registry[name], settings, out, status)
-    payload = {
-        "date": res.now(),
-        "machine": res.machine(),
-        "quick": quick,
-        "runs_per_figure": settings.runs,
-        "load_average": [load_before, os.getloadavg()[0]],
-        "figures": {**previous.get("figures", {}), **out.figures},
-        "growth": {**previous.get("growth", {}), **out.growth},
-        "external": {**previous.get("external", {}), **out.context.pop("external", {})},
-        "groups": {**previous.get("groups", {}), **status},
-        "context": {**previous.get("context", {}), **out.context},
-    }
+        res.write(collect(groups[i + 1:]), folder)  # after every group: a stopped run keeps its figures
+    payload = collect([])
     json_path, md_path = res.write(payload, folder)
     print(md_path.read_text(encoding="utf-8"))
     print(f"[bench] wrote {json_path} and {md_path}")
