@@ -259,6 +259,9 @@ def machine_line(payload: dict) -> str:
     quick = " Quick mode (tiny sizes): not for comparison." if payload.get("quick") else ""
     load = payload.get("load_average")
     load_text = f" Load average (1 min) before/after: {load[0]:.1f}/{load[1]:.1f}." if load else ""
+    seen = [v for g in payload.get("groups", {}).values() for v in (g.get("load_average") or [])]
+    if seen:  # every group records its own (runs with --only fill in parts of one results file)
+        load_text = f" Load average (1 min) at the start/end of the measurement groups: {min(seen):.1f}–{max(seen):.1f}."
     return (
         f"Measured {payload.get('date', '?')} on {mach.get('cpu_model', '?')}, {mach.get('cpu_count', '?')} cores, "
         f"torch {mach.get('torch', '?')} ({mach.get('torch_threads', '?')} threads), "
@@ -310,7 +313,37 @@ def now() -> str:
 README_START = "<!-- bench:start (written by benchmarks/run.py from benchmarks/results.json) -->"
 README_END = "<!-- bench:end -->"
 
-LIMITS: dict[str, str] = {}
+LIMITS: dict[str, str] = {
+    "trace_overhead_ratio": (
+        "trace() adds tokenization with offsets, stacking every attention map and hidden state and copying them to "
+        "float32 numpy, and summarize() (rollout, entropies, breakdowns); at ~30 tokens the bare pass takes a few "
+        "milliseconds, so these fixed costs and the machine's load (its spread) decide the ratio."),
+    "slider_rerun_128_tokens_ms": (
+        "a move reruns the whole page script: the app frame and sidebar, then st.plotly_chart serialises all six "
+        "charts to JSON again although only the token map changed (figures and trace are cached; no model call). "
+        "Tried: caching the summaries and every figure per (text, kind, head) — in place; not tried yet: running "
+        "the block/head controls in a fragment so only the token map reruns."),
+    "slider_rerun_512_tokens_ms": (
+        "as at 128 tokens, plus the 512 x 512 token map rebuilt and re-sent on every move (about 1.5 MB of JSON "
+        "for the page)."),
+    "page_512_tokens_s": (
+        "the eager forward pass at 512 tokens (attention weights need eager attention in transformers 5.x; the fast "
+        "kernel returns none), the summaries (rollout over 6 blocks of 512 x 512) and serialising ~1.5 MB of "
+        "figures; on two shared cores under load."),
+    "probe_demo_all_layers_s": (
+        "350 logistic-regression fits (7 layers x 10 poolings x 5 folds) plus embedding the corpus and the "
+        "random-token vectors, on two shared cores; fits are no longer capped below convergence silently "
+        "(probe_capped_fits counts those that stop at the cap, and the page says so)."),
+    "probe_fits_demo_s": "the 350 fits alone; see probe_demo_all_layers_s.",
+    "matmul_peak_fraction_demo": (
+        "short texts (about 12 tokens) give small matmuls whose per-call overhead (tokenizer, padding, Python in "
+        "the encoder layers) weighs against the arithmetic; other processes on the two cores also take a share "
+        "the peak measurement right after does not see."),
+    "matmul_peak_fraction_long": (
+        "at 128-256 tokens the attention softmax, layer norms and GELU (memory-bound, not matmuls) take a "
+        "larger share, and the load from other processes falls on the extraction more than on the short peak "
+        "measurement taken right after it."),
+}
 """Figure key -> what limits it and what was tried; shown in the README when its target is missed."""
 
 

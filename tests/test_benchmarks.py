@@ -102,6 +102,9 @@ def test_readme_block_matches_the_results(tmp_path, monkeypatch):
     assert "- `slider_rerun_128_tokens_ms`: the figures are rebuilt on every move" in text
     assert "`gpu_matmul_gflops`: no CUDA device" in text
     assert "Load average (1 min) before/after: 1.0/2.5" in text and "no GPU" in text
+    payload = _payload()
+    payload["groups"] = {"trace": {"load_average": [3.0, 7.5]}, "page": {"load_average": [2.0, 4.0]}}
+    assert "at the start/end of the measurement groups: 2.0–7.5." in results.machine_line(payload)
     assert "| trace | tokens | 32: 0.02 (0.01–0.03); 128: 0.2 (0.1–0.3) | 1.50 |" in text
 
 
