@@ -154,8 +154,12 @@ class Collector:
                            "exponent": growth_exponent(sizes, medians), "note": note}
 
     def growth_missing(self, op: str, reason: str) -> None:
+        self.growth[op] = self.growth_entry_missing(op, reason)
+
+    @staticmethod
+    def growth_entry_missing(op: str, reason: str) -> dict:
         unit = GROWTH.get(op, ("growth", "size"))[1]
-        self.growth[op] = {"unit": unit, "sizes": [], "seconds": [], "exponent": None, "reason": reason}
+        return {"unit": unit, "sizes": [], "seconds": [], "exponent": None, "reason": reason}
 
 
 def machine() -> dict:
@@ -335,14 +339,35 @@ LIMITS: dict[str, str] = {
         "random-token vectors, on two shared cores; fits are no longer capped below convergence silently "
         "(probe_capped_fits counts those that stop at the cap, and the page says so)."),
     "probe_fits_demo_s": "the 350 fits alone; see probe_demo_all_layers_s.",
+    "corpus_throughput_ratio_demo_batch32": (
+        "not profiled in this run (the machine was at a load average of 6-11 from other work, and the spread of "
+        "the three runs straddles 1.0). The likely cause, to profile with py-spy next: extract stacks every hidden "
+        "state into one [B, L+1, T, D] tensor and pools all 7 layers three ways (max pooling through a masked "
+        "copy), where sentence-transformers mean-pools the last layer once; pooling each layer as the forward "
+        "pass yields it would drop the stack and the copies."),
+    "corpus_throughput_ratio_long_batch32": (
+        "as on the demo texts; at 128-256 tokens the stacked tensor is 7 x longer per text, so the copies weigh "
+        "more (see corpus_throughput_ratio_demo_batch32)."),
+    "corpus_throughput_ratio_long_batch64": (
+        "as at batch 32: at batch 64 and ~256 tokens one stacked batch is about 180 MB of float32, copied again "
+        "by the max pooling (see corpus_throughput_ratio_demo_batch32)."),
+    "cold_start_first_plot_s": (
+        "the server answers its health check after about 2.5 s; the rest is the first page run: importing torch "
+        "and transformers and loading the bundled model (model_load_bundled_s alone is about 10 s in a fresh "
+        "process here), then the trace and the Overview's figures. Measured at a load average of 11 on two cores "
+        "(a float32 matmul reached 43 GFLOP/s here; the previous README run, 2026-11-24, recorded 181). Tried, on this "
+        "branch: "
+        "the Overview draws without waiting for the anisotropy baseline (measured after the first draw), UMAP's "
+        "numba warm-up starts only after it, and the spinner says what is being loaded."),
     "matmul_peak_fraction_demo": (
         "short texts (about 12 tokens) give small matmuls whose per-call overhead (tokenizer, padding, Python in "
-        "the encoder layers) weighs against the arithmetic; other processes on the two cores also take a share "
-        "the peak measurement right after does not see."),
+        "the encoder layers) weighs against the arithmetic, plus the stacking and pooling copies of every layer "
+        "(see corpus_throughput_ratio_demo_batch32); the load from other processes changes from one moment to "
+        "the next, so extraction and the peak measured after it may not have shared the same machine."),
     "matmul_peak_fraction_long": (
         "at 128-256 tokens the attention softmax, layer norms and GELU (memory-bound, not matmuls) take a "
-        "larger share, and the load from other processes falls on the extraction more than on the short peak "
-        "measurement taken right after it."),
+        "larger share, as do the copies of extract's stacked hidden states; the same caveat on the shared "
+        "machine's changing load applies."),
 }
 """Figure key -> what limits it and what was tried; shown in the README when its target is missed."""
 
@@ -393,6 +418,8 @@ def readme_section(payload: dict) -> str:
     if payload.get("growth"):
         lines += ["How cost grows (fitted exponent k of time ∝ size^k, least squares on log-log over the three "
                   "sizes):", "", *growth_summary(payload), ""]
+    else:
+        lines += [f"How cost grows ({', '.join(GROWTH)} at three sizes each): not measured in this run.", ""]
     lines.append(README_END)
     return "\n".join(lines)
 

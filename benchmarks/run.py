@@ -151,6 +151,10 @@ def main(argv=None) -> int:
         for key, spec in res.FIGURES.items():  # a run cut short says what it did not reach
             if spec.group in pending and key not in out.figures:
                 figures[key] = res.missing("the run stopped before this group ran", spec.unit)
+        growth = {**previous.get("growth", {}), **out.growth}
+        if "growth" in pending:
+            growth.update({op: res.Collector.growth_entry_missing(op, "the run stopped before this group ran")
+                           for op in res.GROWTH if op not in out.growth})
         return {
             "date": res.now(),
             "machine": res.machine(),
@@ -158,7 +162,7 @@ def main(argv=None) -> int:
             "runs_per_figure": settings.runs,
             "load_average": [load_before, os.getloadavg()[0]],
             "figures": figures,
-            "growth": {**previous.get("growth", {}), **out.growth},
+            "growth": growth,
             "external": {**previous.get("external", {}), **out.context.get("external", {})},
             "groups": {**previous.get("groups", {}), **status},
             "context": {**previous.get("context", {}), **{k: v for k, v in out.context.items() if k != "external"}},
