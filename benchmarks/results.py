@@ -359,6 +359,13 @@ LIMITS: dict[str, str] = {
         "branch: "
         "the Overview draws without waiting for the anisotropy baseline (measured after the first draw), UMAP's "
         "numba warm-up starts only after it, and the spinner says what is being loaded."),
+    "browser_enter_to_plot_s": (
+        "measured at a load average of 12-14 from other work on the two cores: the fastest of the five sentences "
+        "took 1.3 s and the slowest 6.4 s, so the machine's load, not the page, sets the median here. The page "
+        "itself reruns the trace and rebuilds and re-sends six charts (see slider_rerun_128_tokens_ms)."),
+    "browser_512_tokens_s": (
+        "the server's run (page_512_tokens_s: the eager forward pass at 512 tokens, the summaries, ~1.5 MB of "
+        "figures) plus Chromium parsing and drawing the 512 x 512 token map, at a load average of 12-14."),
     "matmul_peak_fraction_demo": (
         "short texts (about 12 tokens) give small matmuls whose per-call overhead (tokenizer, padding, Python in "
         "the encoder layers) weighs against the arithmetic, plus the stacking and pooling copies of every layer "
