@@ -236,7 +236,8 @@ border-left:4px solid #6366f1;white-space:pre-wrap;word-break:break-word}
 border-radius:4px;padding:1px 5px;margin:2px}.tok.special{background:#fecaca}
 table.summary{border-collapse:collapse;font-size:.85rem}table.summary td,table.summary th{
 border:1px solid #e5e7eb;padding:3px 8px;text-align:right}.caption{color:#374151}
-.error{color:#b91c1c}.note{color:#6b7280;font-style:italic}nav ol{columns:2}footer{margin-top:3rem;color:#9ca3af;font-size:.8rem}
+table.claims{border-collapse:collapse;font-size:.85rem}table.claims td,table.claims th{border:1px solid #e5e7eb;
+padding:4px 8px;vertical-align:top;text-align:left}.error{color:#b91c1c}.note{color:#6b7280;font-style:italic}nav ol{columns:2}footer{margin-top:3rem;color:#9ca3af;font-size:.8rem}
 """
 
 
@@ -249,12 +250,23 @@ def _findings_html(trace: Trace, baseline=None) -> str:
     return f"<h2 id='findings'>Four questions, first answers</h2><ul>{items}</ul>"
 
 
+def _claims_section(claims: pd.DataFrame | None, model_name: str) -> str:
+    """The published findings checked on the model (escaped), or "" without a claims table."""
+    if claims is None:
+        return ""
+    from .literature import claims_html
+
+    return claims_html(claims, model_name)
+
+
 def build_report(trace: Trace, encoder=None, baseline=None, title: str | None = None,
-                 sections: Sequence[ReportSection] | None = None, strict: bool = True) -> str:
+                 sections: Sequence[ReportSection] | None = None, strict: bool = True,
+                 claims: pd.DataFrame | None = None) -> str:
     """The report for ``trace`` as one self-contained HTML document (a string).
 
     ``sections`` defaults to :func:`report_sections` (trace, encoder, baseline, strict=strict). plotly.js is
-    embedded once, inline, before the first figure; nothing is loaded from the network.
+    embedded once, inline, before the first figure; nothing is loaded from the network. ``claims`` (a
+    :func:`clsviz.literature.check_claims` table) adds the published findings checked on the model.
     """
     from . import __version__
 
@@ -309,6 +321,7 @@ def build_report(trace: Trace, encoder=None, baseline=None, title: str | None = 
         "attention it receives (mean over heads and the other tokens); the entropy of its own attention "
         "row (higher = reads more broadly). Row 0 is the embedding layer.</p>"
         f"{summary}"
+        f"{_claims_section(claims, info.name)}"
         f"<nav><h2>Figures</h2><ol>{toc}</ol></nav>"
         f"{''.join(parts)}"
         f"<footer>Made by clsviz {_esc(__version__)} on {created}. Works offline: plotly.js is embedded in "
@@ -317,11 +330,12 @@ def build_report(trace: Trace, encoder=None, baseline=None, title: str | None = 
 
 
 def write_report(trace: Trace, path: str | os.PathLike, encoder=None, baseline=None, title: str | None = None,
-                 sections: Sequence[ReportSection] | None = None, strict: bool = True) -> Path:
+                 sections: Sequence[ReportSection] | None = None, strict: bool = True,
+                 claims: pd.DataFrame | None = None) -> Path:
     """Write :func:`build_report` to ``path`` (UTF-8); returns the path."""
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"the report is HTML: give a file name ending in .html, not '{path.name}'")
-    document = build_report(trace, encoder, baseline, title=title, sections=sections, strict=strict)
+    document = build_report(trace, encoder, baseline, title=title, sections=sections, strict=strict, claims=claims)
     path.write_text(document, encoding="utf-8")
     return path

@@ -41,6 +41,18 @@ def _print_classifier(encoder, tr) -> None:
     print(describe_settled(lens, info.labels, prediction.problem_type, info.cls_token))
 
 
+def _findings(args, encoder):
+    """The published findings checked on ``encoder`` (``--findings``), with a one-line verdict each."""
+    from ..literature import check_claims
+
+    status(args, "Checking the published findings on this model (about a minute)…")
+    table = check_claims(encoder, progress=Progress("Findings", not args.quiet))
+    print("Published findings on this model:")
+    for row in table.itertuples():
+        print(f"  - {row.source}: {row.verdict}")
+    return table
+
+
 def cmd_inspect(args) -> int:
     """Trace one text through the encoder, print its tokens and per-layer [CLS] numbers (for a
     fine-tuned classifier also its prediction and its head read through every layer), and (with
@@ -80,6 +92,7 @@ def cmd_inspect(args) -> int:
         print(f"  - {finding.question} {finding.answer}")
     if encoder.classifier is not None:
         _print_classifier(encoder, tr)
+    claims = _findings(args, encoder) if args.findings else None
     if out is None:
         return EXIT_OK
     only = [s.strip() for s in args.sections.split(",") if s.strip()] if args.sections else None
@@ -87,7 +100,7 @@ def cmd_inspect(args) -> int:
     for section in sections:
         if section.error:
             print(f"clsviz: warning: the '{section.key}' figure was left out: {section.error}", file=sys.stderr)
-    write_report(tr, out, encoder, baseline, title=args.title, sections=sections)
+    write_report(tr, out, encoder, baseline, title=args.title, sections=sections, claims=claims)
     for section in sections:
         if section.note:
             status(args, f"Note: the '{section.key}' section does not apply: {section.note}")
@@ -107,4 +120,7 @@ def register(sub) -> None:
     p.add_argument("--baseline", action="store_true",
                    help="also measure the anisotropy baseline (cosines between unrelated demo sentences): the "
                    "findings and the report set every cosine against it; takes a few seconds to a minute")
+    p.add_argument("--findings", action="store_true",
+                   help="also check the published findings about [CLS] on this model (as 'clsviz findings' does) and "
+                   "add them to the report; takes about a minute")
     add_common(p)

@@ -178,6 +178,7 @@ def finetune_change(claim: Claim, ctx: Context) -> Measurement:
     if found is None:
         return Measurement(NOT_YET, notes=(f"Not measured yet: {claim.to_measure[:1].lower()}{claim.to_measure[1:]}",))
     cka, source = found
+    cka = np.round(cka, 6)  # float32 vectors resolve CKA to about 1e-6: closer values are the same
     if len(cka) < 3:
         return Measurement(NOT_MEASURABLE, notes=("lower and upper layers need at least two blocks; this model has one",))
     lower, upper = layer_thirds(cka)
