@@ -31,6 +31,7 @@ PAGES = (
     ("pages/6_Inversion.py", "Recover the sentence?", ":material/undo:"),
     ("pages/10_Classifier.py", "Classifier", ":material/label:"),
     ("pages/11_Compare.py", "Compare two models", ":material/difference:"),
+    ("pages/12_Findings.py", "Published findings", ":material/fact_check:"),
 )
 
 SUGGESTED_MODELS = {
