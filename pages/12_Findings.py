@@ -9,7 +9,7 @@ from ui.similarity import pairs_picker
 from ui.state import current_encoder, page_setup
 from ui.widgets import download_csv
 
-SHOWN = ("source", "claim", "model", "published", "this_model", "sample", "verdict", "reason")
+SHOWN = ("source", "verdict", "reason", "this_model", "published", "model", "sample", "claim")
 ICONS = {VERDICTS[0]: ":material/check_circle:", VERDICTS[1]: ":material/cancel:"}
 
 page_setup("Published findings", icon=":material/fact_check:")
