@@ -26,8 +26,10 @@ RESULT = "findings.result"  # (params, table) of this session's last finished ch
 # -> a function reading it (None when there is none). One line per page that has one.
 _SOURCES = {
     "probe": lambda: _stored("any_token.result", 1),
-    "finetune": lambda: _job_result("any_token.finetune"),
+    "finetune": lambda: _job_result("how_it_learns.finetune") or _job_result("any_token.finetune"),
     "comparison": lambda: _stored("compare.cka.result", 1),
+    "scoreboard": lambda: _job_result("mixing.scoreboard"),  # 'What flows into [CLS]?'
+    "massive": lambda: _job_result("causal.massive"),  # 'Causal tests', the massive-dimension sweep
 }
 # The session results that change a measurement (the others only add a sentence beside a row).
 _MEASURED_FROM = ("finetune", "finetuned", "comparison", "scoreboard", "massive")
