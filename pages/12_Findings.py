@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from clsviz.literature import VERDICTS, describe_elsewhere, load_claims
+from clsviz.literature import VERDICTS, count_verdicts, load_claims, with_elsewhere
 from ui.corpus import corpus_picker, plain
 from ui.literature import findings_table, is_demo, page_links, session_results
 from ui.similarity import pairs_picker
@@ -42,11 +42,8 @@ if table is None:
             st.markdown(plain(f"**{claim.source}** ({claim.model}): {claim.claim}"))
     st.stop()
 
-elsewhere = describe_elsewhere(session, encoder.name)  # live: results other pages produced since
-table = table.assign(elsewhere=[elsewhere.get(k, "") for k in table["key"]])
-counts = table["verdict"].value_counts()
-st.info(plain(f"{len(table)} findings on {encoder.name}: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + "."),
-        icon=":material/fact_check:")  # fmt: skip
+table = with_elsewhere(table, session, encoder.name)  # live: results other pages produced since the check
+st.info(plain(count_verdicts(table, encoder.name)), icon=":material/fact_check:")
 st.dataframe(table[list(SHOWN)], hide_index=True, width="stretch", key="findings.table",
              column_config={"this_model": "this model", "reason": st.column_config.TextColumn("reason", width="large")})
 download_csv(table, "published_findings.csv", key="findings.csv", label="Download the table (CSV)")

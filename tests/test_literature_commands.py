@@ -31,7 +31,7 @@ def test_findings_prints_every_claim_and_saves_the_table(tmp_path, tiny_model_di
     assert set(table["verdict"]) <= set(VERDICTS)
     for row in table.itertuples():  # every claim printed with its verdict
         assert f"{row.source} — {row.verdict.upper()}" in out
-    assert "Verdicts: " in out and f"Saved: {out_csv}" in err
+    assert f"{len(table)} findings on {tiny_model_dirs['bert']}: " in out and f"Saved: {out_csv}" in err
     assert "Checking [" in err  # the progress line
 
 

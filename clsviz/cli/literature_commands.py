@@ -29,12 +29,14 @@ def print_claims(table, width: int = 100) -> None:
 
     def block(label: str, text: str) -> None:
         if text:
-            print(textwrap.fill(text, width, initial_indent=f"  {label:<11}", subsequent_indent=" " * 13))
+            print(textwrap.fill(text, width, initial_indent=f"  {label:<11}", subsequent_indent=" " * 13,
+                                break_on_hyphens=False))
 
     for row in table.itertuples():
         print(f"{row.source} — {row.verdict.upper()}")
         block("claim", row.claim)
-        block("published", f"{row.published} ({row.model})")
+        block("published", row.published)
+        block("on", row.model)
         block("this model", f"{row.this_model} [{row.sample}]" if row.this_model else "")
         block("why", row.reason)
         block("elsewhere", row.elsewhere)
@@ -70,7 +72,7 @@ def cmd_findings(args) -> int:
         if len(corpus) < 20:
             raise UsageError(f"the corpus has {len(corpus)} texts; the checks need at least 20 (or use the demo corpus)")
 
-    from ..literature import check_claims
+    from ..literature import check_claims, count_verdicts
 
     encoder = load_encoder_arg(args)
     session = {"finetuned": args.finetuned} if args.finetuned else None
@@ -79,8 +81,7 @@ def cmd_findings(args) -> int:
                          progress=Progress("Checking", not args.quiet))  # fmt: skip
     print(f"Model: {encoder.name} ({encoder.info.num_layers} layers)\n")
     print_claims(table)
-    counts = table["verdict"].value_counts()
-    print("Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+    print(count_verdicts(table, encoder.name))
     if out is not None:
         table.to_csv(out, index=False)
         status(args, f"Saved: {out}")

@@ -35,7 +35,16 @@ from .claims import (
 )
 from .external import OPTIONAL, SESSION_RESULTS, describe_elsewhere, optional, ranking_numbers
 from .measures import MEASURED, Context, Measurement, matching_blocks, peak_depth, sample_texts
-from .table import COLUMNS, MEASURES, check_claims, claims_html, finding_sentence, judge
+from .table import (
+    COLUMNS,
+    MEASURES,
+    check_claims,
+    claims_html,
+    count_verdicts,
+    finding_sentence,
+    judge,
+    with_elsewhere,
+)
 
 __all__ = [
     "CHECK_KINDS",
@@ -58,6 +67,7 @@ __all__ = [
     "check_claims",
     "check_sentence",
     "claims_html",
+    "count_verdicts",
     "describe_elsewhere",
     "finding_sentence",
     "judge",
@@ -69,4 +79,5 @@ __all__ = [
     "ranking_numbers",
     "sample_texts",
     "verdict",
+    "with_elsewhere",
 ]

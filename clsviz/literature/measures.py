@@ -288,7 +288,7 @@ def massive_ratio(claim: Claim, ctx: Context) -> Measurement:
     top = pd.concat([top_dimensions(t, k=1) for t in ctx.attention_traces()], ignore_index=True)
     best = top.loc[top["times_median"].idxmax()]
     per_layer = top.groupby("layer")["times_median"].max().to_numpy()
-    value = (f"{best['times_median']:,.0f}× the median: dimension {int(best['dimension'])} of {best['role'].upper()} "
+    value = (f"{best['times_median']:,.0f}× the median: dimension {int(best['dimension'])} of [{best['role'].upper()}] "
              f"at layer {int(best['layer'])} (value {best['value']:.1f}); the largest ratio per layer "
              f"{describe_series(per_layer, list(range(len(per_layer))), '.0f', 'layer', '×')}")
     return Measurement(MEASURED, value, {"ratio": float(best["times_median"]), "value": float(abs(best["value"]))},

@@ -27,7 +27,7 @@ from .measures import (
     sts_gap,
 )
 
-__all__ = ["COLUMNS", "MEASURES", "check_claims", "claims_html", "finding_sentence", "judge"]
+__all__ = ["COLUMNS", "MEASURES", "check_claims", "claims_html", "count_verdicts", "finding_sentence", "judge", "with_elsewhere"]
 
 MEASURES: dict[str, Callable[[Claim, Context], Measurement]] = {
     "sts_gap": sts_gap,
@@ -110,6 +110,19 @@ def check_claims(encoder, *, corpus=None, pairs=None, session_results: Mapping |
     if progress is not None:
         progress(len(claims), len(claims), "Done")
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def count_verdicts(table: pd.DataFrame, model_name: str) -> str:
+    """``"10 findings on MODEL: 3 reproduces, 4 differs, ..."`` for a :func:`check_claims` table."""
+    counts = table["verdict"].value_counts()
+    return f"{len(table)} findings on {model_name}: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + "."
+
+
+def with_elsewhere(table: pd.DataFrame, session: Mapping | None, model_name: str) -> pd.DataFrame:
+    """``table`` with its ``elsewhere`` column rewritten from ``session`` as it is now (the other
+    pages may have produced results since the check ran)."""
+    said = describe_elsewhere(session or {}, model_name)
+    return table.assign(elsewhere=[said.get(k, "") for k in table["key"]])
 
 
 def claims_html(table: pd.DataFrame, model_name: str = "") -> str:
