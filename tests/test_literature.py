@@ -32,6 +32,7 @@ from clsviz.literature import (
     Measurement,
     check_claims,
     claims_html,
+    count_verdicts,
     describe_elsewhere,
     judge,
     load_claims,
@@ -42,6 +43,7 @@ from clsviz.literature import (
     ranking_numbers,
     sample_texts,
     verdict,
+    with_elsewhere,
 )
 from clsviz.literature import external as ext
 from tests.conftest import TINY_KINDS
@@ -418,6 +420,17 @@ def test_session_results_of_this_model_are_used_and_others_are_named(tiny_encode
     assert said["layer_hierarchy"].startswith("The last probe on 'Could any token do?' (label 'topic'): best mean 90%")
     assert "computed on someone else's model, not on this model" in said["layer_hierarchy"]
     assert said["massive_ablation"] == "The last massive-dimension test: Zeroing barely matters here."
+
+
+def test_the_verdicts_are_counted_and_the_session_sentences_refreshed(tiny_encoder):
+    rows = [{c: "" for c in COLUMNS} | {"key": k, "verdict": v}
+            for k, v in (("massive_ablation", DIFFERS), ("anisotropy", DIFFERS), ("inversion", NOT_MEASURABLE))]  # fmt: skip
+    table = pd.DataFrame(rows)
+    assert count_verdicts(table, "m") == "3 findings on m: 2 differs, 1 not measurable on this model."
+    sweep = SimpleNamespace(table=None, model_name=tiny_encoder.name, finding="The sink moves.")
+    fresh = with_elsewhere(table, {"massive": sweep}, tiny_encoder.name)
+    assert list(fresh["elsewhere"]) == ["The last massive-dimension test: The sink moves.", "", ""]
+    assert list(with_elsewhere(table, None, tiny_encoder.name)["elsewhere"]) == ["", "", ""]
 
 
 def test_the_html_section_escapes_every_text():
