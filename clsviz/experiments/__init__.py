@@ -1,8 +1,11 @@
 """Experiments: could any token do (probe, random token, fine-tuning), why first (position,
-position probe), can the sentence be recovered (neighbours, inversion)."""
+position probe), can the sentence be recovered (neighbours, inversion), and what does [CLS]
+do (interventions: knockouts, patching, head ablation, massive dimensions, registers)."""
 
 from .finetune import *  # noqa: F401,F403
 from .finetune import __all__ as _finetune_all
+from .interventions import *  # noqa: F401,F403
+from .interventions import __all__ as _interventions_all
 from .inversion import *  # noqa: F401,F403
 from .inversion import __all__ as _inversion_all
 from .moved_cls import *  # noqa: F401,F403
@@ -24,4 +27,5 @@ __all__ = [
     *_moved_cls_all,
     *_neighbours_all,
     *_inversion_all,
+    *_interventions_all,
 ]

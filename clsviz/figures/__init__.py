@@ -12,6 +12,8 @@ from ._common import *  # noqa: F401,F403
 from ._common import __all__ as _common_all
 from ._embeddings import *  # noqa: F401,F403
 from ._embeddings import __all__ as _embeddings_all
+from ._interventions import *  # noqa: F401,F403
+from ._interventions import __all__ as _interventions_all
 from ._inversion import *  # noqa: F401,F403
 from ._inversion import __all__ as _inversion_all
 from ._position import *  # noqa: F401,F403
@@ -30,6 +32,7 @@ __all__ = [
     *_probe_all,
     *_position_all,
     *_inversion_all,
+    *_interventions_all,
     "FigureSpec",
     "figure_spec",
     "figure_specs",
