@@ -28,7 +28,7 @@ from .common import (
 
 __all__ = ["COMMAND_MODULES", "Progress", "UsageError", "build_parser", "find_app", "main", "read_corpus"]
 
-COMMAND_MODULES = ("sentence_commands", "corpus_commands", "model_commands", "app_command")
+COMMAND_MODULES = ("sentence_commands", "corpus_commands", "intervention_commands", "model_commands", "app_command")
 """Modules of this package that add commands, in the order ``--help`` lists them."""
 
 
