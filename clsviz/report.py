@@ -116,6 +116,24 @@ def _massive_args(ctx: _Context) -> tuple:
     return ctx.trace, dimension_values(ctx.trace, dimension), dimension
 
 
+def _causal(ctx: _Context, kind: str):
+    """The causal test ``kind`` on this one sentence (no labels; means from a demo-corpus sample)."""
+    from .blocks import BlockStructureError
+    from .experiments import interventions as iv
+
+    enc, text, n = ctx.encoder, ctx.trace.text, ctx.trace.seq_len
+    runs = {
+        "knockout": lambda: iv.knockout_sweep(enc, [text], max_length=n),
+        "heads": lambda: iv.head_sweep(enc, [text], mode="mean", mean_from=iv.demo_sample(), max_length=n),
+        "massive": lambda: iv.massive_sweep(enc, [text], layer=1, mean_from=iv.demo_sample(), max_length=n),
+        "registers": lambda: iv.register_sweep(enc, [text], max_length=n),
+    }
+    try:
+        return ctx.memo(f"causal.{kind}", runs[kind])
+    except BlockStructureError as exc:
+        raise NotApplicable(str(exc)) from None
+
+
 # The sections, in reading order.
 _SECTIONS: tuple[_Section, ...] = (
     _Section("overview.tokens", lambda ctx: (ctx.trace,)),
@@ -135,6 +153,12 @@ _SECTIONS: tuple[_Section, ...] = (
     _Section("position.tokens", lambda ctx: ([r.variant for r in ctx.position().runs],), needs_encoder=True),
     _Section("position.lines", lambda ctx: (ctx.position().table,), needs_encoder=True),
     _Section("inversion.mlm", _mlm_args, needs_encoder=True),
+    _Section("interventions.knockout", lambda ctx: (_causal(ctx, "knockout").table,), needs_encoder=True),
+    _Section("interventions.heads", lambda ctx: (_causal(ctx, "heads").table,), needs_encoder=True),
+    _Section("interventions.massive", lambda ctx: (_causal(ctx, "massive").table, _causal(ctx, "massive").attention),
+             needs_encoder=True),
+    _Section("interventions.registers",
+             lambda ctx: (_causal(ctx, "registers").table, _causal(ctx, "registers").attention), needs_encoder=True),
 )
 
 

@@ -36,6 +36,7 @@ from clsviz.experiments.probe import ProbeError, make_probe
 from clsviz.metrics import cosine
 from clsviz.progress import Cancelled
 from tests.conftest import TINY_KINDS
+from tests.test_attention import _arr
 from tests.test_blocks import _bert_layer_by_hand, _gelu, _hooks, _layer_norm
 
 TEXT = "The cat chased the dog across the yard."
@@ -520,3 +521,30 @@ def test_other_sentences_from_planted_tables():
     regs = pd.DataFrame(dict(k=[0, 4], accuracy=[0.8, 0.82], cls_share=[0.5, 0.1], register_share=[0.0, 0.6]))
     assert "take over the sink role" in summarize_registers(regs) and "82%" in summarize_registers(regs)
     assert "[CLS] stays the sink" in summarize_registers(regs.assign(cls_share=[0.5, 0.5], register_share=[0, 0.02]))
+
+
+# --- the per-sentence figures in the offline report ----------------------------------------------
+
+
+def test_report_draws_the_causal_figures_of_the_sentence(tiny):
+    from clsviz.report import build_report, report_sections
+
+    enc = tiny["bert"]
+    tr = trace(enc, TEXT)
+    keys = ["interventions.knockout", "interventions.heads", "interventions.massive", "interventions.registers"]
+    sections = report_sections(tr, enc, only=keys)
+    assert [s.key for s in sections] == keys and all(s.figure is not None for s in sections)
+    knock = sections[0].figure.to_dict()["data"]
+    want = knockout_sweep(enc, [TEXT]).table
+    red = want[(want["reading"] == "cls") & (want["scope"] == "from")].sort_values("block")
+    np.testing.assert_allclose(np.asarray(knock[0]["y"], float), np.round(red["cosine"].to_numpy(), 4))
+    heads = sections[1].figure.to_dict()["data"][0]
+    table = head_sweep(enc, [TEXT], mode="mean", mean_from=head_means(enc, _demo())).table
+    np.testing.assert_allclose(_arr(heads["z"]).astype(float), np.round(table["effect"].to_numpy().reshape(2, 4), 6))
+    assert build_report(tr, enc, sections=sections).count("Plotly.newPlot(") == 4
+
+
+def _demo():
+    from clsviz.experiments.interventions import demo_sample
+
+    return demo_sample()

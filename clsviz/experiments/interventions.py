@@ -50,6 +50,7 @@ __all__ = [
     "ablate_heads",
     "add_registers",
     "classify_heads",
+    "demo_sample",
     "dimension_means",
     "find_massive_dimensions",
     "head_means",
