@@ -345,6 +345,9 @@ def test_massive_sweep_matches_per_sentence_runs(tiny):
         runs = [ablate_dimensions(enc, t, dims, 1, mode=mode, means=means) for t in texts]
         want = np.mean([float(cosine(r.cls(-1), t.cls(-1))) for r, t in zip(runs, traces)])
         assert table.loc[mode, "cosine"] == pytest.approx(want, abs=1e-5)
+    ratio = max(np.abs(t.hidden_states[1][t.special_mask][:, dims]).max() / np.median(np.abs(t.hidden_states[1]))
+                for t in traces)  # fmt: skip
+    assert table.loc["zero", "times_median"] == pytest.approx(ratio, rel=1e-5)
     att = result.attention.set_index(["mode", "block", "role"])["share"]
     words = np.mean(np.concatenate([t.attentions[1][:, ~t.special_mask, 0] for t in traces], axis=-1))
     assert att[("clean", 2, "cls")] == pytest.approx(words, abs=1e-5)

@@ -32,11 +32,11 @@ from ..encoder import Encoder, apply_pooler
 from ..layers import check_block, check_layer
 from ..progress import check_cancel
 from ..tracing import TokenizedText, Trace, special_positions, tokenize
-from .causal_runs import TokenizedBatches, demo_sample, run_with_parts
+from .causal_runs import MEAN_SAMPLE, TokenizedBatches, demo_sample, run_with_parts
 from .head_ablation import HEAD_ROLE_RULE, classify_heads, head_sweep, summarize_heads
 from .knockouts import KNOCKOUT_KEYS, knockout_sweep, summarize_knockout
 from .patching import check_pair, patch_profile, patching_sweep, summarize_patch_profile, summarize_patching
-from .registers import REGISTER_COUNTS, register_sweep, summarize_registers
+from .registers import REGISTER_COUNTS, check_register_room, register_sweep, summarize_registers
 from .sink_dimensions import MASSIVE_RATIO, find_massive_dimensions, massive_sweep, summarize_massive
 
 __all__ = [
@@ -44,11 +44,13 @@ __all__ = [
     "HEAD_ROLE_RULE",
     "KNOCKOUT_KEYS",
     "MASSIVE_RATIO",
+    "MEAN_SAMPLE",
     "REGISTER_COUNTS",
     "InterventionError",
     "ablate_dimensions",
     "ablate_heads",
     "add_registers",
+    "check_register_room",
     "classify_heads",
     "demo_sample",
     "dimension_means",
@@ -397,12 +399,7 @@ def add_registers(encoder: Encoder, text: str, k: int, max_length: int | None = 
     if k < 0:
         raise InterventionError(f"k={k}: the number of registers must be 0 or more.")
     tt = tokenize(encoder, text, max_length)
-    limit, n = encoder.info.max_length, len(tt.tokens)
-    if n + k > limit:
-        raise InterventionError(
-            f"{k} register(s) after [CLS] make {n + k} tokens, more than this model's limit of {limit}. "
-            f"Use at most {max(0, limit - n)} register(s) or a shorter text."
-        )
+    check_register_room(encoder, len(tt.tokens), k)
     # The first special copy of the [CLS] token stays the [CLS] (repeated copies come after it).
     cls_index, _ = special_positions(tt, encoder.info)
     ids, _ = register_tokens(encoder, k)

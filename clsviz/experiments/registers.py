@@ -32,10 +32,21 @@ from .causal_runs import (
     token_roles,
 )
 
-__all__ = ["REGISTER_COUNTS", "register_sweep", "summarize_registers"]
+__all__ = ["REGISTER_COUNTS", "check_register_room", "register_sweep", "summarize_registers"]
 
 REGISTER_COUNTS = (0, 1, 2, 3, 4)
 """The numbers of registers tried by default."""
+
+
+def check_register_room(encoder: Encoder, num_tokens: int, k: int) -> None:
+    """Raise :class:`~clsviz.blocks.InterventionError` when ``k`` registers after [CLS] would take
+    a text of ``num_tokens`` tokens (special tokens included) past the model's length limit."""
+    limit = encoder.info.max_length
+    if num_tokens + k > limit:
+        raise InterventionError(
+            f"{k} register(s) after [CLS] make {num_tokens + k} tokens, more than this model's limit of {limit}. "
+            f"Use at most {max(0, limit - num_tokens)} register(s) or a shorter text."
+        )
 
 
 def _check_counts(encoder: Encoder, ks, max_length: int | None) -> tuple[list[int], int]:
@@ -66,6 +77,14 @@ def _with_registers(tokens: TokenizedBatches, reg_ids: list[int]):
         special.append(np.concatenate([s[:at], np.ones(k, bool), s[at:]]))
         registers.append(np.concatenate([np.zeros(at, bool), np.ones(k, bool), np.zeros(len(x) - at, bool)]))
     return ids, special, registers
+
+
+def _cut_note(tokens: TokenizedBatches, text_limit: int, k: int) -> tuple[str, ...]:
+    n = int(np.sum(tokens.truncated))
+    if not n:
+        return ()
+    room = f" to leave room for {k} register(s)" if k else ""
+    return (f"{n} text(s) were cut to {text_limit} tokens{room}.",)
 
 
 def register_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | None = None, *,
@@ -133,7 +152,8 @@ def register_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | No
     return SweepResult(
         kind="registers", table=table, finding=summarize_registers(table), model_name=encoder.name,
         label=labelled.label if labelled else None, n=len(tokens), seconds=time.perf_counter() - start_time,
-        messages=(*(labelled.messages if labelled else ()), *tokens.notes(), *notes), attention=attention,
+        messages=(*(labelled.messages if labelled else ()), *_cut_note(tokens, text_limit, ks[-1]), *notes),
+        attention=attention,
     )  # fmt: skip
 
 

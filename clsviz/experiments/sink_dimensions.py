@@ -62,6 +62,18 @@ def find_massive_dimensions(encoder: Encoder, texts: Sequence[str], layer: int, 
     return (keep if len(keep) else table.head(1)).reset_index(drop=True)
 
 
+def _largest_ratio(h, batch, dims: list[int]) -> float:
+    """max over the texts of a batch of max |h[special, dims]| / median |h[real tokens]| (h [B, T, D])."""
+    best = 0.0
+    for j in range(h.shape[0]):
+        real = h[j][batch.mask[j]].double().abs().cpu().numpy()
+        special = h[j][batch.special[j] & batch.mask[j]][:, dims].double().abs().cpu().numpy()
+        median = float(np.median(real))
+        if special.size and median > 0:
+            best = max(best, float(special.max()) / median)
+    return best
+
+
 def _run(encoder, batch, start, hidden, replace, sums, mode, num_layers):
     """Run from ``start``; add the words' attention shares per block to ``sums[mode]``; final [CLS] [B, D]."""
     import torch
@@ -114,11 +126,12 @@ def massive_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | Non
     step = ticker(progress, 3 * len(batches), cancel, "The massive-dimension test")
     sums = {m: np.zeros((num_layers, len(SHARE_ROLES) + 1)) for m in DIMENSION_MODES}
     finals = {m: np.zeros((len(tokens), encoder.info.hidden_size), np.float32) for m in DIMENSION_MODES}
-    resume, value_sums, counts = [], np.zeros((2, len(dims))), np.zeros(2)
+    resume, value_sums, counts, ratio = [], np.zeros((2, len(dims))), np.zeros(2), 0.0
     for batch in batches:
         out, finals["clean"][batch.rows] = _run(encoder, batch, 0, None, None, sums, "clean", num_layers)
         h = out[layer]
         resume.append(h)
+        ratio = max(ratio, _largest_ratio(h, batch, dims))
         other = batch.special & batch.mask
         rows = torch.arange(len(batch.rows), device=h.device)
         other[rows, batch.cls_index] = False
@@ -143,7 +156,6 @@ def massive_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | Non
         for m in DIMENSION_MODES for b in range(layer + 1, num_layers + 1) for i, r in enumerate(SHARE_ROLES)
     ])  # fmt: skip
     cls_share = attention[attention["role"] == "cls"].groupby("mode")["share"].mean()
-    ratio = float(found["times_median"].max()) if found is not None else np.nan
     rows = []
     for mode in ("zero", "mean"):
         cos = cosine(finals[mode], finals["clean"])
