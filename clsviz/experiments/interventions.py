@@ -238,6 +238,8 @@ def head_plan(encoder: Encoder, heads, mode: str = "zero", mean_from=None) -> di
     if mode == "mean" and pairs:
         if mean_from is None:
             mean_from = demo_sample()
+        elif isinstance(mean_from, str):
+            mean_from = [mean_from]
         if isinstance(mean_from, np.ndarray) or (len(mean_from) and not isinstance(mean_from[0], str)):
             means = _check_means(mean_from, encoder)
         else:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..blocks import InterventionError, run_stack
+from ..blocks import InterventionError, block_weights, run_block, run_stack
 from ..encoder import Encoder
 from ..metrics import cosine
 from ..pooling import pool_hidden
@@ -70,6 +70,20 @@ def _final(hidden, batch, reading: str):
     return pooled[:, 0].float().cpu().numpy()
 
 
+def _cut_runs(encoder, hidden, batch, blocked, reading: str, cut: dict, step) -> None:
+    """Both scopes for every block b: block b runs once with the reads cut, then the later
+    blocks run on with the cut (scope "from") and without it (scope "only")."""
+    weights = block_weights(encoder)
+    num_layers = len(weights)
+    for block in range(1, num_layers + 1):
+        h = run_block(weights[block - 1], hidden[block - 1], attention_mask=batch.mask, blocked=blocked)
+        later = {b: {"blocked": blocked} for b in range(block + 1, num_layers + 1)}
+        for scope, plan in (("from", later), ("only", {})):
+            out = run_stack(encoder, start=block, hidden=h, attention_mask=batch.mask, interventions=plan)
+            cut[(reading, scope, block)][batch.rows] = _final(out, batch, reading)
+            step(f"Reads cut ({reading}, {scope} block {block})")
+
+
 def knockout_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | None = None, *, keys: str = "content",
                    folds: int = 5, seed: int = 0, batch_size: int = 64, max_length: int | None = None,
                    label_name: str = "label", progress=None, cancel=None) -> SweepResult:  # fmt: skip
@@ -103,12 +117,8 @@ def knockout_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | No
                 clean[r][batch.rows] = _final(hidden, batch, r)
             step("Clean run")
             masks = {r: _blocked(batch, keys, r) for r in READINGS}
-            for reading, scope, block in variants:
-                blocks = range(block, num_layers + 1) if scope == "from" else [block]
-                out = run_stack(encoder, start=block - 1, hidden=hidden[block - 1], attention_mask=batch.mask,
-                                interventions={b: {"blocked": masks[reading]} for b in blocks})  # fmt: skip
-                cut[(reading, scope, block)][batch.rows] = _final(out, batch, reading)
-                step(f"Reads cut ({reading}, {scope} block {block})")
+            for reading in READINGS:
+                _cut_runs(encoder, hidden, batch, masks[reading], reading, cut, step)
     probes = {r: CleanProbe(folds, seed).fit(clean[r], labelled.y) for r in READINGS} if labelled else {}
     rows = []
     for reading, scope, block in variants:

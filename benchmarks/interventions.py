@@ -1,0 +1,109 @@
+"""Speed of the causal tests on [CLS], each also as a ratio to a bare forward pass.
+
+    python benchmarks/interventions.py [--json out.json]
+
+* ``knockout_sweep_demo_s``: :func:`knockout_sweep` on the whole demo corpus (896 texts, label
+  ``topic``) with the bundled model - every block b, cut from b upward and at b only, for
+  [CLS] and for mean pooling, plus the probes. One run (it takes tens of seconds).
+* ``head_ablation_200_s``: :func:`head_sweep` (mean ablation, label ``topic``) on 200 demo
+  texts (a stratified sample) - all 6 x 12 heads, one at a time. One run.
+* ``forward_demo_s`` / ``forward_200_s``: the same texts through the model's own fast forward
+  pass (every hidden state, the batching of ``clsviz.extract``): median of 3 runs, with min
+  and max. The ratios divide the sweep's time by that median (machine load mostly cancels).
+
+Targets (issue "Speed and safety"): each sweep <= 60 s on the development machine (2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+TARGETS = {"knockout_sweep_demo_s": ("<=", 60), "head_ablation_200_s": ("<=", 60)}
+
+
+def _forward(encoder, texts, batch_size: int) -> float:
+    import torch
+
+    from clsviz.vectors import hidden_batches, tokenize_texts
+
+    start = time.perf_counter()
+    tok = tokenize_texts(encoder, texts)
+    with torch.inference_mode():
+        for _ in hidden_batches(encoder, tok.input_ids, tok.special_masks, batch_size):
+            pass
+    return time.perf_counter() - start
+
+
+def _repeat(fn, runs: int = 3) -> dict:
+    times = [fn() for _ in range(runs)]
+    return {"median": statistics.median(times), "min": min(times), "max": max(times), "runs": runs}
+
+
+def _once(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def measure() -> dict:
+    """Run the measurements; returns a flat dict of numbers (seconds and ratios) with notes."""
+    import torch
+
+    from clsviz import demo_corpus, load_encoder
+    from clsviz.corpus import stratified_rows
+    from clsviz.experiments.interventions import head_sweep, knockout_sweep
+
+    encoder = load_encoder()
+    corpus = demo_corpus()
+    texts, labels = list(corpus.texts), list(corpus.labels["topic"])
+    rows = stratified_rows(labels, 200, seed=0)
+    texts200, labels200 = [texts[i] for i in rows], [labels[i] for i in rows]
+    _forward(encoder, texts[:64], 64)  # warm up the kernels and the tokenizer
+
+    forward_demo = _repeat(lambda: _forward(encoder, texts, 64))
+    knockout_s, knocked = _once(lambda: knockout_sweep(encoder, texts, labels, label_name="topic"))
+    forward_200 = _repeat(lambda: _forward(encoder, texts200, 32))
+    heads_s, heads = _once(lambda: head_sweep(encoder, texts200, labels200, label_name="topic"))
+    return {
+        "knockout_sweep_demo_s": round(knockout_s, 2),
+        "knockout_sweep_demo_runs": 1,
+        "forward_demo_s": {k: round(v, 3) if isinstance(v, float) else v for k, v in forward_demo.items()},
+        "knockout_ratio_to_forward": round(knockout_s / forward_demo["median"], 1),
+        "head_ablation_200_s": round(heads_s, 2),
+        "head_ablation_200_runs": 1,
+        "forward_200_s": {k: round(v, 3) if isinstance(v, float) else v for k, v in forward_200.items()},
+        "head_ablation_ratio_to_forward": round(heads_s / forward_200["median"], 1),
+        "texts": {"knockout": knocked.n, "heads": heads.n},
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "notes": "sweeps: one run each (tens of seconds); forward passes: median of 3 with min/max. "
+        "A load average above the CPU count means other processes shared the machine.",
+        "findings": {"knockout": knocked.finding, "heads": heads.finding},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    results = measure()
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
