@@ -36,6 +36,7 @@ __all__ = [
     "cls_positions",
     "demo_sample",
     "labelled_texts",
+    "run_last",
     "run_with_parts",
     "ticker",
     "token_roles",
@@ -272,6 +273,18 @@ def run_with_parts(encoder: Encoder, ids, mask, *, start: int = 0, hidden=None, 
             h = replace[block](h)
         rows.append(h)
     return torch.stack(rows)
+
+
+def run_last(encoder: Encoder, hidden, mask, start: int, interventions: dict | None = None):
+    """[B, T, D] the last hidden state, running blocks ``start + 1``..L on ``hidden`` (the state
+    at hidden-state index ``start``) with ``interventions`` {block: knobs of run_block}. Like
+    :func:`clsviz.blocks.run_stack` but keeps no intermediate rows (sweeps need the end only)."""
+    weights = block_weights(encoder)
+    plan = dict(interventions or {})
+    h = hidden
+    for block in range(start + 1, len(weights) + 1):
+        h = run_block(weights[block - 1], h, attention_mask=mask, **plan.get(block, {}))
+    return h
 
 
 def ticker(progress, total: int, cancel, what: str) -> Callable[[str], None]:

@@ -18,7 +18,15 @@ import pandas as pd
 from ..blocks import run_stack
 from ..encoder import Encoder
 from ..metrics import cosine
-from .causal_runs import CleanProbe, SweepResult, TokenizedBatches, labelled_texts, run_with_parts, ticker
+from .causal_runs import (
+    CleanProbe,
+    SweepResult,
+    TokenizedBatches,
+    labelled_texts,
+    run_last,
+    run_with_parts,
+    ticker,
+)
 
 __all__ = ["HEAD_ROLES", "HEAD_ROLE_RULE", "PARK_SHARE", "READ_SHARE", "classify_heads", "head_sweep", "summarize_heads"]
 
@@ -95,8 +103,8 @@ def _ablated_finals(encoder, batch, hidden, block: int, heads: Sequence[int], me
     start = hidden[block - 1].repeat(g, 1, 1)
     knobs = {block: {"head_scale": scale.reshape(g * n, -1), "head_bias": bias.reshape(g * n, info.num_heads, dh)}}
     with torch.inference_mode():
-        out = run_stack(encoder, start=block - 1, hidden=start, attention_mask=batch.mask.repeat(g, 1), interventions=knobs)
-    last = out[-1].reshape(g, n, *out.shape[-2:])
+        out = run_last(encoder, start, batch.mask.repeat(g, 1), block - 1, knobs)
+    last = out.reshape(g, n, *out.shape[-2:])
     rows = torch.arange(n, device=last.device)
     return last[:, rows, batch.cls_index].float().cpu().numpy()
 

@@ -19,7 +19,7 @@ from ..blocks import InterventionError, block_weights, run_block, run_stack
 from ..encoder import Encoder
 from ..metrics import cosine
 from ..pooling import pool_hidden
-from .causal_runs import CleanProbe, SweepResult, TokenizedBatches, labelled_texts, ticker
+from .causal_runs import CleanProbe, SweepResult, TokenizedBatches, labelled_texts, run_last, ticker
 
 __all__ = ["KNOCKOUT_KEYS", "READINGS", "UNCHANGED_COSINE", "knockout_sweep", "summarize_knockout"]
 
@@ -59,11 +59,10 @@ def _blocked(batch, keys: str, reading: str):
     return cut[:, None, :].expand(n, t, t) & ~eye  # every token keeps reading itself
 
 
-def _final(hidden, batch, reading: str):
-    """float32 [B, D]: the final [CLS] or the mean over real tokens of the last hidden state."""
+def _final(last, batch, reading: str):
+    """float32 [B, D]: the [CLS] or the mean over real tokens of the last hidden state [B, T, D]."""
     import torch
 
-    last = hidden[-1]
     if reading == "cls":
         return last[torch.arange(last.shape[0], device=last.device), batch.cls_index].float().cpu().numpy()
     pooled = pool_hidden(last[:, None], batch.mask, batch.special, "mean")
@@ -79,7 +78,7 @@ def _cut_runs(encoder, hidden, batch, blocked, reading: str, cut: dict, step) ->
         h = run_block(weights[block - 1], hidden[block - 1], attention_mask=batch.mask, blocked=blocked)
         later = {b: {"blocked": blocked} for b in range(block + 1, num_layers + 1)}
         for scope, plan in (("from", later), ("only", {})):
-            out = run_stack(encoder, start=block, hidden=h, attention_mask=batch.mask, interventions=plan)
+            out = run_last(encoder, h, batch.mask, block, plan)
             cut[(reading, scope, block)][batch.rows] = _final(out, batch, reading)
             step(f"Reads cut ({reading}, {scope} block {block})")
 
@@ -114,7 +113,7 @@ def knockout_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | No
         with torch.inference_mode():
             hidden = run_stack(encoder, batch.ids, attention_mask=batch.mask)
             for r in READINGS:
-                clean[r][batch.rows] = _final(hidden, batch, r)
+                clean[r][batch.rows] = _final(hidden[-1], batch, r)
             step("Clean run")
             masks = {r: _blocked(batch, keys, r) for r in READINGS}
             for reading in READINGS:

@@ -18,7 +18,7 @@ from ..encoder import Encoder
 from ..metrics import cosine
 from ..tracing import special_positions, tokenize
 from ..vectors import pad_rows
-from .causal_runs import CleanProbe, SweepResult, TokenizedBatches, labelled_texts, ticker
+from .causal_runs import CleanProbe, SweepResult, TokenizedBatches, labelled_texts, run_last, ticker
 from .probe import ProbeError
 
 __all__ = ["FLIP_MAJORITY", "check_pair", "patch_profile", "patching_sweep", "summarize_patch_profile", "summarize_patching"]
@@ -149,8 +149,8 @@ def patching_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence, *, 
                 vectors = torch.as_tensor(cls_states[src, layer], device=ids.device, dtype=clean.dtype)
                 h = clean[layer].clone()
                 h[at, where] = vectors
-                out = run_stack(encoder, start=layer, hidden=h, attention_mask=mask)
-                patched[layer, lo : lo + len(chunk)] = out[-1][at, where].float().cpu().numpy()
+                out = run_last(encoder, h, mask, layer)
+                patched[layer, lo : lo + len(chunk)] = out[at, where].float().cpu().numpy()
                 step(f"Patching at layer {layer}")
     rows = []
     for layer in range(num_layers + 1):

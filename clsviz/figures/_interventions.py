@@ -127,14 +127,15 @@ def head_ablation_figure(table: pd.DataFrame) -> go.Figure:
         "ablating the head: final [CLS] moves (1 - cosine)", "clean run: other tokens' attention on [CLS]"))  # fmt: skip
     fig.add_trace(go.Heatmap(
         z=np.round(effect, 6), x=heads, y=y, text=letters, texttemplate="%{text}", colorscale="Reds",
-        colorbar=dict(title="1 - cos", x=0.44), hovertemplate="%{y}, head %{x}<br>1 - cos %{z:.2e}<br>%{text}<extra></extra>",
+        colorbar=dict(title="1 - cos", x=0.42, thickness=12), hovertemplate="%{y}, head %{x}<br>1 - cos %{z:.2e}<br>%{text}<extra></extra>",
     ), row=1, col=1)  # fmt: skip
     fig.add_trace(go.Heatmap(
         z=np.round(parked, 4), x=heads, y=y, text=letters, texttemplate="%{text}", colorscale="Viridis", zmin=0, zmax=1,
-        colorbar=dict(title="share"), hovertemplate="%{y}, head %{x}<br>attention on [CLS] %{z:.1%}<extra></extra>",
+        colorbar=dict(title="share", thickness=12), hovertemplate="%{y}, head %{x}<br>attention on [CLS] %{z:.1%}<extra></extra>",
     ), row=1, col=2)  # fmt: skip
     fig.update_xaxes(title_text="head", type="category")
     fig.update_yaxes(type="category", autorange="reversed")
+    fig.update_yaxes(showticklabels=False, row=1, col=2)  # the same blocks as on the left
     fig.update_layout(height=120 + 40 * len(blocks), margin=dict(l=80, r=20, t=60, b=50))
     return fig
 
@@ -143,6 +144,8 @@ def _share_lines(fig, attention: pd.DataFrame, group: str, roles, col: int, dash
     for i, (key, rows) in enumerate(attention.groupby(group, sort=False)):
         for role in roles:
             r = rows[rows["role"] == role].sort_values("block")
+            if role == "registers" and key == 0:
+                continue  # no registers: nothing to draw
             name = f"{_ROLE_NAMES[role]}, {group} = {key}" if group == "k" else f"{_ROLE_NAMES[role]}, {key}"
             fig.add_trace(go.Scatter(
                 x=r["block"].tolist(), y=_values(r["share"]), mode="lines+markers", name=name,

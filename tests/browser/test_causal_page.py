@@ -8,10 +8,12 @@ import pytest
 from playwright.sync_api import expect
 
 from devtools.browser import page_problems, type_sentences, wait_for_app, wait_for_plots
+from ui.state import ROOT
 
 pytestmark = pytest.mark.browser
 
 SENTENCE = "The film was not bad at all."
+SHOTS = ROOT / "test-artifacts" / "pages"
 
 
 def _charts(page) -> int:
@@ -36,6 +38,9 @@ def test_sentence_tests_draw_and_a_corpus_run_comes_back(page, server):
     source.press("Enter")
     wait_for_app(page)
     expect(main.get_by_text("same sentence", exact=False).first).to_be_visible()
+    wait_for_app(page)
+    # The patching figure is gone (the run that refused it drew the other four again).
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 4")
     assert _charts(page) == 4 and page_problems(page) == []
     source.fill("Stock markets fell sharply after the announcement.")
     source.press("Enter")
@@ -52,3 +57,5 @@ def test_sentence_tests_draw_and_a_corpus_run_comes_back(page, server):
     wait_for_app(page)
     expect(main.get_by_text("40 texts", exact=False).first).to_be_visible()
     assert page_problems(page) == []
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "Causal_tests_full.png"), full_page=True)
