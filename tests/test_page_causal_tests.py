@@ -124,3 +124,12 @@ def test_other_corpus_runs(tiny_model_dirs, kind):
     assert job.result.kind == kind
     enc = load_encoder(str(tiny_model_dirs["bert"]))
     assert job.result.model_name == enc.name
+
+
+def test_hostile_text_is_only_text(tiny_model_dirs):
+    hostile = "<script>alert(1)</script> **[CLS]** [SEP] `x` $y$"
+    at = _tiny(tiny_model_dirs, sentences=hostile)
+    at.text_input(key="causal.source_text").set_value("<img src=x onerror=alert(2)> [unused0]").run()
+    assert not at.exception and not at.error
+    assert len(at.get("plotly_chart")) == 5
+    assert all("<script>" not in m.value for m in at.markdown)
