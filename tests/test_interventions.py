@@ -461,6 +461,8 @@ def test_bad_input_gets_a_clear_message(tiny):
         (InterventionError, "mode=", lambda: ablate_heads(enc, TEXT, [(1, 1)], mode="half")),
         (InterventionError, r"\[L, H, dh\]", lambda: ablate_heads(enc, TEXT, [(1, 1)], mode="mean", mean_from=np.zeros(3))),
         (InterventionError, "dims", lambda: ablate_dimensions(enc, TEXT, [32], 1)),
+        (InterventionError, r"expected \[2, 1\]", lambda: ablate_dimensions(enc, TEXT, [3], 1, "mean", np.zeros(3))),
+        (InterventionError, r"expected \[2, 2\]", lambda: massive_sweep(enc, texts, dims=[1, 2], mean_from=np.zeros(2))),
         (InterventionError, "mode=", lambda: head_sweep(enc, texts, mode="half")),
     ]
     for error, message, call in cases:

@@ -123,7 +123,7 @@ def head_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | None =
     output replaced by its mean over ``mean_from`` - texts or the [L, H, dh] array of
     :func:`~clsviz.experiments.interventions.head_means`; default: these texts) or ``"zero"``.
     """
-    from .interventions import HEAD_MODES, InterventionError, _check_means
+    from .interventions import HEAD_MODES, InterventionError, resolve_head_means
 
     start_time = time.perf_counter()
     if mode not in HEAD_MODES:
@@ -145,14 +145,8 @@ def head_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | None =
         step("Clean runs")
     means = None
     if mode == "mean":
-        if mean_from is None:
-            means = (stats["context"] / max(stats["tokens"], 1.0)).numpy().astype(np.float32)
-        elif isinstance(mean_from, np.ndarray):
-            means = _check_means(mean_from, encoder)
-        else:
-            from .interventions import head_means
-
-            means = head_means(encoder, list(mean_from), max_length=max_length)
+        own = (stats["context"] / max(stats["tokens"], 1.0)).numpy().astype(np.float32)
+        means = own if mean_from is None else resolve_head_means(encoder, mean_from, max_length)
     ablated = np.zeros((num_layers, num_heads, len(tokens), dim), np.float32)
     for batch in batches:
         with torch.inference_mode():

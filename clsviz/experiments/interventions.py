@@ -51,6 +51,7 @@ __all__ = [
     "ablate_heads",
     "add_registers",
     "check_register_room",
+    "check_dimension_means",
     "classify_heads",
     "demo_sample",
     "dimension_means",
@@ -66,6 +67,7 @@ __all__ = [
     "patching_sweep",
     "register_sweep",
     "register_tokens",
+    "resolve_head_means",
     "summarize_heads",
     "summarize_knockout",
     "summarize_massive",
@@ -210,6 +212,18 @@ def _check_means(means, encoder: Encoder) -> np.ndarray:
     return means
 
 
+def resolve_head_means(encoder: Encoder, mean_from=None, max_length: int | None = None) -> np.ndarray:
+    """float32 [L, H, dh] head means from ``mean_from``: an array of :func:`head_means` (checked),
+    texts (or one text) to average over, or None for a sample of the demo corpus."""
+    if mean_from is None:
+        mean_from = demo_sample()
+    elif isinstance(mean_from, str):
+        mean_from = [mean_from]
+    if isinstance(mean_from, np.ndarray) or (len(mean_from) and not isinstance(mean_from[0], str)):
+        return _check_means(mean_from, encoder)
+    return head_means(encoder, list(mean_from), max_length=max_length)
+
+
 def head_plan(encoder: Encoder, heads, mode: str = "zero", mean_from=None) -> dict[int, dict]:
     """The run_stack interventions that ablate ``heads``: {block: {head_scale [H], head_bias [H, dh]}}.
 
@@ -234,16 +248,7 @@ def head_plan(encoder: Encoder, heads, mode: str = "zero", mean_from=None) -> di
     bad = [h for _, h in pairs if not 0 <= h < info.num_heads]
     if bad:
         raise InterventionError(f"heads: head indexes {bad} are outside 0..{info.num_heads - 1} (0-based).")
-    means = None
-    if mode == "mean" and pairs:
-        if mean_from is None:
-            mean_from = demo_sample()
-        elif isinstance(mean_from, str):
-            mean_from = [mean_from]
-        if isinstance(mean_from, np.ndarray) or (len(mean_from) and not isinstance(mean_from[0], str)):
-            means = _check_means(mean_from, encoder)
-        else:
-            means = head_means(encoder, list(mean_from))
+    means = resolve_head_means(encoder, mean_from) if mode == "mean" and pairs else None
     plan: dict[int, dict] = {}
     dtype = torch.float32
     for block, head in pairs:
@@ -330,6 +335,17 @@ def dimension_means(encoder: Encoder, texts: Sequence[str], dims, layer: int, ma
     return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
 
 
+def check_dimension_means(means, dims: list[int]) -> np.ndarray:
+    """``means`` as float32 [2, K] ([CLS] row, other-special row) for the K ``dims``, or a clear error."""
+    values = np.asarray(means, dtype=np.float32)
+    if values.shape != (2, len(dims)):
+        raise InterventionError(
+            f"means: expected [2, {len(dims)}] (a [CLS] row and an other-special-tokens row for the "
+            f"{len(dims)} dimension(s)); got {list(values.shape)}. dimension_means() computes them."
+        )
+    return values
+
+
 def special_replacer(dims: list[int], values, cls_index, special):
     """h -> h' [B, T, D] with ``dims`` of the special tokens set: ``values`` None (zero) or
     [2, K] ([CLS] row, other-special row); ``cls_index`` long [B]; ``special`` bool [B, T]."""
@@ -367,9 +383,7 @@ def ablate_dimensions(encoder: Encoder, text: str, dims, layer: int, mode: str =
         raise InterventionError(f"layer: {exc}") from None
     values = None
     if mode == "mean":
-        values = dimension_means(encoder, demo_sample(), dims, layer) if means is None else np.asarray(means)
-        if values.shape != (2, len(dims)):
-            raise InterventionError(f"means: expected [2, {len(dims)}] ([CLS] row, other specials row); got {list(values.shape)}.")
+        values = dimension_means(encoder, demo_sample(), dims, layer) if means is None else check_dimension_means(means, dims)
     tt = tokenize(encoder, text, max_length)
     cls_index, _ = special_positions(tt, encoder.info)
     special = torch.as_tensor(tt.special_mask, device=encoder.device)[None]

@@ -112,7 +112,7 @@ def massive_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | Non
     """
     import torch
 
-    from .interventions import _check_dims, dimension_means, special_replacer
+    from .interventions import _check_dims, check_dimension_means, dimension_means, special_replacer
 
     start_time = time.perf_counter()
     num_layers = encoder.info.num_layers
@@ -142,7 +142,7 @@ def massive_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | Non
     if mean_from is None:
         means = (value_sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
     elif isinstance(mean_from, np.ndarray):
-        means = np.asarray(mean_from, dtype=np.float32)
+        means = check_dimension_means(mean_from, dims)
     else:
         means = dimension_means(encoder, list(mean_from), dims, layer, max_length=max_length)
     for mode, values in (("zero", None), ("mean", means)):
