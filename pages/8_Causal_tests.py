@@ -91,7 +91,7 @@ if result is not None:
 # --- 4. massive dimensions -------------------------------------------------------------------------
 st.subheader(f"4. {QUESTIONS['massive']}")
 layer = st.slider("Layer where the dimensions are set (0 = embeddings)", 0, encoder.info.num_layers - 1, 1,
-                  key="causal.massive_layer")  # fmt: skip
+                  key=f"causal.massive_layer.{encoder.info.num_layers}")  # fmt: skip
 result = run_here("massive", layer=layer)
 if result is not None:
     show_result("massive", result, key="causal.massive")
@@ -122,8 +122,10 @@ if not labels:
     st.stop()
 label = c1.selectbox("Label for the probe", labels, key=f"causal.label.{kind}", disabled=active)
 label = None if label == NO_LABEL else label
-n_texts = int(c2.number_input("Texts", min_value=1, max_value=len(corpus), value=min(200, len(corpus)), step=50,
-                              key="causal.texts", disabled=active,
+st.session_state.setdefault("causal.texts", min(200, len(corpus)))
+# A smaller corpus (a new upload) must not leave the remembered value outside the new range.
+st.session_state["causal.texts"] = min(max(int(st.session_state["causal.texts"]), 1), len(corpus))
+n_texts = int(c2.number_input("Texts", min_value=1, max_value=len(corpus), step=50, key="causal.texts", disabled=active,
                               help="A stratified sample by label when fewer than all."))  # fmt: skip
 folds = int(c3.number_input("Folds", min_value=2, max_value=10, value=5, key="causal.folds", disabled=active or label is None,
                             help="The probe is fitted on clean [CLS] vectors fold by fold and reads each text "
@@ -134,7 +136,7 @@ if kind == "patching":
 elif kind == "heads":
     options["mode"] = st.radio("Ablation", ("mean", "zero"), horizontal=True, key="causal.corpus_mode", disabled=active)
 elif kind == "massive":
-    options["layer"] = st.slider("Layer", 0, encoder.info.num_layers - 1, 1, key="causal.corpus_layer", disabled=active)
+    options["layer"] = st.slider("Layer", 0, encoder.info.num_layers - 1, 1, key=f"causal.corpus_layer.{encoder.info.num_layers}", disabled=active)
 elif kind == "registers":
     options["ks"] = tuple(range(st.slider("Registers k", 1, 4, 4, key="causal.corpus_k", disabled=active) + 1))
 
