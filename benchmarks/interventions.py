@@ -9,7 +9,9 @@
   texts (a stratified sample) - all 6 x 12 heads, one at a time. One run.
 * ``forward_demo_s`` / ``forward_200_s``: the same texts through the model's own fast forward
   pass (every hidden state, the batching of ``clsviz.extract``): median of 3 runs, with min
-  and max. The ratios divide the sweep's time by that median (machine load mostly cancels).
+  and max. The ratios divide the sweep's time by that median.
+* ``*_cpu_s`` / ``*_cpu_ratio_to_forward``: the same in CPU seconds of this process (all its
+  threads), which other processes sharing the machine disturb far less than wall time.
 
 Targets (issue "Speed and safety"): each sweep <= 60 s on the development machine (2 CPU cores).
 """
@@ -31,28 +33,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 TARGETS = {"knockout_sweep_demo_s": ("<=", 60), "head_ablation_200_s": ("<=", 60)}
 
 
-def _forward(encoder, texts, batch_size: int) -> float:
+def _forward(encoder, texts, batch_size: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of the bare forward pass over ``texts``."""
     import torch
 
     from clsviz.vectors import hidden_batches, tokenize_texts
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     tok = tokenize_texts(encoder, texts)
     with torch.inference_mode():
         for _ in hidden_batches(encoder, tok.input_ids, tok.special_masks, batch_size):
             pass
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def _repeat(fn, runs: int = 3) -> dict:
-    times = [fn() for _ in range(runs)]
-    return {"median": statistics.median(times), "min": min(times), "max": max(times), "runs": runs}
+    walls, cpus = zip(*(fn() for _ in range(runs)))
+    return {"median": round(statistics.median(walls), 3), "min": round(min(walls), 3), "max": round(max(walls), 3),
+            "cpu_median": round(statistics.median(cpus), 3), "runs": runs}  # fmt: skip
 
 
-def _once(fn) -> tuple[float, object]:
-    start = time.perf_counter()
+def _once(fn) -> tuple[float, float, object]:
+    start, cpu = time.perf_counter(), time.process_time()
     result = fn()
-    return time.perf_counter() - start, result
+    return time.perf_counter() - start, time.process_time() - cpu, result
 
 
 def measure() -> dict:
@@ -71,18 +75,22 @@ def measure() -> dict:
     _forward(encoder, texts[:64], 64)  # warm up the kernels and the tokenizer
 
     forward_demo = _repeat(lambda: _forward(encoder, texts, 64))
-    knockout_s, knocked = _once(lambda: knockout_sweep(encoder, texts, labels, label_name="topic"))
+    knockout_s, knockout_cpu, knocked = _once(lambda: knockout_sweep(encoder, texts, labels, label_name="topic"))
     forward_200 = _repeat(lambda: _forward(encoder, texts200, 32))
-    heads_s, heads = _once(lambda: head_sweep(encoder, texts200, labels200, label_name="topic"))
+    heads_s, heads_cpu, heads = _once(lambda: head_sweep(encoder, texts200, labels200, label_name="topic"))
     return {
         "knockout_sweep_demo_s": round(knockout_s, 2),
+        "knockout_sweep_demo_cpu_s": round(knockout_cpu, 2),
         "knockout_sweep_demo_runs": 1,
-        "forward_demo_s": {k: round(v, 3) if isinstance(v, float) else v for k, v in forward_demo.items()},
+        "forward_demo_s": forward_demo,
         "knockout_ratio_to_forward": round(knockout_s / forward_demo["median"], 1),
+        "knockout_cpu_ratio_to_forward": round(knockout_cpu / forward_demo["cpu_median"], 1),
         "head_ablation_200_s": round(heads_s, 2),
+        "head_ablation_200_cpu_s": round(heads_cpu, 2),
         "head_ablation_200_runs": 1,
-        "forward_200_s": {k: round(v, 3) if isinstance(v, float) else v for k, v in forward_200.items()},
+        "forward_200_s": forward_200,
         "head_ablation_ratio_to_forward": round(heads_s / forward_200["median"], 1),
+        "head_ablation_cpu_ratio_to_forward": round(heads_cpu / forward_200["cpu_median"], 1),
         "texts": {"knockout": knocked.n, "heads": heads.n},
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
