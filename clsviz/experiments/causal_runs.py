@@ -38,6 +38,7 @@ __all__ = [
     "labelled_texts",
     "run_last",
     "run_with_parts",
+    "special_sums",
     "ticker",
     "token_roles",
 ]
@@ -228,6 +229,19 @@ def token_roles(mask, special, cls, registers=None) -> dict:
         "special": special & mask & ~is_cls & ~regs,
         "content": mask & ~special & ~regs,
     }
+
+
+def special_sums(h, batch, dims: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of hidden dimensions ``dims`` of ``h`` [B, T, D] over the batch's [CLS] tokens (row 0)
+    and its other special tokens (row 1): (float64 [2, K] sums, float64 [2] counts)."""
+    import torch
+
+    rows = torch.arange(h.shape[0], device=h.device)
+    other = batch.special & batch.mask
+    other[rows, batch.cls_index] = False
+    sums = np.stack([h[rows, batch.cls_index][:, dims].double().sum(0).cpu().numpy(),
+                     h[other][:, dims].double().sum(0).cpu().numpy()])  # fmt: skip
+    return sums, np.array([h.shape[0], float(other.sum())], dtype=np.float64)
 
 
 def attention_shares(probs, queries, roles: dict) -> tuple[np.ndarray, float]:

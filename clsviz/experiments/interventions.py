@@ -32,7 +32,7 @@ from ..encoder import Encoder, apply_pooler
 from ..layers import check_block, check_layer
 from ..progress import check_cancel
 from ..tracing import TokenizedText, Trace, special_positions, tokenize
-from .causal_runs import MEAN_SAMPLE, TokenizedBatches, demo_sample, run_with_parts
+from .causal_runs import MEAN_SAMPLE, TokenizedBatches, demo_sample, run_with_parts, special_sums
 from .head_ablation import HEAD_ROLE_RULE, classify_heads, head_sweep, summarize_heads
 from .knockouts import KNOCKOUT_KEYS, knockout_sweep, summarize_knockout
 from .patching import check_pair, patch_profile, patching_sweep, summarize_patch_profile, summarize_patching
@@ -324,14 +324,9 @@ def dimension_means(encoder: Encoder, texts: Sequence[str], dims, layer: int, ma
     sums, counts = np.zeros((2, len(dims))), np.zeros(2)
     for batch in TokenizedBatches.from_texts(encoder, texts, max_length).batches(encoder, batch_size):
         with torch.inference_mode():
-            h = run_stack(encoder, batch.ids, attention_mask=batch.mask)[layer][..., dims].double().cpu().numpy()
-        rows = np.arange(len(batch.rows))
-        cls = batch.cls_index.cpu().numpy()
-        other = (batch.special & batch.mask).cpu().numpy()
-        other[rows, cls] = False
-        sums[0] += h[rows, cls].sum(0)
-        sums[1] += h[other].sum(0)
-        counts += [len(rows), other.sum()]
+            h = run_stack(encoder, batch.ids, attention_mask=batch.mask)[layer]
+        total, count = special_sums(h, batch, dims)
+        sums, counts = sums + total, counts + count
     return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
 
 

@@ -27,6 +27,7 @@ from .causal_runs import (
     attention_shares,
     labelled_texts,
     run_with_parts,
+    special_sums,
     ticker,
     token_roles,
 )
@@ -93,6 +94,16 @@ def _run(encoder, batch, start, hidden, replace, sums, mode, num_layers):
     return out, out[-1][rows, batch.cls_index].float().cpu().numpy()
 
 
+def _effects(finals: dict, mode: str, probe) -> dict:
+    """The final [CLS] of ``mode`` against the clean one: cosine, 1 - cosine, probe accuracies."""
+    cos = cosine(finals[mode], finals["clean"])
+    return dict(
+        cosine=float(cos.mean()), one_minus_cos=float(np.mean(1.0 - cos)),
+        accuracy=probe.accuracy(finals[mode]) if probe else np.nan,
+        clean_accuracy=probe.accuracy(finals["clean"]) if probe else np.nan,
+    )  # fmt: skip
+
+
 def massive_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | None = None, *, layer: int = 1,
                   dims: Sequence[int] | None = None, mean_from=None, folds: int = 5, seed: int = 0,
                   batch_size: int = 64, max_length: int | None = None, label_name: str = "label",
@@ -110,8 +121,6 @@ def massive_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | Non
     ``times_median``. ``attention``: mode (clean/zero/mean), block, role (cls/special/content),
     share - where the words' attention goes in each block after ``layer``.
     """
-    import torch
-
     from .interventions import _check_dims, check_dimension_means, dimension_means, special_replacer
 
     start_time = time.perf_counter()
@@ -132,12 +141,8 @@ def massive_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | Non
         h = out[layer]
         resume.append(h)
         ratio = max(ratio, _largest_ratio(h, batch, dims))
-        other = batch.special & batch.mask
-        rows = torch.arange(len(batch.rows), device=h.device)
-        other[rows, batch.cls_index] = False
-        value_sums[0] += h[rows, batch.cls_index][:, dims].double().sum(0).cpu().numpy()
-        value_sums[1] += h[other][:, dims].double().sum(0).cpu().numpy()
-        counts += [len(batch.rows), float(other.sum())]
+        total, count = special_sums(h, batch, dims)
+        value_sums, counts = value_sums + total, counts + count
         step("Clean runs")
     if mean_from is None:
         means = (value_sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
@@ -156,17 +161,10 @@ def massive_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | Non
         for m in DIMENSION_MODES for b in range(layer + 1, num_layers + 1) for i, r in enumerate(SHARE_ROLES)
     ])  # fmt: skip
     cls_share = attention[attention["role"] == "cls"].groupby("mode")["share"].mean()
-    rows = []
-    for mode in ("zero", "mean"):
-        cos = cosine(finals[mode], finals["clean"])
-        rows.append(dict(
-            mode=mode, layer=layer, dims=", ".join(str(d) for d in dims), times_median=ratio,
-            cosine=float(cos.mean()), one_minus_cos=float(np.mean(1.0 - cos)),
-            accuracy=probe.accuracy(finals[mode]) if probe else np.nan,
-            clean_accuracy=probe.accuracy(finals["clean"]) if probe else np.nan,
-            cls_share=float(cls_share.get(mode, np.nan)), cls_share_clean=float(cls_share.get("clean", np.nan)),
-            n=len(tokens),
-        ))  # fmt: skip
+    rows = [dict(mode=mode, layer=layer, dims=", ".join(str(d) for d in dims), times_median=ratio,
+                 **_effects(finals, mode, probe), cls_share=float(cls_share.get(mode, np.nan)),
+                 cls_share_clean=float(cls_share.get("clean", np.nan)), n=len(tokens))
+            for mode in ("zero", "mean")]  # fmt: skip
     table = pd.DataFrame(rows)
     notes = [] if found is None or found["massive"].all() else [
         f"No dimension reaches {MASSIVE_RATIO:g} times the median at layer {layer}; the largest one is used."
