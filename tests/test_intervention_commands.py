@@ -78,3 +78,13 @@ def test_bad_arguments_exit_2_with_a_reason(corpus_csv, tiny_model_dirs, capsys,
     assert code == 2
     err = capsys.readouterr().err
     assert reason in err and "Traceback" not in err
+
+
+def test_help_lists_the_experiments(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["intervene", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: clsviz intervene")
+    for name in ("knockout", "patch", "heads", "massive", "registers"):
+        assert name in out
