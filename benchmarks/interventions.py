@@ -47,10 +47,11 @@ def _forward(encoder, texts, batch_size: int) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-def _repeat(fn, runs: int = 3) -> dict:
+def _repeat(name: str, fn, runs: int = 3) -> dict:
+    """``name`` (median wall seconds), ``name_min`` / ``name_max``, ``name_cpu`` (median CPU s), ``name_runs``."""
     walls, cpus = zip(*(fn() for _ in range(runs)))
-    return {"median": round(statistics.median(walls), 3), "min": round(min(walls), 3), "max": round(max(walls), 3),
-            "cpu_median": round(statistics.median(cpus), 3), "runs": runs}  # fmt: skip
+    return {name: round(statistics.median(walls), 3), f"{name}_min": round(min(walls), 3),
+            f"{name}_max": round(max(walls), 3), f"{name}_cpu": round(statistics.median(cpus), 3), f"{name}_runs": runs}  # fmt: skip
 
 
 def _once(fn) -> tuple[float, float, object]:
@@ -60,7 +61,7 @@ def _once(fn) -> tuple[float, float, object]:
 
 
 def measure() -> dict:
-    """Run the measurements; returns a flat dict of numbers (seconds and ratios) with notes."""
+    """Run the measurements; a flat dict: seconds, ratios, counts, and a few strings (notes, findings)."""
     import torch
 
     from clsviz import demo_corpus, load_encoder
@@ -74,30 +75,32 @@ def measure() -> dict:
     texts200, labels200 = [texts[i] for i in rows], [labels[i] for i in rows]
     _forward(encoder, texts[:64], 64)  # warm up the kernels and the tokenizer
 
-    forward_demo = _repeat(lambda: _forward(encoder, texts, 64))
+    forward_demo = _repeat("forward_demo_s", lambda: _forward(encoder, texts, 64))
     knockout_s, knockout_cpu, knocked = _once(lambda: knockout_sweep(encoder, texts, labels, label_name="topic"))
-    forward_200 = _repeat(lambda: _forward(encoder, texts200, 32))
+    forward_200 = _repeat("forward_200_s", lambda: _forward(encoder, texts200, 32))
     heads_s, heads_cpu, heads = _once(lambda: head_sweep(encoder, texts200, labels200, label_name="topic"))
     return {
         "knockout_sweep_demo_s": round(knockout_s, 2),
         "knockout_sweep_demo_cpu_s": round(knockout_cpu, 2),
         "knockout_sweep_demo_runs": 1,
-        "forward_demo_s": forward_demo,
-        "knockout_ratio_to_forward": round(knockout_s / forward_demo["median"], 1),
-        "knockout_cpu_ratio_to_forward": round(knockout_cpu / forward_demo["cpu_median"], 1),
+        **forward_demo,
+        "knockout_ratio_to_forward": round(knockout_s / forward_demo["forward_demo_s"], 1),
+        "knockout_cpu_ratio_to_forward": round(knockout_cpu / forward_demo["forward_demo_s_cpu"], 1),
         "head_ablation_200_s": round(heads_s, 2),
         "head_ablation_200_cpu_s": round(heads_cpu, 2),
         "head_ablation_200_runs": 1,
-        "forward_200_s": forward_200,
-        "head_ablation_ratio_to_forward": round(heads_s / forward_200["median"], 1),
-        "head_ablation_cpu_ratio_to_forward": round(heads_cpu / forward_200["cpu_median"], 1),
-        "texts": {"knockout": knocked.n, "heads": heads.n},
+        **forward_200,
+        "head_ablation_ratio_to_forward": round(heads_s / forward_200["forward_200_s"], 1),
+        "head_ablation_cpu_ratio_to_forward": round(heads_cpu / forward_200["forward_200_s_cpu"], 1),
+        "knockout_texts": knocked.n,
+        "head_ablation_texts": heads.n,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "notes": "sweeps: one run each (tens of seconds); forward passes: median of 3 with min/max. "
         "A load average above the CPU count means other processes shared the machine.",
-        "findings": {"knockout": knocked.finding, "heads": heads.finding},
+        "knockout_finding": knocked.finding,
+        "head_ablation_finding": heads.finding,
     }
 
 
