@@ -139,15 +139,22 @@ class ClassifierHead:
         if x.ndim != 2:
             raise ValueError(f"cls_vectors: expected [N, D], got {list(x.shape)}")
         with torch.inference_mode():
-            if self.kind == "pooler":
-                x = apply_pooler(self.first, x)
-            elif self.kind == "pre_classifier":
-                x = torch.relu(self.first(x))
-            elif self.kind == "context_pooler":
-                x = self.first(x[:, None, :])
-            elif self.kind == "head_module":
-                return self.classifier(x[:, None, :])
-            return self.classifier(x)
+            return self.replay(x)
+
+    def replay(self, x):
+        """The head on torch [N, D] vectors -> [N, num_labels], differentiable in ``x`` (for
+        gradient attributions); the head's weights are only read."""
+        import torch
+
+        if self.kind == "pooler":
+            x = apply_pooler(self.first, x)
+        elif self.kind == "pre_classifier":
+            x = torch.relu(self.first(x))
+        elif self.kind == "context_pooler":
+            x = self.first(x[:, None, :])
+        elif self.kind == "head_module":
+            return self.classifier(x[:, None, :])
+        return self.classifier(x)
 
 
 def _problem_type(config) -> str:

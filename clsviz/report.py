@@ -24,11 +24,13 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .attention import summarize
+from .attribution import attribute
 from .experiments.inversion import load_mlm_head, mlm_reading
 from .experiments.position import position_experiment
 from .figures import figure_spec
 from .metrics import cosine, entropy
-from .mixing import attention_weights
+from .mixing import METHODS as MIXING_METHODS
+from .mixing import attention_weights, measure
 from .norms import dimension_values, massive_dimensions, token_norms, top_dimensions
 from .overview import findings
 from .similarity import cls_summary, cls_token_cosines
@@ -92,6 +94,9 @@ class _Context:
     def top(self):
         return self.memo("top_dimensions", lambda: top_dimensions(self.trace))
 
+    def mixing(self, method: str):
+        return self.memo(f"mixing.{method}", lambda: measure(self.encoder, self.trace, method))
+
 
 @dataclass(frozen=True)
 class _Section:
@@ -109,6 +114,29 @@ def _mlm_args(ctx: _Context) -> tuple:
     if not head.available:
         raise NotApplicable(head.note)
     return (mlm_reading(head, ctx.trace.hidden_states[:, ctx.trace.cls_index], ctx.encoder.tokenizer),)
+
+
+# The report's context-mixing measure (fast, whole-block) and the fast ones it compares.
+_REPORT_MIXING = "alti"
+_FAST_MIXING = tuple(m for m in MIXING_METHODS if m != "value_zeroing")
+
+
+def _mixing_args(ctx: _Context, compare: bool = False) -> tuple:
+    try:
+        if compare:
+            return ([ctx.mixing(m) for m in _FAST_MIXING],)
+        return ctx.mixing(_REPORT_MIXING), ctx.mixing("attention")
+    except ValueError as exc:  # a family whose blocks clsviz cannot run
+        raise NotApplicable(str(exc)) from exc
+
+
+def _attribution_args(ctx: _Context) -> tuple:
+    # The [CLS] and mean vectors' cosine to themselves, split over the words (integrated gradients).
+    try:
+        return ([attribute(ctx.encoder, ctx.trace.text, pooling=p, steps=16, max_length=ctx.trace.seq_len)
+                 for p in ("cls", "mean")],)  # fmt: skip
+    except ValueError as exc:
+        raise NotApplicable(str(exc)) from exc
 
 
 def _massive_args(ctx: _Context) -> tuple:
@@ -135,6 +163,10 @@ _SECTIONS: tuple[_Section, ...] = (
     _Section("position.tokens", lambda ctx: ([r.variant for r in ctx.position().runs],), needs_encoder=True),
     _Section("position.lines", lambda ctx: (ctx.position().table,), needs_encoder=True),
     _Section("inversion.mlm", _mlm_args, needs_encoder=True),
+    _Section("mixing.cls_row", _mixing_args, needs_encoder=True),
+    _Section("mixing.rollout", _mixing_args, needs_encoder=True),
+    _Section("mixing.compare", lambda ctx: _mixing_args(ctx, compare=True), needs_encoder=True),
+    _Section("attribution.tokens", _attribution_args, needs_encoder=True),
 )
 
 

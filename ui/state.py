@@ -28,6 +28,7 @@ PAGES = (
     ("pages/4_Any_token.py", "Could any token do?", ":material/science:"),
     ("pages/5_Why_first.py", "Why first?", ":material/swap_horiz:"),
     ("pages/6_Inversion.py", "Recover the sentence?", ":material/undo:"),
+    ("pages/7_What_flows_in.py", "What flows into [CLS]?", ":material/merge:"),
 )
 
 SUGGESTED_MODELS = {

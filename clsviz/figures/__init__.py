@@ -14,6 +14,8 @@ from ._embeddings import *  # noqa: F401,F403
 from ._embeddings import __all__ as _embeddings_all
 from ._inversion import *  # noqa: F401,F403
 from ._inversion import __all__ as _inversion_all
+from ._mixing import *  # noqa: F401,F403
+from ._mixing import __all__ as _mixing_all
 from ._position import *  # noqa: F401,F403
 from ._position import __all__ as _position_all
 from ._probe import *  # noqa: F401,F403
@@ -30,6 +32,7 @@ __all__ = [
     *_probe_all,
     *_position_all,
     *_inversion_all,
+    *_mixing_all,
     "FigureSpec",
     "figure_spec",
     "figure_specs",

@@ -1,0 +1,178 @@
+"""A block's attention sublayer split token by token: value norms, GlobEnc and ALTI.
+
+Block ``l`` reads ``x = trace.hidden_states[l - 1]`` ([T, D]) with attention probabilities
+``alpha^h = trace.attentions[l - 1]`` ([H, T, T]). What head h writes for key token j is
+``f_h(x_j) = (x_j W_V^h + b_V^h) W_O^h`` (value bias included, output bias not), and the
+attention sublayer with its residual and first LayerNorm gives
+
+    mid_i = LN1( sum_j z_ij + x_i + b_O ),    z_ij = sum_h alpha^h_ij f_h(x_j).
+
+Once LN1's scale ``sigma1_i`` (set by the whole sum) is fixed, LN1 is linear, so ``mid_i``
+splits exactly into one part per contributing token plus a bias:
+
+    mid_i = sum_j T_i(x_j) + bias_i
+    T_i(x_j) = gamma1 * centre(z_ij + [i == j] x_i) / sigma1_i
+    bias_i   = gamma1 * centre(b_O) / sigma1_i + beta1          (centre(v) = v - mean(v))
+
+The measures read these parts (raw scores, before rows are normalised to sum to 1):
+
+* ``value_norm`` (Kobayashi et al. 2020): ``||z_ij||_2``, the attention part alone, summed over
+  heads (no residual, no LayerNorm)
+* ``alti`` (Ferrando et al. 2022): ``max(0, ||mid_i||_1 - ||mid_i - T_i(x_j)||_1)``: how close
+  each part is to the whole, in L1
+* ``globenc`` (Modarressi et al. 2022): ``||gamma2 * centre(T_i(x_j)) / sigma2_i||_2``: each
+  part carried through the second LayerNorm's scaling, with ``sigma2_i`` from the block's own
+  pre-LN2 state ``FFN(mid_i) + mid_i``; the feed-forward network itself is left out, as in
+  the paper
+
+Everything is float64. Receiving tokens are processed in chunks so that a 512-token input
+stays inside a memory budget (:data:`DEFAULT_BUDGET`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["DECOMPOSED_METHODS", "DEFAULT_BUDGET", "BlockDecomposition", "block_scores", "decompose_block"]
+
+DECOMPOSED_METHODS = ("value_norm", "globenc", "alti")
+"""The measures :func:`block_scores` reads from the decomposition."""
+
+DEFAULT_BUDGET = 512 * 2**20
+"""Bytes of scratch memory one chunk of a computation may use (512 MiB)."""
+
+
+@dataclass(frozen=True, eq=False)
+class BlockDecomposition:
+    """One block's LN1 output split by contributing token (float64 numpy; T tokens, D dims).
+
+    * ``parts`` [T, T, D]: ``parts[i, j] = T_i(x_j)``; ``bias`` [T, D]: so that
+      ``parts.sum(1) + bias`` is the block's LN1 output ``mid``
+    * ``globenc_parts`` [T, T, D]: each part scaled by the second LayerNorm
+      (``gamma2 * centre(parts[i, j]) / sigma2_i``), the vectors GlobEnc measures
+    * ``ln2_scale`` [T]: ``1 / sigma2_i`` of the block's second LayerNorm
+    """
+
+    block: int
+    parts: np.ndarray
+    bias: np.ndarray
+    globenc_parts: np.ndarray
+    ln2_scale: np.ndarray
+
+
+def _centre(v):
+    return v - v.mean(dim=-1, keepdim=True)
+
+
+def _head_writes(w, x):
+    """[T, H, D]: f_h(x_j), what head h writes for key token j (value bias in, output bias out)."""
+    import torch
+
+    seq_len, dim = x.shape
+    v = torch.nn.functional.linear(x, w.v_w, w.v_b).view(seq_len, w.num_heads, w.head_dim)
+    return torch.einsum("thk,dhk->thd", v, w.o_w.view(dim, w.num_heads, w.head_dim))
+
+
+def _split_rows(w, x, probs, writes, rows):
+    """For receiving tokens ``rows`` [I]: z [I, T, D], parts [I, T, D], bias [I, D], mid [I, D]."""
+    import torch
+
+    z = torch.einsum("hij,jhd->ijd", probs[:, rows, :], writes)
+    with_residual = z.clone()
+    with_residual[torch.arange(len(rows), device=x.device), rows] += x[rows]
+    pre_ln1 = with_residual.sum(dim=1) + w.o_b
+    scale = 1.0 / torch.sqrt(pre_ln1.var(dim=-1, unbiased=False) + w.ln1_eps)  # [I]
+    parts = w.ln1_w * _centre(with_residual) * scale[:, None, None]
+    bias = w.ln1_w * _centre(w.o_b)[None, :] * scale[:, None] + w.ln1_b
+    return z, parts, bias, parts.sum(dim=1) + bias
+
+
+def _ln2_scale(w, mid):
+    """[I]: 1 / sigma2 of the second LayerNorm, whose input is FFN(mid) + mid."""
+    import torch
+    import torch.nn.functional as F
+
+    pre_ln2 = F.linear(w.act(F.linear(mid, w.ff1_w, w.ff1_b)), w.ff2_w, w.ff2_b) + mid
+    return 1.0 / torch.sqrt(pre_ln2.var(dim=-1, unbiased=False) + w.ln2_eps)
+
+
+def _rows_per_chunk(seq_len: int, dim: int, budget: int) -> int:
+    # z, its residual copy, the parts and one temporary of the same size, in float64.
+    return int(max(1, min(seq_len, budget // max(1, 4 * seq_len * dim * 8))))
+
+
+def _inputs(w, hidden, attentions):
+    import torch
+
+    device = w.q_w.device
+    x = torch.as_tensor(np.asarray(hidden), device=device).to(torch.float64)
+    probs = torch.as_tensor(np.asarray(attentions), device=device).to(torch.float64)
+    return x, probs
+
+
+def block_scores(w, hidden, attentions, methods: Iterable[str] = DECOMPOSED_METHODS,
+                 budget: int = DEFAULT_BUDGET) -> dict[str, np.ndarray]:  # fmt: skip
+    """Raw scores of one block, float64 [T, T] (row = receiving token, column = contributor).
+
+    ``w``: the block's :class:`clsviz.blocks.BlockWeights` in float64; ``hidden`` [T, D] the
+    block's input; ``attentions`` [H, T, T] its attention probabilities. ``methods``: a subset
+    of :data:`DECOMPOSED_METHODS`. Scores are not normalised (see the module docstring).
+    """
+    import torch
+
+    methods = tuple(methods)
+    unknown = sorted(set(methods) - set(DECOMPOSED_METHODS))
+    if unknown:
+        raise ValueError(f"block_scores: unknown {unknown}; allowed: {', '.join(DECOMPOSED_METHODS)}.")
+    x, probs = _inputs(w, hidden, attentions)
+    seq_len, dim = x.shape
+    out = {m: np.zeros((seq_len, seq_len)) for m in methods}
+    step = _rows_per_chunk(seq_len, dim, budget)
+    with torch.inference_mode():
+        writes = _head_writes(w, x)
+        for start in range(0, seq_len, step):
+            rows = torch.arange(start, min(seq_len, start + step), device=x.device)
+            z, parts, _, mid = _split_rows(w, x, probs, writes, rows)
+            block = slice(start, start + len(rows))
+            if "value_norm" in methods:
+                out["value_norm"][block] = z.norm(dim=-1).cpu().numpy()
+            if "alti" in methods:
+                whole = mid.abs().sum(dim=-1)  # ||mid_i||_1
+                distance = (mid[:, None, :] - parts).abs().sum(dim=-1)
+                out["alti"][block] = (whole[:, None] - distance).clamp(min=0.0).cpu().numpy()
+            if "globenc" in methods:
+                scaled = w.ln2_w * _centre(parts) * _ln2_scale(w, mid)[:, None, None]
+                out["globenc"][block] = scaled.norm(dim=-1).cpu().numpy()
+    return out
+
+
+def decompose_block(encoder, trace, block: int) -> BlockDecomposition:
+    """The decomposition of block ``block`` (1..L) of ``trace`` (see :class:`BlockDecomposition`).
+
+    Holds [T, T, D] float64 arrays: meant for inspecting short inputs; :func:`block_scores`
+    computes the scores of long ones in chunks. Raises
+    :class:`clsviz.blocks.BlockStructureError` for a family whose blocks clsviz cannot run.
+    """
+    import torch
+
+    from ..blocks import block_weights
+    from ..layers import check_block
+
+    number = check_block(block, trace.num_layers)
+    w = block_weights(encoder)[number - 1].to(dtype=torch.float64)
+    x, probs = _inputs(w, trace.hidden_states[number - 1], trace.attentions[number - 1])
+    with torch.inference_mode():
+        rows = torch.arange(x.shape[0], device=x.device)
+        _, parts, bias, mid = _split_rows(w, x, probs, _head_writes(w, x), rows)
+        scale = _ln2_scale(w, mid)
+        scaled = w.ln2_w * _centre(parts) * scale[:, None, None]
+    return BlockDecomposition(
+        block=number,
+        parts=parts.cpu().numpy(),
+        bias=bias.cpu().numpy(),
+        globenc_parts=scaled.cpu().numpy(),
+        ln2_scale=scale.cpu().numpy(),
+    )
