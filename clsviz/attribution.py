@@ -148,23 +148,23 @@ def _linear_probe(probe) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
         weight, bias, final = np.asarray(probe[0], dtype=np.float64), np.asarray(probe[1], dtype=np.float64), None
     else:
         final = probe.steps[-1][1] if hasattr(probe, "steps") else probe
-        for _, step in getattr(probe, "steps", [])[:-1]:
-            if step is None or step == "passthrough":
-                continue
-            if not hasattr(step, "scale_") and not hasattr(step, "mean_"):
-                raise AttributionError(
-                    f"The probe's pipeline has a {type(step).__name__} step; clsviz folds only StandardScaler "
-                    "steps into the linear map. Pass (weight, bias) arrays instead."
-                )
-            mean = step.mean_ if getattr(step, "with_mean", True) and step.mean_ is not None else 0.0
-            scale = step.scale_ if getattr(step, "with_std", True) and step.scale_ is not None else 1.0
-            step_a, step_c = 1.0 / np.asarray(scale, dtype=np.float64), -np.asarray(mean, dtype=np.float64) / scale
-            a, c = (step_a, step_c) if a is None else (a * step_a, c * step_a + step_c)
         if not hasattr(final, "coef_"):
             raise AttributionError(
                 "probe must be a fitted linear model (e.g. clsviz.experiments.probe.make_probe() after "
                 "fit), a Pipeline ending in one, or (weight, bias) arrays; this one has no coef_ - fit it first."
             )
+        for _, step in getattr(probe, "steps", [])[:-1]:
+            if step is None or step == "passthrough":
+                continue
+            if not hasattr(step, "with_std") or not hasattr(step, "scale_"):
+                raise AttributionError(
+                    f"The probe's pipeline has a {type(step).__name__} step; clsviz folds only fitted "
+                    "StandardScaler steps into the linear map. Pass (weight, bias) arrays instead."
+                )
+            mean = step.mean_ if getattr(step, "with_mean", True) and step.mean_ is not None else 0.0
+            scale = step.scale_ if getattr(step, "with_std", True) and step.scale_ is not None else 1.0
+            step_a, step_c = 1.0 / np.asarray(scale, dtype=np.float64), -np.asarray(mean, dtype=np.float64) / scale
+            a, c = (step_a, step_c) if a is None else (a * step_a, c * step_a + step_c)
         weight = np.asarray(final.coef_, dtype=np.float64)
         bias = np.asarray(final.intercept_, dtype=np.float64)
     weight = np.atleast_2d(weight)
@@ -224,6 +224,7 @@ def make_target(encoder, text: str, target="similarity", other: str | None = Non
         raise AttributionError(str(exc)) from exc
     special, cls_index = tt.special_mask, special_positions(tt, encoder.info)[0]
     where = f"{pooling} pooling at layer {idx}"
+    vector = f"{'[CLS]' if pooling == 'cls' else pooling + '-pooled'} vector at layer {idx}"
 
     def pooled(hidden):
         return _pooled(encoder, hidden, idx, pooling, special, cls_index)
@@ -236,8 +237,8 @@ def make_target(encoder, text: str, target="similarity", other: str | None = Non
             v = pooled(hidden)
             return torch.nn.functional.cosine_similarity(v, ref.to(device=v.device, dtype=v.dtype)[None], dim=-1)
 
-        shown = "the text itself" if other == text else "the other sentence"
-        return Target("similarity", f"cosine to {shown} ({where})", similarity)
+        to = "its unperturbed self" if other == text else "the other sentence's"
+        return Target("similarity", f"cosine of the {vector} to {to}", similarity)
     if target == "probe":
         if probe is None:
             raise AttributionError("target='probe' needs probe=: a fitted probe (Pipeline) or (weight, bias) arrays.")
