@@ -11,19 +11,17 @@ import torch
 
 from clsviz import load_encoder, mixing, trace
 from clsviz.attention import rollout as attention_rollout
-from tests.conftest import TINY, TINY_KINDS
+from tests.conftest import TINY
 from tests.test_attention import tiny_mpnet_dir  # noqa: F401 (fixture)
-from tests.test_blocks import _bert_layer_by_hand, _gelu, _layer_norm
+from tests.test_blocks import (
+    KINDS,
+    _bert_layer_by_hand,
+    _gelu,
+    _layer_norm,
+    encoders,  # noqa: F401 (fixture: one encoder per family and the bundled one)
+)
 
 TEXT = "Why is the [CLS] token always first?"
-KINDS = (*TINY_KINDS, "bundled")
-
-
-@pytest.fixture(scope="module")
-def encoders(tiny_model_dirs, encoder):
-    found = {kind: load_encoder(str(tiny_model_dirs[kind])) for kind in TINY_KINDS}
-    found["bundled"] = encoder
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +90,7 @@ def test_value_zeroing_shows_blocks_that_barely_mix_into_cls(zeroed):
     assert magnitude[-1] > 1e-3  # the last block does mix other tokens into [CLS]
 
 
-def test_value_zeroing_in_chunks_equals_one_pass(encoders):
+def test_value_zeroing_in_chunks_equals_one_pass(encoders):  # noqa: F811
     enc = encoders["bert"]
     t = trace(enc, "the cat chased a dog across the yard")
     whole = mixing.measure(enc, t, "value_zeroing")
@@ -128,7 +126,7 @@ def _sublayer_by_hand(enc, t, block):
 
 
 @pytest.mark.parametrize("block", [1, 2])
-def test_decomposition_sums_back_to_the_block_output(encoders, block):
+def test_decomposition_sums_back_to_the_block_output(encoders, block):  # noqa: F811
     enc = encoders["bert"]
     t = trace(enc, "the cat chased a dog")
     alpha, f, mid, ffn, out, layer = _sublayer_by_hand(enc, t, block)
@@ -153,7 +151,7 @@ def test_decomposition_sums_back_to_the_block_output(encoders, block):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, err_msg=method)
 
 
-def test_decomposed_scores_in_chunks_equal_one_pass(encoders):
+def test_decomposed_scores_in_chunks_equal_one_pass(encoders):  # noqa: F811
     enc = encoders["electra"]
     t = trace(enc, "why is the token always first")
     for method in ("value_norm", "globenc", "alti"):
@@ -165,7 +163,7 @@ def test_decomposed_scores_in_chunks_equal_one_pass(encoders):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_rows_are_non_negative_and_sum_to_one(encoders, kind):
+def test_rows_are_non_negative_and_sum_to_one(encoders, kind):  # noqa: F811
     enc = encoders[kind]
     t = trace(enc, "The cat chased the dog across the yard.")
     for method in mixing.METHODS:
@@ -187,7 +185,7 @@ def test_raw_attention_is_the_mean_over_heads_and_its_rollout_the_attention_roll
     np.testing.assert_allclose(mixing.rollout(np.asarray(m), "attention")[-1], np.linalg.multi_dot(a[::-1]), atol=1e-5)
 
 
-def test_whole_block_measures_are_chained_as_they_are(encoders):
+def test_whole_block_measures_are_chained_as_they_are(encoders):  # noqa: F811
     enc = encoders["roberta"]
     t = trace(enc, "the cat chased a dog")
     m = mixing.contributions(enc, t, "alti")
@@ -197,7 +195,7 @@ def test_whole_block_measures_are_chained_as_they_are(encoders):
     np.testing.assert_allclose(mixing.rollout(np.asarray(m), residual=0.5)[0], 0.5 * m[0] + 0.5 * np.eye(t.seq_len), atol=1e-6)
 
 
-def test_tables_and_top_contributors(encoders):
+def test_tables_and_top_contributors(encoders):  # noqa: F811
     enc = encoders["distilbert"]
     t = trace(enc, "the cat chased a dog")
     mix = mixing.measure(enc, t, "globenc")
@@ -246,7 +244,7 @@ def test_a_model_without_the_block_structure_gets_a_clear_message(tiny_mpnet_dir
             mixing.contributions(mpnet, t, method)
 
 
-def test_unknown_methods_and_foreign_traces_are_refused(encoders, bundled_trace):
+def test_unknown_methods_and_foreign_traces_are_refused(encoders, bundled_trace):  # noqa: F811
     with pytest.raises(mixing.MixingError, match="choose one of attention, value_norm, globenc, alti, value_zeroing"):
         mixing.contributions(encoders["bundled"], bundled_trace, "flow")
     with pytest.raises(mixing.MixingError, match="not with"):
