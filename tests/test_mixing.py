@@ -264,3 +264,29 @@ def test_the_shared_model_is_never_changed(encoder, bundled_trace):
     assert hooks == sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in encoder.model.modules())
     for n, p in encoder.model.named_parameters():
         assert p.dtype == torch.float32 and not p.requires_grad and torch.equal(p, before[n]), n
+
+
+# --- the report and the command line ---------------------------------------------------------------
+
+
+def test_the_report_and_inspect_carry_the_mixing_section(encoder, tiny_mpnet_dir, capsys):  # noqa: F811
+    from clsviz import cli
+    from clsviz.report import report_sections
+
+    text = "The cat chased the dog."
+    t = trace(encoder, text)
+    sections = {s.key: s for s in report_sections(t, encoder, only=["mixing.cls_row", "mixing.compare", "attribution.tokens"])}
+    z = np.asarray(sections["mixing.cls_row"].figure.data[1].z, dtype=np.float64)
+    np.testing.assert_allclose(z, mixing.measure(encoder, t, "alti").row(), atol=1e-4)
+    assert [tr.y for tr in sections["attribution.tokens"].figure.data] == [("cls pooling", "mean pooling")]
+    mpnet = load_encoder(str(tiny_mpnet_dir))
+    skipped = report_sections(trace(mpnet, "the cat"), mpnet, only=["mixing.rollout"])[0]
+    assert skipped.figure is None and "'mpnet'" in skipped.note
+
+    assert cli.main(["inspect", text, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "What flows into [CLS]" in out
+    top = mixing.top_contributors(mixing.measure(encoder, t, "alti"))
+    assert "  ALTI: " + ", ".join(f"{tok} {share:.2f}" for _, tok, share in top) in out.splitlines()
+    assert cli.main(["inspect", "the cat", "--model", str(tiny_mpnet_dir), "--quiet"]) == 0
+    assert "ALTI: not available" in capsys.readouterr().out
