@@ -237,7 +237,7 @@ def make_target(encoder, text: str, target="similarity", other: str | None = Non
             v = pooled(hidden)
             return torch.nn.functional.cosine_similarity(v, ref.to(device=v.device, dtype=v.dtype)[None], dim=-1)
 
-        to = "its unperturbed self" if other == text else "the other sentence's"
+        to = "its unperturbed self" if other == text else "that of the other sentence"
         return Target("similarity", f"cosine of the {vector} to {to}", similarity)
     if target == "probe":
         if probe is None:
