@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..tracing import Trace
-from .decomposition import DEFAULT_BUDGET, block_scores
+from .decomposition import DEFAULT_BUDGET, block_scores, float64_weights
 from .zeroing import BARELY_MIXES, value_zeroing_scores
 
 __all__ = [
@@ -144,8 +144,6 @@ def _normalise(raw: np.ndarray) -> np.ndarray:
 
 
 def _decomposed(encoder, trace: Trace, method: str, progress, cancel, budget: int) -> np.ndarray:
-    import torch
-
     from ..blocks import block_weights
     from ..progress import check_cancel
 
@@ -156,7 +154,7 @@ def _decomposed(encoder, trace: Trace, method: str, progress, cancel, budget: in
         check_cancel(cancel, METHOD_NAMES[method])
         w = weights[layer]
         if id(w) not in cast:  # ALBERT repeats one shared block: cast it once
-            cast[id(w)] = w.to(dtype=torch.float64)
+            cast[id(w)] = float64_weights(w, (method,))
         w64 = cast[id(w)]
         scores = block_scores(w64, trace.hidden_states[layer], trace.attentions[layer], (method,), budget)
         raw[layer] = scores[method]

@@ -32,11 +32,18 @@ stays inside a memory budget (:data:`DEFAULT_BUDGET`).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["DECOMPOSED_METHODS", "DEFAULT_BUDGET", "BlockDecomposition", "block_scores", "decompose_block"]
+__all__ = [
+    "DECOMPOSED_METHODS",
+    "DEFAULT_BUDGET",
+    "BlockDecomposition",
+    "block_scores",
+    "decompose_block",
+    "float64_weights",
+]
 
 DECOMPOSED_METHODS = ("value_norm", "globenc", "alti")
 """The measures :func:`block_scores` reads from the decomposition."""
@@ -61,6 +68,21 @@ class BlockDecomposition:
     bias: np.ndarray
     globenc_parts: np.ndarray
     ln2_scale: np.ndarray
+
+
+# The tensors each measure reads: only these are cast to float64 (a whole block's copy costs more
+# than the measure itself on short inputs).
+_SUBLAYER = ("v_w", "v_b", "o_w", "o_b", "ln1_w", "ln1_b")
+_SECOND_LN = ("ff1_w", "ff1_b", "ff2_w", "ff2_b", "ln2_w", "ln2_b")
+
+
+def float64_weights(w, methods: Iterable[str] = DECOMPOSED_METHODS):
+    """A copy of BlockWeights ``w`` whose tensors that ``methods`` read are float64 (new tensors;
+    the others are left as they are and must not be used)."""
+    import torch
+
+    names = _SUBLAYER + (_SECOND_LN if "globenc" in tuple(methods) else ())
+    return replace(w, **{n: getattr(w, n).to(dtype=torch.float64, copy=True) for n in names})
 
 
 def _centre(v):
@@ -120,7 +142,7 @@ def block_scores(w, hidden, attentions, methods: Iterable[str] = DECOMPOSED_METH
                  budget: int = DEFAULT_BUDGET) -> dict[str, np.ndarray]:  # fmt: skip
     """Raw scores of one block, float64 [T, T] (row = receiving token, column = contributor).
 
-    ``w``: the block's :class:`clsviz.blocks.BlockWeights` in float64; ``hidden`` [T, D] the
+    ``w``: the block's :class:`clsviz.blocks.BlockWeights` in float64 (:func:`float64_weights`); ``hidden`` [T, D] the
     block's input; ``attentions`` [H, T, T] its attention probabilities. ``methods``: a subset
     of :data:`DECOMPOSED_METHODS`. Scores are not normalised (see the module docstring).
     """
@@ -165,7 +187,7 @@ def decompose_block(encoder, trace, block: int) -> BlockDecomposition:
     from ..layers import check_block
 
     number = check_block(block, trace.num_layers)
-    w = block_weights(encoder)[number - 1].to(dtype=torch.float64)
+    w = float64_weights(block_weights(encoder)[number - 1])
     x, probs = _inputs(w, trace.hidden_states[number - 1], trace.attentions[number - 1])
     with torch.inference_mode():
         rows = torch.arange(x.shape[0], device=x.device)
