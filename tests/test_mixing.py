@@ -156,7 +156,7 @@ def test_decomposed_scores_in_chunks_equal_one_pass(encoders):  # noqa: F811
     t = trace(enc, "why is the token always first")
     for method in ("value_norm", "globenc", "alti"):
         whole = mixing.measure(enc, t, method).raw
-        np.testing.assert_allclose(mixing.measure(enc, t, method, budget=1).raw, whole, rtol=1e-10, err_msg=method)
+        np.testing.assert_allclose(mixing.measure(enc, t, method, budget=1).raw, whole, rtol=1e-6, err_msg=method)
 
 
 # --- every method, every family ------------------------------------------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..tracing import Trace
-from .decomposition import DEFAULT_BUDGET, block_scores, float64_weights
+from .decomposition import DEFAULT_BUDGET, block_scores
 from .zeroing import BARELY_MIXES, value_zeroing_scores
 
 __all__ = [
@@ -149,14 +149,9 @@ def _decomposed(encoder, trace: Trace, method: str, progress, cancel, budget: in
 
     weights = block_weights(encoder)
     raw = np.zeros((trace.num_layers, trace.seq_len, trace.seq_len))
-    cast: dict[int, object] = {}
     for layer in range(trace.num_layers):
         check_cancel(cancel, METHOD_NAMES[method])
-        w = weights[layer]
-        if id(w) not in cast:  # ALBERT repeats one shared block: cast it once
-            cast[id(w)] = float64_weights(w, (method,))
-        w64 = cast[id(w)]
-        scores = block_scores(w64, trace.hidden_states[layer], trace.attentions[layer], (method,), budget)
+        scores = block_scores(weights[layer], trace.hidden_states[layer], trace.attentions[layer], (method,), budget)
         raw[layer] = scores[method]
         if progress is not None:
             progress(layer + 1, trace.num_layers, f"{METHOD_NAMES[method]}: block {layer + 1} of {trace.num_layers}")
@@ -167,7 +162,9 @@ def measure(encoder, trace: Trace, method: str, *, progress=None, cancel=None,
             budget: int = DEFAULT_BUDGET) -> ContextMixing:  # fmt: skip
     """Context mixing of ``trace`` by ``method`` (one of :data:`METHODS`).
 
-    ``encoder`` is the Encoder that made ``trace``. ``budget``: bytes of scratch memory per
+    ``encoder`` is the Encoder that made ``trace``. Value zeroing runs entirely in float64; the
+    decomposed measures (value norm, GlobEnc, ALTI) read the trace's own attention weights and
+    hidden states and decompose in float64. ``budget``: bytes of scratch memory per
     chunk (long inputs are split into chunks of receiving tokens or of reruns). ``progress``
     and ``cancel`` follow :mod:`clsviz.progress`. Raises :class:`MixingError` (a ValueError)
     for an unknown method, a trace of another model, or a model whose blocks clsviz cannot

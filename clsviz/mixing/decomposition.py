@@ -25,25 +25,19 @@ The measures read these parts (raw scores, before rows are normalised to sum to 
   pre-LN2 state ``FFN(mid_i) + mid_i``; the feed-forward network itself is left out, as in
   the paper
 
-Everything is float64. Receiving tokens are processed in chunks so that a 512-token input
-stays inside a memory budget (:data:`DEFAULT_BUDGET`).
+The decomposition - sums, LayerNorm statistics, differences and norms - runs in float64; only the
+products with the weight matrices run in the model's own dtype. Receiving tokens are processed
+in chunks so that a 512-token input stays inside a memory budget (:data:`DEFAULT_BUDGET`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = [
-    "DECOMPOSED_METHODS",
-    "DEFAULT_BUDGET",
-    "BlockDecomposition",
-    "block_scores",
-    "decompose_block",
-    "float64_weights",
-]
+__all__ = ["DECOMPOSED_METHODS", "DEFAULT_BUDGET", "BlockDecomposition", "block_scores", "decompose_block"]
 
 DECOMPOSED_METHODS = ("value_norm", "globenc", "alti")
 """The measures :func:`block_scores` reads from the decomposition."""
@@ -70,33 +64,27 @@ class BlockDecomposition:
     ln2_scale: np.ndarray
 
 
-# The tensors each measure reads: only these are cast to float64 (a whole block's copy costs more
-# than the measure itself on short inputs).
-_SUBLAYER = ("v_w", "v_b", "o_w", "o_b", "ln1_w", "ln1_b")
-_SECOND_LN = ("ff1_w", "ff1_b", "ff2_w", "ff2_b", "ln2_w", "ln2_b")
-
-
-def float64_weights(w, methods: Iterable[str] = DECOMPOSED_METHODS):
-    """A copy of BlockWeights ``w`` whose tensors that ``methods`` read are float64 (new tensors;
-    the others are left as they are and must not be used)."""
-    import torch
-
-    names = _SUBLAYER + (_SECOND_LN if "globenc" in tuple(methods) else ())
-    return replace(w, **{n: getattr(w, n).to(dtype=torch.float64, copy=True) for n in names})
-
-
 def _centre(v):
     return v - v.mean(dim=-1, keepdim=True)
 
 
+def _f64(t):
+    import torch
+
+    return t.to(torch.float64)
+
+
 def _head_writes(w, x):
-    """[T, H, D]: f_h(x_j), what head h writes for key token j (value bias in, output bias out)."""
+    """[T, H, D] float64: f_h(x_j), what head h writes for key token j (value bias in, output bias
+    out). The products with the weight matrices run in the model's dtype: their rounding (1e-7
+    relative in float32) is far below what these norms resolve, and no weight copy is made."""
     import torch
 
     seq_len, dim = x.shape
-    v = torch.nn.functional.linear(x, w.v_w, w.v_b).view(seq_len, w.num_heads, w.head_dim).transpose(0, 1)
+    v = torch.nn.functional.linear(x.to(w.v_w.dtype), w.v_w, w.v_b)
+    v = v.view(seq_len, w.num_heads, w.head_dim).transpose(0, 1)
     o = w.o_w.view(dim, w.num_heads, w.head_dim).permute(1, 2, 0)  # [H, dh, D]
-    return torch.bmm(v.contiguous(), o.contiguous()).transpose(0, 1).contiguous()
+    return _f64(torch.bmm(v.contiguous(), o.contiguous()).transpose(0, 1)).contiguous()
 
 
 def _split_rows(w, x, probs, writes, rows):
@@ -108,10 +96,11 @@ def _split_rows(w, x, probs, writes, rows):
     z = torch.bmm(probs[:, rows, :].permute(2, 1, 0).contiguous(), writes).transpose(0, 1)
     with_residual = z.clone()
     with_residual[torch.arange(len(rows), device=x.device), rows] += x[rows]
-    pre_ln1 = with_residual.sum(dim=1) + w.o_b
+    o_b, gamma = _f64(w.o_b), _f64(w.ln1_w)
+    pre_ln1 = with_residual.sum(dim=1) + o_b
     scale = 1.0 / torch.sqrt(pre_ln1.var(dim=-1, unbiased=False) + w.ln1_eps)  # [I]
-    parts = w.ln1_w * _centre(with_residual) * scale[:, None, None]
-    bias = w.ln1_w * _centre(w.o_b)[None, :] * scale[:, None] + w.ln1_b
+    parts = gamma * _centre(with_residual) * scale[:, None, None]
+    bias = gamma * _centre(o_b)[None, :] * scale[:, None] + _f64(w.ln1_b)
     return z, parts, bias, parts.sum(dim=1) + bias
 
 
@@ -120,7 +109,8 @@ def _ln2_scale(w, mid):
     import torch
     import torch.nn.functional as F
 
-    pre_ln2 = F.linear(w.act(F.linear(mid, w.ff1_w, w.ff1_b)), w.ff2_w, w.ff2_b) + mid
+    ffn = F.linear(w.act(F.linear(mid.to(w.ff1_w.dtype), w.ff1_w, w.ff1_b)), w.ff2_w, w.ff2_b)
+    pre_ln2 = _f64(ffn) + mid
     return 1.0 / torch.sqrt(pre_ln2.var(dim=-1, unbiased=False) + w.ln2_eps)
 
 
@@ -142,7 +132,7 @@ def block_scores(w, hidden, attentions, methods: Iterable[str] = DECOMPOSED_METH
                  budget: int = DEFAULT_BUDGET) -> dict[str, np.ndarray]:  # fmt: skip
     """Raw scores of one block, float64 [T, T] (row = receiving token, column = contributor).
 
-    ``w``: the block's :class:`clsviz.blocks.BlockWeights` in float64 (:func:`float64_weights`); ``hidden`` [T, D] the
+    ``w``: the block's :class:`clsviz.blocks.BlockWeights` (read, never copied); ``hidden`` [T, D] the
     block's input; ``attentions`` [H, T, T] its attention probabilities. ``methods``: a subset
     of :data:`DECOMPOSED_METHODS`. Scores are not normalised (see the module docstring).
     """
@@ -169,7 +159,7 @@ def block_scores(w, hidden, attentions, methods: Iterable[str] = DECOMPOSED_METH
                 distance = (mid[:, None, :] - parts).abs().sum(dim=-1)
                 out["alti"][block] = (whole[:, None] - distance).clamp(min=0.0).cpu().numpy()
             if "globenc" in methods:
-                scaled = w.ln2_w * _centre(parts) * _ln2_scale(w, mid)[:, None, None]
+                scaled = _f64(w.ln2_w) * _centre(parts) * _ln2_scale(w, mid)[:, None, None]
                 out["globenc"][block] = scaled.norm(dim=-1).cpu().numpy()
     return out
 
@@ -187,13 +177,13 @@ def decompose_block(encoder, trace, block: int) -> BlockDecomposition:
     from ..layers import check_block
 
     number = check_block(block, trace.num_layers)
-    w = float64_weights(block_weights(encoder)[number - 1])
+    w = block_weights(encoder)[number - 1]
     x, probs = _inputs(w, trace.hidden_states[number - 1], trace.attentions[number - 1])
     with torch.inference_mode():
         rows = torch.arange(x.shape[0], device=x.device)
         _, parts, bias, mid = _split_rows(w, x, probs, _head_writes(w, x), rows)
         scale = _ln2_scale(w, mid)
-        scaled = w.ln2_w * _centre(parts) * scale[:, None, None]
+        scaled = _f64(w.ln2_w) * _centre(parts) * scale[:, None, None]
     return BlockDecomposition(
         block=number,
         parts=parts.cpu().numpy(),
