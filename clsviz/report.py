@@ -130,8 +130,16 @@ def _mixing_args(ctx: _Context, compare: bool = False) -> tuple:
         raise NotApplicable(str(exc)) from exc
 
 
+_ATTRIBUTION_TOKENS = 128  # integrated gradients cost a forward and backward pass per step
+
+
 def _attribution_args(ctx: _Context) -> tuple:
     # The [CLS] and mean vectors' cosine to themselves, split over the words (integrated gradients).
+    if ctx.trace.seq_len > _ATTRIBUTION_TOKENS:
+        raise NotApplicable(
+            f"The text has {ctx.trace.seq_len} tokens; the report attributes texts of up to {_ATTRIBUTION_TOKENS}. "
+            "The 'What flows into [CLS]?' page (or clsviz.attribution.attribute) attributes longer ones."
+        )
     try:
         return ([attribute(ctx.encoder, ctx.trace.text, pooling=p, steps=16, max_length=ctx.trace.seq_len)
                  for p in ("cls", "mean")],)  # fmt: skip
