@@ -223,7 +223,6 @@ def make_target(encoder, text: str, target="similarity", other: str | None = Non
     except ValueError as exc:
         raise AttributionError(str(exc)) from exc
     special, cls_index = tt.special_mask, special_positions(tt, encoder.info)[0]
-    where = f"{pooling} pooling at layer {idx}"
     vector = f"{'[CLS]' if pooling == 'cls' else pooling + '-pooled'} vector at layer {idx}"
 
     def pooled(hidden):
@@ -254,7 +253,7 @@ def make_target(encoder, text: str, target="similarity", other: str | None = Non
             v = pooled(hidden)
             return v @ w_t.to(device=v.device, dtype=v.dtype).T + b_t.to(device=v.device, dtype=v.dtype)
 
-        return _class_target(encoder, tt.input_ids, "probe", logits, labels, class_index, where)
+        return _class_target(encoder, tt.input_ids, "probe", logits, labels, class_index, vector)
     head = getattr(encoder, "classifier", None)
     if head is None:
         raise AttributionError(
@@ -263,17 +262,17 @@ def make_target(encoder, text: str, target="similarity", other: str | None = Non
             "or target='probe'."
         )
     return _class_target(encoder, tt.input_ids, "classifier", lambda hidden: head.replay(pooled(hidden)),
-                         head.labels, class_index, where)  # fmt: skip
+                         head.labels, class_index, vector)  # fmt: skip
 
 
-def _class_target(encoder, ids, kind, logits, labels, class_index, where) -> Target:
+def _class_target(encoder, ids, kind, logits, labels, class_index, vector: str) -> Target:
     if class_index is None:  # the class the model or probe picks for this text
         class_index = int(np.argmax(_forward_values(encoder, ids[None], logits)[0]))
     if not isinstance(class_index, (int, np.integer)) or not 0 <= int(class_index) < len(labels):
         raise AttributionError(f"class_index must be 0..{len(labels) - 1} ({', '.join(labels)}); got {class_index!r}.")
     c = int(class_index)
     label = labels[c]
-    return Target(kind, f"{kind} logit of '{label}' ({where})", lambda hidden: logits(hidden)[:, c], labels, c)
+    return Target(kind, f"{kind} logit of '{label}' read from the {vector}", lambda hidden: logits(hidden)[:, c], labels, c)
 
 
 # --- running the model --------------------------------------------------------------------------
