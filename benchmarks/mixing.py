@@ -61,25 +61,29 @@ def _forward(encoder, t):
         encoder.eager_model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True)
 
 
-def _timed(fn) -> float:
-    start = time.perf_counter()
+def _timed(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def _ratio(name: str, encoder, t, fn, runs: int, out: dict) -> None:
-    """Median, min and max of time(fn) / time(one forward pass), timed in interleaved pairs."""
-    fn()  # warm-up: weight casts, allocator, kernels
+    """Median, min and max of time(fn) / time(one forward pass), timed in interleaved pairs; the
+    same for CPU time (``_cpu``), which a busy machine inflates less than wall time."""
+    fn()  # warm-up: allocator, kernels
     _forward(encoder, t)
-    ratios, seconds = [], []
+    ratios, cpu_ratios, seconds = [], [], []
     for _ in range(runs):
-        base = min(_timed(lambda: _forward(encoder, t)) for _ in range(3))
+        base = min((_timed(lambda: _forward(encoder, t)) for _ in range(3)), key=lambda pair: pair[0])
         took = _timed(fn)
-        ratios.append(took / base)
-        seconds.append(took)
+        ratios.append(took[0] / base[0])
+        cpu_ratios.append(took[1] / max(base[1], 1e-6))
+        seconds.append(took[0])
     out[name] = round(statistics.median(ratios), 2)
     out[f"{name}_min"] = round(min(ratios), 2)
     out[f"{name}_max"] = round(max(ratios), 2)
+    out[f"{name}_cpu"] = round(statistics.median(cpu_ratios), 2)
     out[name.replace("_ratio", "_s")] = round(statistics.median(seconds), 4)
 
 
@@ -147,8 +151,9 @@ def measure(runs: int = 3, long_sizes=(128, 512), long_runs: int = 1) -> dict:
         "that made it is not counted.",
         "Value zeroing reruns each block once per token (T x L block runs) in float64 from float64 weight "
         "copies: about T forward-equivalents of arithmetic, each in double precision.",
-        f"The {', '.join(map(str, long_sizes))}-token runs: {long_runs} run(s) each in a fresh process; "
+        f"The {', '.join(map(str, long_sizes)) or 'no'}-token runs: {long_runs} run(s) each in a fresh process; "
         "peak_extra_mb is the peak resident memory above the resident size before the call.",
+        f"Load average when finished: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.",
     ]
     return out
 
@@ -157,9 +162,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--long-runs", type=int, default=1)
+    parser.add_argument("--short", action="store_true", help="leave out the 128- and 512-token runs")
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
     args = parser.parse_args()
-    result = measure(runs=args.runs, long_runs=args.long_runs)
+    result = measure(runs=args.runs, long_sizes=() if args.short else (128, 512), long_runs=args.long_runs)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

@@ -87,21 +87,27 @@ def _head_writes(w, x):
     return _f64(torch.bmm(v.contiguous(), o.contiguous()).transpose(0, 1)).contiguous()
 
 
-def _split_rows(w, x, probs, writes, rows):
-    """For receiving tokens ``rows`` [I]: z [I, T, D], parts [I, T, D], bias [I, D], mid [I, D]."""
+def _split_rows(w, x, probs, writes, rows, norms: bool = False):
+    """For receiving tokens ``rows`` [I]: (||z|| [I, T] or None, parts [I, T, D], bias [I, D],
+    mid [I, D]). Worked in place on one [I, T, D] array: these passes over memory are the cost."""
     import torch
 
     # z[i, j] = sum_h alpha[h, i, j] f_h(x_j): one [I, H] x [H, D] product per contributor j, batched
     # over j on contiguous operands (a strided einsum here is tens of times slower on CPU).
     z = torch.bmm(probs[:, rows, :].permute(2, 1, 0).contiguous(), writes).transpose(0, 1)
-    with_residual = z.clone()
-    with_residual[torch.arange(len(rows), device=x.device), rows] += x[rows]
+    z_norm = z.norm(dim=-1) if norms else None
+    z[torch.arange(len(rows), device=x.device), rows] += x[rows]  # the residual: token i keeps x_i
     o_b, gamma = _f64(w.o_b), _f64(w.ln1_w)
-    pre_ln1 = with_residual.sum(dim=1) + o_b
+    pre_ln1 = z.sum(dim=1) + o_b
     scale = 1.0 / torch.sqrt(pre_ln1.var(dim=-1, unbiased=False) + w.ln1_eps)  # [I]
-    parts = gamma * _centre(with_residual) * scale[:, None, None]
+    parts = z.sub_(z.mean(dim=-1, keepdim=True)).mul_(gamma * scale[:, None, None])
     bias = gamma * _centre(o_b)[None, :] * scale[:, None] + _f64(w.ln1_b)
-    return z, parts, bias, parts.sum(dim=1) + bias
+    return z_norm, parts, bias, parts.sum(dim=1) + bias
+
+
+def _through_ln2(w, parts, mid):
+    """GlobEnc's vectors ``gamma2 * centre(parts) / sigma2_i``, written over ``parts``."""
+    return parts.sub_(parts.mean(dim=-1, keepdim=True)).mul_(_f64(w.ln2_w) * _ln2_scale(w, mid)[:, None, None])
 
 
 def _ln2_scale(w, mid):
@@ -115,7 +121,8 @@ def _ln2_scale(w, mid):
 
 
 def _rows_per_chunk(seq_len: int, dim: int, budget: int) -> int:
-    # z, its residual copy, the parts and one temporary of the same size, in float64.
+    # The parts (z, worked in place), bmm's output before its transpose, ALTI's distance and
+    # reduction temporaries: about four [I, T, D] float64 arrays at the peak.
     return int(max(1, min(seq_len, budget // max(1, 4 * seq_len * dim * 8))))
 
 
@@ -150,17 +157,16 @@ def block_scores(w, hidden, attentions, methods: Iterable[str] = DECOMPOSED_METH
         writes = _head_writes(w, x)
         for start in range(0, seq_len, step):
             rows = torch.arange(start, min(seq_len, start + step), device=x.device)
-            z, parts, _, mid = _split_rows(w, x, probs, writes, rows)
+            z_norm, parts, _, mid = _split_rows(w, x, probs, writes, rows, norms="value_norm" in methods)
             block = slice(start, start + len(rows))
             if "value_norm" in methods:
-                out["value_norm"][block] = z.norm(dim=-1).cpu().numpy()
+                out["value_norm"][block] = z_norm.cpu().numpy()
             if "alti" in methods:
                 whole = mid.abs().sum(dim=-1)  # ||mid_i||_1
-                distance = (mid[:, None, :] - parts).abs().sum(dim=-1)
+                distance = parts.sub(mid[:, None, :]).abs_().sum(dim=-1)
                 out["alti"][block] = (whole[:, None] - distance).clamp(min=0.0).cpu().numpy()
-            if "globenc" in methods:
-                scaled = _f64(w.ln2_w) * _centre(parts) * _ln2_scale(w, mid)[:, None, None]
-                out["globenc"][block] = scaled.norm(dim=-1).cpu().numpy()
+            if "globenc" in methods:  # last: it overwrites the parts
+                out["globenc"][block] = _through_ln2(w, parts, mid).norm(dim=-1).cpu().numpy()
     return out
 
 
@@ -183,7 +189,7 @@ def decompose_block(encoder, trace, block: int) -> BlockDecomposition:
         rows = torch.arange(x.shape[0], device=x.device)
         _, parts, bias, mid = _split_rows(w, x, probs, _head_writes(w, x), rows)
         scale = _ln2_scale(w, mid)
-        scaled = _f64(w.ln2_w) * _centre(parts) * scale[:, None, None]
+        scaled = _through_ln2(w, parts.clone(), mid)
     return BlockDecomposition(
         block=number,
         parts=parts.cpu().numpy(),
