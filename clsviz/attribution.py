@@ -261,7 +261,7 @@ def make_target(encoder, text: str, target="similarity", other: str | None = Non
             "none. Load a fine-tuned *ForSequenceClassification checkpoint, or use target='similarity' "
             "or target='probe'."
         )
-    return _class_target(encoder, tt.input_ids, "classifier", lambda hidden: head.replay(pooled(hidden)),
+    return _class_target(encoder, tt.input_ids, "classifier", lambda hidden: head.apply(pooled(hidden)),
                          head.labels, class_index, vector)  # fmt: skip
 
 

@@ -23,16 +23,18 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from .architectures import BlockStructureError
 from .attention import summarize
 from .attribution import attribute
+from .experiments.dynamics import gradient_flows
 from .experiments.inversion import load_mlm_head, mlm_reading
 from .experiments.position import position_experiment
 from .figures import figure_spec
 from .metrics import cosine, entropy
 from .mixing import METHODS as MIXING_METHODS
 from .mixing import attention_weights, measure
+from .narrative import findings
 from .norms import dimension_values, massive_dimensions, token_norms, top_dimensions
-from .overview import findings
 from .similarity import cls_summary, cls_token_cosines
 from .tracing import Trace
 
@@ -152,6 +154,14 @@ def _massive_args(ctx: _Context) -> tuple:
     return ctx.trace, dimension_values(ctx.trace, dimension), dimension
 
 
+def _flow_args(ctx: _Context) -> tuple:
+    try:
+        flows = gradient_flows(ctx.encoder, ctx.trace.text, max_length=ctx.trace.seq_len)
+    except BlockStructureError as exc:
+        raise NotApplicable(str(exc)) from None
+    return flows, list(ctx.trace.tokens)
+
+
 # The sections, in reading order.
 _SECTIONS: tuple[_Section, ...] = (
     _Section("overview.tokens", lambda ctx: (ctx.trace,)),
@@ -175,6 +185,7 @@ _SECTIONS: tuple[_Section, ...] = (
     _Section("mixing.rollout", _mixing_args, needs_encoder=True),
     _Section("mixing.compare", lambda ctx: _mixing_args(ctx, compare=True), needs_encoder=True),
     _Section("attribution.tokens", _attribution_args, needs_encoder=True),
+    _Section("dynamics.gradient_flow", _flow_args, needs_encoder=True),
 )
 
 
@@ -284,8 +295,8 @@ def _esc(text) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _findings_html(trace: Trace) -> str:
-    items = "".join(f"<li><b>{_esc(f.question)}</b> {_esc(f.answer)}</li>" for f in findings(trace))
+def _findings_html(trace: Trace, baseline=None) -> str:
+    items = "".join(f"<li><b>{_esc(f.question)}</b> {_esc(f.answer)}</li>" for f in findings(trace, baseline))
     return f"<h2 id='findings'>Four questions, first answers</h2><ul>{items}</ul>"
 
 
@@ -343,7 +354,7 @@ def build_report(trace: Trace, encoder=None, baseline=None, title: str | None = 
         f"position {trace.cls_index}; {trace.seq_len} tokens.{truncated}</p>"
         f"<blockquote>{_esc(trace.text)}</blockquote>"
         f"<h2 id='tokens-list'>Tokens</h2><div>{tokens}</div>"
-        f"{_findings_html(trace)}"
+        f"{_findings_html(trace, baseline)}"
         "<h2 id='summary'>[CLS] layer by layer</h2>"
         "<p class='caption'>Norm of [CLS]; its cosine with the mean of the text's tokens; the share of "
         "attention it receives (mean over heads and the other tokens); the entropy of its own attention "

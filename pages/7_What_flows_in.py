@@ -23,7 +23,7 @@ from ui.mixing import (
 )
 from ui.report import report_download
 from ui.state import current_encoder, current_max_tokens, current_traces, page_setup
-from ui.widgets import download_csv, sentence_picker, show
+from ui.widgets import download_csv, number_input, radio, sentence_picker, show, slider, text_input
 
 FAST = ("attention", "value_norm", "globenc", "alti")
 AUTO_ATTRIBUTION_TOKENS = 64  # longer texts wait for a button: gradients cost one pass per step
@@ -49,7 +49,8 @@ report_download(t, key="mixing.report")
 
 # --- context mixing ---------------------------------------------------------------------------
 st.subheader("Context mixing, block by block")
-method = st.radio(
+method = radio(
+    st,
     "Measure",
     METHODS,
     index=METHODS.index("alti"),
@@ -99,9 +100,7 @@ if result is not None:
     show("mixing.rollout", figures.mixing_rollout_figure(result, attention), key="mixing.rollout")
     if result.method != "attention":
         show("mixing.raw", figures.mixing_raw_figure(result), key="mixing.raw")
-    if st.session_state.get("mixing.block", t.num_layers) > t.num_layers:
-        st.session_state["mixing.block"] = t.num_layers
-    block = st.slider("Block", 1, t.num_layers, t.num_layers, key="mixing.block")
+    block = slider(st, "Block", 1, t.num_layers, t.num_layers, key="mixing.block")
     show("mixing.block", figures.mixing_block_figure(result, attention, block), key="mixing.block_figure")
     download_csv(lambda: block_table(result, block), f"block{block}_{result.method}.csv", key="mixing.block.csv")
 
@@ -117,20 +116,21 @@ with st.expander("Every fast measure side by side"):
 st.subheader("Attribution: which words the target depends on, [CLS] vs mean pooling")
 targets = ["similarity"] + (["classifier"] if encoder.classifier is not None else [])
 c1, c2, c3 = st.columns([2, 2, 1])
-target = c1.radio(
+target = radio(
+    c1,
     "Target",
     targets,
     format_func=lambda x: "cosine to another sentence" if x == "similarity" else "the model's classifier",
     horizontal=True,
     key="mixing.target",
 )
-how = c2.radio("Method", ATTRIBUTION_METHODS, format_func=ATTRIBUTION_NAMES.get, horizontal=True, key="mixing.attr_method")
-steps = c3.number_input("Steps", 4, 256, 32, step=4, key="mixing.steps", disabled=how != "integrated_gradients",
+how = radio(c2, "Method", ATTRIBUTION_METHODS, format_func=ATTRIBUTION_NAMES.get, horizontal=True, key="mixing.attr_method")
+steps = number_input(c3, "Steps", 4, 256, 32, step=4, key="mixing.steps", disabled=how != "integrated_gradients",
                         help="Integrated-gradients path points (Gauss-Legendre).")  # fmt: skip
 options = {"method": how, "target": target, "steps": int(steps)}
 if target == "similarity":
     others = [x.text for x in traces if x.text != t.text]
-    other = st.text_input("Compare with", value=others[0] if others else "A cat was chasing a dog.", key="mixing.other")
+    other = text_input(st, "Compare with", value=others[0] if others else "A cat was chasing a dog.", key="mixing.other")
     options["other"] = other
 if t.seq_len <= AUTO_ATTRIBUTION_TOKENS or st.button("Compute the attributions", key="mixing.attr_start"):
     try:

@@ -8,8 +8,14 @@ registers its figures (key, title, caption) in :mod:`clsviz.figures.registry`.
 
 from ._attention import *  # noqa: F401,F403
 from ._attention import __all__ as _attention_all
+from ._classifier import *  # noqa: F401,F403
+from ._classifier import __all__ as _classifier_all
 from ._common import *  # noqa: F401,F403
 from ._common import __all__ as _common_all
+from ._compare import *  # noqa: F401,F403
+from ._compare import __all__ as _compare_all
+from ._dynamics import *  # noqa: F401,F403
+from ._dynamics import __all__ as _dynamics_all
 from ._embeddings import *  # noqa: F401,F403
 from ._embeddings import __all__ as _embeddings_all
 from ._inversion import *  # noqa: F401,F403
@@ -33,6 +39,9 @@ __all__ = [
     *_position_all,
     *_inversion_all,
     *_mixing_all,
+    *_classifier_all,
+    *_compare_all,
+    *_dynamics_all,
     "FigureSpec",
     "figure_spec",
     "figure_specs",
