@@ -5,8 +5,11 @@ import pandas as pd
 import streamlit as st
 
 from clsviz import figures
-from clsviz.overview import findings
+from clsviz.narrative import findings
+from clsviz.tracing import literal_specials
+from ui.corpus import plain
 from ui.embeddings import start_umap_warmup
+from ui.similarity import cached_baseline
 from ui.state import PAGES, ROOT, current_encoder, current_traces, page_setup
 from ui.widgets import download_csv, figure_caption, show
 
@@ -38,25 +41,33 @@ for i, t in enumerate(traces):
     st.text(f"{i + 1}. {t.text}")
     show("overview.tokens", figures.tokens_figure(t), key=f"overview.tokens.{i}", caption=False)
 figure_caption("overview.tokens")
+typed_specials = sorted({s for t in traces for s in literal_specials(t, encoder.tokenizer)})
+if typed_specials:
+    st.info(
+        plain(
+            f"Your text contains {', '.join(repr(s) for s in typed_specials)} as characters. The tokenizer reads them "
+            "as ordinary text, split into pieces (see above), never as the special token: only the tokenizer "
+            f"adds the real {info.cls_token}, at position {traces[0].cls_index}."
+        ),
+        icon=":material/info:",
+    )
 
 st.subheader("Four questions, answered for your first sentence")
-links = {key: (path, label) for key, (path, label, _) in zip(
-    ("home", "attention", "similarity", "embeddings", "any", "first", "recover"), PAGES)}
+labels = {path: label for path, label, _ in PAGES}
 targets = {
-    "aggregate": ("similarity", "embeddings"),
-    "first": ("first", "attention"),
-    "learn": ("attention", "any"),
-    "recover": ("recover",),
+    "aggregate": ("pages/2_Similarity.py", "pages/3_Embeddings.py"),
+    "first": ("pages/5_Why_first.py", "pages/1_Attention.py"),
+    "learn": ("pages/1_Attention.py", "pages/4_Any_token.py"),
+    "recover": ("pages/6_Inversion.py",),
 }
+baseline = cached_baseline(encoder)
 rows = []
-for f in findings(traces[0]):
+for f in findings(traces[0], baseline):
     with st.container(border=True):
         st.markdown(f"**{f.question}**")
         st.text(f.answer)
-        cols = st.columns(len(targets[f.key]))
-        for col, name in zip(cols, targets[f.key]):
-            path, label = links[name]
-            if (ROOT / path).is_file():
-                col.page_link(path, label=f"Explore: {label}", icon=":material/arrow_forward:")
+        links = [p for p in targets[f.key] if p in labels and (ROOT / p).is_file()]
+        for col, path in zip(st.columns(max(1, len(links))), links):
+            col.page_link(path, label=f"Explore: {labels[path]}", icon=":material/arrow_forward:")
     rows.append({"question": f.question, "finding": f.answer, "value": f.value})
 download_csv(pd.DataFrame(rows), "clsviz-overview.csv", key="overview.csv")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .encoder import Encoder
-from .metrics import centre, cosine, spearman
+from .metrics import centre, cosine, spearman, spearman_interval
 from .pooling import check_pooling
 from .vectors import PooledVectors, extract
 
@@ -23,12 +23,16 @@ __all__ = ["COMPARE_POOLINGS", "BenchmarkResult", "benchmark_from_vectors", "pai
 COMPARE_POOLINGS = ("cls", "mean", "max")
 """Poolings compared between sentences and in the benchmark."""
 
+BOOTSTRAP_SAMPLES = 1000
+"""Resamples of the pairs behind each ρ's 95% interval (spearman_low / spearman_high)."""
+
 
 @dataclass(frozen=True, eq=False)
 class BenchmarkResult:
     """Cosine against human scores on sentence pairs.
 
-    * ``table``: one row per (layer, pooling): ``spearman`` (raw cosine vs score),
+    * ``table``: one row per (layer, pooling): ``spearman`` (raw cosine vs score) with its 95%
+      bootstrap interval over the pairs (``spearman_low``, ``spearman_high``),
       ``spearman_centred`` (vectors centred on the mean over the pairs' sentences first),
       ``pairs``
     * ``cosines``: float64 [P, L + 1, S] raw cosine of each pair; ``scores``: float64 [P]
@@ -41,6 +45,12 @@ class BenchmarkResult:
     poolings: tuple[str, ...]
     pairs: pd.DataFrame
     model_name: str
+
+    def interval(self, pooling: str, layer: int = -1) -> tuple[float, float, float]:
+        """(ρ, low, high) of one pooling at one layer (-1 = the last)."""
+        layer = int(self.table["layer"].max()) + 1 + layer if layer < 0 else layer
+        row = self.table[(self.table["pooling"] == pooling) & (self.table["layer"] == layer)].iloc[0]
+        return float(row["spearman"]), float(row["spearman_low"]), float(row["spearman_high"])
 
     def best(self) -> pd.Series | None:
         """The (layer, pooling) row with the highest Spearman ρ, or None when no ρ is defined
@@ -94,11 +104,14 @@ def benchmark_from_vectors(vectors: PooledVectors, pairs: pd.DataFrame) -> Bench
     rows = []
     for layer in range(vec.shape[1]):
         for k, s in enumerate(vectors.poolings):
+            rho, low, high = spearman_interval(raw[:, layer, k], scores, n_boot=BOOTSTRAP_SAMPLES)
             rows.append(
                 dict(
                     layer=layer,
                     pooling=s,
-                    spearman=spearman(raw[:, layer, k], scores),
+                    spearman=rho,
+                    spearman_low=low,
+                    spearman_high=high,
                     spearman_centred=spearman(centred[:, layer, k], scores),
                     pairs=len(scores),
                 )

@@ -29,6 +29,7 @@ import pandas as pd
 from .attention import attention_to_cls, cls_entropy, cls_rows
 from .encoder import Encoder
 from .pooling import pool_hidden
+from .progress import check_cancel
 from .tracing import Trace, has_content
 from .vectors import hidden_batches
 
@@ -296,6 +297,7 @@ def compare_encoders(
     batch_size: int = 16,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    cancel=None,
 ) -> ModelComparison:
     """Linear CKA between every layer of ``enc_a`` and every layer of ``enc_b`` on ``texts``.
 
@@ -303,7 +305,8 @@ def compare_encoders(
     compare one vector per text (N = len(texts)); "tokens" compares every content token (a
     ``seed``-ed sample of ``max_tokens`` when there are more) and needs both tokenizers to
     split every text the same way: otherwise it is left out and ``skipped["tokens"]`` says why.
-    ``progress(done, total)`` counts texts over both models.
+    ``progress(done, total)`` counts texts over both models; setting ``cancel`` (a
+    ``threading.Event``) stops it between batches with :class:`clsviz.progress.Cancelled`.
     """
     texts = [t if isinstance(t, str) else str(t) for t in texts]
     readings = tuple(dict.fromkeys(readings))
@@ -339,6 +342,7 @@ def compare_encoders(
 
     def step(n: int) -> None:
         nonlocal done
+        check_cancel(cancel, "The comparison")
         done += n
         if progress is not None:
             progress(done, total)

@@ -42,6 +42,7 @@ __all__ = [
     "apply_pooler",
     "bundled_model_path",
     "load_encoder",
+    "model_unavailable",
     "allowed_models",
     "local_models",
 ]
@@ -182,6 +183,29 @@ def _is_cached(repo_id: str) -> bool:
         return isinstance(hit, str)
     except Exception:
         return False
+
+
+_REACHABLE: dict[str, bool] = {}
+
+
+def model_unavailable(name: str) -> str | None:
+    """Why ``name`` cannot be loaded on this machine now, or None when it can (as far as can be
+    told without loading it): a hub id that is not in the local cache while downloads are off
+    or the hub is unreachable. The bundled model and existing local folders are always available."""
+    if not name or name in (DEFAULT_MODEL, "default", "bundled") or name in local_models():
+        return None
+    if Path(name).expanduser().is_dir():
+        return None
+    if _is_cached(name):
+        return None
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return "not in the local model cache, and downloads are off (HF_HUB_OFFLINE=1)"
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if endpoint not in _REACHABLE:  # one network check per process: the answer rarely changes
+        _REACHABLE[endpoint] = _hub_reachable()
+    if not _REACHABLE[endpoint]:
+        return "not in the local model cache, and the Hugging Face hub cannot be reached from this machine"
+    return None
 
 
 def _resolve_source(name: str | os.PathLike | None) -> tuple[str, str]:

@@ -13,7 +13,8 @@ same head can read the [CLS] vector of every hidden-state index ("logit lens"):
   the head was never trained on (see :data:`MEAN_LENS_CAPTION`)
 * :func:`predict` – the model's prediction (logits and probabilities) for one Trace
 * :func:`lens_table` – both lenses as one tidy table for downloads
-* :func:`settled_layer` – the first layer from which the lens agrees with the final answer
+* :func:`settled_layer` – the first layer from which the lens agrees with the final answer,
+  and :func:`describe_settled`, that answer in one plain sentence
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "build_classifier_head",
     "classifier_architecture",
     "classifier_lens",
+    "describe_settled",
     "lens_table",
     "mean_lens",
     "predict",
@@ -134,20 +136,27 @@ class ClassifierHead:
         model's forward computes them from its last hidden state (dropout is off in eval)."""
         import torch
 
+        with torch.inference_mode():
+            return self.apply(cls_vectors)
+
+    def apply(self, cls_vectors):
+        """The same computation as :meth:`logits`, differentiable: torch [N, D] -> [N, num_labels]
+        (autograd follows ``cls_vectors``; the head's own weights are frozen)."""
+        import torch
+
         weight = next(self.classifier.parameters())
         x = torch.as_tensor(cls_vectors).to(device=weight.device, dtype=weight.dtype)
         if x.ndim != 2:
             raise ValueError(f"cls_vectors: expected [N, D], got {list(x.shape)}")
-        with torch.inference_mode():
-            if self.kind == "pooler":
-                x = apply_pooler(self.first, x)
-            elif self.kind == "pre_classifier":
-                x = torch.relu(self.first(x))
-            elif self.kind == "context_pooler":
-                x = self.first(x[:, None, :])
-            elif self.kind == "head_module":
-                return self.classifier(x[:, None, :])
-            return self.classifier(x)
+        if self.kind == "pooler":
+            x = apply_pooler(self.first, x)
+        elif self.kind == "pre_classifier":
+            x = torch.relu(self.first(x))
+        elif self.kind == "context_pooler":
+            x = self.first(x[:, None, :])
+        elif self.kind == "head_module":
+            return self.classifier(x[:, None, :])
+        return self.classifier(x)
 
 
 def _problem_type(config) -> str:
@@ -311,6 +320,14 @@ class Prediction:
     label: str
     problem_type: str
 
+    def summary(self, top: int = 3) -> str:
+        """The answer in words: ``"positive 85% · neutral 10% · negative 5%"`` (the ``top``
+        most probable labels), or ``"score 0.731"`` for a regression head."""
+        if self.probabilities is None:
+            return f"score {float(self.logits[0]):.3g}"
+        order = np.argsort(-self.probabilities, kind="stable")[: max(1, int(top))]
+        return " · ".join(f"{self.labels[i]} {self.probabilities[i]:.0%}" for i in order)
+
 
 def predict(enc: Encoder, trace: Trace) -> Prediction:
     """The classifier's prediction for the traced text (the lens's last row)."""
@@ -336,6 +353,42 @@ def settled_layer(lens: np.ndarray) -> int:
     top = lens.argmax(axis=1)
     differs = np.flatnonzero(top != top[-1])
     return 0 if differs.size == 0 else int(differs[-1] + 1)
+
+
+def describe_settled(
+    lens: np.ndarray,
+    labels: Sequence[str],
+    problem_type: str = "single_label_classification",
+    cls_token: str = "[CLS]",
+) -> str:
+    """One plain sentence answering "at which layer does the prediction form in [CLS]?" for a
+    lens [L+1, C] (see :func:`settled_layer`); ``labels`` name the C columns."""
+    lens = np.asarray(lens, dtype=np.float64)
+    if lens.ndim != 2 or lens.shape[1] != len(labels):
+        raise ValueError(f"lens: expected [layers + 1, {len(labels)}] for {len(labels)} labels, got {list(lens.shape)}")
+    last = lens.shape[0] - 1
+    if problem_type == "regression":
+        return (
+            f"This head gives a score, not a label (regression): follow the line to see from which layer "
+            f"{cls_token} carries a score near the final {lens[-1, 0]:.3g}."
+        )
+    settled = settled_layer(lens)
+    label = labels[int(lens[-1].argmax())]
+    if settled == 0:
+        return (
+            f"The head picks '{label}' at every layer, already from the {cls_token} embedding (layer 0), which is "
+            f"the same for every text: no block changes the answer, so this text gets the head's default label."
+        )
+    before = labels[int(lens[settled - 1].argmax())]
+    if settled == last:
+        return (
+            f"The prediction '{label}' forms in {cls_token} only at the last layer ({last}): at layer {last - 1} "
+            f"the head would still have said '{before}'."
+        )
+    return (
+        f"The prediction '{label}' forms in {cls_token} at layer {settled} of {last}: from there on the head "
+        f"reads '{label}' at every layer (at layer {settled - 1} it would have said '{before}')."
+    )
 
 
 def lens_table(enc: Encoder, trace: Trace, readings: Sequence[str] = LENS_READINGS) -> pd.DataFrame:

@@ -57,6 +57,13 @@ MAX_UMAP_FIT = 4095
 distances, below 4096 points)."""
 
 
+MAX_PCA_FIT = 20_000
+"""PCA is fit on a random subset of this many points when there are more (the axes of 20,000
+points are those of the whole to within noise); every point is then placed with ``transform``."""
+
+_TRANSFORM_CHUNK = 2048  # UMAP places points in pieces, so distances to the fit set stay small
+
+
 class Projector(BaseEstimator):
     """Project vectors to ``n_components`` dimensions with UMAP or PCA.
 
@@ -78,7 +85,8 @@ class Projector(BaseEstimator):
     n_samples_fit_, n_features_in_ : int
     n_neighbors_ : int, the neighbourhood size UMAP used (UMAP only)
     umap_ : the fitted ``umap.UMAP`` (UMAP only)
-    fit_rows_ : int array, the rows UMAP was fit on (all rows unless more than 4,095)
+    fit_rows_ : int array, the rows the projection was fit on (all rows unless more than 4,095
+        for UMAP or 20,000 for PCA; the others are placed with ``transform``)
     mean_, components_ (n_components, n_features), explained_variance_ratio_ : PCA only
     """
 
@@ -156,7 +164,12 @@ class Projector(BaseEstimator):
                 f"PCA can give at most min(n_samples, n_features) = {min(n, d)} components; "
                 f"n_components is {self.n_components}."
             )
-        Z = self._prepare(X).astype(np.float64)
+        rows = np.arange(n)
+        if n > MAX_PCA_FIT:
+            rows = np.sort(np.random.default_rng(self.random_state or 0).choice(n, MAX_PCA_FIT, replace=False))
+        self.fit_rows_ = rows
+        Z = self._prepare(X[rows]).astype(np.float64)
+        n = len(rows)
         self.mean_ = Z.mean(axis=0)
         centred = Z - self.mean_
         if n >= d:
@@ -179,8 +192,11 @@ class Projector(BaseEstimator):
         self.embedding_ = self._transform_pca(X)
 
     def _transform_pca(self, Y: np.ndarray) -> np.ndarray:
-        Z = self._prepare(Y).astype(np.float64)
-        return ((Z - self.mean_) @ self.components_.T).astype(np.float32)
+        out = np.empty((len(Y), self.n_components), dtype=np.float32)
+        for start in range(0, len(Y), 16384):  # float64 pieces, not a float64 copy of everything
+            Z = self._prepare(Y[start : start + 16384]).astype(np.float64)
+            out[start : start + 16384] = (Z - self.mean_) @ self.components_.T
+        return out
 
     # -- UMAP --------------------------------------------------------------------------------
 
@@ -226,11 +242,14 @@ class Projector(BaseEstimator):
         self.embedding_ = embedding
 
     def _transform_umap(self, Y: np.ndarray, fit_data: np.ndarray) -> np.ndarray:
+        out = np.empty((len(Y), self.n_components), dtype=np.float32)
         with _UMAP_LOCK, warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*precomputed metric.*")
             warnings.filterwarnings("ignore", category=UserWarning, module="umap")
-            out = self.umap_.transform(distance_matrix(Y, fit_data, self.metric))
-        return np.asarray(out, dtype=np.float32)
+            for start in range(0, len(Y), _TRANSFORM_CHUNK):
+                piece = Y[start : start + _TRANSFORM_CHUNK]
+                out[start : start + len(piece)] = self.umap_.transform(distance_matrix(piece, fit_data, self.metric))
+        return out
 
 
 # -- warm-up ---------------------------------------------------------------------------------
@@ -282,7 +301,11 @@ def trajectory_stack(vectors: PooledVectors, pooling: str) -> tuple[np.ndarray, 
     """(stack float32 [M, D], rows [M], layers [M]): the :func:`trajectory_sample` vectors of one
     pooling, the data a trajectory projection is fit on."""
     rows, layers = trajectory_sample(vectors)
-    return vectors.vectors[rows, layers, vectors.poolings.index(pooling)], rows, layers
+    stack = np.empty((len(rows), vectors.get(pooling, 0, rows[:1]).shape[1]), dtype=np.float32)
+    for layer in np.unique(layers):  # one read per layer (shard folders read one column each)
+        picked = layers == layer
+        stack[picked] = vectors.get(pooling, int(layer), rows[picked])
+    return stack, rows, layers
 
 
 def trace_path(trace: Trace, pooling: str) -> np.ndarray:

@@ -62,7 +62,7 @@ _MAGIC = (
     (b"\x1f\x8b", "a gzip archive; unpack it first"),
     (b"\xd0\xcf\x11\xe0", "an old Office document (.xls / .doc); save the sheet as CSV"),
     (b"SQLite format 3", "a SQLite database"),
-    (b"PAR1", "a Parquet file; save it as CSV"),
+    (b"PAR1", "a Parquet file; give it a .parquet name"),
 )
 
 
@@ -170,7 +170,11 @@ def _kind(filename: str) -> str:
         return suffix[1:]
     if suffix in (".txt", ".text", ""):
         return "txt"
-    raise CorpusError(f"'{filename}': files ending in '{suffix}' are not read; upload a .csv, .tsv or .txt file.")
+    if suffix in (".parquet", ".jsonl", ".ndjson", ".json"):
+        return "table"
+    raise CorpusError(
+        f"'{filename}': files ending in '{suffix}' are not read; upload a .csv, .tsv, .txt, .parquet or .jsonl file."
+    )
 
 
 def _delimiter(text: str, kind: str) -> tuple[str, str]:
@@ -326,8 +330,8 @@ def load_corpus(
     max_chars: int = DEFAULT_MAX_CHARS,
     label_columns: Sequence[str] | None = None,
 ) -> Corpus:
-    """Read a corpus from the bytes of a CSV / TSV (a header line, a text column, label columns)
-    or a TXT file (one text per line).
+    """Read a corpus from the bytes of a CSV / TSV (a header line, a text column, label columns),
+    a TXT file (one text per line), or a Parquet / JSON Lines file (:mod:`clsviz.formats`).
 
     The text column is ``text_column``, else the mostly non-numeric column with the longest
     average value; label columns are ``label_columns``, else the other columns with few
@@ -350,6 +354,10 @@ def load_corpus(
             f"or raise max_bytes ({MAX_BYTES_ENV} for the app)."
         )
     kind = _kind(filename)
+    if kind == "table":  # Parquet / JSON Lines: clsviz.formats reads them into the same Corpus
+        from .formats import load_table_corpus
+
+        return load_table_corpus(data, filename, text_column, label_columns, max_rows, max_bytes, max_chars)
     text, notes = _decode(data, filename)
     if kind == "txt":
         if text_column is not None:
@@ -414,7 +422,7 @@ def load_pairs(
     if len(data) > max_bytes:
         raise CorpusError(f"'{filename}' is {_size(len(data))}; the limit is {_size(max_bytes)}.")
     kind = _kind(filename)
-    if kind == "txt":
+    if kind in ("txt", "table"):
         raise CorpusError(f"'{filename}': sentence pairs need a CSV with columns sentence1, sentence2, score.")
     text, _ = _decode(data, filename)
     columns, rows, numbers = _read_table(text, filename, kind)

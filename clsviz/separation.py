@@ -23,6 +23,7 @@ __all__ = [
     "knn_accuracy",
     "label_baselines",
     "label_separation",
+    "score_text",
     "scores_at",
     "separation_by_layer",
     "silhouette",
@@ -79,9 +80,17 @@ def _labelled(X, labels: Sequence, metric: str, max_samples: int | None, random_
     return D, codes
 
 
+def _degenerate(D: np.ndarray) -> bool:
+    """True when every vector is the same (all distances zero): neither score is defined then -
+    a silhouette of 0 or a kNN 'accuracy' decided by tie-breaking would look like a result."""
+    return float(D.max(initial=0.0)) <= 1e-12
+
+
 def _knn_from_distances(D: np.ndarray, codes: np.ndarray, k: int, folds: int, random_state) -> float:
     from sklearn.model_selection import KFold, StratifiedKFold
 
+    if _degenerate(D):
+        return float("nan")
     n = len(codes)
     counts = np.bincount(codes)
     if counts.min() >= 2:
@@ -103,6 +112,8 @@ def _knn_from_distances(D: np.ndarray, codes: np.ndarray, k: int, folds: int, ra
 def _silhouette_from_distances(D: np.ndarray, codes: np.ndarray) -> float:
     from sklearn.metrics import silhouette_score
 
+    if _degenerate(D):
+        return float("nan")
     if len(np.unique(codes)) >= len(codes):
         raise ValueError("The silhouette needs fewer label values than labelled rows (every row has its own label).")
     return float(silhouette_score(D, codes, metric="precomputed"))
@@ -117,7 +128,7 @@ def knn_accuracy(X, labels: Sequence, k: int = 5, folds: int = 5, metric: str = 
     ``cross_val_score(KNeighborsClassifier(k, metric=metric), X, y, cv=StratifiedKFold(...))``,
     from one distance matrix. Rows without a label are left out. Folds are stratified (as many
     as the smallest class allows); above ``max_samples`` labelled rows a seeded random subset
-    is scored.
+    is scored. NaN ("undefined") when every vector is the same.
     """
     D, codes = _labelled(X, labels, metric, max_samples, random_state)
     return _knn_from_distances(D, codes, k, folds, random_state)
@@ -126,7 +137,8 @@ def knn_accuracy(X, labels: Sequence, k: int = 5, folds: int = 5, metric: str = 
 def silhouette(
     X, labels: Sequence, metric: str = "cosine", random_state: int = 0, max_samples: int | None = 3000
 ) -> float:
-    """Mean silhouette score (-1..1) of the label groups in X : (n_samples, n_features).
+    """Mean silhouette score (-1..1) of the label groups in X : (n_samples, n_features); NaN
+    ("undefined") when every vector is the same.
 
     Rows without a label are left out; above ``max_samples`` labelled rows a seeded random
     subset is scored (the score needs all pairwise distances).
@@ -138,7 +150,7 @@ def silhouette(
 def label_separation(X, labels: Sequence, k: int = 5, folds: int = 5, metric: str = "cosine", random_state: int = 0,
                      max_samples: int | None = 3000) -> dict[str, float]:
     """``{"knn_accuracy": ..., "silhouette": ...}`` for vectors X and their labels (one
-    distance matrix serves both)."""
+    distance matrix serves both); both NaN ("undefined") when every vector is the same."""
     D, codes = _labelled(X, labels, metric, max_samples, random_state)
     return {
         "knn_accuracy": _knn_from_distances(D, codes, k, folds, random_state),
@@ -153,8 +165,9 @@ def separation_by_layer(
     k: int = 5,
     folds: int = 5,
     metric: str = "cosine",
+    layers: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """kNN accuracy and silhouette at every layer for each pooling.
+    """kNN accuracy and silhouette at every layer (or at ``layers``) for each pooling.
 
     Returns a tidy DataFrame with columns ``layer`` (0 = embeddings), ``pooling``,
     ``metric`` (one of :data:`SEPARATION_METRICS`) and ``value``.
@@ -162,7 +175,7 @@ def separation_by_layer(
     usable_labels(labels)  # fail once, up front, with the reason
     records = []
     for pooling in poolings:
-        for layer in range(vectors.num_layers + 1):
+        for layer in range(vectors.num_layers + 1) if layers is None else layers:
             scores = label_separation(vectors.get(pooling, layer), labels, k=k, folds=folds, metric=metric)
             records += [{"layer": layer, "pooling": pooling, "metric": m, "value": scores[m]} for m in SEPARATION_METRICS]
     return pd.DataFrame.from_records(records, columns=["layer", "pooling", "metric", "value"])
@@ -182,3 +195,9 @@ def scores_at(table: pd.DataFrame, pooling: str, layer: int) -> dict[str, float]
     """``{metric: value}`` of one pooling at one layer of a :func:`separation_by_layer` table."""
     rows = table[(table["pooling"] == pooling) & (table["layer"] == int(layer))]
     return dict(zip(rows["metric"], rows["value"].astype(float)))
+
+
+def score_text(value: float, fmt: str = ".3f") -> str:
+    """A separation score for people: the number, or "undefined" when it is NaN (every vector the
+    same, so no score means anything)."""
+    return "undefined" if not np.isfinite(value) else format(value, fmt)

@@ -10,7 +10,16 @@ import numpy as np
 from .encoder import Encoder, EncoderInfo, apply_pooler
 from .layers import check_block, check_layer
 
-__all__ = ["Trace", "trace", "tokenize", "TokenizedText", "has_content", "special_positions"]
+__all__ = [
+    "Trace",
+    "TokenizedText",
+    "has_content",
+    "literal_specials",
+    "special_positions",
+    "tokenize",
+    "trace",
+    "trace_bytes",
+]
 
 
 @dataclass(frozen=True)
@@ -201,6 +210,21 @@ def tokenize(encoder: Encoder, text: str, max_length: int | None = None) -> Toke
         truncated=n_text + num_special > limit,
         num_text_tokens=n_text,
     )
+
+
+def literal_specials(trace: Trace, tokenizer) -> list[str]:
+    """Special-token strings (e.g. "[CLS]", "<s>") that appear literally in the trace's text: the
+    tokenizer reads them as ordinary characters, split into pieces, never as special tokens."""
+    specials = [t for t in getattr(tokenizer, "all_special_tokens", []) if t and len(t) > 1]
+    return [t for t in dict.fromkeys(specials) if t in trace.text]
+
+
+def trace_bytes(info: EncoderInfo, seq_len: int) -> int:
+    """Bytes a :class:`Trace` of ``seq_len`` tokens holds on this model: the float32 attention
+    maps (L x H x T x T, the part that grows with the square of the length), the hidden states
+    and pooler rows (L + 1 rows of T x D and D) and the per-token bookkeeping."""
+    n, layers, heads, dim = int(seq_len), info.num_layers, info.num_heads, info.hidden_size
+    return 4 * (layers * heads * n * n + (layers + 1) * (n + 1) * dim) + 64 * n
 
 
 def special_positions(tt: TokenizedText, info: EncoderInfo) -> tuple[int, int | None]:

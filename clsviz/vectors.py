@@ -19,6 +19,7 @@ import numpy as np
 from .encoder import Encoder, apply_pooler
 from .layers import check_layer
 from .pooling import check_pooling, pool_hidden
+from .progress import check_cancel
 from .tracing import has_content
 
 __all__ = [
@@ -66,11 +67,12 @@ class PooledVectors:
         """Bytes held by the vector array (what a memory budget counts)."""
         return int(self.vectors.nbytes)
 
-    def get(self, pooling: str, layer: int = -1) -> np.ndarray:
-        """float32 [N, D]: every text's vector for one pooling at one layer."""
+    def get(self, pooling: str, layer: int = -1, rows=None) -> np.ndarray:
+        """float32 [N, D] (or [len(rows), D]): the texts' vectors for one pooling at one layer."""
         if pooling not in self.poolings:
             raise KeyError(f"{pooling!r} was not extracted; available: {', '.join(self.poolings)}")
-        return self.vectors[:, check_layer(layer, self.num_layers), self.poolings.index(pooling)]
+        column = self.vectors[:, check_layer(layer, self.num_layers), self.poolings.index(pooling)]
+        return column if rows is None else column[np.asarray(rows, dtype=np.int64)]
 
 
 @dataclass(frozen=True)
@@ -189,12 +191,15 @@ def extract(
     progress: Callable[[int, int], None] | None = None,
     max_length: int | None = None,
     labels: dict | None = None,
+    cancel=None,
 ) -> PooledVectors:
     """Pool every text at every layer with every pooling.
 
     Texts are tokenized once, sorted by length and run in batches with the model's fast
     attention kernel (no attention weights are needed) under ``torch.inference_mode``.
-    ``progress(done, total)`` is called after each batch. Returns :class:`PooledVectors`.
+    ``progress(done, total)`` is called after each batch; setting ``cancel`` (a
+    ``threading.Event``) stops it between batches with :class:`clsviz.progress.Cancelled`.
+    Returns :class:`PooledVectors`.
     """
     import torch
 
@@ -207,6 +212,7 @@ def extract(
     with torch.inference_mode():
         batches = hidden_batches(encoder, tokenized.input_ids, tokenized.special_masks, batch_size)
         for rows, hidden, ids, mask, special in batches:
+            check_cancel(cancel, "Embedding the corpus")
             cls_index = ((ids == info.cls_token_id) & special).int().argmax(dim=1)
             pooled_states = None
             if "pooler" in poolings:

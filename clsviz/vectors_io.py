@@ -164,14 +164,22 @@ def _read_source(source: str | os.PathLike | bytes | BinaryIO) -> bytes:
     return path.read_bytes()
 
 
-def load_vectors(source: str | os.PathLike | bytes | BinaryIO, max_bytes: int | None = None) -> PooledVectors:
-    """Read vectors written by :func:`save_vectors` from a path, bytes or a binary file object.
+def load_vectors(source: str | os.PathLike | bytes | BinaryIO, max_bytes: int | None = None,
+                 verify: bool = True):
+    """Read vectors written by :func:`save_vectors` from a path, bytes or a binary file object,
+    or open a shard folder written by ``clsviz embed --out FOLDER``.
 
-    The format is recognised from the content. ``max_bytes`` refuses files whose vectors would
+    A folder gives a :class:`clsviz.shards.ShardedVectors`, read lazily (only the (layer,
+    pooling) columns asked for, memory-mapped; ``verify`` checks every shard's sha256 first).
+    A file's format is recognised from the content. ``max_bytes`` refuses files whose vectors would
     take more memory than that once unpacked (for uploads). Raises ``ValueError`` (with what
     is wrong) for a file that is not a clsviz vectors file, ``FileNotFoundError`` for a
     missing path.
     """
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+        from .shards import open_shards
+
+        return open_shards(source, verify=verify)
     data = _read_source(source)
     if data.startswith(_PARQUET_MAGIC):
         return _load_parquet(data, max_bytes)
@@ -272,14 +280,15 @@ def _load_parquet(data: bytes, max_bytes: int | None = None) -> PooledVectors:
     )
 
 
-def as_corpus(vectors: PooledVectors, name: str | None = None) -> Corpus:
+def as_corpus(vectors, name: str | None = None) -> Corpus:
     """The texts and labels of saved vectors as a :class:`~clsviz.corpus.Corpus`, so pages and
     functions that take a corpus can use a file from ``clsviz embed`` without re-embedding.
 
     Label values become strings ("" for None), as in a corpus read from CSV.
     """
     labels = {k: tuple("" if v is None else str(v) for v in values) for k, values in vectors.labels.items()}
-    note = f"vectors from {vectors.model_name}: {vectors.num_layers + 1} layers × {', '.join(vectors.poolings)}"
+    layers = getattr(vectors, "layers", range(vectors.num_layers + 1))
+    note = f"vectors from {vectors.model_name}: {len(layers)} layers × {', '.join(vectors.poolings)}"
     return Corpus(
         texts=tuple(vectors.texts),
         labels=labels,

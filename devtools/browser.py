@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -43,7 +44,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
+    """True when the server's health endpoint answers 200 within 2 seconds."""
     try:
         with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
             return resp.status == 200
@@ -51,29 +53,39 @@ def _healthy(url: str) -> bool:
         return False
 
 
+@dataclass
+class Server:
+    """A running ``streamlit run app.py``: its base URL and process (for its memory, or a kill)."""
+
+    url: str
+    process: subprocess.Popen
+    port: int
+
+
 @contextmanager
-def streamlit_server(log_path: Path) -> Iterator[str]:
-    """Run ``streamlit run app.py`` on a free loopback port, offline, with no model allow-list;
-    yield its base URL once /_stcore/health answers; stop it (and its children) afterwards.
-    Raises RuntimeError, with the end of the server log, when it does not come up."""
-    port = _free_port()
+def streamlit_process(log_path: Path, env: dict | None = None, port: int | None = None) -> Iterator[Server]:
+    """Run ``streamlit run app.py`` on a loopback port (free, or ``port``), offline, with no model
+    allow-list and ``env`` added to the environment; yield a :class:`Server` once
+    /_stcore/health answers; stop it (and its children) afterwards. Raises RuntimeError, with
+    the end of the server log, when it does not come up."""
+    port = port or _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("CLSVIZ_ALLOWED_MODELS", None)
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    full_env.pop("CLSVIZ_ALLOWED_MODELS", None)
     cmd = [
         sys.executable, "-m", "streamlit", "run", "app.py",
         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
     ]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + SERVER_START_S
-        while not _healthy(url):
+        while not healthy(url):
             if proc.poll() is not None or time.monotonic() > deadline:
                 tail = Path(log_path).read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"streamlit did not become healthy on {url} (exit code {proc.poll()}):\n{tail}")
             time.sleep(0.25)
-        yield url
+        yield Server(url, proc, port)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -82,6 +94,19 @@ def streamlit_server(log_path: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=15)
+
+
+@contextmanager
+def streamlit_server(log_path: Path) -> Iterator[str]:
+    """:func:`streamlit_process` yielding just the base URL."""
+    with streamlit_process(log_path) as server:
+        yield server.url
+
+
+def resident_bytes(pid: int) -> int:
+    """A process's resident memory (VmRSS) in bytes."""
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:"))
 
 
 def launch_chromium(playwright, executable_path: str):

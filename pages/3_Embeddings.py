@@ -6,7 +6,7 @@ import streamlit as st
 from clsviz import figures
 from clsviz.figures import pooling_title
 from clsviz.projection import MIN_UMAP_SAMPLES, coordinates_table
-from clsviz.separation import label_baselines, scores_at
+from clsviz.separation import label_baselines, score_text, scores_at
 from ui.corpus import corpus_vectors, plain
 from ui.embeddings import (
     NAMED_EXTRA,
@@ -23,7 +23,7 @@ from ui.embeddings import (
     warmup_running,
 )
 from ui.state import current_encoder, current_sentences, current_traces, page_setup
-from ui.widgets import download_csv, sentence_picker, show
+from ui.widgets import checkbox, download_csv, number_input, radio, selectbox, sentence_picker, show, slider
 
 SEED = 42
 NO_LABEL = "(no colour)"
@@ -76,17 +76,22 @@ if len(corpus) < MIN_UMAP_SAMPLES:
 c_layer, c_third, c_label, c_method = st.columns([3, 2, 2, 2])
 with c_layer:
     top = saved.num_layers if saved is not None else info.num_layers
-    layer = st.slider(
-        "Layer", 0, top, top, key="embeddings.layer",
-        help="0 = the embedding layer (before any attention), then the output of each transformer layer.",
-    )
+    kept = list(getattr(saved, "layers", range(top + 1)))
+    if kept == list(range(top + 1)):
+        layer = slider(st,
+            "Layer", 0, top, top, key="embeddings.layer",
+            help="0 = the embedding layer (before any attention), then the output of each transformer layer.",
+        )
+    else:  # a shard folder that kept some layers only
+        layer = st.select_slider("Layer", kept, kept[-1], key="embeddings.layer_saved",
+                                 help="The layers saved in the shard folder (0 = the embedding layer).")
 with c_third:
     if saved is not None:
         # Saved vectors are shown as they are: only the poolings the file holds are offered.
         offered = [s for s in saved.poolings if s not in ("cls", "mean")] or ["mean"]
     else:
         offered = [s for s in NAMED_EXTRA if s != "pooler" or info.has_pooler] + [TOKEN_K]
-    third = st.selectbox(
+    third = selectbox(st,
         "Third panel",
         offered,
         format_func=lambda s: "token K (pick K)" if s == TOKEN_K else pooling_title(s),
@@ -96,25 +101,25 @@ with c_third:
         "the mean (embed with more --poolings to see others).",
     )
     if third == TOKEN_K:
-        k = st.number_input(
+        k = number_input(st,
             "K (token position; 0 is [CLS])", min_value=0, max_value=info.max_length - 1, value=1,
             key="embeddings.k", help="Texts shorter than K+1 tokens use their last token. Re-embeds the corpus.",
         )
         third = f"token:{int(k)}"
 with c_label:
     label_names = list(corpus.label_names)
-    label_name = st.selectbox(
+    label_name = selectbox(st,
         "Colour by", label_names + [NO_LABEL], key="embeddings.label",
         help="A label column of the corpus; the scores below measure how well it separates.",
     )
     labels = corpus.labels.get(label_name) if label_name != NO_LABEL else None
 with c_method:
-    method = st.radio(
+    method = radio(st,
         "Projection", ("UMAP", "PCA"), key="embeddings.method", horizontal=True,
         help="UMAP (cosine) keeps neighbourhoods; PCA keeps the largest directions and is instant. "
         "PCA is shown first as a preview while UMAP runs.",
     )
-    fixed = st.checkbox(
+    fixed = checkbox(st,
         "Fixed seed", value=True, key="embeddings.seed",
         help="Same picture every time (UMAP then runs on one core). Off: a new layout per fit, a bit faster.",
     )
@@ -150,15 +155,18 @@ subtitles = {}
 if table is not None:
     for s in poolings:
         sc = scores_at(table, s, layer)
-        subtitles[pooling_title(s)] = f"kNN acc {sc['knn_accuracy']:.2f} · silhouette {sc['silhouette']:.2f}"
+        subtitles[pooling_title(s)] = (
+            f"kNN acc {score_text(sc['knn_accuracy'], '.2f')} · silhouette {score_text(sc['silhouette'], '.2f')}"
+        )
 
 
 def draw(method_name: str) -> tuple:
     """Fit (cached) and draw the three panels; returns the figure, coords and typed coords."""
-    coords, typed = {}, {}
+    coords, typed, fitted = {}, {}, len(corpus)
     for s in poolings:
         p = fitted_projection(source(s), corpus, layer, s, method_name, seed)
         coords[s] = p.embedding_
+        fitted = len(getattr(p, "fit_rows_", coords[s]))
         if traces:
             typed[s] = p.transform(typed_vectors(traces, s, layer))
     fig = figures.embedding_panels(
@@ -169,7 +177,8 @@ def draw(method_name: str) -> tuple:
         typed={pooling_title(s): typed[s] for s in typed},
         typed_texts=typed_texts,
         subtitles=subtitles,
-        title=f"{method_name.upper()} of {len(corpus):,} texts after layer {layer}",
+        title=f"{method_name.upper()} of {len(corpus):,} texts after layer {layer}"
+        + (f" (fitted on a sample of {fitted:,}; the rest placed with transform)" if fitted < len(corpus) else ""),
     )
     return fig, coords, typed
 
@@ -200,11 +209,12 @@ elif score_error:
 else:
     for col, s in zip(st.columns(3), poolings):
         sc = scores_at(table, s, layer)
-        col.metric(f"{pooling_title(s)} · kNN accuracy", f"{sc['knn_accuracy']:.3f}", border=True,
-                   help="5-fold cross-validated accuracy of a 5-nearest-neighbour classifier (cosine).")
-        col.metric(f"{pooling_title(s)} · silhouette", f"{sc['silhouette']:.3f}", border=True,
+        col.metric(f"{pooling_title(s)} · kNN accuracy", score_text(sc["knn_accuracy"]), border=True,
+                   help="5-fold cross-validated accuracy of a 5-nearest-neighbour classifier (cosine). Undefined "
+                   "when every sentence has the same vector here (e.g. [CLS] at the embedding layer).")
+        col.metric(f"{pooling_title(s)} · silhouette", score_text(sc["silhouette"]), border=True,
                    help="-1..1: how much closer a sentence is to its own label group than to the nearest other "
-                   "group (cosine). Near 0: groups overlap.")
+                   "group (cosine). Near 0: groups overlap. Undefined when every sentence has the same vector here.")
     _, majority, _ = label_baselines(labels)
     show("embeddings.separation", figures.separation_figure(table, layer=layer, chance=majority))
     download_csv(table.assign(label_column=label_name), "clsviz-embedding-scores.csv", key="embeddings.scores_csv",
@@ -222,7 +232,7 @@ else:
     with t_left:
         chosen = sentence_picker(traces, key="embeddings.trajectory_sentence")
     with t_right:
-        t_method = st.radio(
+        t_method = radio(st,
             "Trajectory projection", ("PCA", "UMAP"), key="embeddings.trajectory_method", horizontal=True,
             help="One projection is fit on the corpus at every layer together, so positions at different "
             "layers can be compared. PCA keeps the large drift between layers visible.",

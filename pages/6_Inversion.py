@@ -12,12 +12,14 @@ from clsviz.experiments.inversion import (
     summarize_mlm_reading,
     summarize_recall,
 )
-from clsviz.experiments.neighbours import neighbour_agreement, neighbour_table
-from ui.corpus import corpus_picker, corpus_vectors, plain, vectors_key
-from ui.inversion import bow_table, cached_mlm_head, pair_recall
-from ui.similarity import pairs_picker
+from clsviz.experiments.neighbours import neighbour_table
+from clsviz.narrative import neighbours_summary
+from ui.corpus import corpus_vectors, plain, vectors_key
+from ui.embeddings import corpus_source
+from ui.inversion import bow_table, cached_mlm_head, pair_recall, saved_neighbours, saved_sample
+from ui.similarity import cached_baseline, pairs_picker
 from ui.state import current_encoder, current_traces, page_setup
-from ui.widgets import download_csv, figure_caption, sentence_picker, show
+from ui.widgets import download_csv, figure_caption, number_input, sentence_picker, show, slider
 
 TABS = ("Nearest neighbours", "Bag of words", "Masked-LM head", "What published work shows")
 POOLING_NAMES = {"cls": "[CLS]", "mean": "mean of all tokens"}
@@ -67,26 +69,32 @@ c_sentence, c_layer = st.columns([3, 2])
 with c_sentence:
     t = sentence_picker(traces, key="inversion.sentence")
 with c_layer:
-    layer = st.slider(
+    layer = slider(st,
         "Layer", 0, info.num_layers, info.num_layers, key="inversion.layer",
         help="0 = the embedding layer, then the output of each transformer layer.",
     )
 
-corpus = corpus_picker("inversion.corpus")
-if corpus is None:
+picked = corpus_source("inversion.corpus")  # the demo, an upload, or saved vectors (a shard folder too)
+if picked is None:
     st.stop()
-high = len(corpus)
-st.session_state.setdefault("inversion.sample", min(1000, high))
-st.session_state["inversion.sample"] = min(max(int(st.session_state["inversion.sample"]), min(2, high)), high)
-sample = st.number_input(
+corpus, saved = picked
+# The number belongs to this corpus: a new corpus starts again from all of its texts (saved vectors
+# can be far larger: the decoder then starts from their first 1,000).
+high = len(corpus) if saved is None else min(len(corpus), 1000)
+sample = number_input(st,
     "Corpus texts to use",
     min_value=min(2, high),
     max_value=high,
+    value=high,
     step=100,
-    key="inversion.sample",
-    help="The first texts of the corpus. Every page shares the embedded corpus, so it is computed once per model.",
+    key=f"inversion.sample.{corpus.content_hash[:16]}",
+    help="The first texts of the corpus (all by default). Every page shares the embedded corpus, so it is "
+    "computed once per model.",
 )
-if sample < high:
+if saved is not None:
+    st.caption("Saved vectors: the neighbour search uses every text; the decoder below uses the first texts.")
+elif sample < high:
+    st.caption(f"Using the first {int(sample):,} of the corpus's {high:,} texts.")
     corpus = corpus.subset(range(int(sample)), name=f"{corpus.name} (first {int(sample)})")
 if len(set(corpus.texts)) < 2:
     st.error(
@@ -99,7 +107,10 @@ queries = {"cls": t.cls(layer), "mean": pool(t, "mean", layer)}
 
 
 def corpus_vectors_or_stop():
-    """The corpus embedded once per model (shared cache); only the tabs that search or decode need it."""
+    """The corpus embedded once per model (shared cache); only the tabs that search or decode need it.
+    Saved vectors are used as they are (their first texts for the decoder)."""
+    if saved is not None:
+        return saved_sample(saved, int(sample))
     vectors = corpus_vectors(encoder, corpus, COMPARE_POOLINGS)
     if vectors is None:
         st.stop()
@@ -109,10 +120,12 @@ def corpus_vectors_or_stop():
 nn_tab, bow_tab, mlm_tab, paper_tab = st.tabs(TABS, key="inversion.section", on_change="rerun")
 
 with nn_tab:
-    if nn_tab.open:
+    if nn_tab.open and saved is not None:
+        saved_neighbours(saved, t, layer, encoder.name)
+    elif nn_tab.open:
         vectors = corpus_vectors_or_stop()
         max_k = min(20, len(corpus) - 1)
-        k = st.slider("Neighbours", 1, max_k, min(5, max_k), key="inversion.k") if max_k > 1 else 1
+        k = slider(st, "Neighbours", 1, max_k, min(5, max_k), key="inversion.k") if max_k > 1 else 1
         try:
             table = neighbour_table(queries, vectors, layer, k=k, exclude_text=t.text)
         except ValueError as exc:
@@ -127,14 +140,9 @@ with nn_tab:
                     st.dataframe(
                         table[table["pooling"] == s][["rank", "text", "cosine"]], hide_index=True, width="stretch"
                     )
-            shared = neighbour_agreement(table)
-            top = table[table["pooling"] == "cls"].iloc[0]
             st.markdown(
-                f"**For {plain(info.name)} at layer {layer}:** "
-                + plain(
-                    f"[CLS] and the mean agree on {shared} of their top {k} neighbours; the closest sentence by "
-                    f"[CLS] has cosine {top['cosine']:.2f}."
-                )
+                f"**For {plain(info.name)}:** "
+                + plain(neighbours_summary(table, layer, k, cached_baseline(encoder)))
             )
             download_csv(table, f"neighbours_layer{layer}.csv", key="inversion.neighbours.csv")
 
@@ -160,14 +168,15 @@ with bow_tab:
     if bow_tab.open:
         c_vocab, c_k = st.columns(2)
         with c_vocab:
-            vocab_size = st.slider(
+            vocab_size = slider(st,
                 "Vocabulary (most frequent content words)", 20, 1000, 300, step=20, key="inversion.vocab",
                 help="The decoder predicts, for each of these words, whether the sentence contains it.",
             )
         with c_k:
-            top_k = st.slider("Words to show (k)", 3, 20, 8, key="inversion.top_k")
+            top_k = slider(st, "Words to show (k)", 3, 20, 8, key="inversion.top_k")
         vectors = corpus_vectors_or_stop()
-        outcome = bow_table(vectors, vectors_key(encoder, corpus, COMPARE_POOLINGS), vocab_size)
+        key = vectors_key(encoder, corpus, COMPARE_POOLINGS) if saved is None else f"saved|{corpus.content_hash}|{int(sample)}"
+        outcome = bow_table(vectors, key, vocab_size)
         if outcome is not None:
             bow, vocab = outcome
             show("inversion.bow", figures.bow_f1_figure(bow))
@@ -222,7 +231,7 @@ with mlm_tab:
                 "the Hugging Face hub."
             )
         else:
-            k_mlm = st.slider("Tokens per layer", 1, 10, 5, key="inversion.mlm_k")
+            k_mlm = slider(st, "Tokens per layer", 1, 10, 5, key="inversion.mlm_k")
             reading = mlm_reading(head, t.hidden_states[:, t.cls_index], encoder.tokenizer, k=k_mlm)
             show("inversion.mlm", figures.mlm_reading_figure(reading))
             st.markdown(f"**For {plain(info.name)}:** " + plain(summarize_mlm_reading(reading, t.text)))

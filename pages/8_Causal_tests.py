@@ -14,7 +14,7 @@ from ui import jobs
 from ui.corpus import corpus_picker, plain
 from ui.interventions import QUESTIONS, corpus_rows, job_key, sentence_run, show_result, start_corpus_run
 from ui.state import current_encoder, current_max_tokens, current_traces, page_setup
-from ui.widgets import download_csv, sentence_picker, show
+from ui.widgets import download_csv, number_input, radio, selectbox, sentence_picker, show, slider, text_input
 
 NO_LABEL = "(no label: effects on [CLS] only)"
 DEFAULT_SOURCE = "Stock markets fell sharply after the announcement."
@@ -63,10 +63,10 @@ if result is not None:
 # --- 2. patching ---------------------------------------------------------------------------------
 st.subheader(f"2. {QUESTIONS['patching']}")
 others = [x.text for x in traces if x.text != t.text]
-source = st.selectbox("Source sentence (its [CLS] goes into the one above)", [*others, "Type another…"],
+source = selectbox(st, "Source sentence (its [CLS] goes into the one above)", [*others, "Type another…"],
                       key="causal.source") if others else "Type another…"  # fmt: skip
 if source == "Type another…":
-    source = st.text_input("Source sentence", value=DEFAULT_SOURCE, max_chars=500, key="causal.source_text")
+    source = text_input(st, "Source sentence", value=DEFAULT_SOURCE, max_chars=500, key="causal.source_text")
 if source.strip():
     try:
         profile = sentence_run("patch_profile", encoder, t.text, tokens, source=source)
@@ -81,7 +81,7 @@ else:
 
 # --- 3. heads ----------------------------------------------------------------------------------------
 st.subheader(f"3. {QUESTIONS['heads']}")
-mode = st.radio("Ablation", ("mean", "zero"), horizontal=True, key="causal.head_mode",
+mode = radio(st, "Ablation", ("mean", "zero"), horizontal=True, key="causal.head_mode",
                 format_func={"mean": "mean (the head's average output over demo sentences)",
                              "zero": "zero (the head's output removed)"}.get)  # fmt: skip
 result = run_here("heads", mode=mode)
@@ -90,7 +90,7 @@ if result is not None:
 
 # --- 4. massive dimensions -------------------------------------------------------------------------
 st.subheader(f"4. {QUESTIONS['massive']}")
-layer = st.slider("Layer where the dimensions are set (0 = embeddings)", 0, encoder.info.num_layers - 1, 1,
+layer = slider(st, "Layer where the dimensions are set (0 = embeddings)", 0, encoder.info.num_layers - 1, 1,
                   key=f"causal.massive_layer.{encoder.info.num_layers}")  # fmt: skip
 result = run_here("massive", layer=layer)
 if result is not None:
@@ -98,7 +98,7 @@ if result is not None:
 
 # --- 5. registers ------------------------------------------------------------------------------------
 st.subheader(f"5. {QUESTIONS['registers']}")
-k = st.slider("Registers k (runs 0..k)", 1, max(REGISTER_COUNTS), max(REGISTER_COUNTS), key="causal.registers_k")
+k = slider(st, "Registers k (runs 0..k)", 1, max(REGISTER_COUNTS), max(REGISTER_COUNTS), key="causal.registers_k")
 result = run_here("registers", k=k)
 if result is not None:
     show_result("registers", result, key="causal.registers")
@@ -111,7 +111,7 @@ st.caption("The same tests on many sentences, with a probe fitted on clean [CLS]
 corpus = corpus_picker(key="causal.corpus")
 if corpus is None:
     st.stop()
-kind = st.selectbox("Test", tuple(EXPERIMENTS), format_func=lambda k_: f"{EXPERIMENTS[k_]}: {QUESTIONS[k_]}",
+kind = selectbox(st, "Test", tuple(EXPERIMENTS), format_func=lambda k_: f"{EXPERIMENTS[k_]}: {QUESTIONS[k_]}",
                     key="causal.kind")  # fmt: skip
 job = jobs.get(job_key(kind))
 active = job is not None and job.active
@@ -120,25 +120,24 @@ labels = [NO_LABEL, *corpus.label_names] if kind != "patching" else list(corpus.
 if not labels:
     st.info("Patching is read by a probe: pick a corpus with a label column.", icon=":material/label_off:")
     st.stop()
-label = c1.selectbox("Label for the probe", labels, key=f"causal.label.{kind}", disabled=active)
+label = selectbox(c1, "Label for the probe", labels, key=f"causal.label.{kind}", disabled=active)
 label = None if label == NO_LABEL else label
-st.session_state.setdefault("causal.texts", min(200, len(corpus)))
-# A smaller corpus (a new upload) must not leave the remembered value outside the new range.
-st.session_state["causal.texts"] = min(max(int(st.session_state["causal.texts"]), 1), len(corpus))
-n_texts = int(c2.number_input("Texts", min_value=1, max_value=len(corpus), step=50, key="causal.texts", disabled=active,
-                              help="A stratified sample by label when fewer than all."))  # fmt: skip
-folds = int(c3.number_input("Folds", min_value=2, max_value=10, value=5, key="causal.folds", disabled=active or label is None,
+# A smaller corpus (a new upload) drops a remembered count outside the new range.
+n_texts = int(number_input(c2, "Texts", min_value=1, max_value=len(corpus), value=min(200, len(corpus)), step=50,
+                           key="causal.texts", disabled=active,
+                           help="A stratified sample by label when fewer than all."))  # fmt: skip
+folds = int(number_input(c3, "Folds", min_value=2, max_value=10, value=5, key="causal.folds", disabled=active or label is None,
                             help="The probe is fitted on clean [CLS] vectors fold by fold and reads each text "
                             "with the fold that never saw it."))  # fmt: skip
 options = {"folds": folds}
 if kind == "patching":
-    options["pairs"] = int(st.number_input("Pairs", 1, 2000, 200, step=50, key="causal.pairs", disabled=active))
+    options["pairs"] = int(number_input(st, "Pairs", 1, 2000, 200, step=50, key="causal.pairs", disabled=active))
 elif kind == "heads":
-    options["mode"] = st.radio("Ablation", ("mean", "zero"), horizontal=True, key="causal.corpus_mode", disabled=active)
+    options["mode"] = radio(st, "Ablation", ("mean", "zero"), horizontal=True, key="causal.corpus_mode", disabled=active)
 elif kind == "massive":
-    options["layer"] = st.slider("Layer", 0, encoder.info.num_layers - 1, 1, key=f"causal.corpus_layer.{encoder.info.num_layers}", disabled=active)
+    options["layer"] = slider(st, "Layer", 0, encoder.info.num_layers - 1, 1, key=f"causal.corpus_layer.{encoder.info.num_layers}", disabled=active)
 elif kind == "registers":
-    options["ks"] = tuple(range(st.slider("Registers k", 1, 4, 4, key="causal.corpus_k", disabled=active) + 1))
+    options["ks"] = tuple(range(slider(st, "Registers k", 1, 4, 4, key="causal.corpus_k", disabled=active) + 1))
 
 b1, b2 = st.columns([1, 5])
 if b1.button("Run on the corpus", type="primary", key="causal.start", disabled=active):

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # No background numba compilation inside the test process (tests that need UMAP fit it).
 os.environ.setdefault("CLSVIZ_UMAP_WARMUP", "0")
+# Page tests run background jobs in threads (they monkeypatch what the jobs call); the worker
+# process is tested on its own in tests/test_jobs.py. The job journal goes to a temporary folder.
+os.environ.setdefault("CLSVIZ_JOB_PROCESS", "0")
+os.environ.setdefault("CLSVIZ_STATE_DIR", tempfile.mkdtemp(prefix="clsviz-state-"))
 
 from pathlib import Path  # noqa: E402
 
@@ -190,3 +195,17 @@ def bundled_classifier_dir(tmp_path_factory):
     model.save_pretrained(str(folder))
     AutoTokenizer.from_pretrained(str(bundled_model_path())).save_pretrained(str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def finetuned_classifier_dir(tmp_path_factory, encoder):
+    """The bundled model fine-tuned by clsviz itself (pooling ``cls_head``: BERT's pooler and
+    classifier) on 20 demo texts' sentiment for one epoch, saved as a BertForSequenceClassification
+    folder with labels negative/positive: the app's own path to a real fine-tuned classifier."""
+    from clsviz.corpus import demo_corpus
+    from clsviz.experiments import run_finetune
+
+    corpus = demo_corpus()
+    result = run_finetune(encoder, corpus.texts[:20], corpus.labels["sentiment"][:20], poolings=("cls_head",),
+                          epochs=1, checkpoints=0, label_name="sentiment")  # fmt: skip
+    return result.save_classifier(tmp_path_factory.mktemp("finetuned") / "minilm-sentiment")

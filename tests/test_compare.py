@@ -259,3 +259,89 @@ def test_attention_change_refuses_different_shapes_and_texts(encoder, tiny_encod
         attention_change(trace(encoder, TEXTS[0]), trace(tiny_encoder, TEXTS[0]))
     with pytest.raises(ValueError, match="different texts"):
         attention_change(trace(tiny_encoder, TEXTS[0]), trace(tiny_encoder, TEXTS[1]))
+
+
+def test_cancel_stops_the_comparison(tiny_encoder):
+    import threading
+
+    from clsviz.progress import Cancelled
+
+    cancel = threading.Event()
+    seen = []
+
+    def progress(done, total):
+        seen.append(done)
+        cancel.set()  # asked to stop after the first batch
+
+    with pytest.raises(Cancelled, match="comparison was cancelled"):
+        compare_encoders(tiny_encoder, tiny_encoder, TEXTS * 4, batch_size=4, progress=progress, cancel=cancel)
+    assert seen == [4]
+
+
+# --- the bundled model against its own fine-tuned copy ------------------------------------------
+FINETUNE_STEPS, FINETUNE_BATCH, FINETUNE_LR = 16, 16, 1e-4
+
+
+@pytest.fixture(scope="module")
+def finetuned_copy(encoder, tmp_path_factory):
+    """A real fine-tune of a deep copy of the bundled model: a BERT sequence classifier for the
+    demo corpus's topic (7 labels), trained for a few dozen steps and saved with save_pretrained."""
+    import copy
+
+    from transformers import BertForSequenceClassification
+
+    from clsviz import demo_corpus
+
+    corpus = demo_corpus()
+    topics = sorted(set(corpus.labels["topic"]))
+    y = torch.tensor([topics.index(v) for v in corpus.labels["topic"]])
+    config = copy.deepcopy(encoder.model.config)
+    config.num_labels = len(topics)
+    config.id2label = dict(enumerate(topics))
+    config.label2id = {t: i for i, t in enumerate(topics)}
+    shared_before = {k: v.clone() for k, v in encoder.model.state_dict().items()}
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = BertForSequenceClassification(config)
+        model.bert = copy.deepcopy(encoder.model)  # a private copy: the shared model is never trained
+        for p in model.parameters():
+            p.requires_grad_(True)
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=FINETUNE_LR)
+        order = np.random.default_rng(0).permutation(len(corpus))
+        losses = []
+        for step in range(FINETUNE_STEPS):
+            rows = order[step * FINETUNE_BATCH : (step + 1) * FINETUNE_BATCH]
+            batch = encoder.tokenizer([corpus.texts[i] for i in rows], padding=True, truncation=True,
+                                      max_length=32, return_tensors="pt")
+            loss = model(**batch, labels=y[rows]).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+    assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.1, losses  # it did learn the topics
+    for name, value in encoder.model.state_dict().items():  # the shared model was not touched
+        assert torch.equal(value, shared_before[name]), name
+    folder = tmp_path_factory.mktemp("finetuned-bundled")
+    model.save_pretrained(str(folder))
+    encoder.tokenizer.save_pretrained(str(folder))
+    return load_encoder(str(folder))
+
+
+def test_fine_tuning_rewrites_the_top_layers_most(encoder, finetuned_copy):
+    from clsviz import demo_corpus
+    from clsviz.corpus import stratified_rows
+
+    assert finetuned_copy.classifier is not None and len(finetuned_copy.info.labels) == 7
+    corpus = demo_corpus()
+    rows = stratified_rows(corpus.labels["topic"], 200, seed=1)
+    result = compare_encoders(encoder, finetuned_copy, [corpus.texts[i] for i in rows])
+    assert set(result.cka) == {"tokens", "cls", "mean"}
+    depth = encoder.info.num_layers
+    for reading in ("tokens", "cls", "mean"):
+        change = 1.0 - result.diagonal(reading).astype(np.float64)  # [L+1]
+        # The largest change is in the top two blocks, and clearly above the first two.
+        assert int(np.nanargmax(change[1:])) + 1 >= depth - 1, (reading, change)
+        assert np.nanmean(change[depth - 1 :]) > np.nanmean(change[1:3]) + 0.1, (reading, change)
+    # The shared bundled model is still frozen and in eval mode.
+    assert not encoder.model.training and all(not p.requires_grad for p in encoder.model.parameters())

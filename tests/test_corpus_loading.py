@@ -350,7 +350,7 @@ def test_header_only_csv():
 
 
 def test_unknown_extension():
-    with pytest.raises(CorpusError, match=r"\.xlsx.*\.csv, \.tsv or \.txt"):
+    with pytest.raises(CorpusError, match=r"\.xlsx.*\.csv, \.tsv, \.txt, \.parquet or \.jsonl"):
         load_corpus(b"text\nhello\n", "sheet.xlsx")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -10,7 +11,9 @@ from clsviz import load_encoder, trace
 from clsviz.heads import (
     MEAN_LENS_CAPTION,
     NoClassifierError,
+    Prediction,
     classifier_lens,
+    describe_settled,
     lens_table,
     mean_lens,
     predict,
@@ -219,3 +222,73 @@ def test_lens_calls_leave_the_shared_encoder_unchanged(bundled_classifier):
         assert all(not p.requires_grad for p in module.parameters())
     assert (enc.model.config._attn_implementation, enc.eager_model.config._attn_implementation) == attn
     assert hooks() == hooks_before
+
+
+# --- in words, and drawn ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "winners, expected",
+    [
+        ([2, 2, 2], "picks 'positive' at every layer, already from the [CLS] embedding (layer 0)"),
+        ([0, 1, 2, 2], "forms in [CLS] at layer 2 of 3: from there on the head reads 'positive' at every layer "
+                       "(at layer 1 it would have said 'neutral')"),
+        ([2, 2, 0, 1], "forms in [CLS] only at the last layer (3): at layer 2 the head would still have said "
+                       "'negative'"),
+    ],
+)
+def test_describe_settled(winners, expected):
+    lens = np.full((len(winners), 3), -1.0)
+    lens[np.arange(len(winners)), winners] = 2.0
+    assert expected in describe_settled(lens, LABELS)
+    assert "<s>" in describe_settled(lens, LABELS, cls_token="<s>")
+    assert "score" in describe_settled(lens[:, :1], LABELS[:1], "regression") and "-1" in describe_settled(
+        lens[:, :1], LABELS[:1], "regression"
+    )
+    with pytest.raises(ValueError, match="for 2 labels"):
+        describe_settled(lens, LABELS[:2])
+
+
+def test_prediction_summary_lists_the_most_probable_labels(bundled_classifier):
+    pred = predict(bundled_classifier, trace(bundled_classifier, TEXT))
+    parts = pred.summary(top=2).split(" · ")
+    order = np.argsort(-pred.probabilities)
+    assert parts == [f"{LABELS[i]} {pred.probabilities[i]:.0%}" for i in order[:2]]
+    assert len(pred.summary(top=10).split(" · ")) == 3
+    regression = Prediction(("score",), np.array([0.7312]), None, "score", "regression")
+    assert regression.summary() == "score 0.731"
+
+
+def test_lens_figures_draw_the_table(bundled_classifier):
+    from clsviz.figures import lens_figure, mean_lens_figure
+
+    tr = trace(bundled_classifier, TEXT)
+    table = lens_table(bundled_classifier, tr)
+    lens = classifier_lens(bundled_classifier, tr)
+    fig = lens_figure(table, "cls", settled_layer(lens)).to_dict()
+    assert [t["name"] for t in fig["data"]] == list(LABELS)
+    expected = probabilities(lens)  # [L+1, 3]
+    for i, t in enumerate(fig["data"]):
+        np.testing.assert_allclose(t["y"], expected[:, i], atol=1e-4)
+        filled = [s == "circle" for s in t["marker"]["symbol"]]
+        assert filled == list(expected.argmax(axis=1) == i)
+    assert fig["layout"]["shapes"][0]["x0"] == settled_layer(lens)
+    mean = mean_lens_figure(table).to_dict()
+    np.testing.assert_allclose(mean["data"][0]["y"], probabilities(mean_lens(bundled_classifier, tr))[:, 0], atol=1e-4)
+    assert "mean of all tokens" in mean["layout"]["title"]["text"] and not mean["layout"].get("shapes")
+
+
+def test_lens_figure_keeps_the_likeliest_labels():
+    rows = [
+        {"reading": "cls", "layer": layer, "label": f"L{k}", "logit": 0.0, "probability": p, "top": k == 11}
+        for layer in range(3) for k, p in enumerate(np.linspace(0.01, 0.2, 12))
+    ]
+    fig = lens_figure_of(pd.DataFrame(rows), max_labels=4)
+    assert [t["name"] for t in fig["data"]] == ["L8", "L9", "L10", "L11"]
+    assert "8 less likely labels not drawn" in fig["layout"]["title"]["text"]
+    with pytest.raises(ValueError, match="no 'mean' rows"):
+        lens_figure_of(pd.DataFrame(rows), reading="mean")
+
+
+def lens_figure_of(table, **kwargs) -> dict:
+    from clsviz.figures import lens_figure
+
+    return lens_figure(table, **kwargs).to_dict()

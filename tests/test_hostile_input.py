@@ -311,7 +311,7 @@ def test_all_hostile_lines_at_once_then_a_fresh_session_is_unaffected():
     other = _app()
     other.run()
     assert not other.exception and not other.warning
-    assert [t.value for t in other.text][0] == "1. Why is the [CLS] token always first?"
+    assert [t.value for t in other.text][0] == "1. The film was not bad at all."
 
 
 # ------------------------------------------------------------------------------------------

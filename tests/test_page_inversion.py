@@ -19,6 +19,9 @@ from tests.test_page_why_first import chart_specs
 from ui.similarity import UPLOAD_PAIRS
 from ui.state import DEFAULT_MAX_TOKENS, OTHER
 
+# The sample size is kept per corpus: the demo corpus's key.
+SAMPLE_KEY = "inversion.sample." + demo_corpus().content_hash[:16]
+
 PAGE = "pages/6_Inversion.py"
 SENTENCE = "The weather was cold and rainy all week."
 
@@ -28,11 +31,11 @@ def _open(**state) -> AppTest:
 
 
 def _tiny(folder, **state) -> AppTest:
-    return _open(**{"clsviz.model": OTHER, "clsviz.custom_model": str(folder), "inversion.sample": 150, **state})
+    return _open(**{"clsviz.model": OTHER, "clsviz.custom_model": str(folder), SAMPLE_KEY: 150, **state})
 
 
 def test_neighbours_on_the_bundled_model_match_brute_force(encoder):
-    at = _open(**{"inversion.sample": 120, "inversion.pairs.source": UPLOAD_PAIRS, "inversion.layer": 4})
+    at = _open(**{SAMPLE_KEY: 120, "inversion.pairs.source": UPLOAD_PAIRS, "inversion.layer": 4})
     assert not at.error, [e.value for e in at.error]
     (spec,) = chart_specs(at)
     texts = demo_corpus().texts[:120]
@@ -45,7 +48,10 @@ def test_neighbours_on_the_bundled_model_match_brute_force(encoder):
         bars = spec["data"][panel]
         np.testing.assert_allclose(_arr(bars["x"]).astype(float), np.round(sims[top], 4), atol=2e-4)
         assert [label.split(". ", 1)[1][:20] for label in bars["y"]] == [safe_text(texts[i])[:20] for i in top]
-    assert "agree on" in next(m.value for m in at.markdown if m.value.startswith("**For "))
+    summary = next(m.value for m in at.markdown if m.value.startswith("**For ")).replace("\\", "")
+    assert "agree on" in summary
+    # At layer 4 every [CLS] is almost one vector: the closest cosine is shown beside the unrelated one.
+    assert "two unrelated sentences have 0.99" in summary and "almost the same vector for every input" in summary
     assert len(at.get("download_button")) == 1
 
 
@@ -85,7 +91,7 @@ def test_masked_lm_head_reading(tiny_mlm_dir):  # noqa: F811
 
 
 def test_no_head_note_for_the_bundled_model():
-    at = _open(**{"inversion.sample": 60, "inversion.pairs.source": UPLOAD_PAIRS,
+    at = _open(**{SAMPLE_KEY: 60, "inversion.pairs.source": UPLOAD_PAIRS,
                   "inversion.section": "Masked-LM head"})
     assert any("no trained masked-LM head" in i.value for i in at.info)
     assert not chart_specs(at)
@@ -106,10 +112,25 @@ def test_lower_bound_box_is_always_shown(tiny_model_dirs):
 
 @pytest.mark.parametrize("kind", ["roberta", "distilbert", "electra", "albert"])
 def test_every_tiny_family_runs(tiny_model_dirs, kind):
-    at = _tiny(tiny_model_dirs[kind], **{"inversion.sample": 60, "inversion.pairs.source": UPLOAD_PAIRS})
+    at = _tiny(tiny_model_dirs[kind], **{SAMPLE_KEY: 60, "inversion.pairs.source": UPLOAD_PAIRS})
     assert not at.error, [e.value for e in at.error]
     assert len(chart_specs(at)) == 1
     at.session_state["inversion.section"] = "Masked-LM head"
     at.run()
     assert not at.exception, at.exception
     assert any("masked-LM" in i.value for i in at.info)
+
+
+def test_a_new_corpus_uses_all_its_texts_not_the_last_corpus_sample(tiny_model_dirs):
+    at = _tiny(tiny_model_dirs["bert"])
+    assert at.number_input(key=SAMPLE_KEY).value == 150
+    rows = [f"upload sentence number {i} about {'rain' if i % 2 else 'sun'} and {i % 7} boats" for i in range(1130)]
+    data = ("text\n" + "\n".join(rows) + "\n").encode()
+    at.radio(key="inversion.corpus.source").set_value("Upload a file").run()
+    at.file_uploader(key="inversion.corpus.file").set_value(("upload.csv", data, "text/csv")).run()
+    assert not at.exception, at.exception
+    from clsviz.readers import load_corpus
+
+    key = "inversion.sample." + load_corpus(data, "upload.csv").content_hash[:16]
+    assert at.number_input(key=key).value == 1130
+    assert not [c for c in at.caption if "Using the first" in c.value]

@@ -7,7 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from clsviz import trace
-from clsviz.overview import findings
+from clsviz.narrative import findings
 
 
 def _run(**state) -> AppTest:
@@ -22,7 +22,7 @@ def test_default_run_shows_tokens_and_findings():
     at = _run()
     assert not at.exception
     texts = [t.value for t in at.text]
-    assert texts[0] == "1. Why is the [CLS] token always first?"
+    assert texts[0] == "1. The film was not bad at all."
     assert len(at.get("plotly_chart")) == 3  # one token strip per default sentence
     assert sum("**" in m.value and "?" in m.value for m in at.markdown) >= 4
 
@@ -78,3 +78,33 @@ def test_findings_numbers_are_right(encoder):
     assert f["first"].value == pytest.approx(float(t.attentions[-1].mean(axis=(0, 1))[0]), abs=1e-6)
     p = t.attentions[-1, :, 0, :]
     assert f["learn"].value == pytest.approx(float((-(p * np.log(p))).sum(-1).mean()), abs=1e-4)
+
+
+def test_offline_the_model_list_offers_only_models_that_can_load(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("CLSVIZ_ALLOWED_MODELS", raising=False)
+    at = _run()
+    options = list(at.sidebar.selectbox(key="sidebar.model").options)
+    assert options[0].startswith("all-MiniLM-L6-v2") and options[-1].startswith("Other")
+    assert "bert-base-uncased" not in options and "roberta-base" not in options
+    note = next(c.value for c in at.sidebar.caption if "Not offered on this machine" in c.value)
+    assert "bert-base-uncased" in note and "HF_HUB_OFFLINE" in note
+    # A model found in the local cache is offered again.
+    import ui.state
+
+    real = ui.state.model_unavailable
+    monkeypatch.setattr(ui.state, "model_unavailable", lambda name: None if name == "roberta-base" else real(name))
+    at.run()
+    assert "roberta-base" in list(at.sidebar.selectbox(key="sidebar.model").options)
+
+
+def test_the_sidebar_describes_the_model_in_use_after_a_failed_switch():
+    at = _run()
+    at.sidebar.selectbox[0].set_value("Other (hub id or local folder)…").run()
+    at.sidebar.text_input[0].set_value("owner/missing-model").run()
+    assert any("Could not load owner/missing-model; the bundled model is in use" in c.value for c in at.sidebar.caption)
+    # The reason stays at the top of every page until another model is picked.
+    at.switch_page("pages/1_Attention.py").run()
+    assert any("owner/missing-model" in e.value for e in at.error)
+    at.sidebar.selectbox[0].set_value(at.sidebar.selectbox[0].options[0]).run()
+    assert not at.error

@@ -18,6 +18,9 @@ from tests.conftest import open_page
 from tests.test_attention import _arr
 from ui.state import DEFAULT_MAX_TOKENS, OTHER
 
+# The sample size is kept per corpus: the demo corpus's key.
+SAMPLE_KEY = "why_first.sample." + demo_corpus().content_hash[:16]
+
 PAGE = "pages/5_Why_first.py"
 SENTENCE = "The film was not bad at all."
 
@@ -58,7 +61,7 @@ def test_default_run_shows_variants_and_their_numbers(encoder):
 
 
 def test_corpus_probe_on_a_tiny_model(tiny_model_dirs):
-    at = _tiny(tiny_model_dirs, **{"why_first.sample": 60, "why_first.folds": 3})
+    at = _tiny(tiny_model_dirs, **{SAMPLE_KEY: 60, "why_first.folds": 3})
     at.multiselect(key="why_first.variants").set_value(["standard", "cls_end"]).run()
     at.button(key="why_first.run").click().run()
     assert not at.exception, at.exception
@@ -103,7 +106,7 @@ def test_single_class_labels_and_unlabelled_corpus_give_messages(tiny_model_dirs
     few = Corpus(texts=texts[:6], labels={"topic": ("a", "b") * 3})
     monkeypatch.setattr(ui.corpus, "demo_corpus", lambda: few)
     at = _tiny(tiny_model_dirs)
-    assert at.number_input(key="why_first.sample").value == 6
+    assert at.number_input(key="why_first.sample." + few.content_hash[:16]).value == 6
     at.button(key="why_first.run").click().run()
     assert not at.exception, at.exception
     assert any("Only 6 labelled" in e.value for e in at.error)
@@ -112,7 +115,7 @@ def test_single_class_labels_and_unlabelled_corpus_give_messages(tiny_model_dirs
 @pytest.mark.parametrize("label", ["order"])
 def test_label_with_missing_values_is_probed_on_labelled_rows(tiny_model_dirs, label):
     # The demo 'order' column is empty for most rows: only labelled rows are used.
-    at = _tiny(tiny_model_dirs, **{"why_first.label": label, "why_first.sample": 40, "why_first.folds": 2})
+    at = _tiny(tiny_model_dirs, **{"why_first.label": label, SAMPLE_KEY: 40, "why_first.folds": 2})
     at.multiselect(key="why_first.variants").set_value(["standard"]).run()
     at.button(key="why_first.run").click().run()
     assert not at.exception, at.exception

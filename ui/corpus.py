@@ -12,7 +12,9 @@ import streamlit as st
 from clsviz import Corpus, Encoder, PooledVectors, demo_corpus, extract
 from clsviz.readers import CorpusError, limits_from_env, load_corpus
 
+from . import jobs
 from .cache import cached
+from .widgets import multiselect, radio, selectbox
 
 DEMO = "Demo corpus"
 UPLOAD = "Upload a file"
@@ -61,11 +63,12 @@ def _describe(corpus: Corpus) -> str:
 
 def _upload(key: str) -> Corpus | None:
     file = st.file_uploader(
-        "Corpus file (CSV, TSV or TXT)",
-        type=["csv", "tsv", "txt"],
+        "Corpus file (CSV, TSV, TXT, Parquet or JSON Lines)",
+        type=["csv", "tsv", "txt", "parquet", "jsonl", "ndjson", "json"],
         key=f"{key}.file",
         help="CSV/TSV: a header line, one column of sentences and optional label columns. "
-        "TXT: one sentence per line. UTF-8, UTF-16 and Latin-1 files are read.",
+        "TXT: one sentence per line. UTF-8, UTF-16 and Latin-1 files are read. Parquet and JSON Lines "
+        "(one object per line): a column of sentences and optional label columns.",
     )
     if file is None:
         st.info(
@@ -81,7 +84,7 @@ def _upload(key: str) -> Corpus | None:
         corpus = _load(data, file.name, None, None, **limits)
         if corpus.columns:
             columns = list(corpus.columns)
-            text_column = st.selectbox(
+            text_column = selectbox(st,
                 "Text column",
                 columns,
                 index=columns.index(corpus.text_column),
@@ -90,7 +93,7 @@ def _upload(key: str) -> Corpus | None:
             )
             if text_column != corpus.text_column:
                 corpus = _load(data, file.name, text_column, None, **limits)
-            chosen = st.multiselect(
+            chosen = multiselect(st,
                 "Label columns",
                 [c for c in columns if c != text_column],
                 default=list(corpus.label_names),
@@ -113,7 +116,7 @@ def corpus_picker(key: str, source: str | None = None) -> Corpus | None:
 
     ``source`` (DEMO or UPLOAD) skips the choice, for a page that offers more sources itself.
     Shows the corpus's notes; returns None, after a message, when there is nothing usable."""
-    source = source or st.radio(
+    source = source or radio(st,
         "Corpus",
         (DEMO, UPLOAD),
         key=f"{key}.source",
@@ -166,23 +169,10 @@ def corpus_vectors(
     total = len(corpus)
 
     def compute() -> PooledVectors:
-        bar = st.progress(0.0, text=f"Embedding {total:,} texts with {encoder.name}…")
-
-        def progress(done: int, total: int) -> None:
-            bar.progress(min(1.0, done / max(1, total)), text=f"Embedding texts: {done:,} of {total:,}…")
-
-        try:
-            return extract(
-                encoder,
-                corpus.texts,
-                poolings=poolings,
-                batch_size=batch_size,
-                progress=progress,
-                max_length=max_length,
-                labels=dict(corpus.labels),
-            )
-        finally:
-            bar.empty()
+        return jobs.compute(
+            f"Embedding {total:,} texts with {encoder.name}", extract, encoder, corpus.texts, poolings=poolings,
+            batch_size=batch_size, max_length=max_length, labels=dict(corpus.labels),
+        )
 
     try:
         return cached("corpus.vectors", (key,), compute)

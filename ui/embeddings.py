@@ -15,10 +15,13 @@ import streamlit as st
 from clsviz import Corpus, Encoder, PooledVectors, Trace, pool
 from clsviz.projection import Projector, trace_path, trajectory_stack, warm_up
 from clsviz.separation import label_baselines, separation_by_layer
+from clsviz.shards import ShardedVectors
 from clsviz.vectors_io import as_corpus
 from ui.cache import cached, shared_cache
 from ui.corpus import DEMO, UPLOAD, corpus_picker
-from ui.vectors import vectors_uploader
+from ui.vectors import saved_vectors_picker
+
+from .widgets import radio
 
 WARMUP_ENV = "CLSVIZ_UMAP_WARMUP"
 """Environment variable: "0" turns the background UMAP warm-up off (tests, scripts)."""
@@ -79,7 +82,7 @@ def corpus_source(key: str) -> tuple[Corpus, PooledVectors | None] | None:
     """The demo corpus, an uploaded CSV / TXT, or saved vectors: (corpus, saved vectors or None).
 
     Returns None, after a message, when nothing usable was picked."""
-    source = st.radio(
+    source = radio(st,
         "Corpus",
         (DEMO, UPLOAD, SAVED),
         key=f"{key}.source",
@@ -91,14 +94,21 @@ def corpus_source(key: str) -> tuple[Corpus, PooledVectors | None] | None:
     if source != SAVED:
         corpus = corpus_picker(key, source=source)
         return None if corpus is None else (corpus, None)
-    saved = vectors_uploader(f"{key}.vectors")
+    saved = saved_vectors_picker(f"{key}.vectors")
     if saved is None:
         st.info(
-            "Upload a .npz or .parquet file written by `clsviz embed corpus.csv --out vectors.npz`.",
+            "Upload a .npz or .parquet file written by `clsviz embed corpus.csv --out vectors.npz`, or the files "
+            "of a shard folder written by `clsviz embed corpus.csv --out FOLDER`.",
             icon=":material/upload_file:",
         )
         return None
-    return as_corpus(saved), saved
+    return saved_corpus(saved), saved
+
+
+def saved_corpus(saved) -> Corpus:
+    """The texts and labels of saved vectors as a Corpus, made once per vectors."""
+    key = getattr(saved, "content_key", None)
+    return as_corpus(saved) if key is None else cached("vectors.corpus", (key,), lambda: as_corpus(saved))
 
 
 def projection_key(
@@ -132,20 +142,38 @@ def seen_before(keys: Sequence[tuple]) -> bool:
 
 
 def layer_separation(
-    vectors: PooledVectors, corpus: Corpus, label_name: str, poolings: Sequence[str]
+    vectors: PooledVectors, corpus: Corpus, label_name: str, poolings: Sequence[str],
+    layers: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """kNN accuracy and silhouette at every layer (cached per model, corpus, label, poolings).
 
     Raises ValueError (with a message to show) when the label column cannot be scored."""
-    key = (vectors.model_name, corpus.content_hash, label_name, tuple(poolings))
-    return cached("separation", key, lambda: separation_by_layer(vectors, corpus.labels[label_name], poolings=poolings))
+    layers = None if layers is None else tuple(layers)
+    key = (vectors.model_name, corpus.content_hash, label_name, tuple(poolings), layers)
+    return cached("separation", key, lambda: separation_by_layer(vectors, corpus.labels[label_name], poolings=poolings,
+                                                                 layers=layers))
+
+
+SCORE_ROWS = 3000
+
+
+def _scored(vectors, corpus: Corpus):
+    """(vectors, corpus, layers) to score: a cached sample of a large shard folder and its saved
+    layers, else the same vectors and corpus at every layer."""
+    if isinstance(vectors, ShardedVectors):
+        if len(vectors) > SCORE_ROWS:
+            sample = cached("vectors.sample", (vectors.content_key, SCORE_ROWS), lambda: vectors.sample(SCORE_ROWS))
+            return sample, as_corpus(sample), vectors.layers
+        return vectors, corpus, vectors.layers
+    return vectors, corpus, None
 
 
 def label_scores(
     sources: dict[str, PooledVectors], corpus: Corpus, label_name: str, max_classes: int
 ) -> tuple[pd.DataFrame | None, str | None]:
     """(separation table of every pooling, None), or (None, a message) when the label cannot be
-    scored. ``sources``: pooling -> the vectors that hold it."""
+    scored. ``sources``: pooling -> the vectors that hold it. A large shard folder is scored on a
+    seeded sample of :data:`SCORE_ROWS` rows (the scores subsample that many anyway)."""
     _, _, n_classes = label_baselines(corpus.labels[label_name])
     if n_classes > max_classes:
         return None, (
@@ -153,7 +181,10 @@ def label_scores(
             f"(at most {max_classes}). The colours still show it."
         )
     try:
-        tables = [layer_separation(v, corpus, label_name, (p,)) for p, v in sources.items()]
+        tables = []
+        for p, v in sources.items():
+            scored, scored_corpus, layers = _scored(v, corpus)
+            tables.append(layer_separation(scored, scored_corpus, label_name, (p,), layers))
     except ValueError as exc:
         return None, str(exc)
     return pd.concat(tables, ignore_index=True), None

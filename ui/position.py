@@ -8,8 +8,8 @@ from collections.abc import Callable
 import streamlit as st
 
 from clsviz import Corpus
-from clsviz.experiments.position import PositionResult, position_experiment
 from clsviz.experiments.moved_cls import position_probe
+from clsviz.experiments.position import PositionResult, position_experiment
 from ui.cache import cached, shared_cache
 from ui.corpus import plain
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import streamlit as st
 
 from clsviz import DEFAULT_MODEL, Encoder, ModelLoadError, Trace, load_encoder, trace
-from clsviz.encoder import allowed_models
+from clsviz.encoder import allowed_models, local_models, model_unavailable
+from clsviz.tracing import tokenize, trace_bytes
 
-from .cache import cached
+from .cache import cached, nbytes, request_bytes, shared_cache
 from .corpus import plain
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +29,11 @@ PAGES = (
     ("pages/4_Any_token.py", "Could any token do?", ":material/science:"),
     ("pages/5_Why_first.py", "Why first?", ":material/swap_horiz:"),
     ("pages/6_Inversion.py", "Recover the sentence?", ":material/undo:"),
+    ("pages/7_What_flows_in.py", "What flows into [CLS]?", ":material/merge:"),
     ("pages/8_Causal_tests.py", "Causal tests", ":material/biotech:"),
+    ("pages/9_How_it_learns.py", "How does [CLS] learn?", ":material/school:"),
+    ("pages/10_Classifier.py", "Classifier", ":material/label:"),
+    ("pages/11_Compare.py", "Compare two models", ":material/difference:"),
 )
 
 SUGGESTED_MODELS = {
@@ -42,12 +47,16 @@ SUGGESTED_MODELS = {
 }
 OTHER = "Other (hub id or local folder)…"
 
+# Plain sentences that show the phenomena without tripping over tokenization (a literal "[CLS]"
+# in the text is split into pieces and then dominates what [CLS] looks closest to): a negation,
+# and the same word "bank" in two senses.
 DEFAULT_SENTENCES = (
-    "Why is the [CLS] token always first?\n"
     "The film was not bad at all.\n"
-    "The cat chased the dog."
+    "She sat on the river bank and watched the boats.\n"
+    "The bank raised its interest rates again."
 )
 DEFAULT_MAX_TOKENS = 128
+MIN_TOKENS, MAX_TOKENS_LIMIT = 8, 512
 # Each sentence is its own model run: a pasted file of thousands of lines would hold the
 # server's CPU for minutes and slow every other session, so only the first ones are traced.
 MAX_SENTENCES = 50
@@ -73,11 +82,18 @@ def cached_trace(encoder: Encoder, text: str, max_tokens: int) -> Trace:
 
 
 def _init_state() -> None:
-    st.session_state.setdefault(MODEL, DEFAULT_MODEL)
-    st.session_state.setdefault(CUSTOM, "")
-    st.session_state.setdefault(SENTENCES, DEFAULT_SENTENCES)
-    st.session_state.setdefault(MAX_TOKENS, DEFAULT_MAX_TOKENS)
-    st.session_state.setdefault(FAILED, {})
+    """The sidebar's remembered choices, each put back to its default when it is not a value the
+    sidebar could have produced (the session state can be set by a crafted request)."""
+    defaults = {MODEL: DEFAULT_MODEL, CUSTOM: "", SENTENCES: DEFAULT_SENTENCES, MAX_TOKENS: DEFAULT_MAX_TOKENS}
+    for key, default in defaults.items():
+        value = st.session_state.get(key, default)
+        if key == MAX_TOKENS:
+            ok = isinstance(value, int) and not isinstance(value, bool) and MIN_TOKENS <= value <= MAX_TOKENS_LIMIT
+        else:
+            ok = isinstance(value, str)
+        st.session_state[key] = value if ok else default
+    if not isinstance(st.session_state.get(FAILED), dict):
+        st.session_state[FAILED] = {}
 
 
 def _bind(widget_key: str, store_key: str) -> None:
@@ -90,10 +106,50 @@ def _store(widget_key: str, store_key: str) -> None:
 
 
 def _model_choices() -> list[str]:
+    """What the model list offers: the allow-list when one is set; else the bundled model, the
+    extra models installed here, the suggested hub models this machine can load, and Other."""
     allowed = allowed_models()
-    if allowed is None:
-        return [*SUGGESTED_MODELS, OTHER]
-    return list(allowed)
+    if allowed is not None:
+        return list(allowed)
+    installed = [name for name in local_models() if name not in SUGGESTED_MODELS]
+    usable = [name for name in SUGGESTED_MODELS if model_unavailable(name) is None]
+    return list(dict.fromkeys([DEFAULT_MODEL, *installed, *usable, OTHER]))
+
+
+def _keep_choice_offered() -> list[str]:
+    """The model choices; a session holding a model that is not offered (an allow-list, a model
+    no longer in the cache) is put back on the first choice."""
+    choices = _model_choices()
+    if st.session_state[MODEL] not in choices:
+        st.session_state[MODEL] = choices[0]
+    return choices
+
+
+def _unavailable_suggestions() -> dict[str, str]:
+    """Suggested hub models this machine cannot load now, with the reason."""
+    if allowed_models() is not None:
+        return {}
+    reasons = {name: model_unavailable(name) for name in SUGGESTED_MODELS}
+    return {name: why for name, why in reasons.items() if why}
+
+
+def _describe_model_in_use() -> None:
+    """The caption under the model list: what the model actually in use is (the bundled model's
+    description when the selected one failed to load)."""
+    name = _selected_model_name()
+    failed = st.session_state[FAILED]
+    if name in failed:
+        st.caption(f"Could not load {plain(name)}; the bundled model is in use: {SUGGESTED_MODELS[DEFAULT_MODEL]}")
+    elif name in SUGGESTED_MODELS:
+        st.caption(SUGGESTED_MODELS[name])
+    elif name in local_models():
+        st.caption("installed with `clsviz models fetch` (or `make models`); works offline")
+    missing = _unavailable_suggestions()
+    if missing:
+        st.caption(
+            f"Not offered on this machine: {', '.join(missing)} ({next(iter(missing.values()))}). "
+            "Any local folder with a saved model works under *Other*."
+        )
 
 
 def _selected_model_name() -> str:
@@ -111,9 +167,7 @@ def sidebar() -> None:
             if (ROOT / path).is_file():
                 st.page_link(path, label=label, icon=icon)
         st.divider()
-        choices = _model_choices()
-        if st.session_state[MODEL] not in choices:
-            st.session_state[MODEL] = choices[0]
+        choices = _keep_choice_offered()
         _bind("sidebar.model", MODEL)
         st.selectbox(
             "Model",
@@ -124,8 +178,7 @@ def sidebar() -> None:
             help="The bundled model works offline. Any Hugging Face encoder id or local folder "
             "with a saved model also works where the machine can reach it.",
         )
-        if st.session_state[MODEL] in SUGGESTED_MODELS:
-            st.caption(SUGGESTED_MODELS[st.session_state[MODEL]])
+        _describe_model_in_use()
         if st.session_state[MODEL] == OTHER:
             _bind("sidebar.custom_model", CUSTOM)
             st.text_input(
@@ -147,20 +200,27 @@ def sidebar() -> None:
         _bind("sidebar.max_tokens", MAX_TOKENS)
         st.number_input(
             "Max tokens",
-            min_value=8,
-            max_value=512,
+            min_value=MIN_TOKENS,
+            max_value=MAX_TOKENS_LIMIT,
             step=8,
             key="sidebar.max_tokens",
             on_change=_store,
             args=("sidebar.max_tokens", MAX_TOKENS),
             help="Longer sentences are cut to this many tokens (and to the model's own limit).",
         )
+        from .classifier import sidebar_prediction  # here: ui.classifier reads this module
+
+        sidebar_prediction()
 
 
 def page_setup(title: str, icon: str = ":material/token:") -> None:
-    """Page config and the shared sidebar; call first on every page."""
+    """Page config, the shared sidebar, and - at the top of every page, until the person picks
+    another model - the reason the selected model could not be loaded; call first on every page."""
     st.set_page_config(page_title=f"{title} · clsviz", page_icon=icon, layout="wide")
     st.session_state[ERRORS_SHOWN] = set()
+    _init_state()
+    _keep_choice_offered()
+    current_encoder()  # load (or fail to load) the selected model before anything describes it
     sidebar()
 
 
@@ -180,7 +240,11 @@ def current_encoder() -> Encoder:
     shown = st.session_state.setdefault(ERRORS_SHOWN, set())
     if name != DEFAULT_MODEL and name not in shown:
         shown.add(name)
-        st.error(f"{plain(failed[name])}  \nShowing the bundled default model instead.", icon=":material/error:")
+        st.error(
+            f"{plain(failed[name])}  \nShowing the bundled default model instead: every result on this page "
+            "comes from it until you pick another model in the sidebar.",
+            icon=":material/error:",
+        )
     with st.spinner("Loading the bundled model…"):
         return cached_encoder(DEFAULT_MODEL)
 
@@ -194,6 +258,25 @@ def current_sentences() -> list[str]:
 def current_max_tokens() -> int:
     _init_state()
     return int(st.session_state[MAX_TOKENS])
+
+
+def _trace_size(encoder: Encoder, text: str, max_tokens: int) -> int:
+    """Bytes the trace of ``text`` holds (measured when cached, else estimated from its tokens)."""
+    held = shared_cache().get(("trace", encoder.name, text, int(max_tokens)))
+    if held is not None:
+        return nbytes(held)
+    return trace_bytes(encoder.info, len(tokenize(encoder, text, int(max_tokens)).tokens))
+
+
+def _say_cut(first_cut: int, total: int, used: int, limit: int) -> None:
+    cut = f"Sentence {first_cut}" if first_cut == total else f"Sentences {first_cut}–{total}"
+    st.warning(
+        f"{cut} {'was' if first_cut == total else 'were'} not traced: the first {first_cut - 1} already hold "
+        f"{used / 1e6:,.0f} MB of attention maps and hidden states, the most one request may use on this server "
+        f"({limit / 1e6:,.0f} MB, a quarter of its cache; CLSVIZ_CACHE_MB sets the cache). Trace fewer or shorter "
+        "sentences, or lower *Max tokens* in the sidebar.",
+        icon=":material/memory:",
+    )
 
 
 def current_traces() -> list[Trace]:
@@ -210,10 +293,15 @@ def current_traces() -> list[Trace]:
             icon=":material/warning:",
         )
         sentences = sentences[:MAX_SENTENCES]
-    traces = []
+    traces, used, limit = [], 0, request_bytes()
     for i, text in enumerate(sentences, start=1):
         try:
+            size = _trace_size(encoder, text, current_max_tokens())
+            if traces and used + size > limit:
+                _say_cut(i, len(sentences), used, limit)
+                break
             traces.append(cached_trace(encoder, text, current_max_tokens()))
+            used += size
         except ValueError as exc:
             st.warning(f"Sentence {i} was skipped: {exc}", icon=":material/warning:")
     for t in traces:

@@ -159,9 +159,12 @@ def add_model(p: argparse.ArgumentParser) -> None:
 
 def add_corpus(p: argparse.ArgumentParser) -> None:
     """The corpus argument, --text-column, --max-rows."""
-    p.add_argument("corpus", help="a CSV (a text column and optional label columns) or TXT file "
-                   "(one sentence per line), or 'demo' for the corpus shipped with clsviz")
-    p.add_argument("--text-column", default=None, help="the CSV column holding the texts (default: detected)")
+    p.add_argument("corpus", help="a CSV / TSV / Parquet / JSON Lines file (a text column and optional label "
+                   "columns), a TXT file (one sentence per line), a Hugging Face data set (hub id or local "
+                   "folder; see --config, --split), or 'demo' for the corpus shipped with clsviz")
+    p.add_argument("--text-column", default=None, help="the column holding the texts (default: detected)")
+    p.add_argument("--config", default=None, help="a Hugging Face data set's configuration (e.g. sst2)")
+    p.add_argument("--split", default=None, help="a Hugging Face data set's split (e.g. train, validation)")
     p.add_argument("--max-rows", type=positive_int, default=None, help="use at most this many rows (default: all)")
 
 
@@ -180,12 +183,15 @@ def load_encoder_arg(args):
 
 
 def read_corpus(args):
-    """The corpus named on the command line: a CSV/TXT file, or ``demo`` for the shipped one.
+    """The corpus named on the command line: a file (CSV, TSV, TXT, Parquet, JSON Lines), a
+    Hugging Face data set (a local folder or a hub id, with ``--config`` / ``--split``), or
+    ``demo`` for the shipped one.
 
     A local file has no size or row limit unless ``--max-rows`` sets one (the app's upload
     limits protect a shared server, not a person's own machine).
     """
     from ..corpus import demo_corpus
+    from ..formats import load_dataset_corpus
     from ..readers import load_corpus
 
     source = args.corpus
@@ -197,13 +203,28 @@ def read_corpus(args):
             corpus = dataclasses.replace(corpus, messages=(*corpus.messages, note))
         return corpus
     path = Path(source)
+    labels = [c.strip() for c in args.labels.split(",") if c.strip()] if getattr(args, "labels", None) else None
+    config, split = getattr(args, "config", None), getattr(args, "split", None)
+    if path.is_dir() or (not path.exists() and (config or split or _looks_like_id(source))):
+        return load_dataset_corpus(source, config, split, args.text_column, labels, args.max_rows)
     if not path.is_file():
-        raise UsageError(f"no corpus file at '{source}' (give a CSV or TXT file, or 'demo' for the demo corpus)")
+        raise UsageError(f"no corpus file at '{source}' (give a CSV, TSV, TXT, Parquet or JSON Lines file, a data "
+                         "set folder or hub id, or 'demo' for the demo corpus)")
+    if config or split:
+        raise UsageError("--config and --split name a part of a Hugging Face data set; a file has none")
     data = path.read_bytes()
     kwargs = {"text_column": args.text_column, "max_bytes": max(len(data), 1), "max_rows": args.max_rows or 10**12}
-    if getattr(args, "labels", None):
-        kwargs["label_columns"] = [c.strip() for c in args.labels.split(",") if c.strip()]
+    if labels:
+        kwargs["label_columns"] = labels
     return load_corpus(data, path.name, **kwargs)
+
+
+def _looks_like_id(source: str) -> bool:
+    """True for a name such as ``nyu-mll/glue`` or ``imdb``: no file ending, no path separators
+    beyond one slash."""
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", source)) and Path(source).suffix == ""
 
 
 def print_messages(args, corpus) -> None:

@@ -20,8 +20,30 @@ from .common import (
 __all__ = ["cmd_inspect", "register"]
 
 
+def _print_classifier(encoder, tr) -> None:
+    """The model's prediction and its head read through every layer (the lens)."""
+    import pandas as pd
+
+    from ..heads import classifier_lens, describe_settled, predict, probabilities
+
+    info = encoder.info
+    prediction = predict(encoder, tr)
+    lens = classifier_lens(encoder, tr)  # [L+1, C]
+    probs = probabilities(lens, prediction.problem_type)
+    value = "logit" if probs is None else "probability"
+    wide = pd.DataFrame(lens if probs is None else probs, columns=list(info.labels))
+    wide.index.name = "layer"
+    wide["top"] = [info.labels[i] for i in lens.argmax(axis=1)]
+    print(f"Prediction: {prediction.summary(top=len(info.labels))}")
+    print(f"Head: {info.head_pooling}")
+    print(f"The head reading {info.cls_token} after every layer ({value}; 0 = embeddings):")
+    print("\n".join("  " + line for line in wide.to_string(float_format=lambda x: f"{x:.4f}").splitlines()))
+    print(describe_settled(lens, info.labels, prediction.problem_type, info.cls_token))
+
+
 def cmd_inspect(args) -> int:
-    """Trace one text through the encoder, print its tokens and per-layer [CLS] numbers, and (with
+    """Trace one text through the encoder, print its tokens and per-layer [CLS] numbers (for a
+    fine-tuned classifier also its prediction and its head read through every layer), and (with
     --html) write a standalone HTML report of every per-sentence figure. The report embeds
     plotly.js, so it opens offline.
     """
@@ -32,7 +54,7 @@ def cmd_inspect(args) -> int:
     if args.max_tokens is not None and args.max_tokens < 3:
         raise UsageError(f"--max-tokens must be at least 3, got {args.max_tokens}")
 
-    from ..overview import findings
+    from ..narrative import findings
     from ..report import layer_stats, report_sections, write_report
     from ..tracing import trace
 
@@ -47,18 +69,21 @@ def cmd_inspect(args) -> int:
     print(f"[CLS]{role} layer by layer (0 = embeddings):")
     table = layer_stats(tr)
     print("\n".join("  " + line for line in table.to_string(index=False, float_format=lambda x: f"{x:.4f}").splitlines()))
-    print("Findings:")
-    for finding in findings(tr):
-        print(f"  - {finding.question} {finding.answer}")
-    if out is None:
-        return EXIT_OK
-    only = [s.strip() for s in args.sections.split(",") if s.strip()] if args.sections else None
     baseline = None
     if args.baseline:
         from ..baseline import measure_baseline
 
         status(args, "Measuring the anisotropy baseline (unrelated demo sentences)…")
         baseline = measure_baseline(encoder)
+    print("Findings:")
+    for finding in findings(tr, baseline):
+        print(f"  - {finding.question} {finding.answer}")
+    if encoder.classifier is not None:
+        _print_classifier(encoder, tr)
+    _print_mixing(encoder, tr)
+    if out is None:
+        return EXIT_OK
+    only = [s.strip() for s in args.sections.split(",") if s.strip()] if args.sections else None
     sections = report_sections(tr, encoder, baseline, only=only, strict=False, progress=Progress("Figures", not args.quiet))
     for section in sections:
         if section.error:
@@ -72,6 +97,21 @@ def cmd_inspect(args) -> int:
     return EXIT_OK
 
 
+def _print_mixing(encoder, tr) -> None:
+    """What reached [CLS] after the last block, by raw attention rollout and by ALTI."""
+    from ..mixing import METHOD_NAMES, measure, top_contributors
+
+    print("What flows into [CLS] (rollout after the last block, top 3 input tokens):")
+    for method in ("attention", "alti"):
+        try:
+            top = top_contributors(measure(encoder, tr, method))
+        except ValueError as exc:  # a family whose blocks clsviz cannot run
+            print(f"  {METHOD_NAMES[method]}: not available ({exc})")
+            continue
+        shown = ", ".join(f"{token} {share:.2f}" for _, token, share in top)
+        print(f"  {METHOD_NAMES[method]}: {shown}")
+
+
 def register(sub) -> None:
     """Add the ``inspect`` command to the subparsers ``sub``."""
     p = add_command(sub, "inspect", cmd_inspect, "trace one text; print [CLS] numbers; write an offline HTML report")
@@ -81,6 +121,6 @@ def register(sub) -> None:
     p.add_argument("--title", default=None, help="the report's title (default: 'clsviz report')")
     p.add_argument("--sections", default=None, help="comma-separated report sections to keep (default: all)")
     p.add_argument("--baseline", action="store_true",
-                   help="also measure the anisotropy baseline (cosines between unrelated demo sentences) and "
-                   "draw it in the report; takes a few seconds to a minute")
+                   help="also measure the anisotropy baseline (cosines between unrelated demo sentences): the "
+                   "findings and the report set every cosine against it; takes a few seconds to a minute")
     add_common(p)

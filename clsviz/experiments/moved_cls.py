@@ -140,23 +140,8 @@ def position_probe(
 
 
 def summarize_probe(table: pd.DataFrame) -> str:
-    """One plain sentence comparing the best layer of each variant with the standard one."""
-    if table.empty:
-        return ""
-    best = table.loc[table.groupby("variant", sort=False)["accuracy"].idxmax()].set_index("variant")
-    majority = float(table["majority"].iloc[0])
-    parts = [
-        f"{VARIANT_LABELS[v]} {best.loc[v, 'accuracy']:.0%} (layer {int(best.loc[v, 'layer'])})"
-        for v in best.index
-    ]
-    text = "Best probe accuracy per variant: " + ", ".join(parts) + f"; always guessing the majority class gives {majority:.0%}."
-    if "standard" in best.index and len(best) > 1:
-        ref = best.loc["standard", "accuracy"]
-        others = best.drop(index="standard")["accuracy"]
-        gap = float((ref - others).abs().max())
-        text += (
-            f" The largest gap to the standard position is {gap:.0%}, so reading the [CLS] vector elsewhere "
-            + ("costs little" if gap < 0.05 else "changes what a linear probe can read")
-            + " on this model and label."
-        )
-    return text
+    """One plain sentence comparing each variant with the standard position at every layer
+    (:func:`clsviz.narrative.probe_gap_summary`): where a moved [CLS] loses and where it does not."""
+    from ..narrative import probe_gap_summary
+
+    return probe_gap_summary(table, "standard", VARIANT_LABELS)

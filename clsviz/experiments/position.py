@@ -420,23 +420,9 @@ def position_experiment(encoder: Encoder, text: str, variants: Sequence[str] = P
 # --- plain sentences ---------------------------------------------------------------------
 
 
-def summarize_position(table: pd.DataFrame) -> str:
-    """One plain sentence on what the per-sentence numbers say (last layer)."""
-    last = table[table["layer"] == table["layer"].max()].set_index("variant")
-    if "standard" not in last.index:
-        return ""
-    parts = []
-    for name in last.index:
-        if name == "standard":
-            continue
-        parts.append(f"{VARIANT_LABELS[name]} {last.loc[name, 'cos_to_standard_cls']:.2f}")
-    std = last.loc["standard"]
-    text = (
-        f"At the last layer the standard [CLS] vector has cosine {std['cos_to_mean']:.2f} to the mean of the "
-        f"text tokens ({std['standard_cls_to_tokens']:.2f} on average to a single text token) and takes "
-        f"{std['attention_received']:.1%} of each token's attention on average (an even share would be "
-        f"{1 / (std['seq_len']):.1%})"
-    )
-    if parts:
-        text += "; the vector in the [CLS] slot of each variant has cosine to it: " + ", ".join(parts)
-    return text + "."
+def summarize_position(table: pd.DataFrame, baseline=None) -> str:
+    """One plain sentence on what the per-sentence numbers say, read from every layer
+    (:func:`clsviz.narrative.position_summary`)."""
+    from ..narrative import position_summary
+
+    return position_summary(table, baseline, VARIANT_LABELS)

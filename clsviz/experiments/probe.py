@@ -148,32 +148,12 @@ class ProbeResult:
             raise KeyError(f"No results for pooling {pooling!r}.")
         return rows.loc[rows["accuracy_mean"].idxmax()]
 
-    def summary(self) -> str:
-        """One plain sentence of what the numbers say: the best reading, and [CLS] vs mean."""
-        best = self.best()
-        model = f" for {self.model_name}" if self.model_name else ""
-        text = (
-            f"Predicting '{self.label}'{model}, the best reading is {best['pooling']} at layer "
-            f"{int(best['layer'])} ({best['accuracy_mean']:.1%} ± {best['accuracy_sd']:.1%}; chance "
-            f"{self.chance:.1%}, majority class {self.majority:.1%})."
-        )
-        poolings = set(self.table["pooling"])
-        if {"cls", "mean"} <= poolings:
-            cls, mean = self.best("cls"), self.best("mean")
-            gap = (mean["accuracy_mean"] - cls["accuracy_mean"]) * 100
-            if abs(gap) < 1.0:
-                verdict = "about the same as"
-            else:
-                verdict = f"{abs(gap):.1f} points {'below' if gap > 0 else 'above'}"
-            text += (
-                f" [CLS] at its best layer ({int(cls['layer'])}) reaches {cls['accuracy_mean']:.1%}, "
-                f"{verdict} the mean of all tokens at its best layer ({int(mean['layer'])}, "
-                f"{mean['accuracy_mean']:.1%})."
-            )
-        if RANDOM_TOKEN in poolings:
-            rnd = self.best(RANDOM_TOKEN)
-            text += f" A random content token reaches {rnd['accuracy_mean']:.1%} (layer {int(rnd['layer'])})."
-        return text
+    def summary(self, baseline=None) -> str:
+        """One plain paragraph of what the numbers say, read at every layer
+        (:func:`clsviz.narrative.probe_summary`; a baseline adds the near-identical-vectors note)."""
+        from ..narrative import probe_summary
+
+        return probe_summary(self, baseline)
 
 
 def _features(vectors, random_token) -> tuple[dict[str, np.ndarray], tuple[str, ...] | None]:
@@ -216,6 +196,7 @@ def run_probe(
     label_name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel=None,
+    memory_budget: int | None = None,
 ) -> ProbeResult:
     """Cross-validated linear-probe accuracy for every layer x pooling.
 
@@ -230,8 +211,23 @@ def run_probe(
     said so in ``messages``). Cells run on ``n_jobs`` threads (default: the CPU count, at most
     4), each with one BLAS thread. ``progress(done, total)`` after each cell; setting the
     ``cancel`` event (``threading.Event``) raises :class:`Cancelled`.
+
+    A shard folder (:class:`clsviz.shards.ShardedVectors`, ``labels`` a column name) is probed
+    by :func:`clsviz.experiments.streaming_probe.run_sharded_probe`: in memory, as here, when a
+    column fits ``memory_budget`` bytes, else streamed shard by shard.
     """
     from sklearn.model_selection import StratifiedKFold
+
+    from ..shards import ShardedVectors
+
+    if isinstance(vectors, ShardedVectors):
+        from .streaming_probe import run_sharded_probe
+
+        if not isinstance(labels, str) or random_token is not None:
+            raise ProbeError("A shard folder is probed on one of its label columns, named; 'random' is not saved.")
+        return run_sharded_probe(vectors, labels, poolings=poolings, layers=layers, folds=folds, C=C,
+                                 max_iter=max_iter, seed=seed, memory_budget=memory_budget, progress=progress,
+                                 cancel=cancel)
 
     start = time.perf_counter()
     feats, texts = _features(vectors, random_token)

@@ -21,6 +21,7 @@ from ._common import safe_text
 from .registry import register
 
 __all__ = [
+    "drawn_positions",
     "plot_decimals",
     "WEBGL_THRESHOLD",
     "embedding_panels",
@@ -119,6 +120,14 @@ def plot_decimals(points: np.ndarray) -> int:
     return int(min(12, max(4, 4 - np.floor(np.log10(spread)))))
 
 
+def drawn_positions(points: np.ndarray, decimals: int | None = None) -> int:
+    """How many distinct positions ``points`` [N, 2] occupy once rounded for the page."""
+    xy = np.asarray(points, dtype=np.float64)
+    if not len(xy):
+        return 0
+    return len(np.unique(np.round(xy, plot_decimals(xy) if decimals is None else decimals), axis=0))
+
+
 def _xy(points: np.ndarray, decimals: int) -> dict:
     xy = np.asarray(points, dtype=np.float64)
     return dict(x=np.round(xy[:, 0], decimals), y=np.round(xy[:, 1], decimals))
@@ -200,7 +209,13 @@ def embedding_panels(
             raise ValueError(f"coords[{name!r}]: expected shape ({n}, 2), got {shape}")
     if labels is not None and len(labels) != n:
         raise ValueError(f"labels: expected {n} values, got {len(labels)}")
-    subtitles = subtitles or {}
+    subtitles = dict(subtitles or {})
+    decimals = {p: plot_decimals(coords[p]) for p in panels}
+    for p in panels:
+        positions = drawn_positions(coords[p], decimals[p])
+        if positions < n:  # say so: a picture of 896 points at 130 spots looks like 130 points
+            note = f"{n:,} points drawn at {positions:,} positions"
+            subtitles[p] = f"{subtitles[p]} · {note}" if subtitles.get(p) else note
     headings = [
         f"{safe_text(p)}<br><sup>{safe_text(subtitles[p])}</sup>" if subtitles.get(p) else safe_text(p)
         for p in panels

@@ -73,27 +73,22 @@ def _finish(fig: go.Figure, title: str, y_title: str, height: int = 440, y_range
     return fig
 
 
+def _shade(fig, x, lower, upper, color, name: str, **kwargs) -> None:
+    """A shaded area between ``lower`` and ``upper`` along ``x`` (no legend entry, no hover)."""
+    x = list(x)
+    fig.add_trace(
+        go.Scatter(x=x + x[::-1], y=list(np.round(upper, 4)) + list(np.round(lower, 4))[::-1], fill="toself",
+                   mode="lines", fillcolor=_rgba(color, 0.12), line=dict(width=0), hoverinfo="skip", name=name,
+                   showlegend=False, legendgroup=name),
+        **kwargs,
+    )
+
+
 def _band(fig, x, mean, std, color, name, showlegend=True, row=None, col=None):
     """A dashed reference line with a shaded ±1 std band (the spread of unrelated pairs)."""
     kwargs = {} if row is None else dict(row=row, col=col)
     x = list(x)
-    upper = list(np.round(mean + std, 4))
-    lower = list(np.round(mean - std, 4))
-    fig.add_trace(
-        go.Scatter(
-            x=x + x[::-1],
-            y=upper + lower[::-1],
-            fill="toself",
-            mode="lines",
-            fillcolor=_rgba(color, 0.12),
-            line=dict(width=0),
-            hoverinfo="skip",
-            name=f"{name} (±1 std)",
-            showlegend=False,
-            legendgroup=name,
-        ),
-        **kwargs,
-    )
+    _shade(fig, x, mean - std, mean + std, color, name, **kwargs)
     fig.add_trace(
         go.Scatter(
             x=x,
@@ -222,11 +217,14 @@ def comparison_figure(comparison: pd.DataFrame, view: str = "raw") -> go.Figure:
 
 
 def benchmark_figure(table: pd.DataFrame, title: str = "Spearman correlation with the human scores") -> go.Figure:
-    """Spearman ρ per layer for each pooling (solid: raw cosine; dotted: centred vectors)."""
+    """Spearman ρ per layer for each pooling (solid: raw cosine, shaded: its 95% bootstrap
+    interval when the table has one; dotted: centred vectors)."""
     fig = go.Figure()
     for k, pooling in enumerate(dict.fromkeys(table["pooling"])):
         rows = table[table["pooling"] == pooling].sort_values("layer")
         color = _COLORS[k % len(_COLORS)]
+        if {"spearman_low", "spearman_high"} <= set(rows.columns):
+            _shade(fig, rows["layer"], rows["spearman_low"], rows["spearman_high"], color, pooling)
         for column, dash, suffix in (("spearman", "solid", ""), ("spearman_centred", "dot", " (centred)")):
             if column not in rows.columns:
                 continue

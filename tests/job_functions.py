@@ -1,0 +1,37 @@
+"""Small module-level functions the job tests send to the worker process (they must be
+importable there, so they live in a light module of their own)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def count(n: int, progress, cancel, delay: float = 0.01) -> int:
+    """Counts to n, reporting each step; stops (raises) when cancelled."""
+    for i in range(n):
+        if cancel.is_set():
+            raise RuntimeError("stopped")
+        progress(i + 1, n, f"step {i + 1} of {n}")
+        time.sleep(delay)
+    return n * 2
+
+
+def wait_for_cancel(progress, cancel, limit: float = 60.0) -> str:
+    """Runs until cancelled (or ``limit`` seconds)."""
+    started = time.monotonic()
+    progress(0, 1, "waiting")
+    while not cancel.is_set() and time.monotonic() - started < limit:
+        time.sleep(0.02)
+    if cancel.is_set():
+        raise RuntimeError("interrupted")
+    return "not cancelled"
+
+
+def where(progress, cancel) -> dict:
+    """Which process ran the job, and at what priority."""
+    return {"pid": os.getpid(), "nice": os.nice(0)}
+
+
+def fail(progress, cancel, message: str = "the label has one class"):
+    raise ValueError(message)

@@ -1,0 +1,208 @@
+"""The background job scheduler: one queue, worker process at a lower priority, positions,
+cancel while queued or running, closed sessions, the per-session limit, and jobs lost with a
+server restart (ui/jobs.py, ui/worker.py)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from clsviz import extract
+from tests import job_functions as F
+from ui import jobs, worker
+
+
+@pytest.fixture
+def fresh(monkeypatch):
+    """A scheduler of its own (one slot) for each test, threads by default."""
+
+    def make(process: bool = False, slots: int = 1):
+        monkeypatch.setenv("CLSVIZ_JOB_PROCESS", "1" if process else "0")
+        scheduler = jobs._Scheduler(slots)
+        monkeypatch.setattr(jobs, "_scheduler", scheduler)
+        return scheduler
+
+    return make
+
+
+def _wait_for(condition, timeout: float = 60.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_picklable_job_runs_in_a_lower_priority_worker_process(fresh):
+    fresh(process=True)
+    job = jobs.Job(fn=F.where, name="where").begin()
+    assert job.wait(180), job.message
+    assert job.status == jobs.DONE, job.error
+    assert job.mode == "process"
+    assert job.result["pid"] != os.getpid()
+    assert job.result["nice"] >= min(19, os.nice(0) + worker.NICENESS)
+
+
+def test_a_worker_extracts_what_the_server_would(fresh, tiny_encoder):
+    fresh(process=True)
+    texts = ["the cat chased a dog", "why is the token first", "a model of attention"]
+    job = jobs.Job(fn=extract, args=(tiny_encoder, texts), kwargs={"poolings": ("cls", "mean")}, name="x").begin()
+    assert job.wait(180) and job.status == jobs.DONE, job.error
+    here = extract(tiny_encoder, texts, poolings=("cls", "mean"))
+    np.testing.assert_allclose(job.result.vectors, here.vectors, atol=1e-6)
+    assert job.result.texts == here.texts and job.total == len(texts) and job.fraction == 1.0
+
+
+def test_a_running_worker_job_can_be_cancelled_and_reports_progress(fresh):
+    fresh(process=True)
+    job = jobs.Job(fn=F.wait_for_cancel, name="w").begin()
+    assert _wait_for(lambda: job.message == "waiting", 180), job.message  # progress crossed over
+    assert job.status == jobs.RUNNING
+    job.cancel()
+    assert job.wait(30)
+    assert job.status == jobs.CANCELLED and job.error is None
+
+
+def test_a_failure_in_the_worker_is_a_message(fresh):
+    fresh(process=True)
+    job = jobs.Job(fn=F.fail, name="f").begin()
+    assert job.wait(180)
+    assert job.status == jobs.FAILED and job.error == "the label has one class"
+    assert isinstance(job.exception, ValueError)
+
+
+def test_jobs_that_cannot_be_pickled_run_in_a_thread(fresh):
+    fresh(process=True)
+    job = jobs.Job(fn=lambda progress, cancel: 41 + 1, name="l").begin()
+    assert job.wait(30) and job.result == 42 and job.mode == "thread"
+
+
+def test_queue_positions_and_cancel_while_queued(fresh):
+    fresh()
+    first = jobs.Job(fn=F.wait_for_cancel, name="a").begin()
+    assert _wait_for(lambda: first.status == jobs.RUNNING)
+    second = jobs.Job(fn=F.count, args=(3,), name="b").begin()
+    third = jobs.Job(fn=F.count, args=(3,), name="c").begin()
+    assert (first.ahead, second.ahead, third.ahead) == (None, 1, 2)
+    assert "2 jobs ahead of you" in jobs._status_line(third)
+    third.cancel()
+    assert third.status == jobs.CANCELLED and third.started is None  # left the queue at once
+    assert second.ahead == 1
+    first.cancel()
+    assert second.wait(30) and second.result == 6
+    assert third.result is None
+
+
+def test_jobs_of_a_closed_session_are_cancelled(fresh, monkeypatch):
+    monkeypatch.setattr(jobs, "WATCH_SECONDS", 0.05)
+    monkeypatch.setenv("CLSVIZ_JOB_GRACE_S", "0.2")
+    monkeypatch.setattr(jobs, "_session_alive", lambda session: session != "closed-tab")
+    fresh(slots=2)
+    gone = jobs.Job(fn=F.wait_for_cancel, name="gone", session="closed-tab").begin()
+    kept = jobs.Job(fn=F.wait_for_cancel, name="kept", session="open-tab").begin()
+    assert gone.wait(30)
+    assert gone.status == jobs.CANCELLED
+    assert kept.active
+    kept.cancel()
+    assert kept.wait(30)
+
+
+def _session_script():
+    import streamlit as st
+
+    from ui import jobs as J
+
+    for key in ("one", "two", "three"):
+        try:
+            J.start(key, __import__("tests.job_functions", fromlist=["x"]).wait_for_cancel, label=f"job {key}")
+        except J.JobLimitError as exc:
+            st.error(str(exc))
+
+
+def test_a_session_may_hold_only_so_many_jobs(fresh):
+    fresh(slots=1)
+    at = AppTest.from_function(_session_script, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1 and "a session may run 2 at once" in at.error[0].value
+    held = at.session_state["clsviz.jobs"]
+    assert sorted(held) == ["one", "two"]
+    assert "one:" in at.query_params["jobs"] and "two:" in at.query_params["jobs"]
+    for job in held.values():
+        job.cancel()
+        assert job.wait(30)
+
+
+def _panel_script():
+    import streamlit as st
+
+    from ui import jobs as J
+
+    job = J.panel("demo.count", "Counting")
+    if job is not None:
+        st.write(f"result {job.result}")
+
+
+def test_a_job_lost_with_a_server_restart_says_so_and_starts_again(fresh):
+    fresh()
+    # What a server that died mid-job leaves behind: a journal entry "running" and the job itself.
+    job_id = "abc123def456"
+    folder = jobs._state_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{job_id}.json").write_text(
+        '{"id": "abc123def456", "key": "demo.count", "label": "counting", "status": "running", "time": 0}'
+    )
+    (folder / f"{job_id}.job").write_bytes(worker.dumps((F.count, (3,), {})))
+    at = AppTest.from_function(_panel_script, default_timeout=60)
+    at.query_params["jobs"] = f"demo.count:{job_id}"
+    at.run()
+    assert not at.exception
+    assert any("interrupted when the server restarted" in w.value for w in at.warning)
+    assert not [m for m in at.markdown if "result" in m.value]  # nothing half-done shown as a result
+    next(b for b in at.button if b.label == "Start the counting again").click()
+    at.run()
+    restarted = at.session_state["clsviz.jobs"]["demo.count"]
+    assert restarted.wait(30) and restarted.status == jobs.DONE
+    at.run()
+    assert any(m.value == "result 6" for m in at.markdown)
+
+
+def test_a_finished_job_lost_with_a_restart_is_not_shown_as_a_result(fresh):
+    fresh()
+    job_id = "fedcba654321"
+    (jobs._state_dir() / f"{job_id}.json").write_text(
+        '{"id": "fedcba654321", "key": "demo.count", "label": "counting", "status": "done", "time": 0}'
+    )
+    at = AppTest.from_function(_panel_script, default_timeout=60)
+    at.query_params["jobs"] = f"demo.count:{job_id}"
+    at.run()
+    assert any("result was lost when the server restarted" in w.value for w in at.warning)
+    assert not [b for b in at.button if b.label.startswith("Start")]  # nothing kept to start again
+
+
+def test_a_reloaded_tab_gets_its_running_job_back(fresh, monkeypatch):
+    fresh()
+    monkeypatch.setattr(jobs, "_session_alive", lambda session: session != "old-tab")
+    job = jobs.Job(fn=F.wait_for_cancel, name="demo.count", session="old-tab", label="counting").begin()
+    at = AppTest.from_function(_panel_script, default_timeout=60)
+    at.query_params["jobs"] = f"demo.count:{job.id}"
+    at.run()
+    assert at.session_state["clsviz.jobs"]["demo.count"] is job
+    assert job.session != "old-tab"
+    job.cancel()
+    assert job.wait(30)
+
+
+def test_the_journal_records_each_job(fresh):
+    fresh()
+    job = jobs.Job(fn=F.count, args=(2,), name="journal", label="two steps").begin()
+    assert job.wait(30)
+    record = jobs._journal_read(job.id)
+    assert record["status"] == jobs.DONE and record["label"] == "two steps" and record["key"] == "journal"
+    assert not (jobs._state_dir() / f"{job.id}.job").exists()  # finished: nothing kept to restart
+    assert jobs._journal_read("../../etc/passwd") is None
