@@ -136,20 +136,27 @@ class ClassifierHead:
         model's forward computes them from its last hidden state (dropout is off in eval)."""
         import torch
 
+        with torch.inference_mode():
+            return self.apply(cls_vectors)
+
+    def apply(self, cls_vectors):
+        """The same computation as :meth:`logits`, differentiable: torch [N, D] -> [N, num_labels]
+        (autograd follows ``cls_vectors``; the head's own weights are frozen)."""
+        import torch
+
         weight = next(self.classifier.parameters())
         x = torch.as_tensor(cls_vectors).to(device=weight.device, dtype=weight.dtype)
         if x.ndim != 2:
             raise ValueError(f"cls_vectors: expected [N, D], got {list(x.shape)}")
-        with torch.inference_mode():
-            if self.kind == "pooler":
-                x = apply_pooler(self.first, x)
-            elif self.kind == "pre_classifier":
-                x = torch.relu(self.first(x))
-            elif self.kind == "context_pooler":
-                x = self.first(x[:, None, :])
-            elif self.kind == "head_module":
-                return self.classifier(x[:, None, :])
-            return self.classifier(x)
+        if self.kind == "pooler":
+            x = apply_pooler(self.first, x)
+        elif self.kind == "pre_classifier":
+            x = torch.relu(self.first(x))
+        elif self.kind == "context_pooler":
+            x = self.first(x[:, None, :])
+        elif self.kind == "head_module":
+            return self.classifier(x[:, None, :])
+        return self.classifier(x)
 
 
 def _problem_type(config) -> str:

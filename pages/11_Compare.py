@@ -22,7 +22,16 @@ from ui.compare import (
 from ui.corpus import corpus_picker, plain
 from ui.similarity import pairs_picker
 from ui.state import cached_trace, current_encoder, current_max_tokens, current_traces, page_setup
-from ui.widgets import download_csv, figure_caption, sentence_picker, show
+from ui.widgets import (
+    download_csv,
+    figure_caption,
+    multiselect,
+    number_input,
+    radio,
+    selectbox,
+    sentence_picker,
+    show,
+)
 
 TABS = ("Layer × layer CKA", "Attention around [CLS]", "Probe and similarity")
 SEED = 0
@@ -53,11 +62,11 @@ with cka_tab:
         corpus = corpus_picker(key="compare.corpus")
         if corpus is not None:
             left, right = st.columns([1, 2])
-            size = int(left.number_input(
+            size = int(number_input(left,
                 "Texts", min_value=min(2, len(corpus)), max_value=max(2, len(corpus)), value=min(200, len(corpus)),
                 step=50, key="compare.texts", help="A sample of the corpus (stratified by its first label column).",
             ))
-            readings = right.multiselect(
+            readings = multiselect(right,
                 "Readings", CKA_READINGS, default=list(CKA_READINGS), key="compare.readings",
                 help="tokens: every content token (needs both tokenizers to agree); cls: the [CLS]-like vector; "
                 "mean: the mean of each text's tokens.",
@@ -94,7 +103,7 @@ with attention_tab:
         traces = current_traces()
         if traces:
             t = sentence_picker(traces, key="compare.sentence")
-            measure = st.radio(
+            measure = radio(st,
                 "Measure", list(ATTENTION_MEASURES), key="compare.measure", horizontal=True,
                 format_func=lambda m: m.replace("_", " "), help="\n".join(f"- **{k}**: {v}" for k, v in ATTENTION_MEASURES.items()),
             )
@@ -116,8 +125,8 @@ with curves_tab:
                     "with labels.", icon=":material/label_off:")
         elif corpus is not None:
             left, right = st.columns(2)
-            label = left.selectbox("Label to predict", corpus.label_names, key="compare.label")
-            size = int(right.number_input(
+            label = selectbox(left, "Label to predict", corpus.label_names, key="compare.label")
+            size = int(number_input(right,
                 "Texts", min_value=min(10, len(corpus)), max_value=max(10, len(corpus)), value=min(300, len(corpus)),
                 step=50, key="compare.curve_texts", help="A stratified sample; 5-fold cross-validation.",
             ))

@@ -15,7 +15,7 @@ from clsviz.attention import (
 from ui.attention import attention_arrays, summary_figure
 from ui.report import report_download
 from ui.state import current_max_tokens, current_traces, page_setup
-from ui.widgets import download_csv, sentence_picker, show
+from ui.widgets import download_csv, selectbox, sentence_picker, show, slider, toggle
 
 page_setup("Attention")
 st.title("Attention around [CLS]")
@@ -39,12 +39,12 @@ if st.session_state.get("attention.head", MEAN) not in head_options:
 
 col_layer, col_head, col_toggles = st.columns([2, 1, 2])
 with col_layer:
-    block = st.slider(
+    block = slider(st,
         "Block", 1, t.num_layers, t.num_layers, key="attention.layer",
         help="Encoder block 1 reads the embeddings; block L writes the last layer.",
     )
 with col_head:
-    choice = st.selectbox(
+    choice = selectbox(st,
         "Head",
         head_options,
         format_func=lambda h: "mean over heads" if h == MEAN else f"head {h + 1}",
@@ -52,12 +52,12 @@ with col_head:
     )
     head = None if choice in (None, MEAN) else int(choice)
 with col_toggles:
-    exclude_self = st.toggle(
+    exclude_self = toggle(st,
         "Leave out [CLS]'s attention to itself",
         key="attention.exclude_self",
         help="In the 'attention to [CLS]' map, average only over the other query tokens.",
     )
-    value_norm = st.toggle(
+    value_norm = toggle(st,
         "Value-norm weighted attention ‖α·f(x)‖",
         key="attention.value_norm",
         help="Kobayashi et al. (2020): weight each attention α by the size of the vector the head "

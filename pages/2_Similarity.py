@@ -17,7 +17,7 @@ from clsviz.similarity import (
 from ui.corpus import plain
 from ui.similarity import cached_baseline, pair_benchmark, pairs_picker
 from ui.state import current_encoder, current_traces, page_setup
-from ui.widgets import download_csv, sentence_picker, show
+from ui.widgets import download_csv, number_input, radio, selectbox, sentence_picker, show, slider
 
 TABS = ("[CLS] and its tokens", "Compare sentences", "Benchmark", "Norms & massive activations", "Baseline")
 
@@ -38,7 +38,7 @@ left, right = st.columns([3, 2])
 with left:
     t = sentence_picker(traces, key="similarity.sentence")
 with right:
-    view = st.radio(
+    view = radio(st,
         "Cosine view",
         VIEWS if baseline is not None else ("raw",),
         key="similarity.view",
@@ -101,7 +101,7 @@ with bench_tab:
                     st.info(plain(benchmark_summary(result, f"pairs ({name})")), icon=":material/lightbulb:")
                 show("similarity.benchmark", figures.benchmark_figure(table))
                 download_csv(table, "pair_benchmark.csv", key="similarity.benchmark.csv")
-                layer = st.slider(
+                layer = slider(st,
                     "Layer for the scatter plot", 0, t.num_layers, t.num_layers, key="similarity.benchmark.layer"
                 )
                 show(
@@ -122,13 +122,13 @@ with norms_tab:
         show("similarity.norms", figures.token_norms_figure(t, norms))
         download_csv(token_table(t, norms, "norm"), "token_norms.csv", key="similarity.norms.csv")
         c1, c2 = st.columns(2)
-        layer = c1.slider("Layer", 0, t.num_layers, t.num_layers, key="similarity.massive.layer")
-        k = c2.number_input("Dimensions to show", 1, 20, 5, key="similarity.massive.k")
+        layer = slider(c1, "Layer", 0, t.num_layers, t.num_layers, key="similarity.massive.layer")
+        k = number_input(c2, "Dimensions to show", 1, 20, 5, key="similarity.massive.k")
         top = top_dimensions(t, int(k))
         show("similarity.massive", figures.top_dimensions_figure(top, layer))
         download_csv(top, "top_dimensions.csv", key="similarity.massive.csv")
         dims = massive_dimensions(top[top["layer"] == layer])
-        dim = st.selectbox(
+        dim = selectbox(st,
             "Follow one dimension through the layers", dims, key="similarity.massive.dimension",
             help="Dimensions listed above, largest relative to the median first.",
         )

@@ -23,7 +23,7 @@ from ui.embeddings import (
     warmup_running,
 )
 from ui.state import current_encoder, current_sentences, current_traces, page_setup
-from ui.widgets import download_csv, sentence_picker, show
+from ui.widgets import checkbox, download_csv, number_input, radio, selectbox, sentence_picker, show, slider
 
 SEED = 42
 NO_LABEL = "(no colour)"
@@ -78,7 +78,7 @@ with c_layer:
     top = saved.num_layers if saved is not None else info.num_layers
     kept = list(getattr(saved, "layers", range(top + 1)))
     if kept == list(range(top + 1)):
-        layer = st.slider(
+        layer = slider(st,
             "Layer", 0, top, top, key="embeddings.layer",
             help="0 = the embedding layer (before any attention), then the output of each transformer layer.",
         )
@@ -91,7 +91,7 @@ with c_third:
         offered = [s for s in saved.poolings if s not in ("cls", "mean")] or ["mean"]
     else:
         offered = [s for s in NAMED_EXTRA if s != "pooler" or info.has_pooler] + [TOKEN_K]
-    third = st.selectbox(
+    third = selectbox(st,
         "Third panel",
         offered,
         format_func=lambda s: "token K (pick K)" if s == TOKEN_K else pooling_title(s),
@@ -101,25 +101,25 @@ with c_third:
         "the mean (embed with more --poolings to see others).",
     )
     if third == TOKEN_K:
-        k = st.number_input(
+        k = number_input(st,
             "K (token position; 0 is [CLS])", min_value=0, max_value=info.max_length - 1, value=1,
             key="embeddings.k", help="Texts shorter than K+1 tokens use their last token. Re-embeds the corpus.",
         )
         third = f"token:{int(k)}"
 with c_label:
     label_names = list(corpus.label_names)
-    label_name = st.selectbox(
+    label_name = selectbox(st,
         "Colour by", label_names + [NO_LABEL], key="embeddings.label",
         help="A label column of the corpus; the scores below measure how well it separates.",
     )
     labels = corpus.labels.get(label_name) if label_name != NO_LABEL else None
 with c_method:
-    method = st.radio(
+    method = radio(st,
         "Projection", ("UMAP", "PCA"), key="embeddings.method", horizontal=True,
         help="UMAP (cosine) keeps neighbourhoods; PCA keeps the largest directions and is instant. "
         "PCA is shown first as a preview while UMAP runs.",
     )
-    fixed = st.checkbox(
+    fixed = checkbox(st,
         "Fixed seed", value=True, key="embeddings.seed",
         help="Same picture every time (UMAP then runs on one core). Off: a new layout per fit, a bit faster.",
     )
@@ -232,7 +232,7 @@ else:
     with t_left:
         chosen = sentence_picker(traces, key="embeddings.trajectory_sentence")
     with t_right:
-        t_method = st.radio(
+        t_method = radio(st,
             "Trajectory projection", ("PCA", "UMAP"), key="embeddings.trajectory_method", horizontal=True,
             help="One projection is fit on the corpus at every layer together, so positions at different "
             "layers can be compared. PCA keeps the large drift between layers visible.",

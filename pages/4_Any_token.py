@@ -9,25 +9,25 @@ import streamlit as st
 from clsviz import figures
 from clsviz.corpus import is_missing, stratified_rows
 from clsviz.experiments import (
-    FINETUNE_POOLINGS,
     RANDOM_TOKEN,
     ProbeError,
     check_labels,
     default_poolings,
     random_token_vectors,
-    run_finetune,
+    run_mdl,
     run_probe,
+    run_selectivity,
+    summarize_selectivity,
+    word_types,
 )
 from clsviz.pooling import POOLING_HELP
-from ui import jobs
 from ui.cache import budget_bytes, cached
 from ui.corpus import corpus_vectors, plain
 from ui.embeddings import corpus_source
 from ui.similarity import cached_baseline
 from ui.state import current_encoder, page_setup
-from ui.widgets import download_csv, show
+from ui.widgets import checkbox, download_csv, multiselect, number_input, selectbox, show, slider
 
-FINETUNE_JOB = "any_token.finetune"
 RESULT = "any_token.result"
 SEED = 0
 HELP = {**POOLING_HELP, RANDOM_TOKEN: "one content token per text, picked at random (seeded by the text)"}
@@ -52,7 +52,7 @@ if not corpus.labels:
     )
     st.stop()
 
-label = st.selectbox("Label to predict", corpus.label_names, key="any_token.label")
+label = selectbox(st, "Label to predict", corpus.label_names, key="any_token.label")
 labelled = [i for i, v in enumerate(corpus.labels[label]) if not is_missing(v)]
 if len(labelled) < len(corpus):
     st.caption(f"{len(labelled):,} of {len(corpus):,} texts have a '{plain(label)}' label; the others are left out.")
@@ -84,25 +84,25 @@ def _random_vectors(texts, key: str):
 st.subheader("Linear probe, every layer x every reading")
 available = default_poolings(encoder.info.has_pooler) if saved is None else list(saved.poolings)
 left, middle, right = st.columns([3, 1, 1])
-token_k = middle.number_input(
+token_k = number_input(middle,
     "K for token:K", min_value=0, max_value=64, value=3, key="any_token.k", help="Position K, [CLS] counted as 0."
 )
 options = [f"token:{int(token_k)}" if s.startswith("token:") else s for s in available]
-poolings = left.multiselect(
-    "Readings",
+poolings = multiselect(left,
+    "Poolings",
     options,
     default=options,
     key=f"any_token.poolings.{int(token_k)}",
     format_func=lambda s: s,
     help="\n".join(f"- **{s}**: {HELP.get(s if not s.startswith('token:') else 'token:K', '')}" for s in options),
 )
-folds = right.slider("Folds", 2, 10, 5, key="any_token.folds", help="Stratified k-fold cross-validation.")
+folds = slider(right, "Folds", 2, 10, 5, key="any_token.folds", help="Stratified k-fold cross-validation.")
 
 
 def texts_input(where, label: str, key: str, smallest: int, default: int, help: str, disabled: bool = False) -> int:
     """How many labelled texts to use (a stratified sample when fewer than all)."""
     return int(
-        where.number_input(
+        number_input(where,
             label,
             min_value=min(smallest, len(labelled)),
             max_value=max(1, len(labelled)),
@@ -123,7 +123,18 @@ if saved is not None:
     max_texts = len(labelled)
     st.caption(plain(f"Saved vectors of {saved.model_name}: every labelled text is probed; a column larger than the "
                      "app's memory budget is streamed shard by shard."))
-params = (encoder.name, corpus.content_hash, label, tuple(poolings), int(folds), int(max_texts))
+o1, o2 = st.columns(2)
+with_control = checkbox(
+    o1, "Control task (selectivity)", value=False, key="any_token.control", disabled=saved is not None,
+    help="Also probe a control task - a random label per first word with the same class balance (Hewitt & Liang "
+    "2019) - and show selectivity = accuracy - control accuracy: does the probe read the vector or memorise?",
+)
+with_mdl = checkbox(
+    o2, "MDL probe (codelength)", value=False, key="any_token.mdl", disabled=saved is not None,
+    help="Also measure how many bits the labels cost under an online code (Voita & Titov 2020): lower = easier to "
+    "extract, and it keeps separating poolings that all reach the accuracy ceiling.",
+)
+params = (encoder.name, corpus.content_hash, label, tuple(poolings), int(folds), int(max_texts), with_control, with_mdl)
 
 if saved is not None and st.button("Run the probe", type="primary", key="any_token.run_saved", disabled=not poolings):
     try:
@@ -131,7 +142,7 @@ if saved is not None and st.button("Run the probe", type="primary", key="any_tok
         result = run_probe(saved, label, poolings=list(poolings), folds=int(folds), seed=SEED, memory_budget=budget_bytes(),
                            progress=lambda d, t: bar.progress(d / t, text=f"Probing: {d} of {t} layer x reading cells…"))
         bar.empty()
-        st.session_state[RESULT] = (params, result)
+        st.session_state[RESULT] = (params, result, {})
     except ValueError as exc:
         st.error(plain(str(exc)), icon=":material/error:")
         st.stop()
@@ -161,15 +172,27 @@ if saved is None and st.button("Run the probe", type="primary", key="any_token.r
             folds=int(folds),
             seed=SEED,
             label_name=label,
-            progress=lambda d, t: bar.progress(d / t, text=f"Probing: {d} of {t} layer x reading cells…"),
+            progress=lambda d, t: bar.progress(d / t, text=f"Probing: {d} of {t} layer x pooling cells…"),
         )
+        extras = {}
+        if with_control:
+            bar.progress(0.0, text="Probing the control task…")
+            extras["selectivity"] = run_selectivity(
+                vectors if vectors is not None else {}, list(sub.labels[label]), types=word_types(sub.texts),
+                poolings=list(poolings), random_token=rnd, folds=int(folds), seed=SEED, real=result, label_name=label,
+                progress=lambda d, t: bar.progress(d / t, text=f"Control task: {d} of {t} cells…"),
+            )
+        if with_mdl and vectors is not None:
+            bar.progress(0.0, text="MDL probe…")
+            extras["mdl"] = run_mdl(vectors, list(sub.labels[label]), poolings=list(named), seed=SEED,
+                                    progress=lambda d, t: bar.progress(d / t, text=f"MDL probe: {d} of {t} cells…"))
         bar.empty()
     except ValueError as exc:
         st.error(plain(str(exc)), icon=":material/error:")
         st.stop()
     if sample_note:
         result = dataclasses.replace(result, messages=(*result.messages, sample_note))
-    st.session_state[RESULT] = (params, result)
+    st.session_state[RESULT] = (params, result, extras)
 
 stored = st.session_state.get(RESULT)
 if stored is not None and stored[0] != params:
@@ -184,7 +207,7 @@ if stored is not None and stored[0] != params:
 if stored is None:
     st.info("Choose a label and press **Run the probe**.", icon=":material/play_arrow:")
 else:
-    _, result = stored
+    _, result, extras = stored
     for note in result.messages:
         st.caption(plain(note))
     st.info(plain(result.summary(cached_baseline(encoder))), icon=":material/lightbulb:")
@@ -194,91 +217,18 @@ else:
     with st.expander("The numbers"):
         st.dataframe(table, hide_index=True, width="stretch")
     download_csv(table, "probe_accuracy.csv", key="any_token.csv")
+    if "selectivity" in extras:
+        st.info(plain(summarize_selectivity(extras["selectivity"])), icon=":material/rule:")
+        show("probe.selectivity", figures.selectivity_figure(extras["selectivity"]), key="any_token.selectivity")
+        download_csv(extras["selectivity"], "probe_selectivity.csv", key="any_token.selectivity_csv")
+    if "mdl" in extras:
+        show("probe.mdl", figures.mdl_figure(extras["mdl"]), key="any_token.mdl_figure")
+        download_csv(extras["mdl"], "probe_mdl.csv", key="any_token.mdl_csv")
 
 # --- fine-tuning ---------------------------------------------------------------------------
-st.subheader("Fine-tune: does the reading still matter after training?")
+st.subheader("Fine-tune: does the pooling still matter after training?")
 st.caption(
-    "The probe reads a frozen model. Here a copy of the encoder is trained with a linear head on one "
-    "pooling at a time, with the same seed, split, batches and budget, to see whether [CLS] catches up once "
-    f"it is trained for the task. Runs in the background on {encoder.device.type.upper()}: other pages stay "
-    "usable, and the shared model is never changed."
+    "The probe reads a frozen model. Fine-tuning a copy of the encoder per pooling - and watching [CLS] change "
+    "while it learns, or moving it away from position 0 - lives on its own page."
 )
-job = jobs.get(FINETUNE_JOB)
-active = job is not None and job.active
-c1, c2, c3 = st.columns([2, 1, 1])
-poolings = c1.multiselect(
-    "Poolings", FINETUNE_POOLINGS, default=list(FINETUNE_POOLINGS), key="any_token.ft_poolings", disabled=active
-)
-epochs = c2.slider("Epochs", 1, 5, 2, key="any_token.ft_epochs", disabled=active)
-ft_texts = texts_input(
-    c3,
-    "Texts",
-    "any_token.ft_texts",
-    10,
-    400,
-    "A stratified sample when fewer than all; 20% are held out for the accuracy. With the bundled "
-    "model, 400 texts and 2 epochs take about a minute per pooling on two CPU cores (measured: 3 CPU-seconds "
-    "per step of 16 texts); a GPU is used when there is one.",
-    disabled=active,
-)
-from_probe = st.checkbox(
-    "Start the head from the frozen-model probe",
-    value=False,
-    key="any_token.ft_from_probe",
-    disabled=active,
-    help="Linear probing, then fine-tuning: step 0 then scores the probe's accuracy. Where the probe already "
-    "separates the training texts, the loss starts near zero and training changes little.",
-)
-b1, b2 = st.columns([1, 5])
-if b1.button("Start fine-tuning", key="any_token.ft_start", disabled=active or not poolings, type="primary"):
-    texts = [corpus.texts[i] for i in labelled]
-    values = [corpus.labels[label][i] for i in labelled]
-    jobs.start(
-        FINETUNE_JOB,
-        run_finetune,
-        encoder,
-        texts,
-        values,
-        poolings=tuple(poolings),
-        epochs=int(epochs),
-        max_texts=int(ft_texts) if ft_texts < len(texts) else None,
-        seed=SEED,
-        head_init="probe" if from_probe else "random",
-        label_name=label,
-    )
-    st.rerun()
-if active and b2.button("Cancel", key="any_token.ft_cancel"):
-    jobs.cancel(FINETUNE_JOB)
-
-
-@st.fragment(run_every=1.0 if active else None)
-def finetune_status() -> None:
-    current = jobs.get(FINETUNE_JOB)
-    if current is None:
-        return
-    if current.active:
-        st.progress(current.fraction, text=plain(f"{current.message} ({current.elapsed:.0f} s)"))
-    elif active:
-        st.rerun()  # finished while polling: redraw the whole page to show the results
-
-
-finetune_status()
-job = jobs.get(FINETUNE_JOB)
-if job is not None and not job.active:
-    if job.status == jobs.CANCELLED:
-        st.warning("Fine-tuning was cancelled.", icon=":material/cancel:")
-    elif job.status == jobs.FAILED:
-        st.error(plain(f"Fine-tuning failed: {job.error}"), icon=":material/error:")
-    elif job.result is not None:
-        ft = job.result
-        st.caption(plain(f"{ft.model_name} · label '{ft.label}' · {ft.device} · {job.elapsed:.0f} s"))
-        for note in ft.messages:
-            st.caption(plain(note))
-        st.info(plain(ft.summary()), icon=":material/lightbulb:")
-        st.dataframe(ft.table, hide_index=True, width="stretch")
-        show("finetune.curves", figures.finetune_figure(ft), key="any_token.ft_figure")
-        d1, d2 = st.columns(2)
-        with d1:
-            download_csv(ft.table, "finetune_accuracy.csv", key="any_token.ft_csv", label="Download the accuracies (CSV)")
-        with d2:
-            download_csv(ft.curves, "finetune_curves.csv", key="any_token.ft_curves_csv", label="Download the curves (CSV)")
+st.page_link("pages/9_How_it_learns.py", label="How does [CLS] learn? Fine-tune and watch", icon=":material/school:")

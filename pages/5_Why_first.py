@@ -9,7 +9,7 @@ from ui.corpus import corpus_picker, plain
 from ui.position import cached_position_experiment, corpus_probe, has_result, probe_key
 from ui.similarity import cached_baseline
 from ui.state import current_encoder, current_max_tokens, current_traces, page_setup
-from ui.widgets import download_csv, sentence_picker, show
+from ui.widgets import download_csv, multiselect, number_input, selectbox, sentence_picker, show, text_input
 
 MECHANISM = (
     "**Why would position 0 matter at all?** In every layer each token attends to every other token, in "
@@ -40,7 +40,7 @@ c_sentence, c_shift, c_word = st.columns([3, 1, 1])
 with c_sentence:
     t = sentence_picker(traces, key="why_first.sentence")
 with c_shift:
-    shift = st.number_input(
+    shift = number_input(st,
         "Shift positions by k",
         min_value=1,
         max_value=max(1, encoder.info.max_length - 2),
@@ -49,7 +49,7 @@ with c_shift:
         help="For the 'position ids shifted' variant: every token keeps its place but gets position i + k.",
     )
 with c_word:
-    replacement = st.text_input(
+    replacement = text_input(st,
         "Word replacing [CLS]",
         value="the",
         max_chars=30,
@@ -97,10 +97,10 @@ if not corpus.labels:
 low, high = min(10, len(corpus)), len(corpus)
 c_label, c_sample, c_folds = st.columns([2, 2, 1])
 with c_label:
-    label = st.selectbox("Label to predict", corpus.label_names, key="why_first.label")
+    label = selectbox(st, "Label to predict", corpus.label_names, key="why_first.label")
 with c_sample:
     # The number belongs to this corpus: a new corpus starts again from its own default.
-    sample = st.number_input(
+    sample = number_input(st,
         "Texts to use",
         min_value=low,
         max_value=high,
@@ -111,8 +111,8 @@ with c_sample:
         "Each variant re-embeds them, so more texts take longer.",
     )
 with c_folds:
-    folds = st.number_input("Folds", min_value=2, max_value=10, value=5, key="why_first.folds")
-variants = st.multiselect(
+    folds = number_input(st, "Folds", min_value=2, max_value=10, value=5, key="why_first.folds")
+variants = multiselect(st,
     "Variants",
     PROBE_VARIANTS,
     default=list(DEFAULT_PROBE),

@@ -19,7 +19,7 @@ from ui.embeddings import corpus_source
 from ui.inversion import bow_table, cached_mlm_head, pair_recall, saved_neighbours, saved_sample
 from ui.similarity import cached_baseline, pairs_picker
 from ui.state import current_encoder, current_traces, page_setup
-from ui.widgets import download_csv, figure_caption, sentence_picker, show
+from ui.widgets import download_csv, figure_caption, number_input, sentence_picker, show, slider
 
 TABS = ("Nearest neighbours", "Bag of words", "Masked-LM head", "What published work shows")
 POOLING_NAMES = {"cls": "[CLS]", "mean": "mean of all tokens"}
@@ -69,7 +69,7 @@ c_sentence, c_layer = st.columns([3, 2])
 with c_sentence:
     t = sentence_picker(traces, key="inversion.sentence")
 with c_layer:
-    layer = st.slider(
+    layer = slider(st,
         "Layer", 0, info.num_layers, info.num_layers, key="inversion.layer",
         help="0 = the embedding layer, then the output of each transformer layer.",
     )
@@ -81,7 +81,7 @@ corpus, saved = picked
 # The number belongs to this corpus: a new corpus starts again from all of its texts (saved vectors
 # can be far larger: the decoder then starts from their first 1,000).
 high = len(corpus) if saved is None else min(len(corpus), 1000)
-sample = st.number_input(
+sample = number_input(st,
     "Corpus texts to use",
     min_value=min(2, high),
     max_value=high,
@@ -125,7 +125,7 @@ with nn_tab:
     elif nn_tab.open:
         vectors = corpus_vectors_or_stop()
         max_k = min(20, len(corpus) - 1)
-        k = st.slider("Neighbours", 1, max_k, min(5, max_k), key="inversion.k") if max_k > 1 else 1
+        k = slider(st, "Neighbours", 1, max_k, min(5, max_k), key="inversion.k") if max_k > 1 else 1
         try:
             table = neighbour_table(queries, vectors, layer, k=k, exclude_text=t.text)
         except ValueError as exc:
@@ -168,12 +168,12 @@ with bow_tab:
     if bow_tab.open:
         c_vocab, c_k = st.columns(2)
         with c_vocab:
-            vocab_size = st.slider(
+            vocab_size = slider(st,
                 "Vocabulary (most frequent content words)", 20, 1000, 300, step=20, key="inversion.vocab",
                 help="The decoder predicts, for each of these words, whether the sentence contains it.",
             )
         with c_k:
-            top_k = st.slider("Words to show (k)", 3, 20, 8, key="inversion.top_k")
+            top_k = slider(st, "Words to show (k)", 3, 20, 8, key="inversion.top_k")
         vectors = corpus_vectors_or_stop()
         key = vectors_key(encoder, corpus, COMPARE_POOLINGS) if saved is None else f"saved|{corpus.content_hash}|{int(sample)}"
         outcome = bow_table(vectors, key, vocab_size)
@@ -231,7 +231,7 @@ with mlm_tab:
                 "the Hugging Face hub."
             )
         else:
-            k_mlm = st.slider("Tokens per layer", 1, 10, 5, key="inversion.mlm_k")
+            k_mlm = slider(st, "Tokens per layer", 1, 10, 5, key="inversion.mlm_k")
             reading = mlm_reading(head, t.hidden_states[:, t.cls_index], encoder.tokenizer, k=k_mlm)
             show("inversion.mlm", figures.mlm_reading_figure(reading))
             st.markdown(f"**For {plain(info.name)}:** " + plain(summarize_mlm_reading(reading, t.text)))

@@ -195,3 +195,17 @@ def bundled_classifier_dir(tmp_path_factory):
     model.save_pretrained(str(folder))
     AutoTokenizer.from_pretrained(str(bundled_model_path())).save_pretrained(str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def finetuned_classifier_dir(tmp_path_factory, encoder):
+    """The bundled model fine-tuned by clsviz itself (pooling ``cls_head``: BERT's pooler and
+    classifier) on 20 demo texts' sentiment for one epoch, saved as a BertForSequenceClassification
+    folder with labels negative/positive: the app's own path to a real fine-tuned classifier."""
+    from clsviz.corpus import demo_corpus
+    from clsviz.experiments import run_finetune
+
+    corpus = demo_corpus()
+    result = run_finetune(encoder, corpus.texts[:20], corpus.labels["sentiment"][:20], poolings=("cls_head",),
+                          epochs=1, checkpoints=0, label_name="sentiment")  # fmt: skip
+    return result.save_classifier(tmp_path_factory.mktemp("finetuned") / "minilm-sentiment")

@@ -32,6 +32,7 @@ def finetuned(tiny_encoder):
         batch_size=8,
         evals_per_epoch=2,
         head_init="probe",
+        checkpoints=2,
         progress=lambda d, t, m: seen.append((d, t, m)),
     )
     return result, before, seen
@@ -138,3 +139,113 @@ def test_bad_input_gives_a_message(tiny_encoder, texts, labels, kwargs, fragment
         run_finetune(tiny_encoder, texts, labels, epochs=1, **kwargs)
     assert fragment in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+# --- checkpoints: what the run records while it trains -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def watched(encoder):
+    from clsviz.corpus import demo_corpus
+
+    corpus = demo_corpus()
+    texts, labels = list(corpus.texts[:30]), list(corpus.labels["sentiment"][:30])
+    before = _snapshot(encoder.model)
+    result = run_finetune(encoder, texts, labels, poolings=("cls", "mean"), epochs=1, checkpoints=1, heldout=0.3,
+                          label_name="sentiment")  # fmt: skip
+    return result, dict(zip(texts, labels)), before
+
+
+def test_step_zero_metrics_equal_the_untouched_model(encoder, watched):
+    from clsviz import extract, trace
+    from clsviz.experiments import gradient_flow, run_probe
+    from clsviz.report import layer_stats
+
+    result, label_of, _ = watched
+    held = list(result.heldout_texts)
+    # Independent: one eager trace per text on the shared model, averaged over the held-out texts.
+    stats = sum(layer_stats(trace(encoder, t, max_length=64)).set_index("layer") for t in held) / len(held)
+    probe = run_probe(extract(encoder, held, ("cls", "mean"), max_length=64), [label_of[t] for t in held],
+                      folds=result.probe_folds, seed=0).table  # fmt: skip
+    assert result.probe_folds >= 2
+    for pooling in ("cls", "mean"):
+        layers = result.layer_metrics.query("step == 0 and pooling == @pooling").pivot(
+            index="layer", columns="metric", values="value")
+        blocks = result.block_metrics.query("step == 0 and pooling == @pooling").pivot(
+            index="block", columns="metric", values="value")
+        np.testing.assert_allclose(layers["cos_cls_mean"], stats["cos_cls_mean"], atol=1e-6)
+        np.testing.assert_allclose(blocks["cls_entropy"], stats["cls_entropy"].iloc[1:], atol=1e-6)
+        np.testing.assert_allclose(blocks["attention_to_cls"], stats["attention_to_cls"].iloc[1:], atol=1e-6)
+        for reading in ("cls", "mean"):
+            expected = probe[probe["pooling"] == reading].sort_values("layer")["accuracy_mean"].to_numpy()
+            np.testing.assert_array_equal(layers[f"probe_{reading}"].to_numpy(), expected)
+        np.testing.assert_allclose(layers["cka_to_start"], 1.0, atol=1e-9)
+        flow = result.gradient_flow.query("step == 0 and pooling == @pooling").pivot(
+            index="layer", columns="position", values="value").to_numpy()
+        np.testing.assert_array_equal(flow, gradient_flow(encoder, result.flow_text, pooling, seed=0, max_length=64))
+        start = result.checkpoints.query("step == 0 and pooling == @pooling")["heldout_accuracy"].iloc[0]
+        curve = result.curves.query("step == 0 and pooling == @pooling and metric == 'heldout_accuracy'")
+        assert start == curve["value"].iloc[0]
+
+
+def test_checkpoint_tables_are_tidy_and_exportable(watched, encoder):
+    import json
+
+    from clsviz.experiments.training import checkpoint_steps
+
+    result, _, before = watched
+    steps = int(result.table["steps"].iloc[0])
+    assert tuple(sorted(result.checkpoints["step"].unique())) == checkpoint_steps(steps, 1) == (0, steps)
+    layers = encoder.info.num_layers
+    assert len(result.layer_metrics) == 2 * 2 * (layers + 1) * 4  # poolings x steps x layers x metrics
+    assert set(result.block_metrics["block"]) == set(range(1, layers + 1))
+    assert result.layer_metrics.query("metric == 'cka_to_start'")["value"].between(0, 1 + 1e-9).all()
+    assert result.block_metrics.query("metric == 'attention_to_cls'")["value"].between(0, 1).all()
+    doc = json.loads(result.to_json())
+    for name, table in result.tables().items():
+        assert len(doc["tables"][name]) == len(table), name
+        assert table.to_csv(index=False).count("\n") == len(table) + 1
+    assert doc["summary"] == result.summary() and doc["label"] == "sentiment"
+    assert "classifier" not in doc
+    for name, tensor in encoder.model.state_dict().items():  # the shared model did not train
+        assert torch_equal(tensor, before[name]), name
+
+
+def test_run_sentences_state_the_numbers(watched):
+    from clsviz.experiments.dynamics import summarize_moved, summarize_run
+
+    result, _, _ = watched
+    text = summarize_run(result)
+    last = int(result.checkpoints["step"].max())
+    end = result.layer_metrics.query("pooling == 'cls' and step == @last and metric == 'probe_cls' and layer == 6")
+    assert f"at step {last}" in text and f"{end['value'].iloc[0]:.0%}" in text
+    assert summarize_moved(result) == ""  # no moved token was trained
+
+
+def test_checkpoint_settings_are_checked(tiny_encoder):
+    with pytest.raises(FinetuneError, match="between 0"):
+        run_finetune(tiny_encoder, TEXTS, LABELS, checkpoints=-1)
+    with pytest.raises(FinetuneError, match="twice"):
+        run_finetune(tiny_encoder, TEXTS, LABELS, poolings=("cls", "cls"))
+    with pytest.raises(FinetuneError, match="gradient flow"):
+        run_finetune(tiny_encoder, TEXTS, LABELS, poolings=("cls",), flow_text="   ")
+
+
+def test_checkpoint_figures_draw_the_tables(watched):
+    from tests.test_attention import _arr
+
+    result, _, _ = watched
+    last = int(result.checkpoints["step"].max())
+    fig = figures.checkpoint_figure(result, last).to_dict()
+    probe = result.layer_metrics.query("pooling == 'mean' and step == @last and metric == 'probe_cls'").sort_values("layer")
+    drawn = next(t for t in fig["data"] if t["name"] == "mean" and t.get("xaxis", "x") == "x")
+    np.testing.assert_allclose(_arr(drawn["y"]), probe["value"].round(4))
+    steps = figures.steps_figure(result).to_dict()
+    acc = next(t for t in steps["data"] if t["name"] == "cls" and t.get("xaxis", "x") == "x")
+    np.testing.assert_allclose(_arr(acc["y"]), result.checkpoints.query("pooling == 'cls'")["heldout_accuracy"].round(4))
+    flow = figures.checkpoint_flow_figure(result, 0).to_dict()
+    assert [t["type"] for t in flow["data"]] == ["heatmap", "heatmap"]
+    bars = figures.moved_token_figure(result).to_dict()["data"]
+    np.testing.assert_allclose(_arr(bars[1]["y"]), result.table["heldout_accuracy"].round(4))
+    with pytest.raises(ValueError, match="No gradient flow"):
+        figures.checkpoint_flow_figure(result, 10_000)

@@ -10,7 +10,6 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import open_page
 from ui import jobs
-from ui.state import OTHER
 
 PAGE = "pages/4_Any_token.py"
 
@@ -109,7 +108,7 @@ def test_probe_runs_on_a_small_subset():
     at.run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
-    params, result = at.session_state["any_token.result"]
+    params, result, _ = at.session_state["any_token.result"]
     assert result.n == 40 and result.folds == 4 and result.label == "sentiment"
     assert set(result.classes) == {"positive", "negative"}
     table = result.table
@@ -131,25 +130,35 @@ def test_single_class_subset_is_a_message_not_a_crash():
     assert any("fewer examples than the 10 folds" in e.value for e in at.error)
 
 
-def test_finetune_runs_in_the_background(tiny_model_dirs):
-    at = _open(**{"clsviz.model": OTHER, "clsviz.custom_model": str(tiny_model_dirs["bert"])})
+def test_fine_tuning_moved_to_its_own_page():
+    at = _open()
+    assert not any(b.label == "Start fine-tuning" for b in at.button)
+    assert any("lives on its own page" in c.value for c in at.caption)
+
+
+def test_control_task_and_mdl_next_to_the_probe():
+    import numpy as np
+
+    at = _open()
     next(s for s in at.selectbox if s.label == "Label to predict").set_value("sentiment")
+    next(n for n in at.number_input if n.label == "Texts to use").set_value(60)
+    next(s for s in at.slider if s.label == "Folds").set_value(4)
     next(m for m in at.multiselect if m.label == "Poolings").set_value(["cls", "mean"])
-    next(s for s in at.slider if s.label == "Epochs").set_value(1)
-    next(n for n in at.number_input if n.label == "Texts").set_value(30)
+    next(c for c in at.checkbox if c.label == "Control task (selectivity)").check()
+    next(c for c in at.checkbox if c.label == "MDL probe (codelength)").check()
     at.run()
-    _button(at, "Start fine-tuning").click()
+    _button(at, "Run the probe").click()
     at.run()
-    assert not at.exception
-    job = at.session_state["clsviz.jobs"]["any_token.finetune"]
-    assert job.wait(120)
-    at.run()
-    assert not at.exception
-    assert job.status == jobs.DONE, job.error
-    assert list(job.result.table["pooling"]) == ["cls", "mean"]
-    assert int(job.result.table["train_n"].iloc[0] + job.result.table["heldout_n"].iloc[0]) == 30
-    assert any("After fine-tuning on 'sentiment'" in i.value for i in at.info)
-    assert len(at.get("plotly_chart")) >= 1
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    _, result, extras = at.session_state["any_token.result"]
+    sel, mdl = extras["selectivity"], extras["mdl"]
+    assert len(sel) == len(result.table) == len(mdl) == 2 * 7
+    merged = result.table.merge(sel, on=["layer", "pooling"])
+    np.testing.assert_allclose(merged["accuracy_mean"], merged["accuracy"])  # the probe was reused, not rerun
+    np.testing.assert_allclose(sel["selectivity"], sel["accuracy"] - sel["control_accuracy"])
+    assert len(at.get("plotly_chart")) == 3  # probe, selectivity, MDL
+    assert any("Selectivity is highest" in i.value for i in at.info)
 
 
 def test_a_result_is_cleared_when_the_corpus_changes():

@@ -302,6 +302,8 @@ def _panels(n=30, labels=None, typed=True, texts=None):
 
 
 def test_panels_escape_hover_text_and_colour_by_label():
+    from clsviz.figures import plot_decimals
+
     n = 30
     texts = [f"row {i} <b>bold</b> & <script>x</script>" for i in range(n)]
     labels = ["<em>a</em>" if i % 3 == 0 else "b" if i % 3 == 1 else "" for i in range(n)]
@@ -319,7 +321,7 @@ def test_panels_escape_hover_text_and_colour_by_label():
     for axis, xy in zip(("x", "x2", "x3"), coords.values()):
         traces = [t for t in corpus if t.get("xaxis", "x") == axis]
         got = np.c_[np.concatenate([_arr(t["x"]) for t in traces]), np.concatenate([_arr(t["y"]) for t in traces])]
-        expected = np.round(xy, 4)
+        expected = np.round(xy.astype(np.float64), plot_decimals(xy))  # rounded to the panel's own spread
         np.testing.assert_allclose(got[np.lexsort(got.T[::-1])], expected[np.lexsort(expected.T[::-1])], atol=1e-6)
     # one colour per class, the same in every panel
     for name in names:
@@ -329,7 +331,8 @@ def test_panels_escape_hover_text_and_colour_by_label():
     assert all(t["marker"]["symbol"] == "star" and t["marker"]["size"] > corpus[0]["marker"]["size"] for t in stars)
     assert list(stars[0]["text"]) == ["1", "2"]
     assert "my &lt;i&gt;own&lt;/i&gt; one" in stars[0]["hovertext"][0]
-    np.testing.assert_allclose(np.c_[_arr(stars[1]["x"]), _arr(stars[1]["y"])], np.round(typed["mean"], 4), atol=1e-6)
+    decimals = plot_decimals(list(coords.values())[1])
+    np.testing.assert_allclose(np.c_[_arr(stars[1]["x"]), _arr(stars[1]["y"])], np.round(typed["mean"], decimals), atol=1e-6)
 
 
 def test_panels_use_webgl_above_the_threshold():

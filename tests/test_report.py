@@ -91,7 +91,10 @@ def test_sections_cover_the_attention_figures_and_need_the_encoder_for_value_nor
         assert key in keys
     assert len(set(keys)) == len(keys)
     assert all(isinstance(s.figure, go.Figure) for s in real_sections if s.note is None)
-    needs_model = {"attention.breakdown_value_norm", "position.tokens", "position.lines", "inversion.mlm"}
+    needs_model = {"attention.breakdown_value_norm", "position.tokens", "position.lines", "inversion.mlm",
+                   "mixing.cls_row", "mixing.rollout", "mixing.compare", "attribution.tokens",
+                   "interventions.knockout", "interventions.heads", "interventions.massive", "interventions.registers",
+                   "dynamics.gradient_flow"}
     assert needs_model <= set(keys)
     without_encoder = [s.key for s in report_sections(real_trace)]
     assert set(without_encoder) == set(keys) - needs_model
@@ -118,6 +121,21 @@ def test_figures_match_the_trace(real_trace, real_sections):
     expected = [html.escape(f"{i} {tok}", quote=False) for i, tok in enumerate(real_trace.tokens)]
     assert list(by_key["attention.matrix"].data[0].x) == expected
     assert "<" in "".join(real_trace.tokens) and "&lt;" in "".join(expected)
+
+
+def test_gradient_flow_section_draws_the_norms(real_trace, real_sections, encoder):
+    from clsviz.experiments.dynamics import gradient_flow
+
+    figure = {s.key: s.figure for s in real_sections}["dynamics.gradient_flow"]
+    assert [d.type for d in figure.data] == ["heatmap", "heatmap"]
+    for panel, pooling in zip(figure.data, ("cls", "mean")):
+        norms = gradient_flow(encoder, real_trace.text, pooling, max_length=real_trace.seq_len)
+        np.testing.assert_allclose(np.asarray(panel.customdata, dtype=np.float64), norms, atol=1e-6)
+        z = np.array([[np.nan if v is None else v for v in row] for row in panel.z], dtype=np.float64)
+        np.testing.assert_allclose(z, np.where(norms > 0, np.log10(np.where(norms > 0, norms, 1)), np.nan), atol=1e-4)
+    cls_last_row = figure.data[0].z[-1]
+    assert cls_last_row[real_trace.cls_index] is not None
+    assert all(v is None for i, v in enumerate(cls_last_row) if i != real_trace.cls_index)  # exact zeros: blank
 
 
 def test_every_section_and_every_page_figure_is_registered_once():

@@ -57,6 +57,8 @@ def _call_name(node: ast.Call) -> str:
         func = func.value
     if isinstance(func, ast.Name):
         parts.append(func.id)
+    else:  # a method of a computed value, e.g. ``model.to("cpu").eval()``: never a builtin
+        parts.append("<expr>")
     return ".".join(reversed(parts))
 
 

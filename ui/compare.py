@@ -16,6 +16,7 @@ from clsviz.encoder import allowed_models
 from . import holds, jobs
 from .cache import cached, shared_cache
 from .corpus import plain
+from .widgets import selectbox, text_input
 
 __all__ = [
     "CKA_JOB",
@@ -59,7 +60,7 @@ def second_model_picker() -> str | None:
     if st.session_state[SECOND] not in choices:
         st.session_state[SECOND] = NONE
     _bind("compare.model_b", SECOND)
-    st.selectbox(
+    selectbox(st,
         "Second model (B)",
         choices,
         key="compare.model_b",
@@ -71,7 +72,7 @@ def second_model_picker() -> str | None:
     choice = st.session_state[SECOND]
     if choice == OTHER:
         _bind("compare.custom_b", SECOND_CUSTOM)
-        st.text_input(
+        text_input(st,
             "Hugging Face id or local folder (B)",
             key="compare.custom_b",
             on_change=_store,

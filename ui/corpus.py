@@ -14,6 +14,7 @@ from clsviz.readers import CorpusError, limits_from_env, load_corpus
 
 from . import jobs
 from .cache import cached
+from .widgets import multiselect, radio, selectbox
 
 DEMO = "Demo corpus"
 UPLOAD = "Upload a file"
@@ -83,7 +84,7 @@ def _upload(key: str) -> Corpus | None:
         corpus = _load(data, file.name, None, None, **limits)
         if corpus.columns:
             columns = list(corpus.columns)
-            text_column = st.selectbox(
+            text_column = selectbox(st,
                 "Text column",
                 columns,
                 index=columns.index(corpus.text_column),
@@ -92,7 +93,7 @@ def _upload(key: str) -> Corpus | None:
             )
             if text_column != corpus.text_column:
                 corpus = _load(data, file.name, text_column, None, **limits)
-            chosen = st.multiselect(
+            chosen = multiselect(st,
                 "Label columns",
                 [c for c in columns if c != text_column],
                 default=list(corpus.label_names),
@@ -115,7 +116,7 @@ def corpus_picker(key: str, source: str | None = None) -> Corpus | None:
 
     ``source`` (DEMO or UPLOAD) skips the choice, for a page that offers more sources itself.
     Shows the corpus's notes; returns None, after a message, when there is nothing usable."""
-    source = source or st.radio(
+    source = source or radio(st,
         "Corpus",
         (DEMO, UPLOAD),
         key=f"{key}.source",

@@ -21,6 +21,8 @@ from ui.cache import cached, shared_cache
 from ui.corpus import DEMO, UPLOAD, corpus_picker
 from ui.vectors import saved_vectors_picker
 
+from .widgets import radio
+
 WARMUP_ENV = "CLSVIZ_UMAP_WARMUP"
 """Environment variable: "0" turns the background UMAP warm-up off (tests, scripts)."""
 
@@ -80,7 +82,7 @@ def corpus_source(key: str) -> tuple[Corpus, PooledVectors | None] | None:
     """The demo corpus, an uploaded CSV / TXT, or saved vectors: (corpus, saved vectors or None).
 
     Returns None, after a message, when nothing usable was picked."""
-    source = st.radio(
+    source = radio(st,
         "Corpus",
         (DEMO, UPLOAD, SAVED),
         key=f"{key}.source",

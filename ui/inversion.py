@@ -17,6 +17,8 @@ from ui.corpus import corpus_vectors, plain
 from ui.position import remembered
 from ui.widgets import download_csv, show
 
+from .widgets import number_input, selectbox
+
 POOLING_NAMES = {"cls": "[CLS]", "mean": "mean of all tokens"}
 
 
@@ -98,11 +100,11 @@ def saved_neighbours(saved, trace, layer: int, model_name: str) -> None:
         return
     options = list(saved.poolings)
     c_left, c_right, c_k = st.columns([2, 2, 1])
-    left = c_left.selectbox("Left", options, index=options.index("cls") if "cls" in options else 0,
+    left = selectbox(c_left, "Left", options, index=options.index("cls") if "cls" in options else 0,
                             key="inversion.nn_left")
-    right = c_right.selectbox("Right", options, index=options.index("mean") if "mean" in options else 0,
+    right = selectbox(c_right, "Right", options, index=options.index("mean") if "mean" in options else 0,
                               key="inversion.nn_right")
-    k = int(c_k.number_input("Neighbours", 1, 50, 5, key="inversion.nn_k"))
+    k = int(number_input(c_k, "Neighbours", 1, 50, 5, key="inversion.nn_k"))
 
     trace_queries = {p: pool(trace, p, layer) for p in dict.fromkeys((left, right))}
     try:

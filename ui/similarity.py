@@ -16,6 +16,8 @@ from clsviz.readers import CorpusError, limits_from_env, load_pairs
 from ui.cache import cached
 from ui.corpus import corpus_vectors, plain
 
+from .widgets import radio
+
 DEMO_PAIRS = "Demo pairs"
 UPLOAD_PAIRS = "Upload a CSV"
 
@@ -68,7 +70,7 @@ def read_pairs_upload(data: bytes, filename: str) -> tuple[pd.DataFrame | None, 
 def pairs_picker(key: str) -> tuple[pd.DataFrame, str] | None:
     """The demo pairs or an uploaded ``sentence1,sentence2,score`` CSV; returns (pairs, name),
     or None after a message when there is nothing usable."""
-    source = st.radio("Scored pairs", (DEMO_PAIRS, UPLOAD_PAIRS), key=f"{key}.source", horizontal=True)
+    source = radio(st, "Scored pairs", (DEMO_PAIRS, UPLOAD_PAIRS), key=f"{key}.source", horizontal=True)
     if source == DEMO_PAIRS:
         try:
             return demo_pairs(), "demo pairs"

@@ -29,6 +29,9 @@ PAGES = (
     ("pages/4_Any_token.py", "Could any token do?", ":material/science:"),
     ("pages/5_Why_first.py", "Why first?", ":material/swap_horiz:"),
     ("pages/6_Inversion.py", "Recover the sentence?", ":material/undo:"),
+    ("pages/7_What_flows_in.py", "What flows into [CLS]?", ":material/merge:"),
+    ("pages/8_Causal_tests.py", "Causal tests", ":material/biotech:"),
+    ("pages/9_How_it_learns.py", "How does [CLS] learn?", ":material/school:"),
     ("pages/10_Classifier.py", "Classifier", ":material/label:"),
     ("pages/11_Compare.py", "Compare two models", ":material/difference:"),
     ("pages/12_Findings.py", "Published findings", ":material/fact_check:"),
@@ -54,6 +57,7 @@ DEFAULT_SENTENCES = (
     "The bank raised its interest rates again."
 )
 DEFAULT_MAX_TOKENS = 128
+MIN_TOKENS, MAX_TOKENS_LIMIT = 8, 512
 # Each sentence is its own model run: a pasted file of thousands of lines would hold the
 # server's CPU for minutes and slow every other session, so only the first ones are traced.
 MAX_SENTENCES = 50
@@ -79,11 +83,18 @@ def cached_trace(encoder: Encoder, text: str, max_tokens: int) -> Trace:
 
 
 def _init_state() -> None:
-    st.session_state.setdefault(MODEL, DEFAULT_MODEL)
-    st.session_state.setdefault(CUSTOM, "")
-    st.session_state.setdefault(SENTENCES, DEFAULT_SENTENCES)
-    st.session_state.setdefault(MAX_TOKENS, DEFAULT_MAX_TOKENS)
-    st.session_state.setdefault(FAILED, {})
+    """The sidebar's remembered choices, each put back to its default when it is not a value the
+    sidebar could have produced (the session state can be set by a crafted request)."""
+    defaults = {MODEL: DEFAULT_MODEL, CUSTOM: "", SENTENCES: DEFAULT_SENTENCES, MAX_TOKENS: DEFAULT_MAX_TOKENS}
+    for key, default in defaults.items():
+        value = st.session_state.get(key, default)
+        if key == MAX_TOKENS:
+            ok = isinstance(value, int) and not isinstance(value, bool) and MIN_TOKENS <= value <= MAX_TOKENS_LIMIT
+        else:
+            ok = isinstance(value, str)
+        st.session_state[key] = value if ok else default
+    if not isinstance(st.session_state.get(FAILED), dict):
+        st.session_state[FAILED] = {}
 
 
 def _bind(widget_key: str, store_key: str) -> None:
@@ -190,8 +201,8 @@ def sidebar() -> None:
         _bind("sidebar.max_tokens", MAX_TOKENS)
         st.number_input(
             "Max tokens",
-            min_value=8,
-            max_value=512,
+            min_value=MIN_TOKENS,
+            max_value=MAX_TOKENS_LIMIT,
             step=8,
             key="sidebar.max_tokens",
             on_change=_store,

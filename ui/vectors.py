@@ -17,6 +17,8 @@ from clsviz.shards import MANIFEST, ShardedVectors, open_shards
 from clsviz.vectors_io import load_vectors
 from ui.cache import cached
 
+from .widgets import radio, text_input
+
 DATA_DIR_ENV = "CLSVIZ_DATA_DIR"
 """Environment variable: the folder under which shard folders may be opened by path."""
 FILE = "A file (.npz / .parquet)"
@@ -130,7 +132,7 @@ def _folder_upload(key: str) -> ShardedVectors | None:
 
 
 def _folder_path(key: str, root: Path) -> ShardedVectors | None:
-    typed = st.text_input(
+    typed = text_input(st,
         "Shard folder (a path under the data directory)", key=key,
         help=f"A folder written by 'clsviz embed corpus.csv --out FOLDER', below {DATA_DIR_ENV} on the server.",
     )
@@ -145,7 +147,7 @@ def saved_vectors_picker(key: str):
     message a person can act on) when nothing usable was given."""
     root = data_dir()
     options = (FILE, FOLDER_UPLOAD, FOLDER_PATH) if root is not None else (FILE, FOLDER_UPLOAD)
-    kind = st.radio("Saved vectors", options, key=f"{key}.kind", horizontal=True)
+    kind = radio(st, "Saved vectors", options, key=f"{key}.kind", horizontal=True)
     if kind == FILE:
         return vectors_uploader(key)
     try:

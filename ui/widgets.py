@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import pandas as pd
@@ -22,7 +23,7 @@ def sentence_picker(traces: list[Trace], key: str) -> Trace:
     # The labels themselves are the options: with bare indexes the browser kept showing the
     # old label of the selected index after the sentences changed.
     labels = [f"{i + 1}. {_short(t.text)}" for i, t in enumerate(traces)]
-    choice = st.selectbox("Sentence", labels, key=key)
+    choice = selectbox(st, "Sentence", labels, key=key)
     return traces[labels.index(choice)] if choice in labels else traces[0]
 
 
@@ -67,3 +68,94 @@ def download_csv(
         key=key,
         icon=":material/download:",
     )
+
+
+# --- widgets whose remembered value is checked first ---------------------------------------------
+# A value in the session state that the widget would not produce itself (a crafted request, or a
+# value left from another corpus or model: a layer past this model's last, an option that is gone)
+# makes Streamlit refuse to draw the widget. These wrappers drop such a value first, so the widget
+# falls back to its default and the page keeps serving. ``where`` is ``st`` or a column/container.
+
+def _drop_unless(key: str, valid, default=None) -> bool:
+    """Drop (or, with ``default``, replace) a remembered value that ``valid`` rejects; True if it did.
+
+    Replacing matters for choice widgets: a dropped value leaves the browser showing the old
+    choice (the widget keeps its identity by key), while a value set here is sent to the browser.
+    """
+    if key in st.session_state:
+        try:
+            ok = bool(valid(st.session_state[key]))
+        except Exception:  # a value of a type the check cannot even compare
+            ok = False
+        if not ok:
+            if default is None:
+                del st.session_state[key]
+            else:
+                st.session_state[key] = default
+            return True
+    return False
+
+
+def _choice(key: str, options: list, kwargs: dict) -> None:
+    """Check a remembered choice of ``options``; a stale one becomes the widget's default choice."""
+    index = kwargs.get("index", 0)
+    default = options[index] if options and isinstance(index, int) and 0 <= index < len(options) else None
+    if _drop_unless(key, lambda v: v in options, default) and default is not None:
+        kwargs.pop("index", None)  # the value now comes from the session state alone
+
+
+def _number(value, low, high) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def slider(where, label: str, min_value=None, max_value=None, value=None, *, key: str, **kwargs):
+    """``where.slider`` (one number) after dropping a remembered value outside [min, max]."""
+    _drop_unless(key, lambda v: _number(v, min_value, max_value))
+    return where.slider(label, min_value, max_value, value, key=key, **kwargs)
+
+
+def number_input(where, label: str, min_value=None, max_value=None, value="min", *, key: str, **kwargs):
+    """``where.number_input`` after dropping a remembered value outside [min, max]."""
+    _drop_unless(key, lambda v: _number(v, min_value, max_value))
+    return where.number_input(label, min_value, max_value, value, key=key, **kwargs)
+
+
+def selectbox(where, label: str, options, *, key: str, **kwargs):
+    """``where.selectbox`` after dropping a remembered value that is not one of ``options``."""
+    options = list(options)
+    _choice(key, options, kwargs)
+    return where.selectbox(label, options, key=key, **kwargs)
+
+
+def radio(where, label: str, options, *, key: str, **kwargs):
+    """``where.radio`` after dropping a remembered value that is not one of ``options``."""
+    options = list(options)
+    _choice(key, options, kwargs)
+    return where.radio(label, options, key=key, **kwargs)
+
+
+def multiselect(where, label: str, options, *, key: str, **kwargs):
+    """``where.multiselect`` after dropping a remembered value holding anything not in ``options``."""
+    options = list(options)
+    _drop_unless(key, lambda v: isinstance(v, (list, tuple)) and all(x in options for x in v))
+    return where.multiselect(label, options, key=key, **kwargs)
+
+
+def toggle(where, label: str, *, key: str, **kwargs):
+    """``where.toggle`` after dropping a remembered value that is not True or False."""
+    _drop_unless(key, lambda v: isinstance(v, bool))
+    return where.toggle(label, key=key, **kwargs)
+
+
+def checkbox(where, label: str, *, key: str, **kwargs):
+    """``where.checkbox`` after dropping a remembered value that is not True or False."""
+    _drop_unless(key, lambda v: isinstance(v, bool))
+    return where.checkbox(label, key=key, **kwargs)
+
+
+def text_input(where, label: str, *, key: str, max_chars: int | None = None, **kwargs):
+    """``where.text_input`` after dropping a remembered value that is not text (or too long)."""
+    _drop_unless(key, lambda v: isinstance(v, str) and (max_chars is None or len(v) <= max_chars))
+    return where.text_input(label, key=key, max_chars=max_chars, **kwargs)

@@ -1,4 +1,4 @@
-"""The ``clsviz`` command line: inspect a text, embed or probe a corpus, start the app.
+"""The ``clsviz`` command line: inspect a text, embed, probe or fine-tune on a corpus, start the app.
 
 Exit codes: 0 success; 2 bad arguments or input (one line on stderr says why); 1 any other
 failure; 130 interrupted.
@@ -29,7 +29,14 @@ from .common import (
 __all__ = ["COMMAND_MODULES", "Progress", "UsageError", "build_parser", "find_app", "main", "read_corpus"]
 
 COMMAND_MODULES = (
-    "sentence_commands", "corpus_commands", "compare_commands", "literature_commands", "model_commands", "app_command",
+    "sentence_commands",
+    "corpus_commands",
+    "intervention_commands",
+    "training_commands",
+    "compare_commands",
+    "literature_commands",
+    "model_commands",
+    "app_command",
 )
 """Modules of this package that add commands, in the order ``--help`` lists them."""
 

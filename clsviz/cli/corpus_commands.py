@@ -1,4 +1,5 @@
-"""``clsviz embed`` and ``clsviz probe``: a corpus pooled at every layer, and probed."""
+"""``clsviz embed`` and ``clsviz probe``: a corpus pooled at every layer, and probed (with a control
+task for selectivity and an MDL probe on request)."""
 
 from __future__ import annotations
 
@@ -156,13 +157,41 @@ def cmd_probe(args) -> int:
     print(wide.to_string(float_format=lambda x: f"{x:.3f}"))
     print(f"Chance {result.chance:.3f}, majority class {result.majority:.3f}.")
     print(result.summary())
+    table = result.table.assign(label=result.label, model=result.model_name, chance=result.chance, majority=result.majority)
+    if args.control or args.mdl:
+        table = _probe_controls(args, vectors, names, layers, random_token, table)
     if out is not None:
-        table = result.table.assign(
-            label=result.label, model=result.model_name, chance=result.chance, majority=result.majority
-        )
         table.to_csv(out, index=False)
         print(f"Saved:  {out}")
     return EXIT_OK
+
+
+def _probe_controls(args, vectors, names, layers, random_token, table):
+    """--control: selectivity against a control task; --mdl: online codelength. Both join ``table``."""
+    from ..experiments import probe_controls
+    from ..experiments.probe import RANDOM_TOKEN
+
+    if args.control:
+        sel = probe_controls.run_selectivity(
+            vectors, args.label, poolings=names, layers=layers, folds=args.folds, seed=args.seed,
+            random_token=random_token, progress=Progress("Control task", not args.quiet),
+        )
+        wide = sel.pivot(index="layer", columns="pooling", values="selectivity")[list(names)]
+        print("Selectivity (accuracy - control-task accuracy; control: a random label per first word, same balance):")
+        print(wide.to_string(float_format=lambda x: f"{x:.3f}"))
+        print(probe_controls.summarize_selectivity(sel))
+        table = table.merge(sel[["layer", "pooling", "control_accuracy", "control_sd", "selectivity"]],
+                            on=["layer", "pooling"])  # fmt: skip
+    if args.mdl:
+        if random_token is not None:
+            status(args, "Note: the MDL probe reads the extracted poolings; 'random' is left out of it.")
+        mdl = probe_controls.run_mdl(vectors, args.label, poolings=[s for s in names if s != RANDOM_TOKEN],
+                                     layers=layers, seed=args.seed, progress=Progress("MDL probe", not args.quiet))  # fmt: skip
+        wide = mdl.pivot(index="layer", columns="pooling", values="codelength_bits")
+        print(f"Online codelength in bits (MDL; uniform code {mdl['uniform_bits'].iloc[0]:.0f} bits, lower = easier):")
+        print(wide.to_string(float_format=lambda x: f"{x:.0f}"))
+        table = table.merge(mdl[["layer", "pooling", "codelength_bits", "compression"]], on=["layer", "pooling"], how="left")
+    return table
 
 
 def register(sub) -> None:
@@ -204,5 +233,9 @@ def register(sub) -> None:
     p.add_argument("--folds", type=positive_int, default=5, help="cross-validation folds (default: 5)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass (default: 32)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--control", action="store_true",
+                   help="also probe a control task (a random label per first word, same class balance; Hewitt & "
+                   "Liang 2019) and report selectivity = accuracy - control accuracy")
+    p.add_argument("--mdl", action="store_true", help="also report the online codelength (MDL probe; Voita & Titov 2020)")
     p.add_argument("--out", "-o", default=None, metavar="PROBE.csv", help="also save the table as CSV")
     add_common(p)

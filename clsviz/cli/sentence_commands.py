@@ -92,6 +92,7 @@ def cmd_inspect(args) -> int:
         print(f"  - {finding.question} {finding.answer}")
     if encoder.classifier is not None:
         _print_classifier(encoder, tr)
+    _print_mixing(encoder, tr)
     claims = _findings(args, encoder) if args.findings else None
     if out is None:
         return EXIT_OK
@@ -107,6 +108,21 @@ def cmd_inspect(args) -> int:
     drawn = sum(s.figure is not None for s in sections)
     print(f"Report: {out} ({file_size(out)}, {drawn} figures; opens offline in any browser)")
     return EXIT_OK
+
+
+def _print_mixing(encoder, tr) -> None:
+    """What reached [CLS] after the last block, by raw attention rollout and by ALTI."""
+    from ..mixing import METHOD_NAMES, measure, top_contributors
+
+    print("What flows into [CLS] (rollout after the last block, top 3 input tokens):")
+    for method in ("attention", "alti"):
+        try:
+            top = top_contributors(measure(encoder, tr, method))
+        except ValueError as exc:  # a family whose blocks clsviz cannot run
+            print(f"  {METHOD_NAMES[method]}: not available ({exc})")
+            continue
+        shown = ", ".join(f"{token} {share:.2f}" for _, token, share in top)
+        print(f"  {METHOD_NAMES[method]}: {shown}")
 
 
 def register(sub) -> None:

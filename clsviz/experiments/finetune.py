@@ -1,45 +1,77 @@
-"""Fine-tuning: does the pooling still matter once the encoder is trained for the task?
+"""Fine-tuning: does the pooling still matter once the encoder is trained for the task, and
+how does [CLS] change while it learns?
 
 A linear probe reads a frozen model. The question people ask next is whether [CLS] would do
 as well as a mean (or any token) if the encoder were *trained* to put the answer there.
-:func:`run_finetune` trains a copy of the encoder with a linear head on one pooling at a
-time (same seed, same split, same data order, same budget for each) and reports held-out
-accuracy before and after, with the training curves.
+:func:`run_finetune` trains a copy of the encoder with a head on one pooling at a time (same
+seed, same split, same data order, same budget for each) and reports held-out accuracy before
+and after, with the training curves. At a fixed number of checkpoints (step 0 included) it
+records what the model state shows on the fixed held-out set (see
+:func:`clsviz.experiments.dynamics.state_metrics`) and the gradient flow of one sentence.
 
-The shared encoder is never touched: each run deep-copies ``encoder.model`` and enables
-gradients on the copy only.
+Besides the poolings of :data:`FINETUNE_POOLINGS` it trains ``cls_head`` ([CLS] through the
+family's own classification head; its trained copy can be saved as a checkpoint folder) and the
+moved summary tokens of :data:`~clsviz.experiments.learners.MOVED_POOLINGS` (position 0: a
+convention or a requirement?).
+
+The shared encoder is never touched: each run trains a private copy of its weights with
+gradients enabled on the copy only.
 """
 
 from __future__ import annotations
 
-import copy
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..corpus import is_missing, stratified_rows
 from ..encoder import Encoder
-from ..pooling import pool_hidden
-from ..progress import check_cancel, single_blas_thread
-from ..vectors import pad_rows, tokenize_texts
-from .probe import ProbeError, make_probe
+from ..progress import check_cancel
+from ..vectors import tokenize_texts
+from .learners import HEAD_POOLING, MOVED_POOLINGS, FinetuneError, Learner, SaveError, TrainedClassifier
+from .training import Data, Monitor, Plan, checkpoint_steps, frozen_probe, train_one
 
-__all__ = ["FINETUNE_POOLINGS", "FinetuneError", "FinetuneResult", "run_finetune"]
+__all__ = [
+    "FINETUNE_POOLINGS",
+    "TRAINABLE_POOLINGS",
+    "WATCH_SETTINGS",
+    "FinetuneError",
+    "FinetuneResult",
+    "run_finetune",
+]
 
 FINETUNE_POOLINGS = ("cls", "mean", "first", "last")
 """Poolings the head can read: [CLS], the mean of all tokens, the first and the last content token."""
 
+TRAINABLE_POOLINGS = (*FINETUNE_POOLINGS, HEAD_POOLING, *MOVED_POOLINGS)
+"""Everything :func:`run_finetune` trains: the poolings, [CLS] through the family's own head
+(``cls_head``), and the moved summary token (``cls_last``, ``fresh_middle``)."""
 
-class FinetuneError(ProbeError):
-    """The data cannot be used for fine-tuning as asked; the message says what to change."""
+WATCH_SETTINGS = {"poolings": ("cls", "mean", "cls_last", "fresh_middle"), "max_texts": 400, "epochs": 2, "checkpoints": 10}
+"""The settings the app's "How does [CLS] learn?" page starts from: 2 poolings and 2 moved summary
+tokens on 400 texts, 2 epochs, 10 checkpoints (``benchmarks/dynamics.py`` measures that they finish
+within 5 minutes on a 2-core CPU with the demo corpus)."""
+
+_EMPTY = {
+    "checkpoints": ["pooling", "step", "epoch", "heldout_accuracy", "heldout_loss"],
+    "layer_metrics": ["pooling", "step", "epoch", "layer", "metric", "value"],
+    "block_metrics": ["pooling", "step", "epoch", "block", "metric", "value"],
+    "gradient_flow": ["pooling", "step", "epoch", "layer", "position", "token", "value"],
+}
+
+
+def _frame(name: str, rows=()) -> pd.DataFrame:
+    return pd.DataFrame(list(rows), columns=_EMPTY[name])
 
 
 @dataclass(frozen=True, eq=False)
 class FinetuneResult:
-    """Held-out accuracy per pooling and the training curves.
+    """Held-out accuracy per pooling, the training curves and what each checkpoint recorded.
 
     * ``table``: one row per pooling: ``pooling``, ``frozen_accuracy`` (logistic regression on
       the untrained encoder's pooled vectors, same split; also the head's starting point
@@ -48,6 +80,17 @@ class FinetuneResult:
     * ``curves``: tidy rows ``pooling``, ``step``, ``epoch`` (fractional), ``metric``
       (``train_loss``, ``heldout_loss``, ``heldout_accuracy``), ``value``
     * ``chance`` (1 / classes) and ``majority`` (held-out share of the training majority class)
+    * ``checkpoints``: ``pooling``, ``step``, ``epoch``, ``heldout_accuracy``, ``heldout_loss``
+    * ``layer_metrics``: ``pooling``, ``step``, ``epoch``, ``layer`` (0 = embeddings), ``metric``
+      (``probe_cls``, ``probe_mean``: ``probe_folds``-fold probe accuracy on the held-out set;
+      ``cos_cls_mean``; ``cka_to_start``: linear CKA of the held-out token vectors to step 0), ``value``
+    * ``block_metrics``: ``pooling``, ``step``, ``epoch``, ``block`` (1..L), ``metric``
+      (``cls_entropy``, ``attention_to_cls``), ``value``
+    * ``gradient_flow``: ``pooling``, ``step``, ``epoch``, ``layer``, ``position``, ``token``,
+      ``value`` (||d loss / d h|| for ``flow_text``, a seeded random 2-class head, target 0)
+    "[CLS]" in the metrics is the summary token where it sits (the moved token for
+    ``cls_last`` / ``fresh_middle``). ``classifier``: the trained ``cls_head`` copy (or None);
+    :meth:`save_classifier` writes it as a checkpoint folder.
     """
 
     table: pd.DataFrame
@@ -59,6 +102,14 @@ class FinetuneResult:
     device: str
     model_name: str
     messages: tuple[str, ...] = field(default_factory=tuple)
+    checkpoints: pd.DataFrame = field(default_factory=lambda: _frame("checkpoints"))
+    layer_metrics: pd.DataFrame = field(default_factory=lambda: _frame("layer_metrics"))
+    block_metrics: pd.DataFrame = field(default_factory=lambda: _frame("block_metrics"))
+    gradient_flow: pd.DataFrame = field(default_factory=lambda: _frame("gradient_flow"))
+    flow_text: str = ""
+    probe_folds: int = 0
+    heldout_texts: tuple[str, ...] = ()
+    classifier: TrainedClassifier | None = field(default=None, repr=False)
 
     def summary(self) -> str:
         """One plain sentence: which pooling won after fine-tuning, and what fine-tuning added."""
@@ -83,6 +134,55 @@ class FinetuneResult:
                 f"{cls['heldout_accuracy']:.1%} once trained."
             )
         return text
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """Every table of the result by name (the CSV downloads)."""
+        return {
+            "accuracy": self.table,
+            "curves": self.curves,
+            "checkpoints": self.checkpoints,
+            "layer_metrics": self.layer_metrics,
+            "block_metrics": self.block_metrics,
+            "gradient_flow": self.gradient_flow,
+        }
+
+    def to_dict(self) -> dict:
+        """Everything but the trained model, as plain JSON types (NaN becomes null)."""
+
+        def records(df: pd.DataFrame) -> list[dict]:
+            return json.loads(df.to_json(orient="records"))
+
+        return {
+            "model": self.model_name,
+            "label": self.label,
+            "classes": list(self.classes),
+            "chance": self.chance,
+            "majority": self.majority,
+            "device": self.device,
+            "summary": self.summary(),
+            "messages": list(self.messages),
+            "flow_text": self.flow_text,
+            "probe_folds": self.probe_folds,
+            "heldout_texts": list(self.heldout_texts),
+            "tables": {name: records(df) for name, df in self.tables().items()},
+        }
+
+    def to_json(self, path=None) -> str:
+        """:meth:`to_dict` as JSON text; also written to ``path`` (UTF-8) when given."""
+        text = json.dumps(self.to_dict(), indent=1, ensure_ascii=False)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def save_classifier(self, folder) -> Path:
+        """Save the trained ``cls_head`` copy as a checkpoint folder (safetensors, tokenizer,
+        ``id2label``) that :func:`clsviz.load_encoder` opens with its head. Returns the folder."""
+        if self.classifier is None:
+            raise SaveError(
+                f"Only the '{HEAD_POOLING}' pooling trains a standard *ForSequenceClassification model; "
+                f"this run trained {', '.join(self.table['pooling'])}. Add '{HEAD_POOLING}' and run again to save one."
+            )
+        return self.classifier.save(folder)
 
 
 def _encode(labels: Sequence, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -121,159 +221,14 @@ def _split(y: np.ndarray, heldout: float, seed: int, max_texts: int | None):
     return np.sort(train), np.sort(test), messages
 
 
-class _Batcher:
-    """Pads pre-tokenized texts (rows of the corpus) into tensors on the encoder's device."""
-
-    def __init__(self, encoder: Encoder, ids, special):
-        self.encoder, self.ids, self.special = encoder, ids, special
-
-    def __call__(self, rows):
-        ids, mask, special, _ = pad_rows(self.encoder, self.ids, self.special, rows)
-        cls_index = ((ids == self.encoder.info.cls_token_id) & special).int().argmax(dim=1)
-        return ids, mask, special, cls_index
-
-
-def _pooled(model, batch, pooling: str):
-    """[B, D] pooled last-layer vectors (differentiable when grads are on)."""
-    ids, mask, special, cls_index = batch
-    hidden = model(input_ids=ids, attention_mask=mask.long()).last_hidden_state  # [B, T, D]
-    return pool_hidden(hidden[:, None], mask, special, pooling, cls_index)[:, 0]
-
-
-def _frozen_probes(encoder, batcher, train, test, y, n_classes, poolings, seed) -> dict[str, tuple]:
-    """Logistic regression on the shared (frozen) encoder's pooled vectors, per pooling.
-
-    Returns pooling -> (held-out accuracy, head weight [C, D], head bias [C]): the probe with its
-    standardisation folded in, so ``x @ weight.T + bias`` gives the probe's logits.
-    """
-    import warnings
-
-    import torch
-    from sklearn.exceptions import ConvergenceWarning
-
-    feats = {p: [] for p in poolings}
-    rows = np.concatenate([train, test])
-    with torch.inference_mode():
-        for start in range(0, len(rows), 64):
-            batch = batcher(rows[start : start + 64])
-            ids, mask, special, cls_index = batch
-            hidden = encoder.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state
-            for p in poolings:
-                feats[p].append(pool_hidden(hidden[:, None], mask, special, p, cls_index)[:, 0].float().cpu().numpy())
-    out = {}
-    with single_blas_thread(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for p in poolings:
-            X = np.concatenate(feats[p])
-            probe = make_probe(random_state=seed).fit(X[: len(train)], y[train])
-            scaler, lr = probe[0], probe[-1]
-            coef, intercept = lr.coef_, lr.intercept_
-            if n_classes == 2:  # scikit-learn keeps one logit for two classes: softmax([0, z]) = sigmoid(z)
-                coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
-            weight = coef / scaler.scale_
-            bias = intercept - weight @ scaler.mean_
-            accuracy = float(np.mean(probe.predict(X[len(train) :]) == y[test]))
-            out[p] = (accuracy, weight.astype(np.float32), bias.astype(np.float32))
-    return out
-
-
-def run_finetune(
-    encoder: Encoder,
-    texts: Sequence[str],
-    labels: Sequence,
-    *,
-    poolings: Sequence[str] = FINETUNE_POOLINGS,
-    epochs: int = 2,
-    lr: float = 5e-5,
-    head_lr: float = 1e-3,
-    batch_size: int = 16,
-    max_length: int = 64,
-    heldout: float = 0.2,
-    max_texts: int | None = None,
-    seed: int = 0,
-    evals_per_epoch: int = 2,
-    head_init: str = "random",
-    label_name: str = "label",
-    progress: Callable[..., None] | None = None,
-    cancel=None,
-) -> FinetuneResult:
-    """Fine-tune a copy of the encoder with a linear head, once per pooling.
-
-    texts : N strings; labels : N label values (missing ones are left out)
-    poolings : names from :data:`FINETUNE_POOLINGS`
-    Each pooling starts from a fresh copy of ``encoder.model`` with the same seed, the same
-    stratified held-out split (``heldout`` share) and the same batch order; AdamW with ``lr``
-    for the encoder and ``head_lr`` for the head, gradients clipped at 1.0, for ``epochs``.
-    ``head_init="random"`` is the usual fresh head; ``"probe"`` starts it from the
-    logistic-regression probe fitted on the frozen encoder (linear probing, then fine-tuning;
-    Kumar et al. 2022), so step 0 scores the frozen accuracy. Where that probe already
-    separates the training texts (common with a few hundred texts and hundreds of dims) the
-    loss starts near zero and training changes little.
-    ``max_texts`` draws a stratified sample first. Runs on ``encoder.device`` (CUDA when the
-    encoder is there). ``progress(done_steps, total_steps, message)``; setting ``cancel``
-    (``threading.Event``) raises :class:`~clsviz.progress.Cancelled` between steps.
-    """
-    import torch
-
-    _check_settings(poolings, head_init, epochs, batch_size, heldout)
-    texts, labels, messages = _labelled(texts, labels, label_name)
-    y, classes = _encode(labels, label_name)
-    train, test, notes = _split(y, heldout, seed, max_texts)
-    messages += notes
-
-    tokenized = tokenize_texts(encoder, texts, max_length)
-    data = _Data(_Batcher(encoder, tokenized.input_ids, tokenized.special_masks), y,
-                 torch.as_tensor(y, device=encoder.device), train, test)
-    steps_per_epoch = -(-len(train) // batch_size)
-    plan = _Plan(epochs, batch_size, lr, head_lr, seed, max(1, steps_per_epoch // max(1, evals_per_epoch)),
-                 steps_per_epoch, steps_per_epoch * epochs * len(poolings), head_init)
-    train_counts = np.bincount(y[train], minlength=len(classes))
-    majority = float(np.mean(y[test] == int(train_counts.argmax())))
-
-    def report(done, message):
-        if progress is not None:
-            progress(done, plan.total_steps, message)
-
-    report(0, "Frozen baseline…")
-    frozen = _frozen_probes(encoder, data.batcher, train, test, y, len(classes), poolings, seed)
-    rows_out, curves, done = [], [], 0
-    for pooling in poolings:
-        check_cancel(cancel, "Fine-tuning")
-        started = time.perf_counter()
-        accuracy, steps, pooling_curves = _train_one(encoder, pooling, len(classes), frozen[pooling], data, plan,
-                                                     lambda step, msg, base=done: report(base + step, msg), cancel)
-        done += steps
-        curves += pooling_curves
-        rows_out.append(
-            {
-                "pooling": pooling,
-                "frozen_accuracy": frozen[pooling][0],
-                "heldout_accuracy": accuracy,
-                "gain": accuracy - frozen[pooling][0],
-                "train_n": len(train),
-                "heldout_n": len(test),
-                "epochs": epochs,
-                "steps": steps,
-                "seconds": round(time.perf_counter() - started, 2),
-            }
-        )
-    return FinetuneResult(
-        table=pd.DataFrame(rows_out),
-        curves=pd.DataFrame(curves, columns=["pooling", "step", "epoch", "metric", "value"]),
-        label=label_name,
-        classes=classes,
-        chance=1.0 / len(classes),
-        majority=majority,
-        device=str(encoder.device),
-        model_name=encoder.name,
-        messages=tuple(messages),
-    )
-
-
-def _check_settings(poolings, head_init: str, epochs: int, batch_size: int, heldout: float) -> None:
-    bad = [p for p in poolings if p not in FINETUNE_POOLINGS]
+def _check_settings(poolings, head_init: str, epochs: int, batch_size: int, heldout: float, checkpoints: int) -> None:
+    bad = [p for p in poolings if p not in TRAINABLE_POOLINGS]
     if bad or not poolings:
-        raise FinetuneError(f"Unknown pooling(s) {bad}: choose from {', '.join(FINETUNE_POOLINGS)}.")
+        raise FinetuneError(f"Unknown pooling(s) {bad}: choose from {', '.join(TRAINABLE_POOLINGS)}.")
+    if len(set(poolings)) != len(poolings):
+        raise FinetuneError(f"A pooling is listed twice in {list(poolings)}: list each once.")
+    if not 0 <= int(checkpoints) <= 100:
+        raise FinetuneError(f"checkpoints must be between 0 (none) and 100, got {checkpoints}.")
     if head_init not in ("probe", "random"):
         raise FinetuneError(f"head_init must be 'probe' or 'random', got {head_init!r}.")
     if epochs < 1 or batch_size < 1:
@@ -299,90 +254,141 @@ def _labelled(texts, labels, label_name: str) -> tuple[list[str], list, list[str
     return texts, labels, messages
 
 
-@dataclass(frozen=True)
-class _Data:
-    batcher: _Batcher
-    y: np.ndarray
-    y_dev: object  # torch tensor of y on the encoder's device
-    train: np.ndarray
-    test: np.ndarray
 
+def _seeded(encoder: Encoder, seed: int):
+    """A forked torch RNG seeded with ``seed``: the process's own random state is left as it was."""
+    import contextlib
 
-@dataclass(frozen=True)
-class _Plan:
-    epochs: int
-    batch_size: int
-    lr: float
-    head_lr: float
-    seed: int
-    eval_every: int
-    steps_per_epoch: int
-    total_steps: int
-    head_init: str
-
-
-def _evaluate(model, head, pooling: str, data: _Data) -> tuple[float, float]:
-    """(held-out accuracy, mean held-out loss) of ``model`` + ``head`` reading ``pooling``."""
-    import torch
-
-    model.eval()
-    correct, loss = 0, 0.0
-    with torch.no_grad():
-        for start in range(0, len(data.test), 64):
-            rows = data.test[start : start + 64]
-            logits = head(_pooled(model, data.batcher(rows), pooling))
-            loss += float(torch.nn.functional.cross_entropy(logits, data.y_dev[rows], reduction="sum"))
-            correct += int((logits.argmax(dim=1) == data.y_dev[rows]).sum())
-    model.train()
-    return correct / len(data.test), loss / len(data.test)
-
-
-def _train_one(encoder: Encoder, pooling: str, n_classes: int, frozen, data: _Data, plan: _Plan, report, cancel):
-    """Train a fresh copy of the encoder and a linear head on one pooling.
-
-    Returns (final held-out accuracy, steps taken, curve rows). Seeding happens inside
-    fork_rng, so the process's own random state is left as it was.
-    """
     import torch
 
     dev = encoder.device
-    cuda_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
-    curves = []
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(plan.seed)
-        # A private copy: the shared model keeps requires_grad=False and its weights.
-        model = copy.deepcopy(encoder.model)
-        for p in model.parameters():
-            p.requires_grad_(True)
-        model.train()
-        head = torch.nn.Linear(encoder.info.hidden_size, n_classes).to(dev)
-        if plan.head_init == "probe":
-            with torch.no_grad():
-                head.weight.copy_(torch.as_tensor(frozen[1]))
-                head.bias.copy_(torch.as_tensor(frozen[2]))
-        optimizer = torch.optim.AdamW(
-            [{"params": model.parameters(), "lr": plan.lr}, {"params": head.parameters(), "lr": plan.head_lr}],
-            weight_decay=0.01,
-        )
-        step, last = 0, plan.steps_per_epoch * plan.epochs
-        acc, loss_h = _evaluate(model, head, pooling, data)
-        curves += [(pooling, 0, 0.0, "heldout_accuracy", acc), (pooling, 0, 0.0, "heldout_loss", loss_h)]
-        for epoch in range(plan.epochs):
-            order = np.random.default_rng([plan.seed, epoch]).permutation(data.train)
-            for start in range(0, len(order), plan.batch_size):
-                check_cancel(cancel, "Fine-tuning")
-                rows = order[start : start + plan.batch_size]
-                loss = torch.nn.functional.cross_entropy(head(_pooled(model, data.batcher(rows), pooling)), data.y_dev[rows])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_([*model.parameters(), *head.parameters()], 1.0)
-                optimizer.step()
-                step += 1
-                at = step / plan.steps_per_epoch
-                curves.append((pooling, step, at, "train_loss", float(loss.detach())))
-                if step % plan.eval_every == 0 or step == last:
-                    acc, loss_h = _evaluate(model, head, pooling, data)
-                    curves += [(pooling, step, at, "heldout_accuracy", acc), (pooling, step, at, "heldout_loss", loss_h)]
-                report(step, f"{pooling}: epoch {epoch + 1}/{plan.epochs}, step {step}/{last}")
-        del model, head, optimizer
-    return acc, step, curves
+    devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.random.fork_rng(devices=devices))
+    torch.manual_seed(seed)
+    return stack
+
+
+def _monitor(encoder: Encoder, data: Data, flow_text, checkpoints: int, seed: int, max_length: int):
+    """(Monitor or None, probe folds, the flow sentence, notes) for a run with ``checkpoints``."""
+    if checkpoints == 0:
+        return None, 0, "", []
+    notes = []
+    counts = np.bincount(data.y[data.test])
+    folds = int(min(5, counts[counts > 0].min()))
+    if folds < 2:
+        notes.append("A class has a single held-out text, so the per-layer probe accuracies were left out.")
+    if flow_text is None:
+        flow_text = data.tokenized.texts[int(data.test[0])]
+    try:
+        flow_tokenized = tokenize_texts(encoder, [str(flow_text)], max_length)
+    except ValueError as exc:
+        raise FinetuneError(f"The sentence for the gradient flow cannot be used: {exc}") from None
+    return Monitor(encoder, data, flow_tokenized, folds, seed), folds, flow_tokenized.texts[0], notes
+
+
+def _train_all(encoder: Encoder, poolings, classes, data: Data, plan: Plan, monitor, label_name: str, report, cancel):
+    """Train one learner per pooling in turn: (table rows, curve rows, the trained cls_head copy or None)."""
+    rows_out, curves, done, trained = [], [], 0, None
+    for pooling in poolings:
+        check_cancel(cancel, "Fine-tuning")
+        report(done, f"{pooling}: copying the model and scoring the frozen baseline…")
+        started = time.perf_counter()
+        with _seeded(encoder, plan.seed):
+            learner = Learner(encoder, pooling, classes, data.tokenized)
+            frozen = frozen_probe(learner, data, len(classes), plan.seed)
+            accuracy, steps, pooling_curves = train_one(learner, data, plan, monitor, frozen,
+                                                        lambda step, msg, base=done: report(base + step, msg), cancel)  # fmt: skip
+        trained = learner.trained_classifier(label_name, steps) or trained
+        del learner  # one private copy of the weights at a time
+        done += steps
+        curves += pooling_curves
+        rows_out.append({"pooling": pooling, "frozen_accuracy": frozen[0], "heldout_accuracy": accuracy,
+                         "gain": accuracy - frozen[0], "train_n": len(data.train), "heldout_n": len(data.test),
+                         "epochs": plan.epochs, "steps": steps, "seconds": round(time.perf_counter() - started, 2)})  # fmt: skip
+    return rows_out, curves, trained
+
+
+def run_finetune(
+    encoder: Encoder,
+    texts: Sequence[str],
+    labels: Sequence,
+    *,
+    poolings: Sequence[str] = FINETUNE_POOLINGS,
+    epochs: int = 2,
+    lr: float = 5e-5,
+    head_lr: float = 1e-3,
+    batch_size: int = 16,
+    max_length: int = 64,
+    heldout: float = 0.2,
+    max_texts: int | None = None,
+    seed: int = 0,
+    evals_per_epoch: int = 2,
+    head_init: str = "random",
+    checkpoints: int = 10,
+    flow_text: str | None = None,
+    label_name: str = "label",
+    progress: Callable[..., None] | None = None,
+    cancel=None,
+) -> FinetuneResult:
+    """Fine-tune a copy of the encoder with a head, once per pooling.
+
+    texts : N strings; labels : N label values (missing ones are left out)
+    poolings : names from :data:`TRAINABLE_POOLINGS`
+    Each pooling starts from a fresh copy of ``encoder.model`` with the same seed, the same
+    stratified held-out split (``heldout`` share) and the same batch order; AdamW with ``lr``
+    for the encoder and ``head_lr`` for the head, gradients clipped at 1.0, for ``epochs``.
+    ``head_init="random"`` is the usual fresh head; ``"probe"`` starts a linear head from the
+    logistic-regression probe fitted on the frozen encoder (linear probing, then fine-tuning;
+    Kumar et al. 2022), so step 0 scores the frozen accuracy. Where that probe already
+    separates the training texts (common with a few hundred texts and hundreds of dims) the
+    loss starts near zero and training changes little.
+    ``checkpoints``: the run is cut into this many equal parts and the state at each boundary
+    (step 0 and the last step included) is measured on the held-out set, with the gradient flow
+    of ``flow_text`` (default: the first held-out text); 0 records none.
+    ``max_texts`` draws a stratified sample first. Runs on ``encoder.device`` (CUDA when the
+    encoder is there). ``progress(done_steps, total_steps, message)``; setting ``cancel``
+    (``threading.Event``) raises :class:`~clsviz.progress.Cancelled` between steps.
+    """
+    import torch
+
+    _check_settings(poolings, head_init, epochs, batch_size, heldout, checkpoints)
+    texts, labels, messages = _labelled(texts, labels, label_name)
+    y, classes = _encode(labels, label_name)
+    train, test, notes = _split(y, heldout, seed, max_texts)
+    messages += notes
+    data = Data(y, torch.as_tensor(y, device=encoder.device), train, test, tokenize_texts(encoder, texts, max_length))
+    steps_per_epoch = -(-len(train) // batch_size)
+    last = steps_per_epoch * epochs
+    plan = Plan(epochs, batch_size, lr, head_lr, seed, max(1, steps_per_epoch // max(1, evals_per_epoch)),
+                steps_per_epoch, last * len(poolings), head_init, checkpoint_steps(last, checkpoints))  # fmt: skip
+    monitor, folds, flow_text, more = _monitor(encoder, data, flow_text, checkpoints, seed, max_length)
+    messages += more
+    if head_init == "probe" and HEAD_POOLING in poolings:
+        messages.append(f"'{HEAD_POOLING}' starts from its family's freshly drawn head; the probe start is for linear heads.")
+    majority = float(np.mean(y[test] == int(np.bincount(y[train], minlength=len(classes)).argmax())))
+
+    def report(done, message):
+        if progress is not None:
+            progress(done, plan.total_steps, message)
+
+    rows_out, curves, trained = _train_all(encoder, poolings, classes, data, plan, monitor, label_name, report, cancel)
+    return FinetuneResult(
+        table=pd.DataFrame(rows_out),
+        curves=pd.DataFrame(curves, columns=["pooling", "step", "epoch", "metric", "value"]),
+        label=label_name,
+        classes=classes,
+        chance=1.0 / len(classes),
+        majority=majority,
+        device=str(encoder.device),
+        model_name=encoder.name,
+        messages=tuple(messages),
+        checkpoints=_frame("checkpoints", monitor.checkpoints if monitor else ()),
+        layer_metrics=_frame("layer_metrics", monitor.layers if monitor else ()),
+        block_metrics=_frame("block_metrics", monitor.blocks if monitor else ()),
+        gradient_flow=_frame("gradient_flow", monitor.flows if monitor else ()),
+        flow_text=flow_text,
+        probe_folds=folds,
+        heldout_texts=tuple(data.tokenized.texts[int(i)] for i in test),
+        classifier=trained,
+    )
