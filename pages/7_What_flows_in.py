@@ -71,8 +71,8 @@ if method == "value_zeroing":
         if done and (job.result.model_name, job.result.tokens) == (t.model_name, tuple(t.tokens)):
             result = job.result
         elif st.button("Compute value zeroing", key="mixing.vz_start", type="primary", disabled=running):
-            start_value_zeroing(encoder, t, max_tokens)
-            st.rerun()
+            if start_value_zeroing(encoder, t, max_tokens) is not None:
+                st.rerun()
         elif not running:
             st.info(
                 f"Value zeroing reruns every block once per token ({t.seq_len} tokens × {t.num_layers} blocks) in "
@@ -166,8 +166,8 @@ if len(traces) > SCOREBOARD_TEXTS:
     st.caption(f"The first {SCOREBOARD_TEXTS} sentences are used.")
 if st.button("Run the scoreboard", key="mixing.score_start", type="primary", disabled=running or not chosen):
     st.session_state[SCOREBOARD_PARAMS] = params
-    start_scoreboard(encoder, sample, measures=tuple(chosen), pooling=pooling)
-    st.rerun()
+    if start_scoreboard(encoder, sample, measures=tuple(chosen), pooling=pooling) is not None:
+        st.rerun()
 job = job_status(SCOREBOARD_JOB, "The scoreboard")
 if job is not None and not job.active and job.result is not None:
     board = job.result

@@ -139,7 +139,7 @@ elif kind == "massive":
 elif kind == "registers":
     options["ks"] = tuple(range(slider(st, "Registers k", 1, 4, 4, key="causal.corpus_k", disabled=active) + 1))
 
-b1, b2 = st.columns([1, 5])
+b1 = st.columns([1, 5])[0]
 if b1.button("Run on the corpus", type="primary", key="causal.start", disabled=active):
     rows = corpus_rows(corpus, label, n_texts)
     try:
@@ -148,31 +148,10 @@ if b1.button("Run on the corpus", type="primary", key="causal.start", disabled=a
     except ValueError as exc:
         st.error(plain(str(exc)), icon=":material/error:")
     else:
-        start_corpus_run(kind, encoder, corpus, label, rows, **options)
-        st.rerun()
-if active and b2.button("Cancel", key="causal.cancel"):
-    jobs.cancel(job_key(kind))
-
-
-@st.fragment(run_every=1.0 if active else None)
-def corpus_status() -> None:
-    current = jobs.get(job_key(kind))
-    if current is None:
-        return
-    if current.active:
-        st.progress(current.fraction, text=plain(f"{current.message} ({current.elapsed:.0f} s)"))
-    elif active:
-        st.rerun()  # finished while polling: redraw the page with the result
-
-
-corpus_status()
-job = jobs.get(job_key(kind))
-if job is not None and not job.active:
-    if job.status == jobs.CANCELLED:
-        st.warning("The corpus run was cancelled.", icon=":material/cancel:")
-    elif job.status == jobs.FAILED:
-        st.error(plain(f"The corpus run failed: {job.error}"), icon=":material/error:")
-    elif job.result is not None:
-        done = job.result
-        st.caption(plain(f"{done.model_name} · {done.n} texts · label: {done.label or 'none'} · {job.elapsed:.0f} s"))
-        show_result(kind, done, key=f"causal.corpus.{kind}")
+        if start_corpus_run(kind, encoder, corpus, label, rows, **options) is not None:
+            st.rerun()
+finished = jobs.panel(job_key(kind), "The corpus run")
+if finished is not None and finished.result is not None:
+    done = finished.result
+    st.caption(plain(f"{done.model_name} · {done.n} texts · label: {done.label or 'none'} · {finished.elapsed:.0f} s"))
+    show_result(kind, done, key=f"causal.corpus.{kind}")

@@ -73,39 +73,17 @@ checkpoints = slider(c3, "Checkpoints", 1, 20, DEFAULT_CHECKPOINTS, key="how_it_
                         help="The run is cut into this many equal parts; step 0 and every boundary are measured.")  # fmt: skip
 sentences = current_sentences()[:50] or ["Why is the [CLS] token always first?"]
 flow_text = selectbox(c4, "Sentence for the gradient flow", sentences, key="how_it_learns.flow_text", disabled=active)
-b1, b2 = st.columns([1, 5])
+b1 = st.columns([1, 5])[0]
 if b1.button("Start fine-tuning", key="how_it_learns.start", disabled=active or not poolings, type="primary"):
-    jobs.start(JOB, run_finetune, encoder, [corpus.texts[i] for i in labelled],
-               [corpus.labels[label][i] for i in labelled], poolings=tuple(poolings), epochs=int(epochs),
-               max_texts=n_texts if n_texts < len(labelled) else None, seed=SEED, checkpoints=int(checkpoints),
-               flow_text=flow_text, label_name=label)  # fmt: skip
-    st.rerun()
-if active and b2.button("Cancel", key="how_it_learns.cancel"):
-    jobs.cancel(JOB)
-
-
-@st.fragment(run_every=1.0 if active else None)
-def finetune_status() -> None:
-    current = jobs.get(JOB)
-    if current is None:
-        return
-    if current.active:
-        st.progress(current.fraction, text=plain(f"{current.message} ({current.elapsed:.0f} s)"))
-    elif active:
-        st.rerun()  # finished while polling: redraw the whole page with the results
-
-
-finetune_status()
-job = jobs.get(JOB)
-if job is None or job.active:
+    started = jobs.launch(JOB, run_finetune, encoder, [corpus.texts[i] for i in labelled],
+                          [corpus.labels[label][i] for i in labelled], poolings=tuple(poolings), epochs=int(epochs),
+                          max_texts=n_texts if n_texts < len(labelled) else None, seed=SEED,
+                          checkpoints=int(checkpoints), flow_text=flow_text, label_name=label, label="Fine-tuning")  # fmt: skip
+    if started is not None:
+        st.rerun()
+job = jobs.panel(JOB, "Fine-tuning")
+if job is None:
     st.stop()
-if job.status == jobs.CANCELLED:
-    st.warning("Fine-tuning was cancelled.", icon=":material/cancel:")
-    st.stop()
-if job.status == jobs.FAILED or job.result is None:
-    st.error(plain(f"Fine-tuning failed: {job.error}"), icon=":material/error:")
-    st.stop()
-
 ft = job.result
 st.caption(plain(f"{ft.model_name} · label '{ft.label}' · {ft.device} · {job.elapsed:.0f} s"))
 for note in ft.messages:

@@ -100,7 +100,7 @@ def test_cancel_stops_a_running_corpus_run(tiny_model_dirs, monkeypatch):
     at.button(key="causal.start").click().run()
     job = at.session_state["clsviz.jobs"]["causal.heads"]
     assert started.wait(60) and job.status == jobs.RUNNING
-    at.button(key="causal.cancel").click().run()
+    at.button(key="causal.heads.cancel").click().run()
     assert job.wait(120)
     at.run()
     assert not at.exception

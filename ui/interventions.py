@@ -115,4 +115,4 @@ def start_corpus_run(kind: str, encoder: Encoder, corpus: Corpus, label: str | N
     """Start the corpus run ``kind`` in the background (one job per kind and session)."""
     texts = [corpus.texts[i] for i in rows]
     labels = None if label is None else [corpus.labels[label][i] for i in rows]
-    return jobs.start(job_key(kind), CORPUS_RUNS[kind], encoder, texts, labels, label_name=label or "label", **options)
+    return jobs.launch(job_key(kind), CORPUS_RUNS[kind], encoder, texts, labels, label_name=label or "label", **options)

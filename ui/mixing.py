@@ -7,8 +7,6 @@ run as background jobs (:mod:`ui.jobs`) whose results join the same cache when t
 
 from __future__ import annotations
 
-import streamlit as st
-
 from clsviz import Trace
 from clsviz.attribution import attribute
 from clsviz.faithfulness import rank_measures
@@ -16,7 +14,6 @@ from clsviz.mixing import ContextMixing, measure
 
 from . import jobs
 from .cache import cached, shared_cache
-from .corpus import plain
 from .state import cached_encoder
 
 __all__ = [
@@ -59,7 +56,7 @@ def _measure_and_keep(encoder, trace: Trace, max_tokens: int, method: str, progr
 
 def start_value_zeroing(encoder, trace: Trace, max_tokens: int) -> jobs.Job:
     """Value zeroing of ``trace`` as this session's background job."""
-    return jobs.start(VALUE_ZEROING_JOB, _measure_and_keep, encoder, trace, int(max_tokens), "value_zeroing")
+    return jobs.launch(VALUE_ZEROING_JOB, _measure_and_keep, encoder, trace, int(max_tokens), "value_zeroing")
 
 
 def attributions(trace: Trace, max_tokens: int, poolings: tuple[str, ...], **options) -> list:
@@ -75,32 +72,11 @@ def attributions(trace: Trace, max_tokens: int, poolings: tuple[str, ...], **opt
 
 def start_scoreboard(encoder, traces: list[Trace], **options) -> jobs.Job:
     """The faithfulness scoreboard of ``traces`` as this session's background job."""
-    return jobs.start(SCOREBOARD_JOB, rank_measures, encoder, list(traces), **options)
+    return jobs.launch(SCOREBOARD_JOB, rank_measures, encoder, list(traces), **options)
 
 
 def job_status(key: str, what: str) -> jobs.Job | None:
-    """Progress of this session's job ``key`` (polled every second while it runs) with a Cancel
-    button; the whole page reruns once it ends. Returns the job (None when there is none)."""
-    job = jobs.get(key)
-    active = job is not None and job.active
-
-    @st.fragment(run_every=1.0 if active else None)
-    def poll() -> None:
-        current = jobs.get(key)
-        if current is None:
-            return
-        if current.active:
-            st.progress(current.fraction, text=plain(f"{what}: {current.message} ({current.elapsed:.0f} s)"))
-            if st.button("Cancel", key=f"{key}.cancel"):
-                jobs.cancel(key)
-        elif active:
-            st.rerun()  # finished while polling: redraw the page with the result
-
-    poll()
-    job = jobs.get(key)
-    if job is not None and not job.active:
-        if job.status == jobs.CANCELLED:
-            st.warning(f"{what} was cancelled.", icon=":material/cancel:")
-        elif job.status == jobs.FAILED:
-            st.error(plain(f"{what} failed: {job.error}"), icon=":material/error:")
-    return job
+    """This session's job ``key`` drawn by :func:`ui.jobs.panel` (its place in the queue or its
+    progress with Cancel, or why it ended without a result); returns the job (None when none)."""
+    jobs.panel(key, what)
+    return jobs.get(key)
