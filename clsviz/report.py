@@ -25,12 +25,14 @@ import plotly.graph_objects as go
 
 from .architectures import BlockStructureError
 from .attention import summarize
+from .attribution import attribute
 from .experiments.dynamics import gradient_flows
 from .experiments.inversion import load_mlm_head, mlm_reading
 from .experiments.position import position_experiment
 from .figures import figure_spec
 from .metrics import cosine, entropy
-from .mixing import attention_weights
+from .mixing import METHODS as MIXING_METHODS
+from .mixing import attention_weights, measure
 from .narrative import findings
 from .norms import dimension_values, massive_dimensions, token_norms, top_dimensions
 from .similarity import cls_summary, cls_token_cosines
@@ -94,6 +96,9 @@ class _Context:
     def top(self):
         return self.memo("top_dimensions", lambda: top_dimensions(self.trace))
 
+    def mixing(self, method: str):
+        return self.memo(f"mixing.{method}", lambda: measure(self.encoder, self.trace, method))
+
 
 @dataclass(frozen=True)
 class _Section:
@@ -113,9 +118,58 @@ def _mlm_args(ctx: _Context) -> tuple:
     return (mlm_reading(head, ctx.trace.hidden_states[:, ctx.trace.cls_index], ctx.encoder.tokenizer),)
 
 
+# The report's context-mixing measure (fast, whole-block) and the fast ones it compares.
+_REPORT_MIXING = "alti"
+_FAST_MIXING = tuple(m for m in MIXING_METHODS if m != "value_zeroing")
+
+
+def _mixing_args(ctx: _Context, compare: bool = False) -> tuple:
+    try:
+        if compare:
+            return ([ctx.mixing(m) for m in _FAST_MIXING],)
+        return ctx.mixing(_REPORT_MIXING), ctx.mixing("attention")
+    except ValueError as exc:  # a family whose blocks clsviz cannot run
+        raise NotApplicable(str(exc)) from exc
+
+
+_ATTRIBUTION_TOKENS = 128  # integrated gradients cost a forward and backward pass per step
+
+
+def _attribution_args(ctx: _Context) -> tuple:
+    # The [CLS] and mean vectors' cosine to themselves, split over the words (integrated gradients).
+    if ctx.trace.seq_len > _ATTRIBUTION_TOKENS:
+        raise NotApplicable(
+            f"The text has {ctx.trace.seq_len} tokens; the report attributes texts of up to {_ATTRIBUTION_TOKENS}. "
+            "The 'What flows into [CLS]?' page (or clsviz.attribution.attribute) attributes longer ones."
+        )
+    try:
+        return ([attribute(ctx.encoder, ctx.trace.text, pooling=p, steps=16, max_length=ctx.trace.seq_len)
+                 for p in ("cls", "mean")],)  # fmt: skip
+    except ValueError as exc:
+        raise NotApplicable(str(exc)) from exc
+
+
 def _massive_args(ctx: _Context) -> tuple:
     dimension = massive_dimensions(ctx.top())[0]
     return ctx.trace, dimension_values(ctx.trace, dimension), dimension
+
+
+def _causal(ctx: _Context, kind: str):
+    """The causal test ``kind`` on this one sentence (no labels; means from a demo-corpus sample)."""
+    from .blocks import BlockStructureError
+    from .experiments import interventions as iv
+
+    enc, text, n = ctx.encoder, ctx.trace.text, ctx.trace.seq_len
+    runs = {
+        "knockout": lambda: iv.knockout_sweep(enc, [text], max_length=n),
+        "heads": lambda: iv.head_sweep(enc, [text], mode="mean", mean_from=iv.demo_sample(), max_length=n),
+        "massive": lambda: iv.massive_sweep(enc, [text], layer=1, mean_from=iv.demo_sample(), max_length=n),
+        "registers": lambda: iv.register_sweep(enc, [text], max_length=n),
+    }
+    try:
+        return ctx.memo(f"causal.{kind}", runs[kind])
+    except BlockStructureError as exc:
+        raise NotApplicable(str(exc)) from None
 
 
 def _flow_args(ctx: _Context) -> tuple:
@@ -145,6 +199,16 @@ _SECTIONS: tuple[_Section, ...] = (
     _Section("position.tokens", lambda ctx: ([r.variant for r in ctx.position().runs],), needs_encoder=True),
     _Section("position.lines", lambda ctx: (ctx.position().table,), needs_encoder=True),
     _Section("inversion.mlm", _mlm_args, needs_encoder=True),
+    _Section("mixing.cls_row", _mixing_args, needs_encoder=True),
+    _Section("mixing.rollout", _mixing_args, needs_encoder=True),
+    _Section("mixing.compare", lambda ctx: _mixing_args(ctx, compare=True), needs_encoder=True),
+    _Section("attribution.tokens", _attribution_args, needs_encoder=True),
+    _Section("interventions.knockout", lambda ctx: (_causal(ctx, "knockout").table,), needs_encoder=True),
+    _Section("interventions.heads", lambda ctx: (_causal(ctx, "heads").table,), needs_encoder=True),
+    _Section("interventions.massive", lambda ctx: (_causal(ctx, "massive").table, _causal(ctx, "massive").attention),
+             needs_encoder=True),
+    _Section("interventions.registers",
+             lambda ctx: (_causal(ctx, "registers").table, _causal(ctx, "registers").attention), needs_encoder=True),
     _Section("dynamics.gradient_flow", _flow_args, needs_encoder=True),
 )
 
@@ -247,7 +311,8 @@ border-left:4px solid #6366f1;white-space:pre-wrap;word-break:break-word}
 border-radius:4px;padding:1px 5px;margin:2px}.tok.special{background:#fecaca}
 table.summary{border-collapse:collapse;font-size:.85rem}table.summary td,table.summary th{
 border:1px solid #e5e7eb;padding:3px 8px;text-align:right}.caption{color:#374151}
-.error{color:#b91c1c}.note{color:#6b7280;font-style:italic}nav ol{columns:2}footer{margin-top:3rem;color:#9ca3af;font-size:.8rem}
+table.claims{border-collapse:collapse;font-size:.85rem}table.claims td,table.claims th{border:1px solid #e5e7eb;
+padding:4px 8px;vertical-align:top;text-align:left}.error{color:#b91c1c}.note{color:#6b7280;font-style:italic}nav ol{columns:2}footer{margin-top:3rem;color:#9ca3af;font-size:.8rem}
 """
 
 
@@ -260,12 +325,23 @@ def _findings_html(trace: Trace, baseline=None) -> str:
     return f"<h2 id='findings'>Four questions, first answers</h2><ul>{items}</ul>"
 
 
+def _claims_section(claims: pd.DataFrame | None, model_name: str) -> str:
+    """The published findings checked on the model (escaped), or "" without a claims table."""
+    if claims is None:
+        return ""
+    from .literature import claims_html
+
+    return claims_html(claims, model_name)
+
+
 def build_report(trace: Trace, encoder=None, baseline=None, title: str | None = None,
-                 sections: Sequence[ReportSection] | None = None, strict: bool = True) -> str:
+                 sections: Sequence[ReportSection] | None = None, strict: bool = True,
+                 claims: pd.DataFrame | None = None) -> str:
     """The report for ``trace`` as one self-contained HTML document (a string).
 
     ``sections`` defaults to :func:`report_sections` (trace, encoder, baseline, strict=strict). plotly.js is
-    embedded once, inline, before the first figure; nothing is loaded from the network.
+    embedded once, inline, before the first figure; nothing is loaded from the network. ``claims`` (a
+    :func:`clsviz.literature.check_claims` table) adds the published findings checked on the model.
     """
     from . import __version__
 
@@ -320,6 +396,7 @@ def build_report(trace: Trace, encoder=None, baseline=None, title: str | None = 
         "attention it receives (mean over heads and the other tokens); the entropy of its own attention "
         "row (higher = reads more broadly). Row 0 is the embedding layer.</p>"
         f"{summary}"
+        f"{_claims_section(claims, info.name)}"
         f"<nav><h2>Figures</h2><ol>{toc}</ol></nav>"
         f"{''.join(parts)}"
         f"<footer>Made by clsviz {_esc(__version__)} on {created}. Works offline: plotly.js is embedded in "
@@ -328,11 +405,12 @@ def build_report(trace: Trace, encoder=None, baseline=None, title: str | None = 
 
 
 def write_report(trace: Trace, path: str | os.PathLike, encoder=None, baseline=None, title: str | None = None,
-                 sections: Sequence[ReportSection] | None = None, strict: bool = True) -> Path:
+                 sections: Sequence[ReportSection] | None = None, strict: bool = True,
+                 claims: pd.DataFrame | None = None) -> Path:
     """Write :func:`build_report` to ``path`` (UTF-8); returns the path."""
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"the report is HTML: give a file name ending in .html, not '{path.name}'")
-    document = build_report(trace, encoder, baseline, title=title, sections=sections, strict=strict)
+    document = build_report(trace, encoder, baseline, title=title, sections=sections, strict=strict, claims=claims)
     path.write_text(document, encoding="utf-8")
     return path

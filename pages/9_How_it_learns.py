@@ -15,7 +15,7 @@ from ui import jobs
 from ui.corpus import corpus_picker, plain
 from ui.learning import cached_flows, save_classifier
 from ui.state import current_encoder, current_sentences, current_traces, page_setup
-from ui.widgets import download_csv, sentence_picker, show
+from ui.widgets import download_csv, multiselect, number_input, selectbox, sentence_picker, show, slider
 
 JOB = "how_it_learns.finetune"
 SEED = 0
@@ -60,52 +60,30 @@ if not corpus.labels:
     st.stop()
 job = jobs.get(JOB)
 active = job is not None and job.active
-label = st.selectbox("Label to learn", corpus.label_names, key="how_it_learns.label", disabled=active)
+label = selectbox(st, "Label to learn", corpus.label_names, key="how_it_learns.label", disabled=active)
 labelled = [i for i, v in enumerate(corpus.labels[label]) if not is_missing(v)]
-poolings = st.multiselect("Poolings", TRAINABLE_POOLINGS, default=list(DEFAULT_POOLINGS), key="how_it_learns.poolings",
+poolings = multiselect(st, "Poolings", TRAINABLE_POOLINGS, default=list(DEFAULT_POOLINGS), key="how_it_learns.poolings",
                           format_func=lambda p: f"{p}: {TRAINING_LABELS[p]}", disabled=active)  # fmt: skip
 c1, c2, c3, c4 = st.columns(4)
-epochs = c1.slider("Epochs", 1, 5, DEFAULT_EPOCHS, key="how_it_learns.epochs", disabled=active)
-n_texts = int(c2.number_input("Texts", min_value=min(10, len(labelled)), max_value=max(1, len(labelled)),
+epochs = slider(c1, "Epochs", 1, 5, DEFAULT_EPOCHS, key="how_it_learns.epochs", disabled=active)
+n_texts = int(number_input(c2, "Texts", min_value=min(10, len(labelled)), max_value=max(1, len(labelled)),
                               value=max(1, min(len(labelled), DEFAULT_TEXTS)), step=50, key="how_it_learns.texts",
                               disabled=active, help="A stratified sample; 20% are held out and measured at every checkpoint."))  # fmt: skip
-checkpoints = c3.slider("Checkpoints", 1, 20, DEFAULT_CHECKPOINTS, key="how_it_learns.checkpoints", disabled=active,
+checkpoints = slider(c3, "Checkpoints", 1, 20, DEFAULT_CHECKPOINTS, key="how_it_learns.checkpoints", disabled=active,
                         help="The run is cut into this many equal parts; step 0 and every boundary are measured.")  # fmt: skip
 sentences = current_sentences()[:50] or ["Why is the [CLS] token always first?"]
-flow_text = c4.selectbox("Sentence for the gradient flow", sentences, key="how_it_learns.flow_text", disabled=active)
-b1, b2 = st.columns([1, 5])
+flow_text = selectbox(c4, "Sentence for the gradient flow", sentences, key="how_it_learns.flow_text", disabled=active)
+b1 = st.columns([1, 5])[0]
 if b1.button("Start fine-tuning", key="how_it_learns.start", disabled=active or not poolings, type="primary"):
-    jobs.start(JOB, run_finetune, encoder, [corpus.texts[i] for i in labelled],
-               [corpus.labels[label][i] for i in labelled], poolings=tuple(poolings), epochs=int(epochs),
-               max_texts=n_texts if n_texts < len(labelled) else None, seed=SEED, checkpoints=int(checkpoints),
-               flow_text=flow_text, label_name=label)  # fmt: skip
-    st.rerun()
-if active and b2.button("Cancel", key="how_it_learns.cancel"):
-    jobs.cancel(JOB)
-
-
-@st.fragment(run_every=1.0 if active else None)
-def finetune_status() -> None:
-    current = jobs.get(JOB)
-    if current is None:
-        return
-    if current.active:
-        st.progress(current.fraction, text=plain(f"{current.message} ({current.elapsed:.0f} s)"))
-    elif active:
-        st.rerun()  # finished while polling: redraw the whole page with the results
-
-
-finetune_status()
-job = jobs.get(JOB)
-if job is None or job.active:
+    started = jobs.launch(JOB, run_finetune, encoder, [corpus.texts[i] for i in labelled],
+                          [corpus.labels[label][i] for i in labelled], poolings=tuple(poolings), epochs=int(epochs),
+                          max_texts=n_texts if n_texts < len(labelled) else None, seed=SEED,
+                          checkpoints=int(checkpoints), flow_text=flow_text, label_name=label, label="Fine-tuning")  # fmt: skip
+    if started is not None:
+        st.rerun()
+job = jobs.panel(JOB, "Fine-tuning")
+if job is None:
     st.stop()
-if job.status == jobs.CANCELLED:
-    st.warning("Fine-tuning was cancelled.", icon=":material/cancel:")
-    st.stop()
-if job.status == jobs.FAILED or job.result is None:
-    st.error(plain(f"Fine-tuning failed: {job.error}"), icon=":material/error:")
-    st.stop()
-
 ft = job.result
 st.caption(plain(f"{ft.model_name} · label '{ft.label}' · {ft.device} · {job.elapsed:.0f} s"))
 for note in ft.messages:

@@ -6,10 +6,12 @@ import math
 import threading
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from clsviz import figures
 from clsviz.experiments import FINETUNE_POOLINGS, Cancelled, FinetuneError, run_finetune
+from clsviz.experiments.finetune import FinetuneResult, accuracy_interval, loss_trend
 
 WORDS = "cat dog bird fish horse mouse lion tiger bear wolf".split()
 TEXTS = [f"The {WORDS[i % 10]} {'ran' if i % 2 else 'slept'} near house {i}." for i in range(40)]
@@ -87,8 +89,10 @@ def test_table_and_curves(finetuned):
 
 def test_summary_and_figure(finetuned):
     result, _, _ = finetuned
-    best = result.table.loc[result.table["heldout_accuracy"].idxmax()]
-    assert f"{best['pooling']} reaches {best['heldout_accuracy']:.1%}" in result.summary()
+    summary = result.summary()
+    for row in result.table.itertuples():  # every pooling: its accuracy and its frozen baseline
+        assert f"{row.pooling} {row.heldout_accuracy:.1%} (" in summary
+        assert f"{row.pooling} {row.frozen_accuracy:.1%} → {row.heldout_accuracy:.1%}" in summary
     fig = figures.finetune_figure(result).to_dict()
     assert len(fig["data"]) == 2 * len(FINETUNE_POOLINGS)
     loss_cls = result.curves.query("pooling == 'cls' and metric == 'train_loss'")["value"].to_numpy()
@@ -120,6 +124,7 @@ def test_subsample_is_stratified_and_said(tiny_encoder):
     assert row["train_n"] + row["heldout_n"] == 20
     assert any("sample of 20" in m for m in result.messages)
     assert result.summary().startswith(f"After fine-tuning on 'label', cls reaches {row['heldout_accuracy']:.1%} held-out")
+    assert f"on {row['heldout_n']} held-out texts" in result.summary()
 
 
 @pytest.mark.parametrize(
@@ -249,3 +254,41 @@ def test_checkpoint_figures_draw_the_tables(watched):
     np.testing.assert_allclose(_arr(bars[1]["y"]), result.table["heldout_accuracy"].round(4))
     with pytest.raises(ValueError, match="No gradient flow"):
         figures.checkpoint_flow_figure(result, 10_000)
+
+
+def _result(rows, losses=None, n=80):
+    table = pd.DataFrame([{"pooling": p, "frozen_accuracy": f, "heldout_accuracy": a, "gain": a - f, "heldout_n": n}
+                          for p, f, a in rows])  # fmt: skip
+    curves = pd.DataFrame([(p, i + 1, 0.0, "train_loss", v) for p, series in (losses or {}).items()
+                           for i, v in enumerate(series)], columns=["pooling", "step", "epoch", "metric", "value"])  # fmt: skip
+    return FinetuneResult(table=table, curves=curves, label="topic", classes=("a", "b", "c", "d"), chance=0.25,
+                          majority=0.3, device="cpu", model_name="m")  # fmt: skip
+
+
+def test_accuracy_interval_matches_the_binomial_spread():
+    for accuracy, n in ((0.775, 80), (0.5, 40), (0.9, 200)):
+        estimate, low, high = accuracy_interval(accuracy, n)
+        assert estimate == pytest.approx(accuracy) and low < accuracy < high
+        # A percentile bootstrap of a proportion is close to the normal approximation p +- 1.96 se.
+        se = (accuracy * (1 - accuracy) / n) ** 0.5
+        assert high - low == pytest.approx(2 * 1.96 * se, rel=0.25)
+    assert accuracy_interval(1.0, 50)[1:] == (1.0, 1.0)  # every text right: no spread to resample
+
+
+def test_loss_trend():
+    steps = np.arange(50)
+    assert loss_trend(_result([("cls", 0.5, 0.6)], {"cls": 2.0 - 0.03 * steps}).curves, "cls") == "falling"
+    assert loss_trend(_result([("cls", 0.5, 0.6)], {"cls": 0.4 + 0.01 * np.sin(steps)}).curves, "cls") == "flat"
+    assert loss_trend(_result([("cls", 0.5, 0.6)], {"cls": [1.0, 0.5, 0.2]}).curves, "cls") == "unknown"
+
+
+def test_summary_crowns_only_when_the_intervals_clear():
+    steps = np.arange(40)
+    overlapping = _result([("cls", 0.6, 0.775), ("mean", 0.8, 0.7375)], {"cls": 2 - 0.04 * steps, "mean": 1 + 0 * steps})
+    text = overlapping.summary()
+    assert "does not say which is better" in text and "is ahead" not in text
+    assert "mean 80.0% → 73.8% (below its frozen baseline)" in text
+    assert "cls 60.0% → 77.5% (+17.5 points)" in text
+    assert "still falling at the end for cls" in text and "mean:" not in text.split("still falling")[1]
+    clear = _result([("cls", 0.6, 0.95), ("mean", 0.5, 0.55)], {"cls": 1 + 0 * steps, "mean": 1 + 0 * steps}, n=400)
+    assert "cls is ahead" in clear.summary() and "had flattened" in clear.summary()

@@ -135,3 +135,12 @@ def test_unusable_settings_fail_with_a_message(tiny_model_dirs):
     errors = [e.value.replace("\\", "") for e in at.error]  # the page escapes Markdown in messages
     assert errors and errors[0].startswith("Fine-tuning failed: Only 10 texts for") and "Traceback" not in errors[0]
     assert "Add texts or use a label with fewer classes" in errors[0]
+
+
+def test_a_session_at_its_job_limit_is_told_so_on_the_page(monkeypatch):
+    monkeypatch.setattr(jobs, "session_limit", lambda: 0)
+    at = open_page(PAGE, sentences=SENTENCE, timeout=180)
+    _button(at, "Start fine-tuning").click().run()
+    assert not at.exception
+    assert any("a session may run 0 at once" in e.value for e in at.error)
+    assert "how_it_learns.finetune" not in at.session_state["clsviz.jobs"]

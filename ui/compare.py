@@ -149,6 +149,8 @@ def background_result(job_key: str, params: tuple, label: str, compute: Callable
             st.session_state[store] = (asked, job.result, None)
         elif job.status == jobs.FAILED:
             st.session_state[store] = (asked, None, f"The computation failed: {job.error}")
+        elif job.status == jobs.LOST:
+            st.session_state[store] = (asked, None, f"{job.message} Press the button to compute it again.")
         else:
             st.session_state[store] = (asked, None, "")  # cancelled
         jobs.clear(job_key)  # the job holds both encoders: let them go
@@ -163,8 +165,8 @@ def background_result(job_key: str, params: tuple, label: str, compute: Callable
         return None
     if st.button(label, type="primary", key=f"{job_key}.start", disabled=disabled):
         st.session_state[wanted] = params
-        jobs.start(job_key, _cached_call, job_key, params, compute, *args, **kwargs)
-        st.rerun()
+        if jobs.launch(job_key, _cached_call, job_key, params, compute, *args, **kwargs) is not None:
+            st.rerun()
     saved = st.session_state.get(store)
     if saved is None or saved[0] != params:
         return None

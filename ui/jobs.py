@@ -547,6 +547,18 @@ def _status_line(job: Job) -> str:
     return f"{job.message} ({job.elapsed:.0f} s)"
 
 
+def launch(key: str, fn: Callable, *args, label: str = "", **kwargs) -> Job | None:
+    """:func:`start` for a page: when the session already holds as many jobs as it may, the
+    person is told so (and what to do) on the page, and None is returned."""
+    from .corpus import plain
+
+    try:
+        return start(key, fn, *args, label=label, **kwargs)
+    except JobLimitError as exc:
+        st.error(plain(str(exc)), icon=":material/error:")
+        return None
+
+
 def panel(key: str, what: str) -> Job | None:
     """This session's job under ``key`` on the page: its place in the queue or its progress with
     a Cancel button (redrawn every second while it runs), and a message when it failed, was

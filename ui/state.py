@@ -29,9 +29,12 @@ PAGES = (
     ("pages/4_Any_token.py", "Could any token do?", ":material/science:"),
     ("pages/5_Why_first.py", "Why first?", ":material/swap_horiz:"),
     ("pages/6_Inversion.py", "Recover the sentence?", ":material/undo:"),
+    ("pages/7_What_flows_in.py", "What flows into [CLS]?", ":material/merge:"),
+    ("pages/8_Causal_tests.py", "Causal tests", ":material/biotech:"),
     ("pages/9_How_it_learns.py", "How does [CLS] learn?", ":material/school:"),
     ("pages/10_Classifier.py", "Classifier", ":material/label:"),
     ("pages/11_Compare.py", "Compare two models", ":material/difference:"),
+    ("pages/12_Findings.py", "Published findings", ":material/fact_check:"),
 )
 
 SUGGESTED_MODELS = {

@@ -31,8 +31,10 @@ __all__ = ["COMMAND_MODULES", "Progress", "UsageError", "build_parser", "find_ap
 COMMAND_MODULES = (
     "sentence_commands",
     "corpus_commands",
+    "intervention_commands",
     "training_commands",
     "compare_commands",
+    "literature_commands",
     "model_commands",
     "app_command",
 )

@@ -41,6 +41,18 @@ def _print_classifier(encoder, tr) -> None:
     print(describe_settled(lens, info.labels, prediction.problem_type, info.cls_token))
 
 
+def _findings(args, encoder):
+    """The published findings checked on ``encoder`` (``--findings``), with a one-line verdict each."""
+    from ..literature import check_claims
+
+    status(args, "Checking the published findings on this model (about a minute)…")
+    table = check_claims(encoder, progress=Progress("Findings", not args.quiet))
+    print("Published findings on this model:")
+    for row in table.itertuples():
+        print(f"  - {row.source}: {row.verdict}")
+    return table
+
+
 def cmd_inspect(args) -> int:
     """Trace one text through the encoder, print its tokens and per-layer [CLS] numbers (for a
     fine-tuned classifier also its prediction and its head read through every layer), and (with
@@ -80,6 +92,8 @@ def cmd_inspect(args) -> int:
         print(f"  - {finding.question} {finding.answer}")
     if encoder.classifier is not None:
         _print_classifier(encoder, tr)
+    _print_mixing(encoder, tr)
+    claims = _findings(args, encoder) if args.findings else None
     if out is None:
         return EXIT_OK
     only = [s.strip() for s in args.sections.split(",") if s.strip()] if args.sections else None
@@ -87,13 +101,28 @@ def cmd_inspect(args) -> int:
     for section in sections:
         if section.error:
             print(f"clsviz: warning: the '{section.key}' figure was left out: {section.error}", file=sys.stderr)
-    write_report(tr, out, encoder, baseline, title=args.title, sections=sections)
+    write_report(tr, out, encoder, baseline, title=args.title, sections=sections, claims=claims)
     for section in sections:
         if section.note:
             status(args, f"Note: the '{section.key}' section does not apply: {section.note}")
     drawn = sum(s.figure is not None for s in sections)
     print(f"Report: {out} ({file_size(out)}, {drawn} figures; opens offline in any browser)")
     return EXIT_OK
+
+
+def _print_mixing(encoder, tr) -> None:
+    """What reached [CLS] after the last block, by raw attention rollout and by ALTI."""
+    from ..mixing import METHOD_NAMES, measure, top_contributors
+
+    print("What flows into [CLS] (rollout after the last block, top 3 input tokens):")
+    for method in ("attention", "alti"):
+        try:
+            top = top_contributors(measure(encoder, tr, method))
+        except ValueError as exc:  # a family whose blocks clsviz cannot run
+            print(f"  {METHOD_NAMES[method]}: not available ({exc})")
+            continue
+        shown = ", ".join(f"{token} {share:.2f}" for _, token, share in top)
+        print(f"  {METHOD_NAMES[method]}: {shown}")
 
 
 def register(sub) -> None:
@@ -107,4 +136,7 @@ def register(sub) -> None:
     p.add_argument("--baseline", action="store_true",
                    help="also measure the anisotropy baseline (cosines between unrelated demo sentences): the "
                    "findings and the report set every cosine against it; takes a few seconds to a minute")
+    p.add_argument("--findings", action="store_true",
+                   help="also check the published findings about [CLS] on this model (as 'clsviz findings' does) and "
+                   "add them to the report; takes about a minute")
     add_common(p)

@@ -1,11 +1,14 @@
 """Experiments: could any token do (probe, random token, fine-tuning), why first (position,
 position probe), how [CLS] learns (dynamics: gradient flow, checkpoints; probing controls), can the
-sentence be recovered (neighbours, inversion), two models side by side."""
+sentence be recovered (neighbours, inversion), what does [CLS] do (interventions: knockouts,
+patching, head ablation, massive dimensions, registers), two models side by side."""
 
 from .dynamics import *  # noqa: F401,F403
 from .dynamics import __all__ as _dynamics_all
 from .finetune import *  # noqa: F401,F403
 from .finetune import __all__ as _finetune_all
+from .interventions import *  # noqa: F401,F403
+from .interventions import __all__ as _interventions_all
 from .inversion import *  # noqa: F401,F403
 from .inversion import __all__ as _inversion_all
 from .moved_cls import *  # noqa: F401,F403
@@ -33,5 +36,6 @@ __all__ = [
     *_moved_cls_all,
     *_neighbours_all,
     *_inversion_all,
+    *_interventions_all,
     *_side_by_side_all,
 ]

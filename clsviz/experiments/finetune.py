@@ -31,6 +31,8 @@ import pandas as pd
 
 from ..corpus import is_missing, stratified_rows
 from ..encoder import Encoder
+from ..metrics import bootstrap_interval
+from ..narrative import verdict_from_intervals
 from ..progress import check_cancel
 from ..vectors import tokenize_texts
 from .learners import HEAD_POOLING, MOVED_POOLINGS, FinetuneError, Learner, SaveError, TrainedClassifier
@@ -42,6 +44,8 @@ __all__ = [
     "WATCH_SETTINGS",
     "FinetuneError",
     "FinetuneResult",
+    "accuracy_interval",
+    "loss_trend",
     "run_finetune",
 ]
 
@@ -67,6 +71,29 @@ _EMPTY = {
 
 def _frame(name: str, rows=()) -> pd.DataFrame:
     return pd.DataFrame(list(rows), columns=_EMPTY[name])
+
+
+def accuracy_interval(accuracy: float, n: int, seed: int = 0) -> tuple[float, float, float]:
+    """(accuracy, low, high): the 95% percentile bootstrap interval of an accuracy measured on
+    ``n`` texts (resampling the texts; it depends only on how many were right)."""
+    right = int(round(float(accuracy) * n))
+    if n < 2:
+        return float(accuracy), 0.0, 1.0
+    hits = np.zeros(n)
+    hits[:right] = 1.0
+    return bootstrap_interval(np.mean, hits, seed=seed)
+
+
+def loss_trend(curves: pd.DataFrame, pooling: str, share: float = 0.2, drop: float = 0.1) -> str:
+    """"falling" when the mean training loss of the last ``share`` of the steps is more than
+    ``drop`` (relative) below that of the share before it, "flat" otherwise, "unknown" with
+    fewer than 10 steps."""
+    loss = curves[(curves["pooling"] == pooling) & (curves["metric"] == "train_loss")]["value"].to_numpy()
+    if len(loss) < 10:
+        return "unknown"
+    k = max(1, int(len(loss) * share))
+    last, before = float(np.mean(loss[-k:])), float(np.mean(loss[-2 * k : -k]))
+    return "falling" if last < (1.0 - drop) * before else "flat"
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,27 +139,34 @@ class FinetuneResult:
     classifier: TrainedClassifier | None = field(default=None, repr=False)
 
     def summary(self) -> str:
-        """One plain sentence: which pooling won after fine-tuning, and what fine-tuning added."""
+        """Plain sentences: each pooling's held-out accuracy with its 95% bootstrap interval (a
+        winner is named only when its interval clears the others), what it was before fine-tuning
+        (the frozen baseline) and whether the training loss had flattened by the end."""
         t = self.table.sort_values("heldout_accuracy", ascending=False)
-        best, worst = t.iloc[0], t.iloc[-1]
+        n = int(t["heldout_n"].iloc[0])
         baselines = f"chance {self.chance:.1%}, majority {self.majority:.1%}"
+        intervals = {r.pooling: accuracy_interval(r.heldout_accuracy, n) for r in t.itertuples()}
         if len(t) == 1:
-            text = (
-                f"After fine-tuning on '{self.label}', {best['pooling']} reaches "
-                f"{best['heldout_accuracy']:.1%} held-out accuracy ({baselines})."
-            )
+            best = t.iloc[0]
+            _, low, high = intervals[best["pooling"]]
+            text = (f"After fine-tuning on '{self.label}', {best['pooling']} reaches {best['heldout_accuracy']:.1%} "
+                    f"held-out accuracy (95% interval {low:.1%}–{high:.1%} on {n} held-out texts; {baselines}).")  # fmt: skip
         else:
-            text = (
-                f"After fine-tuning on '{self.label}', {best['pooling']} reaches {best['heldout_accuracy']:.1%} "
-                f"held-out accuracy and {worst['pooling']} {worst['heldout_accuracy']:.1%} "
-                f"(a {100 * (best['heldout_accuracy'] - worst['heldout_accuracy']):.1f}-point spread; {baselines})."
-            )
-        if "cls" in set(t["pooling"]):
-            cls = t[t["pooling"] == "cls"].iloc[0]
-            text += (
-                f" [CLS] went from {cls['frozen_accuracy']:.1%} on the frozen model to "
-                f"{cls['heldout_accuracy']:.1%} once trained."
-            )
+            text = (f"After fine-tuning on '{self.label}' ({n} held-out texts; {baselines}): "
+                    + verdict_from_intervals(intervals))  # fmt: skip
+        changes = []
+        for r in t.itertuples():
+            gain = 100 * (r.heldout_accuracy - r.frozen_accuracy)
+            change = f"{r.pooling} {r.frozen_accuracy:.1%} → {r.heldout_accuracy:.1%}"
+            changes.append(change + (" (below its frozen baseline)" if gain < 0 else f" ({gain:+.1f} points)"))
+        text += " Frozen baseline (a probe on the untrained model, same split) → fine-tuned: " + "; ".join(changes) + "."
+        falling = [p for p in t["pooling"] if loss_trend(self.curves, p) == "falling"]
+        unknown = [p for p in t["pooling"] if loss_trend(self.curves, p) == "unknown"]
+        if falling:
+            text += (f" The training loss was still falling at the end for {', '.join(falling)}: more steps "
+                     "could change these numbers.")  # fmt: skip
+        elif len(unknown) < len(t):
+            text += " The training loss had flattened by the end."
         return text
 
     def tables(self) -> dict[str, pd.DataFrame]:

@@ -18,8 +18,12 @@ from ._dynamics import *  # noqa: F401,F403
 from ._dynamics import __all__ as _dynamics_all
 from ._embeddings import *  # noqa: F401,F403
 from ._embeddings import __all__ as _embeddings_all
+from ._interventions import *  # noqa: F401,F403
+from ._interventions import __all__ as _interventions_all
 from ._inversion import *  # noqa: F401,F403
 from ._inversion import __all__ as _inversion_all
+from ._mixing import *  # noqa: F401,F403
+from ._mixing import __all__ as _mixing_all
 from ._position import *  # noqa: F401,F403
 from ._position import __all__ as _position_all
 from ._probe import *  # noqa: F401,F403
@@ -36,6 +40,8 @@ __all__ = [
     *_probe_all,
     *_position_all,
     *_inversion_all,
+    *_mixing_all,
+    *_interventions_all,
     *_classifier_all,
     *_compare_all,
     *_dynamics_all,

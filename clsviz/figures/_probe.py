@@ -83,7 +83,8 @@ def finetune_figure(result) -> go.Figure:
                 go.Scatter(
                     x=rows["epoch"].round(3).tolist(),
                     y=rows["value"].round(4).tolist(),
-                    mode="lines" if metric == "train_loss" else "lines+markers",
+                    # A short run's few loss points would vanish as a bare line.
+                    mode="lines" if metric == "train_loss" and len(rows) > 20 else "lines+markers",
                     name=p,
                     legendgroup=p,
                     showlegend=col == 1,

@@ -32,6 +32,7 @@ ACTIONS = {
 EXPLAIN_FIRST = {
     "Classifier": "has no classification head",
     "Compare two models": "Pick a second model",
+    "Published findings": "Check the findings on this model",
 }
 
 

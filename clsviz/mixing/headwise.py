@@ -1,4 +1,4 @@
-"""Context mixing: how much each token contributes to each token's next state, block by block.
+"""Per-head weights: raw attention and value-norm weighted attention, [L, H, T, T].
 
 Raw attention weights ignore the size of what a head copies; value-norm weighting
 (Kobayashi et al. 2020, "Attention is Not Only a Weight") multiplies each weight by the norm
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .metrics import normalize_rows
-from .tracing import Trace
+from ..metrics import normalize_rows
+from ..tracing import Trace
 
 __all__ = ["ATTENTION_KINDS", "attention_weights", "check_kind", "value_weighted_attention"]
 
