@@ -17,6 +17,7 @@ from sklearn.model_selection import StratifiedKFold
 from clsviz import load_encoder, trace
 from clsviz.blocks import InterventionError
 from clsviz.experiments.interventions import (
+    REFERENCE_SOURCES,
     ablate_dimensions,
     ablate_heads,
     add_registers,
@@ -626,17 +627,29 @@ def test_report_draws_the_causal_figures_of_the_sentence(tiny):
 
     enc = tiny["bert"]
     tr = trace(enc, TEXT)
-    keys = ["interventions.knockout", "interventions.heads", "interventions.massive", "interventions.registers"]
+    keys = ["interventions.knockout", "interventions.patch_profile", "interventions.heads", "interventions.massive",
+            "interventions.registers"]  # fmt: skip
     sections = report_sections(tr, enc, only=keys)
     assert [s.key for s in sections] == keys and all(s.figure is not None for s in sections)
     knock = sections[0].figure.to_dict()["data"]
     want = knockout_sweep(enc, [TEXT]).table
     red = want[(want["reading"] == "cls") & (want["scope"] == "from")].sort_values("block")
     np.testing.assert_allclose(np.asarray(knock[0]["y"], float), np.round(red["cosine"].to_numpy(), 4))
-    heads = sections[1].figure.to_dict()["data"][0]
+    # The patch profile: the sentence as target, the first reference sentence as source;
+    # at the last layer the target's final [CLS] is the source's (cosine 1).
+    patch = sections[1].figure.to_dict()
+    source = REFERENCE_SOURCES[0]
+    profile = patch_profile(enc, source, TEXT)
+    np.testing.assert_allclose(np.asarray(patch["data"][0]["y"], float), profile["cos_to_source"], atol=1e-4)
+    np.testing.assert_allclose(np.asarray(patch["data"][1]["y"], float), profile["cos_to_target"], atol=1e-4)
+    assert patch["data"][0]["y"][-1] == pytest.approx(1.0, abs=1e-4) and source in patch["layout"]["title"]["text"]
+    heads = sections[2].figure.to_dict()["data"][0]
     table = head_sweep(enc, [TEXT], mode="mean", mean_from=head_means(enc, _demo())).table
     np.testing.assert_allclose(_arr(heads["z"]).astype(float), np.round(table["effect"].to_numpy().reshape(2, 4), 6))
-    assert build_report(tr, enc, sections=sections).count("Plotly.newPlot(") == 4
+    assert build_report(tr, enc, sections=sections).count("Plotly.newPlot(") == 5
+    # A sentence that is the reference itself is patched from the next reference sentence.
+    own = report_sections(trace(enc, source), enc, only=["interventions.patch_profile"])[0].figure.to_dict()
+    assert REFERENCE_SOURCES[1] in own["layout"]["title"]["text"]
 
 
 def _demo():
