@@ -26,6 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.interventions import TARGETS as INTERVENTION_TARGETS  # noqa: E402
+
 # key -> (target description, comparison, target value)
 TARGETS = {
     "trace_overhead_ratio": ("<=", 1.5),
@@ -38,6 +40,7 @@ TARGETS = {
     "probe_demo_all_layers_s": ("<=", 10),
     "browser_enter_to_plot_s": ("<=", 1.5),
     "peak_rss_512_bert_base_gb": ("<=", 1.5),
+    **INTERVENTION_TARGETS,  # the causal tests' speed targets live beside their measurement
 }
 
 
@@ -356,6 +359,20 @@ def bench_finetune(results: dict, notes: dict) -> None:
     )
 
 
+def bench_interventions(results: dict, notes: dict) -> None:
+    """The causal tests on [CLS] (benchmarks/interventions.py): the knockout sweep on the demo
+    corpus and head ablation on 200 texts, each beside a bare forward pass of the same texts."""
+    from benchmarks.interventions import measure
+
+    out = measure()
+    for key, value in out.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            results[key] = value
+    notes["knockout_sweep_demo_s"] = f"{out['knockout_texts']} demo texts, label 'topic'; {out['knockout_finding']}"
+    notes["head_ablation_200_s"] = f"{out['head_ablation_texts']} demo texts, mean ablation; {out['head_ablation_finding']}"
+    notes["bench_interventions"] = f"{out['notes']} Load average (1 min) during the run: {out['load_average_1min']}."
+
+
 MEASUREMENTS = [
     bench_model_load,
     bench_trace_overhead,
@@ -366,6 +383,7 @@ MEASUREMENTS = [
     bench_probe,
     bench_browser,
     bench_finetune,
+    bench_interventions,
 ]
 
 
