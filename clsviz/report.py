@@ -172,6 +172,24 @@ def _causal(ctx: _Context, kind: str):
         raise NotApplicable(str(exc)) from None
 
 
+def _patch_args(ctx: _Context) -> tuple:
+    """The sentence as the target of a patch profile; the source is the first reference
+    sentence (:data:`~clsviz.experiments.patching.REFERENCE_SOURCES`) that is not the sentence."""
+    from .blocks import BlockStructureError
+    from .experiments import interventions as iv
+
+    enc, text = ctx.encoder, ctx.trace.text
+    for source in iv.REFERENCE_SOURCES:
+        try:
+            table = ctx.memo(f"causal.patch.{source}", lambda s=source: iv.patch_profile(enc, s, text, max_length=ctx.trace.seq_len))
+        except iv.InterventionError:
+            continue  # the sentence is this reference: take the next one
+        except BlockStructureError as exc:
+            raise NotApplicable(str(exc)) from None
+        return table, source
+    raise NotApplicable("The sentence is every reference source; there is nothing else to patch from.")
+
+
 def _flow_args(ctx: _Context) -> tuple:
     try:
         flows = gradient_flows(ctx.encoder, ctx.trace.text, max_length=ctx.trace.seq_len)
@@ -204,6 +222,7 @@ _SECTIONS: tuple[_Section, ...] = (
     _Section("mixing.compare", lambda ctx: _mixing_args(ctx, compare=True), needs_encoder=True),
     _Section("attribution.tokens", _attribution_args, needs_encoder=True),
     _Section("interventions.knockout", lambda ctx: (_causal(ctx, "knockout").table,), needs_encoder=True),
+    _Section("interventions.patch_profile", _patch_args, needs_encoder=True),
     _Section("interventions.heads", lambda ctx: (_causal(ctx, "heads").table,), needs_encoder=True),
     _Section("interventions.massive", lambda ctx: (_causal(ctx, "massive").table, _causal(ctx, "massive").attention),
              needs_encoder=True),

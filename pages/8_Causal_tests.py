@@ -8,7 +8,7 @@ import streamlit as st
 from clsviz import figures
 from clsviz.blocks import BlockStructureError, block_weights
 from clsviz.experiments.causal_runs import labelled_texts
-from clsviz.experiments.interventions import summarize_patch_profile
+from clsviz.experiments.interventions import REFERENCE_SOURCES, summarize_patch_profile
 from clsviz.experiments.registers import REGISTER_COUNTS
 from ui import jobs
 from ui.corpus import corpus_picker, plain
@@ -17,7 +17,7 @@ from ui.state import current_encoder, current_max_tokens, current_traces, page_s
 from ui.widgets import download_csv, number_input, radio, selectbox, sentence_picker, show, slider, text_input
 
 NO_LABEL = "(no label: effects on [CLS] only)"
-DEFAULT_SOURCE = "Stock markets fell sharply after the announcement."
+DEFAULT_SOURCE = REFERENCE_SOURCES[0]
 EXPERIMENTS = {"knockout": "Cut [CLS]'s reads", "patching": "Patch [CLS] across labels", "heads": "Ablate heads",
                "massive": "Massive dimensions", "registers": "Registers"}  # fmt: skip
 
@@ -74,7 +74,7 @@ if source.strip():
         st.error(plain(str(exc)), icon=":material/error:")
     else:
         st.info(plain(summarize_patch_profile(profile)), icon=":material/lightbulb:")
-        show("interventions.patch_profile", figures.patch_profile_figure(profile), key="causal.patch.figure")
+        show("interventions.patch_profile", figures.patch_profile_figure(profile, source), key="causal.patch.figure")
         download_csv(profile, "causal_patch_profile.csv", key="causal.patch.csv")
 else:
     st.info("Type a source sentence.", icon=":material/edit:")

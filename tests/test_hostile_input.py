@@ -2,7 +2,8 @@
 message, the app keeps serving, no traceback reaches the page, other sessions are unaffected.
 
 Every case is one row of ``CASES``. The library half of each case calls clsviz directly
-(trace / load_corpus / load_encoder); the app half runs the Overview page under AppTest.
+(trace / load_corpus / load_encoder / the causal tests); the app half runs the Overview page
+(the Causal tests page for causal input) under AppTest.
 Typed HTML in a real browser (no dialog fires, the text shows as text) is in
 tests/browser/test_hostile_browser.py; uploads through the page are in tests/browser/.
 """
@@ -34,11 +35,13 @@ MAX_TOKENS = 128
 class Case:
     """One hostile input.
 
-    kind: "text" (typed in the sentence box), "upload" (a corpus file) or "model" (a model id).
+    kind: "text" (typed in the sentence box), "upload" (a corpus file), "model" (a model id) or
+        "causal" (input to the causal tests on [CLS]: library calls and the Causal tests page).
     payload: the text; for uploads a function returning (filename, bytes); for models the id,
-        or "dir:<name>" for a folder built by the ``hostile_model_dirs`` fixture.
+        or "dir:<name>" for a folder built by the ``hostile_model_dirs`` fixture; for causal
+        input the name of the scenario in ``CAUSAL_CALLS`` / ``CAUSAL_PAGE_STEPS``.
     outcome: text "traced" | "empty" (prompt to type) | "skipped" (warned, nothing traced);
-        upload "loaded" | "refused"; model "refused".
+        upload "loaded" | "refused"; model "refused"; causal "refused".
     message: a regex that the message shown to the person must match ("" = no message needed).
     """
 
@@ -189,11 +192,18 @@ CASES = [
     Case("model-unknown-architecture", "model", "dir:unknown_arch", "refused", r"configuration clsviz cannot read"),
     Case("model-without-cls-token", "model", "dir:gpt2_no_cls", "refused", r"no \[CLS\]-like token"),
     Case("model-pickle-only-weights", "model", "dir:pickle_only", "refused", r"only has pickle weights"),
+    # --- causal tests on [CLS] (library: clsviz.experiments.interventions; app: page 8) -----
+    Case("causal-too-few-labelled-rows", "causal", "too_few", "refused", r"Only \d+ labelled text\(s\)"),
+    Case("causal-label-with-one-class", "causal", "one_class", "refused", r"has a single class"),
+    Case("causal-same-source-and-target", "causal", "same_pair", "refused", r"are the same sentence"),
+    Case("causal-registers-beyond-the-length-limit", "causal", "registers", "refused",
+         r"register\(s\) after \[CLS\] make \d+ tokens, more than this model's limit"),
 ]
 
 TEXT = [c for c in CASES if c.kind == "text"]
 UPLOADS = [c for c in CASES if c.kind == "upload"]
 MODELS = [c for c in CASES if c.kind == "model"]
+CAUSAL = [c for c in CASES if c.kind == "causal"]
 
 
 def _ids(cases):
@@ -203,8 +213,9 @@ def _ids(cases):
 def test_the_table_covers_every_kind_of_hostile_input():
     assert len(CASES) >= 30
     assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
-    assert {c.kind for c in CASES} == {"text", "upload", "model"}
-    allowed = {"text": {"traced", "empty", "skipped"}, "upload": {"loaded", "refused"}, "model": {"refused"}}
+    assert {c.kind for c in CASES} == {"text", "upload", "model", "causal"}
+    allowed = {"text": {"traced", "empty", "skipped"}, "upload": {"loaded", "refused"}, "model": {"refused"},
+               "causal": {"refused"}}
     for c in CASES:
         assert c.outcome in allowed[c.kind], c
         if c.outcome in ("refused", "empty", "skipped"):
@@ -216,6 +227,7 @@ def test_the_table_covers_every_kind_of_hostile_input():
         "malformed-csv", "binary", "utf16", "empty-file", "no-text-column", "one-row", "one-class",
         "50000-rows", "html-in-cells", "huge-single-cell",
         "nonexistent", "dotdot", "remote-code", "without-cls", "pickle",
+        "causal-too-few", "causal-label-with-one-class", "causal-same-source", "causal-registers-beyond",
     ):
         assert any(needed in c.id for c in CASES), f"no case for {needed!r}"
 
@@ -517,3 +529,104 @@ def test_all_hostile_lines_on_other_pages(page_file):
         picker.set_value(option).run()
         assert not at.exception, (option, at.exception)
         assert not at.error, (option, [e.value for e in at.error])
+
+
+# ------------------------------------------------------------------------------------------
+# causal tests on [CLS]: too few labelled rows, one class, same source and target, registers
+# past the length limit (the tiny random BERT: 2 blocks, a 64-token limit)
+# ------------------------------------------------------------------------------------------
+
+CAUSAL_PAGE = "pages/8_Causal_tests.py"
+CAUSAL_SENTENCE = "The film was not bad at all."
+LABELLED = [(f"Sentence {i} is about {'rain' if i % 2 else 'sun'}.", "rain" if i % 2 else "sun") for i in range(12)]
+ONE_CLASS = [(f"Every sentence {i} says the same kind of thing.", "" if i % 5 == 0 else "same") for i in range(15)]
+
+
+def _causal_calls(enc):
+    """scenario -> the library calls that must each refuse it (name, callable)."""
+    from clsviz.experiments.interventions import (
+        add_registers,
+        head_sweep,
+        knockout_sweep,
+        patch_cls,
+        patch_profile,
+        patching_sweep,
+    )
+
+    few_texts, few_labels = [t for t, _ in LABELLED[:4]], [y for _, y in LABELLED[:4]]
+    one_texts, one_labels = [t for t, _ in ONE_CLASS], [y for _, y in ONE_CLASS]
+    same = f"  {CAUSAL_SENTENCE}   "  # other characters, the same tokens
+    return {
+        "too_few": [(f.__name__, lambda f=f: f(enc, few_texts, few_labels)) for f in (knockout_sweep, head_sweep, patching_sweep)],
+        "one_class": [(f.__name__, lambda f=f: f(enc, one_texts, one_labels)) for f in (knockout_sweep, head_sweep, patching_sweep)],
+        "same_pair": [("patch_cls", lambda: patch_cls(enc, same, CAUSAL_SENTENCE, 1)),
+                      ("patch_profile", lambda: patch_profile(enc, CAUSAL_SENTENCE, same))],
+        "registers": [("add_registers", lambda: add_registers(enc, "word " * 100, 1))],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CAUSAL, ids=_ids(CAUSAL))
+def test_causal_input_in_the_library(case, tiny_encoder):
+    from clsviz.blocks import InterventionError
+    from clsviz.experiments.probe import ProbeError
+
+    calls = _causal_calls(tiny_encoder)[case.payload]
+    for name, call in calls:
+        with pytest.raises((ProbeError, InterventionError), match=case.message) as info:
+            call()
+        message = str(info.value)
+        assert isinstance(info.value, ValueError), name
+        assert "Traceback" not in message and len(message) < 600, (name, message)
+
+
+def _causal_page(tiny_model_dirs, sentences: str = CAUSAL_SENTENCE) -> AppTest:
+    from tests.conftest import open_page
+    from ui.state import OTHER
+
+    return open_page(CAUSAL_PAGE, sentences, **{"clsviz.model": OTHER, "clsviz.custom_model": str(tiny_model_dirs["bert"])})
+
+
+def _start_corpus_run(at: AppTest, label: str, texts: int) -> None:
+    at.selectbox(key="causal.kind").set_value("knockout").run()
+    at.selectbox(key="causal.label.knockout").set_value(label)
+    at.number_input(key="causal.texts").set_value(texts).run()
+    at.button(key="causal.start").click().run()
+
+
+def _upload_one_class(at: AppTest) -> None:
+    from ui.corpus import UPLOAD
+
+    at.radio(key="causal.corpus.source").set_value(UPLOAD).run()
+    data = _csv([["text", "label"], *[[t, y] for t, y in ONE_CLASS]])
+    at.file_uploader(key="causal.corpus.file").set_value(("one_class.csv", data, "text/csv")).run()
+    assert not at.exception, at.exception
+    _start_corpus_run(at, "label", len(ONE_CLASS))
+
+
+CAUSAL_PAGE_STEPS = {
+    # The demo corpus, three texts for the probe: refused before anything starts.
+    "too_few": (CAUSAL_SENTENCE, lambda at: _start_corpus_run(at, "topic", 3)),
+    # An upload whose labelled rows all share one label (the blank ones are left out).
+    "one_class": (CAUSAL_SENTENCE, _upload_one_class),
+    # One typed sentence; the patching source typed as the same sentence with extra spaces.
+    "same_pair": (CAUSAL_SENTENCE, lambda at: at.text_input(key="causal.source_text").set_value(f"  {CAUSAL_SENTENCE} ").run()),
+    # A typed sentence at the tiny model's 64-token limit: no room left for a register.
+    "registers": (" ".join(["word"] * 120), lambda at: None),
+}
+
+
+@pytest.mark.parametrize("case", CAUSAL, ids=_ids(CAUSAL))
+def test_causal_input_in_the_app(case, tiny_model_dirs):
+    sentences, steps = CAUSAL_PAGE_STEPS[case.payload]
+    at = _causal_page(tiny_model_dirs, sentences)
+    steps(at)
+    assert not at.exception, at.exception
+    # st.error reads Markdown, so the message arrives with Markdown characters escaped.
+    errors = [re.sub(r"\\(.)", r"\1", e.value) for e in at.error]
+    assert [e for e in errors if re.search(case.message, e)], errors
+    assert "Traceback" not in "\n".join(errors)
+    # Nothing ran in the background, and the page still draws the other tests on the sentence.
+    started = at.session_state["clsviz.jobs"] if "clsviz.jobs" in at.session_state else {}
+    assert not [k for k in started if k.startswith("causal.")], list(started)
+    assert len(at.get("plotly_chart")) >= 4
+

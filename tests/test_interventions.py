@@ -4,6 +4,7 @@ helpers, which do not use clsviz.blocks)."""
 
 from __future__ import annotations
 
+import copy
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,6 +17,7 @@ from sklearn.model_selection import StratifiedKFold
 from clsviz import load_encoder, trace
 from clsviz.blocks import InterventionError
 from clsviz.experiments.interventions import (
+    REFERENCE_SOURCES,
     ablate_dimensions,
     ablate_heads,
     add_registers,
@@ -231,6 +233,93 @@ def test_tiny_models_of_every_family(tiny, kind):
         assert regs.tokens[1:3] == ("<s>", "<s>") and "copies" in described
     else:
         assert regs.tokens[1:3] == ("[unused0]", "[unused1]") and "unused" in described
+
+
+def _private_copy(enc):
+    """A deep copy of the model for this test alone: what is edited or hooked on it never
+    reaches the shared cached model. Its own forward pass is the independent computation."""
+    return copy.deepcopy(enc.eager_model).eval()
+
+
+def _family_blocks(model) -> list:
+    """The module that produces hidden-state index l (1..L) at its call for block l: the layer
+    list of BERT / RoBERTa / ELECTRA / DistilBERT, ALBERT's one shared layer group L times."""
+    if hasattr(model, "transformer"):
+        return list(model.transformer.layer)
+    if hasattr(model.encoder, "albert_layer_groups"):
+        return [model.encoder.albert_layer_groups[0]] * model.config.num_hidden_layers
+    return list(model.encoder.layer)
+
+
+def _value_linear(block_module):
+    if hasattr(block_module, "albert_layers"):
+        return block_module.albert_layers[0].attention.value
+    attention = block_module.attention
+    if hasattr(attention, "v_lin"):  # DistilBERT
+        return attention.v_lin
+    return attention.self.value if hasattr(attention, "self") else attention.value
+
+
+def _copy_run(model, ids):
+    ids = torch.as_tensor(ids)[None]
+    with torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True)
+    return torch.stack(out.hidden_states)[:, 0].numpy()
+
+
+@pytest.mark.parametrize("kind", TINY_KINDS)
+def test_every_family_all_heads_zeroed_equals_a_copy_without_values(tiny, kind):
+    """Zeroing every head of a block leaves the block's attention output at W_O's bias alone:
+    the same as a private copy of the model whose value projection in that block is zero.
+    (ALBERT shares one layer across blocks, so there every block loses its heads.)"""
+    enc = tiny[kind]
+    model = _private_copy(enc)
+    blocks = _family_blocks(model)
+    ablated_blocks = range(1, len(blocks) + 1) if kind == "albert" else (2,)
+    for block in ablated_blocks:
+        value = _value_linear(blocks[block - 1])
+        with torch.no_grad():
+            value.weight.zero_()
+            value.bias.zero_()
+    tr = trace(enc, TEXT)
+    want = _copy_run(model, tr.input_ids)
+    heads = [(b, j) for b in ablated_blocks for j in range(enc.info.num_heads)]
+    got = ablate_heads(enc, TEXT, heads, mode="zero")
+    np.testing.assert_allclose(got.hidden_states, want, atol=1e-5)
+    assert np.abs(got.hidden_states[-1] - tr.hidden_states[-1]).max() > 1e-3
+    np.testing.assert_allclose(trace(enc, TEXT).hidden_states, tr.hidden_states, atol=0)  # shared model as it was
+
+
+@pytest.mark.parametrize("kind", TINY_KINDS)
+def test_every_family_patching_midway_equals_the_model_rerun_with_the_cls_swapped(tiny, kind):
+    """[CLS] patched at hidden-state index 1 of a 2-block model: the private copy's own forward
+    pass with block 1's output [CLS] replaced by a hook (on the copy only)."""
+    enc = tiny[kind]
+    model = _private_copy(enc)
+    src, tgt = trace(enc, OTHER), trace(enc, TEXT)
+    layer, module = 1, _family_blocks(model)[0]
+    vector, calls = torch.as_tensor(src.hidden_states[layer, src.cls_index]), []
+
+    def swap(_module, _inputs, output):
+        calls.append(1)
+        if len(calls) != layer:
+            return None
+        h = (output[0] if isinstance(output, tuple) else output).clone()
+        h[:, tgt.cls_index] = vector
+        return (h, *output[1:]) if isinstance(output, tuple) else h
+
+    module.register_forward_hook(swap)
+    want = _copy_run(model, tgt.input_ids)[:, tgt.cls_index]
+    # transformers records hidden_states with its own hooks, registered before this one: the
+    # recorded row ``layer`` is the unswapped output, while the next block reads the swapped one.
+    want[layer] = vector.numpy()
+    got = patch_cls(enc, OTHER, TEXT, layer)
+    assert got.dtype == np.float32 and got.shape == (enc.info.num_layers + 1, enc.info.hidden_size)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(got[:layer], tgt.hidden_states[:layer, tgt.cls_index], atol=1e-6)
+    assert np.abs(got[-1] - tgt.cls(-1)).max() > 1e-4  # the swap did reach the last layer
+    assert all(not m._forward_hooks or all(h is not swap for h in m._forward_hooks.values())
+               for m in enc.eager_model.modules())  # fmt: skip
 
 
 # --- massive dimensions ---------------------------------------------------------------------------
@@ -538,17 +627,29 @@ def test_report_draws_the_causal_figures_of_the_sentence(tiny):
 
     enc = tiny["bert"]
     tr = trace(enc, TEXT)
-    keys = ["interventions.knockout", "interventions.heads", "interventions.massive", "interventions.registers"]
+    keys = ["interventions.knockout", "interventions.patch_profile", "interventions.heads", "interventions.massive",
+            "interventions.registers"]  # fmt: skip
     sections = report_sections(tr, enc, only=keys)
     assert [s.key for s in sections] == keys and all(s.figure is not None for s in sections)
     knock = sections[0].figure.to_dict()["data"]
     want = knockout_sweep(enc, [TEXT]).table
     red = want[(want["reading"] == "cls") & (want["scope"] == "from")].sort_values("block")
     np.testing.assert_allclose(np.asarray(knock[0]["y"], float), np.round(red["cosine"].to_numpy(), 4))
-    heads = sections[1].figure.to_dict()["data"][0]
+    # The patch profile: the sentence as target, the first reference sentence as source;
+    # at the last layer the target's final [CLS] is the source's (cosine 1).
+    patch = sections[1].figure.to_dict()
+    source = REFERENCE_SOURCES[0]
+    profile = patch_profile(enc, source, TEXT)
+    np.testing.assert_allclose(np.asarray(patch["data"][0]["y"], float), profile["cos_to_source"], atol=1e-4)
+    np.testing.assert_allclose(np.asarray(patch["data"][1]["y"], float), profile["cos_to_target"], atol=1e-4)
+    assert patch["data"][0]["y"][-1] == pytest.approx(1.0, abs=1e-4) and source in patch["layout"]["title"]["text"]
+    heads = sections[2].figure.to_dict()["data"][0]
     table = head_sweep(enc, [TEXT], mode="mean", mean_from=head_means(enc, _demo())).table
     np.testing.assert_allclose(_arr(heads["z"]).astype(float), np.round(table["effect"].to_numpy().reshape(2, 4), 6))
-    assert build_report(tr, enc, sections=sections).count("Plotly.newPlot(") == 4
+    assert build_report(tr, enc, sections=sections).count("Plotly.newPlot(") == 5
+    # A sentence that is the reference itself is patched from the next reference sentence.
+    own = report_sections(trace(enc, source), enc, only=["interventions.patch_profile"])[0].figure.to_dict()
+    assert REFERENCE_SOURCES[1] in own["layout"]["title"]["text"]
 
 
 def _demo():

@@ -133,3 +133,24 @@ def test_hostile_text_is_only_text(tiny_model_dirs):
     assert not at.exception and not at.error
     assert len(at.get("plotly_chart")) == 5
     assert all("<script>" not in m.value for m in at.markdown)
+
+
+def test_sentence_runs_show_their_progress(tiny_model_dirs, monkeypatch):
+    from clsviz.experiments import interventions as iv
+
+    real, seen = iv.knockout_sweep, []
+
+    def watched(*args, progress=None, **kwargs):
+        def report(done, total, message=""):
+            seen.append((done, total))
+            progress(done, total, message)
+
+        return real(*args, progress=report, **kwargs)
+
+    monkeypatch.setattr(iv, "knockout_sweep", watched)
+    at = _tiny(tiny_model_dirs, sentences="A sentence that only this test types, so that it runs afresh.")
+    assert not at.exception
+    # The page handed the sweep a progress callback, which reached the end; the bar is gone after.
+    assert seen and seen[-1][0] == seen[-1][1] and len(seen) > 2
+    assert not at.get("progress")
+    assert len(at.get("plotly_chart")) == 5

@@ -3,6 +3,8 @@ runs as background jobs, and one way to show any result (finding, figure, CSV)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from clsviz import Corpus, Encoder, figures
@@ -46,36 +48,63 @@ FIGURES = {
 }
 
 
+RUNNING = {
+    "knockout": "Cutting [CLS]'s reads block by block",
+    "patch_profile": "Patching [CLS] at each layer",
+    "heads": "Ablating each head",
+    "massive": "Setting the massive dimensions",
+    "registers": "Running with registers",
+}
+
+
+def _under_bar(what: str, run: Callable[[Callable], object]) -> Callable[[], object]:
+    """``run(progress)`` as a computation that shows a progress bar while it runs (then removes it)."""
+
+    def compute():
+        bar = st.progress(0.0, text=plain(f"{what}…"))
+
+        def progress(done: int, total: int, message: str = "") -> None:
+            bar.progress(min(1.0, done / max(total, 1)), text=plain(f"{what}: {message}" if message else f"{what}…"))
+
+        try:
+            return run(progress)
+        finally:
+            bar.empty()
+
+    return compute
+
+
 def _demo_head_means(encoder: Encoder):
-    return cached("causal.head_means", (encoder.name, iv.MEAN_SAMPLE),
-                  lambda: iv.head_means(encoder, iv.demo_sample()))  # fmt: skip
+    return cached("causal.head_means", (encoder.name, iv.MEAN_SAMPLE), _under_bar(
+        "Averaging each head's output over demo sentences", lambda p: iv.head_means(encoder, iv.demo_sample(), progress=p)))  # fmt: skip
 
 
-def _massive(encoder: Encoder, text: str, max_tokens: int, layer: int):
+def _massive(encoder: Encoder, text: str, max_tokens: int, layer: int, progress):
     dims = tuple(iv.find_massive_dimensions(encoder, [text], layer)["dimension"].tolist())
     means = cached("causal.dimension_means", (encoder.name, iv.MEAN_SAMPLE, dims, layer),
                    lambda: iv.dimension_means(encoder, iv.demo_sample(), dims, layer))  # fmt: skip
-    return iv.massive_sweep(encoder, [text], layer=layer, dims=list(dims), mean_from=means, max_length=max_tokens)
+    return iv.massive_sweep(encoder, [text], layer=layer, dims=list(dims), mean_from=means, max_length=max_tokens,
+                            progress=progress)  # fmt: skip
 
 
 def sentence_run(kind: str, encoder: Encoder, text: str, max_tokens: int, **options):
-    """A causal test on one sentence (no labels), cached per (model, text, tokens, options).
-    Head and dimension means come from a sample of the demo corpus."""
+    """A causal test on one sentence (no labels), cached per (model, text, tokens, options),
+    with a progress bar while it runs. Head and dimension means come from a sample of the demo corpus."""
     runs = {
-        "knockout": lambda: iv.knockout_sweep(encoder, [text], max_length=max_tokens),
-        "patch_profile": lambda: iv.patch_profile(encoder, options["source"], text, max_length=max_tokens),
-        "heads": lambda: iv.head_sweep(
-            encoder, [text], mode=options["mode"], max_length=max_tokens,
+        "knockout": lambda p: iv.knockout_sweep(encoder, [text], max_length=max_tokens, progress=p),
+        "patch_profile": lambda p: iv.patch_profile(encoder, options["source"], text, max_length=max_tokens),
+        "heads": lambda p: iv.head_sweep(
+            encoder, [text], mode=options["mode"], max_length=max_tokens, progress=p,
             mean_from=_demo_head_means(encoder) if options["mode"] == "mean" else None,
         ),  # fmt: skip
-        "massive": lambda: _massive(encoder, text, max_tokens, int(options["layer"])),
-        "registers": lambda: iv.register_sweep(encoder, [text], ks=range(int(options["k"]) + 1), max_length=max_tokens),
+        "massive": lambda p: _massive(encoder, text, max_tokens, int(options["layer"]), p),
+        "registers": lambda p: iv.register_sweep(encoder, [text], ks=range(int(options["k"]) + 1), max_length=max_tokens,
+                                                 progress=p),  # fmt: skip
     }
     if kind == "registers":  # one sentence is never cut to make room: say so instead
         iv.check_register_room(encoder, max_tokens, int(options["k"]))
     key = (kind, encoder.name, text, int(max_tokens), tuple(sorted(options.items())))
-    with st.spinner("Running the blocks with the intervention…"):
-        return cached("causal.sentence", key, runs[kind])
+    return cached("causal.sentence", key, _under_bar(RUNNING[kind], runs[kind]))
 
 
 def show_result(kind: str, result, key: str) -> None:

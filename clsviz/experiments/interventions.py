@@ -35,7 +35,14 @@ from ..tracing import TokenizedText, Trace, special_positions, tokenize
 from .causal_runs import MEAN_SAMPLE, TokenizedBatches, demo_sample, run_with_parts, special_sums
 from .head_ablation import HEAD_ROLE_RULE, classify_heads, head_sweep, summarize_heads
 from .knockouts import KNOCKOUT_KEYS, knockout_sweep, summarize_knockout
-from .patching import check_pair, patch_profile, patching_sweep, summarize_patch_profile, summarize_patching
+from .patching import (
+    REFERENCE_SOURCES,
+    check_pair,
+    patch_profile,
+    patching_sweep,
+    summarize_patch_profile,
+    summarize_patching,
+)
 from .registers import REGISTER_COUNTS, check_register_room, register_sweep, summarize_registers
 from .sink_dimensions import MASSIVE_RATIO, find_massive_dimensions, massive_sweep, summarize_massive
 
@@ -45,6 +52,7 @@ __all__ = [
     "KNOCKOUT_KEYS",
     "MASSIVE_RATIO",
     "MEAN_SAMPLE",
+    "REFERENCE_SOURCES",
     "REGISTER_COUNTS",
     "InterventionError",
     "ablate_dimensions",

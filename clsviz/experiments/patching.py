@@ -21,10 +21,17 @@ from ..vectors import pad_rows
 from .causal_runs import CleanProbe, SweepResult, TokenizedBatches, labelled_texts, run_last, ticker
 from .probe import ProbeError
 
-__all__ = ["FLIP_MAJORITY", "check_pair", "patch_profile", "patching_sweep", "summarize_patch_profile", "summarize_patching"]
+__all__ = ["FLIP_MAJORITY", "REFERENCE_SOURCES", "check_pair", "patch_profile", "patching_sweep", "summarize_patch_profile", "summarize_patching"]
 
 FLIP_MAJORITY = 0.5
 """A layer "carries the label" when at least this share of the patched pairs flip."""
+
+REFERENCE_SOURCES = (
+    "Stock markets fell sharply after the announcement.",
+    "The cat chased the dog across the yard.",
+)
+"""Source sentences for a patch profile when only the target is given (the HTML report, the
+page's default): the first one that is not the target itself."""
 
 
 def check_pair(source, target) -> None:

@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ._common import safe_text
 from .registry import register
 
 __all__ = [
@@ -71,9 +72,10 @@ def knockout_figure(table: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def patch_profile_figure(table: pd.DataFrame) -> go.Figure:
+def patch_profile_figure(table: pd.DataFrame, source: str | None = None) -> go.Figure:
     """One pair of sentences: the target's final [CLS] after [CLS] is patched from the source
-    at each layer, against the source's and the target's clean final [CLS] (:func:`patch_profile`)."""
+    at each layer, against the source's and the target's clean final [CLS] (:func:`patch_profile`).
+    ``source``: the source sentence, named (escaped) in the title when given."""
     fig = go.Figure()
     for column, name, color in (("cos_to_source", "cosine to the source's final [CLS]", "#d62728"),
                                 ("cos_to_target", "cosine to the target's own final [CLS]", "#1f77b4")):  # fmt: skip
@@ -83,10 +85,16 @@ def patch_profile_figure(table: pd.DataFrame) -> go.Figure:
         ))  # fmt: skip
     fig.update_layout(
         xaxis=dict(title="layer where [CLS] is patched (0 = embeddings)", dtick=1),
-        yaxis=dict(title="cosine"), height=380, margin=dict(l=60, r=20, t=40, b=50),
+        yaxis=dict(title="cosine"), height=380, margin=dict(l=60, r=20, t=40 if source is None else 60, b=50),
         legend=dict(orientation="h", y=-0.3),
     )  # fmt: skip
+    if source is not None:
+        fig.update_layout(title=dict(text=f"Source: {safe_text(_short(source))}", font=dict(size=13)))
     return fig
+
+
+def _short(text: str, limit: int = 90) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def patching_figure(table: pd.DataFrame) -> go.Figure:
