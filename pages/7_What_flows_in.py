@@ -23,10 +23,21 @@ from ui.mixing import (
 )
 from ui.report import report_download
 from ui.state import current_encoder, current_max_tokens, current_traces, page_setup
-from ui.widgets import download_csv, number_input, radio, sentence_picker, show, slider, text_input
+from ui.widgets import (
+    download_csv,
+    multiselect,
+    number_input,
+    radio,
+    selectbox,
+    sentence_picker,
+    show,
+    slider,
+    text_input,
+)
 
 FAST = ("attention", "value_norm", "globenc", "alti")
 AUTO_ATTRIBUTION_TOKENS = 64  # longer texts wait for a button: gradients cost one pass per step
+AUTO_COMPARE_TOKENS = 128  # longer texts wait for a button: each decomposed measure costs seconds
 SCOREBOARD_TEXTS = 10
 SCOREBOARD_PARAMS = "mixing.scoreboard_params"
 
@@ -105,12 +116,17 @@ if result is not None:
     download_csv(lambda: block_table(result, block), f"block{block}_{result.method}.csv", key="mixing.block.csv")
 
 with st.expander("Every fast measure side by side"):
-    try:
-        compared = [mixing_result(t, max_tokens, m) for m in FAST]
-    except MixingError as exc:
-        st.caption(plain(str(exc)))
+    # Each decomposed measure of a long text costs seconds (T x T x D floats per block), so a
+    # long text waits for a button instead of running all of them on every visit.
+    if t.seq_len > AUTO_COMPARE_TOKENS and not st.button("Compare the fast measures", key="mixing.compare_start"):
+        st.caption(f"This sentence has {t.seq_len} tokens: press the button to compute every fast measure for it.")
     else:
-        show("mixing.compare", figures.mixing_compare_figure(compared), key="mixing.compare")
+        try:
+            compared = [mixing_result(t, max_tokens, m) for m in FAST]
+        except MixingError as exc:
+            st.caption(plain(str(exc)))
+        else:
+            show("mixing.compare", figures.mixing_compare_figure(compared), key="mixing.compare")
 
 # --- attribution ------------------------------------------------------------------------------
 st.subheader("Attribution: which words the target depends on, [CLS] vs mean pooling")
@@ -157,9 +173,9 @@ st.caption(
 current = jobs.get(SCOREBOARD_JOB)
 running = current is not None and current.active
 d1, d2 = st.columns([3, 1])
-chosen = d1.multiselect("Measures", MEASURES, default=list(MEASURES), format_func=MEASURE_NAMES.get,
-                        key="mixing.measures", disabled=running)  # fmt: skip
-pooling = d2.selectbox("Pooling", ("cls", "mean"), key="mixing.pooling", disabled=running)
+chosen = multiselect(d1, "Measures", MEASURES, default=list(MEASURES), format_func=MEASURE_NAMES.get,
+                     key="mixing.measures", disabled=running)  # fmt: skip
+pooling = selectbox(d2, "Pooling", ("cls", "mean"), key="mixing.pooling", disabled=running)
 sample = traces[:SCOREBOARD_TEXTS]
 params = (encoder.name, tuple(x.text for x in sample), tuple(chosen), pooling)
 if len(traces) > SCOREBOARD_TEXTS:
