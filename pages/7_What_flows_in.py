@@ -168,21 +168,27 @@ else:
 st.subheader("Faithfulness scoreboard: which measure predicts removals?")
 st.caption(
     "Each measure ranks the words; removing them in that order (replaced by the mask token) shows whether the "
-    "words it names really matter for the [CLS] vector (its cosine to itself unperturbed). Runs in the background."
+    "words it names really matter for the pooled vector (its cosine to itself unperturbed) or for the model's "
+    "classifier logit. Runs in the background."
 )
 current = jobs.get(SCOREBOARD_JOB)
 running = current is not None and current.active
-d1, d2 = st.columns([3, 1])
+d1, d2, d3 = st.columns([3, 1, 1])
 chosen = multiselect(d1, "Measures", MEASURES, default=list(MEASURES), format_func=MEASURE_NAMES.get,
                      key="mixing.measures", disabled=running)  # fmt: skip
 pooling = selectbox(d2, "Pooling", ("cls", "mean"), key="mixing.pooling", disabled=running)
+board_targets = ["self_similarity"] + (["classifier"] if encoder.classifier is not None else [])
+board_target = selectbox(d3, "Target", board_targets, key="mixing.board_target", disabled=running,
+                         format_func=lambda x: "cosine to itself" if x == "self_similarity" else "classifier logit",
+                         help="What removing tokens is measured on: the pooled vector's cosine to its unperturbed "
+                         "self, or the logit of the class the model's own head predicts.")  # fmt: skip
 sample = traces[:SCOREBOARD_TEXTS]
-params = (encoder.name, tuple(x.text for x in sample), tuple(chosen), pooling)
+params = (encoder.name, tuple(x.text for x in sample), tuple(chosen), pooling, board_target)
 if len(traces) > SCOREBOARD_TEXTS:
     st.caption(f"The first {SCOREBOARD_TEXTS} sentences are used.")
 if st.button("Run the scoreboard", key="mixing.score_start", type="primary", disabled=running or not chosen):
     st.session_state[SCOREBOARD_PARAMS] = params
-    if start_scoreboard(encoder, sample, measures=tuple(chosen), pooling=pooling) is not None:
+    if start_scoreboard(encoder, sample, measures=tuple(chosen), pooling=pooling, target=board_target) is not None:
         st.rerun()
 job = job_status(SCOREBOARD_JOB, "The scoreboard")
 if job is not None and not job.active and job.result is not None:

@@ -88,6 +88,7 @@ CONTROLS = [
     Control("scoreboard-measures-unknown", "what_flows_in", {"mixing.measures": ["alti", HOSTILE_HTML]}),
     Control("scoreboard-measures-not-a-list", "what_flows_in", {"mixing.measures": "alti"}),
     Control("scoreboard-pooling-unknown", "what_flows_in", {"mixing.pooling": "median"}),
+    Control("scoreboard-target-without-a-classifier", "what_flows_in", {"mixing.board_target": "classifier"}),
     Control("causal-source-unknown", "causal", {"causal.source": HOSTILE_HTML}),
     Control("causal-source-text-too-long", "causal", {"causal.source": "Type another…", "causal.source_text": "x " * 5000}),
     Control("causal-head-mode-unknown", "causal", {"causal.head_mode": "median"}),
