@@ -266,6 +266,41 @@ def test_the_shared_model_is_never_changed(encoder, bundled_trace):
         assert p.dtype == torch.float32 and not p.requires_grad and torch.equal(p, before[n]), n
 
 
+def test_measures_and_attributions_in_threads_leave_concurrent_traces_clean(encoder, bundled_trace, zeroed):
+    """Value zeroing (float64 block copies), ALTI and integrated gradients (autograd through the
+    blocks) run in threads while other threads trace with the same shared model."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from clsviz.attribution import attribute
+
+    texts = ["The cat chased the dog across the yard.", TEXT]
+    clean = {text: trace(encoder, text) for text in texts}
+    alone = attribute(encoder, TEXT, other=texts[0], steps=8)
+
+    def work(kind):
+        if kind == "value_zeroing":
+            return mixing.measure(encoder, bundled_trace, "value_zeroing").raw
+        if kind == "alti":
+            return mixing.measure(encoder, bundled_trace, "alti").raw
+        return attribute(encoder, TEXT, other=texts[0], steps=8).scores
+
+    def tracer(_):
+        return [trace(encoder, text) for _ in range(3) for text in texts]
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        runs = {kind: pool.submit(work, kind) for kind in ("value_zeroing", "alti", "attribution")}
+        traces = [pool.submit(tracer, j) for j in range(2)]
+        runs, traces = {k: f.result() for k, f in runs.items()}, [f.result() for f in traces]
+    np.testing.assert_allclose(runs["value_zeroing"], zeroed.raw, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(runs["alti"], mixing.measure(encoder, bundled_trace, "alti").raw, rtol=1e-9)
+    np.testing.assert_allclose(runs["attribution"], alone.scores, atol=1e-6)
+    for results in traces:
+        for got in results:
+            want = clean[got.text]
+            np.testing.assert_allclose(got.hidden_states, want.hidden_states, atol=1e-6)
+            np.testing.assert_allclose(got.attentions, want.attentions, atol=1e-6)
+
+
 # --- the report and the command line ---------------------------------------------------------------
 
 
