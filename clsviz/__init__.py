@@ -4,8 +4,9 @@ The package computes every number and builds every figure; it never imports Stre
 The rooms (one concern each) are listed in README.md, "Architecture".
 """
 
-# Submodules named by the public API (clsviz.heads.classifier_lens, clsviz.compare.cka).
-from . import compare, heads
+# Submodules named by the public API (clsviz.heads.classifier_lens, clsviz.compare.cka,
+# clsviz.mixing.contributions, clsviz.attribution.attribute, clsviz.faithfulness.rank_measures).
+from . import attribution, compare, faithfulness, heads, mixing
 from .baseline import Baseline, anisotropy_baseline, measure_baseline
 from .benchmark import sentence_benchmark
 from .corpus import Corpus, demo_corpus, demo_pairs
@@ -28,6 +29,7 @@ __all__ = [
     "PooledVectors",
     "Trace",
     "anisotropy_baseline",
+    "attribution",
     "cls_summary",
     "cls_token_cosines",
     "compare",
@@ -35,11 +37,13 @@ __all__ = [
     "demo_corpus",
     "demo_pairs",
     "extract",
+    "faithfulness",
     "heads",
     "load_corpus",
     "load_encoder",
     "load_pairs",
     "measure_baseline",
+    "mixing",
     "pool",
     "sentence_benchmark",
     "trace",

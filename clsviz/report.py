@@ -29,6 +29,7 @@ from .attribution import attribute
 from .experiments.dynamics import gradient_flows
 from .experiments.inversion import load_mlm_head, mlm_reading
 from .experiments.position import position_experiment
+from .faithfulness import rank_measures
 from .figures import figure_spec
 from .metrics import cosine, entropy
 from .mixing import METHODS as MIXING_METHODS
@@ -132,6 +133,29 @@ def _mixing_args(ctx: _Context, compare: bool = False) -> tuple:
         raise NotApplicable(str(exc)) from exc
 
 
+def _block_args(ctx: _Context) -> tuple:
+    # The last block token by token: what every token takes in just before the output is read.
+    mix, attention = _mixing_args(ctx)
+    return mix, attention, mix.num_layers
+
+
+_SCOREBOARD_TOKENS = 48  # the deletion curves rerun the model twice per content token and measure
+
+
+def _scoreboard(ctx: _Context):
+    """Every measure ranked on this sentence (integrated gradients at 16 steps), computed once."""
+    if ctx.trace.seq_len > _SCOREBOARD_TOKENS:
+        raise NotApplicable(
+            f"The text has {ctx.trace.seq_len} tokens; the report ranks the measures on texts of up to "
+            f"{_SCOREBOARD_TOKENS}. The 'What flows into [CLS]?' page (or clsviz.faithfulness.rank_measures) "
+            "ranks them on longer ones and on several sentences."
+        )
+    try:
+        return ctx.memo("scoreboard", lambda: rank_measures(ctx.encoder, [ctx.trace], steps=16))
+    except ValueError as exc:
+        raise NotApplicable(str(exc)) from exc
+
+
 _ATTRIBUTION_TOKENS = 128  # integrated gradients cost a forward and backward pass per step
 
 
@@ -219,8 +243,11 @@ _SECTIONS: tuple[_Section, ...] = (
     _Section("inversion.mlm", _mlm_args, needs_encoder=True),
     _Section("mixing.cls_row", _mixing_args, needs_encoder=True),
     _Section("mixing.rollout", _mixing_args, needs_encoder=True),
+    _Section("mixing.block", _block_args, needs_encoder=True),
     _Section("mixing.compare", lambda ctx: _mixing_args(ctx, compare=True), needs_encoder=True),
     _Section("attribution.tokens", _attribution_args, needs_encoder=True),
+    _Section("faithfulness.ranking", lambda ctx: (_scoreboard(ctx),), needs_encoder=True),
+    _Section("faithfulness.curves", lambda ctx: (_scoreboard(ctx),), needs_encoder=True),
     _Section("interventions.knockout", lambda ctx: (_causal(ctx, "knockout").table,), needs_encoder=True),
     _Section("interventions.patch_profile", _patch_args, needs_encoder=True),
     _Section("interventions.heads", lambda ctx: (_causal(ctx, "heads").table,), needs_encoder=True),

@@ -23,10 +23,21 @@ from ui.mixing import (
 )
 from ui.report import report_download
 from ui.state import current_encoder, current_max_tokens, current_traces, page_setup
-from ui.widgets import download_csv, number_input, radio, sentence_picker, show, slider, text_input
+from ui.widgets import (
+    download_csv,
+    multiselect,
+    number_input,
+    radio,
+    selectbox,
+    sentence_picker,
+    show,
+    slider,
+    text_input,
+)
 
 FAST = ("attention", "value_norm", "globenc", "alti")
 AUTO_ATTRIBUTION_TOKENS = 64  # longer texts wait for a button: gradients cost one pass per step
+AUTO_COMPARE_TOKENS = 128  # longer texts wait for a button: each decomposed measure costs seconds
 SCOREBOARD_TEXTS = 10
 SCOREBOARD_PARAMS = "mixing.scoreboard_params"
 
@@ -105,12 +116,17 @@ if result is not None:
     download_csv(lambda: block_table(result, block), f"block{block}_{result.method}.csv", key="mixing.block.csv")
 
 with st.expander("Every fast measure side by side"):
-    try:
-        compared = [mixing_result(t, max_tokens, m) for m in FAST]
-    except MixingError as exc:
-        st.caption(plain(str(exc)))
+    # Each decomposed measure of a long text costs seconds (T x T x D floats per block), so a
+    # long text waits for a button instead of running all of them on every visit.
+    if t.seq_len > AUTO_COMPARE_TOKENS and not st.button("Compare the fast measures", key="mixing.compare_start"):
+        st.caption(f"This sentence has {t.seq_len} tokens: press the button to compute every fast measure for it.")
     else:
-        show("mixing.compare", figures.mixing_compare_figure(compared), key="mixing.compare")
+        try:
+            compared = [mixing_result(t, max_tokens, m) for m in FAST]
+        except MixingError as exc:
+            st.caption(plain(str(exc)))
+        else:
+            show("mixing.compare", figures.mixing_compare_figure(compared), key="mixing.compare")
 
 # --- attribution ------------------------------------------------------------------------------
 st.subheader("Attribution: which words the target depends on, [CLS] vs mean pooling")
@@ -152,21 +168,27 @@ else:
 st.subheader("Faithfulness scoreboard: which measure predicts removals?")
 st.caption(
     "Each measure ranks the words; removing them in that order (replaced by the mask token) shows whether the "
-    "words it names really matter for the [CLS] vector (its cosine to itself unperturbed). Runs in the background."
+    "words it names really matter for the pooled vector (its cosine to itself unperturbed) or for the model's "
+    "classifier logit. Runs in the background."
 )
 current = jobs.get(SCOREBOARD_JOB)
 running = current is not None and current.active
-d1, d2 = st.columns([3, 1])
-chosen = d1.multiselect("Measures", MEASURES, default=list(MEASURES), format_func=MEASURE_NAMES.get,
-                        key="mixing.measures", disabled=running)  # fmt: skip
-pooling = d2.selectbox("Pooling", ("cls", "mean"), key="mixing.pooling", disabled=running)
+d1, d2, d3 = st.columns([3, 1, 1])
+chosen = multiselect(d1, "Measures", MEASURES, default=list(MEASURES), format_func=MEASURE_NAMES.get,
+                     key="mixing.measures", disabled=running)  # fmt: skip
+pooling = selectbox(d2, "Pooling", ("cls", "mean"), key="mixing.pooling", disabled=running)
+board_targets = ["self_similarity"] + (["classifier"] if encoder.classifier is not None else [])
+board_target = selectbox(d3, "Target", board_targets, key="mixing.board_target", disabled=running,
+                         format_func=lambda x: "cosine to itself" if x == "self_similarity" else "classifier logit",
+                         help="What removing tokens is measured on: the pooled vector's cosine to its unperturbed "
+                         "self, or the logit of the class the model's own head predicts.")  # fmt: skip
 sample = traces[:SCOREBOARD_TEXTS]
-params = (encoder.name, tuple(x.text for x in sample), tuple(chosen), pooling)
+params = (encoder.name, tuple(x.text for x in sample), tuple(chosen), pooling, board_target)
 if len(traces) > SCOREBOARD_TEXTS:
     st.caption(f"The first {SCOREBOARD_TEXTS} sentences are used.")
 if st.button("Run the scoreboard", key="mixing.score_start", type="primary", disabled=running or not chosen):
     st.session_state[SCOREBOARD_PARAMS] = params
-    if start_scoreboard(encoder, sample, measures=tuple(chosen), pooling=pooling) is not None:
+    if start_scoreboard(encoder, sample, measures=tuple(chosen), pooling=pooling, target=board_target) is not None:
         st.rerun()
 job = job_status(SCOREBOARD_JOB, "The scoreboard")
 if job is not None and not job.active and job.result is not None:

@@ -100,6 +100,10 @@ def test_inspect_prints_tokens_and_writes_the_report(tmp_path, encoder):
     doc = out.read_text(encoding="utf-8")
     assert "<b>always</b>" not in doc and "&lt;b&gt;always&lt;/b&gt;" in doc
     assert doc.count("Plotly.newPlot(") >= 7
+    # The mixing section: what flows into [CLS], attributions and the faithfulness scoreboard.
+    for key in ("mixing.cls_row", "mixing.rollout", "mixing.block", "mixing.compare", "attribution.tokens",
+                "faithfulness.ranking", "faithfulness.curves"):
+        assert f"id='sec-{key}'" in doc, key
     assert "[CLS] layer by layer" in result.stdout and "Findings:" in result.stdout
     assert f"Report: {out}" in result.stdout
     assert "Figures [" in result.stderr  # progress line

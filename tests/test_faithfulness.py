@@ -106,3 +106,35 @@ def test_bad_input(encoder, tiny_mpnet_dir):  # noqa: F811
     partial = rank_measures(mpnet, ["the cat sat on the mat"], measures=FAST)
     assert set(partial.table["measure"]) == {"attention", "rollout", "occlusion", "random"}
     assert len(partial.notes) == 3 and all("'mpnet'" in note for note in partial.notes)
+
+
+def test_the_classifier_target_reads_the_models_own_logits(bundled_classifier_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    enc = load_encoder(str(bundled_classifier_dir))
+    board = rank_measures(enc, [TEXT], target="classifier", measures=("attention", "occlusion", "random"))
+    t = trace(enc, TEXT)
+    model = AutoModelForSequenceClassification.from_pretrained(str(bundled_classifier_dir)).eval()
+
+    def logits(ids):  # the checkpoint's own forward pass, loaded here apart from clsviz
+        with torch.inference_mode():
+            return model(input_ids=torch.as_tensor(np.atleast_2d(ids))).logits.double().numpy()
+
+    full = logits(t.input_ids)[0]
+    c = int(np.argmax(full))  # the predicted class is the default
+    assert "classifier logit" in board.target
+    curves = board.curves[board.curves["measure"] == "attention"]
+    assert curves["full"].iloc[0] == pytest.approx(full[c], abs=1e-3)
+    mask_id = enc.tokenizer.mask_token_id
+    order = token_ranking(t.attentions[-1].mean(axis=0)[t.cls_index], t.special_mask)
+    deleted = np.repeat(t.input_ids[None], len(order), axis=0)
+    for k in range(len(order)):
+        deleted[k, order[: k + 1]] = mask_id
+    np.testing.assert_allclose(curves["deleted"], logits(deleted)[:, c], atol=1e-3)
+    # Occlusion removes first the token whose masking alone moves the logit most.
+    content = np.flatnonzero(t.content_mask)
+    single = np.repeat(t.input_ids[None], len(content), axis=0)
+    single[np.arange(len(content)), content] = mask_id
+    drops = full[c] - logits(single)[:, c]
+    first = board.table.set_index("measure").loc["occlusion", "first_token"]
+    assert first == t.tokens[content[np.argmax(np.abs(drops))]]

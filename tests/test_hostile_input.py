@@ -2,8 +2,9 @@
 message, the app keeps serving, no traceback reaches the page, other sessions are unaffected.
 
 Every case is one row of ``CASES``. The library half of each case calls clsviz directly
-(trace / load_corpus / load_encoder / the causal tests); the app half runs the Overview page
-(the Causal tests page for causal input) under AppTest.
+(trace / load_corpus / load_encoder / the causal tests; mixing / attribution for the "What flows
+into [CLS]?" cases); the app half runs the Overview page (or the Causal tests or "What flows into
+[CLS]?" page for their input) under AppTest.
 Typed HTML in a real browser (no dialog fires, the text shows as text) is in
 tests/browser/test_hostile_browser.py; uploads through the page are in tests/browser/.
 """
@@ -24,6 +25,7 @@ from streamlit.testing.v1 import AppTest
 from clsviz import ModelLoadError, load_encoder, trace
 from clsviz.corpus import Corpus
 from clsviz.readers import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHARS, DEFAULT_MAX_ROWS, CorpusError, load_corpus
+from tests.test_attention import tiny_mpnet_dir  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -35,13 +37,17 @@ MAX_TOKENS = 128
 class Case:
     """One hostile input.
 
-    kind: "text" (typed in the sentence box), "upload" (a corpus file), "model" (a model id) or
-        "causal" (input to the causal tests on [CLS]: library calls and the Causal tests page).
+    kind: "text" (typed in the sentence box), "upload" (a corpus file), "model" (a model id),
+        "causal" (input to the causal tests on [CLS]: library calls and the Causal tests page) or
+        "mixing" (an input to the "What flows into [CLS]?" page).
     payload: the text; for uploads a function returning (filename, bytes); for models the id,
         or "dir:<name>" for a folder built by the ``hostile_model_dirs`` fixture; for causal
-        input the name of the scenario in ``CAUSAL_CALLS`` / ``CAUSAL_PAGE_STEPS``.
+        input the name of the scenario in ``CAUSAL_CALLS`` / ``CAUSAL_PAGE_STEPS``; for mixing a
+        dict: ``text``, optional ``other`` (the sentence to compare with), ``max_tokens``,
+        ``model`` ("dir:mpnet": a model without the block structure the measures need).
     outcome: text "traced" | "empty" (prompt to type) | "skipped" (warned, nothing traced);
-        upload "loaded" | "refused"; model "refused"; causal "refused".
+        upload "loaded" | "refused"; model "refused"; causal "refused"; mixing "drawn" (every
+        map drawn) | "refused" (the measure says why it cannot run; the page still draws what it can).
     message: a regex that the message shown to the person must match ("" = no message needed).
     """
 
@@ -198,12 +204,36 @@ CASES = [
     Case("causal-same-source-and-target", "causal", "same_pair", "refused", r"are the same sentence"),
     Case("causal-registers-beyond-the-length-limit", "causal", "registers", "refused",
          r"register\(s\) after \[CLS\] make \d+ tokens, more than this model's limit"),
+    # --- "What flows into [CLS]?": context mixing and attributions ---------------------------
+    Case("mixing-single-token-sentence", "mixing", {"text": "Hi"}, "drawn"),
+    Case(
+        "mixing-512-token-sentence",
+        "mixing",
+        {"text": "the cat chased a dog " * 130, "max_tokens": 512},
+        "drawn",
+        r"has 512 tokens: press the button to attribute it",
+    ),
+    Case(
+        "mixing-model-without-block-structure",
+        "mixing",
+        {"text": "the cat sat", "model": "dir:mpnet"},
+        "refused",
+        r"runs the model's blocks from their weights, and .*'mpnet'",
+    ),
+    Case(
+        "mixing-empty-target-sentence",
+        "mixing",
+        {"text": "The cat sat.", "other": "   "},
+        "refused",
+        r"sentence to compare with is empty",
+    ),
 ]
 
 TEXT = [c for c in CASES if c.kind == "text"]
 UPLOADS = [c for c in CASES if c.kind == "upload"]
 MODELS = [c for c in CASES if c.kind == "model"]
 CAUSAL = [c for c in CASES if c.kind == "causal"]
+MIXING = [c for c in CASES if c.kind == "mixing"]
 
 
 def _ids(cases):
@@ -213,9 +243,9 @@ def _ids(cases):
 def test_the_table_covers_every_kind_of_hostile_input():
     assert len(CASES) >= 30
     assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
-    assert {c.kind for c in CASES} == {"text", "upload", "model", "causal"}
+    assert {c.kind for c in CASES} == {"text", "upload", "model", "causal", "mixing"}
     allowed = {"text": {"traced", "empty", "skipped"}, "upload": {"loaded", "refused"}, "model": {"refused"},
-               "causal": {"refused"}}
+               "causal": {"refused"}, "mixing": {"drawn", "refused"}}  # fmt: skip
     for c in CASES:
         assert c.outcome in allowed[c.kind], c
         if c.outcome in ("refused", "empty", "skipped"):
@@ -228,6 +258,7 @@ def test_the_table_covers_every_kind_of_hostile_input():
         "50000-rows", "html-in-cells", "huge-single-cell",
         "nonexistent", "dotdot", "remote-code", "without-cls", "pickle",
         "causal-too-few", "causal-label-with-one-class", "causal-same-source", "causal-registers-beyond",
+        "single-token", "512-token", "without-block-structure", "empty-target",
     ):
         assert any(needed in c.id for c in CASES), f"no case for {needed!r}"
 
@@ -503,6 +534,88 @@ def test_a_failed_model_in_one_session_leaves_others_alone(hostile_model_dirs):
     assert good.sidebar.selectbox(key="sidebar.model").value == "all-MiniLM-L6-v2 (bundled)"
     assert len(good.get("plotly_chart")) == 3
 
+
+
+# ------------------------------------------------------------------------------------------
+# "What flows into [CLS]?": context mixing and attributions
+# ------------------------------------------------------------------------------------------
+
+MIXING_PAGE = "pages/7_What_flows_in.py"
+
+
+@pytest.fixture(scope="module")
+def mixing_model_dirs(tiny_mpnet_dir):  # noqa: F811
+    return {"mpnet": tiny_mpnet_dir}
+
+
+def _mixing_model(case: Case, dirs) -> str | None:
+    model = case.payload.get("model")
+    return str(dirs[model[4:]]) if model else None
+
+
+@pytest.mark.parametrize("case", MIXING, ids=_ids(MIXING))
+def test_mixing_input_in_the_library(case, encoder, mixing_model_dirs):
+    from clsviz import attribution, mixing
+
+    p = case.payload
+    model = _mixing_model(case, mixing_model_dirs)
+    enc = load_encoder(model) if model else encoder
+    t = trace(enc, p["text"], max_length=p.get("max_tokens", MAX_TOKENS))
+    # Raw attention is always there: the mean over heads of the trace's own weights.
+    np.testing.assert_allclose(mixing.contributions(enc, t, "attention"), t.attentions.mean(axis=1), atol=1e-6)
+    if "other" in p:
+        with pytest.raises(attribution.AttributionError, match=case.message) as info:
+            attribution.attribute(enc, p["text"], other=p["other"])
+        assert "Traceback" not in str(info.value) and len(str(info.value)) < 600
+        return
+    if case.outcome == "refused":
+        for method in mixing.METHODS[1:]:
+            with pytest.raises(mixing.MixingError, match=case.message):
+                mixing.contributions(enc, t, method)
+        with pytest.raises(attribution.AttributionError, match=case.message):
+            attribution.attribute(enc, p["text"], other="a dog barked")
+        return
+    # Long inputs: the decomposition in chunks of receiving tokens inside a 64 MiB budget.
+    methods = mixing.METHODS if t.seq_len <= 64 else ("alti",)
+    for method in methods:
+        m = mixing.contributions(enc, t, method, budget=64 * 2**20)
+        assert m.shape == (t.num_layers, t.seq_len, t.seq_len) and m.dtype == np.float32, method
+        assert np.isfinite(m).all() and (m >= 0).all(), method
+        np.testing.assert_allclose(m.sum(axis=-1), 1.0, atol=1e-5, err_msg=method)
+    a = attribution.attribute(enc, p["text"], other="A dog barked.", method="grad_x_input", max_length=t.seq_len)
+    assert a.scores.shape == (t.seq_len,) and np.isfinite(a.scores).all()
+
+
+@pytest.mark.parametrize("case", MIXING, ids=_ids(MIXING))
+def test_mixing_input_in_the_app(case, mixing_model_dirs):
+    p = case.payload
+    state = {"clsviz.sentences": p["text"]}
+    if "max_tokens" in p:
+        state["clsviz.max_tokens"] = p["max_tokens"]
+    if "other" in p:
+        state["mixing.other"] = p["other"]
+    model = _mixing_model(case, mixing_model_dirs)
+    if model:
+        state.update({"clsviz.model": OTHER_MODEL, "clsviz.custom_model": model})
+    at = AppTest.from_file(APP, default_timeout=400)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.switch_page(MIXING_PAGE)
+    at.run()
+    assert not at.exception, at.exception
+    shown = re.sub(r"\\(.)", r"\1", _shown(at))  # st.error / st.warning escape Markdown characters
+    assert "Traceback" not in shown
+    if case.message:
+        assert re.search(case.message, shown), f"{case.id}: expected a message matching {case.message!r}"
+    # The page still draws: the [CLS] row and its rollout beside raw attention, and the block map.
+    titles = [json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")]
+    for title in ("What [CLS] takes in, block by block", "What has reached [CLS] through the blocks"):
+        assert title in titles, (case.id, titles)
+    assert any(t.startswith("Block ") and t.endswith("token by token") for t in titles), titles
+    if case.outcome == "drawn":
+        assert not at.error and not at.warning, [m.value for m in (*at.error, *at.warning)]
+    at.run()  # the person moves on: the next run is fine too
+    assert not at.exception, at.exception
 
 
 # Pages whose first run needs no corpus, with their sentence picker's key.

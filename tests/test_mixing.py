@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from clsviz import load_encoder, mixing, trace
+from clsviz import faithfulness, load_encoder, mixing, trace
 from clsviz.attention import rollout as attention_rollout
 from tests.conftest import TINY
 from tests.test_attention import tiny_mpnet_dir  # noqa: F401 (fixture)
@@ -266,6 +266,41 @@ def test_the_shared_model_is_never_changed(encoder, bundled_trace):
         assert p.dtype == torch.float32 and not p.requires_grad and torch.equal(p, before[n]), n
 
 
+def test_measures_and_attributions_in_threads_leave_concurrent_traces_clean(encoder, bundled_trace, zeroed):
+    """Value zeroing (float64 block copies), ALTI and integrated gradients (autograd through the
+    blocks) run in threads while other threads trace with the same shared model."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from clsviz.attribution import attribute
+
+    texts = ["The cat chased the dog across the yard.", TEXT]
+    clean = {text: trace(encoder, text) for text in texts}
+    alone = attribute(encoder, TEXT, other=texts[0], steps=8)
+
+    def work(kind):
+        if kind == "value_zeroing":
+            return mixing.measure(encoder, bundled_trace, "value_zeroing").raw
+        if kind == "alti":
+            return mixing.measure(encoder, bundled_trace, "alti").raw
+        return attribute(encoder, TEXT, other=texts[0], steps=8).scores
+
+    def tracer(_):
+        return [trace(encoder, text) for _ in range(3) for text in texts]
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        runs = {kind: pool.submit(work, kind) for kind in ("value_zeroing", "alti", "attribution")}
+        traces = [pool.submit(tracer, j) for j in range(2)]
+        runs, traces = {k: f.result() for k, f in runs.items()}, [f.result() for f in traces]
+    np.testing.assert_allclose(runs["value_zeroing"], zeroed.raw, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(runs["alti"], mixing.measure(encoder, bundled_trace, "alti").raw, rtol=1e-9)
+    np.testing.assert_allclose(runs["attribution"], alone.scores, atol=1e-6)
+    for results in traces:
+        for got in results:
+            want = clean[got.text]
+            np.testing.assert_allclose(got.hidden_states, want.hidden_states, atol=1e-6)
+            np.testing.assert_allclose(got.attentions, want.attentions, atol=1e-6)
+
+
 # --- the report and the command line ---------------------------------------------------------------
 
 
@@ -279,6 +314,30 @@ def test_the_report_and_inspect_carry_the_mixing_section(encoder, tiny_mpnet_dir
     z = np.asarray(sections["mixing.cls_row"].figure.data[1].z, dtype=np.float64)
     np.testing.assert_allclose(z, mixing.measure(encoder, t, "alti").row(), atol=1e-4)
     assert [tr.y for tr in sections["attribution.tokens"].figure.data] == [("cls pooling", "mean pooling")]
+    # The last block token by token, ALTI beside raw attention (mean over heads).
+    more = {s.key: s for s in report_sections(t, encoder, only=["mixing.block", "faithfulness.ranking",
+                                                                 "faithfulness.curves"])}  # fmt: skip
+    left, right = (np.asarray(tr.z, dtype=np.float64) for tr in more["mixing.block"].figure.data)
+    np.testing.assert_allclose(left, t.attentions[-1].mean(axis=0), atol=1e-4)
+    np.testing.assert_allclose(right, mixing.measure(encoder, t, "alti").matrix[-1], atol=1e-4)
+    # The scoreboard of this one sentence: raw attention's AOPC recomputed here from masked reruns.
+    ranking = more["faithfulness.ranking"].figure
+    names = list(ranking.data[0].y)
+    aopc = dict(zip(names, ranking.data[0].x, strict=True))
+    assert len(names) == len(faithfulness.MEASURES)
+    order = faithfulness.token_ranking(t.attentions[-1].mean(axis=0)[t.cls_index], t.special_mask)
+    ids = np.repeat(t.input_ids[None], len(order), axis=0)
+    for k in range(len(order)):
+        ids[k, order[: k + 1]] = encoder.tokenizer.mask_token_id
+    with torch.inference_mode():
+        cls = encoder.eager_model(input_ids=torch.as_tensor(ids)).last_hidden_state[:, 0].double().numpy()
+    ref = t.hidden_states[-1, t.cls_index].astype(np.float64)
+    cos = cls @ ref / (np.linalg.norm(cls, axis=1) * np.linalg.norm(ref))
+    assert aopc[faithfulness.MEASURE_NAMES["attention"]] == pytest.approx(np.mean(1.0 - cos), abs=1e-4)
+    assert len(more["faithfulness.curves"].figure.data) == len(faithfulness.MEASURES)
+    long = trace(encoder, "the cat chased a dog " * 20)
+    board = report_sections(long, encoder, only=["faithfulness.ranking"])[0]
+    assert board.figure is None and f"{long.seq_len} tokens" in board.note
     mpnet = load_encoder(str(tiny_mpnet_dir))
     skipped = report_sections(trace(mpnet, "the cat"), mpnet, only=["mixing.rollout"])[0]
     assert skipped.figure is None and "'mpnet'" in skipped.note

@@ -29,6 +29,17 @@ def _button(at: AppTest, label: str):
     return next(b for b in at.button if b.label == label)
 
 
+def _run_scoreboard(at: AppTest):
+    """Press Run the scoreboard, wait for the background job, rerun the page; the finished job."""
+    _button(at, "Run the scoreboard").click()
+    at.run()
+    job = at.session_state["clsviz.jobs"]["mixing.scoreboard"]
+    assert job.wait(300)
+    at.run()
+    assert not at.exception and job.status == jobs.DONE, job.error
+    return job
+
+
 @pytest.fixture(scope="module")
 def page() -> AppTest:
     return open_page(PAGE, SENTENCES, timeout=400)
@@ -82,12 +93,7 @@ def test_the_scoreboard_runs_and_gives_a_verdict(tiny_model_dirs):
     at = open_page(PAGE, "the cat chased a dog\nwhy is it first", timeout=400,
                    **{"clsviz.model": OTHER, "clsviz.custom_model": str(tiny_model_dirs["bert"])})  # fmt: skip
     at.multiselect(key="mixing.measures").set_value(["attention", "rollout", "alti", "occlusion", "random"]).run()
-    _button(at, "Run the scoreboard").click()
-    at.run()
-    job = at.session_state["clsviz.jobs"]["mixing.scoreboard"]
-    assert job.wait(300)
-    at.run()
-    assert not at.exception and job.status == jobs.DONE, job.error
+    _run_scoreboard(at)
     assert any(i.value.startswith("On ") and "best predicts" in i.value for i in at.info)
     titles = [json.dumps(c["layout"].get("title", "")) for c in _charts(at)]
     assert any("Faithfulness scoreboard" in t for t in titles) and any("Deletion curves" in t for t in titles)
@@ -113,3 +119,14 @@ def test_a_single_token_sentence_and_a_model_without_blocks(tiny_mpnet_dir):  # 
     assert any("'mpnet'" in e.value for e in at.error)  # the attribution says why it cannot run
     assert len(_charts(at)) >= 3
     assert load_encoder(str(tiny_mpnet_dir)).info.model_type == "mpnet"
+
+
+def test_the_scoreboard_on_the_models_own_classifier(bundled_classifier_dir):
+    at = open_page(PAGE, "The film was not bad at all.", timeout=400,
+                   **{"clsviz.model": OTHER, "clsviz.custom_model": str(bundled_classifier_dir)})  # fmt: skip
+    assert at.selectbox(key="mixing.board_target").options == ["cosine to itself", "classifier logit"]
+    at.selectbox(key="mixing.board_target").set_value("classifier")
+    at.multiselect(key="mixing.measures").set_value(["attention", "occlusion", "random"]).run()
+    job = _run_scoreboard(at)
+    assert "classifier logit" in job.result.target
+    assert any("best predicts" in i.value and "classifier logit" in i.value for i in at.info)

@@ -92,7 +92,8 @@ def test_sections_cover_the_attention_figures_and_need_the_encoder_for_value_nor
     assert len(set(keys)) == len(keys)
     assert all(isinstance(s.figure, go.Figure) for s in real_sections if s.note is None)
     needs_model = {"attention.breakdown_value_norm", "position.tokens", "position.lines", "inversion.mlm",
-                   "mixing.cls_row", "mixing.rollout", "mixing.compare", "attribution.tokens",
+                   "mixing.cls_row", "mixing.rollout", "mixing.block", "mixing.compare", "attribution.tokens",
+                   "faithfulness.ranking", "faithfulness.curves",
                    "interventions.knockout", "interventions.patch_profile", "interventions.heads", "interventions.massive", "interventions.registers",
                    "dynamics.gradient_flow"}
     assert needs_model <= set(keys)
