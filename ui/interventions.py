@@ -141,7 +141,8 @@ def job_key(kind: str) -> str:
 
 
 def start_corpus_run(kind: str, encoder: Encoder, corpus: Corpus, label: str | None, rows: list[int], **options):
-    """Start the corpus run ``kind`` in the background (one job per kind and session)."""
+    """Start the corpus run ``kind`` in the background (one job per kind and session); None when
+    the session is at its job limit (said on the page)."""
     texts = [corpus.texts[i] for i in rows]
     labels = None if label is None else [corpus.labels[label][i] for i in rows]
     return jobs.launch(job_key(kind), CORPUS_RUNS[kind], encoder, texts, labels, label_name=label or "label", **options)

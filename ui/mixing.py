@@ -54,7 +54,7 @@ def _measure_and_keep(encoder, trace: Trace, max_tokens: int, method: str, progr
     return result
 
 
-def start_value_zeroing(encoder, trace: Trace, max_tokens: int) -> jobs.Job:
+def start_value_zeroing(encoder, trace: Trace, max_tokens: int) -> jobs.Job | None:
     """Value zeroing of ``trace`` as this session's background job."""
     return jobs.launch(VALUE_ZEROING_JOB, _measure_and_keep, encoder, trace, int(max_tokens), "value_zeroing")
 
@@ -70,7 +70,7 @@ def attributions(trace: Trace, max_tokens: int, poolings: tuple[str, ...], **opt
     return cached("attribution", key, compute)
 
 
-def start_scoreboard(encoder, traces: list[Trace], **options) -> jobs.Job:
+def start_scoreboard(encoder, traces: list[Trace], **options) -> jobs.Job | None:
     """The faithfulness scoreboard of ``traces`` as this session's background job."""
     return jobs.launch(SCOREBOARD_JOB, rank_measures, encoder, list(traces), **options)
 
