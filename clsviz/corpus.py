@@ -15,7 +15,7 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
-__all__ = ["DEMO_LABELS", "Corpus", "demo_corpus", "demo_pairs", "is_missing", "stratified_rows"]
+__all__ = ["DEMO_LABELS", "Corpus", "demo_corpus", "demo_pairs", "is_missing", "labelled_rows", "stratified_rows"]
 
 DEMO_LABELS = ("topic", "sentiment", "form", "order")
 
@@ -156,6 +156,17 @@ def is_missing(value) -> bool:
     if isinstance(value, float) and math.isnan(value):
         return True
     return isinstance(value, str) and not value.strip()
+
+
+def labelled_rows(texts, labels, label: str, error: type[Exception] = ValueError) -> tuple[list[int], list[str]]:
+    """(indices of the rows that have a label, the note when some were left out); raises
+    ``error`` when there is not one label per text."""
+    if len(labels) != len(texts):
+        raise error(f"{len(labels)} labels for {len(texts)} texts: give one label per text.")
+    keep = [i for i, v in enumerate(labels) if not is_missing(v)]
+    dropped = len(texts) - len(keep)
+    notes = [f"{dropped} of {len(texts)} texts have no '{label}' label and were left out."] if dropped else []
+    return keep, notes
 
 
 def stratified_rows(labels: Sequence, n: int, seed: int = 0) -> np.ndarray:

@@ -455,3 +455,14 @@ def test_load_pairs_names_bad_rows():
         load_pairs(b"", "pairs.csv")
     with pytest.raises(CorpusError, match="need a CSV"):
         load_pairs(b"a\nb\n", "pairs.txt")
+
+
+def test_labelled_rows_keeps_the_labelled_and_says_what_was_left_out():
+    from clsviz.corpus import labelled_rows
+
+    keep, notes = labelled_rows(["a", "b", "c", "d"], ["x", None, "  ", "y"], "topic")
+    assert keep == [0, 3]
+    assert notes == ["2 of 4 texts have no 'topic' label and were left out."]
+    assert labelled_rows(["a"], ["x"], "topic") == ([0], [])
+    with pytest.raises(KeyError, match="1 labels for 2 texts"):
+        labelled_rows(["a", "b"], ["x"], "topic", KeyError)

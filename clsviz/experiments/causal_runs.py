@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..blocks import InterventionError, block_weights, embed, run_block
-from ..corpus import demo_corpus, is_missing
+from ..corpus import demo_corpus, labelled_rows
 from ..encoder import Encoder
 from ..progress import check_cancel, single_blas_thread
 from ..vectors import padded_batches, tokenize_texts
@@ -88,12 +88,7 @@ def labelled_texts(texts: Sequence[str], labels: Sequence, folds: int = 5, label
     class smaller than the folds, or texts that are all the same sentence.
     """
     texts, labels = list(texts), list(labels)
-    if len(labels) != len(texts):
-        raise ProbeError(f"{len(labels)} labels for {len(texts)} texts: give one label per text.")
-    keep = [i for i, v in enumerate(labels) if not is_missing(v)]
-    messages = []
-    if len(keep) < len(texts):
-        messages.append(f"{len(texts) - len(keep)} of {len(texts)} texts have no '{label}' label and were left out.")
+    keep, messages = labelled_rows(texts, labels, label, ProbeError)
     y, classes = check_labels([labels[i] for i in keep], folds, label)
     kept = tuple(str(texts[i]) for i in keep)
     if len(set(kept)) == 1:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..corpus import is_missing, stratified_rows
+from ..corpus import labelled_rows, stratified_rows
 from ..encoder import Encoder
 from ..metrics import bootstrap_interval
 from ..narrative import verdict_from_intervals
@@ -274,12 +274,7 @@ def _check_settings(poolings, head_init: str, epochs: int, batch_size: int, held
 def _labelled(texts, labels, label_name: str) -> tuple[list[str], list, list[str]]:
     """The texts that have a label (with a note when some were left out), checked for use."""
     texts, labels = list(texts), list(labels)
-    if len(texts) != len(labels):
-        raise FinetuneError(f"{len(labels)} labels for {len(texts)} texts: give one label per text.")
-    keep = [i for i, v in enumerate(labels) if not is_missing(v)]
-    messages = []
-    if len(keep) < len(labels):
-        messages.append(f"{len(labels) - len(keep)} texts have no '{label_name}' label and were left out.")
+    keep, messages = labelled_rows(texts, labels, label_name, FinetuneError)
     texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
     if len(texts) < 10:
         raise FinetuneError(f"Only {len(texts)} labelled texts: fine-tuning needs at least 10.")
