@@ -7,7 +7,8 @@ becomes a figure with its spread; any other number is kept as the single value t
 reports (``runs`` unknown, no spread). Strings, lists and machine details go to the module's
 context. The new evidence is summarised as ratios to one bare forward pass on the same input
 (``evidence_*_ratio``). A module that is absent from this checkout, or fails, is recorded with
-the reason.
+the reason. ``--only mixing`` (any of MODULES) runs only the modules named; the results file is
+saved after each module.
 """
 
 from __future__ import annotations
@@ -122,14 +123,19 @@ def measure_external(settings: Settings, out: Collector) -> None:
     """Run every present module, fold its figures, then the evidence summary ratios."""
     records = {}
     for name in MODULES:
+        if not settings.wants(name, MODULES):
+            continue
         raw, record = _measure_module(name, settings)
         if raw is not None:
             figures, context = fold(name, raw, {k: tuple(v) for k, v in record["targets"].items()})
             out.figures.update(figures)
             record["context"] = context
         records[name] = record
-    out.context["external"] = records
+        out.context["external"] = records
+        out.checkpoint()
     for key, (module, source) in EVIDENCE.items():
+        if module not in records:
+            continue
         fig = out.figures.get(f"{module}.{source}")
         if fig is not None:
             copied = {k: v for k, v in fig.items() if k not in ("target", "met")}  # the catalogue's target applies

@@ -2,9 +2,14 @@
 time ~ size^k (least squares on log-log), so a reader sees what is quadratic, what is linear and
 where the app will hurt first.
 
-Tokens: 32 / 128 / 512 (trace, the Attention page, value zeroing). Texts: 1k / 3k / 10k for
-extract and the probe (100k texts of extraction would take tens of minutes per run on two
-cores; benchmarks/corpora.py measures 100k once, in shards). Points: 1k / 3k / 10k for UMAP.
+Tokens: 32 / 128 / 512 (trace, the Attention page). Value zeroing: 32 / 128 / 256 tokens, because
+its cost grows faster than T^2 (T block reruns per block, each O(T) to O(T^2)): three runs at 512
+tokens would take a large part of an hour on two cores, so the entry gives the time at 512
+predicted from the fitted exponent instead. Texts: 1k / 3k / 10k for extract and the probe (100k texts of extraction
+would take tens of minutes per run on two cores; benchmarks/corpora.py measures 100k once, in
+shards). Points: 1k / 3k / 10k for UMAP. Only the smallest size of each operation gets an untimed
+warm-up run: by then the kernels are warm for the larger ones. The results file is saved after
+each operation, so a run stopped midway keeps what it measured.
 """
 
 from __future__ import annotations
@@ -44,12 +49,18 @@ def _attention_page(settings: Settings, out: Collector) -> None:
                                             "(trace, summaries, every figure), model loaded")
 
 
+def _warmup(n: int, sizes: list[int]) -> int:
+    """One untimed warm-up run before the smallest size only."""
+    return 1 if n == sizes[0] else 0
+
+
 def _extract(settings: Settings, out: Collector, enc) -> None:
     from clsviz import extract
 
     sizes = _texts(settings)
     texts = {n: demo_texts(n) for n in sizes}
-    runs = [repeat(lambda n=n: extract(enc, texts[n], batch_size=32), settings.runs) for n in sizes]
+    runs = [repeat(lambda n=n: extract(enc, texts[n], batch_size=32), settings.runs, _warmup(n, sizes))
+            for n in sizes]
     out.grow("extract", sizes, runs, "extract() of that many demo texts (short; every layer x cls/mean/max, "
                                      "batch 32). 100k texts: see benchmarks/corpora.py (shards, one run)")
 
@@ -81,7 +92,7 @@ def _probe(settings: Settings, out: Collector) -> None:
         y = rng.integers(0, 3, n)
         centres = rng.normal(size=(3, 384)).astype(np.float32) * 0.3
         feats = {p: (centres[y] + rng.normal(size=(n, 384)).astype(np.float32))[:, None, :] for p in ("cls", "mean")}
-        runs.append(repeat(lambda f=feats, y=y: run_probe(f, list(y), folds=5), settings.runs))
+        runs.append(repeat(lambda f=feats, y=y: run_probe(f, list(y), folds=5), settings.runs, _warmup(n, sizes)))
     out.grow("probe", sizes, runs, "run_probe on that many texts: 2 poolings x 1 layer x 5 folds of 384-dim "
                                    "vectors (3 Gaussian classes)")
 
@@ -106,13 +117,20 @@ def _value_zeroing(settings: Settings, out: Collector, enc) -> None:
         out.growth_missing("value_zeroing", "clsviz.mixing has no value-zeroing function in this checkout "
                                             "(contributions/measure); it arrives with the context-mixing work")
         return
-    sizes = _tokens(settings)
+    sizes = settings.pick([32, 128, 256], [16, 32, 64])
     runs = []
     for n in sizes:
         t = trace(enc, sentence_of(n, seed=3000 + n))
-        runs.append(repeat(lambda t=t: fn(enc, t, "value_zeroing"), settings.runs))
-    out.grow("value_zeroing", sizes, runs, f"clsviz.mixing.{fn.__name__}(encoder, trace, 'value_zeroing') on a "
-                                           "sentence of that many tokens (its Trace made beforehand)")
+        runs.append(repeat(lambda t=t: fn(enc, t, "value_zeroing"), settings.runs, _warmup(n, sizes)))
+    note = (f"clsviz.mixing.{fn.__name__}(encoder, trace, 'value_zeroing') on a sentence of that many tokens "
+            "(its Trace made beforehand)")
+    out.grow("value_zeroing", sizes, runs, note)
+    entry = out.growth["value_zeroing"]
+    if entry["exponent"] is not None:
+        at_512 = entry["seconds"][-1]["value"] * (512 / sizes[-1]) ** entry["exponent"]
+        wait = f"{at_512:.0f} s" if at_512 < 120 else f"{at_512 / 60:.0f} min"
+        entry["note"] = f"{note}. Not run at 512 tokens: by the fitted exponent one run there would take about {wait}"
+        entry["predicted_512_s"] = at_512
 
 
 def measure_growth(settings: Settings, out: Collector) -> None:
@@ -129,7 +147,10 @@ def measure_growth(settings: Settings, out: Collector) -> None:
         "value_zeroing": lambda: _value_zeroing(settings, out, enc),
     }
     for op, step in steps.items():
+        if not settings.wants(op, steps):
+            continue
         try:
             step()
         except Exception as exc:  # one operation's failure must not hide the others
             out.growth_missing(op, f"failed: {type(exc).__name__}: {exc}")
+        out.checkpoint()

@@ -130,10 +130,17 @@ def target_met(value, op: str | None, target: float | None) -> bool | None:
 class Collector:
     """Where the measurements write their figures, growth curves and context."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_checkpoint=None) -> None:
         self.figures: dict[str, dict] = {}
         self.growth: dict[str, dict] = {}
         self.context: dict[str, object] = {}
+        self.on_checkpoint = on_checkpoint
+
+    def checkpoint(self) -> None:
+        """Save what is measured so far (a long group calls this after each of its parts, so a
+        run stopped midway keeps them)."""
+        if self.on_checkpoint is not None:
+            self.on_checkpoint()
 
     def add(self, key: str, values, note: str = "", unit: str | None = None) -> dict:
         """Record ``values`` (one per run) under ``key`` (its unit from :data:`FIGURES`)."""

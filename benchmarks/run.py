@@ -5,8 +5,10 @@
 Every figure is the median of several runs (3 unless --runs says more) with their min and max;
 a ratio is timed side by side in one process, on equal terms, warm-up excluded for both sides.
 A figure whose measurement could not run is written as null with the reason, never dropped.
---only takes group names, figure keys or growth operations (see --list); the other figures of
-an existing results file are kept. --quick shrinks every size for a smoke run on a busy machine
+--only takes group names, figure keys, growth operations or other areas' modules (see --list);
+naming an operation (growth.trace, or value_zeroing) or a module runs only that part of its
+group. The other figures of an
+existing results file are kept. --quick shrinks every size for a smoke run on a busy machine
 and writes to benchmarks/quick/ unless --out says otherwise: its figures are not for comparison.
 A run that writes benchmarks/results.json (not quick, no --out) also rewrites the README's
 benchmark block from it; --readme does only that, from the results.json already there.
@@ -80,7 +82,7 @@ def chosen_groups(only: str | None) -> list[str]:
             picked.add(item)
         elif item in res.FIGURES:
             picked.add(res.FIGURES[item].group)
-        elif item in res.GROWTH:
+        elif item in res.GROWTH or item.removeprefix("growth.") in res.GROWTH:
             picked.add("growth")
         elif item in EXTERNAL_NAMES:
             picked.add("evidence")
@@ -90,25 +92,46 @@ def chosen_groups(only: str | None) -> list[str]:
     return [g for g in GROUP_NAMES if g in picked]
 
 
+def chosen_parts(only: str | None) -> frozenset:
+    """The growth operations and other areas' modules ``--only`` names, unless it also names
+    their whole group (then every part of that group runs)."""
+    items = {s.strip() for s in (only or "").split(",") if s.strip()}
+    named = {i.removeprefix("growth.") for i in items if i.startswith("growth.")}
+    named |= (items - set(GROUP_NAMES)) & set(res.GROWTH)  # "trace", "probe", "umap" name their groups
+    growth = set() if "growth" in items else named
+    modules = set() if "evidence" in items else items & set(EXTERNAL_NAMES)
+    return frozenset(growth | modules)
+
+
+def _expected(name: str, settings: Settings) -> tuple[list[str], list[str]]:
+    """(figure keys, growth operations) that group ``name`` writes under ``settings``."""
+    from benchmarks.external import EVIDENCE
+
+    keys = [k for k, spec in res.FIGURES.items() if spec.group == name
+            and (k not in EVIDENCE or settings.wants(EVIDENCE[k][0], EXTERNAL_NAMES))]
+    ops = [op for op in res.GROWTH if settings.wants(op, res.GROWTH)] if name == "growth" else []
+    return keys, ops
+
+
 def _run_group(name: str, fn, settings: Settings, out: res.Collector, status: dict) -> None:
     print(f"[bench] {name} ... (load average {os.getloadavg()[0]:.1f})", flush=True)
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
     before = set(out.figures)
+    keys, ops = _expected(name, settings)
     try:
         fn(settings, out)
         status[name] = {"status": "ok"}
     except Exception as exc:  # a failed measurement is recorded with its reason, never hidden
         traceback.print_exc()
         status[name] = {"status": f"failed: {type(exc).__name__}: {exc}"}
-    for key, spec in res.FIGURES.items():
-        if spec.group == name and key not in out.figures:
-            reason = status[name]["status"] if status[name]["status"] != "ok" else "the measurement did not produce it"
+    reason = status[name]["status"] if status[name]["status"] != "ok" else "the measurement did not produce it"
+    for key in keys:
+        if key not in out.figures:
             out.missing(key, reason)
-    if name == "growth":
-        for op in res.GROWTH:
-            if op not in out.growth:
-                out.growth_missing(op, status[name]["status"])
+    for op in ops:
+        if op not in out.growth:
+            out.growth_missing(op, reason)
     status[name]["seconds"] = round(time.perf_counter() - start, 1)
     status[name]["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]  # 1 min, before/after
     made = sorted(set(out.figures) - before)
@@ -135,26 +158,26 @@ def main(argv=None) -> int:
     quick = args.quick or os.environ.get("CLSVIZ_BENCH_QUICK") == "1"
     if quick:
         os.environ["CLSVIZ_BENCH_QUICK"] = "1"  # the external modules read it too
-    settings = Settings(quick=quick, runs=max(1, args.runs or (2 if quick else 3)))
+    settings = Settings(quick=quick, runs=max(1, args.runs or (2 if quick else 3)), parts=chosen_parts(args.only))
     folder = args.out or (HERE / "quick" if quick else HERE)
     groups = chosen_groups(args.only)
     previous = {}
     if args.only and (folder / "results.json").exists():
         previous = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-    out = res.Collector()
     status: dict = {}
     load_before = os.getloadavg()[0]
     registry = _groups()
+    current: list[str] = []  # the group running now and those after it
+    out = res.Collector(on_checkpoint=lambda: res.write(collect(current), folder))
 
     def collect(pending: list[str]) -> dict:
         figures = {**previous.get("figures", {}), **out.figures}
-        for key, spec in res.FIGURES.items():  # a run cut short says what it did not reach
-            if spec.group in pending and key not in out.figures:
-                figures[key] = res.missing("the run stopped before this group ran", spec.unit)
         growth = {**previous.get("growth", {}), **out.growth}
-        if "growth" in pending:
-            growth.update({op: res.Collector.growth_entry_missing(op, "the run stopped before this group ran")
-                           for op in res.GROWTH if op not in out.growth})
+        stopped = "the run stopped before this was measured"
+        for group in pending:  # a run cut short says what it did not reach
+            keys, ops = _expected(group, settings)
+            figures.update({k: res.missing(stopped, res.FIGURES[k].unit) for k in keys if k not in out.figures})
+            growth.update({op: res.Collector.growth_entry_missing(op, stopped) for op in ops if op not in out.growth})
         return {
             "date": res.now(),
             "machine": res.machine(),
@@ -169,6 +192,7 @@ def main(argv=None) -> int:
         }
 
     for i, name in enumerate(groups):
+        current[:] = groups[i:]
         _run_group(name, registry[name], settings, out, status)
         res.write(collect(groups[i + 1:]), folder)  # after every group: a stopped run keeps its figures
     payload = collect([])

@@ -17,15 +17,24 @@ __all__ = ["Settings", "growth_exponent", "pair_ratios", "percentile", "repeat",
 
 @dataclass(frozen=True)
 class Settings:
-    """How a benchmark run is sized: ``runs`` per figure (at least 3 in a full run) and
-    ``quick`` (tiny sizes for a smoke run on a busy machine; its figures are not for comparison)."""
+    """How a benchmark run is sized: ``runs`` per figure (at least 3 in a full run), ``quick``
+    (tiny sizes for a smoke run on a busy machine; its figures are not for comparison) and which
+    ``parts`` of a group run."""
 
     quick: bool = False
     runs: int = 3
+    parts: frozenset = frozenset()
+    """Growth operations or other areas' modules named by ``--only``; empty: every part."""
 
     def pick(self, full, quick):
         """``full`` in a full run, ``quick`` in a quick one."""
         return quick if self.quick else full
+
+    def wants(self, name: str, among) -> bool:
+        """Whether part ``name`` of a group whose parts are ``among`` runs: every part unless
+        ``--only`` named some of ``among``."""
+        chosen = self.parts & set(among)
+        return not chosen or name in chosen
 
 
 def timed(fn: Callable[[], object], sync: Callable[[], None] | None = None) -> float:

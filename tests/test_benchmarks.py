@@ -120,3 +120,39 @@ def test_target_met():
     assert results.target_met(0.99, ">=", 1.0) is False
     assert results.target_met(None, "<=", 1.0) is None
     assert not math.isnan(results.figure([1.0])["value"])
+
+
+def test_only_can_name_parts_of_a_group():
+    assert run.chosen_groups("growth.trace,value_zeroing") == ["growth"]
+    assert run.chosen_parts("growth.trace,value_zeroing,mixing") == {"trace", "value_zeroing", "mixing"}
+    assert run.chosen_parts("trace,probe") == frozenset()  # group names win over growth operations
+    assert run.chosen_parts("growth,value_zeroing,mixing") == {"mixing"}
+    settings = timing.Settings(parts=frozenset({"value_zeroing", "mixing"}))
+    assert settings.wants("value_zeroing", results.GROWTH) and not settings.wants("trace", results.GROWTH)
+    assert settings.wants("mixing", external.MODULES) and not settings.wants("corpora", external.MODULES)
+    assert timing.Settings().wants("corpora", external.MODULES)
+
+
+def test_a_group_saves_each_part_as_it_goes(tmp_path, monkeypatch):
+    import json
+
+    (tmp_path / "results.json").write_text(json.dumps({"growth": {"umap": {"unit": "points", "sizes": [1],
+                                                                             "seconds": [], "exponent": 2.0}}}))
+    seen = {}
+
+    def fake_growth(settings, out):
+        assert settings.wants("trace", results.GROWTH) and not settings.wants("umap", results.GROWTH)
+        out.grow("trace", [32, 128], [[1.0, 1.1, 0.9], [4.0, 4.4, 3.6]])
+        out.checkpoint()
+        seen.update(json.loads((tmp_path / "results.json").read_text())["growth"])
+        raise RuntimeError("stopped on purpose")
+
+    monkeypatch.setattr(run, "_groups", lambda: {"growth": fake_growth})
+    assert run.main(["--only", "growth.trace,growth.extract", "--out", str(tmp_path)]) == 0
+    assert seen["trace"]["exponent"] == pytest.approx(1.0)
+    assert "stopped before" in seen["extract"]["reason"]
+    final = json.loads((tmp_path / "results.json").read_text())
+    assert final["growth"]["umap"]["exponent"] == 2.0  # not named: the earlier entry is kept
+    assert final["growth"]["trace"]["exponent"] == pytest.approx(1.0)
+    assert "stopped on purpose" in final["growth"]["extract"]["reason"]
+    assert "probe" not in final["growth"]
