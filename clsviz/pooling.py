@@ -84,10 +84,13 @@ def pool_hidden(hidden, mask, special, pooling: str, cls_index=0, pooler_states=
         return th.as_tensor(values, dtype=th.long, device=hidden.device)
 
     def masked_mean(m):  # m: [B, T] bool
-        w = m[:, None, :, None].astype(hidden.dtype) if th is None else m[:, None, :, None].to(hidden.dtype)
-        count = w.sum(axis=2) if th is None else w.sum(dim=2)
-        total = (hidden * w).sum(axis=2) if th is None else (hidden * w).sum(dim=2)
-        return total / (np.maximum(count, 1e-9) if th is None else count.clamp(min=1e-9))
+        if th is None:
+            w = m[:, None, :, None].astype(hidden.dtype)
+            return (hidden * w).sum(axis=2) / np.maximum(w.sum(axis=2), 1e-9)
+        # A batched matrix product [B, 1, 1, T] @ [B, L, T, D]: no [B, L, T, D] temporary.
+        w = m.to(hidden.dtype)
+        total = th.matmul(w[:, None, None, :], hidden)[:, :, 0, :]
+        return total / w.sum(dim=1).clamp(min=1e-9)[:, None, None]
 
     content = mask & ~special
     lengths = mask.sum(axis=1) if th is None else mask.sum(dim=1)
@@ -112,8 +115,10 @@ def pool_hidden(hidden, mask, special, pooling: str, cls_index=0, pooler_states=
         if th is None:
             filled = np.where(mask[:, None, :, None], hidden, -np.inf)
             return filled.max(axis=2)
+        if bool(mask.all()):  # no padding in this batch (texts are batched by length): no masked copy
+            return hidden.amax(dim=2)
         filled = hidden.masked_fill(~mask[:, None, :, None], float("-inf"))
-        return filled.max(dim=2).values
+        return filled.amax(dim=2)
     if pooling == "sep":
         return take(last_true(mask & special))
     if pooling == "pooler":

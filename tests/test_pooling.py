@@ -75,3 +75,27 @@ def test_pooler_pooling_without_pooler(tiny_model_dirs):
     t = trace(enc, "no pooler here")
     with pytest.raises(ValueError, match="no pooler head"):
         pool(t, "pooler")
+
+
+@pytest.mark.parametrize("padded", [True, False])
+@pytest.mark.parametrize("pooling", [p for p in POOLINGS if p != "pooler"] + ["token:3"])
+def test_batched_torch_pooling_matches_numpy(pooling, padded):
+    """The torch path (corpus extraction: a matrix product for mean, no masked copy for max when
+    a batch has no padding) gives the numpy path's vectors, padding ignored."""
+    import torch
+
+    from clsviz.pooling import pool_hidden
+
+    rng = np.random.default_rng(3)
+    hidden = rng.normal(size=(4, 3, 9, 5)).astype(np.float32)
+    lengths = [9, 6, 4, 9] if padded else [9] * 4
+    mask = np.arange(9)[None, :] < np.array(lengths)[:, None]
+    special = np.zeros_like(mask)
+    special[:, 0] = True
+    special[np.arange(4), np.array(lengths) - 1] = True
+    hidden[np.broadcast_to(~mask[:, None, :, None], hidden.shape)] = 1e3  # padding must not leak
+    expected = pool_hidden(hidden, mask, special, pooling)
+    got = pool_hidden(torch.from_numpy(hidden), torch.from_numpy(mask), torch.from_numpy(special), pooling,
+                      torch.zeros(4, dtype=torch.long))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert np.abs(expected).max() < 1e3
