@@ -67,6 +67,8 @@ FIGURES: dict[str, Spec] = {
     **_specs("throughput", "fraction", "matmul_peak_fraction_demo", op=">=", target=0.5),
     **_specs("throughput", "fraction", "matmul_peak_fraction_long", op=">=", target=0.6),
     **_specs("throughput", "GFLOP/s", "matmul_gflops"),
+    **_specs("breakdown", "x", "extract_vs_forward_demo_ratio", "sentence_transformers_vs_forward_demo_ratio",
+             "extract_vs_forward_long_ratio", "sentence_transformers_vs_forward_long_ratio"),
     **_specs("gpu", "texts/s", "gpu_extract_demo_texts_per_s", "gpu_extract_long_texts_per_s"),
     **_specs("gpu", "fraction", "gpu_matmul_peak_fraction_demo", "gpu_matmul_peak_fraction_long"),
     **_specs("gpu", "GFLOP/s", "gpu_matmul_gflops"),

@@ -53,6 +53,7 @@ def _groups() -> dict:
         "trace": library.measure_trace,
         "page": reruns.measure_page,
         "throughput": throughput.measure_throughput,
+        "breakdown": throughput.measure_breakdown,
         "gpu": throughput.measure_gpu,
         "probe": library.measure_probe,
         "umap": library.measure_umap,
@@ -67,8 +68,8 @@ def _groups() -> dict:
     }
 
 
-GROUP_NAMES = ("model_load", "trace", "page", "throughput", "gpu", "probe", "umap", "growth", "browser", "cold_start",
-               "upload", "app_memory", "load", "finetune", "evidence")
+GROUP_NAMES = ("model_load", "trace", "page", "throughput", "breakdown", "gpu", "probe", "umap", "growth", "browser",
+               "cold_start", "upload", "app_memory", "load", "finetune", "evidence")
 EXTERNAL_NAMES = ("mixing", "interventions", "dynamics", "corpora")
 
 

@@ -13,7 +13,7 @@ from benchmarks.inputs import demo_texts, long_texts
 from benchmarks.results import Collector
 from benchmarks.timing import Settings, pair_ratios, side_by_side, timed
 
-__all__ = ["extract_flops", "matmul_gflops", "measure_gpu", "measure_throughput"]
+__all__ = ["extract_flops", "matmul_gflops", "measure_breakdown", "measure_gpu", "measure_throughput"]
 
 BATCHES = (32, 64)
 POOLINGS = ("cls", "mean", "max")
@@ -96,6 +96,42 @@ def _peak_fraction(enc, texts, batch, seconds, name, out, prefix: str, device: s
             f"({'8192' if device.startswith('cuda') else '2048'}^2) measured after each run; "
             f"extract ran at {flops / min(seconds) / 1e9:,.0f} GFLOP/s at best")
     out.add(f"{prefix}matmul_gflops", peaks, f"float32 matmul on {device}, best of five per run")
+
+
+def _bare_forward(enc, texts, batch_size: int) -> None:
+    """The model run on extract's own batches (tokenized, sorted, padded alike), every hidden
+    state returned, nothing pooled or copied: the floor under extract and under encode."""
+    import torch
+
+    from clsviz.vectors import padded_batches, tokenize_texts
+
+    tok = tokenize_texts(enc, texts, None)
+    with torch.inference_mode():
+        for _rows, ids, mask, _special, _positions in padded_batches(enc, tok.input_ids, tok.special_masks, batch_size):
+            enc.model(input_ids=ids, attention_mask=mask.long(), output_hidden_states=True)
+
+
+def measure_breakdown(settings: Settings, out: Collector) -> None:
+    """Where the throughput ratio comes from: extract and sentence-transformers' encode, each as a
+    ratio to the bare forward pass both of them make (same texts, batch 32, runs interleaved)."""
+    from sentence_transformers import SentenceTransformer
+
+    from clsviz import extract, load_encoder
+    from clsviz.encoder import bundled_model_path
+
+    enc = load_encoder()
+    st_model = SentenceTransformer(str(bundled_model_path()), device=str(enc.device))
+    for name, texts in _corpora(settings).items():
+        times = side_by_side({
+            "forward": lambda texts=texts: _bare_forward(enc, texts, 32),
+            "extract": lambda texts=texts: extract(enc, texts, POOLINGS, batch_size=32),
+            "st": lambda texts=texts: st_model.encode(texts, batch_size=32, show_progress_bar=False),
+        }, settings.runs)
+        where = f"{len(texts):,} {name} texts, batch 32, runs interleaved"
+        out.add(f"extract_vs_forward_{name}_ratio", pair_ratios(times["extract"], times["forward"]),
+                f"extract (every layer x cls/mean/max) / the bare forward pass on its batches; {where}")
+        out.add(f"sentence_transformers_vs_forward_{name}_ratio", pair_ratios(times["st"], times["forward"]),
+                f"sentence-transformers encode (last layer, mean) / the same bare forward pass; {where}")
 
 
 def measure_gpu(settings: Settings, out: Collector) -> None:

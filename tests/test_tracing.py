@@ -38,6 +38,24 @@ def test_hidden_states_match_a_plain_forward_pass(encoder):
     np.testing.assert_allclose(t.hidden_states, ref, atol=1e-4)
 
 
+def test_attention_maps_match_a_plain_eager_pass_layer_by_layer(encoder):
+    """The maps trace keeps are the eager model's own, in layer order; each layer's tensor is let
+    go once copied, so the maps are never held twice."""
+    from clsviz.tracing import _maps_to_numpy
+
+    text = "The cat chased the dog."
+    t = trace(encoder, text)
+    ids = encoder.tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        maps = list(encoder.eager_model(**ids, output_attentions=True).attentions)
+    expected = [m[0].numpy().copy() for m in maps]
+    for layer, ref in enumerate(expected):
+        np.testing.assert_allclose(t.attentions[layer], ref, atol=1e-5)
+    copied = _maps_to_numpy(maps)
+    assert maps == [None] * len(expected)
+    np.testing.assert_array_equal(copied, np.stack(expected))
+
+
 def test_pooler_output_is_tanh_of_dense_on_cls(encoder):
     t = trace(encoder, "A sentence for the pooler.")
     dense = encoder.model.pooler.dense
