@@ -79,3 +79,22 @@ def test_more_data_narrows_the_interval():
     assert hi_b - lo_b < (hi_s - lo_s) / 2
     with pytest.raises(ValueError, match="same number of rows"):
         M.bootstrap_interval(M.spearman, small, big)
+
+
+def test_normalize_rows_in_place_equals_the_copy():
+    from clsviz.metrics import normalize_rows
+
+    rng = np.random.default_rng(0)
+    w = rng.random((2, 3, 4, 5)).astype(np.float32)
+    w[0, 1, 2] = 0.0  # a row summing to 0 stays 0
+    w[1, 0, 3] = [1.0, -1.0, 0.5, -0.5, 0.0]  # and so does one whose entries cancel
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = w.astype(np.float64) / w.sum(-1, keepdims=True, dtype=np.float64)
+    expected[0, 1, 2] = expected[1, 0, 3] = 0.0
+    copy = normalize_rows(w)
+    np.testing.assert_allclose(copy, expected, rtol=1e-6)
+    same = normalize_rows(w, inplace=True)
+    assert same is w
+    np.testing.assert_array_equal(w, copy)
+    with pytest.raises(ValueError, match="float32 numpy array"):
+        normalize_rows(w.astype(np.float64), inplace=True)

@@ -96,7 +96,7 @@ def value_weighted_attention(encoder, trace: Trace) -> np.ndarray:
             gram = torch.einsum("dhk,dhm->hkm", w_o, w_o)
             sq = torch.einsum("thk,hkm,thm->ht", v, gram, v).clamp_min_(0.0)
             norms[layer] = sq.sqrt().cpu().numpy()
-    return (trace.attentions * norms[:, :, None, :]).astype(np.float32)
+    return np.multiply(trace.attentions, norms[:, :, None, :], dtype=np.float32)  # one [L, H, T, T] array
 
 
 def attention_weights(encoder, trace: Trace, kind: str = "attention") -> np.ndarray:
@@ -108,6 +108,6 @@ def attention_weights(encoder, trace: Trace, kind: str = "attention") -> np.ndar
     if kind == "attention":
         return trace.attentions
     check_kind(kind)
-    return normalize_rows(value_weighted_attention(encoder, trace))
+    return normalize_rows(value_weighted_attention(encoder, trace), inplace=True)
 
 
