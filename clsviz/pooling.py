@@ -117,6 +117,10 @@ def pool_hidden(hidden, mask, special, pooling: str, cls_index=0, pooler_states=
             return filled.max(axis=2)
         if bool(mask.all()):  # no padding in this batch (texts are batched by length): no masked copy
             return hidden.amax(dim=2)
+        counts = mask.sum(dim=1)
+        right_padded = bool((mask == (th.arange(mask.shape[1], device=mask.device)[None, :] < counts[:, None])).all())
+        if right_padded and int(counts.min()) > 0:  # each row's own tokens, read in place: no masked copy
+            return th.stack([hidden[b, :, :n].amax(dim=1) for b, n in enumerate(counts.tolist())])
         filled = hidden.masked_fill(~mask[:, None, :, None], float("-inf"))
         return filled.amax(dim=2)
     if pooling == "sep":

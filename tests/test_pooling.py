@@ -77,11 +77,12 @@ def test_pooler_pooling_without_pooler(tiny_model_dirs):
         pool(t, "pooler")
 
 
-@pytest.mark.parametrize("padded", [True, False])
+@pytest.mark.parametrize("padded", [True, False, "gaps"])
 @pytest.mark.parametrize("pooling", [p for p in POOLINGS if p != "pooler"] + ["token:3"])
 def test_batched_torch_pooling_matches_numpy(pooling, padded):
-    """The torch path (corpus extraction: a matrix product for mean, no masked copy for max when
-    a batch has no padding) gives the numpy path's vectors, padding ignored."""
+    """The torch path (corpus extraction: a matrix product for mean; for max, no masked copy when
+    a batch has no padding or pads only at the end) gives the numpy path's vectors, padding
+    ignored; a mask with gaps takes the masked path."""
     import torch
 
     from clsviz.pooling import pool_hidden
@@ -93,6 +94,8 @@ def test_batched_torch_pooling_matches_numpy(pooling, padded):
     special = np.zeros_like(mask)
     special[:, 0] = True
     special[np.arange(4), np.array(lengths) - 1] = True
+    if padded == "gaps":
+        mask[1, 2] = False
     hidden[np.broadcast_to(~mask[:, None, :, None], hidden.shape)] = 1e3  # padding must not leak
     expected = pool_hidden(hidden, mask, special, pooling)
     got = pool_hidden(torch.from_numpy(hidden), torch.from_numpy(mask), torch.from_numpy(special), pooling,
