@@ -30,7 +30,7 @@ dev: $(DEV_STAMP)
 
 ## make run: the app on the bundled default model (no network needed)
 run: $(APP_STAMP)
-	$(VENV)/bin/streamlit run app.py
+	$(VENV)/bin/python -m ui.serve
 
 ## make test: lint and the whole test suite, browser tests included
 test: $(DEV_STAMP)

@@ -52,7 +52,7 @@ def _browser_page(pw):
 
 
 def cold_start(env: dict | None = None) -> dict:
-    """One cold start: seconds from starting ``streamlit run app.py`` to the Overview's first plot
+    """One cold start: seconds from starting the server as ``make run`` does to the Overview's first plot
     drawn in Chromium (``first_plot_s``) and to its run finished with every chart drawn
     (``page_done_s``)."""
     from playwright.sync_api import sync_playwright
@@ -77,7 +77,8 @@ def measure_cold_start(settings: Settings, out: Collector) -> None:
     runs = [cold_start() for _ in range(settings.runs)]
     healthy = sorted(r["healthy_s"] for r in runs)[len(runs) // 2]
     out.add("cold_start_first_plot_s", [r["first_plot_s"] for r in runs],
-            f"start of `streamlit run app.py` (this venv's python) -> the Overview's first plot drawn in Chromium; "
+            f"start of the server as `make run` starts it (`python -m ui.serve`, this venv's python) -> the Overview's "
+            "first plot drawn in Chromium; "
             f"a fresh server each run (the OS file cache warm); the health endpoint answered after {healthy:.1f} s "
             "(median)")
     out.add("cold_start_page_done_s", [r["page_done_s"] for r in runs],

@@ -64,7 +64,8 @@ class Server:
 
 @contextmanager
 def streamlit_process(log_path: Path, env: dict | None = None, port: int | None = None) -> Iterator[Server]:
-    """Run ``streamlit run app.py`` on a loopback port (free, or ``port``), offline, with no model
+    """Run the app as ``make run`` does (``python -m ui.serve``: ``streamlit run app.py``, the bundled model
+    preloading) on a loopback port (free, or ``port``), offline, with no model
     allow-list and ``env`` added to the environment; yield a :class:`Server` once
     /_stcore/health answers; stop it (and its children) afterwards. Raises RuntimeError, with
     the end of the server log, when it does not come up."""
@@ -73,7 +74,7 @@ def streamlit_process(log_path: Path, env: dict | None = None, port: int | None 
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
     full_env.pop("CLSVIZ_ALLOWED_MODELS", None)
     cmd = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
+        sys.executable, "-m", "ui.serve",  # what make run starts: streamlit run app.py, the model preloading
         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
     ]
     with open(log_path, "ab") as log:

@@ -166,7 +166,7 @@ def test_copied_sources_exist_and_cover_the_app():
 def test_expose_and_entry_command():
     assert _one("EXPOSE").split() == [str(APP_PORT)]
     cmd = _exec_form(_one("CMD"))
-    assert cmd[:3] == ["streamlit", "run", "app.py"], cmd
+    assert cmd[:3] == ["python", "-m", "ui.serve"], cmd  # streamlit run app.py, the bundled model preloading
     assert "--server.address=0.0.0.0" in cmd
     ports = [a.split("=", 1)[1] for a in cmd if a.startswith("--server.port=")]
     assert ports in ([], [str(APP_PORT)]), ports

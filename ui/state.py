@@ -15,6 +15,7 @@ from clsviz import DEFAULT_MODEL, Encoder, ModelLoadError, Trace, load_encoder, 
 from clsviz.encoder import allowed_models, local_models, model_unavailable
 from clsviz.tracing import tokenize, trace_bytes
 
+from . import preload
 from .cache import cached, nbytes, request_bytes, shared_cache
 from .corpus import plain
 
@@ -72,8 +73,12 @@ ERRORS_SHOWN = "clsviz.errors_shown"  # model errors already shown in this run (
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def cached_encoder(name: str) -> Encoder:
-    """Load a model once per process. Shared by every session: never mutate it."""
-    return load_encoder(None if name == DEFAULT_MODEL else name)
+    """Load a model once per process (the bundled one may already be loading since the server
+    started: see ui.preload). Shared by every session: never mutate it."""
+    if name == DEFAULT_MODEL:
+        encoder = preload.take()
+        return encoder if encoder is not None else load_encoder(None)
+    return load_encoder(name)
 
 
 def cached_trace(encoder: Encoder, text: str, max_tokens: int) -> Trace:

@@ -1,4 +1,4 @@
-"""End-to-end fixtures: one `streamlit run app.py` server and one headless Chromium per session.
+"""End-to-end fixtures: one app server (`python -m ui.serve`, as `make run` starts it) and one headless Chromium per session.
 
 The server listens on a free loopback port; Chromium is Debian's package driven by
 Playwright (no browser download). Without chromium the browser tests skip and say why.
@@ -37,7 +37,7 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="session")
 def server(chromium_path, tmp_path_factory):
-    """Base URL of `streamlit run app.py` on a free loopback port; stopped after the session."""
+    """Base URL of the app server (`python -m ui.serve`) on a free loopback port; stopped after the session."""
     log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
     try:
         with streamlit_server(log_path) as url:
