@@ -3,7 +3,7 @@
 
     python benchmarks/browser_sessions.py [--sessions 8] [--rounds 5] [--json out.json]
 
-Starts ``streamlit run app.py`` on a loopback port and Debian's headless Chromium (the helpers
+Starts the app server (``python -m ui.serve``, as ``make run`` does) on a loopback port and Debian's headless Chromium (the helpers
 of tests/browser, devtools/browser.py). Each time is the wall time from pressing Ctrl+Enter in
 the sidebar's sentence box to the Attention page's heatmap showing that sentence's tokens and
 the run finishing with every chart drawn. Every sentence is new to the server (no cache hit).

@@ -1,7 +1,7 @@
 """Responsiveness under load: the p95 time to plot a new sentence on the Attention page while one
 fine-tune and one probe run, against the same with the server idle (target: at most 3x).
 
-One ``streamlit run app.py`` server. Session A (the person measured) types new sentences on the
+One app server (``python -m ui.serve``, as ``make run`` starts it). Session A (the person measured) types new sentences on the
 Attention page. A second Chromium, driven from its own thread, holds two more sessions: B, on the
 "How does [CLS] learn?" page, starts the watched fine-tuning through the page's button (a
 background job, in the low-priority worker process) and C, on the "Could any token do?" page,

@@ -1,4 +1,4 @@
-"""What a person waits for on a real server (``streamlit run app.py``) in a real browser: the cold
+"""What a person waits for on a real server (``python -m ui.serve``, as ``make run`` starts it) in a real browser: the cold
 start to the first plot, a 5,000-row corpus upload, and the server's peak memory drawing the
 Attention page at 512 tokens on a bert-base-sized model with value-norm on.
 
@@ -182,7 +182,7 @@ def measure_app_memory(settings: Settings, out: Collector) -> None:
     with bert_base_folder() as folder:
         runs = [_app_memory_once(folder) for _ in range(settings.runs)]
     out.add("peak_rss_512_bert_base_gb", [r["peak"] / GIB for r in runs],
-            "peak resident memory (VmHWM, GiB) of the `streamlit run app.py` process: Attention page opened on the "
+            "peak resident memory (VmHWM, GiB) of the app server process (`python -m ui.serve`): Attention page opened on the "
             "bundled model, then a saved bert-base-sized model (12 layers, 768 dims, random weights) typed into the "
             "sidebar's Other field, Max tokens 512, value-norm on, a new text cut to 512 tokens drawn "
             f"(took {statistics.median([r['s'] for r in runs]):.1f} s, median); resident afterwards "

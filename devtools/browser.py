@@ -55,7 +55,7 @@ def healthy(url: str) -> bool:
 
 @dataclass
 class Server:
-    """A running ``streamlit run app.py``: its base URL and process (for its memory, or a kill)."""
+    """A running app server (``python -m ui.serve``): its base URL and process (for its memory, or a kill)."""
 
     url: str
     process: subprocess.Popen

@@ -27,8 +27,8 @@ def find_app() -> Path | None:
 
 
 def cmd_app(args) -> int:
-    """Start the clsviz Streamlit app (streamlit run app.py). Arguments after '--' go to streamlit
-    unchanged.
+    """Start the clsviz Streamlit app as `make run` does (python -m ui.serve: streamlit run app.py,
+    the bundled model preloading). Arguments after '--' go to streamlit unchanged.
     """
     if importlib.util.find_spec("streamlit") is None:
         raise RuntimeError(
@@ -41,7 +41,10 @@ def cmd_app(args) -> int:
             "app.py was not found beside the clsviz package; the app runs from a source checkout "
             "(git clone, then 'make run'), or set CLSVIZ_APP to the path of app.py"
         )
-    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
+    # The checkout's launcher, as `make run` uses it: streamlit run app.py with the bundled model
+    # loading while the server starts (ui/serve.py); a bare app.py (CLSVIZ_APP) runs as it is.
+    launcher = ["-m", "ui.serve"] if (app.parent / "ui" / "serve.py").is_file() else ["-m", "streamlit", "run", str(app)]
+    command = [sys.executable, *launcher, "--server.port", str(args.port)]
     if args.address:
         command += ["--server.address", args.address]
     if args.headless:
