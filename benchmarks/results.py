@@ -394,17 +394,34 @@ def _cell(point: dict) -> str:
     return f"{_number(point['value'])} ({_number(point['min'])}–{_number(point['max'])})"
 
 
+def growth_reading(k: float | None) -> str:
+    """What an exponent says about an operation, in words."""
+    if k is None:
+        return "—"
+    for limit, words in ((0.8, "fixed costs still dominate"), (1.3, "about linear"),
+                         (1.7, "between linear and quadratic"), (2.3, "about quadratic")):
+        if k < limit:
+            return words
+    return "steeper than quadratic"
+
+
 def growth_summary(payload: dict) -> list[str]:
-    """One row per operation: the median (min–max) seconds at each size and the fitted k."""
-    lines = ["| operation | size counts | seconds at each size: median (min–max) | k (time ∝ size^k) |",
-             "|---|---|---|---|"]
+    """One row per operation: the median (min–max) seconds at each size, the fitted k over all
+    sizes, and k between the two largest sizes (where fixed costs weigh least) read in words."""
+    lines = ["| operation | size counts | seconds at each size: median (min–max) | k (time ∝ size^k) "
+             "| k, two largest sizes | reading |", "|---|---|---|---|---|---|"]
     for op, entry in payload.get("growth", {}).items():
         if not entry.get("sizes"):
-            lines.append(f"| {op} | {entry.get('unit', '')} | not measured: {entry.get('reason', '')} | — |")
+            lines.append(f"| {op} | {entry.get('unit', '')} | not measured: {entry.get('reason', '')} | — | — | — |")
             continue
         cells = "; ".join(f"{size:,}: {_cell(point)}" for size, point in zip(entry["sizes"], entry["seconds"]))
         k = entry.get("exponent")
-        lines.append(f"| {op} | {entry['unit']} | {cells} | {'—' if k is None else f'{k:.2f}'} |")
+        top = growth_exponent(entry["sizes"][-2:], [p["value"] for p in entry["seconds"][-2:]])
+        predicted = entry.get("predicted_512_s")
+        if predicted is not None:
+            cells += f"; 512: about {_number(predicted)} predicted from k"
+        lines.append(f"| {op} | {entry['unit']} | {cells} | {'—' if k is None else f'{k:.2f}'} "
+                     f"| {'—' if top is None else f'{top:.2f}'} | {growth_reading(top)} |")
     return lines
 
 

@@ -105,7 +105,13 @@ def test_readme_block_matches_the_results(tmp_path, monkeypatch):
     payload = _payload()
     payload["groups"] = {"trace": {"load_average": [3.0, 7.5]}, "page": {"load_average": [2.0, 4.0]}}
     assert "at the start/end of the measurement groups: 2.0–7.5." in results.machine_line(payload)
-    assert "| trace | tokens | 32: 0.02 (0.01–0.03); 128: 0.2 (0.1–0.3) | 1.50 |" in text
+    assert "| trace | tokens | 32: 0.02 (0.01–0.03); 128: 0.2 (0.1–0.3) | 1.50 | 1.66 | between linear and quadratic |" in text
+
+
+@pytest.mark.parametrize(("k", "words"), [(None, "—"), (0.3, "fixed costs still dominate"), (1.0, "about linear"),
+                                          (2.0, "about quadratic"), (3.1, "steeper than quadratic")])
+def test_growth_reading(k, words):
+    assert results.growth_reading(k) == words
 
 
 def test_readme_without_markers_is_left_alone(tmp_path):
