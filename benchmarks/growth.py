@@ -5,7 +5,7 @@ where the app will hurt first.
 Tokens: 32 / 128 / 512 (trace, the Attention page). Value zeroing: 32 / 128 / 256 tokens, because
 its cost grows faster than T^2 (T block reruns per block, each O(T) to O(T^2)): three runs at 512
 tokens would take a large part of an hour on two cores, so the entry gives the time at 512
-predicted from the fitted exponent instead. Texts: 1k / 3k / 10k for extract and the probe (100k texts of extraction
+extrapolated from the two largest sizes instead. Texts: 1k / 3k / 10k for extract and the probe (100k texts of extraction
 would take tens of minutes per run on two cores; benchmarks/corpora.py measures 100k once, in
 shards). Points: 1k / 3k / 10k for UMAP. Only the smallest size of each operation gets an untimed
 warm-up run: by then the kernels are warm for the larger ones. The results file is saved after
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from benchmarks.inputs import demo_texts, sentence_of
 from benchmarks.results import Collector
-from benchmarks.timing import Settings, repeat
+from benchmarks.timing import Settings, growth_exponent, repeat
 
-__all__ = ["measure_growth", "value_zeroing_function"]
+__all__ = ["measure_growth", "predict_512", "value_zeroing_function"]
 
 
 def _tokens(settings: Settings) -> list[int]:
@@ -125,12 +125,21 @@ def _value_zeroing(settings: Settings, out: Collector, enc) -> None:
     note = (f"clsviz.mixing.{fn.__name__}(encoder, trace, 'value_zeroing') on a sentence of that many tokens "
             "(its Trace made beforehand)")
     out.grow("value_zeroing", sizes, runs, note)
-    entry = out.growth["value_zeroing"]
-    if entry["exponent"] is not None:
-        at_512 = entry["seconds"][-1]["value"] * (512 / sizes[-1]) ** entry["exponent"]
-        wait = f"{at_512:.0f} s" if at_512 < 120 else f"{at_512 / 60:.0f} min"
-        entry["note"] = f"{note}. Not run at 512 tokens: by the fitted exponent one run there would take about {wait}"
-        entry["predicted_512_s"] = at_512
+    predict_512(out.growth["value_zeroing"])
+
+
+def predict_512(entry: dict) -> None:
+    """Add to a growth ``entry`` measured below 512 tokens its time at 512, extrapolated with the
+    exponent between its two largest sizes (the steepest part measured), and say so in its note."""
+    sizes, medians = entry["sizes"], [p["value"] for p in entry["seconds"]]
+    k = growth_exponent(sizes[-2:], medians[-2:])
+    if k is None or sizes[-1] >= 512:
+        return
+    at_512 = medians[-1] * (512 / sizes[-1]) ** k
+    wait = f"{at_512:.0f} s" if at_512 < 120 else f"{at_512 / 60:.0f} min"
+    entry["note"] = (f"{entry['note'].split('. Not run at 512')[0]}. Not run at 512 tokens: extrapolated with the "
+                     f"exponent between the two largest sizes (k = {k:.2f}), one run there would take about {wait}")
+    entry["predicted_512_s"] = at_512
 
 
 def measure_growth(settings: Settings, out: Collector) -> None:

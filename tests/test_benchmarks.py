@@ -162,3 +162,16 @@ def test_a_group_saves_each_part_as_it_goes(tmp_path, monkeypatch):
     assert final["growth"]["trace"]["exponent"] == pytest.approx(1.0)
     assert "stopped on purpose" in final["growth"]["extract"]["reason"]
     assert "probe" not in final["growth"]
+
+
+def test_value_zeroing_is_extrapolated_from_its_steepest_part():
+    from benchmarks.growth import predict_512
+
+    out = results.Collector()
+    out.grow("value_zeroing", [32, 128, 256], [[0.5] * 3, [8.0] * 3, [64.0] * 3], "note")
+    entry = out.growth["value_zeroing"]
+    predict_512(entry)
+    assert entry["predicted_512_s"] == pytest.approx(512.0)  # k = 3 between 128 and 256
+    assert "k = 3.00" in entry["note"] and "about 9 min" in entry["note"]
+    predict_512(entry)  # a second call rewrites the sentence, never stacks it
+    assert entry["note"].count("Not run at 512") == 1
