@@ -249,8 +249,23 @@ def _target_number(value) -> str:
     return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
 
 
+UNIT_SUFFIXES = (("_ratio_cpu", "x"), ("_ratio", "x"), ("_minutes", "min"), ("_per_s", "/s"), ("_mb", "MB"),
+                 ("_gb", "GB"), ("_ms", "ms"), ("_s", "s"))
+"""Key endings -> unit, for figures that came without one (other areas' modules name their units
+in their keys: ``knockout_sweep_demo_s``, ``alti_512_peak_extra_mb``)."""
+
+
+def unit_of(key: str, fig: dict) -> str:
+    """The figure's unit: its own, the catalogue's, or the one its key's ending names."""
+    if fig.get("unit"):
+        return fig["unit"]
+    if key in FIGURES:
+        return FIGURES[key].unit
+    return next((unit for suffix, unit in UNIT_SUFFIXES if key.endswith(suffix)), "")
+
+
 def _row(key: str, fig: dict) -> str:
-    unit = fig.get("unit", "")
+    unit = unit_of(key, fig)
     tgt = fig.get("target") or {}
     if fig.get("value") is None:
         value, spread, met = "—", "", "not measured"

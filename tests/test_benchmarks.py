@@ -175,3 +175,15 @@ def test_value_zeroing_is_extrapolated_from_its_steepest_part():
     assert "k = 3.00" in entry["note"] and "about 9 min" in entry["note"]
     predict_512(entry)  # a second call rewrites the sentence, never stacks it
     assert entry["note"].count("Not run at 512") == 1
+
+
+def test_figures_without_a_unit_take_it_from_the_catalogue_or_their_key():
+    assert results.unit_of("evidence_alti_ratio", {"unit": ""}) == "x"
+    assert results.unit_of("interventions.knockout_sweep_demo_s", {"unit": ""}) == "s"
+    assert results.unit_of("mixing.alti_512_peak_extra_mb", {}) == "MB"
+    assert results.unit_of("dynamics.watched_finetune_minutes", {}) == "min"
+    assert results.unit_of("corpora.extract_1k_texts_per_s", {}) == "/s"
+    assert results.unit_of("mixing.integrated_gradients_64_steps_32_relative_gap", {}) == ""
+    assert results.unit_of("page_512_tokens_s", {"unit": "ms"}) == "ms"  # its own unit first
+    row = results._row("interventions.head_ablation_200_s", {"value": 25.7, "min": None, "max": None, "unit": ""})
+    assert row.startswith("| `interventions.head_ablation_200_s` | 25.7 s |")
