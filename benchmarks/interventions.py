@@ -4,12 +4,12 @@
 
 * ``knockout_sweep_demo_s``: :func:`knockout_sweep` on the whole demo corpus (896 texts, label
   ``topic``) with the bundled model - every block b, cut from b upward and at b only, for
-  [CLS] and for mean pooling, plus the probes. One run (it takes tens of seconds).
+  [CLS] and for mean pooling, plus the probes. Median of 3 runs, with min and max.
 * ``head_ablation_200_s``: :func:`head_sweep` (mean ablation, label ``topic``) on 200 demo
-  texts (a stratified sample) - all 6 x 12 heads, one at a time. One run.
+  texts (a stratified sample) - all 6 x 12 heads, one at a time. Median of 3 runs, with min and max.
 * ``forward_demo_s`` / ``forward_200_s``: the same texts through the model's own fast forward
   pass (every hidden state, the batching of ``clsviz.extract``): median of 3 runs, with min
-  and max. The ratios divide the sweep's time by that median.
+  and max. The ratios divide each sweep run's time by that median.
 * ``*_cpu_s`` / ``*_cpu_ratio_to_forward``: the same in CPU seconds of this process (all its
   threads), which other processes sharing the machine disturb far less than wall time.
 
@@ -60,8 +60,28 @@ def _once(fn) -> tuple[float, float, object]:
     return time.perf_counter() - start, time.process_time() - cpu, result
 
 
-def measure() -> dict:
-    """Run the measurements; a flat dict: seconds, ratios, counts, and a few strings (notes, findings)."""
+def _sweep(name: str, prefix: str, fn, forward: dict, forward_key: str, runs: int) -> tuple[dict, object]:
+    """``runs`` timed calls of a sweep: ``name`` seconds (median, min, max), its CPU seconds, and
+    its ratio to the median bare forward pass over the same texts (per run: min, max); and the
+    last call's result."""
+    calls = [_once(fn) for _ in range(runs)]
+    walls, cpus = [c[0] for c in calls], [c[1] for c in calls]
+    base = forward[forward_key]
+    out = {
+        name: round(statistics.median(walls), 2), f"{name}_min": round(min(walls), 2),
+        f"{name}_max": round(max(walls), 2), f"{name}_runs": runs,
+        f"{name.removesuffix('_s')}_cpu_s": round(statistics.median(cpus), 2),
+        f"{prefix}_ratio_to_forward": round(statistics.median(walls) / base, 1),
+        f"{prefix}_ratio_to_forward_min": round(min(walls) / base, 1),
+        f"{prefix}_ratio_to_forward_max": round(max(walls) / base, 1),
+        f"{prefix}_cpu_ratio_to_forward": round(statistics.median(cpus) / forward[f"{forward_key}_cpu"], 1),
+    }  # fmt: skip
+    return out, calls[-1][2]
+
+
+def measure(runs: int = 3) -> dict:
+    """Run the measurements (each sweep ``runs`` times); a flat dict: seconds, ratios, counts, and a
+    few strings (notes, findings)."""
     import torch
 
     from clsviz import demo_corpus, load_encoder
@@ -76,31 +96,26 @@ def measure() -> dict:
     _forward(encoder, texts[:64], 64)  # warm up the kernels and the tokenizer
 
     forward_demo = _repeat("forward_demo_s", lambda: _forward(encoder, texts, 64))
-    knockout_s, knockout_cpu, knocked = _once(lambda: knockout_sweep(encoder, texts, labels, label_name="topic"))
+    knockout, knocked = _sweep("knockout_sweep_demo_s", "knockout", lambda: knockout_sweep(encoder, texts, labels, label_name="topic"),
+                               forward_demo, "forward_demo_s", runs)
     forward_200 = _repeat("forward_200_s", lambda: _forward(encoder, texts200, 32))
-    heads_s, heads_cpu, heads = _once(lambda: head_sweep(encoder, texts200, labels200, label_name="topic"))
+    heads, swept = _sweep("head_ablation_200_s", "head_ablation", lambda: head_sweep(encoder, texts200, labels200, label_name="topic"),
+                          forward_200, "forward_200_s", runs)
     return {
-        "knockout_sweep_demo_s": round(knockout_s, 2),
-        "knockout_sweep_demo_cpu_s": round(knockout_cpu, 2),
-        "knockout_sweep_demo_runs": 1,
+        **knockout,
         **forward_demo,
-        "knockout_ratio_to_forward": round(knockout_s / forward_demo["forward_demo_s"], 1),
-        "knockout_cpu_ratio_to_forward": round(knockout_cpu / forward_demo["forward_demo_s_cpu"], 1),
-        "head_ablation_200_s": round(heads_s, 2),
-        "head_ablation_200_cpu_s": round(heads_cpu, 2),
-        "head_ablation_200_runs": 1,
+        **heads,
         **forward_200,
-        "head_ablation_ratio_to_forward": round(heads_s / forward_200["forward_200_s"], 1),
-        "head_ablation_cpu_ratio_to_forward": round(heads_cpu / forward_200["forward_200_s_cpu"], 1),
+        "runs": runs,
         "knockout_texts": knocked.n,
-        "head_ablation_texts": heads.n,
+        "head_ablation_texts": swept.n,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        "notes": "sweeps: one run each (tens of seconds); forward passes: median of 3 with min/max. "
-        "A load average above the CPU count means other processes shared the machine.",
+        "notes": f"sweeps: median of {runs} runs with min/max, each ratio to the median of 3 bare forward passes over "
+        "the same texts. A load average above the CPU count means other processes shared the machine.",
         "knockout_finding": knocked.finding,
-        "head_ablation_finding": heads.finding,
+        "head_ablation_finding": swept.finding,
     }
 
 
