@@ -350,55 +350,72 @@ LIMITS: dict[str, str] = {
         "a move reruns the whole page script: the app frame and sidebar, then st.plotly_chart serialises all six "
         "charts to JSON again although only the token map changed (figures and trace are cached; no model call). "
         "Tried: caching the summaries and every figure per (text, kind, head) — in place; not tried yet: running "
-        "the block/head controls in a fragment so only the token map reruns."),
+        "the block/head controls in a fragment so only the figures that depend on them rerun (AppTest, which "
+        "times this figure, reruns the whole script, so the gain would have to be measured in the browser)."),
     "slider_rerun_512_tokens_ms": (
         "as at 128 tokens, plus the 512 x 512 token map rebuilt and re-sent on every move (about 1.5 MB of JSON "
         "for the page)."),
     "page_512_tokens_s": (
         "the eager forward pass at 512 tokens (attention weights need eager attention in transformers 5.x; the fast "
         "kernel returns none), the summaries (rollout over 6 blocks of 512 x 512) and serialising ~1.5 MB of "
-        "figures; on two shared cores under load."),
+        "figures. The growth table's attention_page row shows the page at 32 and 128 tokens costs nearly the same: "
+        "a fixed part (the app frame, the sidebar, six charts) that 512 tokens adds to."),
     "probe_demo_all_layers_s": (
-        "350 logistic-regression fits (7 layers x 10 poolings x 5 folds) plus embedding the corpus and the "
-        "random-token vectors, on two shared cores; fits are no longer capped below convergence silently "
-        "(probe_capped_fits counts those that stop at the cap, and the page says so)."),
+        "350 logistic-regression fits (7 layers x 10 poolings x 5 folds) on two cores, plus embedding the corpus "
+        "and the random-token vectors (the difference from probe_fits_demo_s). Fits are not capped below "
+        "convergence silently: probe_capped_fits counts those that stop at the cap, and the page says so. Tried: "
+        "the 70 cells are fitted in a thread pool with one BLAS thread each, so both cores work. Not tried: "
+        "starting each fold's fit from the previous fold's weights."),
     "probe_fits_demo_s": "the 350 fits alone; see probe_demo_all_layers_s.",
     "corpus_throughput_ratio_demo_batch32": (
-        "not profiled in this run (the machine was at a load average of 6-11 from other work, and the spread of "
-        "the three runs straddles 1.0). The likely cause, to profile with py-spy next: extract stacks every hidden "
-        "state into one [B, L+1, T, D] tensor and pools all 7 layers three ways (max pooling through a masked "
-        "copy), where sentence-transformers mean-pools the last layer once; pooling each layer as the forward "
-        "pass yields it would drop the stack and the copies."),
+        "extract and sentence-transformers run the same forward pass on the same batches; the breakdown group times "
+        "each against that bare pass (extract_vs_forward_* and sentence_transformers_vs_forward_*): both add a few "
+        "percent to it, so the ratio sits at 1.0 within the run-to-run spread. Tried, after timing the parts: mean "
+        "pooling is one batched matrix product and max pooling reads each row's own tokens in place instead of a "
+        "masked copy of the batch, which halved the pooling cost; the stacked hidden states stay (one copy per "
+        "batch, a few percent)."),
+    "corpus_throughput_ratio_demo_batch64": "see corpus_throughput_ratio_demo_batch32.",
     "corpus_throughput_ratio_long_batch32": (
-        "as on the demo texts; at 128-256 tokens the stacked tensor is 7 x longer per text, so the copies weigh "
-        "more (see corpus_throughput_ratio_demo_batch32)."),
-    "corpus_throughput_ratio_long_batch64": (
-        "as at batch 32: at batch 64 and ~256 tokens one stacked batch is about 180 MB of float32, copied again "
-        "by the max pooling (see corpus_throughput_ratio_demo_batch32)."),
-    "cold_start_first_plot_s": (
-        "the server answers its health check after about 2.5 s; the rest is the first page run: importing torch "
-        "and transformers and loading the bundled model (model_load_bundled_s alone is about 10 s in a fresh "
-        "process here), then the trace and the Overview's figures. Measured at a load average of 11 on two cores "
-        "(a float32 matmul reached 43 GFLOP/s here; the previous README run, 2026-11-24, recorded 181). Tried, on this "
-        "branch: "
-        "the Overview draws without waiting for the anisotropy baseline (measured after the first draw), UMAP's "
-        "numba warm-up starts only after it, and the spinner says what is being loaded."),
-    "browser_enter_to_plot_s": (
-        "measured at a load average of 12-14 from other work on the two cores: the fastest of the five sentences "
-        "took 1.3 s and the slowest 6.4 s, so the machine's load, not the page, sets the median here. The page "
-        "itself reruns the trace and rebuilds and re-sends six charts (see slider_rerun_128_tokens_ms)."),
-    "browser_512_tokens_s": (
-        "the server's run (page_512_tokens_s: the eager forward pass at 512 tokens, the summaries, ~1.5 MB of "
-        "figures) plus Chromium parsing and drawing the 512 x 512 token map, at a load average of 12-14."),
+        "as on the demo texts (see corpus_throughput_ratio_demo_batch32): at 128-256 tokens the shared forward "
+        "pass dominates both sides, and the breakdown group's extract_vs_forward_long_ratio and "
+        "sentence_transformers_vs_forward_long_ratio are nearly equal; what is left is the run-to-run spread."),
+    "corpus_throughput_ratio_long_batch64": "as at batch 32 (see corpus_throughput_ratio_long_batch32).",
     "matmul_peak_fraction_demo": (
         "short texts (about 12 tokens) give small matmuls whose per-call overhead (tokenizer, padding, Python in "
-        "the encoder layers) weighs against the arithmetic, plus the stacking and pooling copies of every layer "
-        "(see corpus_throughput_ratio_demo_batch32); the load from other processes changes from one moment to "
-        "the next, so extraction and the peak measured after it may not have shared the same machine."),
+        "the encoder layers) weighs against the arithmetic; the peak is measured after each run and varies from "
+        "run to run (matmul_gflops' spread), and so does the fraction."),
     "matmul_peak_fraction_long": (
-        "at 128-256 tokens the attention softmax, layer norms and GELU (memory-bound, not matmuls) take a "
-        "larger share, as do the copies of extract's stacked hidden states; the same caveat on the shared "
-        "machine's changing load applies."),
+        "at 128-256 tokens the attention softmax, layer norms and GELU (memory-bound, not matmuls) take a larger "
+        "share of the time; the peak is measured after each run and varies from run to run (matmul_gflops' spread), "
+        "so the fraction's spread straddles the target."),
+    "browser_enter_to_plot_s": (
+        "the page reruns the trace and rebuilds and re-sends six charts (see slider_rerun_128_tokens_ms); on a "
+        "busy machine the load, not the page, sets the median."),
+    "browser_512_tokens_s": (
+        "the server's run (page_512_tokens_s: the eager forward pass at 512 tokens, the summaries, ~1.5 MB of "
+        "figures) plus Chromium parsing and drawing the 512 x 512 token map."),
+    "cold_start_first_plot_s": (
+        "the server answers its health check after 1.5-2.5 s; the first plot then waits for torch and transformers "
+        "to be imported and the bundled model to be read (model_load_bundled_s in a fresh process), the trace and "
+        "the Overview's figures. Tried: the model loads in a background thread from the server's first second "
+        "(`make run` starts `python -m ui.serve`, see ui/preload.py), so its load overlaps the server's start-up "
+        "and the time a person takes to open the page; the Overview draws without waiting for the anisotropy "
+        "baseline (measured after the first draw); UMAP's numba warm-up starts only after it; the spinner says "
+        "what is being loaded. The benchmark opens the page the moment the server is healthy, so a person who "
+        "takes a few seconds to open it waits less."),
+    "peak_rss_512_bert_base_gb": (
+        "the bert-base-sized weights (0.44 GB in float32) beside the bundled model, torch, transformers and "
+        "Streamlit, plus at 512 tokens the 12 x 12 attention maps and their value-norm weighting (150 MB each in "
+        "float32). Tried: trace() copies the maps layer by layer and lets each go (they were held twice), and "
+        "the value-norm weighting is one array normalised in place (it made three copies)."),
+    "evidence_value_zeroing_ratio": (
+        "value zeroing reruns every block once per token (T x L block runs, batched), in float64 from float64 "
+        "copies of the weights because the changes it measures (1 - cos of 1e-8 to 1e-5 on the bundled model) "
+        "are below float32's resolution: about T forward passes of double-precision arithmetic, so its ratio "
+        "to one float32 forward pass grows with T (see the growth table). A target of 8x assumed about T/L "
+        "forward passes of work. Not tried: reusing each block's attention weights across its reruns (zeroing "
+        "a value vector leaves them unchanged), which saves the query-key part only."),
+    "mixing.value_zeroing_32_ratio": "see evidence_value_zeroing_ratio.",
 }
 """Figure key -> what limits it and what was tried; shown in the README when its target is missed."""
 
