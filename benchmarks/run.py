@@ -11,7 +11,8 @@ group. The other figures of an
 existing results file are kept. --quick shrinks every size for a smoke run on a busy machine
 and writes to benchmarks/quick/ unless --out says otherwise: its figures are not for comparison.
 A run that writes benchmarks/results.json (not quick, no --out) also rewrites the README's
-benchmark block from it; --readme does only that, from the results.json already there.
+benchmark block from it; --readme does only that (and rewrites results.md), from the
+results.json already there.
 """
 
 from __future__ import annotations
@@ -147,10 +148,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="folder for results.json/results.md")
     parser.add_argument("--list", action="store_true", help="list groups and figure keys, then exit")
     parser.add_argument("--readme", action="store_true",
-                        help="only rewrite the README's benchmark block from benchmarks/results.json")
+                        help="only rewrite the README's benchmark block and results.md from benchmarks/results.json")
     args = parser.parse_args(argv)
-    if args.readme:
-        return _readme(json.loads((HERE / "results.json").read_text(encoding="utf-8")))
+    if args.readme:  # results.md too, so both follow the current notes and tables
+        payload = json.loads((HERE / "results.json").read_text(encoding="utf-8"))
+        res.write(payload, HERE)
+        return _readme(payload)
     if args.list:
         for group in GROUP_NAMES:
             keys = [k for k, s in res.FIGURES.items() if s.group == group] + (list(res.GROWTH) if group == "growth" else [])
