@@ -175,7 +175,9 @@ def main(argv=None) -> int:
     out = res.Collector(on_checkpoint=lambda: res.write(collect(current), folder))
 
     def collect(pending: list[str]) -> dict:
-        figures = {**previous.get("figures", {}), **out.figures}
+        remeasured = tuple(f"{name}." for name in out.context.get("external", {}))  # their old keys go
+        kept = {k: v for k, v in previous.get("figures", {}).items() if not k.startswith(remeasured)}
+        figures = {**kept, **out.figures}
         growth = {**previous.get("growth", {}), **out.growth}
         stopped = "the run stopped before this was measured"
         for group in pending:  # a run cut short says what it did not reach

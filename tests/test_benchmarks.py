@@ -187,3 +187,21 @@ def test_figures_without_a_unit_take_it_from_the_catalogue_or_their_key():
     assert results.unit_of("page_512_tokens_s", {"unit": "ms"}) == "ms"  # its own unit first
     row = results._row("interventions.head_ablation_200_s", {"value": 25.7, "min": None, "max": None, "unit": ""})
     assert row.startswith("| `interventions.head_ablation_200_s` | 25.7 s |")
+
+
+def test_a_remeasured_area_replaces_all_its_old_figures(tmp_path, monkeypatch):
+    import json
+
+    old = {"value": 1.0, "min": None, "max": None, "runs": None, "unit": ""}
+    (tmp_path / "results.json").write_text(json.dumps({"figures": {"mixing.renamed_since": old,
+                                                                   "corpora.untouched": old}}))
+
+    def fake_evidence(settings, out):
+        out.figures["mixing.alti_32_ratio"] = results.figure([0.9, 1.0, 1.1], "x")
+        out.context["external"] = {"mixing": {"status": "measured"}}
+
+    monkeypatch.setattr(run, "_groups", lambda: {"evidence": fake_evidence})
+    assert run.main(["--only", "mixing", "--out", str(tmp_path)]) == 0
+    figures = json.loads((tmp_path / "results.json").read_text())["figures"]
+    assert "mixing.renamed_since" not in figures and figures["mixing.alti_32_ratio"]["value"] == 1.0
+    assert "corpora.untouched" in figures
