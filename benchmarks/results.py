@@ -433,7 +433,7 @@ def growth_reading(k: float | None) -> str:
     """What an exponent says about an operation, in words."""
     if k is None:
         return "—"
-    for limit, words in ((0.8, "fixed costs still dominate"), (1.3, "about linear"),
+    for limit, words in ((0.8, "below linear: fixed costs weigh more than size"), (1.3, "about linear"),
                          (1.7, "between linear and quadratic"), (2.3, "about quadratic")):
         if k < limit:
             return words

@@ -108,7 +108,7 @@ def test_readme_block_matches_the_results(tmp_path, monkeypatch):
     assert "| trace | tokens | 32: 0.02 (0.01–0.03); 128: 0.2 (0.1–0.3) | 1.50 | 1.66 | between linear and quadratic |" in text
 
 
-@pytest.mark.parametrize(("k", "words"), [(None, "—"), (0.3, "fixed costs still dominate"), (1.0, "about linear"),
+@pytest.mark.parametrize(("k", "words"), [(None, "—"), (0.3, "below linear: fixed costs weigh more than size"), (1.0, "about linear"),
                                           (2.0, "about quadratic"), (3.1, "steeper than quadratic")])
 def test_growth_reading(k, words):
     assert results.growth_reading(k) == words
