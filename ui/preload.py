@@ -1,11 +1,13 @@
 """The bundled model, loaded while the server starts up.
 
 ``make run`` and the Docker image start the server through :mod:`ui.serve`, which calls
-:func:`start` before Streamlit boots: importing torch and transformers and reading the bundled
-weights (several seconds on two cores) then overlap the server's own start-up and the time a
-person takes to open the page. The first page asks :func:`take` for the encoder (through
-``ui.state.cached_encoder``): it waits for a load still under way, and gets ``None`` when no
-preload was started or it failed, and then loads the model itself, as before. The encoder is
+:func:`start` once Streamlit is imported and before its server starts: importing torch and
+transformers and reading the bundled weights (several seconds on two cores) then happen while
+the server starts and, above all, while a person opens the page (imports hold Python's GIL, so
+they share the CPU with the server's own start rather than run beside it). The first page asks
+:func:`take` for the encoder (through ``ui.state.cached_encoder``): it waits for a load still
+under way, and gets ``None`` when no preload was started, it failed or it took longer than the
+wait, and then loads the model itself, as before. The encoder is
 handed over once: afterwards Streamlit's resource cache holds it and this module keeps no
 reference. ``CLSVIZ_PRELOAD=0`` turns the preload off.
 """
@@ -19,10 +21,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # importing clsviz here would import torch before the thread could
     from clsviz import Encoder
 
-__all__ = ["ENV", "error", "start", "take"]
+__all__ = ["ENV", "WAIT_S", "error", "start", "take"]
 
 ENV = "CLSVIZ_PRELOAD"
 """Environment variable: ``0`` turns the start-up preload off."""
+
+WAIT_S = 300.0
+"""How long the first page waits for a preload under way before loading the model itself."""
 
 _lock = threading.Lock()
 _done = threading.Event()

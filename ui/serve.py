@@ -2,8 +2,8 @@
 image start it.
 
 It is ``streamlit run app.py`` with one addition: the bundled model starts loading in the
-background (:mod:`ui.preload`) before Streamlit boots, so the first page does not wait for
-torch, transformers and the weights after the server is up. Options after the module name go
+background (:mod:`ui.preload`) as the server starts, so a person who opens the page a few
+seconds later does not wait for torch, transformers and the weights. Options after the module name go
 to ``streamlit run`` unchanged.
 """
 

@@ -76,7 +76,7 @@ def cached_encoder(name: str) -> Encoder:
     """Load a model once per process (the bundled one may already be loading since the server
     started: see ui.preload). Shared by every session: never mutate it."""
     if name == DEFAULT_MODEL:
-        encoder = preload.take()
+        encoder = preload.take(timeout=preload.WAIT_S)
         return encoder if encoder is not None else load_encoder(None)
     return load_encoder(name)
 
