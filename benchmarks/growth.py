@@ -5,9 +5,9 @@ where the app will hurt first.
 Tokens: 32 / 128 / 512 (trace, the Attention page). Value zeroing: 32 / 128 / 256 tokens, because
 its cost grows faster than T^2 (T block reruns per block, each O(T) to O(T^2)): three runs at 512
 tokens would take a large part of an hour on two cores, so the entry gives the time at 512
-extrapolated from the two largest sizes instead. Texts: 1k / 3k / 10k for extract and the probe (100k texts of extraction
-would take tens of minutes per run on two cores; benchmarks/corpora.py measures 100k once, in
-shards). Points: 1k / 3k / 10k for UMAP. Only the smallest size of each operation gets an untimed
+extrapolated from the two largest sizes instead. Texts: 1k / 3k / 10k for extract and the probe
+(100k texts of extraction would take tens of minutes per run on two cores;
+benchmarks/corpora.py measures 100k once, in shards). Points: 1k / 3k / 10k for UMAP. Only the smallest size of each operation gets an untimed
 warm-up run: by then the kernels are warm for the larger ones. The results file is saved after
 each operation, so a run stopped midway keeps what it measured.
 """
@@ -15,8 +15,8 @@ each operation, so a run stopped midway keeps what it measured.
 from __future__ import annotations
 
 from benchmarks.inputs import demo_texts, sentence_of
-from benchmarks.results import Collector
-from benchmarks.timing import Settings, growth_exponent, repeat
+from benchmarks.results import Collector, top_exponent
+from benchmarks.timing import Settings, repeat
 
 __all__ = ["measure_growth", "predict_512", "value_zeroing_function"]
 
@@ -131,11 +131,10 @@ def _value_zeroing(settings: Settings, out: Collector, enc) -> None:
 def predict_512(entry: dict) -> None:
     """Add to a growth ``entry`` measured below 512 tokens its time at 512, extrapolated with the
     exponent between its two largest sizes (the steepest part measured), and say so in its note."""
-    sizes, medians = entry["sizes"], [p["value"] for p in entry["seconds"]]
-    k = growth_exponent(sizes[-2:], medians[-2:])
-    if k is None or sizes[-1] >= 512:
+    k, largest = top_exponent(entry), entry["sizes"][-1]
+    if k is None or largest >= 512:
         return
-    at_512 = medians[-1] * (512 / sizes[-1]) ** k
+    at_512 = entry["seconds"][-1]["value"] * (512 / largest) ** k
     wait = f"{at_512:.0f} s" if at_512 < 120 else f"{at_512 / 60:.0f} min"
     entry["note"] = (f"{entry['note'].split('. Not run at 512')[0]}. Not run at 512 tokens: extrapolated with the "
                      f"exponent between the two largest sizes (k = {k:.2f}), one run there would take about {wait}")

@@ -429,6 +429,11 @@ def _cell(point: dict) -> str:
     return f"{_number(point['value'])} ({_number(point['min'])}–{_number(point['max'])})"
 
 
+def top_exponent(entry: dict) -> float | None:
+    """k between a growth entry's two largest sizes, where fixed costs weigh least."""
+    return growth_exponent(entry["sizes"][-2:], [p["value"] for p in entry["seconds"][-2:]])
+
+
 def growth_reading(k: float | None) -> str:
     """What an exponent says about an operation, in words."""
     if k is None:
@@ -451,7 +456,7 @@ def growth_summary(payload: dict) -> list[str]:
             continue
         cells = "; ".join(f"{size:,}: {_cell(point)}" for size, point in zip(entry["sizes"], entry["seconds"]))
         k = entry.get("exponent")
-        top = growth_exponent(entry["sizes"][-2:], [p["value"] for p in entry["seconds"][-2:]])
+        top = top_exponent(entry)
         predicted = entry.get("predicted_512_s")
         if predicted is not None:
             cells += f"; 512: about {_number(predicted)} predicted from k"

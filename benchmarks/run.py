@@ -7,8 +7,8 @@ a ratio is timed side by side in one process, on equal terms, warm-up excluded f
 A figure whose measurement could not run is written as null with the reason, never dropped.
 --only takes group names, figure keys, growth operations or other areas' modules (see --list);
 naming an operation (growth.trace, or value_zeroing) or a module runs only that part of its
-group. The other figures of an
-existing results file are kept. --quick shrinks every size for a smoke run on a busy machine
+group. The other figures of an existing results file are kept. --quick shrinks every size for a
+smoke run on a busy machine
 and writes to benchmarks/quick/ unless --out says otherwise: its figures are not for comparison.
 A run that writes benchmarks/results.json (not quick, no --out) also rewrites the README's
 benchmark block from it; --readme does only that (and rewrites results.md), from the
@@ -84,7 +84,7 @@ def chosen_groups(only: str | None) -> list[str]:
             picked.add(item)
         elif item in res.FIGURES:
             picked.add(res.FIGURES[item].group)
-        elif item in res.GROWTH or item.removeprefix("growth.") in res.GROWTH:
+        elif item.removeprefix("growth.") in res.GROWTH:
             picked.add("growth")
         elif item in EXTERNAL_NAMES:
             picked.add("evidence")

@@ -1,6 +1,6 @@
-"""What a person waits for on a real server (``python -m ui.serve``, as ``make run`` starts it) in a real browser: the cold
-start to the first plot, a 5,000-row corpus upload, and the server's peak memory drawing the
-Attention page at 512 tokens on a bert-base-sized model with value-norm on.
+"""What a person waits for on a real server (``python -m ui.serve``, as ``make run`` starts it) in a
+real browser: the cold start to the first plot, a 5,000-row corpus upload, and the server's peak
+memory drawing the Attention page at 512 tokens on a bert-base-sized model with value-norm on.
 
 Chromium is started before the server in each run, so its own start-up is not counted.
 """

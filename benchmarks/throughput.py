@@ -54,16 +54,23 @@ def _corpora(settings: Settings) -> dict[str, list[str]]:
     return {"demo": demo_texts(settings.pick(2000, 128)), "long": long_texts(settings.pick(256, 24))}
 
 
-def measure_throughput(settings: Settings, out: Collector) -> None:
-    """Ratios extract / sentence-transformers at batch 32 and 64 on both corpora, texts/s of each
-    side (batch 32, the app's), and extract's share of the measured matmul peak (batch 64)."""
+def _both_sides():
+    """(the bundled Encoder, sentence-transformers on the same weights and device)."""
     from sentence_transformers import SentenceTransformer
 
-    from clsviz import extract, load_encoder
+    from clsviz import load_encoder
     from clsviz.encoder import bundled_model_path
 
     enc = load_encoder()
-    st_model = SentenceTransformer(str(bundled_model_path()), device=str(enc.device))
+    return enc, SentenceTransformer(str(bundled_model_path()), device=str(enc.device))
+
+
+def measure_throughput(settings: Settings, out: Collector) -> None:
+    """Ratios extract / sentence-transformers at batch 32 and 64 on both corpora, texts/s of each
+    side (batch 32, the app's), and extract's share of the measured matmul peak (batch 64)."""
+    from clsviz import extract
+
+    enc, st_model = _both_sides()
     for name, texts in _corpora(settings).items():
         for batch in BATCHES:
             pv = {}
@@ -114,13 +121,9 @@ def _bare_forward(enc, texts, batch_size: int) -> None:
 def measure_breakdown(settings: Settings, out: Collector) -> None:
     """Where the throughput ratio comes from: extract and sentence-transformers' encode, each as a
     ratio to the bare forward pass both of them make (same texts, batch 32, runs interleaved)."""
-    from sentence_transformers import SentenceTransformer
+    from clsviz import extract
 
-    from clsviz import extract, load_encoder
-    from clsviz.encoder import bundled_model_path
-
-    enc = load_encoder()
-    st_model = SentenceTransformer(str(bundled_model_path()), device=str(enc.device))
+    enc, st_model = _both_sides()
     for name, texts in _corpora(settings).items():
         times = side_by_side({
             "forward": lambda texts=texts: _bare_forward(enc, texts, 32),
