@@ -50,6 +50,7 @@ __all__ = [
     "ModelLoadError",
     "apply_pooler",
     "bundled_model_path",
+    "encoder_from_model",
     "load_encoder",
     "model_unavailable",
     "allowed_models",
@@ -85,6 +86,9 @@ class EncoderInfo:
     head_pooling: str | None = None
     # Things a person should know about how the checkpoint was loaded (a head left out, ...).
     notes: tuple[str, ...] = ()
+    # A model pretrained in clsviz's lab: where its summary token sits ("first", "last", or "none":
+    # no summary token, Trace.cls_index is None). None for every other model.
+    summary: str | None = None
 
     @property
     def num_labels(self) -> int:
@@ -233,12 +237,15 @@ def _load_tokenizer(display: str, source: str):
         ) from exc
 
 
-def _load_weights(display: str, source: str, config, with_head: bool, allow_pickle: bool):
+def _load_weights(display: str, source: str, config, with_head: bool, allow_pickle: bool, pretraining: bool = False):
     """(model, loading_info): SDPA where the family has it (eager otherwise), safetensors only
-    unless ``allow_pickle``; the ``*ForSequenceClassification`` model when ``with_head``."""
-    from transformers import AutoModel, AutoModelForSequenceClassification
+    unless ``allow_pickle``; the ``*ForSequenceClassification`` model when ``with_head``, the
+    ``*ForPreTraining`` model when ``pretraining`` (a lab model with a sentence head)."""
+    from transformers import AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification
 
     auto_class = AutoModelForSequenceClassification if with_head else AutoModel
+    if pretraining:
+        auto_class = AutoModelForPreTraining
 
     def weights(attn_implementation: str):
         return auto_class.from_pretrained(
@@ -268,7 +275,8 @@ def _load_weights(display: str, source: str, config, with_head: bool, allow_pick
         raise ModelLoadError(f"'{display}' has no weights clsviz can load: {exc}") from exc
 
 
-def _encoder_info(display: str, source: str, model, tokenizer, cls: tuple[str, int], classifier, notes, dev) -> EncoderInfo:
+def _encoder_info(display: str, source: str, model, tokenizer, cls: tuple[str, int], classifier, notes, dev,
+                  summary: str | None = None) -> EncoderInfo:
     import torch
 
     sep_token = getattr(tokenizer, "sep_token", None) or getattr(tokenizer, "eos_token", None)
@@ -295,7 +303,22 @@ def _encoder_info(display: str, source: str, model, tokenizer, cls: tuple[str, i
         labels=() if classifier is None else classifier.labels,
         head_pooling=None if classifier is None else classifier.pooling,
         notes=notes,
+        summary=summary,
     )
+
+
+def encoder_from_model(model, tokenizer, name: str, *, source: str = "", summary: str | None = None) -> Encoder:
+    """An :class:`Encoder` over an encoder module already in memory (eval mode; its parameters are
+    shared, not copied), e.g. a model being trained: ``name`` is shown, ``summary`` is a lab
+    layout (see :attr:`EncoderInfo.summary`). The caller keeps the weights unchanged while it is used."""
+    model.eval()
+    if summary == "none":
+        cls = (str(tokenizer.cls_token), int(tokenizer.cls_token_id))
+    else:
+        cls = _refuse_without_cls(name, tokenizer)
+    dev = str(next(model.parameters()).device)
+    info = _encoder_info(name, source or name, model, tokenizer, cls, None, (), dev, summary)
+    return Encoder(model=model, tokenizer=tokenizer, info=info, eager_model=_eager_view(model))
 
 
 def load_encoder(
@@ -321,10 +344,20 @@ def load_encoder(
     config = _load_config(display, source)
     tokenizer = _load_tokenizer(display, source)
     from .heads import SUPPORTED_HEADS, build_classifier_head, classifier_architecture
+    from .pretraining_heads import pretraining_layout, sentence_head
 
     head_architecture, notes = classifier_architecture(config)
     try:
-        cls = _refuse_without_cls(display, tokenizer)
+        layout = pretraining_layout(config)
+    except ValueError as exc:
+        raise ModelLoadError(f"'{display}': {exc}") from exc
+    summary = None if layout is None else layout["summary"]
+    pretraining = layout is not None and layout.get("sentence_objective") is not None
+    try:
+        if summary == "none":  # a lab model pretrained without a summary token: nothing to refuse
+            cls = (str(tokenizer.cls_token), int(tokenizer.cls_token_id))
+        else:
+            cls = _refuse_without_cls(display, tokenizer)
     except ModelLoadError as exc:
         if head_architecture is None:
             raise
@@ -334,20 +367,23 @@ def load_encoder(
         ) from exc
 
     dev = _pick_device(device)
-    loaded, loading_info = _load_weights(display, source, config, head_architecture is not None, allow_pickle)
+    loaded, loading_info = _load_weights(display, source, config, head_architecture is not None, allow_pickle, pretraining)
     missing_keys = loading_info.get("missing_keys", ())
     loaded.eval()
     loaded.to(dev)
     for p in loaded.parameters():
         p.requires_grad_(False)
     # A classifier's bare encoder is a submodule of it, so both share every weight tensor.
-    model = loaded if head_architecture is None else loaded.base_model
+    model = loaded if head_architecture is None and not pretraining else loaded.base_model
     classifier = None
     if head_architecture is not None:
         classifier, head_notes = build_classifier_head(loaded, model, tokenizer, missing_keys)
         notes += head_notes
+    elif pretraining:
+        classifier, head_notes = sentence_head(loaded, model, layout, missing_keys)
+        notes += head_notes
     _drop_untrained_pooler(model, missing_keys)
     eager = _eager_view(model)
     eager.eval()
-    info = _encoder_info(display, source, model, tokenizer, cls, classifier, notes, dev)
+    info = _encoder_info(display, source, model, tokenizer, cls, classifier, notes, dev, summary)
     return Encoder(model=model, tokenizer=tokenizer, info=info, eager_model=eager, classifier=classifier)

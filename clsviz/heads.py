@@ -27,7 +27,7 @@ import pandas as pd
 
 from .encoder import Encoder, apply_pooler
 from .pooling import pool_hidden
-from .tracing import Trace
+from .tracing import Trace, summary_index
 
 __all__ = [
     "HEAD_KINDS",
@@ -126,6 +126,9 @@ class ClassifierHead:
     problem_type: str
     classifier: object
     first: object = None  # the step before ``classifier``: the encoder (pooler) or a module
+    # What the head reads from a trace: the [CLS]-like token ("cls") or, for a lab model pretrained
+    # without a summary token (clsviz.pretraining_heads), the mean of every token ("mean").
+    reads: str = "cls"
 
     @property
     def num_labels(self) -> int:
@@ -268,15 +271,25 @@ def _apply(enc: Encoder, vectors: np.ndarray) -> np.ndarray:
     return logits.float().cpu().numpy().astype(np.float32)
 
 
+def _means(trace: Trace) -> np.ndarray:
+    """float32 [L+1, D]: the mean of every token of ``trace`` at each hidden-state index."""
+    hidden = trace.hidden_states[None]  # [1, L+1, T, D]
+    mask = np.ones((1, trace.seq_len), dtype=bool)
+    return pool_hidden(hidden, mask, trace.special_mask[None], "mean")[0].astype(np.float32)
+
+
 def classifier_lens(enc: Encoder, trace: Trace) -> np.ndarray:
     """float32 [L+1, num_labels]: the model's classification head applied to the [CLS] vector
     of every hidden-state index (0 = embeddings). The last row equals the model's logits.
 
-    Raises :class:`NoClassifierError` when ``enc`` has no head.
+    A head that reads the mean of the tokens (a lab model pretrained without a summary token)
+    is applied to the mean instead. Raises :class:`NoClassifierError` when ``enc`` has no head.
     """
-    _require_head(enc)
+    head = _require_head(enc)
     _check_trace(enc, trace)
-    return _apply(enc, trace.hidden_states[:, trace.cls_index, :])
+    if head.reads == "mean":
+        return _apply(enc, _means(trace))
+    return _apply(enc, trace.hidden_states[:, summary_index(trace, "The classifier lens"), :])
 
 
 def mean_lens(enc: Encoder, trace: Trace) -> np.ndarray:
@@ -285,10 +298,7 @@ def mean_lens(enc: Encoder, trace: Trace) -> np.ndarray:
     trained on this vector: show :data:`MEAN_LENS_CAPTION` beside it."""
     _require_head(enc)
     _check_trace(enc, trace)
-    hidden = trace.hidden_states[None]  # [1, L+1, T, D]
-    mask = np.ones((1, trace.seq_len), dtype=bool)
-    means = pool_hidden(hidden, mask, trace.special_mask[None], "mean")[0]  # [L+1, D]
-    return _apply(enc, means.astype(np.float32))
+    return _apply(enc, _means(trace))
 
 
 def probabilities(logits: np.ndarray, problem_type: str = "single_label_classification") -> np.ndarray | None:

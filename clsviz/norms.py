@@ -19,7 +19,8 @@ def token_norms(trace: Trace) -> np.ndarray:
 
 
 def top_dimensions(trace: Trace, k: int = 5, layers: Sequence[int] | None = None) -> pd.DataFrame:
-    """The ``k`` hidden dimensions of largest magnitude on [CLS] and on [SEP], per layer.
+    """The ``k`` hidden dimensions of largest magnitude on [CLS] and on [SEP], per layer (on [SEP]
+    only for a model pretrained without a summary token, whose ``cls_index`` is None).
 
     One row per (layer, role, rank): ``layer``, ``role`` (``"cls"``/``"sep"``), ``token``,
     ``position``, ``rank`` (1 = largest), ``dimension``, ``value``, and ``times_median``:
@@ -31,7 +32,7 @@ def top_dimensions(trace: Trace, k: int = 5, layers: Sequence[int] | None = None
     k = min(int(k), trace.hidden_size)
     n = trace.num_layers + 1
     layers = range(n) if layers is None else [layer + n if layer < 0 else layer for layer in layers]
-    roles = [("cls", trace.cls_index)]
+    roles = [] if trace.cls_index is None else [("cls", trace.cls_index)]
     if trace.sep_index is not None:
         roles.append(("sep", trace.sep_index))
     rows = []

@@ -11,15 +11,31 @@ from .encoder import Encoder, EncoderInfo, apply_pooler
 from .layers import check_block, check_layer
 
 __all__ = [
+    "NoSummaryToken",
     "Trace",
     "TokenizedText",
     "has_content",
     "literal_specials",
+    "no_summary_message",
     "special_positions",
+    "summary_index",
     "tokenize",
     "trace",
     "trace_bytes",
 ]
+
+
+class NoSummaryToken(ValueError):
+    """The model has no summary token ([CLS]) to read; the message says what to use instead."""
+
+
+def no_summary_message(what: str, model_name: str) -> str:
+    """What a view that needs a summary token says on a model pretrained without one."""
+    return (
+        f"{what} needs a summary token ([CLS]), but '{model_name}' was pretrained without one (clsviz lab, summary "
+        "'none'): its sentence vector is the mean of the tokens. Use the mean pooling, or pick a model with a "
+        "[CLS] token."
+    )
 
 
 @dataclass(frozen=True)
@@ -55,7 +71,9 @@ class Trace:
     * ``pooler_states``: float32 [L + 1, D] (the model's pooler head applied to the [CLS]
       vector of each layer) or None when the model has no pooler; its last row is
       ``pooler_output``
-    * ``cls_index``: position of the [CLS]-like token; ``sep_index``: the closing special token
+    * ``cls_index``: position of the [CLS]-like token, or None for a model pretrained without a
+      summary token (``info.summary == "none"``; see :func:`summary_index`); ``sep_index``: the
+      closing special token
     * ``truncated``: True when the text was longer than the model's limit and was cut
     """
 
@@ -69,7 +87,7 @@ class Trace:
     attentions: np.ndarray
     hidden_states: np.ndarray
     pooler_states: np.ndarray | None
-    cls_index: int
+    cls_index: int | None
     sep_index: int | None
     info: EncoderInfo = field(repr=False)
 
@@ -94,7 +112,7 @@ class Trace:
         for name in ("attentions", "hidden_states"):
             if getattr(self, name).dtype != np.float32:
                 raise ValueError(f"{name}: expected float32, got {getattr(self, name).dtype}")
-        if not 0 <= self.cls_index < n_tokens:
+        if self.cls_index is not None and not 0 <= self.cls_index < n_tokens:
             raise ValueError(f"cls_index {self.cls_index} is outside 0..{n_tokens - 1}")
 
     # --- sizes -----------------------------------------------------------------------
@@ -124,8 +142,8 @@ class Trace:
         return self.hidden_states[check_layer(layer, self.num_layers)]
 
     def cls(self, layer: int = -1) -> np.ndarray:
-        """float32 [D]: the [CLS] vector after ``layer``."""
-        return self.hidden(layer)[self.cls_index]
+        """float32 [D]: the [CLS] vector after ``layer`` (:class:`NoSummaryToken` when there is none)."""
+        return self.hidden(layer)[summary_index(self)]
 
     def attention(self, block: int, head: int | None = None) -> np.ndarray:
         """float32 [T, T] attention of block ``block`` (1..L, -1 = last): one head (0-based
@@ -227,11 +245,22 @@ def trace_bytes(info: EncoderInfo, seq_len: int) -> int:
     return 4 * (layers * heads * n * n + (layers + 1) * (n + 1) * dim) + 64 * n
 
 
-def special_positions(tt: TokenizedText, info: EncoderInfo) -> tuple[int, int | None]:
-    """(position of the [CLS]-like token, position of the closing special token or None)."""
+def summary_index(trace: Trace, what: str = "This view") -> int:
+    """``trace.cls_index``, or :class:`NoSummaryToken` naming ``what`` needed it when the model has
+    no summary token."""
+    if trace.cls_index is None:
+        raise NoSummaryToken(no_summary_message(what, trace.info.name))
+    return trace.cls_index
+
+
+def special_positions(tt: TokenizedText, info: EncoderInfo) -> tuple[int | None, int | None]:
+    """(position of the [CLS]-like token - None on a model pretrained without one -, position of
+    the closing special token or None)."""
     ids = tt.input_ids
     cls_hits = np.flatnonzero((ids == info.cls_token_id) & tt.special_mask)
     cls_index = int(cls_hits[0]) if len(cls_hits) else 0
+    if info.summary == "none":
+        cls_index = None
     sep_index = None
     if info.sep_token_id is not None:
         sep_hits = np.flatnonzero((ids == info.sep_token_id) & tt.special_mask)
@@ -274,7 +303,7 @@ def trace(encoder: Encoder, text: str, max_length: int | None = None) -> Trace:
         del out  # the output would keep every map alive beside the copy
         attentions = _maps_to_numpy(maps)  # [L, H, T, T]
         cls_index, sep_index = special_positions(tt, encoder.info)
-        pooled = apply_pooler(model, hidden[:, cls_index, :])
+        pooled = None if cls_index is None else apply_pooler(model, hidden[:, cls_index, :])
     return Trace(
         text=tt.text,
         tokens=tt.tokens,

@@ -1,0 +1,251 @@
+"""The pretraining lab (clsviz.lab): tiny configs on the shipped Austen excerpt, a few steps each."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from clsviz import load_encoder, trace
+from clsviz.corpus import demo_corpus
+from clsviz.heads import classifier_lens
+from clsviz.lab import (
+    METRIC_COLUMNS,
+    LabConfig,
+    LabConfigError,
+    LabDataError,
+    excerpt_texts,
+    open_run,
+    pretrain,
+)
+from clsviz.lab.measures import probe_set
+from clsviz.progress import Cancelled
+
+TINY_LAB = dict(layers=2, hidden=32, heads=2, intermediate=64, max_tokens=40, vocab_size=600, batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def texts():
+    return excerpt_texts()
+
+
+@pytest.fixture(scope="module")
+def small_heldout():
+    corpus = demo_corpus()
+    return corpus.subset(list(range(70)), name="demo (70 texts)")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, texts, small_heldout):
+    """One short run per layout; first+nsp is measured at two checkpoints."""
+    root = tmp_path_factory.mktemp("lab")
+    made = {}
+    for summary, objective, steps, checkpoints in (
+        ("first", "nsp", 6, 2), ("last", "sop", 3, 0), ("none", "nsp", 3, 0), ("none", None, 3, 0)
+    ):  # fmt: skip
+        made[(summary, objective)] = pretrain(
+            texts, summary=summary, sentence_objective=objective, config=TINY_LAB, steps=steps, seed=0,
+            out=root / f"{summary}-{objective}", checkpoints=checkpoints, heldout=small_heldout, threads=1,
+        )  # fmt: skip
+    return made
+
+
+def test_mlm_loss_falls(tmp_path, texts):
+    cfg = dict(TINY_LAB, learning_rate=3e-3, warmup=0.0)
+    threads = torch.get_num_threads()
+    run = pretrain(texts, summary="first", sentence_objective=None, config=cfg, steps=80, out=tmp_path / "m",
+                   checkpoints=0, log_every=4, threads=1)  # fmt: skip
+    assert torch.get_num_threads() == threads  # the thread setting is the run's only
+    curve = run.metrics[run.metrics["metric"] == "mlm_loss"].sort_values("step")["value"].to_numpy()
+    assert len(curve) == 20  # a curve, not two points
+    # A fresh model starts near the uniform guess ln(vocabulary) and must learn at least the word frequencies.
+    vocab = len(load_encoder(str(run.folder)).tokenizer)
+    assert curve[:3].mean() == pytest.approx(np.log(vocab), abs=0.5)
+    assert curve[-5:].mean() < curve[0] - 0.5
+
+
+@pytest.mark.parametrize("summary", ["first", "last", "none"])
+def test_summary_token_layout(runs, summary):
+    objective = {"first": "nsp", "last": "sop", "none": "nsp"}[summary]
+    enc = load_encoder(str(runs[(summary, objective)].folder))
+    t = trace(enc, "It is a truth universally acknowledged. She smiled.")
+    assert enc.info.summary == summary
+    if summary == "first":
+        assert t.cls_index == 0 and t.tokens[0] == "[CLS]"
+    elif summary == "last":
+        assert t.cls_index == t.seq_len - 1 and t.tokens[-1] == "[CLS]" and t.tokens[-2] == "[SEP]"
+    else:
+        assert t.cls_index is None and "[CLS]" not in t.tokens and t.tokens[-1] == "[SEP]"
+
+
+def _own_sentence_logits(folder, text: str, summary: str) -> np.ndarray:
+    """The sentence head computed from the saved weights with transformers' own modules."""
+    from transformers import AutoTokenizer, BertForPreTraining
+
+    model = BertForPreTraining.from_pretrained(folder).eval()
+    ids = AutoTokenizer.from_pretrained(folder)(text, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**ids, output_hidden_states=True)
+        if summary == "first":  # BertForPreTraining reads position 0 itself
+            return out.seq_relationship_logits[0].numpy()
+        last = out.hidden_states[-1][0]
+        vec = last[-1] if summary == "last" else last.mean(dim=0)
+        return model.cls.seq_relationship(torch.tanh(model.bert.pooler.dense(vec)))[None][0].numpy()
+
+
+@pytest.mark.parametrize("summary,objective", [("first", "nsp"), ("last", "sop"), ("none", "nsp")])
+def test_sentence_head_through_the_lens_equals_the_models_logits(runs, summary, objective):
+    folder = str(runs[(summary, objective)].folder)
+    enc = load_encoder(folder)
+    text = "Mr. Bennet replied that he had not. But it is, returned she."
+    lens = classifier_lens(enc, trace(enc, text))
+    assert lens.shape == (3, 2)
+    assert enc.classifier.labels == ({"nsp": ("is next", "random"), "sop": ("in order", "swapped")}[objective])
+    np.testing.assert_allclose(lens[-1], _own_sentence_logits(folder, text, summary), rtol=1e-4, atol=1e-5)
+
+
+def test_saved_folder_loads_as_bert_for_pretraining_with_no_missing_weights(runs):
+    from transformers import BertForMaskedLM, BertForPreTraining
+
+    folder = runs[("first", "nsp")].folder
+    _, info = BertForPreTraining.from_pretrained(folder, output_loading_info=True)
+    assert info["missing_keys"] == set() or not info["missing_keys"]
+    names = {p.name for p in folder.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.csv", "lab_run.json"} <= names
+    layout = BertForPreTraining.config_class.from_pretrained(folder).clsviz_pretraining
+    assert layout == {"summary": "first", "sentence_objective": "nsp", "corpus": "179 texts", "steps": 6, "seed": 0}
+    # Without a sentence objective the folder is a masked-LM model: no untrained sentence head saved.
+    mlm_only = runs[("none", None)].folder
+    _, info = BertForMaskedLM.from_pretrained(mlm_only, output_loading_info=True)
+    assert not info["missing_keys"]
+    assert load_encoder(str(mlm_only)).classifier is None
+
+
+def test_the_mlm_head_serves_the_inversion_experiment(runs):
+    from transformers import AutoTokenizer, BertForPreTraining
+
+    from clsviz.experiments.inversion import load_mlm_head
+
+    folder = str(runs[("last", "sop")].folder)
+    enc = load_encoder(folder)
+    head = load_mlm_head(enc)
+    assert head.available
+    ids = AutoTokenizer.from_pretrained(folder)("She smiled at him.", return_tensors="pt")
+    full = BertForPreTraining.from_pretrained(folder).eval()
+    with torch.no_grad():
+        out = full(**ids, output_hidden_states=True)
+        mine = head.logits(out.hidden_states[-1][0])
+    np.testing.assert_allclose(mine.numpy(), out.prediction_logits[0].numpy(), rtol=1e-4, atol=1e-4)
+
+
+def _cancel_when(pattern: str):
+    event = threading.Event()
+
+    def progress(done, total, message=""):
+        if pattern in message:
+            event.set()
+
+    return event, progress
+
+
+@pytest.mark.parametrize("moment", ["step 2/", "saving the model"])
+def test_a_cancelled_run_stops_and_leaves_no_model(tmp_path, texts, moment):
+    cancel, progress = _cancel_when(moment)
+    steps_seen = []
+
+    def watch(done, total, message=""):
+        steps_seen.append(done)
+        progress(done, total, message)
+
+    out = tmp_path / "cancelled"
+    with pytest.raises(Cancelled):
+        pretrain(texts, config=TINY_LAB, steps=8, out=out, checkpoints=0, log_every=1, progress=watch, cancel=cancel)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no staging copy left beside it either
+    if moment.startswith("step"):
+        assert max(steps_seen) == 2  # stopped at the next step, not at the end
+
+
+def test_metrics_table(runs, small_heldout):
+    run = runs[("first", "nsp")]
+    m = run.metrics
+    assert list(m.columns) == METRIC_COLUMNS
+    names = set(m["metric"])
+    assert {"mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy", "heldout_mlm_loss", "heldout_nsp_accuracy"} <= names
+    assert {"probe_cls", "probe_mean", "cos_cls_mean", "attention_to_cls", "attention_to_sep", "massive_ratio",
+            "anisotropy", "cka_to_final"} <= names  # fmt: skip
+    assert sorted(set(m.loc[m["metric"] == "probe_cls", "step"])) == [0, 6]
+    probes = m[m["metric"].isin(["probe_cls", "probe_mean"])]
+    assert sorted(set(probes["layer"])) == [0, 1, 2]
+    assert (probes["low"] <= probes["value"] + 1e-12).all() and (probes["value"] <= probes["high"] + 1e-12).all()
+    assert sorted(set(m.loc[m["metric"] == "attention_to_cls", "layer"])) == [1, 2]  # blocks
+    cka_final = m[(m["metric"] == "cka_to_final") & (m["step"] == 6)]["value"]
+    np.testing.assert_allclose(cka_final, 1.0, atol=1e-6)
+    # The sink, recomputed from traces of the saved model on the same held-out texts.
+    enc = load_encoder(str(run.folder))
+    probe = probe_set(small_heldout, "topic", seed=0)
+    shares = [trace(enc, t).attention_to(0, include_self=False).mean(axis=1) for t in probe.texts]
+    recorded = m[(m["metric"] == "attention_to_cls") & (m["step"] == 6)].sort_values("layer")["value"]
+    np.testing.assert_allclose(recorded, np.mean(shares, axis=0), rtol=1e-4, atol=1e-6)
+
+
+def test_a_run_reopens_from_its_folder_with_figures_and_summary(runs):
+    run = runs[("first", "nsp")]
+    again = open_run(run.folder)
+    assert again.layout["variant"] == "first+nsp"
+    np.testing.assert_allclose(again.metrics["value"], run.metrics["value"], rtol=1e-9)
+    assert set(again.figures()) == {"lab.curves", "lab.probe", "lab.sink", "lab.sentence"}
+    sentences = again.summary()
+    assert sentences[0].startswith("first+nsp: 6 steps")
+    assert any("95% CI" in s and "probe" in s for s in sentences)
+
+
+def test_no_summary_token_leaves_out_its_rows(tmp_path, texts, small_heldout):
+    run = pretrain(texts, summary="none", sentence_objective=None, config=TINY_LAB, steps=2, out=tmp_path / "n",
+                   checkpoints=1, heldout=small_heldout)  # fmt: skip
+    names = set(run.metrics["metric"])
+    assert "probe_mean" in names and "attention_to_sep" in names
+    assert not names & {"probe_cls", "attention_to_cls", "cos_cls_mean", "nsp_loss"}
+
+
+@pytest.mark.parametrize(
+    "kwargs,words",
+    [
+        (dict(summary="middle"), ["'first'", "'last'", "'none'"]),
+        (dict(sentence_objective="mlm+"), ["'nsp'", "'sop'", "None"]),
+        (dict(config=dict(layers=2, colour=3)), ["colour", "max_tokens"]),
+        (dict(config=dict(hidden=30, heads=4)), ["multiple of 'heads'", "hidden=32"]),
+        (dict(config=dict(max_tokens=4)), ["'max_tokens'", "8 to 512"]),
+        (dict(steps=0), ["steps", "1 to"]),
+    ],
+)
+def test_bad_settings_say_what_is_allowed(tmp_path, texts, kwargs, words):
+    with pytest.raises(ValueError) as err:
+        pretrain(texts, out=tmp_path / "x", **kwargs)
+    for word in words:
+        assert word in str(err.value)
+    assert not (tmp_path / "x").exists()
+
+
+def test_texts_must_be_running_text(tmp_path):
+    with pytest.raises(LabDataError, match="two or more consecutive sentences"):
+        pretrain(["hello", "", "world"], config=TINY_LAB, steps=1, out=tmp_path / "x", checkpoints=0)
+    with pytest.raises(LabDataError, match="not one string"):
+        pretrain("One text. Two sentences.", config=TINY_LAB, steps=1, out=tmp_path / "y", checkpoints=0)
+
+
+def test_an_existing_folder_is_never_overwritten(tmp_path, texts):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="nothing is overwritten"):
+        pretrain(texts, config=TINY_LAB, steps=1, out=tmp_path / "taken", checkpoints=0)
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
+
+
+def test_config_accepts_a_dict_or_a_dataclass():
+    assert LabConfig.from_any({"layers": 3}).layers == 3
+    assert LabConfig.from_any(LabConfig(hidden=64)).hidden == 64
+    with pytest.raises(LabConfigError, match="must be a dict"):
+        LabConfig.from_any([("layers", 2)])
