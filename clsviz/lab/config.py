@@ -48,7 +48,7 @@ OBJECTIVE_HELP = {
     None: "masked language modelling only, as RoBERTa",
 }
 
-DEFAULT_STEPS = 1200
+DEFAULT_STEPS = 1500
 """Optimiser steps of the app's default run (``benchmarks/lab.py`` times it on 2 CPU cores)."""
 
 DEFAULT_CHECKPOINTS = 6

@@ -128,7 +128,7 @@ def train_tokenizer(docs: Sequence[Sequence[str]], vocab_size: int, summary: str
     from ..sources import bundled_model_path
 
     base = AutoTokenizer.from_pretrained(str(bundled_model_path()))
-    trained = base.train_new_from_iterator((s for d in docs for s in d), vocab_size=int(vocab_size))
+    trained = base.train_new_from_iterator((s for d in docs for s in d), vocab_size=int(vocab_size), show_progress=False)
     backend = Tokenizer.from_str(trained.backend_tokenizer.to_str())
     backend.no_truncation()
     backend.no_padding()

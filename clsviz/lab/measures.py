@@ -50,7 +50,7 @@ CHECKPOINT_METRICS = (
 """The metrics recorded at each checkpoint (see the module note)."""
 
 _SUMMARY_ONLY = ("probe_cls", "cos_cls_mean", "attention_to_cls", "cls_entropy")
-_TRACED = 16  # texts traced for the [SEP] sink and massive activations
+_TRACED = 10  # texts traced for the [SEP] sink and massive activations
 _CKA_TOKENS = 2000  # token vectors kept per checkpoint for CKA to the final one
 
 
@@ -64,7 +64,7 @@ class ProbeSet:
     name: str
 
 
-def probe_set(heldout: Corpus | None = None, label: str = "topic", size: int = 280, seed: int = 0) -> ProbeSet:
+def probe_set(heldout: Corpus | None = None, label: str = "topic", size: int = 210, seed: int = 0) -> ProbeSet:
     """A stratified sample of at most ``size`` texts of ``heldout`` (default: the demo corpus) that
     carry ``label``; ValueError naming the label columns when it has no such column."""
     corpus = demo_corpus() if heldout is None else heldout
@@ -145,7 +145,7 @@ def measure_checkpoint(bert, tokenizer, summary: str, probe: ProbeSet, step: int
         rows.append(row)
     rows += [dict(metric=r.metric, layer=int(r.block), value=float(r.value)) for r in state.blocks.itertuples()]
     rows += _traced_rows(enc, probe.texts[:_TRACED], max_tokens, seed)
-    base = measure_baseline(enc, probe.texts, sample=100, max_tokens=1500, max_length=max_tokens, seed=seed)
+    base = measure_baseline(enc, probe.texts, sample=60, max_tokens=1200, max_length=max_tokens, seed=seed)
     token = base.table[(base.table["reference"] == "token") & (base.table["view"] == "raw")]
     rows += [dict(metric="anisotropy", layer=int(r.layer), value=float(r.mean)) for r in token.itertuples()]
     if summary == "none":

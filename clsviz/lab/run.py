@@ -171,7 +171,8 @@ def run_summary(table: pd.DataFrame, layout: dict) -> list[str]:
     minutes = float(layout.get("seconds", np.nan)) / 60
     head = (
         f"{layout.get('variant', 'lab')}: {steps} steps on {layout.get('corpus', 'the texts')} "
-        f"({cfg.get('layers', '?')} layers, {cfg.get('hidden', '?')} dims) in {minutes:.1f} min on {layout.get('device', '?')}."
+        f"({cfg.get('layers', '?')} {'layer' if cfg.get('layers') == 1 else 'layers'}, {cfg.get('hidden', '?')} dims) "
+        f"in {minutes:.1f} min on {layout.get('device', '?')}."
     )
     parts = [_loss_sentence(table, steps), _probe_sentence(table, steps, probe.get("label", "label")),
              _sink_sentence(table, steps), _sentence_objective_sentence(table, steps, layout.get("sentence_objective"))]  # fmt: skip
