@@ -6,7 +6,7 @@ import streamlit as st
 
 from clsviz import figures
 from clsviz.narrative import findings
-from clsviz.tracing import literal_specials
+from clsviz.tracing import literal_specials, no_summary_message
 from ui.corpus import plain
 from ui.state import PAGES, ROOT, current_encoder, current_traces, page_setup
 from ui.warmup import after_first_draw, baseline_note, ready_baseline
@@ -22,9 +22,11 @@ st.caption(
 
 encoder = current_encoder()
 info = encoder.info
+summary_role = ("no summary token (pretrained in the lab without one)" if info.summary == "none"
+                else f"`{info.cls_token}` plays [CLS]")
 st.markdown(
     f"**Model:** `{info.name}` — {info.model_type}, {info.num_layers} layers, {info.num_heads} heads, "
-    f"{info.hidden_size} dims; `{info.cls_token}` plays [CLS]; "
+    f"{info.hidden_size} dims; {summary_role}; "
     f"{'has a pooler head' if info.has_pooler else 'no pooler head'}; runs on {info.device}."
 )
 
@@ -43,11 +45,15 @@ if typed_specials:
         plain(
             f"Your text contains {', '.join(repr(s) for s in typed_specials)} as characters. The tokenizer reads them "
             "as ordinary text, split into pieces (see above), never as the special token: only the tokenizer "
-            f"adds the real {info.cls_token}, at position {traces[0].cls_index}."
+            + (f"adds the real {info.cls_token}, at position {traces[0].cls_index}." if traces[0].cls_index is not None
+               else "adds special tokens, and this model has no [CLS] at all.")
         ),
         icon=":material/info:",
     )
 
+if traces[0].cls_index is None:
+    st.info(plain(no_summary_message("The four questions about [CLS]", info.name)), icon=":material/info:")
+    st.stop()
 st.subheader("Four questions, answered for your first sentence")
 labels = {path: label for path, label, _ in PAGES}
 targets = {

@@ -32,7 +32,7 @@ import pandas as pd
 from .layers import check_block
 from .metrics import entropy
 from .mixing import check_kind
-from .tracing import Trace
+from .tracing import Trace, summary_index
 
 __all__ = [
     "TOKEN_CATEGORIES",
@@ -154,24 +154,26 @@ def _is_punctuation(token: str) -> bool:
     return bool(text) and all(unicodedata.category(ch).startswith("P") for ch in text)
 
 
-def token_categories(tokens: Sequence[str], special_mask: Sequence[bool], cls_index: int = 0) -> np.ndarray:
+def token_categories(tokens: Sequence[str], special_mask: Sequence[bool], cls_index: int | None = 0) -> np.ndarray:
     """int64 [T]: index into :data:`TOKEN_CATEGORIES` for every token.
 
-    ``cls_index`` -> "[CLS]"; any other special token -> "[SEP]"; a text token made only of
+    ``cls_index`` -> "[CLS]" (None: a model without a summary token, no token is "[CLS]"); any
+    other special token -> "[SEP]"; a text token made only of
     punctuation characters (Unicode category P*, ignoring sub-word markers) -> "punctuation";
     everything else -> "other".
     """
     special = np.asarray(special_mask, dtype=bool)
     if len(tokens) != len(special):
         raise ValueError(f"tokens ({len(tokens)}) and special_mask ({len(special)}) differ in length")
-    cls_index = _check_index(cls_index, len(tokens))
+    cls_index = None if cls_index is None else _check_index(cls_index, len(tokens))
     cats = np.full(len(tokens), TOKEN_CATEGORIES.index("other"), dtype=np.int64)
     for i, tok in enumerate(tokens):
         if special[i]:
             cats[i] = TOKEN_CATEGORIES.index("[SEP]")
         elif _is_punctuation(tok):
             cats[i] = TOKEN_CATEGORIES.index("punctuation")
-    cats[cls_index] = TOKEN_CATEGORIES.index("[CLS]")
+    if cls_index is not None:
+        cats[cls_index] = TOKEN_CATEGORIES.index("[CLS]")
     return cats
 
 
@@ -305,7 +307,7 @@ def summarize(
     if a.shape != trace.attentions.shape:
         raise ValueError(f"weights: expected {list(trace.attentions.shape)}, got {list(a.shape)}")
     check_kind(kind)
-    cls = trace.cls_index
+    cls = summary_index(trace, "The attention summary around [CLS]")
     cats = token_categories(trace.tokens, trace.special_mask, cls)
     return AttentionSummary(
         tokens=tuple(trace.tokens),

@@ -34,7 +34,7 @@ import pandas as pd
 
 from .layers import check_layer
 from .pooling import check_pooling, pool, pool_hidden
-from .tracing import special_positions, tokenize, trace
+from .tracing import check_summary_token, special_positions, tokenize, trace
 
 __all__ = [
     "ATTRIBUTION_METHODS",
@@ -218,6 +218,11 @@ def make_target(encoder, text: str, target="similarity", other: str | None = Non
     if target not in TARGETS:
         raise AttributionError(f"Unknown target {target!r}; choose one of {', '.join(TARGETS)} (or pass a callable).")
     idx = resolve_layer(encoder, layer, pooling)
+    if pooling in ("cls", "pooler"):
+        try:
+            check_summary_token(encoder.info, f"Attribution to the {pooling!r} pooling")
+        except ValueError as exc:
+            raise AttributionError(str(exc)) from None
     try:
         tt = tokenize(encoder, text, max_length)
     except ValueError as exc:

@@ -252,6 +252,8 @@ def _sample_states(encoder: Encoder, texts: Sequence[str], batch_size: int, max_
 
     info = encoder.info
     poolings = _BASELINE_POOLINGS + (("pooler",) if info.has_pooler else ())
+    if info.summary == "none":  # a lab model without a summary token: no [CLS] to measure
+        poolings = tuple(p for p in poolings if p not in ("cls", "pooler"))
     tokenized = tokenize_texts(encoder, texts, max_length)
     token_rows, owners = [], []
     pooled = np.empty((len(texts), info.num_layers + 1, len(poolings), info.hidden_size), dtype=np.float32)
@@ -262,7 +264,7 @@ def _sample_states(encoder: Encoder, texts: Sequence[str], batch_size: int, max_
             hidden = hidden.float()
             cls_index = ((ids == info.cls_token_id) & special).int().argmax(dim=1)
             pooler_states = None
-            if info.has_pooler:
+            if "pooler" in poolings:
                 b, nl, _, d = hidden.shape
                 cls_vecs = hidden[torch.arange(b, device=hidden.device), :, cls_index, :]
                 pooler_states = apply_pooler(encoder.model, cls_vecs.reshape(b * nl, d)).reshape(b, nl, d)
@@ -334,16 +336,19 @@ def measure_baseline(
                 v = pooled[:, layer, idx[p]]
                 return centre(v, pooled_mean[layer, idx[p]]) if view == "centred" else v
 
-            cls = sent("cls")
             pairs = {
                 "token": (tok, owner, tok, owner),
-                "cls_token": (cls, text_ids, tok, owner),
-                "cls_mean_content": (cls, text_ids, sent("mean_content"), text_ids),
-                "cls_mean": (cls, text_ids, sent("mean"), text_ids),
-                "cls": (cls, text_ids, cls, text_ids),
                 "mean": (sent("mean"), text_ids, sent("mean"), text_ids),
                 "max": (sent("max"), text_ids, sent("max"), text_ids),
             }
+            if "cls" in idx:
+                cls = sent("cls")
+                pairs.update(
+                    cls_token=(cls, text_ids, tok, owner),
+                    cls_mean_content=(cls, text_ids, sent("mean_content"), text_ids),
+                    cls_mean=(cls, text_ids, sent("mean"), text_ids),
+                    cls=(cls, text_ids, cls, text_ids),
+                )
             if "pooler" in idx:
                 pairs["cls_pooler"] = (cls, text_ids, sent("pooler"), text_ids)
             for kind in REFERENCES:

@@ -30,7 +30,7 @@ from .attention import attention_to_cls, cls_entropy, cls_rows
 from .encoder import Encoder
 from .pooling import pool_hidden
 from .progress import check_cancel
-from .tracing import Trace, has_content
+from .tracing import Trace, has_content, no_summary_message, summary_index
 from .vectors import hidden_batches
 
 __all__ = [
@@ -330,6 +330,12 @@ def compare_encoders(
         k = differs[0]
         skipped["tokens"] = f"Text {k + 1}: " + _tokens_differ(enc_a.name, enc_b.name, content_a[k], content_b[k])
         wanted.remove("tokens")
+    without = [e.name for e in (enc_a, enc_b) if e.info.summary == "none"]
+    if "cls" in wanted and without:
+        skipped["cls"] = no_summary_message("The 'cls' reading", without[0])
+        wanted.remove("cls")
+    if not wanted:
+        raise ValueError(" ".join(skipped.values()))
     picks = _pick_tokens(special_a, max_tokens, seed) if "tokens" in wanted else {}
     num_tokens = sum(len(p) for p in picks.values())
     if len(texts) < _FEW_TEXTS and ({"cls", "mean"} & set(wanted)):
@@ -402,7 +408,7 @@ class AttentionChange:
 
 
 def _attention_measures(trace: Trace) -> dict[str, np.ndarray]:
-    a, cls = trace.attentions, trace.cls_index
+    a, cls = trace.attentions, summary_index(trace, "Comparing the attention around [CLS]")
     rows = cls_rows(a, cls).astype(np.float64)  # [L, H, T]
     return {
         "to_cls": attention_to_cls(a, cls, include_self=False),

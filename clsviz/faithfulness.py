@@ -44,7 +44,7 @@ from .mixing import METHOD_NAMES as MIXING_NAMES
 from .mixing import measure, rollout
 from .pooling import token_position
 from .progress import check_cancel
-from .tracing import Trace, trace
+from .tracing import Trace, summary_index, trace
 
 __all__ = ["BINS", "MEASURES", "MEASURE_NAMES", "Scoreboard", "rank_measures", "token_ranking", "verdict"]
 
@@ -113,10 +113,14 @@ def _pooling_row(matrix: np.ndarray, pooling: str, t: Trace) -> np.ndarray:
         return matrix.mean(axis=0, dtype=np.float64)
     if pooling == "mean_content":
         return matrix[content].mean(axis=0, dtype=np.float64)
-    index = {"sep": t.sep_index, "first": content[0], "last": content[-1]}.get(pooling, t.cls_index)
     k = token_position(pooling)
-    index = min(k, t.seq_len - 1) if k is not None else index
-    return np.asarray(matrix[t.cls_index if index is None else index], dtype=np.float64)
+    if k is not None:
+        index = min(k, t.seq_len - 1)
+    elif pooling in ("sep", "first", "last"):
+        index = {"sep": t.sep_index, "first": content[0], "last": content[-1]}[pooling]
+    else:
+        index = None
+    return np.asarray(matrix[summary_index(t, f"The {pooling!r} pooling") if index is None else index], dtype=np.float64)
 
 
 def token_ranking(scores: np.ndarray, special_mask: np.ndarray, by_magnitude: bool = False) -> np.ndarray:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .tracing import summary_index
+
 __all__ = [
     "Finding",
     "benchmark_summary",
@@ -222,7 +224,7 @@ def findings(trace, baseline=None) -> list[Finding]:
     layers = list(range(trace.num_layers + 1))
     blocks = list(range(1, trace.num_layers + 1))
     content = trace.content_mask
-    cls = trace.hidden_states[:, trace.cls_index]
+    cls = trace.hidden_states[:, summary_index(trace, "The findings about [CLS]")]
     means = trace.hidden_states[:, content].mean(axis=1)
     aggregate = cosine(cls, means)
     received = trace.attentions[:, :, :, trace.cls_index].mean(axis=(1, 2))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .layers import check_layer
-from .tracing import Trace
+from .tracing import Trace, summary_index
 
 __all__ = ["POOLINGS", "POOLING_HELP", "check_pooling", "pool", "pool_hidden", "token_position"]
 
@@ -105,6 +105,8 @@ def pool_hidden(hidden, mask, special, pooling: str, cls_index=0, pooler_states=
         return t - 1 - m.flip(1).int().argmax(dim=1)
 
     if pooling == "cls":
+        if cls_index is None:
+            raise ValueError("The 'cls' pooling needs the position of a summary token; this model has none (use 'mean').")
         idx = cls_index if not np.isscalar(cls_index) else [cls_index] * batch
         return take(as_index(idx))
     if pooling == "mean":
@@ -149,6 +151,8 @@ def pool(trace: Trace, pooling: str, layer: int = -1) -> np.ndarray:
     with K beyond the sequence reads the last token, exactly as corpus extraction does.
     """
     check_pooling(pooling)
+    if pooling == "cls":
+        summary_index(trace, "The 'cls' pooling")
     idx = check_layer(layer, trace.num_layers)
     hidden = trace.hidden_states[None, idx : idx + 1]  # [1, 1, T, D]
     mask = np.ones((1, trace.seq_len), dtype=bool)

@@ -37,7 +37,7 @@ from .mixing import attention_weights, measure
 from .narrative import findings
 from .norms import dimension_values, massive_dimensions, token_norms, top_dimensions
 from .similarity import cls_summary, cls_token_cosines
-from .tracing import Trace
+from .tracing import Trace, summary_index
 
 __all__ = ["NotApplicable", "ReportSection", "build_report", "layer_stats", "report_sections", "section_keys", "write_report"]
 
@@ -324,7 +324,7 @@ def layer_stats(trace: Trace) -> pd.DataFrame:
     other tokens as queries; NaN for the embeddings row); ``cls_entropy`` (entropy in nats of
     [CLS]'s own attention row, mean over heads; NaN for the embeddings row).
     """
-    cls_i = trace.cls_index
+    cls_i = summary_index(trace, "The [CLS] statistics per layer")
     content = trace.content_mask
     others = np.arange(trace.seq_len) != cls_i
     rows = []
@@ -391,6 +391,7 @@ def build_report(trace: Trace, encoder=None, baseline=None, title: str | None = 
     """
     from . import __version__
 
+    summary_index(trace, "The report about [CLS]")
     if sections is None:
         sections = report_sections(trace, encoder, baseline, strict=strict)
     info = trace.info

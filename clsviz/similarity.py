@@ -33,7 +33,7 @@ from .baseline import Baseline, check_baseline, check_view
 from .benchmark import COMPARE_POOLINGS
 from .metrics import centre, cosine
 from .pooling import check_pooling, pool
-from .tracing import Trace
+from .tracing import Trace, summary_index
 
 __all__ = [
     "cls_summary",
@@ -77,7 +77,7 @@ def cls_token_cosines(trace: Trace, view: str = "raw", baseline: Baseline | None
     check_view(view, baseline)
     check_baseline(baseline, trace.num_layers, trace.hidden_size, trace.model_name)
     hidden = trace.hidden_states.astype(np.float64)
-    cls = hidden[:, trace.cls_index, :]
+    cls = hidden[:, summary_index(trace, "Cosines between [CLS] and the tokens"), :]
     if view == "centred":
         hidden = centre(hidden, baseline.token_mean[:, None, :])
         cls = centre(cls, baseline.mean_vector("cls"))

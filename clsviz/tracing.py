@@ -18,6 +18,7 @@ __all__ = [
     "literal_specials",
     "no_summary_message",
     "special_positions",
+    "check_summary_token",
     "summary_index",
     "tokenize",
     "trace",
@@ -243,6 +244,13 @@ def trace_bytes(info: EncoderInfo, seq_len: int) -> int:
     and pooler rows (L + 1 rows of T x D and D) and the per-token bookkeeping."""
     n, layers, heads, dim = int(seq_len), info.num_layers, info.num_heads, info.hidden_size
     return 4 * (layers * heads * n * n + (layers + 1) * (n + 1) * dim) + 64 * n
+
+
+def check_summary_token(info: EncoderInfo, what: str) -> None:
+    """:class:`NoSummaryToken` naming ``what`` when the model has no summary token (a lab model
+    pretrained with summary ``"none"``); nothing otherwise."""
+    if info.summary == "none":
+        raise NoSummaryToken(no_summary_message(what, info.name))
 
 
 def summary_index(trace: Trace, what: str = "This view") -> int:

@@ -20,7 +20,7 @@ from .encoder import Encoder, apply_pooler
 from .layers import check_layer
 from .pooling import check_pooling, pool_hidden
 from .progress import check_cancel
-from .tracing import has_content
+from .tracing import check_summary_token, has_content
 
 __all__ = [
     "PooledVectors",
@@ -178,6 +178,8 @@ def _check_poolings(encoder: Encoder, poolings: Sequence[str]) -> tuple[str, ...
     poolings = tuple(check_pooling(p) for p in poolings)
     if not poolings:
         raise ValueError("No poolings were asked for; give at least one (e.g. 'cls', 'mean').")
+    if {"cls", "pooler"} & set(poolings):
+        check_summary_token(encoder.info, f"The {' and '.join(repr(p) for p in poolings if p in ('cls', 'pooler'))} pooling")
     if "pooler" in poolings and not encoder.info.has_pooler:
         raise ValueError(f"'{encoder.name}' has no pooler head; drop 'pooler' from the poolings.")
     return poolings

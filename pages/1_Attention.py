@@ -17,7 +17,7 @@ from ui.report import report_download
 from ui.state import current_max_tokens, current_traces, page_setup
 from ui.widgets import download_csv, selectbox, sentence_picker, show, slider, toggle
 
-page_setup("Attention")
+page_setup("Attention", needs_summary="The Attention page (attention to and from [CLS])")
 st.title("Attention around [CLS]")
 st.caption(
     "Who attends to [CLS], what [CLS] reads, and how much of that attention actually moves information."

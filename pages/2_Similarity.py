@@ -21,7 +21,7 @@ from ui.widgets import download_csv, number_input, radio, selectbox, sentence_pi
 
 TABS = ("[CLS] and its tokens", "Compare sentences", "Benchmark", "Norms & massive activations", "Baseline")
 
-page_setup("Similarity")
+page_setup("Similarity", needs_summary="The Similarity page ([CLS] against the tokens)")
 st.title("Is [CLS] an aggregate of the sentence?")
 st.caption(
     "How close the [CLS] vector is to the sentence's own tokens and to other sentences, layer by layer — "

@@ -29,7 +29,7 @@ SEED = 42
 NO_LABEL = "(no colour)"
 MAX_SCORED_CLASSES = 50
 
-page_setup("Embeddings")
+page_setup("Embeddings", needs_summary="The Embeddings page ([CLS] beside the other poolings)")
 start_umap_warmup()
 st.title("Embeddings: [CLS] or the mean, layer by layer")
 st.caption(

@@ -32,7 +32,7 @@ RESULT = "any_token.result"
 SEED = 0
 HELP = {**POOLING_HELP, RANDOM_TOKEN: "one content token per text, picked at random (seeded by the text)"}
 
-page_setup("Could any token do?")
+page_setup("Could any token do?", needs_summary="Could any token do? (each token against [CLS])")
 st.title("Could any token do?")
 st.caption(
     "Is [CLS] where the encoder keeps the sentence, or would a mean, the last word, or any token at all "

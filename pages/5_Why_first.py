@@ -23,7 +23,7 @@ MECHANISM = (
 PROBE_VARIANTS = ("standard", "cls_end", "cls_middle", "no_cls", "mask", "other_token", "shifted")
 DEFAULT_PROBE = ("standard", "cls_end", "cls_middle", "mask")
 
-page_setup("Why first?")
+page_setup("Why first?", needs_summary="Why first? (moving [CLS])")
 st.title("Why is [CLS] the first token?")
 st.caption(
     "Would [CLS] work as well at the end, in the middle, or not at all? Move it, replace it, shift the "

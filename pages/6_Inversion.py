@@ -44,7 +44,7 @@ Neither result should be over-read: embeddings are not anonymous, and a weak pro
 evidence of privacy.
 """
 
-page_setup("Recover the sentence?")
+page_setup("Recover the sentence?", needs_summary="Recover the sentence? (reading [CLS] back)")
 st.title("Can we get the sentence back from [CLS]?")
 st.caption(
     "How much of a sentence can be read back from its [CLS] vector — its nearest sentences, its words, the "

@@ -41,7 +41,7 @@ AUTO_COMPARE_TOKENS = 128  # longer texts wait for a button: each decomposed mea
 SCOREBOARD_TEXTS = 10
 SCOREBOARD_PARAMS = "mixing.scoreboard_params"
 
-page_setup("What flows into [CLS]?")
+page_setup("What flows into [CLS]?", needs_summary="What flows into [CLS]?")
 st.title("What flows into [CLS]?")
 st.caption(
     "Raw attention says where a head looks, not what it moves: it ignores how large the copied vectors are, "

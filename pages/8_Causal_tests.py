@@ -21,7 +21,7 @@ DEFAULT_SOURCE = REFERENCE_SOURCES[0]
 EXPERIMENTS = {"knockout": "Cut [CLS]'s reads", "patching": "Patch [CLS] across labels", "heads": "Ablate heads",
                "massive": "Massive dimensions", "registers": "Registers"}  # fmt: skip
 
-page_setup("Causal tests")
+page_setup("Causal tests", needs_summary="The causal tests (interventions on [CLS])")
 st.title("Causal tests: what does [CLS] do?")
 st.caption(
     "The other pages show what [CLS] looks like. Here the model runs with one thing changed on purpose: [CLS] "

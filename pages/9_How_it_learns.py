@@ -25,7 +25,7 @@ DEFAULT_POOLINGS = WATCH_SETTINGS["poolings"]
 DEFAULT_TEXTS, DEFAULT_EPOCHS = WATCH_SETTINGS["max_texts"], WATCH_SETTINGS["epochs"]
 DEFAULT_CHECKPOINTS = WATCH_SETTINGS["checkpoints"]
 
-page_setup("How does [CLS] learn?")
+page_setup("How does [CLS] learn?", needs_summary="How does [CLS] learn? (fine-tuning while watching [CLS])")
 st.title("How does [CLS] learn?")
 st.caption(
     "[CLS] is not trained like the other tokens: a loss on the [CLS] vector enters the last layer through the "

@@ -249,3 +249,67 @@ def test_config_accepts_a_dict_or_a_dataclass():
     assert LabConfig.from_any(LabConfig(hidden=64)).hidden == 64
     with pytest.raises(LabConfigError, match="must be a dict"):
         LabConfig.from_any([("layers", 2)])
+
+
+# --- a model without a summary token: every view that needs one says so ---------------------------
+
+
+@pytest.fixture(scope="module")
+def no_summary(runs):
+    enc = load_encoder(str(runs[("none", "nsp")].folder))
+    return enc, trace(enc, "She smiled. He did not.")
+
+
+def test_views_that_need_a_summary_token_say_so(no_summary, runs):
+    from clsviz import extract, pool
+    from clsviz.attention import summarize
+    from clsviz.experiments.dynamics import gradient_flow
+    from clsviz.experiments.interventions import knockout
+    from clsviz.narrative import findings
+    from clsviz.report import build_report
+    from clsviz.similarity import cls_token_cosines
+    from clsviz.tracing import NoSummaryToken
+
+    enc, t = no_summary
+    calls = {
+        "pool": lambda: pool(t, "cls"),
+        "cls": lambda: t.cls(),
+        "extract": lambda: extract(enc, ["One. Two.", "Three."], poolings=("cls", "mean")),
+        "attention": lambda: summarize(t),
+        "similarity": lambda: cls_token_cosines(t),
+        "findings": lambda: findings(t),
+        "report": lambda: build_report(t, enc),
+        "knockout": lambda: knockout(enc, "She smiled."),
+        "gradient flow": lambda: gradient_flow(enc, "She smiled.", pooling="cls"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(NoSummaryToken, match="pretrained without one") as err:
+            call()
+        assert "mean" in str(err.value), name
+    # What does not need one still works: the mean, the gradient flow through the mean.
+    np.testing.assert_allclose(pool(t, "mean"), t.hidden(-1).mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert extract(enc, ["One. Two.", "Three."], poolings=("mean",)).vectors.shape == (2, 3, 1, 32)
+    assert gradient_flow(enc, "She smiled.", pooling="mean").shape == (3, trace(enc, "She smiled.").seq_len)
+
+
+def test_measures_without_a_summary_token(no_summary, runs):
+    from clsviz.attention import token_categories
+    from clsviz.baseline import measure_baseline
+    from clsviz.compare import compare_encoders
+    from clsviz.norms import top_dimensions
+
+    enc, t = no_summary
+    cats = token_categories(t.tokens, t.special_mask, t.cls_index)
+    assert 0 not in cats and cats[-1] == 1  # no token is [CLS]; the closing [SEP] is one
+    base = measure_baseline(enc, ["She smiled.", "He did not.", "It rained all day."])
+    assert "cls" not in base.references and {"token", "mean"} <= set(base.references)
+    assert set(top_dimensions(t)["role"]) == {"sep"}
+    from clsviz.mixing.context import measure
+
+    mix = measure(enc, t, "attention")
+    with pytest.raises(ValueError, match="pretrained without one"):
+        mix.row()
+    assert mix.row(0).shape == (2, t.seq_len)
+    other = load_encoder(str(runs[("first", "nsp")].folder))
+    result = compare_encoders(enc, other, ["She smiled.", "He did not.", "It rained."], readings=("cls", "mean"))
+    assert "cls" in result.skipped and "pretrained without one" in result.skipped["cls"]

@@ -13,7 +13,7 @@ import streamlit as st
 
 from clsviz import DEFAULT_MODEL, Encoder, ModelLoadError, Trace, load_encoder, trace
 from clsviz.encoder import allowed_models, local_models, model_unavailable
-from clsviz.tracing import tokenize, trace_bytes
+from clsviz.tracing import no_summary_message, tokenize, trace_bytes
 
 from . import preload
 from .cache import cached, nbytes, request_bytes, shared_cache
@@ -219,15 +219,22 @@ def sidebar() -> None:
         sidebar_prediction()
 
 
-def page_setup(title: str, icon: str = ":material/token:") -> None:
+def page_setup(title: str, icon: str = ":material/token:", needs_summary: str | None = None) -> None:
     """Page config, the shared sidebar, and - at the top of every page, until the person picks
-    another model - the reason the selected model could not be loaded; call first on every page."""
+    another model - the reason the selected model could not be loaded; call first on every page.
+
+    ``needs_summary`` names what the page shows about the summary token ([CLS]): on a lab model
+    pretrained without one, the page says so and stops instead of failing."""
     st.set_page_config(page_title=f"{title} · clsviz", page_icon=icon, layout="wide")
     st.session_state[ERRORS_SHOWN] = set()
     _init_state()
     _keep_choice_offered()
-    current_encoder()  # load (or fail to load) the selected model before anything describes it
+    encoder = current_encoder()  # load (or fail to load) the selected model before anything describes it
     sidebar()
+    if needs_summary and encoder.info.summary == "none":
+        st.title(title)
+        st.info(plain(no_summary_message(needs_summary, encoder.name)), icon=":material/info:")
+        st.stop()
 
 
 def current_encoder() -> Encoder:

@@ -21,6 +21,7 @@ from ..blocks import InterventionError, block_weights, embed, run_block
 from ..corpus import demo_corpus, labelled_rows
 from ..encoder import Encoder
 from ..progress import check_cancel, single_blas_thread
+from ..tracing import check_summary_token
 from ..vectors import padded_batches, tokenize_texts
 from .probe import DEFAULT_C, DEFAULT_MAX_ITER, ProbeError, check_labels, make_probe
 
@@ -200,7 +201,10 @@ class TokenizedBatches:
 
 
 def cls_positions(encoder: Encoder, ids: Sequence[np.ndarray], special: Sequence[np.ndarray]) -> np.ndarray:
-    """int64 [N]: the position of each text's [CLS]-like token (its first special copy, else 0)."""
+    """int64 [N]: the position of each text's [CLS]-like token (its first special copy, else 0).
+    :class:`~clsviz.tracing.NoSummaryToken` for a model pretrained without one: every corpus
+    sweep here reads [CLS]."""
+    check_summary_token(encoder.info, "This corpus sweep (it reads [CLS])")
     out = np.zeros(len(ids), dtype=np.int64)
     for i, (x, s) in enumerate(zip(ids, special)):
         hits = np.flatnonzero((x == encoder.info.cls_token_id) & s)

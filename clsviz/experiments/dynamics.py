@@ -31,7 +31,7 @@ from ..compare import cka
 from ..encoder import Encoder
 from ..metrics import cosine, entropy
 from ..pooling import check_pooling, pool_hidden
-from ..tracing import special_positions, tokenize
+from ..tracing import check_summary_token, special_positions, tokenize
 
 __all__ = [
     "FLOW_POOLINGS",
@@ -216,6 +216,8 @@ def gradient_flow(enc: Encoder, text: str, pooling: str = "cls", seed: int = 0, 
             raise GradientFlowError(f"{exc} For gradient flow also 'classifier' (the model's own head).") from None
         if reads == "pooler":
             raise GradientFlowError("gradient_flow reads the raw last layer; use 'cls', 'mean' or 'classifier'.")
+    if reads == "cls":
+        check_summary_token(enc.info, "Gradient flow through [CLS]")
     tt = tokenize(enc, text, max_length)
     cls_index, _ = special_positions(tt, enc.info)
     head_fn, _ = _head_fn(enc, head, seed)

@@ -34,6 +34,7 @@ from ..encoder import Encoder
 from ..metrics import bootstrap_interval
 from ..narrative import verdict_from_intervals
 from ..progress import check_cancel
+from ..tracing import check_summary_token
 from ..vectors import tokenize_texts
 from .learners import HEAD_POOLING, MOVED_POOLINGS, FinetuneError, Learner, SaveError, TrainedClassifier
 from .training import Data, Monitor, Plan, checkpoint_steps, frozen_probe, train_one
@@ -382,6 +383,7 @@ def run_finetune(
     import torch
 
     _check_settings(poolings, head_init, epochs, batch_size, heldout, checkpoints)
+    check_summary_token(encoder.info, "Fine-tuning while watching [CLS]")
     texts, labels, messages = _labelled(texts, labels, label_name)
     y, classes = _encode(labels, label_name)
     train, test, notes = _split(y, heldout, seed, max_texts)

@@ -31,7 +31,7 @@ from ..blocks import InterventionError, run_stack
 from ..encoder import Encoder, apply_pooler
 from ..layers import check_block, check_layer
 from ..progress import check_cancel
-from ..tracing import TokenizedText, Trace, special_positions, tokenize
+from ..tracing import TokenizedText, Trace, check_summary_token, special_positions, tokenize
 from .causal_runs import MEAN_SAMPLE, TokenizedBatches, demo_sample, run_with_parts, special_sums
 from .head_ablation import HEAD_ROLE_RULE, classify_heads, head_sweep, summarize_heads
 from .knockouts import KNOCKOUT_KEYS, knockout_sweep, summarize_knockout
@@ -142,6 +142,7 @@ def knockout(encoder: Encoder, text: str, layers=None, keys="others", max_length
     every block [CLS] carries only itself: it equals a sequence holding [CLS] alone.
     """
     torch = _torch()
+    check_summary_token(encoder.info, "Knocking out what [CLS] reads")
     tt = tokenize(encoder, text, max_length)
     cls_index, _ = special_positions(tt, encoder.info)
     blocks = _blocks(layers, encoder.info.num_layers)
@@ -162,6 +163,7 @@ def patch_cls(encoder: Encoder, source: str, target: str, layer: int, max_length
     Raises :class:`InterventionError` when source and target are the same sentence.
     """
     torch = _torch()
+    check_summary_token(encoder.info, "Patching [CLS]")
     num_layers = encoder.info.num_layers
     try:
         layer = check_layer(int(layer), num_layers)
@@ -377,6 +379,7 @@ def ablate_dimensions(encoder: Encoder, text: str, dims, layer: int, mode: str =
     zero (``mode="zero"``) or to their corpus mean (``mode="mean"``: ``means`` [2, K] from
     :func:`dimension_means`, or None for a demo-corpus sample); the later blocks run on."""
     torch = _torch()
+    check_summary_token(encoder.info, "Ablating the massive dimensions of [CLS]")
     if mode not in HEAD_MODES:
         raise InterventionError(f"mode={mode!r}: allowed are {', '.join(HEAD_MODES)}.")
     dims = _check_dims(dims, encoder)
@@ -415,6 +418,7 @@ def add_registers(encoder: Encoder, text: str, k: int, max_length: int | None = 
     [CLS]; they count as special tokens (``special_mask``). Raises :class:`InterventionError`
     when the text and the registers together exceed the model's length limit."""
     k = int(k)
+    check_summary_token(encoder.info, "Adding registers after [CLS]")
     if k < 0:
         raise InterventionError(f"k={k}: the number of registers must be 0 or more.")
     tt = tokenize(encoder, text, max_length)

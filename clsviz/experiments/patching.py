@@ -16,7 +16,7 @@ import pandas as pd
 from ..blocks import InterventionError, run_stack
 from ..encoder import Encoder
 from ..metrics import cosine
-from ..tracing import special_positions, tokenize
+from ..tracing import check_summary_token, special_positions, tokenize
 from ..vectors import pad_rows
 from .causal_runs import CleanProbe, SweepResult, TokenizedBatches, labelled_texts, run_last, ticker
 from .probe import ProbeError
@@ -52,6 +52,7 @@ def patch_profile(encoder: Encoder, source: str, target: str, max_length: int | 
     """
     import torch
 
+    check_summary_token(encoder.info, "Patching [CLS] layer by layer")
     runs = []
     for text in (source, target):
         tt = tokenize(encoder, text, max_length)

@@ -33,7 +33,7 @@ import pandas as pd
 
 from ..encoder import OFFSET_POSITION_MODELS, Encoder
 from ..metrics import cosine
-from ..tracing import special_positions, tokenize
+from ..tracing import check_summary_token, special_positions, tokenize
 
 __all__ = [
     "POSITION_VARIANTS",
@@ -345,6 +345,7 @@ def build_variants(encoder: Encoder, text: str, variants: Sequence[str] = POSITI
 
 
 def _prepare(encoder, text, variants, shift, replacement, max_length) -> tuple[str, tuple[PositionVariant, ...], VariantPlan]:
+    check_summary_token(encoder.info, "Moving [CLS] to another position")
     tt = tokenize(encoder, text, max_length)
     plan = plan_variants(encoder, variants, shift, replacement, len(tt.input_ids))
     return tt.text, _variants_for(encoder, tt, plan), plan

@@ -81,8 +81,8 @@ def mixing_rollout_figure(mix: ContextMixing, attention: ContextMixing) -> go.Fi
     """Blocks x input tokens: the [CLS] row of the rollout after each block, raw attention's
     (0.5 A + 0.5 I) beside ``mix``'s."""
     _check_pair(mix, attention)
-    panels = [("attention rollout", attention.rollout()[:, mix.cls_index]),
-              (f"{METHOD_NAMES[mix.method]} rollout", mix.rollout()[:, mix.cls_index])]  # fmt: skip
+    panels = [("attention rollout", attention.rollout()[:, mix.position()]),
+              (f"{METHOD_NAMES[mix.method]} rollout", mix.rollout()[:, mix.position()])]  # fmt: skip
     fig = _pair(panels, _labels(mix.tokens), block_names(mix.num_layers), "after block", "share")
     return _titled(fig, "What has reached [CLS] through the blocks", "each block's matrix chained with those below it")
 
@@ -125,7 +125,7 @@ def mixing_compare_figure(mixes: Sequence[ContextMixing]) -> go.Figure:
     if not mixes:
         raise ValueError("mixing_compare_figure needs at least one ContextMixing")
     tokens = mixes[0].tokens
-    rows = np.stack([m.rollout()[-1, m.cls_index] for m in mixes])
+    rows = np.stack([m.rollout()[-1, m.position()] for m in mixes])
     names = [safe_text(METHOD_NAMES[m.method]) for m in mixes]
     hover = "%{y}<br>token %{x}<br>share: %{z}<extra></extra>"
     fig = go.Figure(go.Heatmap(z=np.round(rows, 4), x=_labels(tokens), y=names, colorscale=SEQUENTIAL, zmin=0.0,

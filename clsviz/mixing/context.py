@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..tracing import Trace
+from ..tracing import NoSummaryToken, Trace, no_summary_message
 from .decomposition import DEFAULT_BUDGET, block_scores
 from .zeroing import BARELY_MIXES, value_zeroing_scores
 
@@ -91,7 +91,8 @@ class ContextMixing:
 
     * ``matrix``: float32 [L, T, T], rows non-negative and summing to 1
     * ``raw``: float64 [L, T, T], the scores before normalisation (units in :attr:`raw_units`)
-    * ``tokens``, ``special_mask`` (bool [T]), ``cls_index``: the Trace's
+    * ``tokens``, ``special_mask`` (bool [T]), ``cls_index``: the Trace's (None for a model
+      pretrained without a summary token: then a row must be named, see :meth:`position`)
     """
 
     method: str
@@ -99,7 +100,7 @@ class ContextMixing:
     raw: np.ndarray
     tokens: tuple[str, ...]
     special_mask: np.ndarray
-    cls_index: int
+    cls_index: int | None
     model_name: str
 
     @property
@@ -110,14 +111,23 @@ class ContextMixing:
     def raw_units(self) -> str:
         return _RAW_UNITS[self.method]
 
+    def position(self, index: int | None = None) -> int:
+        """``index``, or [CLS]'s position when it is None (:class:`~clsviz.tracing.NoSummaryToken`
+        when the model has no summary token)."""
+        if index is not None:
+            return int(index)
+        if self.cls_index is None:
+            raise NoSummaryToken(no_summary_message("What flows into [CLS]", self.model_name))
+        return self.cls_index
+
     def row(self, index: int | None = None) -> np.ndarray:
         """float32 [L, T]: what token ``index`` (default [CLS]) takes in at each block."""
-        return self.matrix[:, self.cls_index if index is None else index, :]
+        return self.matrix[:, self.position(index), :]
 
     def raw_magnitude(self, index: int | None = None) -> np.ndarray:
         """float64 [L]: the largest raw score of row ``index`` (default [CLS]) from another token,
         per block: how strongly anything else mixes into that token before normalisation."""
-        i = self.cls_index if index is None else index
+        i = self.position(index)
         others = np.arange(self.matrix.shape[-1]) != i
         row = self.raw[:, i, others]
         return row.max(axis=-1) if row.shape[-1] else np.zeros(self.num_layers)
@@ -194,7 +204,7 @@ def measure(encoder, trace: Trace, method: str, *, progress=None, cancel=None,
         raw=raw,
         tokens=tuple(trace.tokens),
         special_mask=np.asarray(trace.special_mask, dtype=bool),
-        cls_index=int(trace.cls_index),
+        cls_index=None if trace.cls_index is None else int(trace.cls_index),
         model_name=trace.model_name,
     )
 
@@ -249,7 +259,7 @@ def rollout(matrix, method: str | None = None, residual: float | None = None) ->
 def cls_row_table(mix: ContextMixing, index: int | None = None) -> pd.DataFrame:
     """Tidy table of the [CLS] row (or row ``index``): one row per (block, contributing token)
     with ``share`` (normalised), ``raw`` (before normalisation) and ``rollout``."""
-    i = mix.cls_index if index is None else index
+    i = mix.position(index)
     num_layers, seq_len = mix.num_layers, len(mix.tokens)
     return pd.DataFrame(
         {
@@ -291,7 +301,7 @@ def block_table(mix: ContextMixing, block: int) -> pd.DataFrame:
 def top_contributors(mix: ContextMixing, k: int = 3, index: int | None = None) -> list[tuple[int, str, float]]:
     """The ``k`` input tokens with the largest share in the rollout row of token ``index``
     (default [CLS]) after the last block: ``(position, token, share)``, largest first."""
-    i = mix.cls_index if index is None else index
+    i = mix.position(index)
     row = mix.rollout()[-1, i]
     order = np.argsort(-row, kind="stable")[: max(0, int(k))]
     return [(int(j), mix.tokens[j], float(row[j])) for j in order]
