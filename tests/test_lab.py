@@ -313,3 +313,67 @@ def test_measures_without_a_summary_token(no_summary, runs):
     other = load_encoder(str(runs[("first", "nsp")].folder))
     result = compare_encoders(enc, other, ["She smiled.", "He did not.", "It rained."], readings=("cls", "mean"))
     assert "cls" in result.skipped and "pretrained without one" in result.skipped["cls"]
+
+
+# --- the corpus and the sentence pairs -------------------------------------------------------------
+
+
+def test_book_chapters_and_running_text(tmp_path):
+    from clsviz.lab.books import book_chapters, read_running_text, write_running_text
+
+    lines = ["EMMA", "", "By Jane Austen", "", "VOLUME I", "", "CHAPTER I", "", "Emma Woodhouse, handsome,",
+             "clever, and _rich_.", "", "She was the youngest.", "", "CHAPTER II", "", "Mr. Weston was a native.",
+             "", "THE END"]  # fmt: skip
+    chapters = book_chapters(lines)
+    assert chapters == [["Emma Woodhouse, handsome, clever, and rich.", "She was the youngest."],
+                        ["Mr. Weston was a native."]]  # fmt: skip
+    path = write_running_text(chapters, tmp_path / "book.txt")
+    assert read_running_text(path) == [*chapters[0], "", *chapters[1]]
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_the_shipped_excerpt_matches_its_data_card():
+    from pathlib import Path
+
+    texts = excerpt_texts()
+    card = (Path(__file__).parent.parent / "clsviz/data/README.md").read_text(encoding="utf-8")
+    paragraphs, chapters = sum(1 for t in texts if t), texts.count("") + 1
+    assert chapters == 6 and f"({paragraphs} paragraphs, 42 kB)" in card
+    assert texts[0].startswith("It is a truth universally acknowledged")
+
+
+def test_sentences_and_documents():
+    from clsviz.lab.data import documents, split_sentences
+
+    assert split_sentences('"My dear Mr. Bennet," said his lady. Mr. Bennet replied that he had not! Why? J. R. smiled.') == [
+        '"My dear Mr. Bennet," said his lady.', "Mr. Bennet replied that he had not!", "Why?", "J. R. smiled."]  # fmt: skip
+    docs = documents(["One here. Two there.", "Three.", "", "  ", "Four. Five."])
+    assert docs == [["One here.", "Two there.", "Three."], ["Four.", "Five."]]
+    corpus = demo_corpus().subset([0, 1, 2, 3])
+    assert len(documents(corpus)) == 1
+
+
+@pytest.mark.parametrize("objective", ["nsp", "sop", None])
+def test_sentence_pairs_follow_the_objective(objective):
+    from clsviz.lab.data import PairSampler
+
+    docs = [[f"d{d}s{i}." for i in range(8)] for d in range(4)]
+    lengths = [[3] * 8 for _ in docs]
+    sampler = PairSampler(docs, lengths, budget=12, objective=objective, rng=np.random.default_rng(0))
+    where = {s: (d, i) for d, doc in enumerate(docs) for i, s in enumerate(doc)}
+    pairs = sampler.draws(400)
+    labels = np.array([label for _, _, label in pairs])
+    if objective is None:
+        assert set(labels) == {-1}
+    else:
+        assert set(labels) == {0, 1} and abs(labels.mean() - 0.5) < 0.1
+    for a, b, label in pairs:
+        (da, ia), (db, ib) = where[a.split()[-1]], where[b.split()[0]]
+        a_first, b_last = where[a.split()[0]], where[b.split()[-1]]
+        if label in (-1, 0):  # B continues A in the same document
+            assert da == db and ib == ia + 1
+        elif objective == "nsp":  # B from another document
+            assert db != da
+        else:  # SOP: the same two runs, swapped
+            assert a_first[0] == b_last[0] and b_last[1] + 1 == a_first[1]
+        assert 3 * (len(a.split()) + len(b.split())) <= 12

@@ -18,6 +18,7 @@ from clsviz.tracing import no_summary_message, tokenize, trace_bytes
 from . import preload
 from .cache import cached, nbytes, request_bytes, shared_cache
 from .corpus import plain
+from .lab import lab_model_folders
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,6 +37,7 @@ PAGES = (
     ("pages/10_Classifier.py", "Classifier", ":material/label:"),
     ("pages/11_Compare.py", "Compare two models", ":material/difference:"),
     ("pages/12_Findings.py", "Published findings", ":material/fact_check:"),
+    ("pages/13_Lab.py", "The [CLS] lab", ":material/experiment:"),
 )
 
 SUGGESTED_MODELS = {
@@ -119,7 +121,7 @@ def _model_choices() -> list[str]:
         return list(allowed)
     installed = [name for name in local_models() if name not in SUGGESTED_MODELS]
     usable = [name for name in SUGGESTED_MODELS if model_unavailable(name) is None]
-    return list(dict.fromkeys([DEFAULT_MODEL, *installed, *usable, OTHER]))
+    return list(dict.fromkeys([DEFAULT_MODEL, *installed, *usable, *lab_model_folders(), OTHER]))
 
 
 def _keep_choice_offered() -> list[str]:

@@ -67,8 +67,7 @@ def _variants(args) -> list[str]:
 def cmd_pretrain(args) -> int:
     """Pretrain one or more variants from scratch on running text, measuring each at --checkpoints
     points; save each model under --out and write the curves, the tidy metrics and a plain summary."""
-    from ..lab import pretrain
-    from ..lab.reference import parse_variant, write_report
+    from ..lab.reference import pretrain_set, write_report
 
     variants = _variants(args)
     out = Path(args.out)
@@ -77,19 +76,14 @@ def cmd_pretrain(args) -> int:
     config = {k: getattr(args, k) for k in ("layers", "hidden", "heads", "intermediate", "max_tokens", "vocab_size",
                                              "batch_size", "learning_rate") if getattr(args, k) is not None}  # fmt: skip
     texts, corpus = _texts(args)
-    status(args, f"Corpus: {corpus}")
+    status(args, f"Corpus: {corpus} · variants: {', '.join(variants)}")
     out.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for i, name in enumerate(variants, start=1):
-        summary, objective = parse_variant(name)
-        status(args, f"[{i}/{len(variants)}] pretraining {name} for {args.steps} steps")
-        run = pretrain(
-            texts, summary=summary, sentence_objective=objective, config=config or None, steps=args.steps,
-            seed=args.seed, out=out / name.replace("+", "-"), checkpoints=args.checkpoints, corpus_name=corpus,
-            probe_label=args.probe_label, threads=args.threads, device=args.device,
-            progress=_LogProgress(name, not args.quiet),
-        )  # fmt: skip
-        runs.append(run)
+    runs = pretrain_set(
+        texts, variants, out, steps=args.steps, checkpoints=args.checkpoints, config=config or None, seed=args.seed,
+        corpus_name=corpus, probe_label=args.probe_label, threads=args.threads, device=args.device,
+        progress=_LogProgress("pretrain", not args.quiet),
+    )  # fmt: skip
+    for run in runs:
         for sentence in run.summary():
             print(sentence)
     command = "clsviz " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["pretrain"] else ""

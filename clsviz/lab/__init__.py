@@ -29,13 +29,25 @@ from .config import (
     variant_name,
 )
 from .data import LabDataError
-from .run import METRIC_COLUMNS, PretrainRun, compare_runs, open_run
-from .training import lab_dir, pretrain
+from .run import METRIC_COLUMNS, PretrainRun, compare_runs, lab_dir, open_run, saved_runs
+
+
+def __getattr__(name: str):
+    # The training loop imports torch; it is loaded when first asked for, so that listing saved
+    # runs (the app's sidebar) stays light.
+    if name in ("pretrain", "pretrain_set", "REFERENCE_VARIANTS"):
+        from . import reference, training
+
+        return {"pretrain": training.pretrain, "pretrain_set": reference.pretrain_set,
+                "REFERENCE_VARIANTS": reference.REFERENCE_VARIANTS}[name]  # fmt: skip
+    raise AttributeError(f"module 'clsviz.lab' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_CHECKPOINTS",
     "DEFAULT_STEPS",
     "METRIC_COLUMNS",
+    "REFERENCE_VARIANTS",
     "SENTENCE_OBJECTIVES",
     "SUMMARIES",
     "CorpusMissing",
@@ -52,6 +64,8 @@ __all__ = [
     "lab_texts",
     "open_run",
     "pretrain",
+    "pretrain_set",
     "read_running_text",
+    "saved_runs",
     "variant_name",
 ]

@@ -14,6 +14,7 @@ and the instruments of :mod:`clsviz.lab.measures`.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["METRIC_COLUMNS", "PretrainRun", "compare_runs", "describe_interval", "open_run"]
+__all__ = ["LAB_DIR_ENV", "METRIC_COLUMNS", "PretrainRun", "compare_runs", "describe_interval", "lab_dir", "open_run",
+           "saved_runs"]
+
+LAB_DIR_ENV = "CLSVIZ_LAB_DIR"
+"""Environment variable: where lab models are saved when no folder is given (default ``~/.cache/clsviz/lab``)."""
 
 METRIC_COLUMNS = ["step", "metric", "value", "layer", "low", "high"]
 """The columns of :attr:`PretrainRun.metrics`, in order."""
@@ -69,6 +74,24 @@ class PretrainRun:
     def summary(self) -> list[str]:
         """Plain sentences on what the run showed, each number with its 95% interval."""
         return run_summary(self.table(), self.layout)
+
+
+def lab_dir() -> Path:
+    """Where lab models go by default: ``$CLSVIZ_LAB_DIR`` or ``~/.cache/clsviz/lab``."""
+    override = os.environ.get(LAB_DIR_ENV, "").strip()
+    return Path(override).expanduser() if override else Path.home() / ".cache" / "clsviz" / "lab"
+
+
+def saved_runs(root=None) -> list[Path]:
+    """Lab model folders under ``root`` (default :func:`lab_dir`) and one level below it (a set of
+    variants), newest first: folders holding ``lab_run.json`` and ``config.json``. Hidden
+    staging folders (a run being written) are not listed."""
+    root = lab_dir() if root is None else Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in (*root.glob("*/lab_run.json"), *root.glob("*/*/lab_run.json"))
+             if not any(part.startswith(".") for part in p.relative_to(root).parts) and (p.parent / "config.json").is_file()]  # fmt: skip
+    return [p.parent for p in sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
 def open_run(folder) -> PretrainRun:

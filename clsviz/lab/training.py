@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections import defaultdict
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,21 +33,12 @@ from .config import (
 from .data import LabDataError, PairSampler, documents, split_documents, train_tokenizer
 from .measures import cka_rows, measure_checkpoint, probe_set
 from .model import PretrainingLosses, batch_outputs, build_model
-from .run import METRIC_COLUMNS, PretrainRun
+from .run import METRIC_COLUMNS, PretrainRun, lab_dir
 from .saving import atomic_folder, check_new_folder
 
-__all__ = ["LAB_DIR_ENV", "checkpoint_steps", "lab_dir", "pretrain"]
-
-LAB_DIR_ENV = "CLSVIZ_LAB_DIR"
-"""Environment variable: where lab models are saved when no folder is given (default ``~/.cache/clsviz/lab``)."""
+__all__ = ["checkpoint_steps", "pretrain"]
 
 _HELDOUT_PAIRS = 256
-
-
-def lab_dir() -> Path:
-    """Where lab models go by default: ``$CLSVIZ_LAB_DIR`` or ``~/.cache/clsviz/lab``."""
-    override = os.environ.get(LAB_DIR_ENV, "").strip()
-    return Path(override).expanduser() if override else Path.home() / ".cache" / "clsviz" / "lab"
 
 
 def checkpoint_steps(steps: int, checkpoints: int) -> list[int]:
