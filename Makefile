@@ -55,9 +55,9 @@ lab-corpus: $(DEV_STAMP)
 	@bash scripts/ensure-lab-corpus.sh $(PY)
 
 ## make lab: pretrain the reference set of variants into lab-results/ (curves, metrics.csv, summary.md)
-## Sized to finish in about 35 minutes on a busy 2-core machine: 4 layers of 64 dims, 1200 steps per variant.
+## Sized to finish within an hour on a busy 2-core machine (load 12-17): 4 layers of 64 dims, 800 steps per variant.
 LAB_OUT ?= lab-results
-LAB_FLAGS ?= --layers 4 --hidden 64 --heads 4 --intermediate 256 --vocab-size 4000 --steps 1200 --checkpoints 6 --threads 1
+LAB_FLAGS ?= --layers 4 --hidden 64 --heads 4 --intermediate 256 --vocab-size 4000 --steps 800 --checkpoints 5 --threads 1
 lab: lab-corpus
 	HF_HUB_OFFLINE=1 nice -n 10 $(PY) -m clsviz pretrain --reference --require-corpus --out $(LAB_OUT) $(LAB_FLAGS)
 

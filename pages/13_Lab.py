@@ -7,13 +7,14 @@ from datetime import datetime
 import streamlit as st
 
 from clsviz import figures
-from clsviz.lab import DEFAULT_CHECKPOINTS, DEFAULT_STEPS, REFERENCE_VARIANTS, compare_runs, pretrain_set
+from clsviz.lab import DEFAULT_CHECKPOINTS, DEFAULT_STEPS, REFERENCE_VARIANTS, LabConfig, compare_runs, pretrain_set
+from clsviz.lab.config import MODEL_SIZES
 from clsviz.lab.reference import comparisons
 from ui import jobs
 from ui.corpus import plain
 from ui.lab import corpus, describe_variant, lab_model_folders, load_runs, new_set_folder
 from ui.state import page_setup
-from ui.widgets import download_csv, multiselect, number_input, show, slider
+from ui.widgets import download_csv, multiselect, number_input, selectbox, show, slider
 
 JOB = "lab.pretrain"
 
@@ -35,7 +36,16 @@ job = jobs.get(JOB)
 active = job is not None and job.active
 variants = multiselect(st, "Variants", list(REFERENCE_VARIANTS), default=["first+nsp"], key="lab.variants",
                        format_func=describe_variant, disabled=active)  # fmt: skip
-c1, c2 = st.columns(2)
+c0, c1, c2 = st.columns(3)
+
+
+def _size_label(name: str) -> str:
+    cfg = LabConfig.from_any(MODEL_SIZES[name])
+    return f"{name}: {cfg.layers} layers × {cfg.hidden} dims"
+
+
+size = selectbox(c0, "Model size", list(MODEL_SIZES), key="lab.size", format_func=_size_label, disabled=active,
+                 help="default: the app's standard run; small: what make lab trains; tiny: a quick try.")  # fmt: skip
 steps = int(number_input(c1, "Steps per variant", min_value=10, max_value=20000, value=DEFAULT_STEPS, step=100,
                          key="lab.steps", disabled=active,
                          help=f"Batches of 32 sentence pairs. {DEFAULT_STEPS} steps take about 10 minutes per variant "
@@ -45,7 +55,8 @@ checkpoints = slider(c2, "Checkpoints", 2, 12, DEFAULT_CHECKPOINTS, key="lab.che
 if st.button("Start pretraining", key="lab.start", type="primary", disabled=active or not variants):
     folder = new_set_folder(datetime.now().strftime("%Y%m%d-%H%M%S"))
     started = jobs.launch(JOB, pretrain_set, list(texts), tuple(variants), folder, steps=steps,
-                          checkpoints=int(checkpoints), corpus_name=corpus_name, label="Pretraining")  # fmt: skip
+                          checkpoints=int(checkpoints), config=MODEL_SIZES[size] or None, corpus_name=corpus_name,
+                          label="Pretraining")  # fmt: skip
     if started is not None:
         st.session_state["lab.folder"] = str(folder)
         st.rerun()

@@ -377,3 +377,17 @@ def test_sentence_pairs_follow_the_objective(objective):
         else:  # SOP: the same two runs, swapped
             assert a_first[0] == b_last[0] and b_last[1] + 1 == a_first[1]
         assert 3 * (len(a.split()) + len(b.split())) <= 12
+
+
+def test_a_set_of_variants_reports_one_progress(tmp_path, texts):
+    from clsviz.lab import pretrain_set
+
+    seen = []
+    runs = pretrain_set(texts, ["first+mlm", "none+mlm"], tmp_path / "set", steps=2, checkpoints=0, config=TINY_LAB,
+                        threads=1, progress=lambda d, t, m="": seen.append((d, t, m)))  # fmt: skip
+    assert [r.variant for r in runs] == ["first+mlm", "none+mlm"]
+    assert [r.folder.name for r in runs] == ["first-mlm", "none-mlm"]
+    assert seen[-1][:2] == (4, 4) and seen[-1][2].startswith("[2/2] none+mlm:")
+    assert any(m.startswith("[1/2] first+mlm: step 2/2") and d == 2 for d, _, m in seen)
+    with pytest.raises(ValueError, match="SUMMARY\\+OBJECTIVE"):
+        pretrain_set(texts, ["first"], tmp_path / "bad", steps=1, checkpoints=0)

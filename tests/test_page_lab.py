@@ -49,6 +49,7 @@ def test_an_empty_lab_says_how_to_start(lab_home):
 def finished(lab_home):
     at = open_page(PAGE, timeout=300)
     next(m for m in at.multiselect if m.label == "Variants").set_value(["last+nsp"])
+    next(s for s in at.selectbox if s.label == "Model size").set_value("tiny")
     next(n for n in at.number_input if n.label == "Steps per variant").set_value(10)
     next(s for s in at.slider if s.label == "Checkpoints").set_value(2)
     at.run()
@@ -67,7 +68,7 @@ def test_a_run_started_on_the_page_finishes_and_is_shown(finished, lab_home):
     at, job = finished
     (run,) = job.result
     assert run.variant == "last+nsp" and run.folder.parent.parent == lab_home
-    assert job.message.startswith("[1/1] last+nsp:")
+    assert run.layout["config"]["hidden"] == 32  # the size picked on the page
     saved = open_run(run.folder)  # what the page read back from the folder
     markdown = " ".join(m.value for m in at.markdown)
     assert "last+nsp: 10 steps" in markdown.replace("\\", "")

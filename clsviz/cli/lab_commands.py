@@ -67,14 +67,16 @@ def _variants(args) -> list[str]:
 def cmd_pretrain(args) -> int:
     """Pretrain one or more variants from scratch on running text, measuring each at --checkpoints
     points; save each model under --out and write the curves, the tidy metrics and a plain summary."""
+    from ..lab.config import MODEL_SIZES
     from ..lab.reference import pretrain_set, write_report
 
     variants = _variants(args)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out: '{out}' already exists and is not empty; nothing is overwritten")
-    config = {k: getattr(args, k) for k in ("layers", "hidden", "heads", "intermediate", "max_tokens", "vocab_size",
-                                             "batch_size", "learning_rate") if getattr(args, k) is not None}  # fmt: skip
+    config = dict(MODEL_SIZES[args.size])
+    config.update({k: getattr(args, k) for k in ("layers", "hidden", "heads", "intermediate", "max_tokens", "vocab_size",
+                                                 "batch_size", "learning_rate") if getattr(args, k) is not None})  # fmt: skip
     texts, corpus = _texts(args)
     status(args, f"Corpus: {corpus} · variants: {', '.join(variants)}")
     out.mkdir(parents=True, exist_ok=True)
@@ -117,6 +119,9 @@ def register(sub) -> None:
     p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, help=f"optimiser steps (default: {DEFAULT_STEPS})")
     p.add_argument("--checkpoints", type=int, default=DEFAULT_CHECKPOINTS,
                    help=f"measurement points from step 0 to the end (default: {DEFAULT_CHECKPOINTS}; 0: none)")
+    p.add_argument("--size", default="default", choices=["default", "small", "tiny"],
+                   help="a named model size: default (4 layers x 128 dims), small (4 x 64, what make lab trains), tiny "
+                   "(2 x 32, a quick try); the options below change it (default: default)")  # fmt: skip
     for name, default, kind in (("layers", d.layers, int), ("hidden", d.hidden, int), ("heads", d.heads, int),
                                 ("intermediate", d.intermediate, int), ("max-tokens", d.max_tokens, int),
                                 ("vocab-size", d.vocab_size, int), ("batch-size", d.batch_size, int),

@@ -19,6 +19,7 @@ from typing import Literal, get_args
 __all__ = [
     "DEFAULT_CHECKPOINTS",
     "DEFAULT_STEPS",
+    "MODEL_SIZES",
     "OBJECTIVE_HELP",
     "SENTENCE_OBJECTIVES",
     "SUMMARIES",
@@ -53,6 +54,17 @@ DEFAULT_STEPS = 1500
 
 DEFAULT_CHECKPOINTS = 6
 """Measurement points of a default run, step 0 and the last step included."""
+
+
+MODEL_SIZES = {
+    "default": {},
+    "small": {"layers": 4, "hidden": 64, "heads": 4, "intermediate": 256, "vocab_size": 4000},
+    "tiny": {"layers": 2, "hidden": 32, "heads": 2, "intermediate": 64, "max_tokens": 40, "vocab_size": 1000,
+             "batch_size": 16},
+}
+"""Named sizes (changes to the :class:`LabConfig` defaults): ``default`` (4 layers of 128 dims, the
+app's default run), ``small`` (4 layers of 64 dims, what ``make lab`` trains), ``tiny`` (2 layers of
+32 dims: a quick try, minutes on a busy machine)."""
 
 
 class LabConfigError(ValueError):
