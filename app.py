@@ -7,8 +7,8 @@ import streamlit as st
 from clsviz import figures
 from clsviz.narrative import findings
 from clsviz.tracing import literal_specials
-from ui.corpus import plain
 from ui.state import PAGES, ROOT, current_encoder, current_traces, page_setup
+from ui.text import plain
 from ui.warmup import after_first_draw, baseline_note, ready_baseline
 from ui.widgets import download_csv, figure_caption, show
 

@@ -14,9 +14,9 @@ from clsviz.similarity import (
     describe_summary,
     token_table,
 )
-from ui.corpus import plain
 from ui.similarity import cached_baseline, pair_benchmark, pairs_picker
 from ui.state import current_encoder, current_traces, page_setup
+from ui.text import plain
 from ui.widgets import download_csv, number_input, radio, selectbox, sentence_picker, show, slider
 
 TABS = ("[CLS] and its tokens", "Compare sentences", "Benchmark", "Norms & massive activations", "Baseline")

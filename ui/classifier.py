@@ -11,7 +11,7 @@ from clsviz.heads import SUPPORTED_HEADS, lens_table, predict
 
 from . import holds
 from .cache import cached
-from .corpus import plain
+from .text import plain
 
 __all__ = ["cached_lens_table", "no_head_message", "sidebar_prediction"]
 

@@ -15,7 +15,7 @@ from clsviz.encoder import allowed_models
 
 from . import holds, jobs
 from .cache import cached, shared_cache
-from .corpus import plain
+from .text import plain
 from .widgets import selectbox, text_input
 
 __all__ = [

@@ -14,7 +14,8 @@ from clsviz.baseline import Baseline, measure_baseline
 from clsviz.benchmark import COMPARE_POOLINGS, BenchmarkResult, benchmark_from_vectors, pair_texts
 from clsviz.readers import CorpusError, limits_from_env, load_pairs
 from ui.cache import cached
-from ui.corpus import corpus_vectors, plain
+from ui.corpus import corpus_vectors
+from ui.text import plain
 
 from .widgets import radio
 

@@ -17,7 +17,7 @@ from clsviz.tracing import tokenize, trace_bytes
 
 from . import preload
 from .cache import cached, nbytes, request_bytes, shared_cache
-from .corpus import plain
+from .text import plain
 
 ROOT = Path(__file__).resolve().parent.parent
 
