@@ -24,22 +24,7 @@ from __future__ import annotations
 import importlib
 
 from . import core
-from .core import (
-    ANALYSES,
-    INPUT_ROLES,
-    Analysis,
-    Drawn,
-    InputRole,
-    NotApplicable,
-    Param,
-    ParamError,
-    Result,
-    analysis,
-    digest,
-    get,
-    names,
-    run,
-)
+from .core import *  # noqa: F403 - the package re-exports the machinery (core.__all__)
 
 __all__ = ["DECLARATION_MODULES", *core.__all__]
 
