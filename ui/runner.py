@@ -28,7 +28,8 @@ from .cache import cached, shared_cache
 from .text import plain
 from .widgets import download_csv, show
 
-__all__ = ["NotApplicable", "ParamError", "background", "draw", "figure", "result_key", "run", "start", "stored"]
+__all__ = ["NotApplicable", "ParamError", "background", "choices", "download", "download_table", "draw", "figure", "result_key", "run", "sentences",
+           "start", "stored"]
 
 _NAMESPACE = "analysis"
 _KEYS: weakref.WeakKeyDictionary[Result, tuple] = weakref.WeakKeyDictionary()
@@ -53,6 +54,14 @@ def run(name: str, *inputs, **params) -> Result:
     analysis = get(name)
     key = analysis.key(inputs, params)
     return _remember(cached(_NAMESPACE, key, lambda: analysis(*inputs, **params)), key)
+
+
+def choices(name: str, param: str) -> tuple:
+    """The values parameter ``param`` of analysis ``name`` accepts (its ``Literal``), for a widget."""
+    found = get(name).param(param).choices
+    if found is None:
+        raise ValueError(f"parameter {param!r} of {name!r} is not a choice")
+    return found
 
 
 def stored(name: str, *inputs, **params) -> Result | None:
@@ -130,16 +139,31 @@ def draw(
     key: str,
     *,
     csv: str | None = None,
+    csv_key: str | None = None,
     chart_key: str | None = None,
     note: str | None = None,
+    caption: bool = True,
     download_label: str = "Download the numbers (CSV)",
     **view,
 ) -> None:
-    """Draw figure ``key`` of ``result`` (with its registered caption and ``note``) and, when
-    ``csv`` names a file, a download of the numbers behind it (built only when clicked)."""
-    show(key, figure(result, key, **view), key=chart_key, note=note)
+    """Draw figure ``key`` of ``result`` (with its registered caption and ``note``; figures drawn
+    side by side pass ``caption=False`` and call ``ui.widgets.figure_caption`` once) and, when
+    ``csv`` names a file, a download of the numbers behind it (see :func:`download`)."""
+    show(key, figure(result, key, **view), key=chart_key, note=note, caption=caption)
     if csv is not None:
-        download_csv(lambda: result.figure_table(key, **view), csv, key=f"{chart_key or key}.csv", label=download_label)
+        download(result, key, csv, csv_key=csv_key or f"{chart_key or key}.csv", label=download_label, **view)
+
+
+def download(result: Result, key: str, filename: str, *, csv_key: str | None = None,
+             label: str = "Download the numbers (CSV)", **view) -> None:  # fmt: skip
+    """A download of the numbers behind figure ``key`` (``result.figure_table``), built only
+    when clicked."""
+    download_csv(lambda: result.figure_table(key, **view), filename, key=csv_key or f"{key}.csv", label=label)
+
+
+def download_table(result: Result, filename: str, *, csv_key: str, label: str = "Download the numbers (CSV)") -> None:
+    """A download of the result's whole table (``result.table()``), built only when clicked."""
+    download_csv(result.table, filename, key=csv_key, label=label)
 
 
 def sentences(result: Result, where: Callable[[str], object] | None = None) -> None:

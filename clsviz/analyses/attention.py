@@ -22,7 +22,7 @@ from ..attention import (
 )
 from ..layers import check_block
 from ..mixing import attention_weights
-from ..tracing import Trace
+from ..tracing import Trace, literal_specials
 from .core import NotApplicable, Result, analysis
 
 __all__ = ["AttentionResult", "TokensResult"]
@@ -30,9 +30,11 @@ __all__ = ["AttentionResult", "TokensResult"]
 
 @dataclass(frozen=True, eq=False)
 class TokensResult(Result):
-    """The tokens of one trace as the model sees them."""
+    """The tokens of one trace as the model sees them; ``typed_specials``: special-token strings
+    the person typed as characters (read as ordinary text, never as the special token)."""
 
     trace: Trace
+    typed_specials: tuple[str, ...] = ()
 
     def table(self) -> pd.DataFrame:
         t = self.trace
@@ -55,11 +57,23 @@ class TokensResult(Result):
         return figures.tokens_figure(self.trace)
 
 
-@analysis("tokens", title="Tokens", inputs=("trace",), figures=("overview.tokens",), report=True,
-          questions=(1, 2, 3, 4))  # fmt: skip
-def tokens_analysis(trace: Trace) -> TokensResult:
-    """The tokens as the model sees them, special tokens marked."""
-    return TokensResult(trace)
+    def summary(self) -> list[str]:
+        if not self.typed_specials:
+            return []
+        return [
+            f"The text contains {', '.join(repr(s) for s in self.typed_specials)} as characters. The tokenizer reads "
+            "them as ordinary text, split into pieces, never as the special token: only the tokenizer adds the real "
+            f"{self.trace.info.cls_token}, at position {self.trace.cls_index}."
+        ]
+
+
+@analysis("tokens", title="Tokens", inputs=("trace",), optional=("encoder",), figures=("overview.tokens",),
+          report=True, questions=(1, 2, 3, 4))  # fmt: skip
+def tokens_analysis(trace: Trace, encoder=None) -> TokensResult:
+    """The tokens as the model sees them, special tokens marked (with the encoder: and which
+    special-token strings were typed as plain characters)."""
+    typed = () if encoder is None else tuple(sorted(set(literal_specials(trace, encoder.tokenizer))))
+    return TokensResult(trace, typed)
 
 
 _SUMMARY_FIGURES = ("attention.to_cls", "attention.entropy", "attention.breakdown", "attention.cls_row", "attention.rollout")

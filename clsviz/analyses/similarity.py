@@ -158,45 +158,53 @@ def benchmark_analysis(vectors: PooledVectors, pairs: pd.DataFrame, *, source: s
 class NormsResult(Result):
     """Vector norms of every token per layer, and the largest dimensions of [CLS] and [SEP].
 
-    View: ``layer`` (hidden-state index, default the last) for the top dimensions, ``dimension``
-    (default the largest relative to the median at that layer) to follow through the layers."""
+    View: ``layer`` (hidden-state index, default the last) and ``k`` (the largest dimensions shown
+    per token, default 5) for the top dimensions; ``dimension`` (default the largest relative to
+    the median at that layer) to follow through the layers."""
 
     trace: Trace
     norms: np.ndarray  # float64 [L + 1, T]
-    top: pd.DataFrame  # top_dimensions(trace, k)
+    top: pd.DataFrame  # top_dimensions(trace, TOP_KEPT)
 
     def table(self) -> pd.DataFrame:
         return self.top
 
-    def dimensions(self, layer: int = -1) -> list[int]:
+    def top_dimensions(self, k: int = 5) -> pd.DataFrame:
+        """The ``k`` largest dimensions of [CLS] and [SEP] per layer (``clsviz.norms.top_dimensions``)."""
+        if not 1 <= int(k) <= TOP_KEPT:
+            raise ValueError(f"k (dimensions to show) must be between 1 and {TOP_KEPT}; got {k}.")
+        return self.top[self.top["rank"] <= int(k)].reset_index(drop=True)
+
+    def dimensions(self, layer: int = -1, k: int = 5) -> list[int]:
         """The listed dimensions at ``layer``, largest relative to the median first."""
         layer = check_layer(layer, self.trace.num_layers)
-        return massive_dimensions(self.top[self.top["layer"] == layer])
+        top = self.top_dimensions(k)
+        return massive_dimensions(top[top["layer"] == layer])
 
-    def _dimension(self, layer: int, dimension: int | None) -> int:
-        return self.dimensions(layer)[0] if dimension is None else int(dimension)
+    def _dimension(self, layer: int, k: int, dimension: int | None) -> int:
+        return self.dimensions(layer, k)[0] if dimension is None else int(dimension)
 
     def figure_keys(self) -> tuple[str, ...]:
         return ("similarity.norms", "similarity.massive", "similarity.dimension")
 
-    def figure(self, key: str, layer: int = -1, dimension: int | None = None, **view):
+    def figure(self, key: str, layer: int = -1, k: int = 5, dimension: int | None = None, **view):
         layer = check_layer(layer, self.trace.num_layers)
         if key == "similarity.norms":
             return figures.token_norms_figure(self.trace, self.norms)
         if key == "similarity.massive":
-            return figures.top_dimensions_figure(self.top, layer)
+            return figures.top_dimensions_figure(self.top_dimensions(k), layer)
         if key == "similarity.dimension":
-            dim = self._dimension(layer, dimension)
+            dim = self._dimension(layer, k, dimension)
             return figures.dimension_figure(self.trace, dimension_values(self.trace, dim), dim)
         return super().figure(key)
 
-    def figure_table(self, key: str, layer: int = -1, dimension: int | None = None, **view) -> pd.DataFrame:
+    def figure_table(self, key: str, layer: int = -1, k: int = 5, dimension: int | None = None, **view) -> pd.DataFrame:
         if key == "similarity.norms":
             return token_table(self.trace, self.norms, "norm")
         if key == "similarity.dimension":
-            dim = self._dimension(check_layer(layer, self.trace.num_layers), dimension)
+            dim = self._dimension(check_layer(layer, self.trace.num_layers), k, dimension)
             return token_table(self.trace, dimension_values(self.trace, dim), f"dim_{dim}")
-        return self.top
+        return self.top_dimensions(k)
 
     def summary(self) -> list[str]:
         last = self.top[self.top["layer"] == self.trace.num_layers]
@@ -208,15 +216,17 @@ class NormsResult(Result):
         ]
 
 
+TOP_KEPT = 20
+"""The largest dimensions of [CLS] and [SEP] kept per layer (the view shows up to this many)."""
+
+
 @analysis("norms", title="Norms and massive activations", inputs=("trace",),
           figures=("similarity.norms", "similarity.massive", "similarity.dimension"), report=True,
           questions=(1, 2))  # fmt: skip
-def norms_analysis(trace: Trace, *, k: int = 5) -> NormsResult:
-    """The norm of every token's vector per layer, and the ``k`` largest dimensions of [CLS] and
-    [SEP] per layer relative to the layer's median (massive activations, Sun et al. 2024)."""
-    if not 1 <= k <= 64:
-        raise ValueError(f"k (dimensions to show) must be between 1 and 64; got {k}.")
-    return NormsResult(trace, token_norms(trace), top_dimensions(trace, k))
+def norms_analysis(trace: Trace) -> NormsResult:
+    """The norm of every token's vector per layer, and the largest dimensions of [CLS] and [SEP]
+    per layer relative to the layer's median (massive activations, Sun et al. 2024)."""
+    return NormsResult(trace, token_norms(trace), top_dimensions(trace, TOP_KEPT))
 
 
 @dataclass(frozen=True, eq=False)
