@@ -12,8 +12,7 @@ from clsviz.experiments.inversion import (
     summarize_mlm_reading,
     summarize_recall,
 )
-from clsviz.experiments.neighbours import neighbour_table
-from clsviz.narrative import neighbours_summary
+from clsviz.experiments.neighbours import neighbour_table, neighbours_summary
 from ui.corpus import corpus_vectors, vectors_key
 from ui.embeddings import corpus_source
 from ui.inversion import bow_table, cached_mlm_head, pair_recall, saved_neighbours, saved_sample
