@@ -25,9 +25,11 @@ import plotly.graph_objects as go
 
 from .analyses import ANALYSES, Analysis, NotApplicable
 from .figures import figure_spec
+from .literature import claims_html
 from .metrics import cosine, entropy
 from .narrative import findings
 from .tracing import Trace
+from .version import __version__
 
 __all__ = ["NotApplicable", "ReportSection", "build_report", "layer_stats", "report_analyses", "report_sections",
            "section_keys", "write_report"]
@@ -200,7 +202,6 @@ def _claims_section(claims: pd.DataFrame | None, model_name: str) -> str:
     """The published findings checked on the model (escaped), or "" without a claims table."""
     if claims is None:
         return ""
-    from .literature import claims_html
 
     return claims_html(claims, model_name)
 
@@ -214,8 +215,6 @@ def build_report(trace: Trace, encoder=None, baseline=None, title: str | None = 
     embedded once, inline, before the first figure; nothing is loaded from the network. ``claims`` (a
     :func:`clsviz.literature.check_claims` table) adds the published findings checked on the model.
     """
-    from . import __version__
-
     if sections is None:
         sections = report_sections(trace, encoder, baseline, strict=strict)
     info = trace.info

@@ -33,6 +33,7 @@ from ..metrics import cosine, entropy
 from ..model_heads import ClassifierHead
 from ..pooling import check_pooling, pool_hidden
 from ..tracing import special_positions, tokenize
+from .probe import run_probe
 
 __all__ = [
     "FLOW_POOLINGS",
@@ -284,7 +285,6 @@ def _batch_stats(out, mask, special, slot) -> tuple[list, ...]:
 
 
 def _probe_rows(slots: np.ndarray, means: np.ndarray, labels, folds: int, seed: int) -> list[dict]:
-    from .probe import run_probe
 
     if folds < 2:
         return []
