@@ -4,7 +4,7 @@ A lab model is a standard ``BertForPreTraining`` (or ``BertForMaskedLM`` without
 objective) whose config records the variant in a ``clsviz_pretraining`` dict: ``summary`` (where
 the summary token sits: ``"first"``, ``"last"`` or ``"none"``), ``sentence_objective`` (``"nsp"``,
 ``"sop"`` or None), ``corpus``, ``steps``. :func:`clsviz.load_encoder` keeps its sentence head as
-``Encoder.classifier`` (a :class:`~clsviz.heads.ClassifierHead` over the loaded weights: pooler
+``Encoder.classifier`` (a :class:`~clsviz.model_heads.ClassifierHead` over the loaded weights: pooler
 dense + tanh, then ``cls.seq_relationship``), read from the summary token - or from the mean of the
 tokens when there is none - so :func:`clsviz.heads.classifier_lens` shows the model's own
 sentence-objective logits in its last row. The masked-LM head is read by
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .heads import ClassifierHead
+from .model_heads import ClassifierHead
 
 __all__ = ["LAYOUT_KEY", "SENTENCE_LABELS", "pretraining_layout", "sentence_head"]
 

@@ -56,7 +56,7 @@ def finished(lab_home):
     next(b for b in at.button if b.label == "Start pretraining").click()
     at.run()
     assert not at.exception, at.exception
-    job = at.session_state["clsviz.jobs"]["lab.pretrain"]
+    job = at.session_state["clsviz.jobs"]["analysis.lab.pretrain"]
     assert job.wait(600)
     assert job.status == jobs.DONE, job.error
     at.run()
@@ -66,7 +66,7 @@ def finished(lab_home):
 
 def test_a_run_started_on_the_page_finishes_and_is_shown(finished, lab_home):
     at, job = finished
-    (run,) = job.result
+    (run,) = job.result.runs
     assert run.variant == "last+nsp" and run.folder.parent.parent == lab_home
     assert run.layout["config"]["hidden"] == 32  # the size picked on the page
     saved = open_run(run.folder)  # what the page read back from the folder
@@ -89,7 +89,7 @@ def test_variants_side_by_side(finished, lab_home):
     at = open_page(PAGE)
     picker = next(m for m in at.multiselect if m.label == "Saved runs")
     assert str(other.folder) in picker.options
-    picker.set_value([str(other.folder), str(finished[1].result[0].folder)])
+    picker.set_value([str(other.folder), str(finished[1].result.runs[0].folder)])
     at.run()
     assert not at.exception, at.exception
     sink = next(s for s in _specs(at) if any(d["type"] == "heatmap" for d in s["data"]))

@@ -1,15 +1,19 @@
-"""The lab page's helpers: the corpus (read once per process), the saved runs, the variant names."""
+"""The lab page's pieces: the corpus (read once per process), the saved runs, the variants in words,
+and the settings the page offers (read from the ``lab.pretrain`` declaration)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
-from clsviz.lab import lab_dir, lab_texts, open_run, saved_runs
-from clsviz.lab.config import OBJECTIVE_HELP, SUMMARY_HELP
+from clsviz.analyses import get
+from clsviz.lab import lab_texts, saved_runs
+from clsviz.lab.config import MODEL_SIZES, OBJECTIVE_HELP, SUMMARY_HELP, LabConfig
+from clsviz.lab.reference import REFERENCE_VARIANTS
 
-__all__ = ["corpus", "describe_variant", "lab_model_folders", "load_runs", "new_set_folder"]
+__all__ = ["VARIANTS", "corpus", "default", "describe_size", "describe_variant", "lab_model_folders"]
+
+VARIANTS = REFERENCE_VARIANTS
+"""The variants the page offers: the reference set, each differing in one thing from first+nsp."""
 
 
 @st.cache_resource(show_spinner=False)
@@ -19,28 +23,24 @@ def corpus() -> tuple[tuple[str, ...], str]:
     return tuple(texts), description
 
 
+def default(param: str):
+    """The default of a ``lab.pretrain`` parameter (steps, checkpoints, ...), for a widget."""
+    return get("lab.pretrain").param(param).default
+
+
 def describe_variant(variant: str) -> str:
     """``"first+nsp"`` in words, for the variant picker."""
     summary, _, objective = variant.partition("+")
-    return f"{variant}: {SUMMARY_HELP.get(summary, summary)}; {OBJECTIVE_HELP.get(None if objective == 'mlm' else objective, objective)}"
+    words = OBJECTIVE_HELP.get(None if objective == "mlm" else objective, objective)
+    return f"{variant}: {SUMMARY_HELP.get(summary, summary)}; {words}"
+
+
+def describe_size(name: str) -> str:
+    """A model size in words: ``"small: 4 layers × 64 dims"``."""
+    cfg = LabConfig.from_any(MODEL_SIZES[name])
+    return f"{name}: {cfg.layers} layers × {cfg.hidden} dims"
 
 
 def lab_model_folders() -> list[str]:
     """The saved lab models (newest first) as folder paths, the names the model list offers."""
     return [str(p) for p in saved_runs()]
-
-
-def load_runs(folders) -> tuple[list, list[str]]:
-    """(runs, notes): the saved runs in ``folders``; a folder that cannot be read gives a note."""
-    runs, notes = [], []
-    for folder in folders:
-        try:
-            runs.append(open_run(folder))
-        except (OSError, ValueError) as exc:
-            notes.append(f"{folder}: {exc}")
-    return runs, notes
-
-
-def new_set_folder(stamp: str) -> Path:
-    """A new folder for one start of the page's pretraining (its variants go inside)."""
-    return lab_dir() / f"app-{stamp}"

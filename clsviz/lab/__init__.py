@@ -29,19 +29,9 @@ from .config import (
     variant_name,
 )
 from .data import LabDataError
+from .reference import REFERENCE_VARIANTS, pretrain_set
 from .run import METRIC_COLUMNS, PretrainRun, compare_runs, lab_dir, open_run, saved_runs
-
-
-def __getattr__(name: str):
-    # The training loop imports torch; it is loaded when first asked for, so that listing saved
-    # runs (the app's sidebar) stays light.
-    if name in ("pretrain", "pretrain_set", "REFERENCE_VARIANTS"):
-        from . import reference, training
-
-        return {"pretrain": training.pretrain, "pretrain_set": reference.pretrain_set,
-                "REFERENCE_VARIANTS": reference.REFERENCE_VARIANTS}[name]  # fmt: skip
-    raise AttributeError(f"module 'clsviz.lab' has no attribute {name!r}")
-
+from .training import pretrain
 
 __all__ = [
     "DEFAULT_CHECKPOINTS",

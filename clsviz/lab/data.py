@@ -26,8 +26,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from tokenizers import Tokenizer, processors
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from ..corpus import Corpus
+from ..sources import bundled_model_path
 
 __all__ = [
     "LabDataError",
@@ -122,10 +125,6 @@ def layout_template(summary: str) -> tuple[str, str]:
 def train_tokenizer(docs: Sequence[Sequence[str]], vocab_size: int, summary: str, max_tokens: int):
     """A WordPiece tokenizer trained on the sentences of ``docs`` (see the module note), with the
     layout of ``summary`` and ``max_tokens`` as its limit. Deterministic for the same input."""
-    from tokenizers import Tokenizer, processors
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    from ..sources import bundled_model_path
 
     base = AutoTokenizer.from_pretrained(str(bundled_model_path()))
     trained = base.train_new_from_iterator((s for d in docs for s in d), vocab_size=int(vocab_size), show_progress=False)

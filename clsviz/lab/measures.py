@@ -29,6 +29,7 @@ import copy
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..baseline import measure_baseline
 from ..compare import cka
@@ -94,8 +95,6 @@ class Checkpoint:
 
 
 def _slot_batches(enc, tokenized, summary: str, batch_size: int = 32):
-    import torch
-
     n = len(tokenized.input_ids)
     for start in range(0, n, batch_size):
         rows = list(range(start, min(n, start + batch_size)))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers import BertConfig, BertForMaskedLM, BertForPreTraining
 
 from ..encoder import apply_pooler
 from .config import LabConfig
@@ -26,8 +27,6 @@ __all__ = ["PretrainingLosses", "batch_outputs", "build_model", "sentence_vector
 
 def build_model(config: LabConfig, tokenizer, objective: str | None, seed: int):
     """A freshly initialised BERT of ``config``'s size for ``tokenizer``'s vocabulary (seeded)."""
-    from transformers import BertConfig, BertForMaskedLM, BertForPreTraining
-
     bert_config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=config.hidden,

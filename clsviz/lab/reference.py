@@ -14,6 +14,7 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..figures import figure_spec, lab_figures
 from .config import check_objective, check_summary
 from .run import PretrainRun, compare_runs, describe_interval, run_summary
 from .saving import atomic_file
@@ -109,8 +110,6 @@ def comparisons(runs: Sequence[PretrainRun]) -> list[str]:
 
 
 def _html_page(figures: dict, sentences: list[str], command: str) -> str:
-    from ..figures import figure_spec
-
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>clsviz lab: reference set</title></head><body>",
         "<h1>clsviz lab: the reference set</h1>",
@@ -129,8 +128,6 @@ def _html_page(figures: dict, sentences: list[str], command: str) -> str:
 def write_report(runs: Sequence[PretrainRun], folder, command: str = "") -> dict[str, Path]:
     """Write ``metrics.csv``, ``figures/<key>.json``, ``curves.html`` and ``summary.md`` about
     ``runs`` into ``folder``; returns the paths by name."""
-    from ..figures import lab_figures
-
     folder = Path(folder)
     (folder / "figures").mkdir(parents=True, exist_ok=True)
     table = compare_runs(runs)

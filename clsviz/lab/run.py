@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..encoder import load_encoder
+from ..figures import lab_figures
+
 __all__ = ["LAB_DIR_ENV", "METRIC_COLUMNS", "PretrainRun", "compare_runs", "describe_interval", "lab_dir", "open_run",
            "saved_runs"]
 
@@ -61,14 +64,10 @@ class PretrainRun:
 
     def load(self, **kwargs):
         """The saved model as a :class:`clsviz.Encoder` with its heads."""
-        from ..encoder import load_encoder
-
         return load_encoder(str(self.folder), **kwargs)
 
     def figures(self) -> dict:
         """Registry keys -> figures of this run (:func:`clsviz.figures.lab_figures`)."""
-        from ..figures import lab_figures
-
         return lab_figures(self.table())
 
     def summary(self) -> list[str]:

@@ -18,6 +18,9 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import torch
+from accelerate import Accelerator
+from transformers import DataCollatorForLanguageModeling, get_linear_schedule_with_warmup
+from transformers.utils import logging as hf_logging
 
 from ..corpus import Corpus
 from ..metrics import bootstrap_interval
@@ -58,16 +61,12 @@ def _whole(name: str, value, low: int, high: int) -> int:
 
 
 def _accelerator(device: str | None):
-    from accelerate import Accelerator
-
     cuda = torch.cuda.is_available() and device != "cpu"
     precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "no"
     return Accelerator(cpu=not cuda, mixed_precision=precision)
 
 
 def _optimizer(model, cfg: LabConfig, steps: int):
-    from transformers import get_linear_schedule_with_warmup
-
     decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n)]
     rest = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
     optimizer = torch.optim.AdamW(
@@ -80,8 +79,6 @@ class _Batches:
     """Tokenized, masked batches of sentence pairs (transformers' masked-LM collator)."""
 
     def __init__(self, tokenizer, cfg: LabConfig, objective: str | None, seed: int, device):
-        from transformers import DataCollatorForLanguageModeling
-
         self.tokenizer, self.objective, self.device, self.max_tokens = tokenizer, objective, device, cfg.max_tokens
         self.collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=cfg.mlm_probability, seed=seed)
 
@@ -301,8 +298,6 @@ def _pretrain(texts, run: _Run, log_every: int, progress, cancel, heldout, probe
 
 def _save(model, tokenizer, metrics: pd.DataFrame, layout: dict, run: _Run, progress, cancel) -> None:
     """Write the model, tokenizer, metrics and run note into ``run.folder`` in one step."""
-    from transformers.utils import logging as hf_logging
-
     hf_logging.disable_progress_bar()
     model.config.clsviz_pretraining = {k: layout[k] for k in ("summary", "sentence_objective", "corpus", "steps", "seed")}
     with atomic_folder(run.folder) as tmp:
