@@ -20,7 +20,7 @@ import pandas as pd
 from ..figures import lab_figures
 from ..lab import DEFAULT_CHECKPOINTS, DEFAULT_STEPS, compare_runs, lab_dir, open_run
 from ..lab.config import MODEL_SIZES
-from ..lab.reference import comparisons, pretrain_set
+from ..lab.reference import comparisons
 from ..lab.run import PretrainRun, run_summary
 from .core import Result, analysis
 
@@ -64,6 +64,8 @@ def pretrain_analysis(texts: Sequence[str], *, variants: str = "first+nsp",
     """Pretrain small BERT encoders from scratch on running text ``texts``, one per variant
     (comma-separated SUMMARY+OBJECTIVE: first / last / none + nsp / sop / mlm), measured at
     ``checkpoints`` points; each is saved as a model folder in the lab folder."""
+    from ..lab.training import pretrain_set  # torch, transformers, accelerate: loaded when a run starts
+
     names = [v.strip() for v in variants.split(",") if v.strip()]
     folder = lab_dir() / f"set-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
     runs = pretrain_set(list(texts), names, folder, steps=steps, checkpoints=checkpoints,

@@ -68,7 +68,8 @@ def cmd_pretrain(args) -> int:
     """Pretrain one or more variants from scratch on running text, measuring each at --checkpoints
     points; save each model under --out and write the curves, the tidy metrics and a plain summary."""
     from ..lab.config import MODEL_SIZES
-    from ..lab.reference import pretrain_set, write_report
+    from ..lab.reference import write_report
+    from ..lab.training import pretrain_set
 
     variants = _variants(args)
     out = Path(args.out)

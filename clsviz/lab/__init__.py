@@ -29,9 +29,19 @@ from .config import (
     variant_name,
 )
 from .data import LabDataError
-from .reference import REFERENCE_VARIANTS, pretrain_set
+from .reference import REFERENCE_VARIANTS
 from .run import METRIC_COLUMNS, PretrainRun, compare_runs, lab_dir, open_run, saved_runs
-from .training import pretrain
+
+
+def __getattr__(name: str):
+    # The training loop (torch, transformers, accelerate) loads when a run is asked for, so that
+    # importing the lab - the app's model list, the command line's --help, the analysis registry - stays light.
+    if name in ("pretrain", "pretrain_set"):
+        from . import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module 'clsviz.lab' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_CHECKPOINTS",

@@ -26,8 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from tokenizers import Tokenizer, processors
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from ..corpus import Corpus
 from ..sources import bundled_model_path
@@ -125,6 +123,11 @@ def layout_template(summary: str) -> tuple[str, str]:
 def train_tokenizer(docs: Sequence[Sequence[str]], vocab_size: int, summary: str, max_tokens: int):
     """A WordPiece tokenizer trained on the sentences of ``docs`` (see the module note), with the
     layout of ``summary`` and ``max_tokens`` as its limit. Deterministic for the same input."""
+    # Loaded when a tokenizer is trained: importing clsviz.lab (the app's model list, the command
+    # line's --help, the analysis registry) stays free of transformers.
+    from tokenizers import Tokenizer, processors
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
 
     base = AutoTokenizer.from_pretrained(str(bundled_model_path()))
     trained = base.train_new_from_iterator((s for d in docs for s in d), vocab_size=int(vocab_size), show_progress=False)

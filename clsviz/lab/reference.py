@@ -18,9 +18,8 @@ from ..figures import figure_spec, lab_figures
 from .config import check_objective, check_summary
 from .run import PretrainRun, compare_runs, describe_interval, run_summary
 from .saving import atomic_file
-from .training import pretrain
 
-__all__ = ["REFERENCE_VARIANTS", "comparisons", "parse_variant", "pretrain_set", "write_report"]
+__all__ = ["REFERENCE_VARIANTS", "comparisons", "parse_variant", "write_report"]
 
 REFERENCE_VARIANTS = ("first+nsp", "first+mlm", "last+nsp", "none+mlm", "first+sop")
 """The reference set, in the order ``make lab`` trains it (SOP last: the one left out when time is short)."""
@@ -41,31 +40,6 @@ def parse_variant(text: str) -> tuple[str, str | None]:
     if not objective:
         raise ValueError(f"A variant is SUMMARY+OBJECTIVE, e.g. 'first+nsp' or 'none+mlm'; got {text!r}.")
     return check_summary(summary), check_objective(objective)
-
-
-def pretrain_set(texts, variants: Sequence[str], out, *, steps: int, checkpoints: int, config=None, seed: int = 0,
-                 corpus_name: str | None = None, progress=None, cancel=None, **options) -> list[PretrainRun]:
-    """:func:`~clsviz.lab.training.pretrain` each of ``variants`` (``"first+nsp"``, ...) in turn
-    into ``out/<summary>-<objective>`` with the same settings; ``progress`` messages start with
-    ``"[i/n] variant:"`` and the fraction counts the whole set. ``options`` go to ``pretrain``."""
-    parsed = [parse_variant(v) for v in variants]
-    if not parsed:
-        raise ValueError("No variants to pretrain: name at least one, e.g. 'first+nsp'.")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for i, (name, (summary, objective)) in enumerate(zip(variants, parsed)):
-
-        def report(done, total, message="", i=i, name=name):
-            if progress is not None:
-                progress(i * total + done, len(parsed) * total, f"[{i + 1}/{len(parsed)}] {name}: {message}")
-
-        runs.append(pretrain(
-            texts, summary=summary, sentence_objective=objective, config=config, steps=steps, seed=seed,
-            out=out / name.replace("+", "-"), checkpoints=checkpoints, progress=report, cancel=cancel,
-            corpus_name=corpus_name, **options,
-        ))  # fmt: skip
-    return runs
 
 
 def _final(run: PretrainRun, metric: str):

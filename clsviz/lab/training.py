@@ -13,7 +13,9 @@ import json
 import math
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,10 +38,11 @@ from .config import (
 from .data import LabDataError, PairSampler, documents, split_documents, train_tokenizer
 from .measures import cka_rows, measure_checkpoint, probe_set
 from .model import PretrainingLosses, batch_outputs, build_model
+from .reference import parse_variant
 from .run import METRIC_COLUMNS, PretrainRun, lab_dir
 from .saving import atomic_folder, check_new_folder
 
-__all__ = ["checkpoint_steps", "pretrain"]
+__all__ = ["checkpoint_steps", "pretrain", "pretrain_set"]
 
 _HELDOUT_PAIRS = 256
 
@@ -308,3 +311,28 @@ def _save(model, tokenizer, metrics: pd.DataFrame, layout: dict, run: _Run, prog
         if progress is not None:
             progress(run.steps, run.steps, "saving the model")
         check_cancel(cancel, "The pretraining run")
+
+
+def pretrain_set(texts, variants: Sequence[str], out, *, steps: int, checkpoints: int, config=None, seed: int = 0,
+                 corpus_name: str | None = None, progress=None, cancel=None, **options) -> list[PretrainRun]:
+    """:func:`~clsviz.lab.training.pretrain` each of ``variants`` (``"first+nsp"``, ...) in turn
+    into ``out/<summary>-<objective>`` with the same settings; ``progress`` messages start with
+    ``"[i/n] variant:"`` and the fraction counts the whole set. ``options`` go to ``pretrain``."""
+    parsed = [parse_variant(v) for v in variants]
+    if not parsed:
+        raise ValueError("No variants to pretrain: name at least one, e.g. 'first+nsp'.")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for i, (name, (summary, objective)) in enumerate(zip(variants, parsed)):
+
+        def report(done, total, message="", i=i, name=name):
+            if progress is not None:
+                progress(i * total + done, len(parsed) * total, f"[{i + 1}/{len(parsed)}] {name}: {message}")
+
+        runs.append(pretrain(
+            texts, summary=summary, sentence_objective=objective, config=config, steps=steps, seed=seed,
+            out=out / name.replace("+", "-"), checkpoints=checkpoints, progress=report, cancel=cancel,
+            corpus_name=corpus_name, **options,
+        ))  # fmt: skip
+    return runs
