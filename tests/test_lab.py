@@ -391,3 +391,18 @@ def test_a_set_of_variants_reports_one_progress(tmp_path, texts):
     assert any(m.startswith("[1/2] first+mlm: step 2/2") and d == 2 for d, _, m in seen)
     with pytest.raises(ValueError, match="SUMMARY\\+OBJECTIVE"):
         pretrain_set(texts, ["first"], tmp_path / "bad", steps=1, checkpoints=0)
+
+
+def test_tokenizer_layouts_share_one_vocabulary(texts):
+    from clsviz.lab.data import documents, train_tokenizer
+
+    docs = documents(texts[:40])
+    first, last, none = (train_tokenizer(docs, 400, s, 32) for s in ("first", "last", "none"))
+    assert first.get_vocab() == last.get_vocab() == none.get_vocab()
+    assert len(first) <= 400
+    words = first("Mr. Bennet smiled.", add_special_tokens=False)["input_ids"]
+    cls, sep = first.cls_token_id, first.sep_token_id
+    assert first("Mr. Bennet smiled.")["input_ids"] == [cls, *words, sep]
+    assert last("Mr. Bennet smiled.")["input_ids"] == [*words, sep, cls]
+    assert none("Mr. Bennet smiled.")["input_ids"] == [*words, sep]
+    assert last("She.", "He.")["token_type_ids"][-1] == 1  # the summary token closes segment B

@@ -49,7 +49,7 @@ OBJECTIVE_HELP = {
     None: "masked language modelling only, as RoBERTa",
 }
 
-DEFAULT_STEPS = 1500
+DEFAULT_STEPS = 1200
 """Optimiser steps of the app's default run (``benchmarks/lab.py`` times it on 2 CPU cores)."""
 
 DEFAULT_CHECKPOINTS = 6

@@ -21,6 +21,7 @@ same way.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -120,18 +121,37 @@ def layout_template(summary: str) -> tuple[str, str]:
     return "$A [SEP]", "$A [SEP] $B:1 [SEP]:1"
 
 
+# Trained vocabularies of this process (the last few), by (corpus digest, size): the variants of a
+# set train on the same corpus, and training a vocabulary takes most of a run's set-up time.
+_VOCABULARIES: dict[tuple, str] = {}
+
+
+def _digest(sentences: Sequence[str]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for sentence in sentences:
+        h.update(sentence.encode("utf-8", "surrogatepass") + b"\x00")
+    return h.hexdigest()
+
+
 def train_tokenizer(docs: Sequence[Sequence[str]], vocab_size: int, summary: str, max_tokens: int):
     """A WordPiece tokenizer trained on the sentences of ``docs`` (see the module note), with the
-    layout of ``summary`` and ``max_tokens`` as its limit. Deterministic for the same input."""
+    layout of ``summary`` and ``max_tokens`` as its limit. Deterministic for the same input (a
+    vocabulary trained on the same sentences before, in this process, is reused)."""
     # Loaded when a tokenizer is trained: importing clsviz.lab (the app's model list, the command
     # line's --help, the analysis registry) stays free of transformers.
     from tokenizers import Tokenizer, processors
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 
-    base = AutoTokenizer.from_pretrained(str(bundled_model_path()))
-    trained = base.train_new_from_iterator((s for d in docs for s in d), vocab_size=int(vocab_size), show_progress=False)
-    backend = Tokenizer.from_str(trained.backend_tokenizer.to_str())
+    sentences = [s for d in docs for s in d]
+    key = (_digest(sentences), int(vocab_size))
+    if key not in _VOCABULARIES:
+        base = AutoTokenizer.from_pretrained(str(bundled_model_path()))
+        trained = base.train_new_from_iterator(sentences, vocab_size=int(vocab_size), show_progress=False)
+        while len(_VOCABULARIES) >= 4:
+            _VOCABULARIES.pop(next(iter(_VOCABULARIES)))
+        _VOCABULARIES[key] = trained.backend_tokenizer.to_str()
+    backend = Tokenizer.from_str(_VOCABULARIES[key])
     backend.no_truncation()
     backend.no_padding()
     single, pair = layout_template(summary)
