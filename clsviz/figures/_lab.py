@@ -98,17 +98,18 @@ def lab_sink_figure(table: pd.DataFrame) -> go.Figure:
         grids.append(grid)
     if all(g.empty for g in grids):
         raise ValueError("No attention rows: the runs recorded no checkpoints.")
+    # One colour scale for every panel, up to the largest share shown (the shares are small next to 1).
+    top = max(float(np.nanmax(g.to_numpy(float))) for g in grids if not g.empty)
     fig = make_subplots(rows=1, cols=len(variants), subplot_titles=titles, shared_yaxes=True)
     for col, grid in enumerate(grids, start=1):
         if grid.empty:
             continue
         fig.add_trace(go.Heatmap(z=np.round(grid.to_numpy(float), 4), x=[str(s) for s in grid.columns],
-                                 y=[str(int(b)) for b in grid.index], zmin=0, zmax=1, colorscale="Viridis",
-                                 coloraxis="coloraxis",
+                                 y=[str(int(b)) for b in grid.index], coloraxis="coloraxis", texttemplate="%{z:.0%}",
                                  hovertemplate="block %{y}<br>step %{x}<br>share %{z}<extra></extra>"), row=1, col=col)  # fmt: skip
     fig.update_xaxes(title_text="step", type="category")
     fig.update_yaxes(title_text="block", type="category", autorange="reversed", row=1, col=1)
-    fig.update_layout(coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1, colorbar=dict(title="share")),
+    fig.update_layout(coloraxis=dict(colorscale="Viridis", cmin=0, cmax=max(top, 1e-6), colorbar=dict(title="share")),
                       margin=dict(l=60, r=20, t=50, b=50))  # fmt: skip
     return fig
 
