@@ -24,7 +24,7 @@ from ..faithfulness import MEASURES, rank_measures, verdict
 from ..layers import check_block
 from ..mixing import METHODS as MIXING_METHODS
 from ..mixing import ContextMixing, MixingError, block_table, cls_row_table, measure
-from ..tracing import Trace
+from ..tracing import Trace, no_summary_message
 from .core import Drawn, NotApplicable, Result, analysis
 
 __all__ = ["MixingResult"]
@@ -56,6 +56,8 @@ def mlm_analysis(encoder, trace: Trace, *, k: int = 5) -> Drawn:
     head = load_mlm_head(encoder)
     if not head.available:
         raise NotApplicable(head.note)
+    if trace.cls_index is None:
+        raise NotApplicable(no_summary_message("Reading [CLS] with the masked-LM head", trace.info.name))
     reading = mlm_reading(head, trace.hidden_states[:, trace.cls_index], encoder.tokenizer, k=k)
     return Drawn(drawings={"inversion.mlm": (reading,)}, tidy=reading)
 
