@@ -11,6 +11,7 @@ import pytest
 
 from clsviz.lab import excerpt_texts, open_run, pretrain
 from tests.conftest import open_page
+from tests.test_attention import _arr
 from ui import jobs
 from ui.state import OTHER
 
@@ -78,7 +79,7 @@ def test_a_run_started_on_the_page_finishes_and_is_shown(finished, lab_home):
     line = next(d for d in probe["data"] if d.get("name") == "summary token ([CLS])")
     m = saved.metrics
     top = m[(m["metric"] == "probe_cls") & (m["layer"] == 2)].sort_values("step")
-    np.testing.assert_allclose(line["y"], top["value"].round(4), atol=1e-9)
+    np.testing.assert_allclose(_arr(line["y"]).astype(float), top["value"].round(4), atol=1e-9)
     # The finished model is offered in the sidebar's model list.
     assert str(run.folder) in next(s for s in at.selectbox if s.label == "Model").options
 
