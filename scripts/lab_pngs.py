@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from devtools.browser import launch_chromium  # noqa: E402
 
 
-def render(report: Path, out: Path, width: int = 1100, height: int = 430) -> list[Path]:
+def render(report: Path, out: Path, width: int = 1300, height: int = 460) -> list[Path]:
     """One PNG per figure of ``report`` into ``out``; returns the files written."""
     from playwright.sync_api import sync_playwright
 

@@ -95,7 +95,7 @@ def test_variants_side_by_side(finished, lab_home):
     assert not at.exception, at.exception
     sink = next(s for s in _specs(at) if any(d["type"] == "heatmap" for d in s["data"]))
     titles = [a["text"] for a in sink["layout"]["annotations"]]
-    assert titles == ["none+mlm: [SEP] (no summary token)", "last+nsp: [CLS]"]
+    assert titles == ["none+mlm<br>[SEP] (no summary token)", "last+nsp<br>[CLS]"]
     assert any(b.label == "Download CSV" or "CSV" in b.label for b in at.get("download_button"))
 
 

@@ -21,7 +21,7 @@ with an input that requires grad (the model's parameters keep ``requires_grad=Fa
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -256,11 +256,13 @@ class StateMetrics:
       ``cos_cls_mean``, ``cka_to_start``), ``value``
     * ``blocks``: tidy rows ``block`` (1..L), ``metric`` (``cls_entropy`` in nats, ``attention_to_cls``), ``value``
     * ``tokens``: float32 [L+1, N_tokens, D], every real token of the held-out texts (the CKA reference)
+    * ``per_text``: the block metrics before the mean over texts: metric -> float64 [N, L] (for intervals)
     """
 
     layers: pd.DataFrame
     blocks: pd.DataFrame
     tokens: np.ndarray
+    per_text: dict = field(default_factory=dict)
 
 
 def _batch_stats(out, mask, special, slot) -> tuple[list, ...]:
@@ -333,7 +335,8 @@ def state_metrics(model, batches: Iterable[tuple], labels: Sequence, *, referenc
         for name, values in (("cls_entropy", ent), ("attention_to_cls", received))
         for b in range(len(values))
     ]
-    return StateMetrics(pd.DataFrame(layer_rows), pd.DataFrame(block_rows), tokens.astype(np.float32))
+    per_text = {"cls_entropy": np.asarray(parts[4], dtype=np.float64), "attention_to_cls": np.asarray(parts[5], dtype=np.float64)}
+    return StateMetrics(pd.DataFrame(layer_rows), pd.DataFrame(block_rows), tokens.astype(np.float32), per_text)
 
 
 # --- what a run showed, in one sentence ---------------------------------------------------------

@@ -94,7 +94,7 @@ def lab_sink_figure(table: pd.DataFrame) -> go.Figure:
         metric = "attention_to_cls" if (rows["metric"] == "attention_to_cls").any() else "attention_to_sep"
         sub = rows[rows["metric"] == metric]
         grid = sub.pivot_table(index="layer", columns="step", values="value") if len(sub) else pd.DataFrame()
-        titles.append(safe_text(f"{v}: {'[CLS]' if metric == 'attention_to_cls' else '[SEP] (no summary token)'}"))
+        titles.append(safe_text(v) + "<br>" + ("[CLS]" if metric == "attention_to_cls" else "[SEP] (no summary token)"))
         grids.append(grid)
     if all(g.empty for g in grids):
         raise ValueError("No attention rows: the runs recorded no checkpoints.")

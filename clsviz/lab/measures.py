@@ -142,7 +142,12 @@ def measure_checkpoint(bert, tokenizer, summary: str, probe: ProbeSet, step: int
         if r.metric.startswith("probe_"):
             _, row["low"], row["high"] = accuracy_interval(r.value, n, seed)
         rows.append(row)
-    rows += [dict(metric=r.metric, layer=int(r.block), value=float(r.value)) for r in state.blocks.itertuples()]
+    for r in state.blocks.itertuples():
+        row = dict(metric=r.metric, layer=int(r.block), value=float(r.value))
+        values = state.per_text[r.metric][:, int(r.block) - 1]
+        if len(values) > 1:  # 95% bootstrap interval over the held-out texts
+            _, row["low"], row["high"] = bootstrap_interval(np.mean, values, seed=seed)
+        rows.append(row)
     rows += _traced_rows(enc, probe.texts[:_TRACED], max_tokens, seed)
     base = measure_baseline(enc, probe.texts, sample=60, max_tokens=1200, max_length=max_tokens, seed=seed)
     token = base.table[(base.table["reference"] == "token") & (base.table["view"] == "raw")]

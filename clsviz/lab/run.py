@@ -167,10 +167,15 @@ def _sink_sentence(table: pd.DataFrame, steps: int) -> str | None:
         if rows.empty:
             continue
         best = rows.loc[rows["value"].idxmax()]
-        text = f"the other tokens park {best['value']:.0%} of their attention on {name} in block {int(best['layer'])} (its most)"
+
+        def share(row) -> str:
+            known = pd.notna(row["low"]) and pd.notna(row["high"])
+            return describe_interval(row["value"], row["low"], row["high"]) if known else f"{row['value']:.0%}"
+
+        text = f"the other tokens park {share(best)} of their attention on {name} in block {int(best['layer'])} (its most)"
         start = _at(table, metric, 0, best["layer"])
         if start is not None:
-            text += f", against {start['value']:.0%} at step 0"
+            text += f", against {share(start)} at step 0"
         return text
     return None
 
