@@ -187,8 +187,15 @@ def test_metrics_table(runs, small_heldout):
     enc = load_encoder(str(run.folder))
     probe = probe_set(small_heldout, "topic", seed=0)
     shares = [trace(enc, t).attention_to(0, include_self=False).mean(axis=1) for t in probe.texts]
-    recorded = m[(m["metric"] == "attention_to_cls") & (m["step"] == 6)].sort_values("layer")["value"]
-    np.testing.assert_allclose(recorded, np.mean(shares, axis=0), rtol=1e-4, atol=1e-6)
+    recorded = m[(m["metric"] == "attention_to_cls") & (m["step"] == 6)].sort_values("layer")
+    np.testing.assert_allclose(recorded["value"], np.mean(shares, axis=0), rtol=1e-4, atol=1e-6)
+    # ... and its 95% interval: a bootstrap over those texts.
+    from clsviz.metrics import bootstrap_interval
+
+    for block, row in zip((1, 2), recorded.itertuples()):
+        _, low, high = bootstrap_interval(np.mean, np.asarray(shares)[:, block - 1], seed=0)
+        assert row.low == pytest.approx(low, abs=1e-5) and row.high == pytest.approx(high, abs=1e-5)
+        assert row.low < row.value < row.high
 
 
 def test_a_run_reopens_from_its_folder_with_figures_and_summary(runs):
