@@ -181,6 +181,8 @@ def test_metrics_table(runs, small_heldout):
     assert sorted(set(probes["layer"])) == [0, 1, 2]
     assert (probes["low"] <= probes["value"] + 1e-12).all() and (probes["value"] <= probes["high"] + 1e-12).all()
     assert sorted(set(m.loc[m["metric"] == "attention_to_cls", "layer"])) == [1, 2]  # blocks
+    seps = m[m["metric"] == "attention_to_sep"]
+    assert (seps["low"] <= seps["value"]).all() and (seps["value"] <= seps["high"]).all()
     cka_final = m[(m["metric"] == "cka_to_final") & (m["step"] == 6)]["value"]
     np.testing.assert_allclose(cka_final, 1.0, atol=1e-6)
     # The sink, recomputed from traces of the saved model on the same held-out texts.

@@ -113,9 +113,12 @@ def _traced_rows(enc, texts, max_tokens: int, seed: int) -> list[dict]:
         top = top_dimensions(t, k=1)
         ratio.append(top.groupby("layer")["times_median"].max().sort_index().to_numpy())  # [L+1]
     rows = []
-    if sep:
-        sep_mean = np.mean(sep, axis=0)
-        rows += [dict(metric="attention_to_sep", layer=b + 1, value=float(v)) for b, v in enumerate(sep_mean)]
+    sep = np.asarray(sep, dtype=np.float64)  # [texts, L]
+    for b in range(sep.shape[1] if sep.ndim == 2 else 0):
+        row = dict(metric="attention_to_sep", layer=b + 1, value=float(sep[:, b].mean()))
+        if len(sep) > 1:  # 95% bootstrap interval over the traced texts
+            _, row["low"], row["high"] = bootstrap_interval(np.mean, sep[:, b], seed=seed)
+        rows.append(row)
     ratio = np.asarray(ratio, dtype=np.float64)
     for layer in range(ratio.shape[1]):
         values = ratio[:, layer]
