@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from .artifacts import atomic_path
 from .corpus import Corpus
 from .vectors import PooledVectors
 
@@ -86,15 +87,11 @@ def save_vectors(pv: PooledVectors, path: str | os.PathLike) -> Path:
         )
     labels = _labels_json(pv.labels, len(pv.texts))
     # Written beside the target and renamed at the end, so a failure never leaves half a file.
-    partial = path.with_name(f".{path.name}.partial")
-    try:
+    with atomic_path(path) as partial:
         if suffix == ".npz":
             _save_npz(pv, labels, partial)
         else:
             _save_parquet(pv, labels, partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 
