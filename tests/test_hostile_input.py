@@ -23,6 +23,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from clsviz import ModelLoadError, load_encoder, trace
+from clsviz.artifacts import INCOMPLETE_MARKER
 from clsviz.corpus import Corpus
 from clsviz.readers import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHARS, DEFAULT_MAX_ROWS, CorpusError, load_corpus
 from tests.test_attention import tiny_mpnet_dir  # noqa: F401 (fixture)
@@ -198,6 +199,18 @@ CASES = [
     Case("model-unknown-architecture", "model", "dir:unknown_arch", "refused", r"configuration clsviz cannot read"),
     Case("model-without-cls-token", "model", "dir:gpt2_no_cls", "refused", r"no \[CLS\]-like token"),
     Case("model-pickle-only-weights", "model", "dir:pickle_only", "refused", r"only has pickle weights"),
+    Case("model-oversized-config", "model", "dir:oversized", "refused",
+         r"too large for this server: its config describes [\d.]+ trillion parameters.*allows 3\.00 GB per model"),
+    Case("model-truncated-safetensors", "model", "dir:truncated", "refused",
+         r"model\.safetensors is truncated: its header places tensor"),
+    Case("model-tokenizer-larger-than-embeddings", "model", "dir:small_vocab", "refused",
+         r"tokenizer gives token ids up to 30,521, but the model's embedding table has 1,000 rows"),
+    Case("model-config-not-json", "model", "dir:config_not_json", "refused", r"has a config\.json clsviz cannot read"),
+    Case("model-config-negative-size", "model", "dir:negative_size", "refused",
+         r"describes no real model: intermediate_size is -64"),
+    Case("model-config-heads-do-not-divide", "model", "dir:heads_indivisible", "refused",
+         r"hidden size 16 does not split into 3 attention heads"),
+    Case("model-half-written-folder", "model", "dir:unfinished", "refused", r"started saving but never finished"),
     # --- causal tests on [CLS] (library: clsviz.experiments.interventions; app: page 8) -----
     Case("causal-too-few-labelled-rows", "causal", "too_few", "refused", r"Only \d+ labelled text\(s\)"),
     Case("causal-label-with-one-class", "causal", "one_class", "refused", r"has a single class"),
@@ -256,7 +269,8 @@ def test_the_table_covers_every_kind_of_hostile_input():
         "literal-cls", "literal-sep", "literal-mask", "pad", "roberta-markers", "script", "img-onerror",
         "malformed-csv", "binary", "utf16", "empty-file", "no-text-column", "one-row", "one-class",
         "50000-rows", "html-in-cells", "huge-single-cell",
-        "nonexistent", "dotdot", "remote-code", "without-cls", "pickle",
+        "nonexistent", "dotdot", "remote-code", "without-cls", "pickle", "oversized", "truncated",
+        "tokenizer-larger", "not-json", "negative-size", "half-written",
         "causal-too-few", "causal-label-with-one-class", "causal-same-source", "causal-registers-beyond",
         "single-token", "512-token", "without-block-structure", "empty-target",
     ):
@@ -405,7 +419,9 @@ def test_html_in_an_upload_stays_literal():
 # ------------------------------------------------------------------------------------------
 
 
-def _tiny_bert(folder: Path, *, pickle_only: bool) -> Path:
+def _tiny_bert(folder: Path, *, pickle_only: bool = False, vocab_size: int | None = None, **config_changes) -> Path:
+    """A real tiny BERT with the bundled tokenizer; ``config_changes`` are written into its
+    config.json afterwards (the weights keep their tiny sizes)."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -415,7 +431,7 @@ def _tiny_bert(folder: Path, *, pickle_only: bool) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
     model = BertModel(
         BertConfig(
-            vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+            vocab_size=vocab_size or tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
             intermediate_size=32, max_position_embeddings=64,
         )
     )
@@ -427,6 +443,9 @@ def _tiny_bert(folder: Path, *, pickle_only: bool) -> Path:
         torch.save(model.state_dict(), folder / "pytorch_model.bin")
     else:
         model.save_pretrained(folder)
+    if config_changes:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, **config_changes}))
     return folder
 
 
@@ -474,6 +493,21 @@ def hostile_model_dirs(tmp_path_factory):
 
     dirs["gpt2_no_cls"] = _tiny_gpt2(root / "gpt2_no_cls")
     dirs["pickle_only"] = _tiny_bert(root / "pickle_only", pickle_only=True)
+    # Real tiny weights under a config of 10,000 layers x 65,536 dims.
+    dirs["oversized"] = _tiny_bert(root / "oversized", num_hidden_layers=10_000, hidden_size=65_536,
+                                   num_attention_heads=16)
+    dirs["truncated"] = _tiny_bert(root / "truncated")
+    weights = dirs["truncated"] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    # The bundled tokenizer (30,522 ids) over an embedding table of 1,000 rows.
+    dirs["small_vocab"] = _tiny_bert(root / "small_vocab", vocab_size=1000)
+    dirs["config_not_json"] = _tiny_bert(root / "config_not_json")
+    (dirs["config_not_json"] / "config.json").write_text("{'model_type': 'bert', this is not JSON")
+    dirs["negative_size"] = _tiny_bert(root / "negative_size", intermediate_size=-64)
+    dirs["heads_indivisible"] = _tiny_bert(root / "heads_indivisible", num_attention_heads=3)
+    # What a save killed midway leaves: the staging folder, with its marker.
+    dirs["unfinished"] = _tiny_bert(root / ".my-model.partial-999999-0badf00d")
+    (dirs["unfinished"] / INCOMPLETE_MARKER).write_text("")
     return dirs
 
 
@@ -498,7 +532,8 @@ def test_pickle_weights_load_only_when_explicitly_allowed(hostile_model_dirs):
 
 APP_MODEL_CASES = [c for c in MODELS if c.id in {
     "model-nonexistent-id", "model-dotdot-path", "model-needs-remote-code", "model-without-cls-token",
-    "model-pickle-only-weights", "model-name-too-long",
+    "model-pickle-only-weights", "model-name-too-long", "model-oversized-config", "model-truncated-safetensors",
+    "model-tokenizer-larger-than-embeddings",
 }]
 
 
