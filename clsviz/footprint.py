@@ -171,20 +171,21 @@ def safetensors_header(path: str | os.PathLike) -> dict:
 
 def _weight_files(source: str) -> list[Path]:
     """The safetensors files of a local folder or a hub id's local cache (empty when none)."""
+    names = ("model.safetensors", "model.safetensors.index.json")
     folder = Path(source)
     if folder.is_dir():
-        single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
+        single, index = (folder / name for name in names)
     else:
         try:
             from huggingface_hub import try_to_load_from_cache
 
-            hits = [try_to_load_from_cache(source, f) for f in ("model.safetensors", "model.safetensors.index.json")]
+            hits = [try_to_load_from_cache(source, name) for name in names]
         except Exception:  # a hub id the cache cannot answer for: nothing to cross-check
             return []
-        single, index = (Path(h) if isinstance(h, str) else Path("/nonexistent") for h in hits)
-    if single.is_file():
+        single, index = (Path(hit) if isinstance(hit, str) else None for hit in hits)
+    if single is not None and single.is_file():
         return [single]
-    if index.is_file():
+    if index is not None and index.is_file():
         try:
             shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):

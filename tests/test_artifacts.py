@@ -252,3 +252,26 @@ def test_a_file_write_killed_midway_leaves_no_file_under_its_name(tmp_path, what
         save_vectors(pv, dest)
         np.testing.assert_array_equal(load_vectors(dest).vectors, pv.vectors)
         assert _staged(tmp_path, dest.name) == []
+
+
+def test_a_command_line_table_cut_short_leaves_no_csv(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from clsviz.cli.common import write_csv
+
+    table = pd.DataFrame({"layer": range(1000), "value": np.linspace(0, 1, 1000)})
+    out = tmp_path / "table.csv"
+    real = pd.DataFrame.to_csv
+
+    def cut_short(self, path, **kwargs):
+        Path(path).write_text("layer,value\n0,0.0\n")  # a few rows reach the disk...
+        raise OSError("No space left on device")  # ...then the write fails
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", cut_short)
+    with pytest.raises(OSError, match="No space left"):
+        write_csv(table, out)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(pd.DataFrame, "to_csv", real)
+    write_csv(table, out)
+    pd.testing.assert_frame_equal(pd.read_csv(out), table)
+    assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
