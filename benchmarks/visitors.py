@@ -71,14 +71,17 @@ def role(index: int) -> str:
 
 @dataclass
 class Outcome:
-    """What one visitor did and got: seconds of its ``interactive`` steps and of its ``waits`` for
-    a job, the places in the queue (``queued``: jobs ahead) and the job status lines (``status``)
+    """What one visitor did and got: seconds of its ``interactive`` steps (those a lone visitor
+    makes in the idle baseline: the app opened, a sentence typed, the Attention page, a slider),
+    of its ``heavy`` ones (opening a page that computes evidence as it opens, an upload read) and
+    of its ``waits`` for a job, the places in the queue (``queued``: jobs ahead) and the job status lines (``status``)
     its page showed, exceptions that reached its page. ``ended``: "result", "message" (a clear
     message instead of a result) or "lost" (neither by the deadline; ``note`` says where it stood)."""
 
     name: str
     role: str
     interactive: list[float] = field(default_factory=list)
+    heavy: list[float] = field(default_factory=list)
     waits: list[float] = field(default_factory=list)
     queued: list[int] = field(default_factory=list)
     status: list[str] = field(default_factory=list)
@@ -110,9 +113,10 @@ def _loopback(url: str) -> None:
         raise ValueError(f"the crowd only visits a server on this machine (loopback); {url} is not")
 
 
-async def _timed(outcome: Outcome, coroutine, interactive: bool = True):
+async def _timed(outcome: Outcome, coroutine, into: str = "interactive"):
+    """Await one of the visitor's runs and note its seconds under ``into``."""
     run = await coroutine
-    (outcome.interactive if interactive else outcome.waits).append(run.seconds)
+    getattr(outcome, into).append(run.seconds)
     return run
 
 
@@ -169,15 +173,15 @@ async def _wait_for(visitor, outcome: Outcome, done, timeout: float) -> None:
 async def _job(visitor, outcome: Outcome, rng: random.Random, think, sentences, index: int, timeout: float) -> None:
     await _type(visitor, outcome, sentences[0], check=True)
     await asyncio.sleep(rng.uniform(*think))
-    await _timed(outcome, visitor.rerun(page=MIXING))
+    await _timed(outcome, visitor.rerun(page=MIXING), "heavy")
     await asyncio.sleep(rng.uniform(*think))
     if index % 8 == 2:  # value zeroing, then its figures
-        await _timed(outcome, visitor.rerun({"mixing.method": "value zeroing"}))
+        await _timed(outcome, visitor.rerun({"mixing.method": "value zeroing"}), "heavy")
         await asyncio.sleep(rng.uniform(*think))
-        await _timed(outcome, visitor.rerun(trigger="mixing.vz_start"), interactive=False)
+        await _timed(outcome, visitor.rerun(trigger="mixing.vz_start"), "waits")
         await _wait_for(visitor, outcome, lambda v: v.has_chart("mixing.cls_row"), timeout)
     else:  # the faithfulness scoreboard
-        await _timed(outcome, visitor.rerun(trigger="mixing.score_start"), interactive=False)
+        await _timed(outcome, visitor.rerun(trigger="mixing.score_start"), "waits")
         await _wait_for(visitor, outcome, lambda v: v.has_chart("mixing.ranking"), timeout)
 
 
@@ -191,17 +195,17 @@ def upload_csv(index: int, rows: int = 60) -> bytes:
 async def _upload(visitor, outcome: Outcome, rng: random.Random, think, index: int) -> None:
     """Upload a corpus on "Could any token do?" and run the probe: its vectors are embedded
     through the job queue (the page shows its place), then probed."""
-    await _timed(outcome, visitor.rerun(page=PROBE))
+    await _timed(outcome, visitor.rerun(page=PROBE), "heavy")
     await asyncio.sleep(rng.uniform(*think))
-    await _timed(outcome, visitor.rerun({"any_token.corpus.source": "Upload a file"}))
+    await _timed(outcome, visitor.rerun({"any_token.corpus.source": "Upload a file"}), "heavy")
     await asyncio.sleep(rng.uniform(*think))
     name = f"visitor-{index}.csv"
-    await _timed(outcome, visitor.upload("any_token.corpus.file", name, upload_csv(index)))
+    await _timed(outcome, visitor.upload("any_token.corpus.file", name, upload_csv(index)), "heavy")
     if not any(name in t for t in visitor.texts()):
         outcome.note = f"the upload is not shown: {visitor.texts()[:8]}"
         return
     await asyncio.sleep(rng.uniform(*think))
-    await _timed(outcome, visitor.rerun(trigger="any_token.run"), interactive=False)
+    await _timed(outcome, visitor.rerun(trigger="any_token.run"), "waits")
     _saw(visitor, outcome)
     if visitor.count("plotly_chart"):
         outcome.ended = "result"
@@ -360,6 +364,9 @@ def measure_visitors(settings: Settings, out: Collector) -> None:
             "p95 of those interactions in the crowd (request -> script finished)")
     out.add("visitors_idle_interactive_p95_s", [percentile(r.idle, 0.95) for r in results],
             "p95 of the same interactions, one visitor alone on the same warm server")
+    out.add("visitors_50_heavy_p95_s", [percentile([t for o in r.outcomes for t in o.heavy], 0.95) for r in results],
+            "p95 in the crowd of the steps that compute evidence as the page opens ('What flows into [CLS]?' with "
+            "its measures and attributions, the probe page, an upload read); not in the ratio")
     out.add("visitors_50_peak_rss_gb", [r.peak_rss_bytes / 2**30 for r in results],
             f"peak resident memory of the server and its job worker during the crowd (budget {MEMORY_BUDGET_GB:g} GB)")
     out.add("visitors_50_lost", [len(r.lost) for r in results],
