@@ -47,6 +47,7 @@ def _groups() -> dict:
         responsiveness,
         server_waits,
         throughput,
+        visitors,
     )
 
     return {
@@ -64,13 +65,14 @@ def _groups() -> dict:
         "upload": server_waits.measure_upload,
         "app_memory": server_waits.measure_app_memory,
         "load": responsiveness.measure_load,
+        "visitors": visitors.measure_visitors,
         "finetune": library.measure_finetune,
         "evidence": external.measure_external,
     }
 
 
 GROUP_NAMES = ("model_load", "trace", "page", "throughput", "breakdown", "gpu", "probe", "umap", "growth", "browser",
-               "cold_start", "upload", "app_memory", "load", "finetune", "evidence")
+               "cold_start", "upload", "app_memory", "load", "visitors", "finetune", "evidence")
 EXTERNAL_NAMES = ("mixing", "interventions", "dynamics", "corpora", "lab")
 
 
