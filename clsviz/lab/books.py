@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 
-from .saving import atomic_file
+from ..artifacts import atomic_path
 
 __all__ = [
     "AUSTEN_BOOKS",
@@ -105,7 +105,7 @@ def write_running_text(documents: Sequence[Sequence[str]], path: Path) -> Path:
     """Write documents (lists of paragraphs) as running text: one paragraph per line, an empty line
     between documents; atomically (a crash leaves no half-written file). Returns ``path``."""
     body = "\n\n".join("\n".join(p.replace("\n", " ") for p in doc) for doc in documents if doc) + "\n"
-    with atomic_file(path) as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_text(body, encoding="utf-8")
     return path
 

@@ -14,10 +14,10 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..artifacts import atomic_path
 from ..figures import figure_spec, lab_figures
 from .config import check_objective, check_summary
 from .run import PretrainRun, compare_runs, describe_interval, run_summary
-from .saving import atomic_file
 
 __all__ = ["REFERENCE_VARIANTS", "comparisons", "parse_variant", "write_report"]
 
@@ -106,20 +106,20 @@ def write_report(runs: Sequence[PretrainRun], folder, command: str = "") -> dict
     (folder / "figures").mkdir(parents=True, exist_ok=True)
     table = compare_runs(runs)
     paths = {"metrics": folder / "metrics.csv", "html": folder / "curves.html", "summary": folder / "summary.md"}
-    with atomic_file(paths["metrics"]) as tmp:
+    with atomic_path(paths["metrics"]) as tmp:
         table.to_csv(tmp, index=False)
     figures = lab_figures(table)
     for key, fig in figures.items():
         paths[key] = folder / "figures" / f"{key}.json"
-        with atomic_file(paths[key]) as tmp:
+        with atomic_path(paths[key]) as tmp:
             tmp.write_text(fig.to_json(), encoding="utf-8")
     sentences = [s for r in runs for s in run_summary(r.table(), r.layout)] + comparisons(runs)
-    with atomic_file(paths["html"]) as tmp:
+    with atomic_path(paths["html"]) as tmp:
         tmp.write_text(_html_page(figures, sentences, command), encoding="utf-8")
     lines = ["# clsviz lab: the reference set", ""]
     if command:
         lines += [f"Reproduced with `{command}`.", ""]
     lines += [f"- {s}" for s in sentences]
-    with atomic_file(paths["summary"]) as tmp:
+    with atomic_path(paths["summary"]) as tmp:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return paths

@@ -24,6 +24,7 @@ from accelerate import Accelerator
 from transformers import DataCollatorForLanguageModeling, get_linear_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 
+from ..artifacts import atomic_folder
 from ..corpus import Corpus
 from ..metrics import bootstrap_interval
 from ..progress import check_cancel
@@ -40,9 +41,8 @@ from .measures import cka_rows, measure_checkpoint, probe_set
 from .model import PretrainingLosses, batch_outputs, build_model
 from .reference import parse_variant
 from .run import METRIC_COLUMNS, PretrainRun, lab_dir
-from .saving import atomic_folder, check_new_folder
 
-__all__ = ["checkpoint_steps", "pretrain", "pretrain_set"]
+__all__ = ["check_new_folder", "checkpoint_steps", "pretrain", "pretrain_set"]
 
 _HELDOUT_PAIRS = 256
 
@@ -55,6 +55,19 @@ def checkpoint_steps(steps: int, checkpoints: int) -> list[int]:
     if checkpoints == 1:
         return [int(steps)]
     return sorted({round(steps * i / (checkpoints - 1)) for i in range(checkpoints)})
+
+
+def check_new_folder(path) -> Path:
+    """``path`` as a Path if a new model folder can be made there, else ``FileExistsError`` /
+    ``FileNotFoundError`` saying what to change (nothing is ever overwritten). Checked before a run
+    starts, so a run does not train for nothing; the folder is written through
+    :func:`clsviz.artifacts.atomic_folder` when the run completes."""
+    path = Path(path).expanduser()
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(f"'{path}' already exists and is not an empty folder; choose another (nothing is overwritten).")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"The folder '{path.parent}' does not exist; create it or choose another place for '{path.name}'.")
+    return path
 
 
 def _whole(name: str, value, low: int, high: int) -> int:
