@@ -415,3 +415,18 @@ def test_tokenizer_layouts_share_one_vocabulary(texts):
     assert last("Mr. Bennet smiled.")["input_ids"] == [*words, sep, cls]
     assert none("Mr. Bennet smiled.")["input_ids"] == [*words, sep]
     assert last("She.", "He.")["token_type_ids"][-1] == 1  # the summary token closes segment B
+
+
+def _tiny_run_in_child(out: str) -> str:
+    return str(pretrain(excerpt_texts(), config=TINY_LAB, steps=2, out=out, checkpoints=0, threads=1).folder)
+
+
+def test_a_run_in_another_process(tmp_path):
+    """The app's job worker is a process of its own (not a DataLoader's): the masks must still draw."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from pathlib import Path
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        folder = pool.submit(_tiny_run_in_child, str(tmp_path / "child")).result(timeout=600)
+    assert (Path(folder) / "model.safetensors").is_file()

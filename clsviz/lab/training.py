@@ -97,6 +97,9 @@ class _Batches:
     def __init__(self, tokenizer, cfg: LabConfig, objective: str | None, seed: int, device):
         self.tokenizer, self.objective, self.device, self.max_tokens = tokenizer, objective, device, cfg.max_tokens
         self.collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=cfg.mlm_probability, seed=seed)
+        # The masks' own generator, made here: given only the seed, the collator refuses to make it in a
+        # process that is not the main one unless a DataLoader started it (the app's job worker is such one).
+        self.collator.generator = torch.Generator().manual_seed(int(seed))
 
     def __call__(self, pairs) -> dict:
         a, b, labels = zip(*pairs)
