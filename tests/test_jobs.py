@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from clsviz import extract
 from tests import job_functions as F
-from ui import jobs, worker
+from ui import engine, jobs, journal, worker
 
 
 @pytest.fixture
@@ -22,8 +22,8 @@ def fresh(monkeypatch):
 
     def make(process: bool = False, slots: int = 1):
         monkeypatch.setenv("CLSVIZ_JOB_PROCESS", "1" if process else "0")
-        scheduler = jobs._Scheduler(slots)
-        monkeypatch.setattr(jobs, "_scheduler", scheduler)
+        scheduler = engine.Scheduler(slots)
+        monkeypatch.setattr(engine, "_scheduler", scheduler)
         return scheduler
 
     return make
@@ -89,7 +89,7 @@ def test_queue_positions_and_cancel_while_queued(fresh):
     second = jobs.Job(fn=F.count, args=(3,), name="b").begin()
     third = jobs.Job(fn=F.count, args=(3,), name="c").begin()
     assert (first.ahead, second.ahead, third.ahead) == (None, 1, 2)
-    assert "2 jobs ahead of you" in jobs._status_line(third)
+    assert "2 jobs ahead of you" in jobs.status_line(third)
     third.cancel()
     assert third.status == jobs.CANCELLED and third.started is None  # left the queue at once
     assert second.ahead == 1
@@ -99,10 +99,9 @@ def test_queue_positions_and_cancel_while_queued(fresh):
 
 
 def test_jobs_of_a_closed_session_are_cancelled(fresh, monkeypatch):
-    monkeypatch.setattr(jobs, "WATCH_SECONDS", 0.05)
+    monkeypatch.setattr(engine, "WATCH_SECONDS", 0.05)
     monkeypatch.setenv("CLSVIZ_JOB_GRACE_S", "0.2")
-    monkeypatch.setattr(jobs, "_session_alive", lambda session: session != "closed-tab")
-    fresh(slots=2)
+    fresh(slots=2).alive = lambda session: session != "closed-tab"
     gone = jobs.Job(fn=F.wait_for_cancel, name="gone", session="closed-tab").begin()
     kept = jobs.Job(fn=F.wait_for_cancel, name="kept", session="open-tab").begin()
     assert gone.wait(30)
@@ -152,7 +151,7 @@ def test_a_job_lost_with_a_server_restart_says_so_and_starts_again(fresh):
     fresh()
     # What a server that died mid-job leaves behind: a journal entry "running" and the job itself.
     job_id = "abc123def456"
-    folder = jobs._state_dir()
+    folder = journal.state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{job_id}.json").write_text(
         '{"id": "abc123def456", "key": "demo.count", "label": "counting", "status": "running", "time": 0}'
@@ -175,7 +174,7 @@ def test_a_job_lost_with_a_server_restart_says_so_and_starts_again(fresh):
 def test_a_finished_job_lost_with_a_restart_is_not_shown_as_a_result(fresh):
     fresh()
     job_id = "fedcba654321"
-    (jobs._state_dir() / f"{job_id}.json").write_text(
+    (journal.state_dir() / f"{job_id}.json").write_text(
         '{"id": "fedcba654321", "key": "demo.count", "label": "counting", "status": "done", "time": 0}'
     )
     at = AppTest.from_function(_panel_script, default_timeout=60)
@@ -187,7 +186,7 @@ def test_a_finished_job_lost_with_a_restart_is_not_shown_as_a_result(fresh):
 
 def test_a_reloaded_tab_gets_its_running_job_back(fresh, monkeypatch):
     fresh()
-    monkeypatch.setattr(jobs, "_session_alive", lambda session: session != "old-tab")
+    monkeypatch.setattr(jobs, "session_alive", lambda session: session != "old-tab")
     job = jobs.Job(fn=F.wait_for_cancel, name="demo.count", session="old-tab", label="counting").begin()
     at = AppTest.from_function(_panel_script, default_timeout=60)
     at.query_params["jobs"] = f"demo.count:{job.id}"
@@ -202,7 +201,7 @@ def test_the_journal_records_each_job(fresh):
     fresh()
     job = jobs.Job(fn=F.count, args=(2,), name="journal", label="two steps").begin()
     assert job.wait(30)
-    record = jobs._journal_read(job.id)
+    record = journal.read(job.id)
     assert record["status"] == jobs.DONE and record["label"] == "two steps" and record["key"] == "journal"
-    assert not (jobs._state_dir() / f"{job.id}.job").exists()  # finished: nothing kept to restart
-    assert jobs._journal_read("../../etc/passwd") is None
+    assert not (journal.state_dir() / f"{job.id}.job").exists()  # finished: nothing kept to restart
+    assert journal.read("../../etc/passwd") is None

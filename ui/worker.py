@@ -2,8 +2,14 @@
 
 A job travels to the worker as a pickle in which every :class:`clsviz.Encoder` is replaced by
 a reference (its model name and device): the worker loads each model once, with the same safe
-loader as the app, and keeps it for the next job. The worker lowers its own priority, so the
-server process that draws pages for people always gets the CPU first.
+loader as the app, and keeps it for the next job (at most :data:`MAX_MODELS`, the least recently
+used let go first), so a second job on the same model starts at once. The worker lowers its own
+priority, so the server process that draws pages for people always gets the CPU first.
+
+Progress goes back through a small file the server reads (``progress(done, total, message)``
+writes at most :data:`PROGRESS_EVERY_S` apart, and the last report travels with the result);
+a cancel request arrives as a file whose presence sets the job's cancel flag
+(see :mod:`ui.journal`).
 """
 
 from __future__ import annotations
@@ -12,21 +18,44 @@ import io
 import os
 import pickle
 import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
 
-__all__ = ["EncoderReferences", "dumps", "initialize", "loads", "run"]
+from clsviz.encoder import DEFAULT_MODEL, Encoder, load_encoder
 
-_ENCODERS: dict = {}
-_ENCODERS_LOCK = threading.Lock()
+from . import journal
+
+__all__ = [
+    "MAX_MODELS",
+    "NICENESS",
+    "PROGRESS_EVERY_S",
+    "CancelFile",
+    "EncoderReferences",
+    "ProgressFile",
+    "dumps",
+    "initialize",
+    "loaded_models",
+    "loads",
+    "run",
+    "warm",
+]
+
 NICENESS = 10
 """How much the worker process lowers its priority (``os.nice``)."""
+MAX_MODELS = 4
+"""Models a worker keeps loaded (the server's own encoder cache holds as many)."""
+PROGRESS_EVERY_S = 0.2
+"""Least time between two progress files written by a worker."""
+
+_ENCODERS: OrderedDict[tuple[str, str], Encoder] = OrderedDict()
+_ENCODERS_LOCK = threading.Lock()
 
 
 class EncoderReferences(pickle.Pickler):
     """A pickler that writes an Encoder as ``("encoder", name, device)``, not as its weights."""
 
     def persistent_id(self, obj):
-        from clsviz.encoder import Encoder
-
         if isinstance(obj, Encoder):
             return ("encoder", obj.name, obj.info.device)
         return None
@@ -52,14 +81,22 @@ def loads(data: bytes):
     return _Loader(io.BytesIO(data)).load()
 
 
-def _encoder(name: str, device: str):
-    from clsviz.encoder import DEFAULT_MODEL, load_encoder
-
+def _encoder(name: str, device: str = "cpu") -> Encoder:
     with _ENCODERS_LOCK:
         key = (name, device)
-        if key not in _ENCODERS:
+        if key in _ENCODERS:
+            _ENCODERS.move_to_end(key)
+        else:
             _ENCODERS[key] = load_encoder(None if name == DEFAULT_MODEL else name, device=device)
+            while len(_ENCODERS) > MAX_MODELS:
+                _ENCODERS.popitem(last=False)
         return _ENCODERS[key]
+
+
+def loaded_models() -> list[str]:
+    """The names of the models this process holds, least recently used first."""
+    with _ENCODERS_LOCK:
+        return [name for name, _ in _ENCODERS]
 
 
 def initialize() -> None:
@@ -71,17 +108,99 @@ def initialize() -> None:
         pass
 
 
-def run(payload: bytes, state, cancel):
-    """Run the job in ``payload`` (``(fn, args, kwargs)``), reporting progress into ``state``
-    (a shared dict: done, total, message) and stopping when ``cancel`` (a shared event) is set."""
-    fn, args, kwargs = loads(payload)
+def warm(models: tuple[str, ...] = ()) -> list[str]:
+    """Load ``models`` (names; the bundled model is :data:`clsviz.encoder.DEFAULT_MODEL`) so the
+    next job on them starts at once; returns the models now held. A model that fails to load is
+    left out (the job that names it reports why)."""
+    for name in models:
+        try:
+            _encoder(name)
+        except Exception:  # the job itself will load it again and fail with its message
+            pass
+    return loaded_models()
 
-    def progress(done, total=None, message=None):
-        update = {"done": float(done)}
+
+class ProgressFile:
+    """The ``progress`` callback of a job in the worker: what it reports, written to ``path``
+    (at most every :data:`PROGRESS_EVERY_S`) for the server to read."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.state: dict = {"pid": os.getpid(), "done": 0.0, "total": 0.0, "message": "Loading the model in the worker…"}
+        self._written = 0.0
+        self._lock = threading.Lock()
+        self._pending: threading.Timer | None = None
+        self._write()
+
+    def say(self, message: str) -> None:
+        """Report a step without progress, at once."""
+        self.state["message"] = message
+        self._write()
+
+    def __call__(self, done, total=None, message=None) -> None:
+        self.state["done"] = float(done)
         if total is not None:
-            update["total"] = float(total)
+            self.state["total"] = float(total)
         if message is not None:
-            update["message"] = str(message)
-        state.update(update)
+            self.state["message"] = str(message)
+        wait = PROGRESS_EVERY_S - (time.monotonic() - self._written)
+        if wait <= 0:
+            self._write()
+            return
+        with self._lock:  # written a moment ago: write this report once the interval is over
+            if self._pending is None:
+                self._pending = threading.Timer(wait, self._write)
+                self._pending.daemon = True
+                self._pending.start()
 
-    return fn(*args, progress=progress, cancel=cancel, **kwargs)
+    def close(self) -> None:
+        """Drop a write still pending (the job has ended; the last report goes with its result)."""
+        with self._lock:
+            if self._pending is not None:
+                self._pending.cancel()
+                self._pending = None
+
+    def _write(self) -> None:
+        with self._lock:
+            self._pending = None
+            self._written = time.monotonic()
+            state = dict(self.state)
+        try:
+            journal.write_json(self.path, state)
+        except OSError:  # the server then shows less progress; the job goes on
+            pass
+
+
+class CancelFile:
+    """The ``cancel`` event of a job in the worker: set once the server created ``path``."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._set = False
+
+    def is_set(self) -> bool:
+        if not self._set:
+            self._set = self.path.exists()
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set() and (end is None or time.monotonic() < end):
+            time.sleep(0.05)
+        return self.is_set()
+
+
+def run(payload: bytes, progress_path: str, cancel_path: str):
+    """Run the job in ``payload`` (``(fn, args, kwargs)``), reporting progress into the file
+    ``progress_path`` and stopping once ``cancel_path`` exists; returns ``(result, last report)``."""
+    progress = ProgressFile(progress_path)
+    fn, args, kwargs = loads(payload)
+    progress.say("Computing…")
+    try:
+        result = fn(*args, progress=progress, cancel=CancelFile(cancel_path), **kwargs)
+    finally:
+        progress.close()
+    return result, dict(progress.state)
