@@ -5,13 +5,14 @@ server restart (ui/jobs.py, ui/worker.py)."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clsviz import extract
+from clsviz import Corpus, extract
 from tests import job_functions as F
 from ui import engine, jobs, journal, worker
 
@@ -205,3 +206,122 @@ def test_the_journal_records_each_job(fresh):
     assert record["status"] == jobs.DONE and record["label"] == "two steps" and record["key"] == "journal"
     assert not (journal.state_dir() / f"{job.id}.job").exists()  # finished: nothing kept to restart
     assert journal.read("../../etc/passwd") is None
+
+
+# --- warm workers, and a worker killed mid-job --------------------------------------------------
+
+
+def _running_in_a_worker(job, timeout: float = 180) -> int:
+    assert _wait_for(lambda: job.status == jobs.RUNNING and job.worker_pid is not None, timeout), job.message
+    return job.worker_pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_the_warm_worker_keeps_the_model_between_jobs(fresh, tiny_model_dirs, tiny_encoder):
+    scheduler = fresh(process=True)
+    name = str(tiny_model_dirs["bert"])
+    assert tiny_encoder.name == name
+    assert scheduler.slots[0].warm((name,)).result(180) == [name]  # loaded before any job asked for it
+    first = jobs.Job(fn=F.model_identity, args=(tiny_encoder,), name="a").begin()
+    second = jobs.Job(fn=F.model_identity, args=(tiny_encoder,), name="b").begin()
+    assert first.wait(180) and second.wait(180), (first.error, second.error)
+    assert first.result["pid"] == second.result["pid"] != os.getpid()  # the same process ...
+    assert first.result["encoder"] == second.result["encoder"]  # ... handed the same loaded model
+    assert first.result["models"] == [name]
+
+
+def test_a_killed_worker_fails_its_job_with_a_retry_and_the_other_slot_runs_on(fresh):
+    fresh(process=True, slots=2)
+    victim = jobs.Job(fn=F.wait_for_cancel, name="victim", label="victim").begin()
+    other = jobs.Job(fn=F.count, args=(40,), kwargs={"delay": 0.25}, name="other").begin()
+    pid = _running_in_a_worker(victim)
+    other_pid = _running_in_a_worker(other)
+    assert pid != other_pid  # one process per slot
+    os.kill(pid, signal.SIGKILL)  # as the out-of-memory killer would
+    assert victim.wait(60)
+    assert victim.status == jobs.FAILED and victim.retry
+    assert "was killed" in victim.error and "Retry" in victim.error and str(pid) in victim.error
+    assert other.active and _alive(other_pid)  # the other visitor's job never noticed
+    assert other.wait(120) and other.status == jobs.DONE and other.result == 80
+    # The slot is free again and has a fresh worker for the next job.
+    after = jobs.Job(fn=F.where, name="after").begin()
+    assert after.wait(180) and after.status == jobs.DONE, after.error
+    assert after.result["pid"] not in (pid,)
+    # Nothing of the dead job is left for a later run to mistake: no payload, no progress file.
+    assert journal.read(victim.id)["status"] == jobs.FAILED
+    assert not journal.payload_path(victim.id).exists() and not journal.progress_path(victim.id).exists()
+
+
+def test_a_job_that_ignores_cancel_has_its_worker_stopped(fresh, monkeypatch):
+    from ui import pool
+
+    monkeypatch.setattr(pool, "CANCEL_GRACE_S", 0.5)
+    fresh(process=True)
+    job = jobs.Job(fn=F.ignore_cancel, name="deaf").begin()
+    pid = _running_in_a_worker(job)
+    job.cancel()
+    assert job.wait(60)
+    assert job.status == jobs.CANCELLED and not _alive(pid)
+    follow = jobs.Job(fn=F.count, args=(2,), name="next").begin()  # the slot works on
+    assert follow.wait(180) and follow.result == 4
+
+
+def _retry_script():
+    import streamlit as st
+
+    from tests import job_functions
+    from ui import jobs as J
+
+    if J.get("slow.count") is None:
+        J.start("slow.count", job_functions.count, 30, label="counting", delay=0.2)
+    job = J.panel("slow.count", "Counting")
+    if job is not None:
+        st.write(f"result {job.result}")
+
+
+def test_a_killed_job_shows_a_message_and_retry_runs_it_again(fresh):
+    fresh(process=True)
+    at = AppTest.from_function(_retry_script, default_timeout=60)
+    at.run()
+    job = at.session_state["clsviz.jobs"]["slow.count"]
+    os.kill(_running_in_a_worker(job), signal.SIGKILL)
+    assert job.wait(60)
+    at.run()
+    assert not at.exception
+    assert any("Counting failed" in e.value and "was killed" in e.value for e in at.error)
+    assert not [m for m in at.markdown if "result" in m.value]
+    next(b for b in at.button if b.label == "Retry").click()
+    at.run()
+    again = at.session_state["clsviz.jobs"]["slow.count"]
+    assert again is not job and again.wait(180) and again.status == jobs.DONE, again.error
+    at.run()
+    assert any(m.value == "result 60" for m in at.markdown)
+
+
+def test_a_killed_shard_run_leaves_no_folder_taken_for_complete_and_resumes(fresh, tiny_encoder, tmp_path):
+    from clsviz.extraction import embed_to_shards
+    from clsviz.shards import ShardError, open_shards
+
+    fresh(process=True)
+    texts = [f"sentence number {i} about the cat and the dog" for i in range(12)]
+    out = tmp_path / "shards"
+    job = jobs.Job(fn=F.embed_slowly, args=(tiny_encoder, texts, str(out)), name="embed").begin()
+    _running_in_a_worker(job)
+    assert _wait_for(lambda: job.done >= 4, 180), job.message  # two shards written
+    os.kill(job.worker_pid, signal.SIGKILL)
+    assert job.wait(60) and job.status == jobs.FAILED and job.retry
+    with pytest.raises(ShardError, match="unfinished run"):
+        open_shards(out)  # never read as a result
+    again = jobs.Job(fn=job.fn, args=job.args, kwargs=job.kwargs, name="embed").begin()  # what Retry starts
+    assert again.wait(180) and again.status == jobs.DONE, again.error
+    assert again.result >= 4  # it resumed from the shards already written
+    whole = embed_to_shards(tiny_encoder, Corpus(texts=texts), tmp_path / "direct",
+                            poolings=("cls", "mean"), shard_rows=2)
+    np.testing.assert_array_equal(open_shards(out).get("cls", 2), whole.get("cls", 2))
