@@ -325,3 +325,59 @@ def test_a_killed_shard_run_leaves_no_folder_taken_for_complete_and_resumes(fres
     whole = embed_to_shards(tiny_encoder, Corpus(texts=texts), tmp_path / "direct",
                             poolings=("cls", "mean"), shard_rows=2)
     np.testing.assert_array_equal(open_shards(out).get("cls", 2), whole.get("cls", 2))
+
+
+# --- progress: the share done and the time left --------------------------------------------------
+
+
+def test_time_left_waits_for_enough_progress_then_follows_the_rate(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(engine, "monotonic", lambda: now[0])
+    job = jobs.Job(fn=F.count, name="clock", status=jobs.RUNNING, started=100.0)
+    job.report(0, 200, "run 1 of 4 (cls): epoch 1/2")
+    assert job.seconds_left() is None  # nothing known yet
+    now[0] = 101.0
+    job.report(2, 200)
+    assert job.seconds_left() is None  # 1% in 1 s: too little to go on
+    now[0] = 110.0
+    job.report(20, 200, "run 1 of 4 (cls): epoch 2/2")
+    # 10% of the work in 10 s: 90 s left, less the time since that report.
+    assert job.seconds_left() == pytest.approx(90.0)
+    now[0] = 140.0
+    assert job.seconds_left() == pytest.approx(60.0)
+    line = jobs.status_line(job)
+    assert line == "run 1 of 4 (cls): epoch 2/2 · 10% done · about 1 min left"
+    now[0] = 400.0
+    assert job.seconds_left() == 0.0  # late: never a negative time
+    job.status = jobs.DONE
+    assert job.seconds_left() is None
+
+
+@pytest.mark.parametrize("seconds, words", [(3, "a few seconds left"), (43, "about 45 s left"),
+                                            (89, "about 1 min left"), (150, "about 2 min left"),
+                                            (3720, "about 1 h 02 min left")])  # fmt: skip
+def test_time_left_in_words(seconds, words):
+    assert engine.time_left_text(seconds) == words
+
+
+def test_a_running_job_without_an_estimate_says_how_long_it_has_run(monkeypatch):
+    monkeypatch.setattr(engine, "monotonic", lambda: 130.0)
+    job = jobs.Job(fn=F.count, name="young", status=jobs.RUNNING, started=100.0)
+    job.report(1, 10, "step 1")
+    assert jobs.status_line(job) == "step 1 · 10% done · 30 s so far"
+
+
+def test_steps_report_one_progress_across_the_steps():
+    from clsviz.progress import Steps
+
+    seen = []
+    steps = Steps(lambda done, total, message: seen.append((done, total, message)), ["probe", "control task", "MDL"])
+    first = steps.step(0)
+    first(5, 10)
+    steps.step(1)(49, 98, "cell 49")
+    steps.step(2)(3, 3)
+    assert seen == [(0, 3000, "step 1 of 3 (probe)"), (500, 3000, "step 1 of 3 (probe): 5 of 10"),
+                    (1000, 3000, "step 2 of 3 (control task)"), (1500, 3000, "step 2 of 3 (control task): cell 49"),
+                    (2000, 3000, "step 3 of 3 (MDL)"), (3000, 3000, "step 3 of 3 (MDL): 3 of 3")]  # fmt: skip
+    with pytest.raises(ValueError, match="at least one step"):
+        Steps(None, [])

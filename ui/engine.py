@@ -32,6 +32,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from time import monotonic
 
 from clsviz.progress import Cancelled
 
@@ -143,7 +144,7 @@ class Job:
     exception: BaseException | None = field(default=None, repr=False)
     mode: str = ""
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    submitted: float = field(default_factory=time.monotonic)
+    submitted: float = field(default_factory=monotonic)
     started: float | None = None
     finished: float | None = None
     counted: bool = True
@@ -173,7 +174,7 @@ class Job:
         """Seconds spent computing so far (0 while queued)."""
         if self.started is None:
             return 0.0
-        return (self.finished or time.monotonic()) - self.started
+        return (self.finished or monotonic()) - self.started
 
     @property
     def ahead(self) -> int | None:
@@ -190,7 +191,7 @@ class Job:
         if message is not None:
             self.message = str(message)
         if self.total:
-            point = (time.monotonic(), self.fraction)
+            point = (monotonic(), self.fraction)
             if not self._clock:
                 self._clock[:] = [1, point, point]
             else:
@@ -205,7 +206,7 @@ class Job:
         reports, (t0, f0), (t1, f1) = self._clock
         if reports < ETA_MIN_REPORTS or t1 - t0 < ETA_MIN_SECONDS or f1 - f0 < ETA_MIN_SHARE:
             return None
-        left = (1.0 - f1) * (t1 - t0) / (f1 - f0) - ((now or time.monotonic()) - t1)
+        left = (1.0 - f1) * (t1 - t0) / (f1 - f0) - ((now if now is not None else monotonic()) - t1)
         return max(0.0, left)
 
     def cancel(self) -> None:
@@ -227,7 +228,7 @@ class Job:
 
     def end(self, status: str, message: str) -> None:
         """Record the final status (the scheduler calls this once)."""
-        self.finished = time.monotonic()
+        self.finished = monotonic()
         self.message = message
         self.status = status
         journal.write(self)
@@ -336,7 +337,7 @@ class Scheduler:
     def _reap(self) -> None:
         """Cancel the jobs of sessions whose browser tab has been closed for longer than the grace
         period (a reloaded tab gets its job back within it). Called with the lock held."""
-        now = time.monotonic()
+        now = monotonic()
         alive = self.alive or _session_check[0]
         for job in [*self._queue, *self._running]:
             if alive(job.session):
@@ -345,7 +346,7 @@ class Scheduler:
                 job.cancel()
 
     def _execute(self, job: Job, slot: Slot) -> None:
-        job.status, job.started, job.message = RUNNING, time.monotonic(), "Starting…"
+        job.status, job.started, job.message = RUNNING, monotonic(), "Starting…"
         journal.write(job)
         try:
             payload, job.payload = job.payload, None

@@ -96,11 +96,19 @@ def _url_jobs() -> dict[str, str]:
         return {}
 
 
-def _remember_in_url(key: str, job_id: str) -> None:
+def _remember_in_url(key: str, job_id: str | None) -> None:
+    """Name the job under ``key`` in the page's URL (None: take it out)."""
     try:
         pairs = _url_jobs()
-        pairs[key] = job_id
-        st.query_params[_QUERY_KEY] = ",".join(f"{k}:{v}" for k, v in pairs.items())
+        if job_id is None:
+            if pairs.pop(key, None) is None:
+                return
+        else:
+            pairs[key] = job_id
+        if pairs:
+            st.query_params[_QUERY_KEY] = ",".join(f"{k}:{v}" for k, v in pairs.items())
+        else:
+            del st.query_params[_QUERY_KEY]
     except Exception:  # the URL is a convenience; the job runs without it
         pass
 
@@ -181,8 +189,9 @@ def cancel(key: str) -> None:
 
 
 def clear(key: str) -> None:
-    """Forget a job (cancelling it if still active)."""
+    """Forget a job (cancelling it if still active), also in the page's URL."""
     job = _jobs().pop(key, None)
+    _remember_in_url(key, None)
     if job is not None and job.active:
         job.cancel()
 
