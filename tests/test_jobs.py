@@ -381,3 +381,16 @@ def test_steps_report_one_progress_across_the_steps():
                     (2000, 3000, "step 3 of 3 (MDL)"), (3000, 3000, "step 3 of 3 (MDL): 3 of 3")]  # fmt: skip
     with pytest.raises(ValueError, match="at least one step"):
         Steps(None, [])
+
+
+def test_the_worker_uses_only_the_cores_that_are_free():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert worker.fit_threads(load=17.0, cores=2) == 1 == torch.get_num_threads()  # a crowded machine
+        assert worker.fit_threads(load=1.1, cores=2) == 2 == torch.get_num_threads()  # only itself: both cores
+        assert worker.fit_threads(load=3.0, cores=4) == 3  # two of its own, one more busy
+    finally:
+        torch.set_num_threads(before)
