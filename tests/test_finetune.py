@@ -40,6 +40,16 @@ def finetuned(tiny_encoder):
     return result, before, seen
 
 
+def test_progress_says_which_run_of_how_many(finetuned):
+    _, _, seen = finetuned
+    runs = len(FINETUNE_POOLINGS)
+    for run, pooling in enumerate(FINETUNE_POOLINGS, start=1):
+        mine = [m for _, _, m in seen if m.startswith(f"run {run} of {runs}, {pooling}:")]
+        assert mine and "copying the model" in mine[0]
+    done = [d for d, _, _ in seen]
+    assert done == sorted(done) and done[-1] == seen[-1][1] == 4 * runs  # one total over every run
+
+
 def test_shared_model_is_unchanged(tiny_encoder, finetuned):
     _, before, _ = finetuned
     after = tiny_encoder.model.state_dict()

@@ -334,19 +334,19 @@ def test_time_left_waits_for_enough_progress_then_follows_the_rate(monkeypatch):
     now = [100.0]
     monkeypatch.setattr(engine, "monotonic", lambda: now[0])
     job = jobs.Job(fn=F.count, name="clock", status=jobs.RUNNING, started=100.0)
-    job.report(0, 200, "run 1 of 4 (cls): epoch 1/2")
+    job.report(0, 200, "run 1 of 4, cls: epoch 1/2, step 1/100")
     assert job.seconds_left() is None  # nothing known yet
     now[0] = 101.0
     job.report(2, 200)
     assert job.seconds_left() is None  # 1% in 1 s: too little to go on
     now[0] = 110.0
-    job.report(20, 200, "run 1 of 4 (cls): epoch 2/2")
+    job.report(20, 200, "run 1 of 4, cls: epoch 2/2, step 20/100")
     # 10% of the work in 10 s: 90 s left, less the time since that report.
     assert job.seconds_left() == pytest.approx(90.0)
     now[0] = 140.0
     assert job.seconds_left() == pytest.approx(60.0)
     line = jobs.status_line(job)
-    assert line == "run 1 of 4 (cls): epoch 2/2 · 10% done · about 1 min left"
+    assert line == "run 1 of 4, cls: epoch 2/2, step 20/100 · 10% done · about 1 min left"
     now[0] = 400.0
     assert job.seconds_left() == 0.0  # late: never a negative time
     job.status = jobs.DONE

@@ -319,15 +319,17 @@ def _monitor(encoder: Encoder, data: Data, flow_text, checkpoints: int, seed: in
 def _train_all(encoder: Encoder, poolings, classes, data: Data, plan: Plan, monitor, label_name: str, report, cancel):
     """Train one learner per pooling in turn: (table rows, curve rows, the trained cls_head copy or None)."""
     rows_out, curves, done, trained = [], [], 0, None
-    for pooling in poolings:
+    for run, pooling in enumerate(poolings, start=1):
         check_cancel(cancel, "Fine-tuning")
-        report(done, f"{pooling}: copying the model and scoring the frozen baseline…")
+        which = f"run {run} of {len(poolings)}"  # the progress says which run of how many
+        report(done, f"{which}, {pooling}: copying the model and scoring the frozen baseline…")
         started = time.perf_counter()
         with _seeded(encoder, plan.seed):
             learner = Learner(encoder, pooling, classes, data.tokenized)
             frozen = frozen_probe(learner, data, len(classes), plan.seed)
-            accuracy, steps, pooling_curves = train_one(learner, data, plan, monitor, frozen,
-                                                        lambda step, msg, base=done: report(base + step, msg), cancel)  # fmt: skip
+            accuracy, steps, pooling_curves = train_one(
+                learner, data, plan, monitor, frozen,
+                lambda step, msg, base=done, which=which: report(base + step, f"{which}, {msg}"), cancel)
         trained = learner.trained_classifier(label_name, steps) or trained
         del learner  # one private copy of the weights at a time
         done += steps
