@@ -16,7 +16,7 @@ from .cache import cached
 from .text import plain
 from .widgets import multiselect, radio, selectbox
 
-__all__ = ["DEMO", "PREVIEW_ROWS", "UPLOAD", "corpus_picker", "corpus_vectors", "plain", "show_messages", "vectors_key"]
+__all__ = ["DEMO", "PREVIEW_ROWS", "UPLOAD", "corpus_picker", "corpus_vectors", "show_messages", "vectors_key"]
 
 DEMO = "Demo corpus"
 UPLOAD = "Upload a file"

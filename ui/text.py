@@ -1,5 +1,4 @@
-"""Text for Streamlit's Markdown elements, shown exactly as written (every ``ui`` module and page
-can import this: it imports nothing of the app's)."""
+"""Showing text a person wrote (or that quotes it) exactly as written, never as Markdown or HTML."""
 
 from __future__ import annotations
 
