@@ -68,3 +68,10 @@ def embed_slowly(encoder, texts: list[str], out: str, progress, cancel, pause: f
     embed_to_shards(encoder, Corpus(texts=list(texts)), out, poolings=("cls", "mean"), shard_rows=2,
                     progress=report, cancel=cancel)
     return first[0]
+
+
+def big_array(n: int, progress, cancel) -> dict:
+    """A result holding one large array (it goes back through shared memory) and a small one."""
+    import numpy as np
+
+    return {"large": np.arange(n, dtype=np.float64), "small": np.arange(3), "pid": os.getpid()}

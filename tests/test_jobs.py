@@ -394,3 +394,17 @@ def test_the_worker_uses_only_the_cores_that_are_free():
         assert worker.fit_threads(load=3.0, cores=4) == 3  # two of its own, one more busy
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_large_result_comes_back_through_shared_memory_and_leaves_no_file(fresh):
+    fresh(process=True)
+    n = worker.SHARED_BYTES // 8 + 1000  # just over the size that goes through shared memory
+    job = jobs.Job(fn=F.big_array, args=(n,), name="big").begin()
+    assert job.wait(180) and job.status == jobs.DONE, job.error
+    large = job.result["large"]
+    np.testing.assert_array_equal(large, np.arange(n, dtype=np.float64))
+    np.testing.assert_array_equal(job.result["small"], np.arange(3))
+    large[0] = -1.0  # the server's copy is its own to change (copy on write)
+    assert large[0] == -1.0
+    leftovers = list(worker.shared_folder().glob(f"{worker.RESULT_PREFIX}{os.getpid()}-*"))
+    assert leftovers == []

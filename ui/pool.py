@@ -106,6 +106,7 @@ class Slot:
                     max_workers=1, timeout=idle_seconds(), initializer=worker.initialize,
                     env={"TOKENIZERS_PARALLELISM": "false", "LOKY_MAX_MEMORY_LEAK_SIZE": str(_memory_limit())},
                 )
+                worker.remove_leftovers()  # result files of a server that died before reading them
                 if self._warmed:  # a replacement after a death: load what its predecessor held
                     self._executor.submit(worker.warm, self._warmed)
             return self._executor
@@ -132,15 +133,15 @@ class Slot:
         for path in (progress, cancel):
             path.unlink(missing_ok=True)
         executor = self.executor()
-        future = executor.submit(worker.run, payload, str(progress), str(cancel))
+        future = executor.submit(worker.run, payload, str(progress), str(cancel), os.getpid())
         seen, cancelled_at = None, None
         job.worker_pid = None
         try:
             while True:
                 try:
-                    result, last = future.result(timeout=POLL_S)
+                    (blob, files), last = future.result(timeout=POLL_S)
                     self._relay(job, last)
-                    return result
+                    return worker.unpack(blob, files)
                 except loky.TimeoutError:
                     pass
                 except loky.BrokenProcessPool as exc:

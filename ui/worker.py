@@ -17,11 +17,14 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import tempfile
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from clsviz.encoder import DEFAULT_MODEL, Encoder, load_encoder
@@ -40,7 +43,11 @@ __all__ = [
     "initialize",
     "loaded_models",
     "loads",
+    "pack",
+    "remove_leftovers",
     "run",
+    "shared_folder",
+    "unpack",
     "warm",
 ]
 
@@ -52,6 +59,9 @@ MAX_MODELS = 4
 """Models a worker keeps loaded (the server's own encoder cache holds as many)."""
 PROGRESS_EVERY_S = 0.2
 """Least time between two progress files written by a worker."""
+SHARED_BYTES = 4_000_000
+"""A result's arrays this large go back to the server through shared memory, not the pipe."""
+RESULT_PREFIX = "clsviz-result-"
 
 _ENCODERS: OrderedDict[tuple[str, str], Encoder] = OrderedDict()
 _ENCODERS_LOCK = threading.Lock()
@@ -220,9 +230,71 @@ class CancelFile:
         return self.is_set()
 
 
-def run(payload: bytes, progress_path: str, cancel_path: str):
+def shared_folder() -> Path:
+    """Where results travel through shared memory: ``/dev/shm``, else the temporary folder."""
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+
+
+def pack(result, owner: int) -> tuple[bytes, list[tuple[str, int]]]:
+    """``result`` pickled for the server, its arrays of :data:`SHARED_BYTES` or more written to
+    files in shared memory (``/dev/shm``) instead of into the pickle: (pickle, [(file, bytes)]).
+    The server maps those files rather than copying them through a pipe and unpickling them
+    (:func:`unpack`). ``owner``: the server's pid, named in the files so a server's leftovers can
+    be told apart."""
+    files: list[tuple[str, int]] = []
+
+    def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+        view = buffer.raw()
+        if view.nbytes < SHARED_BYTES:
+            return True  # small: inside the pickle
+        path = shared_folder() / f"{RESULT_PREFIX}{owner}-{uuid.uuid4().hex}"
+        with open(path, "wb") as fh:
+            fh.write(view)
+        files.append((str(path), view.nbytes))
+        return False
+
+    return pickle.dumps(result, protocol=5, buffer_callback=out_of_band), files
+
+
+def unpack(blob: bytes, files: list[tuple[str, int]]):
+    """The result :func:`pack` wrote: its large arrays map the shared-memory files (copy on
+    write), which are removed at once (the memory stays while the arrays live)."""
+    buffers = []
+    try:
+        for path, size in files:
+            buffers.append(np.memmap(path, dtype=np.uint8, mode="c", shape=(size,)) if size else b"")
+        return pickle.loads(blob, buffers=buffers)
+    finally:
+        for path, _ in files:
+            Path(path).unlink(missing_ok=True)
+
+
+def remove_leftovers(alive=None) -> int:
+    """Remove shared-memory result files of servers that no longer run; returns how many."""
+    removed = 0
+    for path in shared_folder().glob(f"{RESULT_PREFIX}*"):
+        owner = path.name[len(RESULT_PREFIX):].split("-", 1)[0]
+        if owner.isdigit() and not (alive or _pid_alive)(int(owner)):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def run(payload: bytes, progress_path: str, cancel_path: str, owner: int):
     """Run the job in ``payload`` (``(fn, args, kwargs)``), reporting progress into the file
-    ``progress_path`` and stopping once ``cancel_path`` exists; returns ``(result, last report)``."""
+    ``progress_path`` and stopping once ``cancel_path`` exists; returns ``(result packed by
+    :func:`pack`, last report)``."""
     progress = ProgressFile(progress_path)
     fn, args, kwargs = loads(payload)
     fit_threads()
@@ -231,4 +303,4 @@ def run(payload: bytes, progress_path: str, cancel_path: str):
         result = fn(*args, progress=progress, cancel=CancelFile(cancel_path), **kwargs)
     finally:
         progress.close()
-    return result, dict(progress.state)
+    return pack(result, owner), dict(progress.state)
