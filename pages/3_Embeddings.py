@@ -15,6 +15,7 @@ from ui.embeddings import (
     corpus_source,
     fitted_projection,
     label_scores,
+    prefetch_projections,
     projection_key,
     seen_before,
     start_umap_warmup,
@@ -190,6 +191,8 @@ if not (want_umap and seen_before(keys)):
     with panel.container():
         show("embeddings.panels", fig, key="embeddings.preview",
              note="PCA preview: UMAP replaces it when ready." if want_umap else None)
+    if want_umap:  # the other panels' UMAP fits start in the job worker while this page goes on
+        prefetch_projections(source, corpus, layer, poolings, "umap", seed)
 
 # -- scores in the original space ------------------------------------------------------------
 table, score_error = None, None

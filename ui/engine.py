@@ -216,6 +216,15 @@ class Job:
         if self.status == QUEUED and (self.queue or scheduler()).withdraw(self):
             self.end(CANCELLED, "Cancelled before it started.")
 
+    def withdraw(self) -> bool:
+        """Take the job out of the queue if it has not started (it then ends cancelled); False
+        when it is running or has ended, which it then goes on doing."""
+        if self.status == QUEUED and (self.queue or scheduler()).withdraw(self):
+            self.cancel_event.set()
+            self.end(CANCELLED, "Withdrawn before it started.")
+            return True
+        return False
+
     def begin(self, limit: int | None = None) -> Job:
         """Put the job in the process-wide queue (once); see :meth:`Scheduler.submit`."""
         (self.queue or scheduler()).submit(self, limit)

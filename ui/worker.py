@@ -38,6 +38,7 @@ __all__ = [
     "CancelFile",
     "EncoderReferences",
     "ProgressFile",
+    "call",
     "dumps",
     "fit_threads",
     "initialize",
@@ -228,6 +229,12 @@ class CancelFile:
         while not self.is_set() and (end is None or time.monotonic() < end):
             time.sleep(0.05)
         return self.is_set()
+
+
+def call(fn, *args, progress=None, cancel=None, **kwargs):
+    """``fn(*args, **kwargs)`` as a job: for a function that takes neither ``progress`` nor
+    ``cancel`` (a projection's ``fit``)."""
+    return fn(*args, **kwargs)
 
 
 def shared_folder() -> Path:
