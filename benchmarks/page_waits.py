@@ -89,7 +89,7 @@ def job_first_result(seed: int) -> dict:
         with streamlit_process(Path(tmp) / "server.log", env={"CLSVIZ_STATE_DIR": tmp}) as server:
             _open_with_sentence(page, server.url, "What_flows_in", text)
             main = page.get_by_test_id("stMain")
-            main.get_by_text("value zeroing", exact=True).click()
+            main.get_by_role("radiogroup", name="Measure").get_by_text("value zeroing", exact=True).click()
             button = main.get_by_role("button", name="Compute value zeroing", exact=True)
             button.wait_for()
             ready = time.perf_counter() - start

@@ -32,7 +32,7 @@ import loky
 
 from clsviz.progress import Cancelled
 
-from . import journal, worker
+from . import journal, priority, worker
 
 __all__ = ["CANCEL_GRACE_S", "IDLE_ENV", "POLL_S", "Slot", "WorkerDied", "idle_seconds"]
 
@@ -103,7 +103,7 @@ class Slot:
         with self._lock:
             if self._executor is None:
                 self._executor = loky.ProcessPoolExecutor(
-                    max_workers=1, timeout=idle_seconds(), initializer=worker.initialize,
+                    max_workers=1, timeout=idle_seconds(), initializer=priority.lower,
                     env={"TOKENIZERS_PARALLELISM": "false", "LOKY_MAX_MEMORY_LEAK_SIZE": str(_memory_limit())},
                 )
                 worker.remove_leftovers()  # result files of a server that died before reading them

@@ -4,7 +4,8 @@ A job travels to the worker as a pickle in which every :class:`clsviz.Encoder` i
 a reference (its model name and device): the worker loads each model once, with the same safe
 loader as the app, and keeps it for the next job (at most :data:`MAX_MODELS`, the least recently
 used let go first), so a second job on the same model starts at once. The worker lowers its own
-priority, so the server process that draws pages for people always gets the CPU first.
+priority (:mod:`ui.priority`, before it imports torch), so the server process that draws pages
+for people always gets the CPU first.
 
 Progress goes back through a small file the server reads (``progress(done, total, message)``
 writes at most :data:`PROGRESS_EVERY_S` apart, and the last report travels with the result);
@@ -30,6 +31,7 @@ import torch
 from clsviz.encoder import DEFAULT_MODEL, Encoder, load_encoder
 
 from . import journal
+from .priority import NICENESS
 
 __all__ = [
     "MAX_MODELS",
@@ -41,7 +43,6 @@ __all__ = [
     "call",
     "dumps",
     "fit_threads",
-    "initialize",
     "loaded_models",
     "loads",
     "pack",
@@ -52,8 +53,6 @@ __all__ = [
     "warm",
 ]
 
-NICENESS = 10
-"""How much the worker process lowers its priority (``os.nice``)."""
 THREADS_EVERY_S = 5.0
 """How often a job looks again at how many torch threads the machine has room for."""
 MAX_MODELS = 4
@@ -113,15 +112,6 @@ def loaded_models() -> list[str]:
     """The names of the models this process holds, least recently used first."""
     with _ENCODERS_LOCK:
         return [name for name, _ in _ENCODERS]
-
-
-def initialize() -> None:
-    """Worker process start: lower priority, quiet tokenizers."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        os.nice(NICENESS)
-    except OSError:  # not permitted on this system: the job still runs, at normal priority
-        pass
 
 
 def warm(models: tuple[str, ...] = ()) -> list[str]:
