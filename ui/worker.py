@@ -23,6 +23,8 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +42,11 @@ __all__ = [
     "CancelFile",
     "EncoderReferences",
     "ProgressFile",
+    "ThreadFitter",
     "call",
     "dumps",
     "fit_threads",
+    "fitted_threads",
     "loaded_models",
     "loads",
     "pack",
@@ -144,6 +148,33 @@ def fit_threads(load: float | None = None, cores: int | None = None) -> int:
     return want
 
 
+@contextmanager
+def fitted_threads() -> Iterator[None]:
+    """Within: this thread's torch threads fitted to the free cores (:func:`fit_threads`, again
+    at most every :data:`THREADS_EVERY_S` through :class:`ThreadFitter`); afterwards as before."""
+    before = torch.get_num_threads()
+    fit_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+class ThreadFitter:
+    """Calls :func:`fit_threads` when called, at most every :data:`THREADS_EVERY_S` (from a
+    job's progress callback, in the thread that computes it: torch's thread count is set for the
+    calling thread)."""
+
+    def __init__(self):
+        self._fitted = time.monotonic()
+
+    def __call__(self) -> None:
+        if time.monotonic() - self._fitted >= THREADS_EVERY_S:
+            self._fitted = time.monotonic()
+            fit_threads()
+
+
 class ProgressFile:
     """The ``progress`` callback of a job in the worker: what it reports, written to ``path``
     (at most every :data:`PROGRESS_EVERY_S`) for the server to read."""
@@ -152,7 +183,7 @@ class ProgressFile:
         self.path = Path(path)
         self.state: dict = {"pid": os.getpid(), "done": 0.0, "total": 0.0, "message": "Loading the model in the worker…"}
         self._written = 0.0
-        self._fitted = time.monotonic()
+        self._fit = ThreadFitter()
         self._lock = threading.Lock()
         self._pending: threading.Timer | None = None
         self._write()
@@ -168,9 +199,7 @@ class ProgressFile:
             self.state["total"] = float(total)
         if message is not None:
             self.state["message"] = str(message)
-        if time.monotonic() - self._fitted >= THREADS_EVERY_S:
-            self._fitted = time.monotonic()
-            fit_threads()
+        self._fit()
         wait = PROGRESS_EVERY_S - (time.monotonic() - self._written)
         if wait <= 0:
             self._write()
