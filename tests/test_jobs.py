@@ -376,11 +376,18 @@ def test_steps_report_one_progress_across_the_steps():
     first(5, 10)
     steps.step(1)(49, 98, "cell 49")
     steps.step(2)(3, 3)
-    assert seen == [(0, 3000, "step 1 of 3 (probe)"), (500, 3000, "step 1 of 3 (probe): 5 of 10"),
-                    (1000, 3000, "step 2 of 3 (control task)"), (1500, 3000, "step 2 of 3 (control task): cell 49"),
-                    (2000, 3000, "step 3 of 3 (MDL)"), (3000, 3000, "step 3 of 3 (MDL): 3 of 3")]  # fmt: skip
+    assert seen == [(0, 1000, "step 1 of 3 (probe)"), (167, 1000, "step 1 of 3 (probe): 5 of 10"),
+                    (333, 1000, "step 2 of 3 (control task)"), (500, 1000, "step 2 of 3 (control task): cell 49"),
+                    (667, 1000, "step 3 of 3 (MDL)"), (1000, 1000, "step 3 of 3 (MDL): 3 of 3")]  # fmt: skip
+    seen.clear()
+    weighted = Steps(lambda done, total, message: seen.append(done), ["random tokens", "probe"], weights=[1, 9])
+    weighted.step(0)(1, 1)
+    weighted.step(1)(35, 70)
+    assert seen == [0, 100, 100, 550]  # the first step is a tenth of the work
     with pytest.raises(ValueError, match="at least one step"):
         Steps(None, [])
+    with pytest.raises(ValueError, match="one positive weight per step"):
+        Steps(None, ["a", "b"], weights=[1])
 
 
 def test_the_worker_uses_only_the_cores_that_are_free():

@@ -63,8 +63,11 @@ def probe_suite(
     need_random = RANDOM_TOKEN in poolings and random_vectors is None
     if need_random and encoder is None:
         raise ValueError("The random-token reading needs the encoder and the texts.")
-    steps = Steps(progress, [*(["random tokens"] if need_random else []), "probe",
-                             *(["control task"] if control else []), *(["MDL probe"] if mdl and named else [])])
+    # Weights: reading a random token is one forward pass over the texts; the probe, the control
+    # task and the MDL probe each fit every layer x pooling cell, several times.
+    plan = [("random tokens", 1.0)] * need_random + [("probe", 5.0)] + [("control task", 5.0)] * control
+    plan += [("MDL probe", 5.0)] * bool(mdl and named)
+    steps = Steps(progress, [name for name, _ in plan], weights=[weight for _, weight in plan])
     index = iter(range(len(steps.names)))
     if need_random:
         random_vectors = random_token_vectors(encoder, list(texts), seed=seed, progress=steps.step(next(index)))
