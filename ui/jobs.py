@@ -59,8 +59,9 @@ __all__ = [
 
 _SESSION_KEY = "clsviz.jobs"
 _QUERY_KEY = "jobs"
-POLL_S = 0.5
-"""How often a page redraws a running job's panel."""
+POLL_S = 1.0
+"""How often a page redraws a running job's panel. Each redraw costs the server a fragment run:
+every 0.5 s made a probe computed in the server's own threads under load half again as slow."""
 
 
 def session_alive(session: str) -> bool:
