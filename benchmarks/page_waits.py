@@ -132,7 +132,7 @@ def finetune_defaults() -> dict:
             wait_for_app(page)
             shown = page.get_by_test_id("stMain").inner_text()
         browser.close()
-    return {"s": seconds, "caption": next((line for line in shown.splitlines() if " · label " in line), "")}
+    return {"s": seconds, "caption": next((line for line in shown.splitlines() if " · label '" in line), "")}
 
 
 def measure_finetune_page(settings: Settings, out: Collector) -> None:
