@@ -48,6 +48,7 @@ def _groups() -> dict:
         responsiveness,
         server_waits,
         throughput,
+        visitors,
     )
 
     return {
@@ -66,6 +67,7 @@ def _groups() -> dict:
         "upload": server_waits.measure_upload,
         "app_memory": server_waits.measure_app_memory,
         "load": responsiveness.measure_load,
+        "visitors": visitors.measure_visitors,
         "finetune": library.measure_finetune,
         "job_wait": page_waits.measure_job_wait,
         "finetune_page": page_waits.measure_finetune_page,
@@ -74,8 +76,8 @@ def _groups() -> dict:
 
 
 GROUP_NAMES = ("model_load", "trace", "page", "throughput", "breakdown", "gpu", "probe", "umap", "growth", "browser",
-               "cold_start", "first_visit", "upload", "app_memory", "load", "finetune", "job_wait", "finetune_page",
-               "evidence")
+               "cold_start", "first_visit", "upload", "app_memory", "load", "visitors", "finetune", "job_wait",
+               "finetune_page", "evidence")
 EXTERNAL_NAMES = ("mixing", "interventions", "dynamics", "corpora")
 
 

@@ -25,6 +25,7 @@ from ui.embeddings import (
 )
 from ui.state import current_encoder, current_sentences, current_traces, page_setup
 from ui.text import plain
+from ui.vectors import saved_mismatch
 from ui.widgets import checkbox, download_csv, number_input, radio, selectbox, sentence_picker, show, slider
 
 SEED = 42
@@ -45,7 +46,7 @@ picked = corpus_source("embeddings.corpus")
 if picked is None:
     st.stop()
 corpus, saved = picked
-mismatch = saved is not None and saved.model_name != encoder.name
+mismatch = saved_mismatch(saved, encoder)  # why the typed sentences cannot join these vectors, or None
 if saved is not None:
     missing = [s for s in ("cls", "mean") if s not in saved.poolings]
     if missing:
@@ -60,8 +61,7 @@ if saved is not None:
     if mismatch:
         st.warning(
             plain(
-                f"These vectors come from {saved.model_name}, but the selected model is {encoder.name}. "
-                "The corpus is shown from the file; your typed sentences are not placed among them "
+                f"{mismatch} The corpus is shown from the file; your typed sentences are not placed among them "
                 "(another model reads them differently). Select the file's model in the sidebar to place them."
             ),
             icon=":material/warning:",
@@ -232,7 +232,7 @@ else:
 # -- trajectory ------------------------------------------------------------------------------
 st.subheader("One sentence across layers")
 if mismatch:
-    st.info(plain(f"Select {saved.model_name} in the sidebar to follow your sentences among these vectors."),
+    st.info(plain(f"{mismatch} Select the model that made them in the sidebar to follow your sentences among them."),
             icon=":material/info:")
 elif not traces:
     st.info("Type a sentence in the sidebar to follow it through the layers.", icon=":material/edit:")

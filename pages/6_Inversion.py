@@ -121,7 +121,7 @@ nn_tab, bow_tab, mlm_tab, paper_tab = st.tabs(TABS, key="inversion.section", on_
 
 with nn_tab:
     if nn_tab.open and saved is not None:
-        saved_neighbours(saved, t, layer, encoder.name)
+        saved_neighbours(saved, t, layer, encoder)
     elif nn_tab.open:
         vectors = corpus_vectors_or_stop()
         max_k = min(20, len(corpus) - 1)

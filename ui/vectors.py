@@ -14,7 +14,7 @@ import streamlit as st
 
 from clsviz import PooledVectors
 from clsviz.shards import MANIFEST, ShardedVectors, open_shards
-from clsviz.vectors_io import load_vectors
+from clsviz.vectors_io import load_vectors, vectors_mismatch
 from ui.cache import cached
 
 from .widgets import radio, text_input
@@ -61,6 +61,12 @@ def vectors_uploader(key: str) -> PooledVectors | None:
         + (f"; labels: {', '.join(vectors.labels)}" if vectors.labels else "")
     )
     return vectors
+
+
+def saved_mismatch(saved, encoder) -> str | None:
+    """Why ``saved`` vectors cannot be placed beside ``encoder``'s own (another model's name, or
+    another model's shape under this model's name), or None when they can."""
+    return None if saved is None else vectors_mismatch(saved, encoder.info)
 
 
 def data_dir() -> Path | None:

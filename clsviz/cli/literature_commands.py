@@ -19,6 +19,7 @@ from .common import (
     print_messages,
     read_corpus,
     status,
+    write_csv,
 )
 
 __all__ = ["cmd_findings", "print_claims", "register"]
@@ -83,7 +84,7 @@ def cmd_findings(args) -> int:
     print_claims(table)
     print(count_verdicts(table, encoder.name))
     if out is not None:
-        table.to_csv(out, index=False)
+        write_csv(table, out)
         status(args, f"Saved: {out}")
     return EXIT_OK
 

@@ -26,6 +26,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..artifacts import ArtifactError, atomic_folder
 from ..encoder import Encoder, _eager_view
 from ..pooling import pool_hidden
 from ..vectors import pad_rows
@@ -280,9 +281,6 @@ class TrainedClassifier:
             raise SaveError(f"'{folder}' already holds a model; choose another folder (nothing is overwritten).")
         if not folder.parent.is_dir():
             raise SaveError(f"The folder '{folder.parent}' does not exist; create it or choose another place.")
-        folder.mkdir(exist_ok=True)
-        self.model.save_pretrained(str(folder))
-        self.tokenizer.save_pretrained(str(folder))
         note = {
             "made_by": "clsviz fine-tuning (pooling cls_head)",
             "base_model": self.base_model,
@@ -290,5 +288,11 @@ class TrainedClassifier:
             "labels": list(self.labels),
             "steps": self.steps,
         }
-        (folder / "clsviz.json").write_text(json.dumps(note, indent=1))
+        try:  # written aside and renamed when complete: a save cut short never looks like a model
+            with atomic_folder(folder) as staging:
+                self.model.save_pretrained(str(staging))
+                self.tokenizer.save_pretrained(str(staging))
+                (staging / "clsviz.json").write_text(json.dumps(note, indent=1))
+        except ArtifactError as exc:
+            raise SaveError(str(exc)) from exc
         return folder
