@@ -10,8 +10,8 @@ Under ``CLSVIZ_STATE_DIR`` (default ``~/.cache/clsviz/state``), folder ``jobs/``
   ``pid``), written by the worker, read by the server's slot thread;
 - ``ID.cancel``: present once the job was asked to stop (the worker checks for it).
 
-Every file is written to a temporary name and renamed into place, so a reader never sees half of
-one. Results are never written here: they stay in memory, so nothing half-computed can be taken
+Every file is written to a temporary name and renamed into place (the journal's through
+:mod:`clsviz.artifacts`, flushed to disk first), so a reader never sees half of one. Results are never written here: they stay in memory, so nothing half-computed can be taken
 for a result.
 """
 
@@ -23,6 +23,8 @@ import os
 import threading
 import time
 from pathlib import Path
+
+from clsviz.artifacts import write_bytes_atomic
 
 __all__ = [
     "MAX_JOURNAL_BYTES",
@@ -70,10 +72,17 @@ def _replace(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def write_json(path: Path, record: dict) -> None:
-    """``record`` as JSON at ``path``, whole or not at all (OSError when the disk refuses)."""
+def write_json(path: Path, record: dict, durable: bool = True) -> None:
+    """``record`` as JSON at ``path``, whole or not at all (OSError when the disk refuses).
+    ``durable``: through :func:`clsviz.artifacts.write_bytes_atomic` (flushed to disk, so it
+    survives a crash of the machine); the worker's progress reports, written several times a
+    second and worthless after the job, are only renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    _replace(path, json.dumps(record).encode("utf-8"))
+    data = json.dumps(record).encode("utf-8")
+    if durable:
+        write_bytes_atomic(path, data)
+    else:
+        _replace(path, data)
 
 
 def read_json(path: Path) -> dict | None:
@@ -92,7 +101,7 @@ def write(job) -> None:
     try:
         write_json(state_dir() / f"{job.id}.json", record)
         if job.status == "queued" and job.payload is not None and len(job.payload) <= MAX_JOURNAL_BYTES:
-            _replace(payload_path(job.id), job.payload)  # what a restart after a crash needs to run it again
+            write_bytes_atomic(payload_path(job.id), job.payload)  # what a restart after a crash needs to run it again
         elif job.status in ("done", "failed", "cancelled"):
             payload_path(job.id).unlink(missing_ok=True)
             forget_live(job.id)

@@ -223,7 +223,7 @@ class ProgressFile:
             self._written = time.monotonic()
             state = dict(self.state)
         try:
-            journal.write_json(self.path, state)
+            journal.write_json(self.path, state, durable=False)
         except OSError:  # the server then shows less progress; the job goes on
             pass
 
