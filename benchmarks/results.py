@@ -434,8 +434,8 @@ LIMITS: dict[str, str] = {
         "the demo corpus (896 texts) embedded at every layer x 6 poolings in the job worker, and three PCA fits. "
         "Profiled with py-spy on a loaded machine (load 13-16): the page's thread spent 95% of its time waiting "
         "for the worker's extraction, which at a lower priority got a fraction of a core and ran several times "
-        "slower on two torch threads than on one (a preempted second thread stalls the first at every step; the "
-        "worker now uses as many threads as there are free cores). Tried: the worker starts and loads the model "
+        "slower on two torch threads than on one (a preempted second thread stalls the first at every step; "
+        "CLSVIZ_JOB_THREADS=1 avoids it on a shared machine). Tried: the worker starts and loads the model "
         "with the server; the vectors come back through shared memory; the PCA preview is drawn before the label "
         "scores; UMAP's code loads from numba's disk cache instead of compiling in every new process."),
     "corpus_upload_5000_first_projection_s": (
@@ -463,7 +463,8 @@ LIMITS: dict[str, str] = {
         "per-layer probes, gradient flow), 43% in training's forward and backward passes. The 966 s the issue saw "
         "on a loaded machine came from the worker's two torch threads: at a lower priority its second thread is "
         "preempted and the first waits for it at every operation (at load 17 one run took 147 s on two threads, "
-        "34 s on one); the worker now uses as many threads as there are free cores. "
+        "34 s on one); CLSVIZ_JOB_THREADS=1 avoids that on a shared machine (a setting, not chosen from the load: "
+        "float results differ in their last bits between thread counts). "
         "dynamics.watched_finetune_minutes times the same settings without the page."),
     "peak_rss_512_bert_base_gb": (
         "the bert-base-sized weights (0.44 GB in float32) beside the bundled model, torch, transformers and "

@@ -75,3 +75,10 @@ def big_array(n: int, progress, cancel) -> dict:
     import numpy as np
 
     return {"large": np.arange(n, dtype=np.float64), "small": np.arange(3), "pid": os.getpid()}
+
+
+def torch_threads(progress, cancel) -> int:
+    """The torch threads of the process that runs the job."""
+    import torch
+
+    return torch.get_num_threads()

@@ -361,8 +361,7 @@ class Scheduler:
             payload, job.payload = job.payload, None
             job.mode = "process" if payload is not None else "thread"
             if payload is None:
-                with worker.fitted_threads():
-                    result = job.fn(*job.args, progress=_fitting(job.report), cancel=job.cancel_event, **job.kwargs)
+                result = job.fn(*job.args, progress=job.report, cancel=job.cancel_event, **job.kwargs)
             else:
                 result = slot.run(job, payload)
             job.result = result
@@ -381,19 +380,6 @@ class Scheduler:
                 _log.exception("background job %s failed", job.name)
                 job.error = f"{type(exc).__name__}: {exc}"
                 job.end(FAILED, "Failed.")
-
-
-def _fitting(report: Callable) -> Callable:
-    """``report`` that also fits this thread's torch threads to the free cores now and then (a job
-    in a thread of the server computes in the thread that calls it; see
-    :func:`ui.worker.fit_threads`)."""
-    fitter = worker.ThreadFitter()
-
-    def progress(done, total=None, message=None) -> None:
-        fitter()
-        report(done, total, message)
-
-    return progress
 
 
 def _payload(job: Job) -> bytes | None:

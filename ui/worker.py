@@ -23,12 +23,9 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from clsviz.encoder import DEFAULT_MODEL, Encoder, load_encoder
 
@@ -42,11 +39,8 @@ __all__ = [
     "CancelFile",
     "EncoderReferences",
     "ProgressFile",
-    "ThreadFitter",
     "call",
     "dumps",
-    "fit_threads",
-    "fitted_threads",
     "loaded_models",
     "loads",
     "pack",
@@ -57,8 +51,6 @@ __all__ = [
     "warm",
 ]
 
-THREADS_EVERY_S = 5.0
-"""How often a job looks again at how many torch threads the machine has room for."""
 MAX_MODELS = 4
 """Models a worker keeps loaded (the server's own encoder cache holds as many)."""
 PROGRESS_EVERY_S = 0.2
@@ -130,51 +122,6 @@ def warm(models: tuple[str, ...] = ()) -> list[str]:
     return loaded_models()
 
 
-def fit_threads(load: float | None = None, cores: int | None = None) -> int:
-    """Set torch's intra-op threads to the cores this worker has to itself and return the number.
-
-    The worker runs at a lower priority, so whenever anything else computes (the server drawing
-    a page, another program) its threads are preempted; a torch operation split over two threads
-    then waits at every step for the one that is not running. Measured on two cores under a load
-    average of 17: a fine-tune took 147 s on two threads and 34 s on one. So the worker uses as
-    many threads as there are cores not already busy: ``cores`` minus the 1-minute load average
-    (``load``) that is not its own, at least one."""
-    cores = cores or len(os.sched_getaffinity(0))
-    own = torch.get_num_threads()
-    busy = (os.getloadavg()[0] if load is None else load) - own
-    want = max(1, min(cores, int(round(cores - max(0.0, busy)))))
-    if want != own:
-        torch.set_num_threads(want)
-    return want
-
-
-@contextmanager
-def fitted_threads() -> Iterator[None]:
-    """Within: this thread's torch threads fitted to the free cores (:func:`fit_threads`, again
-    at most every :data:`THREADS_EVERY_S` through :class:`ThreadFitter`); afterwards as before."""
-    before = torch.get_num_threads()
-    fit_threads()
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-
-
-class ThreadFitter:
-    """Calls :func:`fit_threads` when called, at most every :data:`THREADS_EVERY_S` (from a
-    job's progress callback, in the thread that computes it: torch's thread count is set for the
-    calling thread)."""
-
-    def __init__(self):
-        self._fitted = time.monotonic()
-
-    def __call__(self) -> None:
-        if time.monotonic() - self._fitted >= THREADS_EVERY_S:
-            self._fitted = time.monotonic()
-            fit_threads()
-
-
 class ProgressFile:
     """The ``progress`` callback of a job in the worker: what it reports, written to ``path``
     (at most every :data:`PROGRESS_EVERY_S`) for the server to read."""
@@ -183,7 +130,6 @@ class ProgressFile:
         self.path = Path(path)
         self.state: dict = {"pid": os.getpid(), "done": 0.0, "total": 0.0, "message": "Loading the model in the worker…"}
         self._written = 0.0
-        self._fit = ThreadFitter()
         self._lock = threading.Lock()
         self._pending: threading.Timer | None = None
         self._write()
@@ -199,7 +145,6 @@ class ProgressFile:
             self.state["total"] = float(total)
         if message is not None:
             self.state["message"] = str(message)
-        self._fit()
         wait = PROGRESS_EVERY_S - (time.monotonic() - self._written)
         if wait <= 0:
             self._write()
@@ -323,7 +268,6 @@ def run(payload: bytes, progress_path: str, cancel_path: str, owner: int):
     :func:`pack`, last report)``."""
     progress = ProgressFile(progress_path)
     fn, args, kwargs = loads(payload)
-    fit_threads()
     progress.say("Computing…")
     try:
         result = fn(*args, progress=progress, cancel=CancelFile(cancel_path), **kwargs)
