@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -419,5 +419,6 @@ def run_finetune(
         flow_text=flow_text,
         probe_folds=folds,
         heldout_texts=tuple(data.tokenized.texts[int(i)] for i in test),
-        classifier=trained,
+        classifier=None if trained is None else replace(
+            trained, training_texts=tuple(data.tokenized.texts[int(i)] for i in train)),
     )
