@@ -400,8 +400,10 @@ def test_head_sweep_matches_per_sentence_ablation(tiny):
         means = head_means(enc, texts)
         for block, head in ((1, 0), (2, 3)):
             ablated = [ablate_heads(enc, t, [(block, head)], mode=mode, mean_from=means).cls(-1) for t in texts]
-            want = np.mean([1 - float(cosine(a, t.cls(-1))) for a, t in zip(ablated, traces)])
-            assert table.loc[(block, head), "effect"] == pytest.approx(want, abs=1e-6)
+            per_text = np.array([float(cosine(a, t.cls(-1))) for a, t in zip(ablated, traces)])
+            assert table.loc[(block, head), "effect"] == pytest.approx(np.mean(1 - per_text), abs=1e-6)
+            draws = per_text[np.random.default_rng(0).integers(0, 3, size=(1000, 3))].mean(axis=1)
+            assert table.loc[(block, head), "cosine_low"] == pytest.approx(np.percentile(draws, 2.5), abs=1e-5)
     parked = np.mean(np.concatenate([t.attentions[:, :, 1:, 0] for t in traces], axis=-1), axis=-1)
     np.testing.assert_allclose(table["attention_to_cls"].to_numpy().reshape(parked.shape), parked, atol=1e-5)
     reads = np.mean([t.attentions[:, :, 0][..., ~t.special_mask].sum(-1) for t in traces], axis=0)
@@ -417,6 +419,7 @@ def test_patching_sweep_flips_every_pair_at_the_last_layer(tiny):
     assert list(table.index) == [0, 1, 2]
     last = table.loc[2]
     assert last["flip_rate"] == 1.0 and last["kept_rate"] == 0.0
+    assert last["flip_low"] == last["flip_high"] == 1.0  # every pair flips: every resample too
     assert last["cos_to_source"] == pytest.approx(1.0, abs=1e-6)
     # Every text's embedding-layer [CLS] is the same vector: patching it changes nothing.
     assert table.loc[0, "flip_rate"] == 0.0 and table.loc[0, "kept_rate"] == 1.0

@@ -69,8 +69,9 @@ def knockout_figure(table: pd.DataFrame) -> go.Figure:
         if rows.empty:
             continue
         for col, column in enumerate(("cosine", "accuracy")[:cols], start=1):
+            errors = _error_bars(rows, "cosine", "cosine_low", "cosine_high") if column == "cosine" else None
             fig.add_trace(go.Scatter(
-                x=rows["block"].tolist(), y=_values(rows[column]), mode="lines+markers", name=name,
+                x=rows["block"].tolist(), y=_values(rows[column]), mode="lines+markers", name=name, error_y=errors,
                 legendgroup=f"{reading}.{scope}", showlegend=col == 1, line=dict(color=color, dash=dash),
                 hovertemplate=f"{name}<br>block %{{x}}: %{{y:.4f}}<extra></extra>",
             ), row=1, col=col)  # fmt: skip
