@@ -30,7 +30,7 @@ from ..encoder import Encoder
 from ..layers import check_layer
 from ..metrics import cosine
 from ..norms import massive_dimensions, top_dimensions
-from ..tracing import trace
+from ..tracing import Trace, trace
 from ..verdicts import INCONCLUSIVE, REPRODUCES, decide, estimate
 from .causal_runs import (
     CleanProbe,
@@ -77,13 +77,15 @@ MOVED = 0.1
 
 def find_massive_dimensions(encoder: Encoder, texts: Sequence[str], layer: int, k: int = MAX_DIMENSIONS,
                             min_ratio: float = MASSIVE_RATIO, max_texts: int = 16) -> pd.DataFrame:  # fmt: skip
-    """The massive dimensions at hidden-state index ``layer``, largest first: one row per
+    """The massive dimensions at hidden-state index ``layer``, largest first (``texts``: strings,
+    or Traces of ``encoder`` already run): one row per
     dimension with ``dimension``, ``role`` (cls/sep, where it is largest), ``times_median``
     (largest over the first ``max_texts`` texts, :func:`clsviz.norms.top_dimensions`), and
     ``massive`` (>= ``min_ratio``). At most ``k`` rows; the single largest dimension is
     kept even when none reaches ``min_ratio`` (its ``massive`` is then False)."""
     layer = check_layer(layer, encoder.info.num_layers)
-    top = pd.concat([top_dimensions(trace(encoder, t), k=5, layers=[layer]) for t in list(texts)[:max_texts]])
+    traces = [t if isinstance(t, Trace) else trace(encoder, t) for t in list(texts)[:max_texts]]
+    top = pd.concat([top_dimensions(t, k=5, layers=[layer]) for t in traces])
     order = massive_dimensions(top)
     best = top.sort_values("times_median", ascending=False).drop_duplicates("dimension").set_index("dimension")
     rows = [dict(dimension=d, role=best.loc[d, "role"], times_median=float(best.loc[d, "times_median"]),

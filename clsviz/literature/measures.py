@@ -93,12 +93,14 @@ def matching_blocks(first: int, last: int, of_layers: int, num_layers: int) -> l
 
 
 class Context:
-    """What the measurements share for one model: the corpus and pairs, the session's results,
-    the sample sizes, and a memo so each trace or extraction runs once."""
+    """What the measurements share for one model: the corpus and pairs, the fine-tuned copy
+    given (``finetuned``: a folder or an Encoder, or ``session["finetuned"]``), the sample sizes,
+    and a memo so each trace or extraction runs once."""
 
-    def __init__(self, encoder, corpus: Corpus | None, pairs, session: Mapping | None, *,
+    def __init__(self, encoder, corpus: Corpus | None, pairs, session: Mapping | None = None, *,
                  sample_size: int = SAMPLE_SIZE, attention_sample: int = ATTENTION_SAMPLE,
-                 baseline_sample: int = BASELINE_SAMPLE, seed: int = 0, cancel=None):  # fmt: skip
+                 baseline_sample: int = BASELINE_SAMPLE, seed: int = 0, cancel=None, finetuned=None,
+                 scoreboard_sample: int | None = None):  # fmt: skip
         from ..corpus import demo_pairs
 
         self.encoder = encoder
@@ -107,6 +109,8 @@ class Context:
         self.pairs = demo_pairs() if pairs is None else pairs
         self.pairs_name = "demo pairs" if pairs is None else "your pairs"
         self.session = dict(session or {})
+        self.finetuned = finetuned if finetuned is not None else self.session.get("finetuned")
+        self.scoreboard_sample = scoreboard_sample
         self.sample_size, self.attention_sample = int(sample_size), int(attention_sample)
         self.baseline_sample, self.seed, self.cancel = int(baseline_sample), int(seed), cancel
         self._memo: dict = {}
