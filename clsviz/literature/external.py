@@ -22,6 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..experiments.sink_dimensions import MASSIVE_RATIO, find_massive_dimensions, relative_spread
+from ..narrative import benchmark_summary
 from ..verdicts import estimate, paired_difference
 from .claims import NOT_MEASURABLE, NOT_YET, Claim
 from .measures import MAX_TOKENS, MEASURED, Context, Measurement, sample_texts
@@ -209,8 +210,6 @@ def _describe(key: str, result) -> str:
                 f"{best['accuracy_mean']:.0%} at layer {int(best['layer'])}")
         return text + (f", [CLS] {cls['accuracy_mean']:.0%} at layer {int(cls['layer'])}" if cls is not None else "")
     if key == "benchmark":
-        from ..narrative import benchmark_summary
-
         return "the last pair benchmark on 'Similarity': " + benchmark_summary(result)
     if key == "finetune":
         return "the last fine-tuning run: " + result.summary()
