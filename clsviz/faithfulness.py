@@ -59,11 +59,13 @@ from .attribution import (
     target_values,
 )
 from .attribution import METHOD_NAMES as ATTRIBUTION_NAMES
+from .corpus import demo_corpus
 from .mixing import METHOD_NAMES as MIXING_NAMES
 from .mixing import measure, rollout
 from .pooling import token_position
 from .progress import check_cancel
 from .tracing import Trace, trace
+from .vectors import extract
 from .verdicts import REPRODUCES, compare_paired, decide, estimate, paired_difference
 
 __all__ = [
@@ -207,18 +209,21 @@ def aopc(full: float, deleted: np.ndarray) -> float:
 
 
 def default_probe(encoder, pooling: str = "cls", layer: int = -1, label: str = DEFAULT_PROBE_LABEL):
-    """A linear probe (:func:`clsviz.experiments.probe.make_probe`) of the demo corpus's
+    """A linear probe (standardised logistic regression, as :func:`clsviz.experiments.probe.make_probe`) of the demo corpus's
     ``label`` fitted on this model's ``pooling`` vectors at ``layer`` (cached per model)."""
-    from .corpus import demo_corpus
-    from .experiments.probe import make_probe
-    from .vectors import extract
+    from sklearn.linear_model import LogisticRegression  # optional until a probe is fitted: sklearn is heavy
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     idx = resolve_layer(encoder, layer, pooling)
     key = (encoder.name, pooling, idx, label)
     if key not in _PROBES:
         corpus = demo_corpus()
         X = extract(encoder, corpus.texts, (pooling,), max_length=128).vectors[:, idx, 0]
-        _PROBES[key] = make_probe(max_iter=2000).fit(X, np.asarray(corpus.labels[label]))
+        # The probe of clsviz.experiments.probe.make_probe (standardise, then logistic regression),
+        # built here because the evidence layer sits below the experiments.
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        _PROBES[key] = probe.fit(X, np.asarray(corpus.labels[label]))
     return _PROBES[key]
 
 

@@ -89,6 +89,7 @@ class ModelProfile:
     summary_position: str
     pooling: str | None = None
     evidence: tuple[str, ...] = ()
+    objective_assumed: bool = False
 
     def describe(self) -> str:
         """``"all-MiniLM-L6-v2 (bundled): bert family, 6 layers, 384 dims, sentence-tuned (mean pooling)"``."""
@@ -97,6 +98,7 @@ class ModelProfile:
         said = f"{self.name}: {self.family} family, {self.num_layers} layers, {self.hidden_size} dims, {training}"
         if self.sentence_objective is not None:
             said += f", pre-trained with {objective[self.sentence_objective]}"
+            said += f" (assumed: the {self.family} family's recipe)" if self.objective_assumed else ""
         if self.summary_position != "first":
             said += f", summary token {self.summary_position}"
         return said
@@ -146,14 +148,14 @@ def model_profile(encoder) -> ModelProfile:
                             evidence=("config.json names clsviz pretraining settings (clsviz_pretraining)",))  # fmt: skip
     if head:
         return ModelProfile(**base, training="fine-tuned", sentence_objective=default, summary_position="first",
-                            pooling=getattr(info, "head_pooling", None),
+                            pooling=getattr(info, "head_pooling", None), objective_assumed=default is not None,
                             evidence=("it has a sequence-classification head",))  # fmt: skip
     sentence_files = folder is not None and any((folder / f).is_file() for f in _SENTENCE_FILES)
     if sentence_files or any(str(info.source).startswith(p) or info.name.startswith(p) for p in SENTENCE_PUBLISHERS):
         pooling = _sentence_pooling(folder) if folder is not None else None
         why = "its folder holds sentence-transformers files" if sentence_files else "it is published as a sentence embedder"
         return ModelProfile(**base, training="sentence-tuned", sentence_objective=default, summary_position="first",
-                            pooling=pooling, evidence=(why,))  # fmt: skip
+                            pooling=pooling, objective_assumed=default is not None, evidence=(why,))  # fmt: skip
     if any(a.endswith("ForPreTraining") for a in architectures):
         objective = default if default is not None else None
         return ModelProfile(**base, training="pre-trained", sentence_objective=objective, summary_position="first",
@@ -163,7 +165,7 @@ def model_profile(encoder) -> ModelProfile:
            else f"config.json names {said} and no other training, so pre-training only is assumed")  # fmt: skip
     evidence = (how,) + ((f"the sentence objective is the {family} family's original recipe",) if default else ())
     return ModelProfile(**base, training="pre-trained", sentence_objective=default, summary_position="first",
-                        evidence=evidence)  # fmt: skip
+                        objective_assumed=default is not None, evidence=evidence)  # fmt: skip
 
 
 # --- what a fine-tuned copy was trained on -----------------------------------------------------

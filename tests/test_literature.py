@@ -228,7 +228,7 @@ def test_the_massive_ratio_is_one_definition():
 def test_a_sentence_tuned_model_does_not_meet_the_sbert_claim(encoder):
     why = unmet(_claim("sts_cls_vs_mean"), model_profile(encoder))
     assert "it needs a pre-trained model, pre-trained with next-sentence prediction" in why
-    assert "This model is sentence-tuned model" in why and "sentence-transformers files" in why
+    assert "This model is a sentence-tuned model" in why and "sentence-transformers files" in why
     assert "Measurable on a BERT-family model that was only pre-trained, with next-sentence prediction" in why
     assert unmet(_claim("anisotropy"), model_profile(encoder)) == ""
 
@@ -562,6 +562,10 @@ def test_the_html_section_escapes_every_text():
     html = claims_html(pd.DataFrame([row]), "<b>model</b>")
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "&lt;b&gt;model&lt;/b&gt;" in html and "&amp;b=&#x27;2&#x27;" in html
+    measured = {c: "x" for c in COLUMNS} | {"low": 0.41, "high": 0.52, "threshold": 0.5, "caveat": "<i>on MiniLM</i>"}
+    html = claims_html(pd.DataFrame([measured]))
+    assert "95% interval of the deciding number 0.41–0.52; threshold 0.5" in html
+    assert "Caveat: &lt;i&gt;on MiniLM&lt;/i&gt;" in html
 
 
 def test_the_report_carries_the_findings_when_asked(tiny_encoder):

@@ -183,14 +183,16 @@ def faithfulness_analysis(
     traces,
     *,
     pooling: Literal["cls", "mean"] = "cls",
-    target: Literal["self_similarity", "classifier"] = "self_similarity",
+    target: Literal["auto", "probe", "classifier", "self_similarity"] = "auto",
     steps: int = 16,
     length_limit: int = SCOREBOARD_TOKENS,
     progress=None,
     cancel=None,
 ) -> Drawn:
     """Each measure ranks the words; removing them in that order shows whether the words it names
-    really matter (deletion curves, AOPC; DeYoung et al. 2020)."""
+    really matter (deletion curves, AOPC as Samek et al. with its 95% interval over the texts;
+    DeYoung et al. 2020). The default target (``auto``) is the model's classifier logit, or a demo
+    sentiment probe's: a target with a gradient at the input for every family of measures."""
     longest = max(t.seq_len for t in traces)
     if longest > length_limit:
         raise NotApplicable(
@@ -205,7 +207,7 @@ def faithfulness_analysis(
     return Drawn(
         drawings={"faithfulness.ranking": (board,), "faithfulness.curves": (board,)},
         tidy=board.table,
-        tables={"faithfulness.curves": board.curves},
+        tables={"faithfulness.ranking": board.ranking(), "faithfulness.curves": board.curves},
         sentences=(verdict(board), *board.notes),
         data=board,
     )

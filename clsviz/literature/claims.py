@@ -182,6 +182,7 @@ def unmet(claim: Claim, profile) -> str:
         return ""
     needs = ", ".join(_words(k, claim.requires[k]) for k in claim.requires)
     has = ", ".join(_words(k, [str(have[k]) if have[k] is not None else "an unknown objective"]) for k in missing)
+    has = f"a {has}" if missing[0] == "training" else has
     evidence = "; ".join(profile.evidence)
     return (f"The claim is about {claim.model}: it needs a {needs}. This model is {has}"
             f"{f' ({evidence})' if evidence else ''}. Measurable on {claim.measurable_on}.")

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..encoder import load_encoder
 from ..narrative import describe_series, layer_span
 from ..provenance import held_out
+from ..vectors import hidden_batches, tokenize_texts
 from ..verdicts import Estimate
 from .claims import NOT_MEASURABLE, NOT_YET, Claim
 from .measures import MAX_TOKENS, MEASURED, Context, Measurement, sample_texts
@@ -41,9 +43,7 @@ def layer_thirds(num_layers: int) -> tuple[list[int], list[int]]:
 def token_states(encoder, texts) -> tuple[np.ndarray, np.ndarray, list[tuple[str, ...]]]:
     """(float64 [L+1, M, D] every content token's hidden states, int [M] its sentence, each
     sentence's content tokens as strings)."""
-    import torch
-
-    from ..vectors import hidden_batches, tokenize_texts
+    import torch  # the model runs here; importing clsviz.literature stays light
 
     tok = tokenize_texts(encoder, list(texts), MAX_TOKENS)
     per_text: dict[int, np.ndarray] = {}
@@ -90,8 +90,6 @@ def weighted_cka(X: np.ndarray, Y: np.ndarray, owner: np.ndarray, weights: np.nd
 
 
 def _finetuned(ctx: Context):
-    from ..encoder import load_encoder
-
     given = ctx.finetuned
     return given if given is None or hasattr(given, "info") else load_encoder(str(given))
 

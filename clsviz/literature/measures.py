@@ -20,9 +20,9 @@ import numpy as np
 
 from ..attention import attention_breakdown, token_categories
 from ..corpus import Corpus, demo_corpus, is_missing, stratified_rows
-from ..encoder import DEFAULT_MODEL
 from ..narrative import describe_series, layer_span
 from ..progress import check_cancel
+from ..vectors import hidden_batches, tokenize_texts
 from ..verdicts import Estimate, estimate
 from .claims import NOT_MEASURABLE, Claim
 
@@ -118,10 +118,6 @@ class Context:
     @property
     def num_layers(self) -> int:
         return self.encoder.info.num_layers
-
-    @property
-    def bundled(self) -> bool:
-        return self.encoder.name == DEFAULT_MODEL
 
     def memo(self, key: str, compute: Callable[[], object]):
         if key not in self._memo:
@@ -276,9 +272,7 @@ def special_norm_share(claim: Claim, ctx: Context) -> Measurement:
 def _token_sums(encoder, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(float64 [N, L+1, D] per text: the sum of its content tokens' unit vectors at each layer,
     int [N] content tokens per text): enough for every cross-sentence mean cosine."""
-    import torch
-
-    from ..vectors import hidden_batches, tokenize_texts
+    import torch  # the model runs here; importing clsviz.literature stays light
 
     tok = tokenize_texts(encoder, texts, MAX_TOKENS)
     info = encoder.info

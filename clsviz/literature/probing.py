@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..experiments.probe import check_labels, make_probe, run_probe
 from ..narrative import layer_span
 from ..progress import check_cancel, single_blas_thread
 from ..verdicts import Estimate
@@ -43,10 +44,8 @@ def out_of_fold_correct(X: np.ndarray, y: np.ndarray, folds: int = 5, seeds: Seq
                         cancel=None) -> np.ndarray:  # fmt: skip
     """float64 [L+1, N]: for each layer of ``X`` [N, L+1, D] and each text, the share of the
     ``seeds`` fold assignments in which the probe trained without that text read it right."""
-    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.exceptions import ConvergenceWarning  # sklearn is heavy: loaded when a probe runs
     from sklearn.model_selection import StratifiedKFold
-
-    from ..experiments.probe import make_probe
 
     n, layers = X.shape[0], X.shape[1]
     right = np.zeros((layers, n))
@@ -76,8 +75,6 @@ def probe_peaks(claim: Claim, ctx: Context) -> Measurement:
     """The relative depth at which a [CLS] probe peaks for a surface, a syntax and a semantics
     label, each with the range of peak layers over bootstrap resamples of the texts; the
     deciding numbers are the depth differences between the kinds."""
-    from ..experiments.probe import check_labels, run_probe
-
     p = claim.params
     vectors = ctx.demo_vectors()
     pooling = str(p["pooling"])
@@ -98,10 +95,12 @@ def probe_peaks(claim: Claim, ctx: Context) -> Measurement:
         depth_draws[kind] = draws / ctx.num_layers
         layer = peaks[kind] = peak_layer(acc, tolerance)
         low, high = _layer_interval(draws)
-        where = f"layer {layer}" if low == high else (
-            f"layer {layer}, but anywhere in {layer_span(range(low, high + 1))} across resamples: no clear layer")
-        parts.append(f"{label} ({kind}) peaks at {where} of {ctx.num_layers} ({acc[layer]:.0%}; majority "
-                     f"{result.majority:.0%})")
+        said = f"{acc[layer]:.0%} at layer {layer} of {ctx.num_layers}; majority {result.majority:.0%}"
+        if low == high:
+            parts.append(f"{label} ({kind}) peaks at layer {layer} in every resample ({said})")
+        else:
+            parts.append(f"{label} ({kind}): no clear layer - the peak is at layer {layer} on the whole sample but "
+                         f"anywhere in {layer_span(range(low, high + 1))} across resamples ({said})")
         sizes.append(f"{n} ({label})")
     n = min(counts.values())
     numbers = {}

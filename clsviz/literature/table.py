@@ -188,8 +188,8 @@ def claims_html(table: pd.DataFrame, model_name: str = "") -> str:
         return html.escape(str(text), quote=True)
 
     def interval(r) -> str:
-        low, high = getattr(r, "low", ""), getattr(r, "high", "")
-        if low == "" or high == "" or pd.isna(low) or pd.isna(high):
+        low, high = pd.to_numeric(getattr(r, "low", ""), errors="coerce"), pd.to_numeric(getattr(r, "high", ""), errors="coerce")
+        if pd.isna(low) or pd.isna(high):
             return ""
         return (f"<br><span class='note'>95% interval of the deciding number {float(low):.4g}–{float(high):.4g}; "
                 f"threshold {esc(r.threshold)}</span>")
