@@ -13,8 +13,8 @@ from clsviz.literature import COLUMNS, VERDICTS, load_claims
 from tests.conftest import open_page
 from ui import jobs
 from ui.literature import JOB
-from ui.text import plain
 from ui.state import OTHER
+from ui.text import plain
 
 PAGE = "pages/12_Findings.py"
 BUTTON = "Check the findings on this model"
