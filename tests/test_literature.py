@@ -361,12 +361,18 @@ def test_the_sts_numbers_match_an_independent_computation(encoder):
     texts = list(pairs["sentence1"]) + list(pairs["sentence2"])
     cls, mean = _by_hand_last_layer(encoder, texts)
     n = len(pairs)
+    rhos = {}
     for name, vecs in (("cls", cls), ("mean", mean)):
         a, b = vecs[:n], vecs[n:]
         cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
         rho = 100 * spearmanr(cos, pairs["score"]).statistic
-        assert found.numbers[name] == pytest.approx(rho, abs=0.05)
-        assert found.numbers[f"{name}_low"] < found.numbers[name] < found.numbers[f"{name}_high"]
+        assert found.numbers[name].value == pytest.approx(rho, abs=0.05)
+        assert found.numbers[name].low < found.numbers[name].value < found.numbers[name].high
+        rhos[name] = rho
+    # The deciding number: the gap, with its paired interval over the pairs.
+    gap = found.numbers["gap"]
+    assert gap.value == pytest.approx(rhos["mean"] - rhos["cls"], abs=0.05) and gap.low < gap.value < gap.high
+    assert gap.n == n and gap.unit == "pairs"
 
 
 def test_the_sep_share_matches_an_independent_computation(encoder):
@@ -382,7 +388,11 @@ def test_the_sep_share_matches_an_independent_computation(encoder):
             att = encoder.eager_model(**ids, output_attentions=True).attentions  # blocks 1..6: [1, H, T, T]
             sep = int((ids["input_ids"][0] == encoder.tokenizer.sep_token_id).nonzero()[0, 0])
             shares.append([float(att[b - 1][0, :, :, sep].double().mean()) for b in (3, 4, 5)])
-    assert found.numbers["sep_share"] == pytest.approx(float(np.mean(shares)), abs=1e-5)
+    assert found.numbers["sep_share"].value == pytest.approx(float(np.mean(shares)), abs=1e-5)
+    per_text = np.mean(shares, axis=1)
+    draws = per_text[np.random.default_rng(0).integers(0, 5, size=(1000, 5))].mean(axis=1)
+    assert (found.numbers["sep_share"].low, found.numbers["sep_share"].high) == pytest.approx(
+        tuple(np.percentile(draws, [2.5, 97.5])), abs=1e-5)
     assert found.sample == "5 corpus sentences"
 
 

@@ -184,3 +184,22 @@ def test_side_by_side_figures(tiny_encoder, texts_labels, pairs):
     without = run_side_by_side(tiny_encoder, tiny_encoder, texts, labels, label_name="sentiment")
     with pytest.raises(ValueError, match="no scored pairs"):
         figures.side_by_side_sts_figure(without)
+
+
+def test_a_fine_tuned_models_training_texts_are_not_probed(encoder, finetuned_classifier_dir):
+    """The fixture's classifier was fine-tuned on 16 of the first 20 demo texts: they leave the
+    probe and the pairs, and the run says so."""
+    from clsviz import load_encoder
+    from clsviz.corpus import demo_corpus
+    from clsviz.provenance import text_digest, training_texts
+
+    tuned = load_encoder(str(finetuned_classifier_dir))
+    corpus = demo_corpus()
+    texts, labels = list(corpus.texts[:60]), list(corpus.labels["sentiment"][:60])
+    seen = training_texts(tuned)
+    pairs = pd.DataFrame({"sentence1": [texts[0], *texts[30:34]], "sentence2": texts[40:45], "score": [1.0, 2, 3, 4, 5]})
+    result = run_side_by_side(encoder, tuned, texts, labels, pairs, folds=2, label_name="sentiment")
+    assert result.n == 44 == sum(text_digest(t) not in seen for t in texts)
+    assert any("16 of 60 texts were left out because the fine-tuned model was trained on them" in m
+               for m in result.messages)  # fmt: skip
+    assert result.pairs == 4 and any("1 pair(s) with a training text" in m for m in result.messages)

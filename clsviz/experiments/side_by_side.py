@@ -22,6 +22,7 @@ from ..compare import ModelComparison
 from ..corpus import Corpus, is_missing, stratified_rows
 from ..encoder import Encoder
 from ..progress import check_cancel
+from ..provenance import held_out
 from ..vectors import extract
 from .probe import ProbeError, check_labels, run_probe
 
@@ -136,20 +137,32 @@ def run_side_by_side(
 
     Both models read the same ``texts`` and pairs; :func:`clsviz.experiments.run_probe` and
     :func:`clsviz.benchmark.benchmark_from_vectors` score them with the same folds and seed.
-    Texts without a label are left out of the probe. ``progress(done, total, message)``;
-    ``cancel`` (a ``threading.Event``) stops between batches.
+    Texts without a label are left out of the probe. Texts a fine-tuned model was trained on
+    (its record, :func:`clsviz.provenance.held_out`) are left out of the probe and of the pairs,
+    and ``messages`` says how many; a fine-tuned model with no record is said loudly.
+    ``progress(done, total, message)``; ``cancel`` (a ``threading.Event``) stops between batches.
     """
     texts = [str(t) for t in texts]
     labels = list(labels)
     if len(texts) != len(labels):
         raise ProbeError(f"{len(labels)} labels for {len(texts)} texts: give one label per text.")
+    check_labels([v for v in labels if not is_missing(v)], folds, label_name)  # before any model is read
+    kept = held_out(texts, enc_a, enc_b)
+    texts, labels = list(kept.texts), [labels[i] for i in kept.rows]
+    leak_notes = [kept.note] if kept.note else []
+    if pairs is not None and kept.removed:
+        seen = set(held_out(pair_texts(pairs), enc_a, enc_b).texts)
+        fresh = pairs["sentence1"].astype(str).isin(seen) & pairs["sentence2"].astype(str).isin(seen)
+        if not fresh.all():
+            leak_notes.append(f"{int((~fresh).sum())} pair(s) with a training text were left out of the pairs.")
+        pairs = pairs[fresh].reset_index(drop=True)
     keep = [i for i, v in enumerate(labels) if not is_missing(v)]
     check_labels([labels[i] for i in keep], folds, label_name)  # before any model runs
     poolings = tuple(poolings)
     sentences = pair_texts(pairs) if pairs is not None else ()
     cells = len(poolings) * ((enc_a.info.num_layers + 1) + (enc_b.info.num_layers + 1))
     stages = _Stages(2 * len(texts) + cells + 2 * len(sentences), progress, cancel)
-    probes, benches, messages = [], [], []
+    probes, benches, messages = [], [], list(leak_notes)
     for side, enc in zip(SIDES, (enc_a, enc_b)):
         vectors = extract(
             enc, texts, poolings, batch_size=batch_size,
