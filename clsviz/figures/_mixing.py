@@ -109,7 +109,8 @@ def mixing_raw_figure(mix: ContextMixing) -> go.Figure:
     shown = np.where(magnitude > 0, magnitude, np.nan)
     fig = go.Figure(go.Bar(x=blocks, y=shown, marker_color=colors,
                            hovertemplate="block %{x}<br>largest raw score: %{y:.3e}<extra></extra>"))  # fmt: skip
-    fig.update_yaxes(type="log", title_text=safe_text(mix.raw_units))
+    # One labelled tick per power of ten: plotly's default labels the minor ticks too ("2, 10, 5, 2, 1, ...").
+    fig.update_yaxes(type="log", dtick=1, exponentformat="power", showexponent="all", title_text=safe_text(mix.raw_units))
     fig.update_xaxes(type="category", title_text="block")
     if mix.method == "value_zeroing":
         fig.add_hline(y=BARELY_MIXES, line_dash="dash", line_color="#d62728",
