@@ -34,6 +34,9 @@ from .tracing import Trace, has_content
 from .vectors import hidden_batches
 
 __all__ = [
+    "ResampledCKA",
+    "diagonal_intervals",
+    "resample_weights",
     "ATTENTION_MEASURES",
     "CKA_READINGS",
     "AttentionChange",
@@ -181,13 +184,73 @@ def layer_cka(vectors_a, vectors_b) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
+class ResampledCKA:
+    """Linear CKA of X [M, D1] and Y [M, D2] under resampling of groups of rows (texts, or the
+    tokens of a text), in the Gram form, so a resample costs O(groups²) rather than O(M · D1 · D2)::
+
+        HSIC(K, L) = wᵀ(K∘L)w − (2/n) Σᵢ wᵢ (Kw)ᵢ (Lw)ᵢ + (wᵀKw)(wᵀLw)/n²
+        CKA = HSIC(K, L) / √(HSIC(K, K) HSIC(L, L))
+
+    with K = XXᵀ, L = YYᵀ and w the multiplicity of each row's group (``owner`` int [M], groups
+    0..G-1; one group per row by default). With every weight 1 it is :func:`cka` of X and Y."""
+
+    def __init__(self, X, Y, owner=None, groups: int | None = None):
+        X, Y = np.asarray(X, dtype=np.float64), np.asarray(Y, dtype=np.float64)
+        owner = np.arange(len(X)) if owner is None else np.asarray(owner, dtype=np.int64)
+        self.groups = int(owner.max()) + 1 if groups is None else int(groups)
+        K, L = X @ X.T, Y @ Y.T
+        onehot = np.zeros((len(owner), self.groups))
+        onehot[np.arange(len(owner)), owner] = 1.0
+        self.onehot = onehot
+        self.by = {name: onehot.T @ m @ onehot for name, m in (("KL", K * L), ("KK", K * K), ("LL", L * L))}
+        self.rows = {"K": K @ onehot, "L": L @ onehot}
+
+    def __call__(self, weights=None) -> float:
+        """CKA when group g counts ``weights[g]`` times (default: once each)."""
+        w = np.ones(self.groups) if weights is None else np.asarray(weights, dtype=np.float64)
+        tokens = self.onehot @ w
+        n = float(tokens.sum())
+        kw, lw = self.rows["K"] @ w, self.rows["L"] @ w
+
+        def hsic(pair: str, a: np.ndarray, b: np.ndarray) -> float:
+            return float(w @ self.by[pair] @ w - 2.0 / n * np.sum(tokens * a * b) + (tokens @ a) * (tokens @ b) / n**2)
+
+        denominator = np.sqrt(max(hsic("KK", kw, kw), 0.0) * max(hsic("LL", lw, lw), 0.0))
+        return float(np.clip(hsic("KL", kw, lw) / denominator, 0.0, 1.0)) if denominator > 0 else float("nan")
+
+
+def resample_weights(groups: int, n_boot: int, seed: int = 0) -> np.ndarray:
+    """int [n_boot, groups]: how often each group is drawn in each bootstrap resample."""
+    return np.random.default_rng(seed).multinomial(groups, np.full(groups, 1.0 / groups), size=n_boot)
+
+
+def diagonal_intervals(vectors_a, vectors_b, owner=None, n_boot: int = 200, seed: int = 0) -> np.ndarray:
+    """float64 [L+1, 2]: the 95% bootstrap interval (resampling the groups of ``owner``, default
+    the rows) of the CKA of layer l of A with layer l of B (stacks of the same depth)."""
+    layers_a, layers_b = _layers(vectors_a, "vectors_a"), _layers(vectors_b, "vectors_b")
+    if len(layers_a) != len(layers_b):
+        raise ValueError("diagonal intervals need two stacks of the same depth")
+    first = ResampledCKA(layers_a[0], layers_b[0], owner)
+    draws = resample_weights(first.groups, n_boot, seed)
+    out = np.full((len(layers_a), 2), np.nan)
+    for layer, (x, y) in enumerate(zip(layers_a, layers_b)):
+        resampled = first if layer == 0 else ResampledCKA(x, y, owner, first.groups)
+        values = np.array([resampled(w) for w in draws])
+        values = values[np.isfinite(values)]
+        if values.size:
+            out[layer] = np.percentile(values, [2.5, 97.5])
+    return out
+
+
 # --- two encoders on a text sample -----------------------------------------------------------
 @dataclass(frozen=True)
 class ModelComparison:
     """Layer-by-layer CKA of two encoders on the same texts.
 
     ``cka`` maps each computed reading (see :data:`CKA_READINGS`) to float64 [L_A+1, L_B+1]
-    (rows: hidden-state index of A, 0 = embeddings; columns: of B). ``skipped`` maps a reading
+    (rows: hidden-state index of A, 0 = embeddings; columns: of B). ``intervals`` maps a reading
+    to float64 [L+1, 2], the 95% bootstrap interval (resampling the texts) of its diagonal, for
+    models of the same depth. ``skipped`` maps a reading
     that could not be computed to the reason. ``num_tokens`` is the number of token vectors the
     "tokens" reading used (a random sample when the texts have more than ``max_tokens``).
     """
@@ -200,6 +263,7 @@ class ModelComparison:
     cka: dict[str, np.ndarray] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     messages: tuple[str, ...] = ()
+    intervals: dict[str, np.ndarray] = field(default_factory=dict)
 
     def table(self) -> pd.DataFrame:
         """Tidy table: one row per (reading, layer_a, layer_b) with ``cka`` (NaN = undefined)."""
@@ -350,6 +414,11 @@ def compare_encoders(
     vec_a = _layer_vectors(enc_a, ids_a, special_a, wanted, picks, batch_size, step)
     vec_b = _layer_vectors(enc_b, ids_b, special_b, wanted, picks, batch_size, step)
     results = {r: layer_cka(vec_a[r], vec_b[r]) for r in readings if r in wanted}
+    intervals = {}
+    if enc_a.info.num_layers == enc_b.info.num_layers:
+        owners = {"tokens": np.concatenate([np.full(len(picks[t]), i) for i, t in enumerate(sorted(picks))])} if picks else {}
+        for r in results:
+            intervals[r] = diagonal_intervals(vec_a[r], vec_b[r], owners.get(r), seed=seed)
     if "cls" in results and np.isnan(results["cls"][0]).all():
         messages.append("At layer 0 the [CLS] vector is the same embedding for every text, so its CKA is undefined.")
     return ModelComparison(
@@ -361,6 +430,7 @@ def compare_encoders(
         cka=results,
         skipped=skipped,
         messages=tuple(messages),
+        intervals=intervals,
     )
 
 

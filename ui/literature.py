@@ -33,7 +33,7 @@ _SOURCES = {
     "finetune": lambda: _job_result("how_it_learns.finetune") or _job_result("any_token.finetune"),
     "comparison": lambda: _stored("compare.cka.result", 1),
     "scoreboard": lambda: _job_result("analysis.faithfulness"),  # 'What flows into [CLS]?'
-    "massive": lambda: _job_result("analysis.causal.massive"),  # 'Causal tests', the massive-dimension sweep
+    "massive": lambda: _job_result("causal.massive"),  # 'Causal tests', the massive-dimension sweep
 }
 
 

@@ -6,18 +6,15 @@ a session happened to compute. Texts it was trained on (its ``clsviz.json`` reco
 :func:`clsviz.provenance.held_out`) are left out of the sample; a fine-tuned copy without a
 record is said loudly. The deciding number, CKA of the lower third of the layers minus CKA of
 the upper third, carries a 95% interval from 1,000 bootstrap resamples of the sentences (tokens
-resampled with their sentence), computed with the Gram-matrix form of linear CKA so a resample
-costs O(sentences²):
-
-    HSIC(K, L) = wᵀ(K∘L)w − (2/n) Σᵢ wᵢ (Kw)ᵢ (Lw)ᵢ + (wᵀKw)(wᵀLw)/n²,   CKA = HSIC(K, L) / √(HSIC(K, K) HSIC(L, L))
-
-with K = XXᵀ, L = YYᵀ over the tokens and w the resample's multiplicity of each token's sentence.
+resampled with their sentence), computed with :class:`clsviz.compare.ResampledCKA` (the Gram form
+of linear CKA, so a resample costs O(sentences²)).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..compare import ResampledCKA, resample_weights
 from ..encoder import load_encoder
 from ..narrative import describe_series, layer_span
 from ..provenance import held_out
@@ -60,33 +57,10 @@ def token_states(encoder, texts) -> tuple[np.ndarray, np.ndarray, list[tuple[str
     return states, owner, words
 
 
-class _Grams:
-    """What a weighted linear CKA of X and Y needs, aggregated by sentence (see the module docstring)."""
-
-    def __init__(self, X: np.ndarray, Y: np.ndarray, owner: np.ndarray, n_texts: int):
-        K, L = X @ X.T, Y @ Y.T
-        onehot = np.zeros((len(owner), n_texts))
-        onehot[np.arange(len(owner)), owner] = 1.0
-        self.onehot = onehot
-        self.by = {name: onehot.T @ m @ onehot for name, m in (("KL", K * L), ("KK", K * K), ("LL", L * L))}
-        self.rows = {"K": K @ onehot, "L": L @ onehot}
-
-    def cka(self, w: np.ndarray) -> float:
-        tokens = self.onehot @ w
-        n = float(tokens.sum())
-        kw, lw = self.rows["K"] @ w, self.rows["L"] @ w
-
-        def hsic(pair: str, a: np.ndarray, b: np.ndarray) -> float:
-            return float(w @ self.by[pair] @ w - 2.0 / n * np.sum(tokens * a * b) + (tokens @ a) * (tokens @ b) / n**2)
-
-        denominator = np.sqrt(max(hsic("KK", kw, kw), 0.0) * max(hsic("LL", lw, lw), 0.0))
-        return float(np.clip(hsic("KL", kw, lw) / denominator, 0.0, 1.0)) if denominator > 0 else float("nan")
-
-
 def weighted_cka(X: np.ndarray, Y: np.ndarray, owner: np.ndarray, weights: np.ndarray) -> float:
     """Linear CKA of token rows X [M, D1] and Y [M, D2] when sentence i (``owner``) counts
     ``weights[i]`` times; with every weight 1 it is :func:`clsviz.compare.cka` of X and Y."""
-    return _Grams(X, Y, owner, len(weights)).cka(np.asarray(weights, dtype=np.float64))
+    return ResampledCKA(X, Y, owner, len(weights))(weights)
 
 
 def _finetuned(ctx: Context):
@@ -118,16 +92,16 @@ def finetune_change(claim: Claim, ctx: Context) -> Measurement:
         return Measurement(NOT_MEASURABLE, notes=("The two models split the sentences into different tokens, so their "
                                                   "token vectors cannot be paired.",))
     n = len(kept.texts)
-    grams = [_Grams(states_a[layer], states_b[layer], owner, n) for layer in range(ctx.num_layers + 1)]
+    grams = [ResampledCKA(states_a[layer], states_b[layer], owner, n) for layer in range(ctx.num_layers + 1)]
     lower, upper = layer_thirds(ctx.num_layers)
     ones = np.ones(n)
-    cka = np.array([g.cka(ones) for g in grams])
+    cka = np.array([g(ones) for g in grams])
 
     def gap(w):
-        values = np.array([grams[layer].cka(w) for layer in lower + upper])
+        values = np.array([grams[layer](w) for layer in lower + upper])
         return values[: len(lower)].mean() - values[len(lower):].mean()
 
-    draws = np.random.default_rng(ctx.seed).multinomial(n, np.full(n, 1.0 / n), size=BOOTSTRAP)
+    draws = resample_weights(n, BOOTSTRAP, ctx.seed)
     boot = np.array([gap(w.astype(np.float64)) for w in draws])
     low, high = np.nanpercentile(boot, [2.5, 97.5])
     numbers = {"lower_minus_upper": Estimate(float(gap(ones)), float(low), float(high), n)}
