@@ -32,7 +32,7 @@ _SOURCES = {
     "probe": lambda: _stored("any_token.result", 1),
     "finetune": lambda: _job_result("how_it_learns.finetune") or _job_result("any_token.finetune"),
     "comparison": lambda: _stored("compare.cka.result", 1),
-    "scoreboard": lambda: _job_result("analysis.faithfulness"),  # 'What flows into [CLS]?'
+    "scoreboard": lambda: _job_result("analysis.mixing.scoreboard"),  # 'What flows into [CLS]?'
     "massive": lambda: _job_result("causal.massive"),  # 'Causal tests', the massive-dimension sweep
 }
 
