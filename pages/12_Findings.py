@@ -59,9 +59,13 @@ if result is None:
 session = session_results()
 table = with_session(result, session, encoder)  # live: results other pages produced since the check
 st.info(plain(result.summary()[0]), icon=":material/fact_check:")
-shown = table.assign(interval=interval_column(table))
+shown = table.assign(interval=interval_column(table), threshold=table["threshold"].astype(str))
 st.dataframe(shown[list(KEY_COLUMNS)], hide_index=True, width="stretch", key="findings.table",
-             column_config={"interval": "95% interval", "threshold": "rule threshold"})  # fmt: skip
+             column_config={"source": st.column_config.TextColumn("source", width="medium"),
+                            "verdict": st.column_config.TextColumn("verdict", width="medium"),
+                            "interval": st.column_config.TextColumn("95% interval", width="small"),
+                            "threshold": st.column_config.TextColumn("rule threshold", width="small"),
+                            "sample": st.column_config.TextColumn("sample", width="medium")})  # fmt: skip
 download_csv(table, "published_findings.csv", key="findings.csv", label="Download the table (CSV)")
 runner.draw(result, "findings.intervals")
 

@@ -593,3 +593,16 @@ def test_the_report_carries_the_findings_when_asked(tiny_encoder):
 def test_nan_never_reaches_a_reason(bundled_table):
     assert not bundled_table["reason"].str.contains(r"\bnan\b").any()
     assert not any(isinstance(v, float) and math.isnan(v) for v in bundled_table["this_model"])
+
+
+def test_the_interval_in_the_table_is_the_one_that_decided():
+    from clsviz.literature.table import _deciding
+
+    claim = _claim("layer_hierarchy")
+    numbers = {"semantics_minus_surface": _e(0.1, -0.2, 0.4), "syntax_minus_surface": _e(-0.5, -0.67, -0.33),
+               "semantics_minus_syntax": _e(0.2, 0.1, 0.3)}  # fmt: skip
+    found = Measurement(MEASURED, "v", numbers)
+    assert judge(claim, found)[0] == DIFFERS
+    assert _deciding(claim, found) == (-0.67, -0.33, 0.0)  # the check that differs, not the first
+    numbers["syntax_minus_surface"] = _e(0.1, 0.0, 0.2)
+    assert _deciding(claim, Measurement(MEASURED, "v", numbers)) == (-0.2, 0.4, 0.0)  # the straddling one

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..progress import check_cancel
 from ..provenance import model_profile
-from .claims import NOT_MEASURABLE, Claim, decisions, load_claims, unmet, verdict
+from .claims import DIFFERS, INCONCLUSIVE, NOT_MEASURABLE, Claim, decisions, load_claims, unmet, verdict
 from .external import describe_elsewhere, massive_ablation, mixing_faithfulness
 from .finetuning import finetune_change
 from .measures import (
@@ -60,7 +60,8 @@ COLUMNS = (
     "verdict", "reason", "sentence", "elsewhere", "pages", "url", "measure", "low", "high", "threshold", "caveat",
 )  # fmt: skip
 """The columns of :func:`check_claims`, in order. ``low`` / ``high``: the 95% interval of the
-deciding number (the first check's; empty only when nothing was measured); ``threshold``: what
+deciding number (of the check that decided the verdict: the first that differs, else the first
+that is inconclusive, else the first; empty only when nothing was measured); ``threshold``: what
 the rule compares it with; ``caveat``: how this measurement differs from the published one
 (model, size, objective, data)."""
 
@@ -79,8 +80,11 @@ def judge(claim: Claim, measurement: Measurement) -> tuple[str, str]:
 
 
 def _deciding(claim: Claim, measurement: Measurement) -> tuple[object, object, object]:
-    """(low, high, threshold) of the first check whose number was measured ("" when none was)."""
-    for check, decision in zip(claim.checks, decisions(claim.checks, measurement.numbers)):
+    """(low, high, threshold) of the check that decided the row: the first that differs, else the
+    first that is inconclusive, else the first measured ("" when nothing was measured)."""
+    found = [(c, d) for c, d in zip(claim.checks, decisions(claim.checks, measurement.numbers)) if d is not None]
+    order = {DIFFERS: 0, INCONCLUSIVE: 1}
+    for check, decision in sorted(found, key=lambda cd: order.get(cd[1].verdict, 2)):
         if decision is not None:
             est = decision.estimate
             low = est.low if est.low == est.low else ""
