@@ -15,6 +15,7 @@ from ui.embeddings import (
     corpus_source,
     fitted_projection,
     label_scores,
+    prefetch_projections,
     projection_key,
     seen_before,
     start_umap_warmup,
@@ -147,18 +148,7 @@ def source(pooling: str):
 traces = current_traces() if current_sentences() and not mismatch else []
 typed_texts = [t.text for t in traces]
 
-# -- scores in the original space ------------------------------------------------------------
-table, score_error = None, None
-if labels is not None:
-    table, score_error = label_scores({s: source(s) for s in poolings}, corpus, label_name, MAX_SCORED_CLASSES)
-
-subtitles = {}
-if table is not None:
-    for s in poolings:
-        sc = scores_at(table, s, layer)
-        subtitles[pooling_title(s)] = (
-            f"kNN acc {score_text(sc['knn_accuracy'], '.2f')} · silhouette {score_text(sc['silhouette'], '.2f')}"
-        )
+subtitles = {}  # per panel: its label scores, once they are measured (below)
 
 
 def draw(method_name: str) -> tuple:
@@ -197,9 +187,27 @@ except ValueError as exc:
 keys = [projection_key(source(s), corpus, layer, s, "umap", seed, 15, 0.1) for s in poolings]
 want_umap = method == "UMAP"
 if not (want_umap and seen_before(keys)):
+    # Drawn as soon as the vectors exist: the label scores and UMAP follow while it is on screen.
     with panel.container():
         show("embeddings.panels", fig, key="embeddings.preview",
              note="PCA preview: UMAP replaces it when ready." if want_umap else None)
+    if want_umap:  # the other panels' UMAP fits start in the job worker while this page goes on
+        prefetch_projections(source, corpus, layer, poolings, "umap", seed)
+
+# -- scores in the original space ------------------------------------------------------------
+table, score_error = None, None
+if labels is not None:
+    table, score_error = label_scores({s: source(s) for s in poolings}, corpus, label_name, MAX_SCORED_CLASSES)
+if table is not None:
+    for s in poolings:
+        sc = scores_at(table, s, layer)
+        subtitles[pooling_title(s)] = (
+            f"kNN acc {score_text(sc['knn_accuracy'], '.2f')} · silhouette {score_text(sc['silhouette'], '.2f')}"
+        )
+    if not want_umap:  # the PCA picture again, now with each panel's scores under its title
+        fig, coords, typed = draw("pca")
+        with panel.container():
+            show("embeddings.panels", fig)
 
 # -- numbers beside the pictures -------------------------------------------------------------
 st.markdown("**How well the label separates in the original space** (before any projection)")

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from clsviz.analyses import NotApplicable, ParamError, Result, get
+from clsviz.analyses import run as run_analysis
 
 from . import jobs
 from .cache import cached, shared_cache
@@ -83,12 +84,9 @@ def start(name: str, *inputs, slot: str | None = None, label: str = "", **params
     key = analysis.key(inputs, params)  # checks the parameters before anything is queued
     job_key = _job_key(name, slot)
     st.session_state.setdefault(_JOB_KEYS, {})[job_key] = key
-    return jobs.launch(job_key, _run_and_return, name, *inputs, label=label or analysis.title, **params)
-
-
-def _run_and_return(name: str, *inputs, progress=None, cancel=None, **params) -> Result:
-    # Module-level, so the job pickles by reference and can run in the worker process.
-    return get(name)(*inputs, progress=progress, cancel=cancel, **params)
+    # clsviz.analyses.run is module-level in a Streamlit-free module: the job pickles by reference and the
+    # worker process imports no Streamlit to run it.
+    return jobs.launch(job_key, run_analysis, name, *inputs, label=label or analysis.title, **params)
 
 
 def background(

@@ -24,6 +24,8 @@ from ._inversion import *  # noqa: F401,F403
 from ._inversion import __all__ as _inversion_all
 from ._lab import *  # noqa: F401,F403
 from ._lab import __all__ as _lab_all
+from ._literature import *  # noqa: F401,F403
+from ._literature import __all__ as _literature_all
 from ._mixing import *  # noqa: F401,F403
 from ._mixing import __all__ as _mixing_all
 from ._position import *  # noqa: F401,F403
@@ -48,6 +50,7 @@ __all__ = [
     *_compare_all,
     *_dynamics_all,
     *_lab_all,
+    *_literature_all,
     "FigureSpec",
     "figure_spec",
     "figure_specs",
