@@ -33,6 +33,8 @@ EXPLAIN_FIRST = {
     "Classifier": "has no classification head",
     "Compare two models": "Pick a second model",
     "Published findings": "Check the findings on this model",
+    # Draws once a model has been pretrained in the lab (tests/browser/test_lab_page.py starts one).
+    "The [CLS] lab": "Start pretraining",
 }
 
 
