@@ -28,6 +28,7 @@ from .causal_runs import (
     run_with_parts,
     ticker,
 )
+from .one_sentence import HEAD_MODES, InterventionError, resolve_head_means
 
 __all__ = ["HEAD_ROLES", "HEAD_ROLE_RULE", "PARK_SHARE", "READ_SHARE", "classify_heads", "head_sweep", "summarize_heads"]
 
@@ -125,8 +126,6 @@ def head_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | None =
     output replaced by its mean over ``mean_from`` - texts or the [L, H, dh] array of
     :func:`~clsviz.experiments.interventions.head_means`; default: these texts) or ``"zero"``.
     """
-    from .interventions import HEAD_MODES, InterventionError, resolve_head_means
-
     start_time = time.perf_counter()
     if mode not in HEAD_MODES:
         raise InterventionError(f"mode={mode!r}: allowed are {', '.join(HEAD_MODES)}.")

@@ -36,22 +36,12 @@ from .causal_runs import (
     ticker,
     token_roles,
 )
+from .one_sentence import check_register_room, register_tokens
 
 __all__ = ["REGISTER_COUNTS", "check_register_room", "register_sweep", "summarize_registers"]
 
 REGISTER_COUNTS = (0, 1, 2, 3, 4)
 """The numbers of registers tried by default."""
-
-
-def check_register_room(encoder: Encoder, num_tokens: int, k: int) -> None:
-    """Raise :class:`~clsviz.blocks.InterventionError` when ``k`` registers after [CLS] would take
-    a text of ``num_tokens`` tokens (special tokens included) past the model's length limit."""
-    limit = encoder.info.max_length
-    if num_tokens + k > limit:
-        raise InterventionError(
-            f"{k} register(s) after [CLS] make {num_tokens + k} tokens, more than this model's limit of {limit}. "
-            f"Use at most {max(0, limit - num_tokens)} register(s) or a shorter text."
-        )
 
 
 def _check_counts(encoder: Encoder, ks, max_length: int | None) -> tuple[list[int], int]:
@@ -142,8 +132,6 @@ def register_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | No
     share. Texts are cut so that the most registers still fit; too many registers for the
     model's length limit raise :class:`~clsviz.blocks.InterventionError`.
     """
-    from .interventions import register_tokens
-
     start_time = time.perf_counter()
     ks, text_limit = _check_counts(encoder, ks, max_length)
     labelled = labelled_texts(texts, labels, folds, label_name) if labels is not None else None

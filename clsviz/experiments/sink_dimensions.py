@@ -43,6 +43,7 @@ from .causal_runs import (
     ticker,
     token_roles,
 )
+from .one_sentence import check_dimension_means, check_dims, dimension_means, special_replacer
 
 __all__ = [
     "BREAKS",
@@ -196,8 +197,6 @@ def massive_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | Non
     ``attention``: mode (clean/zero/mean), block, role (cls/special/content), share - where the
     words' attention goes in each block after ``layer``. ``per_text``: mode, text, cosine.
     """
-    from .interventions import _check_dims, check_dimension_means, dimension_means, special_replacer
-
     start_time = time.perf_counter()
     info = encoder.info
     num_layers = info.num_layers
@@ -205,7 +204,7 @@ def massive_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | Non
     labelled = labelled_texts(texts, labels, folds, label_name) if labels is not None else None
     used = labelled.texts if labelled else tuple(texts)
     found = find_massive_dimensions(encoder, used, layer) if dims is None else None
-    dims = _check_dims(found["dimension"].tolist() if dims is None else dims, encoder)
+    dims = check_dims(found["dimension"].tolist() if dims is None else dims, encoder)
     control = random_dimensions(info.hidden_size, dims, len(dims), seed)
     both = dims + control
     tokens = TokenizedBatches.from_texts(encoder, used, max_length)
