@@ -40,6 +40,7 @@ from urllib.parse import urlparse
 from benchmarks.inputs import fresh_sentence
 from benchmarks.results import FIGURES, Collector
 from benchmarks.timing import Settings, percentile
+from devtools.visitor import run_coroutine
 
 __all__ = ["MAX_VISITORS", "CrowdResult", "Outcome", "crowd", "measure_visitors", "role", "run_crowd"]
 
@@ -57,6 +58,8 @@ _QUEUED = re.compile(r"Queued\\?: (\d+) jobs? ahead of you")  # (a colon may com
 _STATUS = re.compile(r"Queued\\?: \d+ jobs? ahead of you|Starting…|\(\d+ s\)$")
 """A job's place on its page: queued (how many ahead), starting, or running (seconds so far)."""
 OVERVIEW, ATTENTION, MIXING, PROBE = "", "Attention", "What_flows_in", "Any_token"
+PROBE_BUTTON = "any_token.run"
+"""The button that runs the probe on "Could any token do?"."""
 
 
 def role(index: int) -> str:
@@ -170,7 +173,9 @@ async def _wait_for(visitor, outcome: Outcome, done, timeout: float) -> None:
         outcome.note = f"no result after {time.perf_counter() - start:.0f} s (waited: {ok})"
 
 
-async def _job(visitor, outcome: Outcome, rng: random.Random, think, sentences, index: int, timeout: float) -> None:
+async def _job(
+    visitor, outcome: Outcome, rng: random.Random, think, sentences, index: int, timeout: float
+) -> None:
     await _type(visitor, outcome, sentences[0], check=True)
     await asyncio.sleep(rng.uniform(*think))
     await _timed(outcome, visitor.rerun(page=MIXING), "heavy")
@@ -178,21 +183,22 @@ async def _job(visitor, outcome: Outcome, rng: random.Random, think, sentences, 
     if index % 8 == 2:  # value zeroing, then its figures
         await _timed(outcome, visitor.rerun({"mixing.method": "value zeroing"}), "heavy")
         await asyncio.sleep(rng.uniform(*think))
-        await _timed(outcome, visitor.rerun(trigger="mixing.vz_start"), "waits")
+        await _timed(outcome, visitor.rerun(trigger="analysis.mixing.value_zeroing.start"), "waits")
         await _wait_for(visitor, outcome, lambda v: v.has_chart("mixing.cls_row"), timeout)
     else:  # the faithfulness scoreboard
-        await _timed(outcome, visitor.rerun(trigger="mixing.score_start"), "waits")
+        await _timed(outcome, visitor.rerun(trigger="analysis.mixing.scoreboard.start"), "waits")
         await _wait_for(visitor, outcome, lambda v: v.has_chart("mixing.ranking"), timeout)
 
 
 def upload_csv(index: int, rows: int = 60) -> bytes:
     """A corpus of ``rows`` sentences of visitor ``index``'s own (nothing cached), two topics."""
-    lines = ["text,topic"] + [f"{fresh_sentence(100_000 + index * rows + i)},{'rain' if i % 2 else 'sun'}"
-                              for i in range(rows)]
+    lines = ["text,topic"] + [
+        f"{fresh_sentence(100_000 + index * rows + i)},{'rain' if i % 2 else 'sun'}" for i in range(rows)
+    ]
     return ("\n".join(lines) + "\n").encode()
 
 
-async def _upload(visitor, outcome: Outcome, rng: random.Random, think, index: int) -> None:
+async def _upload(visitor, outcome: Outcome, rng: random.Random, think, index: int, timeout: float) -> None:
     """Upload a corpus on "Could any token do?" and run the probe: its vectors are embedded
     through the job queue (the page shows its place), then probed."""
     await _timed(outcome, visitor.rerun(page=PROBE), "heavy")
@@ -204,17 +210,26 @@ async def _upload(visitor, outcome: Outcome, rng: random.Random, think, index: i
     if not any(name in t for t in visitor.texts()):
         outcome.note = f"the upload is not shown: {visitor.texts()[:8]}"
         return
+    # The vectors are embedded through the queue; the probe's button comes once they are there.
+    await _wait_for(visitor, outcome, lambda v: v.has_widget(PROBE_BUTTON), timeout)
+    if outcome.ended != "result":
+        return
+    outcome.ended = "lost"
     await asyncio.sleep(rng.uniform(*think))
-    await _timed(outcome, visitor.rerun(trigger="any_token.run"), "waits")
-    _saw(visitor, outcome)
-    if visitor.count("plotly_chart"):
-        outcome.ended = "result"
-    elif _message(visitor):
-        outcome.ended, outcome.note = "message", _message(visitor)
+    await _timed(outcome, visitor.rerun(trigger=PROBE_BUTTON), "waits")
+    await _wait_for(visitor, outcome, lambda v: v.count("plotly_chart") > 0, timeout)
 
 
-async def visit(url: str, index: int, *, think=THINK_S, arrival: float = 0.0, timeout: float = DEADLINE_S,
-                seed: int = 0, part: str | None = None) -> Outcome:
+async def visit(
+    url: str,
+    index: int,
+    *,
+    think=THINK_S,
+    arrival: float = 0.0,
+    timeout: float = DEADLINE_S,
+    seed: int = 0,
+    part: str | None = None,
+) -> Outcome:
     """Visitor ``index`` of a crowd: arrives after ``arrival`` seconds, plays ``part`` (default
     its :func:`role`)."""
     from devtools.visitor import Visitor
@@ -232,7 +247,7 @@ async def visit(url: str, index: int, *, think=THINK_S, arrival: float = 0.0, ti
             elif outcome.role == "job":
                 await _job(visitor, outcome, rng, think, sentences, index, timeout)
             else:
-                await _upload(visitor, outcome, rng, think, index)
+                await _upload(visitor, outcome, rng, think, index, timeout)
             _saw(visitor, outcome)
     except Exception as exc:  # a timeout included: recorded as lost, with the reason
         outcome.ended, outcome.note = "lost", f"{type(exc).__name__}: {exc}"[:300]
@@ -247,8 +262,16 @@ async def idle_visitor(url: str, seed: int, think=(0.5, 1.0)) -> list[float]:
     return outcome.interactive
 
 
-async def crowd(url: str, visitors: int, *, seed: int = 0, think=THINK_S, arrival: float = ARRIVAL_S,
-                deadline: float = DEADLINE_S, parts: Sequence[str] | None = None) -> list[Outcome]:
+async def crowd(
+    url: str,
+    visitors: int,
+    *,
+    seed: int = 0,
+    think=THINK_S,
+    arrival: float = ARRIVAL_S,
+    deadline: float = DEADLINE_S,
+    parts: Sequence[str] | None = None,
+) -> list[Outcome]:
     """``visitors`` sessions at once (see the module docstring), all done or cut at ``deadline``;
     ``parts`` gives each visitor's role instead of :func:`role`."""
     _loopback(url)
@@ -256,8 +279,20 @@ async def crowd(url: str, visitors: int, *, seed: int = 0, think=THINK_S, arriva
         raise ValueError(f"a crowd has 1 to {MAX_VISITORS} visitors, not {visitors}")
     parts = list(parts) if parts is not None else [role(i) for i in range(visitors)]
     rng = random.Random(seed)
-    tasks = [asyncio.create_task(visit(url, i, think=think, arrival=rng.uniform(0, arrival), timeout=deadline,
-                                       seed=seed, part=parts[i])) for i in range(visitors)]
+    tasks = [
+        asyncio.create_task(
+            visit(
+                url,
+                i,
+                think=think,
+                arrival=rng.uniform(0, arrival),
+                timeout=deadline,
+                seed=seed,
+                part=parts[i],
+            )
+        )
+        for i in range(visitors)
+    ]
     done, pending = await asyncio.wait(tasks, timeout=deadline + arrival)
     for task in pending:
         task.cancel()
@@ -266,7 +301,9 @@ async def crowd(url: str, visitors: int, *, seed: int = 0, think=THINK_S, arriva
         if task in done:
             outcomes.append(task.result())
         else:
-            outcomes.append(Outcome(f"visitor {i}", parts[i], note=f"still busy at the {deadline:.0f} s deadline"))
+            outcomes.append(
+                Outcome(f"visitor {i}", parts[i], note=f"still busy at the {deadline:.0f} s deadline")
+            )
     return outcomes
 
 
@@ -305,19 +342,31 @@ def group_resident_bytes(pgid: int) -> int:
     return total
 
 
-def run_crowd(server, visitors: int, *, seed: int = 0, think=THINK_S, arrival: float = ARRIVAL_S,
-              deadline: float = DEADLINE_S, idle_rounds: int = 2, parts: Sequence[str] | None = None) -> CrowdResult:
+def run_crowd(
+    server,
+    visitors: int,
+    *,
+    seed: int = 0,
+    think=THINK_S,
+    arrival: float = ARRIVAL_S,
+    deadline: float = DEADLINE_S,
+    idle_rounds: int = 2,
+    parts: Sequence[str] | None = None,
+) -> CrowdResult:
     """On the running ``server`` (:func:`devtools.browser.streamlit_process`): the idle baseline
     (one reader alone, ``idle_rounds`` times), then the crowd, with the server's memory sampled."""
     idle = []
     for r in range(idle_rounds):
-        idle += asyncio.run(idle_visitor(server.url, seed=seed * 100 + 90 + r))
+        idle += run_coroutine(idle_visitor(server.url, seed=seed * 100 + 90 + r))
     sampler = MemorySampler(server.process.pid)
     sampler.start()
     start = time.perf_counter()
     try:
-        outcomes = asyncio.run(crowd(server.url, visitors, seed=seed, think=think, arrival=arrival, deadline=deadline,
-                                     parts=parts))
+        outcomes = run_coroutine(
+            crowd(
+                server.url, visitors, seed=seed, think=think, arrival=arrival, deadline=deadline, parts=parts
+            )
+        )
     finally:
         peak = sampler.stop()
     return CrowdResult(outcomes, idle, peak, time.perf_counter() - start)
@@ -332,7 +381,7 @@ async def prime(url: str) -> None:
         for page in (OVERVIEW, ATTENTION, PROBE, MIXING):
             await visitor.rerun(page=page)
         await visitor.rerun({"mixing.method": "value zeroing"})
-        await visitor.rerun(trigger="mixing.vz_start")
+        await visitor.rerun(trigger="analysis.mixing.value_zeroing.start")
         if not await visitor.wait_until(lambda v: v.has_chart("mixing.cls_row"), DEADLINE_S):
             raise RuntimeError(f"priming the server failed: {visitor.texts()[-5:]}")
 
@@ -343,9 +392,11 @@ def measure_visitors(settings: Settings, out: Collector) -> None:
 
     visitors = settings.pick(50, 8)
     results = []
-    with tempfile.TemporaryDirectory() as tmp, \
-            streamlit_process(Path(tmp) / "server.log", env={"CLSVIZ_STATE_DIR": tmp}) as server:
-        asyncio.run(prime(server.url))
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        streamlit_process(Path(tmp) / "server.log", env={"CLSVIZ_STATE_DIR": tmp}) as server,
+    ):
+        run_coroutine(prime(server.url))
         for run in range(settings.runs):
             results.append(run_crowd(server, visitors, seed=run + 1))
             out.checkpoint()
@@ -353,30 +404,62 @@ def measure_visitors(settings: Settings, out: Collector) -> None:
     roles = {name: sum(role(i) == name for i in range(visitors)) for name in ("reader", "job", "upload")}
     ahead = [max((q for o in r.outcomes for q in o.queued), default=0) for r in results]
     load = os.getloadavg()[0]
-    context = (f"{visitors} visitors over the WebSocket protocol ({roles['reader']} readers, {roles['job']} starting "
-               f"a value-zeroing or scoreboard job, {roles['upload']} uploading a 60-row corpus), arriving over "
-               f"{ARRIVAL_S:.0f} s and pausing {THINK_S[0]:g}-{THINK_S[1]:g} s between actions; one server as make run "
-               f"starts it, caches warm; load average {load:.1f} at the end")
-    out.add("visitors_50_interactive_p95_ratio", ratios,
-            f"p95 of the interactions of visitors not waiting on a job (page opened, sentence typed, slider moved) / "
-            f"p95 of the same interactions of one visitor alone just before; {context}")
-    out.add("visitors_50_interactive_p95_s", [percentile(r.interactive, 0.95) for r in results],
-            "p95 of those interactions in the crowd (request -> script finished)")
-    out.add("visitors_idle_interactive_p95_s", [percentile(r.idle, 0.95) for r in results],
-            "p95 of the same interactions, one visitor alone on the same warm server")
-    out.add("visitors_50_heavy_p95_s", [percentile([t for o in r.outcomes for t in o.heavy], 0.95) for r in results],
-            "p95 in the crowd of the steps that compute evidence as the page opens ('What flows into [CLS]?' with "
-            "its measures and attributions, the probe page, an upload read); not in the ratio")
-    out.add("visitors_50_peak_rss_gb", [r.peak_rss_bytes / 2**30 for r in results],
-            f"peak resident memory of the server and its job worker during the crowd (budget {MEMORY_BUDGET_GB:g} GB)")
-    out.add("visitors_50_lost", [len(r.lost) for r in results],
-            "visitors whose page showed neither their result nor a clear message by the deadline, or an exception")
-    out.add("visitors_50_max_jobs_ahead", ahead,
-            f"the longest queue a job visitor saw on its page ('Queued: N jobs ahead of you'); {roles['job'] + roles['upload']} "
-            "visitors queue work, each session at most CLSVIZ_SESSION_JOBS")
-    out.add("visitors_50_minutes", [r.seconds / 60 for r in results],
-            "wall minutes from the first arrival to the last visitor done")
-    out.context["visitors"] = {"per_run": [{"lost": [f"{o.name} ({o.role}): {o.note}" for o in r.lost],
-                                            "messages": [o.note for o in r.outcomes if o.ended == "message"],
-                                            "median_wait_s": statistics.median([w for o in r.outcomes for w in o.waits] or [0])}
-                                           for r in results]}
+    context = (
+        f"{visitors} visitors over the WebSocket protocol ({roles['reader']} readers, {roles['job']} starting "
+        f"a value-zeroing or scoreboard job, {roles['upload']} uploading a 60-row corpus), arriving over "
+        f"{ARRIVAL_S:.0f} s and pausing {THINK_S[0]:g}-{THINK_S[1]:g} s between actions; one server as make run "
+        f"starts it, caches warm; load average {load:.1f} at the end"
+    )
+    out.add(
+        "visitors_50_interactive_p95_ratio",
+        ratios,
+        f"p95 of the interactions of visitors not waiting on a job (page opened, sentence typed, slider moved) / "
+        f"p95 of the same interactions of one visitor alone just before; {context}",
+    )
+    out.add(
+        "visitors_50_interactive_p95_s",
+        [percentile(r.interactive, 0.95) for r in results],
+        "p95 of those interactions in the crowd (request -> script finished)",
+    )
+    out.add(
+        "visitors_idle_interactive_p95_s",
+        [percentile(r.idle, 0.95) for r in results],
+        "p95 of the same interactions, one visitor alone on the same warm server",
+    )
+    out.add(
+        "visitors_50_heavy_p95_s",
+        [percentile([t for o in r.outcomes for t in o.heavy], 0.95) for r in results],
+        "p95 in the crowd of the steps that compute evidence as the page opens ('What flows into [CLS]?' with "
+        "its measures and attributions, the probe page, an upload read); not in the ratio",
+    )
+    out.add(
+        "visitors_50_peak_rss_gb",
+        [r.peak_rss_bytes / 2**30 for r in results],
+        f"peak resident memory of the server and its job worker during the crowd (budget {MEMORY_BUDGET_GB:g} GB)",
+    )
+    out.add(
+        "visitors_50_lost",
+        [len(r.lost) for r in results],
+        "visitors whose page showed neither their result nor a clear message by the deadline, or an exception",
+    )
+    out.add(
+        "visitors_50_max_jobs_ahead",
+        ahead,
+        f"the longest queue a job visitor saw on its page ('Queued: N jobs ahead of you'); {roles['job'] + roles['upload']} "
+        "visitors queue work, each session at most CLSVIZ_SESSION_JOBS",
+    )
+    out.add(
+        "visitors_50_minutes",
+        [r.seconds / 60 for r in results],
+        "wall minutes from the first arrival to the last visitor done",
+    )
+    out.context["visitors"] = {
+        "per_run": [
+            {
+                "lost": [f"{o.name} ({o.role}): {o.note}" for o in r.lost],
+                "messages": [o.note for o in r.outcomes if o.ended == "message"],
+                "median_wait_s": statistics.median([w for o in r.outcomes for w in o.waits] or [0]),
+            }
+            for r in results
+        ]
+    }

@@ -4,8 +4,8 @@ findings need) and which texts a fine-tuned copy was trained on (so no probe or 
 :func:`model_profile` reads, in this order, what the model's own files say:
 
 1. a ``clsviz_pretraining`` dict in ``config.json`` (written by clsviz's pretraining lab):
-   ``summary_position`` ("first", "last", "absent") and ``sentence_objective`` ("nsp", "sop",
-   "none"); such a model is pre-trained only;
+   ``summary`` ("first", "last", "none": read as the summary position first, last, absent) and
+   ``sentence_objective`` ("nsp", "sop" or None); such a model is pre-trained only;
 2. a sequence-classification head (``architectures`` ending in ``ForSequenceClassification``,
    or a loaded head): fine-tuned;
 3. sentence-transformers files beside the config (``modules.json``,
@@ -31,6 +31,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from .pretraining_heads import pretraining_layout
 
 __all__ = [
     "FAMILY_OBJECTIVES",
@@ -93,8 +95,14 @@ class ModelProfile:
 
     def describe(self) -> str:
         """``"all-MiniLM-L6-v2 (bundled): bert family, 6 layers, 384 dims, sentence-tuned (mean pooling)"``."""
-        training = self.training + (f" ({self.pooling} pooling)" if self.pooling and self.training != "pre-trained" else "")
-        objective = {"nsp": "next-sentence prediction", "sop": "sentence-order prediction", "none": "no sentence objective"}
+        training = self.training + (
+            f" ({self.pooling} pooling)" if self.pooling and self.training != "pre-trained" else ""
+        )
+        objective = {
+            "nsp": "next-sentence prediction",
+            "sop": "sentence-order prediction",
+            "none": "no sentence objective",
+        }
         said = f"{self.name}: {self.family} family, {self.num_layers} layers, {self.hidden_size} dims, {training}"
         if self.sentence_objective is not None:
             said += f", pre-trained with {objective[self.sentence_objective]}"
@@ -123,8 +131,11 @@ def _sentence_pooling(folder: Path) -> str | None:
 
 
 def _lab_settings(config) -> dict | None:
-    found = getattr(config, "clsviz_pretraining", None)
-    return dict(found) if isinstance(found, dict) else None
+    """The lab's ``clsviz_pretraining`` record (as :mod:`clsviz.lab` writes it), or None."""
+    try:
+        return pretraining_layout(config)
+    except ValueError:  # a hand-edited record: the loader already refused it with its own message
+        return None
 
 
 def model_profile(encoder) -> ModelProfile:
@@ -137,12 +148,11 @@ def model_profile(encoder) -> ModelProfile:
     default = FAMILY_OBJECTIVES.get(family)
     base = dict(name=info.name, family=family, num_layers=info.num_layers, hidden_size=info.hidden_size)
     lab = _lab_settings(config)
-    head = getattr(encoder, "classifier", None) is not None or any(a.endswith("ForSequenceClassification")
-                                                                   for a in architectures)  # fmt: skip
-    if lab is not None and not head:
-        objective = str(lab.get("sentence_objective", "")).lower() or None
-        position = str(lab.get("summary_position", "first")).lower()
-        position = "absent" if position in ("none", "absent") else position
+    sequence_head = any(a.endswith("ForSequenceClassification") for a in architectures)
+    head = getattr(encoder, "classifier", None) is not None or sequence_head
+    if lab is not None and not sequence_head:  # its sentence-objective head is its pretraining, not a fine-tune
+        objective = str(lab.get("sentence_objective") or "none").lower()
+        position = {"first": "first", "last": "last", "none": "absent"}[lab["summary"]]
         return ModelProfile(**base, training="pre-trained", sentence_objective=objective if objective in OBJECTIVES else None,
                             summary_position=position if position in SUMMARY_POSITIONS else "first",
                             evidence=("config.json names clsviz pretraining settings (clsviz_pretraining)",))  # fmt: skip
@@ -151,9 +161,15 @@ def model_profile(encoder) -> ModelProfile:
                             pooling=getattr(info, "head_pooling", None), objective_assumed=default is not None,
                             evidence=("it has a sequence-classification head",))  # fmt: skip
     sentence_files = folder is not None and any((folder / f).is_file() for f in _SENTENCE_FILES)
-    if sentence_files or any(str(info.source).startswith(p) or info.name.startswith(p) for p in SENTENCE_PUBLISHERS):
+    if sentence_files or any(
+        str(info.source).startswith(p) or info.name.startswith(p) for p in SENTENCE_PUBLISHERS
+    ):
         pooling = _sentence_pooling(folder) if folder is not None else None
-        why = "its folder holds sentence-transformers files" if sentence_files else "it is published as a sentence embedder"
+        why = (
+            "its folder holds sentence-transformers files"
+            if sentence_files
+            else "it is published as a sentence embedder"
+        )
         return ModelProfile(**base, training="sentence-tuned", sentence_objective=default, summary_position="first",
                             pooling=pooling, objective_assumed=default is not None, evidence=(why,))  # fmt: skip
     if any(a.endswith("ForPreTraining") for a in architectures):
@@ -163,7 +179,9 @@ def model_profile(encoder) -> ModelProfile:
     said = ", ".join(architectures) or "no architecture"
     how = ("config.json names a masked-language-model head" if any(a.endswith("ForMaskedLM") for a in architectures)
            else f"config.json names {said} and no other training, so pre-training only is assumed")  # fmt: skip
-    evidence = (how,) + ((f"the sentence objective is the {family} family's original recipe",) if default else ())
+    evidence = (how,) + (
+        (f"the sentence objective is the {family} family's original recipe",) if default else ()
+    )
     return ModelProfile(**base, training="pre-trained", sentence_objective=default, summary_position="first",
                         objective_assumed=default is not None, evidence=evidence)  # fmt: skip
 
@@ -223,7 +241,9 @@ def held_out(texts: Sequence[str], *encoders, seen: Iterable[str] | None = None)
     removed = len(texts) - len(rows)
     parts = []
     if removed:
-        parts.append(f"{removed} of {len(texts)} texts were left out because the fine-tuned model was trained on them")
+        parts.append(
+            f"{removed} of {len(texts)} texts were left out because the fine-tuned model was trained on them"
+        )
     if unknown:
         parts.append(f"WARNING: {', '.join(unknown)} is fine-tuned but keeps no record of its training texts, so "
                      "these numbers may be read on texts it was trained on (and look better than they are)")  # fmt: skip

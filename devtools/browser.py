@@ -74,17 +74,28 @@ def streamlit_process(log_path: Path, env: dict | None = None, port: int | None 
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
     full_env.pop("CLSVIZ_ALLOWED_MODELS", None)
     cmd = [
-        sys.executable, "-m", "ui.serve",  # what make run starts: streamlit run app.py, the model preloading
-        "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+        sys.executable,
+        "-m",
+        "ui.serve",  # what make run starts: streamlit run app.py, the model preloading
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
     ]
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + SERVER_START_S
         while not healthy(url):
             if proc.poll() is not None or time.monotonic() > deadline:
                 tail = Path(log_path).read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"streamlit did not become healthy on {url} (exit code {proc.poll()}):\n{tail}")
+                raise RuntimeError(
+                    f"streamlit did not become healthy on {url} (exit code {proc.poll()}):\n{tail}"
+                )
             time.sleep(0.25)
         yield Server(url, proc, port)
     finally:
@@ -122,7 +133,9 @@ def wait_for_app(page: Page, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=timeout_ms)
     page.wait_for_selector('[data-testid="stSidebar"] textarea', timeout=timeout_ms)
     # Lazily loaded elements (charts among them) show a skeleton until their code has loaded.
-    expect(page.locator('[data-testid="stMain"] [data-testid="stSkeleton"]')).to_have_count(0, timeout=timeout_ms)
+    expect(page.locator('[data-testid="stMain"] [data-testid="stSkeleton"]')).to_have_count(
+        0, timeout=timeout_ms
+    )
     page.wait_for_function(
         """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(
                 el => { const g = el.querySelector('.js-plotly-plot'); return g && g._fullLayout; })""",

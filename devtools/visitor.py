@@ -28,7 +28,21 @@ from streamlit.proto.Common_pb2 import UploadedFileInfo
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 
-__all__ = ["Run", "Visitor", "VisitorError"]
+__all__ = ["Run", "Visitor", "VisitorError", "run_coroutine"]
+
+
+def run_coroutine(coro):
+    """``asyncio.run(coro)``, also from code that already runs inside an event loop (a test after
+    Playwright's synchronous API, a notebook): there the coroutine runs on a fresh thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
 
 _EARLY_FOR_RERUN = 2  # ForwardMsg.FINISHED_EARLY_FOR_RERUN: a newer run replaced this one
 _FRAGMENT_DONE = 3
@@ -61,8 +75,10 @@ def _xsrf_cookie(url: str) -> str | None:
 
 def _multipart(filename: str, data: bytes) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -110,8 +126,14 @@ class Visitor:
         self._xsrf = await asyncio.to_thread(_xsrf_cookie, self.url)
         headers = {"Cookie": f"{XSRF_COOKIE}={self._xsrf}"} if self._xsrf else {}
         self._ws = await websockets.connect(
-            self.url.replace("http", "ws", 1) + "/_stcore/stream", subprotocols=["streamlit"], origin=self.url,
-            additional_headers=headers, max_size=64 * 2**20, open_timeout=self.timeout, ping_interval=None)
+            self.url.replace("http", "ws", 1) + "/_stcore/stream",
+            subprotocols=["streamlit"],
+            origin=self.url,
+            additional_headers=headers,
+            max_size=64 * 2**20,
+            open_timeout=self.timeout,
+            ping_interval=None,
+        )
         self._reader = asyncio.create_task(self._read())
         return self
 
@@ -192,8 +214,14 @@ class Visitor:
     def has_widget(self, key: str) -> bool:
         return self._find(key) is not None
 
-    async def rerun(self, values: dict | None = None, *, page: str | None = None, trigger: str | None = None,
-                    fragment: str | None = None) -> Run:
+    async def rerun(
+        self,
+        values: dict | None = None,
+        *,
+        page: str | None = None,
+        trigger: str | None = None,
+        fragment: str | None = None,
+    ) -> Run:
         """Ask for a script run (as the front end does after a widget changes) and wait for it to
         finish: ``values`` widget key -> value, sent from now on with every rerun; ``page`` (its url
         path, "" for the entry page) to move to; ``trigger`` the key of a button pressed in this
@@ -242,9 +270,16 @@ class Visitor:
         urls = response.file_urls[0]
         body, content_type = _multipart(filename, data)
         request = urllib.request.Request(
-            self.url + urls.upload_url if urls.upload_url.startswith("/") else urls.upload_url, data=body,
-            method="PUT", headers={"Content-Type": content_type, "X-Xsrftoken": self._xsrf or "",
-                                   "Cookie": f"{XSRF_COOKIE}={self._xsrf}", "Origin": self.url})
+            self.url + urls.upload_url if urls.upload_url.startswith("/") else urls.upload_url,
+            data=body,
+            method="PUT",
+            headers={
+                "Content-Type": content_type,
+                "X-Xsrftoken": self._xsrf or "",
+                "Cookie": f"{XSRF_COOKIE}={self._xsrf}",
+                "Origin": self.url,
+            },
+        )
         await asyncio.to_thread(urllib.request.urlopen, request, timeout=self.timeout)
         info = UploadedFileInfo(file_id=urls.file_id, name=filename, size=len(data))
         info.file_urls.CopyFrom(urls)
@@ -280,7 +315,11 @@ class Visitor:
         for path in sorted(self._elements):
             _, kind, proto = self._elements[path]
             if kind in _TEXT_KINDS:
-                out.append(getattr(proto, "body", "") or getattr(proto, "message", "") or getattr(proto, "code_text", ""))
+                out.append(
+                    getattr(proto, "body", "")
+                    or getattr(proto, "message", "")
+                    or getattr(proto, "code_text", "")
+                )
             elif kind == "progress":
                 out.append(proto.text)
         return out

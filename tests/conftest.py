@@ -83,18 +83,29 @@ def build_tiny_model(kind: str, folder: Path) -> Path:
     elif kind == "roberta":
         model = RobertaModel(
             RobertaConfig(
-                vocab_size=vocab, max_position_embeddings=66, pad_token_id=1, bos_token_id=0, eos_token_id=2, **TINY
+                vocab_size=vocab,
+                max_position_embeddings=66,
+                pad_token_id=1,
+                bos_token_id=0,
+                eos_token_id=2,
+                **TINY,
             ),
             add_pooling_layer=False,
         )
     elif kind == "distilbert":
         model = DistilBertModel(
-            DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64)
+            DistilBertConfig(
+                vocab_size=vocab, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64
+            )
         )
     elif kind == "electra":
-        model = ElectraModel(ElectraConfig(vocab_size=vocab, embedding_size=16, max_position_embeddings=64, **TINY))
+        model = ElectraModel(
+            ElectraConfig(vocab_size=vocab, embedding_size=16, max_position_embeddings=64, **TINY)
+        )
     elif kind == "albert":
-        model = AlbertModel(AlbertConfig(vocab_size=vocab, embedding_size=16, max_position_embeddings=64, **TINY))
+        model = AlbertModel(
+            AlbertConfig(vocab_size=vocab, embedding_size=16, max_position_embeddings=64, **TINY)
+        )
     else:
         raise ValueError(kind)
     model.save_pretrained(str(folder))
@@ -186,7 +197,10 @@ def bundled_classifier_dir(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("bundled-classifier")
     model = BertForSequenceClassification.from_pretrained(
-        str(bundled_model_path()), num_labels=3, id2label=TINY_LABELS, label2id={v: k for k, v in TINY_LABELS.items()}
+        str(bundled_model_path()),
+        num_labels=3,
+        id2label=TINY_LABELS,
+        label2id={v: k for k, v in TINY_LABELS.items()},
     )
     torch.manual_seed(2)
     with torch.no_grad():

@@ -65,8 +65,15 @@ def embed_slowly(encoder, texts: list[str], out: str, progress, cancel, pause: f
         progress(done, total, f"{done} of {total} rows")
         time.sleep(pause)
 
-    embed_to_shards(encoder, Corpus(texts=list(texts)), out, poolings=("cls", "mean"), shard_rows=2,
-                    progress=report, cancel=cancel)
+    embed_to_shards(
+        encoder,
+        Corpus(texts=list(texts)),
+        out,
+        poolings=("cls", "mean"),
+        shard_rows=2,
+        progress=report,
+        cancel=cancel,
+    )
     return first[0]
 
 

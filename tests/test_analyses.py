@@ -57,8 +57,13 @@ def test_parameters_are_checked_and_errors_list_the_choices(declared):
     assert a.param("mode").choices == ("a", "b")
     assert a.check() == {"mode": "a", "n": 3, "x": 0.5, "flag": False, "name": None}
     # Text (from a command line) becomes the parameter's kind.
-    assert a.check(mode="b", n="7", x="2", flag="yes", name="none") == {"mode": "b", "n": 7, "x": 2.0, "flag": True,
-                                                                        "name": "none"}  # text stays text
+    assert a.check(mode="b", n="7", x="2", flag="yes", name="none") == {
+        "mode": "b",
+        "n": 7,
+        "x": 2.0,
+        "flag": True,
+        "name": "none",
+    }  # text stays text
     assert a.check(x=2)["x"] == 2.0 and isinstance(a.check(x=2)["x"], float)
     with pytest.raises(ParamError, match=r"mode of 'test.params' must be one of 'a', 'b'; got 'c'"):
         a.check(mode="c")
@@ -188,7 +193,9 @@ def test_attention_result_reads_like_the_trace(tiny_encoder):
         run("attention", t, method="value_norm")
 
 
-def test_one_declaration_reaches_the_command_line_and_the_report(declared, tiny_encoder, tmp_path, capsys, monkeypatch):
+def test_one_declaration_reaches_the_command_line_and_the_report(
+    declared, tiny_encoder, tmp_path, capsys, monkeypatch
+):
     @declared("test.tokens_count", title="How many tokens", inputs=("trace",), figures=("overview.tokens",),
               report=True)  # fmt: skip
     def tokens_count(trace, *, unit: Literal["tokens", "pieces"] = "tokens") -> Drawn:

@@ -91,7 +91,9 @@ def test_atomic_folder_renames_a_complete_folder_and_removes_a_failed_one(tmp_pa
 
 def test_stale_staging_copies_go_but_a_running_writers_stay(tmp_path):
     target = tmp_path / "model"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     dead_pid = int(dead.stdout)
     stale = tmp_path / f".model.partial-{dead_pid}-abcd1234"
     stale.mkdir()
@@ -110,8 +112,14 @@ def test_stale_staging_copies_go_but_a_running_writers_stay(tmp_path):
 def _run_until_ready(script: str, ready: Path, timeout: float = 180.0) -> subprocess.Popen:
     """Start ``script`` in a Python subprocess and return once it created ``ready``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], env=env, cwd=str(ROOT),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        env=env,
+        cwd=str(ROOT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + timeout
     while not ready.exists():
         if proc.poll() is not None:
@@ -161,8 +169,10 @@ TrainedClassifier(model=model, tokenizer=tokenizer, labels=("a", "b"), label_nam
 def test_a_classifier_save_killed_midway_leaves_no_model_and_does_not_block_a_rerun(tmp_path):
     dest = tmp_path / "my-classifier"
     ready = tmp_path / "ready"
-    proc = _run_until_ready(SAVE_CLASSIFIER.replace("sys.argv[-2]", repr(str(dest))).replace(
-        "sys.argv[-1]", repr(str(ready))), ready)
+    proc = _run_until_ready(
+        SAVE_CLASSIFIER.replace("sys.argv[-2]", repr(str(dest))).replace("sys.argv[-1]", repr(str(ready))),
+        ready,
+    )
     _kill(proc)
     assert not dest.exists(), "a save killed midway left a folder under the model's name"
     staged = _staged(tmp_path, dest.name)
@@ -179,10 +189,18 @@ def test_a_classifier_save_killed_midway_leaves_no_model_and_does_not_block_a_re
     renamed.rename(staged[0])
     # A rerun to the same name succeeds and clears what the killed save left.
     ready.unlink()
-    script = SAVE_CLASSIFIER.replace("time.sleep(600)", "pass").replace(
-        "sys.argv[-2]", repr(str(dest))).replace("sys.argv[-1]", repr(str(ready)))
-    done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=300)
+    script = (
+        SAVE_CLASSIFIER.replace("time.sleep(600)", "pass")
+        .replace("sys.argv[-2]", repr(str(dest)))
+        .replace("sys.argv[-1]", repr(str(ready)))
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert _staged(tmp_path, dest.name) == []
     enc = load_encoder(str(dest))
@@ -205,7 +223,9 @@ def half(path, data):
     time.sleep(600)
 """
 
-KILL_VECTORS = HALF_WRITE + """
+KILL_VECTORS = (
+    HALF_WRITE
+    + """
 import io
 import numpy as np
 from clsviz.vectors import PooledVectors
@@ -223,14 +243,18 @@ pv = PooledVectors(vectors=rng.normal(size=(40, 3, 2, 16)).astype("float32"), po
                    texts=tuple(f"text {{i}}" for i in range(40)), model_name="m", truncated=np.zeros(40, bool))
 save_vectors(pv, {dest!r})
 """
+)
 
-KILL_REPORT = HALF_WRITE + """
+KILL_REPORT = (
+    HALF_WRITE
+    + """
 import pathlib
 from clsviz import report
 report.build_report = lambda *a, **k: "<html>" + "<p>figure</p>" * 200_000 + "</html>"
 pathlib.Path.write_text = lambda self, text, encoding=None: half(self, text.encode())
 report.write_report(None, {dest!r})
 """
+)
 
 
 @pytest.mark.parametrize("what", ["vectors", "report"])
@@ -247,8 +271,13 @@ def test_a_file_write_killed_midway_leaves_no_file_under_its_name(tmp_path, what
             load_vectors(dest)
         # A rerun writes the whole file and clears the killed one's staging copy.
         rng = np.random.default_rng(1)
-        pv = PooledVectors(vectors=rng.normal(size=(5, 3, 1, 8)).astype("float32"), poolings=("cls",),
-                           texts=tuple("abcde"), model_name="m", truncated=np.zeros(5, bool))
+        pv = PooledVectors(
+            vectors=rng.normal(size=(5, 3, 1, 8)).astype("float32"),
+            poolings=("cls",),
+            texts=tuple("abcde"),
+            model_name="m",
+            truncated=np.zeros(5, bool),
+        )
         save_vectors(pv, dest)
         np.testing.assert_array_equal(load_vectors(dest).vectors, pv.vectors)
         assert _staged(tmp_path, dest.name) == []

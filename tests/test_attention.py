@@ -128,7 +128,9 @@ def test_breakdown_matches_direct_sums(real_trace):
 def test_cls_rows_are_the_cls_query_rows(real_trace):
     rows = A.cls_rows(real_trace.attentions, real_trace.cls_index)
     for block in range(1, real_trace.num_layers + 1):
-        np.testing.assert_array_equal(rows[block - 1].mean(axis=0), real_trace.attention(block)[real_trace.cls_index])
+        np.testing.assert_array_equal(
+            rows[block - 1].mean(axis=0), real_trace.attention(block)[real_trace.cls_index]
+        )
 
 
 # --- rollout ----------------------------------------------------------------------------------------
@@ -346,7 +348,9 @@ def test_figures_have_token_axes_and_right_shapes(real_trace):
 
     row = figures.cls_row_heatmap(s, head=4).to_dict()["data"][0]
     assert list(row["x"]) == labels
-    np.testing.assert_allclose(_arr(row["z"]), np.round(real_trace.attentions[:, 4, real_trace.cls_index], 4), atol=1e-6)
+    np.testing.assert_allclose(
+        _arr(row["z"]), np.round(real_trace.attentions[:, 4, real_trace.cls_index], 4), atol=1e-6
+    )
 
     roll = figures.rollout_comparison(s).to_dict()["data"]
     assert len(roll) == 2 and all(list(d["x"]) == labels for d in roll)

@@ -82,7 +82,9 @@ def test_grad_x_input_equals_autograd_through_the_model(encoder):
     ids = torch.as_tensor(t.input_ids)[None]
     emb = encoder.model.embeddings.word_embeddings.weight[ids].detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        out = encoder.eager_model(inputs_embeds=emb, attention_mask=torch.ones_like(ids)).last_hidden_state[0, 0]
+        out = encoder.eager_model(inputs_embeds=emb, attention_mask=torch.ones_like(ids)).last_hidden_state[
+            0, 0
+        ]
         f = torch.nn.functional.cosine_similarity(out, ref, dim=0)
         (grad,) = torch.autograd.grad(f, emb)
     want = (emb * grad).sum(-1)[0].detach().numpy()
@@ -96,7 +98,14 @@ def test_grad_x_input_equals_autograd_through_the_model(encoder):
 def fitted_probe(encoder):
     from clsviz.experiments.probe import make_probe
 
-    texts = ["I loved it", "What a great film", "Wonderful acting", "I hated it", "What a dull film", "Awful acting"]
+    texts = [
+        "I loved it",
+        "What a great film",
+        "Wonderful acting",
+        "I hated it",
+        "What a dull film",
+        "Awful acting",
+    ]
     X = np.stack([pool(trace(encoder, x), "cls") for x in texts])
     return make_probe().fit(X, [1, 1, 1, 0, 0, 0])
 

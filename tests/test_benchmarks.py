@@ -49,13 +49,19 @@ def test_collector_grow_fits_the_medians():
 
 def test_fold_keeps_spreads_and_marks_single_values():
     raw = {
-        "ratio": 2.0, "ratio_min": 1.5, "ratio_max": 2.5, "runs": 3,
+        "ratio": 2.0,
+        "ratio_min": 1.5,
+        "ratio_max": 2.5,
+        "runs": 3,
         "flow": {"median_s": 0.2, "min_s": 0.1, "max_s": 0.4, "runs": 5},
         "alone": 7.0,
         "device": "cpu",
     }
     figures, context = external.fold("mixing", raw, {"ratio": ("<=", 3.0)})
-    assert figures["mixing.ratio"]["min"] == 1.5 and figures["mixing.ratio"]["target"] == {"op": "<=", "value": 3.0}
+    assert figures["mixing.ratio"]["min"] == 1.5 and figures["mixing.ratio"]["target"] == {
+        "op": "<=",
+        "value": 3.0,
+    }
     assert "mixing.ratio_min" not in figures
     assert figures["mixing.flow"]["value"] == 0.2 and figures["mixing.flow"]["max"] == 0.4
     assert figures["mixing.alone"]["min"] is None
@@ -85,8 +91,14 @@ def _payload():
             "slider_rerun_128_tokens_ms": results.figure([80, 90, 100], "ms"),
             "gpu_matmul_gflops": results.missing("no CUDA device", "GFLOP/s"),
         },
-        "growth": {"trace": {"unit": "tokens", "sizes": [32, 128], "exponent": 1.5,
-                             "seconds": [results.figure([0.01, 0.02, 0.03]), results.figure([0.1, 0.2, 0.3])]}},
+        "growth": {
+            "trace": {
+                "unit": "tokens",
+                "sizes": [32, 128],
+                "exponent": 1.5,
+                "seconds": [results.figure([0.01, 0.02, 0.03]), results.figure([0.1, 0.2, 0.3])],
+            }
+        },
     }
 
 
@@ -105,11 +117,22 @@ def test_readme_block_matches_the_results(tmp_path, monkeypatch):
     payload = _payload()
     payload["groups"] = {"trace": {"load_average": [3.0, 7.5]}, "page": {"load_average": [2.0, 4.0]}}
     assert "at the start/end of the measurement groups: 2.0–7.5." in results.machine_line(payload)
-    assert "| trace | tokens | 32: 0.02 (0.01–0.03); 128: 0.2 (0.1–0.3) | 1.50 | 1.66 | between linear and quadratic |" in text
+    assert (
+        "| trace | tokens | 32: 0.02 (0.01–0.03); 128: 0.2 (0.1–0.3) | 1.50 | 1.66 | between linear and quadratic |"
+        in text
+    )
 
 
-@pytest.mark.parametrize(("k", "words"), [(None, "—"), (0.3, "below linear: fixed costs weigh more than size"), (1.0, "about linear"),
-                                          (2.0, "about quadratic"), (3.1, "steeper than quadratic")])
+@pytest.mark.parametrize(
+    ("k", "words"),
+    [
+        (None, "—"),
+        (0.3, "below linear: fixed costs weigh more than size"),
+        (1.0, "about linear"),
+        (2.0, "about quadratic"),
+        (3.1, "steeper than quadratic"),
+    ],
+)
 def test_growth_reading(k, words):
     assert results.growth_reading(k) == words
 
@@ -142,8 +165,9 @@ def test_only_can_name_parts_of_a_group():
 def test_a_group_saves_each_part_as_it_goes(tmp_path, monkeypatch):
     import json
 
-    (tmp_path / "results.json").write_text(json.dumps({"growth": {"umap": {"unit": "points", "sizes": [1],
-                                                                             "seconds": [], "exponent": 2.0}}}))
+    (tmp_path / "results.json").write_text(
+        json.dumps({"growth": {"umap": {"unit": "points", "sizes": [1], "seconds": [], "exponent": 2.0}}})
+    )
     seen = {}
 
     def fake_growth(settings, out):
@@ -185,7 +209,9 @@ def test_figures_without_a_unit_take_it_from_the_catalogue_or_their_key():
     assert results.unit_of("corpora.extract_1k_texts_per_s", {}) == "/s"
     assert results.unit_of("mixing.integrated_gradients_64_steps_32_relative_gap", {}) == ""
     assert results.unit_of("page_512_tokens_s", {"unit": "ms"}) == "ms"  # its own unit first
-    row = results._row("interventions.head_ablation_200_s", {"value": 25.7, "min": None, "max": None, "unit": ""})
+    row = results._row(
+        "interventions.head_ablation_200_s", {"value": 25.7, "min": None, "max": None, "unit": ""}
+    )
     assert row.startswith("| `interventions.head_ablation_200_s` | 25.7 s |")
 
 
@@ -193,8 +219,9 @@ def test_a_remeasured_area_replaces_all_its_old_figures(tmp_path, monkeypatch):
     import json
 
     old = {"value": 1.0, "min": None, "max": None, "runs": None, "unit": ""}
-    (tmp_path / "results.json").write_text(json.dumps({"figures": {"mixing.renamed_since": old,
-                                                                   "corpora.untouched": old}}))
+    (tmp_path / "results.json").write_text(
+        json.dumps({"figures": {"mixing.renamed_since": old, "corpora.untouched": old}})
+    )
 
     def fake_evidence(settings, out):
         out.figures["mixing.alti_32_ratio"] = results.figure([0.9, 1.0, 1.1], "x")

@@ -42,7 +42,9 @@ def _batch(enc, texts=TEXTS):
 
 def _model_run(enc, ids, mask):
     with torch.inference_mode():
-        out = enc.eager_model(input_ids=ids, attention_mask=mask, output_hidden_states=True, output_attentions=True)
+        out = enc.eager_model(
+            input_ids=ids, attention_mask=mask, output_hidden_states=True, output_attentions=True
+        )
     return torch.stack(out.hidden_states), torch.stack(out.attentions)
 
 
@@ -134,7 +136,9 @@ def test_clean_run_reproduces_the_model_on_a_padded_batch(encoders, kind):
     # Single unpadded text: the whole tensor matches.
     one = ids[:1, : int(mask[0].sum())]
     with torch.inference_mode():
-        torch.testing.assert_close(run_stack(enc, one), _model_run(enc, one, torch.ones_like(one))[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            run_stack(enc, one), _model_run(enc, one, torch.ones_like(one))[0], atol=1e-5, rtol=0
+        )
 
 
 def test_token_types_and_position_ids_follow_the_model(encoders):
@@ -144,7 +148,9 @@ def test_token_types_and_position_ids_follow_the_model(encoders):
     types[:, 4:] = 1
     positions = torch.arange(ids.shape[1])[None] + 3
     with torch.inference_mode():
-        out = enc.eager_model(input_ids=ids, token_type_ids=types, position_ids=positions, output_hidden_states=True)
+        out = enc.eager_model(
+            input_ids=ids, token_type_ids=types, position_ids=positions, output_hidden_states=True
+        )
         got = run_stack(enc, ids, token_type_ids=types, position_ids=positions)
         plain = run_stack(enc, ids)
     torch.testing.assert_close(got, torch.stack(out.hidden_states), atol=1e-5, rtol=0)
@@ -172,7 +178,11 @@ def test_other_activations_eps_and_roberta_relatives(tiny_model_dirs, tmp_path, 
     roberta_like = family in ("xlm-roberta", "camembert")
     source = tiny_model_dirs["roberta" if roberta_like else "bert"]
     tokenizer = AutoTokenizer.from_pretrained(str(source))
-    ids_extra = dict(pad_token_id=1, bos_token_id=0, eos_token_id=2, max_position_embeddings=66) if roberta_like else {}
+    ids_extra = (
+        dict(pad_token_id=1, bos_token_id=0, eos_token_id=2, max_position_embeddings=66)
+        if roberta_like
+        else {}
+    )
     config = AutoConfig.for_model(family, vocab_size=len(tokenizer), **{"max_position_embeddings": 64, **ids_extra},
                                   **TINY, **extra)  # fmt: skip
     AutoModel.from_config(config).save_pretrained(str(tmp_path))
@@ -280,7 +290,9 @@ def test_knobs_match_the_block_written_by_hand(encoder, bundled_state, block):
         zero = torch.zeros(heads)
         mid = _layer_norm(w.o_b + h, layer.attention.output.LayerNorm)
         ff = _gelu(mid @ layer.intermediate.dense.weight.T + layer.intermediate.dense.bias)
-        want = _layer_norm(ff @ layer.output.dense.weight.T + layer.output.dense.bias + mid, layer.output.LayerNorm)
+        want = _layer_norm(
+            ff @ layer.output.dense.weight.T + layer.output.dense.bias + mid, layer.output.LayerNorm
+        )
         got, parts = run_block(w, h, head_scale=zero, return_parts=True)
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
         torch.testing.assert_close(parts.attn_out, w.o_b.expand_as(h), atol=0, rtol=0)
@@ -298,7 +310,9 @@ def test_knobs_match_the_block_written_by_hand(encoder, bundled_state, block):
         bias = torch.zeros(heads, hd)
         bias[7] = mean7
         got, parts = run_block(w, h, head_scale=scale, head_bias=bias, return_parts=True)
-        torch.testing.assert_close(got, _bert_layer_by_hand(layer, h, heads, context=ablate), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            got, _bert_layer_by_hand(layer, h, heads, context=ablate), atol=1e-5, rtol=0
+        )
         torch.testing.assert_close(parts.context[0, 7], mean7.expand(t, hd), atol=1e-6, rtol=0)
 
 
@@ -311,7 +325,9 @@ def test_a_query_with_every_key_blocked_reads_itself(encoder, bundled_state):
         add = torch.full((t, t), float("-inf")).fill_diagonal_(0)
         want = _bert_layer_by_hand(layer, h, encoder.info.num_heads, add_mask=add)
     assert torch.isfinite(got).all()
-    torch.testing.assert_close(parts.attn_probs[0], torch.eye(t).expand_as(parts.attn_probs[0]), atol=0, rtol=0)
+    torch.testing.assert_close(
+        parts.attn_probs[0], torch.eye(t).expand_as(parts.attn_probs[0]), atol=0, rtol=0
+    )
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
@@ -334,7 +350,7 @@ def test_replace_and_resume_equal_the_remaining_blocks_by_hand(encoder, bundled_
             h = _bert_layer_by_hand(_layer(encoder, block), h, encoder.info.num_heads)
             want.append(h)
         resumed = run_stack(encoder, ids, start=k, hidden=patch_cls(hidden[k]))
-    torch.testing.assert_close(got[: k], hidden[: k], atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[:k], hidden[:k], atol=1e-5, rtol=0)
     torch.testing.assert_close(got[k:], torch.stack(want), atol=1e-5, rtol=0)
     assert (got[-1] - hidden[-1]).abs().max() > 1e-3
     # Resuming: rows before `start` are NaN (not computed), the rest equal the replace run.
@@ -369,7 +385,9 @@ def test_gradient_wrt_inputs_embeds_matches_the_model(encoders, kind):
     ours = words.clone().requires_grad_(True)
     (run_stack(enc, inputs_embeds=ours, attention_mask=mask)[-1][:, 0] @ direction).sum().backward()
     theirs = words.clone().requires_grad_(True)
-    (enc.eager_model(inputs_embeds=theirs, attention_mask=mask).last_hidden_state[:, 0] @ direction).sum().backward()
+    (
+        enc.eager_model(inputs_embeds=theirs, attention_mask=mask).last_hidden_state[:, 0] @ direction
+    ).sum().backward()
     scale = theirs.grad.abs().max()
     assert scale > 0
     torch.testing.assert_close(ours.grad / scale, theirs.grad / scale, atol=1e-5, rtol=0)

@@ -48,7 +48,9 @@ def test_concurrent_callers_compute_once_and_failures_are_not_kept():
         return _array(1)
 
     results = []
-    threads = [threading.Thread(target=lambda: results.append(cache.get_or_compute("k", slow))) for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get_or_compute("k", slow))) for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -113,8 +115,14 @@ print(json.dumps({
 
 def _fill(budget_mb: int) -> dict:
     env = {**os.environ, "CLSVIZ_CACHE_MB": str(budget_mb), "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-c", _FILL, str(ROOT)], env=env, capture_output=True, text=True,
-                         timeout=600, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _FILL, str(ROOT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

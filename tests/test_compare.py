@@ -174,7 +174,9 @@ def test_comparison_table_is_tidy(tiny_encoder, perturbed_bert):
     assert list(table.columns) == ["model_a", "model_b", "reading", "layer_a", "layer_b", "cka"]
     n = tiny_encoder.info.num_layers + 1
     assert len(table) == 2 * n * n
-    tokens = table[table.reading == "tokens"].pivot(index="layer_a", columns="layer_b", values="cka").to_numpy()
+    tokens = (
+        table[table.reading == "tokens"].pivot(index="layer_a", columns="layer_b", values="cka").to_numpy()
+    )
     np.testing.assert_array_equal(tokens, result.cka["tokens"])
     assert np.all((table.cka >= 0) & (table.cka <= 1))
 
@@ -224,7 +226,9 @@ def test_attention_change_per_layer_and_head(tiny_encoder, perturbed_bert):
     hand_a, hand_b = _measures_by_hand(ta), _measures_by_hand(tb)
     for measure in ATTENTION_MEASURES:
         np.testing.assert_allclose(change.a[measure], hand_a[measure], rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose(change.change(measure), hand_b[measure] - hand_a[measure], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            change.change(measure), hand_b[measure] - hand_a[measure], rtol=1e-4, atol=1e-5
+        )
     # Block 1 reads the untouched embeddings; block 2 reads what the changed block 1 wrote.
     assert np.all(change.change("to_cls")[0] == 0)
     assert np.abs(change.change("to_cls")[1]).max() > 1e-5
@@ -274,7 +278,9 @@ def test_cancel_stops_the_comparison(tiny_encoder):
         cancel.set()  # asked to stop after the first batch
 
     with pytest.raises(Cancelled, match="comparison was cancelled"):
-        compare_encoders(tiny_encoder, tiny_encoder, TEXTS * 4, batch_size=4, progress=progress, cancel=cancel)
+        compare_encoders(
+            tiny_encoder, tiny_encoder, TEXTS * 4, batch_size=4, progress=progress, cancel=cancel
+        )
     assert seen == [4]
 
 
@@ -312,8 +318,13 @@ def finetuned_copy(encoder, tmp_path_factory):
         losses = []
         for step in range(FINETUNE_STEPS):
             rows = order[step * FINETUNE_BATCH : (step + 1) * FINETUNE_BATCH]
-            batch = encoder.tokenizer([corpus.texts[i] for i in rows], padding=True, truncation=True,
-                                      max_length=32, return_tensors="pt")
+            batch = encoder.tokenizer(
+                [corpus.texts[i] for i in rows],
+                padding=True,
+                truncation=True,
+                max_length=32,
+                return_tensors="pt",
+            )
             loss = model(**batch, labels=y[rows]).loss
             optimizer.zero_grad()
             loss.backward()

@@ -31,11 +31,22 @@ def _diagonal_rows(out: str) -> dict[int, list[float]]:
     return rows
 
 
-def test_compare_prints_the_diagonal_and_saves_the_table(tmp_path, tiny_model_dirs, tiny_classifier_dirs, capsys):
+def test_compare_prints_the_diagonal_and_saves_the_table(
+    tmp_path, tiny_model_dirs, tiny_classifier_dirs, capsys
+):
     # The tiny classifier sits on the tiny BERT's own encoder weights: every layer is unchanged.
     out_csv = tmp_path / "cka.csv"
     code, out, err = _main(
-        ["compare", tiny_model_dirs["bert"], tiny_classifier_dirs["bert"], "demo", "--sample", 30, "--out", out_csv],
+        [
+            "compare",
+            tiny_model_dirs["bert"],
+            tiny_classifier_dirs["bert"],
+            "demo",
+            "--sample",
+            30,
+            "--out",
+            out_csv,
+        ],
         capsys,
     )
     assert code == 0, err
@@ -58,7 +69,17 @@ def test_compare_prints_the_diagonal_and_saves_the_table(tmp_path, tiny_model_di
 def test_compare_models_of_different_depth_and_tokenizer(tiny_model_dirs, capsys):
     # The bundled model (6 layers) against the tiny RoBERTa (2 layers, another tokenizer).
     code, out, err = _main(
-        ["compare", "bundled", tiny_model_dirs["roberta"], "demo", "--sample", 20, "--readings", "tokens,cls"], capsys
+        [
+            "compare",
+            "bundled",
+            tiny_model_dirs["roberta"],
+            "demo",
+            "--sample",
+            20,
+            "--readings",
+            "tokens,cls",
+        ],
+        capsys,
     )
     assert code == 0, err
     assert "the layer at the same relative depth" in out
@@ -73,7 +94,10 @@ def test_compare_models_of_different_depth_and_tokenizer(tiny_model_dirs, capsys
     [
         (["compare", "bundled", "bundled", "demo", "--readings", "cls,words"], "--readings takes"),
         (["compare", "bundled", "bundled", "demo", "--out", "cka.txt"], "--out must end in .csv"),
-        (["compare", "bundled", "no-such-owner/no-such-model", "demo", "--sample", "5"], "not in the local model cache"),
+        (
+            ["compare", "bundled", "no-such-owner/no-such-model", "demo", "--sample", "5"],
+            "not in the local model cache",
+        ),
         (["compare", "bundled", "../../etc", "demo", "--sample", "5"], "neither an existing local folder"),
         (["compare", "bundled", "bundled", "missing.csv"], "no corpus file"),
         (["compare", "bundled", "bundled", "demo", "--sample", "1"], "at least 2 texts"),

@@ -121,7 +121,9 @@ def test_data_card_negation_contrast_and_pair_rules():
     assert re.search(rf"\band {n_contrast} a contrast", card)
     # The rule table: | kind | rule | score | pairs | summed per (kind, score).
     rules: Counter = Counter()
-    for kind, score, n in re.findall(r"^\| (paraphrase|related|unrelated) \|[^\n]*\| ([\d.]+) \| (\d+) \|$", card, re.M):
+    for kind, score, n in re.findall(
+        r"^\| (paraphrase|related|unrelated) \|[^\n]*\| ([\d.]+) \| (\d+) \|$", card, re.M
+    ):
         rules[(kind, float(score))] += int(n)
     pairs = _csv_rows("demo_pairs.csv")
     assert rules == Counter((r["kind"], float(r["score"])) for r in pairs)
@@ -182,7 +184,9 @@ def test_corpus_checks_label_lengths_and_subsets():
     assert set(order.labels["order"]) == {"person_agent", "animal_agent"}
     with pytest.raises(KeyError, match="topic, sentiment, form, order"):
         corpus.labelled("colour")
-    assert repr(corpus) == f"Corpus(name='demo corpus', texts={len(corpus)}, labels={list(LABELS)}, messages=0)"
+    assert (
+        repr(corpus) == f"Corpus(name='demo corpus', texts={len(corpus)}, labels={list(LABELS)}, messages=0)"
+    )
     frame = part.to_frame()
     assert list(frame.columns) == ["text", *LABELS] and frame["text"].tolist() == list(part.texts)
 
@@ -193,13 +197,15 @@ def test_corpus_checks_label_lengths_and_subsets():
 def _mixed_csv() -> tuple[bytes, list[list[str]]]:
     rows = [["id", "code", "review", "stars", "lang"]]
     for i in range(30):
-        rows.append([
-            str(i + 1),
-            f"{123456789.123456 + i:.6f}",  # long but numeric: never the text column
-            f"Review number {i} says the {'food' if i % 2 else 'room'} was fine",
-            str(i % 5 + 1),
-            "en" if i % 3 else "fr",
-        ])
+        rows.append(
+            [
+                str(i + 1),
+                f"{123456789.123456 + i:.6f}",  # long but numeric: never the text column
+                f"Review number {i} says the {'food' if i % 2 else 'room'} was fine",
+                str(i % 5 + 1),
+                "en" if i % 3 else "fr",
+            ]
+        )
     return _table(rows), rows
 
 
@@ -231,9 +237,16 @@ def test_csv_without_a_text_column():
         load_corpus(data, "numbers.csv")
 
 
-@pytest.mark.parametrize("delimiter,filename", [(";", "a.csv"), ("\t", "a.tsv"), ("\t", "a.csv"), ("|", "a.csv")])
+@pytest.mark.parametrize(
+    "delimiter,filename", [(";", "a.csv"), ("\t", "a.tsv"), ("\t", "a.csv"), ("|", "a.csv")]
+)
 def test_other_delimiters(delimiter, filename):
-    rows = [["sentence", "label"], ["Hello, world, again", "a"], ["Another one, with commas", "b"], ["Third", "a"]]
+    rows = [
+        ["sentence", "label"],
+        ["Hello, world, again", "a"],
+        ["Another one, with commas", "b"],
+        ["Third", "a"],
+    ]
     corpus = load_corpus(_table(rows, delimiter), filename)
     assert corpus.texts == tuple(r[0] for r in rows[1:])
     assert corpus.labels == {"label": ("a", "b", "a")}
@@ -254,8 +267,12 @@ def test_unnamed_and_repeated_columns_get_names():
 
 
 def test_html_stays_plain_text():
-    rows = [["<b>text</b>", "<i>label</i>"], ["<script>alert(1)</script> & more", "<u>x</u>"],
-            ["Fish &amp; chips <br> tonight", "y"], ["**not bold** [link](http://x)", "y"]]
+    rows = [
+        ["<b>text</b>", "<i>label</i>"],
+        ["<script>alert(1)</script> & more", "<u>x</u>"],
+        ["Fish &amp; chips <br> tonight", "y"],
+        ["**not bold** [link](http://x)", "y"],
+    ]
     corpus = load_corpus(_table(rows), "html.csv")
     assert corpus.text_column == "<b>text</b>"
     assert corpus.texts == tuple(r[0] for r in rows[1:])
@@ -358,8 +375,16 @@ def test_unknown_extension():
 
 
 def test_empty_rows_are_dropped_with_a_note():
-    rows = [["text", "label"], ["first", "a"], ["   ", "b"], ["second", "c"], ["", "d"], ["third", "a"],
-            ["", ""], ["fourth", "c"]]
+    rows = [
+        ["text", "label"],
+        ["first", "a"],
+        ["   ", "b"],
+        ["second", "c"],
+        ["", "d"],
+        ["third", "a"],
+        ["", ""],
+        ["fourth", "c"],
+    ]
     corpus = load_corpus(_table(rows), "gaps.csv")
     kept = [r for r in rows[1:] if r[0].strip()]
     assert corpus.texts == tuple(r[0] for r in kept)
@@ -368,7 +393,7 @@ def test_empty_rows_are_dropped_with_a_note():
 
 
 def test_excel_sep_hint_and_sentence_header():
-    corpus = load_corpus(b"sep=;\ntext;label\nOne, two;a\nThree;b\nbad \"row;a\n", "excel.csv")
+    corpus = load_corpus(b'sep=;\ntext;label\nOne, two;a\nThree;b\nbad "row;a\n', "excel.csv")
     assert corpus.texts == ("One, two", "Three", 'bad "row') and corpus.labels == {"label": ("a", "b", "a")}
     with pytest.raises(CorpusError, match="line 4 has 3"):
         load_corpus(b"sep=;\ntext;label\nfine;a\nnot;fine;b\n", "excel.csv")
@@ -436,8 +461,11 @@ def test_limits_from_env(monkeypatch):
 
 
 def test_load_pairs_reads_scores_and_kind():
-    rows = [["Sentence1", "sentence2", "score", "kind"], ["a cat", "a dog", "2.5", "related"],
-            ["hi there", "hello there", "4", "paraphrase"]]
+    rows = [
+        ["Sentence1", "sentence2", "score", "kind"],
+        ["a cat", "a dog", "2.5", "related"],
+        ["hi there", "hello there", "4", "paraphrase"],
+    ]
     pairs = load_pairs(_table(rows), "pairs.csv")
     assert pairs["sentence1"].tolist() == ["a cat", "hi there"]
     assert pairs["score"].tolist() == [2.5, 4.0]
@@ -445,8 +473,13 @@ def test_load_pairs_reads_scores_and_kind():
 
 
 def test_load_pairs_names_bad_rows():
-    rows = [["sentence1", "sentence2", "score"], ["a", "b", "1"], ["c", "", "2"], ["e", "f", "high"],
-            ["g", "h", "nan"]]
+    rows = [
+        ["sentence1", "sentence2", "score"],
+        ["a", "b", "1"],
+        ["c", "", "2"],
+        ["e", "f", "high"],
+        ["g", "h", "nan"],
+    ]
     with pytest.raises(CorpusError, match=r"row 3 has an empty sentence; rows 4, 5 have a score"):
         load_pairs(_table(rows), "pairs.csv")
     with pytest.raises(CorpusError, match="score is missing"):

@@ -101,7 +101,9 @@ def test_runs_as_a_created_non_root_user():
     user = users[-1].split(":")[0]
     assert user not in ("root", "0"), users
     created = " ".join(args for word, args in stage if word == "RUN")
-    assert re.search(rf"(useradd|adduser)\b[^&;]*\b{re.escape(user)}\b", created), f"user {user!r} is never created"
+    assert re.search(rf"(useradd|adduser)\b[^&;]*\b{re.escape(user)}\b", created), (
+        f"user {user!r} is never created"
+    )
     # The USER switch comes after every RUN (which may need root) and before the entry command.
     words = [word for word, _ in stage]
     user_at = len(words) - 1 - words[::-1].index("USER")
@@ -119,7 +121,9 @@ def test_requirements_are_installed_before_the_code_is_copied():
     assert install, "no `pip install -r requirements.txt`"
     code_copies = [i for i, args in copies if "requirements.txt" not in args]
     assert code_copies, "the application code is never copied"
-    assert req_copy[0] < install[0] < min(code_copies), "dependencies must be installed before the code is copied"
+    assert req_copy[0] < install[0] < min(code_copies), (
+        "dependencies must be installed before the code is copied"
+    )
 
 
 def test_requirements_are_pinned_and_torch_pin_is_read_from_them():
@@ -135,7 +139,9 @@ def test_requirements_are_pinned_and_torch_pin_is_read_from_them():
     # torch is installed from the CPU index with the pin taken from requirements.txt, not a second pin.
     runs = " ".join(args for word, args in _final_stage() if word == "RUN")
     assert not re.search(r"torch==\d", runs), "torch is pinned a second time in the Dockerfile"
-    assert re.search(r"grep[^&]*\^torch==[^&]*requirements\.txt", runs), "torch's pin should come from requirements.txt"
+    assert re.search(r"grep[^&]*\^torch==[^&]*requirements\.txt", runs), (
+        "torch's pin should come from requirements.txt"
+    )
 
 
 def test_copied_sources_exist_and_cover_the_app():
@@ -177,7 +183,9 @@ def test_image_defaults_are_offline_and_quiet():
     env = " ".join(args for word, args in _final_stage() if word == "ENV")
     assert re.search(r"\bHF_HUB_OFFLINE=1\b", env), "the image should not reach the hub unless asked"
     assert re.search(r"\bHF_HUB_DISABLE_TELEMETRY=1\b", env)
-    assert not re.search(r"\b\w*(_TOKEN|SECRET|PASSWORD|API_KEY)=", env, re.I), "secrets do not belong in the image"
+    assert not re.search(r"\b\w*(_TOKEN|SECRET|PASSWORD|API_KEY)=", env, re.I), (
+        "secrets do not belong in the image"
+    )
 
 
 def test_dockerignore_keeps_the_context_small():

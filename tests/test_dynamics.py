@@ -68,7 +68,9 @@ def test_equals_a_hand_written_autograd_computation(encoder, read):
     weight = rng.normal(size=(3, encoder.info.hidden_size)).astype(np.float32)
     bias = rng.normal(size=3).astype(np.float32)
     mine = gradient_flow(encoder, TEXT, read, head=(weight, bias), target=2)
-    np.testing.assert_allclose(mine, _by_hand(encoder, TEXT, read, weight, bias, target=2), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(
+        mine, _by_hand(encoder, TEXT, read, weight, bias, target=2), rtol=1e-4, atol=1e-7
+    )
 
 
 def test_default_head_is_the_documented_seeded_random_head(encoder):
@@ -95,12 +97,16 @@ def test_a_fitted_probe_and_a_torch_module_as_the_head(encoder):
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     np.testing.assert_allclose(probs / probs.sum(axis=1, keepdims=True), probe.predict_proba(X), atol=1e-5)
     from_probe = gradient_flow(encoder, TEXT, "mean", head=probe, target=1)
-    np.testing.assert_allclose(from_probe, _by_hand(encoder, TEXT, "mean", weight, bias, target=1), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(
+        from_probe, _by_hand(encoder, TEXT, "mean", weight, bias, target=1), rtol=1e-4, atol=1e-7
+    )
     linear = torch.nn.Linear(encoder.info.hidden_size, 3)
     with torch.no_grad():
         linear.weight.copy_(torch.as_tensor(weight))
         linear.bias.copy_(torch.as_tensor(bias))
-    np.testing.assert_allclose(gradient_flow(encoder, TEXT, "mean", head=linear, target=1), from_probe, rtol=1e-5)
+    np.testing.assert_allclose(
+        gradient_flow(encoder, TEXT, "mean", head=linear, target=1), from_probe, rtol=1e-5
+    )
 
 
 def test_binary_probe_becomes_two_logits(encoder):
@@ -134,13 +140,20 @@ def test_the_models_own_classifier_head(bundled_classifier_dir):
 def _hooks(model) -> list:
     """Every hook on every module (transformers installs its own output-capturing hooks once)."""
     return [
-        (name, tuple(m._forward_hooks.values()), tuple(m._forward_pre_hooks.values()), tuple(m._backward_hooks.values()))
+        (
+            name,
+            tuple(m._forward_hooks.values()),
+            tuple(m._forward_pre_hooks.values()),
+            tuple(m._backward_hooks.values()),
+        )
         for name, m in model.named_modules()
     ]
 
 
 def test_the_shared_model_is_left_as_it_was(encoder):
-    encoder.model(**encoder.tokenizer(TEXT, return_tensors="pt"), output_hidden_states=True, output_attentions=True)
+    encoder.model(
+        **encoder.tokenizer(TEXT, return_tensors="pt"), output_hidden_states=True, output_attentions=True
+    )
     hooks_before = _hooks(encoder.model)
     before = {k: v.detach().clone() for k, v in encoder.model.state_dict().items()}
     gradient_flow(encoder, TEXT, "cls")
@@ -188,7 +201,9 @@ def test_concurrent_calls_on_the_shared_model_agree(encoder):
     texts = [TEXT, "Rain again, all week long.", "A quiet walk by the river made my day."] * 2
     serial = [gradient_flow(encoder, t, "cls" if i % 2 else "mean") for i, t in enumerate(texts)]
     with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(gradient_flow, encoder, t, "cls" if i % 2 else "mean") for i, t in enumerate(texts)]
+        futures = [
+            pool.submit(gradient_flow, encoder, t, "cls" if i % 2 else "mean") for i, t in enumerate(texts)
+        ]
         # A plain trace runs on the shared model at the same time and is not disturbed.
         traced = pool.submit(trace, encoder, TEXT)
         parallel = [f.result() for f in futures]

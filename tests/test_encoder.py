@@ -21,7 +21,9 @@ def test_bundled_default_metadata(encoder):
     assert info.cls_token == "[CLS]" and info.cls_token_id == encoder.tokenizer.cls_token_id
     assert info.sep_token == "[SEP]"
     assert info.has_pooler
-    assert info.max_length == min(encoder.model.config.max_position_embeddings, encoder.tokenizer.model_max_length)
+    assert info.max_length == min(
+        encoder.model.config.max_position_embeddings, encoder.tokenizer.model_max_length
+    )
 
 
 def test_eager_view_shares_weights_but_not_attention_kernel(encoder):
@@ -103,7 +105,9 @@ def test_model_without_cls_token_refused(tmp_path, tiny_model_dirs):
     from transformers import GPT2Config, GPT2Model, PreTrainedTokenizerFast
 
     folder = tmp_path / "gpt2"
-    GPT2Model(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=32)).save_pretrained(str(folder))
+    GPT2Model(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=32)).save_pretrained(
+        str(folder)
+    )
     vocab = {w: i for i, w in enumerate(["<|endoftext|>", "the", "cat", "sat"])}
     raw = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<|endoftext|>"))
     raw.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -167,9 +171,13 @@ def test_classifier_without_cls_token_refused(tmp_path):
     from transformers import GPT2Config, GPT2ForSequenceClassification, PreTrainedTokenizerFast
 
     folder = tmp_path / "gpt2-classifier"
-    config = GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=32, num_labels=2, pad_token_id=0)
+    config = GPT2Config(
+        n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=32, num_labels=2, pad_token_id=0
+    )
     GPT2ForSequenceClassification(config).save_pretrained(str(folder))
-    raw = Tokenizer(models.WordLevel(vocab={"<|endoftext|>": 0, "good": 1, "bad": 2}, unk_token="<|endoftext|>"))
+    raw = Tokenizer(
+        models.WordLevel(vocab={"<|endoftext|>": 0, "good": 1, "bad": 2}, unk_token="<|endoftext|>")
+    )
     raw.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>").save_pretrained(str(folder))
     with pytest.raises(ModelLoadError, match=r"no \[CLS\]-like token.*GPT2ForSequenceClassification.*BERT"):
@@ -192,7 +200,9 @@ def test_failed_second_model_leaves_the_first_working(bundled_classifier_dir, tm
 
     enc = load_encoder(str(bundled_classifier_dir))
     before = classifier_lens(enc, trace(enc, "a fine film"))
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertForSequenceClassification"]}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "bert", "architectures": ["BertForSequenceClassification"]})
+    )
     with pytest.raises(ModelLoadError):
         load_encoder(str(tmp_path))
     np.testing.assert_array_equal(classifier_lens(enc, trace(enc, "a fine film")), before)

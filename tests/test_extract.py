@@ -30,7 +30,10 @@ def test_extract_agrees_with_pool_of_trace(encoder, batch_size):
         for s, pooling in enumerate(ALL):
             for layer in range(7):
                 np.testing.assert_allclose(
-                    pv.vectors[i, layer, s], pool(t, pooling, layer), atol=2e-4, err_msg=f"{text!r} {pooling} {layer}"
+                    pv.vectors[i, layer, s],
+                    pool(t, pooling, layer),
+                    atol=2e-4,
+                    err_msg=f"{text!r} {pooling} {layer}",
                 )
 
 

@@ -24,7 +24,9 @@ GRADIENTS = ("integrated_gradients", "grad_x_input", "occlusion")
 def _eager_hidden(enc, ids) -> np.ndarray:
     batch = torch.as_tensor(np.atleast_2d(ids))
     with torch.inference_mode():
-        out = enc.eager_model(input_ids=batch, attention_mask=torch.ones_like(batch), output_hidden_states=True)
+        out = enc.eager_model(
+            input_ids=batch, attention_mask=torch.ones_like(batch), output_hidden_states=True
+        )
     return torch.stack(out.hidden_states).double().numpy()  # [L+1, B, T, D]
 
 
@@ -103,11 +105,16 @@ def test_the_board_is_tidy_and_says_what_it_found(board):
     assert ranking["aopc"].is_monotonic_decreasing
     # Each AOPC carries its bootstrap interval over the texts, computed here by hand.
     for row in ranking.itertuples():
-        per_text = board.table[board.table["measure"] == row.measure].sort_values("text_index")["aopc"].to_numpy()
+        per_text = (
+            board.table[board.table["measure"] == row.measure].sort_values("text_index")["aopc"].to_numpy()
+        )
         draws = per_text[np.random.default_rng(0).integers(0, 2, size=(1000, 2))].mean(axis=1)
         assert (row.aopc_low, row.aopc_high) == pytest.approx(tuple(np.percentile(draws, [2.5, 97.5])))
         assert row.perturbation.endswith("curve: tokens replaced by [MASK]")
-    assert "the same perturbation as the curve (an advantage)" in ranking.set_index("measure").loc["occlusion", "perturbation"]
+    assert (
+        "the same perturbation as the curve (an advantage)"
+        in ranking.set_index("measure").loc["occlusion", "perturbation"]
+    )
     sentence = verdict(board)
     assert sentence.startswith("On all-MiniLM-L6-v2") and ranking.iloc[0]["name"] in sentence
     assert "2 sentences" in sentence and f"mean of {SHUFFLES} shuffles" in sentence
@@ -116,14 +123,21 @@ def test_the_board_is_tidy_and_says_what_it_found(board):
 def test_a_signal_free_measure_is_left_out_not_ranked(self_board, encoder):
     assert "grad_x_input" not in set(self_board.ranking()["measure"])
     assert "grad_x_input" not in set(self_board.table["measure"])
-    assert any(note.startswith("gradient × input left out") and "float noise" in note for note in self_board.notes)
+    assert any(
+        note.startswith("gradient × input left out") and "float noise" in note for note in self_board.notes
+    )
     # Integrated gradients walks from the baseline, where the gradient is not zero: it stays.
     assert "integrated_gradients" in set(self_board.ranking()["measure"])
     with pytest.raises(AttributionError, match="Give other="):
         attribute(encoder, TEXT, method="grad_x_input")
     flat = torch.zeros(1, dtype=torch.float64)
     with pytest.raises(AttributionError, match="no gradient at the input"):
-        attribute(encoder, TEXT, target=lambda hidden: hidden[-1][:, 0, 0].double() * 0 + flat, method="grad_x_input")
+        attribute(
+            encoder,
+            TEXT,
+            target=lambda hidden: hidden[-1][:, 0, 0].double() * 0 + flat,
+            method="grad_x_input",
+        )
 
 
 def test_aopc_is_samek_and_random_is_the_mean_of_many_shuffles(encoder, self_board):
@@ -149,7 +163,9 @@ def test_aopc_is_samek_and_random_is_the_mean_of_many_shuffles(encoder, self_boa
 
 
 def test_the_verdict_says_about_even_within_noise(encoder):
-    one = rank_measures(encoder, [TEXT], target="self_similarity", measures=("attention", "rollout", "random"))
+    one = rank_measures(
+        encoder, [TEXT], target="self_similarity", measures=("attention", "rollout", "random")
+    )
     sentence = verdict(one)
     assert "no measure is clearly best" in sentence and "about even" in sentence
     assert "0 of 2 measures beat the random order" in sentence
@@ -168,7 +184,9 @@ def test_bad_input(encoder, tiny_mpnet_dir):  # noqa: F811
     partial = rank_measures(mpnet, ["the cat sat on the mat"], target="self_similarity", measures=FAST)
     assert set(partial.table["measure"]) == {"attention", "rollout", "occlusion", "random"}
     assert len(partial.notes) == 3 and all("'mpnet'" in note for note in partial.notes)
-    with pytest.raises(ValueError, match="Unknown target 'loss'; choose one of auto, probe, classifier, self_similarity"):
+    with pytest.raises(
+        ValueError, match="Unknown target 'loss'; choose one of auto, probe, classifier, self_similarity"
+    ):
         rank_measures(encoder, [TEXT], target="loss")
 
 

@@ -17,7 +17,7 @@ def _overlapping_titles(fig, width: int = 1000) -> list[tuple[str, str]]:
     notes = [a for a in fig.to_dict()["layout"].get("annotations", []) if a.get("xref") == "paper"]
     clashes = []
     for i, a in enumerate(notes):
-        for b in notes[i + 1:]:
+        for b in notes[i + 1 :]:
             if abs(a["y"] - b["y"]) > 0.02:
                 continue
             half = (len(a["text"]) + len(b["text"])) * CHAR_WIDTH / 2 / width
@@ -43,7 +43,9 @@ def test_every_measure_checkpoint_by_checkpoint_has_room_for_its_titles():
 
 
 def test_the_raw_mixing_log_axis_labels_powers_of_ten(encoder):
-    fig = figures.mixing_raw_figure(measure(encoder, trace(encoder, "The film was not bad at all."), "alti")).to_dict()
+    fig = figures.mixing_raw_figure(
+        measure(encoder, trace(encoder, "The film was not bad at all."), "alti")
+    ).to_dict()
     axis = fig["layout"]["yaxis"]
     assert axis["type"] == "log" and axis["dtick"] == 1 and axis["exponentformat"] == "power"
 

@@ -30,19 +30,31 @@ from clsviz.footprint import (
 from tests.conftest import TINY_KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = dict(vocab_size=100, hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=128,
-             max_position_embeddings=40)
+SMALL = dict(
+    vocab_size=100,
+    hidden_size=64,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    intermediate_size=128,
+    max_position_embeddings=40,
+)
 FAMILIES = {
     "Bert": lambda: transformers.BertConfig(**SMALL),
     "Roberta": lambda: transformers.RobertaConfig(**SMALL),
     "XLMRoberta": lambda: transformers.XLMRobertaConfig(**SMALL),
     "Electra": lambda: transformers.ElectraConfig(embedding_size=32, **SMALL),
     "Albert": lambda: transformers.AlbertConfig(embedding_size=32, **SMALL),
-    "DebertaV2": lambda: transformers.DebertaV2Config(relative_attention=True, position_buckets=16,
-                                                      position_biased_input=False, norm_rel_ebd="layer_norm", **SMALL),
+    "DebertaV2": lambda: transformers.DebertaV2Config(
+        relative_attention=True,
+        position_buckets=16,
+        position_biased_input=False,
+        norm_rel_ebd="layer_norm",
+        **SMALL,
+    ),
     "MPNet": lambda: transformers.MPNetConfig(**SMALL),
-    "DistilBert": lambda: transformers.DistilBertConfig(vocab_size=100, dim=64, n_layers=3, n_heads=4, hidden_dim=128,
-                                                        max_position_embeddings=40),
+    "DistilBert": lambda: transformers.DistilBertConfig(
+        vocab_size=100, dim=64, n_layers=3, n_heads=4, hidden_dim=128, max_position_embeddings=40
+    ),
 }
 
 
@@ -99,8 +111,16 @@ def _tiny_bert(folder: Path, **config_changes) -> Path:
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
-    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(str(folder))
+    BertModel(
+        BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     if config_changes:
         config = json.loads((folder / "config.json").read_text())
@@ -110,13 +130,18 @@ def _tiny_bert(folder: Path, **config_changes) -> Path:
 
 @pytest.fixture(scope="module")
 def huge_config_dir(tmp_path_factory):
-    return _tiny_bert(tmp_path_factory.mktemp("huge") / "m", num_hidden_layers=10_000, hidden_size=65_536,
-                      num_attention_heads=16)
+    return _tiny_bert(
+        tmp_path_factory.mktemp("huge") / "m",
+        num_hidden_layers=10_000,
+        hidden_size=65_536,
+        num_attention_heads=16,
+    )
 
 
 @pytest.fixture
 def no_building(monkeypatch):
     """Fail the test if any model is built or any weight is read."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("from_pretrained ran: the model was built before it was refused")
 
@@ -132,7 +157,9 @@ def test_a_huge_config_over_tiny_weights_is_refused_before_anything_is_built(hug
     assert message.startswith(f"'{huge_config_dir}' is too large for this server")
     # What was asked, the estimate (config and weight files), the limit and what to do.
     attention = 10_000 * 4 * 65_536**2  # the attention weights alone: 1.7e14 parameters, most of the model
-    stated = float(re.search(r"config describes ([\d.,]+) trillion parameters", message).group(1).replace(",", ""))
+    stated = float(
+        re.search(r"config describes ([\d.,]+) trillion parameters", message).group(1).replace(",", "")
+    )
     assert stated * 1e12 == pytest.approx(attention, rel=0.01)
     assert "its weight files hold" in message
     assert "allows 3.00 GB per model" in message and MODEL_MAX_GB_ENV in message
@@ -169,12 +196,19 @@ def test_the_bundled_model_is_within_the_default_limit():
 
 
 def test_the_command_line_refuses_with_one_line_and_exit_2(huge_config_dir, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "clsviz", "inspect", "hi", "--model", str(huge_config_dir)],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=300,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run(
+        [sys.executable, "-m", "clsviz", "inspect", "hi", "--model", str(huge_config_dir)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if "error" in line.lower()]
-    assert len(lines) == 1 and lines[0].startswith("clsviz inspect: error: ")  # (a progress line may precede it)
+    assert len(lines) == 1 and lines[0].startswith(
+        "clsviz inspect: error: "
+    )  # (a progress line may precede it)
     assert "is too large for this server" in lines[0] and "Traceback" not in result.stderr
 
 
@@ -191,5 +225,7 @@ def test_a_sharded_folder_is_counted_from_every_shard_and_a_missing_shard_is_nam
     assert weight_file_parameters(str(sharded)) == whole
     assert model_footprint(config, str(sharded)).weight_parameters == whole[0]
     shards[-1].unlink()
-    with pytest.raises(ModelLoadError, match=rf"{shards[-1].name} named in model\.safetensors\.index\.json is missing"):
+    with pytest.raises(
+        ModelLoadError, match=rf"{shards[-1].name} named in model\.safetensors\.index\.json is missing"
+    ):
         check_footprint("sharded", config, str(sharded))

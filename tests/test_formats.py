@@ -39,40 +39,63 @@ def _csv(delimiter: str) -> bytes:
 
 
 def _parquet() -> bytes:
-    table = pa.table({"id": [f"row-{i}" for i in range(len(TEXTS))], "text": TEXTS,
-                      "sentiment": pa.array(SENTIMENT).dictionary_encode(), "stars": STARS})
+    table = pa.table(
+        {
+            "id": [f"row-{i}" for i in range(len(TEXTS))],
+            "text": TEXTS,
+            "sentiment": pa.array(SENTIMENT).dictionary_encode(),
+            "stars": STARS,
+        }
+    )
     sink = io.BytesIO()
     pq.write_table(table, sink)
     return sink.getvalue()
 
 
 def _jsonl() -> bytes:
-    lines = [json.dumps({"id": f"row-{i}", "text": t, "sentiment": s, "stars": k}, ensure_ascii=False)
-             for i, (t, s, k) in enumerate(zip(TEXTS, SENTIMENT, STARS))]
+    lines = [
+        json.dumps({"id": f"row-{i}", "text": t, "sentiment": s, "stars": k}, ensure_ascii=False)
+        for i, (t, s, k) in enumerate(zip(TEXTS, SENTIMENT, STARS))
+    ]
     return ("\n".join(lines) + "\n").encode()
 
 
 def _dataset():
     import datasets
 
-    features = datasets.Features({"id": datasets.Value("string"), "text": datasets.Value("string"),
-                                  "sentiment": datasets.ClassLabel(names=["negative", "positive"]),
-                                  "stars": datasets.Value("int64")})
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "text": datasets.Value("string"),
+            "sentiment": datasets.ClassLabel(names=["negative", "positive"]),
+            "stars": datasets.Value("int64"),
+        }
+    )
     codes = [["negative", "positive"].index(s) for s in SENTIMENT]
-    return datasets.Dataset.from_dict({"id": [f"row-{i}" for i in range(len(TEXTS))], "text": TEXTS,
-                                       "sentiment": codes, "stars": STARS}, features=features)
+    return datasets.Dataset.from_dict(
+        {"id": [f"row-{i}" for i in range(len(TEXTS))], "text": TEXTS, "sentiment": codes, "stars": STARS},
+        features=features,
+    )
 
 
 def _check(corpus) -> None:
     assert corpus.texts == tuple(t.strip() for t in EXPECTED_TEXTS)
     assert corpus.text_column == "text"
-    assert corpus.labels == {"sentiment": tuple(SENTIMENT[i] for i in KEEP), "stars": tuple(str(STARS[i]) for i in KEEP)}
+    assert corpus.labels == {
+        "sentiment": tuple(SENTIMENT[i] for i in KEEP),
+        "stars": tuple(str(STARS[i]) for i in KEEP),
+    }
 
 
 @pytest.mark.parametrize(
     "name, data",
-    [("c.csv", _csv(",")), ("c.tsv", _csv("\t")), ("c.parquet", _parquet()), ("c.jsonl", _jsonl()),
-     ("c.ndjson", _jsonl())],
+    [
+        ("c.csv", _csv(",")),
+        ("c.tsv", _csv("\t")),
+        ("c.parquet", _parquet()),
+        ("c.jsonl", _jsonl()),
+        ("c.ndjson", _jsonl()),
+    ],
 )
 def test_every_file_format_loads_the_same_rows_and_labels(name, data):
     corpus = load_corpus(data, name)
@@ -97,7 +120,9 @@ def test_datasets_folder_and_data_files_and_parquet_export_keep_class_names(tmp_
     ds.to_parquet(str(tmp_path / "files" / "data" / "train-00000-of-00001.parquet"))
     _check(load_dataset_corpus(str(tmp_path / "files"), split="train"))
     # A Parquet file exported by datasets remembers the class names in its schema.
-    _check(load_corpus((tmp_path / "files" / "data" / "train-00000-of-00001.parquet").read_bytes(), "x.parquet"))
+    _check(
+        load_corpus((tmp_path / "files" / "data" / "train-00000-of-00001.parquet").read_bytes(), "x.parquet")
+    )
     three = load_dataset_corpus(str(tmp_path / "saved"), split="train", max_rows=3)
     assert three.texts == EXPECTED_TEXTS[:3]
 
@@ -131,7 +156,9 @@ def test_a_data_set_without_a_text_column(tmp_path):
 def test_an_empty_split_and_an_unknown_split(tmp_path):
     import datasets
 
-    empty = datasets.Dataset.from_dict({"text": []}, features=datasets.Features({"text": datasets.Value("string")}))
+    empty = datasets.Dataset.from_dict(
+        {"text": []}, features=datasets.Features({"text": datasets.Value("string")})
+    )
     datasets.DatasetDict({"train": _dataset(), "test": empty}).save_to_disk(str(tmp_path / "d"))
     with pytest.raises(CorpusError, match="empty: the split has no rows"):
         load_dataset_corpus(str(tmp_path / "d"), split="test")
@@ -149,8 +176,19 @@ def test_an_uncached_hub_id_offline(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
     with pytest.raises(CorpusError, match="not in the local data set cache.*HF_HUB_OFFLINE"):
         load_dataset_corpus("no-such-owner/no-such-set", config="x", split="train")
-    code = main(["embed", "glue/sst2", "--split", "validation", "--text-column", "sentence", "--out",
-                 str(tmp_path / "v"), "--quiet"])
+    code = main(
+        [
+            "embed",
+            "glue/sst2",
+            "--split",
+            "validation",
+            "--text-column",
+            "sentence",
+            "--out",
+            str(tmp_path / "v"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "not in the local data set cache" in err and "Traceback" not in err
 

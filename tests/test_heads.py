@@ -47,7 +47,9 @@ def _build_from_config(kind: str, folder):
     tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
     labels = dict(num_labels=3, id2label=TINY_LABELS, label2id={v: k for k, v in TINY_LABELS.items()})
     if kind == "deberta-v2":
-        config = DebertaV2Config(vocab_size=tokenizer.vocab_size, max_position_embeddings=64, **TINY, **labels)
+        config = DebertaV2Config(
+            vocab_size=tokenizer.vocab_size, max_position_embeddings=64, **TINY, **labels
+        )
     else:
         config = MPNetConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=66, **TINY, **labels)
     torch.manual_seed(3)
@@ -107,7 +109,12 @@ def _bundled_head_weights(folder):
     from safetensors.numpy import load_file
 
     w = load_file(str(folder / "model.safetensors"))
-    return (w["bert.pooler.dense.weight"], w["bert.pooler.dense.bias"], w["classifier.weight"], w["classifier.bias"])
+    return (
+        w["bert.pooler.dense.weight"],
+        w["bert.pooler.dense.bias"],
+        w["classifier.weight"],
+        w["classifier.bias"],
+    )
 
 
 def _bert_head(vectors: np.ndarray, weights) -> np.ndarray:
@@ -127,7 +134,9 @@ def test_every_lens_row_recomputed_by_hand(bundled_classifier, bundled_classifie
     weights = _bundled_head_weights(bundled_classifier_dir)
     by_hand = _bert_head(tr.hidden_states[:, tr.cls_index, :], weights)
     np.testing.assert_allclose(classifier_lens(bundled_classifier, tr), by_hand, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(by_hand[-1], _reference_logits(bundled_classifier_dir, tr.input_ids), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        by_hand[-1], _reference_logits(bundled_classifier_dir, tr.input_ids), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_mean_lens_reads_the_mean_of_all_tokens(bundled_classifier, bundled_classifier_dir):
@@ -180,7 +189,9 @@ def test_lens_table_is_tidy_and_matches_the_arrays(bundled_classifier):
     assert {"model", "reading", "layer", "label", "logit", "probability", "top"} <= set(table.columns)
     cls = table[table.reading == "cls"].pivot(index="layer", columns="label", values="logit")[list(LABELS)]
     np.testing.assert_allclose(cls.to_numpy(), classifier_lens(bundled_classifier, tr), rtol=1e-6)
-    mean = table[table.reading == "mean"].pivot(index="layer", columns="label", values="probability")[list(LABELS)]
+    mean = table[table.reading == "mean"].pivot(index="layer", columns="label", values="probability")[
+        list(LABELS)
+    ]
     np.testing.assert_allclose(mean.to_numpy(), probabilities(mean_lens(bundled_classifier, tr)), rtol=1e-6)
     assert (table.groupby(["reading", "layer"])["top"].sum() == 1).all()
     with pytest.raises(ValueError, match="Unknown lens reading"):
@@ -207,7 +218,9 @@ def test_lens_calls_leave_the_shared_encoder_unchanged(bundled_classifier):
     before = [{k: v.clone() for k, v in m.state_dict().items()} for m in modules]
 
     def hooks():  # transformers installs its own at load time; none may be added later
-        return [(dict(sub._forward_hooks), dict(sub._forward_pre_hooks)) for m in modules for sub in m.modules()]
+        return [
+            (dict(sub._forward_hooks), dict(sub._forward_pre_hooks)) for m in modules for sub in m.modules()
+        ]
 
     hooks_before = hooks()
     attn = (enc.model.config._attn_implementation, enc.eager_model.config._attn_implementation)
@@ -229,10 +242,16 @@ def test_lens_calls_leave_the_shared_encoder_unchanged(bundled_classifier):
     "winners, expected",
     [
         ([2, 2, 2], "picks 'positive' at every layer, already from the [CLS] embedding (layer 0)"),
-        ([0, 1, 2, 2], "forms in [CLS] at layer 2 of 3: from there on the head reads 'positive' at every layer "
-                       "('positive' 91% vs 'negative' 5% at layer 3; at layer 1 it would have said 'neutral'"),
-        ([2, 2, 0, 1], "forms in [CLS] only at the last layer (3): at layer 2 the head would still have said "
-                       "'negative' ('negative' 91% vs"),
+        (
+            [0, 1, 2, 2],
+            "forms in [CLS] at layer 2 of 3: from there on the head reads 'positive' at every layer "
+            "('positive' 91% vs 'negative' 5% at layer 3; at layer 1 it would have said 'neutral'",
+        ),
+        (
+            [2, 2, 0, 1],
+            "forms in [CLS] only at the last layer (3): at layer 2 the head would still have said "
+            "'negative' ('negative' 91% vs",
+        ),
     ],
 )
 def test_describe_settled(winners, expected):
@@ -284,14 +303,17 @@ def test_lens_figures_draw_the_table(bundled_classifier):
         assert filled == list(expected.argmax(axis=1) == i)
     assert fig["layout"]["shapes"][0]["x0"] == settled_layer(lens)
     mean = mean_lens_figure(table).to_dict()
-    np.testing.assert_allclose(mean["data"][0]["y"], probabilities(mean_lens(bundled_classifier, tr))[:, 0], atol=1e-4)
+    np.testing.assert_allclose(
+        mean["data"][0]["y"], probabilities(mean_lens(bundled_classifier, tr))[:, 0], atol=1e-4
+    )
     assert "mean of all tokens" in mean["layout"]["title"]["text"] and not mean["layout"].get("shapes")
 
 
 def test_lens_figure_keeps_the_likeliest_labels():
     rows = [
         {"reading": "cls", "layer": layer, "label": f"L{k}", "logit": 0.0, "probability": p, "top": k == 11}
-        for layer in range(3) for k, p in enumerate(np.linspace(0.01, 0.2, 12))
+        for layer in range(3)
+        for k, p in enumerate(np.linspace(0.01, 0.2, 12))
     ]
     fig = lens_figure_of(pd.DataFrame(rows), max_labels=4)
     assert [t["name"] for t in fig["data"]] == ["L8", "L9", "L10", "L11"]

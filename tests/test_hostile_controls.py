@@ -49,10 +49,16 @@ CONTROLS = [
     Control("toggle-is-text", "attention", {"attention.value_norm": "yes please"}),
     Control("view-unknown", "similarity", {"similarity.view": "bogus"}),
     Control("tab-unknown", "similarity", {"similarity.section": "Nonexistent tab"}),
-    Control("massive-layer-above-range", "similarity", {"similarity.section": "Norms & massive activations",
-                                                         "similarity.massive.layer": 1000}),
-    Control("massive-k-negative", "similarity", {"similarity.section": "Norms & massive activations",
-                                                  "similarity.massive.k": -5}),
+    Control(
+        "massive-layer-above-range",
+        "similarity",
+        {"similarity.section": "Norms & massive activations", "similarity.massive.layer": 1000},
+    ),
+    Control(
+        "massive-k-negative",
+        "similarity",
+        {"similarity.section": "Norms & massive activations", "similarity.massive.k": -5},
+    ),
     Control("embedding-layer-huge", "embeddings", {"embeddings.layer": 10**9}),
     Control("projection-unknown", "embeddings", {"embeddings.method": "TSNE"}),
     Control("third-panel-bad-token", "embeddings", {"embeddings.third": "token:-1"}),
@@ -68,8 +74,14 @@ CONTROLS = [
     Control("finetune-label-unknown", "how_it_learns", {"how_it_learns.label": "no such label"}),
     Control("finetune-texts-negative", "how_it_learns", {"how_it_learns.texts": -100}),
     Control("finetune-checkpoints-zero", "how_it_learns", {"how_it_learns.checkpoints": 0}),
-    Control("finetune-flow-sentence-gone", "how_it_learns", {"how_it_learns.flow_text": "a sentence no longer typed"}),
-    Control("finetune-jobs-url-garbage", "how_it_learns", query={"jobs": "how_it_learns.finetune:" + HOSTILE_HTML}),
+    Control(
+        "finetune-flow-sentence-gone",
+        "how_it_learns",
+        {"how_it_learns.flow_text": "a sentence no longer typed"},
+    ),
+    Control(
+        "finetune-jobs-url-garbage", "how_it_learns", query={"jobs": "how_it_learns.finetune:" + HOSTILE_HTML}
+    ),
     Control("shift-negative", "why_first", {"why_first.shift": -5}),
     Control("shift-huge", "why_first", {"why_first.shift": 10**9}),
     Control("replacement-markup", "why_first", {"why_first.word": HOSTILE_HTML}),
@@ -81,23 +93,36 @@ CONTROLS = [
     Control("mixing-measure-unknown", "what_flows_in", {"mixing.method": "bogus"}),
     Control("mixing-block-above-range", "what_flows_in", {"mixing.block": 99}),
     Control("mixing-block-not-a-number", "what_flows_in", {"mixing.block": HOSTILE_HTML}),
-    Control("attribution-steps-negative", "what_flows_in", {"mixing.attr_method": "integrated_gradients",
-                                                           "mixing.steps": -8}),
+    Control(
+        "attribution-steps-negative",
+        "what_flows_in",
+        {"mixing.attr_method": "integrated_gradients", "mixing.steps": -8},
+    ),
     Control("attribution-target-unknown", "what_flows_in", {"mixing.target": "classifier"}),
-    Control("attribution-other-markup", "what_flows_in", {"mixing.target": "similarity", "mixing.other": HOSTILE_HTML}),
+    Control(
+        "attribution-other-markup",
+        "what_flows_in",
+        {"mixing.target": "similarity", "mixing.other": HOSTILE_HTML},
+    ),
     Control("scoreboard-measures-unknown", "what_flows_in", {"mixing.measures": ["alti", HOSTILE_HTML]}),
     Control("scoreboard-measures-not-a-list", "what_flows_in", {"mixing.measures": "alti"}),
     Control("scoreboard-pooling-unknown", "what_flows_in", {"mixing.pooling": "median"}),
     Control("scoreboard-target-without-a-classifier", "what_flows_in", {"mixing.board_target": "classifier"}),
     Control("causal-source-unknown", "causal", {"causal.source": HOSTILE_HTML}),
-    Control("causal-source-text-too-long", "causal", {"causal.source": "Type another…", "causal.source_text": "x " * 5000}),
+    Control(
+        "causal-source-text-too-long",
+        "causal",
+        {"causal.source": "Type another…", "causal.source_text": "x " * 5000},
+    ),
     Control("causal-head-mode-unknown", "causal", {"causal.head_mode": "median"}),
     Control("causal-registers-k-huge", "causal", {"causal.registers_k": 10**6}),
     Control("causal-test-unknown", "causal", {"causal.kind": "teleport"}),
     Control("causal-texts-text", "causal", {"causal.texts": "all of them"}),
     Control("causal-folds-one", "causal", {"causal.folds": 1}),
     Control("causal-pairs-negative", "causal", {"causal.kind": "patching", "causal.pairs": -3}),
-    Control("classifier-sentence-gone", "classifier", {"classifier.sentence": "9. a sentence no longer typed"}),
+    Control(
+        "classifier-sentence-gone", "classifier", {"classifier.sentence": "9. a sentence no longer typed"}
+    ),
     Control("compare-model-markup", "compare", {"compare.model_b": HOSTILE_HTML}),
     Control("compare-texts-huge", "compare", {"compare.texts": 10**9}),
     Control("compare-readings-unknown", "compare", {"compare.readings": ["cls", "everything"]}),
@@ -120,7 +145,11 @@ def test_the_hostile_table_has_at_least_eighty_cases():
 
 
 def _shown(at: AppTest) -> str:
-    return "\n".join(str(el.value) for kind in ("error", "warning", "info", "caption", "markdown") for el in getattr(at, kind))
+    return "\n".join(
+        str(el.value)
+        for kind in ("error", "warning", "info", "caption", "markdown")
+        for el in getattr(at, kind)
+    )
 
 
 @pytest.mark.parametrize("case", CONTROLS, ids=[c.id for c in CONTROLS])

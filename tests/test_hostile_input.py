@@ -82,12 +82,19 @@ CASES = [
     Case("text-100k-characters", "text", "the long sentence goes on " * 4000, "traced", r"was cut"),
     Case("text-100k-characters-one-word", "text", "x" * 100_000, "traced"),  # one [UNK] for BERT
     Case("text-control-characters", "text", "tab\there bell\x07 esc\x1b[31m red \x00nul\x7f end", "traced"),
-    Case("text-only-control-and-format-chars", "text", "\x00\x01\x02\u200b\u200e\u2066", "skipped", r"skipped"),
+    Case(
+        "text-only-control-and-format-chars", "text", "\x00\x01\x02\u200b\u200e\u2066", "skipped", r"skipped"
+    ),
     Case("text-zero-width", "text", "zero\u200bwidth\u200cnon\u200djoiner\ufeffbom words", "traced"),
     Case("text-combining-marks", "text", "Z\u0351\u0352a\u0353l\u0354g\u0355o cafe\u0301 n\u0303", "traced"),
     Case("text-emoji-sequences", "text", "family 👨‍👩‍👧‍👦 flag 🇺🇳 thumbs 👍🏽 keycap 1️⃣", "traced"),
     Case("text-cjk", "text", "我喜欢自然语言处理。日本語のテキストです。한국어 문장입니다.", "traced"),
-    Case("text-rtl-with-overrides", "text", "abc \u202eevil.exe\u202c def \u2067שלום\u2069 مرحبا بالعالم", "traced"),
+    Case(
+        "text-rtl-with-overrides",
+        "text",
+        "abc \u202eevil.exe\u202c def \u2067שלום\u2069 مرحبا بالعالم",
+        "traced",
+    ),
     Case("text-literal-cls", "text", "[CLS] is not really first here [CLS]", "traced"),
     Case("text-literal-sep", "text", "one half [SEP] other half [SEP]", "traced"),
     Case("text-literal-mask", "text", "the [MASK] sat on the [MASK]", "traced"),
@@ -95,7 +102,12 @@ CASES = [
     Case("text-literal-roberta-markers", "text", "</s><s> roberta <pad> markers <mask>", "traced"),
     Case("text-html-script", "text", "<script>alert(1)</script> after the script", "traced"),
     Case("text-html-img-onerror", "text", "<img src=x onerror=alert(1)> image", "traced"),
-    Case("text-markdown-javascript-link", "text", "[click me](javascript:alert(1)) **bold** `code` $x^2$", "traced"),
+    Case(
+        "text-markdown-javascript-link",
+        "text",
+        "[click me](javascript:alert(1)) **bold** `code` $x^2$",
+        "traced",
+    ),
     Case("text-html-entities-svg", "text", "&lt;b&gt; &amp; <svg onload=alert(1)> entities", "traced"),
     Case("text-format-string", "text", "{0} %s %(name)s {__class__} ${HOME} $(whoami)", "traced"),
     Case(
@@ -144,7 +156,11 @@ CASES = [
     Case(
         "upload-utf16",
         "upload",
-        lambda: ("utf16.csv", "text,topic\n".encode("utf-16") + _csv([[s, "t"] for s in SENTENCES]).decode().encode("utf-16")[2:]),
+        lambda: (
+            "utf16.csv",
+            "text,topic\n".encode("utf-16")
+            + _csv([[s, "t"] for s in SENTENCES]).decode().encode("utf-16")[2:],
+        ),
         "loaded",
     ),
     Case("upload-empty-file", "upload", lambda: ("empty.csv", b""), "refused", r"empty"),
@@ -157,7 +173,12 @@ CASES = [
         r"no text column",
     ),
     Case("upload-header-only", "upload", lambda: ("header.csv", b"text,label\n"), "refused", r"no rows"),
-    Case("upload-one-row", "upload", lambda: ("one.csv", _csv([["text", "label"], ["Only one sentence here.", "a"]])), "loaded"),
+    Case(
+        "upload-one-row",
+        "upload",
+        lambda: ("one.csv", _csv([["text", "label"], ["Only one sentence here.", "a"]])),
+        "loaded",
+    ),
     Case(
         "upload-one-class",
         "upload",
@@ -167,14 +188,25 @@ CASES = [
     Case(
         "upload-50000-rows",
         "upload",
-        lambda: ("big.csv", _csv([["text", "label"], *[[f"row {i} says something", str(i % 4)] for i in range(50_000)]])),
+        lambda: (
+            "big.csv",
+            _csv([["text", "label"], *[[f"row {i} says something", str(i % 4)] for i in range(50_000)]]),
+        ),
         "loaded",
         r"50,000 rows; the first 5,000 are used",
     ),
     Case(
         "upload-html-in-cells-and-header",
         "upload",
-        lambda: ("html.csv", _csv([[HTML_HEADER, "<i>label</i>"], *[[f"{HTML_CELL} {i}", "<u>x</u>" if i % 2 else "y"] for i in range(6)]])),
+        lambda: (
+            "html.csv",
+            _csv(
+                [
+                    [HTML_HEADER, "<i>label</i>"],
+                    *[[f"{HTML_CELL} {i}", "<u>x</u>" if i % 2 else "y"] for i in range(6)],
+                ]
+            ),
+        ),
         "loaded",
     ),
     Case(
@@ -193,55 +225,188 @@ CASES = [
     ),
     Case("upload-wrong-extension", "upload", lambda: ("book.xlsx", b"PK\x03\x04"), "refused", r"not read"),
     # --- models -----------------------------------------------------------------------------
-    Case("model-nonexistent-id", "model", "clsviz-tests/no-such-model-anywhere", "refused", r"not in the local model cache"),
-    Case("model-dotdot-path", "model", "../../../../etc/passwd", "refused", r"neither an existing local folder nor a valid"),
-    Case("model-dotdot-inside-id", "model", "owner/../../secrets", "refused", r"neither an existing local folder nor a valid"),
-    Case("model-backslash-path", "model", "..\\..\\windows\\system32", "refused", r"neither an existing local folder nor a valid"),
-    Case("model-url", "model", "https://evil.example/model.bin", "refused", r"neither an existing local folder nor a valid"),
-    Case("model-shell-characters", "model", "bert-base-uncased; rm -rf ~", "refused", r"neither an existing local folder nor a valid"),
-    Case("model-name-too-long", "model", "m" * 400, "refused", r"neither an existing local folder nor a valid"),
+    Case(
+        "model-nonexistent-id",
+        "model",
+        "clsviz-tests/no-such-model-anywhere",
+        "refused",
+        r"not in the local model cache",
+    ),
+    Case(
+        "model-dotdot-path",
+        "model",
+        "../../../../etc/passwd",
+        "refused",
+        r"neither an existing local folder nor a valid",
+    ),
+    Case(
+        "model-dotdot-inside-id",
+        "model",
+        "owner/../../secrets",
+        "refused",
+        r"neither an existing local folder nor a valid",
+    ),
+    Case(
+        "model-backslash-path",
+        "model",
+        "..\\..\\windows\\system32",
+        "refused",
+        r"neither an existing local folder nor a valid",
+    ),
+    Case(
+        "model-url",
+        "model",
+        "https://evil.example/model.bin",
+        "refused",
+        r"neither an existing local folder nor a valid",
+    ),
+    Case(
+        "model-shell-characters",
+        "model",
+        "bert-base-uncased; rm -rf ~",
+        "refused",
+        r"neither an existing local folder nor a valid",
+    ),
+    Case(
+        "model-name-too-long", "model", "m" * 400, "refused", r"neither an existing local folder nor a valid"
+    ),
     Case("model-folder-without-config", "model", "dir:no_config", "refused", r"has no config\.json"),
-    Case("model-needs-remote-code", "model", "dir:remote_code", "refused", r"trust_remote_code.*never allows"),
-    Case("model-unknown-architecture", "model", "dir:unknown_arch", "refused", r"configuration clsviz cannot read"),
+    Case(
+        "model-needs-remote-code", "model", "dir:remote_code", "refused", r"trust_remote_code.*never allows"
+    ),
+    Case(
+        "model-unknown-architecture",
+        "model",
+        "dir:unknown_arch",
+        "refused",
+        r"configuration clsviz cannot read",
+    ),
     Case("model-without-cls-token", "model", "dir:gpt2_no_cls", "refused", r"no \[CLS\]-like token"),
     Case("model-pickle-only-weights", "model", "dir:pickle_only", "refused", r"only has pickle weights"),
-    Case("model-oversized-config", "model", "dir:oversized", "refused",
-         r"too large for this server: its config describes [\d.]+ trillion parameters.*allows 3\.00 GB per model"),
-    Case("model-truncated-safetensors", "model", "dir:truncated", "refused",
-         r"model\.safetensors is truncated: its header places tensor"),
-    Case("model-tokenizer-larger-than-embeddings", "model", "dir:small_vocab", "refused",
-         r"tokenizer gives token ids up to 30,521, but the model's embedding table has 1,000 rows"),
-    Case("model-config-not-json", "model", "dir:config_not_json", "refused", r"has a config\.json clsviz cannot read"),
-    Case("model-config-negative-size", "model", "dir:negative_size", "refused",
-         r"describes no real model: intermediate_size is -64"),
-    Case("model-config-heads-do-not-divide", "model", "dir:heads_indivisible", "refused",
-         r"hidden size 16 does not split into 3 attention heads"),
-    Case("model-half-written-folder", "model", "dir:unfinished", "refused", r"started saving but never finished"),
+    Case(
+        "model-oversized-config",
+        "model",
+        "dir:oversized",
+        "refused",
+        r"too large for this server: its config describes [\d.]+ trillion parameters.*allows 3\.00 GB per model",
+    ),
+    Case(
+        "model-truncated-safetensors",
+        "model",
+        "dir:truncated",
+        "refused",
+        r"model\.safetensors is truncated: its header places tensor",
+    ),
+    Case(
+        "model-tokenizer-larger-than-embeddings",
+        "model",
+        "dir:small_vocab",
+        "refused",
+        r"tokenizer gives token ids up to 30,521, but the model's embedding table has 1,000 rows",
+    ),
+    Case(
+        "model-config-not-json",
+        "model",
+        "dir:config_not_json",
+        "refused",
+        r"has a config\.json clsviz cannot read",
+    ),
+    Case(
+        "model-config-negative-size",
+        "model",
+        "dir:negative_size",
+        "refused",
+        r"describes no real model: intermediate_size is -64",
+    ),
+    Case(
+        "model-config-heads-do-not-divide",
+        "model",
+        "dir:heads_indivisible",
+        "refused",
+        r"hidden size 16 does not split into 3 attention heads",
+    ),
+    Case(
+        "model-half-written-folder",
+        "model",
+        "dir:unfinished",
+        "refused",
+        r"started saving but never finished",
+    ),
     # --- saved vectors and shard folders (library: load_vectors / vectors_mismatch; app: Embeddings)
-    Case("vectors-npz-header-claims-a-huge-array", "vectors", lambda tmp: _npz_huge_header(tmp), "refused",
-         r"vectors\.npy says it holds an array of shape \[10000000, 7, 2, 384\] .* but it holds 0\.0 MB"),
-    Case("vectors-npz-rows-do-not-match-the-texts", "vectors", lambda tmp: _npz_doubled_rows(tmp), "refused",
-         r"does not hold together \(vectors: expected 12 texts on axis 0, got 24\)"),
-    Case("vectors-parquet-metadata-claims-a-huge-shape", "vectors", lambda tmp: _parquet_claiming(tmp, 10**9),
-         "refused", r"these vectors take [\d,]+ MB unpacked; the limit is 2,048 MB"),
-    Case("vectors-parquet-metadata-wrong-shape", "vectors", lambda tmp: _parquet_claiming(tmp, 13), "refused",
-         r"the file holds \d+ values, its metadata says shape \[13, 7, 2, 384\]"),
-    Case("vectors-parquet-footer-claims-a-huge-size", "vectors", lambda tmp: _parquet_huge_footer(tmp), "refused",
-         r"could not be read: Parquet file size is \d+ bytes, smaller than"),
-    Case("vectors-from-another-model", "vectors", lambda tmp: _npz(tmp, _saved(model="bert-base-uncased")),
-         "mismatch", r"These vectors come from bert-base-uncased, but the selected model is all-MiniLM-L6-v2"),
-    Case("vectors-wrong-shape-for-their-model", "vectors", lambda tmp: _npz(tmp, _saved(layers=12, dim=48)),
-         "mismatch", r"they hold 12 layers of 48 dimensions, and all-MiniLM-L6-v2 \(bundled\) has 6 layers of 384"),
-    Case("shards-manifest-claims-a-huge-row-count", "vectors", lambda tmp: _shards_claiming(tmp, 10**12), "refused",
-         r"the manifest lists 12 rows in its shards but says 1,000,000,000,000"),
-    Case("shards-from-another-model", "vectors", lambda tmp: _shards(tmp, _saved(model="roberta-base")), "mismatch",
-         r"These vectors come from roberta-base, but the selected model is all-MiniLM-L6-v2"),
+    Case(
+        "vectors-npz-header-claims-a-huge-array",
+        "vectors",
+        lambda tmp: _npz_huge_header(tmp),
+        "refused",
+        r"vectors\.npy says it holds an array of shape \[10000000, 7, 2, 384\] .* but it holds 0\.0 MB",
+    ),
+    Case(
+        "vectors-npz-rows-do-not-match-the-texts",
+        "vectors",
+        lambda tmp: _npz_doubled_rows(tmp),
+        "refused",
+        r"does not hold together \(vectors: expected 12 texts on axis 0, got 24\)",
+    ),
+    Case(
+        "vectors-parquet-metadata-claims-a-huge-shape",
+        "vectors",
+        lambda tmp: _parquet_claiming(tmp, 10**9),
+        "refused",
+        r"these vectors take [\d,]+ MB unpacked; the limit is 2,048 MB",
+    ),
+    Case(
+        "vectors-parquet-metadata-wrong-shape",
+        "vectors",
+        lambda tmp: _parquet_claiming(tmp, 13),
+        "refused",
+        r"the file holds \d+ values, its metadata says shape \[13, 7, 2, 384\]",
+    ),
+    Case(
+        "vectors-parquet-footer-claims-a-huge-size",
+        "vectors",
+        lambda tmp: _parquet_huge_footer(tmp),
+        "refused",
+        r"could not be read: Parquet file size is \d+ bytes, smaller than",
+    ),
+    Case(
+        "vectors-from-another-model",
+        "vectors",
+        lambda tmp: _npz(tmp, _saved(model="bert-base-uncased")),
+        "mismatch",
+        r"These vectors come from bert-base-uncased, but the selected model is all-MiniLM-L6-v2",
+    ),
+    Case(
+        "vectors-wrong-shape-for-their-model",
+        "vectors",
+        lambda tmp: _npz(tmp, _saved(layers=12, dim=48)),
+        "mismatch",
+        r"they hold 12 layers of 48 dimensions, and all-MiniLM-L6-v2 \(bundled\) has 6 layers of 384",
+    ),
+    Case(
+        "shards-manifest-claims-a-huge-row-count",
+        "vectors",
+        lambda tmp: _shards_claiming(tmp, 10**12),
+        "refused",
+        r"the manifest lists 12 rows in its shards but says 1,000,000,000,000",
+    ),
+    Case(
+        "shards-from-another-model",
+        "vectors",
+        lambda tmp: _shards(tmp, _saved(model="roberta-base")),
+        "mismatch",
+        r"These vectors come from roberta-base, but the selected model is all-MiniLM-L6-v2",
+    ),
     # --- causal tests on [CLS] (library: clsviz.experiments.interventions; app: page 8) -----
     Case("causal-too-few-labelled-rows", "causal", "too_few", "refused", r"Only \d+ labelled text\(s\)"),
     Case("causal-label-with-one-class", "causal", "one_class", "refused", r"has a single class"),
     Case("causal-same-source-and-target", "causal", "same_pair", "refused", r"are the same sentence"),
-    Case("causal-registers-beyond-the-length-limit", "causal", "registers", "refused",
-         r"register\(s\) after \[CLS\] make \d+ tokens, more than this model's limit"),
+    Case(
+        "causal-registers-beyond-the-length-limit",
+        "causal",
+        "registers",
+        "refused",
+        r"register\(s\) after \[CLS\] make \d+ tokens, more than this model's limit",
+    ),
     # --- "What flows into [CLS]?": context mixing and attributions ---------------------------
     Case("mixing-single-token-sentence", "mixing", {"text": "Hi"}, "drawn"),
     Case(
@@ -291,16 +456,58 @@ def test_the_table_covers_every_kind_of_hostile_input():
             assert c.message, f"{c.id}: a refusal must name the message the person sees"
     # The kinds of input the issue lists, each present at least once.
     for needed in (
-        "empty", "whitespace", "100k", "control", "zero-width", "combining", "emoji", "cjk", "rtl",
-        "literal-cls", "literal-sep", "literal-mask", "pad", "roberta-markers", "script", "img-onerror",
-        "malformed-csv", "binary", "utf16", "empty-file", "no-text-column", "one-row", "one-class",
-        "50000-rows", "html-in-cells", "huge-single-cell",
-        "nonexistent", "dotdot", "remote-code", "without-cls", "pickle", "oversized", "truncated",
-        "tokenizer-larger", "not-json", "negative-size", "half-written",
-        "causal-too-few", "causal-label-with-one-class", "causal-same-source", "causal-registers-beyond",
-        "single-token", "512-token", "without-block-structure", "empty-target",
-        "npz-header-claims", "rows-do-not-match", "parquet-metadata-claims", "footer-claims", "another-model",
-        "wrong-shape", "manifest-claims-a-huge-row-count",
+        "empty",
+        "whitespace",
+        "100k",
+        "control",
+        "zero-width",
+        "combining",
+        "emoji",
+        "cjk",
+        "rtl",
+        "literal-cls",
+        "literal-sep",
+        "literal-mask",
+        "pad",
+        "roberta-markers",
+        "script",
+        "img-onerror",
+        "malformed-csv",
+        "binary",
+        "utf16",
+        "empty-file",
+        "no-text-column",
+        "one-row",
+        "one-class",
+        "50000-rows",
+        "html-in-cells",
+        "huge-single-cell",
+        "nonexistent",
+        "dotdot",
+        "remote-code",
+        "without-cls",
+        "pickle",
+        "oversized",
+        "truncated",
+        "tokenizer-larger",
+        "not-json",
+        "negative-size",
+        "half-written",
+        "causal-too-few",
+        "causal-label-with-one-class",
+        "causal-same-source",
+        "causal-registers-beyond",
+        "single-token",
+        "512-token",
+        "without-block-structure",
+        "empty-target",
+        "npz-header-claims",
+        "rows-do-not-match",
+        "parquet-metadata-claims",
+        "footer-claims",
+        "another-model",
+        "wrong-shape",
+        "manifest-claims-a-huge-row-count",
     ):
         assert any(needed in c.id for c in CASES), f"no case for {needed!r}"
 
@@ -387,7 +594,12 @@ def test_typed_text_in_the_app(case):
 
 
 def test_all_hostile_lines_at_once_then_a_fresh_session_is_unaffected():
-    traced = [line for c in TEXT if c.outcome == "traced" and c.id != "text-many-lines" for line in _lines(c.payload)]
+    traced = [
+        line
+        for c in TEXT
+        if c.outcome == "traced" and c.id != "text-many-lines"
+        for line in _lines(c.payload)
+    ]
     at = _app()
     at.run()
     at.sidebar.text_area(key="sidebar.sentences").input("\n".join(traced)).run()
@@ -447,7 +659,9 @@ def test_html_in_an_upload_stays_literal():
 # ------------------------------------------------------------------------------------------
 
 
-def _tiny_bert(folder: Path, *, pickle_only: bool = False, vocab_size: int | None = None, **config_changes) -> Path:
+def _tiny_bert(
+    folder: Path, *, pickle_only: bool = False, vocab_size: int | None = None, **config_changes
+) -> Path:
     """A real tiny BERT with the bundled tokenizer; ``config_changes`` are written into its
     config.json afterwards (the weights keep their tiny sizes)."""
     import torch
@@ -459,8 +673,12 @@ def _tiny_bert(folder: Path, *, pickle_only: bool = False, vocab_size: int | Non
     tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
     model = BertModel(
         BertConfig(
-            vocab_size=vocab_size or tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-            intermediate_size=32, max_position_embeddings=64,
+            vocab_size=vocab_size or tokenizer.vocab_size,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
         )
     )
     folder.mkdir(parents=True)
@@ -483,13 +701,21 @@ def _tiny_gpt2(folder: Path) -> Path:
     from transformers import GPT2Config, GPT2Model, PreTrainedTokenizerFast
 
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(["the cat sat on the mat and the dog ran"] * 8, vocab_size=300, min_frequency=1,
-                            special_tokens=["<|endoftext|>"])
+    bpe.train_from_iterator(
+        ["the cat sat on the mat and the dog ran"] * 8,
+        vocab_size=300,
+        min_frequency=1,
+        special_tokens=["<|endoftext|>"],
+    )
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+        tokenizer_object=bpe._tokenizer,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
         unk_token="<|endoftext|>",
     )
-    GPT2Model(GPT2Config(vocab_size=len(tokenizer), n_layer=1, n_head=2, n_embd=16, n_positions=64)).save_pretrained(folder)
+    GPT2Model(
+        GPT2Config(vocab_size=len(tokenizer), n_layer=1, n_head=2, n_embd=16, n_positions=64)
+    ).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
@@ -506,10 +732,17 @@ def hostile_model_dirs(tmp_path_factory):
     remote = root / "remote_code"
     remote.mkdir()
     sentinel = root / "REMOTE_CODE_RAN"
-    (remote / "config.json").write_text(json.dumps({
-        "model_type": "clsviz_custom_arch",
-        "auto_map": {"AutoConfig": "configuration_custom.CustomConfig", "AutoModel": "modeling_custom.CustomModel"},
-    }))
+    (remote / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "clsviz_custom_arch",
+                "auto_map": {
+                    "AutoConfig": "configuration_custom.CustomConfig",
+                    "AutoModel": "modeling_custom.CustomModel",
+                },
+            }
+        )
+    )
     for name in ("configuration_custom.py", "modeling_custom.py"):
         (remote / name).write_text(f"from pathlib import Path\nPath({str(sentinel)!r}).write_text('ran')\n")
     dirs["remote_code"] = remote
@@ -522,8 +755,9 @@ def hostile_model_dirs(tmp_path_factory):
     dirs["gpt2_no_cls"] = _tiny_gpt2(root / "gpt2_no_cls")
     dirs["pickle_only"] = _tiny_bert(root / "pickle_only", pickle_only=True)
     # Real tiny weights under a config of 10,000 layers x 65,536 dims.
-    dirs["oversized"] = _tiny_bert(root / "oversized", num_hidden_layers=10_000, hidden_size=65_536,
-                                   num_attention_heads=16)
+    dirs["oversized"] = _tiny_bert(
+        root / "oversized", num_hidden_layers=10_000, hidden_size=65_536, num_attention_heads=16
+    )
     dirs["truncated"] = _tiny_bert(root / "truncated")
     weights = dirs["truncated"] / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
@@ -558,11 +792,22 @@ def test_pickle_weights_load_only_when_explicitly_allowed(hostile_model_dirs):
     assert enc.info.num_layers == 1 and enc.info.cls_token == "[CLS]"
 
 
-APP_MODEL_CASES = [c for c in MODELS if c.id in {
-    "model-nonexistent-id", "model-dotdot-path", "model-needs-remote-code", "model-without-cls-token",
-    "model-pickle-only-weights", "model-name-too-long", "model-oversized-config", "model-truncated-safetensors",
-    "model-tokenizer-larger-than-embeddings",
-}]
+APP_MODEL_CASES = [
+    c
+    for c in MODELS
+    if c.id
+    in {
+        "model-nonexistent-id",
+        "model-dotdot-path",
+        "model-needs-remote-code",
+        "model-without-cls-token",
+        "model-pickle-only-weights",
+        "model-name-too-long",
+        "model-oversized-config",
+        "model-truncated-safetensors",
+        "model-tokenizer-larger-than-embeddings",
+    }
+]
 
 
 @pytest.mark.parametrize("case", APP_MODEL_CASES, ids=_ids(APP_MODEL_CASES))
@@ -598,7 +843,6 @@ def test_a_failed_model_in_one_session_leaves_others_alone(hostile_model_dirs):
     assert len(good.get("plotly_chart")) == 3
 
 
-
 # ------------------------------------------------------------------------------------------
 # saved vectors and shard folders
 # ------------------------------------------------------------------------------------------
@@ -607,8 +851,11 @@ def test_a_failed_model_in_one_session_leaves_others_alone(hostile_model_dirs):
 def _saved(model: str = DEFAULT_MODEL, layers: int = 6, dim: int = 384, rows: int = 12) -> PooledVectors:
     rng = np.random.default_rng(0)
     return PooledVectors(
-        vectors=rng.normal(size=(rows, layers + 1, 2, dim)).astype(np.float32), poolings=("cls", "mean"),
-        texts=tuple(SENTENCES[:rows]), model_name=model, truncated=np.zeros(rows, dtype=bool),
+        vectors=rng.normal(size=(rows, layers + 1, 2, dim)).astype(np.float32),
+        poolings=("cls", "mean"),
+        texts=tuple(SENTENCES[:rows]),
+        model_name=model,
+        truncated=np.zeros(rows, dtype=bool),
         labels={"topic": tuple(str(i % 3) for i in range(rows))},
     )
 
@@ -635,7 +882,9 @@ def _npz_huge_header(tmp: Path) -> Path:
     """The array's header claims [10,000,000, 7, 2, 384] float32 (200 GB); the member holds the header only."""
     fmt = np.lib.format
     header = io.BytesIO()
-    fmt.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10_000_000, 7, 2, 384)})
+    fmt.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (10_000_000, 7, 2, 384)}
+    )
     return _rewrite_npz_member(tmp, "vectors.npy", lambda _: header.getvalue())
 
 
@@ -692,9 +941,22 @@ def test_saved_vectors_in_the_library(case, tmp_path):
         assert "Traceback" not in str(info.value) and len(str(info.value)) < 600
         return
     vectors = load_vectors(source, max_bytes=MAX_UNPACKED_BYTES)
-    bundled = EncoderInfo(name=DEFAULT_MODEL, source="", model_type="bert", num_layers=6, num_heads=12,
-                          hidden_size=384, cls_token="[CLS]", cls_token_id=101, sep_token="[SEP]", sep_token_id=102,
-                          max_length=512, position_embedding_type="absolute", has_pooler=True, device="cpu")
+    bundled = EncoderInfo(
+        name=DEFAULT_MODEL,
+        source="",
+        model_type="bert",
+        num_layers=6,
+        num_heads=12,
+        hidden_size=384,
+        cls_token="[CLS]",
+        cls_token_id=101,
+        sep_token="[SEP]",
+        sep_token_id=102,
+        max_length=512,
+        position_embedding_type="absolute",
+        has_pooler=True,
+        device="cpu",
+    )
     assert re.search(case.message, vectors_mismatch(vectors, bundled))
     assert vectors_mismatch(_saved(), bundled) is None  # the bundled model's own shape, under its name
 
@@ -741,7 +1003,9 @@ def test_saved_vectors_in_the_app(case, tmp_path, monkeypatch):
     if case.outcome == "refused":
         assert not at.get("plotly_chart")
     else:  # the saved corpus is drawn; the typed sentences are not placed among another model's vectors
-        names = {t.get("name") for chart in at.get("plotly_chart") for t in json.loads(chart.proto.spec)["data"]}
+        names = {
+            t.get("name") for chart in at.get("plotly_chart") for t in json.loads(chart.proto.spec)["data"]
+        }
         assert names and "your sentences" not in names
 
 
@@ -771,7 +1035,9 @@ def test_mixing_input_in_the_library(case, encoder, mixing_model_dirs):
     enc = load_encoder(model) if model else encoder
     t = trace(enc, p["text"], max_length=p.get("max_tokens", MAX_TOKENS))
     # Raw attention is always there: the mean over heads of the trace's own weights.
-    np.testing.assert_allclose(mixing.contributions(enc, t, "attention"), t.attentions.mean(axis=1), atol=1e-6)
+    np.testing.assert_allclose(
+        mixing.contributions(enc, t, "attention"), t.attentions.mean(axis=1), atol=1e-6
+    )
     if "other" in p:
         with pytest.raises(attribution.AttributionError, match=case.message) as info:
             attribution.attribute(enc, p["text"], other=p["other"])
@@ -791,7 +1057,9 @@ def test_mixing_input_in_the_library(case, encoder, mixing_model_dirs):
         assert m.shape == (t.num_layers, t.seq_len, t.seq_len) and m.dtype == np.float32, method
         assert np.isfinite(m).all() and (m >= 0).all(), method
         np.testing.assert_allclose(m.sum(axis=-1), 1.0, atol=1e-5, err_msg=method)
-    a = attribution.attribute(enc, p["text"], other="A dog barked.", method="grad_x_input", max_length=t.seq_len)
+    a = attribution.attribute(
+        enc, p["text"], other="A dog barked.", method="grad_x_input", max_length=t.seq_len
+    )
     assert a.scores.shape == (t.seq_len,) and np.isfinite(a.scores).all()
 
 
@@ -817,7 +1085,9 @@ def test_mixing_input_in_the_app(case, mixing_model_dirs):
     if case.message:
         assert re.search(case.message, shown), f"{case.id}: expected a message matching {case.message!r}"
     # The page still draws: the [CLS] row and its rollout beside raw attention, and the block map.
-    titles = [json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")]
+    titles = [
+        json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")
+    ]
     for title in ("What [CLS] takes in, block by block", "What has reached [CLS] through the blocks"):
         assert title in titles, (case.id, titles)
     assert any(t.startswith("Block ") and t.endswith("token by token") for t in titles), titles
@@ -838,7 +1108,12 @@ LIGHT_PAGES = {
 @pytest.mark.parametrize("page_file", list(LIGHT_PAGES), ids=[Path(p).stem for p in LIGHT_PAGES])
 def test_all_hostile_lines_on_other_pages(page_file):
     """Every hostile line at once on a page; then the picker walks through them."""
-    traced = [line for c in TEXT if c.outcome == "traced" and c.id != "text-many-lines" for line in _lines(c.payload)]
+    traced = [
+        line
+        for c in TEXT
+        if c.outcome == "traced" and c.id != "text-many-lines"
+        for line in _lines(c.payload)
+    ]
     at = _app(**{"clsviz.sentences": "\n".join(traced)})
     at.switch_page(page_file)  # pages run from the entry file, as in the app
     at.run()
@@ -860,8 +1135,12 @@ def test_all_hostile_lines_on_other_pages(page_file):
 
 CAUSAL_PAGE = "pages/8_Causal_tests.py"
 CAUSAL_SENTENCE = "The film was not bad at all."
-LABELLED = [(f"Sentence {i} is about {'rain' if i % 2 else 'sun'}.", "rain" if i % 2 else "sun") for i in range(12)]
-ONE_CLASS = [(f"Every sentence {i} says the same kind of thing.", "" if i % 5 == 0 else "same") for i in range(15)]
+LABELLED = [
+    (f"Sentence {i} is about {'rain' if i % 2 else 'sun'}.", "rain" if i % 2 else "sun") for i in range(12)
+]
+ONE_CLASS = [
+    (f"Every sentence {i} says the same kind of thing.", "" if i % 5 == 0 else "same") for i in range(15)
+]
 
 
 def _causal_calls(enc):
@@ -905,7 +1184,9 @@ def _causal_page(tiny_model_dirs, sentences: str = CAUSAL_SENTENCE) -> AppTest:
     from tests.conftest import open_page
     from ui.state import OTHER
 
-    return open_page(CAUSAL_PAGE, sentences, **{"clsviz.model": OTHER, "clsviz.custom_model": str(tiny_model_dirs["bert"])})
+    return open_page(
+        CAUSAL_PAGE, sentences, **{"clsviz.model": OTHER, "clsviz.custom_model": str(tiny_model_dirs["bert"])}
+    )
 
 
 def _start_corpus_run(at: AppTest, label: str, texts: int) -> None:
@@ -931,7 +1212,10 @@ CAUSAL_PAGE_STEPS = {
     # An upload whose labelled rows all share one label (the blank ones are left out).
     "one_class": (CAUSAL_SENTENCE, _upload_one_class),
     # One typed sentence; the patching source typed as the same sentence with extra spaces.
-    "same_pair": (CAUSAL_SENTENCE, lambda at: at.text_input(key="causal.source_text").set_value(f"  {CAUSAL_SENTENCE} ").run()),
+    "same_pair": (
+        CAUSAL_SENTENCE,
+        lambda at: at.text_input(key="causal.source_text").set_value(f"  {CAUSAL_SENTENCE} ").run(),
+    ),
     # A typed sentence at the tiny model's 64-token limit: no room left for a register.
     "registers": (" ".join(["word"] * 120), lambda at: None),
 }
@@ -951,4 +1235,3 @@ def test_causal_input_in_the_app(case, tiny_model_dirs):
     started = at.session_state["clsviz.jobs"] if "clsviz.jobs" in at.session_state else {}
     assert not [k for k in started if k.startswith("causal.")], list(started)
     assert len(at.get("plotly_chart")) >= 4
-

@@ -32,7 +32,9 @@ def test_knockout_prints_and_saves_what_the_api_computes(tmp_path, corpus_csv, t
             "--out", str(out), "--quiet"]  # fmt: skip
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
-    want = knockout_sweep(load_encoder(model), [t for t, _ in ROWS], [y for _, y in ROWS], folds=2, label_name="topic")
+    want = knockout_sweep(
+        load_encoder(model), [t for t, _ in ROWS], [y for _, y in ROWS], folds=2, label_name="topic"
+    )
     saved = pd.read_csv(out)
     np.testing.assert_allclose(saved["cosine"], want.table["cosine"], atol=1e-6)
     np.testing.assert_allclose(saved["accuracy"], want.table["accuracy"], atol=1e-9)
@@ -74,7 +76,9 @@ def test_the_other_experiments_run(corpus_csv, tiny_model_dirs, capsys, experime
 )
 def test_bad_arguments_exit_2_with_a_reason(corpus_csv, tiny_model_dirs, capsys, args, reason):
     experiment, *rest = args
-    code = cli.main(["intervene", experiment, str(corpus_csv), "--model", str(tiny_model_dirs["bert"]), *rest, "--quiet"])
+    code = cli.main(
+        ["intervene", experiment, str(corpus_csv), "--model", str(tiny_model_dirs["bert"]), *rest, "--quiet"]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert reason in err and "Traceback" not in err

@@ -99,7 +99,9 @@ def test_knockout_cuts_only_the_cls_query_in_the_given_block(encoder):
     add = torch.zeros(tr.seq_len, tr.seq_len)
     add[0, _t(content)] = float("-inf")
     with torch.inference_mode():
-        want = _bert_layer_by_hand(_layer(encoder, num_layers), _t(tr.hidden_states[-2])[None], tr.num_heads, add_mask=add)
+        want = _bert_layer_by_hand(
+            _layer(encoder, num_layers), _t(tr.hidden_states[-2])[None], tr.num_heads, add_mask=add
+        )
     np.testing.assert_allclose(got[:-1], tr.hidden_states[:-1, 0], atol=1e-5)
     np.testing.assert_allclose(got[-1], want[0, 0].numpy(), atol=1e-4)
     np.testing.assert_allclose(knockout(encoder, TEXT, layers=-1, keys="content"), got, atol=0)
@@ -183,7 +185,9 @@ def _hand_head_means(enc, texts):
         for b in range(1, info.num_layers + 1):
             value = _layer(enc, b).attention.self.value
             with torch.inference_mode():
-                v = (_t(tr.hidden_states[b - 1]) @ value.weight.T + value.bias).reshape(tr.seq_len, info.num_heads, dh)
+                v = (_t(tr.hidden_states[b - 1]) @ value.weight.T + value.bias).reshape(
+                    tr.seq_len, info.num_heads, dh
+                )
             ctx = np.einsum("hqk,khd->hqd", tr.attentions[b - 1].astype(np.float64), v.double().numpy())
             total[b - 1] += ctx.sum(axis=1)
         count += tr.seq_len
@@ -204,7 +208,9 @@ def test_head_means_and_mean_ablation_match_a_hand_computation(encoder):
 
     tr = trace(encoder, TEXT)
     with torch.inference_mode():
-        want = _bert_layer_by_hand(_layer(encoder, 3), _t(tr.hidden_states[2])[None], encoder.info.num_heads, context=swap)
+        want = _bert_layer_by_hand(
+            _layer(encoder, 3), _t(tr.hidden_states[2])[None], encoder.info.num_heads, context=swap
+        )
     np.testing.assert_allclose(got.hidden_states[3], want[0].numpy(), atol=1e-4)
     # Texts as mean_from give the same run as their means.
     again = ablate_heads(encoder, TEXT, [(3, 2), (3, 7)], mode="mean", mean_from=texts)
@@ -287,7 +293,9 @@ def test_every_family_all_heads_zeroed_equals_a_copy_without_values(tiny, kind):
     got = ablate_heads(enc, TEXT, heads, mode="zero")
     np.testing.assert_allclose(got.hidden_states, want, atol=1e-5)
     assert np.abs(got.hidden_states[-1] - tr.hidden_states[-1]).max() > 1e-3
-    np.testing.assert_allclose(trace(enc, TEXT).hidden_states, tr.hidden_states, atol=0)  # shared model as it was
+    np.testing.assert_allclose(
+        trace(enc, TEXT).hidden_states, tr.hidden_states, atol=0
+    )  # shared model as it was
 
 
 @pytest.mark.parametrize("kind", TINY_KINDS)
@@ -399,11 +407,15 @@ def test_head_sweep_matches_per_sentence_ablation(tiny):
         assert len(table) == enc.info.num_layers * enc.info.num_heads
         means = head_means(enc, texts)
         for block, head in ((1, 0), (2, 3)):
-            ablated = [ablate_heads(enc, t, [(block, head)], mode=mode, mean_from=means).cls(-1) for t in texts]
+            ablated = [
+                ablate_heads(enc, t, [(block, head)], mode=mode, mean_from=means).cls(-1) for t in texts
+            ]
             per_text = np.array([float(cosine(a, t.cls(-1))) for a, t in zip(ablated, traces)])
             assert table.loc[(block, head), "effect"] == pytest.approx(np.mean(1 - per_text), abs=1e-6)
             draws = per_text[np.random.default_rng(0).integers(0, 3, size=(1000, 3))].mean(axis=1)
-            assert table.loc[(block, head), "cosine_low"] == pytest.approx(np.percentile(draws, 2.5), abs=1e-5)
+            assert table.loc[(block, head), "cosine_low"] == pytest.approx(
+                np.percentile(draws, 2.5), abs=1e-5
+            )
     parked = np.mean(np.concatenate([t.attentions[:, :, 1:, 0] for t in traces], axis=-1), axis=-1)
     np.testing.assert_allclose(table["attention_to_cls"].to_numpy().reshape(parked.shape), parked, atol=1e-5)
     reads = np.mean([t.attentions[:, :, 0][..., ~t.special_mask].sum(-1) for t in traces], axis=0)
@@ -439,7 +451,9 @@ def test_massive_sweep_matches_per_sentence_runs(tiny):
         assert table.loc[mode, "cosine"] == pytest.approx(np.mean(per_text), abs=1e-5)
         draws = np.asarray(per_text)[np.random.default_rng(0).integers(0, 3, size=(1000, 3))].mean(axis=1)
         low, high = np.percentile(draws, [2.5, 97.5])
-        assert (table.loc[mode, "cosine_low"], table.loc[mode, "cosine_high"]) == pytest.approx((low, high), abs=1e-5)
+        assert (table.loc[mode, "cosine_low"], table.loc[mode, "cosine_high"]) == pytest.approx(
+            (low, high), abs=1e-5
+        )
     # The control: as many random dimensions (none of the chosen ones), zeroed the same way.
     control = [int(d) for d in table.loc["random_zero", "dims"].split(", ")]
     assert len(control) == 2 and not set(control) & set(dims)
@@ -580,10 +594,22 @@ def test_bad_input_gets_a_clear_message(tiny):
         (InterventionError, "outside 0..3", lambda: ablate_heads(enc, TEXT, [(1, 4)])),
         (InterventionError, "pairs", lambda: ablate_heads(enc, TEXT, [1, 2])),
         (InterventionError, "mode=", lambda: ablate_heads(enc, TEXT, [(1, 1)], mode="half")),
-        (InterventionError, r"\[L, H, dh\]", lambda: ablate_heads(enc, TEXT, [(1, 1)], mode="mean", mean_from=np.zeros(3))),
+        (
+            InterventionError,
+            r"\[L, H, dh\]",
+            lambda: ablate_heads(enc, TEXT, [(1, 1)], mode="mean", mean_from=np.zeros(3)),
+        ),
         (InterventionError, "dims", lambda: ablate_dimensions(enc, TEXT, [32], 1)),
-        (InterventionError, r"expected \[2, 1\]", lambda: ablate_dimensions(enc, TEXT, [3], 1, "mean", np.zeros(3))),
-        (InterventionError, r"expected \[2, 2\]", lambda: massive_sweep(enc, texts, dims=[1, 2], mean_from=np.zeros(2))),
+        (
+            InterventionError,
+            r"expected \[2, 1\]",
+            lambda: ablate_dimensions(enc, TEXT, [3], 1, "mean", np.zeros(3)),
+        ),
+        (
+            InterventionError,
+            r"expected \[2, 2\]",
+            lambda: massive_sweep(enc, texts, dims=[1, 2], mean_from=np.zeros(2)),
+        ),
         (InterventionError, "mode=", lambda: head_sweep(enc, texts, mode="half")),
     ]
     for error, message, call in cases:
@@ -626,11 +652,15 @@ def test_other_sentences_from_planted_tables():
         summarize_registers,
     )
 
-    flips = pd.DataFrame(dict(layer=range(7), flip_rate=[0, 0, 0.1, 0.7, 0.9, 1, 1], kept_rate=[1, 1, 0.9, 0.3, 0.1, 0, 0]))
+    flips = pd.DataFrame(
+        dict(layer=range(7), flip_rate=[0, 0, 0.1, 0.7, 0.9, 1, 1], kept_rate=[1, 1, 0.9, 0.3, 0.1, 0, 0])
+    )
     assert "From layer 3 on" in summarize_patching(flips) and "10% at layer 2" in summarize_patching(flips)
     late = flips.assign(flip_rate=[0, 0, 0, 0, 0, 0, 1.0])
     assert summarize_patching(late).startswith("Only the final [CLS]")
-    profile = pd.DataFrame(dict(layer=range(4), cos_to_source=[0.2, 0.3, 0.9, 1.0], cos_to_target=[1, 0.95, 0.5, 0.4]))
+    profile = pd.DataFrame(
+        dict(layer=range(4), cos_to_source=[0.2, 0.3, 0.9, 1.0], cos_to_target=[1, 0.95, 0.5, 0.4])
+    )
     assert "layer 2 or later" in summarize_patch_profile(profile)
     heads = pd.DataFrame(dict(
         block=[1, 1, 1, 2, 2, 2], head=[0, 1, 2, 0, 1, 2], effect=[1e-4, 1e-4, 2e-4, 1e-4, 1e-4, 0.05],
@@ -646,18 +676,27 @@ def test_other_sentences_from_planted_tables():
     text = summarize_massive(massive, pd.DataFrame(dict(share=[0.1])))
     assert "agrees with Sun et al." in text and "the sink moves" in text and "99, 223" in text
     assert "0.500 (0.450–0.550)" in text
-    unbroken = summarize_massive(massive.assign(cosine=[0.995, 1.0], cosine_low=[0.99, 1.0], cosine_high=[0.999, 1.0]))
+    unbroken = summarize_massive(
+        massive.assign(cosine=[0.995, 1.0], cosine_low=[0.99, 1.0], cosine_high=[0.999, 1.0])
+    )
     assert "does not behave as Sun et al. (2024) report: zeroing does not break it" in unbroken
     straddle = massive.assign(cosine_low=[0.45, 0.98])  # the mean's interval reaches below 0.99
     assert "do not settle" in summarize_massive(straddle)
     small = summarize_massive(massive.assign(times_median=40.0, massive=False))
-    assert "not massive by Sun et al.'s definition (1,000 times the median)" in small and "agrees" not in small
+    assert (
+        "not massive by Sun et al.'s definition (1,000 times the median)" in small and "agrees" not in small
+    )
     regs = pd.DataFrame(dict(k=[0, 4], accuracy=[0.8, 0.82], cls_share=[0.5, 0.1], register_share=[0.0, 0.6]))
     with_control = regs.assign(shift_cls_share=[0.5, 0.48], shift_cos_to_no_registers=[1.0, 0.99],
                                cos_to_no_registers=[1.0, 0.8], shift_accuracy=[0.8, 0.81])  # fmt: skip
-    assert "Shift-only control (no registers, the words moved 4 positions right): [CLS] gets 48%" in summarize_registers(with_control)
+    assert (
+        "Shift-only control (no registers, the words moved 4 positions right): [CLS] gets 48%"
+        in summarize_registers(with_control)
+    )
     assert "take over the sink role" in summarize_registers(regs) and "82%" in summarize_registers(regs)
-    assert "[CLS] stays the sink" in summarize_registers(regs.assign(cls_share=[0.5, 0.5], register_share=[0, 0.02]))
+    assert "[CLS] stays the sink" in summarize_registers(
+        regs.assign(cls_share=[0.5, 0.5], register_share=[0, 0.02])
+    )
 
 
 # --- the per-sentence figures in the offline report ----------------------------------------------
@@ -683,10 +722,15 @@ def test_report_draws_the_causal_figures_of_the_sentence(tiny):
     profile = patch_profile(enc, source, TEXT)
     np.testing.assert_allclose(np.asarray(patch["data"][0]["y"], float), profile["cos_to_source"], atol=1e-4)
     np.testing.assert_allclose(np.asarray(patch["data"][1]["y"], float), profile["cos_to_target"], atol=1e-4)
-    assert patch["data"][0]["y"][-1] == pytest.approx(1.0, abs=1e-4) and source in patch["layout"]["title"]["text"]
+    assert (
+        patch["data"][0]["y"][-1] == pytest.approx(1.0, abs=1e-4)
+        and source in patch["layout"]["title"]["text"]
+    )
     heads = sections[2].figure.to_dict()["data"][0]
     table = head_sweep(enc, [TEXT], mode="mean", mean_from=head_means(enc, _demo())).table
-    np.testing.assert_allclose(_arr(heads["z"]).astype(float), np.round(table["effect"].to_numpy().reshape(2, 4), 6))
+    np.testing.assert_allclose(
+        _arr(heads["z"]).astype(float), np.round(table["effect"].to_numpy().reshape(2, 4), 6)
+    )
     assert build_report(tr, enc, sections=sections).count("Plotly.newPlot(") == 5
     # A sentence that is the reference itself is patched from the next reference sentence.
     own = report_sections(trace(enc, source), enc, only=["interventions.patch_profile"])[0].figure.to_dict()

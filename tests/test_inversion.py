@@ -43,7 +43,9 @@ def test_recall_at_1_known_answer():
     rng = np.random.default_rng(1)
     base = rng.normal(size=(20, 32))
     # Sentences 0..9 have partners 10..19 that are tiny perturbations: every query finds its partner.
-    vectors = np.concatenate([base[:10], base[:10] + 0.01 * rng.normal(size=(10, 32)), rng.normal(size=(5, 32))])
+    vectors = np.concatenate(
+        [base[:10], base[:10] + 0.01 * rng.normal(size=(10, 32)), rng.normal(size=(5, 32))]
+    )
     pairs = np.array([[i, i + 10] for i in range(10)])
     recall, queries, chance = N.recall_at_1(vectors, pairs)
     assert (recall, queries) == (1.0, 20)
@@ -53,8 +55,12 @@ def test_recall_at_1_known_answer():
     vectors2[10:14] = rng.normal(size=(4, 32))
     hits = 0
     for a, b in [*pairs, *pairs[:, ::-1]]:
-        sims = [-np.inf if j == a else np.dot(vectors2[a], vectors2[j]) / np.linalg.norm(vectors2[a]) / np.linalg.norm(vectors2[j])
-                for j in range(len(vectors2))]
+        sims = [
+            -np.inf
+            if j == a
+            else np.dot(vectors2[a], vectors2[j]) / np.linalg.norm(vectors2[a]) / np.linalg.norm(vectors2[j])
+            for j in range(len(vectors2))
+        ]
         hits += int(np.argmax(sims) == b)
     recall2, _, _ = N.recall_at_1(vectors2, pairs)
     assert recall2 == pytest.approx(hits / 20)
@@ -72,8 +78,10 @@ def test_pair_set_and_paraphrase_recall():
     )
     ps = N.pair_set(frame)
     assert len(ps.texts) == len(set(ps.texts)) == 9
-    assert [(ps.texts[a], ps.texts[b]) for a, b in ps.pairs] == [("a cat sat", "the cat was sitting"),
-                                                              ("a dog ran", "the dog was running")]
+    assert [(ps.texts[a], ps.texts[b]) for a, b in ps.pairs] == [
+        ("a cat sat", "the cat was sitting"),
+        ("a dog ran", "the dog was running"),
+    ]
     assert any("identical" in n for n in ps.notes)
     rng = np.random.default_rng(2)
     vec = rng.normal(size=(len(ps.texts), 3, 8))
@@ -103,8 +111,20 @@ def test_ridge_decoder_matches_closed_form_in_sklearn():
     np.testing.assert_allclose(dec.scores(Xt), ref.predict((Xt - X.mean(0)) / X.std(0)), atol=1e-8)
 
 
-WORDS = ("apple", "river", "engine", "violin", "garden", "rocket", "winter", "castle", "pepper", "tunnel",
-         "marble", "forest")
+WORDS = (
+    "apple",
+    "river",
+    "engine",
+    "violin",
+    "garden",
+    "rocket",
+    "winter",
+    "castle",
+    "pepper",
+    "tunnel",
+    "marble",
+    "forest",
+)
 
 
 def _word_corpus(n=240, seed=4):
@@ -181,8 +201,14 @@ def tiny_mlm_dir(tmp_path_factory):
     tok = AutoTokenizer.from_pretrained(str(bundled_model_path()))
     torch.manual_seed(0)
     model = BertForMaskedLM(
-        BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                   intermediate_size=64, max_position_embeddings=64)
+        BertConfig(
+            vocab_size=tok.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )
     )
     with torch.no_grad():  # a non-zero bias so the head's every part matters
         model.cls.predictions.bias.normal_()
@@ -245,8 +271,12 @@ def test_figures_carry_the_tables():
     table, _ = I.bow_f1(_pooled({"cls": cls, "mean": noise}, texts), vocab_size=50)
     fig = figures.bow_f1_figure(table).to_dict()
     assert [d["name"] for d in fig["data"]] == ["cls", "mean", "frequent words, no vector"]
-    np.testing.assert_allclose(_arr(fig["data"][0]["y"]), np.round(table[table.pooling == "cls"]["f1"], 4), atol=1e-4)
-    nn = N.nearest_neighbours(cls[0, 1], cls[:, 1], ["<i>x</i> " + t for t in texts], k=3).assign(pooling="cls")
+    np.testing.assert_allclose(
+        _arr(fig["data"][0]["y"]), np.round(table[table.pooling == "cls"]["f1"], 4), atol=1e-4
+    )
+    nn = N.nearest_neighbours(cls[0, 1], cls[:, 1], ["<i>x</i> " + t for t in texts], k=3).assign(
+        pooling="cls"
+    )
     bars = figures.neighbours_figure(nn).to_dict()["data"][0]
     np.testing.assert_allclose(_arr(bars["x"]), np.round(nn["cosine"], 4), atol=1e-4)
     assert all("<i>" not in label for label in bars["y"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,7 +53,9 @@ def test_a_picklable_job_runs_in_a_lower_priority_worker_process(fresh):
 def test_a_worker_extracts_what_the_server_would(fresh, tiny_encoder):
     fresh(process=True)
     texts = ["the cat chased a dog", "why is the token first", "a model of attention"]
-    job = jobs.Job(fn=extract, args=(tiny_encoder, texts), kwargs={"poolings": ("cls", "mean")}, name="x").begin()
+    job = jobs.Job(
+        fn=extract, args=(tiny_encoder, texts), kwargs={"poolings": ("cls", "mean")}, name="x"
+    ).begin()
     assert job.wait(180) and job.status == jobs.DONE, job.error
     here = extract(tiny_encoder, texts, poolings=("cls", "mean"))
     np.testing.assert_allclose(job.result.vectors, here.vectors, atol=1e-6)
@@ -119,7 +122,9 @@ def _session_script():
 
     for key in ("one", "two", "three"):
         try:
-            J.start(key, __import__("tests.job_functions", fromlist=["x"]).wait_for_cancel, label=f"job {key}")
+            J.start(
+                key, __import__("tests.job_functions", fromlist=["x"]).wait_for_cancel, label=f"job {key}"
+            )
         except J.JobLimitError as exc:
             st.error(str(exc))
 
@@ -322,8 +327,9 @@ def test_a_killed_shard_run_leaves_no_folder_taken_for_complete_and_resumes(fres
     again = jobs.Job(fn=job.fn, args=job.args, kwargs=job.kwargs, name="embed").begin()  # what Retry starts
     assert again.wait(180) and again.status == jobs.DONE, again.error
     assert again.result >= 4  # it resumed from the shards already written
-    whole = embed_to_shards(tiny_encoder, Corpus(texts=texts), tmp_path / "direct",
-                            poolings=("cls", "mean"), shard_rows=2)
+    whole = embed_to_shards(
+        tiny_encoder, Corpus(texts=texts), tmp_path / "direct", poolings=("cls", "mean"), shard_rows=2
+    )
     np.testing.assert_array_equal(open_shards(out).get("cls", 2), whole.get("cls", 2))
 
 
@@ -371,7 +377,9 @@ def test_steps_report_one_progress_across_the_steps():
     from clsviz.progress import Steps
 
     seen = []
-    steps = Steps(lambda done, total, message: seen.append((done, total, message)), ["probe", "control task", "MDL"])
+    steps = Steps(
+        lambda done, total, message: seen.append((done, total, message)), ["probe", "control task", "MDL"]
+    )
     first = steps.step(0)
     first(5, 10)
     steps.step(1)(49, 98, "cell 49")
@@ -380,7 +388,9 @@ def test_steps_report_one_progress_across_the_steps():
                     (333, 1000, "step 2 of 3 (control task)"), (500, 1000, "step 2 of 3 (control task): cell 49"),
                     (667, 1000, "step 3 of 3 (MDL)"), (1000, 1000, "step 3 of 3 (MDL): 3 of 3")]  # fmt: skip
     seen.clear()
-    weighted = Steps(lambda done, total, message: seen.append(done), ["random tokens", "probe"], weights=[1, 9])
+    weighted = Steps(
+        lambda done, total, message: seen.append(done), ["random tokens", "probe"], weights=[1, 9]
+    )
     weighted.step(0)(1, 1)
     weighted.step(1)(35, 70)
     assert seen == [0, 100, 100, 550]  # the first step is a tenth of the work
@@ -396,3 +406,20 @@ def test_the_worker_takes_the_torch_threads_the_deployment_sets(fresh, monkeypat
     job = jobs.Job(fn=F.torch_threads, name="threads").begin()
     assert job.wait(180) and job.status == jobs.DONE, job.error
     assert job.result == 1
+
+
+def test_results_travel_through_shared_memory_and_only_as_results():
+    import pickle
+
+    import pandas as pd
+
+    big = np.arange(worker.SHARED_BYTES // 8 + 10, dtype=np.float64)
+    result = {"vectors": big, "table": pd.DataFrame({"a": [1, 2]}), "note": "ok"}
+    blob, files = worker.pack(result, owner=os.getpid())
+    assert files and all(Path(f).exists() for f, _ in files)  # the large array went to shared memory
+    back = worker.unpack(blob, files)
+    np.testing.assert_array_equal(back["vectors"], big)
+    assert back["table"].equals(result["table"]) and back["note"] == "ok"
+    assert not any(Path(f).exists() for f, _ in files)  # the shared files are removed at once
+    with pytest.raises(pickle.UnpicklingError, match="may not name"):
+        worker.unpack(pickle.dumps(os.system), [])  # a global from outside the result packages

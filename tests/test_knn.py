@@ -46,8 +46,13 @@ def test_hnsw_finds_the_neighbours_of_clustered_points():
 def test_search_table_equals_neighbour_table_and_skips_the_query():
     rng = np.random.default_rng(2)
     texts = tuple(f"sentence {i % 40}" for i in range(120))  # each text three times
-    pv = PooledVectors(vectors=rng.normal(size=(120, 3, 2, 16)).astype(np.float32), poolings=("cls", "mean"),
-                       texts=texts, model_name="m", truncated=np.zeros(120, dtype=bool))
+    pv = PooledVectors(
+        vectors=rng.normal(size=(120, 3, 2, 16)).astype(np.float32),
+        poolings=("cls", "mean"),
+        texts=texts,
+        model_name="m",
+        truncated=np.zeros(120, dtype=bool),
+    )
     queries = {"cls": pv.get("cls", 2)[5] + 0.01, "mean": pv.get("mean", 2)[5]}
     indexes = {p: build_index(pv, p, 2) for p in queries}
     got = neighbour_search(indexes, queries, texts, k=6, exclude_text=texts[5], layer=2)

@@ -22,6 +22,7 @@ from clsviz.lab import (
 )
 from clsviz.lab.measures import probe_set
 from clsviz.progress import Cancelled
+from clsviz.provenance import model_profile
 
 TINY_LAB = dict(layers=2, hidden=32, heads=2, intermediate=64, max_tokens=40, vocab_size=600, batch_size=8)
 
@@ -72,6 +73,9 @@ def test_summary_token_layout(runs, summary):
     enc = load_encoder(str(runs[(summary, objective)].folder))
     t = trace(enc, "It is a truth universally acknowledged. She smiled.")
     assert enc.info.summary == summary
+    profile = model_profile(enc)  # what the published findings read as their preconditions
+    assert (profile.training, profile.sentence_objective) == ("pre-trained", objective)
+    assert profile.summary_position == {"first": "first", "last": "last", "none": "absent"}[summary]
     if summary == "first":
         assert t.cls_index == 0 and t.tokens[0] == "[CLS]"
     elif summary == "last":
@@ -102,7 +106,9 @@ def test_sentence_head_through_the_lens_equals_the_models_logits(runs, summary, 
     text = "Mr. Bennet replied that he had not. But it is, returned she."
     lens = classifier_lens(enc, trace(enc, text))
     assert lens.shape == (3, 2)
-    assert enc.classifier.labels == ({"nsp": ("is next", "random"), "sop": ("in order", "swapped")}[objective])
+    assert (
+        enc.classifier.labels == ({"nsp": ("is next", "random"), "sop": ("in order", "swapped")}[objective])
+    )
     np.testing.assert_allclose(lens[-1], _own_sentence_logits(folder, text, summary), rtol=1e-4, atol=1e-5)
 
 
@@ -115,7 +121,13 @@ def test_saved_folder_loads_as_bert_for_pretraining_with_no_missing_weights(runs
     names = {p.name for p in folder.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.csv", "lab_run.json"} <= names
     layout = BertForPreTraining.config_class.from_pretrained(folder).clsviz_pretraining
-    assert layout == {"summary": "first", "sentence_objective": "nsp", "corpus": "179 texts", "steps": 6, "seed": 0}
+    assert layout == {
+        "summary": "first",
+        "sentence_objective": "nsp",
+        "corpus": "179 texts",
+        "steps": 6,
+        "seed": 0,
+    }
     # Without a sentence objective the folder is a masked-LM model: no untrained sentence head saved.
     mlm_only = runs[("none", None)].folder
     _, info = BertForMaskedLM.from_pretrained(mlm_only, output_loading_info=True)
@@ -161,7 +173,16 @@ def test_a_cancelled_run_stops_and_leaves_no_model(tmp_path, texts, moment):
 
     out = tmp_path / "cancelled"
     with pytest.raises(Cancelled):
-        pretrain(texts, config=TINY_LAB, steps=8, out=out, checkpoints=0, log_every=1, progress=watch, cancel=cancel)
+        pretrain(
+            texts,
+            config=TINY_LAB,
+            steps=8,
+            out=out,
+            checkpoints=0,
+            log_every=1,
+            progress=watch,
+            cancel=cancel,
+        )
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # no staging copy left beside it either
     if moment.startswith("step"):
@@ -173,13 +194,22 @@ def test_metrics_table(runs, small_heldout):
     m = run.metrics
     assert list(m.columns) == METRIC_COLUMNS
     names = set(m["metric"])
-    assert {"mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy", "heldout_mlm_loss", "heldout_nsp_accuracy"} <= names
+    assert {
+        "mlm_loss",
+        "mlm_accuracy",
+        "nsp_loss",
+        "nsp_accuracy",
+        "heldout_mlm_loss",
+        "heldout_nsp_accuracy",
+    } <= names
     assert {"probe_cls", "probe_mean", "cos_cls_mean", "attention_to_cls", "attention_to_sep", "massive_ratio",
             "anisotropy", "cka_to_final"} <= names  # fmt: skip
     assert sorted(set(m.loc[m["metric"] == "probe_cls", "step"])) == [0, 6]
     probes = m[m["metric"].isin(["probe_cls", "probe_mean"])]
     assert sorted(set(probes["layer"])) == [0, 1, 2]
-    assert (probes["low"] <= probes["value"] + 1e-12).all() and (probes["value"] <= probes["high"] + 1e-12).all()
+    assert (probes["low"] <= probes["value"] + 1e-12).all() and (
+        probes["value"] <= probes["high"] + 1e-12
+    ).all()
     assert sorted(set(m.loc[m["metric"] == "attention_to_cls", "layer"])) == [1, 2]  # blocks
     seps = m[m["metric"] == "attention_to_sep"]
     assert (seps["low"] <= seps["value"]).all() and (seps["value"] <= seps["high"]).all()
@@ -320,7 +350,9 @@ def test_measures_without_a_summary_token(no_summary, runs):
         mix.row()
     assert mix.row(0).shape == (2, t.seq_len)
     other = load_encoder(str(runs[("first", "nsp")].folder))
-    result = compare_encoders(enc, other, ["She smiled.", "He did not.", "It rained."], readings=("cls", "mean"))
+    result = compare_encoders(
+        enc, other, ["She smiled.", "He did not.", "It rained."], readings=("cls", "mean")
+    )
     assert "cls" in result.skipped and "pretrained without one" in result.skipped["cls"]
 
 

@@ -120,7 +120,9 @@ def test_cls_head_saves_a_classifier_that_load_encoder_opens(encoder, tmp_path, 
                           epochs=1, checkpoints=0, label_name="sentiment")  # fmt: skip
     folder = result.save_classifier(check_folder_name("minilm-sentiment", models_dir()))
     assert folder == tmp_path / "minilm-sentiment"
-    assert {"config.json", "model.safetensors", "tokenizer.json", "clsviz.json"} <= {p.name for p in folder.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "clsviz.json"} <= {
+        p.name for p in folder.iterdir()
+    }
     loaded = load_encoder(str(folder))
     assert loaded.classifier is not None and loaded.info.labels == result.classes
     assert "pooler" in loaded.info.head_pooling
@@ -141,7 +143,9 @@ def test_cls_head_saves_a_classifier_that_load_encoder_opens(encoder, tmp_path, 
 @pytest.mark.parametrize("kind", [k for k in TINY_KINDS if k != "bert"])
 def test_cls_head_round_trip_on_other_families(tiny_model_dirs, tmp_path, kind):
     enc = load_encoder(str(tiny_model_dirs[kind]))
-    result = run_finetune(enc, TINY_TEXTS, TINY_LABELS, poolings=("cls_head",), epochs=1, batch_size=8, checkpoints=0)
+    result = run_finetune(
+        enc, TINY_TEXTS, TINY_LABELS, poolings=("cls_head",), epochs=1, batch_size=8, checkpoints=0
+    )
     folder = result.save_classifier(tmp_path / kind)
     loaded = load_encoder(str(folder))
     assert loaded.classifier is not None, loaded.info.notes

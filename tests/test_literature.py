@@ -81,7 +81,12 @@ def test_the_data_file_parses_with_every_field():
     assert len(set(keys)) == len(keys)
     # The published numbers as numbers, where the paper gives them.
     sts = _claim("sts_cls_vs_mean").values
-    assert (sts["cls_average"], sts["mean_average"], sts["cls_stsb"], sts["mean_stsb"]) == (29.19, 54.81, 16.50, 46.35)
+    assert (sts["cls_average"], sts["mean_average"], sts["cls_stsb"], sts["mean_stsb"]) == (
+        29.19,
+        54.81,
+        16.50,
+        46.35,
+    )
     assert _claim("sep_attention").params == {"first_layer": 6, "last_layer": 10, "of_layers": 12}
 
 
@@ -140,7 +145,16 @@ def test_the_data_file_round_trips_and_refuses_bad_entries():
 # --- the verdict on planted values ----------------------------------------------------------------
 
 AT_LEAST = [{"kind": "at_least", "number": "share", "threshold": 0.5, "label": "the share", "format": ".0%"}]
-INSIDE = [{"kind": "inside", "number": "ratio", "threshold": 0.8, "upper": 1.2, "label": "the ratio", "format": ".2f"}]
+INSIDE = [
+    {
+        "kind": "inside",
+        "number": "ratio",
+        "threshold": 0.8,
+        "upper": 1.2,
+        "label": "the ratio",
+        "format": ".2f",
+    }
+]
 ABOVE = [{"kind": "above", "number": "gap", "threshold": 10.0, "label": "mean minus [CLS]", "format": ".1f"}]
 
 
@@ -176,9 +190,13 @@ def test_the_verdict_on_planted_values(checks, numbers, expected):
 def test_the_reason_says_the_numbers_and_names_what_failed_first():
     result, reason = verdict(AT_LEAST + INSIDE, {"share": _e(0.6, 0.55, 0.65), "ratio": _e(2.0, 1.8, 2.2)})
     assert result == DIFFERS
-    assert reason.startswith("the ratio is 2.00 (95% interval 1.80–2.20): the whole interval lies outside 0.80–1.20")
+    assert reason.startswith(
+        "the ratio is 2.00 (95% interval 1.80–2.20): the whole interval lies outside 0.80–1.20"
+    )
     assert "the share is 60% (95% interval 55%–65%): the whole interval is at least 50%" in reason
-    result, reason = verdict(AT_LEAST + ABOVE, {"share": _e(0.6, 0.55, 0.65), "gap": _e(12.0, 6.0, 18.0, n=40)})
+    result, reason = verdict(
+        AT_LEAST + ABOVE, {"share": _e(0.6, 0.55, 0.65), "gap": _e(12.0, 6.0, 18.0, n=40)}
+    )
     assert result == INCONCLUSIVE
     assert "straddles 10.0" in reason
     # Half-width 6 on 40 pairs, 2 above the threshold: the half-width must shrink threefold, so
@@ -203,7 +221,10 @@ def test_every_shipped_rule_can_fail():
             t = float(check["threshold"])
             top = float(check.get("upper", t))
             span = max(abs(t), abs(top), 1.0) * 0.1
-            high, low = _e(top + 2 * span, top + span, top + 3 * span), _e(t - 2 * span, t - 3 * span, t - span)
+            high, low = (
+                _e(top + 2 * span, top + span, top + 3 * span),
+                _e(t - 2 * span, t - 3 * span, t - span),
+            )
             straddle = _e(t, t - span, t + span)
             outcomes = [verdict([check], {check["number"]: x})[0] for x in (high, low, straddle)]
             assert outcomes[2] == INCONCLUSIVE, (claim.key, check["number"])
@@ -212,14 +233,21 @@ def test_every_shipped_rule_can_fail():
 
 def test_a_row_that_was_not_measured_keeps_its_status_and_reason():
     claim = _claim("finetuning_top_layers")
-    assert judge(claim, Measurement(NOT_YET, notes=("fine-tune a copy first",))) == (NOT_YET, "fine-tune a copy first.")
+    assert judge(claim, Measurement(NOT_YET, notes=("fine-tune a copy first",))) == (
+        NOT_YET,
+        "fine-tune a copy first.",
+    )
     assert judge(claim, Measurement(MEASURED, "v", {}))[0] == NOT_MEASURABLE
 
 
 def test_the_massive_ratio_is_one_definition():
     from clsviz.experiments.sink_dimensions import MASSIVE_RATIO
 
-    assert _claim("massive_activations").checks[0]["threshold"] == MASSIVE_RATIO == _claim("massive_activations").values["massive_ratio"]
+    assert (
+        _claim("massive_activations").checks[0]["threshold"]
+        == MASSIVE_RATIO
+        == _claim("massive_activations").values["massive_ratio"]
+    )
 
 
 # --- preconditions --------------------------------------------------------------------------------
@@ -240,11 +268,12 @@ def test_preconditions_are_read_from_the_models_files(tiny_model_dirs, tmp_path)
     folder = shutil.copytree(tiny_model_dirs["roberta"], tmp_path / "lab")
     sbert = _claim("sts_cls_vs_mean")
     assert "pre-trained with no sentence objective" in unmet(sbert, model_profile(load_encoder(str(folder))))
+    folder = shutil.copytree(tiny_model_dirs["bert"], tmp_path / "lab-bert")  # the lab writes BERT models
     config = json.loads((folder / "config.json").read_text())
-    config["clsviz_pretraining"] = {"summary_position": "first", "sentence_objective": "nsp"}
+    config["clsviz_pretraining"] = {"summary": "first", "sentence_objective": "nsp"}
     (folder / "config.json").write_text(json.dumps(config))
     assert unmet(sbert, model_profile(load_encoder(str(folder)))) == ""  # the lab model with NSP meets it
-    config["clsviz_pretraining"]["summary_position"] = "last"
+    config["clsviz_pretraining"]["summary"] = "last"
     (folder / "config.json").write_text(json.dumps(config))
     assert "its summary token last" in unmet(sbert, model_profile(load_encoder(str(folder))))
 
@@ -280,7 +309,9 @@ def test_the_scoreboard_numbers_compare_like_with_like_and_take_the_weaker_measu
                    attention=0.4 * ones, alti_block=0.45 * ones, value_zeroing_block=0.35 * ones)  # fmt: skip
     numbers = mixing_numbers(board)
     assert numbers["rollout_gap"].value == pytest.approx(0.1)  # value zeroing, the weaker, minus rollout
-    assert numbers["block_gap"].value == pytest.approx(-0.05)  # one block: value zeroing loses to raw attention
+    assert numbers["block_gap"].value == pytest.approx(
+        -0.05
+    )  # one block: value zeroing loses to raw attention
     assert verdict(_claim("faithful_mixing").checks, numbers)[0] == DIFFERS
 
 
@@ -308,13 +339,22 @@ def test_every_claim_is_checked_on_the_bundled_model(bundled_table):
         assert "sentence-tuned" in row.loc[key, "reason"] and "Measurable on" in row.loc[key, "reason"]
         assert row.loc[key, "this_model"] and row.loc[key, "low"] != ""
     measured = t[t["verdict"].isin([REPRODUCES, DIFFERS, INCONCLUSIVE])]
-    assert {"value_norm_specials", "anisotropy", "massive_activations", "layer_hierarchy", "faithful_mixing"} <= set(measured["key"])
+    assert {
+        "value_norm_specials",
+        "anisotropy",
+        "massive_activations",
+        "layer_hierarchy",
+        "faithful_mixing",
+    } <= set(measured["key"])
     for r in measured.itertuples():
         assert r.this_model and r.sample
         assert r.low != "" and r.high != "" and float(r.low) <= float(r.high), r.key
         assert r.threshold != "", r.key
         assert "sentence-tuned (mean pooling)" in r.caveat and "data:" in r.caveat, r.key
-    assert "blocks 3–5" in row.loc["sep_attention", "reason"] or "blocks 3–5" in row.loc["sep_attention", "this_model"]
+    assert (
+        "blocks 3–5" in row.loc["sep_attention", "reason"]
+        or "blocks 3–5" in row.loc["sep_attention", "this_model"]
+    )
     assert row.loc["finetuning_top_layers", "verdict"] == NOT_YET
     assert "How does [CLS] learn?" in row.loc["finetuning_top_layers", "reason"]
     assert (row.loc["finetuning_top_layers", "low"], row.loc["finetuning_top_layers", "high"]) == ("", "")
@@ -323,7 +363,10 @@ def test_every_claim_is_checked_on_the_bundled_model(bundled_table):
     assert "no massive activations" in row.loc["massive_ablation", "reason"]
     assert "where the replaced values vary most between inputs" in row.loc["massive_ablation", "reason"]
     assert row.loc["massive_activations", "verdict"] == DIFFERS
-    assert "rolled out" in row.loc["faithful_mixing", "this_model"] and "one block" in row.loc["faithful_mixing", "this_model"]
+    assert (
+        "rolled out" in row.loc["faithful_mixing", "this_model"]
+        and "one block" in row.loc["faithful_mixing", "this_model"]
+    )
     assert row.loc["inversion", "verdict"] == NOT_MEASURABLE
     assert row.loc["inversion", "this_model"].startswith("lower bounds:")
     assert all(s.startswith(src) for s, src in zip(t["sentence"], t["source"]))
@@ -336,7 +379,10 @@ def test_the_findings_do_not_depend_on_what_the_session_ran_before(encoder, bund
     again = check_claims(encoder, pairs=pairs, session_results={"massive": planted}, **SMALL)
     columns = ["verdict", "this_model", "low", "high", "reason"]
     pd.testing.assert_frame_equal(again[columns], bundled_table[columns])
-    assert again.set_index("key").loc["massive_ablation", "elsewhere"] == "The last massive-dimension test: Zeroing breaks it."
+    assert (
+        again.set_index("key").loc["massive_ablation", "elsewhere"]
+        == "The last massive-dimension test: Zeroing breaks it."
+    )
 
 
 def _by_hand_last_layer(encoder, texts):
@@ -345,7 +391,9 @@ def _by_hand_last_layer(encoder, texts):
     import torch
 
     with torch.inference_mode():
-        ids = encoder.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=128)
+        ids = encoder.tokenizer(
+            list(texts), return_tensors="pt", padding=True, truncation=True, max_length=128
+        )
         last = encoder.model(**ids).last_hidden_state.double()
         mask = ids["attention_mask"].double()[:, :, None]
         mean = (last * mask).sum(1) / mask.sum(1)
@@ -392,7 +440,8 @@ def test_the_sep_share_matches_an_independent_computation(encoder):
     per_text = np.mean(shares, axis=1)
     draws = per_text[np.random.default_rng(0).integers(0, 5, size=(1000, 5))].mean(axis=1)
     assert (found.numbers["sep_share"].low, found.numbers["sep_share"].high) == pytest.approx(
-        tuple(np.percentile(draws, [2.5, 97.5])), abs=1e-5)
+        tuple(np.percentile(draws, [2.5, 97.5])), abs=1e-5
+    )
     assert found.sample == "5 corpus sentences"
 
 
@@ -400,8 +449,9 @@ def test_the_sep_share_matches_an_independent_computation(encoder):
 def test_every_row_recomputes_on_tiny_models_of_each_family(kind, tiny_model_dirs):
     enc = load_encoder(str(tiny_model_dirs[kind]))
     pairs = demo_pairs().iloc[::5].reset_index(drop=True)
-    t = check_claims(enc, pairs=pairs, sample_size=132, attention_sample=4, baseline_sample=12,
-                     scoreboard_sample=2).set_index("key")
+    t = check_claims(
+        enc, pairs=pairs, sample_size=132, attention_sample=4, baseline_sample=12, scoreboard_sample=2
+    ).set_index("key")
     assert set(t["verdict"]) <= set(VERDICTS)
     assert (t["reason"].str.len() > 10).all()
     judged = (REPRODUCES, DIFFERS, INCONCLUSIVE)
@@ -411,7 +461,10 @@ def test_every_row_recomputes_on_tiny_models_of_each_family(kind, tiny_model_dir
     # The other families were pre-trained without next-sentence prediction: they do not.
     nsp = kind == "bert"
     for key in ("sts_cls_vs_mean", "sep_attention"):
-        assert (t.loc[key, "verdict"] in judged) if nsp else (t.loc[key, "verdict"] == NOT_MEASURABLE), (key, kind)
+        assert (t.loc[key, "verdict"] in judged) if nsp else (t.loc[key, "verdict"] == NOT_MEASURABLE), (
+            key,
+            kind,
+        )
     # 2 blocks: the published layers 6–10 of 12 fall on block 1.
     assert "block 1 of this 2-block model" in t.loc["sep_attention", "reason"]
     assert t.loc["value_norm_specials", "verdict"] in (*judged, NOT_MEASURABLE)
@@ -452,7 +505,9 @@ def test_a_fine_tuned_copy_is_compared_layer_by_layer(tiny_encoder, finetuned_di
     gap = top.numbers["lower_minus_upper"]
     assert gap.low > 0 and gap.value > 0.01  # block 1 was not touched, block 2 was
     assert judge(claim, top)[0] == REPRODUCES
-    same = finetuning.finetune_change(claim, _ctx(tiny_encoder, finetuned=load_encoder(str(finetuned_dirs["same"]))))
+    same = finetuning.finetune_change(
+        claim, _ctx(tiny_encoder, finetuned=load_encoder(str(finetuned_dirs["same"])))
+    )
     assert same.numbers["lower_minus_upper"].value == pytest.approx(0.0, abs=1e-6)
     assert judge(claim, same)[0] == DIFFERS
     assert finetuning.finetune_change(claim, _ctx(tiny_encoder)).status == NOT_YET
@@ -493,7 +548,9 @@ def test_the_massive_check_fails_when_the_dimensions_are_chosen_at_random(encode
     largest = massive_sweep(encoder, texts, layer=3)
     picked = [int(d) for d in largest.table.set_index("mode").loc["zero", "dims"].split(", ")]
     real = ablation_numbers(largest)
-    assert real["zero_cosine"].high < 0.9 and real["control_gap"].low > 0  # MiniLM's largest dimension matters
+    assert (
+        real["zero_cosine"].high < 0.9 and real["control_gap"].low > 0
+    )  # MiniLM's largest dimension matters
     chosen = random_dimensions(encoder.info.hidden_size, picked, len(picked), seed=5)
     at_random = ablation_numbers(massive_sweep(encoder, texts, layer=3, dims=chosen))
     result, reason = verdict(claim.checks, at_random)
@@ -524,7 +581,9 @@ def test_the_probe_profile_reads_the_same_accuracies_as_run_probe(encoder):
     result = run_probe(vectors, "sentiment", poolings=["cls"], n_jobs=1)
     y, _ = check_labels(list(vectors.labels["sentiment"]), 5, "sentiment")
     right = probing.out_of_fold_correct(vectors.vectors[:, :, vectors.poolings.index("cls")], y, seeds=(0,))
-    np.testing.assert_allclose(right.mean(axis=1), result.table.sort_values("layer")["accuracy_mean"], atol=0.01)
+    np.testing.assert_allclose(
+        right.mean(axis=1), result.table.sort_values("layer")["accuracy_mean"], atol=0.01
+    )
     found = probing.probe_peaks(_claim("layer_hierarchy"), ctx)
     assert {"semantics_minus_surface", "syntax_minus_surface", "semantics_minus_syntax"} == set(found.numbers)
     assert all(e.low <= e.value <= e.high for e in found.numbers.values())
@@ -533,11 +592,15 @@ def test_the_probe_profile_reads_the_same_accuracies_as_run_probe(encoder):
 def test_the_anisotropy_numbers_are_the_baselines(encoder):
     from clsviz.baseline import baseline_texts, measure_baseline
 
-    found = measures.anisotropy_profile(_claim("anisotropy"), Context(encoder, None, None, baseline_sample=24))
+    found = measures.anisotropy_profile(
+        _claim("anisotropy"), Context(encoder, None, None, baseline_sample=24)
+    )
     texts, _ = baseline_texts(24, 0)
     token = measure_baseline(encoder, texts, sample=24).wide("raw")["token"].to_numpy()[1:]
     assert found.numbers["lowest"].value == pytest.approx(token.min(), abs=1e-5)
-    assert found.numbers["upper_minus_lower"].value == pytest.approx(token[-3:].mean() - token[:3].mean(), abs=1e-5)
+    assert found.numbers["upper_minus_lower"].value == pytest.approx(
+        token[-3:].mean() - token[:3].mean(), abs=1e-5
+    )
     assert found.numbers["lowest"].low <= found.numbers["lowest"].value <= found.numbers["lowest"].high
 
 
@@ -551,7 +614,9 @@ def test_session_results_are_described_and_others_are_named(tiny_encoder):
                         label="topic", classes=("a", "b"), class_counts=(20, 20), chance=0.5, majority=0.5, n=40,
                         folds=5, model_name="someone else's model")  # fmt: skip
     said = describe_elsewhere({"probe": probe, "massive": mine}, tiny_encoder.name)
-    assert said["layer_hierarchy"].startswith("The last probe on 'Could any token do?' (label 'topic'): best mean 90%")
+    assert said["layer_hierarchy"].startswith(
+        "The last probe on 'Could any token do?' (label 'topic'): best mean 90%"
+    )
     assert "computed on someone else's model, not on this model" in said["layer_hierarchy"]
     assert said["massive_ablation"] == "The last massive-dimension test: Zeroing barely matters here."
 
@@ -568,11 +633,19 @@ def test_the_verdicts_are_counted_and_the_session_sentences_refreshed(tiny_encod
 
 
 def test_the_html_section_escapes_every_text():
-    row = {c: "x" for c in COLUMNS} | {"reason": "<script>alert(1)</script>", "url": "https://e.org/?a=1&b='2'"}
+    row = {c: "x" for c in COLUMNS} | {
+        "reason": "<script>alert(1)</script>",
+        "url": "https://e.org/?a=1&b='2'",
+    }
     html = claims_html(pd.DataFrame([row]), "<b>model</b>")
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "&lt;b&gt;model&lt;/b&gt;" in html and "&amp;b=&#x27;2&#x27;" in html
-    measured = {c: "x" for c in COLUMNS} | {"low": 0.41, "high": 0.52, "threshold": 0.5, "caveat": "<i>on MiniLM</i>"}
+    measured = {c: "x" for c in COLUMNS} | {
+        "low": 0.41,
+        "high": 0.52,
+        "threshold": 0.5,
+        "caveat": "<i>on MiniLM</i>",
+    }
     html = claims_html(pd.DataFrame([measured]))
     assert "95% interval of the deciding number 0.41–0.52; threshold 0.5" in html
     assert "Caveat: &lt;i&gt;on MiniLM&lt;/i&gt;" in html

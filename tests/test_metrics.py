@@ -12,7 +12,9 @@ from clsviz import metrics as M
 
 def test_cosines_of_a_vector_with_itself_never_exceed_one():
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(200, 384)).astype(np.float32) * rng.uniform(0.1, 100, size=(200, 1)).astype(np.float32)
+    x = rng.normal(size=(200, 384)).astype(np.float32) * rng.uniform(0.1, 100, size=(200, 1)).astype(
+        np.float32
+    )
     self_cos = M.cosine(x, x)
     assert np.all(self_cos <= 1.0) and np.all(self_cos >= -1.0)
     np.testing.assert_allclose(self_cos, 1.0, atol=1e-12)
@@ -61,7 +63,9 @@ def test_bootstrap_intervals_equal_a_direct_resampling():
     rho, lo, hi = M.spearman_interval(x, y, n_boot=500, seed=7)
     assert rho == pytest.approx(spearmanr(x, y).statistic)
     assert (lo, hi) == pytest.approx((low, high), abs=1e-9)
-    assert M.bootstrap_interval(M.spearman, x, y, n_boot=500, seed=7) == pytest.approx((rho, lo, hi), abs=1e-9)
+    assert M.bootstrap_interval(M.spearman, x, y, n_boot=500, seed=7) == pytest.approx(
+        (rho, lo, hi), abs=1e-9
+    )
     # An accuracy's interval: the mean of 0/1 outcomes.
     correct = (rng.uniform(size=80) < 0.7).astype(float)
     acc, a_lo, a_hi = M.bootstrap_interval(np.mean, correct, n_boot=500, seed=3)

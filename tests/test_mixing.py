@@ -44,7 +44,9 @@ def long_tiny(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-bert-512")
     tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
     torch.manual_seed(3)
-    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=512, **TINY)).save_pretrained(str(folder))
+    BertModel(
+        BertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=512, **TINY)
+    ).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))
     return load_encoder(str(folder))
 
@@ -156,7 +158,9 @@ def test_decomposed_scores_in_chunks_equal_one_pass(encoders):  # noqa: F811
     t = trace(enc, "why is the token always first")
     for method in ("value_norm", "globenc", "alti"):
         whole = mixing.measure(enc, t, method).raw
-        np.testing.assert_allclose(mixing.measure(enc, t, method, budget=1).raw, whole, rtol=1e-6, err_msg=method)
+        np.testing.assert_allclose(
+            mixing.measure(enc, t, method, budget=1).raw, whole, rtol=1e-6, err_msg=method
+        )
 
 
 # --- every method, every family ------------------------------------------------------------------
@@ -182,7 +186,9 @@ def test_raw_attention_is_the_mean_over_heads_and_its_rollout_the_attention_roll
     np.testing.assert_allclose(mixing.rollout(m), attention_rollout(bundled_trace.attentions), atol=1e-5)
     # Explicitly: (0.5 A + 0.5 I) chained.
     a = 0.5 * bundled_trace.attentions.mean(axis=1).astype(np.float64) + 0.5 * np.eye(bundled_trace.seq_len)
-    np.testing.assert_allclose(mixing.rollout(np.asarray(m), "attention")[-1], np.linalg.multi_dot(a[::-1]), atol=1e-5)
+    np.testing.assert_allclose(
+        mixing.rollout(np.asarray(m), "attention")[-1], np.linalg.multi_dot(a[::-1]), atol=1e-5
+    )
 
 
 def test_whole_block_measures_are_chained_as_they_are(encoders):  # noqa: F811
@@ -192,7 +198,9 @@ def test_whole_block_measures_are_chained_as_they_are(encoders):  # noqa: F811
     assert m.method == "alti"
     chained = np.asarray(m[1], dtype=np.float64) @ np.asarray(m[0], dtype=np.float64)
     np.testing.assert_allclose(mixing.rollout(m)[1], chained, atol=1e-6)
-    np.testing.assert_allclose(mixing.rollout(np.asarray(m), residual=0.5)[0], 0.5 * m[0] + 0.5 * np.eye(t.seq_len), atol=1e-6)
+    np.testing.assert_allclose(
+        mixing.rollout(np.asarray(m), residual=0.5)[0], 0.5 * m[0] + 0.5 * np.eye(t.seq_len), atol=1e-6
+    )
 
 
 def test_tables_and_top_contributors(encoders):  # noqa: F811
@@ -201,7 +209,9 @@ def test_tables_and_top_contributors(encoders):  # noqa: F811
     mix = mixing.measure(enc, t, "globenc")
     table = mixing.cls_row_table(mix)
     assert len(table) == t.num_layers * t.seq_len
-    np.testing.assert_allclose(table["share"].to_numpy().reshape(t.num_layers, -1), mix.matrix[:, t.cls_index], atol=1e-7)
+    np.testing.assert_allclose(
+        table["share"].to_numpy().reshape(t.num_layers, -1), mix.matrix[:, t.cls_index], atol=1e-7
+    )
     block = mixing.block_table(mix, 2)
     np.testing.assert_allclose(block["raw"].to_numpy().reshape(t.seq_len, -1), mix.raw[1])
     top = mixing.top_contributors(mix, k=2)
@@ -245,7 +255,9 @@ def test_a_model_without_the_block_structure_gets_a_clear_message(tiny_mpnet_dir
 
 
 def test_unknown_methods_and_foreign_traces_are_refused(encoders, bundled_trace):  # noqa: F811
-    with pytest.raises(mixing.MixingError, match="choose one of attention, value_norm, globenc, alti, value_zeroing"):
+    with pytest.raises(
+        mixing.MixingError, match="choose one of attention, value_norm, globenc, alti, value_zeroing"
+    ):
         mixing.contributions(encoders["bundled"], bundled_trace, "flow")
     with pytest.raises(mixing.MixingError, match="not with"):
         mixing.contributions(encoders["bert"], bundled_trace, "alti")
@@ -310,7 +322,10 @@ def test_the_report_and_inspect_carry_the_mixing_section(encoder, tiny_mpnet_dir
 
     text = "The cat chased the dog."
     t = trace(encoder, text)
-    sections = {s.key: s for s in report_sections(t, encoder, only=["mixing.cls_row", "mixing.compare", "attribution.tokens"])}
+    sections = {
+        s.key: s
+        for s in report_sections(t, encoder, only=["mixing.cls_row", "mixing.compare", "attribution.tokens"])
+    }
     z = np.asarray(sections["mixing.cls_row"].figure.data[1].z, dtype=np.float64)
     np.testing.assert_allclose(z, mixing.measure(encoder, t, "alti").row(), atol=1e-4)
     assert [tr.y for tr in sections["attribution.tokens"].figure.data] == [("cls pooling", "mean pooling")]
@@ -320,7 +335,9 @@ def test_the_report_and_inspect_carry_the_mixing_section(encoder, tiny_mpnet_dir
     left, right = (np.asarray(tr.z, dtype=np.float64) for tr in more["mixing.block"].figure.data)
     np.testing.assert_allclose(left, t.attentions[-1].mean(axis=0), atol=1e-4)
     np.testing.assert_allclose(right, mixing.measure(encoder, t, "alti").matrix[-1], atol=1e-4)
-    # The scoreboard of this one sentence: raw attention's AOPC recomputed here from masked reruns.
+    # The scoreboard of this one sentence: raw attention's AOPC recomputed here from masked reruns,
+    # its target the default one on a model without a classifier - the demo probe's logit of the
+    # class it picks for the whole sentence - and Samek et al.'s average over k = 0..n.
     ranking = more["faithfulness.ranking"].figure
     names = list(ranking.data[0].y)
     aopc = dict(zip(names, ranking.data[0].x, strict=True))
@@ -331,9 +348,16 @@ def test_the_report_and_inspect_carry_the_mixing_section(encoder, tiny_mpnet_dir
         ids[k, order[: k + 1]] = encoder.tokenizer.mask_token_id
     with torch.inference_mode():
         cls = encoder.eager_model(input_ids=torch.as_tensor(ids)).last_hidden_state[:, 0].double().numpy()
-    ref = t.hidden_states[-1, t.cls_index].astype(np.float64)
-    cos = cls @ ref / (np.linalg.norm(cls, axis=1) * np.linalg.norm(ref))
-    assert aopc[faithfulness.MEASURE_NAMES["attention"]] == pytest.approx(np.mean(1.0 - cos), abs=1e-4)
+    probe = faithfulness.default_probe(encoder)
+    whole = probe.decision_function(t.hidden_states[-1, t.cls_index].astype(np.float64)[None])
+    if whole.ndim == 1:  # binary: the logit of the picked class is +z or -z
+        sign = 1.0 if whole[0] > 0 else -1.0
+        full, deleted = sign * whole[0], sign * probe.decision_function(cls)
+    else:
+        c = int(np.argmax(whole[0]))
+        full, deleted = whole[0, c], probe.decision_function(cls)[:, c]
+    expected = np.sum(full - deleted) / (len(order) + 1)
+    assert aopc[faithfulness.MEASURE_NAMES["attention"]] == pytest.approx(expected, abs=1e-4)
     assert len(more["faithfulness.curves"].figure.data) == len(faithfulness.MEASURES)
     long = trace(encoder, "the cat chased a dog " * 20)
     board = report_sections(long, encoder, only=["faithfulness.ranking"])[0]

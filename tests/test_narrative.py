@@ -20,7 +20,10 @@ def test_layer_spans_read_like_a_person_writes_them():
 def test_a_monotone_series_is_described_from_end_to_end():
     text = N.describe_series([0.10, 0.20, 0.35, 0.50, 0.70, 0.90], range(6))
     assert text == "rises from 0.10 at layer 0 to 0.90 at layer 5"
-    assert N.describe_series([5, 4, 3, 2], range(1, 5), ".0f", "block") == "falls from 5 at block 1 to 2 at block 4"
+    assert (
+        N.describe_series([5, 4, 3, 2], range(1, 5), ".0f", "block")
+        == "falls from 5 at block 1 to 2 at block 4"
+    )
 
 
 def test_a_series_that_narrows_in_the_middle_says_so():
@@ -88,15 +91,27 @@ def test_findings_read_every_layer_and_say_when_cls_is_one_vector(encoder):
     plain = {f.key: f for f in N.findings(t)}
     with_baseline = {f.key: f for f in N.findings(t, _Baseline())}
     # Every block is read: the entropy sentence names the block where [CLS] reads most narrowly.
-    ent = np.array([
-        float(np.mean([-(p[p > 0] * np.log(p[p > 0])).sum() for p in t.attentions[b, :, 0, :].astype(np.float64)]))
-        for b in range(t.num_layers)
-    ])
+    ent = np.array(
+        [
+            float(
+                np.mean(
+                    [
+                        -(p[p > 0] * np.log(p[p > 0])).sum()
+                        for p in t.attentions[b, :, 0, :].astype(np.float64)
+                    ]
+                )
+            )
+            for b in range(t.num_layers)
+        ]
+    )
     narrowest = int(np.argmin(ent)) + 1
     assert f"at block {narrowest}" in plain["learn"].answer and "then rises" in plain["learn"].answer
     assert plain["learn"].value == pytest.approx(ent[-1], abs=1e-4)
     # With the baseline, the page says the most important fact about this model.
-    assert "At layers 0–5 this model's [CLS] is almost the same vector for every input" in with_baseline["aggregate"].answer
+    assert (
+        "At layers 0–5 this model's [CLS] is almost the same vector for every input"
+        in with_baseline["aggregate"].answer
+    )
     assert "only at layer 6 (0.62)" in with_baseline["aggregate"].answer
     assert "Compare it with the unrelated-sentence baseline" in plain["aggregate"].answer
     assert "a token of an unrelated sentence scores 0.01" in with_baseline["recover"].answer
@@ -118,9 +133,15 @@ def _position_table(cos_by_variant: dict, received_by_variant: dict):
     rows = []
     for variant, values in cos_by_variant.items():
         for layer, value in enumerate(values):
-            rows.append({"variant": variant, "layer": layer, "cos_to_standard_cls": value,
-                         "attention_received": np.nan if layer == 0 else received_by_variant[variant][layer - 1],
-                         "cos_to_mean": 0.17 if variant == "standard" else 0.1})
+            rows.append(
+                {
+                    "variant": variant,
+                    "layer": layer,
+                    "cos_to_standard_cls": value,
+                    "attention_received": np.nan if layer == 0 else received_by_variant[variant][layer - 1],
+                    "cos_to_mean": 0.17 if variant == "standard" else 0.1,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -131,8 +152,11 @@ def test_the_position_summary_names_the_layer_from_which_each_variant_matches():
             "mask": [0.80, 0.999, 1.0, 1.0, 1.0, 1.0, 0.998],
             "cls_end": [0.46, 0.52, 0.93, 0.999, 1.0, 1.0, 0.98],
         },
-        {"standard": [0.28, 0.58, 0.68, 0.51, 0.66, 0.63], "mask": [0.31, 0.58, 0.68, 0.51, 0.66, 0.63],
-         "cls_end": [0.15, 0.15, 0.29, 0.30, 0.38, 0.35]},
+        {
+            "standard": [0.28, 0.58, 0.68, 0.51, 0.66, 0.63],
+            "mask": [0.31, 0.58, 0.68, 0.51, 0.66, 0.63],
+            "cls_end": [0.15, 0.15, 0.29, 0.30, 0.38, 0.35],
+        },
     )
     text = N.position_summary(table, _Baseline(), {"mask": "masked", "cls_end": "moved to the end"})
     assert "masked: from layer 1" in text and "moved to the end: from layer 3" in text
@@ -147,9 +171,14 @@ def test_the_probe_gap_summary_says_where_a_moved_cls_loses():
 
     standard = [0.30, 0.90, 0.95, 0.96, 0.96, 0.97, 0.97]
     moved = [0.30, 0.75, 0.80, 0.95, 0.96, 0.97, 0.965]
-    rows = [{"variant": v, "layer": i, "accuracy": a, "majority": 0.25}
-            for v, acc in (("standard", standard), ("cls_end", moved)) for i, a in enumerate(acc)]
-    text = N.probe_gap_summary(pd.DataFrame(rows), "standard", {"standard": "[CLS] first", "cls_end": "moved"})
+    rows = [
+        {"variant": v, "layer": i, "accuracy": a, "majority": 0.25}
+        for v, acc in (("standard", standard), ("cls_end", moved))
+        for i, a in enumerate(acc)
+    ]
+    text = N.probe_gap_summary(
+        pd.DataFrame(rows), "standard", {"standard": "[CLS] first", "cls_end": "moved"}
+    )
     assert "[CLS] first is ahead of moved by 15 points at layers 1–2" in text
     assert "within 2 points at layers 0 and 3–6" in text
     assert "majority class gives 25%" in text

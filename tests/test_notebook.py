@@ -60,6 +60,10 @@ def test_notebook_shows_the_bundled_models_tokens(executed, encoder):
     (shown,) = [o for o in cell.outputs if PLOTLY in o.get("data", {})]
     assert list(shown["data"][PLOTLY]["data"][0]["text"]) == expected
     printed = "".join(
-        o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"
+        o.get("text", "")
+        for c in executed.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "stream"
     )
     assert str(tuple(expected)) in printed

@@ -91,8 +91,12 @@ def test_the_probe_and_its_controls_run_as_one_job_with_one_progress():
                for p in ("cls", "mean")}  # fmt: skip
     texts = [f"word{i % 7} and more" for i in range(40)]
     seen = []
-    job = jobs.Job(fn=probe_suite, args=(vectors, labels), kwargs=dict(
-        poolings=["cls", "mean"], texts=texts, folds=4, control=True, mdl=True), name="suite")
+    job = jobs.Job(
+        fn=probe_suite,
+        args=(vectors, labels),
+        kwargs=dict(poolings=["cls", "mean"], texts=texts, folds=4, control=True, mdl=True),
+        name="suite",
+    )
     relay = job.report
 
     def recording(done, total=None, message=None):
@@ -108,8 +112,9 @@ def test_the_probe_and_its_controls_run_as_one_job_with_one_progress():
     # The same numbers as each computation run on its own.
     direct = run_probe(vectors, labels, poolings=["cls", "mean"], folds=4, seed=0)
     np.testing.assert_allclose(job.result.result.table["accuracy_mean"], direct.table["accuracy_mean"])
-    control = run_selectivity(vectors, labels, types=word_types(texts), poolings=["cls", "mean"], folds=4, seed=0,
-                              real=direct)
+    control = run_selectivity(
+        vectors, labels, types=word_types(texts), poolings=["cls", "mean"], folds=4, seed=0, real=direct
+    )
     np.testing.assert_allclose(job.result.extras["selectivity"]["selectivity"], control["selectivity"])
     mdl = run_mdl(vectors, labels, poolings=["cls", "mean"], seed=0)
     np.testing.assert_allclose(job.result.extras["mdl"]["codelength_bits"], mdl["codelength_bits"])

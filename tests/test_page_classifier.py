@@ -22,9 +22,7 @@ def _unescaped(text: str) -> str:
 
 
 def _open_with(folder, page: str = PAGE, sentences: str = SENTENCES):
-    return open_page(
-        page, sentences=sentences, **{"clsviz.model": OTHER, "clsviz.custom_model": str(folder)}
-    )
+    return open_page(page, sentences=sentences, **{"clsviz.model": OTHER, "clsviz.custom_model": str(folder)})
 
 
 def _reference_probabilities(folder, text: str) -> np.ndarray:
@@ -110,7 +108,9 @@ def test_a_token_classification_checkpoint_says_what_is_supported(tmp_path, tiny
     from transformers import AutoTokenizer, BertForTokenClassification
 
     folder = tmp_path / "ner"
-    BertForTokenClassification.from_pretrained(str(tiny_model_dirs["bert"]), num_labels=5).save_pretrained(str(folder))
+    BertForTokenClassification.from_pretrained(str(tiny_model_dirs["bert"]), num_labels=5).save_pretrained(
+        str(folder)
+    )
     AutoTokenizer.from_pretrained(str(tiny_model_dirs["bert"])).save_pretrained(str(folder))
     at = _open_with(folder)
     assert not at.error, [e.value for e in at.error]  # the encoder itself loads and works
@@ -128,7 +128,10 @@ def test_hostile_labels_and_sentences_stay_text(tmp_path, tiny_model_dirs):
     labels = {0: "<script>alert(1)</script>", 1: "**bold** [link](http://x)"}
     folder = tmp_path / "hostile-labels"
     model = AutoModelForSequenceClassification.from_pretrained(
-        str(tiny_model_dirs["bert"]), num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()}
+        str(tiny_model_dirs["bert"]),
+        num_labels=2,
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
     )
     redraw_head(model, seed=4)
     model.save_pretrained(str(folder))

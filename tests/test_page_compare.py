@@ -162,7 +162,9 @@ def test_a_second_model_that_fails_leaves_the_first_working(second, message, tmp
         from transformers import GPT2Config, GPT2Model, PreTrainedTokenizerFast
 
         folder = tmp_path / "gpt2"
-        GPT2Model(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=32)).save_pretrained(str(folder))
+        GPT2Model(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=32)).save_pretrained(
+            str(folder)
+        )
         raw = Tokenizer(models.WordLevel(vocab={"<|endoftext|>": 0, "the": 1}, unk_token="<|endoftext|>"))
         raw.pre_tokenizer = pre_tokenizers.Whitespace()
         PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>").save_pretrained(str(folder))
@@ -214,7 +216,9 @@ def test_the_second_model_is_released_when_deselected(tiny_model_dirs, monkeypat
 def test_a_model_another_session_uses_is_kept(tiny_model_dirs, monkeypatch):
     loads: list[str] = []
     real = ui_state.load_encoder
-    monkeypatch.setattr(ui_state, "load_encoder", lambda name=None, **kw: loads.append(name) or real(name, **kw))
+    monkeypatch.setattr(
+        ui_state, "load_encoder", lambda name=None, **kw: loads.append(name) or real(name, **kw)
+    )
     name = str(tiny_model_dirs["albert"])
     ui_state.cached_encoder.clear(name)
     holds.USES.set("another-session", holds.MAIN, name)

@@ -114,12 +114,21 @@ def test_demo_corpus_shows_umap_panels_scores_and_typed_sentences(demo_page, dem
     stars = [t for t in panels["data"] if t["name"] == "your sentences"]
     assert len(stars) == 3 and list(stars[0]["text"]) == ["1", "2"]
     assert "&lt;b&gt;not&lt;/b&gt;" in stars[0]["hovertext"][0]
-    mine = np.stack([pool(trace(tiny_encoder, s, max_length=DEFAULT_MAX_TOKENS), "cls", layer) for s in SENTENCES.splitlines()])
-    np.testing.assert_allclose(np.c_[_arr(stars[0]["x"]), _arr(stars[0]["y"])], expected.transform(mine), atol=2e-3)
+    mine = np.stack(
+        [
+            pool(trace(tiny_encoder, s, max_length=DEFAULT_MAX_TOKENS), "cls", layer)
+            for s in SENTENCES.splitlines()
+        ]
+    )
+    np.testing.assert_allclose(
+        np.c_[_arr(stars[0]["x"]), _arr(stars[0]["y"])], expected.transform(mine), atol=2e-3
+    )
     # Scores beside the panels equal scikit-learn's, computed on the same vectors.
     topic = np.array(demo_corpus().labels["topic"])
     knn = cross_val_score(
-        KNeighborsClassifier(5, metric="cosine", algorithm="brute"), cls.astype(np.float64), topic,
+        KNeighborsClassifier(5, metric="cosine", algorithm="brute"),
+        cls.astype(np.float64),
+        topic,
         cv=StratifiedKFold(5, shuffle=True, random_state=0),
     ).mean()
     metrics = {m.label: m.value for m in at.metric}
@@ -167,8 +176,10 @@ def _csv(rows: list[list[str]]) -> bytes:
 
 
 UPLOADED = [["review", "mood"]] + [
-    [f"Review {i}: the {'room' if i % 2 else 'view'} was {'<i>lovely</i>' if i % 2 else 'dull'} today.",
-     "good" if i % 2 else "bad"]
+    [
+        f"Review {i}: the {'room' if i % 2 else 'view'} was {'<i>lovely</i>' if i % 2 else 'dull'} today.",
+        "good" if i % 2 else "bad",
+    ]
     for i in range(40)
 ]
 
@@ -176,7 +187,8 @@ UPLOADED = [["review", "mood"]] + [
 def test_uploaded_csv_is_projected_and_scored(tiny_model_dirs, tiny_encoder):
     upload = ("reviews.csv", _csv(UPLOADED))
     at = _open(
-        tiny_model_dirs["bert"], upload,
+        tiny_model_dirs["bert"],
+        upload,
         **{"embeddings.corpus.source": UPLOAD, "embeddings.method": "PCA"},
     )
     assert not at.error
@@ -249,10 +261,13 @@ def test_a_umap_failure_falls_back_to_pca_with_a_message(tiny_model_dirs):
             raise RuntimeError("numba could not compile")
         return real(method, **kwargs)
 
-    rows = [["text", "kind"]] + [[f"Fallback sentence number {i} about {'tea' if i % 2 else 'rain'}.", str(i % 2)]
-                                 for i in range(24)]
+    rows = [["text", "kind"]] + [
+        [f"Fallback sentence number {i} about {'tea' if i % 2 else 'rain'}.", str(i % 2)] for i in range(24)
+    ]
     with mock.patch.object(ui_embeddings, "Projector", failing):
-        at = _open(tiny_model_dirs["bert"], ("fallback.csv", _csv(rows)), **{"embeddings.corpus.source": UPLOAD})
+        at = _open(
+            tiny_model_dirs["bert"], ("fallback.csv", _csv(rows)), **{"embeddings.corpus.source": UPLOAD}
+        )
     shown = [w.value.replace("\\", "") for w in at.warning]  # Markdown escapes removed
     assert "UMAP failed (RuntimeError: numba could not compile); showing PCA." in shown
     assert "PCA of 24 texts" in _specs(at)[0]["layout"]["title"]["text"]
@@ -277,7 +292,9 @@ def _open_saved(model_dir, pv, tmp_path, name="vectors.npz") -> AppTest:
     data = save_vectors(pv, tmp_path / name).read_bytes()
     # Any embedding here would be a failure: saved vectors are shown as they are.
     with mock.patch("ui.corpus.extract", side_effect=AssertionError("the corpus was embedded again")):
-        at.file_uploader(key="embeddings.corpus.vectors").set_value((name, data, "application/octet-stream")).run()
+        at.file_uploader(key="embeddings.corpus.vectors").set_value(
+            (name, data, "application/octet-stream")
+        ).run()
     assert not at.exception, at.exception
     return at
 
@@ -304,15 +321,19 @@ def test_saved_vectors_are_shown_without_embedding_again(tiny_model_dirs, saved_
     centred = unit - unit.mean(0)
     expected = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
     got = _panel_points(panels, "x")
-    assert any(np.allclose(got, _sorted_rounded(expected * signs), atol=2e-3)
-               for signs in ([1, 1], [1, -1], [-1, 1], [-1, -1]))
+    assert any(
+        np.allclose(got, _sorted_rounded(expected * signs), atol=2e-3)
+        for signs in ([1, 1], [1, -1], [-1, 1], [-1, -1])
+    )
     # Same model: the typed sentences are placed among the saved ones.
     stars = [t for t in panels["data"] if t["name"] == "your sentences"]
     assert len(stars) == 3 and list(stars[0]["text"]) == ["1", "2"]
     assert f"{pooling_title('first')} · kNN accuracy" in [m.label for m in at.metric]
 
 
-def test_saved_vectors_from_another_model_or_without_mean(tiny_model_dirs, saved_vectors, tiny_encoder, tmp_path):
+def test_saved_vectors_from_another_model_or_without_mean(
+    tiny_model_dirs, saved_vectors, tiny_encoder, tmp_path
+):
     from dataclasses import replace
 
     other = replace(saved_vectors, model_name="someone/other-model")
@@ -347,8 +368,13 @@ def _vectors(X: np.ndarray):
 
     texts = tuple(f"text {i}" for i in range(len(X)))
     stack = np.stack([X, X[:, ::-1].copy(), X * 2.0], axis=1)[:, None]  # [N, 1 layer, 3 poolings, D]
-    return PooledVectors(vectors=stack, texts=texts, poolings=("cls", "mean", "max"), model_name="parallel-test",
-                         truncated=np.zeros(len(X), dtype=bool)), Corpus(texts=texts)
+    return PooledVectors(
+        vectors=stack,
+        texts=texts,
+        poolings=("cls", "mean", "max"),
+        model_name="parallel-test",
+        truncated=np.zeros(len(X), dtype=bool),
+    ), Corpus(texts=texts)
 
 
 def test_the_other_panels_are_fit_in_the_worker_with_the_same_numbers(worker_jobs):
@@ -362,7 +388,9 @@ def test_the_other_panels_are_fit_in_the_worker_with_the_same_numbers(worker_job
     for p in ("mean", "max"):  # what the worker fit is what this process would have
         here = Projector("umap", random_state=SEED).fit(vectors.get(p, 0))
         np.testing.assert_allclose(fitted[p].embedding_, here.embedding_, atol=1e-5)
-    assert E.prefetch_projections(lambda p: vectors, corpus, 0, ("cls", "mean", "max"), "umap", SEED) == []  # cached
+    assert (
+        E.prefetch_projections(lambda p: vectors, corpus, 0, ("cls", "mean", "max"), "umap", SEED) == []
+    )  # cached
 
 
 def test_a_fit_still_queued_behind_another_job_is_done_here(worker_jobs):
@@ -375,6 +403,8 @@ def test_a_fit_still_queued_behind_another_job_is_done_here(worker_jobs):
     assert job.status == "queued"
     fitted = E.fitted_projection(vectors, corpus, 0, "mean", "pca", SEED)
     assert job.status == "cancelled" and job.started is None  # withdrawn, never ran
-    np.testing.assert_allclose(fitted.embedding_, Projector("pca", random_state=SEED).fit(vectors.get("mean", 0)).embedding_)
+    np.testing.assert_allclose(
+        fitted.embedding_, Projector("pca", random_state=SEED).fit(vectors.get("mean", 0)).embedding_
+    )
     busy.cancel()
     assert busy.wait(60)

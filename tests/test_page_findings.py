@@ -88,7 +88,9 @@ def test_a_check_draws_the_table_and_a_sentence_per_finding(checked):
         assert row.verdict in text
         assert f"]({row.url})" in text
     captions = _captions(at)
-    assert sum(plain(f"Caveat: {row.caveat}")[:60] in captions for row in saved.itertuples() if row.caveat) >= 3
+    assert (
+        sum(plain(f"Caveat: {row.caveat}")[:60] in captions for row in saved.itertuples() if row.caveat) >= 3
+    )
     assert any(b.label == "Download the table (CSV)" for b in at.get("download_button"))
     assert not any(b.label == BUTTON for b in at.button)  # the result is there: no button
 

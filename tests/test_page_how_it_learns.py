@@ -53,7 +53,9 @@ def finished(tiny_model_dirs, tmp_path_factory):
     at = open_page(PAGE, sentences=SENTENCE, timeout=240,
                    **{"clsviz.model": OTHER, "clsviz.custom_model": str(tiny_model_dirs["bert"])})  # fmt: skip
     next(s for s in at.selectbox if s.label == "Label to learn").set_value("sentiment")
-    next(m for m in at.multiselect if m.label == "Poolings").set_value(["cls", "mean", "cls_head", "cls_last", "fresh_middle"])
+    next(m for m in at.multiselect if m.label == "Poolings").set_value(
+        ["cls", "mean", "cls_head", "cls_last", "fresh_middle"]
+    )
     next(s for s in at.slider if s.label == "Epochs").set_value(1)
     next(s for s in at.slider if s.label == "Checkpoints").set_value(2)
     next(n for n in at.number_input if n.label == "Texts").set_value(30)
@@ -92,7 +94,9 @@ def test_the_checkpoint_slider_redraws_for_that_step(finished):
     slider.set_value(0)
     at.run()
     assert not at.exception
-    spec = next(s for s in _specs(at) if "What the model state shows at step 0" in s["layout"]["title"]["text"])
+    spec = next(
+        s for s in _specs(at) if "What the model state shows at step 0" in s["layout"]["title"]["text"]
+    )
     cka = [d for d in spec["data"] if d.get("xaxis") == "x4"]
     assert cka and all(np.allclose(_arr(d["y"]), 1.0) for d in cka)  # step 0: every layer equals itself
     flow = next(s for s in _specs(at) if s["layout"]["title"]["text"].startswith("Gradient flow at step 0"))
@@ -133,7 +137,11 @@ def test_unusable_settings_fail_with_a_message(tiny_model_dirs):
     assert not at.exception, at.exception
     assert job.status == jobs.FAILED
     errors = [e.value.replace("\\", "") for e in at.error]  # the page escapes Markdown in messages
-    assert errors and errors[0].startswith("Fine-tuning failed: Only 10 texts for") and "Traceback" not in errors[0]
+    assert (
+        errors
+        and errors[0].startswith("Fine-tuning failed: Only 10 texts for")
+        and "Traceback" not in errors[0]
+    )
     assert "Add texts or use a label with fewer classes" in errors[0]
 
 

@@ -47,11 +47,15 @@ def test_neighbours_on_the_bundled_model_match_brute_force(encoder):
         top = np.argsort(-sims)[:5]
         bars = spec["data"][panel]
         np.testing.assert_allclose(_arr(bars["x"]).astype(float), np.round(sims[top], 4), atol=2e-4)
-        assert [label.split(". ", 1)[1][:20] for label in bars["y"]] == [safe_text(texts[i])[:20] for i in top]
+        assert [label.split(". ", 1)[1][:20] for label in bars["y"]] == [
+            safe_text(texts[i])[:20] for i in top
+        ]
     summary = next(m.value for m in at.markdown if m.value.startswith("**For ")).replace("\\", "")
     assert "agree on" in summary
     # At layer 4 every [CLS] is almost one vector: the closest cosine is shown beside the unrelated one.
-    assert "two unrelated sentences have 0.99" in summary and "almost the same vector for every input" in summary
+    assert (
+        "two unrelated sentences have 0.99" in summary and "almost the same vector for every input" in summary
+    )
     assert len(at.get("download_button")) == 1
 
 
@@ -91,8 +95,9 @@ def test_masked_lm_head_reading(tiny_mlm_dir):  # noqa: F811
 
 
 def test_no_head_note_for_the_bundled_model():
-    at = _open(**{SAMPLE_KEY: 60, "inversion.pairs.source": UPLOAD_PAIRS,
-                  "inversion.section": "Masked-LM head"})
+    at = _open(
+        **{SAMPLE_KEY: 60, "inversion.pairs.source": UPLOAD_PAIRS, "inversion.section": "Masked-LM head"}
+    )
     assert any("no trained masked-LM head" in i.value for i in at.info)
     assert not chart_specs(at)
 
@@ -124,7 +129,10 @@ def test_every_tiny_family_runs(tiny_model_dirs, kind):
 def test_a_new_corpus_uses_all_its_texts_not_the_last_corpus_sample(tiny_model_dirs):
     at = _tiny(tiny_model_dirs["bert"])
     assert at.number_input(key=SAMPLE_KEY).value == 150
-    rows = [f"upload sentence number {i} about {'rain' if i % 2 else 'sun'} and {i % 7} boats" for i in range(1130)]
+    rows = [
+        f"upload sentence number {i} about {'rain' if i % 2 else 'sun'} and {i % 7} boats"
+        for i in range(1130)
+    ]
     data = ("text\n" + "\n".join(rows) + "\n").encode()
     at.radio(key="inversion.corpus.source").set_value("Upload a file").run()
     at.file_uploader(key="inversion.corpus.file").set_value(("upload.csv", data, "text/csv")).run()

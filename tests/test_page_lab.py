@@ -73,7 +73,9 @@ def test_a_run_started_on_the_page_finishes_and_is_shown(finished, lab_home):
     saved = open_run(run.folder)  # what the page read back from the folder
     markdown = " ".join(m.value for m in at.markdown)
     assert "last+nsp: 10 steps" in markdown.replace("\\", "")
-    titles = {s["layout"]["xaxis"]["title"]["text"] for s in _specs(at) if s["layout"].get("xaxis", {}).get("title")}
+    titles = {
+        s["layout"]["xaxis"]["title"]["text"] for s in _specs(at) if s["layout"].get("xaxis", {}).get("title")
+    }
     assert "step" in titles
     probe = next(s for s in _specs(at) if any(d.get("name") == "summary token ([CLS])" for d in s["data"]))
     line = next(d for d in probe["data"] if d.get("name") == "summary token ([CLS])")
@@ -103,7 +105,9 @@ def test_pages_that_need_cls_say_so_on_a_model_without_one(lab_home):
     run = pretrain(excerpt_texts(), summary="none", sentence_objective="nsp", config=TINY_LAB, steps=2,
                    out=lab_home / "none-nsp", checkpoints=0, threads=1)  # fmt: skip
     for page in ("pages/1_Attention.py", "pages/7_What_flows_in.py", "pages/9_How_it_learns.py"):
-        at = open_page(page, sentences="She smiled.", **{"clsviz.model": OTHER, "clsviz.custom_model": str(run.folder)})
+        at = open_page(
+            page, sentences="She smiled.", **{"clsviz.model": OTHER, "clsviz.custom_model": str(run.folder)}
+        )
         assert any("pretrained without one" in i.value for i in at.info), page
         assert not at.get("plotly_chart")
     at = open_page("app.py", sentences="She smiled.", **{"clsviz.model": str(run.folder)})

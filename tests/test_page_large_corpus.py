@@ -28,10 +28,18 @@ def _chunks(model_name: str):
     centres = rng.normal(size=(3, DIM))
     for start in range(0, ROWS, CHUNK):
         y = rng.integers(0, 3, CHUNK)
-        vectors = (centres[y][:, None, None, :] + rng.normal(size=(CHUNK, LAYERS + 1, 2, DIM))).astype(np.float32)
+        vectors = (centres[y][:, None, None, :] + rng.normal(size=(CHUNK, LAYERS + 1, 2, DIM))).astype(
+            np.float32
+        )
         texts = tuple(f"<i>sentence</i> {start + i} about {TOPICS[y[i]]}" for i in range(CHUNK))
-        yield PooledVectors(vectors=vectors, poolings=("cls", "mean"), texts=texts, model_name=model_name,
-                            truncated=np.zeros(CHUNK, dtype=bool), labels={"topic": tuple(TOPICS[y])})
+        yield PooledVectors(
+            vectors=vectors,
+            poolings=("cls", "mean"),
+            texts=texts,
+            model_name=model_name,
+            truncated=np.zeros(CHUNK, dtype=bool),
+            labels={"topic": tuple(TOPICS[y])},
+        )
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +65,22 @@ def _points(x) -> int:
 def _state(model_dir, prefix: str, path: str, **more) -> dict:
     from ui.embeddings import SAVED
 
-    return {"clsviz.model": OTHER, "clsviz.custom_model": str(model_dir), f"{prefix}.source": SAVED,
-            f"{prefix}.vectors.kind": FOLDER_PATH, f"{prefix}.vectors.path": path, **more}
+    return {
+        "clsviz.model": OTHER,
+        "clsviz.custom_model": str(model_dir),
+        f"{prefix}.source": SAVED,
+        f"{prefix}.vectors.kind": FOLDER_PATH,
+        f"{prefix}.vectors.path": path,
+        **more,
+    }
 
 
 def test_the_embeddings_page_opens_100k_rows(tiny_model_dirs):
-    at = open_page("pages/3_Embeddings.py", sentences="A typed sentence.",
-                   **_state(tiny_model_dirs["bert"], "embeddings.corpus", "big", **{"embeddings.method": "PCA"}))
+    at = open_page(
+        "pages/3_Embeddings.py",
+        sentences="A typed sentence.",
+        **_state(tiny_model_dirs["bert"], "embeddings.corpus", "big", **{"embeddings.method": "PCA"}),
+    )
     assert not at.error
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     title = spec["layout"]["title"]["text"]
@@ -79,8 +96,10 @@ def test_the_embeddings_page_opens_100k_rows(tiny_model_dirs):
 
 def test_paths_outside_the_data_directory_are_refused(tiny_model_dirs, data_root):
     for path in ("../", "/etc", "big/../../", "missing"):
-        at = open_page("pages/3_Embeddings.py",
-                       **_state(tiny_model_dirs["bert"], "embeddings.corpus", path, **{"embeddings.method": "PCA"}))
+        at = open_page(
+            "pages/3_Embeddings.py",
+            **_state(tiny_model_dirs["bert"], "embeddings.corpus", path, **{"embeddings.method": "PCA"}),
+        )
         shown = " ".join(t.value for t in at.text)
         assert at.error and ("outside" in shown or "no folder" in shown), path
         assert not at.get("plotly_chart")
@@ -99,8 +118,11 @@ def test_the_inversion_page_searches_100k_rows(tiny_model_dirs, data_root, tiny_
     from clsviz.vectors_io import load_vectors
 
     sentence = "sentence 7 about food"
-    at = open_page("pages/6_Inversion.py", sentences=sentence,
-                   **_state(tiny_model_dirs["bert"], "inversion.corpus", "big", **{"inversion.layer": 1}))
+    at = open_page(
+        "pages/6_Inversion.py",
+        sentences=sentence,
+        **_state(tiny_model_dirs["bert"], "inversion.corpus", "big", **{"inversion.layer": 1}),
+    )
     assert not at.error
     frames = [df.value for df in at.dataframe if "cosine" in df.value.columns]
     assert len(frames) == 2  # [CLS] and mean side by side
@@ -124,16 +146,21 @@ def test_damaged_or_foreign_folders_keep_the_app_serving(tiny_model_dirs, data_r
         data = bytearray((bad / "shard-00000.parquet").read_bytes())
         data[len(data) // 2] ^= 0xFF
         (bad / "shard-00000.parquet").write_bytes(bytes(data))
-    at = open_page("pages/3_Embeddings.py",
-                   **_state(tiny_model_dirs["bert"], "embeddings.corpus", "flipped", **{"embeddings.method": "PCA"}))
+    at = open_page(
+        "pages/3_Embeddings.py",
+        **_state(tiny_model_dirs["bert"], "embeddings.corpus", "flipped", **{"embeddings.method": "PCA"}),
+    )
     assert at.error and any("checksum" in t.value for t in at.text) and not at.get("plotly_chart")
     foreign = data_root / "foreign"
     if not foreign.exists():
         from dataclasses import replace
 
         save_shards([replace(small, model_name="someone/other-model")], foreign, rows=40)
-    at = open_page("pages/6_Inversion.py", sentences="A typed sentence.",
-                   **_state(tiny_model_dirs["bert"], "inversion.corpus", "foreign"))
+    at = open_page(
+        "pages/6_Inversion.py",
+        sentences="A typed sentence.",
+        **_state(tiny_model_dirs["bert"], "inversion.corpus", "foreign"),
+    )
     assert any("someone/other-model" in w.value for w in at.warning)
     assert not [df for df in at.dataframe if "cosine" in df.value.columns]
 
@@ -147,11 +174,18 @@ def test_parquet_and_jsonl_uploads_in_the_picker():
     from tests.test_ui_corpus import _app
 
     sink = _io.BytesIO()
-    pq.write_table(pa.table({"text": ["One sentence.", "Another <b>one</b>.", "A third."],
-                             "label": ["a", "b", "a"]}), sink)
-    for name, data in (("c.parquet", sink.getvalue()),
-                       ("c.jsonl", b'{"text": "One sentence.", "label": "a"}\n{"text": "Another <b>one</b>.", '
-                                   b'"label": "b"}\n{"text": "A third.", "label": "a"}\n')):
+    pq.write_table(
+        pa.table({"text": ["One sentence.", "Another <b>one</b>.", "A third."], "label": ["a", "b", "a"]}),
+        sink,
+    )
+    for name, data in (
+        ("c.parquet", sink.getvalue()),
+        (
+            "c.jsonl",
+            b'{"text": "One sentence.", "label": "a"}\n{"text": "Another <b>one</b>.", '
+            b'"label": "b"}\n{"text": "A third.", "label": "a"}\n',
+        ),
+    ):
         at = _app((name, data))
         result = at.session_state["result"]
         assert result["texts"] == ("One sentence.", "Another <b>one</b>.", "A third.")
@@ -183,8 +217,14 @@ def test_an_uploaded_shard_folder_is_written_whole_and_opened(tmp_path, tiny_enc
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where the app writes uploads
     chunk = next(_chunks(tiny_encoder.name))
-    small = PooledVectors(vectors=chunk.vectors[:40], poolings=chunk.poolings, texts=chunk.texts[:40],
-                          model_name=chunk.model_name, truncated=chunk.truncated[:40], labels={})
+    small = PooledVectors(
+        vectors=chunk.vectors[:40],
+        poolings=chunk.poolings,
+        texts=chunk.texts[:40],
+        model_name=chunk.model_name,
+        truncated=chunk.truncated[:40],
+        labels={},
+    )
     save_shards([small], tmp_path / "source", rows=40)
     at = AppTest.from_function(_folder_upload_script, default_timeout=60)
     at.session_state["folder"] = str(tmp_path / "source")

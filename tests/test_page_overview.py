@@ -93,7 +93,9 @@ def test_offline_the_model_list_offers_only_models_that_can_load(monkeypatch):
     import ui.state
 
     real = ui.state.model_unavailable
-    monkeypatch.setattr(ui.state, "model_unavailable", lambda name: None if name == "roberta-base" else real(name))
+    monkeypatch.setattr(
+        ui.state, "model_unavailable", lambda name: None if name == "roberta-base" else real(name)
+    )
     at.run()
     assert "roberta-base" in list(at.sidebar.selectbox(key="sidebar.model").options)
 
@@ -102,7 +104,10 @@ def test_the_sidebar_describes_the_model_in_use_after_a_failed_switch():
     at = _run()
     at.sidebar.selectbox[0].set_value("Other (hub id or local folder)…").run()
     at.sidebar.text_input[0].set_value("owner/missing-model").run()
-    assert any("Could not load owner/missing-model; the bundled model is in use" in c.value for c in at.sidebar.caption)
+    assert any(
+        "Could not load owner/missing-model; the bundled model is in use" in c.value
+        for c in at.sidebar.caption
+    )
     # The reason stays at the top of every page until another model is picked.
     at.switch_page("pages/1_Attention.py").run()
     assert any("owner/missing-model" in e.value for e in at.error)
@@ -125,8 +130,11 @@ def test_the_overview_draws_before_the_baseline_and_then_uses_it(monkeypatch):
     import ui.embeddings
 
     warmups = []  # UMAP's compilation starts after the baseline, never with the first page
-    monkeypatch.setattr(ui.embeddings, "start_umap_warmup",
-                        lambda: warmups.append(ui.warmup.ready_baseline(encoder) is not None))
+    monkeypatch.setattr(
+        ui.embeddings,
+        "start_umap_warmup",
+        lambda: warmups.append(ui.warmup.ready_baseline(encoder) is not None),
+    )
     at = _run()
     assert not at.exception
     assert len(at.get("plotly_chart")) == 3

@@ -23,7 +23,13 @@ os.environ.setdefault(BASELINE_SAMPLE_ENV, "40")
 
 PAGE = "pages/2_Similarity.py"
 PARAPHRASE = "A man is playing a guitar.\nSomeone plays the guitar.\nThe stock market fell sharply today."
-SECTIONS = ("[CLS] and its tokens", "Compare sentences", "Benchmark", "Norms & massive activations", "Baseline")
+SECTIONS = (
+    "[CLS] and its tokens",
+    "Compare sentences",
+    "Benchmark",
+    "Norms & massive activations",
+    "Baseline",
+)
 
 
 def _open(sentences: str | None = None, **state) -> AppTest:
@@ -63,7 +69,9 @@ def test_default_run_shows_the_cls_maps(page, encoder):
     t = trace(encoder, DEFAULT_SENTENCES.splitlines()[0], max_length=128)
     z = _arr(specs[0]["data"][0]["z"]).astype(float)
     h = t.hidden_states.astype(np.float64)
-    expected = (h @ h[:, 0, :, None])[..., 0] / (np.linalg.norm(h, axis=-1) * np.linalg.norm(h[:, :1], axis=-1))
+    expected = (h @ h[:, 0, :, None])[..., 0] / (
+        np.linalg.norm(h, axis=-1) * np.linalg.norm(h[:, :1], axis=-1)
+    )
     assert z == pytest.approx(expected, abs=2e-3)
     assert len(page.get("download_button")) == 2
     assert not page.error and not page.warning
@@ -156,7 +164,9 @@ def test_uploaded_pairs_are_scored(encoder):
 
 
 def test_bad_pairs_file_names_the_rows():
-    data = _csv(["A cat sleeps.,A cat is asleep.,4.5", "A dog barks.,,3", "Rain falls.,It rains.,high", "x,y,1"])
+    data = _csv(
+        ["A cat sleeps.,A cat is asleep.,4.5", "A dog barks.,,3", "Rain falls.,It rains.,high", "x,y,1"]
+    )
     at = _upload(data, "bad.csv")
     messages = [e.value for e in at.error]
     assert len(messages) == 1

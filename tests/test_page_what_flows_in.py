@@ -18,7 +18,14 @@ from ui.state import DEFAULT_MAX_TOKENS, OTHER
 
 PAGE = "pages/7_What_flows_in.py"
 SENTENCES = "Why is the [CLS] token always first?\nThe <b>film</b> was not bad at all."
-CHARTS = ("mixing.cls_row", "mixing.rollout", "mixing.raw", "mixing.block_figure", "mixing.compare", "mixing.attribution")
+CHARTS = (
+    "mixing.cls_row",
+    "mixing.rollout",
+    "mixing.raw",
+    "mixing.block_figure",
+    "mixing.compare",
+    "mixing.attribution",
+)
 
 
 def _charts(at: AppTest) -> list[dict]:
@@ -54,7 +61,9 @@ def test_default_run_draws_every_map_beside_raw_attention(page, encoder):
     t = trace(encoder, SENTENCES.splitlines()[0], max_length=DEFAULT_MAX_TOKENS)
     alti = mixing.measure(encoder, t, "alti")
     left, right = charts[0]["data"][:2]
-    np.testing.assert_allclose(_arr(left["z"]).astype(float), t.attentions.mean(axis=1)[:, t.cls_index], atol=1e-4)
+    np.testing.assert_allclose(
+        _arr(left["z"]).astype(float), t.attentions.mean(axis=1)[:, t.cls_index], atol=1e-4
+    )
     np.testing.assert_allclose(_arr(right["z"]).astype(float), alti.row(), atol=1e-4)
     assert left["x"] == [safe_text(f"{i} {tok}") for i, tok in enumerate(t.tokens)]
     assert not page.exception and not page.error
@@ -74,7 +83,9 @@ def test_attributions_are_escaped_text(page):
 
 
 def test_value_zeroing_runs_in_the_background_and_says_when_cls_barely_mixes():
-    at = open_page(PAGE, "Why is the [CLS] token always first?", timeout=400, **{"mixing.method": "value_zeroing"})
+    at = open_page(
+        PAGE, "Why is the [CLS] token always first?", timeout=400, **{"mixing.method": "value_zeroing"}
+    )
     assert any("Value zeroing reruns every block" in i.value for i in at.info)
     assert len(_charts(at)) == 2  # only the side-by-side comparison and the attribution so far
     _button(at, "Compute value zeroing").click()
@@ -92,7 +103,9 @@ def test_value_zeroing_runs_in_the_background_and_says_when_cls_barely_mixes():
 def test_the_scoreboard_runs_and_gives_a_verdict(tiny_model_dirs):
     at = open_page(PAGE, "the cat chased a dog\nwhy is it first", timeout=400,
                    **{"clsviz.model": OTHER, "clsviz.custom_model": str(tiny_model_dirs["bert"])})  # fmt: skip
-    at.multiselect(key="mixing.measures").set_value(["attention", "rollout", "alti", "occlusion", "random"]).run()
+    at.multiselect(key="mixing.measures").set_value(
+        ["attention", "rollout", "alti", "occlusion", "random"]
+    ).run()
     job = _run_scoreboard(at)
     # The verdict is decided on the intervals over the sentences, and quotes them.
     verdict = next(i.value for i in at.info if i.value.startswith("On "))
@@ -130,7 +143,10 @@ def test_the_scoreboard_on_the_models_own_classifier(bundled_classifier_dir):
     at = open_page(PAGE, "The film was not bad at all.", timeout=400,
                    **{"clsviz.model": OTHER, "clsviz.custom_model": str(bundled_classifier_dir)})  # fmt: skip
     assert at.selectbox(key="mixing.board_target").options == [
-        "a probe's or the classifier's logit", "classifier logit", "cosine to itself"]
+        "a probe's or the classifier's logit",
+        "classifier logit",
+        "cosine to itself",
+    ]
     at.selectbox(key="mixing.board_target").set_value("classifier")
     at.multiselect(key="mixing.measures").set_value(["attention", "occlusion", "random"]).run()
     job = _run_scoreboard(at)

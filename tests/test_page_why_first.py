@@ -47,10 +47,16 @@ def test_default_run_shows_variants_and_their_numbers(encoder):
     assert len(specs) == 2  # the inputs grid and the three-panel lines
     tokens_grid, lines = specs
     assert list(tokens_grid["data"][0]["y"]) == [safe_text(VARIANT_LABELS[v]) for v in VARIANT_LABELS]
-    expected = position_experiment(encoder, SENTENCE, shift=20, replacement="the", max_length=DEFAULT_MAX_TOKENS).table
+    expected = position_experiment(
+        encoder, SENTENCE, shift=20, replacement="the", max_length=DEFAULT_MAX_TOKENS
+    ).table
     moved = expected[expected["variant"] == "cls_end"].sort_values("layer")
-    trace = next(d for d in lines["data"] if d["name"] == safe_text(VARIANT_LABELS["cls_end"]) and d["xaxis"] == "x")
-    np.testing.assert_allclose(_arr(trace["y"]).astype(float), np.round(moved["cos_to_standard_cls"], 4), atol=1e-4)
+    trace = next(
+        d for d in lines["data"] if d["name"] == safe_text(VARIANT_LABELS["cls_end"]) and d["xaxis"] == "x"
+    )
+    np.testing.assert_allclose(
+        _arr(trace["y"]).astype(float), np.round(moved["cos_to_standard_cls"], 4), atol=1e-4
+    )
     summary = next(m.value for m in at.markdown if m.value.startswith("**For "))
     last = expected[expected["layer"] == expected["layer"].max()].set_index("variant")
     assert f"{last.loc['standard', 'cos_to_mean']:.2f}" in summary
@@ -93,7 +99,9 @@ def test_notes_for_a_long_shift_and_a_multi_token_word(tiny_model_dirs):
 
 def test_single_class_labels_and_unlabelled_corpus_give_messages(tiny_model_dirs, monkeypatch):
     texts = tuple(f"Sentence number {i} is about the weather." for i in range(30))
-    monkeypatch.setattr(ui.corpus, "demo_corpus", lambda: Corpus(texts=texts, labels={"topic": ("weather",) * 30}))
+    monkeypatch.setattr(
+        ui.corpus, "demo_corpus", lambda: Corpus(texts=texts, labels={"topic": ("weather",) * 30})
+    )
     at = _tiny(tiny_model_dirs)
     at.button(key="why_first.run").click().run()
     assert not at.exception, at.exception

@@ -98,7 +98,12 @@ def test_batched_torch_pooling_matches_numpy(pooling, padded):
         mask[1, 2] = False
     hidden[np.broadcast_to(~mask[:, None, :, None], hidden.shape)] = 1e3  # padding must not leak
     expected = pool_hidden(hidden, mask, special, pooling)
-    got = pool_hidden(torch.from_numpy(hidden), torch.from_numpy(mask), torch.from_numpy(special), pooling,
-                      torch.zeros(4, dtype=torch.long))
+    got = pool_hidden(
+        torch.from_numpy(hidden),
+        torch.from_numpy(mask),
+        torch.from_numpy(special),
+        pooling,
+        torch.zeros(4, dtype=torch.long),
+    )
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-5)
     assert np.abs(expected).max() < 1e3

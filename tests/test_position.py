@@ -40,8 +40,15 @@ def _expected_tokens(encoder, text, replacement="the"):
         "mask": [encoder.tokenizer.mask_token] + body,
         "other_token": [word] + body,
         "shifted": toks,
-    }, {"standard": 0, "cls_end": len(toks) - 1, "cls_middle": half, "no_cls": 0, "mask": 0, "other_token": 0,
-        "shifted": 0}
+    }, {
+        "standard": 0,
+        "cls_end": len(toks) - 1,
+        "cls_middle": half,
+        "no_cls": 0,
+        "mask": 0,
+        "other_token": 0,
+        "shifted": 0,
+    }
 
 
 @pytest.mark.parametrize("kind", ["bert", "roberta", "distilbert"])
@@ -91,20 +98,29 @@ def test_table_measures_match_numpy(encoder):
         expected_att = np.array([att[i].sum() / (att.shape[1] * att.shape[2]) for i in range(att.shape[0])])
         np.testing.assert_allclose(rows["attention_received"].to_numpy()[1:], expected_att, rtol=1e-5)
         assert np.isnan(rows["attention_received"].iloc[0])
-        cos = [np.dot(vec[i], ref[i]) / np.linalg.norm(vec[i]) / np.linalg.norm(ref[i]) for i in range(len(vec))]
+        cos = [
+            np.dot(vec[i], ref[i]) / np.linalg.norm(vec[i]) / np.linalg.norm(ref[i]) for i in range(len(vec))
+        ]
         np.testing.assert_allclose(rows["cos_to_standard_cls"], cos, rtol=1e-5, atol=1e-6)
         text_rows = run.hidden_states[:, run.variant.content_mask].astype(np.float64).mean(axis=1)
-        cos_mean = [np.dot(vec[i], text_rows[i]) / np.linalg.norm(vec[i]) / np.linalg.norm(text_rows[i])
-                    for i in range(len(vec))]
+        cos_mean = [
+            np.dot(vec[i], text_rows[i]) / np.linalg.norm(vec[i]) / np.linalg.norm(text_rows[i])
+            for i in range(len(vec))
+        ]
         np.testing.assert_allclose(rows["cos_to_mean"], cos_mean, rtol=1e-5, atol=1e-6)
-        yard = [np.mean([np.dot(tok, ref[i]) / np.linalg.norm(tok) / np.linalg.norm(ref[i]) for tok in tokens[i]])
-                for i in range(len(ref))]
+        yard = [
+            np.mean([np.dot(tok, ref[i]) / np.linalg.norm(tok) / np.linalg.norm(ref[i]) for tok in tokens[i]])
+            for i in range(len(ref))
+        ]
         np.testing.assert_allclose(rows["standard_cls_to_tokens"], yard, rtol=1e-5, atol=1e-6)
     # Moving [CLS] changes its input, so at the embeddings it differs from the standard one ...
     moved = table[(table["variant"] == "cls_end") & (table["layer"] == 0)]["cos_to_standard_cls"].item()
     assert moved < 0.999
     sentence = P.summarize_position(table)
-    assert f"{table[(table.variant == 'cls_end') & (table.layer == 6)]['cos_to_standard_cls'].item():.2f}" in sentence
+    assert (
+        f"{table[(table.variant == 'cls_end') & (table.layer == 6)]['cos_to_standard_cls'].item():.2f}"
+        in sentence
+    )
 
 
 def test_shifted_embeddings_use_shifted_positions(tiny_encoders):
@@ -116,8 +132,14 @@ def test_shifted_embeddings_use_shifted_positions(tiny_encoders):
     ids = torch.as_tensor(run.variant.input_ids)
     pos = torch.arange(len(ids)) + 7
     with torch.no_grad():
-        x = emb.word_embeddings.weight[ids] + emb.position_embeddings.weight[pos] + emb.token_type_embeddings.weight[0]
-        x = torch.nn.functional.layer_norm(x, x.shape[-1:], emb.LayerNorm.weight, emb.LayerNorm.bias, emb.LayerNorm.eps)
+        x = (
+            emb.word_embeddings.weight[ids]
+            + emb.position_embeddings.weight[pos]
+            + emb.token_type_embeddings.weight[0]
+        )
+        x = torch.nn.functional.layer_norm(
+            x, x.shape[-1:], emb.LayerNorm.weight, emb.LayerNorm.bias, emb.LayerNorm.eps
+        )
     np.testing.assert_allclose(run.hidden_states[0], x.numpy(), atol=1e-5)
     assert result.shift == 7
 
@@ -219,7 +241,9 @@ def test_figures_carry_the_table(tiny_encoders):
         rows = result.table[result.table["variant"] == name].sort_values("layer")
         cos, att, mean = fig["data"][3 * i : 3 * i + 3]
         np.testing.assert_allclose(_arr(cos["y"]), np.round(rows["cos_to_standard_cls"], 4), atol=1e-4)
-        np.testing.assert_allclose(_arr(att["y"]), np.round(rows["attention_received"].iloc[1:], 4), atol=1e-4)
+        np.testing.assert_allclose(
+            _arr(att["y"]), np.round(rows["attention_received"].iloc[1:], 4), atol=1e-4
+        )
         assert list(att["x"]) == list(range(1, enc.info.num_layers + 1))
         np.testing.assert_allclose(_arr(mean["y"]), np.round(rows["cos_to_mean"], 4), atol=1e-4)
     grid = figures.variant_tokens_figure([r.variant for r in result.runs]).to_dict()["data"][0]

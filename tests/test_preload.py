@@ -69,7 +69,9 @@ def test_the_cached_encoder_takes_the_preloaded_model(monkeypatch):
 
     sentinel = object()
     monkeypatch.setattr(clsviz, "load_encoder", lambda *a, **k: sentinel)
-    monkeypatch.setattr(state, "load_encoder", lambda *a, **k: pytest.fail("the preloaded model was not used"))
+    monkeypatch.setattr(
+        state, "load_encoder", lambda *a, **k: pytest.fail("the preloaded model was not used")
+    )
     preload.start().join(10)
     state.cached_encoder.clear()
     try:

@@ -222,8 +222,10 @@ def test_fits_stopped_at_the_iteration_cap_are_counted_and_said(token_data, max_
     assert result.capped_fits == warned
     said = [m for m in result.messages if "iteration cap" in m]
     if warned:
-        assert said == [f"{warned} of {fits} fits stopped at the {max_iter}-iteration cap before converging; their "
-                        "accuracies may be slightly low. Raise max_iter to let them finish."]
+        assert said == [
+            f"{warned} of {fits} fits stopped at the {max_iter}-iteration cap before converging; their "
+            "accuracies may be slightly low. Raise max_iter to let them finish."
+        ]
     else:
         assert not said
 

@@ -80,8 +80,18 @@ def test_selectivity_table_per_layer_and_pooling_with_its_sentence():
     Xr, _, _ = _reading()
     vectors = {"cls": np.stack([X, X], axis=1), "mean": np.stack([Xr, X], axis=1)}
     table = run_selectivity(vectors, list(y), types=list(types), folds=4)
-    assert list(table.columns) == ["layer", "pooling", "accuracy", "accuracy_sd", "control_accuracy", "control_sd",
-                                   "selectivity", "n", "folds", "types"]
+    assert list(table.columns) == [
+        "layer",
+        "pooling",
+        "accuracy",
+        "accuracy_sd",
+        "control_accuracy",
+        "control_sd",
+        "selectivity",
+        "n",
+        "folds",
+        "types",
+    ]
     assert len(table) == 4 and set(table["layer"]) == {0, 1}
     np.testing.assert_allclose(table["selectivity"], table["accuracy"] - table["control_accuracy"])
     text = summarize_selectivity(table)

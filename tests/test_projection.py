@@ -223,9 +223,14 @@ def test_knn_accuracy_matches_scikit_learn_cross_validation():
     assert 0.4 < got < 1.0
     assert got == pytest.approx(ref, abs=1e-12)
     euclid = cross_val_score(
-        KNeighborsClassifier(n_neighbors=3), X, y, cv=StratifiedKFold(n_splits=4, shuffle=True, random_state=2)
+        KNeighborsClassifier(n_neighbors=3),
+        X,
+        y,
+        cv=StratifiedKFold(n_splits=4, shuffle=True, random_state=2),
     ).mean()
-    assert knn_accuracy(X, y, k=3, folds=4, metric="euclidean", random_state=2) == pytest.approx(euclid, abs=1e-12)
+    assert knn_accuracy(X, y, k=3, folds=4, metric="euclidean", random_state=2) == pytest.approx(
+        euclid, abs=1e-12
+    )
 
 
 def test_silhouette_matches_numpy_and_scikit_learn():
@@ -243,7 +248,9 @@ def test_unlabelled_rows_are_left_out():
     labels[50] = None
     labels[51] = float("nan")
     keep = np.array([i for i in range(100) if i not in (0, 7, 33, 50, 51)])
-    assert silhouette(X, labels) == pytest.approx(silhouette_score(X[keep], y[keep], metric="cosine"), abs=1e-5)
+    assert silhouette(X, labels) == pytest.approx(
+        silhouette_score(X[keep], y[keep], metric="cosine"), abs=1e-5
+    )
     ref = cross_val_score(
         KNeighborsClassifier(n_neighbors=5, metric="cosine", algorithm="brute"),
         X[keep],
@@ -271,8 +278,11 @@ def test_separation_by_layer_is_tidy_and_matches_each_layer():
     vectors = rng.normal(size=(n, levels, 2, dims)).astype(np.float32)
     vectors[:, 2, 0] += 3.0 * y[:, None]  # the cls reading separates the labels at layer 2 only
     pooled = PooledVectors(
-        vectors=vectors, poolings=("cls", "mean"), texts=tuple(f"t{i}" for i in range(n)),
-        model_name="m", truncated=np.zeros(n, bool),
+        vectors=vectors,
+        poolings=("cls", "mean"),
+        texts=tuple(f"t{i}" for i in range(n)),
+        model_name="m",
+        truncated=np.zeros(n, bool),
     )
     table = separation_by_layer(pooled, list(y), poolings=("cls", "mean"))
     assert list(table.columns) == ["layer", "pooling", "metric", "value"]
@@ -295,7 +305,11 @@ def _panels(n=30, labels=None, typed=True, texts=None):
     typed_xy = {name: rng.normal(size=(2, 2)) for name in coords} if typed else None
     texts = texts or [f"sentence {i}" for i in range(n)]
     fig = figures.embedding_panels(
-        coords, texts, labels=labels, label_name="topic", typed=typed_xy,
+        coords,
+        texts,
+        labels=labels,
+        label_name="topic",
+        typed=typed_xy,
         typed_texts=["my <i>own</i> one", "second"] if typed else (),
     )
     return fig, coords, typed_xy
@@ -320,19 +334,27 @@ def test_panels_escape_hover_text_and_colour_by_label():
     # every corpus point appears once per panel, at its coordinates
     for axis, xy in zip(("x", "x2", "x3"), coords.values()):
         traces = [t for t in corpus if t.get("xaxis", "x") == axis]
-        got = np.c_[np.concatenate([_arr(t["x"]) for t in traces]), np.concatenate([_arr(t["y"]) for t in traces])]
+        got = np.c_[
+            np.concatenate([_arr(t["x"]) for t in traces]), np.concatenate([_arr(t["y"]) for t in traces])
+        ]
         expected = np.round(xy.astype(np.float64), plot_decimals(xy))  # rounded to the panel's own spread
-        np.testing.assert_allclose(got[np.lexsort(got.T[::-1])], expected[np.lexsort(expected.T[::-1])], atol=1e-6)
+        np.testing.assert_allclose(
+            got[np.lexsort(got.T[::-1])], expected[np.lexsort(expected.T[::-1])], atol=1e-6
+        )
     # one colour per class, the same in every panel
     for name in names:
         assert len({t["marker"]["color"] for t in corpus if t["name"] == name}) == 1
     stars = [t for t in spec["data"] if t.get("name") == "your sentences"]
     assert len(stars) == 3
-    assert all(t["marker"]["symbol"] == "star" and t["marker"]["size"] > corpus[0]["marker"]["size"] for t in stars)
+    assert all(
+        t["marker"]["symbol"] == "star" and t["marker"]["size"] > corpus[0]["marker"]["size"] for t in stars
+    )
     assert list(stars[0]["text"]) == ["1", "2"]
     assert "my &lt;i&gt;own&lt;/i&gt; one" in stars[0]["hovertext"][0]
     decimals = plot_decimals(list(coords.values())[1])
-    np.testing.assert_allclose(np.c_[_arr(stars[1]["x"]), _arr(stars[1]["y"])], np.round(typed["mean"], decimals), atol=1e-6)
+    np.testing.assert_allclose(
+        np.c_[_arr(stars[1]["x"]), _arr(stars[1]["y"])], np.round(typed["mean"], decimals), atol=1e-6
+    )
 
 
 def test_panels_use_webgl_above_the_threshold():
@@ -363,12 +385,16 @@ def test_trajectory_is_a_path_labelled_by_layer():
     path = np.array([[0, 0], [1, 0.5], [2, 1.5], [2.5, 3]], dtype=np.float32)
     background = (np.random.default_rng(0).normal(size=(40, 2)), np.repeat(np.arange(4), 10))
     fig = figures.trajectory_figure(
-        {"[CLS]": path, "mean": path[::-1]}, {"[CLS]": background}, text="a <b> sentence",
+        {"[CLS]": path, "mean": path[::-1]},
+        {"[CLS]": background},
+        text="a <b> sentence",
         background_texts=[f"<s>{i}</s>" for i in range(40)],
     )
     spec = fig.to_dict()
     corpus = [t for t in spec["data"] if t["name"] != "your sentence"][0]
-    assert corpus["hovertext"][0] == "layer 0: &lt;s&gt;0&lt;/s&gt;" and corpus["hovertext"][39].startswith("layer 3:")
+    assert corpus["hovertext"][0] == "layer 0: &lt;s&gt;0&lt;/s&gt;" and corpus["hovertext"][39].startswith(
+        "layer 3:"
+    )
     paths = [t for t in spec["data"] if t["name"] == "your sentence"]
     assert len(paths) == 2
     assert "lines" in paths[0]["mode"] and list(paths[0]["text"]) == ["0", "1", "2", "3"]
@@ -405,7 +431,9 @@ def test_coordinates_table_lists_every_point_shown():
     rng = np.random.default_rng(0)
     coords = {"cls": rng.normal(size=(4, 2)), "mean": rng.normal(size=(4, 2))}
     typed = {"cls": rng.normal(size=(1, 2)), "mean": rng.normal(size=(1, 2))}
-    table = coordinates_table(["a", "b", "c", "d"], ["x", "y", "x", ""], "topic", coords, ["mine"], typed, 3, "umap")
+    table = coordinates_table(
+        ["a", "b", "c", "d"], ["x", "y", "x", ""], "topic", coords, ["mine"], typed, 3, "umap"
+    )
     assert list(table.columns) == ["source", "text", "topic", "pooling", "layer", "method", "x", "y"]
     assert len(table) == 2 * (4 + 1)
     cls_rows = table[(table["pooling"] == "cls") & (table["source"] == "corpus")]
@@ -425,7 +453,9 @@ def test_tiny_spreads_keep_their_points_apart_and_collapses_are_named():
     assert drawn_positions(tiny) == len(np.unique(tiny, axis=0)) == 896
     assert drawn_positions(tiny, 4) < 400  # what fixed 4-decimal rounding did
     assert plot_decimals(tiny) >= 7
-    fig = embedding_panels({"[CLS]": tiny, "mean": np.repeat(tiny[:10], 90, axis=0)[:896]}, [f"t{i}" for i in range(896)])
+    fig = embedding_panels(
+        {"[CLS]": tiny, "mean": np.repeat(tiny[:10], 90, axis=0)[:896]}, [f"t{i}" for i in range(896)]
+    )
     titles = [a.text for a in fig.layout.annotations]
     assert "positions" not in titles[0]
     assert "896 points drawn at 10 positions" in titles[1]

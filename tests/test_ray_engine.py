@@ -24,10 +24,22 @@ def test_ray_and_in_process_shards_are_identical(tmp_path, tiny_encoder, monkeyp
     # Two shards in-process, then stopped; the rest on Ray: a Ray run resumes a folder like any other.
     stop = threading.Event()
     with pytest.raises(Cancelled):
-        embed_to_shards(tiny_encoder, corpus, tmp_path / "ray", shard_rows=20, cancel=stop,
-                        progress=lambda done, total: stop.set() if done >= 40 else None)
-    embed_to_shards(tiny_encoder, corpus, tmp_path / "ray", shard_rows=20,
-                    engine="ray", engine_options={"num_cpus": 2, "object_store_mb": 80, "actors": 2})
+        embed_to_shards(
+            tiny_encoder,
+            corpus,
+            tmp_path / "ray",
+            shard_rows=20,
+            cancel=stop,
+            progress=lambda done, total: stop.set() if done >= 40 else None,
+        )
+    embed_to_shards(
+        tiny_encoder,
+        corpus,
+        tmp_path / "ray",
+        shard_rows=20,
+        engine="ray",
+        engine_options={"num_cpus": 2, "object_store_mb": 80, "actors": 2},
+    )
     files = sorted(p.name for p in (tmp_path / "ray").iterdir())
     assert files == sorted(p.name for p in local.folder.iterdir()) and len(files) == 6
     for name in files:
@@ -42,8 +54,21 @@ def test_an_unreachable_cluster_is_refused_quickly(tmp_path, monkeypatch, capsys
         check_ray_address("ray://nowhere")
     monkeypatch.setenv("RAY_ADDRESS", "ray://127.0.0.1:9")
     out = tmp_path / "v"
-    code = main(["embed", "demo", "--max-rows", "20", "--model", str(tiny_model_dirs["bert"]), "--out", str(out),
-                 "--engine", "ray", "--quiet"])
+    code = main(
+        [
+            "embed",
+            "demo",
+            "--max-rows",
+            "20",
+            "--model",
+            str(tiny_model_dirs["bert"]),
+            "--out",
+            str(out),
+            "--engine",
+            "ray",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "No Ray cluster answers" in err and "RAY_ADDRESS" in err and "Traceback" not in err
     assert time.monotonic() - start < 60

@@ -16,7 +16,7 @@ from clsviz import report, trace
 from clsviz.analyses import Drawn, NotApplicable, analysis
 from clsviz.report import build_report, layer_stats, report_sections, write_report
 
-HOSTILE = "The cat <script>alert(1)</script> sat & \"purred\" <b>loudly</b>."
+HOSTILE = 'The cat <script>alert(1)</script> sat & "purred" <b>loudly</b>.'
 
 
 @pytest.fixture(scope="module")
@@ -87,17 +87,42 @@ def test_report_is_self_contained_and_escaped(real_report, real_sections, real_t
 
 def test_sections_cover_the_attention_figures_and_need_the_encoder_for_value_norms(real_trace, real_sections):
     keys = [s.key for s in real_sections]
-    for key in ("overview.tokens", "attention.to_cls", "attention.entropy", "attention.breakdown", "attention.cls_row", "attention.rollout",
-                "attention.matrix", "similarity.cls_tokens", "similarity.summary", "similarity.norms", "similarity.massive",
-                "similarity.dimension"):
+    for key in (
+        "overview.tokens",
+        "attention.to_cls",
+        "attention.entropy",
+        "attention.breakdown",
+        "attention.cls_row",
+        "attention.rollout",
+        "attention.matrix",
+        "similarity.cls_tokens",
+        "similarity.summary",
+        "similarity.norms",
+        "similarity.massive",
+        "similarity.dimension",
+    ):
         assert key in keys
     assert len(set(keys)) == len(keys)
     assert all(isinstance(s.figure, go.Figure) for s in real_sections if s.note is None)
-    needs_model = {"attention.breakdown_value_norm", "position.tokens", "position.lines", "inversion.mlm",
-                   "mixing.cls_row", "mixing.rollout", "mixing.block", "mixing.compare", "attribution.tokens",
-                   "faithfulness.ranking", "faithfulness.curves",
-                   "interventions.knockout", "interventions.patch_profile", "interventions.heads", "interventions.massive", "interventions.registers",
-                   "dynamics.gradient_flow"}
+    needs_model = {
+        "attention.breakdown_value_norm",
+        "position.tokens",
+        "position.lines",
+        "inversion.mlm",
+        "mixing.cls_row",
+        "mixing.rollout",
+        "mixing.block",
+        "mixing.compare",
+        "attribution.tokens",
+        "faithfulness.ranking",
+        "faithfulness.curves",
+        "interventions.knockout",
+        "interventions.patch_profile",
+        "interventions.heads",
+        "interventions.massive",
+        "interventions.registers",
+        "dynamics.gradient_flow",
+    }
     assert needs_model <= set(keys)
     without_encoder = [s.key for s in report_sections(real_trace)]
     assert set(without_encoder) == set(keys) - needs_model
@@ -112,14 +137,18 @@ def test_figures_match_the_trace(real_trace, real_sections):
     h = real_trace.hidden_states.astype(np.float64)
     cls = h[:, real_trace.cls_index, :]
     cos = (h @ cls[:, :, None])[..., 0] / (np.linalg.norm(h, axis=-1) * np.linalg.norm(cls, axis=-1)[:, None])
-    assert np.allclose(np.asarray(by_key["similarity.cls_tokens"].data[0].z, dtype=np.float64), cos, atol=2e-3)
+    assert np.allclose(
+        np.asarray(by_key["similarity.cls_tokens"].data[0].z, dtype=np.float64), cos, atol=2e-3
+    )
     # The massive dimension is the one of largest |value| relative to its layer's median on [CLS]/[SEP].
     h = real_trace.hidden_states.astype(np.float64)
     medians = np.median(np.abs(h), axis=(1, 2))
     roles = [real_trace.cls_index, real_trace.sep_index]
     ratio = np.abs(h[:, roles, :]) / medians[:, None, None]  # [L + 1, 2, D]
     dim = int(np.unravel_index(np.argmax(ratio), ratio.shape)[2])
-    assert np.allclose(np.asarray(by_key["similarity.dimension"].data[0].z, dtype=np.float64), h[:, :, dim], atol=2e-3)
+    assert np.allclose(
+        np.asarray(by_key["similarity.dimension"].data[0].z, dtype=np.float64), h[:, :, dim], atol=2e-3
+    )
     # Plotly renders a subset of HTML in labels: the tokens reach it escaped.
     expected = [html.escape(f"{i} {tok}", quote=False) for i, tok in enumerate(real_trace.tokens)]
     assert list(by_key["attention.matrix"].data[0].x) == expected
@@ -135,10 +164,14 @@ def test_gradient_flow_section_draws_the_norms(real_trace, real_sections, encode
         norms = gradient_flow(encoder, real_trace.text, pooling, max_length=real_trace.seq_len)
         np.testing.assert_allclose(np.asarray(panel.customdata, dtype=np.float64), norms, atol=1e-6)
         z = np.array([[np.nan if v is None else v for v in row] for row in panel.z], dtype=np.float64)
-        np.testing.assert_allclose(z, np.where(norms > 0, np.log10(np.where(norms > 0, norms, 1)), np.nan), atol=1e-4)
+        np.testing.assert_allclose(
+            z, np.where(norms > 0, np.log10(np.where(norms > 0, norms, 1)), np.nan), atol=1e-4
+        )
     cls_last_row = figure.data[0].z[-1]
     assert cls_last_row[real_trace.cls_index] is not None
-    assert all(v is None for i, v in enumerate(cls_last_row) if i != real_trace.cls_index)  # exact zeros: blank
+    assert all(
+        v is None for i, v in enumerate(cls_last_row) if i != real_trace.cls_index
+    )  # exact zeros: blank
 
 
 def test_every_section_and_every_page_figure_is_registered_once():
@@ -189,11 +222,26 @@ def test_sections_need_their_inputs(monkeypatch, tiny_encoder):
     t = trace(tiny_encoder, "the cat")
     _declared(
         monkeypatch,
-        ("test.tokens", ("trace",), "overview.tokens", lambda trace: Drawn({"overview.tokens": (trace,)}, pd.DataFrame())),
-        ("test.matrix", ("encoder", "trace"), "attention.matrix",
-         lambda encoder, trace: Drawn({"attention.matrix": (trace.attention(-1), trace.tokens, 2)}, pd.DataFrame())),
-        ("test.baseline", ("baseline",), "similarity.baseline",
-         lambda baseline: Drawn({"similarity.baseline": (baseline,)}, pd.DataFrame())),
+        (
+            "test.tokens",
+            ("trace",),
+            "overview.tokens",
+            lambda trace: Drawn({"overview.tokens": (trace,)}, pd.DataFrame()),
+        ),
+        (
+            "test.matrix",
+            ("encoder", "trace"),
+            "attention.matrix",
+            lambda encoder, trace: Drawn(
+                {"attention.matrix": (trace.attention(-1), trace.tokens, 2)}, pd.DataFrame()
+            ),
+        ),
+        (
+            "test.baseline",
+            ("baseline",),
+            "similarity.baseline",
+            lambda baseline: Drawn({"similarity.baseline": (baseline,)}, pd.DataFrame()),
+        ),
     )
     assert [s.key for s in report_sections(t)] == ["overview.tokens"]
     assert [s.key for s in report_sections(t, tiny_encoder)] == ["overview.tokens", "attention.matrix"]
@@ -202,7 +250,10 @@ def test_sections_need_their_inputs(monkeypatch, tiny_encoder):
     (tokens,) = report_sections(t, only=["overview.tokens"])
     from clsviz.figures import figure_spec
 
-    assert (tokens.title, tokens.caption) == (figure_spec("overview.tokens").title, figure_spec("overview.tokens").caption)
+    assert (tokens.title, tokens.caption) == (
+        figure_spec("overview.tokens").title,
+        figure_spec("overview.tokens").caption,
+    )
     doc = build_report(t)
     assert doc.count("Plotly.newPlot(") == 1 and "sec-attention.matrix" not in doc
 
@@ -280,7 +331,12 @@ def _render(chromium, report, drawn, attempted, errors, dialogs):
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=chromium,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+            ],
         )
         try:
             page = browser.new_page()
@@ -315,7 +371,9 @@ def _render(chromium, report, drawn, attempted, errors, dialogs):
 def test_report_renders_offline_in_chromium(real_report, real_sections, real_trace):
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.skip("chromium not installed (Debian package 'chromium'; scripts/ensure-chromium.sh installs it)")
+        pytest.skip(
+            "chromium not installed (Debian package 'chromium'; scripts/ensure-chromium.sh installs it)"
+        )
     shown = [s for s in real_sections if s.figure is not None]
     drawn = len(shown)
     attempted, errors, dialogs = [], [], []
@@ -354,7 +412,13 @@ def test_every_section_draws_for_other_families(tiny_model_dirs, kind):
     t = trace(enc, "the cat chased a dog")
     sections = report_sections(t, enc)  # strict: any failure raises
     keys = {s.key for s in sections}
-    assert {"overview.tokens", "attention.to_cls", "attention.rollout", "attention.breakdown_value_norm", "position.lines"} <= keys
+    assert {
+        "overview.tokens",
+        "attention.to_cls",
+        "attention.rollout",
+        "attention.breakdown_value_norm",
+        "position.lines",
+    } <= keys
     doc = build_report(t, enc, sections=sections)
     assert doc.count("Plotly.newPlot(") == sum(s.figure is not None for s in sections) >= len(sections) - 1
     assert f"<code>{html.escape(enc.info.cls_token)}</code>" in doc
@@ -363,8 +427,14 @@ def test_every_section_draws_for_other_families(tiny_model_dirs, kind):
 def test_baseline_adds_the_anisotropy_reference(tiny_encoder):
     from clsviz.baseline import measure_baseline
 
-    texts = ["the cat chased a dog", "why is the token always first", "a model of attention",
-             "the dog is first", "sentence layer model", "a cat and a dog"]
+    texts = [
+        "the cat chased a dog",
+        "why is the token always first",
+        "a model of attention",
+        "the dog is first",
+        "sentence layer model",
+        "a cat and a dog",
+    ]
     baseline = measure_baseline(tiny_encoder, texts=texts, sample=len(texts))
     t = trace(tiny_encoder, "the cat chased a dog")
     plain = {s.key: s for s in report_sections(t, tiny_encoder)}
@@ -373,7 +443,11 @@ def test_baseline_adds_the_anisotropy_reference(tiny_encoder):
     assert set(with_baseline) == set(plain) | {"similarity.baseline"}
     assert len(with_baseline["similarity.summary"].figure.data) > len(plain["similarity.summary"].figure.data)
     reference = baseline.reference("cls_mean_content")[0]
-    drawn = [np.asarray(tr.y, dtype=float) for tr in with_baseline["similarity.summary"].figure.data if tr.y is not None]
+    drawn = [
+        np.asarray(tr.y, dtype=float)
+        for tr in with_baseline["similarity.summary"].figure.data
+        if tr.y is not None
+    ]
     assert any(len(y) == len(reference) and np.allclose(y, reference, atol=1e-3) for y in drawn)
 
 
@@ -386,8 +460,14 @@ def test_mlm_head_reading_matches_the_head(tmp_path):
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertForMaskedLM(config).save_pretrained(str(tmp_path))
     tokenizer.save_pretrained(str(tmp_path))
     saved = BertForMaskedLM.from_pretrained(str(tmp_path)).eval()

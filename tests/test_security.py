@@ -33,8 +33,14 @@ ROOT = Path(__file__).resolve().parent.parent
 APP_FILES = sorted([ROOT / "app.py", *(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py")])
 ALL_CODE = sorted(
     p
-    for p in [*ROOT.glob("*.py"), *ROOT.glob("clsviz/**/*.py"), *ROOT.glob("ui/**/*.py"), *ROOT.glob("pages/*.py"),
-              *ROOT.glob("benchmarks/**/*.py"), *ROOT.glob("scripts/**/*.py")]
+    for p in [
+        *ROOT.glob("*.py"),
+        *ROOT.glob("clsviz/**/*.py"),
+        *ROOT.glob("ui/**/*.py"),
+        *ROOT.glob("pages/*.py"),
+        *ROOT.glob("benchmarks/**/*.py"),
+        *ROOT.glob("scripts/**/*.py"),
+    ]
     if ".venv" not in p.parts
 )
 CONFIG = ROOT / ".streamlit" / "config.toml"
@@ -74,7 +80,11 @@ def test_clsviz_never_imports_streamlit():
         "print(json.dumps({'modules': names, 'streamlit': sorted(m for m in sys.modules if m.split('.')[0] == 'streamlit')}))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -92,7 +102,9 @@ def test_no_streamlit_file_imports_happen_in_clsviz_source():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [node.module]
-            offenders += [f"{_rel(path)}:{node.lineno}" for n in names if n.split(".")[0] in ("streamlit", "ui")]
+            offenders += [
+                f"{_rel(path)}:{node.lineno}" for n in names if n.split(".")[0] in ("streamlit", "ui")
+            ]
     assert not offenders
 
 
@@ -106,9 +118,13 @@ def test_app_code_never_renders_raw_html():
                 continue
             name = _call_name(node)
             for kw in node.keywords:
-                if kw.arg == "unsafe_allow_html" and not (isinstance(kw.value, ast.Constant) and kw.value.value is False):
+                if kw.arg == "unsafe_allow_html" and not (
+                    isinstance(kw.value, ast.Constant) and kw.value.value is False
+                ):
                     offenders.append(f"{_rel(path)}:{node.lineno} {name}(unsafe_allow_html=...)")
-            if name.split(".")[-1] in ("html", "iframe") and ("st" in name.split(".") or "components" in name):
+            if name.split(".")[-1] in ("html", "iframe") and (
+                "st" in name.split(".") or "components" in name
+            ):
                 offenders.append(f"{_rel(path)}:{node.lineno} {name}()")
     assert not offenders, offenders
 
@@ -120,12 +136,20 @@ def test_nothing_enables_remote_code_or_unchecked_eval():
             if not isinstance(node, ast.Call):
                 continue
             for kw in node.keywords:
-                if kw.arg == "trust_remote_code" and not (isinstance(kw.value, ast.Constant) and kw.value.value is False):
+                if kw.arg == "trust_remote_code" and not (
+                    isinstance(kw.value, ast.Constant) and kw.value.value is False
+                ):
                     offenders.append(f"{_rel(path)}:{node.lineno} trust_remote_code={ast.unparse(kw.value)}")
-                if kw.arg == "weights_only" and isinstance(kw.value, ast.Constant) and kw.value.value is False:
+                if (
+                    kw.arg == "weights_only"
+                    and isinstance(kw.value, ast.Constant)
+                    and kw.value.value is False
+                ):
                     offenders.append(f"{_rel(path)}:{node.lineno} weights_only=False")
             name = _call_name(node)
-            if name in ("eval", "exec", "pickle.load", "pickle.loads", "os.system") or name.endswith("yaml.load"):
+            if name in ("eval", "exec", "pickle.load", "pickle.loads", "os.system") or name.endswith(
+                "yaml.load"
+            ):
                 offenders.append(f"{_rel(path)}:{node.lineno} {name}()")
     assert not offenders, offenders
 
@@ -185,8 +209,12 @@ def test_config_is_the_one_streamlit_reads(config):
     from streamlit import config as st_config
 
     known = st_config.get_config_options()
-    unknown = [f"{section}.{key}" for section, options in config.items() for key in options
-               if f"{section}.{key}" not in known]
+    unknown = [
+        f"{section}.{key}"
+        for section, options in config.items()
+        for key in options
+        if f"{section}.{key}" not in known
+    ]
     assert not unknown, f"options Streamlit does not know: {unknown}"
 
 

@@ -109,10 +109,25 @@ def test_killed_run_resumes_to_the_same_bytes(tmp_path, encoder):
     corpus = _small_corpus(60)
     source = tmp_path / "corpus.csv"
     _write_csv(source, corpus)
-    args = ["embed", str(source), "--out", str(tmp_path / "resumed"), "--shard-rows", "6", "--max-tokens", "16", "--quiet"]
+    args = [
+        "embed",
+        str(source),
+        "--out",
+        str(tmp_path / "resumed"),
+        "--shard-rows",
+        "6",
+        "--max-tokens",
+        "16",
+        "--quiet",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "clsviz", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clsviz", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     manifest = tmp_path / "resumed" / MANIFEST
     deadline = time.monotonic() + 120
     try:
@@ -195,7 +210,9 @@ def test_damaged_folders_are_refused(tmp_path, tiny_folder, tiny_encoder):
         open_shards(rows)
 
     # A shard of another model, checksums updated so only the contents give it away.
-    other = embed_to_shards(tiny_encoder, _small_corpus(), tmp_path / "other-run", shard_rows=16, dtype="float32")
+    other = embed_to_shards(
+        tiny_encoder, _small_corpus(), tmp_path / "other-run", shard_rows=16, dtype="float32"
+    )
     swapped = _copy(src, tmp_path / "swapped")
     (swapped / "shard-00000.parquet").write_bytes((other.folder / "shard-00001.parquet").read_bytes())
     manifest = json.loads((swapped / MANIFEST).read_text())
@@ -219,8 +236,23 @@ def test_shard_reader_lists_what_it_lacks(tiny_folder):
 
 def test_cli_shard_options(tmp_path, capsys, tiny_model_dirs):
     out = tmp_path / "v"
-    code = main(["embed", "demo", "--max-rows", "30", "--model", str(tiny_model_dirs["bert"]), "--out", str(out),
-                 "--layers", "0,2", "--dtype", "float32", "--quiet"])
+    code = main(
+        [
+            "embed",
+            "demo",
+            "--max-rows",
+            "30",
+            "--model",
+            str(tiny_model_dirs["bert"]),
+            "--out",
+            str(out),
+            "--layers",
+            "0,2",
+            "--dtype",
+            "float32",
+            "--quiet",
+        ]
+    )
     assert code == 0
     shards = load_vectors(out)
     assert shards.layers == (0, 2) and shards.dtype == "float32"

@@ -54,7 +54,12 @@ def test_a_model_against_itself_gives_the_same_curves(tiny_encoder, texts_labels
     texts, labels = texts_labels
     seen = []
     result = run_side_by_side(
-        tiny_encoder, tiny_encoder, texts, labels, pairs, label_name="sentiment",
+        tiny_encoder,
+        tiny_encoder,
+        texts,
+        labels,
+        pairs,
+        label_name="sentiment",
         progress=lambda done, total, message: seen.append((done, total)),
     )
     probe = result.probe.pivot_table(index=["layer", "pooling"], columns="side", values="accuracy_mean")
@@ -119,12 +124,18 @@ def test_diagonal_table_same_and_different_depths():
 
 @pytest.mark.parametrize(
     "cls_last, others_last, verdict",
-    [(0.5, (0.9, 0.95), "more than"), (0.97, (0.6, 0.7), "less than"), (0.9, (0.91, 0.895), "about as much as"),
-     (0.8, (0.7, 0.9), "neither clearly more nor less than")],
+    [
+        (0.5, (0.9, 0.95), "more than"),
+        (0.97, (0.6, 0.7), "less than"),
+        (0.9, (0.91, 0.895), "about as much as"),
+        (0.8, (0.7, 0.9), "neither clearly more nor less than"),
+    ],
 )
 def test_describe_change(cls_last, others_last, verdict):
     comparison = _comparison(
-        _diag([np.nan, 0.99, cls_last]), _diag([1.0, 0.99, others_last[0]]), _diag([1.0, 0.99, others_last[1]])
+        _diag([np.nan, 0.99, cls_last]),
+        _diag([1.0, 0.99, others_last[0]]),
+        _diag([1.0, 0.99, others_last[1]]),
     )
     text = describe_change(comparison)
     assert f"differs most at layer 2 of A (1 − CKA = {1 - cls_last:.3f})" in text
@@ -177,7 +188,9 @@ def test_side_by_side_figures(tiny_encoder, texts_labels, pairs):
     probe = figures.side_by_side_probe_figure(result).to_dict()
     assert [tr["name"] for tr in probe["data"]] == ["A: cls", "A: mean", "B: cls", "B: mean"]
     assert [tr["line"]["dash"] for tr in probe["data"]] == ["solid", "solid", "dash", "dash"]
-    rows = result.probe[(result.probe["side"] == "B") & (result.probe["pooling"] == "mean")].sort_values("layer")
+    rows = result.probe[(result.probe["side"] == "B") & (result.probe["pooling"] == "mean")].sort_values(
+        "layer"
+    )
     np.testing.assert_allclose(probe["data"][3]["y"], rows["accuracy_mean"].round(4))
     sts = figures.side_by_side_sts_figure(result).to_dict()
     assert len(sts["data"]) == 4 and sts["layout"]["yaxis"]["range"] == [-1.02, 1.02]
@@ -197,7 +210,9 @@ def test_a_fine_tuned_models_training_texts_are_not_probed(encoder, finetuned_cl
     corpus = demo_corpus()
     texts, labels = list(corpus.texts[:60]), list(corpus.labels["sentiment"][:60])
     seen = training_texts(tuned)
-    pairs = pd.DataFrame({"sentence1": [texts[0], *texts[30:34]], "sentence2": texts[40:45], "score": [1.0, 2, 3, 4, 5]})
+    pairs = pd.DataFrame(
+        {"sentence1": [texts[0], *texts[30:34]], "sentence2": texts[40:45], "score": [1.0, 2, 3, 4, 5]}
+    )
     result = run_side_by_side(encoder, tuned, texts, labels, pairs, folds=2, label_name="sentiment")
     assert result.n == 44 == sum(text_digest(t) not in seen for t in texts)
     assert any("16 of 60 texts were left out because the fine-tuned model was trained on them" in m

@@ -125,14 +125,20 @@ def test_baseline_matches_brute_force(baseline, sample_traces):
     owner = np.concatenate([np.full((~t.special_mask).sum(), i) for i, t in enumerate(sample_traces)])
     table = baseline.table.set_index(["reference", "view", "layer"])
     for layer in (0, 3, 6):
-        tokens = np.concatenate([t.hidden_states[layer][~t.special_mask] for t in sample_traces]).astype(np.float64)
+        tokens = np.concatenate([t.hidden_states[layer][~t.special_mask] for t in sample_traces]).astype(
+            np.float64
+        )
         cls = np.stack([t.cls(layer) for t in sample_traces]).astype(np.float64)
         means = np.stack([t.hidden_states[layer].mean(0) for t in sample_traces]).astype(np.float64)
-        sims = [_cos(a, b) for i, a in enumerate(tokens) for j, b in enumerate(tokens) if owner[i] != owner[j]]
+        sims = [
+            _cos(a, b) for i, a in enumerate(tokens) for j, b in enumerate(tokens) if owner[i] != owner[j]
+        ]
         assert table.loc[("token", "raw", layer), "mean"] == pytest.approx(np.mean(sims), abs=1e-4)
         assert table.loc[("token", "raw", layer), "std"] == pytest.approx(np.std(sims), abs=1e-4)
         assert table.loc[("token", "raw", layer), "pairs"] == len(sims)
-        cross = [_cos(cls[i], tokens[k]) for i in range(len(cls)) for k in range(len(tokens)) if owner[k] != i]
+        cross = [
+            _cos(cls[i], tokens[k]) for i in range(len(cls)) for k in range(len(tokens)) if owner[k] != i
+        ]
         assert table.loc[("cls_token", "raw", layer), "mean"] == pytest.approx(np.mean(cross), abs=1e-4)
         pairs = [(i, j) for i in range(len(cls)) for j in range(len(cls)) if i != j]
         assert table.loc[("mean", "raw", layer), "mean"] == pytest.approx(
@@ -171,12 +177,18 @@ def test_views(traces, baseline):
     summary = cls_summary(t, "minus baseline", baseline)
     raw_summary = cls_summary(t)
     assert summary["cls_vs_mean_content"].to_numpy() == pytest.approx(
-        raw_summary["cls_vs_mean_content"].to_numpy() - baseline.wide("raw")["cls_mean_content"].to_numpy(), abs=1e-9
+        raw_summary["cls_vs_mean_content"].to_numpy() - baseline.wide("raw")["cls_mean_content"].to_numpy(),
+        abs=1e-9,
     )
-    last = baseline.table.set_index(["reference", "view", "layer"]).loc[("cls_mean_content", "raw", t.num_layers)]
+    last = baseline.table.set_index(["reference", "view", "layer"]).loc[
+        ("cls_mean_content", "raw", t.num_layers)
+    ]
     z = (raw_summary["cls_vs_mean_content"].iloc[-1] - last["mean"]) / last["std"]
     reading = describe_summary(raw_summary, baseline)
-    assert f"{raw_summary['cls_vs_mean_content'].iloc[-1]:.2f}" in reading and f"{abs(z):.1f} standard" in reading
+    assert (
+        f"{raw_summary['cls_vs_mean_content'].iloc[-1]:.2f}" in reading
+        and f"{abs(z):.1f} standard" in reading
+    )
     with pytest.raises(ValueError, match="needs a baseline"):
         cls_token_cosines(t, "centred")
     with pytest.raises(ValueError, match="Valid"):
@@ -199,12 +211,16 @@ def test_compare_sentences(encoder, traces, baseline):
     for s in ("cls", "mean", "max"):
         for layer in (0, 6):
             v = pv.get(s, layer)
-            row = table[(table.a == 1) & (table.b == 3) & (table.pooling == s) & (table.layer == layer)].iloc[0]
+            row = table[(table.a == 1) & (table.b == 3) & (table.pooling == s) & (table.layer == layer)].iloc[
+                0
+            ]
             assert row["cosine"] == pytest.approx(_cos(v[0], v[2]), abs=1e-5)
             assert row["reference"] == pytest.approx(baseline.reference(s)[0][layer])
     centred = compare_sentences(traces, view="centred", baseline=baseline)
     v = pv.get("mean", 6).astype(np.float64) - baseline.mean_vector("mean")[6]
-    row = centred[(centred.a == 1) & (centred.b == 2) & (centred.pooling == "mean") & (centred.layer == 6)].iloc[0]
+    row = centred[
+        (centred.a == 1) & (centred.b == 2) & (centred.pooling == "mean") & (centred.layer == 6)
+    ].iloc[0]
     assert row["cosine"] == pytest.approx(_cos(v[0], v[1]), abs=1e-5)
     # The paraphrase pair is closer than the unrelated pair with mean pooling at the last layer.
     last = table[(table.layer == 6) & (table.pooling == "mean")].set_index(["a", "b"])["cosine"]
@@ -239,14 +255,18 @@ def test_sentence_benchmark_matches_scipy(encoder):
             assert row["spearman"] == pytest.approx(stats.spearmanr(cos, pairs.score).statistic, abs=1e-4)
             c = v - v.mean(0)
             cos_c = [_cos(c[where[a]], c[where[b]]) for a, b in zip(pairs.sentence1, pairs.sentence2)]
-            assert row["spearman_centred"] == pytest.approx(stats.spearmanr(cos_c, pairs.score).statistic, abs=1e-4)
+            assert row["spearman_centred"] == pytest.approx(
+                stats.spearmanr(cos_c, pairs.score).statistic, abs=1e-4
+            )
     # [CLS] at the embedding layer is the same vector for every text: no ranking, so NaN.
     first = result.table[(result.table.pooling == "cls") & (result.table.layer == 0)].iloc[0]
     assert np.isnan(first["spearman"]) and np.allclose(result.cosines[:, 0, 0], 1.0)
     table = result.pair_table(6)
     assert list(table.columns[-3:]) == ["cos_cls", "cos_mean", "cos_max"]
     # The same numbers from vectors extracted separately (with extra texts) and looked up by text.
-    again = benchmark_from_vectors(extract(encoder, [*pv.texts, "An extra sentence."], ("cls", "mean", "max")), pairs)
+    again = benchmark_from_vectors(
+        extract(encoder, [*pv.texts, "An extra sentence."], ("cls", "mean", "max")), pairs
+    )
     np.testing.assert_allclose(again.table["spearman"], result.table["spearman"], atol=1e-5, equal_nan=True)
     with pytest.raises(ValueError, match="at least 3"):
         sentence_benchmark(encoder, pairs.iloc[:2])
@@ -267,7 +287,9 @@ def test_norms_and_top_dimensions(traces):
             expected = np.argsort(-np.abs(h[pos]))[:4]
             assert list(rows["dimension"]) == list(expected)
             assert rows["value"].to_numpy() == pytest.approx(h[pos, expected], rel=1e-6)
-            assert rows["times_median"].iloc[0] == pytest.approx(abs(h[pos, expected[0]]) / np.median(np.abs(h)))
+            assert rows["times_median"].iloc[0] == pytest.approx(
+                abs(h[pos, expected[0]]) / np.median(np.abs(h))
+            )
     ranked = massive_dimensions(top)
     best = top.loc[top["times_median"].idxmax()]
     assert ranked[0] == best["dimension"] and sorted(ranked) == sorted(set(top["dimension"]))
@@ -293,7 +315,11 @@ def test_figures(traces, baseline, encoder):
         assert sum(tr.name.startswith("sentences") for tr in comparison.data) == 3 * 3
         assert len(figures.anisotropy_figure(baseline, view).data) == len(baseline.references)
     bench = pd.DataFrame(
-        [dict(layer=layer, pooling=s, spearman=0.1 * layer, spearman_centred=0.0) for layer in range(3) for s in "ab"]
+        [
+            dict(layer=layer, pooling=s, spearman=0.1 * layer, spearman_centred=0.0)
+            for layer in range(3)
+            for s in "ab"
+        ]
     )
     assert len(figures.benchmark_figure(bench).data) == 4
     top = top_dimensions(t, 3)
@@ -301,7 +327,9 @@ def test_figures(traces, baseline, encoder):
     assert [len(b.y) for b in bars.data] == [3, 3]
     assert figures.token_norms_figure(t, token_norms(t)).data[0].zmin == 0.0
     dim = figures.dimension_figure(t, dimension_values(t, 5), 5).data[0]
-    assert dim.zmax == pytest.approx(np.abs(t.hidden_states[:, :, 5]).max(), abs=1e-6) and dim.zmin == -dim.zmax
+    assert (
+        dim.zmax == pytest.approx(np.abs(t.hidden_states[:, :, 5]).max(), abs=1e-6) and dim.zmin == -dim.zmax
+    )
     with pytest.raises(ValueError, match="expected"):
         figures.token_norms_figure(t, token_norms(t)[:, :2])
 

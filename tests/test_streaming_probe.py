@@ -27,16 +27,27 @@ def _synthetic(n: int = N, seed: int = 0) -> PooledVectors:
     vectors = vectors.astype(np.float16).astype(np.float32)
     labels = np.array(["red", "green", "blue"])[y]
     labels[:7] = ""  # unlabelled rows are left out by both probes
-    return PooledVectors(vectors=vectors, poolings=("cls", "mean"), texts=tuple(f"text {i}" for i in range(n)),
-                         model_name="synthetic", truncated=np.zeros(n, dtype=bool), labels={"colour": tuple(labels)})
+    return PooledVectors(
+        vectors=vectors,
+        poolings=("cls", "mean"),
+        texts=tuple(f"text {i}" for i in range(n)),
+        model_name="synthetic",
+        truncated=np.zeros(n, dtype=bool),
+        labels={"colour": tuple(labels)},
+    )
 
 
 def _chunks(pv: PooledVectors, size: int):
     for start in range(0, len(pv.texts), size):
         rows = slice(start, start + size)
-        yield PooledVectors(vectors=pv.vectors[rows], poolings=pv.poolings, texts=pv.texts[rows],
-                            model_name=pv.model_name, truncated=pv.truncated[rows],
-                            labels={k: v[rows] for k, v in pv.labels.items()})
+        yield PooledVectors(
+            vectors=pv.vectors[rows],
+            poolings=pv.poolings,
+            texts=pv.texts[rows],
+            model_name=pv.model_name,
+            truncated=pv.truncated[rows],
+            labels={k: v[rows] for k, v in pv.labels.items()},
+        )
 
 
 @pytest.fixture(scope="module")

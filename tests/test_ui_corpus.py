@@ -74,8 +74,12 @@ def _csv(rows: list[list[str]]) -> bytes:
 
 
 REVIEWS = [["id", "review", "lang", "stars"]] + [
-    [str(i), f"Review {i}: the {'room' if i % 2 else 'view'} was {'fine' if i % 3 else 'lovely'}.",
-     "en" if i % 2 else "fr", str(i % 3)]
+    [
+        str(i),
+        f"Review {i}: the {'room' if i % 2 else 'view'} was {'fine' if i % 3 else 'lovely'}.",
+        "en" if i % 2 else "fr",
+        str(i % 3),
+    ]
     for i in range(12)
 ]
 

@@ -168,7 +168,9 @@ def test_vectors_upload_widget(tmp_path):
         from ui.vectors import vectors_uploader
 
         pv = vectors_uploader("test.vectors")
-        st.text("none" if pv is None else f"loaded {len(pv.texts)} {pv.vectors.sum():.5f} {','.join(pv.labels)}")
+        st.text(
+            "none" if pv is None else f"loaded {len(pv.texts)} {pv.vectors.sum():.5f} {','.join(pv.labels)}"
+        )
 
     pv = _synthetic()
     data = save_vectors(pv, tmp_path / "v.parquet").read_bytes()

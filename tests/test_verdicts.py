@@ -25,7 +25,13 @@ from clsviz.verdicts import (
 
 
 def test_there_are_exactly_five_verdicts():
-    assert VERDICTS == ("reproduces", "differs", "inconclusive", "not measurable on this model", "not measured yet")
+    assert VERDICTS == (
+        "reproduces",
+        "differs",
+        "inconclusive",
+        "not measurable on this model",
+        "not measured yet",
+    )
 
 
 def _e(value, low, high, n=30):

@@ -7,7 +7,6 @@ job stands, the queue stays bounded and the server stays within its memory budge
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from pathlib import Path
 
@@ -15,18 +14,26 @@ import pytest
 
 from benchmarks.visitors import MEMORY_BUDGET_GB, crowd, run_crowd
 from devtools.browser import streamlit_process
+from devtools.visitor import run_coroutine
 
 PARTS = ["reader", "job", "reader", "job", "upload", "reader"]  # jobs: value zeroing (2), the scoreboard (3)
 
 
 @pytest.mark.slow
 def test_six_visitors_at_once_each_get_their_result_and_nothing_is_lost():
-    with tempfile.TemporaryDirectory() as tmp, \
-            streamlit_process(Path(tmp) / "server.log", env={"CLSVIZ_STATE_DIR": tmp, "CLSVIZ_MAX_JOBS": "1"}) as server:
-        result = run_crowd(server, len(PARTS), parts=PARTS, think=(0.2, 0.6), arrival=2.0, deadline=900.0,
-                           idle_rounds=0)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        streamlit_process(
+            Path(tmp) / "server.log", env={"CLSVIZ_STATE_DIR": tmp, "CLSVIZ_MAX_JOBS": "1"}
+        ) as server,
+    ):
+        result = run_crowd(
+            server, len(PARTS), parts=PARTS, think=(0.2, 0.6), arrival=2.0, deadline=900.0, idle_rounds=0
+        )
         log = (Path(tmp) / "server.log").read_text(errors="replace")
-    report = "\n".join(f"{o.name} ({o.role}): {o.ended} {o.note} status={o.status[:3]}" for o in result.outcomes)
+    report = "\n".join(
+        f"{o.name} ({o.role}): {o.ended} {o.note} status={o.status[:3]}" for o in result.outcomes
+    )
     assert [o.role for o in result.outcomes] == PARTS
     # Nothing is lost: each visitor got its result (its own sentence on its own page: the readers
     # check it at each step) or a message that says what happened, and no page showed an exception.
@@ -45,6 +52,6 @@ def test_six_visitors_at_once_each_get_their_result_and_nothing_is_lost():
 
 def test_the_crowd_only_visits_this_machine_and_is_bounded():
     with pytest.raises(ValueError, match="loopback"):
-        asyncio.run(crowd("http://example.com:8501", 1))
+        run_coroutine(crowd("http://example.com:8501", 1))
     with pytest.raises(ValueError, match="1 to 100 visitors"):
-        asyncio.run(crowd("http://127.0.0.1:9", 101))
+        run_coroutine(crowd("http://127.0.0.1:9", 101))

@@ -128,7 +128,12 @@ class ProgressFile:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.state: dict = {"pid": os.getpid(), "done": 0.0, "total": 0.0, "message": "Loading the model in the worker…"}
+        self.state: dict = {
+            "pid": os.getpid(),
+            "done": 0.0,
+            "total": 0.0,
+            "message": "Loading the model in the worker…",
+        }
         self._written = 0.0
         self._lock = threading.Lock()
         self._pending: threading.Timer | None = None
@@ -228,6 +233,67 @@ def pack(result, owner: int) -> tuple[bytes, list[tuple[str, int]]]:
     return pickle.dumps(result, protocol=5, buffer_callback=out_of_band), files
 
 
+_RESULT_PACKAGES = frozenset(
+    {
+        "clsviz",
+        "ui",
+        "numpy",
+        "pandas",
+        "pyarrow",
+        "plotly",
+        "torch",
+        "sklearn",
+        "scipy",
+        "umap",
+        "pynndescent",
+        "numba",
+        "transformers",
+        "tokenizers",
+        "collections",
+        "datetime",
+        "pathlib",
+        "copyreg",
+        "_codecs",
+        "dataclasses",
+        "enum",
+        "functools",
+        "types",
+    }
+)
+_UNSAFE_BUILTINS = frozenset(
+    {
+        "eval",
+        "exec",
+        "compile",
+        "open",
+        "__import__",
+        "getattr",
+        "setattr",
+        "delattr",
+        "globals",
+        "locals",
+        "vars",
+        "input",
+        "breakpoint",
+        "exit",
+        "quit",
+        "help",
+    }
+)
+
+
+class _ResultUnpickler(pickle.Unpickler):
+    """Unpickles only what a result is made of: the results come from the app's own worker
+    processes, never from a visitor or a file, and this list keeps it so (defence in depth) -
+    a global from any other package, or a builtin that runs code, is refused."""
+
+    def find_class(self, module: str, name: str):
+        top = module.split(".")[0]
+        if (top == "builtins" and name not in _UNSAFE_BUILTINS) or top in _RESULT_PACKAGES:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"a job result may not name {module}.{name}")
+
+
 def unpack(blob: bytes, files: list[tuple[str, int]]):
     """The result :func:`pack` wrote: its large arrays map the shared-memory files (copy on
     write), which are removed at once (the memory stays while the arrays live)."""
@@ -235,7 +301,7 @@ def unpack(blob: bytes, files: list[tuple[str, int]]):
     try:
         for path, size in files:
             buffers.append(np.memmap(path, dtype=np.uint8, mode="c", shape=(size,)) if size else b"")
-        return pickle.loads(blob, buffers=buffers)
+        return _ResultUnpickler(io.BytesIO(blob), buffers=buffers).load()
     finally:
         for path, _ in files:
             Path(path).unlink(missing_ok=True)
@@ -245,7 +311,7 @@ def remove_leftovers(alive=None) -> int:
     """Remove shared-memory result files of servers that no longer run; returns how many."""
     removed = 0
     for path in shared_folder().glob(f"{RESULT_PREFIX}*"):
-        owner = path.name[len(RESULT_PREFIX):].split("-", 1)[0]
+        owner = path.name[len(RESULT_PREFIX) :].split("-", 1)[0]
         if owner.isdigit() and not (alive or _pid_alive)(int(owner)):
             path.unlink(missing_ok=True)
             removed += 1

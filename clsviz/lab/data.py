@@ -146,7 +146,7 @@ def train_tokenizer(docs: Sequence[Sequence[str]], vocab_size: int, summary: str
     sentences = [s for d in docs for s in d]
     key = (_digest(sentences), int(vocab_size))
     if key not in _VOCABULARIES:
-        base = AutoTokenizer.from_pretrained(str(bundled_model_path()))
+        base = AutoTokenizer.from_pretrained(str(bundled_model_path()), trust_remote_code=False)
         trained = base.train_new_from_iterator(sentences, vocab_size=int(vocab_size), show_progress=False)
         while len(_VOCABULARIES) >= 4:
             _VOCABULARIES.pop(next(iter(_VOCABULARIES)))

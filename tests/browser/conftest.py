@@ -31,7 +31,9 @@ def pytest_runtest_makereport(item, call):
 def chromium_path() -> str:
     path = shutil.which("chromium")
     if path is None:
-        pytest.skip("chromium not installed (Debian package 'chromium'; scripts/ensure-chromium.sh installs it)")
+        pytest.skip(
+            "chromium not installed (Debian package 'chromium'; scripts/ensure-chromium.sh installs it)"
+        )
     return path
 
 
@@ -88,7 +90,9 @@ def save_screenshots(request, pages) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     for i, pg in enumerate(pages):
         try:
-            pg.screenshot(path=str(ARTIFACTS / f"{_artifact_name(request.node.nodeid)}-{i}.png"), full_page=True)
+            pg.screenshot(
+                path=str(ARTIFACTS / f"{_artifact_name(request.node.nodeid)}-{i}.png"), full_page=True
+            )
         except Exception:  # a crashed page cannot be photographed; the failure itself is reported
             pass
 

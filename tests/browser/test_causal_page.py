@@ -17,7 +17,9 @@ SHOTS = ROOT / "test-artifacts" / "pages"
 
 
 def _charts(page) -> int:
-    return page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')].filter(g => g._fullLayout).length")
+    return page.evaluate(
+        "() => [...document.querySelectorAll('.js-plotly-plot')].filter(g => g._fullLayout).length"
+    )
 
 
 def test_sentence_tests_draw_and_a_corpus_run_comes_back(page, server):

@@ -67,7 +67,9 @@ def test_a_classifier_shows_its_prediction_and_lens(page, server, tiny_classifie
     wait_for_plots(page, 2)
     predictions = _sidebar_predictions(page)
     assert len(predictions) == 2, page.get_by_test_id("stSidebar").inner_text()
-    assert all({"negative", "neutral", "positive"} <= set(re.findall(r"[a-z]+", line)) for line in predictions)
+    assert all(
+        {"negative", "neutral", "positive"} <= set(re.findall(r"[a-z]+", line)) for line in predictions
+    )
     charts = plot_traces(page)
     assert len(charts) == 2
     assert [tr["name"] for tr in charts[0]] == ["negative", "neutral", "positive"]
@@ -108,7 +110,12 @@ def test_two_models_compared_layer_by_layer(page, server, tiny_model_dirs, tiny_
                t => t.type === 'heatmap' && Array.from(t.y || []).join('|') === 'block 1|block 2'))"""
     )
     wait_for_app(page)
-    [change] = [tr for chart in plot_traces(page) for tr in chart if tr["type"] == "heatmap" and tr["y"][0] == "block 1"]
+    [change] = [
+        tr
+        for chart in plot_traces(page)
+        for tr in chart
+        if tr["type"] == "heatmap" and tr["y"][0] == "block 1"
+    ]
     assert change["x"] == ["head 1", "head 2", "head 3", "head 4"]
     assert page_problems(page) == []
 

@@ -20,7 +20,9 @@ def _panel_points(traces: list[dict], panel: int) -> np.ndarray:
     # Traces are added panel by panel, the same number per panel (one per class).
     size = len(per_panel) // 3
     chosen = per_panel[panel * size : (panel + 1) * size]
-    return np.concatenate([np.c_[np.asarray(t["x"], dtype=float), np.asarray(t["y"], dtype=float)] for t in chosen])
+    return np.concatenate(
+        [np.c_[np.asarray(t["x"], dtype=float), np.asarray(t["y"], dtype=float)] for t in chosen]
+    )
 
 
 def test_every_distinct_vector_is_drawn_at_its_own_position(page, server, encoder):
@@ -39,7 +41,8 @@ def test_every_distinct_vector_is_drawn_at_its_own_position(page, server, encode
     page.wait_for_function(
         """(title) => [...document.querySelectorAll('.js-plotly-plot')].some(
             g => g._fullData && g.layout && JSON.stringify(g.layout.title || '').includes(title))""",
-        arg=title, timeout=240_000,
+        arg=title,
+        timeout=240_000,
     )
     panels = page.evaluate(
         """(title) => {
@@ -57,7 +60,9 @@ def test_every_distinct_vector_is_drawn_at_its_own_position(page, server, encode
         assert len(drawn) == len(corpus)
         distinct_vectors = len(np.unique(vectors.get(pooling, LAYER), axis=0))
         distinct_drawn = len(np.unique(drawn, axis=0))
-        assert distinct_drawn == distinct_vectors, f"{pooling}: {distinct_drawn} positions for {distinct_vectors} vectors"
+        assert distinct_drawn == distinct_vectors, (
+            f"{pooling}: {distinct_drawn} positions for {distinct_vectors} vectors"
+        )
         # And the positions are the PCA of those vectors (up to the rounding the page applies).
         expected = Projector("pca").fit(vectors.get(pooling, LAYER)).embedding_
         spread = np.ptp(expected, axis=0).max()

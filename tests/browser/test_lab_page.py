@@ -48,7 +48,12 @@ def test_pretrain_in_the_background_then_see_the_curves(page, lab_server):
     )
     wait_for_app(page)
     wait_for_plots(page, 4)
-    assert main.get_by_text("The share of attention the other tokens give the summary token", exact=False).count() >= 1
+    assert (
+        main.get_by_text(
+            "The share of attention the other tokens give the summary token", exact=False
+        ).count()
+        >= 1
+    )
     saved = list(lab.glob("set-*/first-nsp/model.safetensors"))
     assert len(saved) == 1  # the model the job saved, where the page said
     assert page_problems(page) == []

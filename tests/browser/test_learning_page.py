@@ -53,7 +53,9 @@ def test_finetune_in_the_background_then_step_through_checkpoints(page, server):
         wait_for_app(page)
     main.get_by_role("button", name="Start fine-tuning", exact=True).click()
     # The run goes on in the background; the page polls it and redraws with the results.
-    main.get_by_text("Trained with the same seed, split and budget", exact=False).wait_for(timeout=FINETUNE_TIMEOUT_MS)
+    main.get_by_text("Trained with the same seed, split and budget", exact=False).wait_for(
+        timeout=FINETUNE_TIMEOUT_MS
+    )
     wait_for_app(page)
     assert main.get_by_text("What the model state shows at step", exact=False).count() >= 1
     step = _slider(page, "Checkpoint (training step)")

@@ -56,7 +56,9 @@ def test_the_scoreboard_runs_in_the_background(page, server):
     # The verdict, decided on the intervals over the sentences: one sentence cannot name a clear best.
     page.get_by_text("what removing tokens does", exact=False).first.wait_for(timeout=RUN_TIMEOUT_MS)
     wait_for_app(page)
-    titles = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].map(t => t.textContent)")
+    titles = page.evaluate(
+        "() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].map(t => t.textContent)"
+    )
     assert any("Faithfulness scoreboard" in t for t in titles)
     assert any("Deletion curves" in t for t in titles)
     assert page_problems(page) == []

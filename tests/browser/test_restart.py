@@ -70,7 +70,11 @@ def _job_worker(server_pid: int) -> int:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == server_pid and "loky" in cmdline and "resource_tracker" not in cmdline:
+        if (
+            int(stat.rsplit(")", 1)[1].split()[1]) == server_pid
+            and "loky" in cmdline
+            and "resource_tracker" not in cmdline
+        ):
             return int(entry.name)
     raise LookupError("no job worker yet")
 
@@ -87,7 +91,10 @@ def test_a_worker_killed_mid_job_says_so_and_retry_runs_it_again(new_page, chrom
         os.kill(_job_worker(server.process.pid), signal.SIGKILL)  # as the out-of-memory killer would
         error = main.get_by_test_id("stAlertContentError").filter(has_text="Fine-tuning failed")
         error.first.wait_for(timeout=60_000)
-        assert "was killed" in error.first.inner_text() and "Nothing it computed was kept" in error.first.inner_text()
+        assert (
+            "was killed" in error.first.inner_text()
+            and "Nothing it computed was kept" in error.first.inner_text()
+        )
         assert main.get_by_text(RESULT_TEXT, exact=False).count() == 0
         assert server.process.poll() is None  # the server itself never noticed
         main.get_by_role("button", name="Retry", exact=True).click()

@@ -88,14 +88,18 @@ def test_three_hundred_runs_no_leak_no_error_health_throughout(browser, tmp_path
                     file, label = PAGES[where]
                     follow_sidebar_link(page, server.url, label, file)
                 runs += 1
-                assert page.locator(ERRORS).count() == 0, f"an error is shown after run {runs} on {PAGES[where][1]}"
+                assert page.locator(ERRORS).count() == 0, (
+                    f"an error is shown after run {runs} on {PAGES[where][1]}"
+                )
                 if runs == WARM:
                     after_warm = resident_bytes(server.process.pid)
             after_all = resident_bytes(server.process.pid)
         finally:
             context.close()
         elapsed = time.monotonic() - started
-    assert health.checks > 0 and health.failures == 0, f"{health.failures} of {health.checks} health checks failed"
+    assert health.checks > 0 and health.failures == 0, (
+        f"{health.failures} of {health.checks} health checks failed"
+    )
     growth = after_all / after_warm - 1
     assert growth <= 0.15, (
         f"resident memory grew {growth:.0%} from run {WARM} ({after_warm / 1e6:.0f} MB) to run {RUNS} "

@@ -15,20 +15,32 @@ from devtools.browser import page_problems, plot_traces, wait_for_app, wait_for_
 pytestmark = pytest.mark.browser
 
 ANIMALS = [
-    "The cat sleeps on the warm windowsill.", "A dog barks at the mail carrier.",
-    "Horses gallop across the open field.", "The parrot repeats every word it hears.",
-    "Rabbits dig burrows under the hedge.", "An owl hunts mice at night.",
-    "The goldfish circles its small bowl.", "Cows graze quietly in the meadow.",
-    "A fox slips through the tall grass.", "Ducks paddle across the village pond.",
-    "<img src=x onerror=alert('cell')> birds sing at dawn.", "The hamster runs on its wheel all night.",
+    "The cat sleeps on the warm windowsill.",
+    "A dog barks at the mail carrier.",
+    "Horses gallop across the open field.",
+    "The parrot repeats every word it hears.",
+    "Rabbits dig burrows under the hedge.",
+    "An owl hunts mice at night.",
+    "The goldfish circles its small bowl.",
+    "Cows graze quietly in the meadow.",
+    "A fox slips through the tall grass.",
+    "Ducks paddle across the village pond.",
+    "<img src=x onerror=alert('cell')> birds sing at dawn.",
+    "The hamster runs on its wheel all night.",
 ]
 WEATHER = [
-    "Heavy rain is expected this afternoon.", "The forecast promises a sunny weekend.",
-    "Thick fog covered the harbour at dawn.", "Snow fell steadily through the night.",
-    "A cold wind blows from the north.", "Thunderstorms will roll in by evening.",
-    "The humidity made the air feel heavy.", "Frost coated the car windows this morning.",
-    "A heatwave settled over the valley.", "Light drizzle continued until noon.",
-    "Clouds gathered over the distant hills.", "The temperature dropped below freezing.",
+    "Heavy rain is expected this afternoon.",
+    "The forecast promises a sunny weekend.",
+    "Thick fog covered the harbour at dawn.",
+    "Snow fell steadily through the night.",
+    "A cold wind blows from the north.",
+    "Thunderstorms will roll in by evening.",
+    "The humidity made the air feel heavy.",
+    "Frost coated the car windows this morning.",
+    "A heatwave settled over the valley.",
+    "Light drizzle continued until noon.",
+    "Clouds gathered over the distant hills.",
+    "The temperature dropped below freezing.",
 ]
 
 
@@ -67,7 +79,9 @@ def test_upload_a_corpus_and_see_its_projection(page, server):
     assert "my_corpus.csv: 24 texts" in page.get_by_test_id("stMain").inner_text()
 
     panels = [
-        tr for chart in plot_traces(page) for tr in chart
+        tr
+        for chart in plot_traces(page)
+        for tr in chart
         if tr["name"] in ("animals", "weather") and tr["type"].startswith("scatter")
     ]
     # Every uploaded sentence is one point in each of the three panels, coloured by its group.
@@ -93,7 +107,11 @@ def test_a_broken_upload_gives_a_message_and_the_page_keeps_working(page, server
     assert "broken.csv" in error.inner_text() and "binary" in error.inner_text()
     assert page_problems(page) == []
     # A good file right after works in the same session.
-    _upload(page, "fine.csv", _csv_bytes([(s, "animals") for s in ANIMALS[:6]] + [(s, "weather") for s in WEATHER[:6]]))
+    _upload(
+        page,
+        "fine.csv",
+        _csv_bytes([(s, "animals") for s in ANIMALS[:6]] + [(s, "weather") for s in WEATHER[:6]]),
+    )
     page.get_by_text("fine.csv: 12 texts").wait_for()
     wait_for_app(page)
     wait_for_plots(page)
