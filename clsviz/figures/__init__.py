@@ -22,6 +22,8 @@ from ._interventions import *  # noqa: F401,F403
 from ._interventions import __all__ as _interventions_all
 from ._inversion import *  # noqa: F401,F403
 from ._inversion import __all__ as _inversion_all
+from ._lens import *  # noqa: F401,F403
+from ._lens import __all__ as _lens_all
 from ._mixing import *  # noqa: F401,F403
 from ._mixing import __all__ as _mixing_all
 from ._position import *  # noqa: F401,F403
@@ -40,6 +42,7 @@ __all__ = [
     *_probe_all,
     *_position_all,
     *_inversion_all,
+    *_lens_all,
     *_mixing_all,
     *_interventions_all,
     *_classifier_all,
