@@ -315,6 +315,7 @@ def fit_inverter(encoder: Encoder, data: TrainingTexts, layer: int = -1, pooling
     if data.corrupted is not None and correction_share > 0:
         H = torch.as_tensor((data.corrupted.get(pooling, layer) - mean) / scale, dtype=torch.float32, device=dev)
     inputs_t, targets_t = torch.as_tensor(inputs, device=dev), torch.as_tensor(targets, device=dev)
+    lengths = np.array([len(r) for r in data.pieces])
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(steps))
     rng = np.random.default_rng(seed)
@@ -327,9 +328,11 @@ def fit_inverter(encoder: Encoder, data: TrainingTexts, layer: int = -1, pooling
             check_cancel(cancel, "Training the inverter")
             if pos + batch_size > n:
                 order, pos = rng.permutation(n), 0
-            rows = torch.as_tensor(order[pos : pos + batch_size], device=dev)
+            picked = order[pos : pos + batch_size]
             pos += batch_size
-            tok = inputs_t[rows]
+            rows = torch.as_tensor(picked, device=dev)
+            width = int(lengths[picked].max()) + 1  # this batch's longest text: no columns of padding only
+            tok, want = inputs_t[rows, :width], targets_t[rows, :width]
             drop = torch.as_tensor(rng.random(tuple(tok.shape)) < word_dropout, device=dev) & (tok >= _SPECIAL)
             tok = torch.where(drop, torch.full_like(tok, UNK), tok)
             cond = net.conditioning(Z[rows])  # the first pass: no hypothesis
@@ -337,7 +340,7 @@ def fit_inverter(encoder: Encoder, data: TrainingTexts, layer: int = -1, pooling
                 use = torch.as_tensor(rng.random(len(rows)) < correction_share, device=dev)[:, None]
                 cond = torch.where(use, net.conditioning(Z[rows], H[rows]), cond)
             logits = net(cond, tok)
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets_t[rows].reshape(-1),
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), want.reshape(-1),
                                                      ignore_index=-100)
             opt.zero_grad(set_to_none=True)
             loss.backward()
