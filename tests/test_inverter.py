@@ -16,13 +16,7 @@ from clsviz.experiments.inverter import pick_device, prepare_texts, torch_thread
 from clsviz.experiments.text_match import token_f1
 from clsviz.progress import Cancelled
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread in this module: on a machine shared with other work, two threads spin
-    against each other (a forward pass measured 10x slower); the numbers do not change."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _short_sentences(n: int, start: int = 0) -> list[str]:
@@ -180,3 +174,12 @@ def test_vocabulary_is_the_training_pieces(tiny_encoder):
     expected = sorted({p for t in texts for p in tiny_encoder.tokenizer(t, add_special_tokens=False)["input_ids"]})
     assert list(inverter.vocabulary) == expected
     assert inv_mod.PAD != inv_mod.BOS != inv_mod.EOS
+
+
+def test_torch_threads_restores_the_setting():
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before

@@ -8,15 +8,10 @@ import pytest
 import torch
 
 from clsviz.corpus import demo_corpus
-from clsviz.experiments.inverter import torch_threads
 from clsviz.experiments.ladder import PUBLISHED, inversion_ladder, ladder_layers
 from clsviz.experiments.text_match import token_f1
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

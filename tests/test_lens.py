@@ -8,17 +8,10 @@ import torch
 
 from clsviz import load_encoder, trace
 from clsviz.corpus import demo_corpus
-from clsviz.experiments.inverter import torch_threads
 from clsviz.experiments.lens import ALPHAS, compare_lens, tuned_lens
 from clsviz.heads import NoClassifierError
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread in this module: on a machine shared with other work, two threads spin
-    against each other (a forward pass measured 10x slower); the numbers do not change."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
