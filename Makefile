@@ -36,10 +36,12 @@ run: $(APP_STAMP)
 test: $(DEV_STAMP)
 	@bash scripts/ensure-chromium.sh
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 ## make bench: measured speed and memory (benchmarks/results.json + results.md)
 bench: $(DEV_STAMP)

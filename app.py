@@ -1,16 +1,13 @@
 """clsviz: the Overview page (entry file). Other pages live in pages/; the shared sidebar
 (model, sentences, page links) comes from ui.state.page_setup."""
 
-import pandas as pd
 import streamlit as st
 
-from clsviz import figures
-from clsviz.narrative import findings
-from clsviz.tracing import literal_specials
-from ui.corpus import plain
+from ui import runner
 from ui.state import PAGES, ROOT, current_encoder, current_traces, page_setup
+from ui.text import plain
 from ui.warmup import after_first_draw, baseline_note, ready_baseline
-from ui.widgets import download_csv, figure_caption, show
+from ui.widgets import figure_caption
 
 page_setup("Overview", icon=":material/token:")
 
@@ -33,20 +30,15 @@ if not traces:
     st.stop()
 
 st.subheader("The tokens, as the model sees them")
+notes = []
 for i, t in enumerate(traces):
     st.text(f"{i + 1}. {t.text}")
-    show("overview.tokens", figures.tokens_figure(t), key=f"overview.tokens.{i}", caption=False)
+    tokens = runner.run("tokens", t, encoder)
+    runner.draw(tokens, "overview.tokens", chart_key=f"overview.tokens.{i}", caption=False)
+    notes += [n for n in tokens.summary() if n not in notes]
 figure_caption("overview.tokens")
-typed_specials = sorted({s for t in traces for s in literal_specials(t, encoder.tokenizer)})
-if typed_specials:
-    st.info(
-        plain(
-            f"Your text contains {', '.join(repr(s) for s in typed_specials)} as characters. The tokenizer reads them "
-            "as ordinary text, split into pieces (see above), never as the special token: only the tokenizer "
-            f"adds the real {info.cls_token}, at position {traces[0].cls_index}."
-        ),
-        icon=":material/info:",
-    )
+for note in notes:
+    st.info(plain(note), icon=":material/info:")
 
 st.subheader("Four questions, answered for your first sentence")
 labels = {path: label for path, label, _ in PAGES}
@@ -60,15 +52,14 @@ targets = {
 # in the background once this page has drawn, and the findings are redrawn with the baseline.
 baseline = ready_baseline(encoder)
 after_first_draw(encoder)
-rows = []
-for f in findings(traces[0], baseline):
+overview = runner.run("overview", traces[0], baseline)
+for f in overview.findings:
     with st.container(border=True):
         st.markdown(f"**{f.question}**")
         st.text(f.answer)
         links = [p for p in targets[f.key] if p in labels and (ROOT / p).is_file()]
         for col, path in zip(st.columns(max(1, len(links))), links):
             col.page_link(path, label=f"Explore: {labels[path]}", icon=":material/arrow_forward:")
-    rows.append({"question": f.question, "finding": f.answer, "value": f.value})
 if baseline is None:
     baseline_note(encoder)
-download_csv(pd.DataFrame(rows), "clsviz-overview.csv", key="overview.csv")
+runner.download_table(overview, "clsviz-overview.csv", csv_key="overview.csv")

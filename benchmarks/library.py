@@ -77,7 +77,7 @@ def measure_trace(settings: Settings, out: Collector) -> None:
     def value_norm():
         for _ in range(inner):
             t = trace(enc, TRACE_TEXT)
-            summarize(t, attention_weights(enc, t, "value-norm"), kind="value-norm")
+            summarize(t, attention_weights(enc, t, "value_norm"), method="value_norm")
 
     runs = settings.pick(max(7, settings.runs), settings.runs)
     times = side_by_side({"bare": bare, "plain": plain, "value_norm": value_norm}, runs, warmup=1)

@@ -16,8 +16,10 @@ from .readers import CorpusError, load_corpus, load_pairs
 from .similarity import cls_summary, cls_token_cosines, compare_sentences
 from .tracing import Trace, trace
 from .vectors import PooledVectors, extract
+from .version import __version__
 
 __all__ = [
+    "__version__",
     "Baseline",
     "Corpus",
     "CorpusError",
@@ -49,4 +51,3 @@ __all__ = [
     "trace",
 ]
 
-__version__ = "0.1.0"

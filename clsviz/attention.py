@@ -31,7 +31,7 @@ import pandas as pd
 
 from .layers import check_block
 from .metrics import entropy
-from .mixing import check_kind
+from .mixing import check_attention_method
 from .tracing import Trace
 
 __all__ = [
@@ -249,7 +249,7 @@ def rollout_row(attentions: np.ndarray, index: int = 0, residual: float = 0.5) -
 # --- one summary per trace ----------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class AttentionSummary:
-    """The small derived arrays the Attention page draws, for one Trace and one weight kind.
+    """The small derived arrays the Attention page draws, for one Trace and one weighting method.
 
     * ``tokens``: T strings; ``categories``: int64 [T] into :data:`TOKEN_CATEGORIES`
     * ``to_cls``: float32 [L, H] mean weight on [CLS] over queries (``include_self`` says
@@ -258,7 +258,7 @@ class AttentionSummary:
     * ``breakdown``: float32 [L, H, C] share of each token category (mean over queries)
     * ``cls_rows``: float32 [L, H, T] the [CLS] row of every layer and head
     * ``rollout_cls``: float32 [L, T] the [CLS] row of the cumulative rollout
-    * ``kind``: one of :data:`clsviz.mixing.ATTENTION_KINDS`
+    * ``method``: one of :data:`clsviz.mixing.ATTENTION_METHODS`
     """
 
     tokens: tuple[str, ...]
@@ -272,7 +272,7 @@ class AttentionSummary:
     cls_rows: np.ndarray
     rollout_cls: np.ndarray
     include_self: bool
-    kind: str
+    method: str
 
     @property
     def num_layers(self) -> int:
@@ -294,17 +294,17 @@ class AttentionSummary:
 
 
 def summarize(
-    trace: Trace, weights: np.ndarray | None = None, include_self: bool = True, kind: str = "attention"
+    trace: Trace, weights: np.ndarray | None = None, include_self: bool = True, method: str = "attention"
 ) -> AttentionSummary:
     """Every per-layer/per-head quantity of the Attention page for ``trace``.
 
     weights: [L, H, T, T] to summarise instead of ``trace.attentions`` (e.g. from
-    :func:`attention_weights`); ``kind`` names them. The full T x T maps are not kept.
+    :func:`attention_weights`); ``method`` names them. The full T x T maps are not kept.
     """
     a = trace.attentions if weights is None else _check_attentions(weights)
     if a.shape != trace.attentions.shape:
         raise ValueError(f"weights: expected {list(trace.attentions.shape)}, got {list(a.shape)}")
-    check_kind(kind)
+    check_attention_method(method)
     cls = trace.cls_index
     cats = token_categories(trace.tokens, trace.special_mask, cls)
     return AttentionSummary(
@@ -319,7 +319,7 @@ def summarize(
         cls_rows=cls_rows(a, cls),
         rollout_cls=rollout_row(a, cls),
         include_self=include_self,
-        kind=kind,
+        method=method,
     )
 
 
@@ -335,7 +335,7 @@ def to_cls_table(summary: AttentionSummary) -> pd.DataFrame:
     df["attention_to_cls"] = summary.to_cls.ravel()
     df["cls_self_attention"] = summary.cls_self.ravel()
     df["include_self"] = summary.include_self
-    df["kind"] = summary.kind
+    df["method"] = summary.method
     return df
 
 
@@ -345,7 +345,7 @@ def entropy_table(summary: AttentionSummary) -> pd.DataFrame:
     df["entropy"] = summary.entropy.ravel()
     df["max_entropy"] = summary.max_entropy
     df["relative"] = df["entropy"] / summary.max_entropy if summary.max_entropy > 0 else 0.0
-    df["kind"] = summary.kind
+    df["method"] = summary.method
     return df
 
 
@@ -363,7 +363,7 @@ def breakdown_table(summary: AttentionSummary, per_head: bool = False) -> pd.Dat
     df["category"] = np.tile(np.array(TOKEN_CATEGORIES, dtype=object), rows)
     df["share"] = values.ravel()
     df["tokens"] = np.tile(counts, rows)
-    df["kind"] = summary.kind
+    df["method"] = summary.method
     return df
 
 
@@ -381,7 +381,7 @@ def cls_row_table(summary: AttentionSummary, head: int | None = None) -> pd.Data
     df = df.assign(**_token_columns(summary.tokens, summary.num_layers))
     df["head"] = "mean" if head is None else str(head + 1)
     df["weight"] = rows.ravel()
-    df["kind"] = summary.kind
+    df["method"] = summary.method
     return df
 
 
@@ -391,7 +391,7 @@ def rollout_table(summary: AttentionSummary) -> pd.DataFrame:
     df = df.assign(**_token_columns(summary.tokens, summary.num_layers))
     df["raw"] = summary.cls_row(None).ravel()
     df["rollout"] = summary.rollout_cls.ravel()
-    df["kind"] = summary.kind
+    df["method"] = summary.method
     return df
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .corpus import demo_corpus
 from .encoder import Encoder, apply_pooler
 from .metrics import centre, cosine_matrix
 from .pooling import pool_hidden
@@ -219,17 +220,12 @@ def baseline_texts(sample: int = 200, seed: int = 0) -> tuple[tuple[str, ...], s
     texts: Sequence[str] = BUILTIN_SENTENCES
     source = "built-in sentences"
     try:
-        from .corpus import demo_corpus
-    except ImportError:
-        demo_corpus = None
-    if demo_corpus is not None:
-        try:
-            corpus = demo_corpus()
-            if len(corpus.texts) >= 2:
-                texts, source = corpus.texts, "demo corpus"
-        except Exception:
-            # A broken data file must not take the baseline down; the built-in set still works.
-            texts, source = BUILTIN_SENTENCES, "built-in sentences"
+        corpus = demo_corpus()
+        if len(corpus.texts) >= 2:
+            texts, source = corpus.texts, "demo corpus"
+    except Exception:
+        # A broken data file must not take the baseline down; the built-in set still works.
+        texts, source = BUILTIN_SENTENCES, "built-in sentences"
     return _sample_texts(texts, sample, seed), source
 
 

@@ -9,7 +9,7 @@ An :class:`Encoder` holds one model loaded once and shared read-only by every ca
   eagerly, because transformers 5.x only returns attention weights in eager mode.
 
 A fine-tuned ``*ForSequenceClassification`` checkpoint keeps its head: ``model`` is still
-the bare encoder, and ``classifier`` (a :class:`clsviz.heads.ClassifierHead`) holds the head's
+the bare encoder, and ``classifier`` (a :class:`clsviz.model_heads.ClassifierHead`) holds the head's
 modules over the same loaded weights. Checkpoints with another head (token classification,
 question answering, multiple choice) load as plain encoders and say so in ``info.notes``.
 
@@ -24,9 +24,15 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .catalog import local_models
+from .model_heads import (
+    SUPPORTED_HEADS,
+    ClassifierHead,
+    apply_pooler,
+    build_classifier_head,
+    classifier_architecture,
+)
 from .sources import (
     ALLOWED_MODELS_ENV,
     DEFAULT_MODEL,
@@ -38,9 +44,6 @@ from .sources import (
     model_unavailable,
     resolve_source,
 )
-
-if TYPE_CHECKING:
-    from .heads import ClassifierHead
 
 __all__ = [
     "ALLOWED_MODELS_ENV",
@@ -115,7 +118,7 @@ class Encoder:
     # Fast tokenizers are not safe to call from several threads at once when their
     # truncation/padding settings change between calls, so calls go through this lock.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    # The fine-tuned classification head over the same weights, or None (see clsviz.heads).
+    # The fine-tuned classification head over the same weights, or None (see clsviz.model_heads).
     classifier: ClassifierHead | None = field(default=None, repr=False)
 
     @property
@@ -162,21 +165,6 @@ def _refuse_without_cls(display: str, tokenizer) -> tuple[str, int]:
             "model was not trained with a [CLS] position. Pick a BERT-style encoder."
         )
     return str(cls_token), int(cls_id)
-
-
-def apply_pooler(model, cls_vectors):
-    """The model's pooler head on [N, D] [CLS] vectors -> [N, D] (torch), or None without one.
-
-    BERT-style poolers read position 0 of a sequence; ALBERT keeps a bare Linear plus a
-    separate activation. Both are handled so every layer's [CLS] can be pooled.
-    """
-    pooler = getattr(model, "pooler", None)
-    if pooler is None:
-        return None
-    activation = getattr(model, "pooler_activation", None)
-    if activation is not None:
-        return activation(pooler(cls_vectors))
-    return pooler(cls_vectors[:, None, :])
 
 
 def _drop_untrained_pooler(model, missing_keys) -> None:
@@ -320,8 +308,6 @@ def load_encoder(
     hf_logging.disable_progress_bar()
     config = _load_config(display, source)
     tokenizer = _load_tokenizer(display, source)
-    from .heads import SUPPORTED_HEADS, build_classifier_head, classifier_architecture
-
     head_architecture, notes = classifier_architecture(config)
     try:
         cls = _refuse_without_cls(display, tokenizer)

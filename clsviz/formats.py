@@ -21,13 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .corpus import Corpus
-from .readers import (
-    CorpusError,
-    _finish,
-    _size,
-    detect_label_columns,
-    detect_text_column,
-)
+from .corpus_rules import CorpusError, detect_label_columns, detect_text_column, finish_corpus, size_text
 
 __all__ = ["TABLE_FORMATS", "columns_corpus", "load_dataset_corpus", "load_table_corpus"]
 
@@ -98,7 +92,7 @@ def columns_corpus(
         label_columns = [c for c in label_columns if c != text_column]
     texts = [_cell(v) for v in columns[text_column]]
     labels = {c: [_cell(v, class_names.get(c)) for v in columns[c]] for c in label_columns}
-    texts, labels = _finish(texts, list(range(1, n + 1)), labels, "rows", max_rows or n, max_chars, notes)
+    texts, labels = finish_corpus(texts, list(range(1, n + 1)), labels, "rows", max_rows or n, max_chars, notes)
     return Corpus(
         texts=tuple(texts),
         labels={k: tuple(v) for k, v in labels.items()},
@@ -188,7 +182,7 @@ def load_table_corpus(
         raise CorpusError(f"'{filename}': expected one of {', '.join(TABLE_FORMATS)}.")
     data = bytes(data)
     if max_bytes is not None and len(data) > max_bytes:
-        raise CorpusError(f"'{filename}' is {_size(len(data))}; the limit is {_size(max_bytes)}.")
+        raise CorpusError(f"'{filename}' is {size_text(len(data))}; the limit is {size_text(max_bytes)}.")
     if not data.strip():
         raise CorpusError(f"'{filename}' is empty: there is nothing to read.")
     names: dict = {}

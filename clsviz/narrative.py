@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .attention import cls_entropy, max_entropy
+from .metrics import cosine
+
 __all__ = [
     "Finding",
     "benchmark_summary",
@@ -22,7 +25,6 @@ __all__ = [
     "describe_gap",
     "describe_series",
     "layer_span",
-    "neighbours_summary",
     "position_summary",
     "probe_gap_summary",
     "probe_summary",
@@ -216,9 +218,6 @@ def findings(trace, baseline=None) -> list[Finding]:
     """Four findings for one Trace (aggregate? why first? how does it learn? recoverable?),
     each read from every layer; with a :class:`clsviz.baseline.Baseline` they are set against
     the same numbers for unrelated sentences."""
-    from .attention import cls_entropy, max_entropy
-    from .metrics import cosine
-
     layers = list(range(trace.num_layers + 1))
     blocks = list(range(1, trace.num_layers + 1))
     content = trace.content_mask
@@ -255,8 +254,6 @@ def _aggregate(values, layers, baseline) -> str:
 
 
 def _recover(trace, last_cls, baseline) -> Finding:
-    from .metrics import cosine
-
     content = np.flatnonzero(trace.content_mask)
     sims = cosine(trace.hidden(-1)[content], last_cls[None, :])
     best = int(np.argmax(sims))
@@ -401,27 +398,3 @@ def _identical_but_separable(table, baseline) -> str:
             "there: it standardises every dimension, so differences far smaller than the vector itself still "
             "separate the classes. That shows the label is linearly present in tiny variations of [CLS], not that "
             "[CLS] is a good sentence vector for cosine similarity.")
-
-
-def neighbours_summary(table, layer: int, k: int, baseline=None) -> str:
-    """The nearest-neighbour table of one layer (columns pooling, rank, index, cosine) in words:
-    how far [CLS] and the mean agree, and each closest cosine beside the same cosine for an
-    unrelated sentence - a cosine of 1.00 means nothing where every [CLS] is one vector."""
-    from .experiments.neighbours import neighbour_agreement
-
-    text = f"At layer {layer}, [CLS] and the mean agree on {neighbour_agreement(table)} of their top {k} neighbours."
-    for pooling, name in (("cls", "[CLS]"), ("mean", "the mean")):
-        rows = table[table["pooling"] == pooling]
-        if rows.empty:
-            continue
-        top = float(rows.iloc[0]["cosine"])
-        text += f" The closest sentence by {name} has cosine {top:.4f}"
-        if baseline is not None and pooling in baseline.references:
-            reference, spread = baseline.reference(pooling)
-            ref = float(reference[layer])
-            text += f"; two unrelated sentences have {ref:.4f} ± {float(spread[layer]):.4f} on average"
-            if pooling == "cls" and ref >= SAME_VECTOR:
-                text += (", so at this layer [CLS] is almost the same vector for every input and this ranking rests "
-                         "on tiny differences, not on a closeness a cosine can show")
-        text += "."
-    return text

@@ -95,10 +95,8 @@ def _init(ray, num_cpus: int | None, object_store_mb: int | None) -> bool:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise RayUnavailable(f"Could not join the Ray cluster at {address}: {' '.join(str(exc).split())[:300]}") from exc
         return True
-    import clsviz
-
     # Local workers import this very clsviz (a source checkout need not be installed).
-    here = os.path.dirname(os.path.dirname(os.path.abspath(clsviz.__file__)))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
     ray.init(
         num_cpus=num_cpus,

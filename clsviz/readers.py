@@ -19,6 +19,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .corpus import Corpus
+from .corpus_rules import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_CHARS,
+    DEFAULT_MAX_ROWS,
+    MAX_BYTES_ENV,
+    CorpusError,
+    detect_label_columns,
+    detect_text_column,
+    finish_corpus,
+    have,
+    limits_from_env,
+    rows_text,
+    size_text,
+)
+from .formats import load_table_corpus
 from .tracing import has_content
 
 if TYPE_CHECKING:
@@ -37,22 +52,12 @@ __all__ = [
     "load_pairs",
 ]
 
-MAX_ROWS_ENV = "CLSVIZ_MAX_ROWS"
-MAX_BYTES_ENV = "CLSVIZ_MAX_BYTES"
-MAX_CHARS_ENV = "CLSVIZ_MAX_CHARS"
-DEFAULT_MAX_ROWS = 5000
-DEFAULT_MAX_BYTES = 20_000_000
-DEFAULT_MAX_CHARS = 2000
 
 PAIR_COLUMNS = ("sentence1", "sentence2", "score")
 
-# A label column has at most this many distinct values (and fewer than the rows).
-_MAX_LABEL_VALUES = 50
-_DETECT_ROWS = 5000  # column detection looks at the first rows only
 _DELIMITERS = (",", ";", "\t", "|")
 _NO_DELIMITER = "\x1f"  # a one-column CSV: no character in the text splits it
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # control characters but tab / newlines
-_NUMBER = re.compile(r"^\s*[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?\s*%?\s*$")
 _MAGIC = (
     (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx or .ods workbook is one); save the sheet as CSV"),
     (b"%PDF", "a PDF document; copy the sentences into a .txt file, one per line"),
@@ -64,39 +69,6 @@ _MAGIC = (
     (b"SQLite format 3", "a SQLite database"),
     (b"PAR1", "a Parquet file; give it a .parquet name"),
 )
-
-
-class CorpusError(ValueError):
-    """A corpus or pairs file that cannot be used; the message says what is wrong and what to do."""
-
-
-
-def limits_from_env() -> dict:
-    """``max_rows`` / ``max_bytes`` / ``max_chars`` for uploads, from ``CLSVIZ_MAX_ROWS`` etc."""
-    out = {}
-    for key, env, default in (
-        ("max_rows", MAX_ROWS_ENV, DEFAULT_MAX_ROWS),
-        ("max_bytes", MAX_BYTES_ENV, DEFAULT_MAX_BYTES),
-        ("max_chars", MAX_CHARS_ENV, DEFAULT_MAX_CHARS),
-    ):
-        raw = os.environ.get(env, "").strip().replace("_", "").replace(",", "")
-        out[key] = int(raw) if raw.isdigit() and int(raw) > 0 else default
-    return out
-
-
-def _rows_text(numbers: Sequence[int], word: str = "rows", limit: int = 10) -> str:
-    """'row 4' / 'rows 4, 9, 12 and 3 more' (word is the plural)."""
-    shown = ", ".join(str(n) for n in numbers[:limit])
-    more = f" and {len(numbers) - limit} more" if len(numbers) > limit else ""
-    return f"{word if len(numbers) > 1 else word[:-1]} {shown}{more}"
-
-
-def _have(numbers: Sequence[int]) -> str:
-    return "have" if len(numbers) > 1 else "has"
-
-
-def _size(n: int) -> str:
-    return f"{n / 1_000_000:.1f} MB" if n >= 100_000 else f"{n:,} bytes"
 
 
 def _looks_utf16(data: bytes) -> str | None:
@@ -225,7 +197,7 @@ def _read_table(text: str, filename: str, kind: str) -> tuple[list[str], list[li
         sep = {",": "comma", ";": "semicolon", "\t": "tab", "|": "bar"}.get(delimiter, "single column")
         raise CorpusError(
             f"'{filename}' is not a well-formed CSV: the header has {len(header)} field(s) "
-            f"({sep}-separated) but {_rows_text(bad, 'lines')} {_have(bad)} {'/'.join(map(str, counts))}. "
+            f"({sep}-separated) but {rows_text(bad, 'lines')} {have(bad)} {'/'.join(map(str, counts))}. "
             'Wrap fields that contain the delimiter in double quotes ("...").'
         )
     # Unnamed or repeated column names get unique names a person can still recognise.
@@ -240,85 +212,6 @@ def _read_table(text: str, filename: str, kind: str) -> tuple[list[str], list[li
             seen[name] = 1
         names.append(name)
     return names, body, body_lines
-
-
-def _text_like(values: Sequence[str]) -> bool:
-    filled = [v for v in values if v.strip()]
-    if not filled:
-        return False
-    wordy = sum(1 for v in filled if not _NUMBER.match(v) and any(ch.isalpha() for ch in v))
-    return wordy / len(filled) > 0.5
-
-
-def _mean_length(values: Sequence[str]) -> float:
-    return sum(len(v.strip()) for v in values) / max(1, len(values))
-
-
-def detect_text_column(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str | None:
-    """The column with the longest average value among the mostly non-numeric ones, or None
-    (judged on the first rows)."""
-    rows = rows[:_DETECT_ROWS]
-    best, best_len = None, -1.0
-    for j, column in enumerate(columns):
-        values = [r[j] for r in rows]
-        if _text_like(values) and _mean_length(values) > best_len:
-            best, best_len = column, _mean_length(values)
-    return best
-
-
-def detect_label_columns(columns: Sequence[str], rows: Sequence[Sequence[str]], text_column: str) -> list[str]:
-    """Columns other than the text column with few distinct values: 2 to 50, and fewer than the
-    rows (at most half of them from 20 rows on), so ids and free text are left out."""
-    out = []
-    rows = rows[:_DETECT_ROWS]
-    n = len(rows)
-    most = min(_MAX_LABEL_VALUES, n - 1 if n < 20 else n // 2)
-    for j, column in enumerate(columns):
-        if column == text_column:
-            continue
-        distinct = {r[j].strip() for r in rows}
-        if 2 <= len(distinct) <= most:
-            out.append(column)
-    return out
-
-
-def _finish(
-    texts: list[str],
-    numbers: list[int],
-    labels: dict[str, list[str]],
-    unit: str,
-    max_rows: int,
-    max_chars: int,
-    notes: list[str],
-) -> tuple[list[str], dict[str, list[str]]]:
-    """Drop empty texts, apply the row limit, cut long texts; notes for each."""
-    keep, dropped = [], []
-    stop = len(texts)
-    for i, t in enumerate(texts):
-        if len(keep) == max_rows:
-            stop = i
-            break
-        (keep if has_content(t) else dropped).append(i)
-    if not keep:
-        raise CorpusError(f"Every {unit[:-1]} is empty: there are no texts to use.")
-    if dropped:
-        notes.append(f"{len(dropped):,} empty {unit if len(dropped) > 1 else unit[:-1]} dropped "
-                     f"({_rows_text([numbers[i] for i in dropped], unit)}).")
-    # Past the limit only a count is needed; str.strip is a fast stand-in for _has_content.
-    more = sum(1 for t in texts[stop:] if t.strip())
-    if more:
-        notes.append(f"{len(keep) + more:,} {unit}; the first {max_rows:,} are used — raise max_rows "
-                     f"({MAX_ROWS_ENV} for the app) to use more.")
-    out_texts = [texts[i].strip() for i in keep]
-    cut = [numbers[keep[k]] for k, t in enumerate(out_texts) if len(t) > max_chars]
-    if cut:
-        out_texts = [t[:max_chars].rstrip() if len(t) > max_chars else t for t in out_texts]
-        notes.append(f"{len(cut):,} text(s) longer than {max_chars:,} characters were cut to that length "
-                     f"({_rows_text(cut, unit)}) — raise max_chars ({MAX_CHARS_ENV} for the app) to keep more.")
-    repeated = len(out_texts) - len(set(out_texts))
-    if repeated:
-        notes.append(f"{repeated:,} text(s) repeat an earlier one; each copy is kept.")
-    return out_texts, {k: [v[i].strip() for i in keep] for k, v in labels.items()}
 
 
 def load_corpus(
@@ -350,12 +243,11 @@ def load_corpus(
         raise ValueError("max_rows, max_bytes and max_chars must be at least 1")
     if len(data) > max_bytes:
         raise CorpusError(
-            f"'{filename}' is {_size(len(data))}; the limit is {_size(max_bytes)}. Upload a smaller file "
+            f"'{filename}' is {size_text(len(data))}; the limit is {size_text(max_bytes)}. Upload a smaller file "
             f"or raise max_bytes ({MAX_BYTES_ENV} for the app)."
         )
     kind = _kind(filename)
     if kind == "table":  # Parquet / JSON Lines: clsviz.formats reads them into the same Corpus
-        from .formats import load_table_corpus
 
         return load_table_corpus(data, filename, text_column, label_columns, max_rows, max_bytes, max_chars)
     text, notes = _decode(data, filename)
@@ -363,7 +255,7 @@ def load_corpus(
         if text_column is not None:
             raise CorpusError(f"'{filename}' is a TXT file (one text per line); it has no columns to choose.")
         lines = text.splitlines()
-        texts, _ = _finish(lines, list(range(1, len(lines) + 1)), {}, "lines", max_rows, max_chars, notes)
+        texts, _ = finish_corpus(lines, list(range(1, len(lines) + 1)), {}, "lines", max_rows, max_chars, notes)
         return Corpus(texts=tuple(texts), labels={}, name=filename, messages=tuple(notes))
 
     columns, rows, numbers = _read_table(text, filename, kind)
@@ -391,7 +283,7 @@ def load_corpus(
         label_columns = [c for c in label_columns if c != text_column]
     j = columns.index(text_column)
     labels = {c: [r[columns.index(c)] for r in rows] for c in label_columns}
-    texts, labels = _finish([r[j] for r in rows], numbers, labels, "rows", max_rows, max_chars, notes)
+    texts, labels = finish_corpus([r[j] for r in rows], numbers, labels, "rows", max_rows, max_chars, notes)
     return Corpus(
         texts=tuple(texts),
         labels={k: tuple(v) for k, v in labels.items()},
@@ -420,7 +312,7 @@ def load_pairs(
     data = bytes(data)
     filename = os.path.basename(str(filename)) or "upload"
     if len(data) > max_bytes:
-        raise CorpusError(f"'{filename}' is {_size(len(data))}; the limit is {_size(max_bytes)}.")
+        raise CorpusError(f"'{filename}' is {size_text(len(data))}; the limit is {size_text(max_bytes)}.")
     kind = _kind(filename)
     if kind in ("txt", "table"):
         raise CorpusError(f"'{filename}': sentence pairs need a CSV with columns sentence1, sentence2, score.")
@@ -449,9 +341,9 @@ def load_pairs(
     nonnumeric = [n for n, s in zip(numbers, scores) if math.isnan(s)]
     problems = []
     if empty:
-        problems.append(f"{_rows_text(empty)} {_have(empty)} an empty sentence")
+        problems.append(f"{rows_text(empty)} {have(empty)} an empty sentence")
     if nonnumeric:
-        problems.append(f"{_rows_text(nonnumeric)} {_have(nonnumeric)} a score that is not a number")
+        problems.append(f"{rows_text(nonnumeric)} {have(nonnumeric)} a score that is not a number")
     if problems:
         raise CorpusError(f"'{filename}': {'; '.join(problems)} (line numbers of the file, header = 1).")
     frame = pd.DataFrame({"sentence1": s1, "sentence2": s2, "score": np.array(scores, dtype=float)})

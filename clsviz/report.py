@@ -23,23 +23,16 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .architectures import BlockStructureError
-from .attention import summarize
-from .attribution import attribute
-from .experiments.dynamics import gradient_flows
-from .experiments.inversion import load_mlm_head, mlm_reading
-from .experiments.position import position_experiment
-from .faithfulness import rank_measures
+from .analyses import ANALYSES, Analysis, NotApplicable
 from .figures import figure_spec
+from .literature import claims_html
 from .metrics import cosine, entropy
-from .mixing import METHODS as MIXING_METHODS
-from .mixing import attention_weights, measure
 from .narrative import findings
-from .norms import dimension_values, massive_dimensions, token_norms, top_dimensions
-from .similarity import cls_summary, cls_token_cosines
 from .tracing import Trace
+from .version import __version__
 
-__all__ = ["NotApplicable", "ReportSection", "build_report", "layer_stats", "report_sections", "section_keys", "write_report"]
+__all__ = ["NotApplicable", "ReportSection", "build_report", "layer_stats", "report_analyses", "report_sections",
+           "section_keys", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -58,213 +51,27 @@ class ReportSection:
     note: str | None = None
 
 
-class NotApplicable(Exception):
-    """Raised by a section builder when its figure does not apply to this model or text; the
-    message becomes the section's ``note``."""
+def report_analyses() -> list[Analysis]:
+    """The analyses of the report, in reading order: every declared one with ``report=True``."""
+    return [a for a in ANALYSES.values() if a.report]
 
 
-class _Context:
-    """What a section builder may use: the Trace, the encoder and the anisotropy baseline (each
-    None when not given) and a memo for results several sections share (one attention summary)."""
-
-    def __init__(self, trace: Trace, encoder=None, baseline=None):
-        self.trace = trace
-        self.encoder = encoder
-        self.baseline = baseline
-        self._memo: dict = {}
-
-    def memo(self, key: str, compute: Callable[[], object]):
-        if key not in self._memo:
-            self._memo[key] = compute()
-        return self._memo[key]
-
-    def summary(self):
-        return self.memo("attention", lambda: summarize(self.trace))
-
-    def value_norm_summary(self):
-        def compute():
-            weights = attention_weights(self.encoder, self.trace, "value-norm")
-            return summarize(self.trace, weights=weights, kind="value-norm")
-
-        return self.memo("value-norm", compute)
-
-    def position(self):
-        # The trace's own length keeps a cut text cut the same way in every variant.
-        return self.memo(
-            "position", lambda: position_experiment(self.encoder, self.trace.text, max_length=self.trace.seq_len)
-        )
-
-    def top(self):
-        return self.memo("top_dimensions", lambda: top_dimensions(self.trace))
-
-    def mixing(self, method: str):
-        return self.memo(f"mixing.{method}", lambda: measure(self.encoder, self.trace, method))
+def _inputs(analysis: Analysis, available: dict) -> list | None:
+    """The analysis's inputs from what the report has (None when a required one is missing)."""
+    if any(available.get(role) is None for role in analysis.inputs):
+        return None
+    return [available.get(role) for role in (*analysis.inputs, *analysis.optional)]
 
 
-@dataclass(frozen=True)
-class _Section:
-    """One report section: a registered figure key and the arguments its ``draw`` function
-    takes for this context (title and caption come from :mod:`clsviz.figures.registry`)."""
-
-    key: str
-    args: Callable[[_Context], tuple]
-    needs_encoder: bool = False
-    needs_baseline: bool = False
-
-
-def _mlm_args(ctx: _Context) -> tuple:
-    head = load_mlm_head(ctx.encoder)
-    if not head.available:
-        raise NotApplicable(head.note)
-    return (mlm_reading(head, ctx.trace.hidden_states[:, ctx.trace.cls_index], ctx.encoder.tokenizer),)
-
-
-# The report's context-mixing measure (fast, whole-block) and the fast ones it compares.
-_REPORT_MIXING = "alti"
-_FAST_MIXING = tuple(m for m in MIXING_METHODS if m != "value_zeroing")
-
-
-def _mixing_args(ctx: _Context, compare: bool = False) -> tuple:
-    try:
-        if compare:
-            return ([ctx.mixing(m) for m in _FAST_MIXING],)
-        return ctx.mixing(_REPORT_MIXING), ctx.mixing("attention")
-    except ValueError as exc:  # a family whose blocks clsviz cannot run
-        raise NotApplicable(str(exc)) from exc
-
-
-def _block_args(ctx: _Context) -> tuple:
-    # The last block token by token: what every token takes in just before the output is read.
-    mix, attention = _mixing_args(ctx)
-    return mix, attention, mix.num_layers
-
-
-_SCOREBOARD_TOKENS = 48  # the deletion curves rerun the model twice per content token and measure
-
-
-def _scoreboard(ctx: _Context):
-    """Every measure ranked on this sentence (integrated gradients at 16 steps), computed once."""
-    if ctx.trace.seq_len > _SCOREBOARD_TOKENS:
-        raise NotApplicable(
-            f"The text has {ctx.trace.seq_len} tokens; the report ranks the measures on texts of up to "
-            f"{_SCOREBOARD_TOKENS}. The 'What flows into [CLS]?' page (or clsviz.faithfulness.rank_measures) "
-            "ranks them on longer ones and on several sentences."
-        )
-    try:
-        return ctx.memo("scoreboard", lambda: rank_measures(ctx.encoder, [ctx.trace], steps=16))
-    except ValueError as exc:
-        raise NotApplicable(str(exc)) from exc
-
-
-_ATTRIBUTION_TOKENS = 128  # integrated gradients cost a forward and backward pass per step
-
-
-def _attribution_args(ctx: _Context) -> tuple:
-    # The [CLS] and mean vectors' cosine to themselves, split over the words (integrated gradients).
-    if ctx.trace.seq_len > _ATTRIBUTION_TOKENS:
-        raise NotApplicable(
-            f"The text has {ctx.trace.seq_len} tokens; the report attributes texts of up to {_ATTRIBUTION_TOKENS}. "
-            "The 'What flows into [CLS]?' page (or clsviz.attribution.attribute) attributes longer ones."
-        )
-    try:
-        return ([attribute(ctx.encoder, ctx.trace.text, pooling=p, steps=16, max_length=ctx.trace.seq_len)
-                 for p in ("cls", "mean")],)  # fmt: skip
-    except ValueError as exc:
-        raise NotApplicable(str(exc)) from exc
-
-
-def _massive_args(ctx: _Context) -> tuple:
-    dimension = massive_dimensions(ctx.top())[0]
-    return ctx.trace, dimension_values(ctx.trace, dimension), dimension
-
-
-def _causal(ctx: _Context, kind: str):
-    """The causal test ``kind`` on this one sentence (no labels; means from a demo-corpus sample)."""
-    from .blocks import BlockStructureError
-    from .experiments import interventions as iv
-
-    enc, text, n = ctx.encoder, ctx.trace.text, ctx.trace.seq_len
-    runs = {
-        "knockout": lambda: iv.knockout_sweep(enc, [text], max_length=n),
-        "heads": lambda: iv.head_sweep(enc, [text], mode="mean", mean_from=iv.demo_sample(), max_length=n),
-        "massive": lambda: iv.massive_sweep(enc, [text], layer=1, mean_from=iv.demo_sample(), max_length=n),
-        "registers": lambda: iv.register_sweep(enc, [text], max_length=n),
-    }
-    try:
-        return ctx.memo(f"causal.{kind}", runs[kind])
-    except BlockStructureError as exc:
-        raise NotApplicable(str(exc)) from None
-
-
-def _patch_args(ctx: _Context) -> tuple:
-    """The sentence as the target of a patch profile; the source is the first reference
-    sentence (:data:`~clsviz.experiments.patching.REFERENCE_SOURCES`) that is not the sentence."""
-    from .blocks import BlockStructureError
-    from .experiments import interventions as iv
-
-    enc, text = ctx.encoder, ctx.trace.text
-    for source in iv.REFERENCE_SOURCES:
-        try:
-            table = ctx.memo(f"causal.patch.{source}", lambda s=source: iv.patch_profile(enc, s, text, max_length=ctx.trace.seq_len))
-        except iv.InterventionError:
-            continue  # the sentence is this reference: take the next one
-        except BlockStructureError as exc:
-            raise NotApplicable(str(exc)) from None
-        return table, source
-    raise NotApplicable("The sentence is every reference source; there is nothing else to patch from.")
-
-
-def _flow_args(ctx: _Context) -> tuple:
-    try:
-        flows = gradient_flows(ctx.encoder, ctx.trace.text, max_length=ctx.trace.seq_len)
-    except BlockStructureError as exc:
-        raise NotApplicable(str(exc)) from None
-    return flows, list(ctx.trace.tokens)
-
-
-# The sections, in reading order.
-_SECTIONS: tuple[_Section, ...] = (
-    _Section("overview.tokens", lambda ctx: (ctx.trace,)),
-    _Section("attention.to_cls", lambda ctx: (ctx.summary(),)),
-    _Section("attention.entropy", lambda ctx: (ctx.summary(),)),
-    _Section("attention.breakdown", lambda ctx: (ctx.summary(),)),
-    _Section("attention.cls_row", lambda ctx: (ctx.summary(),)),
-    _Section("attention.rollout", lambda ctx: (ctx.summary(),)),
-    _Section("attention.matrix", lambda ctx: (ctx.trace.attention(-1), ctx.trace.tokens, ctx.trace.num_layers)),
-    _Section("similarity.cls_tokens", lambda ctx: (ctx.trace, cls_token_cosines(ctx.trace))),
-    _Section("similarity.summary", lambda ctx: (cls_summary(ctx.trace), ctx.baseline)),
-    _Section("similarity.baseline", lambda ctx: (ctx.baseline,), needs_baseline=True),
-    _Section("similarity.norms", lambda ctx: (ctx.trace, token_norms(ctx.trace))),
-    _Section("similarity.massive", lambda ctx: (ctx.top(), ctx.trace.num_layers)),
-    _Section("similarity.dimension", _massive_args),
-    _Section("attention.breakdown_value_norm", lambda ctx: (ctx.value_norm_summary(),), needs_encoder=True),
-    _Section("position.tokens", lambda ctx: ([r.variant for r in ctx.position().runs],), needs_encoder=True),
-    _Section("position.lines", lambda ctx: (ctx.position().table,), needs_encoder=True),
-    _Section("inversion.mlm", _mlm_args, needs_encoder=True),
-    _Section("mixing.cls_row", _mixing_args, needs_encoder=True),
-    _Section("mixing.rollout", _mixing_args, needs_encoder=True),
-    _Section("mixing.block", _block_args, needs_encoder=True),
-    _Section("mixing.compare", lambda ctx: _mixing_args(ctx, compare=True), needs_encoder=True),
-    _Section("attribution.tokens", _attribution_args, needs_encoder=True),
-    _Section("faithfulness.ranking", lambda ctx: (_scoreboard(ctx),), needs_encoder=True),
-    _Section("faithfulness.curves", lambda ctx: (_scoreboard(ctx),), needs_encoder=True),
-    _Section("interventions.knockout", lambda ctx: (_causal(ctx, "knockout").table,), needs_encoder=True),
-    _Section("interventions.patch_profile", _patch_args, needs_encoder=True),
-    _Section("interventions.heads", lambda ctx: (_causal(ctx, "heads").table,), needs_encoder=True),
-    _Section("interventions.massive", lambda ctx: (_causal(ctx, "massive").table, _causal(ctx, "massive").attention),
-             needs_encoder=True),
-    _Section("interventions.registers",
-             lambda ctx: (_causal(ctx, "registers").table, _causal(ctx, "registers").attention), needs_encoder=True),
-    _Section("dynamics.gradient_flow", _flow_args, needs_encoder=True),
-)
+def _available(trace: Trace, encoder=None, baseline=None) -> dict:
+    return {"trace": trace, "traces": [trace], "texts": [trace.text], "encoder": encoder, "baseline": baseline}
 
 
 def section_keys(with_encoder: bool = True, with_baseline: bool = True) -> list[str]:
     """The keys of the report's sections (what ``only=`` accepts), in reading order."""
-    return [
-        s.key for s in _SECTIONS
-        if (with_encoder or not s.needs_encoder) and (with_baseline or not s.needs_baseline)
-    ]
+    available = {"trace": True, "traces": True, "texts": True, "encoder": with_encoder or None,
+                 "baseline": with_baseline or None}  # fmt: skip
+    return [key for a in report_analyses() if _inputs(a, available) is not None for key in a.figures]
 
 
 def report_sections(
@@ -275,44 +82,64 @@ def report_sections(
     strict: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[ReportSection]:
-    """Build every available per-sentence figure for ``trace``.
+    """Build every available per-sentence figure for ``trace`` from the declared analyses
+    (:mod:`clsviz.analyses`, those with ``report=True``), each analysis run once.
 
-    ``encoder`` (the Encoder that made ``trace``) adds the sections that need model weights
-    (value-norm weighted attention, the position experiment); without it they are left out.
-    ``baseline`` (a :class:`clsviz.similarity.Baseline`, e.g. ``measure_baseline(encoder)``)
-    adds the anisotropy reference to the cosine figures. ``only`` keeps the sections with those keys. With ``strict=False`` a figure that fails
-    becomes a section with ``figure=None`` and the reason in ``error``; with ``strict=True``
-    (the default) the exception propagates. ``progress(done, total)`` is called per figure.
+    ``encoder`` (the Encoder that made ``trace``) adds the analyses that need model weights;
+    without it they are left out. ``baseline`` (a :class:`clsviz.baseline.Baseline`, e.g.
+    ``measure_baseline(encoder)``) adds the anisotropy reference. ``only`` keeps the sections with
+    those figure keys. With ``strict=False`` a figure that fails becomes a section with
+    ``figure=None`` and the reason in ``error``; with ``strict=True`` (the default) the exception
+    propagates. An analysis that does not apply (:class:`NotApplicable`) becomes sections with a
+    ``note``. ``progress(done, total)`` is called per figure.
     """
-    sections = [
-        s for s in _SECTIONS
-        if (encoder is not None or not s.needs_encoder) and (baseline is not None or not s.needs_baseline)
-    ]
+    available = _available(trace, encoder, baseline)
+    planned = [(a, inputs) for a in report_analyses() if (inputs := _inputs(a, available)) is not None]
+    keys = [key for a, _ in planned for key in a.figures]
     if only is not None:
-        unknown = sorted(set(only) - {s.key for s in sections})
+        unknown = sorted(set(only) - set(keys))
         if unknown:
-            raise ValueError(
-                f"unknown report section(s): {', '.join(unknown)}; available: {', '.join(s.key for s in sections)}"
-            )
-        sections = [s for s in sections if s.key in set(only)]
-    ctx = _Context(trace, encoder, baseline)
-    out = []
-    for i, section in enumerate(sections, start=1):
-        spec = figure_spec(section.key)
+            raise ValueError(f"unknown report section(s): {', '.join(unknown)}; available: {', '.join(keys)}")
+        wanted = set(only)
+        planned = [(a, inputs) for a, inputs in planned if wanted & set(a.figures)]
+        keys = [k for k in keys if k in wanted]
+    out, done = [], 0
+    for analysis, inputs in planned:
         try:
-            figure = spec.draw(*section.args(ctx))
-            if not isinstance(figure, go.Figure):
-                raise TypeError(f"the '{spec.key}' section returned {type(figure).__name__}, not a plotly Figure")
-            out.append(ReportSection(spec.key, spec.title, spec.caption, figure))
+            result, problem = analysis(*inputs), None
         except NotApplicable as exc:
-            out.append(ReportSection(spec.key, spec.title, spec.caption, None, note=str(exc)))
+            result, problem = None, ("note", str(exc))
         except Exception as exc:
             if strict:
                 raise
-            out.append(ReportSection(spec.key, spec.title, spec.caption, None, f"{type(exc).__name__}: {exc}"))
-        if progress is not None:
-            progress(i, len(sections))
+            result, problem = None, ("error", f"{type(exc).__name__}: {exc}")
+        for key in analysis.figures:
+            if key not in keys:
+                continue
+            spec = figure_spec(key)
+            section = _section(spec, result, problem, strict)
+            out.append(section)
+            done += 1
+            if progress is not None:
+                progress(done, len(keys))
     return out
+
+
+def _section(spec, result, problem, strict: bool) -> ReportSection:
+    if problem is not None:
+        kind, message = problem
+        return ReportSection(spec.key, spec.title, spec.caption, None, **{kind: message})
+    try:
+        figure = result.figure(spec.key)
+        if not isinstance(figure, go.Figure):
+            raise TypeError(f"the '{spec.key}' section returned {type(figure).__name__}, not a plotly Figure")
+        return ReportSection(spec.key, spec.title, spec.caption, figure)
+    except NotApplicable as exc:
+        return ReportSection(spec.key, spec.title, spec.caption, None, note=str(exc))
+    except Exception as exc:
+        if strict:
+            raise
+        return ReportSection(spec.key, spec.title, spec.caption, None, f"{type(exc).__name__}: {exc}")
 
 
 def layer_stats(trace: Trace) -> pd.DataFrame:
@@ -375,7 +202,6 @@ def _claims_section(claims: pd.DataFrame | None, model_name: str) -> str:
     """The published findings checked on the model (escaped), or "" without a claims table."""
     if claims is None:
         return ""
-    from .literature import claims_html
 
     return claims_html(claims, model_name)
 
@@ -389,8 +215,6 @@ def build_report(trace: Trace, encoder=None, baseline=None, title: str | None = 
     embedded once, inline, before the first figure; nothing is loaded from the network. ``claims`` (a
     :func:`clsviz.literature.check_claims` table) adds the published findings checked on the model.
     """
-    from . import __version__
-
     if sections is None:
         sections = report_sections(trace, encoder, baseline, strict=strict)
     info = trace.info

@@ -5,8 +5,8 @@ import streamlit as st
 from clsviz import figures
 from clsviz.heads import classifier_lens, describe_settled, predict, settled_layer
 from ui.classifier import cached_lens_table, no_head_message
-from ui.corpus import plain
 from ui.state import current_encoder, current_traces, page_setup
+from ui.text import plain
 from ui.widgets import download_csv, sentence_picker, show
 
 page_setup("Classifier", icon=":material/label:")

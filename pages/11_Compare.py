@@ -19,9 +19,10 @@ from ui.compare import (
     second_encoder,
     second_model_picker,
 )
-from ui.corpus import corpus_picker, plain
+from ui.corpus import corpus_picker
 from ui.similarity import pairs_picker
 from ui.state import cached_trace, current_encoder, current_max_tokens, current_traces, page_setup
+from ui.text import plain
 from ui.widgets import (
     download_csv,
     figure_caption,

@@ -3,10 +3,11 @@
 import streamlit as st
 
 from clsviz.literature import VERDICTS, count_verdicts, load_claims, with_elsewhere
-from ui.corpus import corpus_picker, plain
+from ui.corpus import corpus_picker
 from ui.literature import findings_table, is_demo, page_links, session_results
 from ui.similarity import pairs_picker
 from ui.state import current_encoder, page_setup
+from ui.text import plain
 from ui.widgets import download_csv
 
 SHOWN = ("source", "verdict", "reason", "this_model", "published", "model", "sample", "claim")

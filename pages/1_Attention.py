@@ -2,20 +2,11 @@
 
 import streamlit as st
 
-from clsviz import figures
-from clsviz.attention import (
-    block_map,
-    breakdown_table,
-    cls_row_table,
-    entropy_table,
-    rollout_table,
-    to_cls_table,
-    token_matrix_table,
-)
-from ui.attention import attention_arrays, summary_figure
+from ui import runner
 from ui.report import report_download
-from ui.state import current_max_tokens, current_traces, page_setup
-from ui.widgets import download_csv, selectbox, sentence_picker, show, slider, toggle
+from ui.state import current_encoder, current_traces, page_setup
+from ui.text import plain
+from ui.widgets import selectbox, sentence_picker, slider, toggle
 
 page_setup("Attention")
 st.title("Attention around [CLS]")
@@ -26,6 +17,7 @@ st.caption(
 traces = current_traces()
 if not traces:
     st.stop()
+encoder = current_encoder()
 t = sentence_picker(traces, key="attention.sentence")
 report_download(t, key="attention.report")
 
@@ -65,48 +57,36 @@ with col_toggles:
         "weight and still contribute little.",
     )
 
-kind = "value-norm" if value_norm else "attention"
+method = "value_norm" if value_norm else "attention"
 try:
-    weights, summary = attention_arrays(t, current_max_tokens(), kind, include_self=not exclude_self)
-except ValueError as exc:
-    st.warning(f"{exc} Showing plain attention weights instead.", icon=":material/warning:")
-    kind = "attention"
-    weights, summary = attention_arrays(t, current_max_tokens(), kind, include_self=not exclude_self)
-if kind == "value-norm":
+    result = runner.run("attention", t, encoder, method=method, include_self=not exclude_self)
+except runner.NotApplicable as exc:
+    st.warning(plain(f"{exc} Showing plain attention weights instead."), icon=":material/warning:")
+    method = "attention"
+    result = runner.run("attention", t, encoder, method=method, include_self=not exclude_self)
+if method == "value_norm":
     st.info(
         "Every map below now shows value-norm weighted attention: each row is ‖α·f(x)‖ over the keys, "
         "rescaled to sum to 1, so it compares with plain attention on the same scale.",
         icon=":material/info:",
     )
-
-fig_args = (t, current_max_tokens(), kind, not exclude_self)
+head_name = "mean" if head is None else f"head{head + 1}"
 
 st.subheader("Into [CLS] and out of it, every block and head")
 left, right = st.columns(2)
 with left:
-    show("attention.to_cls", summary_figure("to_cls", *fig_args))
-    download_csv(to_cls_table(summary), "attention_to_cls.csv", key="attention.to_cls.csv")
+    runner.draw(result, "attention.to_cls", csv="attention_to_cls.csv")
 with right:
-    show("attention.entropy", summary_figure("entropy", *fig_args))
-    download_csv(entropy_table(summary), "cls_entropy.csv", key="attention.entropy.csv")
+    runner.draw(result, "attention.entropy", csv="cls_entropy.csv")
 
 st.subheader("One block, token by token")
-matrix = block_map(weights, block, head)
-show("attention.matrix", figures.token_attention_heatmap(matrix, t.tokens, block, head, kind=kind))
-download_csv(
-    lambda: token_matrix_table(matrix, t.tokens),  # built on click: T x T rows is large for long inputs
-    f"attention_block{block}_{'mean' if head is None else f'head{head + 1}'}.csv",
-    key="attention.matrix.csv",
-)
+runner.draw(result, "attention.matrix", csv=f"attention_block{block}_{head_name}.csv", block=block, head=head)
 
 st.subheader("Where attention goes, block by block")
-show("attention.breakdown", summary_figure("breakdown", *fig_args, head))
-download_csv(breakdown_table(summary, per_head=True), "attention_breakdown.csv", key="attention.breakdown.csv")
+runner.draw(result, "attention.breakdown", csv="attention_breakdown.csv", head=head)
 
 st.subheader("What [CLS] reads")
-show("attention.cls_row", summary_figure("cls_row", *fig_args, head))
-download_csv(cls_row_table(summary, head), "cls_row.csv", key="attention.cls_row.csv")
+runner.draw(result, "attention.cls_row", csv="cls_row.csv", head=head)
 
 st.subheader("Rollout: what can have reached [CLS]")
-show("attention.rollout", summary_figure("rollout", *fig_args))
-download_csv(rollout_table(summary), "cls_rollout.csv", key="attention.rollout.csv")
+runner.draw(result, "attention.rollout", csv="cls_rollout.csv")

@@ -2,22 +2,11 @@
 
 import streamlit as st
 
-from clsviz import figures
-from clsviz.baseline import REFERENCE_HELP, VIEW_HELP, VIEWS
-from clsviz.narrative import benchmark_summary
-from clsviz.norms import dimension_values, massive_dimensions, token_norms, top_dimensions
-from clsviz.similarity import (
-    cls_summary,
-    cls_token_cosines,
-    compare_sentences,
-    comparison_at_layer,
-    describe_summary,
-    token_table,
-)
-from ui.corpus import plain
-from ui.similarity import cached_baseline, pair_benchmark, pairs_picker
+from ui import runner
+from ui.similarity import REFERENCE_HELP, VIEW_HELP, benchmark_vectors, cached_baseline, pairs_picker
 from ui.state import current_encoder, current_traces, page_setup
-from ui.widgets import download_csv, number_input, radio, selectbox, sentence_picker, show, slider
+from ui.text import plain
+from ui.widgets import number_input, radio, selectbox, sentence_picker, slider
 
 TABS = ("[CLS] and its tokens", "Compare sentences", "Benchmark", "Norms & massive activations", "Baseline")
 
@@ -40,7 +29,7 @@ with left:
 with right:
     view = radio(st,
         "Cosine view",
-        VIEWS if baseline is not None else ("raw",),
+        runner.choices("similarity", "view") if baseline is not None else ("raw",),
         key="similarity.view",
         horizontal=True,
         help="Contextual vectors share a few dominant directions, so even unrelated tokens can have a high "
@@ -52,13 +41,12 @@ cls_tab, compare_tab, bench_tab, norms_tab, baseline_tab = st.tabs(TABS, key="si
 
 with cls_tab:
     if cls_tab.open:
-        cosines = cls_token_cosines(t, view, baseline)
-        show("similarity.cls_tokens", figures.cls_token_cosine_figure(t, cosines, view))
-        download_csv(token_table(t, cosines, "cosine"), "cls_token_cosines.csv", key="similarity.cls_tokens.csv")
-        summary = cls_summary(t, view, baseline)
-        show("similarity.summary", figures.cls_summary_figure(summary, baseline, view))
-        st.markdown(describe_summary(summary, baseline, view))
-        download_csv(summary, "cls_summary.csv", key="similarity.summary.csv")
+        similarity = runner.run("similarity", t, baseline, view=view)
+        runner.draw(similarity, "similarity.cls_tokens", csv="cls_token_cosines.csv")
+        runner.draw(similarity, "similarity.summary")
+        for sentence in similarity.summary():
+            st.markdown(sentence)
+        runner.download(similarity, "similarity.summary", "cls_summary.csv")
 
 with compare_tab:
     if compare_tab.open:
@@ -69,11 +57,11 @@ with compare_tab:
                 icon=":material/compare_arrows:",
             )
         else:
-            comparison = compare_sentences(traces, view=view, baseline=baseline)
-            show("similarity.compare", figures.comparison_figure(comparison, view))
-            st.dataframe(comparison_at_layer(comparison), hide_index=True, width="stretch")
+            comparison = runner.run("similarity.compare", traces, baseline, view=view)
+            runner.draw(comparison, "similarity.compare")
+            st.dataframe(comparison.last_layer(), hide_index=True, width="stretch")
             st.caption("The last layer's cosines (columns: pooling).")
-            download_csv(comparison, "sentence_cosines.csv", key="similarity.compare.csv")
+            runner.download(comparison, "similarity.compare", "sentence_cosines.csv")
 
 with bench_tab:
     if bench_tab.open:
@@ -87,64 +75,51 @@ with bench_tab:
         picked = pairs_picker("similarity.pairs")
         if picked is not None:
             pairs, name = picked
-            result = pair_benchmark(encoder, pairs, name)
+            vectors = benchmark_vectors(encoder, pairs, name)
+            result = None
+            if vectors is not None:
+                try:
+                    result = runner.run("similarity.benchmark", vectors, pairs, source=name)
+                except ValueError as exc:
+                    st.error(plain(f"The benchmark could not run: {exc}"), icon=":material/error:")
             if result is not None:
-                table = result.table
-                best = result.best()
-                if best is None:
-                    st.warning(
-                        "Every cosine or every score is the same, so no ranking can be compared. "
-                        "Use pairs with different scores.",
-                        icon=":material/warning:",
-                    )
+                (sentence,) = result.summary()
+                if result.benchmark.best() is None:
+                    st.warning(plain(sentence), icon=":material/warning:")
                 else:
-                    st.info(plain(benchmark_summary(result, f"pairs ({name})")), icon=":material/lightbulb:")
-                show("similarity.benchmark", figures.benchmark_figure(table))
-                download_csv(table, "pair_benchmark.csv", key="similarity.benchmark.csv")
+                    st.info(plain(sentence), icon=":material/lightbulb:")
+                runner.draw(result, "similarity.benchmark", csv="pair_benchmark.csv")
                 layer = slider(st,
                     "Layer for the scatter plot", 0, t.num_layers, t.num_layers, key="similarity.benchmark.layer"
                 )
-                show(
-                    "similarity.benchmark_scatter",
-                    figures.benchmark_scatter_figure(result.pair_table(layer), result.poolings),
-                    key="similarity.benchmark.scatter",
-                )
-                download_csv(
-                    result.pair_table(layer),
-                    f"pair_cosines_layer{layer}.csv",
-                    key="similarity.benchmark.pairs.csv",
-                    label="Download each pair's cosines (CSV)",
-                )
+                runner.draw(result, "similarity.benchmark_scatter", chart_key="similarity.benchmark.scatter",
+                            csv=f"pair_cosines_layer{layer}.csv", csv_key="similarity.benchmark.pairs.csv",
+                            download_label="Download each pair's cosines (CSV)", layer=layer)  # fmt: skip
 
 with norms_tab:
     if norms_tab.open:
-        norms = token_norms(t)
-        show("similarity.norms", figures.token_norms_figure(t, norms))
-        download_csv(token_table(t, norms, "norm"), "token_norms.csv", key="similarity.norms.csv")
+        norms = runner.run("norms", t)
+        runner.draw(norms, "similarity.norms", csv="token_norms.csv")
         c1, c2 = st.columns(2)
         layer = slider(c1, "Layer", 0, t.num_layers, t.num_layers, key="similarity.massive.layer")
-        k = number_input(c2, "Dimensions to show", 1, 20, 5, key="similarity.massive.k")
-        top = top_dimensions(t, int(k))
-        show("similarity.massive", figures.top_dimensions_figure(top, layer))
-        download_csv(top, "top_dimensions.csv", key="similarity.massive.csv")
-        dims = massive_dimensions(top[top["layer"] == layer])
+        k = int(number_input(c2, "Dimensions to show", 1, 20, 5, key="similarity.massive.k"))
+        runner.draw(norms, "similarity.massive", csv="top_dimensions.csv", layer=layer, k=k)
         dim = selectbox(st,
-            "Follow one dimension through the layers", dims, key="similarity.massive.dimension",
+            "Follow one dimension through the layers", norms.dimensions(layer, k), key="similarity.massive.dimension",
             help="Dimensions listed above, largest relative to the median first.",
         )
-        values = dimension_values(t, dim)
-        show("similarity.dimension", figures.dimension_figure(t, values, dim))
-        download_csv(token_table(t, values, f"dim_{dim}"), f"dimension_{dim}.csv", key="similarity.dimension.csv")
+        runner.draw(norms, "similarity.dimension", csv=f"dimension_{dim}.csv", layer=layer, k=k, dimension=dim)
 
 with baseline_tab:
     if baseline_tab.open:
         if baseline is None:
             st.info("No baseline for this model (see the warning above).", icon=":material/info:")
         else:
-            show("similarity.baseline", figures.anisotropy_figure(baseline, view))
+            reference = runner.run("baseline", baseline, view=view)
+            runner.draw(reference, "similarity.baseline")
             st.dataframe(
                 [{"reference": r, "pairs of": REFERENCE_HELP[r]} for r in baseline.references],
                 hide_index=True,
                 width="stretch",
             )
-            download_csv(baseline.table, "anisotropy_baseline.csv", key="similarity.baseline.csv")
+            runner.download(reference, "similarity.baseline", "anisotropy_baseline.csv")

@@ -7,7 +7,7 @@ from clsviz import figures
 from clsviz.figures import pooling_title
 from clsviz.projection import MIN_UMAP_SAMPLES, coordinates_table
 from clsviz.separation import label_baselines, score_text, scores_at
-from ui.corpus import corpus_vectors, plain
+from ui.corpus import corpus_vectors
 from ui.embeddings import (
     NAMED_EXTRA,
     TOKEN_K,
@@ -23,6 +23,7 @@ from ui.embeddings import (
     warmup_running,
 )
 from ui.state import current_encoder, current_sentences, current_traces, page_setup
+from ui.text import plain
 from ui.widgets import checkbox, download_csv, number_input, radio, selectbox, sentence_picker, show, slider
 
 SEED = 42

@@ -22,10 +22,11 @@ from clsviz.experiments import (
 )
 from clsviz.pooling import POOLING_HELP
 from ui.cache import budget_bytes, cached
-from ui.corpus import corpus_vectors, plain
+from ui.corpus import corpus_vectors
 from ui.embeddings import corpus_source
 from ui.similarity import cached_baseline
 from ui.state import current_encoder, page_setup
+from ui.text import plain
 from ui.widgets import checkbox, download_csv, multiselect, number_input, selectbox, show, slider
 
 RESULT = "any_token.result"

@@ -5,10 +5,11 @@ import streamlit as st
 from clsviz import figures
 from clsviz.experiments.moved_cls import summarize_probe
 from clsviz.experiments.position import POSITION_VARIANTS, VARIANT_HELP, VARIANT_LABELS, summarize_position
-from ui.corpus import corpus_picker, plain
+from ui.corpus import corpus_picker
 from ui.position import cached_position_experiment, corpus_probe, has_result, probe_key
 from ui.similarity import cached_baseline
 from ui.state import current_encoder, current_max_tokens, current_traces, page_setup
+from ui.text import plain
 from ui.widgets import download_csv, multiselect, number_input, selectbox, sentence_picker, show, text_input
 
 MECHANISM = (

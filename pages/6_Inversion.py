@@ -12,13 +12,13 @@ from clsviz.experiments.inversion import (
     summarize_mlm_reading,
     summarize_recall,
 )
-from clsviz.experiments.neighbours import neighbour_table
-from clsviz.narrative import neighbours_summary
-from ui.corpus import corpus_vectors, plain, vectors_key
+from clsviz.experiments.neighbours import neighbour_table, neighbours_summary
+from ui.corpus import corpus_vectors, vectors_key
 from ui.embeddings import corpus_source
 from ui.inversion import bow_table, cached_mlm_head, pair_recall, saved_neighbours, saved_sample
 from ui.similarity import cached_baseline, pairs_picker
 from ui.state import current_encoder, current_traces, page_setup
+from ui.text import plain
 from ui.widgets import download_csv, figure_caption, number_input, sentence_picker, show, slider
 
 TABS = ("Nearest neighbours", "Bag of words", "Masked-LM head", "What published work shows")

@@ -10,7 +10,6 @@ from clsviz.attribution import METHOD_NAMES as ATTRIBUTION_NAMES
 from clsviz.faithfulness import MEASURE_NAMES, MEASURES, verdict
 from clsviz.mixing import BARELY_MIXES, METHOD_NAMES, METHODS, MixingError, block_table, cls_row_table
 from ui import jobs
-from ui.corpus import plain
 from ui.mixing import (
     SCOREBOARD_JOB,
     VALUE_ZEROING_JOB,
@@ -23,6 +22,7 @@ from ui.mixing import (
 )
 from ui.report import report_download
 from ui.state import current_encoder, current_max_tokens, current_traces, page_setup
+from ui.text import plain
 from ui.widgets import (
     download_csv,
     multiselect,

@@ -11,9 +11,10 @@ from clsviz.experiments.causal_runs import labelled_texts
 from clsviz.experiments.interventions import REFERENCE_SOURCES, summarize_patch_profile
 from clsviz.experiments.registers import REGISTER_COUNTS
 from ui import jobs
-from ui.corpus import corpus_picker, plain
+from ui.corpus import corpus_picker
 from ui.interventions import QUESTIONS, corpus_rows, job_key, sentence_run, show_result, start_corpus_run
 from ui.state import current_encoder, current_max_tokens, current_traces, page_setup
+from ui.text import plain
 from ui.widgets import download_csv, number_input, radio, selectbox, sentence_picker, show, slider, text_input
 
 NO_LABEL = "(no label: effects on [CLS] only)"

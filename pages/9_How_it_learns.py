@@ -12,9 +12,10 @@ from clsviz.experiments import TRAINABLE_POOLINGS, WATCH_SETTINGS, run_finetune
 from clsviz.experiments.dynamics import flow_table, summarize_moved, summarize_run
 from clsviz.experiments.learners import MOVED_POOLINGS, TRAINING_LABELS
 from ui import jobs
-from ui.corpus import corpus_picker, plain
+from ui.corpus import corpus_picker
 from ui.learning import cached_flows, save_classifier
 from ui.state import current_encoder, current_sentences, current_traces, page_setup
+from ui.text import plain
 from ui.widgets import download_csv, multiselect, number_input, selectbox, sentence_picker, show, slider
 
 JOB = "how_it_learns.finetune"

@@ -258,10 +258,10 @@ def test_value_weighted_attention_refuses_unknown_architectures(tiny_encoder, ti
 def test_attention_weights_kinds(tiny_encoder):
     t = trace(tiny_encoder, "the cat chased a dog")
     assert M.attention_weights(tiny_encoder, t, "attention") is t.attentions
-    shares = M.attention_weights(tiny_encoder, t, "value-norm")
+    shares = M.attention_weights(tiny_encoder, t, "value_norm")
     raw = M.value_weighted_attention(tiny_encoder, t)
     np.testing.assert_allclose(shares, raw / raw.sum(axis=-1, keepdims=True), rtol=1e-5)
-    with pytest.raises(ValueError, match="attention, value-norm"):
+    with pytest.raises(ValueError, match="attention, value_norm"):
         M.attention_weights(tiny_encoder, t, "flow")
 
 
@@ -363,9 +363,9 @@ def test_figure_labels_escape_markup_tokens():
 def test_figures_for_512_tokens_stay_under_5_mb(encoder):
     long = trace(encoder, "Why is the [CLS] token first, and does it read the rest? " * 60, max_length=512)
     assert long.seq_len == 512
-    for kind in M.ATTENTION_KINDS:
+    for kind in M.ATTENTION_METHODS:
         weights = M.attention_weights(encoder, long, kind)
-        s = A.summarize(long, weights, kind=kind)
+        s = A.summarize(long, weights, method=kind)
         figs = [
             figures.cls_attention_heatmap(s),
             figures.cls_entropy_heatmap(s),

@@ -8,10 +8,12 @@ import shutil
 import threading
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
 from clsviz import report, trace
+from clsviz.analyses import Drawn, NotApplicable, analysis
 from clsviz.report import build_report, layer_stats, report_sections, write_report
 
 HOSTILE = "The cat <script>alert(1)</script> sat & \"purred\" <b>loudly</b>."
@@ -141,7 +143,7 @@ def test_gradient_flow_section_draws_the_norms(real_trace, real_sections, encode
 
 def test_every_section_and_every_page_figure_is_registered_once():
     """Titles and captions are written once, in the registry: the report's sections and every
-    figure a page draws with ui.widgets.show name a registered key."""
+    figure a page draws with ui.widgets.show or ui.runner.draw name a registered key."""
     from pathlib import Path
 
     from clsviz.figures import figure_spec, figure_specs
@@ -154,7 +156,9 @@ def test_every_section_and_every_page_figure_is_registered_once():
     root = Path(__file__).resolve().parent.parent
     shown = set()
     for page in [root / "app.py", *sorted((root / "pages").glob("*.py"))]:
-        shown |= set(re.findall(r'show\(\s*"([a-z_]+\.[a-z_]+)"', page.read_text(encoding="utf-8")))
+        text = page.read_text(encoding="utf-8")
+        shown |= set(re.findall(r'show\(\s*"([a-z_]+\.[a-z_]+)"', text))
+        shown |= set(re.findall(r'runner\.draw\(\s*\w+,\s*"([a-z_]+\.[a-z_]+)"', text))
     assert len(shown) >= 25
     for key in shown:
         figure_spec(key)
@@ -169,16 +173,31 @@ def test_registering_a_key_twice_is_refused():
         register("attention.to_cls", lambda: None)
 
 
+def _declared(monkeypatch, *declarations):
+    """Stand-in report analyses (declared for this test only) in place of the real ones."""
+    from clsviz.analyses import ANALYSES
+
+    made = []
+    for name, inputs, figure_key, function in declarations:
+        made.append(analysis(name, title=name, inputs=inputs, figures=(figure_key,), report=True)(function))
+    for a in made:
+        del ANALYSES[a.name]  # declared only to be handed to the report below
+    monkeypatch.setattr(report, "report_analyses", lambda: made)
+
+
 def test_sections_need_their_inputs(monkeypatch, tiny_encoder):
     t = trace(tiny_encoder, "the cat")
-    sections = (
-        report._Section("overview.tokens", lambda ctx: (ctx.trace,)),
-        report._Section("attention.matrix", lambda ctx: (ctx.trace.attention(-1), ctx.trace.tokens, 2), needs_encoder=True),
-        report._Section("similarity.baseline", lambda ctx: (ctx.baseline,), needs_baseline=True),
+    _declared(
+        monkeypatch,
+        ("test.tokens", ("trace",), "overview.tokens", lambda trace: Drawn({"overview.tokens": (trace,)}, pd.DataFrame())),
+        ("test.matrix", ("encoder", "trace"), "attention.matrix",
+         lambda encoder, trace: Drawn({"attention.matrix": (trace.attention(-1), trace.tokens, 2)}, pd.DataFrame())),
+        ("test.baseline", ("baseline",), "similarity.baseline",
+         lambda baseline: Drawn({"similarity.baseline": (baseline,)}, pd.DataFrame())),
     )
-    monkeypatch.setattr(report, "_SECTIONS", sections)
     assert [s.key for s in report_sections(t)] == ["overview.tokens"]
     assert [s.key for s in report_sections(t, tiny_encoder)] == ["overview.tokens", "attention.matrix"]
+    assert report.section_keys(with_encoder=False, with_baseline=False) == ["overview.tokens"]
     # Titles and captions come from the registry.
     (tokens,) = report_sections(t, only=["overview.tokens"])
     from clsviz.figures import figure_spec
@@ -191,10 +210,10 @@ def test_sections_need_their_inputs(monkeypatch, tiny_encoder):
 def test_failing_figures_raise_or_become_notes(monkeypatch, tiny_encoder):
     t = trace(tiny_encoder, "the cat")
 
-    def fail(ctx):
+    def fail(trace):
         raise ValueError("no luck")
 
-    monkeypatch.setattr(report, "_SECTIONS", (report._Section("overview.tokens", fail),))
+    _declared(monkeypatch, ("test.fail", ("trace",), "overview.tokens", fail))
     with pytest.raises(ValueError, match="no luck"):
         report_sections(t)
     (section,) = report_sections(t, strict=False)
@@ -202,6 +221,17 @@ def test_failing_figures_raise_or_become_notes(monkeypatch, tiny_encoder):
     doc = build_report(t, strict=False)
     assert "could not be drawn for this text: ValueError: no luck" in doc
     assert "Plotly.newPlot(" not in doc
+
+
+def test_an_analysis_that_does_not_apply_becomes_a_note(monkeypatch, tiny_encoder):
+    t = trace(tiny_encoder, "the cat")
+
+    def not_here(trace):
+        raise NotApplicable("no masked-LM head here")
+
+    _declared(monkeypatch, ("test.na", ("trace",), "overview.tokens", not_here))
+    (section,) = report_sections(t)  # strict, yet not an error
+    assert section.figure is None and section.note == "no masked-LM head here" and section.error is None
 
 
 def test_only_and_bad_names(tiny_encoder, tmp_path):

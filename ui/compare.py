@@ -13,9 +13,10 @@ from clsviz import Encoder, ModelLoadError
 from clsviz.catalog import local_models
 from clsviz.encoder import allowed_models
 
-from . import holds, jobs
+from . import jobs
 from .cache import cached, shared_cache
-from .corpus import plain
+from .state import hold_second_model
+from .text import plain
 from .widgets import selectbox, text_input
 
 __all__ = [
@@ -89,12 +90,12 @@ def second_encoder(name: str | None) -> Encoder | None:
     failed: dict = st.session_state.setdefault(FAILED_SECOND, {})
     if name is not None and name in failed:
         name_failed = name
-        _, changed = holds.hold_second_model(None)
+        _, changed = hold_second_model(None)
     else:
         name_failed = None
         try:
             with st.spinner(f"Loading {name}…"):
-                encoder, changed = holds.hold_second_model(name)
+                encoder, changed = hold_second_model(name)
         except ModelLoadError as exc:
             failed[name] = str(exc)
             name_failed, changed, encoder = name, None, None

@@ -4,7 +4,6 @@ once per (model, corpus, poolings) with a progress bar (:func:`corpus_vectors`).
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 
 import streamlit as st
@@ -14,19 +13,12 @@ from clsviz.readers import CorpusError, limits_from_env, load_corpus
 
 from . import jobs
 from .cache import cached
+from .text import plain
 from .widgets import multiselect, radio, selectbox
 
 DEMO = "Demo corpus"
 UPLOAD = "Upload a file"
 PREVIEW_ROWS = 200
-
-_MARKDOWN = re.compile(r"([\\`*_\[\]<>#|~$:])")
-
-
-def plain(text: str) -> str:
-    """Text for st.info / st.error / st.caption (which read Markdown) shown exactly as written."""
-    return _MARKDOWN.sub(r"\\\1", str(text))
-
 
 def _load(
     data: bytes,

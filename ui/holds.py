@@ -5,7 +5,7 @@ by every session, at most four). The Compare page loads its second model ("B") t
 loader and holds it here; when the person picks another second model, or none, the old one is
 evicted from the loader's cache unless some session still uses it, as its sidebar model or as its
 own second model. The sidebar notes each session's model here on every run
-(``ui.classifier.sidebar_prediction``). The bundled model is never evicted. Sessions that ended
+(``ui.state.sidebar_prediction``). The bundled model is never evicted. Sessions that ended
 are forgotten once Streamlit reports them inactive.
 
 Evicting only drops the cache's reference: a session or job still holding the encoder keeps
@@ -17,9 +17,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from clsviz import DEFAULT_MODEL, Encoder
+from clsviz import DEFAULT_MODEL
 
-__all__ = ["MAIN", "ROLES", "SECOND", "USES", "ModelUses", "hold_second_model", "note_main_model", "session_id"]
+__all__ = ["MAIN", "ROLES", "SECOND", "USES", "ModelUses", "forget_ended_sessions", "note_main_model", "session_id"]
 
 MAIN, SECOND = "main", "second"
 ROLES = (MAIN, SECOND)
@@ -97,7 +97,7 @@ def session_id() -> str:
     return ctx.session_id if ctx is not None else "local"
 
 
-def _forget_ended_sessions() -> None:
+def forget_ended_sessions() -> None:
     from streamlit import runtime
 
     if runtime.exists():
@@ -107,31 +107,3 @@ def _forget_ended_sessions() -> None:
 def note_main_model(name: str) -> None:
     """Record the model this session's sidebar uses (called on every run)."""
     USES.set(session_id(), MAIN, name)
-
-
-def _evict(name: str) -> None:
-    from .state import cached_encoder
-
-    cached_encoder.clear(name)
-
-
-def hold_second_model(name: str | None) -> tuple[Encoder | None, str | None]:
-    """Make ``name`` this session's second model (None: no second model) and load it through
-    ``ui.state.cached_encoder``. Returns (the encoder or None, the previous second model when it
-    changed, else None). The previous one is released (evicted when nobody else uses it). A
-    model that fails to load is not held; its error propagates for the page to show."""
-    from .state import cached_encoder
-
-    session = session_id()
-    previous = USES.set(session, SECOND, name)
-    changed = previous if previous is not None and previous != name else None
-    if changed is not None:
-        _forget_ended_sessions()
-        USES.release(changed, _evict)
-    if name is None:
-        return None, changed
-    try:
-        return cached_encoder(name), changed
-    except BaseException:
-        USES.set(session, SECOND, None)
-        raise

@@ -12,7 +12,7 @@ from clsviz.corpus import is_missing, stratified_rows
 from clsviz.experiments import interventions as iv
 from ui import jobs
 from ui.cache import cached
-from ui.corpus import plain
+from ui.text import plain
 from ui.widgets import download_csv, show
 
 __all__ = [

@@ -13,8 +13,9 @@ from clsviz.experiments.inversion import MLMHead, bow_f1, load_mlm_head
 from clsviz.experiments.neighbours import neighbour_agreement, pair_set, paraphrase_recall
 from clsviz.knn import NeighbourIndex, build_index, neighbour_search
 from ui.cache import cached
-from ui.corpus import corpus_vectors, plain
+from ui.corpus import corpus_vectors
 from ui.position import remembered
+from ui.text import plain
 from ui.widgets import download_csv, show
 
 from .widgets import number_input, selectbox

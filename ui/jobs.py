@@ -35,6 +35,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from .text import plain
+
 __all__ = [
     "CANCELLED",
     "DONE",
@@ -515,8 +517,6 @@ def compute(what: str, fn: Callable, *args, **kwargs):
     the person is waiting for it."""
     from clsviz.progress import Cancelled
 
-    from .corpus import plain
-
     job = Job(fn=fn, args=args, kwargs=kwargs, name=f"page:{what}", session=_session_id(), label=what).begin()
     bar = st.progress(0.0, text=plain(f"{what}…"))
     try:
@@ -550,7 +550,6 @@ def _status_line(job: Job) -> str:
 def launch(key: str, fn: Callable, *args, label: str = "", **kwargs) -> Job | None:
     """:func:`start` for a page: when the session already holds as many jobs as it may, the
     person is told so (and what to do) on the page, and None is returned."""
-    from .corpus import plain
 
     try:
         return start(key, fn, *args, label=label, **kwargs)
@@ -564,7 +563,6 @@ def panel(key: str, what: str) -> Job | None:
     a Cancel button (redrawn every second while it runs), and a message when it failed, was
     cancelled or was lost with a server restart (with a button to start it again). Returns the
     job once it has finished with a result, else None. ``what`` names it ("Fine-tuning")."""
-    from .corpus import plain
 
     job = get(key)
     if job is None:
@@ -597,7 +595,6 @@ def _poll(key: str, what: str) -> None:
         if job is None or not job.active:
             st.rerun()  # finished while polling: redraw the whole page to show the result
             return
-        from .corpus import plain
 
         st.progress(job.fraction, text=plain(f"{what}: {_status_line(job)}"))
         if st.button("Cancel", key=f"{key}.cancel", help="Stops the job at its next step; a queued job never starts."):

@@ -11,7 +11,7 @@ from clsviz.experiments.dynamics import gradient_flows
 from clsviz.experiments.learners import check_folder_name
 
 from .cache import cached
-from .corpus import plain
+from .text import plain
 
 __all__ = ["cached_flows", "save_classifier"]
 

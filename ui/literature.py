@@ -13,7 +13,7 @@ from clsviz.literature import check_claims
 
 from . import jobs
 from .cache import cached, shared_cache
-from .corpus import plain
+from .text import plain
 
 __all__ = ["JOB", "NAMESPACE", "findings_params", "findings_table", "page_links", "session_results"]
 

@@ -11,7 +11,7 @@ from clsviz import Corpus
 from clsviz.experiments.moved_cls import position_probe
 from clsviz.experiments.position import PositionResult, position_experiment
 from ui.cache import cached, shared_cache
-from ui.corpus import plain
+from ui.text import plain
 
 
 def remembered(key: str, compute: Callable[[], object]) -> object:

@@ -9,6 +9,8 @@ import streamlit as st
 from clsviz import Encoder, Trace
 from clsviz.report import build_report
 
+from .state import cached_encoder
+
 
 def report_file_name(trace: Trace) -> str:
     """A safe file name from the first words of the text: ``clsviz-report-the-cat-sat.html``."""
@@ -24,8 +26,6 @@ def report_bytes(trace: Trace, encoder: Encoder | None = None, baseline=None) ->
 
 def _encoder_of(trace: Trace) -> Encoder | None:
     """The cached encoder that made ``trace`` (for the sections that need model weights)."""
-    from ui.state import cached_encoder
-
     try:
         return cached_encoder(trace.model_name)
     except Exception:  # the report is still useful without those sections

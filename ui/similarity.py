@@ -1,5 +1,6 @@
 """Streamlit helpers of the Similarity page: the cached per-model baseline, the scored-pairs
-picker (demo pairs or an upload) and the cached pair benchmark."""
+picker (demo pairs or an upload), the pairs' vectors, and the help texts of the cosine views
+(:data:`VIEW_HELP`) and of the baseline's references (:data:`REFERENCE_HELP`)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import os
 import pandas as pd
 import streamlit as st
 
-from clsviz import Corpus, Encoder, demo_pairs
-from clsviz.baseline import Baseline, measure_baseline
-from clsviz.benchmark import COMPARE_POOLINGS, BenchmarkResult, benchmark_from_vectors, pair_texts
+from clsviz import Corpus, Encoder, PooledVectors, demo_pairs
+from clsviz.baseline import REFERENCE_HELP, VIEW_HELP, Baseline, measure_baseline
+from clsviz.benchmark import COMPARE_POOLINGS, pair_texts
 from clsviz.readers import CorpusError, limits_from_env, load_pairs
 from ui.cache import cached
-from ui.corpus import corpus_vectors, plain
+from ui.corpus import corpus_vectors
+from ui.text import plain
 
 from .widgets import radio
+
+__all__ = ["REFERENCE_HELP", "VIEW_HELP", "benchmark_vectors", "cached_baseline", "pairs_picker", "read_pairs_upload"]
 
 DEMO_PAIRS = "Demo pairs"
 UPLOAD_PAIRS = "Upload a CSV"
@@ -98,15 +102,7 @@ def pairs_picker(key: str) -> tuple[pd.DataFrame, str] | None:
     return pairs, file.name
 
 
-def pair_benchmark(encoder: Encoder, pairs: pd.DataFrame, name: str) -> BenchmarkResult | None:
-    """Spearman per layer × pooling on ``pairs``; the sentences are embedded once per model and
-    content (with a progress bar), through the shared corpus-vector cache."""
-    texts = pair_texts(pairs)
-    vectors = corpus_vectors(encoder, Corpus(texts=texts, name=name), poolings=COMPARE_POOLINGS)
-    if vectors is None:
-        return None
-    try:
-        return benchmark_from_vectors(vectors, pairs)
-    except ValueError as exc:
-        st.error(plain(f"The benchmark could not run: {exc}"), icon=":material/error:")
-        return None
+def benchmark_vectors(encoder: Encoder, pairs: pd.DataFrame, name: str) -> PooledVectors | None:
+    """The vectors of every sentence of ``pairs`` (embedded once per model and content, with a
+    progress bar, through the shared corpus-vector cache); None after a message on failure."""
+    return corpus_vectors(encoder, Corpus(texts=pair_texts(pairs), name=name), poolings=COMPARE_POOLINGS)

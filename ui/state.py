@@ -13,11 +13,12 @@ import streamlit as st
 
 from clsviz import DEFAULT_MODEL, Encoder, ModelLoadError, Trace, load_encoder, trace
 from clsviz.encoder import allowed_models, local_models, model_unavailable
+from clsviz.heads import predict
 from clsviz.tracing import tokenize, trace_bytes
 
-from . import preload
+from . import holds, preload
 from .cache import cached, nbytes, request_bytes, shared_cache
-from .corpus import plain
+from .text import plain
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -214,9 +215,47 @@ def sidebar() -> None:
             args=("sidebar.max_tokens", MAX_TOKENS),
             help="Longer sentences are cut to this many tokens (and to the model's own limit).",
         )
-        from .classifier import sidebar_prediction  # here: ui.classifier reads this module
-
         sidebar_prediction()
+
+
+# The sidebar lists at most this many labels per sentence (the most probable first).
+TOP_LABELS = 3
+
+
+def _sidebar_encoder() -> Encoder | None:
+    """The encoder the page will use, loaded through the shared loader; None when it fails (the
+    page itself then says why and falls back to the bundled model, which has no head)."""
+    name = _selected_model_name()
+    if name in st.session_state.get(FAILED, {}):
+        name = DEFAULT_MODEL
+    holds.note_main_model(name)
+    try:
+        with st.spinner(f"Loading {name}…"):
+            return cached_encoder(name)
+    except Exception:
+        return None
+
+
+def sidebar_prediction() -> None:
+    """In the sidebar: the model's predicted label and probabilities for each typed sentence,
+    when the model has a classification head (nothing otherwise). Never breaks the sidebar."""
+    encoder = _sidebar_encoder()
+    if encoder is None or encoder.classifier is None:
+        return
+    sentences = current_sentences()[:MAX_SENTENCES]
+    if not sentences:
+        return
+    with st.expander(f"Prediction ({encoder.info.num_labels} labels)", expanded=True):
+        try:
+            for i, text in enumerate(sentences, start=1):
+                try:
+                    t = cached_trace(encoder, text, current_max_tokens())
+                except ValueError:
+                    continue  # the page warns about a sentence that cannot be traced
+                # "1\." keeps Markdown from turning the lines into a numbered list.
+                st.caption(f"{i}\\. " + plain(predict(encoder, t).summary(TOP_LABELS)))
+        except Exception as exc:  # a prediction must never take the sidebar down
+            st.caption(plain(f"The prediction could not be computed ({type(exc).__name__}: {exc})."))
 
 
 def page_setup(title: str, icon: str = ":material/token:") -> None:
@@ -320,3 +359,27 @@ def current_traces() -> list[Trace]:
             )
             break
     return traces
+
+
+def _evict(name: str) -> None:
+    cached_encoder.clear(name)
+
+
+def hold_second_model(name: str | None) -> tuple[Encoder | None, str | None]:
+    """Make ``name`` this session's second model (None: no second model) and load it through
+    ``ui.state.cached_encoder``. Returns (the encoder or None, the previous second model when it
+    changed, else None). The previous one is released (evicted when nobody else uses it). A
+    model that fails to load is not held; its error propagates for the page to show."""
+    session = holds.session_id()
+    previous = holds.USES.set(session, holds.SECOND, name)
+    changed = previous if previous is not None and previous != name else None
+    if changed is not None:
+        holds.forget_ended_sessions()
+        holds.USES.release(changed, _evict)
+    if name is None:
+        return None, changed
+    try:
+        return cached_encoder(name), changed
+    except BaseException:
+        holds.USES.set(session, holds.SECOND, None)
+        raise

@@ -19,8 +19,8 @@ from clsviz import Encoder
 from clsviz.baseline import Baseline, measure_baseline
 
 from .cache import cached, shared_cache
-from .corpus import plain
 from .similarity import baseline_sample
+from .text import plain
 
 __all__ = [
     "DELAY_ENV",

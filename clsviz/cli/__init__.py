@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "compare_commands",
     "literature_commands",
     "model_commands",
+    "analysis_commands",
     "app_command",
 )
 """Modules of this package that add commands, in the order ``--help`` lists them."""
@@ -69,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "run":  # only 'clsviz run' takes the parameters of the analysis it runs
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "run":
+        args.params = extra
     try:
         return int(args.handler(args) or EXIT_OK)
     except KeyboardInterrupt:

@@ -30,8 +30,10 @@ from ..blocks import block_weights, run_stack
 from ..compare import cka
 from ..encoder import Encoder
 from ..metrics import cosine, entropy
+from ..model_heads import ClassifierHead
 from ..pooling import check_pooling, pool_hidden
 from ..tracing import special_positions, tokenize
+from .probe import run_probe
 
 __all__ = [
     "FLOW_POOLINGS",
@@ -112,8 +114,6 @@ def _head_fn(encoder: Encoder, head, seed: int) -> tuple[Callable, int]:
     """(callable torch [B, D] -> logits [B, C], C) for the head given to :func:`gradient_flow`."""
     import torch
 
-    from ..heads import ClassifierHead
-
     dim = encoder.info.hidden_size
     if head is None:
         weight, bias = random_head(dim, seed)
@@ -193,7 +193,7 @@ def gradient_flow(enc: Encoder, text: str, pooling: str = "cls", seed: int = 0, 
     encoder's own fine-tuned classification head, which reads [CLS]. ``head``: None for a seeded
     random linear 2-class head (:func:`random_head` with ``seed``); a fitted probe
     (:func:`probe_as_linear`); a ``(weight [C, D], bias [C])`` pair; a torch module [B, D] -> [B, C];
-    or a :class:`clsviz.heads.ClassifierHead`.
+    or a :class:`clsviz.model_heads.ClassifierHead`.
 
     With ``"cls"`` the last row is exactly zero everywhere except at [CLS]; with ``"mean"`` it is
     the same at every token. Computed block by block from the weights (:func:`clsviz.blocks.run_stack`)
@@ -285,7 +285,6 @@ def _batch_stats(out, mask, special, slot) -> tuple[list, ...]:
 
 
 def _probe_rows(slots: np.ndarray, means: np.ndarray, labels, folds: int, seed: int) -> list[dict]:
-    from .probe import run_probe
 
     if folds < 2:
         return []

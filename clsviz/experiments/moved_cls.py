@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..encoder import Encoder
+from ..narrative import probe_gap_summary
 from ..vectors import hidden_batches, tokenize_texts
 from .position import VARIANT_LABELS, plan_variants, variant_inputs
 from .probe import ProbeError, check_labels, run_probe
@@ -142,6 +143,4 @@ def position_probe(
 def summarize_probe(table: pd.DataFrame) -> str:
     """One plain sentence comparing each variant with the standard position at every layer
     (:func:`clsviz.narrative.probe_gap_summary`): where a moved [CLS] loses and where it does not."""
-    from ..narrative import probe_gap_summary
-
     return probe_gap_summary(table, "standard", VARIANT_LABELS)

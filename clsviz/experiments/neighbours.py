@@ -14,9 +14,11 @@ import pandas as pd
 
 from ..benchmark import pair_texts
 from ..metrics import cosine_matrix
+from ..narrative import SAME_VECTOR
 from ..vectors import PooledVectors
 
 __all__ = [
+    "neighbours_summary",
     "PairSet",
     "nearest_neighbours",
     "neighbour_agreement",
@@ -180,3 +182,25 @@ def neighbour_table(
 def neighbour_agreement(table: pd.DataFrame, a: str = "cls", b: str = "mean") -> int:
     """How many corpus sentences two poolings' neighbour lists (a :func:`neighbour_table`) share."""
     return len(set(table.loc[table["pooling"] == a, "index"]) & set(table.loc[table["pooling"] == b, "index"]))
+
+
+def neighbours_summary(table, layer: int, k: int, baseline=None) -> str:
+    """The nearest-neighbour table of one layer (columns pooling, rank, index, cosine) in words:
+    how far [CLS] and the mean agree, and each closest cosine beside the same cosine for an
+    unrelated sentence - a cosine of 1.00 means nothing where every [CLS] is one vector."""
+    text = f"At layer {layer}, [CLS] and the mean agree on {neighbour_agreement(table)} of their top {k} neighbours."
+    for pooling, name in (("cls", "[CLS]"), ("mean", "the mean")):
+        rows = table[table["pooling"] == pooling]
+        if rows.empty:
+            continue
+        top = float(rows.iloc[0]["cosine"])
+        text += f" The closest sentence by {name} has cosine {top:.4f}"
+        if baseline is not None and pooling in baseline.references:
+            reference, spread = baseline.reference(pooling)
+            ref = float(reference[layer])
+            text += f"; two unrelated sentences have {ref:.4f} ± {float(spread[layer]):.4f} on average"
+            if pooling == "cls" and ref >= SAME_VECTOR:
+                text += (", so at this layer [CLS] is almost the same vector for every input and this ranking rests "
+                         "on tiny differences, not on a closeness a cosine can show")
+        text += "."
+    return text

@@ -33,6 +33,7 @@ import pandas as pd
 
 from ..encoder import OFFSET_POSITION_MODELS, Encoder
 from ..metrics import cosine
+from ..narrative import position_summary
 from ..tracing import special_positions, tokenize
 
 __all__ = [
@@ -423,6 +424,4 @@ def position_experiment(encoder: Encoder, text: str, variants: Sequence[str] = P
 def summarize_position(table: pd.DataFrame, baseline=None) -> str:
     """One plain sentence on what the per-sentence numbers say, read from every layer
     (:func:`clsviz.narrative.position_summary`)."""
-    from ..narrative import position_summary
-
     return position_summary(table, baseline, VARIANT_LABELS)

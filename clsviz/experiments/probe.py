@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..corpus import is_missing
+from ..narrative import probe_summary
 from ..pooling import check_pooling
 from ..progress import Cancelled, single_blas_thread
 from ..vectors import PooledVectors
@@ -158,8 +159,6 @@ class ProbeResult:
     def summary(self, baseline=None) -> str:
         """One plain paragraph of what the numbers say, read at every layer
         (:func:`clsviz.narrative.probe_summary`; a baseline adds the near-identical-vectors note)."""
-        from ..narrative import probe_summary
-
         return probe_summary(self, baseline)
 
 

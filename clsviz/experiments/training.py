@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..encoder import Encoder
+from ..pooling import pool_hidden
 from ..progress import check_cancel, single_blas_thread
-from .dynamics import _flow, _linear, _pooled_readout, random_head, state_metrics
+from .dynamics import _flow, _linear, _pooled_readout, probe_as_linear, random_head, state_metrics
 from .learners import FRESH_TOKEN, MOVED_POOLINGS, Learner, build_inputs
 from .probe import make_probe
 
@@ -71,8 +72,6 @@ def frozen_probe(learner: Learner, data: Data, n_classes: int, seed: int) -> tup
     import torch
     from sklearn.exceptions import ConvergenceWarning
 
-    from ..pooling import pool_hidden
-    from .dynamics import probe_as_linear
 
     rows = np.concatenate([data.train, data.test])
     feats = []

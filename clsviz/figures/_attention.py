@@ -31,7 +31,7 @@ __all__ = [
 
 _DECIMALS = 4
 _CATEGORY_COLORS = dict(zip(TOKEN_CATEGORIES, ("#d62728", "#ff7f0e", "#2ca02c", "#1f77b4"), strict=True))
-_KIND_WORDS = {"attention": "attention weights", "value-norm": "value-norm weighted: share of ‖αf(x)‖"}
+_METHOD_WORDS = {"attention": "attention weights", "value_norm": "value-norm weighted: share of ‖αf(x)‖"}
 
 
 def attention_token_labels(tokens: Sequence[str]) -> list[str]:
@@ -44,7 +44,7 @@ def _head_labels(num_heads: int) -> list[str]:
 
 
 def _what(summary: AttentionSummary) -> str:
-    return _KIND_WORDS.get(summary.kind, summary.kind)
+    return _METHOD_WORDS.get(summary.method, summary.method)
 
 
 def _head_name(head: int | None) -> str:
@@ -96,7 +96,7 @@ def token_attention_heatmap(
     tokens: Sequence[str],
     block: int,
     head: int | None = None,
-    kind: str = "attention",
+    method: str = "attention",
 ) -> go.Figure:
     """Token x token heatmap of one [T, T] map (row = query, column = key).
 
@@ -119,7 +119,7 @@ def token_attention_heatmap(
         decimals=_DECIMALS,
     )
     fig.update_layout(height=min(900, 280 + 14 * n))
-    return _titled(fig, f"Block {block}, {_head_name(head)}", f"{_KIND_WORDS.get(kind, kind)}; row reads column")
+    return _titled(fig, f"Block {block}, {_head_name(head)}", f"{_METHOD_WORDS.get(method, method)}; row reads column")
 
 
 def attention_breakdown_bars(summary: AttentionSummary, head: int | None = None) -> go.Figure:

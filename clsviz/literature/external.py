@@ -23,7 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ..narrative import describe_series, layer_span
+from ..narrative import benchmark_summary, describe_series, layer_span
 from .claims import NOT_HERE_YET, NOT_MEASURABLE, NOT_YET, Claim
 from .measures import MAX_TOKENS, MEASURED, Context, Measurement, sample_texts
 
@@ -234,8 +234,6 @@ def _describe(key: str, result) -> str:
                 f"{best['accuracy_mean']:.0%} at layer {int(best['layer'])}")
         return text + (f", [CLS] {cls['accuracy_mean']:.0%} at layer {int(cls['layer'])}" if cls is not None else "")
     if key == "benchmark":
-        from ..narrative import benchmark_summary
-
         return "the last pair benchmark on 'Similarity': " + benchmark_summary(result)
     if key == "finetune":
         return "the last fine-tuning run: " + result.summary()

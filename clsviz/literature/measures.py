@@ -243,7 +243,7 @@ def special_norm_share(claim: Claim, ctx: Context) -> Measurement:
         for t in ctx.attention_traces():
             cats = token_categories(t.tokens, t.special_mask, t.cls_index)
             by_weight.append(attention_breakdown(t.attentions, cats)[:, :2].sum(axis=1))
-            by_norm.append(attention_breakdown(attention_weights(ctx.encoder, t, "value-norm"), cats)[:, :2].sum(axis=1))
+            by_norm.append(attention_breakdown(attention_weights(ctx.encoder, t, "value_norm"), cats)[:, :2].sum(axis=1))
     except ValueError as exc:  # a family whose value and output weights clsviz cannot find
         return _not_measurable(str(exc))
     weight, norm = np.mean(by_weight, axis=0, dtype=np.float64), np.mean(by_norm, axis=0, dtype=np.float64)

@@ -10,7 +10,7 @@ measures, for one Trace:
   al. 2020), ``"globenc"`` (Modarressi et al. 2022), ``"alti"`` (Ferrando et al. 2022),
   ``"value_zeroing"`` (Mohebbi et al. 2023) - defined in :mod:`.decomposition` and
   :mod:`.zeroing`
-* per head (:mod:`.headwise`): :data:`ATTENTION_KINDS` / :func:`attention_weights` and
+* per head (:mod:`.headwise`): :data:`ATTENTION_METHODS` / :func:`attention_weights` and
   :func:`value_weighted_attention`, [L, H, T, T], used by the Attention page
 
 >>> from clsviz import load_encoder, trace, mixing
@@ -36,11 +36,11 @@ from .context import (
     top_contributors,
 )
 from .decomposition import DEFAULT_BUDGET, BlockDecomposition, decompose_block
-from .headwise import ATTENTION_KINDS, attention_weights, check_kind, value_weighted_attention
+from .headwise import ATTENTION_METHODS, attention_weights, check_attention_method, value_weighted_attention
 from .zeroing import BARELY_MIXES, reruns_per_chunk
 
 __all__ = [
-    "ATTENTION_KINDS",
+    "ATTENTION_METHODS",
     "BARELY_MIXES",
     "DEFAULT_BUDGET",
     "METHODS",
@@ -52,7 +52,7 @@ __all__ = [
     "MixingMatrix",
     "attention_weights",
     "block_table",
-    "check_kind",
+    "check_attention_method",
     "check_method",
     "cls_row_table",
     "contributions",

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..blocks import BlockStructureError, block_weights
+from ..layers import check_block
+from ..progress import check_cancel
 from ..tracing import Trace
 from .decomposition import DEFAULT_BUDGET, block_scores
 from .zeroing import BARELY_MIXES, value_zeroing_scores
@@ -144,8 +147,6 @@ def _normalise(raw: np.ndarray) -> np.ndarray:
 
 
 def _decomposed(encoder, trace: Trace, method: str, progress, cancel, budget: int) -> np.ndarray:
-    from ..blocks import block_weights
-    from ..progress import check_cancel
 
     weights = block_weights(encoder)
     raw = np.zeros((trace.num_layers, trace.seq_len, trace.seq_len))
@@ -170,7 +171,6 @@ def measure(encoder, trace: Trace, method: str, *, progress=None, cancel=None,
     for an unknown method, a trace of another model, or a model whose blocks clsviz cannot
     run (every method except ``"attention"`` needs them).
     """
-    from ..blocks import BlockStructureError
 
     check_method(method)
     if trace.info.name != encoder.info.name or trace.info.num_layers != encoder.info.num_layers:
@@ -269,7 +269,6 @@ def cls_row_table(mix: ContextMixing, index: int | None = None) -> pd.DataFrame:
 def block_table(mix: ContextMixing, block: int) -> pd.DataFrame:
     """Tidy token x token table of block ``block`` (1..L): ``receiving_position``,
     ``receiving_token``, ``position``, ``token``, ``share``, ``raw``."""
-    from ..layers import check_block
 
     b = check_block(block, mix.num_layers) - 1
     seq_len = len(mix.tokens)

@@ -37,6 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..blocks import block_weights
+from ..layers import check_block
+
 __all__ = ["DECOMPOSED_METHODS", "DEFAULT_BUDGET", "BlockDecomposition", "block_scores", "decompose_block"]
 
 DECOMPOSED_METHODS = ("value_norm", "globenc", "alti")
@@ -179,8 +182,6 @@ def decompose_block(encoder, trace, block: int) -> BlockDecomposition:
     """
     import torch
 
-    from ..blocks import block_weights
-    from ..layers import check_block
 
     number = check_block(block, trace.num_layers)
     w = block_weights(encoder)[number - 1]

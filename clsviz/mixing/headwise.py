@@ -4,7 +4,7 @@ Raw attention weights ignore the size of what a head copies; value-norm weightin
 (Kobayashi et al. 2020, "Attention is Not Only a Weight") multiplies each weight by the norm
 of the vector the head actually writes for that key.
 
-* :data:`ATTENTION_KINDS` / :func:`attention_weights` - [L, H, T, T] weights of one kind
+* :data:`ATTENTION_METHODS` / :func:`attention_weights` - [L, H, T, T] weights of one method
 * :func:`value_weighted_attention` - [L, H, T, T] ``||alpha_ij^h f_h(x_j)||``
 """
 
@@ -15,18 +15,18 @@ import numpy as np
 from ..metrics import normalize_rows
 from ..tracing import Trace
 
-__all__ = ["ATTENTION_KINDS", "attention_weights", "check_kind", "value_weighted_attention"]
+__all__ = ["ATTENTION_METHODS", "attention_weights", "check_attention_method", "value_weighted_attention"]
 
-ATTENTION_KINDS = ("attention", "value-norm")
-"""``"attention"``: softmax weights alpha. ``"value-norm"``: ||alpha f(x)|| per row, normalised to
+ATTENTION_METHODS = ("attention", "value_norm")
+"""``"attention"``: softmax weights alpha. ``"value_norm"``: ||alpha f(x)|| per row, normalised to
 sum to 1 (the share of each key token in the size of what the head writes)."""
 
 
-def check_kind(kind: str) -> str:
-    """``kind`` if it is one of :data:`ATTENTION_KINDS`, else ValueError listing them."""
-    if kind not in ATTENTION_KINDS:
-        raise ValueError(f"Unknown attention kind '{kind}'; choose one of {', '.join(ATTENTION_KINDS)}.")
-    return kind
+def check_attention_method(method: str) -> str:
+    """``method`` if it is one of :data:`ATTENTION_METHODS`, else ValueError listing them."""
+    if method not in ATTENTION_METHODS:
+        raise ValueError(f"Unknown attention method '{method}'; choose one of {', '.join(ATTENTION_METHODS)}.")
+    return method
 
 
 def _value_and_output_layers(encoder) -> list[tuple[object, object]]:
@@ -99,15 +99,15 @@ def value_weighted_attention(encoder, trace: Trace) -> np.ndarray:
     return np.multiply(trace.attentions, norms[:, :, None, :], dtype=np.float32)  # one [L, H, T, T] array
 
 
-def attention_weights(encoder, trace: Trace, kind: str = "attention") -> np.ndarray:
-    """float32 [L, H, T, T] weights of ``kind`` (one of :data:`ATTENTION_KINDS`).
+def attention_weights(encoder, trace: Trace, method: str = "attention") -> np.ndarray:
+    """float32 [L, H, T, T] weights of ``method`` (one of :data:`ATTENTION_METHODS`).
 
-    "attention" is ``trace.attentions`` itself; "value-norm" is
+    "attention" is ``trace.attentions`` itself; "value_norm" is
     ``normalize_rows(value_weighted_attention(encoder, trace))``.
     """
-    if kind == "attention":
+    if method == "attention":
         return trace.attentions
-    check_kind(kind)
+    check_attention_method(method)
     return normalize_rows(value_weighted_attention(encoder, trace), inplace=True)
 
 

@@ -1,0 +1,172 @@
+"""The one runner between a page and the analysis layer: cache, background jobs, drawing.
+
+A page says which analysis to run on which inputs with which widget values; the runner
+
+* computes a short analysis once per (analysis, inputs, parameters) in the shared byte-budgeted
+  cache (``ui.cache``), so a slider that only changes the view never reruns the model, and every
+  visitor with the same input shares the result;
+* sends a long one (``long=True`` in its declaration) through the job queue (``ui.jobs``: queue
+  position, progress, cancel, restart recovery) and keeps its result in the same cache;
+* draws a result's figure with its registered caption and a CSV download of the numbers behind
+  it, caching figures per view so a rerun rebuilds only what changed.
+
+Pages import this module (and the other ``ui`` modules), not ``clsviz``: results carry their own
+figures, tables and sentences.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+
+import streamlit as st
+
+from clsviz.analyses import NotApplicable, ParamError, Result, get
+
+from . import jobs
+from .cache import cached, shared_cache
+from .text import plain
+from .widgets import download_csv, show
+
+__all__ = ["NotApplicable", "ParamError", "background", "choices", "download", "download_table", "draw", "figure", "result_key", "run", "sentences",
+           "start", "stored"]
+
+_NAMESPACE = "analysis"
+_KEYS: weakref.WeakKeyDictionary[Result, tuple] = weakref.WeakKeyDictionary()
+_JOB_KEYS = "runner.job_keys"  # session state: job key -> the cache key its result belongs under
+
+
+def _remember(result: Result, key: tuple) -> Result:
+    _KEYS[result] = key
+    return result
+
+
+def result_key(result: Result) -> tuple | None:
+    """The cache key a result was computed under (None for a result the runner did not make)."""
+    return _KEYS.get(result)
+
+
+def run(name: str, *inputs, **params) -> Result:
+    """The analysis ``name`` on ``inputs`` with ``params``, computed once and shared.
+
+    Raises what the analysis raises: :class:`NotApplicable` (the evidence does not apply here:
+    show its message), :class:`ParamError` or ``ValueError`` (bad input: show the message)."""
+    analysis = get(name)
+    key = analysis.key(inputs, params)
+    return _remember(cached(_NAMESPACE, key, lambda: analysis(*inputs, **params)), key)
+
+
+def choices(name: str, param: str) -> tuple:
+    """The values parameter ``param`` of analysis ``name`` accepts (its ``Literal``), for a widget."""
+    found = get(name).param(param).choices
+    if found is None:
+        raise ValueError(f"parameter {param!r} of {name!r} is not a choice")
+    return found
+
+
+def stored(name: str, *inputs, **params) -> Result | None:
+    """The result of ``name`` on these inputs if someone already computed it (a finished job),
+    else None; computes nothing."""
+    key = get(name).key(inputs, params)
+    hit = shared_cache().get((_NAMESPACE, *key))
+    return None if hit is None else _remember(hit, key)
+
+
+def _job_key(name: str, slot: str | None) -> str:
+    return f"analysis.{slot or name}"
+
+
+def start(name: str, *inputs, slot: str | None = None, label: str = "", **params) -> jobs.Job | None:
+    """Start the long analysis ``name`` as this session's background job (one per ``slot``,
+    default the analysis name); None when the session is at its job limit (the page says so)."""
+    analysis = get(name)
+    key = analysis.key(inputs, params)  # checks the parameters before anything is queued
+    job_key = _job_key(name, slot)
+    st.session_state.setdefault(_JOB_KEYS, {})[job_key] = key
+    return jobs.launch(job_key, _run_and_return, name, *inputs, label=label or analysis.title, **params)
+
+
+def _run_and_return(name: str, *inputs, progress=None, cancel=None, **params) -> Result:
+    # Module-level, so the job pickles by reference and can run in the worker process.
+    return get(name)(*inputs, progress=progress, cancel=cancel, **params)
+
+
+def background(
+    name: str,
+    *inputs,
+    button: str,
+    what: str | None = None,
+    slot: str | None = None,
+    hint: str | None = None,
+    disabled: bool = False,
+    **params,
+) -> Result | None:
+    """A long analysis on a page: its result when it exists (computed by anyone, or by this
+    session's finished job); otherwise a ``button`` that starts it and, while it runs, its place in
+    the queue or its progress with Cancel. ``hint`` is shown while nothing has run yet."""
+    analysis = get(name)
+    what = what or analysis.title
+    found = stored(name, *inputs, **params)
+    if found is not None:
+        return found
+    job_key = _job_key(name, slot)
+    job = jobs.panel(job_key, what)
+    key = analysis.key(inputs, params)
+    if job is not None and job.result is not None:
+        if st.session_state.get(_JOB_KEYS, {}).get(job_key) == key:
+            shared_cache().put((_NAMESPACE, *key), job.result)
+            return _remember(job.result, key)
+    current = jobs.get(job_key)
+    running = current is not None and current.active
+    if st.button(button, key=f"{job_key}.start", type="primary", disabled=running or disabled):
+        if start(name, *inputs, slot=slot, label=what, **params) is not None:
+            st.rerun()
+    elif not running and hint:
+        st.info(plain(hint), icon=":material/play_arrow:")
+    return None
+
+
+def figure(result: Result, key: str, **view):
+    """The figure ``key`` of ``result`` for ``view``, built once per (result, view) and shared."""
+    made_under = result_key(result)
+    if made_under is None:
+        return result.figure(key, **view)
+    return cached("figure", (made_under, key, tuple(sorted(view.items()))), lambda: result.figure(key, **view))
+
+
+def draw(
+    result: Result,
+    key: str,
+    *,
+    csv: str | None = None,
+    csv_key: str | None = None,
+    chart_key: str | None = None,
+    note: str | None = None,
+    caption: bool = True,
+    download_label: str = "Download the numbers (CSV)",
+    **view,
+) -> None:
+    """Draw figure ``key`` of ``result`` (with its registered caption and ``note``; figures drawn
+    side by side pass ``caption=False`` and call ``ui.widgets.figure_caption`` once) and, when
+    ``csv`` names a file, a download of the numbers behind it (see :func:`download`)."""
+    show(key, figure(result, key, **view), key=chart_key, note=note, caption=caption)
+    if csv is not None:
+        download(result, key, csv, csv_key=csv_key or f"{chart_key or key}.csv", label=download_label, **view)
+
+
+def download(result: Result, key: str, filename: str, *, csv_key: str | None = None,
+             label: str = "Download the numbers (CSV)", **view) -> None:  # fmt: skip
+    """A download of the numbers behind figure ``key`` (``result.figure_table``), built only
+    when clicked."""
+    download_csv(lambda: result.figure_table(key, **view), filename, key=csv_key or f"{key}.csv", label=label)
+
+
+def download_table(result: Result, filename: str, *, csv_key: str, label: str = "Download the numbers (CSV)") -> None:
+    """A download of the result's whole table (``result.table()``), built only when clicked."""
+    download_csv(result.table, filename, key=csv_key, label=label)
+
+
+def sentences(result: Result, where: Callable[[str], object] | None = None) -> None:
+    """The result's summary sentences, as plain text (never markdown or HTML)."""
+    for sentence in result.summary():
+        (where or st.caption)(plain(sentence))
