@@ -183,3 +183,17 @@ def test_torch_threads_restores_the_setting():
     assert torch.get_num_threads() == before
     with torch_threads(None):
         assert torch.get_num_threads() == before
+
+
+def test_state_pickles_without_the_encoder_and_attaches_again(tiny_encoder, encoder):
+    import pickle
+
+    texts = _short_sentences(8)
+    inverter = train_inverter(tiny_encoder, texts, steps=5)
+    data = pickle.dumps(inverter.state())
+    assert len(data) < 20_000_000  # the network only, not the encoder's weights
+    again = pickle.loads(data).attach(tiny_encoder)
+    assert again.invert(texts) == inverter.invert(texts)
+    assert again.history["loss"].tolist() == inverter.history["loss"].tolist()
+    with pytest.raises(ValueError, match="trained on"):
+        pickle.loads(data).attach(encoder)

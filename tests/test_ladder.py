@@ -10,6 +10,7 @@ import torch
 from clsviz.corpus import demo_corpus
 from clsviz.experiments.ladder import PUBLISHED, inversion_ladder, ladder_layers
 from clsviz.experiments.text_match import token_f1
+from clsviz.figures import ladder_figure
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -35,7 +36,7 @@ def test_table_shape_and_intervals(ladder, tiny_encoder):
     assert (t["n_test"] == 8).all() and (t["n_train"] == 32).all()
     assert not set(ladder.train_texts) & set(ladder.test_texts)
     assert ladder.settings["n_test"] == 8 and 0 <= ladder.settings["unseen_pieces"] <= 1
-    fig = ladder.figures()["inversion.ladder"]
+    fig = ladder_figure(ladder.table, PUBLISHED)
     assert any(tr.name == "cls · inverter" for tr in fig.data)
     assert ladder.summary() and "vec2text" in ladder.summary()[0]
 

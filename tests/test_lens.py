@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from clsviz import load_encoder, trace
+from clsviz.analyses import run
 from clsviz.corpus import demo_corpus
 from clsviz.experiments.lens import ALPHAS, compare_lens, tuned_lens
 from clsviz.heads import NoClassifierError
@@ -93,7 +94,8 @@ def test_numbers_match_an_independent_computation(lens, encoder):
 def test_single_pooling_contract_and_figure(encoder, texts):
     r = tuned_lens(encoder, texts[:24], pooling="mean", seed=1)
     assert set(r.table["pooling"]) == {"mean"} and len(r.table) == 2 * (encoder.info.num_layers + 1)
-    fig = r.figures()["lens.tuned"]
+    assert r.table() is r.table  # a Table: read as an attribute or called
+    fig = run("lens.tuned", encoder, texts[:24], pooling="mean", seed=1).figures()["lens.tuned"]
     names = [tr.name for tr in fig.data]
     assert "mean · identity" in names and "mean · tuned" in names
     tuned = next(tr for tr in fig.data if tr.name == "mean · tuned")

@@ -38,7 +38,7 @@ from ..vectors import extract
 from .inverter_net import PrefixDecoder, greedy_decode
 from .text_match import score_pairs
 
-__all__ = ["Inverter", "TrainingTexts", "embed_texts", "fit_inverter", "pick_device", "prepare_texts",
+__all__ = ["Inverter", "InverterState", "TrainingTexts", "embed_texts", "fit_inverter", "pick_device", "prepare_texts",
            "train_inverter"]
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
@@ -170,6 +170,13 @@ class Inverter:
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
+    def state(self) -> InverterState:
+        """What was learnt, without the encoder: picklable, attached again with
+        :meth:`InverterState.attach`."""
+        weights = {k: v.detach().cpu().numpy().copy() for k, v in self.net.state_dict().items()}
+        return InverterState(self.encoder.name, dict(self.net.config), weights, self.vocabulary, self.layer,
+                             self.pooling, self.mean_, self.scale_, self.max_tokens, self.history, self.correction)
+
     def _standard(self, vectors: np.ndarray) -> torch.Tensor:
         z = (np.asarray(vectors, dtype=np.float32) - self.mean_) / self.scale_
         return torch.as_tensor(z, dtype=torch.float32, device=self.device)
@@ -270,6 +277,36 @@ class Inverter:
         frame = pd.concat([frame, score_pairs(outputs, references)], axis=1)
         frame["cosine"] = np.where(np.isfinite(cos), cos, np.nan)
         return frame
+
+
+@dataclass(frozen=True, eq=False)
+class InverterState:
+    """A trained inverter without its encoder (a background job's picklable result): the
+    network's ``config`` and ``weights`` (name -> float32 array), and the rest of
+    :class:`Inverter`'s state. :meth:`attach` makes a working :class:`Inverter` again."""
+
+    model_name: str
+    config: dict
+    weights: dict
+    vocabulary: tuple[int, ...]
+    layer: int
+    pooling: str
+    mean: np.ndarray
+    scale: np.ndarray
+    max_tokens: int
+    history: pd.DataFrame
+    correction: bool
+
+    def attach(self, encoder: Encoder, device: str | None = None) -> Inverter:
+        """The inverter on ``encoder`` (the model it was trained on; ValueError otherwise)."""
+        if encoder.name != self.model_name or encoder.info.hidden_size != self.config["vector_size"]:
+            raise ValueError(f"This inverter was trained on '{self.model_name}', not on '{encoder.name}'; "
+                             "train one for this model.")
+        net = PrefixDecoder(**self.config)
+        net.load_state_dict({k: torch.as_tensor(v) for k, v in self.weights.items()})
+        net.to(pick_device(device)).eval()
+        return Inverter(encoder, net, self.vocabulary, self.layer, self.pooling, self.mean, self.scale,
+                        self.max_tokens, self.history, self.correction)
 
 
 def _sequences(pieces: Sequence[Sequence[int]], local: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:

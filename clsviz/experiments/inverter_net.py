@@ -45,6 +45,9 @@ class PrefixDecoder(nn.Module):
     def __init__(self, vector_size: int, vocab_size: int, d_model: int = 128, num_layers: int = 2,
                  num_heads: int = 4, prefix: int = 4, max_tokens: int = 32, seed: int = 0):
         super().__init__()
+        self.config = {"vector_size": int(vector_size), "vocab_size": int(vocab_size), "d_model": int(d_model),
+                       "num_layers": int(num_layers), "num_heads": int(num_heads), "prefix": int(prefix),
+                       "max_tokens": int(max_tokens)}  # what rebuilds this network, without its weights
         self.vector_size, self.vocab_size, self.d_model = int(vector_size), int(vocab_size), int(d_model)
         self.prefix, self.max_tokens = int(prefix), int(max_tokens)
         hidden = 4 * self.d_model

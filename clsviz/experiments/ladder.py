@@ -28,11 +28,11 @@ import numpy as np
 import pandas as pd
 
 from ..encoder import Encoder
-from ..figures import ladder_figure
 from ..layers import check_layer
 from ..metrics import bootstrap_interval, cosine_matrix
 from ..pooling import check_pooling
 from ..progress import ProgressFn, check_cancel
+from ..tables import Table, as_table
 from ..vectors import extract
 from .inversion import content_words, fit_bow_decoder
 from .inverter import TrainingTexts, fit_inverter, prepare_texts, torch_threads
@@ -88,17 +88,13 @@ class LadderResult:
     ``train_texts`` / ``test_texts``: the split.
     """
 
-    table: pd.DataFrame
+    table: Table
     examples: pd.DataFrame
     model_name: str
     settings: dict = field(default_factory=dict)
     train_texts: tuple[str, ...] = ()
     test_texts: tuple[str, ...] = ()
     published: pd.DataFrame = field(default_factory=lambda: PUBLISHED.copy())
-
-    def figures(self) -> dict:
-        """``{"inversion.ladder": figure}``: token F1, BLEU and exact per layer, each reader."""
-        return {"inversion.ladder": ladder_figure(self.table, self.published)}
 
     def best(self, method: str = "inverter", metric: str = "bleu") -> pd.Series:
         """The table row with the highest estimate of ``metric`` for ``method``."""
@@ -259,6 +255,6 @@ def inversion_ladder(
         "vocabulary": len(vocabulary),
         "unseen_pieces": float(np.mean([p not in vocabulary for p in test_pieces])) if test_pieces else 0.0,
     }
-    table = pd.DataFrame(rows)[["model", "pooling", "layer", "method", "metric", "estimate", "low", "high",
+    table = as_table(pd.DataFrame(rows))[["model", "pooling", "layer", "method", "metric", "estimate", "low", "high",
                                 "n_train", "n_test"]]
     return LadderResult(table, pd.concat(examples, ignore_index=True), enc.name, settings, tuple(train), tuple(test))

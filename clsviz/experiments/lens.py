@@ -30,11 +30,11 @@ import pandas as pd
 from sklearn.linear_model import RidgeCV
 
 from ..encoder import Encoder
-from ..figures import lens_figure
 from ..heads import NoClassifierError, probabilities
 from ..metrics import bootstrap_interval, cosine
 from ..pooling import check_pooling
 from ..progress import ProgressFn, check_cancel, single_blas_thread
+from ..tables import Table, as_table
 from ..vectors import PooledVectors, extract
 
 __all__ = ["ALPHAS", "DECIDED_AT", "LensResult", "LensTarget", "compare_lens", "fit_residual_map", "tuned_lens"]
@@ -56,14 +56,15 @@ def _check_target(target: str) -> str:
 class LensResult:
     """The lens read at every layer.
 
-    ``table`` (tidy): pooling, target, layer, method ("identity" | "tuned"), score, low, high,
+    ``table`` (tidy; a :class:`clsviz.tables.Table`, so ``.table`` and ``.table()`` both read
+    it): pooling, target, layer, method ("identity" | "tuned"), score, low, high,
     alpha (the chosen ridge penalty; NaN for identity), kl (``target="logits"`` only; NaN
     otherwise), floor (the score of a guess that ignores the vector: the training texts' mean
     target vector, or their most frequent predicted label), n_train, n_test. ``train_texts`` / ``test_texts`` say which texts fitted and
     which scored.
     """
 
-    table: pd.DataFrame
+    table: Table
     target: str
     model_name: str
     train_texts: tuple[str, ...]
@@ -75,10 +76,6 @@ class LensResult:
         rows = self.table[(self.table["pooling"] == pooling) & (self.table["method"] == method)].sort_values("layer")
         hit = rows[rows["low"] >= self.decided_at]
         return None if hit.empty else int(hit["layer"].iloc[0])
-
-    def figures(self) -> dict:
-        """``{"lens.tuned": figure}``: score per layer, each pooling, identity and tuned, with intervals."""
-        return {"lens.tuned": lens_figure(self.table, self.target)}
 
     def summary(self) -> list[str]:
         """Plain sentences: per pooling, the layer where the sentence vector is decided, and how
@@ -214,7 +211,7 @@ def compare_lens(enc: Encoder, texts: Sequence[str], poolings: Sequence[str] = (
             rows += _lens_rows(enc, vectors, pooling, target, train, test, seed, n_boot, cancel)
             if progress is not None:
                 progress(i + 1, len(poolings), f"Tuned lens: {pooling} done")
-    return LensResult(pd.DataFrame(rows), target, enc.name, tuple(texts[i] for i in train),
+    return LensResult(as_table(pd.DataFrame(rows)), target, enc.name, tuple(texts[i] for i in train),
                       tuple(texts[i] for i in test))
 
 
