@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "corpus_commands",
     "intervention_commands",
     "training_commands",
+    "inversion_commands",
     "compare_commands",
     "literature_commands",
     "model_commands",
