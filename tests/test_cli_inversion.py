@@ -81,3 +81,16 @@ def test_bad_arguments_exit_2(args, reason, capsys, tmp_path, monkeypatch):
 def test_lens_logits_without_a_classifier(corpus, model, capsys):
     assert main(["lens", corpus, "--model", model, "--target", "logits", "-q"]) == 2
     assert "no classification head" in capsys.readouterr().err
+
+
+def test_inspect_report_with_the_lens_and_the_ladder(tmp_path, corpus, model, capsys):
+    out = tmp_path / "report.html"
+    code = main(["inspect", "The cat sat on the mat.", "--model", model, "--html", str(out), "--sections",
+                 "attention.to_cls", "--lens", corpus, "--ladder", corpus, "--ladder-steps", "2", "-q"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Tuned lens" in printed and "Ladder" in printed
+    page = out.read_text(encoding="utf-8")
+    for key in ("attention.to_cls", "lens.tuned", "inversion.ladder"):
+        assert f"id='sec-{key}'" in page
+    assert "class='finding'" in page and "vec2text" in page
