@@ -11,13 +11,13 @@ from plotly.colors import qualitative
 from ._common import safe_text
 from .registry import register
 
-__all__ = ["lens_figure"]
+__all__ = ["tuned_lens_figure"]
 
 _COLORS = {"cls": "#d62728", "mean": "#1f77b4", "max": "#2ca02c"}
 _DASH = {"identity": "dot", "tuned": "solid"}
 
 
-def lens_figure(table: pd.DataFrame, target: str = "final") -> go.Figure:
+def tuned_lens_figure(table: pd.DataFrame, target: str = "final") -> go.Figure:
     """Score per layer, one line per (pooling, method), error bars the 95% interval.
 
     ``table``: :attr:`clsviz.experiments.lens.LensResult.table`.
@@ -63,4 +63,4 @@ def lens_figure(table: pd.DataFrame, target: str = "final") -> go.Figure:
     return fig
 
 
-register("lens.tuned", lens_figure)
+register("lens.tuned", tuned_lens_figure)
