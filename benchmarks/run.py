@@ -71,7 +71,7 @@ def _groups() -> dict:
 
 GROUP_NAMES = ("model_load", "trace", "page", "throughput", "breakdown", "gpu", "probe", "umap", "growth", "browser",
                "cold_start", "upload", "app_memory", "load", "finetune", "evidence")
-EXTERNAL_NAMES = ("mixing", "interventions", "dynamics", "corpora")
+EXTERNAL_NAMES = ("mixing", "interventions", "dynamics", "corpora", "inversion")
 
 
 def chosen_groups(only: str | None) -> list[str]:

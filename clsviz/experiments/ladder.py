@@ -222,7 +222,8 @@ def inversion_ladder(
             inverter = fit_inverter(enc, data, layer, pooling, steps, seed, step_progress, cancel, **inverter_options)
             report(f"{pooling}, layer {layer}: scoring", int(steps) - seen["n"])
             check_cancel(cancel, "The inversion ladder")
-            return inverter.evaluate(test, corrections=corrections, vectors=test_vectors.get(pooling, layer))
+            return inverter.evaluate(test, corrections=corrections, vectors=test_vectors.get(pooling, layer),
+                                     cosine=False)  # the ladder scores words, not vectors: one encoder pass less
 
     with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
         frames = list(pool.map(run, conditions))
