@@ -19,7 +19,7 @@ from ui.inversion import (
 from ui.similarity import cached_baseline, pairs_picker
 from ui.state import current_encoder, current_traces, page_setup
 from ui.text import plain
-from ui.widgets import download_csv, figure_caption, number_input, selectbox, sentence_picker, slider
+from ui.widgets import download_csv, figure_caption, number_input, radio, sentence_picker, slider
 
 TABS = ("Nearest neighbours", "Bag of words", "Masked-LM head", "Trained inverter", "What published work shows")
 
@@ -241,9 +241,9 @@ with inverter_tab:
             "asks for the same one shares it."
         )
         c1, c2, c3 = st.columns(3)
-        ladder_layers = selectbox(c1, "Layers", runner.choices("inversion.ladder", "layers"),
-                                  key="inversion.ladder.layers",
-                                  help="all: every layer; every_other: 0, 2, 4 ... and the last; last: only the last.")
+        ladder_layers = radio(c1, "Layers", runner.choices("inversion.ladder", "layers"), key="inversion.ladder.layers",
+                              horizontal=True,
+                              help="all: every layer; every_other: 0, 2, 4 ... and the last; last: only the last.")
         steps = int(number_input(c2, "Training steps per inverter", 50, 5000, 600, step=50,
                                  key="inversion.ladder.steps"))  # fmt: skip
         corrections = int(number_input(c3, "Correction steps", 0, 10, 0, key="inversion.ladder.corrections",
