@@ -37,11 +37,14 @@ from ..progress import ProgressFn, check_cancel, single_blas_thread
 from ..tables import Table, as_table
 from ..vectors import PooledVectors, extract
 
-__all__ = ["ALPHAS", "DECIDED_AT", "LensResult", "LensTarget", "compare_lens", "fit_residual_map", "tuned_lens"]
+__all__ = ["ALPHAS", "DECIDED_AT", "LensResult", "LensTarget", "compare_lens", "fit_residual_map", "penalty_scale",
+           "tuned_lens"]
 
 LensTarget = Literal["final", "logits"]
-ALPHAS = tuple(float(a) for a in np.logspace(-4, 6, 21))
-"""Ridge penalties the cross-validation chooses from (on the raw vectors)."""
+ALPHAS = tuple(float(a) for a in np.logspace(-6, 3, 19))
+"""Ridge penalties the cross-validation chooses from, relative to the data: each is multiplied by
+the mean eigenvalue of the centred inputs' Gram matrix (sum of squares / D), so one grid fits
+vectors of any scale (a [CLS] that barely varies needs a far smaller absolute penalty)."""
 DECIDED_AT = 0.9
 """A layer counts as "decided" once its tuned-lens score's interval lies at or above this."""
 
@@ -58,7 +61,8 @@ class LensResult:
 
     ``table`` (tidy; a :class:`clsviz.tables.Table`, so ``.table`` and ``.table()`` both read
     it): pooling, target, layer, method ("identity" | "tuned"), score, low, high,
-    alpha (the chosen ridge penalty; NaN for identity), kl (``target="logits"`` only; NaN
+    alpha (the chosen ridge penalty; NaN for identity), alpha_relative (the same, as the grid
+    :data:`ALPHAS` writes it: relative to the inputs' scale), kl (``target="logits"`` only; NaN
     otherwise), floor (the score of a guess that ignores the vector: the training texts' mean
     target vector, or their most frequent predicted label), n_train, n_test. ``train_texts`` / ``test_texts`` say which texts fitted and
     which scored.
@@ -105,13 +109,23 @@ def _fmt(row) -> str:
     return f"{row['score']:.2f} [{row['low']:.2f}, {row['high']:.2f}]"
 
 
+def penalty_scale(X: np.ndarray) -> float:
+    """The mean eigenvalue of the centred Gram matrix of ``X`` [N, D] (sum of squares / D): what
+    :data:`ALPHAS` are relative to (1 for a constant ``X``)."""
+    X = np.asarray(X, dtype=np.float64)
+    scale = float(((X - X.mean(axis=0)) ** 2).sum() / X.shape[1])
+    return scale if scale > 0 else 1.0
+
+
 def fit_residual_map(X: np.ndarray, Y: np.ndarray, alphas: Sequence[float] = ALPHAS) -> RidgeCV:
     """Ridge regression of the residual ``Y - X`` on ``X`` (both [N, D]), the penalty chosen by
-    efficient leave-one-out cross-validation from ``alphas`` (one penalty for every output).
-    Predict the target with ``X + model.predict(X)``; ``model.alpha_`` is the chosen penalty."""
+    efficient leave-one-out cross-validation from ``alphas`` x :func:`penalty_scale` (one penalty
+    for every output). Predict the target with ``X + model.predict(X)``; ``model.alpha_`` is the
+    chosen (absolute) penalty."""
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
-    return RidgeCV(alphas=tuple(alphas), fit_intercept=True).fit(X, Y - X)
+    scale = penalty_scale(X)
+    return RidgeCV(alphas=tuple(float(a) * scale for a in alphas), fit_intercept=True).fit(X, Y - X)
 
 
 def _split(n: int, held_out: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -171,8 +185,9 @@ def _lens_rows(encoder: Encoder, pooled: PooledVectors, pooling: str, target: st
         check_cancel(cancel, "The tuned lens")
         X = pooled.get(pooling, layer).astype(np.float64)
         model = fit_residual_map(X[train], Y[train])
-        for method, mapped, alpha in (("identity", X[test], np.nan),
-                                      ("tuned", X[test] + model.predict(X[test]), float(model.alpha_))):
+        relative = float(model.alpha_) / penalty_scale(X[train])
+        for method, mapped, alpha, rel in (("identity", X[test], np.nan, np.nan),
+                                           ("tuned", X[test] + model.predict(X[test]), float(model.alpha_), relative)):
             kl = np.full(len(test), np.nan)
             if target == "logits":
                 per_text, kl = _head_scores(encoder, mapped, reference)
@@ -180,7 +195,8 @@ def _lens_rows(encoder: Encoder, pooled: PooledVectors, pooling: str, target: st
                 per_text = cosine(mapped, Y[test])
             score, low, high = bootstrap_interval(np.mean, per_text, n_boot=n_boot, seed=seed)
             rows.append({"pooling": pooling, "target": target, "layer": layer, "method": method,
-                         "score": score, "low": low, "high": high, "alpha": alpha, "kl": float(np.mean(kl)),
+                         "score": score, "low": low, "high": high, "alpha": alpha, "alpha_relative": rel,
+                         "kl": float(np.mean(kl)),
                          "floor": floor, "n_train": len(train), "n_test": len(test)})
     return rows
 
