@@ -259,13 +259,13 @@ class Inverter:
         return cos
 
     def evaluate(self, texts: Sequence[str], corrections: int = 0, vectors: np.ndarray | None = None,
-                 cosine: bool = True) -> pd.DataFrame:
+                 cosines: bool = True) -> pd.DataFrame:
         """Recover each text from its vector and score it.
 
         Columns: ``text`` (as given), ``reference`` (its first ``max_tokens`` pieces as the
         tokenizer writes them: what is scored against), ``output``, ``token_f1`` (word F1,
         0-1), ``bleu`` (sentence BLEU, 0-100), ``exact`` (bool), ``cosine`` (of the output's
-        vector to the text's; NaN for an empty output, or everywhere with ``cosine=False`` and no
+        vector to the text's; NaN for an empty output, or everywhere with ``cosines=False`` and no
         correction steps: it costs one more encoder pass). ``vectors`` [N, D] skips embedding.
         """
         texts = [str(t) for t in texts]
@@ -273,7 +273,7 @@ class Inverter:
         if vectors is None:
             vectors = embed_texts(self.encoder, references, self.layer, self.pooling)
         outputs, cos = self._invert(self._vectors(vectors), corrections, 64)
-        if not corrections and cosine:
+        if not corrections and cosines:
             cos = self._cosines(outputs, np.asarray(vectors, dtype=np.float32))
         frame = pd.DataFrame({"text": texts, "reference": references, "output": outputs})
         frame = pd.concat([frame, score_pairs(outputs, references)], axis=1)

@@ -223,7 +223,7 @@ def inversion_ladder(
             report(f"{pooling}, layer {layer}: scoring", int(steps) - seen["n"])
             check_cancel(cancel, "The inversion ladder")
             return inverter.evaluate(test, corrections=corrections, vectors=test_vectors.get(pooling, layer),
-                                     cosine=False)  # the ladder scores words, not vectors: one encoder pass less
+                                     cosines=False)  # the ladder scores words, not vectors: one encoder pass less
 
     with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
         frames = list(pool.map(run, conditions))
