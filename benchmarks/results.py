@@ -75,7 +75,8 @@ FIGURES: dict[str, Spec] = {
     **_specs("probe", "s", "probe_demo_all_layers_s", op="<=", target=15),
     **_specs("probe", "s", "probe_fits_demo_s", op="<=", target=10),
     **_specs("probe", "fits", "probe_capped_fits"),
-    **_specs("umap", "s", "umap_warm_up_s", "umap_10k_warm_s", "umap_10k_cold_s", "pca_2k_s"),
+    **_specs("umap", "s", "umap_warm_up_s", "umap_warm_up_cached_s", "umap_10k_warm_s", "umap_10k_cold_s",
+             "umap_10k_cold_cached_s", "pca_2k_s"),
     **_specs("umap", "s", "umap_2k_warm_s", op="<=", target=10),
     **_specs("browser", "s", "browser_enter_to_plot_s", op="<=", target=1.5),
     **_specs("browser", "s", "browser_8_sessions_p50_s", "browser_8_sessions_p95_s"),
@@ -84,12 +85,23 @@ FIGURES: dict[str, Spec] = {
     **_specs("cold_start", "s", "cold_start_first_plot_s", op="<=", target=8.0),
     **_specs("cold_start", "s", "cold_start_page_done_s", "cold_start_opened_later_s",
              "cold_start_opened_later_no_preload_s"),
-    **_specs("upload", "s", "corpus_upload_5000_s"),
+    **_specs("first_visit", "s", "embeddings_first_visit_s", op="<=", target=10.0),
+    **_specs("upload", "s", "corpus_upload_5000_first_projection_s", op="<=", target=15.0),
+    **_specs("upload", "s", "corpus_upload_5000_s", op="<=", target=30.0),
     **_specs("upload", "GB", "corpus_upload_5000_server_rss_gb"),
     **_specs("app_memory", "GB", "peak_rss_512_bert_base_gb", op="<=", target=1.5),
     **_specs("load", "s", "new_sentence_idle_p95_s", "new_sentence_under_load_p95_s"),
     **_specs("load", "x", "responsiveness_under_load_ratio", op="<=", target=3.0),
+    **_specs("visitors", "x", "visitors_50_interactive_p95_ratio", op="<=", target=3.0),
+    **_specs("visitors", "s", "visitors_50_interactive_p95_s", "visitors_idle_interactive_p95_s",
+             "visitors_50_heavy_p95_s"),
+    **_specs("visitors", "GB", "visitors_50_peak_rss_gb", op="<=", target=6.0),
+    **_specs("visitors", "visitors", "visitors_50_lost", op="<=", target=0),
+    **_specs("visitors", "jobs", "visitors_50_max_jobs_ahead"),
+    **_specs("visitors", "min", "visitors_50_minutes"),
     **_specs("finetune", "min", "finetune_demo_minutes"),
+    **_specs("job_wait", "s", "job_first_result_s", op="<=", target=5.0),
+    **_specs("finetune_page", "min", "finetune_page_defaults_minutes", op="<=", target=5.0),
     **_specs("evidence", "x", "evidence_knockout_sweep_ratio", "evidence_head_ablation_ratio",
              "evidence_integrated_gradients_ratio"),
     **_specs("evidence", "x", "evidence_value_zeroing_ratio", op="<=", target=8.0),
@@ -343,6 +355,15 @@ README_START = "<!-- bench:start (written by benchmarks/run.py from benchmarks/r
 README_END = "<!-- bench:end -->"
 
 LIMITS: dict[str, str] = {
+    "visitors_50_interactive_p95_ratio": (
+        "fifty sessions' page runs share one Python process (its GIL) and two cores: each typed sentence is a new "
+        "eager forward pass plus the page's figures rebuilt and re-sent, and meanwhile the job visitors open "
+        "'What flows into [CLS]?', whose measures and attributions are computed as the page opens "
+        "(visitors_50_heavy_p95_s), and the job worker (at nice 10) computes value zeroing, the scoreboard and the "
+        "uploads' embeddings. Nothing is lost and memory stays within the budget (visitors_50_lost, "
+        "visitors_50_peak_rss_gb); only waiting grows. Not tried: a cap on page runs computing at once (admission "
+        "control in front of the script threads), running that page's measures through the job queue, fragments "
+        "for the sliders."),
     "trace_overhead_ratio": (
         "trace() adds tokenization with offsets, stacking every attention map and hidden state and copying them to "
         "float32 numpy, and summarize() (rollout, entropies, breakdowns); at ~30 tokens the bare pass takes a few "
@@ -405,7 +426,46 @@ LIMITS: dict[str, str] = {
         "Opened a few seconds after the start, as a person does, it gains most of the load: compare "
         "cold_start_opened_later_s with cold_start_opened_later_no_preload_s. Also tried: the Overview draws "
         "without waiting for the anisotropy baseline (measured after the first draw), UMAP's numba warm-up "
-        "starts only after it, and the spinner says what is being loaded."),
+        "starts only after it, and the spinner says what is being loaded. The job worker starts with the server "
+        "too (so the first background job finds the model loaded), but lowers its priority before it imports "
+        "torch (ui/priority.py) and takes only the CPU the server leaves."),
+    "embeddings_first_visit_s": (
+        "on a fresh server the first projection waits for the bundled model (loading since the server's start), "
+        "the demo corpus (896 texts) embedded at every layer x 6 poolings in the job worker, and three PCA fits. "
+        "Profiled with py-spy on a loaded machine (load 13-16): the page's thread spent 95% of its time waiting "
+        "for the worker's extraction, which at a lower priority got a fraction of a core and ran several times "
+        "slower on two torch threads than on one (a preempted second thread stalls the first at every step; "
+        "CLSVIZ_JOB_THREADS=1 avoids it on a shared machine). Tried: the worker starts and loads the model "
+        "with the server; the vectors come back through shared memory; the PCA preview is drawn before the label "
+        "scores; UMAP's code loads from numba's disk cache instead of compiling in every new process."),
+    "corpus_upload_5000_first_projection_s": (
+        "embedding 5,000 texts at every layer x 6 poolings (322 MB of float32) is most of it: at extract's "
+        "measured rate (extract_demo_texts_per_s) about 13 s on two quiet cores, which leaves about 2 s of the "
+        "target for reading the file, returning the vectors and three PCA fits. Tried: the vectors come back "
+        "through shared memory (they were pickled through a pipe and unpickled: about 1 s and a second copy), "
+        "and the preview no longer waits for the label scores (kNN and silhouette at 7 layers x 3 poolings). On a "
+        "loaded machine the lower-priority worker gets what the machine leaves (790 s at load 12 before)."),
+    "corpus_upload_5000_s": (
+        "after the preview: the label scores (21 kNN / silhouette cells on a 3,000-row sample) and three UMAP "
+        "fits of 4,095 points each (the other 905 placed with transform), plus UMAP's import. A seeded UMAP fit "
+        "runs on one core and the three used to run one after another; now the job worker fits two panels while "
+        "the page fits the first and scores the labels, so both cores work, and numba loads the compiled code "
+        "from its disk cache (umap_warm_up_cached_s against umap_warm_up_s)."),
+    "job_first_result_s": (
+        "value zeroing of 16 tokens computes in about a second; the rest is the page: the run that starts the "
+        "job, the panel polling it (every 0.5 s) and the run that draws the result. Before, the first job started "
+        "a worker process that imported torch and loaded the model (the issue saw 55 s of 'Loading the model in "
+        "the worker'); the worker now starts with the server and keeps its models between jobs. On a loaded "
+        "machine the worker's own start, at a lower priority, can still be under way when the first job comes."),
+    "finetune_page_defaults_minutes": (
+        "the defaults train 4 runs (cls, mean, cls_last, fresh_middle) on 320 texts for 2 epochs, measured at 11 "
+        "checkpoints each; profiled with py-spy (one run): 46% in the checkpoint measurements (held-out passes, "
+        "per-layer probes, gradient flow), 43% in training's forward and backward passes. The 966 s the issue saw "
+        "on a loaded machine came from the worker's two torch threads: at a lower priority its second thread is "
+        "preempted and the first waits for it at every operation (at load 17 one run took 147 s on two threads, "
+        "34 s on one); CLSVIZ_JOB_THREADS=1 avoids that on a shared machine (a setting, not chosen from the load: "
+        "float results differ in their last bits between thread counts). "
+        "dynamics.watched_finetune_minutes times the same settings without the page."),
     "peak_rss_512_bert_base_gb": (
         "the bert-base-sized weights (0.44 GB in float32) beside the bundled model, torch, transformers and "
         "Streamlit, plus at 512 tokens the 12 x 12 attention maps and their value-norm weighting (150 MB each in "

@@ -43,10 +43,12 @@ def _groups() -> dict:
         external,
         growth,
         library,
+        page_waits,
         reruns,
         responsiveness,
         server_waits,
         throughput,
+        visitors,
     )
 
     return {
@@ -61,16 +63,21 @@ def _groups() -> dict:
         "growth": growth.measure_growth,
         "browser": browser_sessions.measure_browser,
         "cold_start": server_waits.measure_cold_start,
+        "first_visit": page_waits.measure_first_visit,
         "upload": server_waits.measure_upload,
         "app_memory": server_waits.measure_app_memory,
         "load": responsiveness.measure_load,
+        "visitors": visitors.measure_visitors,
         "finetune": library.measure_finetune,
+        "job_wait": page_waits.measure_job_wait,
+        "finetune_page": page_waits.measure_finetune_page,
         "evidence": external.measure_external,
     }
 
 
 GROUP_NAMES = ("model_load", "trace", "page", "throughput", "breakdown", "gpu", "probe", "umap", "growth", "browser",
-               "cold_start", "upload", "app_memory", "load", "finetune", "evidence")
+               "cold_start", "first_visit", "upload", "app_memory", "load", "visitors", "finetune", "job_wait",
+               "finetune_page", "evidence")
 EXTERNAL_NAMES = ("mixing", "interventions", "dynamics", "corpora", "inversion")
 
 

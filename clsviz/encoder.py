@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import local_models
+from .footprint import check_config_sizes, check_footprint, check_vocabulary
 from .model_heads import (
     SUPPORTED_HEADS,
     ClassifierHead,
@@ -198,7 +199,12 @@ def _load_config(display: str, source: str):
             ) from exc
         raise ModelLoadError(f"'{display}' has a configuration clsviz cannot read: {msg}") from exc
     except OSError as exc:
-        if os.environ.get("HF_HUB_OFFLINE") == "1" and not Path(source).is_dir():
+        if Path(source).is_dir():  # the folder and its config.json exist: the file is what is wrong
+            raise ModelLoadError(
+                f"'{display}' has a config.json clsviz cannot read ({str(exc).splitlines()[0]}). Replace it with "
+                "the config.json that save_pretrained() wrote for this model."
+            ) from exc
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
             raise ModelLoadError(
                 f"'{display}' is not in the local model cache and downloads are off "
                 "(HF_HUB_OFFLINE=1). Use the bundled default or a local folder."
@@ -291,12 +297,18 @@ def load_encoder(
     *,
     device: str | None = None,
     allow_pickle: bool = False,
+    max_gb: float | None = None,
 ) -> Encoder:
     """Load an encoder: the bundled default (``None``), a hub id, or a local folder.
 
     Raises :class:`ModelLoadError` with an actionable message when the model cannot be
-    used: unknown id, no network and not cached, remote code required, pickle-only
-    weights (unless ``allow_pickle=True``), or no [CLS]-like token.
+    used: not on the deployment's allow-list, unknown id, no network and not cached, remote
+    code required, a folder clsviz started saving and never finished, a config that describes
+    no real model, a model whose weights would take more than ``max_gb`` GB (default: the
+    ``CLSVIZ_MODEL_MAX_GB`` setting, 3; see :mod:`clsviz.footprint`) - refused from its config
+    and weight-file headers before any weight is read -, a damaged weight file, a tokenizer
+    whose ids run past the model's embeddings, pickle-only weights (unless
+    ``allow_pickle=True``), or no [CLS]-like token.
     """
     display, source = resolve_source(name)
     check_allowed(display)
@@ -307,7 +319,10 @@ def load_encoder(
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     config = _load_config(display, source)
+    check_config_sizes(display, config)
+    check_footprint(display, config, source, max_gb)
     tokenizer = _load_tokenizer(display, source)
+    check_vocabulary(display, config, tokenizer)
     head_architecture, notes = classifier_architecture(config)
     try:
         cls = _refuse_without_cls(display, tokenizer)

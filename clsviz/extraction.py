@@ -1,9 +1,9 @@
 """Embedding a corpus of any size into a shard folder (:mod:`clsviz.shards`), resumably.
 
 :func:`embed_to_shards` cuts the corpus into shards of a fixed number of rows (in corpus order),
-embeds each with :func:`clsviz.extract` and writes it atomically: the Parquet bytes go to a
-hidden ``.partial`` file, are flushed to disk and renamed; only then is the shard entered in the
-manifest (itself replaced atomically). Memory is one shard's vectors whatever the corpus size.
+embeds each with :func:`clsviz.extract` and writes it atomically (:mod:`clsviz.artifacts`): the
+Parquet bytes go to a hidden staging file, are flushed to disk and renamed; only then is the shard
+entered in the manifest (itself replaced atomically). Memory is one shard's vectors whatever the corpus size.
 
 Killed at any moment and started again with the same arguments, it keeps the shards the
 manifest lists (after checking their checksums), deletes anything else it finds (a renamed shard
@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from .artifacts import is_partial, write_bytes_atomic
 from .corpus import Corpus
 from .encoder import Encoder
 from .layers import check_layer
@@ -133,19 +134,9 @@ def embed_shard(encoder: Encoder, settings: dict, index: int, start: int, texts:
     return shard_bytes(pv, settings["layers"], settings["dtype"], settings["labels"], meta)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a hidden partial file beside ``path``, flush it to disk, rename it."""
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(partial, path)
-
-
 def _save_manifest(folder: Path, manifest: dict) -> None:
     manifest["shards"] = sorted(manifest["shards"], key=lambda s: s["index"])
-    _write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    write_bytes_atomic(folder / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
 
 
 def _prepare(folder: Path, settings: dict) -> dict:
@@ -176,7 +167,7 @@ def _prepare(folder: Path, settings: dict) -> dict:
     manifest["complete"] = False
     listed = {s["file"] for s in manifest["shards"]}
     for path in folder.iterdir():  # anything the manifest does not list is unfinished work
-        if path.name != MANIFEST and path.name not in listed and (path.suffix == ".parquet" or path.name.endswith(".partial")):
+        if path.name != MANIFEST and path.name not in listed and (path.suffix == ".parquet" or is_partial(path)):
             path.unlink()
     _save_manifest(folder, manifest)
     return manifest
@@ -221,7 +212,7 @@ def embed_to_shards(
     def commit(index: int, start: int, rows: int, data: bytes) -> None:
         nonlocal rows_done
         name = shard_file(index)
-        _write_atomic(folder / name, data)
+        write_bytes_atomic(folder / name, data)
         manifest["shards"].append({"index": index, "file": name, "start": start, "rows": rows, "bytes": len(data),
                                    "sha256": hashlib.sha256(data).hexdigest()})
         _save_manifest(folder, manifest)
@@ -274,7 +265,7 @@ def save_shards(
                 "rows": len(pv.texts)}
         data = shard_bytes(pv, manifest["layers"], dtype, manifest["labels"], meta)
         name = shard_file(index)
-        _write_atomic(folder / name, data)
+        write_bytes_atomic(folder / name, data)
         manifest["shards"].append({"index": index, "file": name, "start": start, "rows": len(pv.texts),
                                    "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
         start += len(pv.texts)

@@ -21,6 +21,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
+from .jit_cache import umap_module
 from .metrics import check_matrix, distance_matrix, unit_rows
 from .pooling import pool
 from .tracing import Trace
@@ -201,8 +202,7 @@ class Projector(BaseEstimator):
     # -- UMAP --------------------------------------------------------------------------------
 
     def _fit_umap(self, X: np.ndarray) -> None:
-        import umap
-
+        umap = umap_module()
         n = X.shape[0]
         if n < MIN_UMAP_SAMPLES:
             raise ValueError(
@@ -258,8 +258,12 @@ _WARM_LOCK = threading.Lock()
 _WARM_DONE = False
 
 
-def warm_up(n_samples: int = 2000, n_features: int = 32) -> bool:
-    """Compile umap-learn's numba code once per process (the first fit pays ~30 s).
+def warm_up(n_samples: int = 300, n_features: int = 32) -> bool:
+    """Compile umap-learn's numba code once per process (the first fit pays for it), or load it
+    from numba's on-disk cache where an earlier process compiled it (:mod:`clsviz.jit_cache`).
+    A few hundred points reach every compiled function a fit of thousands reaches (measured:
+    after ``warm_up(300)`` the first 2,000-point fit takes no longer than the second), so the
+    warm-up computes little beyond the compilation.
 
     Fits seeded and unseeded UMAP (their layout code differs) on random clustered points and
     transforms a few. Returns True if this call did the work, False if it was already done.

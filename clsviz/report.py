@@ -24,6 +24,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .analyses import ANALYSES, Analysis, NotApplicable
+from .artifacts import atomic_path
 from .figures import figure_spec
 from .literature import claims_html
 from .metrics import cosine, entropy
@@ -299,5 +300,6 @@ def write_report(trace: Trace, path: str | os.PathLike, encoder=None, baseline=N
     if path.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"the report is HTML: give a file name ending in .html, not '{path.name}'")
     document = build_report(trace, encoder, baseline, title=title, sections=sections, strict=strict, claims=claims)
-    path.write_text(document, encoding="utf-8")
+    with atomic_path(path) as partial:  # a report cut short never stands under its name
+        partial.write_text(document, encoding="utf-8")
     return path

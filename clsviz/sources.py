@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .artifacts import unfinished_reason
 from .catalog import EXTRA_MODELS, local_models
 
 __all__ = [
@@ -124,6 +125,12 @@ def resolve_source(name: str | os.PathLike | None) -> tuple[str, str]:
     except OSError:  # e.g. a name longer than the file system allows
         is_dir = False
     if is_dir:
+        unfinished = unfinished_reason(path)
+        if unfinished:
+            raise ModelLoadError(
+                f"The folder '{text}' is a model that clsviz started saving but never finished: {unfinished}. "
+                "Save the model again (an unfinished folder is never loaded), then delete this one."
+            )
         if not (path / "config.json").is_file():
             raise ModelLoadError(
                 f"The folder '{text}' has no config.json, so it is not a saved Hugging Face model. "

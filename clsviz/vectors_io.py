@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from .artifacts import atomic_path
 from .corpus import Corpus
 from .vectors import PooledVectors
 
-__all__ = ["VECTOR_FORMATS", "save_vectors", "load_vectors", "as_corpus"]
+__all__ = ["VECTOR_FORMATS", "save_vectors", "load_vectors", "as_corpus", "vectors_mismatch"]
 
 VECTOR_FORMATS = (".npz", ".parquet")
 """File name endings :func:`save_vectors` understands."""
@@ -86,15 +88,11 @@ def save_vectors(pv: PooledVectors, path: str | os.PathLike) -> Path:
         )
     labels = _labels_json(pv.labels, len(pv.texts))
     # Written beside the target and renamed at the end, so a failure never leaves half a file.
-    partial = path.with_name(f".{path.name}.partial")
-    try:
+    with atomic_path(path) as partial:
         if suffix == ".npz":
             _save_npz(pv, labels, partial)
         else:
             _save_parquet(pv, labels, partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 
@@ -214,6 +212,34 @@ def _check_size(nbytes: int, max_bytes: int | None) -> None:
         )
 
 
+def _pooled(**fields) -> PooledVectors:
+    """The file's contents as :class:`PooledVectors`; ValueError saying so when they disagree."""
+    try:
+        return PooledVectors(**fields)
+    except ValueError as exc:
+        raise ValueError(f"this vectors file does not hold together ({exc}): it is damaged or was altered. "
+                         "Save the vectors again.") from None
+
+
+def _check_npy_headers(archive) -> None:
+    """Each array's header against the bytes its member holds; raises ValueError when they differ."""
+    for info in archive.infolist():
+        with archive.open(info) as fh:
+            try:
+                version = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fh)
+            except ValueError as exc:
+                raise ValueError(f"this .npz file's {info.filename} is not a readable numpy array ({exc})") from None
+            held = info.file_size - fh.tell()
+        claimed = math.prod(shape) * dtype.itemsize
+        if not dtype.hasobject and claimed != held:
+            raise ValueError(
+                f"this .npz file's {info.filename} says it holds an array of shape {list(shape)} ({claimed / 2**20:,.1f} MB), "
+                f"but it holds {held / 2**20:,.1f} MB: the file is damaged or was altered. Save the vectors again."
+            )
+
+
 def _load_npz(data: bytes, max_bytes: int | None = None) -> PooledVectors:
     import zipfile
 
@@ -224,8 +250,10 @@ def _load_npz(data: bytes, max_bytes: int | None = None) -> PooledVectors:
                 raise ValueError(
                     f"this .npz file is not a clsviz vectors file (missing: {', '.join(sorted(missing))})"
                 )
-            # Checked before unpacking: a small compressed file can hold a huge array.
+            # Checked before unpacking: a small compressed file can hold a huge array, and an
+            # array's header can claim more than its member holds (numpy allocates the claim).
             _check_size(sum(info.file_size for info in npz.zip.infolist()), max_bytes)
+            _check_npy_headers(npz.zip)
             vectors = npz["vectors"]
             truncated = npz["truncated"]
             meta = json.loads(str(npz["meta"]))
@@ -234,7 +262,7 @@ def _load_npz(data: bytes, max_bytes: int | None = None) -> PooledVectors:
     _check_meta(meta, ("texts", "labels"))
     if vectors.dtype != np.float32 or vectors.ndim != 4:
         raise ValueError(f"vectors: expected a float32 [N, L + 1, S, D] array, got {vectors.dtype} {list(vectors.shape)}")
-    return PooledVectors(
+    return _pooled(
         vectors=vectors,
         poolings=tuple(meta["poolings"]),
         texts=tuple(meta["texts"]),
@@ -270,7 +298,7 @@ def _load_parquet(data: bytes, max_bytes: int | None = None) -> PooledVectors:
         if entry["stored"] == "json":
             values = [json.loads(v) for v in values]
         labels[entry["name"]] = tuple(values)
-    return PooledVectors(
+    return _pooled(
         vectors=np.asarray(flat, dtype=np.float32).reshape(shape),
         poolings=tuple(meta["poolings"]),
         texts=tuple(table.column("text").to_pylist()),
@@ -295,3 +323,17 @@ def as_corpus(vectors, name: str | None = None) -> Corpus:
         name=name or f"saved vectors ({vectors.model_name})",
         messages=(note,),
     )
+
+
+def vectors_mismatch(vectors, info) -> str | None:
+    """Why saved ``vectors`` cannot sit beside what the encoder described by ``info`` (an
+    :class:`~clsviz.encoder.EncoderInfo`) makes now, or None when they can: another model's
+    name, or the right name on vectors of another shape (made by another model, or edited)."""
+    if vectors.model_name != info.name:
+        return f"These vectors come from {vectors.model_name}, but the selected model is {info.name}."
+    dims = int(getattr(vectors, "hidden_size", 0) or vectors.vectors.shape[-1])
+    if (dims, int(vectors.num_layers)) != (int(info.hidden_size), int(info.num_layers)):
+        return (f"These vectors name {info.name} as their model, but they hold {vectors.num_layers} layers of {dims} "
+                f"dimensions, and {info.name} has {info.num_layers} layers of {info.hidden_size}: another model made "
+                "them (or the file was changed). Embed the corpus again with this model.")
+    return None

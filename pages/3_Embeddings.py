@@ -15,6 +15,7 @@ from ui.embeddings import (
     corpus_source,
     fitted_projection,
     label_scores,
+    prefetch_projections,
     projection_key,
     seen_before,
     start_umap_warmup,
@@ -24,6 +25,7 @@ from ui.embeddings import (
 )
 from ui.state import current_encoder, current_sentences, current_traces, page_setup
 from ui.text import plain
+from ui.vectors import saved_mismatch
 from ui.widgets import checkbox, download_csv, number_input, radio, selectbox, sentence_picker, show, slider
 
 SEED = 42
@@ -44,7 +46,7 @@ picked = corpus_source("embeddings.corpus")
 if picked is None:
     st.stop()
 corpus, saved = picked
-mismatch = saved is not None and saved.model_name != encoder.name
+mismatch = saved_mismatch(saved, encoder)  # why the typed sentences cannot join these vectors, or None
 if saved is not None:
     missing = [s for s in ("cls", "mean") if s not in saved.poolings]
     if missing:
@@ -59,8 +61,7 @@ if saved is not None:
     if mismatch:
         st.warning(
             plain(
-                f"These vectors come from {saved.model_name}, but the selected model is {encoder.name}. "
-                "The corpus is shown from the file; your typed sentences are not placed among them "
+                f"{mismatch} The corpus is shown from the file; your typed sentences are not placed among them "
                 "(another model reads them differently). Select the file's model in the sidebar to place them."
             ),
             icon=":material/warning:",
@@ -147,18 +148,7 @@ def source(pooling: str):
 traces = current_traces() if current_sentences() and not mismatch else []
 typed_texts = [t.text for t in traces]
 
-# -- scores in the original space ------------------------------------------------------------
-table, score_error = None, None
-if labels is not None:
-    table, score_error = label_scores({s: source(s) for s in poolings}, corpus, label_name, MAX_SCORED_CLASSES)
-
-subtitles = {}
-if table is not None:
-    for s in poolings:
-        sc = scores_at(table, s, layer)
-        subtitles[pooling_title(s)] = (
-            f"kNN acc {score_text(sc['knn_accuracy'], '.2f')} · silhouette {score_text(sc['silhouette'], '.2f')}"
-        )
+subtitles = {}  # per panel: its label scores, once they are measured (below)
 
 
 def draw(method_name: str) -> tuple:
@@ -197,9 +187,27 @@ except ValueError as exc:
 keys = [projection_key(source(s), corpus, layer, s, "umap", seed, 15, 0.1) for s in poolings]
 want_umap = method == "UMAP"
 if not (want_umap and seen_before(keys)):
+    # Drawn as soon as the vectors exist: the label scores and UMAP follow while it is on screen.
     with panel.container():
         show("embeddings.panels", fig, key="embeddings.preview",
              note="PCA preview: UMAP replaces it when ready." if want_umap else None)
+    if want_umap:  # the other panels' UMAP fits start in the job worker while this page goes on
+        prefetch_projections(source, corpus, layer, poolings, "umap", seed)
+
+# -- scores in the original space ------------------------------------------------------------
+table, score_error = None, None
+if labels is not None:
+    table, score_error = label_scores({s: source(s) for s in poolings}, corpus, label_name, MAX_SCORED_CLASSES)
+if table is not None:
+    for s in poolings:
+        sc = scores_at(table, s, layer)
+        subtitles[pooling_title(s)] = (
+            f"kNN acc {score_text(sc['knn_accuracy'], '.2f')} · silhouette {score_text(sc['silhouette'], '.2f')}"
+        )
+    if not want_umap:  # the PCA picture again, now with each panel's scores under its title
+        fig, coords, typed = draw("pca")
+        with panel.container():
+            show("embeddings.panels", fig)
 
 # -- numbers beside the pictures -------------------------------------------------------------
 st.markdown("**How well the label separates in the original space** (before any projection)")
@@ -224,7 +232,7 @@ else:
 # -- trajectory ------------------------------------------------------------------------------
 st.subheader("One sentence across layers")
 if mismatch:
-    st.info(plain(f"Select {saved.model_name} in the sidebar to follow your sentences among these vectors."),
+    st.info(plain(f"{mismatch} Select the model that made them in the sidebar to follow your sentences among them."),
             icon=":material/info:")
 elif not traces:
     st.info("Type a sentence in the sidebar to follow it through the layers.", icon=":material/edit:")

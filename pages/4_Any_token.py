@@ -13,23 +13,22 @@ from clsviz.experiments import (
     ProbeError,
     check_labels,
     default_poolings,
-    random_token_vectors,
-    run_mdl,
-    run_probe,
-    run_selectivity,
     summarize_selectivity,
-    word_types,
 )
 from clsviz.pooling import POOLING_HELP
-from ui.cache import budget_bytes, cached
+from ui import jobs
+from ui.cache import budget_bytes, shared_cache
 from ui.corpus import corpus_vectors
 from ui.embeddings import corpus_source
+from ui.probing import probe_suite
 from ui.similarity import cached_baseline
 from ui.state import current_encoder, page_setup
 from ui.text import plain
 from ui.widgets import checkbox, download_csv, multiselect, number_input, selectbox, show, slider
 
 RESULT = "any_token.result"
+PROBE_JOB = "any_token.probe"
+PENDING = "any_token.pending"  # the settings, random-token cache key and sample note of the job under way
 SEED = 0
 HELP = {**POOLING_HELP, RANDOM_TOKEN: "one content token per text, picked at random (seeded by the text)"}
 
@@ -65,20 +64,6 @@ def _sample(rows: list[int], n: int) -> tuple[list[int], str | None]:
         return rows, None
     picked = stratified_rows([corpus.labels[label][i] for i in rows], n, seed=SEED)
     return [rows[i] for i in picked], f"A stratified sample of {n:,} of the {len(rows):,} labelled texts is used."
-
-
-def _random_vectors(texts, key: str):
-    def compute():
-        bar = st.progress(0.0, text="Reading a random token of every text…")
-        try:
-            return random_token_vectors(
-                encoder, texts, seed=SEED,
-                progress=lambda d, t: bar.progress(d / t, text=f"Random tokens: {d:,} of {t:,}…"),
-            )
-        finally:
-            bar.empty()
-
-    return cached("random_token", (key,), compute)
 
 
 # --- linear probe ------------------------------------------------------------------------
@@ -137,16 +122,21 @@ with_mdl = checkbox(
 )
 params = (encoder.name, corpus.content_hash, label, tuple(poolings), int(folds), int(max_texts), with_control, with_mdl)
 
+def _launch(vectors, labels, texts, poolings, random_key: str | None, note: str | None) -> None:
+    """Start the probe (and the controls asked for) as this session's background job."""
+    rnd = shared_cache().get(("random_token", random_key)) if random_key else None
+    job = jobs.launch(
+        PROBE_JOB, probe_suite, vectors, labels, poolings=list(poolings), texts=list(texts), encoder=encoder,
+        random_vectors=rnd, folds=int(folds), seed=SEED, label_name=label, control=with_control, mdl=with_mdl,
+        memory_budget=budget_bytes() if saved is not None else None, label="The probe",
+    )
+    if job is not None:
+        st.session_state[PENDING] = (params, random_key, note)
+        st.rerun()
+
+
 if saved is not None and st.button("Run the probe", type="primary", key="any_token.run_saved", disabled=not poolings):
-    try:
-        bar = st.progress(0.0, text="Probing…")
-        result = run_probe(saved, label, poolings=list(poolings), folds=int(folds), seed=SEED, memory_budget=budget_bytes(),
-                           progress=lambda d, t: bar.progress(d / t, text=f"Probing: {d} of {t} layer x reading cells…"))
-        bar.empty()
-        st.session_state[RESULT] = (params, result, {})
-    except ValueError as exc:
-        st.error(plain(str(exc)), icon=":material/error:")
-        st.stop()
+    _launch(saved, label, (), poolings, None, None)
 if saved is None and st.button("Run the probe", type="primary", key="any_token.run", disabled=not poolings):
     rows, sample_note = _sample(labelled, int(max_texts))
     try:
@@ -162,38 +152,24 @@ if saved is None and st.button("Run the probe", type="primary", key="any_token.r
     vectors = corpus_vectors(encoder, sub, named) if named else None
     if named and vectors is None:
         st.stop()
-    try:
-        rnd = _random_vectors(sub.texts, f"{encoder.name}|{sub.content_hash}") if RANDOM_TOKEN in poolings else None
-        bar = st.progress(0.0, text="Probing…")
-        result = run_probe(
-            vectors if vectors is not None else {},
-            list(sub.labels[label]),
-            poolings=list(poolings),
-            random_token=rnd,
-            folds=int(folds),
-            seed=SEED,
-            label_name=label,
-            progress=lambda d, t: bar.progress(d / t, text=f"Probing: {d} of {t} layer x pooling cells…"),
-        )
-        extras = {}
-        if with_control:
-            bar.progress(0.0, text="Probing the control task…")
-            extras["selectivity"] = run_selectivity(
-                vectors if vectors is not None else {}, list(sub.labels[label]), types=word_types(sub.texts),
-                poolings=list(poolings), random_token=rnd, folds=int(folds), seed=SEED, real=result, label_name=label,
-                progress=lambda d, t: bar.progress(d / t, text=f"Control task: {d} of {t} cells…"),
-            )
-        if with_mdl and vectors is not None:
-            bar.progress(0.0, text="MDL probe…")
-            extras["mdl"] = run_mdl(vectors, list(sub.labels[label]), poolings=list(named), seed=SEED,
-                                    progress=lambda d, t: bar.progress(d / t, text=f"MDL probe: {d} of {t} cells…"))
-        bar.empty()
-    except ValueError as exc:
-        st.error(plain(str(exc)), icon=":material/error:")
-        st.stop()
+    _launch(vectors if vectors is not None else {}, list(sub.labels[label]), sub.texts, poolings,
+            f"{encoder.name}|{sub.content_hash}" if RANDOM_TOKEN in poolings else None, sample_note)
+
+finished = jobs.panel(PROBE_JOB, "The probe")
+pending = st.session_state.get(PENDING)
+if finished is not None and pending is not None:
+    # The job's result becomes this page's result for the settings it was started with.
+    job_params, random_key, sample_note = st.session_state.pop(PENDING)
+    suite = finished.result
+    if suite.random_vectors is not None and random_key:
+        shared_cache().put(("random_token", random_key), suite.random_vectors)
+    result = suite.result
     if sample_note:
         result = dataclasses.replace(result, messages=(*result.messages, sample_note))
-    st.session_state[RESULT] = (params, result, extras)
+    st.session_state[RESULT] = (job_params, result, suite.extras)
+    jobs.clear(PROBE_JOB)
+elif finished is not None:  # a finished job this page did not start (a reloaded tab): its settings are unknown
+    jobs.clear(PROBE_JOB)
 
 stored = st.session_state.get(RESULT)
 if stored is not None and stored[0] != params:

@@ -119,7 +119,7 @@ nn_tab, bow_tab, mlm_tab, inverter_tab, paper_tab = st.tabs(TABS, key="inversion
 
 with nn_tab:
     if nn_tab.open and saved is not None:
-        saved_neighbours(saved, t, layer, encoder.name)
+        saved_neighbours(saved, t, layer, encoder)
     elif nn_tab.open:
         vectors = vectors_or_stop()
         max_k = min(20, len(corpus) - 1)

@@ -35,3 +35,50 @@ def where(progress, cancel) -> dict:
 
 def fail(progress, cancel, message: str = "the label has one class"):
     raise ValueError(message)
+
+
+def ignore_cancel(progress, cancel, seconds: float = 120.0) -> str:
+    """Reports once, then sleeps without ever looking at ``cancel``."""
+    progress(0, 1, "not listening")
+    time.sleep(seconds)
+    return "slept"
+
+
+def model_identity(encoder, progress, cancel) -> dict:
+    """Which process ran the job, which encoder object it was handed, and the models it holds."""
+    from ui import worker
+
+    return {"pid": os.getpid(), "encoder": id(encoder), "models": worker.loaded_models()}
+
+
+def embed_slowly(encoder, texts: list[str], out: str, progress, cancel, pause: float = 0.5):
+    """Embeds ``texts`` into the shard folder ``out`` two rows a shard, pausing after each shard
+    (so a test can stop the worker mid-run); returns the rows already done when it started."""
+    from clsviz import Corpus
+    from clsviz.extraction import embed_to_shards
+
+    first: list[int] = []
+
+    def report(done, total):
+        if not first:
+            first.append(done)
+        progress(done, total, f"{done} of {total} rows")
+        time.sleep(pause)
+
+    embed_to_shards(encoder, Corpus(texts=list(texts)), out, poolings=("cls", "mean"), shard_rows=2,
+                    progress=report, cancel=cancel)
+    return first[0]
+
+
+def big_array(n: int, progress, cancel) -> dict:
+    """A result holding one large array (it goes back through shared memory) and a small one."""
+    import numpy as np
+
+    return {"large": np.arange(n, dtype=np.float64), "small": np.arange(3), "pid": os.getpid()}
+
+
+def torch_threads(progress, cancel) -> int:
+    """The torch threads of the process that runs the job."""
+    import torch
+
+    return torch.get_num_threads()

@@ -22,9 +22,13 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clsviz import ModelLoadError, load_encoder, trace
+from clsviz import DEFAULT_MODEL, ModelLoadError, PooledVectors, load_encoder, trace
+from clsviz.artifacts import INCOMPLETE_MARKER
 from clsviz.corpus import Corpus
+from clsviz.extraction import save_shards
 from clsviz.readers import DEFAULT_MAX_BYTES, DEFAULT_MAX_CHARS, DEFAULT_MAX_ROWS, CorpusError, load_corpus
+from clsviz.shards import MANIFEST
+from clsviz.vectors_io import load_vectors, save_vectors, vectors_mismatch
 from tests.test_attention import tiny_mpnet_dir  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +51,10 @@ class Case:
         ``model`` ("dir:mpnet": a model without the block structure the measures need).
     outcome: text "traced" | "empty" (prompt to type) | "skipped" (warned, nothing traced);
         upload "loaded" | "refused"; model "refused"; causal "refused"; mixing "drawn" (every
-        map drawn) | "refused" (the measure says why it cannot run; the page still draws what it can).
+        map drawn) | "refused" (the measure says why it cannot run; the page still draws what it can);
+        vectors "refused" (not loaded) | "mismatch" (loaded, but not placed beside the selected
+        model's own vectors). For vectors the payload is a function of a temporary folder returning
+        the file or shard folder it wrote there.
     message: a regex that the message shown to the person must match ("" = no message needed).
     """
 
@@ -198,6 +205,37 @@ CASES = [
     Case("model-unknown-architecture", "model", "dir:unknown_arch", "refused", r"configuration clsviz cannot read"),
     Case("model-without-cls-token", "model", "dir:gpt2_no_cls", "refused", r"no \[CLS\]-like token"),
     Case("model-pickle-only-weights", "model", "dir:pickle_only", "refused", r"only has pickle weights"),
+    Case("model-oversized-config", "model", "dir:oversized", "refused",
+         r"too large for this server: its config describes [\d.]+ trillion parameters.*allows 3\.00 GB per model"),
+    Case("model-truncated-safetensors", "model", "dir:truncated", "refused",
+         r"model\.safetensors is truncated: its header places tensor"),
+    Case("model-tokenizer-larger-than-embeddings", "model", "dir:small_vocab", "refused",
+         r"tokenizer gives token ids up to 30,521, but the model's embedding table has 1,000 rows"),
+    Case("model-config-not-json", "model", "dir:config_not_json", "refused", r"has a config\.json clsviz cannot read"),
+    Case("model-config-negative-size", "model", "dir:negative_size", "refused",
+         r"describes no real model: intermediate_size is -64"),
+    Case("model-config-heads-do-not-divide", "model", "dir:heads_indivisible", "refused",
+         r"hidden size 16 does not split into 3 attention heads"),
+    Case("model-half-written-folder", "model", "dir:unfinished", "refused", r"started saving but never finished"),
+    # --- saved vectors and shard folders (library: load_vectors / vectors_mismatch; app: Embeddings)
+    Case("vectors-npz-header-claims-a-huge-array", "vectors", lambda tmp: _npz_huge_header(tmp), "refused",
+         r"vectors\.npy says it holds an array of shape \[10000000, 7, 2, 384\] .* but it holds 0\.0 MB"),
+    Case("vectors-npz-rows-do-not-match-the-texts", "vectors", lambda tmp: _npz_doubled_rows(tmp), "refused",
+         r"does not hold together \(vectors: expected 12 texts on axis 0, got 24\)"),
+    Case("vectors-parquet-metadata-claims-a-huge-shape", "vectors", lambda tmp: _parquet_claiming(tmp, 10**9),
+         "refused", r"these vectors take [\d,]+ MB unpacked; the limit is 2,048 MB"),
+    Case("vectors-parquet-metadata-wrong-shape", "vectors", lambda tmp: _parquet_claiming(tmp, 13), "refused",
+         r"the file holds \d+ values, its metadata says shape \[13, 7, 2, 384\]"),
+    Case("vectors-parquet-footer-claims-a-huge-size", "vectors", lambda tmp: _parquet_huge_footer(tmp), "refused",
+         r"could not be read: Parquet file size is \d+ bytes, smaller than"),
+    Case("vectors-from-another-model", "vectors", lambda tmp: _npz(tmp, _saved(model="bert-base-uncased")),
+         "mismatch", r"These vectors come from bert-base-uncased, but the selected model is all-MiniLM-L6-v2"),
+    Case("vectors-wrong-shape-for-their-model", "vectors", lambda tmp: _npz(tmp, _saved(layers=12, dim=48)),
+         "mismatch", r"they hold 12 layers of 48 dimensions, and all-MiniLM-L6-v2 \(bundled\) has 6 layers of 384"),
+    Case("shards-manifest-claims-a-huge-row-count", "vectors", lambda tmp: _shards_claiming(tmp, 10**12), "refused",
+         r"the manifest lists 12 rows in its shards but says 1,000,000,000,000"),
+    Case("shards-from-another-model", "vectors", lambda tmp: _shards(tmp, _saved(model="roberta-base")), "mismatch",
+         r"These vectors come from roberta-base, but the selected model is all-MiniLM-L6-v2"),
     # --- causal tests on [CLS] (library: clsviz.experiments.interventions; app: page 8) -----
     Case("causal-too-few-labelled-rows", "causal", "too_few", "refused", r"Only \d+ labelled text\(s\)"),
     Case("causal-label-with-one-class", "causal", "one_class", "refused", r"has a single class"),
@@ -234,6 +272,7 @@ UPLOADS = [c for c in CASES if c.kind == "upload"]
 MODELS = [c for c in CASES if c.kind == "model"]
 CAUSAL = [c for c in CASES if c.kind == "causal"]
 MIXING = [c for c in CASES if c.kind == "mixing"]
+VECTORS = [c for c in CASES if c.kind == "vectors"]
 
 
 def _ids(cases):
@@ -243,9 +282,9 @@ def _ids(cases):
 def test_the_table_covers_every_kind_of_hostile_input():
     assert len(CASES) >= 30
     assert len({c.id for c in CASES}) == len(CASES), "case ids must be unique"
-    assert {c.kind for c in CASES} == {"text", "upload", "model", "causal", "mixing"}
+    assert {c.kind for c in CASES} == {"text", "upload", "model", "causal", "mixing", "vectors"}
     allowed = {"text": {"traced", "empty", "skipped"}, "upload": {"loaded", "refused"}, "model": {"refused"},
-               "causal": {"refused"}, "mixing": {"drawn", "refused"}}  # fmt: skip
+               "causal": {"refused"}, "mixing": {"drawn", "refused"}, "vectors": {"refused", "mismatch"}}  # fmt: skip
     for c in CASES:
         assert c.outcome in allowed[c.kind], c
         if c.outcome in ("refused", "empty", "skipped"):
@@ -256,9 +295,12 @@ def test_the_table_covers_every_kind_of_hostile_input():
         "literal-cls", "literal-sep", "literal-mask", "pad", "roberta-markers", "script", "img-onerror",
         "malformed-csv", "binary", "utf16", "empty-file", "no-text-column", "one-row", "one-class",
         "50000-rows", "html-in-cells", "huge-single-cell",
-        "nonexistent", "dotdot", "remote-code", "without-cls", "pickle",
+        "nonexistent", "dotdot", "remote-code", "without-cls", "pickle", "oversized", "truncated",
+        "tokenizer-larger", "not-json", "negative-size", "half-written",
         "causal-too-few", "causal-label-with-one-class", "causal-same-source", "causal-registers-beyond",
         "single-token", "512-token", "without-block-structure", "empty-target",
+        "npz-header-claims", "rows-do-not-match", "parquet-metadata-claims", "footer-claims", "another-model",
+        "wrong-shape", "manifest-claims-a-huge-row-count",
     ):
         assert any(needed in c.id for c in CASES), f"no case for {needed!r}"
 
@@ -405,7 +447,9 @@ def test_html_in_an_upload_stays_literal():
 # ------------------------------------------------------------------------------------------
 
 
-def _tiny_bert(folder: Path, *, pickle_only: bool) -> Path:
+def _tiny_bert(folder: Path, *, pickle_only: bool = False, vocab_size: int | None = None, **config_changes) -> Path:
+    """A real tiny BERT with the bundled tokenizer; ``config_changes`` are written into its
+    config.json afterwards (the weights keep their tiny sizes)."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -415,7 +459,7 @@ def _tiny_bert(folder: Path, *, pickle_only: bool) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
     model = BertModel(
         BertConfig(
-            vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+            vocab_size=vocab_size or tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
             intermediate_size=32, max_position_embeddings=64,
         )
     )
@@ -427,6 +471,9 @@ def _tiny_bert(folder: Path, *, pickle_only: bool) -> Path:
         torch.save(model.state_dict(), folder / "pytorch_model.bin")
     else:
         model.save_pretrained(folder)
+    if config_changes:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, **config_changes}))
     return folder
 
 
@@ -474,6 +521,21 @@ def hostile_model_dirs(tmp_path_factory):
 
     dirs["gpt2_no_cls"] = _tiny_gpt2(root / "gpt2_no_cls")
     dirs["pickle_only"] = _tiny_bert(root / "pickle_only", pickle_only=True)
+    # Real tiny weights under a config of 10,000 layers x 65,536 dims.
+    dirs["oversized"] = _tiny_bert(root / "oversized", num_hidden_layers=10_000, hidden_size=65_536,
+                                   num_attention_heads=16)
+    dirs["truncated"] = _tiny_bert(root / "truncated")
+    weights = dirs["truncated"] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    # The bundled tokenizer (30,522 ids) over an embedding table of 1,000 rows.
+    dirs["small_vocab"] = _tiny_bert(root / "small_vocab", vocab_size=1000)
+    dirs["config_not_json"] = _tiny_bert(root / "config_not_json")
+    (dirs["config_not_json"] / "config.json").write_text("{'model_type': 'bert', this is not JSON")
+    dirs["negative_size"] = _tiny_bert(root / "negative_size", intermediate_size=-64)
+    dirs["heads_indivisible"] = _tiny_bert(root / "heads_indivisible", num_attention_heads=3)
+    # What a save killed midway leaves: the staging folder, with its marker.
+    dirs["unfinished"] = _tiny_bert(root / ".my-model.partial-999999-0badf00d")
+    (dirs["unfinished"] / INCOMPLETE_MARKER).write_text("")
     return dirs
 
 
@@ -498,7 +560,8 @@ def test_pickle_weights_load_only_when_explicitly_allowed(hostile_model_dirs):
 
 APP_MODEL_CASES = [c for c in MODELS if c.id in {
     "model-nonexistent-id", "model-dotdot-path", "model-needs-remote-code", "model-without-cls-token",
-    "model-pickle-only-weights", "model-name-too-long",
+    "model-pickle-only-weights", "model-name-too-long", "model-oversized-config", "model-truncated-safetensors",
+    "model-tokenizer-larger-than-embeddings",
 }]
 
 
@@ -534,6 +597,152 @@ def test_a_failed_model_in_one_session_leaves_others_alone(hostile_model_dirs):
     assert good.sidebar.selectbox(key="sidebar.model").value == "all-MiniLM-L6-v2 (bundled)"
     assert len(good.get("plotly_chart")) == 3
 
+
+
+# ------------------------------------------------------------------------------------------
+# saved vectors and shard folders
+# ------------------------------------------------------------------------------------------
+
+
+def _saved(model: str = DEFAULT_MODEL, layers: int = 6, dim: int = 384, rows: int = 12) -> PooledVectors:
+    rng = np.random.default_rng(0)
+    return PooledVectors(
+        vectors=rng.normal(size=(rows, layers + 1, 2, dim)).astype(np.float32), poolings=("cls", "mean"),
+        texts=tuple(SENTENCES[:rows]), model_name=model, truncated=np.zeros(rows, dtype=bool),
+        labels={"topic": tuple(str(i % 3) for i in range(rows))},
+    )
+
+
+def _npz(tmp: Path, pv: PooledVectors) -> Path:
+    return save_vectors(pv, tmp / "vectors.npz")
+
+
+def _rewrite_npz_member(tmp: Path, member: str, body) -> Path:
+    """The vectors file with one member's bytes replaced by ``body(old_bytes)``."""
+    import zipfile
+
+    path = _npz(tmp, _saved())
+    with zipfile.ZipFile(path) as old:
+        members = {info.filename: old.read(info.filename) for info in old.infolist()}
+    members[member] = body(members[member])
+    with zipfile.ZipFile(path, "w") as new:
+        for name, data in members.items():
+            new.writestr(name, data)
+    return path
+
+
+def _npz_huge_header(tmp: Path) -> Path:
+    """The array's header claims [10,000,000, 7, 2, 384] float32 (200 GB); the member holds the header only."""
+    fmt = np.lib.format
+    header = io.BytesIO()
+    fmt.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10_000_000, 7, 2, 384)})
+    return _rewrite_npz_member(tmp, "vectors.npy", lambda _: header.getvalue())
+
+
+def _npz_doubled_rows(tmp: Path) -> Path:
+    def doubled(data: bytes) -> bytes:
+        out = io.BytesIO()
+        array = np.load(io.BytesIO(data))
+        np.save(out, np.concatenate([array, array]))
+        return out.getvalue()
+
+    return _rewrite_npz_member(tmp, "vectors.npy", doubled)
+
+
+def _parquet_claiming(tmp: Path, rows: int) -> Path:
+    import pyarrow.parquet as pq
+
+    path = save_vectors(_saved(), tmp / "vectors.parquet")
+    table = pq.read_table(path)
+    meta = json.loads(table.schema.metadata[b"clsviz"])
+    meta["shape"][0] = rows
+    pq.write_table(table.replace_schema_metadata({"clsviz": json.dumps(meta)}), path)
+    return path
+
+
+def _parquet_huge_footer(tmp: Path) -> Path:
+    path = save_vectors(_saved(), tmp / "vectors.parquet")
+    data = path.read_bytes()
+    path.write_bytes(data[:-8] + (2**31 - 1).to_bytes(4, "little") + b"PAR1")  # footer length: 2 GB
+    return path
+
+
+def _shards(tmp: Path, pv: PooledVectors) -> Path:
+    save_shards([pv], tmp / "shards", rows=len(pv.texts))
+    return tmp / "shards"
+
+
+def _shards_claiming(tmp: Path, rows: int) -> Path:
+    folder = _shards(tmp, _saved())
+    manifest = json.loads((folder / MANIFEST).read_text())
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "rows": rows}))
+    return folder
+
+
+@pytest.mark.parametrize("case", VECTORS, ids=_ids(VECTORS))
+def test_saved_vectors_in_the_library(case, tmp_path):
+    from clsviz.encoder import EncoderInfo
+    from ui.vectors import MAX_UNPACKED_BYTES
+
+    path = case.payload(tmp_path)
+    source = path if path.is_dir() else path.read_bytes()  # the app reads an uploaded file's bytes
+    if case.outcome == "refused":
+        with pytest.raises(ValueError, match=case.message) as info:
+            load_vectors(source, max_bytes=MAX_UNPACKED_BYTES)
+        assert "Traceback" not in str(info.value) and len(str(info.value)) < 600
+        return
+    vectors = load_vectors(source, max_bytes=MAX_UNPACKED_BYTES)
+    bundled = EncoderInfo(name=DEFAULT_MODEL, source="", model_type="bert", num_layers=6, num_heads=12,
+                          hidden_size=384, cls_token="[CLS]", cls_token_id=101, sep_token="[SEP]", sep_token_id=102,
+                          max_length=512, position_embedding_type="absolute", has_pooler=True, device="cpu")
+    assert re.search(case.message, vectors_mismatch(vectors, bundled))
+    assert vectors_mismatch(_saved(), bundled) is None  # the bundled model's own shape, under its name
+
+
+@pytest.mark.parametrize("case", VECTORS, ids=_ids(VECTORS))
+def test_saved_vectors_in_the_app(case, tmp_path, monkeypatch):
+    """The Embeddings page given the file (uploaded) or the shard folder (under the data directory):
+    the message, no exception; vectors from another model are drawn without the typed sentences."""
+    from unittest import mock
+
+    import streamlit as st
+
+    from ui.embeddings import SAVED
+    from ui.vectors import DATA_DIR_ENV, FILE, FOLDER_PATH
+
+    path = case.payload(tmp_path)
+    state = {"embeddings.corpus.source": SAVED, "embeddings.method": "PCA"}
+    real = st.file_uploader
+
+    class Upload:
+        name = path.name
+
+        def getvalue(self) -> bytes:
+            return path.read_bytes()
+
+    def uploader(*args, **kwargs):  # AppTest cannot upload: the uploader hands back the file
+        real(*args, **kwargs)
+        return Upload()
+
+    if path.is_dir():
+        monkeypatch.setenv(DATA_DIR_ENV, str(path.parent))
+        state |= {"embeddings.corpus.vectors.kind": FOLDER_PATH, "embeddings.corpus.vectors.path": path.name}
+    else:
+        state |= {"embeddings.corpus.vectors.kind": FILE}
+    at = AppTest.from_file(APP, default_timeout=240)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.switch_page("pages/3_Embeddings.py")
+    with mock.patch.object(st, "file_uploader", uploader):
+        at.run()
+    assert not at.exception, at.exception
+    shown = re.sub(r"\\(.)", r"\1", _shown(at))  # Markdown escapes undone
+    assert re.search(case.message, shown), shown[:2000]
+    if case.outcome == "refused":
+        assert not at.get("plotly_chart")
+    else:  # the saved corpus is drawn; the typed sentences are not placed among another model's vectors
+        names = {t.get("name") for chart in at.get("plotly_chart") for t in json.loads(chart.proto.spec)["data"]}
+        assert names and "your sentences" not in names
 
 
 # ------------------------------------------------------------------------------------------

@@ -5,15 +5,16 @@ server restart (ui/jobs.py, ui/worker.py)."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clsviz import extract
+from clsviz import Corpus, extract
 from tests import job_functions as F
-from ui import jobs, worker
+from ui import engine, jobs, journal, worker
 
 
 @pytest.fixture
@@ -22,8 +23,8 @@ def fresh(monkeypatch):
 
     def make(process: bool = False, slots: int = 1):
         monkeypatch.setenv("CLSVIZ_JOB_PROCESS", "1" if process else "0")
-        scheduler = jobs._Scheduler(slots)
-        monkeypatch.setattr(jobs, "_scheduler", scheduler)
+        scheduler = engine.Scheduler(slots)
+        monkeypatch.setattr(engine, "_scheduler", scheduler)
         return scheduler
 
     return make
@@ -89,7 +90,7 @@ def test_queue_positions_and_cancel_while_queued(fresh):
     second = jobs.Job(fn=F.count, args=(3,), name="b").begin()
     third = jobs.Job(fn=F.count, args=(3,), name="c").begin()
     assert (first.ahead, second.ahead, third.ahead) == (None, 1, 2)
-    assert "2 jobs ahead of you" in jobs._status_line(third)
+    assert "2 jobs ahead of you" in jobs.status_line(third)
     third.cancel()
     assert third.status == jobs.CANCELLED and third.started is None  # left the queue at once
     assert second.ahead == 1
@@ -99,10 +100,9 @@ def test_queue_positions_and_cancel_while_queued(fresh):
 
 
 def test_jobs_of_a_closed_session_are_cancelled(fresh, monkeypatch):
-    monkeypatch.setattr(jobs, "WATCH_SECONDS", 0.05)
+    monkeypatch.setattr(engine, "WATCH_SECONDS", 0.05)
     monkeypatch.setenv("CLSVIZ_JOB_GRACE_S", "0.2")
-    monkeypatch.setattr(jobs, "_session_alive", lambda session: session != "closed-tab")
-    fresh(slots=2)
+    fresh(slots=2).alive = lambda session: session != "closed-tab"
     gone = jobs.Job(fn=F.wait_for_cancel, name="gone", session="closed-tab").begin()
     kept = jobs.Job(fn=F.wait_for_cancel, name="kept", session="open-tab").begin()
     assert gone.wait(30)
@@ -152,7 +152,7 @@ def test_a_job_lost_with_a_server_restart_says_so_and_starts_again(fresh):
     fresh()
     # What a server that died mid-job leaves behind: a journal entry "running" and the job itself.
     job_id = "abc123def456"
-    folder = jobs._state_dir()
+    folder = journal.state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{job_id}.json").write_text(
         '{"id": "abc123def456", "key": "demo.count", "label": "counting", "status": "running", "time": 0}'
@@ -175,7 +175,7 @@ def test_a_job_lost_with_a_server_restart_says_so_and_starts_again(fresh):
 def test_a_finished_job_lost_with_a_restart_is_not_shown_as_a_result(fresh):
     fresh()
     job_id = "fedcba654321"
-    (jobs._state_dir() / f"{job_id}.json").write_text(
+    (journal.state_dir() / f"{job_id}.json").write_text(
         '{"id": "fedcba654321", "key": "demo.count", "label": "counting", "status": "done", "time": 0}'
     )
     at = AppTest.from_function(_panel_script, default_timeout=60)
@@ -187,7 +187,7 @@ def test_a_finished_job_lost_with_a_restart_is_not_shown_as_a_result(fresh):
 
 def test_a_reloaded_tab_gets_its_running_job_back(fresh, monkeypatch):
     fresh()
-    monkeypatch.setattr(jobs, "_session_alive", lambda session: session != "old-tab")
+    monkeypatch.setattr(jobs, "session_alive", lambda session: session != "old-tab")
     job = jobs.Job(fn=F.wait_for_cancel, name="demo.count", session="old-tab", label="counting").begin()
     at = AppTest.from_function(_panel_script, default_timeout=60)
     at.query_params["jobs"] = f"demo.count:{job.id}"
@@ -202,7 +202,197 @@ def test_the_journal_records_each_job(fresh):
     fresh()
     job = jobs.Job(fn=F.count, args=(2,), name="journal", label="two steps").begin()
     assert job.wait(30)
-    record = jobs._journal_read(job.id)
+    record = journal.read(job.id)
     assert record["status"] == jobs.DONE and record["label"] == "two steps" and record["key"] == "journal"
-    assert not (jobs._state_dir() / f"{job.id}.job").exists()  # finished: nothing kept to restart
-    assert jobs._journal_read("../../etc/passwd") is None
+    assert not (journal.state_dir() / f"{job.id}.job").exists()  # finished: nothing kept to restart
+    assert journal.read("../../etc/passwd") is None
+
+
+# --- warm workers, and a worker killed mid-job --------------------------------------------------
+
+
+def _running_in_a_worker(job, timeout: float = 180) -> int:
+    assert _wait_for(lambda: job.status == jobs.RUNNING and job.worker_pid is not None, timeout), job.message
+    return job.worker_pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_the_warm_worker_keeps_the_model_between_jobs(fresh, tiny_model_dirs, tiny_encoder):
+    scheduler = fresh(process=True)
+    name = str(tiny_model_dirs["bert"])
+    assert tiny_encoder.name == name
+    assert scheduler.slots[0].warm((name,)).result(180) == [name]  # loaded before any job asked for it
+    first = jobs.Job(fn=F.model_identity, args=(tiny_encoder,), name="a").begin()
+    second = jobs.Job(fn=F.model_identity, args=(tiny_encoder,), name="b").begin()
+    assert first.wait(180) and second.wait(180), (first.error, second.error)
+    assert first.result["pid"] == second.result["pid"] != os.getpid()  # the same process ...
+    assert first.result["encoder"] == second.result["encoder"]  # ... handed the same loaded model
+    assert first.result["models"] == [name]
+
+
+def test_a_killed_worker_fails_its_job_with_a_retry_and_the_other_slot_runs_on(fresh):
+    fresh(process=True, slots=2)
+    victim = jobs.Job(fn=F.wait_for_cancel, name="victim", label="victim").begin()
+    other = jobs.Job(fn=F.count, args=(40,), kwargs={"delay": 0.25}, name="other").begin()
+    pid = _running_in_a_worker(victim)
+    other_pid = _running_in_a_worker(other)
+    assert pid != other_pid  # one process per slot
+    os.kill(pid, signal.SIGKILL)  # as the out-of-memory killer would
+    assert victim.wait(60)
+    assert victim.status == jobs.FAILED and victim.retry
+    assert "was killed" in victim.error and "Retry" in victim.error and str(pid) in victim.error
+    assert other.active and _alive(other_pid)  # the other visitor's job never noticed
+    assert other.wait(120) and other.status == jobs.DONE and other.result == 80
+    # The slot is free again and has a fresh worker for the next job.
+    after = jobs.Job(fn=F.where, name="after").begin()
+    assert after.wait(180) and after.status == jobs.DONE, after.error
+    assert after.result["pid"] not in (pid,)
+    # Nothing of the dead job is left for a later run to mistake: no payload, no progress file.
+    assert journal.read(victim.id)["status"] == jobs.FAILED
+    assert not journal.payload_path(victim.id).exists() and not journal.progress_path(victim.id).exists()
+
+
+def test_a_job_that_ignores_cancel_has_its_worker_stopped(fresh, monkeypatch):
+    from ui import pool
+
+    monkeypatch.setattr(pool, "CANCEL_GRACE_S", 0.5)
+    fresh(process=True)
+    job = jobs.Job(fn=F.ignore_cancel, name="deaf").begin()
+    pid = _running_in_a_worker(job)
+    job.cancel()
+    assert job.wait(60)
+    assert job.status == jobs.CANCELLED and not _alive(pid)
+    follow = jobs.Job(fn=F.count, args=(2,), name="next").begin()  # the slot works on
+    assert follow.wait(180) and follow.result == 4
+
+
+def _retry_script():
+    import streamlit as st
+
+    from tests import job_functions
+    from ui import jobs as J
+
+    if J.get("slow.count") is None:
+        J.start("slow.count", job_functions.count, 30, label="counting", delay=0.2)
+    job = J.panel("slow.count", "Counting")
+    if job is not None:
+        st.write(f"result {job.result}")
+
+
+def test_a_killed_job_shows_a_message_and_retry_runs_it_again(fresh):
+    fresh(process=True)
+    at = AppTest.from_function(_retry_script, default_timeout=60)
+    at.run()
+    job = at.session_state["clsviz.jobs"]["slow.count"]
+    os.kill(_running_in_a_worker(job), signal.SIGKILL)
+    assert job.wait(60)
+    at.run()
+    assert not at.exception
+    assert any("Counting failed" in e.value and "was killed" in e.value for e in at.error)
+    assert not [m for m in at.markdown if "result" in m.value]
+    next(b for b in at.button if b.label == "Retry").click()
+    at.run()
+    again = at.session_state["clsviz.jobs"]["slow.count"]
+    assert again is not job and again.wait(180) and again.status == jobs.DONE, again.error
+    at.run()
+    assert any(m.value == "result 60" for m in at.markdown)
+
+
+def test_a_killed_shard_run_leaves_no_folder_taken_for_complete_and_resumes(fresh, tiny_encoder, tmp_path):
+    from clsviz.extraction import embed_to_shards
+    from clsviz.shards import ShardError, open_shards
+
+    fresh(process=True)
+    texts = [f"sentence number {i} about the cat and the dog" for i in range(12)]
+    out = tmp_path / "shards"
+    job = jobs.Job(fn=F.embed_slowly, args=(tiny_encoder, texts, str(out)), name="embed").begin()
+    _running_in_a_worker(job)
+    assert _wait_for(lambda: job.done >= 4, 180), job.message  # two shards written
+    os.kill(job.worker_pid, signal.SIGKILL)
+    assert job.wait(60) and job.status == jobs.FAILED and job.retry
+    with pytest.raises(ShardError, match="unfinished run"):
+        open_shards(out)  # never read as a result
+    again = jobs.Job(fn=job.fn, args=job.args, kwargs=job.kwargs, name="embed").begin()  # what Retry starts
+    assert again.wait(180) and again.status == jobs.DONE, again.error
+    assert again.result >= 4  # it resumed from the shards already written
+    whole = embed_to_shards(tiny_encoder, Corpus(texts=texts), tmp_path / "direct",
+                            poolings=("cls", "mean"), shard_rows=2)
+    np.testing.assert_array_equal(open_shards(out).get("cls", 2), whole.get("cls", 2))
+
+
+# --- progress: the share done and the time left --------------------------------------------------
+
+
+def test_time_left_waits_for_enough_progress_then_follows_the_rate(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(engine, "monotonic", lambda: now[0])
+    job = jobs.Job(fn=F.count, name="clock", status=jobs.RUNNING, started=100.0)
+    job.report(0, 200, "run 1 of 4, cls: epoch 1/2, step 1/100")
+    assert job.seconds_left() is None  # nothing known yet
+    now[0] = 101.0
+    job.report(2, 200)
+    assert job.seconds_left() is None  # 1% in 1 s: too little to go on
+    now[0] = 110.0
+    job.report(20, 200, "run 1 of 4, cls: epoch 2/2, step 20/100")
+    # 10% of the work in 10 s: 90 s left, less the time since that report.
+    assert job.seconds_left() == pytest.approx(90.0)
+    now[0] = 140.0
+    assert job.seconds_left() == pytest.approx(60.0)
+    line = jobs.status_line(job)
+    assert line == "run 1 of 4, cls: epoch 2/2, step 20/100 · 10% done · about 1 min left"
+    now[0] = 400.0
+    assert job.seconds_left() == 0.0  # late: never a negative time
+    job.status = jobs.DONE
+    assert job.seconds_left() is None
+
+
+@pytest.mark.parametrize("seconds, words", [(3, "a few seconds left"), (43, "about 45 s left"),
+                                            (89, "about 1 min left"), (150, "about 2 min left"),
+                                            (3720, "about 1 h 02 min left")])  # fmt: skip
+def test_time_left_in_words(seconds, words):
+    assert engine.time_left_text(seconds) == words
+
+
+def test_a_running_job_without_an_estimate_says_how_long_it_has_run(monkeypatch):
+    monkeypatch.setattr(engine, "monotonic", lambda: 130.0)
+    job = jobs.Job(fn=F.count, name="young", status=jobs.RUNNING, started=100.0)
+    job.report(1, 10, "step 1")
+    assert jobs.status_line(job) == "step 1 · 10% done · 30 s so far"
+
+
+def test_steps_report_one_progress_across_the_steps():
+    from clsviz.progress import Steps
+
+    seen = []
+    steps = Steps(lambda done, total, message: seen.append((done, total, message)), ["probe", "control task", "MDL"])
+    first = steps.step(0)
+    first(5, 10)
+    steps.step(1)(49, 98, "cell 49")
+    steps.step(2)(3, 3)
+    assert seen == [(0, 1000, "step 1 of 3 (probe)"), (167, 1000, "step 1 of 3 (probe): 5 of 10"),
+                    (333, 1000, "step 2 of 3 (control task)"), (500, 1000, "step 2 of 3 (control task): cell 49"),
+                    (667, 1000, "step 3 of 3 (MDL)"), (1000, 1000, "step 3 of 3 (MDL): 3 of 3")]  # fmt: skip
+    seen.clear()
+    weighted = Steps(lambda done, total, message: seen.append(done), ["random tokens", "probe"], weights=[1, 9])
+    weighted.step(0)(1, 1)
+    weighted.step(1)(35, 70)
+    assert seen == [0, 100, 100, 550]  # the first step is a tenth of the work
+    with pytest.raises(ValueError, match="at least one step"):
+        Steps(None, [])
+    with pytest.raises(ValueError, match="one positive weight per step"):
+        Steps(None, ["a", "b"], weights=[1])
+
+
+def test_the_worker_takes_the_torch_threads_the_deployment_sets(fresh, monkeypatch):
+    monkeypatch.setenv("CLSVIZ_JOB_THREADS", "1")
+    fresh(process=True)
+    job = jobs.Job(fn=F.torch_threads, name="threads").begin()
+    assert job.wait(180) and job.status == jobs.DONE, job.error
+    assert job.result == 1

@@ -79,6 +79,42 @@ def test_jobs_queue_behind_the_slot():
     assert (first.result, second.result) == ("first", "second")
 
 
+def test_the_probe_and_its_controls_run_as_one_job_with_one_progress():
+    import numpy as np
+
+    from clsviz.experiments import run_mdl, run_probe, run_selectivity, word_types
+    from ui.probing import probe_suite
+
+    rng = np.random.default_rng(0)
+    labels = ["a", "b"] * 20
+    vectors = {p: rng.normal(size=(40, 3, 8)).astype(np.float32) + np.array([[0.0], [1.0]] * 20)[:, :, None]
+               for p in ("cls", "mean")}  # fmt: skip
+    texts = [f"word{i % 7} and more" for i in range(40)]
+    seen = []
+    job = jobs.Job(fn=probe_suite, args=(vectors, labels), kwargs=dict(
+        poolings=["cls", "mean"], texts=texts, folds=4, control=True, mdl=True), name="suite")
+    relay = job.report
+
+    def recording(done, total=None, message=None):
+        seen.append(message)
+        relay(done, total, message)
+
+    job.report = recording
+    job.begin()
+    assert job.wait(120) and job.status == jobs.DONE, job.error
+    steps = [m for m in seen if m and ": " not in m]
+    assert steps == ["step 1 of 3 (probe)", "step 2 of 3 (control task)", "step 3 of 3 (MDL probe)"]
+    assert job.fraction == 1.0
+    # The same numbers as each computation run on its own.
+    direct = run_probe(vectors, labels, poolings=["cls", "mean"], folds=4, seed=0)
+    np.testing.assert_allclose(job.result.result.table["accuracy_mean"], direct.table["accuracy_mean"])
+    control = run_selectivity(vectors, labels, types=word_types(texts), poolings=["cls", "mean"], folds=4, seed=0,
+                              real=direct)
+    np.testing.assert_allclose(job.result.extras["selectivity"]["selectivity"], control["selectivity"])
+    mdl = run_mdl(vectors, labels, poolings=["cls", "mean"], seed=0)
+    np.testing.assert_allclose(job.result.extras["mdl"]["codelength_bits"], mdl["codelength_bits"])
+
+
 # --- the page -------------------------------------------------------------------------------
 
 
@@ -89,6 +125,18 @@ def _open(**state) -> AppTest:
 
 def _button(at, label):
     return next(b for b in at.button if b.label == label)
+
+
+def _run_probe(at) -> None:
+    """Press Run the probe and wait for its background job, then draw the page with its result."""
+    _button(at, "Run the probe").click()
+    at.run()
+    assert not at.exception, at.exception
+    held = at.session_state["clsviz.jobs"] if "clsviz.jobs" in at.session_state else {}
+    job = held.get("any_token.probe")
+    if job is not None:  # None when the page refused to start it (its message is on the page)
+        assert job.wait(300), job.message
+        at.run()
 
 
 def test_page_loads_with_the_demo_corpus():
@@ -104,8 +152,7 @@ def test_probe_runs_on_a_small_subset():
     next(n for n in at.number_input if n.label == "Texts to use").set_value(40)
     next(s for s in at.slider if s.label == "Folds").set_value(4)
     at.run()
-    _button(at, "Run the probe").click()
-    at.run()
+    _run_probe(at)
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     params, result, _ = at.session_state["any_token.result"]
@@ -124,8 +171,7 @@ def test_single_class_subset_is_a_message_not_a_crash():
     next(n for n in at.number_input if n.label == "Texts to use").set_value(20)
     next(s for s in at.slider if s.label == "Folds").set_value(10)
     at.run()
-    _button(at, "Run the probe").click()
-    at.run()
+    _run_probe(at)
     assert not at.exception
     assert any("fewer examples than the 10 folds" in e.value for e in at.error)
 
@@ -147,8 +193,7 @@ def test_control_task_and_mdl_next_to_the_probe():
     next(c for c in at.checkbox if c.label == "Control task (selectivity)").check()
     next(c for c in at.checkbox if c.label == "MDL probe (codelength)").check()
     at.run()
-    _button(at, "Run the probe").click()
-    at.run()
+    _run_probe(at)
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     _, result, extras = at.session_state["any_token.result"]
@@ -167,8 +212,7 @@ def test_a_result_is_cleared_when_the_corpus_changes():
     next(n for n in at.number_input if n.label == "Texts to use").set_value(40)
     next(s for s in at.slider if s.label == "Folds").set_value(4)
     at.run()
-    _button(at, "Run the probe").click()
-    at.run()
+    _run_probe(at)
     assert any("Predicting 'sentiment'" in i.value for i in at.info)
     # Another corpus: an upload with its own label column.
     rows = [f"sentence {i} about {'rain' if i % 2 else 'sun'},{'wet' if i % 2 else 'dry'}" for i in range(40)]

@@ -325,3 +325,56 @@ def test_saved_vectors_from_another_model_or_without_mean(tiny_model_dirs, saved
     at = _open_saved(tiny_model_dirs["bert"], only_cls, tmp_path, "cls-only.npz")
     assert any("need mean" in e.value.replace("\\", "") for e in at.error)
     assert not at.get("plotly_chart")
+
+
+def _clustered(n: int = 80, d: int = 16) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return (rng.normal(size=(4, d))[rng.integers(0, 4, n)] + 0.2 * rng.normal(size=(n, d))).astype(np.float32)
+
+
+@pytest.fixture
+def worker_jobs(monkeypatch):
+    """Jobs in a worker process, on a scheduler of their own (one slot)."""
+    from ui import engine
+
+    monkeypatch.setenv("CLSVIZ_JOB_PROCESS", "1")
+    monkeypatch.setattr(engine, "_scheduler", engine.Scheduler(1))
+    return engine
+
+
+def _vectors(X: np.ndarray):
+    from clsviz import Corpus, PooledVectors
+
+    texts = tuple(f"text {i}" for i in range(len(X)))
+    stack = np.stack([X, X[:, ::-1].copy(), X * 2.0], axis=1)[:, None]  # [N, 1 layer, 3 poolings, D]
+    return PooledVectors(vectors=stack, texts=texts, poolings=("cls", "mean", "max"), model_name="parallel-test",
+                         truncated=np.zeros(len(X), dtype=bool)), Corpus(texts=texts)
+
+
+def test_the_other_panels_are_fit_in_the_worker_with_the_same_numbers(worker_jobs):
+    import ui.embeddings as E
+
+    vectors, corpus = _vectors(_clustered())
+    jobs = E.prefetch_projections(lambda p: vectors, corpus, 0, ("cls", "mean", "max"), "umap", SEED)
+    assert len(jobs) == 2  # the first panel is left to the page
+    fitted = {p: E.fitted_projection(vectors, corpus, 0, p, "umap", SEED) for p in ("cls", "mean", "max")}
+    assert [j.status for j in jobs] == ["done", "done"] and all(j.mode == "process" for j in jobs)
+    for p in ("mean", "max"):  # what the worker fit is what this process would have
+        here = Projector("umap", random_state=SEED).fit(vectors.get(p, 0))
+        np.testing.assert_allclose(fitted[p].embedding_, here.embedding_, atol=1e-5)
+    assert E.prefetch_projections(lambda p: vectors, corpus, 0, ("cls", "mean", "max"), "umap", SEED) == []  # cached
+
+
+def test_a_fit_still_queued_behind_another_job_is_done_here(worker_jobs):
+    import ui.embeddings as E
+    from tests import job_functions as F
+
+    busy = worker_jobs.Job(fn=F.wait_for_cancel, name="someone else's").begin()
+    vectors, corpus = _vectors(_clustered(70))
+    [job] = E.prefetch_projections(lambda p: vectors, corpus, 0, ("cls", "mean"), "pca", SEED)
+    assert job.status == "queued"
+    fitted = E.fitted_projection(vectors, corpus, 0, "mean", "pca", SEED)
+    assert job.status == "cancelled" and job.started is None  # withdrawn, never ran
+    np.testing.assert_allclose(fitted.embedding_, Projector("pca", random_state=SEED).fit(vectors.get("mean", 0)).embedding_)
+    busy.cancel()
+    assert busy.wait(60)

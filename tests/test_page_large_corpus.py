@@ -6,15 +6,18 @@ from __future__ import annotations
 import base64
 import html
 import json
+import tempfile
 
 import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
 
+from clsviz.artifacts import INCOMPLETE_MARKER
 from clsviz.extraction import save_shards
 from clsviz.vectors import PooledVectors
 from tests.conftest import open_page
 from ui.state import OTHER
-from ui.vectors import DATA_DIR_ENV, FOLDER_PATH
+from ui.vectors import DATA_DIR_ENV, FOLDER_PATH, FOLDER_UPLOAD
 
 ROWS, CHUNK, DIM, LAYERS = 100_000, 25_000, 32, 2
 TOPICS = np.array(["sport", "food", "<b>music</b>"])
@@ -153,3 +156,42 @@ def test_parquet_and_jsonl_uploads_in_the_picker():
         result = at.session_state["result"]
         assert result["texts"] == ("One sentence.", "Another <b>one</b>.", "A third.")
         assert result["labels"] == {"label": ("a", "b", "a")}
+
+
+def _folder_upload_script():
+    from pathlib import Path
+    from unittest import mock
+
+    import streamlit as st
+
+    from ui import vectors as V
+
+    class Upload:
+        def __init__(self, path):
+            self.name, self._data = path.name, path.read_bytes()
+
+        def getvalue(self):
+            return self._data
+
+    files = [Upload(p) for p in sorted(Path(st.session_state["folder"]).iterdir())]
+    with mock.patch.object(st, "file_uploader", lambda *a, **k: files):
+        shown = V.saved_vectors_picker("test.vectors")
+    st.session_state["rows"] = None if shown is None else len(shown.texts)
+
+
+def test_an_uploaded_shard_folder_is_written_whole_and_opened(tmp_path, tiny_encoder, monkeypatch):
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # where the app writes uploads
+    chunk = next(_chunks(tiny_encoder.name))
+    small = PooledVectors(vectors=chunk.vectors[:40], poolings=chunk.poolings, texts=chunk.texts[:40],
+                          model_name=chunk.model_name, truncated=chunk.truncated[:40], labels={})
+    save_shards([small], tmp_path / "source", rows=40)
+    at = AppTest.from_function(_folder_upload_script, default_timeout=60)
+    at.session_state["folder"] = str(tmp_path / "source")
+    at.session_state["test.vectors.kind"] = FOLDER_UPLOAD
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["rows"] == 40
+    written = [p for p in (tmp_path / "tmp" / "clsviz-uploads").iterdir()]
+    assert len(written) == 1 and not written[0].name.startswith(".")  # no staging copy left beside it
+    assert not (written[0] / INCOMPLETE_MARKER).exists()

@@ -16,9 +16,12 @@ from .cache import cached
 from .text import plain
 from .widgets import multiselect, radio, selectbox
 
+__all__ = ["DEMO", "PREVIEW_ROWS", "UPLOAD", "corpus_picker", "corpus_vectors", "show_messages", "vectors_key"]
+
 DEMO = "Demo corpus"
 UPLOAD = "Upload a file"
 PREVIEW_ROWS = 200
+
 
 def _load(
     data: bytes,

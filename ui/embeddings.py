@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ from ui.cache import cached, shared_cache
 from ui.corpus import DEMO, UPLOAD, corpus_picker
 from ui.vectors import saved_vectors_picker
 
+from . import engine, worker
 from .widgets import radio
 
 WARMUP_ENV = "CLSVIZ_UMAP_WARMUP"
@@ -127,12 +128,51 @@ def fitted_projection(
     n_neighbors: int = 15,
     min_dist: float = 0.1,
 ) -> Projector:
-    """The projection of one pooling's vectors at one layer, fit once per parameters. The
-    Projector is never changed after fit, so every session may share it (transform only reads)."""
+    """The projection of one pooling's vectors at one layer, fit once per parameters (here, or
+    taken from the job worker that :func:`prefetch_projections` asked to fit it). The Projector
+    is never changed after fit, so every session may share it (transform only reads)."""
     key = projection_key(vectors, corpus, layer, pooling, method, seed, n_neighbors, min_dist)
     X = vectors.get(pooling, layer)
-    return cached("projection", key, lambda: Projector(
-        method, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed).fit(X))
+
+    def compute() -> Projector:
+        with _fitting_lock:
+            job = _fitting.pop(key, None)
+        # A fit still waiting in the queue (the worker busy with someone's job) is done here instead.
+        if job is not None and not job.withdraw() and job.wait() and job.status == engine.DONE:
+            return job.result
+        return Projector(method, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed).fit(X)
+
+    return cached("projection", key, compute)
+
+
+_fitting: dict[tuple, engine.Job] = {}
+_fitting_lock = threading.Lock()
+
+
+def prefetch_projections(
+    vectors_of: Callable[[str], PooledVectors], corpus: Corpus, layer: int, poolings: Sequence[str], method: str,
+    seed: int | None, n_neighbors: int = 15, min_dist: float = 0.1,
+) -> list[engine.Job]:
+    """Have the job worker fit the projections of ``poolings[1:]`` that nobody has fit yet, while
+    this page fits the first and computes the rest of the page: a UMAP fit runs on one core, so
+    the panels' fits then share the machine's two. :func:`fitted_projection` collects them (or
+    fits one itself when the worker has not started it). ``vectors_of(pooling)``: the vectors
+    holding that pooling. Does nothing when jobs run in threads; returns the jobs started."""
+    if not engine.use_processes():
+        return []
+    started = []
+    for pooling in poolings[1:]:
+        vectors = vectors_of(pooling)
+        key = projection_key(vectors, corpus, layer, pooling, method, seed, n_neighbors, min_dist)
+        with _fitting_lock:
+            if key in _fitting or ("projection", *key) in shared_cache():
+                continue
+            fit = Projector(method, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed).fit
+            job = engine.Job(fn=worker.call, args=(fit, vectors.get(pooling, layer)), name="projection",
+                             label=f"{method.upper()} of the {pooling} panel", counted=False)
+            _fitting[key] = job
+        started.append(job.begin())
+    return started
 
 
 def seen_before(keys: Sequence[tuple]) -> bool:

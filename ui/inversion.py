@@ -21,6 +21,7 @@ from ui.text import plain
 from ui.widgets import download_csv, show
 
 from . import runner
+from .vectors import saved_mismatch
 from .widgets import number_input, selectbox
 
 POOLING_NAMES = {"cls": "[CLS]", "mean": "mean of all tokens"}
@@ -119,12 +120,13 @@ def _index(saved, pooling: str, layer: int) -> NeighbourIndex:
     return cached("knn.index", (key, pooling, int(layer)), lambda: build_index(saved, pooling, layer))
 
 
-def saved_neighbours(saved, trace, layer: int, model_name: str) -> None:
+def saved_neighbours(saved, trace, layer: int, encoder) -> None:
     """Nearest saved sentences of the typed sentence by two poolings side by side (default [CLS]
     and mean), from faiss indexes built once per (vectors, layer, pooling)."""
-    if saved.model_name != model_name:
-        st.warning(plain(f"These vectors come from {saved.model_name}; select it in the sidebar to search them "
-                         f"with your sentence (another model reads it differently)."), icon=":material/warning:")
+    mismatch = saved_mismatch(saved, encoder)
+    if mismatch:
+        st.warning(plain(f"{mismatch} Select the model that made them in the sidebar to search them with your "
+                         "sentence (another model reads it differently)."), icon=":material/warning:")
         return
     layers = list(getattr(saved, "layers", range(saved.num_layers + 1)))
     if layer not in layers:

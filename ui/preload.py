@@ -9,11 +9,14 @@ they share the CPU with the server's own start rather than run beside it). The f
 under way, and gets ``None`` when no preload was started, it failed or it took longer than the
 wait, and then loads the model itself, as before. The encoder is
 handed over once: afterwards Streamlit's resource cache holds it and this module keeps no
-reference. ``CLSVIZ_PRELOAD=0`` turns the preload off.
+reference. The same thread starts the job engine's warm worker process (:func:`ui.engine.warm`)
+and has it load the bundled model too, so the first background job does not wait for a fresh
+interpreter, torch and the weights. ``CLSVIZ_PRELOAD=0`` turns both off.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import TYPE_CHECKING
@@ -34,9 +37,22 @@ _done = threading.Event()
 _state: dict = {}  # "thread", then "encoder" or "error"
 
 
+def _warm_workers() -> None:
+    """Start the job engine's worker process and load the bundled model in it (at the worker's
+    lower priority), so the first background job finds it warm."""
+    from clsviz.encoder import DEFAULT_MODEL
+    from ui import engine  # here, not at the top: it imports torch, which belongs in this thread
+
+    try:
+        engine.warm((DEFAULT_MODEL,))
+    except Exception:  # the first job starts its worker itself, as before
+        logging.getLogger(__name__).warning("the job worker could not be started ahead", exc_info=True)
+
+
 def _load() -> None:
     from clsviz import load_encoder
 
+    _warm_workers()
     try:
         encoder = load_encoder()
         with _lock:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import streamlit as st
 
 from clsviz.analyses import NotApplicable, ParamError, Result, get
+from clsviz.analyses import run as run_analysis
 
 from . import jobs
 from .cache import cached, shared_cache
@@ -46,14 +47,21 @@ def result_key(result: Result) -> tuple | None:
     return _KEYS.get(result)
 
 
-def run(name: str, *inputs, **params) -> Result:
+def run(name: str, *inputs, wait: str | None = None, **params) -> Result:
     """The analysis ``name`` on ``inputs`` with ``params``, computed once and shared.
 
-    Raises what the analysis raises: :class:`NotApplicable` (the evidence does not apply here:
-    show its message), :class:`ParamError` or ``ValueError`` (bad input: show the message)."""
+    ``wait`` names the computation for a person who waits for it on the page (seconds, not
+    minutes): it then runs through the job queue with its place in the queue and a progress bar
+    (``ui.jobs.compute``) instead of inside the page's own run. Raises what the analysis raises:
+    :class:`NotApplicable` (the evidence does not apply here: show its message),
+    :class:`ParamError` or ``ValueError`` (bad input: show the message)."""
     analysis = get(name)
     key = analysis.key(inputs, params)
-    return _remember(cached(_NAMESPACE, key, lambda: analysis(*inputs, **params)), key)
+    if wait is None:
+        compute = lambda: analysis(*inputs, **params)  # noqa: E731 - one expression, named for the cache call
+    else:
+        compute = lambda: jobs.compute(wait, run_analysis, name, *inputs, **params)  # noqa: E731
+    return _remember(cached(_NAMESPACE, key, compute), key)
 
 
 def choices(name: str, param: str) -> tuple:
@@ -83,12 +91,9 @@ def start(name: str, *inputs, slot: str | None = None, label: str = "", **params
     key = analysis.key(inputs, params)  # checks the parameters before anything is queued
     job_key = _job_key(name, slot)
     st.session_state.setdefault(_JOB_KEYS, {})[job_key] = key
-    return jobs.launch(job_key, _run_and_return, name, *inputs, label=label or analysis.title, **params)
-
-
-def _run_and_return(name: str, *inputs, progress=None, cancel=None, **params) -> Result:
-    # Module-level, so the job pickles by reference and can run in the worker process.
-    return get(name)(*inputs, progress=progress, cancel=cancel, **params)
+    # clsviz.analyses.run is module-level in a Streamlit-free module: the job pickles by reference and the
+    # worker process imports no Streamlit to run it.
+    return jobs.launch(job_key, run_analysis, name, *inputs, label=label or analysis.title, **params)
 
 
 def background(

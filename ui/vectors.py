@@ -7,14 +7,16 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
 import streamlit as st
 
 from clsviz import PooledVectors
+from clsviz.artifacts import ArtifactError, atomic_folder
 from clsviz.shards import MANIFEST, ShardedVectors, open_shards
-from clsviz.vectors_io import load_vectors
+from clsviz.vectors_io import load_vectors, vectors_mismatch
 from ui.cache import cached
 
 from .widgets import radio, text_input
@@ -61,6 +63,12 @@ def vectors_uploader(key: str) -> PooledVectors | None:
         + (f"; labels: {', '.join(vectors.labels)}" if vectors.labels else "")
     )
     return vectors
+
+
+def saved_mismatch(saved, encoder) -> str | None:
+    """Why ``saved`` vectors cannot be placed beside ``encoder``'s own (another model's name, or
+    another model's shape under this model's name), or None when they can."""
+    return None if saved is None else vectors_mismatch(saved, encoder.info)
 
 
 def data_dir() -> Path | None:
@@ -125,9 +133,17 @@ def _folder_upload(key: str) -> ShardedVectors | None:
     digest = hashlib.sha256(b"".join(hashlib.sha256(n.encode() + d).digest() for n, d in sorted(named.items())))
     folder = Path(tempfile.gettempdir()) / "clsviz-uploads" / digest.hexdigest()[:32]
     if not (folder / MANIFEST).is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, data in named.items():
-            (folder / name).write_bytes(data)
+        # Whole or not at all: a server stopped half-way leaves no folder that looks complete.
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        if folder.is_dir():
+            shutil.rmtree(folder)  # an unfinished copy written before the folders were written atomically
+        try:
+            with atomic_folder(folder) as staging:
+                for name, data in named.items():
+                    (staging / name).write_bytes(data)
+        except ArtifactError:
+            if not (folder / MANIFEST).is_file():  # not a second session writing the same upload
+                raise
     return _open_folder(folder)
 
 
@@ -152,7 +168,7 @@ def saved_vectors_picker(key: str):
         return vectors_uploader(key)
     try:
         vectors = _folder_upload(f"{key}.folder_files") if kind == FOLDER_UPLOAD else _folder_path(f"{key}.path", root)
-    except ValueError as exc:  # ShardError included: a damaged folder, a path outside the data directory
+    except (ValueError, OSError) as exc:  # ShardError included; OSError: the upload could not be written
         st.error("These vectors could not be used:", icon=":material/error:")
         st.text(str(exc))
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..artifacts import atomic_path
 from .common import (
     DEMO,
     EXIT_OK,
@@ -23,6 +24,7 @@ from .common import (
     load_encoder_arg,
     print_messages,
     status,
+    write_csv,
 )
 
 __all__ = ["cmd_analyses", "cmd_run", "register", "write_html"]
@@ -159,11 +161,12 @@ def write_html(result, path: Path, title: str) -> None:
         parts.append(f"<h2>{html.escape(key)}</h2>" + fig.to_html(full_html=False, include_plotlyjs=i == 0,
                                                                    div_id=f"clsviz-figure-{i}"))  # fmt: skip
     sentences = "".join(f"<p>{html.escape(s)}</p>" for s in result.summary())
-    path.write_text(
+    document = (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-        f"<body><h1>{html.escape(title)}</h1>{sentences}{''.join(parts)}</body></html>\n",
-        encoding="utf-8",
+        f"<body><h1>{html.escape(title)}</h1>{sentences}{''.join(parts)}</body></html>\n"
     )
+    with atomic_path(path) as partial:  # an HTML file cut short never stands under its name
+        partial.write_text(document, encoding="utf-8")
 
 
 def cmd_run(args) -> int:
@@ -194,7 +197,7 @@ def cmd_run(args) -> int:
         print(sentence)
     table = result.table()
     if out is not None:
-        table.to_csv(out, index=False)
+        write_csv(table, out)
         status(args, f"Wrote {out} ({len(table):,} rows, {file_size(out)})")
     elif not result.summary():
         print(table.head(20).to_string(index=False))

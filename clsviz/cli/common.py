@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..artifacts import atomic_path
+
 __all__ = [
     "DEMO",
     "EXIT_FAILURE",
@@ -36,6 +38,7 @@ __all__ = [
     "print_messages",
     "read_corpus",
     "status",
+    "write_csv",
 ]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -95,6 +98,12 @@ def file_size(path: Path) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+def write_csv(table, out: Path) -> None:
+    """Write a DataFrame to ``out`` as CSV; the file stands under its name only once complete."""
+    with atomic_path(out) as partial:
+        table.to_csv(partial, index=False)
 
 
 def check_output(path: str, endings: tuple[str, ...], what: str) -> Path:

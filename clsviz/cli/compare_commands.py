@@ -14,6 +14,7 @@ from .common import (
     print_messages,
     read_corpus,
     status,
+    write_csv,
 )
 
 __all__ = ["cmd_compare", "register"]
@@ -72,7 +73,7 @@ def cmd_compare(args) -> int:
     print("\n".join("  " + line for line in wide.to_string(float_format=lambda x: f"{x:.4f}").splitlines()))
     print(describe_change(comparison))
     if out is not None:
-        comparison.table().to_csv(out, index=False)
+        write_csv(comparison.table(), out)
         print(f"Saved:  {out} (every layer of A × every layer of B, per reading)")
     return EXIT_OK
 

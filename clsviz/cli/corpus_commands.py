@@ -22,6 +22,7 @@ from .common import (
     print_messages,
     read_corpus,
     status,
+    write_csv,
 )
 
 __all__ = ["cmd_embed", "cmd_probe", "register"]
@@ -161,7 +162,7 @@ def cmd_probe(args) -> int:
     if args.control or args.mdl:
         table = _probe_controls(args, vectors, names, layers, random_token, table)
     if out is not None:
-        table.to_csv(out, index=False)
+        write_csv(table, out)
         print(f"Saved:  {out}")
     return EXIT_OK
 

@@ -17,6 +17,7 @@ from .common import (
     print_messages,
     read_corpus,
     status,
+    write_csv,
 )
 
 __all__ = ["EXPERIMENTS", "cmd_intervene", "register"]
@@ -92,11 +93,11 @@ def cmd_intervene(args) -> int:
     print(result.table.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
     print(result.finding)
     if out is not None:
-        result.table.assign(model=result.model_name, label=result.label).to_csv(out, index=False)
+        write_csv(result.table.assign(model=result.model_name, label=result.label), out)
         print(f"Saved:  {out}")
         if result.attention is not None:
             beside = out.with_name(f"{out.stem}_attention.csv")
-            result.attention.to_csv(beside, index=False)
+            write_csv(result.attention, beside)
             print(f"Saved:  {beside}")
     return EXIT_OK
 

@@ -26,8 +26,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..artifacts import ArtifactError, atomic_folder
 from ..encoder import Encoder, _eager_view
 from ..pooling import pool_hidden
+from ..provenance import text_digest
 from ..vectors import pad_rows
 from .position import variant_inputs
 from .probe import ProbeError
@@ -270,25 +272,32 @@ class TrainedClassifier:
     label_name: str
     base_model: str
     steps: int
+    training_texts: tuple[str, ...] = ()
 
     def save(self, folder) -> Path:
         """Write ``config.json`` (with ``id2label``), ``model.safetensors``, the tokenizer and a
-        ``clsviz.json`` note of how it was made into ``folder`` (created; it must not hold a
+        ``clsviz.json`` note of how it was made (with the SHA-256 digests of its training texts, see
+        :func:`clsviz.provenance.training_texts`) into ``folder`` (created; it must not hold a
         model already). Returns the folder."""
         folder = Path(folder)
         if (folder / "config.json").exists():
             raise SaveError(f"'{folder}' already holds a model; choose another folder (nothing is overwritten).")
         if not folder.parent.is_dir():
             raise SaveError(f"The folder '{folder.parent}' does not exist; create it or choose another place.")
-        folder.mkdir(exist_ok=True)
-        self.model.save_pretrained(str(folder))
-        self.tokenizer.save_pretrained(str(folder))
         note = {
             "made_by": "clsviz fine-tuning (pooling cls_head)",
             "base_model": self.base_model,
             "label": self.label_name,
             "labels": list(self.labels),
             "steps": self.steps,
+            # Which texts it saw, as digests: probes and scores on this model leave them out.
+            "training_texts_sha256": sorted({text_digest(t) for t in self.training_texts}),
         }
-        (folder / "clsviz.json").write_text(json.dumps(note, indent=1))
+        try:  # written aside and renamed when complete: a save cut short never looks like a model
+            with atomic_folder(folder) as staging:
+                self.model.save_pretrained(str(staging))
+                self.tokenizer.save_pretrained(str(staging))
+                (staging / "clsviz.json").write_text(json.dumps(note, indent=1))
+        except ArtifactError as exc:
+            raise SaveError(str(exc)) from exc
         return folder

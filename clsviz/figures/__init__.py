@@ -24,6 +24,8 @@ from ._inversion import *  # noqa: F401,F403
 from ._inversion import __all__ as _inversion_all
 from ._lens import *  # noqa: F401,F403
 from ._lens import __all__ as _lens_all
+from ._literature import *  # noqa: F401,F403
+from ._literature import __all__ as _literature_all
 from ._mixing import *  # noqa: F401,F403
 from ._mixing import __all__ as _mixing_all
 from ._position import *  # noqa: F401,F403
@@ -48,6 +50,7 @@ __all__ = [
     *_classifier_all,
     *_compare_all,
     *_dynamics_all,
+    *_literature_all,
     "FigureSpec",
     "figure_spec",
     "figure_specs",
