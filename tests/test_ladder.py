@@ -11,6 +11,7 @@ from clsviz.corpus import demo_corpus
 from clsviz.experiments.ladder import PUBLISHED, inversion_ladder, ladder_layers
 from clsviz.experiments.text_match import token_f1
 from clsviz.figures import ladder_figure
+from tests.test_inversion import tiny_mlm_dir  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -86,3 +87,16 @@ def test_published_figures_carry_their_setup():
     rows = PUBLISHED.set_index("correction_steps")
     assert rows.loc[50, "exact"] == 0.92 and rows.loc[50, "model"] == "GTR-base" and rows.loc[0, "bleu"] == 30.0
     assert (PUBLISHED["max_tokens"] == 32).all() and PUBLISHED["source"].str.contains("Morris").all()
+
+
+@pytest.mark.parametrize("kind", ["roberta", "distilbert", "mlm"])
+def test_any_encoder_folder(kind, tiny_model_dirs, tiny_mlm_dir, texts):  # noqa: F811
+    """Other families and a folder saved with its masked-LM head (as the pretraining lab saves
+    them) run the ladder the same way."""
+    from clsviz import load_encoder
+
+    folder = tiny_mlm_dir if kind == "mlm" else tiny_model_dirs[kind]
+    enc = load_encoder(str(folder))
+    result = inversion_ladder(enc, texts, layers="last", poolings=("cls", "mean"), steps=3)
+    assert set(result.table["layer"]) == {enc.info.num_layers}
+    assert result.examples["output"].map(type).eq(str).all()
