@@ -4,6 +4,7 @@
 import streamlit as st
 
 from ui import runner
+from ui.lens import lens_block
 from ui.state import PAGES, ROOT, current_encoder, current_traces, page_setup, stop_without_summary
 from ui.text import plain
 from ui.warmup import after_first_draw, baseline_note, ready_baseline
@@ -66,3 +67,6 @@ for f in overview.findings:
 if baseline is None:
     baseline_note(encoder)
 runner.download_table(overview, "clsviz-overview.csv", csv_key="overview.csv")
+
+# The tuned lens: a separate block below the four questions, run on request.
+lens_block(encoder, target="final", key="overview.lens")

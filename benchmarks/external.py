@@ -1,5 +1,5 @@
 """The benchmark modules of other areas, folded into results.json: benchmarks/mixing.py,
-interventions.py, dynamics.py and corpora.py, each with ``measure() -> dict``.
+interventions.py, dynamics.py, corpora.py and inversion.py, each with ``measure() -> dict``.
 
 Their figures are kept under ``<module>.<key>`` (nested dicts flattened with dots). A number
 with ``<key>_min`` / ``<key>_max`` siblings, or a dict with a median (or value) and min and max,
@@ -22,7 +22,7 @@ from benchmarks.timing import Settings
 
 __all__ = ["EVIDENCE", "MODULES", "fold", "measure_external"]
 
-MODULES = ("mixing", "interventions", "dynamics", "corpora", "lab")
+MODULES = ("mixing", "interventions", "dynamics", "corpora", "lab", "inversion")
 
 EVIDENCE = {
     "evidence_value_zeroing_ratio": ("mixing", "value_zeroing_32_ratio"),

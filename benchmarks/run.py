@@ -78,7 +78,7 @@ def _groups() -> dict:
 GROUP_NAMES = ("model_load", "trace", "page", "throughput", "breakdown", "gpu", "probe", "umap", "growth", "browser",
                "cold_start", "first_visit", "upload", "app_memory", "load", "visitors", "finetune", "job_wait",
                "finetune_page", "evidence")
-EXTERNAL_NAMES = ("mixing", "interventions", "dynamics", "corpora", "lab")
+EXTERNAL_NAMES = ("mixing", "interventions", "dynamics", "corpora", "lab", "inversion")
 
 
 def chosen_groups(only: str | None) -> list[str]:

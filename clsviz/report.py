@@ -33,7 +33,7 @@ from .tracing import Trace, summary_index
 from .version import __version__
 
 __all__ = ["NotApplicable", "ReportSection", "build_report", "layer_stats", "report_analyses", "report_sections",
-           "section_keys", "write_report"]
+           "result_sections", "section_keys", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class ReportSection:
 
     ``figure`` is None when drawing failed under ``strict=False`` (``error`` says why) or when
     the section does not apply to this model (``note`` says why, e.g. no masked-LM head).
+    ``sentences`` are what the numbers show, in words (a result's summary).
     """
 
     key: str
@@ -50,6 +51,21 @@ class ReportSection:
     figure: object | None
     error: str | None = None
     note: str | None = None
+    sentences: tuple[str, ...] = ()
+
+
+def result_sections(result, title: str | None = None) -> list[ReportSection]:
+    """Sections for an analysis result computed on a corpus rather than on the report's sentence
+    (the tuned lens, the inversion ladder: ``clsviz inspect --lens / --ladder``, or a page's
+    finished job): each of its figures, the result's summary sentences under the first. ``title``
+    replaces the first figure's registered title."""
+    out = []
+    for i, key in enumerate(result.figure_keys()):
+        spec = figure_spec(key)
+        sentences = tuple(result.summary()) if i == 0 else ()
+        out.append(ReportSection(key, (title if i == 0 and title else spec.title), spec.caption, result.figure(key),
+                                 sentences=sentences))
+    return out
 
 
 def report_analyses() -> list[Analysis]:
@@ -186,7 +202,7 @@ border-radius:4px;padding:1px 5px;margin:2px}.tok.special{background:#fecaca}
 table.summary{border-collapse:collapse;font-size:.85rem}table.summary td,table.summary th{
 border:1px solid #e5e7eb;padding:3px 8px;text-align:right}.caption{color:#374151}
 table.claims{border-collapse:collapse;font-size:.85rem}table.claims td,table.claims th{border:1px solid #e5e7eb;
-padding:4px 8px;vertical-align:top;text-align:left}.error{color:#b91c1c}.note{color:#6b7280;font-style:italic}nav ol{columns:2}footer{margin-top:3rem;color:#9ca3af;font-size:.8rem}
+padding:4px 8px;vertical-align:top;text-align:left}.error{color:#b91c1c}.finding{font-weight:500}.note{color:#6b7280;font-style:italic}nav ol{columns:2}footer{margin-top:3rem;color:#9ca3af;font-size:.8rem}
 """
 
 
@@ -233,6 +249,7 @@ def build_report(trace: Trace, encoder=None, baseline=None, title: str | None = 
     drawn = 0  # figures so far: the first one carries plotly.js, ids number the figures
     for section in sections:
         body = f"<p class='caption'>{_esc(section.caption)}</p>" if section.caption else ""
+        body += "".join(f"<p class='finding'>{_esc(sentence)}</p>" for sentence in section.sentences)
         if section.note is not None:
             body += f"<p class='note'>{_esc(section.note)}</p>"
         elif section.figure is None:

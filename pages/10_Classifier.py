@@ -5,6 +5,7 @@ import streamlit as st
 from clsviz import figures
 from clsviz.heads import classifier_lens, describe_settled, predict, settled_layer
 from ui.classifier import cached_lens_table, no_head_message
+from ui.lens import lens_block
 from ui.state import current_encoder, current_traces, page_setup
 from ui.text import plain
 from ui.widgets import download_csv, sentence_picker, show
@@ -42,3 +43,6 @@ st.caption(
 )
 show("classifier.mean_lens", figures.mean_lens_figure(table, info.cls_token), key="classifier.mean_lens")
 download_csv(table, "classifier_lens.csv", key="classifier.csv", label="Download both lenses (CSV)")
+
+# The tuned lens through this classifier's head: a separate block, run on request.
+lens_block(encoder, target="logits", key="classifier.tuned_lens")

@@ -129,6 +129,17 @@ def open_page(page: str, sentences: str | None = None, timeout: float = 240, **s
     return at
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests (``pytestmark = pytest.mark.usefixtures(...)``): on a
+    machine shared with other work, two threads spin against each other (a short forward pass was
+    measured 10x slower); results do not change."""
+    from clsviz.experiments.inverter import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
 @pytest.fixture(scope="session")
 def encoder():
     """The bundled all-MiniLM-L6-v2 encoder (real weights, no network)."""

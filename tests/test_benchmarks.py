@@ -232,3 +232,26 @@ def test_a_remeasured_area_replaces_all_its_old_figures(tmp_path, monkeypatch):
     figures = json.loads((tmp_path / "results.json").read_text())["figures"]
     assert "mixing.renamed_since" not in figures and figures["mixing.alti_32_ratio"]["value"] == 1.0
     assert "corpora.untouched" in figures
+
+
+def test_inversion_benchmark_records_the_median_ladder_with_its_spread(monkeypatch):
+    """benchmarks/inversion.py: the ladder's minutes over three runs as median, min and max with
+    the 5-minute target, folded like the other areas' modules (the ladder itself is replaced by
+    fixed times here; make bench runs the real one)."""
+    import benchmarks.inversion as inversion
+    import clsviz.analyses
+
+    times = iter([4.0, 2.0, 3.0])
+    monkeypatch.setattr(inversion, "_ladder_once", lambda encoder, texts, layers: (
+        next(times), {"settings": {"layers": layers}, "best_bleu": 50.0, "best_at": "mean layer 0"}))
+    monkeypatch.setattr(clsviz.analyses, "get", lambda name: (lambda *args, **kwargs: None))
+    out = inversion.measure(runs=3)
+    assert (out["inverter_train_demo_minutes"], out["inverter_train_demo_minutes_min"],
+            out["inverter_train_demo_minutes_max"], out["runs"]) == (3.0, 2.0, 4.0, 3)
+    assert out["settings"] == {"layers": "all"} and out["targets"]["inverter_train_demo_minutes"]["met"]
+    figures, context = external.fold("inversion", out, inversion.TARGETS)
+    fig = figures["inversion.inverter_train_demo_minutes"]
+    assert (fig["value"], fig["min"], fig["max"]) == (3.0, 2.0, 4.0)
+    assert fig["target"] == {"op": "<=", "value": 5.0}
+    assert results.unit_of("inversion.inverter_train_demo_minutes", {}) == "min"
+    assert run.chosen_groups("inversion") == ["evidence"]

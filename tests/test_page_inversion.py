@@ -142,3 +142,43 @@ def test_a_new_corpus_uses_all_its_texts_not_the_last_corpus_sample(tiny_model_d
     key = "inversion.sample." + load_corpus(data, "upload.csv").content_hash[:16]
     assert at.number_input(key=key).value == 1130
     assert not [c for c in at.caption if "Using the first" in c.value]
+
+
+def test_trained_inverter_tab_ladder_and_typed_sentence(tiny_model_dirs):
+    """The ladder as a background job (its figure holds the numbers a direct run gives), then the
+    two inverters for the chosen layer and what they write back from a typed sentence."""
+    from clsviz.experiments.ladder import inversion_ladder
+    from ui import jobs
+
+    folder = tiny_model_dirs["bert"]
+    at = _tiny(folder, **{SAMPLE_KEY: 60, "inversion.pairs.source": UPLOAD_PAIRS, "inversion.section": "Trained inverter",
+                          "inversion.ladder.layers": "last", "inversion.ladder.steps": 50, "inversion.layer": 2})
+    assert not chart_specs(at)
+    at.button(key="analysis.inversion.ladder.start").click().run()
+    job = at.session_state["clsviz.jobs"]["analysis.inversion.ladder"]
+    assert job.wait(600)
+    at.run()
+    assert not at.exception and job.status == jobs.DONE, job.error
+    (spec,) = chart_specs(at)
+    enc = load_encoder(str(folder))
+    direct = inversion_ladder(enc, demo_corpus().texts[:60], layers="last", steps=50).table
+    want = direct[(direct["method"] == "inverter") & (direct["pooling"] == "cls") & (direct["metric"] == "token_f1")]
+    line = next(d for d in spec["data"] if d["name"] == "cls · inverter" and d["xaxis"] in (None, "x"))
+    assert _arr(line["y"]).astype(float).tolist() == pytest.approx(want["estimate"].round(4).tolist(), abs=1e-4)
+    assert any("vec2text" in m.value for m in at.markdown)
+    frames = [df.value for df in at.dataframe]
+    assert any("GTR-base" in set(f.get("model", [])) for f in frames)
+    assert any("[CLS]" in f.columns and "reference" in f.columns for f in frames)
+
+    at.button(key="analysis.inversion.inverter.start").click().run()
+    pair_job = at.session_state["clsviz.jobs"]["analysis.inversion.inverter"]
+    assert pair_job.wait(600)
+    at.run()
+    at.text_input(key="inversion.typed").set_value("<b>A typed</b> sentence about rain.").run()
+    assert not at.exception and pair_job.status == jobs.DONE, pair_job.error
+    expected = pair_job.result.recover(enc, ["<b>A typed</b> sentence about rain."])
+    shown = [t.value for t in at.text]
+    for pooling in ("cls", "mean"):
+        output = expected[expected["pooling"] == pooling]["output"].iloc[0]
+        assert (output or "(nothing)") in shown
+    assert any("token F1" in c.value and "cosine" in c.value for c in at.caption)

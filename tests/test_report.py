@@ -481,3 +481,18 @@ def test_mlm_head_reading_matches_the_head(tmp_path):
     best = tokenizer.convert_ids_to_tokens(logits.argmax(dim=-1).tolist())
     heat = section.figure.data[0]
     assert [row[0] for row in heat.text] == [html.escape(tok, quote=False) for tok in best]
+
+
+def test_result_sections_carry_figures_and_sentences(tiny_encoder):
+    """A corpus analysis (the tuned lens) drawn as report sections: its figure, its summary
+    sentences under it, escaped in the HTML."""
+    from clsviz.analyses import run
+    from clsviz.corpus import demo_corpus
+
+    result = run("lens.tuned", tiny_encoder, list(demo_corpus().texts[:30]))
+    sections = report.result_sections(result, title="Lens <b>title</b>")
+    assert [s.key for s in sections] == ["lens.tuned"]
+    assert sections[0].sentences == tuple(result.summary()) and sections[0].figure is not None
+    page = report.build_report(trace(tiny_encoder, "the cat"), sections=sections)
+    assert "Lens &lt;b&gt;title&lt;/b&gt;" in page
+    assert all(html.escape(s, quote=True) in page for s in result.summary())

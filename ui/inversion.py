@@ -1,5 +1,7 @@
-"""Streamlit helpers of the "Recover the sentence?" page: paraphrase recall on scored pairs,
-the bag-of-words table and the masked-LM head, each cached."""
+"""Streamlit helpers of the "Recover the sentence?" page: the corpus's vectors, paraphrase recall on
+scored pairs, the bag-of-words decoder, the masked-LM head's availability, saved-vector neighbours
+(faiss), and what the trained inverters recover from a typed sentence. Every number comes from an
+analysis run through :mod:`ui.runner`."""
 
 from __future__ import annotations
 
@@ -8,60 +10,89 @@ import pandas as pd
 import streamlit as st
 
 from clsviz import Corpus, Encoder, PooledVectors, figures, pool
-from clsviz.benchmark import COMPARE_POOLINGS
-from clsviz.experiments.inversion import MLMHead, bow_f1, load_mlm_head
-from clsviz.experiments.neighbours import neighbour_agreement, pair_set, paraphrase_recall
+from clsviz.benchmark import COMPARE_POOLINGS, pair_texts
+from clsviz.experiments.inversion import MLMHead, load_mlm_head
+from clsviz.experiments.ladder import PUBLISHED
+from clsviz.experiments.neighbours import neighbour_agreement
 from clsviz.knn import NeighbourIndex, build_index, neighbour_search
 from ui.cache import cached
 from ui.corpus import corpus_vectors
-from ui.position import remembered
 from ui.text import plain
 from ui.widgets import download_csv, show
 
+from . import runner
 from .vectors import saved_mismatch
 from .widgets import number_input, selectbox
 
 POOLING_NAMES = {"cls": "[CLS]", "mean": "mean of all tokens"}
 
 
+def page_vectors(encoder: Encoder, corpus: Corpus, saved, sample: int) -> PooledVectors | None:
+    """The corpus embedded once per model (the shared cache every corpus page uses); saved
+    vectors as they are (their first ``sample`` texts). None while the embedding cannot be made."""
+    if saved is not None:
+        return saved_sample(saved, int(sample))
+    return corpus_vectors(encoder, corpus, COMPARE_POOLINGS)
+
+
 def pair_recall(encoder: Encoder, pairs: pd.DataFrame, name: str):
-    """(recall table, PairSet) for the paraphrase pairs of ``pairs``; the sentences are embedded
-    through the shared corpus-vector cache (the Similarity benchmark reuses the same vectors).
-    None after a message when the pairs hold no usable paraphrase."""
-    try:
-        ps = pair_set(pairs)
-    except ValueError as exc:
-        st.error(plain(str(exc)), icon=":material/error:")
-        return None
-    vectors = corpus_vectors(encoder, Corpus(texts=ps.texts, name=name), poolings=COMPARE_POOLINGS)
+    """The ``inversion.recall`` result for the paraphrase pairs of ``pairs``; their sentences are
+    embedded through the shared corpus-vector cache (the Similarity benchmark reuses the same
+    vectors). None after a message when the pairs hold no usable paraphrase."""
+    vectors = corpus_vectors(encoder, Corpus(texts=pair_texts(pairs), name=name), poolings=COMPARE_POOLINGS)
     if vectors is None:
         return None
     try:
-        return paraphrase_recall(vectors, ps.pairs, ("cls", "mean")), ps
+        return runner.run("inversion.recall", vectors, pairs)
     except ValueError as exc:
         st.error(plain(f"recall@1 could not be computed: {exc}"), icon=":material/error:")
         return None
 
 
-def bow_table(vectors: PooledVectors, vectors_key: str, vocab_size: int):
-    """(table, vocabulary) of :func:`bow_f1` for cls and mean, cached per vectors and vocabulary
-    size; None after a message when the corpus cannot be decoded."""
-    key = f"bow_f1|{vectors_key}|{int(vocab_size)}"
+def bow_result(vectors: PooledVectors, vocab_size: int):
+    """The ``inversion.bow`` result (one decoder per layer, cached per vectors and vocabulary
+    size); None after a message when the corpus cannot be decoded."""
     try:
         with st.spinner("Training one decoder per layer…"):
-            return remembered(key, lambda: bow_f1(vectors, ("cls", "mean"), vocab_size=int(vocab_size)))
+            return runner.run("inversion.bow", vectors, vocab_size=int(vocab_size))
     except ValueError as exc:
         st.error(plain(f"The decoder could not be trained: {exc}"), icon=":material/error:")
         return None
 
 
 def cached_mlm_head(encoder: Encoder) -> MLMHead:
-    """The encoder's masked-LM head (or the note saying there is none), loaded once per model."""
+    """The encoder's masked-LM head (or the note saying there is none), looked for once per model."""
     try:
         with st.spinner("Looking for a masked-LM head in the checkpoint…"):
             return cached("mlm_head", (encoder.name,), lambda: load_mlm_head(encoder))
     except Exception as exc:  # a broken checkpoint must not reach the page as a traceback
         return MLMHead(None, f"The masked-LM head could not be loaded ({type(exc).__name__}: {exc}).")
+
+
+def published_inversion() -> pd.DataFrame:
+    """vec2text's published figures with their setup, as a table to show beside the ladder."""
+    return PUBLISHED[["method", "model", "data", "max_tokens", "correction_steps", "bleu", "exact", "inverter",
+                      "note"]].rename(columns={"max_tokens": "tokens", "correction_steps": "correction steps"})
+
+
+def ladder_examples(result, layer: int) -> pd.DataFrame:
+    """What the ladder's inverters wrote for held-out sentences at ``layer`` ([CLS] and mean side
+    by side), first 20 sentences."""
+    ex = result.data.examples
+    rows = ex[(ex["method"] == "inverter") & (ex["layer"] == layer)]
+    wide = rows.pivot_table(index="reference", columns="pooling", values="output", aggfunc="first")
+    keep = [p for p in ("cls", "mean", "max") if p in wide.columns]
+    return wide[keep].rename(columns={p: POOLING_NAMES.get(p, p) for p in keep}).reset_index().head(20)
+
+
+def recovered(pair, encoder: Encoder, text: str, corrections: int) -> pd.DataFrame:
+    """What the trained inverters write back from ``text``'s [CLS] and mean (cached per inverters,
+    text and correction steps)."""
+    made_under = runner.result_key(pair)
+    compute = lambda: pair.recover(encoder, [text], corrections=int(corrections))  # noqa: E731
+    if made_under is None:
+        return compute()
+    return cached("inversion.recovered", (made_under, text, int(corrections)), compute)
 
 
 def saved_sample(saved, n: int) -> PooledVectors:

@@ -18,7 +18,7 @@ from ..architectures import BlockStructureError
 from ..attribution import attribute, attribution_table
 from ..experiments import interventions as iv
 from ..experiments.dynamics import flow_table, gradient_flows
-from ..experiments.inversion import load_mlm_head, mlm_reading
+from ..experiments.inversion import load_mlm_head, mlm_reading, summarize_mlm_reading
 from ..experiments.position import position_experiment, summarize_position
 from ..faithfulness import MEASURES, rank_measures, verdict
 from ..layers import check_block
@@ -59,7 +59,8 @@ def mlm_analysis(encoder, trace: Trace, *, k: int = 5) -> Drawn:
     if trace.cls_index is None:
         raise NotApplicable(no_summary_message("Reading [CLS] with the masked-LM head", trace.info.name))
     reading = mlm_reading(head, trace.hidden_states[:, trace.cls_index], encoder.tokenizer, k=k)
-    return Drawn(drawings={"inversion.mlm": (reading,)}, tidy=reading)
+    return Drawn(drawings={"inversion.mlm": (reading,)}, tidy=reading,
+                 sentences=(summarize_mlm_reading(reading, trace.text),))
 
 
 @dataclass(frozen=True, eq=False)

@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "intervention_commands",
     "training_commands",
     "lab_commands",
+    "inversion_commands",
     "compare_commands",
     "literature_commands",
     "model_commands",

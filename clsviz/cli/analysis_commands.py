@@ -27,7 +27,7 @@ from .common import (
     write_csv,
 )
 
-__all__ = ["cmd_analyses", "cmd_run", "register"]
+__all__ = ["cmd_analyses", "cmd_run", "register", "write_html"]
 
 VECTOR_POOLINGS = ("cls", "mean", "max")
 """The poolings ``clsviz run`` extracts when an analysis takes corpus vectors."""
@@ -153,7 +153,7 @@ def _inputs(analysis, args) -> list:
     return [made.get(r) for r in roles]
 
 
-def _write_html(result, path: Path, title: str) -> None:
+def write_html(result, path: Path, title: str) -> None:
     import html
 
     parts = []
@@ -202,7 +202,7 @@ def cmd_run(args) -> int:
     elif not result.summary():
         print(table.head(20).to_string(index=False))
     if page is not None:
-        _write_html(result, page, f"clsviz: {analysis.title}")
+        write_html(result, page, f"clsviz: {analysis.title}")
         status(args, f"Wrote {page} ({file_size(page)})")
     return EXIT_OK
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from .common import (
@@ -14,6 +15,8 @@ from .common import (
     check_output,
     file_size,
     load_encoder_arg,
+    positive_int,
+    read_corpus,
     status,
 )
 
@@ -94,10 +97,12 @@ def cmd_inspect(args) -> int:
         _print_classifier(encoder, tr)
     _print_mixing(encoder, tr)
     claims = _findings(args, encoder) if args.findings else None
+    corpus_sections = _corpus_sections(args, encoder)
     if out is None:
         return EXIT_OK
     only = [s.strip() for s in args.sections.split(",") if s.strip()] if args.sections else None
     sections = report_sections(tr, encoder, baseline, only=only, strict=False, progress=Progress("Figures", not args.quiet))
+    sections += corpus_sections
     for section in sections:
         if section.error:
             print(f"clsviz: warning: the '{section.key}' figure was left out: {section.error}", file=sys.stderr)
@@ -108,6 +113,33 @@ def cmd_inspect(args) -> int:
     drawn = sum(s.figure is not None for s in sections)
     print(f"Report: {out} ({file_size(out)}, {drawn} figures; opens offline in any browser)")
     return EXIT_OK
+
+
+def _corpus_sections(args, encoder) -> list:
+    """The tuned lens (``--lens CORPUS``) and the inversion ladder (``--ladder CORPUS``), run on a
+    corpus: their sentences printed, their sections for the report."""
+    from ..analyses import NotApplicable, get
+    from ..report import result_sections
+
+    out = []
+    runs = (("lens.tuned", args.lens, "Tuned lens", {}),
+            ("inversion.ladder", args.ladder, "Ladder", {"steps": args.ladder_steps}))  # fmt: skip
+    for name, source, label, params in runs:
+        if source is None:
+            continue
+        corpus = read_corpus(argparse.Namespace(corpus=source, text_column=None, max_rows=None, config=None,
+                                                split=None, labels=None))  # fmt: skip
+        status(args, f"{label} on {len(corpus.texts):,} texts of {corpus.name}…")
+        try:
+            result = get(name)(encoder, list(corpus.texts), progress=Progress(label, not args.quiet), **params)
+        except NotApplicable as exc:
+            status(args, f"Note: {label.lower()} does not apply: {exc}")
+            continue
+        print(f"{label} ({corpus.name}):")
+        for sentence in result.summary():
+            print(f"  - {sentence}")
+        out += result_sections(result)
+    return out
 
 
 def _print_mixing(encoder, tr) -> None:
@@ -139,4 +171,11 @@ def register(sub) -> None:
     p.add_argument("--findings", action="store_true",
                    help="also check the published findings about [CLS] on this model (as 'clsviz findings' does) and "
                    "add them to the report; takes about a minute")
+    p.add_argument("--lens", default=None, metavar="CORPUS",
+                   help="also fit the tuned lens on a corpus ('demo' or a file) and add it to the report")
+    p.add_argument("--ladder", default=None, metavar="CORPUS",
+                   help="also run the inversion ladder on a corpus ('demo' or a file) and add it to the report; "
+                   "trains one inverter per layer and pooling: minutes")
+    p.add_argument("--ladder-steps", type=positive_int, default=600,
+                   help="--ladder: training steps per inverter (default: 600)")
     add_common(p)

@@ -31,6 +31,7 @@ __all__ = [
     "bow_matrix",
     "BagOfWordsDecoder",
     "bow_f1",
+    "fit_bow_decoder",
     "DecodedWords",
     "decode_words",
     "MLMHead",
@@ -196,6 +197,26 @@ def bow_f1(
                 }
             )
     return pd.DataFrame(rows), vocab
+
+
+def fit_bow_decoder(
+    X: np.ndarray, texts: Sequence[str], vocab_size: int = 200, alpha: float = 10.0, seed: int = 0
+) -> tuple[BagOfWordsDecoder, tuple[str, ...]]:
+    """(decoder, vocabulary): a bag-of-words decoder fitted on 80% of (X [N, D], texts), its
+    threshold chosen on the other 20%, then refitted on all of them with that threshold.
+    Raises ValueError when the texts share fewer than two content words."""
+    vocab = bow_vocabulary(texts, vocab_size)
+    if len(vocab) < 2:
+        raise ValueError("Fewer than two content words appear in two or more texts, so there is no vocabulary to decode.")
+    X = np.asarray(X)
+    Y = bow_matrix(texts, vocab)
+    order = np.random.default_rng(seed).permutation(len(texts))
+    n_val = max(1, int(round(len(texts) * 0.2)))
+    fit, val = order[n_val:], order[:n_val]
+    threshold = _best_threshold(BagOfWordsDecoder(alpha).fit(X[fit], Y[fit]).scores(X[val]), Y[val].astype(bool))
+    decoder = BagOfWordsDecoder(alpha).fit(X, Y)
+    decoder.threshold_ = threshold
+    return decoder, vocab
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,6 +24,8 @@ from ._inversion import *  # noqa: F401,F403
 from ._inversion import __all__ as _inversion_all
 from ._lab import *  # noqa: F401,F403
 from ._lab import __all__ as _lab_all
+from ._lens import *  # noqa: F401,F403
+from ._lens import __all__ as _lens_all
 from ._literature import *  # noqa: F401,F403
 from ._literature import __all__ as _literature_all
 from ._mixing import *  # noqa: F401,F403
@@ -44,6 +46,7 @@ __all__ = [
     *_probe_all,
     *_position_all,
     *_inversion_all,
+    *_lens_all,
     *_mixing_all,
     *_interventions_all,
     *_classifier_all,

@@ -22,6 +22,7 @@ __all__ = [
     "bow_f1_figure",
     "decoded_words_figure",
     "mlm_reading_figure",
+    "ladder_figure",
 ]
 
 _POOLING_COLORS = {"cls": "#d62728", "mean": "#1f77b4"}
@@ -196,8 +197,57 @@ def mlm_reading_figure(table: pd.DataFrame) -> go.Figure:
     return fig
 
 
+_LADDER_PANELS = (("token_f1", "token F1", 1.0), ("bleu", "BLEU", 100.0), ("exact", "exact match", 1.0))
+_LADDER_DASH = {"inverter": "solid", "retrieval": "dash", "bag of words": "dot"}
+
+
+def ladder_figure(table: pd.DataFrame, published: pd.DataFrame | None = None) -> go.Figure:
+    """Token F1, BLEU and exact match per layer (three panels), one line per (reader, pooling)
+    with 95% intervals; the bag-of-words decoder's content-word F1 in the token-F1 panel;
+    vec2text's published BLEU and exact match as grey lines.
+
+    ``table``: :attr:`clsviz.experiments.ladder.LadderResult.table`; ``published``:
+    :data:`clsviz.experiments.ladder.PUBLISHED`.
+    """
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[p[1] for p in _LADDER_PANELS], horizontal_spacing=0.07)
+    poolings = list(dict.fromkeys(table["pooling"]))
+    for col, (metric, label, top) in enumerate(_LADDER_PANELS, start=1):
+        wanted = ("token_f1", "content_f1") if metric == "token_f1" else (metric,)
+        for (method, pooling), rows in table[table["metric"].isin(wanted)].groupby(["method", "pooling"], sort=False):
+            rows = rows.sort_values("layer")
+            est = rows["estimate"].to_numpy(dtype=float)
+            name = safe_text(f"{pooling} · {method}" + (" (content-word F1)" if method == "bag of words" else ""))
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["layer"].tolist(), y=np.round(est, 4), mode="lines+markers", name=name,
+                    legendgroup=name, showlegend=col == 1,
+                    line=dict(color=_color(pooling, poolings.index(pooling)), dash=_LADDER_DASH.get(method, "solid")),
+                    error_y=dict(type="data", symmetric=False, thickness=1, width=2,
+                                 array=np.round(rows["high"].to_numpy(dtype=float) - est, 4),
+                                 arrayminus=np.round(est - rows["low"].to_numpy(dtype=float), 4)),
+                    hovertemplate=f"{name}<br>layer %{{x}}: {label} %{{y:.3f}}<extra></extra>",
+                ),
+                row=1, col=col,
+            )
+        if published is not None and metric in published:
+            for _, pub in published.dropna(subset=[metric]).iterrows():
+                value = float(pub[metric])
+                fig.add_hline(y=value, line=dict(color="#7f7f7f", dash="dashdot", width=1), row=1, col=col,
+                              annotation_text=safe_text(f"vec2text, {int(pub['correction_steps'])} steps"),
+                              annotation_font_size=10, annotation_position="bottom right")
+        fig.update_yaxes(range=[0, top * 1.02], row=1, col=col)
+        fig.update_xaxes(title_text="layer", dtick=1, row=1, col=col)
+    fig.update_layout(
+        title="How much of a held-out sentence comes back from one vector?",
+        height=460, legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
+        margin=dict(l=50, r=20, t=70, b=110),
+    )
+    return fig
+
+
 register("inversion.neighbours", neighbours_figure)
 register("inversion.recall", recall_figure)
 register("inversion.bow", bow_f1_figure)
 register("inversion.words", decoded_words_figure)
 register("inversion.mlm", mlm_reading_figure)
+register("inversion.ladder", ladder_figure)

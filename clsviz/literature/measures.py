@@ -386,7 +386,8 @@ def inversion_bound(claim: Claim, ctx: Context) -> Measurement:
         parts.append(f"the nearest other sentence is the paraphrase partner for {best['recall_at_1']:.0%} of "
                      f"{int(best['queries'])} queries at layer {int(best['layer'])} (chance {best['chance']:.1%})")
         sizes.append(f"{int(best['candidates']) + 1} pair sentences")
-    notes = ("Exact recovery needs an inverter trained for this embedder, which clsviz does not have; these "
-             "one-step readers give lower bounds on what [CLS] keeps, by a different protocol.",)
+    notes = ("Exact recovery at vec2text's level needs an inverter trained for this embedder at its scale; these "
+             "one-step readers give lower bounds on what [CLS] keeps, by a different protocol. The inversion ladder "
+             "of 'Recover the sentence?' trains a small inverter per layer (minutes on a CPU): the closer protocol.",)
     return Measurement(NOT_MEASURABLE, "lower bounds: " + "; ".join(parts), numbers,
                        "best layer of [CLS]; held-out F1 and recall@1", "; ".join(sizes), notes)
