@@ -41,6 +41,8 @@ for every ``a`` and ``|da| < TAYLOR_RADIUS`` (checked in the tests), far below f
 
 _INVERSE_FACTORIALS = np.array([1.0 / math.factorial(n + 1) for n in range(TAYLOR_TERMS)])
 
+_TILE = 8
+
 _FLAT_TAILS = 8.0
 """Beyond ``|a| > 8`` the density phi(a) < 5e-15: the series part is left out (GELU is flat or
 linear there) and the Hermite values cannot overflow."""
@@ -88,36 +90,35 @@ def gelu_series(a: np.ndarray) -> dict[str, np.ndarray]:
 def _gelu_changes_loop(first, stop, j0, coef, shift, U, V, series, cdf, density, a32, a64, cdf64, radius,
                        out):  # pragma: no cover  # fmt: skip
     num_t, num_h = coef.shape[1], coef.shape[2]
-    num_n, num_f = series.shape[1], series.shape[2]
+    num_f = series.shape[2]
     da = np.empty(num_f, dtype=np.float32)
-    p = np.empty(num_f, dtype=np.float32)
     inv_sqrt2 = 1.0 / math.sqrt(2.0)
-    for jj in range(first, stop):
+    # Tiles of _TILE zeroed tokens: their per-head rows of V and one receiving token's series stay
+    # in the core's cache while the tile is worked through.
+    for tile in range(first, stop, _TILE):
         for i in range(num_t):
-            s = shift[jj, i]
-            for k in range(num_f):
-                da[k] = s * U[i, k]
-            for h in range(num_h):
-                c = coef[jj, i, h]
+            for jj in range(tile, min(stop, tile + _TILE)):
+                s = shift[jj, i]
                 for k in range(num_f):
-                    da[k] += c * V[h, j0 + jj, k]
-            # Horner's rule over the series, each step one vectorised pass over the F elements
-            for k in range(num_f):
-                p[k] = series[i, num_n - 1, k]
-            for n in range(num_n - 2, -1, -1):
+                    da[k] = s * U[i, k]
+                for h in range(num_h):
+                    c = coef[jj, i, h]
+                    for k in range(num_f):
+                        da[k] += c * V[h, j0 + jj, k]
+                large = 0
+                for k in range(num_f):  # one vectorised pass; the series' length is a constant
+                    d = da[k]
+                    p = series[i, TAYLOR_TERMS - 1, k]
+                    for n in range(TAYLOR_TERMS - 2, -1, -1):  # Horner's rule
+                        p = p * d + series[i, n, k]
+                    out[jj, i, k] = d * cdf[i, k] + density[i, k] * (a32[i, k] + d) * d * p
+                    large += abs(d) >= radius
+                if large == 0:
+                    continue
                 for k in range(num_f):
-                    p[k] = p[k] * da[k] + series[i, n, k]
-            largest = np.float32(0.0)
-            for k in range(num_f):
-                d = da[k]
-                out[jj, i, k] = d * cdf[i, k] + density[i, k] * (a32[i, k] + d) * d * p[k]
-                largest = max(largest, abs(d))
-            if largest < radius:
-                continue
-            for k in range(num_f):
-                if abs(da[k]) >= radius:  # a large change: subtract in float64, no cancellation to fear
-                    x = a64[i, k] + np.float64(da[k])
-                    out[jj, i, k] = x * 0.5 * math.erfc(-x * inv_sqrt2) - a64[i, k] * cdf64[i, k]
+                    if abs(da[k]) >= radius:  # a large change: subtract in float64, nothing to cancel
+                        x = a64[i, k] + np.float64(da[k])
+                        out[jj, i, k] = x * 0.5 * math.erfc(-x * inv_sqrt2) - a64[i, k] * cdf64[i, k]
 
 
 def _series_loop(x, inverse_factorials, series):  # pragma: no cover
