@@ -1,5 +1,6 @@
 """Corpora at scale: extraction throughput at 1k / 10k / 100k texts (shard folders, flat memory),
-the Ray engine against the in-process one, a 100k-row folder opened (peak RSS, time to the first
+the Ray engine against the in-process one (20k texts on this box; and a two-node Ray cluster on
+this machine writing the same bytes), a 100k-row folder opened (peak RSS, time to the first
 projection) and a nearest-neighbour query at 100k rows.
 
 ``measure() -> dict`` runs everything (each extraction size in a fresh process, so its peak RSS is
@@ -22,6 +23,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's clsviz, as benchmarks/run.py does
+TARGETS = {
+    "ray_vs_local_throughput_ratio": (">=", 0.8),
+    "ray_two_nodes_identical": (">=", 1),
+}
+"""The issue's targets (comparison, value) for the numbers :func:`measure` returns."""
+
+RAY_TEXTS = 20_000
+"""Texts of the Ray-vs-local comparison: ten shards, enough for two actors to share evenly and for
+the start of Ray and of its actors (each loads the model once) to be part of a real run."""
+
 WORDS = ("the a cat dog film music city rain food team game song night river market garden street school "
          "old new quiet loud small large red blue happy sad fast slow").split()
 
@@ -54,6 +65,40 @@ else:
 print(json.dumps({{"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
+_TWO_NODES = r"""
+import json, os, sys, time
+sys.path.insert(0, {root!r})
+import numpy as np
+from ray.cluster_utils import Cluster
+from clsviz import load_encoder
+from clsviz.corpus import Corpus
+from clsviz.extraction import embed_to_shards
+n, out = {n}, {out!r}
+rng = np.random.default_rng(n)
+words = {words!r}
+texts = tuple(" ".join(rng.choice(words, size=int(rng.integers(4, 9)))) for _ in range(n))
+corpus = Corpus(texts=texts, labels={{"kind": tuple(str(i % 3) for i in range(n))}})
+enc = load_encoder()
+options = dict(max_length=16, batch_size=64, shard_rows=200)
+embed_to_shards(enc, corpus, out + "/local", **options)
+cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "object_store_memory": 100 * 2**20}})
+cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)
+cluster.wait_for_nodes()
+os.environ["RAY_ADDRESS"] = cluster.address
+start = time.perf_counter()
+embed_to_shards(enc, corpus, out + "/ray", engine="ray", engine_options={{"actors": 2}}, **options)
+seconds = time.perf_counter() - start
+import ray
+ray.init(address=cluster.address)
+nodes = sum(1 for node in ray.nodes() if node["Alive"])
+ray.shutdown()
+cluster.shutdown()
+files = sorted(os.listdir(out + "/local"))
+same = files == sorted(os.listdir(out + "/ray")) and all(
+    open(out + "/local/" + f, "rb").read() == open(out + "/ray/" + f, "rb").read() for f in files)
+print(json.dumps({{"identical": same, "files": len(files), "nodes": nodes, "seconds": seconds}}))
+"""
+
 
 def _child(mode: str, n: int, out: str, engine: str = "local", engine_options: dict | None = None) -> dict:
     code = _CHILD.format(root=str(ROOT), mode=mode, n=n, out=out, words=WORDS, engine=engine,
@@ -62,6 +107,34 @@ def _child(mode: str, n: int, out: str, engine: str = "local", engine_options: d
     env.pop("RAY_ADDRESS", None)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _two_nodes(n: int, out: str) -> dict:
+    """In a fresh process: the in-process run, then a two-node Ray cluster on this machine
+    (``ray.cluster_utils.Cluster``: a head and a second node, one CPU and one actor each) on the
+    same texts; whether every file of the two folders is the same bytes."""
+    code = _TWO_NODES.format(root=str(ROOT), n=n, out=out, words=WORDS)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _two_nodes_figures(folder: str, notes: dict) -> dict:
+    """``ray_two_nodes_identical`` (1/0) and ``ray_two_nodes_s``, or None with the reason in
+    ``notes`` when the cluster could not be run (last, so a failure costs no other figure)."""
+    try:
+        two = _two_nodes(1200, folder)
+    except (subprocess.CalledProcessError, ValueError, IndexError) as exc:
+        tail = (getattr(exc, "stderr", "") or str(exc)).strip().splitlines()[-1:] or [""]
+        notes["ray_two_nodes_identical"] = f"the two-node cluster could not be run: {tail[0][:300]}"
+        return {"ray_two_nodes_identical": None, "ray_two_nodes_s": None}
+    notes["ray_two_nodes_identical"] = (
+        f"1 = a two-node Ray cluster on this machine (ray.cluster_utils.Cluster: {two['nodes']} nodes of one CPU, "
+        f"one actor each) wrote the same {two['files']} files (6 shards + manifest, 1,200 texts) byte for byte as "
+        "the in-process run; ray_two_nodes_s: that Ray run's seconds, cluster start excluded")
+    notes["ray_two_nodes_s"] = notes["ray_two_nodes_identical"]
+    return {"ray_two_nodes_identical": int(two["identical"] and two["nodes"] == 2), "ray_two_nodes_s": two["seconds"]}
 
 
 def _synthetic_folder(folder: str, rows: int) -> None:
@@ -130,12 +203,16 @@ def measure() -> dict:
                                        "(peak RSS includes the model); 1k: median of 3")
         ray_opts = {"num_cpus": 2, "object_store_mb": 200, "actors": 2}
         repeats = 1 if quick else 3
-        local = statistics.median(_child("embed", 2000, f"{tmp}/l{i}")["seconds"] for i in range(repeats))
-        ray = statistics.median(_child("embed", 2000, f"{tmp}/r{i}", "ray", ray_opts)["seconds"] for i in range(repeats))
-        results["ray_vs_local_throughput_ratio"] = local / ray
+        ray_texts = 2000 if quick else RAY_TEXTS
+        pairs = [(_child("embed", ray_texts, f"{tmp}/l{i}")["seconds"],
+                  _child("embed", ray_texts, f"{tmp}/r{i}", "ray", ray_opts)["seconds"]) for i in range(repeats)]
+        ratios = [local / ray for local, ray in pairs]
+        results["ray_vs_local_throughput_ratio"] = {"median": statistics.median(ratios), "min": min(ratios),
+                                                    "max": max(ratios), "runs": repeats}
         results["notes"]["ray_vs_local_throughput_ratio"] = (
-            f"2,000 texts, median of {repeats} each; Ray: embedded local Ray (2 CPUs, 2 actors), start-up and model loads "
-            "in the actors included")
+            f"{ray_texts:,} texts ({-(-ray_texts // 2048)} shards of 2,048), {repeats} interleaved pairs, each run in a "
+            "fresh process; Ray: embedded local Ray on this box (2 CPUs, 2 actors of one CPU each), the start of Ray and "
+            "the model load in each actor included; in-process: torch's 2 threads")
         opened = [_child("open", rows_big, big) for _ in range(3)]
         results["open_100k_first_projection_s"] = statistics.median(r["seconds"] for r in opened)
         results["open_100k_peak_rss_mb"] = statistics.median(r["peak_rss_mb"] for r in opened)
@@ -145,6 +222,7 @@ def measure() -> dict:
         results["knn_query_100k_ms"] = query_ms
         results["knn_build_100k_s"] = built
         results["notes"]["knn"] = f"faiss exact inner product on unit vectors, {rows_big:,} x 384, k=10, median of 20"
+        results.update(_two_nodes_figures(f"{tmp}/two-nodes", results["notes"]))
     return results
 
 

@@ -4,7 +4,8 @@ interventions.py, dynamics.py, corpora.py and inversion.py, each with ``measure(
 Their figures are kept under ``<module>.<key>`` (nested dicts flattened with dots). A number
 with ``<key>_min`` / ``<key>_max`` siblings, or a dict with a median (or value) and min and max,
 becomes a figure with its spread; any other number is kept as the single value the module
-reports (``runs`` unknown, no spread). Strings, lists and machine details go to the module's
+reports (``runs`` unknown, no spread); ``None`` is a figure the module could not measure (its
+reason from the module's ``notes[key]``). Strings, lists and machine details go to the module's
 context. The new evidence is summarised as ratios to one bare forward pass on the same input
 (``evidence_*_ratio``). A module that is absent from this checkout, or fails, is recorded with
 the reason. ``--only mixing`` (any of MODULES) runs only the modules named; the results file is
@@ -61,6 +62,10 @@ def _flatten(raw: dict, prefix: str = "") -> tuple[dict, dict]:
         flat = f"{prefix}{key}"
         if key in CONTEXT_KEYS:
             context[flat] = value
+        elif value is None:  # measured by the module but could not run: a figure without a value
+            reason = (raw.get("notes") or {}).get(key) if isinstance(raw.get("notes"), dict) else None
+            figures[flat] = {"value": None, "min": None, "max": None, "runs": 0, "unit": "",
+                             "reason": reason or "the module could not measure it"}
         elif isinstance(value, dict):
             fig = _spread_dict(value)
             if fig is not None:

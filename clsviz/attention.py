@@ -331,24 +331,31 @@ def _layer_head_grid(num_layers: int, num_heads: int) -> dict[str, np.ndarray]:
     return {"block": block.ravel(), "head": head.ravel()}
 
 
+# Each table is one DataFrame construction: adding columns one by one costs pandas about as much
+# per column as building the whole frame, and a page rerun builds every table behind its figures.
+
+
 def to_cls_table(summary: AttentionSummary) -> pd.DataFrame:
     """One row per (block, head): ``attention_to_cls``, ``cls_self_attention``, ``include_self``."""
-    df = pd.DataFrame(_layer_head_grid(summary.num_layers, summary.num_heads))
-    df["attention_to_cls"] = summary.to_cls.ravel()
-    df["cls_self_attention"] = summary.cls_self.ravel()
-    df["include_self"] = summary.include_self
-    df["method"] = summary.method
-    return df
+    return pd.DataFrame({
+        **_layer_head_grid(summary.num_layers, summary.num_heads),
+        "attention_to_cls": summary.to_cls.ravel(),
+        "cls_self_attention": summary.cls_self.ravel(),
+        "include_self": summary.include_self,
+        "method": summary.method,
+    })  # fmt: skip
 
 
 def entropy_table(summary: AttentionSummary) -> pd.DataFrame:
     """One row per (block, head): ``entropy`` (nats), ``max_entropy`` (log T), ``relative`` (ratio)."""
-    df = pd.DataFrame(_layer_head_grid(summary.num_layers, summary.num_heads))
-    df["entropy"] = summary.entropy.ravel()
-    df["max_entropy"] = summary.max_entropy
-    df["relative"] = df["entropy"] / summary.max_entropy if summary.max_entropy > 0 else 0.0
-    df["method"] = summary.method
-    return df
+    entropy = summary.entropy.ravel()
+    return pd.DataFrame({
+        **_layer_head_grid(summary.num_layers, summary.num_heads),
+        "entropy": entropy,
+        "max_entropy": summary.max_entropy,
+        "relative": entropy / summary.max_entropy if summary.max_entropy > 0 else 0.0,
+        "method": summary.method,
+    })  # fmt: skip
 
 
 def breakdown_table(summary: AttentionSummary, per_head: bool = False) -> pd.DataFrame:
@@ -361,12 +368,13 @@ def breakdown_table(summary: AttentionSummary, per_head: bool = False) -> pd.Dat
         grid = {"block": np.arange(1, summary.num_layers + 1)}
         values = summary.breakdown.mean(axis=1)
     rows = len(values)
-    df = pd.DataFrame({k: np.repeat(v, len(TOKEN_CATEGORIES)) for k, v in grid.items()})
-    df["category"] = np.tile(np.array(TOKEN_CATEGORIES, dtype=object), rows)
-    df["share"] = values.ravel()
-    df["tokens"] = np.tile(counts, rows)
-    df["method"] = summary.method
-    return df
+    return pd.DataFrame({
+        **{k: np.repeat(v, len(TOKEN_CATEGORIES)) for k, v in grid.items()},
+        "category": np.tile(np.array(TOKEN_CATEGORIES, dtype=object), rows),
+        "share": values.ravel(),
+        "tokens": np.tile(counts, rows),
+        "method": summary.method,
+    })  # fmt: skip
 
 
 def _token_columns(tokens: Sequence[str], repeat: int) -> dict[str, np.ndarray]:
@@ -378,23 +386,24 @@ def _token_columns(tokens: Sequence[str], repeat: int) -> dict[str, np.ndarray]:
 
 def cls_row_table(summary: AttentionSummary, head: int | None = None) -> pd.DataFrame:
     """One row per (block, token): the ``weight`` [CLS] puts on the token (head 0-based, None = mean)."""
-    rows = summary.cls_row(head)
-    df = pd.DataFrame({"block": np.repeat(np.arange(1, summary.num_layers + 1), summary.seq_len)})
-    df = df.assign(**_token_columns(summary.tokens, summary.num_layers))
-    df["head"] = "mean" if head is None else str(head + 1)
-    df["weight"] = rows.ravel()
-    df["method"] = summary.method
-    return df
+    return pd.DataFrame({
+        "block": np.repeat(np.arange(1, summary.num_layers + 1), summary.seq_len),
+        **_token_columns(summary.tokens, summary.num_layers),
+        "head": "mean" if head is None else str(head + 1),
+        "weight": summary.cls_row(head).ravel(),
+        "method": summary.method,
+    })  # fmt: skip
 
 
 def rollout_table(summary: AttentionSummary) -> pd.DataFrame:
     """One row per (block, token): raw [CLS] row (mean over heads) and its cumulative ``rollout``."""
-    df = pd.DataFrame({"block": np.repeat(np.arange(1, summary.num_layers + 1), summary.seq_len)})
-    df = df.assign(**_token_columns(summary.tokens, summary.num_layers))
-    df["raw"] = summary.cls_row(None).ravel()
-    df["rollout"] = summary.rollout_cls.ravel()
-    df["method"] = summary.method
-    return df
+    return pd.DataFrame({
+        "block": np.repeat(np.arange(1, summary.num_layers + 1), summary.seq_len),
+        **_token_columns(summary.tokens, summary.num_layers),
+        "raw": summary.cls_row(None).ravel(),
+        "rollout": summary.rollout_cls.ravel(),
+        "method": summary.method,
+    })  # fmt: skip
 
 
 def token_matrix_table(matrix: np.ndarray, tokens: Sequence[str]) -> pd.DataFrame:

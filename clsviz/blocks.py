@@ -65,7 +65,8 @@ class BlockParts:
     each head's output before W_O, after ``head_scale`` and ``head_bias``; ``attn_out``
     [B, T, D] after W_O and its bias; ``pre_ln1`` = attn_out + block input; ``mid`` after
     LN1; ``ffn_out`` after the second feed-forward layer; ``pre_ln2`` = ffn_out + mid;
-    ``out`` the block output (after LN2). All [B, T, D] unless stated.
+    ``out`` the block output (after LN2); ``ffn_pre`` [B, T, F] the first feed-forward layer's
+    output, before the activation. All [B, T, D] unless stated.
     """
 
     attn_probs: torch.Tensor
@@ -77,6 +78,7 @@ class BlockParts:
     ffn_out: torch.Tensor
     pre_ln2: torch.Tensor
     out: torch.Tensor
+    ffn_pre: torch.Tensor
 
 
 # --- embeddings ---------------------------------------------------------------------------
@@ -239,12 +241,13 @@ def run_block(w: BlockWeights, h, *, attention_mask=None, blocked=None, value_sc
     attn_out = F.linear(ctx.transpose(1, 2).reshape(batch, seq_len, dim), w.o_w, w.o_b)
     pre_ln1 = attn_out + h
     mid = F.layer_norm(pre_ln1, (dim,), w.ln1_w, w.ln1_b, w.ln1_eps)
-    ffn_out = F.linear(w.act(F.linear(mid, w.ff1_w, w.ff1_b)), w.ff2_w, w.ff2_b)
+    ffn_pre = F.linear(mid, w.ff1_w, w.ff1_b)
+    ffn_out = F.linear(w.act(ffn_pre), w.ff2_w, w.ff2_b)
     pre_ln2 = ffn_out + mid
     out = F.layer_norm(pre_ln2, (dim,), w.ln2_w, w.ln2_b, w.ln2_eps)
     if not return_parts:
         return out
-    return out, BlockParts(probs, v, ctx, attn_out, pre_ln1, mid, ffn_out, pre_ln2, out)
+    return out, BlockParts(probs, v, ctx, attn_out, pre_ln1, mid, ffn_out, pre_ln2, out, ffn_pre)
 
 
 # --- the whole stack ----------------------------------------------------------------------

@@ -5,7 +5,7 @@ The batched forward pass is written once here and shared by every corpus-level c
 
 * :func:`tokenize_texts` - the texts as the model sees them, literal "[CLS]" kept as text;
 * :func:`pad_rows` / :func:`padded_batches` - right-padded (length-sorted) batches on the device;
-* :func:`hidden_batches` - the fast model run on each batch, every hidden state kept;
+* :func:`hidden_batches` - the model run on each batch, every hidden state kept;
 * :func:`extract` - every text pooled at every layer with every pooling.
 """
 
@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .architectures import BlockStructureError
+from .batched_forward import BlockRunner
 from .encoder import Encoder, apply_pooler
 from .layers import check_layer
 from .pooling import check_pooling, pool_hidden
@@ -159,14 +161,24 @@ def padded_batches(encoder: Encoder, all_ids, all_special, batch_size: int, all_
 def hidden_batches(
     encoder: Encoder, all_ids, all_special, batch_size: int = 32, all_positions=None
 ) -> Iterator[tuple]:
-    """Run the fast model (no attention weights) on :func:`padded_batches`.
+    """Run the model (no attention weights) on :func:`padded_batches`.
 
     Yields ``(rows, hidden, ids, mask, special)`` with ``hidden`` float [B, L + 1, T, D] on the
-    encoder's device. Call it inside ``torch.inference_mode()``.
+    encoder's device. Call it inside ``torch.inference_mode()``. ``hidden`` is only valid until
+    the next batch: the blocks run into buffers reused from batch to batch
+    (:mod:`clsviz.batched_forward`), or, for a family clsviz cannot run block by block, through
+    the model's own forward.
     """
     import torch
 
+    try:
+        runner = BlockRunner(encoder)
+    except BlockStructureError:
+        runner = None
     for rows, ids, mask, special, positions in padded_batches(encoder, all_ids, all_special, batch_size, all_positions):
+        if runner is not None:
+            yield rows, runner(ids, mask, positions), ids, mask, special
+            continue
         kwargs = dict(input_ids=ids, attention_mask=mask.long(), output_hidden_states=True)
         if positions is not None:
             kwargs["position_ids"] = positions

@@ -18,6 +18,7 @@ from clsviz import attention as A
 from clsviz import figures, load_encoder, trace
 from clsviz import mixing as M
 from clsviz.figures import safe_text
+from clsviz.layers import block_names
 
 SENTENCE = "Why is the [CLS] token always first, and what does it read?"
 
@@ -355,6 +356,51 @@ def test_figures_have_token_axes_and_right_shapes(real_trace):
     roll = figures.rollout_comparison(s).to_dict()["data"]
     assert len(roll) == 2 and all(list(d["x"]) == labels for d in roll)
     np.testing.assert_allclose(_arr(roll[1]["z"]), np.round(s.rollout_cls, 4), atol=1e-6)
+
+
+def test_figures_built_in_one_go_equal_plotly_built_step_by_step(real_trace):
+    """The figures are made in one construction (each ``update_layout`` costs about as much as a
+    whole figure); the same figure built the usual way, trace then layout updates, is identical."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    s = A.summarize(real_trace)
+    labels = [safe_text(f"{i} {tok}") for i, tok in enumerate(real_trace.tokens)]
+    n = real_trace.seq_len
+    matrix = real_trace.attention(3, 7)
+    want = go.Figure(go.Heatmap(z=np.round(matrix.astype(np.float32), 4), x=labels, y=labels, zmin=0.0,
+                                colorscale="Viridis", colorbar=dict(title="weight"),
+                                hovertemplate="query (attending): %{y}<br>key (attended to): %{x}<br>value: %{z}<extra></extra>"))
+    want.update_layout(title="Block 3, head 8", xaxis=dict(title="key (attended to)", type="category"),
+                       yaxis=dict(title="query (attending)", type="category", autorange="reversed"),
+                       margin=dict(l=60, r=20, t=50, b=60))
+    want.update_layout(height=min(900, 280 + 14 * n))
+    want.update_layout(title=dict(text="Block 3, head 8", subtitle=dict(text="attention weights; row reads column")),
+                       margin_t=90)
+    assert figures.token_attention_heatmap(matrix, real_trace.tokens, 3, 7).to_dict() == want.to_dict()
+
+    roll = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1,
+                         subplot_titles=("raw: this block only", "rollout: through all blocks so far"))
+    for col, (values, axis, bar_x, name) in enumerate(
+        [(s.cls_row(None), "coloraxis", 0.44, "raw"), (s.rollout_cls, "coloraxis2", 1.0, "rollout")], start=1
+    ):
+        z = np.round(np.asarray(values, dtype=np.float32), 4)
+        roll.add_trace(go.Heatmap(z=z, x=labels, y=block_names(real_trace.num_layers), coloraxis=axis,
+                                  name=name, hovertemplate=f"{name}<br>block %{{y}}<br>token %{{x}}<br>weight: %{{z}}<extra></extra>"),
+                       row=1, col=col)
+        roll.update_layout({axis: dict(colorscale="Viridis", cmin=0.0, cmax=float(z.max()),
+                                       colorbar=dict(title=name, x=bar_x, len=0.9))})
+    got = figures.rollout_comparison(s).to_dict()
+    assert got["data"] == roll.to_dict()["data"]
+    roll.update_xaxes(type="category", title_text="token")
+    roll.update_yaxes(type="category", autorange="reversed")
+    roll.update_yaxes(title_text="block", row=1, col=1)
+    roll.update_annotations(yshift=6)
+    roll.update_layout(margin=dict(l=60, r=20, t=80, b=60))
+    roll.update_layout(title=dict(text="[CLS] row: one block vs rollout through the blocks",
+                                  subtitle=dict(text="attention weights, mean over heads; rollout after Abnar & Zuidema (2020)")),
+                       margin_t=120)
+    assert got["layout"] == roll.to_dict()["layout"]
 
 
 def test_figure_labels_escape_markup_tokens():

@@ -68,6 +68,14 @@ def test_fold_keeps_spreads_and_marks_single_values():
     assert context["device"] == "cpu"
 
 
+def test_a_figure_a_module_could_not_measure_keeps_its_place_with_the_reason():
+    raw = {"identical": None, "notes": {"identical": "the cluster could not be started: no ports"}, "other": 1.0}
+    figures, _ = external.fold("corpora", raw, {"identical": (">=", 1)})
+    assert figures["corpora.identical"]["value"] is None
+    assert figures["corpora.identical"]["reason"] == "the cluster could not be started: no ports"
+    assert figures["corpora.other"]["value"] == 1.0
+
+
 def test_an_absent_area_is_recorded_not_dropped():
     raw, record = external._measure_module("no_such_area_here", timing.Settings(quick=True))
     assert raw is None and record["status"] == "absent"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -75,6 +76,14 @@ def test_accuracies_match_sklearn_cross_val_score(token_data):
         assert table.loc[(layer, pooling), "accuracy_sd"] == pytest.approx(scores.std(ddof=1))
     assert set(result.table.columns) >= {"layer", "pooling", "accuracy_mean", "accuracy_sd", "n", "folds"}
     assert (result.table["n"] == len(y)).all() and (result.table["folds"] == 4).all()
+
+
+def test_cells_fitted_in_worker_processes_score_as_fitted_here(token_data):
+    feats, y = token_data
+    here = run_probe(feats, y, folds=4, seed=2, max_iter=3, n_jobs=1)  # a tight cap: capped fits too
+    pooled = run_probe(feats, y, folds=4, seed=2, max_iter=3, n_jobs=2)
+    assert here.capped_fits > 0 and here.capped_fits == pooled.capped_fits
+    pd.testing.assert_frame_equal(here.table, pooled.table)
 
 
 def test_multiclass_baselines_and_missing_labels(token_data):

@@ -16,7 +16,6 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -234,9 +233,9 @@ def run_probe(
 
     Each cell is ``make_probe(C, max_iter)`` scored with the same ``StratifiedKFold(folds,
     shuffle=True, random_state=seed)`` splits. Rows whose label is missing are left out (and
-    said so in ``messages``). Cells run on ``n_jobs`` threads (default: the CPU count, at most
-    4), each with one BLAS thread. ``progress(done, total)`` after each cell; setting the
-    ``cancel`` event (``threading.Event``) raises :class:`Cancelled`.
+    said so in ``messages``). Cells run in ``n_jobs`` worker processes (default: the CPU count, at
+    most 4; 1 runs them here), each with one BLAS thread. ``progress(done, total)`` after each
+    cell; setting the ``cancel`` event (``threading.Event``) raises :class:`Cancelled`.
 
     A shard folder (:class:`clsviz.shards.ShardedVectors`, ``labels`` a column name) is probed
     by :func:`clsviz.experiments.streaming_probe.run_sharded_probe`: in memory, as here, when a
@@ -269,12 +268,11 @@ def run_probe(
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
     cells = [(layer, s) for layer in layers for s in poolings]
 
-    def score(cell):
+    def features(cell):
         layer, s = cell
-        X = np.ascontiguousarray(feats[s][rows, layer], dtype=np.float32)
-        return _cv_scores(X, y, splits, C, max_iter, seed)
+        return np.ascontiguousarray(feats[s][rows, layer], dtype=np.float32)
 
-    scored = _run_cells(cells, score, n_jobs, progress, cancel)
+    scored = _run_cells(cells, features, (y, splits, C, max_iter, seed), n_jobs, progress, cancel)
     results = {cell: scores for cell, (scores, _) in scored.items()}
     fits = len(cells) * len(splits)
     capped = sum(c for _, c in scored.values())
@@ -355,30 +353,53 @@ def _probe_grid(feats: dict, rows: np.ndarray, poolings, layers) -> tuple[list[s
     return poolings, layers
 
 
-def _run_cells(cells: list, score, n_jobs, progress, cancel) -> dict:
-    """``score(cell)`` for every cell on a thread pool, one BLAS thread each (many small fits).
-
-    ``max_iter`` is a budget: a probe that has not fully converged is still a fair probe (the
-    scores count the capped fits, and the result says how many there were)."""
+def _quiet_cv_scores(X, y, splits, C, max_iter, seed) -> tuple[np.ndarray, int]:
+    """:func:`_cv_scores` with one BLAS thread and sklearn's ConvergenceWarning silenced (the capped
+    fits are counted instead); what each worker process runs for one cell."""
     from sklearn.exceptions import ConvergenceWarning
 
-    results = {}
-    with (
-        single_blas_thread(),
-        warnings.catch_warnings(),
-        ThreadPoolExecutor(max(1, int(n_jobs or min(4, os.cpu_count() or 1)))) as pool,
-    ):
+    with single_blas_thread(), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        pending = {pool.submit(lambda c=c: (c, score(c))) for c in cells}
-        while pending:
-            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for fut in done:
-                cell, scores = fut.result()
-                results[cell] = scores
+        return _cv_scores(X, y, splits, C, max_iter, seed)
+
+
+def _run_cells(cells: list, features, fit_args: tuple, n_jobs, progress, cancel) -> dict:
+    """``_cv_scores(features(cell), *fit_args)`` for every cell: {cell: (scores, capped fits)}.
+
+    Cells run in ``n_jobs`` worker processes (joblib's loky pool, kept warm between calls; default:
+    the CPU count, at most 4), one BLAS thread each. Not threads: scipy's L-BFGS-B step and
+    sklearn's bookkeeping hold the GIL for about half of every iteration, so threads on two cores
+    ran at 0.8 cores (py-spy). Each fit is the same computation either way, so the accuracies do
+    not depend on ``n_jobs``. ``max_iter`` is a budget: a probe that has not fully converged is
+    still a fair probe (the scores count the capped fits, and the result says how many there were).
+    """
+    from joblib import Parallel, delayed
+
+    workers = max(1, int(n_jobs or min(4, os.cpu_count() or 1)))
+    results = {}
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("The probe was cancelled.")
+    if workers == 1 or len(cells) == 1:
+        for cell in cells:
+            results[cell] = _quiet_cv_scores(features(cell), *fit_args)
             if cancel is not None and cancel.is_set():
-                for fut in pending:
-                    fut.cancel()
                 raise Cancelled("The probe was cancelled.")
-            if progress is not None and done:
+            if progress is not None:
                 progress(len(results), len(cells))
+        return results
+    tasks = (delayed(_cell_scores)(cell, features(cell), *fit_args) for cell in cells)
+    stream = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")(tasks)
+    try:
+        for cell, scores in stream:
+            results[cell] = scores
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("The probe was cancelled.")
+            if progress is not None:
+                progress(len(results), len(cells))
+    finally:
+        stream.close()  # a cancelled or failed run drops the cells not started yet
     return results
+
+
+def _cell_scores(cell, X, *fit_args):
+    return cell, _quiet_cv_scores(X, *fit_args)

@@ -8,6 +8,8 @@ HTML-escaped because plotly renders a subset of HTML in labels (``<s>`` would va
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from ..attention import TOKEN_CATEGORIES, AttentionSummary
 from ..layers import block_names
-from ._common import SEQUENTIAL, heatmap, safe_text
+from ._common import SEQUENTIAL, heatmap, merged, safe_text
 from .registry import register
 
 __all__ = [
@@ -51,20 +53,18 @@ def _head_name(head: int | None) -> str:
     return "mean over heads" if head is None else f"head {head + 1}"
 
 
-def _titled(fig: go.Figure, title: str, subtitle: str) -> go.Figure:
-    """A short title with the details (which weights, which head) in a subtitle under it."""
-    fig.update_layout(title=dict(text=title, subtitle=dict(text=subtitle)), margin_t=90)
-    return fig
+def _titled(title: str, subtitle: str, top: int = 90) -> dict:
+    """Layout: a short title with the details (which weights, which head) in a subtitle under it."""
+    return dict(title=dict(text=title, subtitle=dict(text=subtitle)), margin=dict(t=top))
 
 
 def _block_head_map(summary: AttentionSummary, values, title: str, colorbar: str, customdata, hover: str,
-                    **style) -> go.Figure:
+                    subtitle: str, **style) -> go.Figure:
     """Blocks x heads heatmap of ``values`` [L, H], hover showing ``hover`` with ``customdata``."""
     labels = dict(x=_head_labels(summary.num_heads), y=block_names(summary.num_layers))
-    fig = heatmap(values, **labels, title=title, x_title="head", y_title="block", colorbar_title=colorbar,
-                  zmin=0.0, decimals=_DECIMALS, **style)
-    fig.update_traces(customdata=np.round(customdata, _DECIMALS), hovertemplate=hover + "<extra></extra>")
-    return fig
+    trace = dict(customdata=np.round(customdata, _DECIMALS), hovertemplate=hover + "<extra></extra>")
+    return heatmap(values, **labels, title=title, x_title="head", y_title="block", colorbar_title=colorbar,
+                   zmin=0.0, decimals=_DECIMALS, layout=_titled(title, subtitle), trace=trace, **style)
 
 
 def cls_attention_heatmap(summary: AttentionSummary) -> go.Figure:
@@ -74,21 +74,17 @@ def cls_attention_heatmap(summary: AttentionSummary) -> go.Figure:
     """
     who = "all queries" if summary.include_self else "queries other than [CLS]"
     hover = "block %{y}, head %{x}<br>mean weight on [CLS]: %{z}<br>[CLS] on itself: %{customdata}"
-    fig = _block_head_map(summary, summary.to_cls, "Attention to [CLS]", "to [CLS]", summary.cls_self, hover)
-    return _titled(fig, "Attention to [CLS]", f"{_what(summary)}; mean over {who}")
+    return _block_head_map(summary, summary.to_cls, "Attention to [CLS]", "to [CLS]", summary.cls_self, hover,
+                           f"{_what(summary)}; mean over {who}")
 
 
 def cls_entropy_heatmap(summary: AttentionSummary) -> go.Figure:
     """Blocks x heads heatmap of the entropy of the [CLS] row (0 = focused, log T = uniform)."""
     relative = summary.entropy / summary.max_entropy if summary.max_entropy > 0 else summary.entropy * 0
     hover = "block %{y}, head %{x}<br>entropy: %{z} nats<br>of the maximum: %{customdata:.0%}"
-    fig = _block_head_map(summary, summary.entropy, "Entropy of what [CLS] reads", "entropy", relative, hover,
-                          zmax=summary.max_entropy, colorscale="Cividis")
-    return _titled(
-        fig,
-        "Entropy of what [CLS] reads",
-        f"{_what(summary)}; nats, uniform over {summary.seq_len} tokens = {summary.max_entropy:.2f}",
-    )
+    subtitle = f"{_what(summary)}; nats, uniform over {summary.seq_len} tokens = {summary.max_entropy:.2f}"
+    return _block_head_map(summary, summary.entropy, "Entropy of what [CLS] reads", "entropy", relative, hover,
+                           subtitle, zmax=summary.max_entropy, colorscale="Cividis")
 
 
 def token_attention_heatmap(
@@ -107,19 +103,10 @@ def token_attention_heatmap(
     if m.shape != (n, n):
         raise ValueError(f"matrix: expected [{n}, {n}], got {list(m.shape)}")
     labels = attention_token_labels(tokens)
-    fig = heatmap(
-        m,
-        x=labels,
-        y=labels,
-        title=f"Block {block}, {_head_name(head)}",
-        x_title="key (attended to)",
-        y_title="query (attending)",
-        colorbar_title="weight",
-        zmin=0.0,
-        decimals=_DECIMALS,
-    )
-    fig.update_layout(height=min(900, 280 + 14 * n))
-    return _titled(fig, f"Block {block}, {_head_name(head)}", f"{_METHOD_WORDS.get(method, method)}; row reads column")
+    title = f"Block {block}, {_head_name(head)}"
+    layout = dict(height=min(900, 280 + 14 * n), **_titled(title, f"{_METHOD_WORDS.get(method, method)}; row reads column"))
+    return heatmap(m, x=labels, y=labels, title=title, x_title="key (attended to)", y_title="query (attending)",
+                   colorbar_title="weight", zmin=0.0, decimals=_DECIMALS, layout=layout)
 
 
 def attention_breakdown_bars(summary: AttentionSummary, head: int | None = None) -> go.Figure:
@@ -130,42 +117,46 @@ def attention_breakdown_bars(summary: AttentionSummary, head: int | None = None)
     shares = summary.breakdown.mean(axis=1) if head is None else summary.breakdown[:, head]
     counts = np.bincount(summary.categories, minlength=len(TOKEN_CATEGORIES))
     layers = block_names(summary.num_layers)
-    fig = go.Figure()
-    for c, name in enumerate(TOKEN_CATEGORIES):
-        fig.add_trace(
-            go.Bar(
-                x=layers,
-                y=np.round(shares[:, c], _DECIMALS),
-                name=f"{name} ({counts[c]} token{'s' if counts[c] != 1 else ''})",
-                marker_color=_CATEGORY_COLORS[name],
-                hovertemplate=f"block %{{x}}<br>{name}: %{{y:.1%}}<extra></extra>",
-            )
+    bars = [
+        dict(
+            type="bar",
+            x=layers,
+            y=np.round(shares[:, c], _DECIMALS),
+            name=f"{name} ({counts[c]} token{'s' if counts[c] != 1 else ''})",
+            marker=dict(color=_CATEGORY_COLORS[name]),
+            hovertemplate=f"block %{{x}}<br>{name}: %{{y:.1%}}<extra></extra>",
         )
-    fig.update_layout(
+        for c, name in enumerate(TOKEN_CATEGORIES)
+    ]
+    layout = dict(
         barmode="stack",
-        xaxis=dict(title="block", type="category"),
-        yaxis=dict(title="share", range=[0, 1], tickformat=".0%"),
+        xaxis=dict(title=dict(text="block"), type="category"),
+        yaxis=dict(title=dict(text="share"), range=[0, 1], tickformat=".0%"),
         margin=dict(l=60, r=20, t=80, b=60),
     )
-    return _titled(
-        fig, "Where attention goes, per block", f"{_what(summary)}; {_head_name(head)}, mean over queries"
-    )
+    titled = _titled("Where attention goes, per block", f"{_what(summary)}; {_head_name(head)}, mean over queries")
+    return go.Figure(data=bars, layout=merged(layout, titled))
 
 
 def cls_row_heatmap(summary: AttentionSummary, head: int | None = None) -> go.Figure:
     """Blocks x tokens heatmap of the [CLS] row: what [CLS] reads in each block."""
-    fig = heatmap(
-        summary.cls_row(head),
-        x=attention_token_labels(summary.tokens),
-        y=block_names(summary.num_layers),
-        title="What [CLS] reads",
-        x_title="token",
-        y_title="block",
-        colorbar_title="weight",
-        zmin=0.0,
-        decimals=_DECIMALS,
-    )
-    return _titled(fig, "What [CLS] reads", f"{_what(summary)}; {_head_name(head)}")
+    return heatmap(summary.cls_row(head), x=attention_token_labels(summary.tokens),
+                   y=block_names(summary.num_layers), title="What [CLS] reads", x_title="token", y_title="block",
+                   colorbar_title="weight", zmin=0.0, decimals=_DECIMALS,
+                   layout=_titled("What [CLS] reads", f"{_what(summary)}; {_head_name(head)}"))  # fmt: skip
+
+
+_ROLLOUT_TITLES = ("raw: this block only", "rollout: through all blocks so far")
+
+
+@functools.cache
+def _side_by_side_layout() -> dict:
+    """The layout ``make_subplots`` gives two side-by-side panels sharing the y axis (domains,
+    subplot titles), worked out once: building it costs more than the rest of the figure."""
+    layout = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1,
+                           subplot_titles=_ROLLOUT_TITLES).to_dict()["layout"]  # fmt: skip
+    layout.pop("template", None)  # the current default template applies, as to any new figure
+    return layout
 
 
 def rollout_comparison(summary: AttentionSummary) -> go.Figure:
@@ -173,37 +164,30 @@ def rollout_comparison(summary: AttentionSummary) -> go.Figure:
     [CLS] row of the cumulative attention rollout up to each block."""
     labels = attention_token_labels(summary.tokens)
     layers = block_names(summary.num_layers)
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        shared_yaxes=True,
-        horizontal_spacing=0.1,
-        subplot_titles=("raw: this block only", "rollout: through all blocks so far"),
-    )
     panels = (
         (summary.cls_row(None), "coloraxis", 0.44, "raw"),
         (summary.rollout_cls, "coloraxis2", 1.0, "rollout"),
     )
+    skeleton = copy.deepcopy(_side_by_side_layout())
+    data, layout = [], {}
     for col, (values, axis, bar_x, name) in enumerate(panels, start=1):
         z = np.round(np.asarray(values, dtype=np.float32), _DECIMALS)
         hover = f"{name}<br>block %{{y}}<br>token %{{x}}<br>weight: %{{z}}<extra></extra>"
-        fig.add_trace(go.Heatmap(z=z, x=labels, y=layers, coloraxis=axis, name=name, hovertemplate=hover), row=1, col=col)
+        suffix = "" if col == 1 else str(col)
+        data.append(dict(type="heatmap", z=z, x=labels, y=layers, coloraxis=axis, name=name, hovertemplate=hover,
+                         xaxis=f"x{suffix}", yaxis=f"y{suffix}"))  # fmt: skip
         cmax = float(z.max()) if z.size and z.max() > 0 else 1.0
-        fig.update_layout(
-            {axis: dict(colorscale=SEQUENTIAL, cmin=0.0, cmax=cmax, colorbar=dict(title=name, x=bar_x, len=0.9))}
-        )
-    fig.update_xaxes(type="category", title_text="token")
-    fig.update_yaxes(type="category", autorange="reversed")
-    fig.update_yaxes(title_text="block", row=1, col=1)
-    fig.update_annotations(yshift=6)  # subplot titles clear of the subtitle
-    fig.update_layout(margin=dict(l=60, r=20, t=80, b=60))
-    fig = _titled(
-        fig,
-        "[CLS] row: one block vs rollout through the blocks",
-        f"{_what(summary)}, mean over heads; rollout after Abnar & Zuidema (2020)",
-    )
-    fig.update_layout(margin_t=120)
-    return fig
+        layout[axis] = dict(colorscale=SEQUENTIAL, cmin=0.0, cmax=cmax,
+                            colorbar=dict(title=dict(text=name), x=bar_x, len=0.9))  # fmt: skip
+        layout[f"xaxis{suffix}"] = dict(type="category", title=dict(text="token"))
+        layout[f"yaxis{suffix}"] = dict(type="category", autorange="reversed")
+    layout["yaxis"]["title"] = dict(text="block")
+    for note in skeleton.get("annotations", []):
+        note["yshift"] = 6  # subplot titles clear of the subtitle
+    layout["margin"] = dict(l=60, r=20, t=80, b=60)
+    subtitle = f"{_what(summary)}, mean over heads; rollout after Abnar & Zuidema (2020)"
+    layout = merged(layout, _titled("[CLS] row: one block vs rollout through the blocks", subtitle, top=120))
+    return go.Figure(data=data, layout=merged(skeleton, layout))
 
 
 register("attention.to_cls", cls_attention_heatmap)

@@ -28,6 +28,14 @@ def token_labels(trace: Trace) -> list[str]:
     return [safe_text(f"{i} {tok}") for i, tok in enumerate(trace.tokens)]
 
 
+def merged(base: dict, extra: dict | None) -> dict:
+    """``base`` with ``extra`` merged in, nested dicts key by key (as ``update_layout`` merges)."""
+    out = dict(base)
+    for key, value in (extra or {}).items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def heatmap(
     z: np.ndarray,
     x: list,
@@ -40,19 +48,38 @@ def heatmap(
     zmax: float | None = None,
     colorscale: str = SEQUENTIAL,
     decimals: int = 4,
+    layout: dict | None = None,
+    trace: dict | None = None,
 ) -> go.Figure:
-    """A labelled heatmap; values rounded to ``decimals`` to keep the payload small."""
+    """A labelled heatmap; values rounded to ``decimals`` to keep the payload small.
+
+    ``layout`` / ``trace``: more layout and heatmap properties, merged in before the figure is
+    built. The figure is made in one construction: each later ``update_layout`` call costs
+    plotly about as much as building the whole figure (5-10 ms), which a page rerun pays per figure.
+    """
     z = np.round(np.asarray(z, dtype=np.float32), decimals)
     hover = f"{y_title or 'y'}: %{{y}}<br>{x_title or 'x'}: %{{x}}<br>value: %{{z}}<extra></extra>"
-    scale = dict(zmin=zmin, zmax=zmax, colorscale=colorscale, colorbar=dict(title=colorbar_title))
-    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, hovertemplate=hover, **scale))
-    fig.update_layout(
+    data = dict(type="heatmap", z=z, x=x, y=y, hovertemplate=hover, zmin=zmin, zmax=zmax, colorscale=colorscale,
+                colorbar=dict(title=colorbar_title))  # fmt: skip
+    base = dict(
         title=title,
         xaxis=dict(title=x_title, type="category"),
         yaxis=dict(title=y_title, type="category", autorange="reversed"),
         margin=dict(l=60, r=20, t=50, b=60),
     )
-    return fig
+    return go.Figure(data=[merged(data, trace)], layout=merged(_text_titles(base), _text_titles(layout or {})))
+
+
+def _text_titles(layout: dict) -> dict:
+    """Titles given as plain strings written as ``{"text": ...}`` (what plotly stores), so that a
+    later subtitle merges into them."""
+    out = dict(layout)
+    if isinstance(out.get("title"), str):
+        out["title"] = dict(text=out["title"])
+    for axis in [k for k in out if k.startswith(("xaxis", "yaxis")) and isinstance(out[k], dict)]:
+        if isinstance(out[axis].get("title"), str):
+            out[axis] = {**out[axis], "title": dict(text=out[axis]["title"])}
+    return out
 
 
 def tokens_figure(trace: Trace) -> go.Figure:

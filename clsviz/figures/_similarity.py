@@ -110,12 +110,10 @@ def _layer_token_heatmap(trace: Trace, values: np.ndarray, name: str, title: str
     expected = (trace.num_layers + 1, trace.seq_len)
     if values.shape != expected:
         raise ValueError(f"{name}: expected {list(expected)}, got {list(values.shape)}")
-    fig = heatmap(
+    return heatmap(
         values, x=token_labels(trace), y=layer_names(trace.num_layers), title=title,
-        x_title="token", y_title="layer", **style,
+        x_title="token", y_title="layer", layout=dict(height=max(320, 60 + 40 * (trace.num_layers + 1))), **style,
     )
-    fig.update_layout(height=max(320, 60 + 40 * (trace.num_layers + 1)))
-    return fig
 
 
 def cls_token_cosine_figure(trace: Trace, cosines: np.ndarray, view: str = "raw") -> go.Figure:
