@@ -160,15 +160,24 @@ def run_selectivity(
     return table[columns]
 
 
+def _spread(row) -> float:
+    """The spread over folds of a cell's selectivity: its two accuracies' sds combined."""
+    return float(np.hypot(row["accuracy_sd"], row["control_sd"]))
+
+
 def summarize_selectivity(table: pd.DataFrame) -> str:
-    """One plain sentence: where selectivity is highest, and [CLS] against the mean."""
+    """One plain sentence: where selectivity is highest (each accuracy with its spread over folds,
+    "inconclusive" when the gap lies within that spread), and [CLS] against the mean."""
     if table.empty:
         return ""
     best = table.loc[table["selectivity"].idxmax()]
+    spread = _spread(best)
+    within = " - within the spread over folds, so inconclusive" if best["selectivity"] <= spread else ""
     text = (
         f"Selectivity is highest for {best['pooling']} at layer {int(best['layer'])}: accuracy "
-        f"{best['accuracy']:.1%} against {best['control_accuracy']:.1%} on the control task "
-        f"({100 * best['selectivity']:.1f} points)."
+        f"{best['accuracy']:.1%} ± {best['accuracy_sd']:.1%} against {best['control_accuracy']:.1%} ± "
+        f"{best['control_sd']:.1%} on the control task ({100 * best['selectivity']:.1f} points, spread over folds "
+        f"{100 * spread:.1f}{within})."
     )
     poolings = set(table["pooling"])
     if {"cls", "mean"} <= poolings:
