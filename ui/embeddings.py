@@ -226,7 +226,7 @@ def label_scores(corpus: Corpus, sources: dict, label: str) -> tuple[Result | No
     """(kNN accuracy and silhouette of ``label`` per pooling at every layer, None), or (None, a
     message) when the label cannot be scored."""
     try:
-        parts = [runner.run("separation", corpus, v, label=label, poolings=p, max_classes=MAX_SCORED_CLASSES)
+        parts = [runner.run("separation", corpus, v, label_column=label, poolings=p, max_classes=MAX_SCORED_CLASSES)
                  for p, v in sources.items()]  # fmt: skip
     except (NotApplicable, ValueError) as exc:
         return None, str(exc)

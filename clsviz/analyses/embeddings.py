@@ -296,7 +296,7 @@ def separation_analysis(
     corpus: Corpus,
     vectors,
     *,
-    label: str = "",
+    label_column: str = "",
     poolings: str = "cls,mean",
     k: int = 5,
     folds: int = 5,
@@ -304,12 +304,12 @@ def separation_analysis(
 ) -> SeparationResult:
     """kNN accuracy (cosine, cross-validated) and silhouette of a label column at every layer and
     pooling, in the full space before any projection: where does [CLS] separate the label as well
-    as the mean? ``label`` defaults to the corpus's first label column."""
+    as the mean? ``label_column`` defaults to the corpus's first label column."""
     _check_rows(corpus, vectors)
     names = parse_poolings(poolings, vectors.poolings)
     if not corpus.labels:
         raise NotApplicable("The corpus has no label column, so there is nothing to separate.")
-    label = label or corpus.label_names[0]
+    label = label_column or corpus.label_names[0]
     if label not in corpus.labels:
         raise ParamError(f"No label column {label!r}; the corpus has {', '.join(corpus.label_names)}.")
     _, majority, n_classes = label_baselines(corpus.labels[label])

@@ -109,6 +109,12 @@ class ProbeGrid(Result):
         near-identical-vectors note), and whether one layer is clearly best."""
         return " ".join(s for s in (self.probe.summary(baseline), _spread_layers(self.probe.table)) if s)
 
+    def selectivity_sentence(self) -> str | None:
+        """Where selectivity is highest, each accuracy with its spread over folds."""
+        if self.selectivity is None or self.selectivity.empty:
+            return None
+        return summarize_selectivity(self.selectivity)
+
     def mdl_sentence(self) -> str | None:
         if self.mdl is None or self.mdl.empty:
             return None
@@ -118,10 +124,7 @@ class ProbeGrid(Result):
                 "(one seeded ordering of the texts, so no interval: treat differences of a few percent as even).")
 
     def summary(self, baseline=None) -> list[str]:
-        sentences = [self.probe_sentences(baseline)]
-        if self.selectivity is not None and not self.selectivity.empty:
-            sentences.append(summarize_selectivity(self.selectivity))
-        return sentences + [s for s in (self.mdl_sentence(),) if s]
+        return [s for s in (self.probe_sentences(baseline), self.selectivity_sentence(), self.mdl_sentence()) if s]
 
 
 @analysis("probe", title="Could any token do? A linear probe at every layer × pooling", inputs=("corpus",),
@@ -132,7 +135,7 @@ def probe_analysis(
     vectors=None,
     encoder=None,
     *,
-    label: str = "",
+    label_column: str = "",
     poolings: str = "",
     folds: int = 5,
     seed: int = 0,
@@ -145,12 +148,12 @@ def probe_analysis(
     """Cross-validated logistic-regression accuracy of a label column from every layer x pooling
     of the corpus's ``vectors`` (``poolings``: comma-separated, default all they hold; ``random``,
     one random content token per text, reads the texts with the ``encoder``), then the control
-    task (``control``) and the MDL probe (``mdl``) on the same rows. ``label`` defaults to the
-    corpus's first label column; ``memory_budget`` (bytes) streams a shard folder's columns that
+    task (``control``) and the MDL probe (``mdl``) on the same rows. ``label_column`` defaults to
+    the corpus's first label column; ``memory_budget`` (bytes) streams a shard folder's columns that
     do not fit it."""
     if not corpus.labels:
         raise ProbeError("The corpus has no label column, so there is nothing for a probe to predict.")
-    label = label or corpus.label_names[0]
+    label = label_column or corpus.label_names[0]
     if label not in corpus.labels:
         raise ProbeError(f"No label column '{label}'. Available: {', '.join(corpus.label_names)}.")
     held = (*(vectors.poolings if vectors is not None else ()), *((RANDOM_TOKEN,) if encoder is not None else ()))
