@@ -11,7 +11,8 @@ that number over the input tokens:
   is the pad token's embedding and special tokens keep theirs; the path integral uses
   Gauss-Legendre nodes, so ``sum(scores)`` matches ``value - baseline_value`` closely
   (completeness: :attr:`Attribution.completeness_gap`)
-* ``"grad_x_input"``: word embedding times the gradient, at the input
+* ``"grad_x_input"``: word embedding times the gradient, at the input (refused for a target whose
+  gradient there is zero, such as the similarity of a text to itself: its scores would be noise)
 * ``"occlusion"``: the drop of the target when one content token is replaced by the mask token
   (the pad token where the tokenizer has no mask token); special tokens score 0
 
@@ -39,6 +40,7 @@ from .tracing import special_positions, tokenize, trace
 __all__ = [
     "ATTRIBUTION_METHODS",
     "METHOD_NAMES",
+    "NOISE",
     "TARGETS",
     "Attribution",
     "AttributionError",
@@ -62,6 +64,10 @@ METHOD_NAMES = {
     "grad_x_input": "gradient × input",
     "occlusion": "occlusion",
 }
+
+NOISE = 1e-6
+"""Gradient × input scores whose largest magnitude is at most this times max(1, |f(x)|) are float
+noise: the target has no gradient at the input."""
 
 _DEFAULT_BUDGET = 512 * 2**20  # bytes of activations one batch of path points may hold
 _MAX_STEPS = 1024
@@ -393,7 +399,9 @@ def attribute(encoder, text: str, target="similarity", other: str | None = None,
     Raises :class:`AttributionError` (a ValueError) for an empty text or other sentence, an
     unknown target/method/pooling, a layer out of range, a model without a head for
     ``"classifier"``, and - for the gradient methods - a model family whose blocks clsviz
-    cannot run (occlusion works for every family).
+    cannot run (occlusion works for every family); and for ``"grad_x_input"`` on a target with
+    no gradient at the input (the similarity of a text to itself, ``other=None``), whose scores
+    would be float noise.
     """
     import torch
 
@@ -407,6 +415,8 @@ def attribute(encoder, text: str, target="similarity", other: str | None = None,
         tt = tokenize(encoder, text, max_length)
     except ValueError as exc:
         raise AttributionError(str(exc)) from exc
+    if method == "grad_x_input" and isinstance(target, str) and target == "similarity" and other is None:
+        raise AttributionError(_NO_GRADIENT)
     goal = make_target(encoder, text, target, other, pooling, layer, probe, class_index, max_length)
     ids, special = tt.input_ids, tt.special_mask
     if method == "occlusion":
@@ -425,6 +435,11 @@ def attribute(encoder, text: str, target="similarity", other: str | None = None,
             _, grads = _gradients(encoder, emb[None], goal, budget)
             scores = (emb * grads[0]).sum(dim=-1)
         scores = scores.double().cpu().numpy()
+        if method == "grad_x_input" and np.max(np.abs(scores[~special]), initial=0.0) <= NOISE * max(1.0, abs(value)):
+            raise AttributionError(
+                f"Gradient × input found no gradient at the input for this target: every score is at most {NOISE:g} "
+                "of the target, float noise rather than a ranking. Use integrated gradients or occlusion, or a "
+                "target that changes with the input (a probe's or classifier's logit, or similarity to another text).")
     return Attribution(
         text=tt.text,
         tokens=tt.tokens,
@@ -439,6 +454,13 @@ def attribute(encoder, text: str, target="similarity", other: str | None = None,
         steps=int(steps) if method == "integrated_gradients" else 0,
         model_name=encoder.name,
     )
+
+
+_NO_GRADIENT = (
+    "Gradient × input needs a target with a gradient at the input. The cosine of a vector to itself is at its "
+    "maximum there, so its gradient is exactly zero and the scores would be float noise. Give other= (a sentence "
+    "to compare with), a probe or classifier target, or use integrated gradients or occlusion."
+)
 
 
 def attribution_table(attributions) -> pd.DataFrame:

@@ -30,10 +30,14 @@ from .attention import attention_to_cls, cls_entropy, cls_rows
 from .encoder import Encoder
 from .pooling import pool_hidden
 from .progress import check_cancel
+from .resampled_cka import ResampledCKA, diagonal_intervals, resample_weights
 from .tracing import Trace, has_content
 from .vectors import hidden_batches
 
 __all__ = [
+    "ResampledCKA",
+    "diagonal_intervals",
+    "resample_weights",
     "ATTENTION_MEASURES",
     "CKA_READINGS",
     "AttentionChange",
@@ -187,7 +191,9 @@ class ModelComparison:
     """Layer-by-layer CKA of two encoders on the same texts.
 
     ``cka`` maps each computed reading (see :data:`CKA_READINGS`) to float64 [L_A+1, L_B+1]
-    (rows: hidden-state index of A, 0 = embeddings; columns: of B). ``skipped`` maps a reading
+    (rows: hidden-state index of A, 0 = embeddings; columns: of B). ``intervals`` maps a reading
+    to float64 [L+1, 2], the 95% bootstrap interval (resampling the texts) of its diagonal, for
+    models of the same depth. ``skipped`` maps a reading
     that could not be computed to the reason. ``num_tokens`` is the number of token vectors the
     "tokens" reading used (a random sample when the texts have more than ``max_tokens``).
     """
@@ -200,6 +206,7 @@ class ModelComparison:
     cka: dict[str, np.ndarray] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     messages: tuple[str, ...] = ()
+    intervals: dict[str, np.ndarray] = field(default_factory=dict)
 
     def table(self) -> pd.DataFrame:
         """Tidy table: one row per (reading, layer_a, layer_b) with ``cka`` (NaN = undefined)."""
@@ -350,6 +357,11 @@ def compare_encoders(
     vec_a = _layer_vectors(enc_a, ids_a, special_a, wanted, picks, batch_size, step)
     vec_b = _layer_vectors(enc_b, ids_b, special_b, wanted, picks, batch_size, step)
     results = {r: layer_cka(vec_a[r], vec_b[r]) for r in readings if r in wanted}
+    intervals = {}
+    if enc_a.info.num_layers == enc_b.info.num_layers:
+        owners = {"tokens": np.concatenate([np.full(len(picks[t]), i) for i, t in enumerate(sorted(picks))])} if picks else {}
+        for r in results:
+            intervals[r] = diagonal_intervals(vec_a[r], vec_b[r], owners.get(r), seed=seed)
     if "cls" in results and np.isnan(results["cls"][0]).all():
         messages.append("At layer 0 the [CLS] vector is the same embedding for every text, so its CKA is undefined.")
     return ModelComparison(
@@ -361,6 +373,7 @@ def compare_encoders(
         cka=results,
         skipped=skipped,
         messages=tuple(messages),
+        intervals=intervals,
     )
 
 

@@ -15,9 +15,12 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
-__all__ = ["DEMO_LABELS", "Corpus", "demo_corpus", "demo_pairs", "is_missing", "labelled_rows", "stratified_rows"]
+__all__ = ["DEMO_LABELS", "FINETUNE_LABEL", "Corpus", "demo_corpus", "demo_pairs", "is_missing", "labelled_rows", "stratified_rows"]
 
 DEMO_LABELS = ("topic", "sentiment", "form", "order")
+FINETUNE_LABEL = "sentiment"
+"""The demo label fine-tuning starts from (``clsviz.experiments.finetune.DEFAULT_LABEL``): the bundled
+model does not already solve it, where "topic" and "form" are at ceiling before any training."""
 
 
 @dataclass(frozen=True, eq=False)

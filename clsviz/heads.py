@@ -48,6 +48,7 @@ __all__ = [
     "build_classifier_head",
     "classifier_architecture",
     "classifier_lens",
+    "EVEN_MARGIN",
     "describe_settled",
     "lens_table",
     "mean_lens",
@@ -179,6 +180,25 @@ def settled_layer(lens: np.ndarray) -> int:
     return 0 if differs.size == 0 else int(differs[-1] + 1)
 
 
+EVEN_MARGIN = 0.10
+"""Two labels whose probabilities differ by less than this are "about even": a lens read on one
+text has no sampling interval, so the margin itself is quoted and small ones are called even."""
+
+
+def _margin(probs: np.ndarray, labels: Sequence[str]) -> tuple[str, str, float, float]:
+    """(top label, runner-up, top probability, runner-up probability) of one probability row."""
+    order = np.argsort(-probs, kind="stable")
+    second = order[1] if len(order) > 1 else order[0]
+    return labels[order[0]], labels[second], float(probs[order[0]]), float(probs[second])
+
+
+def _odds(probs: np.ndarray, labels: Sequence[str], layer: int) -> str:
+    """``"about even at layer 5 ('positive' 51% vs 'negative' 49%)"`` or ``"'positive' 80% vs ..."``."""
+    top, second, p, q = _margin(probs, labels)
+    said = f"'{top}' {p:.0%} vs '{second}' {q:.0%}"
+    return f"about even at layer {layer} ({said})" if p - q < EVEN_MARGIN else f"{said} at layer {layer}"
+
+
 def describe_settled(
     lens: np.ndarray,
     labels: Sequence[str],
@@ -186,7 +206,9 @@ def describe_settled(
     cls_token: str = "[CLS]",
 ) -> str:
     """One plain sentence answering "at which layer does the prediction form in [CLS]?" for a
-    lens [L+1, C] (see :func:`settled_layer`); ``labels`` name the C columns."""
+    lens [L+1, C] (see :func:`settled_layer`); ``labels`` name the C columns. The probability
+    margins at the layers it names are quoted, and a margin under :data:`EVEN_MARGIN` is called
+    "about even" rather than a prediction."""
     lens = np.asarray(lens, dtype=np.float64)
     if lens.ndim != 2 or lens.shape[1] != len(labels):
         raise ValueError(f"lens: expected [layers + 1, {len(labels)}] for {len(labels)} labels, got {list(lens.shape)}")
@@ -196,22 +218,34 @@ def describe_settled(
             f"This head gives a score, not a label (regression): follow the line to see from which layer "
             f"{cls_token} carries a score near the final {lens[-1, 0]:.3g}."
         )
+    probs = probabilities(lens, problem_type)
     settled = settled_layer(lens)
     label = labels[int(lens[-1].argmax())]
+    final = _odds(probs[-1], labels, last)
     if settled == 0:
+        k = int(lens[-1].argmax())
         return (
             f"The head picks '{label}' at every layer, already from the {cls_token} embedding (layer 0), which is "
-            f"the same for every text: no block changes the answer, so this text gets the head's default label."
+            f"the same for every text: no block flips the answer. Its probability for '{label}' goes from "
+            f"{probs[0, k]:.0%} at layer 0 to {probs[-1, k]:.0%} at layer {last} ({_odds(probs[0], labels, 0)}; "
+            f"{final})."
         )
-    before = labels[int(lens[settled - 1].argmax())]
+    before = _odds(probs[settled - 1], labels, settled - 1)
+    even_before = before.startswith("about even")
     if settled == last:
+        if even_before:
+            return (f"The prediction '{label}' ({final}) tips in {cls_token} only at the last layer: the head was "
+                    f"{before}, so the earlier layers leave it open rather than say otherwise.")
+        said = labels[int(lens[settled - 1].argmax())]
         return (
             f"The prediction '{label}' forms in {cls_token} only at the last layer ({last}): at layer {last - 1} "
-            f"the head would still have said '{before}'."
+            f"the head would still have said '{said}' ({before}); at the last layer {final}."
         )
+    said = labels[int(lens[settled - 1].argmax())]
+    earlier = f"it was {before}" if even_before else f"at layer {settled - 1} it would have said '{said}' ({before})"
     return (
         f"The prediction '{label}' forms in {cls_token} at layer {settled} of {last}: from there on the head "
-        f"reads '{label}' at every layer (at layer {settled - 1} it would have said '{before}')."
+        f"reads '{label}' at every layer ({final}; {earlier})."
     )
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "findings",
     "describe_gap",
     "describe_series",
+    "fold_noise",
     "layer_span",
     "position_summary",
     "probe_gap_summary",
@@ -113,19 +114,23 @@ def describe_gap(
     labels: Sequence[int],
     name_a: str,
     name_b: str,
-    small: float = 0.02,
+    small: float | Sequence[float] = 0.02,
     scale: float = 100.0,
     unit: str = "points",
     word: str = "layer",
 ) -> str:
     """Where ``a`` and ``b`` differ and by how much, layer by layer: ``"the mean is ahead of
     [CLS] by 13–18 points at layers 2–3 and within 2 points at layers 0–1 and 4–6"``.
-    A gap of at most ``small`` (in the series' own units) counts as no gap."""
+    A gap of at most ``small`` (in the series' own units) counts as no gap; ``small`` may be one
+    number per layer (the half-width of the gap's 95% interval), and the close layers are then
+    called "about even (within noise)"."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     gap = b - a
-    ahead_b = [i for i, g in enumerate(gap) if g > small]
-    ahead_a = [i for i, g in enumerate(gap) if g < -small]
-    close = [i for i, g in enumerate(gap) if abs(g) <= small]
+    per_layer = np.ndim(small) > 0
+    band = np.broadcast_to(np.asarray(small, dtype=np.float64), gap.shape)
+    ahead_b = [i for i, g in enumerate(gap) if g > band[i]]
+    ahead_a = [i for i, g in enumerate(gap) if g < -band[i]]
+    close = [i for i, g in enumerate(gap) if abs(g) <= band[i]]
     parts = []
     for leader, other, idx in ((name_b, name_a, ahead_b), (name_a, name_b, ahead_a)):
         if idx:
@@ -133,8 +138,10 @@ def describe_gap(
                       f"{layer_span([labels[i] for i in run], word)}" for run in _runs(idx, gap)]
             joined = pieces[0] if len(pieces) == 1 else ", ".join(pieces[:-1]) + " and " + pieces[-1]
             parts.append(f"{leader} is ahead of {other} {joined}")
-    if close:
-        parts.append(f"within {small * scale:.0f} {unit} at {layer_span([labels[i] for i in close], word)}")
+    if close and per_layer:
+        parts.append(f"about even (the 95% interval of the gap includes 0) at {layer_span([labels[i] for i in close], word)}")
+    elif close:
+        parts.append(f"within {float(small) * scale:.0f} {unit} at {layer_span([labels[i] for i in close], word)}")
     return "; ".join(parts)
 
 
@@ -336,23 +343,35 @@ def position_summary(table, baseline=None, labels: dict | None = None) -> str:
     return text
 
 
+def fold_noise(sd_a, sd_b, folds: int) -> np.ndarray:
+    """Half-width of the 95% interval of the difference of two cross-validated accuracies, from
+    their standard deviations over ``folds`` folds: 1.96 * sqrt((sd_a² + sd_b²) / folds), at
+    least 1 point (a fold of a few dozen texts cannot resolve less)."""
+    sd_a, sd_b = np.asarray(sd_a, dtype=np.float64), np.asarray(sd_b, dtype=np.float64)
+    return np.maximum(1.96 * np.sqrt((sd_a**2 + sd_b**2) / max(int(folds), 1)), 0.01)
+
+
 def probe_gap_summary(table, reference: str = "standard", labels: dict | None = None, word: str = "layer") -> str:
-    """A probe table (columns variant or pooling, layer, accuracy, majority) read at every layer:
-    each variant's gap to ``reference`` where it is large and where it is small."""
+    """A probe table (columns variant or pooling, layer, accuracy, majority; with ``accuracy_sd``
+    and ``folds`` the noise of each gap is known) read at every layer: each variant's gap to
+    ``reference`` where it is clear of the noise and where the two are about even."""
     labels = labels or {}
     column = "variant" if "variant" in table.columns else "pooling"
     value = "accuracy" if "accuracy" in table.columns else "accuracy_mean"
     wide = table.pivot(index="layer", columns=column, values=value).sort_index()
     if reference not in wide.columns or wide.shape[1] < 2:
         return ""
+    spread = table.pivot(index="layer", columns=column, values="accuracy_sd").sort_index() if "accuracy_sd" in table else None
+    folds = int(table["folds"].iloc[0]) if "folds" in table.columns else 5
     layers = list(wide.index)
     parts = []
     for other in wide.columns:
         if other == reference:
             continue
+        small = 0.02 if spread is None else fold_noise(spread[reference].fillna(0), spread[other].fillna(0), folds)
         parts.append(f"{labels.get(other, other)}: " + describe_gap(
             wide[reference].to_numpy(), wide[other].to_numpy(), layers, labels.get(reference, reference),
-            labels.get(other, other), small=0.02, word=word))
+            labels.get(other, other), small=small, word=word))
     majority = float(table["majority"].iloc[0]) if "majority" in table.columns else float("nan")
     text = "Compared layer by layer with " + labels.get(reference, reference) + " — " + " | ".join(parts) + "."
     if np.isfinite(majority):
@@ -370,6 +389,13 @@ def probe_summary(result, baseline=None) -> str:
     text = (f"Predicting '{result.label}'{model}, the best pooling is {best['pooling']} at layer {int(best['layer'])} "
             f"({best['accuracy_mean']:.1%} ± {best['accuracy_sd']:.1%} over {result.folds} folds; chance "
             f"{result.chance:.1%}, majority class {result.majority:.1%}).")
+    noise = fold_noise(best["accuracy_sd"], table["accuracy_sd"].fillna(0).to_numpy(), result.folds)
+    even = table[(best["accuracy_mean"] - table["accuracy_mean"].to_numpy() <= noise) & (table.index != best.name)]
+    if len(even):
+        text += (f" {len(even)} other cell(s) are about even with it (the 95% interval of the gap includes 0), so "
+                 "no single best cell is clear: " + ", ".join(
+                     f"{r.pooling} at layer {int(r.layer)} {r.accuracy_mean:.1%}" for r in even.head(5).itertuples())
+                 + ("…" if len(even) > 5 else "") + ".")
     poolings = set(table["pooling"])
     if {"cls", "mean"} <= poolings:
         wide = table.pivot(index="layer", columns="pooling", values="accuracy_mean").sort_index()

@@ -10,6 +10,7 @@ from clsviz import figures
 from clsviz.corpus import is_missing
 from clsviz.experiments import TRAINABLE_POOLINGS, WATCH_SETTINGS, run_finetune
 from clsviz.experiments.dynamics import flow_table, summarize_moved, summarize_run
+from clsviz.experiments.finetune import DEFAULT_LABEL
 from clsviz.experiments.learners import MOVED_POOLINGS, TRAINING_LABELS
 from ui import jobs
 from ui.corpus import corpus_picker
@@ -61,7 +62,10 @@ if not corpus.labels:
     st.stop()
 job = jobs.get(JOB)
 active = job is not None and job.active
-label = selectbox(st, "Label to learn", corpus.label_names, key="how_it_learns.label", disabled=active)
+label = selectbox(st, "Label to learn", corpus.label_names, key="how_it_learns.label", disabled=active,
+                  index=list(corpus.label_names).index(DEFAULT_LABEL) if DEFAULT_LABEL in corpus.label_names else 0,
+                  help=f"'{DEFAULT_LABEL}' by default on the demo corpus: the bundled model does not already solve it "
+                  "(a label at ceiling before training cannot show what fine-tuning adds).")  # fmt: skip
 labelled = [i for i, v in enumerate(corpus.labels[label]) if not is_missing(v)]
 poolings = multiselect(st, "Poolings", TRAINABLE_POOLINGS, default=list(DEFAULT_POOLINGS), key="how_it_learns.poolings",
                           format_func=lambda p: f"{p}: {TRAINING_LABELS[p]}", disabled=active)  # fmt: skip

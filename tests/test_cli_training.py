@@ -67,7 +67,7 @@ def test_probe_control_and_mdl_columns(tmp_path, small_csv, tiny_model_dirs, cap
 @pytest.mark.parametrize(
     "args, reason",
     [
-        (["finetune", "{csv}", "--out", "r.json"], "required: --label"),
+        (["finetune", "{csv}", "--out", "r.json"], "has no column(s) 'sentiment'"),  # the default label
         (["finetune", "{csv}", "--label", "verb"], "required: --out"),
         (["finetune", "{csv}", "--label", "verb", "--out", "r.csv"], "must end in .json"),
         (["finetune", "{csv}", "--label", "verb", "--out", "r.json", "--poolings", "cls,middle"], "unknown middle"),

@@ -302,3 +302,34 @@ def test_summary_crowns_only_when_the_intervals_clear():
     assert "still falling at the end for cls" in text and "mean:" not in text.split("still falling")[1]
     clear = _result([("cls", 0.6, 0.95), ("mean", 0.5, 0.55)], {"cls": 1 + 0 * steps, "mean": 1 + 0 * steps}, n=400)
     assert "cls is ahead" in clear.summary() and "had flattened" in clear.summary()
+
+
+def test_a_task_at_ceiling_before_training_is_inconclusive():
+    from clsviz.experiments.dynamics import summarize_moved
+
+    steps = np.arange(40)
+    flat = {p: 1 + 0 * steps for p in ("cls", "mean", "cls_last")}
+    solved = _result([("cls", 1.0, 1.0), ("mean", 1.0, 1.0), ("cls_last", 1.0, 1.0)], flat)
+    assert solved.at_ceiling() == ["cls", "mean", "cls_last"]
+    text = solved.summary()
+    assert text.startswith("Before any training the task is at ceiling") and "inconclusive" in text
+    assert "100.0% (95% interval 100.0%–100.0%)" in text and "'sentiment'" in text
+    moved = summarize_moved(solved)
+    assert "Inconclusive: before any training the task is at ceiling" in moved and "convention" not in moved
+    # Room to learn (the upper end of the interval may reach 95%, the lower does not): no flag.
+    room = _result([("cls", 0.775, 0.9), ("mean", 0.86, 0.9)], flat)
+    assert room.at_ceiling() == [] and not room.ceiling_note()
+
+
+def test_the_default_label_is_not_solved_before_training(encoder):
+    from clsviz import extract
+    from clsviz.corpus import demo_corpus
+    from clsviz.experiments.finetune import CEILING, DEFAULT_LABEL
+    from clsviz.experiments.probe import run_probe
+
+    corpus = demo_corpus()
+    vectors = extract(encoder, corpus.texts, ("cls", "mean"), labels=corpus.labels)
+    last = encoder.info.num_layers
+    for label, solved in ((DEFAULT_LABEL, False), ("topic", True)):
+        table = run_probe(vectors, label, poolings=["cls", "mean"], layers=[last], n_jobs=1).table
+        assert (table["accuracy_mean"] >= CEILING).all() == solved, (label, table)

@@ -230,9 +230,9 @@ def test_lens_calls_leave_the_shared_encoder_unchanged(bundled_classifier):
     [
         ([2, 2, 2], "picks 'positive' at every layer, already from the [CLS] embedding (layer 0)"),
         ([0, 1, 2, 2], "forms in [CLS] at layer 2 of 3: from there on the head reads 'positive' at every layer "
-                       "(at layer 1 it would have said 'neutral')"),
+                       "('positive' 91% vs 'negative' 5% at layer 3; at layer 1 it would have said 'neutral'"),
         ([2, 2, 0, 1], "forms in [CLS] only at the last layer (3): at layer 2 the head would still have said "
-                       "'negative'"),
+                       "'negative' ('negative' 91% vs"),
     ],
 )
 def test_describe_settled(winners, expected):
@@ -245,6 +245,18 @@ def test_describe_settled(winners, expected):
     )
     with pytest.raises(ValueError, match="for 2 labels"):
         describe_settled(lens, LABELS[:2])
+
+
+def test_words_follow_the_margin():
+    # A 51 / 49 split at layer 2 is not a prediction: the last layer tips it, it does not "form" it.
+    close = np.log(np.array([[0.7, 0.2, 0.1], [0.6, 0.1, 0.3], [0.51, 0.0001, 0.49], [0.3, 0.0001, 0.7]]))
+    text = describe_settled(close, LABELS)
+    assert "tips in [CLS] only at the last layer" in text and "about even at layer 2" in text
+    # The answer never flips, but the probability moves: say so with the numbers.
+    steady = np.log(np.array([[0.5, 0.49, 0.01], [0.55, 0.44, 0.01], [0.66, 0.33, 0.01]]))
+    text = describe_settled(steady, LABELS)
+    assert "no block flips the answer" in text and "goes from 50% at layer 0 to 66% at layer 2" in text
+    assert "about even at layer 0" in text
 
 
 def test_prediction_summary_lists_the_most_probable_labels(bundled_classifier):

@@ -400,8 +400,10 @@ def test_head_sweep_matches_per_sentence_ablation(tiny):
         means = head_means(enc, texts)
         for block, head in ((1, 0), (2, 3)):
             ablated = [ablate_heads(enc, t, [(block, head)], mode=mode, mean_from=means).cls(-1) for t in texts]
-            want = np.mean([1 - float(cosine(a, t.cls(-1))) for a, t in zip(ablated, traces)])
-            assert table.loc[(block, head), "effect"] == pytest.approx(want, abs=1e-6)
+            per_text = np.array([float(cosine(a, t.cls(-1))) for a, t in zip(ablated, traces)])
+            assert table.loc[(block, head), "effect"] == pytest.approx(np.mean(1 - per_text), abs=1e-6)
+            draws = per_text[np.random.default_rng(0).integers(0, 3, size=(1000, 3))].mean(axis=1)
+            assert table.loc[(block, head), "cosine_low"] == pytest.approx(np.percentile(draws, 2.5), abs=1e-5)
     parked = np.mean(np.concatenate([t.attentions[:, :, 1:, 0] for t in traces], axis=-1), axis=-1)
     np.testing.assert_allclose(table["attention_to_cls"].to_numpy().reshape(parked.shape), parked, atol=1e-5)
     reads = np.mean([t.attentions[:, :, 0][..., ~t.special_mask].sum(-1) for t in traces], axis=0)
@@ -417,6 +419,7 @@ def test_patching_sweep_flips_every_pair_at_the_last_layer(tiny):
     assert list(table.index) == [0, 1, 2]
     last = table.loc[2]
     assert last["flip_rate"] == 1.0 and last["kept_rate"] == 0.0
+    assert last["flip_low"] == last["flip_high"] == 1.0  # every pair flips: every resample too
     assert last["cos_to_source"] == pytest.approx(1.0, abs=1e-6)
     # Every text's embedding-layer [CLS] is the same vector: patching it changes nothing.
     assert table.loc[0, "flip_rate"] == 0.0 and table.loc[0, "kept_rate"] == 1.0
@@ -432,8 +435,24 @@ def test_massive_sweep_matches_per_sentence_runs(tiny):
     means = dimension_means(enc, texts, dims, 1)
     for mode in ("zero", "mean"):
         runs = [ablate_dimensions(enc, t, dims, 1, mode=mode, means=means) for t in texts]
-        want = np.mean([float(cosine(r.cls(-1), t.cls(-1))) for r, t in zip(runs, traces)])
-        assert table.loc[mode, "cosine"] == pytest.approx(want, abs=1e-5)
+        per_text = [float(cosine(r.cls(-1), t.cls(-1))) for r, t in zip(runs, traces)]
+        assert table.loc[mode, "cosine"] == pytest.approx(np.mean(per_text), abs=1e-5)
+        draws = np.asarray(per_text)[np.random.default_rng(0).integers(0, 3, size=(1000, 3))].mean(axis=1)
+        low, high = np.percentile(draws, [2.5, 97.5])
+        assert (table.loc[mode, "cosine_low"], table.loc[mode, "cosine_high"]) == pytest.approx((low, high), abs=1e-5)
+    # The control: as many random dimensions (none of the chosen ones), zeroed the same way.
+    control = [int(d) for d in table.loc["random_zero", "dims"].split(", ")]
+    assert len(control) == 2 and not set(control) & set(dims)
+    runs = [ablate_dimensions(enc, t, control, 1, mode="zero") for t in texts]
+    want = np.mean([float(cosine(r.cls(-1), t.cls(-1))) for r, t in zip(runs, traces)])
+    assert table.loc["random_zero", "cosine"] == pytest.approx(want, abs=1e-5)
+    # How much the replaced values vary between inputs: each role around its own mean.
+    cls_rows = np.stack([t.hidden_states[1, t.cls_index, dims] for t in traces]).astype(np.float64)
+    sep_rows = np.stack([t.hidden_states[1, t.sep_index, dims] for t in traces]).astype(np.float64)
+    spread = np.sqrt((((cls_rows - cls_rows.mean(0)) ** 2).sum() + ((sep_rows - sep_rows.mean(0)) ** 2).sum())
+                     / ((cls_rows**2).sum() + (sep_rows**2).sum()))  # fmt: skip
+    assert table.loc["zero", "variation"] == pytest.approx(spread, rel=1e-4)
+    assert "vary between inputs by" in result.finding and "random dimensions" in result.finding
     ratio = max(np.abs(t.hidden_states[1][t.special_mask][:, dims]).max() / np.median(np.abs(t.hidden_states[1]))
                 for t in traces)  # fmt: skip
     assert table.loc["zero", "times_median"] == pytest.approx(ratio, rel=1e-5)
@@ -457,6 +476,19 @@ def test_register_sweep_matches_per_sentence_registers(tiny):
     want = np.mean([float(cosine(r.cls(-1), trace(enc, t).cls(-1))) for r, t in zip(runs, texts)])
     assert table.loc[2, "cos_to_no_registers"] == pytest.approx(want, abs=1e-5)
     assert "unused" in table.loc[2, "tokens"]
+    # The shift-only control: no registers, every token after [CLS] two positions further right,
+    # run here through the model's own forward pass with explicit position ids.
+    shifted = []
+    for t in texts:
+        ids = torch.as_tensor(trace(enc, t).input_ids)[None]
+        positions = torch.arange(ids.shape[1])[None].clone()
+        positions[:, 1:] += 2
+        with torch.inference_mode():
+            last = enc.model(input_ids=ids, position_ids=positions).last_hidden_state[0, 0].numpy()
+        shifted.append(float(cosine(last, trace(enc, t).cls(-1))))
+    assert table.loc[2, "shift_cos_to_no_registers"] == pytest.approx(np.mean(shifted), abs=1e-5)
+    assert table.loc[0, "shift_cos_to_no_registers"] == pytest.approx(1.0, abs=1e-6)
+    assert "Shift-only control" in result.finding
 
 
 # --- the shared model stays as it was ---------------------------------------------------------
@@ -608,13 +640,22 @@ def test_other_sentences_from_planted_tables():
     text = summarize_heads(heads)
     assert "block 2 head 3" in text and "Of the 3 heads" in text and "2 change it little" in text
     assert "1 head(s) are aggregators" in text
-    massive = pd.DataFrame(dict(mode=["zero", "mean"], layer=1, dims="99, 223", times_median=30.0,
-                                cosine=[0.5, 0.999], accuracy=[0.4, 0.9], clean_accuracy=0.9,
-                                cls_share=[0.1, 0.5], cls_share_clean=0.5))  # fmt: skip
+    massive = pd.DataFrame(dict(mode=["zero", "mean"], layer=1, dims="99, 223", times_median=3000.0, massive=True,
+                                cosine=[0.5, 0.999], cosine_low=[0.45, 0.995], cosine_high=[0.55, 1.0], n=40,
+                                accuracy=[0.4, 0.9], clean_accuracy=0.9, cls_share=[0.1, 0.5], cls_share_clean=0.5))  # fmt: skip
     text = summarize_massive(massive, pd.DataFrame(dict(share=[0.1])))
     assert "agrees with Sun et al." in text and "the sink moves" in text and "99, 223" in text
-    assert "barely matters" in summarize_massive(massive.assign(cosine=[0.995, 1.0]))
+    assert "0.500 (0.450–0.550)" in text
+    unbroken = summarize_massive(massive.assign(cosine=[0.995, 1.0], cosine_low=[0.99, 1.0], cosine_high=[0.999, 1.0]))
+    assert "does not behave as Sun et al. (2024) report: zeroing does not break it" in unbroken
+    straddle = massive.assign(cosine_low=[0.45, 0.98])  # the mean's interval reaches below 0.99
+    assert "do not settle" in summarize_massive(straddle)
+    small = summarize_massive(massive.assign(times_median=40.0, massive=False))
+    assert "not massive by Sun et al.'s definition (1,000 times the median)" in small and "agrees" not in small
     regs = pd.DataFrame(dict(k=[0, 4], accuracy=[0.8, 0.82], cls_share=[0.5, 0.1], register_share=[0.0, 0.6]))
+    with_control = regs.assign(shift_cls_share=[0.5, 0.48], shift_cos_to_no_registers=[1.0, 0.99],
+                               cos_to_no_registers=[1.0, 0.8], shift_accuracy=[0.8, 0.81])  # fmt: skip
+    assert "Shift-only control (no registers, the words moved 4 positions right): [CLS] gets 48%" in summarize_registers(with_control)
     assert "take over the sink role" in summarize_registers(regs) and "82%" in summarize_registers(regs)
     assert "[CLS] stays the sink" in summarize_registers(regs.assign(cls_share=[0.5, 0.5], register_share=[0, 0.02]))
 

@@ -31,6 +31,9 @@ def test_findings_prints_every_claim_and_saves_the_table(tmp_path, tiny_model_di
     assert set(table["verdict"]) <= set(VERDICTS)
     for row in table.itertuples():  # every claim printed with its verdict
         assert f"{row.source} — {row.verdict.upper()}" in out
+        if row.verdict in ("reproduces", "differs", "inconclusive"):  # decided on an interval, with its caveat
+            assert row.low != "" and row.high != "" and row.threshold != "" and row.caveat, row.key
+    assert "95% interval of the deciding number" in out and "caveat" in out
     assert f"{len(table)} findings on {tiny_model_dirs['bert']}: " in out and f"Saved: {out_csv}" in err
     assert "Checking [" in err  # the progress line
 
@@ -92,4 +95,5 @@ def test_inspect_adds_the_findings_to_the_report(tmp_path, tiny_model_dirs, caps
 def test_findings_is_a_listed_command(capsys):
     assert "literature_commands" in COMMAND_MODULES
     code, out, _ = _main(["findings", "--help"], capsys)
-    assert code == 0 and "--finetuned" in out and "reproduces, differs, or not measurable" in out
+    assert code == 0 and "--finetuned" in out
+    assert "reproduces, differs, inconclusive" in " ".join(out.split()) and "not measured yet" in " ".join(out.split())

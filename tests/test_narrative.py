@@ -153,3 +153,9 @@ def test_the_probe_gap_summary_says_where_a_moved_cls_loses():
     assert "[CLS] first is ahead of moved by 15 points at layers 1–2" in text
     assert "within 2 points at layers 0 and 3–6" in text
     assert "majority class gives 25%" in text
+    # With the spread over folds the noise of each gap is known: a 15-point gap with fold SDs of
+    # 20 points (1.96 * sqrt(2 * 0.04 / 5) = 25 points of noise) is about even.
+    noisy = pd.DataFrame(rows).assign(accuracy_sd=0.2, folds=5)
+    text = N.probe_gap_summary(noisy, "standard", {"standard": "[CLS] first", "cls_end": "moved"})
+    assert "about even (the 95% interval of the gap includes 0) at layers 0–6" in text and "ahead" not in text
+    assert N.fold_noise(0.2, 0.2, 5) == pytest.approx(1.96 * np.sqrt(0.08 / 5))

@@ -1,5 +1,7 @@
-"""The Published findings page (AppTest): the check runs as a background job, the table and one
-sentence per finding are drawn as text, results of other pages are shown, bad input is refused."""
+"""The Published findings page (AppTest): the check runs as a background job (the ``findings``
+analysis through ui.runner), the table and one sentence per finding are drawn as text with each
+interval and caveat, results of other pages are shown beside the rows (never used for a verdict),
+bad input is refused."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ from clsviz.experiments.probe import ProbeResult
 from clsviz.literature import COLUMNS, VERDICTS, load_claims
 from tests.conftest import open_page
 from ui import jobs
-from ui.literature import JOB, RESULT
+from ui.literature import JOB
 from ui.state import OTHER
+from ui.text import plain
 
 PAGE = "pages/12_Findings.py"
 BUTTON = "Check the findings on this model"
@@ -37,6 +40,11 @@ def _check(at):
 def _tables(at) -> list[pd.DataFrame]:
     """The findings tables the page drew (the pickers may draw previews of their own)."""
     return [d.value for d in at.dataframe if "verdict" in d.value.columns]
+
+
+def _saved(at) -> pd.DataFrame:
+    """The whole table the check produced (the job's result)."""
+    return at.session_state["clsviz.jobs"][JOB].result.table()
 
 
 def _markdown(at) -> str:
@@ -67,14 +75,20 @@ def test_a_check_draws_the_table_and_a_sentence_per_finding(checked):
     shown = _tables(at)[0]
     assert list(shown["source"]) == [c.source for c in load_claims()]
     assert set(shown["verdict"]) <= set(VERDICTS)
-    saved = at.session_state[RESULT][1]
+    # The key columns only, narrow enough to read without scrolling sideways; the rest below.
+    assert list(shown.columns) == ["source", "verdict", "interval", "threshold", "sample"]
+    saved = _saved(at)
     assert list(saved.columns) == list(COLUMNS)
+    for row in shown.itertuples():
+        assert row.interval == "–" or "–" in row.interval
     info = at.info[0].value
     assert info.startswith(f"{len(load_claims())} findings on ")
     text = _markdown(at)
     for row in saved.itertuples():  # one plain sentence per row, and its source linked
         assert row.verdict in text
         assert f"]({row.url})" in text
+    captions = _captions(at)
+    assert sum(plain(f"Caveat: {row.caveat}")[:60] in captions for row in saved.itertuples() if row.caveat) >= 3
     assert any(b.label == "Download the table (CSV)" for b in at.get("download_button"))
     assert not any(b.label == BUTTON for b in at.button)  # the result is there: no button
 
@@ -117,12 +131,12 @@ def test_a_too_small_corpus_is_refused_with_a_message(tiny_model_dirs, monkeypat
 
 
 def test_a_failed_check_says_why_and_offers_the_button_again(tiny_model_dirs, monkeypatch):
-    import ui.literature
+    import clsviz.analyses.findings
 
     def broken(*args, **kwargs):
         raise ValueError("the model ran out of layers")
 
-    monkeypatch.setattr(ui.literature, "check_claims", broken)
+    monkeypatch.setattr(clsviz.analyses.findings, "check_claims", broken)
     at = _open(tiny_model_dirs["roberta"])
     next(b for b in at.button if b.label == BUTTON).click()
     at.run()
@@ -137,7 +151,7 @@ def test_a_failed_check_says_why_and_offers_the_button_again(tiny_model_dirs, mo
 def test_a_running_check_shows_its_progress_and_can_be_cancelled(tiny_model_dirs, monkeypatch):
     import threading
 
-    import ui.literature
+    import clsviz.analyses.findings
 
     started = threading.Event()
 
@@ -147,14 +161,14 @@ def test_a_running_check_shows_its_progress_and_can_be_cancelled(tiny_model_dirs
         cancel.wait(60)
         raise RuntimeError("stopped")
 
-    monkeypatch.setattr(ui.literature, "check_claims", slow)
+    monkeypatch.setattr(clsviz.analyses.findings, "check_claims", slow)
     at = _open(tiny_model_dirs["electra"])
     next(b for b in at.button if b.label == BUTTON).click()
     at.run()
     assert started.wait(60)
     at.run()
     assert not at.exception, at.exception
-    assert not any(b.label == BUTTON for b in at.button)  # one check at a time
+    assert all(b.disabled for b in at.button if b.label == BUTTON)  # one check at a time
     bars = [p for p in at.get("progress")]
     assert bars and "Checking Clark et al. 2019" in bars[0].proto.text
     assert any(b.label == "Cancel" for b in at.button)

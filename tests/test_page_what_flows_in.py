@@ -33,7 +33,7 @@ def _run_scoreboard(at: AppTest):
     """Press Run the scoreboard, wait for the background job, rerun the page; the finished job."""
     _button(at, "Run the scoreboard").click()
     at.run()
-    job = at.session_state["clsviz.jobs"]["mixing.scoreboard"]
+    job = at.session_state["clsviz.jobs"]["analysis.mixing.scoreboard"]
     assert job.wait(300)
     at.run()
     assert not at.exception and job.status == jobs.DONE, job.error
@@ -79,22 +79,27 @@ def test_value_zeroing_runs_in_the_background_and_says_when_cls_barely_mixes():
     assert len(_charts(at)) == 2  # only the side-by-side comparison and the attribution so far
     _button(at, "Compute value zeroing").click()
     at.run()
-    job = at.session_state["clsviz.jobs"]["mixing.value_zeroing"]
+    job = at.session_state["clsviz.jobs"]["analysis.mixing.value_zeroing"]
     assert job.wait(300)
     at.run()
     assert not at.exception and not at.error and job.status == jobs.DONE, job.error
     assert any("barely mix anything into [CLS]" in i.value for i in at.info)
     raw = next(c for c in _charts(at) if "float32 resolution" in json.dumps(c["layout"]))
     shown = _arr(raw["data"][0]["y"]).astype(float)
-    np.testing.assert_allclose(shown, job.result.raw_magnitude(), rtol=1e-6)
+    np.testing.assert_allclose(shown, job.result.mixing.raw_magnitude(), rtol=1e-6)
 
 
 def test_the_scoreboard_runs_and_gives_a_verdict(tiny_model_dirs):
     at = open_page(PAGE, "the cat chased a dog\nwhy is it first", timeout=400,
                    **{"clsviz.model": OTHER, "clsviz.custom_model": str(tiny_model_dirs["bert"])})  # fmt: skip
     at.multiselect(key="mixing.measures").set_value(["attention", "rollout", "alti", "occlusion", "random"]).run()
-    _run_scoreboard(at)
-    assert any(i.value.startswith("On ") and "best predicts" in i.value for i in at.info)
+    job = _run_scoreboard(at)
+    # The verdict is decided on the intervals over the sentences, and quotes them.
+    verdict = next(i.value for i in at.info if i.value.startswith("On "))
+    assert "AOPC" in verdict and "beat the random order" in verdict
+    assert ("best predicts" in verdict) == ("is ahead of" in verdict)
+    ranking = job.result.figure_table("faithfulness.ranking")
+    assert {"aopc_low", "aopc_high", "perturbation"} <= set(ranking.columns)
     titles = [json.dumps(c["layout"].get("title", "")) for c in _charts(at)]
     assert any("Faithfulness scoreboard" in t for t in titles) and any("Deletion curves" in t for t in titles)
     labels = [b.proto.label for b in at.get("download_button")]
@@ -124,9 +129,10 @@ def test_a_single_token_sentence_and_a_model_without_blocks(tiny_mpnet_dir):  # 
 def test_the_scoreboard_on_the_models_own_classifier(bundled_classifier_dir):
     at = open_page(PAGE, "The film was not bad at all.", timeout=400,
                    **{"clsviz.model": OTHER, "clsviz.custom_model": str(bundled_classifier_dir)})  # fmt: skip
-    assert at.selectbox(key="mixing.board_target").options == ["cosine to itself", "classifier logit"]
+    assert at.selectbox(key="mixing.board_target").options == [
+        "a probe's or the classifier's logit", "classifier logit", "cosine to itself"]
     at.selectbox(key="mixing.board_target").set_value("classifier")
     at.multiselect(key="mixing.measures").set_value(["attention", "occlusion", "random"]).run()
     job = _run_scoreboard(at)
-    assert "classifier logit" in job.result.target
-    assert any("best predicts" in i.value and "classifier logit" in i.value for i in at.info)
+    assert "classifier logit" in job.result.data.target
+    assert any(i.value.startswith("On ") and "classifier logit" in i.value for i in at.info)

@@ -184,3 +184,50 @@ def test_side_by_side_figures(tiny_encoder, texts_labels, pairs):
     without = run_side_by_side(tiny_encoder, tiny_encoder, texts, labels, label_name="sentiment")
     with pytest.raises(ValueError, match="no scored pairs"):
         figures.side_by_side_sts_figure(without)
+
+
+def test_a_fine_tuned_models_training_texts_are_not_probed(encoder, finetuned_classifier_dir):
+    """The fixture's classifier was fine-tuned on 16 of the first 20 demo texts: they leave the
+    probe and the pairs, and the run says so."""
+    from clsviz import load_encoder
+    from clsviz.corpus import demo_corpus
+    from clsviz.provenance import text_digest, training_texts
+
+    tuned = load_encoder(str(finetuned_classifier_dir))
+    corpus = demo_corpus()
+    texts, labels = list(corpus.texts[:60]), list(corpus.labels["sentiment"][:60])
+    seen = training_texts(tuned)
+    pairs = pd.DataFrame({"sentence1": [texts[0], *texts[30:34]], "sentence2": texts[40:45], "score": [1.0, 2, 3, 4, 5]})
+    result = run_side_by_side(encoder, tuned, texts, labels, pairs, folds=2, label_name="sentiment")
+    assert result.n == 44 == sum(text_digest(t) not in seen for t in texts)
+    assert any("16 of 60 texts were left out because the fine-tuned model was trained on them" in m
+               for m in result.messages)  # fmt: skip
+    assert result.pairs == 4 and any("1 pair(s) with a training text" in m for m in result.messages)
+
+
+def test_describe_change_decides_on_the_intervals():
+    cls, mean = _diag([np.nan, 0.99, 0.5]), _diag([1.0, 0.99, 0.6])
+    apart = ModelComparison("A", "B", 50, 0, True, cka={"cls": cls, "mean": mean},
+                            intervals={"cls": np.array([[np.nan, np.nan], [0.98, 1.0], [0.45, 0.55]]),
+                                       "mean": np.array([[1.0, 1.0], [0.98, 1.0], [0.57, 0.63]])})  # fmt: skip
+    text = describe_change(apart)
+    assert "changed more than the rest" in text and "[CLS] 0.500 (0.450–0.550)" in text
+    overlapping = ModelComparison("A", "B", 50, 0, True, cka={"cls": cls, "mean": mean},
+                                  intervals={"cls": np.array([[np.nan, np.nan], [0.98, 1.0], [0.3, 0.7]]),
+                                             "mean": np.array([[1.0, 1.0], [0.98, 1.0], [0.5, 0.7]])})  # fmt: skip
+    assert "about as much as (the 95% intervals overlap)" in describe_change(overlapping)
+
+
+def test_the_cka_diagonal_interval_resamples_the_texts():
+    from clsviz.compare import ResampledCKA, cka, diagonal_intervals, resample_weights
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(2, 30, 6))
+    b = a + rng.normal(scale=[[[0.1]], [[2.0]]], size=(2, 30, 6))  # layer 1 of B keeps little of A
+    found = diagonal_intervals(a, b, n_boot=100, seed=0)
+    draws = resample_weights(30, 100, seed=0)
+    for layer in range(2):
+        by_hand = [cka(np.repeat(a[layer], w, axis=0), np.repeat(b[layer], w, axis=0)) for w in draws]
+        np.testing.assert_allclose(found[layer], np.percentile(by_hand, [2.5, 97.5]), atol=1e-9)
+        assert ResampledCKA(a[layer], b[layer])() == pytest.approx(cka(a[layer], b[layer]), abs=1e-10)
+    assert found[0, 0] > found[1, 1]  # the kept layer is clearly more alike

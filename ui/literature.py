@@ -1,26 +1,30 @@
-"""The Findings page's pieces: the results other pages of this session hold, and the check of
-every published finding run as a background job whose table goes through the shared cache."""
+"""The Findings page's pieces: the check of every published finding (the ``findings`` analysis,
+a background job through :mod:`ui.runner`), a fine-tuned copy of the model to compare with, the
+results other pages of this session hold (described beside a row, never used for a verdict),
+and links to the pages where each finding is explored."""
 
 from __future__ import annotations
 
-import hashlib
+import json
 
 import pandas as pd
 import streamlit as st
 
 from clsviz import Corpus, Encoder, demo_corpus
-from clsviz.literature import check_claims
+from clsviz.catalog import models_dir
+from clsviz.literature import load_claims, with_elsewhere
+from clsviz.provenance import RECORD_FILE
 
-from . import jobs
-from .cache import cached, shared_cache
+from . import jobs, runner
+from .state import PAGES, ROOT, hold_second_model
 from .text import plain
 
-__all__ = ["JOB", "NAMESPACE", "findings_params", "findings_table", "page_links", "session_results"]
+__all__ = ["JOB", "claims_preview", "finetuned_picker", "findings", "interval_column", "is_demo", "page_links",
+           "session_results", "with_session"]
 
-JOB = "findings.check"
-NAMESPACE = "findings"
-ASKED = "findings.asked"  # the params of the last check this session started
-RESULT = "findings.result"  # (params, table) of this session's last finished check
+JOB = "analysis.findings"
+"""The job slot of the check (the runner's, for the ``findings`` analysis)."""
+NONE = "(none)"
 
 # Where other pages keep their last result in the session: key of clsviz.literature.SESSION_RESULTS
 # -> a function reading it (None when there is none). One line per page that has one.
@@ -28,11 +32,9 @@ _SOURCES = {
     "probe": lambda: _stored("any_token.result", 1),
     "finetune": lambda: _job_result("how_it_learns.finetune") or _job_result("any_token.finetune"),
     "comparison": lambda: _stored("compare.cka.result", 1),
-    "scoreboard": lambda: _job_result("mixing.scoreboard"),  # 'What flows into [CLS]?'
+    "scoreboard": lambda: _job_result("analysis.mixing.scoreboard"),  # 'What flows into [CLS]?'
     "massive": lambda: _job_result("causal.massive"),  # 'Causal tests', the massive-dimension sweep
 }
-# The session results that change a measurement (the others only add a sentence beside a row).
-_MEASURED_FROM = ("finetune", "finetuned", "comparison", "scoreboard", "massive")
 
 
 def _stored(key: str, index: int):
@@ -42,12 +44,13 @@ def _stored(key: str, index: int):
 
 def _job_result(key: str):
     job = jobs.get(key)
-    return job.result if job is not None and job.status == jobs.DONE else None
+    result = job.result if job is not None and job.status == jobs.DONE else None
+    return getattr(result, "data", result)  # an analysis result carries the experiment's own object
 
 
 def session_results() -> dict:
     """This session's last results on other pages, under the keys of
-    :data:`clsviz.literature.SESSION_RESULTS` (only those that exist)."""
+    :data:`clsviz.literature.SESSION_RESULTS` (only those that exist): described beside the rows."""
     found = {}
     for key, read in _SOURCES.items():
         try:
@@ -59,65 +62,76 @@ def session_results() -> dict:
     return found
 
 
-def _session_id() -> str:
-    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
-
-    ctx = get_script_run_ctx(suppress_warning=True)
-    return ctx.session_id if ctx is not None else "local"
-
-
-def findings_params(encoder: Encoder, corpus: Corpus | None, pairs: pd.DataFrame | None, session: dict) -> tuple:
-    """The cache key of a check: the model, the corpus and pairs content, and the session results
-    that feed a measurement (named by this session and object, since they are this session's own)."""
-    pairs_key = None if pairs is None else hashlib.sha256(pairs.to_csv(index=False).encode("utf-8")).hexdigest()
-    used = tuple(sorted((k, type(v).__name__, id(v)) for k, v in session.items() if k in _MEASURED_FROM))
-    return (encoder.name, None if corpus is None else corpus.content_hash, pairs_key,
-            (_session_id(), used) if used else ())  # fmt: skip
-
-
 def is_demo(corpus: Corpus) -> bool:
     """True when ``corpus`` is the shipped demo corpus."""
     return corpus.content_hash == demo_corpus().content_hash
 
 
-def findings_table(encoder: Encoder, corpus: Corpus | None, pairs: pd.DataFrame | None, session: dict):
-    """The table of :func:`clsviz.literature.check_claims` for these inputs: from the shared cache
-    (or this session's last check) when it is there, else after a person presses the button,
-    computed as a background job whose place in the queue, progress and Cancel button are shown.
-    Returns None while there is no table for these inputs."""
-    params = findings_params(encoder, corpus, pairs, session)
-    finished = jobs.panel(JOB, "Checking the published findings")
-    if finished is not None:
-        asked = st.session_state.get(ASKED)
-        table = finished.result
-        jobs.clear(JOB)
-        if asked is not None:
-            cached(NAMESPACE, asked, lambda: table)
-            st.session_state[RESULT] = (asked, table)
-    table = shared_cache().get((NAMESPACE, *params))
-    saved = st.session_state.get(RESULT)
-    if table is None and saved is not None and saved[0] == params:
-        table = saved[1]
-    running = (job := jobs.get(JOB)) is not None and job.active
-    if table is None and not running:
-        st.info("Each finding is measured on this model: a minute or two on a CPU for the bundled model. "
-                "It runs in the background; other pages stay usable.", icon=":material/play_arrow:")  # fmt: skip
-        if st.button("Check the findings on this model", type="primary", key="findings.start"):
-            st.session_state[ASKED] = params
-            try:
-                jobs.start(JOB, check_claims, encoder, corpus=corpus, pairs=pairs, session_results=session,
-                           label="Published findings")  # fmt: skip
-            except jobs.JobLimitError as exc:
-                st.error(plain(str(exc)), icon=":material/error:")
-                return None
-            st.rerun()
-    return table
+def claims_preview() -> None:
+    """The findings that a check measures, one line each."""
+    for claim in load_claims():
+        st.markdown(plain(f"**{claim.source}** ({claim.model}): {claim.claim}"))
+
+
+def _copies_of(encoder: Encoder) -> list[str]:
+    """Saved fine-tuned copies of ``encoder`` in the models folder (their ``clsviz.json`` names it)."""
+    root = models_dir()
+    found = []
+    for note in sorted(root.glob(f"*/{RECORD_FILE}")) if root.is_dir() else []:
+        try:
+            base = json.loads(note.read_text(encoding="utf-8")).get("base_model")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if base == encoder.name:
+            found.append(str(note.parent))
+    return found
+
+
+def finetuned_picker(encoder: Encoder, key: str) -> Encoder | None:
+    """A choice of a fine-tuned copy of ``encoder`` saved on 'How does [CLS] learn?' (for the
+    fine-tuning finding), loaded as this session's second model; None for none."""
+    copies = _copies_of(encoder)
+    if not copies:
+        st.caption("No fine-tuned copy of this model is saved yet: fine-tune one and save it on 'How does [CLS] "
+                   "learn?' to check where fine-tuning writes.")  # fmt: skip
+        hold_second_model(None)
+        return None
+    picked = st.selectbox("A fine-tuned copy of this model (for 'fine-tuning changes the top layers')",
+                          [NONE, *copies], key=key)  # fmt: skip
+    if picked == NONE:
+        hold_second_model(None)
+        return None
+    try:
+        return hold_second_model(picked)[0]
+    except Exception as exc:  # a folder that no longer loads: said, and the check runs without it
+        st.error(plain(f"The fine-tuned copy could not be loaded: {exc}"), icon=":material/error:")
+        return None
+
+
+def findings(encoder: Encoder, corpus: Corpus | None, pairs: pd.DataFrame | None, second: Encoder | None):
+    """The ``findings`` analysis for these inputs when someone computed it, else a button that
+    starts it as a background job (its place in the queue, progress and Cancel are shown)."""
+    return runner.background(
+        "findings", encoder, corpus, pairs, second, button="Check the findings on this model",
+        what="Checking the published findings",
+        hint="Each finding is measured on this model on fixed, stated samples: a few minutes on a CPU for the "
+             "bundled model. It runs in the background; other pages stay usable.",
+    )  # fmt: skip
+
+
+def with_session(result, session: dict, encoder: Encoder) -> pd.DataFrame:
+    """The result's table with its ``elsewhere`` column rewritten from this session's results now."""
+    return with_elsewhere(result.table(), session, encoder.name)
+
+
+def interval_column(table: pd.DataFrame) -> list[str]:
+    """Each row's 95% interval as text (``"0.41–0.52"``), "–" where nothing was measured."""
+    low, high = pd.to_numeric(table["low"], errors="coerce"), pd.to_numeric(table["high"], errors="coerce")
+    return [f"{a:.3g}–{b:.3g}" if pd.notna(a) and pd.notna(b) else "–" for a, b in zip(low, high)]
 
 
 def page_links(paths: str) -> None:
     """Links to the pages (space-separated paths) that exist in this app, with their titles."""
-    from .state import PAGES, ROOT
-
     labels = {path: (label, icon) for path, label, icon in PAGES}
     shown = [p for p in paths.split() if p in labels and (ROOT / p).is_file()]
     for column, path in zip(st.columns(max(1, len(shown))), shown):

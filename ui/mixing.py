@@ -1,82 +1,37 @@
-"""Cached results and background jobs for the "What flows into [CLS]?" page.
+"""The "What flows into [CLS]?" page's vocabulary: display names of the measures, methods and
+targets, and the job slots of its two background analyses (value zeroing, the scoreboard).
 
-Fast measures (raw attention, value norms, GlobEnc, ALTI) and attributions of short texts are
-computed on the page through the shared cache; value zeroing and the faithfulness scoreboard
-run as background jobs (:mod:`ui.jobs`) whose results join the same cache when they finish.
-"""
+Everything the page computes goes through :mod:`ui.runner` (the ``mixing``, ``mixing.compare``,
+``mixing.value_zeroing``, ``attribution`` and ``faithfulness`` analyses)."""
 
 from __future__ import annotations
 
-from clsviz import Trace
-from clsviz.attribution import attribute
-from clsviz.faithfulness import rank_measures
-from clsviz.mixing import ContextMixing, measure
-
-from . import jobs
-from .cache import cached, shared_cache
-from .state import cached_encoder
+from clsviz import Encoder
+from clsviz.attribution import METHOD_NAMES as ATTRIBUTION_NAMES
+from clsviz.faithfulness import MEASURE_NAMES, MEASURES
+from clsviz.mixing import BARELY_MIXES, METHOD_NAMES
 
 __all__ = [
-    "SCOREBOARD_JOB",
-    "VALUE_ZEROING_JOB",
-    "attributions",
-    "job_status",
-    "mixing_result",
-    "start_scoreboard",
-    "start_value_zeroing",
-    "stored_mixing",
+    "ATTRIBUTION_NAMES",
+    "BARELY_MIXES",
+    "MEASURE_NAMES",
+    "METHOD_NAMES",
+    "SCOREBOARD_MEASURES",
+    "SCOREBOARD_SLOT",
+    "TARGET_NAMES",
+    "VALUE_ZEROING_SLOT",
+    "board_targets",
 ]
 
-VALUE_ZEROING_JOB = "mixing.value_zeroing"
-SCOREBOARD_JOB = "mixing.scoreboard"
+VALUE_ZEROING_SLOT = "mixing.value_zeroing"
+SCOREBOARD_SLOT = "mixing.scoreboard"
+SCOREBOARD_MEASURES = MEASURES
+TARGET_NAMES = {"auto": "a probe's or the classifier's logit", "classifier": "classifier logit",
+                "probe": "sentiment probe logit", "self_similarity": "cosine to itself"}  # fmt: skip
 
 
-_NAMESPACE = "mixing"
-
-
-def _key(trace: Trace, max_tokens: int, method: str) -> tuple:
-    return (trace.model_name, trace.text, int(max_tokens), method)
-
-
-def mixing_result(trace: Trace, max_tokens: int, method: str) -> ContextMixing:
-    """The ContextMixing of a cached trace (computed once per model, text, max tokens, method)."""
-    return cached(_NAMESPACE, _key(trace, max_tokens, method), lambda: measure(cached_encoder(trace.model_name), trace, method))
-
-
-def stored_mixing(trace: Trace, max_tokens: int, method: str) -> ContextMixing | None:
-    """A result a background job already put in the cache, or None."""
-    return shared_cache().get((_NAMESPACE, *_key(trace, max_tokens, method)))
-
-
-def _measure_and_keep(encoder, trace: Trace, max_tokens: int, method: str, progress=None, cancel=None):
-    result = measure(encoder, trace, method, progress=progress, cancel=cancel)
-    shared_cache().put((_NAMESPACE, *_key(trace, max_tokens, method)), result)
-    return result
-
-
-def start_value_zeroing(encoder, trace: Trace, max_tokens: int) -> jobs.Job | None:
-    """Value zeroing of ``trace`` as this session's background job."""
-    return jobs.launch(VALUE_ZEROING_JOB, _measure_and_keep, encoder, trace, int(max_tokens), "value_zeroing")
-
-
-def attributions(trace: Trace, max_tokens: int, poolings: tuple[str, ...], **options) -> list:
-    """One Attribution per pooling on the same target (cached per model, text and options)."""
-    key = (trace.model_name, trace.text, int(max_tokens), poolings, tuple(sorted(options.items())))
-
-    def compute():
-        encoder = cached_encoder(trace.model_name)
-        return [attribute(encoder, trace.text, pooling=p, max_length=trace.seq_len, **options) for p in poolings]
-
-    return cached("attribution", key, compute)
-
-
-def start_scoreboard(encoder, traces: list[Trace], **options) -> jobs.Job | None:
-    """The faithfulness scoreboard of ``traces`` as this session's background job."""
-    return jobs.launch(SCOREBOARD_JOB, rank_measures, encoder, list(traces), **options)
-
-
-def job_status(key: str, what: str) -> jobs.Job | None:
-    """This session's job ``key`` drawn by :func:`ui.jobs.panel` (its place in the queue or its
-    progress with Cancel, or why it ended without a result); returns the job (None when none)."""
-    jobs.panel(key, what)
-    return jobs.get(key)
+def board_targets(encoder: Encoder) -> list[str]:
+    """The scoreboard targets this model offers: the default (its classifier's logit when it has
+    a head, else a demo sentiment probe's), the classifier explicitly when there is one, the
+    cosine to itself."""
+    return ["auto", *(["classifier"] if encoder.classifier is not None else []), "self_similarity"]

@@ -51,11 +51,14 @@ def result_key(result: Result) -> tuple | None:
     return _KEYS.get(result)
 
 
-def run(name: str, *inputs, **params) -> Result:
+def run(name: str, *inputs, wait: str | None = None, **params) -> Result:
     """The analysis ``name`` on ``inputs`` with ``params``, computed once and shared.
 
-    Raises what the analysis raises: :class:`NotApplicable` (the evidence does not apply here:
-    show its message), :class:`ParamError` or ``ValueError`` (bad input: show the message)."""
+    ``wait`` names the computation for a person who waits for it on the page (seconds, not
+    minutes): it then runs through the job queue with its place in the queue and a progress bar
+    (``ui.jobs.compute``) instead of inside the page's own run. Raises what the analysis raises:
+    :class:`NotApplicable` (the evidence does not apply here: show its message),
+    :class:`ParamError` or ``ValueError`` (bad input: show the message)."""
     analysis = get(name)
     key = analysis.key(inputs, params)
 
@@ -65,6 +68,8 @@ def run(name: str, *inputs, **params) -> Result:
         # Asked of the worker ahead: its result when it ran; still queued behind someone's job, done here instead.
         if job is not None and not job.withdraw() and job.wait() and job.status == engine.DONE:
             return job.result
+        if wait is not None:
+            return jobs.compute(wait, run_analysis, name, *inputs, **params)
         return analysis(*inputs, **params)
 
     return _remember(cached(_NAMESPACE, key, compute), key)

@@ -165,8 +165,10 @@ def attribution_analysis(
                            max_length=trace.seq_len) for p in ("cls", "mean")]  # fmt: skip
     except (ValueError, BlockStructureError) as exc:
         raise NotApplicable(str(exc)) from exc
+    # Completeness (scores summing to value - baseline) is a property of integrated gradients only.
     notes = tuple(
-        f"{a.pooling}: value {a.value:.4f}, baseline {a.baseline_value:.4f}, completeness gap {a.completeness_gap:+.2e}"
+        f"{a.pooling}: value {a.value:.4f}, baseline {a.baseline_value:.4f}"
+        + (f", completeness gap {a.completeness_gap:+.2e}" if a.method == "integrated_gradients" else "")
         for a in found
     )
     return Drawn(drawings={"attribution.tokens": (found,)}, tidy=attribution_table(found), sentences=notes, data=found)
@@ -183,14 +185,19 @@ def faithfulness_analysis(
     traces,
     *,
     pooling: Literal["cls", "mean"] = "cls",
-    target: Literal["self_similarity", "classifier"] = "self_similarity",
+    target: Literal["auto", "probe", "classifier", "self_similarity"] = "auto",
+    measures: str = "all",
     steps: int = 16,
     length_limit: int = SCOREBOARD_TOKENS,
     progress=None,
     cancel=None,
 ) -> Drawn:
     """Each measure ranks the words; removing them in that order shows whether the words it names
-    really matter (deletion curves, AOPC; DeYoung et al. 2020)."""
+    really matter (deletion curves, AOPC as Samek et al. with its 95% interval over the texts;
+    DeYoung et al. 2020). The default target (``auto``) is the model's classifier logit, or a demo
+    sentiment probe's: a target with a gradient at the input for every family of measures.
+    ``measures``: "all" or comma-separated names of :data:`clsviz.faithfulness.MEASURES`."""
+    chosen = MEASURES if measures == "all" else tuple(m.strip() for m in measures.split(",") if m.strip())
     longest = max(t.seq_len for t in traces)
     if longest > length_limit:
         raise NotApplicable(
@@ -198,14 +205,14 @@ def faithfulness_analysis(
             "(the deletion curves rerun the model once per token and measure). Raise length_limit to run it."
         )
     try:
-        board = rank_measures(encoder, list(traces), target=target, measures=MEASURES, pooling=pooling, steps=steps,
+        board = rank_measures(encoder, list(traces), target=target, measures=chosen, pooling=pooling, steps=steps,
                               progress=progress, cancel=cancel)  # fmt: skip
     except (ValueError, BlockStructureError) as exc:
         raise NotApplicable(str(exc)) from exc
     return Drawn(
         drawings={"faithfulness.ranking": (board,), "faithfulness.curves": (board,)},
         tidy=board.table,
-        tables={"faithfulness.curves": board.curves},
+        tables={"faithfulness.ranking": board.ranking(), "faithfulness.curves": board.curves},
         sentences=(verdict(board), *board.notes),
         data=board,
     )

@@ -39,7 +39,11 @@ def print_claims(table, width: int = 100) -> None:
         block("published", row.published)
         block("on", row.model)
         block("this model", f"{row.this_model} [{row.sample}]" if row.this_model else "")
+        if row.low != "" and row.high != "":
+            block("interval", f"95% interval of the deciding number {float(row.low):.4g}–{float(row.high):.4g}; "
+                              f"rule threshold {row.threshold}")
         block("why", row.reason)
+        block("caveat", row.caveat)
         block("elsewhere", row.elsewhere)
         print()
 
@@ -59,8 +63,12 @@ def cmd_findings(args) -> int:
     mean, attention to [SEP], value-norm weighting, anisotropy, massive activations, the layer
     profile of probes, fine-tuning, faithfulness, inversion) on a model, by the same protocol as
     far as the model allows. Prints, per finding, the published number and model, this model's
-    number and a verdict - reproduces, differs, or not measurable - with the reason; --out saves
-    the table as CSV. Takes about a minute on the bundled model on a CPU.
+    number with the 95% interval of the deciding number and a verdict - reproduces, differs,
+    inconclusive (the interval straddles the rule's threshold), not measurable on this model (the
+    claim's precondition is unmet), or not measured yet - with the reason and the caveat (model,
+    objective, data used instead of the paper's); every row runs on a fixed, stated sample.
+    --out saves the table as CSV (the columns of clsviz.literature.COLUMNS, low, high, threshold
+    and caveat included). Takes a few minutes on the bundled model on a CPU.
     """
     out = check_output(args.out, (".csv",), "--out") if args.out else None
     if args.finetuned is not None and not Path(args.finetuned).is_dir():
@@ -76,8 +84,7 @@ def cmd_findings(args) -> int:
     from ..literature import check_claims, count_verdicts
 
     encoder = load_encoder_arg(args)
-    session = {"finetuned": args.finetuned} if args.finetuned else None
-    table = check_claims(encoder, corpus=corpus, pairs=pairs, session_results=session, sample_size=args.sample,
+    table = check_claims(encoder, corpus=corpus, pairs=pairs, finetuned=args.finetuned, sample_size=args.sample,
                          attention_sample=args.attention_sample, seed=args.seed,
                          progress=Progress("Checking", not args.quiet))  # fmt: skip
     print(f"Model: {encoder.name} ({encoder.info.num_layers} layers)\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..corpus import FINETUNE_LABEL
 from .common import (
     EXIT_OK,
     Progress,
@@ -91,7 +92,9 @@ def register(sub) -> None:
     """Add the ``finetune`` command to the subparsers ``sub``."""
     p = add_command(sub, "finetune", cmd_finetune, "fine-tune a copy per pooling and watch [CLS] at checkpoints")
     add_corpus(p)
-    p.add_argument("--label", "-l", required=True, metavar="COLUMN", help="the label column to learn")
+    p.add_argument("--label", "-l", default=FINETUNE_LABEL, metavar="COLUMN",
+                   help=f"the label column to learn (default: {FINETUNE_LABEL}, which the bundled model does not already "
+                   "solve on the demo corpus)")
     add_model(p)
     p.add_argument("--poolings", default="cls,mean",
                    help="comma-separated: cls, mean, first, last, cls_head ([CLS] through the family's own "

@@ -254,12 +254,13 @@ def attention_shares(probs, queries, roles: dict) -> tuple[np.ndarray, float]:
 
 
 def run_with_parts(encoder: Encoder, ids, mask, *, start: int = 0, hidden=None, interventions=None,
-                   replace=None, on_block: Callable | None = None):  # fmt: skip
+                   replace=None, on_block: Callable | None = None, position_ids=None):  # fmt: skip
     """[L+1, B, T, D] every hidden state (rows before ``start`` NaN), like
     :func:`clsviz.blocks.run_stack`, calling ``on_block(block, parts)`` with each block's
     :class:`~clsviz.blocks.BlockParts` (attention weights, head contexts, ...).
 
-    ``interventions`` {block: knobs of run_block}; ``replace`` {hidden-state index: h -> h'}.
+    ``interventions`` {block: knobs of run_block}; ``replace`` {hidden-state index: h -> h'};
+    ``position_ids`` long [B, T] (default: the model's own positions).
     """
     import torch
 
@@ -269,7 +270,7 @@ def run_with_parts(encoder: Encoder, ids, mask, *, start: int = 0, hidden=None, 
     bad += [i for i in replace if not (isinstance(i, int) and start <= i <= len(weights))]
     if bad:
         raise InterventionError(f"{bad}: not a block (or hidden-state index) run after index {start}.")
-    h = embed(encoder, ids) if hidden is None else hidden
+    h = embed(encoder, ids, position_ids=position_ids) if hidden is None else hidden
     if start in replace:
         h = replace[start](h)
     rows = [torch.full_like(h, float("nan")) for _ in range(start)] + [h]
@@ -329,3 +330,4 @@ class SweepResult:
     seconds: float
     messages: tuple[str, ...] = ()
     attention: pd.DataFrame | None = None
+    per_text: pd.DataFrame | None = None

@@ -347,7 +347,8 @@ def _noise(accuracy: float, n: int) -> float:
 def summarize_moved(result) -> str:
     """One plain sentence on the moved summary tokens of a ``FinetuneResult``: do they learn as
     well as [CLS] in position 0? Differences within two standard errors of the held-out accuracies
-    count as "as well"; a run where nothing beat the majority class says it cannot tell."""
+    count as "as well"; a run where nothing beat the majority class, or where the task was at
+    ceiling before training (``result.ceiling_note()``), says it cannot tell."""
     t = result.table.set_index("pooling")
     moved = [p for p in _MOVED_WORDS if p in t.index]
     if not moved or "cls" not in t.index:
@@ -360,6 +361,9 @@ def summarize_moved(result) -> str:
         text += f" and {t.loc['mean', 'heldout_accuracy']:.1%} for the mean"
     text += f" ({n} held-out texts)"
     best = float(t["heldout_accuracy"].max())
+    ceiling = result.ceiling_note() if hasattr(result, "ceiling_note") else ""
+    if ceiling:
+        return text + f". Inconclusive: {ceiling[0].lower()}{ceiling[1:]}"
     if best <= result.majority + 2 * _noise(result.majority, n):
         return text + (
             f". No run got clearly past always guessing the majority class ({result.majority:.1%}), so this run "

@@ -23,13 +23,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..corpus import labelled_rows, stratified_rows
+from ..corpus import FINETUNE_LABEL, labelled_rows, stratified_rows
 from ..encoder import Encoder
 from ..metrics import bootstrap_interval
 from ..narrative import verdict_from_intervals
@@ -39,6 +39,8 @@ from .learners import HEAD_POOLING, MOVED_POOLINGS, FinetuneError, Learner, Save
 from .training import Data, Monitor, Plan, checkpoint_steps, frozen_probe, train_one
 
 __all__ = [
+    "CEILING",
+    "DEFAULT_LABEL",
     "FINETUNE_POOLINGS",
     "TRAINABLE_POOLINGS",
     "WATCH_SETTINGS",
@@ -60,6 +62,15 @@ WATCH_SETTINGS = {"poolings": ("cls", "mean", "cls_last", "fresh_middle"), "max_
 """The settings the app's "How does [CLS] learn?" page starts from: 2 poolings and 2 moved summary
 tokens on 400 texts, 2 epochs, 10 checkpoints (``benchmarks/dynamics.py`` measures that they finish
 within 5 minutes on a 2-core CPU with the demo corpus)."""
+
+DEFAULT_LABEL = FINETUNE_LABEL
+"""The demo label fine-tuning starts from: the bundled model does not already solve it (a probe on its
+frozen [CLS] reads it at about 78% and the mean at about 86%, where "topic" and "form" are at 96-100%
+before any training), so a run can show what training adds."""
+
+CEILING = 0.95
+"""A pooling whose frozen accuracy has its whole 95% interval at or above this is at ceiling before
+training: the run cannot show a gain, and its comparisons are inconclusive."""
 
 _EMPTY = {
     "checkpoints": ["pooling", "step", "epoch", "heldout_accuracy", "heldout_loss"],
@@ -138,10 +149,33 @@ class FinetuneResult:
     heldout_texts: tuple[str, ...] = ()
     classifier: TrainedClassifier | None = field(default=None, repr=False)
 
+    def at_ceiling(self) -> list[str]:
+        """The poolings whose frozen accuracy (before any training) is at ceiling: the whole 95%
+        interval on the held-out texts at or above :data:`CEILING`."""
+        n = int(self.table["heldout_n"].iloc[0]) if len(self.table) else 0
+        return [r.pooling for r in self.table.itertuples() if accuracy_interval(r.frozen_accuracy, n)[1] >= CEILING]
+
+    def ceiling_note(self) -> str:
+        """A warning when the task is at ceiling before training ("" otherwise): the run's
+        comparisons are then inconclusive."""
+        full = self.at_ceiling()
+        if not full:
+            return ""
+        n = int(self.table["heldout_n"].iloc[0])
+        rows = self.table.set_index("pooling")
+        said = "; ".join(f"{p} {rows.loc[p, 'frozen_accuracy']:.1%} (95% interval "
+                         f"{accuracy_interval(rows.loc[p, 'frozen_accuracy'], n)[1]:.1%}–"
+                         f"{accuracy_interval(rows.loc[p, 'frozen_accuracy'], n)[2]:.1%})" for p in full)  # fmt: skip
+        return (f"Before any training the task is at ceiling: a probe on the frozen model already reads '{self.label}' "
+                f"at {said} on {n} held-out texts, so this run cannot show what fine-tuning adds and its comparisons "
+                f"are inconclusive. Pick a label the model does not already solve (e.g. '{DEFAULT_LABEL}' on the demo "
+                "corpus).")
+
     def summary(self) -> str:
         """Plain sentences: each pooling's held-out accuracy with its 95% bootstrap interval (a
         winner is named only when its interval clears the others), what it was before fine-tuning
-        (the frozen baseline) and whether the training loss had flattened by the end."""
+        (the frozen baseline) and whether the training loss had flattened by the end; first, when
+        the task was at ceiling before training, that the run is inconclusive."""
         t = self.table.sort_values("heldout_accuracy", ascending=False)
         n = int(t["heldout_n"].iloc[0])
         baselines = f"chance {self.chance:.1%}, majority {self.majority:.1%}"
@@ -167,7 +201,8 @@ class FinetuneResult:
                      "could change these numbers.")  # fmt: skip
         elif len(unknown) < len(t):
             text += " The training loss had flattened by the end."
-        return text
+        ceiling = self.ceiling_note()
+        return f"{ceiling} {text}" if ceiling else text
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """Every table of the result by name (the CSV downloads)."""
@@ -421,5 +456,6 @@ def run_finetune(
         flow_text=flow_text,
         probe_folds=folds,
         heldout_texts=tuple(data.tokenized.texts[int(i)] for i in test),
-        classifier=trained,
+        classifier=None if trained is None else replace(
+            trained, training_texts=tuple(data.tokenized.texts[int(i)] for i in train)),
     )

@@ -18,6 +18,7 @@ import pandas as pd
 from ..blocks import run_stack
 from ..encoder import Encoder
 from ..metrics import cosine
+from ..verdicts import estimate
 from .causal_runs import (
     CleanProbe,
     SweepResult,
@@ -27,6 +28,7 @@ from .causal_runs import (
     run_with_parts,
     ticker,
 )
+from .one_sentence import HEAD_MODES, InterventionError, resolve_head_means
 
 __all__ = ["HEAD_ROLES", "HEAD_ROLE_RULE", "PARK_SHARE", "READ_SHARE", "classify_heads", "head_sweep", "summarize_heads"]
 
@@ -115,7 +117,8 @@ def head_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | None =
     """Ablate every (block, head) alone on every text; one row per (block, head).
 
     Columns: ``block`` (1..L), ``head`` (0-based index), ``effect`` (mean 1 - cosine of the
-    final [CLS] to its clean self, float64), ``cosine``, ``accuracy`` / ``clean_accuracy`` /
+    final [CLS] to its clean self, float64), ``cosine`` (mean) with its 95% bootstrap interval over
+    the texts ``cosine_low`` / ``cosine_high``, ``accuracy`` / ``clean_accuracy`` /
     ``accuracy_drop`` (a probe fitted on clean final [CLS], read out of fold; NaN without
     labels), ``attention_to_cls`` (the other tokens' mean attention on [CLS], clean run),
     ``cls_reads_content`` ([CLS]'s attention on the words), ``matters``, ``role``
@@ -123,8 +126,6 @@ def head_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | None =
     output replaced by its mean over ``mean_from`` - texts or the [L, H, dh] array of
     :func:`~clsviz.experiments.interventions.head_means`; default: these texts) or ``"zero"``.
     """
-    from .interventions import HEAD_MODES, InterventionError, resolve_head_means
-
     start_time = time.perf_counter()
     if mode not in HEAD_MODES:
         raise InterventionError(f"mode={mode!r}: allowed are {', '.join(HEAD_MODES)}.")
@@ -164,10 +165,12 @@ def head_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | None =
     rows = []
     for block in range(1, num_layers + 1):
         for head in range(num_heads):
-            cos = cosine(ablated[block - 1, head], clean)
+            cos = cosine(ablated[block - 1, head], clean).astype(np.float64)
+            found = estimate(cos, seed=seed)
             accuracy = probe.accuracy(ablated[block - 1, head]) if probe else np.nan
             rows.append(dict(
-                block=block, head=head, effect=float(np.mean(1.0 - cos)), cosine=float(cos.mean()),
+                block=block, head=head, effect=float(np.mean(1.0 - cos)), cosine=found.value, cosine_low=found.low,
+                cosine_high=found.high,
                 accuracy=accuracy, clean_accuracy=clean_accuracy, accuracy_drop=clean_accuracy - accuracy,
                 attention_to_cls=float(stats["to_cls"][block - 1, head] / max(stats["queries"], 1.0)),
                 cls_reads_content=float(stats["reads"][block - 1, head] / max(stats["texts"], 1)),
@@ -190,8 +193,9 @@ def summarize_heads(table: pd.DataFrame) -> str:
         table = classify_heads(table)
     top = table.loc[table["effect"].idxmax()]
     mode = str(table["mode"].iloc[0]) if "mode" in table.columns else "mean"
+    interval = "" if pd.isna(top.get("cosine_low", np.nan)) else f", 95% interval {top['cosine_low']:.3f}–{top['cosine_high']:.3f}"
     text = (f"Ablating one head at a time ({mode} ablation), block {int(top['block'])} head {int(top['head']) + 1} moves "
-            f"the final [CLS] most (cosine {top['cosine']:.3f} to its clean self")
+            f"the final [CLS] most (cosine {top['cosine']:.3f}{interval} to its clean self")
     if not pd.isna(top.get("accuracy", np.nan)):
         text += f"; probe {top['accuracy']:.0%} vs {top['clean_accuracy']:.0%} clean"
     text += ")."

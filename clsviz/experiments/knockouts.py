@@ -19,6 +19,7 @@ from ..blocks import InterventionError, block_weights, run_block, run_stack
 from ..encoder import Encoder
 from ..metrics import cosine
 from ..pooling import pool_hidden
+from ..verdicts import estimate
 from .causal_runs import CleanProbe, SweepResult, TokenizedBatches, labelled_texts, run_last, ticker
 
 __all__ = ["KNOCKOUT_KEYS", "READINGS", "UNCHANGED_COSINE", "knockout_sweep", "summarize_knockout"]
@@ -90,7 +91,8 @@ def knockout_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | No
 
     Columns: ``reading`` (cls / mean), ``scope`` (from: blocks b..L; only: block b),
     ``block`` (1..L), ``cosine`` (mean over texts of the final vector's cosine to its clean
-    self), ``one_minus_cos`` (its mean in float64), ``accuracy`` and ``clean_accuracy`` (a
+    self) with its 95% bootstrap interval over the texts ``cosine_low`` / ``cosine_high``,
+    ``one_minus_cos`` (its mean in float64), ``accuracy`` and ``clean_accuracy`` (a
     probe fitted on the clean final vectors of that reading, read out of fold; NaN without
     labels), ``chance``, ``n``. ``keys``: what is cut (default the text's tokens; see
     :data:`KNOCKOUT_KEYS`). ``progress(done, total, message)``; ``cancel`` stops it.
@@ -121,10 +123,12 @@ def knockout_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | No
     probes = {r: CleanProbe(folds, seed).fit(clean[r], labelled.y) for r in READINGS} if labelled else {}
     rows = []
     for reading, scope, block in variants:
-        cos = cosine(cut[(reading, scope, block)], clean[reading])
+        cos = cosine(cut[(reading, scope, block)], clean[reading]).astype(np.float64)
+        found = estimate(cos, seed=seed)
         probe = probes.get(reading)
         rows.append(dict(
-            reading=reading, scope=scope, block=block, cosine=float(cos.mean()), one_minus_cos=float(np.mean(1.0 - cos)),
+            reading=reading, scope=scope, block=block, cosine=found.value, cosine_low=found.low,
+            cosine_high=found.high, one_minus_cos=float(np.mean(1.0 - cos)),
             accuracy=probe.accuracy(cut[(reading, scope, block)]) if probe else np.nan,
             clean_accuracy=probe.accuracy(clean[reading]) if probe else np.nan,
             chance=labelled.chance if labelled else np.nan, n=len(tokens),
@@ -137,10 +141,24 @@ def knockout_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | No
     )  # fmt: skip
 
 
+def _low(rows: pd.DataFrame) -> pd.Series:
+    """The lower end of each row's cosine interval (the cosine itself where there is none)."""
+    return rows["cosine_low"].fillna(rows["cosine"]) if "cosine_low" in rows.columns else rows["cosine"]
+
+
+def _said(row: pd.Series) -> str:
+    """``"0.812 (95% interval 0.790–0.833)"`` (the interval where the row has one)."""
+    low, high = row.get("cosine_low", np.nan), row.get("cosine_high", np.nan)
+    if pd.isna(low) or pd.isna(high):
+        return f"{row['cosine']:.3f}"
+    return f"{row['cosine']:.3f} (95% interval {low:.3f}–{high:.3f})"
+
+
 def _unchanged_from(rows: pd.DataFrame) -> int | None:
-    """The first block b such that cutting from every block >= b leaves the vector unchanged."""
+    """The first block b such that cutting from every block >= b leaves the vector unchanged:
+    the whole interval of its cosine at or above :data:`UNCHANGED_COSINE`."""
     first = None
-    for block, cos in zip(rows["block"][::-1], rows["cosine"][::-1]):
+    for block, cos in zip(rows["block"][::-1], _low(rows)[::-1]):
         if cos < UNCHANGED_COSINE:
             break
         first = int(block)
@@ -163,16 +181,17 @@ def summarize_knockout(table: pd.DataFrame) -> str:
     b = _unchanged_from(cls)
     if b == 1:
         text = (f"Cut off from the words in every block, [CLS] ends almost where it would anyway (cosine "
-                f"{first_row['cosine']:.3f} to its clean self): this model's final [CLS] does not depend on reading the words.")
+                f"{_said(first_row)} to its clean self): this model's final [CLS] does not depend on reading the words.")
     elif b is None:
         text = (f"[CLS] still needs to read the words in the last block: cutting its reads at block {last} alone "
-                f"moves its final state to cosine {cls.iloc[-1]['cosine']:.3f} of its clean self.")
+                f"moves its final state to cosine {_said(cls.iloc[-1])} of its clean self.")
     else:
         before = cls[cls["block"] == b - 1].iloc[0]
         text = (f"From block {b} on, [CLS] no longer needs to read the words: cutting its reads from block {b} upward "
-                f"leaves its final state at cosine {cls[cls['block'] == b].iloc[0]['cosine']:.3f} of its clean self, "
-                f"while cutting them from block {b - 1} upward moves it to {before['cosine']:.3f}.")
-    only = table[(table["reading"] == "cls") & (table["scope"] == "only") & (table["cosine"] < UNCHANGED_COSINE)]
+                f"leaves its final state at cosine {_said(cls[cls['block'] == b].iloc[0])} of its clean self, "
+                f"while cutting them from block {b - 1} upward moves it to {_said(before)}.")
+    cut_once = table[(table["reading"] == "cls") & (table["scope"] == "only")]
+    only = cut_once[_low(cut_once) < UNCHANGED_COSINE]
     if len(only):
         named = ", ".join(str(int(b)) for b in sorted(only["block"]))
         text += f" Cut at a single block, only block {named} matters{'' if len(only) == 1 else ' each'}."

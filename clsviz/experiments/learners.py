@@ -29,6 +29,7 @@ import numpy as np
 from ..artifacts import ArtifactError, atomic_folder
 from ..encoder import Encoder, _eager_view
 from ..pooling import pool_hidden
+from ..provenance import text_digest
 from ..vectors import pad_rows
 from .position import variant_inputs
 from .probe import ProbeError
@@ -271,10 +272,12 @@ class TrainedClassifier:
     label_name: str
     base_model: str
     steps: int
+    training_texts: tuple[str, ...] = ()
 
     def save(self, folder) -> Path:
         """Write ``config.json`` (with ``id2label``), ``model.safetensors``, the tokenizer and a
-        ``clsviz.json`` note of how it was made into ``folder`` (created; it must not hold a
+        ``clsviz.json`` note of how it was made (with the SHA-256 digests of its training texts, see
+        :func:`clsviz.provenance.training_texts`) into ``folder`` (created; it must not hold a
         model already). Returns the folder."""
         folder = Path(folder)
         if (folder / "config.json").exists():
@@ -287,6 +290,8 @@ class TrainedClassifier:
             "label": self.label_name,
             "labels": list(self.labels),
             "steps": self.steps,
+            # Which texts it saw, as digests: probes and scores on this model leave them out.
+            "training_texts_sha256": sorted({text_digest(t) for t in self.training_texts}),
         }
         try:  # written aside and renamed when complete: a save cut short never looks like a model
             with atomic_folder(folder) as staging:

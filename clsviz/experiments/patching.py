@@ -18,6 +18,7 @@ from ..encoder import Encoder
 from ..metrics import cosine
 from ..tracing import special_positions, tokenize
 from ..vectors import pad_rows
+from ..verdicts import estimate
 from .causal_runs import CleanProbe, SweepResult, TokenizedBatches, labelled_texts, run_last, ticker
 from .probe import ProbeError
 
@@ -115,7 +116,7 @@ def patching_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence, *, 
     hidden-state index; one row per ``layer`` (0..L).
 
     Columns: ``layer``, ``flip_rate`` (share of pairs whose patched target the probe reads as
-    the source's label), ``kept_rate`` (still read as the target's), ``cos_to_source`` (mean
+    the source's label; ``flip_low`` / ``flip_high`` its 95% bootstrap interval over the pairs), ``kept_rate`` (still read as the target's), ``cos_to_source`` (mean
     cosine of the patched final [CLS] to the source's clean final [CLS]), ``n_pairs``,
     ``clean_accuracy``, ``chance``. The probe is fitted on clean final [CLS] vectors, fold by
     fold; a pair's texts share a fold and were both read correctly, so at layer L (the final
@@ -162,8 +163,9 @@ def patching_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence, *, 
     rows = []
     for layer in range(num_layers + 1):
         read = probe.predict(patched[layer], texts=chosen[:, 1])
+        flips = estimate((read == labelled.y[chosen[:, 0]]).astype(np.float64), seed=seed, unit="pairs")
         rows.append(dict(
-            layer=layer, flip_rate=float(np.mean(read == labelled.y[chosen[:, 0]])),
+            layer=layer, flip_rate=flips.value, flip_low=flips.low, flip_high=flips.high,
             kept_rate=float(np.mean(read == labelled.y[chosen[:, 1]])),
             cos_to_source=float(cosine(patched[layer], finals[chosen[:, 0]]).mean()),
             n_pairs=len(chosen), clean_accuracy=float(np.mean(predicted == labelled.y)), chance=labelled.chance,
@@ -184,7 +186,8 @@ def summarize_patching(table: pd.DataFrame) -> str:
     if rows.empty:
         return "No patching was run."
     last = int(rows["layer"].iloc[-1])
-    carried = rows[rows["flip_rate"] >= FLIP_MAJORITY]
+    low = rows["flip_low"].fillna(rows["flip_rate"]) if "flip_low" in rows.columns else rows["flip_rate"]
+    carried = rows[low >= FLIP_MAJORITY]  # the whole interval at or above the majority
     first = int(carried["layer"].iloc[0]) if not carried.empty else None
     if first is None:
         return (f"Patched [CLS] never carries its label into the other sentence (at most "
@@ -197,6 +200,7 @@ def summarize_patching(table: pd.DataFrame) -> str:
         return (f"Only the final [CLS] carries the sentence's label: patched at layer {last - 1} or earlier, the "
                 f"remaining blocks re-read the target's words and overwrite it (at layer {last - 1} "
                 f"{before['flip_rate']:.0%} of the pairs flip, {before['kept_rate']:.0%} keep the target's label).")
+    interval = "" if pd.isna(at.get("flip_low", np.nan)) else f" (95% interval {at['flip_low']:.0%}–{at['flip_high']:.0%})"
     return (f"From layer {first} on, [CLS] carries its sentence's label into the other sentence: patched there, "
-            f"{at['flip_rate']:.0%} of the pairs are read as the source's label, against {before['flip_rate']:.0%} "
+            f"{at['flip_rate']:.0%}{interval} of the pairs are read as the source's label, against {before['flip_rate']:.0%} "
             f"at layer {first - 1}, where the remaining blocks still overwrite it with the target's words.")

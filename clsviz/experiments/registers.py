@@ -6,6 +6,10 @@ k = 0..4 tokens after [CLS] (unused vocabulary entries where the vocabulary has 
 copies of the [CLS]-like token; see :func:`~clsviz.experiments.interventions.register_tokens`)
 and measures, per block, where the words' attention goes, and how well a probe reads the
 label from the final [CLS].
+
+Inserting k tokens also moves every word k positions to the right. The shift-only control runs
+each text with no registers but its words' position ids moved by the same k, so a change that
+comes from the shift alone shows beside the registers' (the ``shift_*`` columns).
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..blocks import InterventionError
+from ..blocks import InterventionError, embedding_weights
 from ..encoder import Encoder
 from ..metrics import cosine
 from ..vectors import padded_batches
+from ..verdicts import estimate
 from .causal_runs import (
     ROLES,
     CleanProbe,
@@ -31,22 +36,12 @@ from .causal_runs import (
     ticker,
     token_roles,
 )
+from .one_sentence import check_register_room, register_tokens
 
 __all__ = ["REGISTER_COUNTS", "check_register_room", "register_sweep", "summarize_registers"]
 
 REGISTER_COUNTS = (0, 1, 2, 3, 4)
 """The numbers of registers tried by default."""
-
-
-def check_register_room(encoder: Encoder, num_tokens: int, k: int) -> None:
-    """Raise :class:`~clsviz.blocks.InterventionError` when ``k`` registers after [CLS] would take
-    a text of ``num_tokens`` tokens (special tokens included) past the model's length limit."""
-    limit = encoder.info.max_length
-    if num_tokens + k > limit:
-        raise InterventionError(
-            f"{k} register(s) after [CLS] make {num_tokens + k} tokens, more than this model's limit of {limit}. "
-            f"Use at most {max(0, limit - num_tokens)} register(s) or a shorter text."
-        )
 
 
 def _check_counts(encoder: Encoder, ks, max_length: int | None) -> tuple[list[int], int]:
@@ -79,6 +74,40 @@ def _with_registers(tokens: TokenizedBatches, reg_ids: list[int]):
     return ids, special, registers
 
 
+def _shifted_positions(encoder: Encoder, tokens: TokenizedBatches, k: int) -> list[np.ndarray]:
+    """Per text: the model's own position ids with every token after [CLS] moved right by ``k``."""
+    offset = embedding_weights(encoder).pad_offset
+    start = 0 if offset is None else offset + 1
+    out = []
+    for x, at in zip(tokens.ids, tokens.cls_index + 1):
+        positions = np.arange(start, start + len(x), dtype=np.int64)
+        positions[at:] += k
+        out.append(positions)
+    return out
+
+
+def _run_condition(encoder, ids, special, registers, positions, cls_index, batch_size, sums, finals, step, label):
+    """Run one condition (registers inserted, or positions shifted), adding the words' attention
+    per block and role to ``sums`` and writing the final [CLS] of each text into ``finals``."""
+    import torch
+
+    for rows, b_ids, mask, b_special, b_positions in padded_batches(encoder, ids, special, batch_size, positions):
+        regs = torch.zeros_like(mask)
+        for j, r in enumerate(rows):
+            regs[j, : len(registers[r])] = torch.as_tensor(registers[r], device=mask.device)
+        at = torch.as_tensor(cls_index[rows], device=mask.device)
+        roles = token_roles(mask, b_special, at, regs)
+
+        def on_block(block, parts, roles=roles):
+            total, count = attention_shares(parts.attn_probs, roles["content"], roles)
+            sums[block - 1] += np.append(total, count)
+
+        with torch.inference_mode():
+            out = run_with_parts(encoder, b_ids, mask, on_block=on_block, position_ids=b_positions)
+        finals[rows] = out[-1][torch.arange(len(rows), device=out.device), at].float().cpu().numpy()
+        step(label)
+
+
 def _cut_note(tokens: TokenizedBatches, text_limit: int, k: int) -> tuple[str, ...]:
     n = int(np.sum(tokens.truncated))
     if not n:
@@ -95,56 +124,62 @@ def register_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | No
 
     ``table``: one row per ``k`` with ``accuracy`` (a probe fitted and read, out of fold, on
     that k's final [CLS]; NaN without labels), ``cos_to_no_registers`` (final [CLS] against
-    the run without registers, when 0 is in ``ks``), ``cls_share`` / ``register_share`` (the
-    words' attention on [CLS] / on the registers, mean over blocks), ``tokens`` (which
-    tokens), ``chance``, ``n``. ``attention``: k, block, role (cls/registers/special/content),
+    the run without registers, when 0 is in ``ks``, mean over the texts, with its 95% interval
+    ``cos_low`` / ``cos_high``), ``cls_share`` / ``register_share`` (the words' attention on
+    [CLS] / on the registers, mean over blocks), ``tokens`` (which tokens), ``chance``, ``n``,
+    and the shift-only control beside them: ``shift_accuracy``, ``shift_cos_to_no_registers``,
+    ``shift_cls_share`` (no registers, the words' positions moved by k; at k = 0 the run itself). ``attention``: k, block, role (cls/registers/special/content),
     share. Texts are cut so that the most registers still fit; too many registers for the
     model's length limit raise :class:`~clsviz.blocks.InterventionError`.
     """
-    import torch
-
-    from .interventions import register_tokens
-
     start_time = time.perf_counter()
     ks, text_limit = _check_counts(encoder, ks, max_length)
     labelled = labelled_texts(texts, labels, folds, label_name) if labels is not None else None
     tokens = TokenizedBatches.from_texts(encoder, labelled.texts if labelled else texts, text_limit)
     n_batches = -(-len(tokens) // batch_size)
-    step = ticker(progress, n_batches * len(ks), cancel, "The register test")
+    shifts = [k for k in ks if k > 0]
+    step = ticker(progress, n_batches * (len(ks) + len(shifts)), cancel, "The register test")
     num_layers, dim = encoder.info.num_layers, encoder.info.hidden_size
-    sums = {k: np.zeros((num_layers, len(ROLES) + 1)) for k in ks}
-    finals = {k: np.zeros((len(tokens), dim), np.float32) for k in ks}
-    for k in ks:
-        reg_ids, _ = register_tokens(encoder, k)
-        ids, special, registers = _with_registers(tokens, reg_ids)
-        for rows, b_ids, mask, b_special, _ in padded_batches(encoder, ids, special, batch_size):
-            regs = torch.zeros_like(mask)
-            for j, r in enumerate(rows):
-                regs[j, : len(registers[r])] = torch.as_tensor(registers[r], device=mask.device)
-            cls_index = torch.as_tensor(tokens.cls_index[rows], device=mask.device)
-            roles = token_roles(mask, b_special, cls_index, regs)
-
-            def on_block(block, parts, roles=roles, k=k):
-                total, count = attention_shares(parts.attn_probs, roles["content"], roles)
-                sums[k][block - 1] += np.append(total, count)
-
-            with torch.inference_mode():
-                out = run_with_parts(encoder, b_ids, mask, on_block=on_block)
-            at = torch.arange(len(rows), device=out.device)
-            finals[k][rows] = out[-1][at, cls_index].float().cpu().numpy()
-            step(f"{k} register(s)")
+    conditions = [("registers", k) for k in ks] + [("shift", k) for k in shifts]
+    sums = {c: np.zeros((num_layers, len(ROLES) + 1)) for c in conditions}
+    finals = {c: np.zeros((len(tokens), dim), np.float32) for c in conditions}
+    for condition, k in conditions:
+        if condition == "registers":
+            reg_ids, _ = register_tokens(encoder, k)
+            ids, special, registers = _with_registers(tokens, reg_ids)
+            positions = None
+        else:
+            ids, special = tokens.ids, tokens.special
+            registers = [np.zeros(len(x), bool) for x in ids]
+            positions = _shifted_positions(encoder, tokens, k)
+        _run_condition(encoder, ids, special, registers, positions, tokens.cls_index, batch_size,
+                       sums[(condition, k)], finals[(condition, k)], step,
+                       f"{k} register(s)" if condition == "registers" else f"words shifted by {k}, no registers")  # fmt: skip
     attention = pd.DataFrame([
-        dict(k=k, block=b, role=r, share=float(sums[k][b - 1, i] / max(sums[k][b - 1, -1], 1.0)))
+        dict(k=k, block=b, role=r, share=float(sums[("registers", k)][b - 1, i] / max(sums[("registers", k)][b - 1, -1], 1.0)))
         for k in ks for b in range(1, num_layers + 1) for i, r in enumerate(ROLES)
     ])  # fmt: skip
     shares = attention.groupby(["k", "role"])["share"].mean()
+    reference = finals.get(("registers", 0))
+
+    def effects(condition, k):
+        vectors = finals[(condition, k)]
+        cos = estimate(cosine(vectors, reference).astype(np.float64), seed=seed) if reference is not None else None
+        total = sums[(condition, k)]
+        cls_share = float(np.mean(total[:, 0] / np.maximum(total[:, -1], 1.0)))
+        accuracy = CleanProbe(folds, seed).fit(vectors, labelled.y).accuracy(vectors) if labelled else np.nan
+        return cos, cls_share, accuracy
+
     rows = []
     for k in ks:
+        cos, cls_share, accuracy = effects("registers", k)
+        shift = effects("shift", k) if k > 0 else (cos, cls_share, accuracy)
         rows.append(dict(
-            k=k, tokens=register_tokens(encoder, k)[1] if k else "none",
-            accuracy=CleanProbe(folds, seed).fit(finals[k], labelled.y).accuracy(finals[k]) if labelled else np.nan,
-            cos_to_no_registers=float(cosine(finals[k], finals[0]).mean()) if 0 in finals else np.nan,
-            cls_share=float(shares[(k, "cls")]), register_share=float(shares[(k, "registers")]),
+            k=k, tokens=register_tokens(encoder, k)[1] if k else "none", accuracy=accuracy,
+            cos_to_no_registers=cos.value if cos else np.nan, cos_low=cos.low if cos else np.nan,
+            cos_high=cos.high if cos else np.nan, cls_share=float(shares[(k, "cls")]),
+            register_share=float(shares[(k, "registers")]), shift_accuracy=shift[2],
+            shift_cos_to_no_registers=shift[0].value if shift[0] else np.nan, shift_cls_share=shift[1],
             chance=labelled.chance if labelled else np.nan, n=len(tokens),
         ))  # fmt: skip
     table = pd.DataFrame(rows)
@@ -177,4 +212,13 @@ def summarize_registers(table: pd.DataFrame) -> str:
         text += "[CLS] stays the sink."
     if not pd.isna(most["accuracy"]):
         text += f" The [CLS] probe reads the label at {most['accuracy']:.0%}, against {base['accuracy']:.0%} with {int(base['k'])}."
+    if "shift_cls_share" in rows.columns and not pd.isna(most.get("shift_cls_share", np.nan)):
+        text += (f" Shift-only control (no registers, the words moved {k} positions right): [CLS] gets "
+                 f"{most['shift_cls_share']:.0%} of the words' attention")
+        if not pd.isna(most.get("shift_cos_to_no_registers", np.nan)):
+            text += (f" and the final [CLS] has cosine {most['shift_cos_to_no_registers']:.3f} to the plain run "
+                     f"(with the registers: {most['cos_to_no_registers']:.3f})")
+        if not pd.isna(most.get("shift_accuracy", np.nan)):
+            text += f"; the probe reads {most['shift_accuracy']:.0%}"
+        text += ": what the shift alone does, beside what the registers do."
     return text

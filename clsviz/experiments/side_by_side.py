@@ -22,6 +22,7 @@ from ..compare import ModelComparison
 from ..corpus import Corpus, is_missing, stratified_rows
 from ..encoder import Encoder
 from ..progress import check_cancel
+from ..provenance import held_out
 from ..vectors import extract
 from .probe import ProbeError, check_labels, run_probe
 
@@ -136,20 +137,32 @@ def run_side_by_side(
 
     Both models read the same ``texts`` and pairs; :func:`clsviz.experiments.run_probe` and
     :func:`clsviz.benchmark.benchmark_from_vectors` score them with the same folds and seed.
-    Texts without a label are left out of the probe. ``progress(done, total, message)``;
-    ``cancel`` (a ``threading.Event``) stops between batches.
+    Texts without a label are left out of the probe. Texts a fine-tuned model was trained on
+    (its record, :func:`clsviz.provenance.held_out`) are left out of the probe and of the pairs,
+    and ``messages`` says how many; a fine-tuned model with no record is said loudly.
+    ``progress(done, total, message)``; ``cancel`` (a ``threading.Event``) stops between batches.
     """
     texts = [str(t) for t in texts]
     labels = list(labels)
     if len(texts) != len(labels):
         raise ProbeError(f"{len(labels)} labels for {len(texts)} texts: give one label per text.")
+    check_labels([v for v in labels if not is_missing(v)], folds, label_name)  # before any model is read
+    kept = held_out(texts, enc_a, enc_b)
+    texts, labels = list(kept.texts), [labels[i] for i in kept.rows]
+    leak_notes = [kept.note] if kept.note else []
+    if pairs is not None and kept.removed:
+        seen = set(held_out(pair_texts(pairs), enc_a, enc_b).texts)
+        fresh = pairs["sentence1"].astype(str).isin(seen) & pairs["sentence2"].astype(str).isin(seen)
+        if not fresh.all():
+            leak_notes.append(f"{int((~fresh).sum())} pair(s) with a training text were left out of the pairs.")
+        pairs = pairs[fresh].reset_index(drop=True)
     keep = [i for i, v in enumerate(labels) if not is_missing(v)]
     check_labels([labels[i] for i in keep], folds, label_name)  # before any model runs
     poolings = tuple(poolings)
     sentences = pair_texts(pairs) if pairs is not None else ()
     cells = len(poolings) * ((enc_a.info.num_layers + 1) + (enc_b.info.num_layers + 1))
     stages = _Stages(2 * len(texts) + cells + 2 * len(sentences), progress, cancel)
-    probes, benches, messages = [], [], []
+    probes, benches, messages = [], [], list(leak_notes)
     for side, enc in zip(SIDES, (enc_a, enc_b)):
         vectors = extract(
             enc, texts, poolings, batch_size=batch_size,
@@ -214,7 +227,9 @@ def diagonal_table(comparison: ModelComparison) -> pd.DataFrame:
 
 def describe_change(comparison: ModelComparison) -> str:
     """One plain sentence: at which layer B differs most from A, and whether [CLS] changed more
-    than the mean and the token vectors at the last layer (1 − CKA along the diagonal)."""
+    than the mean and the token vectors at the last layer (1 − CKA along the diagonal, with its
+    95% interval over the texts where the comparison has one: "more" or "less" only when the
+    intervals do not overlap)."""
     table = diagonal_table(comparison).dropna(subset=["change"])
     if table.empty:
         return "No CKA could be computed for these texts, so the two models cannot be compared here."
@@ -228,15 +243,39 @@ def describe_change(comparison: ModelComparison) -> str:
     rows = table[table["reading"] == focus]
     peak = rows.loc[rows["change"].idxmax()]
     words = _READING_WORDS.get(focus, focus)
+    intervals = getattr(comparison, "intervals", {}) or {}
+
+    def change_range(reading: str, layer: int) -> tuple[float, float] | None:
+        """The 95% interval of 1 − CKA at ``layer`` (None without one)."""
+        found = intervals.get(reading)
+        if found is None or layer >= len(found) or not np.isfinite(found[layer]).all():
+            return None
+        return 1.0 - float(found[layer][1]), 1.0 - float(found[layer][0])
+
+    def said(reading: str, layer: int, value: float) -> str:
+        span = change_range(reading, layer)
+        return f"{value:.3f}" + ("" if span is None else f" ({span[0]:.3f}–{span[1]:.3f})")
+
     text = (
         f"{words[0].upper()}{words[1:]} differs most at layer {int(peak['layer_a'])} of A{depth_note} "
-        f"(1 − CKA = {peak['change']:.3f})."
+        f"(1 − CKA = {said(focus, int(peak['layer_a']), peak['change'])})."
     )
-    last = table[table["layer_a"] == table["layer_a"].max()].set_index("reading")["change"]
+    top = int(table["layer_a"].max())
+    last = table[table["layer_a"] == top].set_index("reading")["change"]
     others = {r: float(v) for r, v in last.items() if r != "cls"}
     if "cls" in last and others:
         cls = float(last["cls"])
-        if cls > max(others.values()) + _SAME_CHANGE:
+        spans = {r: change_range(r, top) for r in last.index}
+        if all(v is not None for v in spans.values()):  # decided on the 95% intervals over the texts
+            low, high = spans["cls"]
+            rest = [spans[r] for r in others]
+            if all(low > h for _, h in rest):
+                verdict = "more than"
+            elif all(high < lo for lo, _ in rest):
+                verdict = "less than"
+            else:
+                verdict = "about as much as (the 95% intervals overlap)"
+        elif cls > max(others.values()) + _SAME_CHANGE:
             verdict = "more than"
         elif cls < min(others.values()) - _SAME_CHANGE:
             verdict = "less than"
@@ -244,6 +283,6 @@ def describe_change(comparison: ModelComparison) -> str:
             verdict = "about as much as"
         else:
             verdict = "neither clearly more nor less than"
-        listed = ", ".join(f"{_READING_WORDS.get(r, r)} {v:.3f}" for r, v in others.items())
-        text += f" At the last layer [CLS] changed {verdict} the rest (1 − CKA: [CLS] {cls:.3f}, {listed})."
+        listed = ", ".join(f"{_READING_WORDS.get(r, r)} {said(r, top, v)}" for r, v in others.items())
+        text += f" At the last layer [CLS] changed {verdict} the rest (1 − CKA: [CLS] {said('cls', top, cls)}, {listed})."
     return text

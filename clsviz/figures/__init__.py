@@ -22,6 +22,8 @@ from ._interventions import *  # noqa: F401,F403
 from ._interventions import __all__ as _interventions_all
 from ._inversion import *  # noqa: F401,F403
 from ._inversion import __all__ as _inversion_all
+from ._literature import *  # noqa: F401,F403
+from ._literature import __all__ as _literature_all
 from ._mixing import *  # noqa: F401,F403
 from ._mixing import __all__ as _mixing_all
 from ._position import *  # noqa: F401,F403
@@ -45,6 +47,7 @@ __all__ = [
     *_classifier_all,
     *_compare_all,
     *_dynamics_all,
+    *_literature_all,
     "FigureSpec",
     "figure_spec",
     "figure_specs",

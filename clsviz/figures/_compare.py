@@ -118,7 +118,9 @@ def attention_change_figure(change, measure: str = "to_cls") -> go.Figure:
     return fig
 
 
-def _overlay(table: pd.DataFrame, value: str, names: dict[str, str], title: str, y_title: str, **yaxis) -> go.Figure:
+def _overlay(table: pd.DataFrame, value: str, names: dict[str, str], title: str, y_title: str, spread=None,
+             **yaxis) -> go.Figure:  # fmt: skip
+    """``spread(rows)``: the half-width of each point's 95% interval (error bars), or None."""
     fig = go.Figure()
     for side, dash in (("A", "solid"), ("B", "dash")):
         rows = table[table["side"] == side]
@@ -132,6 +134,7 @@ def _overlay(table: pd.DataFrame, value: str, names: dict[str, str], title: str,
                     mode="lines+markers",
                     name=name,
                     line=dict(color=_POOLING_COLORS.get(pooling, "#7f7f7f"), dash=dash, width=2.5),
+                    error_y=None if spread is None else dict(type="data", array=np.round(spread(line), 4).tolist()),
                     hovertemplate=f"{safe_text(names[side])}<br>{pooling}, layer %{{x}}<br>%{{y:.3f}}<extra></extra>",
                 )
             )
@@ -148,12 +151,15 @@ def _overlay(table: pd.DataFrame, value: str, names: dict[str, str], title: str,
 
 def side_by_side_probe_figure(result) -> go.Figure:
     """Probe accuracy per layer for both models (A solid, B dashed) from a
-    :class:`clsviz.experiments.SideBySide`, with the majority-class baseline."""
+    :class:`clsviz.experiments.SideBySide`, with the majority-class baseline; error bars are the
+    95% interval of each mean over the folds (1.96 × SD / √folds)."""
     names = {"A": result.model_a, "B": result.model_b}
+    folds = max(int(result.folds), 1)
     fig = _overlay(
         result.probe, "accuracy_mean", names,
         f"Linear probe for '{safe_text(result.label)}' ({result.folds}-fold CV, {result.n} texts)",
         "held-out accuracy", range=[0, 1.02], tickformat=".0%",
+        spread=lambda rows: 1.96 * rows["accuracy_sd"].fillna(0).to_numpy(dtype=float) / np.sqrt(folds),
     )
     fig.add_hline(y=result.majority, line=dict(color="#7f7f7f", dash="dot", width=1.5))
     return fig

@@ -155,12 +155,15 @@ def steps_figure(result, layer: int | None = None, block: int | None = None) -> 
     for metric, (label, axis) in CHECKPOINT_PANELS.items():
         source, at = (layers, layer) if axis == "layer" else (blocks, block)
         panels.append((metric, f"{label}, {axis} {at}", source[(source["metric"] == metric) & (source[axis] == at)]))
-    fig = make_subplots(rows=2, cols=4, subplot_titles=[p[1] for p in panels], horizontal_spacing=0.06,
-                        vertical_spacing=0.2)  # fmt: skip
+    # Two panels a row: four long titles side by side ran into each other.
+    cols = 2
+    rows_n = -(-len(panels) // cols)
+    fig = make_subplots(rows=rows_n, cols=cols, subplot_titles=[p[1] for p in panels], horizontal_spacing=0.12,
+                        vertical_spacing=0.3 / rows_n)  # fmt: skip
     poolings = list(dict.fromkeys(result.table["pooling"]))
     colors = _colors(poolings)
     for i, (_, label, table) in enumerate(panels):
-        row, col = i // 4 + 1, i % 4 + 1
+        row, col = i // cols + 1, i % cols + 1
         for pooling in poolings:
             rows = table[table["pooling"] == pooling].sort_values("step")
             fig.add_trace(go.Scatter(x=rows["step"].tolist(), y=np.round(rows["value"].to_numpy(float), 4).tolist(),
@@ -170,7 +173,7 @@ def steps_figure(result, layer: int | None = None, block: int | None = None) -> 
                           row=row, col=col)  # fmt: skip
         fig.update_xaxes(title_text="step", row=row, col=col)
     fig.add_hline(y=result.majority, line=dict(color="#7f7f7f", dash="dash", width=1), row=1, col=1)
-    fig.update_layout(title="Every measure, checkpoint by checkpoint (dashed: the majority class)", height=600,
+    fig.update_layout(title="Every measure, checkpoint by checkpoint (dashed: the majority class)", height=260 * rows_n,
                       legend=dict(title="pooling"), margin=dict(l=50, r=20, t=80, b=50))  # fmt: skip
     return fig
 

@@ -43,6 +43,20 @@ def _values(series) -> list:
     return np.round(series.to_numpy(dtype=float), 4).tolist()
 
 
+def _error_bars(table: pd.DataFrame, column: str, low: str, high: str) -> dict | None:
+    """Plotly error bars from interval columns (None when the table has none)."""
+    if not (_has(table, low) and _has(table, high)):
+        return None
+    value = table[column].to_numpy(dtype=float)
+    up = np.nan_to_num(table[high].to_numpy(dtype=float) - value)
+    down = np.nan_to_num(value - table[low].to_numpy(dtype=float))
+    return dict(type="data", array=np.round(up, 5).tolist(), arrayminus=np.round(down, 5).tolist(), visible=True)
+
+
+_MODE_NAMES = {"zero": "zeroed", "mean": "set to mean", "random_zero": "random dims zeroed",
+               "random_mean": "random dims set to mean"}  # fmt: skip
+
+
 def knockout_figure(table: pd.DataFrame) -> go.Figure:
     """Cosine of the final vector to its clean self (and probe accuracy, with labels) against
     the block where the reads are cut; ``table``: :func:`knockout_sweep`'s."""
@@ -55,8 +69,9 @@ def knockout_figure(table: pd.DataFrame) -> go.Figure:
         if rows.empty:
             continue
         for col, column in enumerate(("cosine", "accuracy")[:cols], start=1):
+            errors = _error_bars(rows, "cosine", "cosine_low", "cosine_high") if column == "cosine" else None
             fig.add_trace(go.Scatter(
-                x=rows["block"].tolist(), y=_values(rows[column]), mode="lines+markers", name=name,
+                x=rows["block"].tolist(), y=_values(rows[column]), mode="lines+markers", name=name, error_y=errors,
                 legendgroup=f"{reading}.{scope}", showlegend=col == 1, line=dict(color=color, dash=dash),
                 hovertemplate=f"{name}<br>block %{{x}}: %{{y:.4f}}<extra></extra>",
             ), row=1, col=col)  # fmt: skip
@@ -163,17 +178,20 @@ def _share_lines(fig, attention: pd.DataFrame, group: str, roles, col: int, dash
 
 
 def massive_figure(table: pd.DataFrame, attention: pd.DataFrame) -> go.Figure:
-    """Left: the final [CLS] (and probe) after zeroing the massive dimensions vs setting them to
-    their mean; right: the words' attention on [CLS] and on the words, block by block, clean /
+    """Left: the final [CLS] (cosine with its 95% interval, and the probe) after zeroing the
+    massive dimensions vs setting them to their mean, and the same for as many random dimensions
+    (the control); right: the words' attention on [CLS] and on the words, block by block, clean /
     zeroed / mean (:func:`massive_sweep`)."""
     fig = make_subplots(rows=1, cols=2, column_widths=[0.35, 0.65], horizontal_spacing=0.12, subplot_titles=(
         "final [CLS]", "where the words' attention goes after the change"))  # fmt: skip
     measures = [("cosine", "cosine to its clean self", "#7f7f7f")]
     if _has(table, "accuracy"):
         measures.append(("accuracy", "probe accuracy", "#2ca02c"))
+    modes = [_MODE_NAMES.get(m, m) for m in table["mode"]]
     for column, name, color in measures:
+        errors = _error_bars(table, "cosine", "cosine_low", "cosine_high") if column == "cosine" else None
         fig.add_trace(go.Bar(
-            x=table["mode"].tolist(), y=_values(table[column]), name=name, marker_color=color,
+            x=modes, y=_values(table[column]), name=name, marker_color=color, error_y=errors,
             hovertemplate=f"{name}<br>%{{x}}: %{{y:.3f}}<extra></extra>",
         ), row=1, col=1)  # fmt: skip
     _share_lines(fig, attention, "mode", ("cls", "content"), 2, ("solid", "dash", "dot"))
@@ -181,6 +199,7 @@ def massive_figure(table: pd.DataFrame, attention: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(title_text="share of attention", tickformat=".0%", row=1, col=2)
     fig.update_xaxes(title_text="block", dtick=1, row=1, col=2)
     dims, layer = table["dims"].iloc[0], int(table["layer"].iloc[0])
+    fig.update_xaxes(tickangle=-30, row=1, col=1)
     fig.update_layout(title=f"Dimensions {dims} of the special tokens set at layer {layer}", barmode="group",
                       height=440, margin=dict(l=60, r=20, t=80, b=40), legend=dict(orientation="h", y=-0.25))  # fmt: skip
     return fig
@@ -196,14 +215,21 @@ def registers_figure(table: pd.DataFrame, attention: pd.DataFrame) -> go.Figure:
     _share_lines(fig, attention[attention["k"].isin([table["k"].min(), table["k"].max()])], "k",
                  ("cls", "registers"), 1, ("solid", "dash"))  # fmt: skip
     fig.add_trace(go.Bar(
-        x=[str(k) for k in table["k"]], y=_values(table[right[0]]), name=right[1], marker_color="#2ca02c",
+        x=[str(k) for k in table["k"]], y=_values(table[right[0]]), name=f"registers: {right[1]}", marker_color="#2ca02c",
+        error_y=_error_bars(table, right[0], "cos_low", "cos_high") if right[0] == "cos_to_no_registers" else None,
         hovertemplate="k = %{x}: %{y:.3f}<extra></extra>",
     ), row=1, col=2)  # fmt: skip
+    shift = f"shift_{right[0]}"
+    if _has(table, shift):  # the control: no registers, the words moved k positions right
+        fig.add_trace(go.Bar(
+            x=[str(k) for k in table["k"]], y=_values(table[shift]), name="shift-only control (no registers)",
+            marker_color="#bcbd22", hovertemplate="words shifted by %{x}: %{y:.3f}<extra></extra>",
+        ), row=1, col=2)  # fmt: skip
     fig.update_xaxes(title_text="block", dtick=1, row=1, col=1)
     fig.update_xaxes(title_text="registers k", row=1, col=2)
     fig.update_yaxes(title_text="share of attention", tickformat=".0%", row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
-    fig.update_layout(height=440, margin=dict(l=60, r=20, t=60, b=40), legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(barmode="group", height=440, margin=dict(l=60, r=20, t=60, b=40), legend=dict(orientation="h", y=-0.25))
     return fig
 
 

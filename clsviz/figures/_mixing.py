@@ -109,7 +109,8 @@ def mixing_raw_figure(mix: ContextMixing) -> go.Figure:
     shown = np.where(magnitude > 0, magnitude, np.nan)
     fig = go.Figure(go.Bar(x=blocks, y=shown, marker_color=colors,
                            hovertemplate="block %{x}<br>largest raw score: %{y:.3e}<extra></extra>"))  # fmt: skip
-    fig.update_yaxes(type="log", title_text=safe_text(mix.raw_units))
+    # One labelled tick per power of ten: plotly's default labels the minor ticks too ("2, 10, 5, 2, 1, ...").
+    fig.update_yaxes(type="log", dtick=1, exponentformat="power", showexponent="all", title_text=safe_text(mix.raw_units))
     fig.update_xaxes(type="category", title_text="block")
     if mix.method == "value_zeroing":
         fig.add_hline(y=BARELY_MIXES, line_dash="dash", line_color="#d62728",
@@ -164,32 +165,49 @@ def attribution_tokens_figure(attributions: Sequence) -> go.Figure:
 
 def faithfulness_curves_figure(board: Scoreboard) -> go.Figure:
     """Deletion curves: the target's drop ``f(x) - D(k)`` against the share of tokens removed,
-    averaged over the texts (each text interpolated onto 10 steps), one line per measure."""
+    averaged over the texts (each text interpolated onto 10 steps), one line per measure, with
+    each measure's perturbation in its hover text and legend (occlusion scores tokens with the
+    curve's own perturbation; random is the mean of many shuffles)."""
     grid = np.linspace(0.1, 1.0, 10)
     fig = go.Figure()
+    perturbations = getattr(board, "perturbations", {}) or {}
     for measure, part in board.curves.groupby("measure", sort=False):
         drops = [np.interp(grid, g["fraction"], g["full"] - g["deleted"]) for _, g in part.groupby("text_index")]
         dash = "dot" if measure == "random" else "solid"
+        said = safe_text(perturbations.get(measure, ""))
+        tag = {"occlusion": " · scored by the curve's own [MASK]", "integrated_gradients": " · path from [PAD]",
+               "random": " · mean of shuffles"}.get(measure, "")  # fmt: skip
         fig.add_trace(go.Scatter(x=grid, y=np.round(np.mean(drops, axis=0), 5), mode="lines+markers",
-                                 name=safe_text(MEASURE_NAMES[measure]), line=dict(dash=dash)))  # fmt: skip
+                                 name=safe_text(MEASURE_NAMES[measure]) + tag, line=dict(dash=dash),
+                                 hovertemplate=f"{safe_text(MEASURE_NAMES[measure])}<br>%{{x:.0%}} removed: "
+                                               f"%{{y:.4f}}<br>{said}<extra></extra>"))  # fmt: skip
     fig.update_xaxes(title_text="share of content tokens removed (highest-ranked first)", tickformat=".0%")
     fig.update_yaxes(title_text="drop of the target f(x) − D(k)")
     return _titled(fig, "Deletion curves: remove the top-ranked tokens first",
-                   f"target: {board.target}; a steeper early rise = a more faithful ranking", top=90)  # fmt: skip
+                   f"target: {board.target}; every curve removes tokens by the mask token; a steeper early rise = a "
+                   "more faithful ranking", top=90)  # fmt: skip
 
 
 def faithfulness_ranking_figure(board: Scoreboard) -> go.Figure:
-    """AOPC, comprehensiveness and sufficiency per measure (means over the texts), best AOPC on top."""
+    """AOPC (with its 95% interval over the texts), comprehensiveness and sufficiency per measure
+    (means over the texts), best AOPC on top; measures left out (no signal) are not drawn."""
     ranking = board.ranking()
     names = [safe_text(n) for n in ranking["name"]]
     fig = go.Figure()
     for column, color in (("aopc", "#1f77b4"), ("comprehensiveness", "#2ca02c"), ("sufficiency", "#ff7f0e")):
+        errors = None
+        if column == "aopc" and "aopc_low" in ranking and ranking["aopc_low"].notna().any():
+            value = ranking["aopc"].to_numpy(dtype=float)
+            errors = dict(type="data", array=np.round(np.nan_to_num(ranking["aopc_high"].to_numpy(float) - value), 5),
+                          arrayminus=np.round(np.nan_to_num(value - ranking["aopc_low"].to_numpy(float)), 5))
         fig.add_trace(go.Bar(y=names, x=np.round(ranking[column], 5), name=column, orientation="h",
-                             marker_color=color))  # fmt: skip
+                             marker_color=color, error_x=errors))  # fmt: skip
     fig.update_layout(barmode="group", height=220 + 55 * len(ranking))
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(title_text="higher AOPC and comprehensiveness, lower sufficiency = more faithful")
-    return _titled(fig, "Faithfulness scoreboard", f"target: {board.target}", top=90)
+    n = int(board.table["text_index"].nunique()) if not board.table.empty else 0
+    return _titled(fig, "Faithfulness scoreboard",
+                   f"target: {board.target}; {n} sentence(s); AOPC with its 95% interval over the sentences", top=90)
 
 
 register("mixing.cls_row", mixing_cls_figure)

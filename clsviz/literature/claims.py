@@ -1,58 +1,72 @@
-"""The published claims (read once from ``clsviz/data/literature.toml``) and the verdict rule.
+"""The published claims (read once from ``clsviz/data/literature.toml``), their preconditions and
+the verdict rule.
 
-A claim's ``checks`` turn "the paper found X" into conditions on numbers measured on the
-current model; :func:`verdict` is a pure function of those checks and numbers, so it is tested
-on planted values. Check kinds (each a TOML inline table):
+A claim's ``checks`` turn "the paper found X" into rules on numbers measured on the current
+model, each number with its 95% interval (:class:`clsviz.verdicts.Estimate`); :func:`verdict`
+applies them with :func:`clsviz.verdicts.decide`, so a row reproduces or differs only when the
+interval clears the threshold, and is inconclusive otherwise. Check fields (a TOML inline table):
+``kind`` (one of :data:`CHECK_KINDS`), ``number`` (the name of the measured number),
+``threshold`` (and ``upper`` for ``inside``), ``label`` and ``format`` for the words.
 
-* ``at_least`` / ``at_most``: ``number`` against ``threshold``
-* ``inside``: ``low <= number <= high`` (a published range)
-* ``greater``: ``number`` above ``than`` by more than ``margin``; with ``interval = true`` the
-  95% intervals must not overlap either (``<number>_low`` above ``<than>_high``)
-* ``ordered``: the ``numbers`` in that order (each no larger than the next, the last larger
-  than the first): the direction of an effect across several quantities
+A claim's ``requires`` states the model it is about (:func:`unmet` compares it with
+:func:`clsviz.provenance.model_profile`): ``training`` (any of "pre-trained", "fine-tuned",
+"sentence-tuned"), ``sentence_objective`` (any of "nsp", "sop", "none"), ``summary_position``
+(any of "first", "last", "absent"), ``family`` (model types). A model that does not meet it gets
+"not measurable on this model" with the reason and ``measurable_on`` (what would make it measurable).
 """
 
 from __future__ import annotations
 
-import math
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.resources import files
 
+from ..verdicts import (
+    DIFFERS,
+    INCONCLUSIVE,
+    NOT_MEASURABLE,
+    NOT_YET,
+    REPRODUCES,
+    RULES,
+    VERDICTS,
+    Decision,
+    Estimate,
+    combine,
+    decide,
+    inconclusive_sentence,
+)
+
 __all__ = [
     "CHECK_KINDS",
     "CLAIM_FIELDS",
     "DIFFERS",
-    "NOT_HERE_YET",
+    "INCONCLUSIVE",
     "NOT_MEASURABLE",
     "NOT_YET",
     "REPRODUCES",
+    "REQUIREMENTS",
     "VERDICTS",
     "Claim",
     "ClaimsFileError",
-    "check_sentence",
+    "as_estimate",
+    "decisions",
     "load_claims",
     "parse_claims",
+    "unmet",
     "verdict",
 ]
 
-REPRODUCES = "reproduces"
-DIFFERS = "differs"
-NOT_MEASURABLE = "not measurable on this model"
-NOT_YET = "not measured yet"
-NOT_HERE_YET = "not measurable here yet"
-VERDICTS = (REPRODUCES, DIFFERS, NOT_MEASURABLE, NOT_YET, NOT_HERE_YET)
-"""Every verdict a row can get. The first three are the answer about this model; "not measured
-yet" means an experiment on another page (or a fine-tuned copy) is needed first; "not measurable
-here yet" means this installation of clsviz lacks the module that measures it."""
+CHECK_KINDS = RULES
+"""The rule kinds a check may use (see :mod:`clsviz.verdicts`)."""
 
-CHECK_KINDS = ("at_least", "at_most", "inside", "greater", "ordered")
+REQUIREMENTS = ("training", "sentence_objective", "summary_position", "family")
+"""The keys of a claim's ``requires`` table."""
 
 CLAIM_FIELDS = (
     "key", "claim", "source", "reference", "url", "model", "published", "unit", "values", "protocol",
-    "here", "measure", "pages", "to_measure", "checks", "threshold_note", "params",
+    "here", "data", "measure", "pages", "to_measure", "requires", "measurable_on", "checks", "threshold_note", "params",
 )  # fmt: skip
 """The fields every claim of the data file has."""
 
@@ -77,12 +91,15 @@ class Claim:
     values: Mapping[str, float]
     protocol: str
     here: str
+    data: str
     measure: str
     pages: tuple[str, ...]
     to_measure: str
     checks: tuple[Mapping, ...]
     threshold_note: str
     params: Mapping[str, object] = field(default_factory=dict)
+    requires: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    measurable_on: str = ""
 
 
 def _check_claim(raw: Mapping, index: int) -> Claim:
@@ -92,19 +109,28 @@ def _check_claim(raw: Mapping, index: int) -> Claim:
         raise ClaimsFileError(f"Claim '{name}' lacks field(s) {', '.join(missing)}; every claim needs "
                               f"{', '.join(CLAIM_FIELDS)}.")
     for f in CLAIM_FIELDS:
-        if f not in ("values", "pages", "checks", "params", "to_measure") and not str(raw[f]).strip():
+        if f not in ("values", "pages", "checks", "params", "to_measure", "requires", "measurable_on") and not str(raw[f]).strip():
             raise ClaimsFileError(f"Claim '{name}': the field '{f}' is empty.")
     for check in raw["checks"]:
         if check.get("kind") not in CHECK_KINDS:
             raise ClaimsFileError(f"Claim '{name}': check kind {check.get('kind')!r} is not one of {', '.join(CHECK_KINDS)}.")
+        if "number" not in check or "threshold" not in check or (check["kind"] == "inside" and "upper" not in check):
+            raise ClaimsFileError(f"Claim '{name}': a check needs 'number' and 'threshold' ('upper' too for 'inside').")
+    bad = [k for k in raw["requires"] if k not in REQUIREMENTS]
+    if bad:
+        raise ClaimsFileError(f"Claim '{name}': requires has unknown key(s) {bad}; allowed: {', '.join(REQUIREMENTS)}.")
+    if raw["requires"] and not str(raw["measurable_on"]).strip():
+        raise ClaimsFileError(f"Claim '{name}': a claim with requirements needs 'measurable_on' (what would make it measurable).")
     values = {str(k): float(v) for k, v in raw["values"].items()}
     return Claim(
         key=str(raw["key"]), claim=str(raw["claim"]), source=str(raw["source"]), reference=str(raw["reference"]),
         url=str(raw["url"]), model=str(raw["model"]), published=str(raw["published"]), unit=str(raw["unit"]),
-        values=values, protocol=str(raw["protocol"]), here=str(raw["here"]), measure=str(raw["measure"]),
+        values=values, protocol=str(raw["protocol"]), here=str(raw["here"]), data=str(raw["data"]),
+        measure=str(raw["measure"]),
         pages=tuple(str(p) for p in raw["pages"]), to_measure=str(raw["to_measure"]),
         checks=tuple(dict(c) for c in raw["checks"]), threshold_note=str(raw["threshold_note"]),
-        params=dict(raw["params"]),
+        params=dict(raw["params"]), requires={str(k): tuple(str(x) for x in v) for k, v in raw["requires"].items()},
+        measurable_on=str(raw["measurable_on"]),
     )  # fmt: skip
 
 
@@ -130,86 +156,83 @@ def load_claims() -> tuple[Claim, ...]:
     return parse_claims(files("clsviz").joinpath("data", "literature.toml").read_text(encoding="utf-8"))
 
 
+# --- preconditions -------------------------------------------------------------------------------
+
+_SAID = {
+    "training": "{} model",
+    "sentence_objective": "pre-trained with {}",
+    "summary_position": "its summary token {}",
+    "family": "of the {} family",
+}
+_OBJECTIVE_WORDS = {"nsp": "next-sentence prediction", "sop": "sentence-order prediction", "none": "no sentence objective"}
+
+
+def _words(key: str, values: Sequence[str]) -> str:
+    shown = [_OBJECTIVE_WORDS.get(v, v) if key == "sentence_objective" else v for v in values]
+    return _SAID[key].format(" or ".join(shown))
+
+
+def unmet(claim: Claim, profile) -> str:
+    """Why ``profile`` (a :class:`clsviz.provenance.ModelProfile`) does not meet the claim's
+    ``requires``, in plain words; "" when it does."""
+    have = {"training": profile.training, "sentence_objective": profile.sentence_objective,
+            "summary_position": profile.summary_position, "family": profile.family}  # fmt: skip
+    missing = [key for key, allowed in claim.requires.items() if have[key] not in allowed]
+    if not missing:
+        return ""
+    needs = ", ".join(_words(k, claim.requires[k]) for k in claim.requires)
+    has = ", ".join(_words(k, [str(have[k]) if have[k] is not None else "an unknown objective"]) for k in missing)
+    has = f"a {has}" if missing[0] == "training" else has
+    evidence = "; ".join(profile.evidence)
+    return (f"The claim is about {claim.model}: it needs a {needs}. This model is {has}"
+            f"{f' ({evidence})' if evidence else ''}. Measurable on {claim.measurable_on}.")
+
+
 # --- the verdict ----------------------------------------------------------------------------------
 
 
-def _number(numbers: Mapping[str, float], name: str) -> float | None:
-    value = numbers.get(name)
+def as_estimate(value) -> Estimate | None:
+    """An :class:`~clsviz.verdicts.Estimate` from a measured number (an Estimate, or a bare float
+    without an interval), None when it is missing or not finite."""
     if value is None:
         return None
+    if isinstance(value, Estimate):
+        return value if value.value == value.value and abs(value.value) != float("inf") else None
     value = float(value)
-    return value if math.isfinite(value) else None
+    return Estimate(value, float("nan"), float("nan"), 1) if value == value and abs(value) != float("inf") else None
 
 
-def _fmt(value: float, check: Mapping) -> str:
-    return format(value, str(check.get("format", ".3g")))
+def decisions(checks: Sequence[Mapping], numbers: Mapping[str, object]) -> list[Decision | None]:
+    """Each check applied to its number (None where the number is missing)."""
+    out = []
+    for check in checks:
+        value = as_estimate(numbers.get(check["number"]))
+        if value is None:
+            out.append(None)
+            continue
+        out.append(decide(check["kind"], value, float(check["threshold"]), upper=check.get("upper"),
+                          label=str(check.get("label", check["number"])), fmt=str(check.get("format", ".3g"))))  # fmt: skip
+    return out
 
 
-def check_sentence(check: Mapping, numbers: Mapping[str, float]) -> tuple[bool | None, str]:
-    """(held, one plain clause) for one check; held is None when a number it reads is missing."""
-    kind, label = check["kind"], str(check.get("label", check.get("number", "")))
-    if kind == "ordered":
-        names = list(check["numbers"])
-        labels = list(check.get("labels", names))
-        values = [_number(numbers, n) for n in names]
-        if any(v is None for v in values):
-            gone = [lab for lab, v in zip(labels, values) if v is None]
-            return None, f"{', '.join(gone)} could not be measured"
-        held = all(a <= b for a, b in zip(values, values[1:])) and values[-1] > values[0]
-        listed = ", ".join(f"{lab} {_fmt(v, check)}" for lab, v in zip(labels, values))
-        return held, f"{listed}: {'in the published order' if held else 'not in the published order'}"
-    value = _number(numbers, check["number"])
-    if value is None:
-        return None, f"{label} could not be measured"
-    if kind in ("at_least", "at_most"):
-        limit = float(check["threshold"])
-        held = value >= limit if kind == "at_least" else value <= limit
-        word = ("at least" if held else "below") if kind == "at_least" else ("at most" if held else "above")
-        return held, f"{label} is {_fmt(value, check)}, {word} {_fmt(limit, check)}"
-    if kind == "inside":
-        low, high = float(check["low"]), float(check["high"])
-        held = low <= value <= high
-        side = "inside" if held else "outside"
-        return held, f"{label} is {_fmt(value, check)}, {side} the published range {_fmt(low, check)}–{_fmt(high, check)}"
-    other = _number(numbers, check["than"])
-    other_label = str(check.get("than_label", check["than"]))
-    if other is None:
-        return None, f"{other_label} could not be measured"
-    margin = float(check.get("margin", 0.0))
-    gap = value - other
-    held = gap > margin
-    if held:
-        result = f"ahead by {_fmt(gap, check)}" + (f", more than {_fmt(margin, check)}" if margin else "")
-    elif gap > 0:
-        result = f"ahead by only {_fmt(gap, check)}, not more than {_fmt(margin, check)}"
-    else:
-        result = "not ahead"
-    text = f"{label} {_fmt(value, check)} against {other_label} {_fmt(other, check)}: {result}"
-    if check.get("interval"):
-        low, high = _number(numbers, f"{check['number']}_low"), _number(numbers, f"{check['than']}_high")
-        if low is None or high is None:
-            return None, f"the 95% intervals of {label} and {other_label} could not be measured"
-        apart = low > high
-        other_low, own_high = _number(numbers, f"{check['than']}_low"), _number(numbers, f"{check['number']}_high")
-        reversed_apart = other_low is not None and own_high is not None and other_low > own_high
-        held = held and apart
-        text += "; the 95% intervals " + ("do not overlap" if apart or reversed_apart else "overlap")
-    return held, text
-
-
-def verdict(checks: Sequence[Mapping], numbers: Mapping[str, float]) -> tuple[str, str]:
-    """(verdict, reason) for measured ``numbers`` under a claim's ``checks``: "reproduces" when
-    every check holds, "differs" when one fails (the failing ones are named first), "not
-    measurable on this model" when a number a check reads is missing or not finite, or when
-    there are no checks. The reason is plain words with the numbers."""
+def verdict(checks: Sequence[Mapping], numbers: Mapping[str, object]) -> tuple[str, str]:
+    """(verdict, reason) for measured ``numbers`` (:class:`~clsviz.verdicts.Estimate` each, or
+    bare floats, which have no interval) under a claim's ``checks``: "reproduces" when every
+    check's interval clears its threshold on the claim's side, "differs" when one clears it on
+    the other side (the failing ones are named first), "inconclusive" when an interval straddles
+    a threshold (with about how many more sentences would settle it), "not measurable on this
+    model" when a number a check reads is missing or not finite, or when there are no checks."""
     if not checks:
         return NOT_MEASURABLE, "there is no rule to compare this model's numbers with the published ones"
-    results = [check_sentence(c, numbers) for c in checks]
-    missing = [text for held, text in results if held is None]
+    found = decisions(checks, numbers)
+    missing = [f"{c.get('label', c['number'])} could not be measured" for c, d in zip(checks, found) if d is None]
     if missing:
         return NOT_MEASURABLE, "; ".join(missing)
-    failed = [text for held, text in results if not held]
-    passed = [text for held, text in results if held]
-    if failed:
-        return DIFFERS, "; ".join(failed + passed)
-    return REPRODUCES, "; ".join(passed)
+    result = combine([d.verdict for d in found])
+    order = {DIFFERS: 0, INCONCLUSIVE: 1, REPRODUCES: 2}
+    clauses = [d.clause for d in sorted(found, key=lambda d: order[d.verdict])]
+    reason = "; ".join(clauses)
+    if result == INCONCLUSIVE:
+        first = next(d for d in found if d.verdict == INCONCLUSIVE)
+        reason += ". " + inconclusive_sentence(first.estimate, first.threshold)
+    return result, reason

@@ -1,18 +1,17 @@
-"""The claims whose measurement comes from elsewhere: an experiment run on another page of the
-session (a fine-tuned copy, a scoreboard, a causal test), or a module of clsviz that this
-installation may not have yet. Those modules are imported lazily, where the measurement runs;
-when one is absent the row says "not measurable here yet" and why.
+"""The claims whose measurement runs an experiment of another module (the causal tests, the
+faithfulness scoreboard) or needs a fine-tuned copy of the model given as an input.
 
-The functions called in the optional modules (one line each in :data:`OPTIONAL`):
+Each runs on a fixed sample drawn from the corpus with the context's seed and says so; results
+other pages of a session computed are never used for a verdict (a verdict must not depend on
+what was run before), only described beside the row (:func:`describe_elsewhere`). The modules
+are imported where the measurement runs; when one is absent the row says "not measured yet" and
+why. The functions called in them (one line each in :data:`OPTIONAL`):
 
-* ``clsviz.experiments.interventions.massive_sweep(encoder, texts, layer=1, seed=0, cancel=)``
-  -> a result whose ``table`` has one row per ``mode`` ("zero", "mean") with ``cosine`` (the
-  final [CLS] to its clean self), ``layer`` and ``dims``
-* ``clsviz.faithfulness.rank_measures(encoder, texts, measures=(...), seed=0, cancel=)`` -> a
-  scoreboard whose ``ranking()`` has one row per ``measure`` with ``aopc``
-
-Session results (``session_results`` of :func:`clsviz.literature.check_claims`, see
-:data:`SESSION_RESULTS`) are used only when they were computed on the same model.
+* ``clsviz.experiments.interventions.massive_sweep(encoder, texts, layer=, seed=, cancel=)`` -> a
+  result whose ``per_text`` has one row per (``mode``, text) with ``cosine`` and whose ``table``
+  has ``massive``, ``times_median``, ``variation``, ``input_cosine``, ``dims`` per mode
+* ``clsviz.faithfulness.rank_measures(encoder, texts, measures=(...), max_length=, seed=, cancel=)``
+  -> a scoreboard with ``per_text(measure)`` and ``ranking()``
 """
 
 from __future__ import annotations
@@ -21,22 +20,23 @@ import importlib
 from collections.abc import Mapping
 
 import numpy as np
-import pandas as pd
 
-from ..narrative import benchmark_summary, describe_series, layer_span
-from .claims import NOT_HERE_YET, NOT_MEASURABLE, NOT_YET, Claim
+from ..experiments.sink_dimensions import MASSIVE_RATIO, find_massive_dimensions, relative_spread
+from ..narrative import benchmark_summary
+from ..verdicts import estimate, paired_difference
+from .claims import NOT_MEASURABLE, NOT_YET, Claim
 from .measures import MAX_TOKENS, MEASURED, Context, Measurement, sample_texts
 
 __all__ = [
     "OPTIONAL",
     "SESSION_RESULTS",
+    "ablation_numbers",
     "describe_elsewhere",
-    "finetune_change",
-    "layer_thirds",
     "massive_ablation",
     "mixing_faithfulness",
+    "mixing_numbers",
     "optional",
-    "ranking_numbers",
+    "varying_layer",
 ]
 
 OPTIONAL = {
@@ -49,12 +49,14 @@ SESSION_RESULTS = {
     "benchmark": ("sts_cls_vs_mean", "a pair benchmark (clsviz.benchmark.BenchmarkResult) from the Similarity page"),
     "probe": ("layer_hierarchy", "a probe (clsviz.experiments.ProbeResult) from 'Could any token do?'"),
     "finetune": ("finetuning_top_layers", "a fine-tuning run (FinetuneResult) whose layer_metrics hold cka_to_start"),
-    "finetuned": ("finetuning_top_layers", "a fine-tuned copy of the model: an Encoder or the folder it was saved to"),
     "comparison": ("finetuning_top_layers", "a CKA comparison (clsviz.compare.ModelComparison) with this model as A"),
     "scoreboard": ("faithful_mixing", "a faithfulness scoreboard from 'What flows into [CLS]?'"),
     "massive": ("massive_ablation", "a massive-dimension test from 'Causal tests'"),
 }
-"""Keys of ``session_results``: the claim each one serves and what it holds."""
+"""Keys of ``session_results``: the claim each one is described beside (never measured from)."""
+
+WHOLE_BLOCK = ("alti", "value_zeroing")
+COMPARED = ("attention", "rollout", "alti", "value_zeroing", "alti_block", "value_zeroing_block")
 
 
 def optional(name: str):
@@ -68,160 +70,134 @@ def optional(name: str):
 
 def _absent(name: str) -> Measurement:
     module, function, what = OPTIONAL[name]
-    return Measurement(NOT_HERE_YET, notes=(
-        f"Not measured yet on this model: this installation of clsviz has no {what} ({module}.{function}), "
-        "so the row cannot be computed here yet.",))  # fmt: skip
+    return Measurement(NOT_YET, notes=(
+        f"Not measured yet: this installation of clsviz has no {what} ({module}.{function}), so the row cannot be "
+        "computed here yet.",))  # fmt: skip
 
 
 def _model_name(result) -> str | None:
     return getattr(result, "model_name", None) or getattr(result, "model_a", None)
 
 
-def _session(ctx: Context, key: str):
-    """The session result under ``key`` when it was computed on this model, else None."""
-    result = ctx.session.get(key)
-    if result is None or key == "finetuned":
-        return result
-    return result if _model_name(result) in (None, ctx.encoder.name) else None
-
-
 # --- massive dimensions zeroed or set to their mean -----------------------------------------------
 
 
-def _session_or_run(ctx: Context, key: str, name: str, sentences: int, run) -> tuple[object, str] | Measurement:
-    """(result, where it came from): the session's result under ``key`` for this model, else
-    ``run(function, texts)`` with the optional ``function`` on ``sentences`` corpus sentences; a
-    :class:`Measurement` saying why not when the module is absent or the model cannot be measured."""
-    result = _session(ctx, key)
-    if result is not None:
-        return result, f"the last {SESSION_RESULTS[key][1].split(' from ')[0].removeprefix('a ')} of this session"
-    function = optional(name)
-    if function is None:
-        return _absent(name)
-    texts = sample_texts(ctx.corpus, sentences, ctx.seed)
-    try:
-        return ctx.memo(name, lambda: run(function, texts)), f"{len(texts)} corpus sentences"
-    except ValueError as exc:
-        return Measurement(NOT_MEASURABLE, notes=(str(exc),))
+def varying_layer(ctx: Context) -> tuple[int, float, float, list[int]]:
+    """(layer, variation, [CLS] input cosine, the dimensions): among hidden-state indexes 1..L-1, the one where
+    the values the test replaces (the largest dimensions of [CLS] and the other special tokens)
+    vary most between the sample's inputs (:func:`~clsviz.experiments.sink_dimensions.relative_spread`)."""
+    traces = ctx.attention_traces()
+    best = (1, -1.0, float("nan"), [])
+    for layer in range(1, ctx.num_layers):
+        dims = find_massive_dimensions(ctx.encoder, traces, layer)["dimension"].tolist()
+        cls = np.stack([t.hidden_states[layer, t.cls_index, dims] for t in traces])
+        others = np.stack([t.hidden_states[layer, t.sep_index, dims] for t in traces if t.sep_index is not None])
+        spread = relative_spread(cls, others)
+        if spread > best[1]:
+            unit = np.stack([t.hidden_states[layer, t.cls_index] for t in traces]).astype(np.float64)
+            unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+            total = unit.sum(axis=0)
+            n = len(unit)
+            best = (layer, spread, float((total @ total - n) / max(n * n - n, 1)), dims)
+    return best
+
+
+def ablation_numbers(result) -> dict:
+    """The deciding numbers of a massive-dimension sweep, each with its bootstrap interval over
+    the texts: ``zero_cosine``, ``mean_cosine`` (the final [CLS] to its clean self) and
+    ``control_gap`` (random dimensions zeroed minus the chosen ones zeroed, paired per text)."""
+    per = result.per_text.pivot(index="text", columns="mode", values="cosine").sort_index()
+    return {
+        "zero_cosine": estimate(per["zero"].to_numpy()),
+        "mean_cosine": estimate(per["mean"].to_numpy()),
+        "control_gap": paired_difference(per["random_zero"].to_numpy(), per["zero"].to_numpy()),
+    }
 
 
 def massive_ablation(claim: Claim, ctx: Context) -> Measurement:
-    """The final [CLS] after the massive dimensions are zeroed vs set to their mean (cosine)."""
-    found = _session_or_run(ctx, "massive", "massive_sweep", ctx.attention_sample,
-                            lambda sweep, texts: sweep(ctx.encoder, texts, layer=1, seed=ctx.seed, cancel=ctx.cancel))
-    if isinstance(found, Measurement):
-        return found
-    result, source = found
-    by = result.table.set_index("mode")
-    zero, mean = float(by.loc["zero", "cosine"]), float(by.loc["mean", "cosine"])
-    row = by.loc["zero"]
-    value = (f"final [CLS] cosine to its clean self: {zero:.3f} with dimension(s) {row['dims']} zeroed at layer "
-             f"{int(row['layer'])}, {mean:.3f} with them set to their mean")
-    return Measurement(MEASURED, value, {"zero_cosine": zero, "mean_cosine": mean},
-                       f"special tokens' massive dimensions at layer {int(row['layer'])}, rest of the model run",
-                       source)
-
-
-# --- fine-tuning: which layers moved --------------------------------------------------------------
-
-
-def layer_thirds(cka: np.ndarray) -> tuple[list[int], list[int]]:
-    """(lower, upper) thirds of layers 1..L for a per-layer CKA array [L + 1] (index 0 = embeddings)."""
-    num_layers = len(cka) - 1
-    k = max(1, num_layers // 3)
-    layers = list(range(1, num_layers + 1))
-    return layers[:k], layers[-k:]
-
-
-def _cka_from_session(ctx: Context, reading: str) -> tuple[np.ndarray, str] | None:
-    """(per-layer CKA [L + 1] of this model against a fine-tuned copy, where it came from), or None."""
-    finetuned = ctx.session.get("finetuned")
-    if finetuned is not None:
-        from ..compare import compare_encoders
-        from ..encoder import load_encoder
-
-        other = finetuned if hasattr(finetuned, "info") else load_encoder(str(finetuned))
-        texts = sample_texts(ctx.corpus, min(ctx.sample_size, 200), ctx.seed)
-        comparison = ctx.memo("finetuned", lambda: compare_encoders(ctx.encoder, other, texts, ("tokens", "mean"),
-                                                                    seed=ctx.seed, cancel=ctx.cancel))
-        return _diagonal(comparison, reading), f"{len(texts)} corpus sentences, against {other.name}"
-    comparison = _session(ctx, "comparison")
-    if comparison is not None:
-        return _diagonal(comparison, reading), (f"the comparison with {comparison.model_b} on 'Compare two models' "
-                                                f"({comparison.num_texts} texts), taken as a fine-tuned copy")
-    run = _session(ctx, "finetune")
-    metrics = getattr(run, "layer_metrics", None)
-    if metrics is not None and not metrics.empty and "cka_to_start" in set(metrics["metric"]):
-        rows = metrics[metrics["metric"] == "cka_to_start"]
-        pooling = "cls" if "cls" in set(rows["pooling"]) else str(rows["pooling"].iloc[0])
-        rows = rows[rows["pooling"] == pooling]
-        last = rows[rows["step"] == rows["step"].max()].sort_values("layer")
-        return last["value"].to_numpy(dtype=np.float64), (f"the last fine-tuning run of this session ({pooling} "
-                                                          f"head, step {int(last['step'].iloc[0])}, held-out texts)")
-    return None
-
-
-def _diagonal(comparison, reading: str) -> np.ndarray:
-    name = reading if reading in comparison.cka else next(iter(comparison.cka))
-    matrix = comparison.cka[name]
-    if matrix.shape[0] != matrix.shape[1]:
-        raise ValueError("the fine-tuned model has a different depth, so its layers have no counterparts here")
-    return np.diagonal(matrix).astype(np.float64)
-
-
-def finetune_change(claim: Claim, ctx: Context) -> Measurement:
-    """CKA per layer between this model and a fine-tuned copy: did the upper layers change more?"""
+    """The final [CLS] after the largest dimensions are zeroed vs set to their mean (cosine), at
+    the layer where the replaced values vary most, beside as many random dimensions; measurable
+    only where those dimensions are massive by Sun et al.'s definition."""
+    sweep = optional("massive_sweep")
+    if sweep is None:
+        return _absent("massive_sweep")
+    texts = sample_texts(ctx.corpus, ctx.attention_sample, ctx.seed)
     try:
-        found = _cka_from_session(ctx, str(claim.params.get("reading", "tokens")))
+        layer, spread, same, dims = ctx.memo("varying_layer", lambda: varying_layer(ctx))
+        result = ctx.memo("massive_sweep", lambda: sweep(ctx.encoder, texts, layer=layer, dims=dims, seed=ctx.seed,
+                                                        max_length=MAX_TOKENS, cancel=ctx.cancel))
     except ValueError as exc:
         return Measurement(NOT_MEASURABLE, notes=(str(exc),))
-    if found is None:
-        return Measurement(NOT_YET, notes=(f"Not measured yet: {claim.to_measure[:1].lower()}{claim.to_measure[1:]}",))
-    cka, source = found
-    cka = np.round(cka, 6)  # float32 vectors resolve CKA to about 1e-6: closer values are the same
-    if len(cka) < 3:
-        return Measurement(NOT_MEASURABLE, notes=("lower and upper layers need at least two blocks; this model has one",))
-    lower, upper = layer_thirds(cka)
-    numbers = {"lower_cka": float(np.nanmean(cka[lower])), "upper_cka": float(np.nanmean(cka[upper]))}
-    layers = list(range(1, len(cka)))
-    value = (f"CKA with the fine-tuned copy {describe_series(cka[1:], layers, '.3f')}; {layer_span(lower)} "
-             f"{numbers['lower_cka']:.3f}, {layer_span(upper)} {numbers['upper_cka']:.3f}")
-    return Measurement(MEASURED, value, numbers, "linear CKA of token vectors, layer l against layer l", source)
+    numbers = ablation_numbers(result)
+    by = result.table.set_index("mode")
+    row, control = by.loc["zero"], by.loc["random_zero"]
+    random_zero = estimate(result.per_text[result.per_text["mode"] == "random_zero"]["cosine"].to_numpy())
+    value = (f"final [CLS] cosine to its clean self: {numbers['zero_cosine'].text('.3f')} with dimension(s) "
+             f"{row['dims']} ({row['times_median']:,.0f}× the median) zeroed at layer {layer}, "
+             f"{numbers['mean_cosine'].text('.3f')} with them set to their mean; as many random dimensions "
+             f"({control['dims']}) zeroed: {random_zero.text('.3f')}")
+    notes = [f"Replaced at layer {layer}, where the replaced values vary most between inputs ({spread:.1%} of their "
+             f"size; [CLS] itself has mean pairwise cosine {same:.6f} across the inputs there)."]
+    protocol = (f"the special tokens' largest dimensions at layer {layer} (blocks {layer + 1}–{ctx.num_layers} run "
+                "after), against the same number of random dimensions; intervals over the texts")
+    sample = f"{len(texts)} corpus sentences"
+    if not bool(row["massive"]):
+        why = (f"No dimension of this model reaches Sun et al.'s {MASSIVE_RATIO:,.0f} times the median (the largest "
+               f"here: {row['times_median']:,.0f}×), so it has no massive activations to ablate; the numbers are "
+               "shown for reference. Measurable on a model with massive activations (Sun et al. found them in "
+               "large language models).")
+        return Measurement(NOT_MEASURABLE, value, numbers, protocol, sample, (why, *notes))
+    return Measurement(MEASURED, value, numbers, protocol, sample, tuple(notes))
 
 
 # --- faithfulness of context-mixing measures ------------------------------------------------------
 
-_WHOLE_BLOCK = ("alti", "value_zeroing")
 
-
-def ranking_numbers(ranking: pd.DataFrame) -> dict[str, float]:
-    """The numbers the faithfulness check reads from a scoreboard ranking (columns ``measure``,
-    ``aopc``): raw attention's AOPC and the weaker whole-block measure's (missing when absent)."""
-    aopc = dict(zip(ranking["measure"], ranking["aopc"].astype(float)))
+def mixing_numbers(board) -> dict:
+    """The deciding numbers of the faithfulness claim from a scoreboard holding
+    :data:`COMPARED`: like with like, each paired per text, the weaker of ALTI and value zeroing
+    minus raw attention - ``rollout_gap`` (rolled out over the blocks, against attention
+    rollout) and ``block_gap`` (the last block alone, against that block's raw attention)."""
     numbers = {}
-    if "attention" in aopc:
-        numbers["attention"] = aopc["attention"]
-    present = [aopc[m] for m in _WHOLE_BLOCK if m in aopc]
-    if present:
-        numbers["whole_block"] = min(present)
+    for name, pairs in (("rollout_gap", (("alti", "rollout"), ("value_zeroing", "rollout"))),
+                        ("block_gap", (("alti_block", "attention"), ("value_zeroing_block", "attention")))):  # fmt: skip
+        diffs = np.column_stack([board.per_text(a) - board.per_text(b) for a, b in pairs])
+        numbers[name] = estimate(diffs, lambda rows: float(rows.mean(axis=0).min()))
     return numbers
 
 
 def mixing_faithfulness(claim: Claim, ctx: Context) -> Measurement:
-    """AOPC of ALTI and value zeroing against raw attention on the faithfulness scoreboard."""
-    found = _session_or_run(ctx, "scoreboard", "rank_measures", int(claim.params.get("sentences", 3)),
-                            lambda rank, texts: rank(ctx.encoder, texts, measures=("attention", *_WHOLE_BLOCK, "random"),
-                                                     max_length=MAX_TOKENS, seed=ctx.seed, cancel=ctx.cancel))
-    if isinstance(found, Measurement):
-        return found
-    board, source = found
-    ranking = board.ranking()
-    numbers = ranking_numbers(ranking)
-    listed = ", ".join(f"{m} {a:.3f}" for m, a in zip(ranking["measure"], ranking["aopc"]))
-    notes = tuple(getattr(board, "notes", ()))
-    return Measurement(MEASURED, f"AOPC (higher = more faithful): {listed}", numbers,
-                       "deletion curves of the [CLS] vector's cosine to itself, tokens replaced by the mask token",
-                       source, notes)
+    """AOPC of ALTI and value zeroing against raw attention on the faithfulness scoreboard, rollout
+    against rollout and one block against one block, on a fixed sample of sentences."""
+    rank = optional("rank_measures")
+    if rank is None:
+        return _absent("rank_measures")
+    texts = sample_texts(ctx.corpus, int(ctx.scoreboard_sample or claim.params.get("sentences", 30)), ctx.seed)
+    try:
+        board = ctx.memo("scoreboard", lambda: rank(ctx.encoder, texts, measures=(*COMPARED, "random"),
+                                                    max_length=MAX_TOKENS, seed=ctx.seed, cancel=ctx.cancel))
+    except ValueError as exc:
+        return Measurement(NOT_MEASURABLE, notes=(str(exc),))
+    left_out = [m for m in COMPARED if m not in set(board.table["measure"])]
+    if left_out:
+        return Measurement(NOT_MEASURABLE, notes=(f"{', '.join(left_out)} could not be scored on this model.",
+                                                  *board.notes))  # fmt: skip
+    numbers = mixing_numbers(board)
+    ranking = board.ranking().set_index("measure")
+
+    def aopc(m):
+        r = ranking.loc[m]
+        return f"{r['aopc']:.3f} ({r['aopc_low']:.3f}–{r['aopc_high']:.3f})"
+
+    value = (f"AOPC, rolled out: ALTI {aopc('alti')}, value zeroing {aopc('value_zeroing')}, attention rollout "
+             f"{aopc('rollout')} (weaker minus attention {numbers['rollout_gap'].text('.3f')}); one block (the last): "
+             f"ALTI {aopc('alti_block')}, value zeroing {aopc('value_zeroing_block')}, raw attention "
+             f"{aopc('attention')} (weaker minus attention {numbers['block_gap'].text('.3f')}); random order "
+             f"{aopc('random')}")
+    return Measurement(MEASURED, value, numbers,
+                       f"deletion curves of the {board.target}, tokens replaced by the mask token; AOPC as Samek et "
+                       "al. (k = 0..n); differences paired per sentence, bootstrap over the sentences",
+                       f"{len(texts)} corpus sentences", tuple(board.notes))
 
 
 # --- what other pages of the session found --------------------------------------------------------
@@ -253,7 +229,7 @@ def describe_elsewhere(session: Mapping, model_name: str) -> dict[str, str]:
     """claim key -> one sentence on the session's last result for it (from another model: said so)."""
     out: dict[str, list[str]] = {}
     for key, result in dict(session or {}).items():
-        if key not in SESSION_RESULTS or result is None or key == "finetuned":
+        if key not in SESSION_RESULTS or result is None:
             continue
         other = _model_name(result)
         try:
