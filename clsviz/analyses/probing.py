@@ -24,11 +24,12 @@ from ..experiments import (
     summarize_selectivity,
     word_types,
 )
+from ..narrative import fold_noise
 from ..progress import Steps, check_cancel
 from .core import Result, analysis
 from .embeddings import parse_poolings
 
-__all__ = ["ProbeGrid", "labelled_rows", "probe_subset"]
+__all__ = ["ProbeGrid", "labelled_rows", "layer_sentence", "probe_subset"]
 
 
 def labelled_rows(corpus: Corpus, label: str) -> list[int]:
@@ -53,20 +54,22 @@ def probe_subset(corpus: Corpus, label: str, max_texts: int, folds: int, seed: i
     return (corpus if len(rows) == len(corpus) else corpus.subset(rows)), note
 
 
-def _spread_layers(table: pd.DataFrame) -> str | None:
-    """A sentence on whether one layer is clearly best for the best pooling, read against the
-    spread over folds."""
+def layer_sentence(result: ProbeResult) -> str | None:
+    """Whether one layer is clearly best for the best pooling: a layer is about even with the best
+    when the 95% interval of their gap (:func:`clsviz.narrative.fold_noise`) includes 0."""
+    table = result.table
     best = table.loc[table["accuracy_mean"].idxmax()]
     rows = table[table["pooling"] == best["pooling"]].sort_values("layer")
     if len(rows) < 2:
         return None
-    floor = float(best["accuracy_mean"] - best["accuracy_sd"])
-    close = [int(r["layer"]) for _, r in rows.iterrows() if r["accuracy_mean"] + r["accuracy_sd"] >= floor]
-    if len(close) > 1:
-        return (f"No clear layer for {best['pooling']}: layers {', '.join(map(str, close))} are within the spread over "
-                f"folds of the best ({best['accuracy_mean']:.1%} ± {best['accuracy_sd']:.1%}).")
-    return (f"For {best['pooling']}, layer {int(best['layer'])} is clearly best: every other layer lies outside its "
-            "spread over folds.")
+    noise = fold_noise(best["accuracy_sd"], rows["accuracy_sd"].fillna(0).to_numpy(), result.folds)
+    even = [int(layer) for layer, gap, n in zip(rows["layer"], best["accuracy_mean"] - rows["accuracy_mean"], noise)
+            if gap <= n]  # fmt: skip
+    if len(even) > 1:
+        return (f"No clear layer for {best['pooling']}: layers {', '.join(map(str, even))} are about even with the best "
+                f"({best['accuracy_mean']:.1%} ± {best['accuracy_sd']:.1%}; the 95% interval of each gap includes 0).")
+    return (f"For {best['pooling']}, layer {int(best['layer'])} is clearly best: the 95% interval of its gap to every "
+            "other layer excludes 0.")
 
 
 @dataclass(frozen=True, eq=False)
@@ -107,7 +110,7 @@ class ProbeGrid(Result):
     def probe_sentences(self, baseline=None) -> str:
         """The probe read at every layer with its spread over folds (a ``baseline`` adds the
         near-identical-vectors note), and whether one layer is clearly best."""
-        return " ".join(s for s in (self.probe.summary(baseline), _spread_layers(self.probe.table)) if s)
+        return " ".join(s for s in (self.probe.summary(baseline), layer_sentence(self.probe)) if s)
 
     def selectivity_sentence(self) -> str | None:
         """Where selectivity is highest, each accuracy with its spread over folds."""
