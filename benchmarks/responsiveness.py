@@ -5,7 +5,8 @@ One app server (``python -m ui.serve``, as ``make run`` starts it). Session A (t
 Attention page. A second Chromium, driven from its own thread, holds two more sessions: B, on the
 "How does [CLS] learn?" page, starts the watched fine-tuning through the page's button (a
 background job, in the low-priority worker process) and C, on the "Could any token do?" page,
-presses "Run the probe" again each time it finishes (as the page runs it). Rounds alternate: an idle block of
+presses "Run the probe" again each time it finishes (one step further on the Folds slider, so each press computes a
+new probe rather than showing the kept result). Rounds alternate: an idle block of
 sentences, then the load is started, a loaded block, and the load is stopped (fine-tuning
 cancelled through its button, the probe left to finish) before the next idle block.
 """
@@ -28,6 +29,8 @@ __all__ = ["LoadDriver", "measure_load"]
 FINETUNE_PAGE = "How_it_learns"  # pages/9_How_it_learns.py: "Start fine-tuning", "Cancel"
 RUNNING = '[data-testid="stApp"][data-test-script-state="running"]'
 LOAD_TIMEOUT_MS = 600_000
+FOLDS = (5, 6, 7, 8, 9, 10, 4, 3, 2)
+"""The probe's folds at each press, in turn (the page's default first)."""
 
 
 class LoadDriver(threading.Thread):
@@ -40,6 +43,7 @@ class LoadDriver(threading.Thread):
         super().__init__(name="bench-load", daemon=True)
         self.url = url
         self.probes = 0
+        self._presses = 0
         self._commands: queue.Queue = queue.Queue()
         self._replies: queue.Queue = queue.Queue()
         self._running = False
@@ -113,9 +117,19 @@ class LoadDriver(threading.Thread):
         return None
 
     def _probe(self, c) -> None:
-        """Press "Run the probe" and wait until that run has finished."""
+        """Press "Run the probe" and wait until that run has finished. The page keeps each
+        result (seeded, so the same settings give the same numbers), so from the second press on
+        the Folds slider moves first (:data:`FOLDS`): every press is a probe computed anew."""
         from devtools.browser import wait_for_app
 
+        if self._presses:  # from the folds of the last press to this press's
+            now, then = FOLDS[(self._presses - 1) % len(FOLDS)], FOLDS[self._presses % len(FOLDS)]
+            slider = c.get_by_test_id("stSlider").first.get_by_role("slider")  # "Folds", the page's one slider
+            slider.focus()
+            for _ in range(abs(then - now)):
+                c.keyboard.press("ArrowRight" if then > now else "ArrowLeft")
+            wait_for_app(c, timeout_ms=LOAD_TIMEOUT_MS)
+        self._presses += 1
         c.get_by_role("button", name="Run the probe").click()
         try:
             c.wait_for_selector(RUNNING, timeout=5_000)

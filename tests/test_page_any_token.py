@@ -82,21 +82,21 @@ def test_jobs_queue_behind_the_slot():
 def test_the_probe_and_its_controls_run_as_one_job_with_one_progress():
     import numpy as np
 
+    from clsviz import Corpus, PooledVectors
+    from clsviz.analyses import run
     from clsviz.experiments import run_mdl, run_probe, run_selectivity, word_types
-    from ui.probing import probe_suite
 
     rng = np.random.default_rng(0)
     labels = ["a", "b"] * 20
-    vectors = {p: rng.normal(size=(40, 3, 8)).astype(np.float32) + np.array([[0.0], [1.0]] * 20)[:, :, None]
-               for p in ("cls", "mean")}  # fmt: skip
-    texts = [f"word{i % 7} and more" for i in range(40)]
+    arrays = {p: rng.normal(size=(40, 3, 8)).astype(np.float32) + np.array([[0.0], [1.0]] * 20)[:, :, None]
+              for p in ("cls", "mean")}  # fmt: skip
+    texts = tuple(f"word{i % 7} and more {i}" for i in range(40))
+    vectors = PooledVectors(vectors=np.stack([arrays["cls"], arrays["mean"]], axis=2), poolings=("cls", "mean"),
+                            texts=texts, model_name="suite-test", truncated=np.zeros(40, dtype=bool))  # fmt: skip
+    corpus = Corpus(texts=texts, labels={"y": labels})
     seen = []
-    job = jobs.Job(
-        fn=probe_suite,
-        args=(vectors, labels),
-        kwargs=dict(poolings=["cls", "mean"], texts=texts, folds=4, control=True, mdl=True),
-        name="suite",
-    )
+    job = jobs.Job(fn=run, args=("probe", corpus, vectors), kwargs=dict(
+        label_column="y", poolings="cls,mean", folds=4, control=True, mdl=True), name="suite")
     relay = job.report
 
     def recording(done, total=None, message=None):
@@ -110,13 +110,12 @@ def test_the_probe_and_its_controls_run_as_one_job_with_one_progress():
     assert steps == ["step 1 of 3 (probe)", "step 2 of 3 (control task)", "step 3 of 3 (MDL probe)"]
     assert job.fraction == 1.0
     # The same numbers as each computation run on its own.
-    direct = run_probe(vectors, labels, poolings=["cls", "mean"], folds=4, seed=0)
-    np.testing.assert_allclose(job.result.result.table["accuracy_mean"], direct.table["accuracy_mean"])
-    control = run_selectivity(
-        vectors, labels, types=word_types(texts), poolings=["cls", "mean"], folds=4, seed=0, real=direct
-    )
+    direct = run_probe(arrays, labels, poolings=["cls", "mean"], folds=4, seed=0)
+    np.testing.assert_allclose(job.result.probe.table["accuracy_mean"], direct.table["accuracy_mean"])
+    control = run_selectivity(arrays, labels, types=word_types(texts), poolings=["cls", "mean"], folds=4, seed=0,
+                              real=direct)
     np.testing.assert_allclose(job.result.extras["selectivity"]["selectivity"], control["selectivity"])
-    mdl = run_mdl(vectors, labels, poolings=["cls", "mean"], seed=0)
+    mdl = run_mdl(arrays, labels, poolings=["cls", "mean"], seed=0)
     np.testing.assert_allclose(job.result.extras["mdl"]["codelength_bits"], mdl["codelength_bits"])
 
 
@@ -138,7 +137,7 @@ def _run_probe(at) -> None:
     at.run()
     assert not at.exception, at.exception
     held = at.session_state["clsviz.jobs"] if "clsviz.jobs" in at.session_state else {}
-    job = held.get("any_token.probe")
+    job = held.get("analysis.any_token.probe")  # the runner's job for the page's probe slot
     if job is not None:  # None when the page refused to start it (its message is on the page)
         assert job.wait(300), job.message
         at.run()

@@ -252,22 +252,19 @@ def test_umap_warm_up_starts_once_per_process_in_the_background(monkeypatch):
 
 
 def test_a_umap_failure_falls_back_to_pca_with_a_message(tiny_model_dirs):
-    import ui.embeddings as ui_embeddings
+    import clsviz.analyses.embeddings as projections  # where the page's projections are fit
 
-    real = ui_embeddings.Projector
+    real = projections.Projector
 
     def failing(method, **kwargs):
         if method == "umap":
             raise RuntimeError("numba could not compile")
         return real(method, **kwargs)
 
-    rows = [["text", "kind"]] + [
-        [f"Fallback sentence number {i} about {'tea' if i % 2 else 'rain'}.", str(i % 2)] for i in range(24)
-    ]
-    with mock.patch.object(ui_embeddings, "Projector", failing):
-        at = _open(
-            tiny_model_dirs["bert"], ("fallback.csv", _csv(rows)), **{"embeddings.corpus.source": UPLOAD}
-        )
+    rows = [["text", "kind"]] + [[f"Fallback sentence number {i} about {'tea' if i % 2 else 'rain'}.", str(i % 2)]
+                                 for i in range(24)]
+    with mock.patch.object(projections, "Projector", failing):
+        at = _open(tiny_model_dirs["bert"], ("fallback.csv", _csv(rows)), **{"embeddings.corpus.source": UPLOAD})
     shown = [w.value.replace("\\", "") for w in at.warning]  # Markdown escapes removed
     assert "UMAP failed (RuntimeError: numba could not compile); showing PCA." in shown
     assert "PCA of 24 texts" in _specs(at)[0]["layout"]["title"]["text"]
@@ -381,16 +378,15 @@ def test_the_other_panels_are_fit_in_the_worker_with_the_same_numbers(worker_job
     import ui.embeddings as E
 
     vectors, corpus = _vectors(_clustered())
-    jobs = E.prefetch_projections(lambda p: vectors, corpus, 0, ("cls", "mean", "max"), "umap", SEED)
+    sources = dict.fromkeys(("cls", "mean", "max"), vectors)
+    jobs = E.prefetch(corpus, sources, 0, "umap", SEED)
     assert len(jobs) == 2  # the first panel is left to the page
-    fitted = {p: E.fitted_projection(vectors, corpus, 0, p, "umap", SEED) for p in ("cls", "mean", "max")}
+    fitted = E.projections(corpus, sources, 0, "umap", SEED)
     assert [j.status for j in jobs] == ["done", "done"] and all(j.mode == "process" for j in jobs)
     for p in ("mean", "max"):  # what the worker fit is what this process would have
         here = Projector("umap", random_state=SEED).fit(vectors.get(p, 0))
-        np.testing.assert_allclose(fitted[p].embedding_, here.embedding_, atol=1e-5)
-    assert (
-        E.prefetch_projections(lambda p: vectors, corpus, 0, ("cls", "mean", "max"), "umap", SEED) == []
-    )  # cached
+        np.testing.assert_allclose(fitted[p].coordinates(p), here.embedding_, atol=1e-5)
+    assert E.prefetch(corpus, sources, 0, "umap", SEED) == []  # cached
 
 
 def test_a_fit_still_queued_behind_another_job_is_done_here(worker_jobs):
@@ -399,12 +395,12 @@ def test_a_fit_still_queued_behind_another_job_is_done_here(worker_jobs):
 
     busy = worker_jobs.Job(fn=F.wait_for_cancel, name="someone else's").begin()
     vectors, corpus = _vectors(_clustered(70))
-    [job] = E.prefetch_projections(lambda p: vectors, corpus, 0, ("cls", "mean"), "pca", SEED)
+    sources = dict.fromkeys(("cls", "mean"), vectors)
+    [job] = E.prefetch(corpus, sources, 0, "pca", SEED)
     assert job.status == "queued"
-    fitted = E.fitted_projection(vectors, corpus, 0, "mean", "pca", SEED)
+    fitted = E.projections(corpus, sources, 0, "pca", SEED)["mean"]
     assert job.status == "cancelled" and job.started is None  # withdrawn, never ran
-    np.testing.assert_allclose(
-        fitted.embedding_, Projector("pca", random_state=SEED).fit(vectors.get("mean", 0)).embedding_
-    )
+    np.testing.assert_allclose(fitted.coordinates("mean"),
+                               Projector("pca", random_state=SEED).fit(vectors.get("mean", 0)).embedding_)
     busy.cancel()
     assert busy.wait(60)

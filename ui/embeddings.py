@@ -1,28 +1,40 @@
-"""Streamlit helpers of the Embeddings page: the background UMAP warm-up, cached projections
-(per model, corpus, layer, pooling and parameters), cached label separation and the tables
-behind the downloads."""
+"""The Embeddings page's Streamlit side: the corpus source picker (demo, upload or saved vectors),
+the third-panel picker, the background UMAP warm-up, and the page's analyses run per pooling
+through :mod:`ui.runner` (``projection``, ``separation``, ``trajectory`` in
+:mod:`clsviz.analyses.embeddings`) and joined into one result per figure.
+
+Each pooling is its own cached result, so changing the third panel refits one panel only, and
+the other panels' UMAP fits can run in the job worker (:func:`prefetch`) while the page fits the
+first: a seeded UMAP fit uses one core.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
-from clsviz import Corpus, Encoder, PooledVectors, Trace, pool
-from clsviz.projection import Projector, trace_path, trajectory_stack, warm_up
-from clsviz.separation import label_baselines, separation_by_layer
-from clsviz.shards import ShardedVectors
+from clsviz import Corpus, Encoder, PooledVectors, Trace
+from clsviz.analyses import NotApplicable, Result, digest
+from clsviz.analyses.embeddings import (
+    MIN_TEXTS,
+    ProjectionResult,
+    SeparationResult,
+    TrajectoryResult,
+    VectorColumn,
+)
+from clsviz.figures import pooling_title
+from clsviz.projection import warm_up
+from clsviz.separation import score_text
 from clsviz.vectors_io import as_corpus
-from ui.cache import cached, shared_cache
-from ui.corpus import DEMO, UPLOAD, corpus_picker
-from ui.vectors import saved_vectors_picker
 
-from . import engine, worker
-from .widgets import radio
+from . import runner
+from .cache import cached
+from .corpus import DEMO, UPLOAD, corpus_picker, corpus_vectors
+from .vectors import saved_vectors_picker
+from .widgets import number_input, radio, selectbox
 
 WARMUP_ENV = "CLSVIZ_UMAP_WARMUP"
 """Environment variable: "0" turns the background UMAP warm-up off (tests, scripts)."""
@@ -36,6 +48,8 @@ SAVED = "Saved vectors (clsviz embed)"
 MAX_ALL_POOLING_BYTES = 600_000_000
 """Extract every named pooling at once (so switching the third panel is instant) only while
 the vectors stay below this size; larger corpora/models extract just the three shown."""
+MAX_SCORED_CLASSES = 50
+"""A label column with more values than this is drawn but not scored."""
 
 _warm_thread: threading.Thread | None = None
 _warm_lock = threading.Lock()
@@ -69,14 +83,7 @@ def warmup_running() -> bool:
     return _warm_thread is not None and _warm_thread.is_alive()
 
 
-def corpus_poolings(encoder: Encoder, corpus: Corpus, third: str) -> tuple[str, ...]:
-    """The poolings to extract: every named one when that fits in memory, else the three shown."""
-    named = ("cls", "mean", *(s for s in NAMED_EXTRA if s != "pooler" or encoder.info.has_pooler))
-    info = encoder.info
-    size = len(corpus) * (info.num_layers + 1) * len(named) * info.hidden_size * 4
-    if size <= MAX_ALL_POOLING_BYTES and not third.startswith("token:"):
-        return named
-    return tuple(dict.fromkeys(("cls", "mean", third)))
+# -- inputs ----------------------------------------------------------------------------------
 
 
 def corpus_source(key: str) -> tuple[Corpus, PooledVectors | None] | None:
@@ -112,135 +119,134 @@ def saved_corpus(saved) -> Corpus:
     return as_corpus(saved) if key is None else cached("vectors.corpus", (key,), lambda: as_corpus(saved))
 
 
-def projection_key(
-    vectors: PooledVectors, corpus: Corpus, layer: int, pooling: str, method: str, seed, n_neighbors, min_dist
-) -> tuple:
-    return (vectors.model_name, corpus.content_hash, int(layer), pooling, method, seed, int(n_neighbors), float(min_dist))
+def big_enough(corpus: Corpus) -> bool:
+    """True when the corpus has enough texts to project; else a warning that says what to do."""
+    if len(corpus) >= MIN_TEXTS:
+        return True
+    st.warning(
+        f"The corpus has {len(corpus)} text(s); a projection needs at least {MIN_TEXTS}. "
+        "Upload more sentences or pick the demo corpus.",
+        icon=":material/warning:",
+    )
+    return False
 
 
-def fitted_projection(
-    vectors: PooledVectors,
-    corpus: Corpus,
-    layer: int,
-    pooling: str,
-    method: str,
-    seed: int | None,
-    n_neighbors: int = 15,
-    min_dist: float = 0.1,
-) -> Projector:
-    """The projection of one pooling's vectors at one layer, fit once per parameters (here, or
-    taken from the job worker that :func:`prefetch_projections` asked to fit it). The Projector
-    is never changed after fit, so every session may share it (transform only reads)."""
-    key = projection_key(vectors, corpus, layer, pooling, method, seed, n_neighbors, min_dist)
-    X = vectors.get(pooling, layer)
-
-    def compute() -> Projector:
-        with _fitting_lock:
-            job = _fitting.pop(key, None)
-        # A fit still waiting in the queue (the worker busy with someone's job) is done here instead.
-        if job is not None and not job.withdraw() and job.wait() and job.status == engine.DONE:
-            return job.result
-        return Projector(method, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed).fit(X)
-
-    return cached("projection", key, compute)
-
-
-_fitting: dict[tuple, engine.Job] = {}
-_fitting_lock = threading.Lock()
+def third_panel(encoder: Encoder, saved) -> str:
+    """The pooling of the third panel: a named one, or ``token:K`` with K picked here. Saved
+    vectors offer only the poolings they hold besides [CLS] and the mean."""
+    info = encoder.info
+    if saved is not None:
+        offered = [s for s in saved.poolings if s not in ("cls", "mean")] or ["mean"]
+    else:
+        offered = [s for s in NAMED_EXTRA if s != "pooler" or info.has_pooler] + [TOKEN_K]
+    third = selectbox(st,
+        "Third panel",
+        offered,
+        format_func=lambda s: "token K (pick K)" if s == TOKEN_K else pooling_title(s),
+        key="embeddings.third" if saved is None else "embeddings.third_saved",
+        help="How the third panel reads one vector out of the sentence. 'pooler' appears only for models "
+        "with a pooler head." if saved is None else "The poolings saved in the vectors file besides [CLS] and "
+        "the mean (embed with more --poolings to see others).",
+    )
+    if third != TOKEN_K:
+        return third
+    k = number_input(st,
+        "K (token position; 0 is [CLS])", min_value=0, max_value=info.max_length - 1, value=1,
+        key="embeddings.k", help="Texts shorter than K+1 tokens use their last token. Re-embeds the corpus.",
+    )
+    return f"token:{int(k)}"
 
 
-def prefetch_projections(
-    vectors_of: Callable[[str], PooledVectors], corpus: Corpus, layer: int, poolings: Sequence[str], method: str,
-    seed: int | None, n_neighbors: int = 15, min_dist: float = 0.1,
-) -> list[engine.Job]:
-    """Have the job worker fit the projections of ``poolings[1:]`` that nobody has fit yet, while
-    this page fits the first and computes the rest of the page: a UMAP fit runs on one core, so
-    the panels' fits then share the machine's two. :func:`fitted_projection` collects them (or
-    fits one itself when the worker has not started it). ``vectors_of(pooling)``: the vectors
-    holding that pooling. Does nothing when jobs run in threads; returns the jobs started."""
-    if not engine.use_processes():
-        return []
+def _extracted(encoder: Encoder, corpus: Corpus, third: str) -> tuple[str, ...]:
+    """The poolings to extract: every named one when that fits in memory, else the three shown."""
+    named = ("cls", "mean", *(s for s in NAMED_EXTRA if s != "pooler" or encoder.info.has_pooler))
+    info = encoder.info
+    size = len(corpus) * (info.num_layers + 1) * len(named) * info.hidden_size * 4
+    if size <= MAX_ALL_POOLING_BYTES and not third.startswith("token:"):
+        return named
+    return tuple(dict.fromkeys(("cls", "mean", third)))
+
+
+def pooled_sources(encoder: Encoder, corpus: Corpus, saved, poolings: Sequence[str]) -> dict | None:
+    """pooling -> the vectors holding it (saved vectors as they are; else the corpus embedded once
+    per model and poolings, with a progress bar). None, after a message, when embedding failed."""
+    vectors = saved if saved is not None else corpus_vectors(encoder, corpus, _extracted(encoder, corpus, poolings[-1]))
+    if vectors is None:
+        return None
+    sources = {}
+    for p in poolings:
+        if p not in vectors.poolings:
+            extra = corpus_vectors(encoder, corpus, (p,))
+            if extra is None:
+                return None
+            sources[p] = extra
+        else:
+            sources[p] = vectors
+    return sources
+
+
+# -- the page's analyses, one pooling at a time ------------------------------------------------
+
+
+def _params(layer: int, method: str, seed: int | None) -> dict:
+    return {"layer": int(layer), "method": method, "seed": seed}
+
+
+def projections(corpus: Corpus, sources: dict, layer: int, method: str, seed: int | None) -> dict[str, Result]:
+    """pooling -> the corpus projected at ``layer`` (one cached fit per pooling)."""
+    return {p: runner.run("projection", corpus, v, poolings=p, **_params(layer, method, seed)) for p, v in sources.items()}
+
+
+def fitted(corpus: Corpus, sources: dict, layer: int, method: str, seed: int | None) -> bool:
+    """True when every panel's projection is already fitted (then no preview is needed)."""
+    return all(runner.stored("projection", corpus, v, poolings=p, **_params(layer, method, seed)) is not None
+               for p, v in sources.items())  # fmt: skip
+
+
+def prefetch(corpus: Corpus, sources: dict, layer: int, method: str, seed: int | None) -> list:
+    """Have the job worker fit every panel but the first (which the page fits itself), sending it
+    just the column each reads; returns the jobs started."""
     started = []
-    for pooling in poolings[1:]:
-        vectors = vectors_of(pooling)
-        key = projection_key(vectors, corpus, layer, pooling, method, seed, n_neighbors, min_dist)
-        with _fitting_lock:
-            if key in _fitting or ("projection", *key) in shared_cache():
-                continue
-            fit = Projector(method, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed).fit
-            job = engine.Job(fn=worker.call, args=(fit, vectors.get(pooling, layer)), name="projection",
-                             label=f"{method.upper()} of the {pooling} panel", counted=False)
-            _fitting[key] = job
-        started.append(job.begin())
+    for p, v in list(sources.items())[1:]:
+        job = runner.prefetch("projection", corpus, v, send=(corpus, VectorColumn.of(v, p, layer)), poolings=p,
+                              **_params(layer, method, seed))  # fmt: skip
+        if job is not None:
+            started.append(job)
     return started
 
 
-def seen_before(keys: Sequence[tuple]) -> bool:
-    """True if every projection key is in the cache now (then no preview is needed)."""
-    cache = shared_cache()
-    return all(("projection", *k) in cache for k in keys)
+def panels(parts: dict[str, Result], traces: Sequence[Trace], scores: Result | None = None) -> Result:
+    """The panels side by side, the typed sentences placed into each and the label scores under
+    each title: one result, cached with its figures."""
+    joined = [*parts.values(), *([scores] if scores is not None else [])]
+    return runner.combine(joined, lambda: ProjectionResult.join(list(parts.values()), traces, scores), digest(list(traces)))
 
 
-def layer_separation(
-    vectors: PooledVectors, corpus: Corpus, label_name: str, poolings: Sequence[str],
-    layers: Sequence[int] | None = None,
-) -> pd.DataFrame:
-    """kNN accuracy and silhouette at every layer (cached per model, corpus, label, poolings).
-
-    Raises ValueError (with a message to show) when the label column cannot be scored."""
-    layers = None if layers is None else tuple(layers)
-    key = (vectors.model_name, corpus.content_hash, label_name, tuple(poolings), layers)
-    return cached("separation", key, lambda: separation_by_layer(vectors, corpus.labels[label_name], poolings=poolings,
-                                                                 layers=layers))
-
-
-SCORE_ROWS = 3000
-
-
-def _scored(vectors, corpus: Corpus):
-    """(vectors, corpus, layers) to score: a cached sample of a large shard folder and its saved
-    layers, else the same vectors and corpus at every layer."""
-    if isinstance(vectors, ShardedVectors):
-        if len(vectors) > SCORE_ROWS:
-            sample = cached("vectors.sample", (vectors.content_key, SCORE_ROWS), lambda: vectors.sample(SCORE_ROWS))
-            return sample, as_corpus(sample), vectors.layers
-        return vectors, corpus, vectors.layers
-    return vectors, corpus, None
-
-
-def label_scores(
-    sources: dict[str, PooledVectors], corpus: Corpus, label_name: str, max_classes: int
-) -> tuple[pd.DataFrame | None, str | None]:
-    """(separation table of every pooling, None), or (None, a message) when the label cannot be
-    scored. ``sources``: pooling -> the vectors that hold it. A large shard folder is scored on a
-    seeded sample of :data:`SCORE_ROWS` rows (the scores subsample that many anyway)."""
-    _, _, n_classes = label_baselines(corpus.labels[label_name])
-    if n_classes > max_classes:
-        return None, (
-            f"'{label_name}' has {n_classes:,} different values; the scores need a label with a few classes "
-            f"(at most {max_classes}). The colours still show it."
-        )
+def label_scores(corpus: Corpus, sources: dict, label: str) -> tuple[Result | None, str | None]:
+    """(kNN accuracy and silhouette of ``label`` per pooling at every layer, None), or (None, a
+    message) when the label cannot be scored."""
     try:
-        tables = []
-        for p, v in sources.items():
-            scored, scored_corpus, layers = _scored(v, corpus)
-            tables.append(layer_separation(scored, scored_corpus, label_name, (p,), layers))
-    except ValueError as exc:
+        parts = [runner.run("separation", corpus, v, label_column=label, poolings=p, max_classes=MAX_SCORED_CLASSES)
+                 for p, v in sources.items()]  # fmt: skip
+    except (NotApplicable, ValueError) as exc:
         return None, str(exc)
-    return pd.concat(tables, ignore_index=True), None
+    return runner.combine(parts, lambda: SeparationResult.join(parts)), None
 
 
-def typed_vectors(traces: Sequence[Trace], pooling: str, layer: int) -> np.ndarray:
-    """float32 [M, D]: the typed sentences read with ``pooling`` after ``layer``."""
-    return np.stack([pool(t, pooling, layer) for t in traces]).astype(np.float32)
+def score_metrics(scores, poolings: Sequence[str], layer: int) -> None:
+    """kNN accuracy and silhouette of each pooling at ``layer``, as metrics side by side."""
+    for col, s in zip(st.columns(3), poolings):
+        sc = scores.at(s, layer)
+        col.metric(f"{pooling_title(s)} · kNN accuracy", score_text(sc["knn_accuracy"]), border=True,
+                   help="5-fold cross-validated accuracy of a 5-nearest-neighbour classifier (cosine). Undefined "
+                   "when every sentence has the same vector here (e.g. [CLS] at the embedding layer).")
+        col.metric(f"{pooling_title(s)} · silhouette", score_text(sc["silhouette"]), border=True,
+                   help="-1..1: how much closer a sentence is to its own label group than to the nearest other "
+                   "group (cosine). Near 0: groups overlap. Undefined when every sentence has the same vector here.")
 
 
-def trajectory(
-    vectors: PooledVectors, corpus: Corpus, trace: Trace, pooling: str, method: str, seed: int | None
-) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray], list[str]]:
-    """(path [L+1, 2], (corpus coords [M, 2], their layers [M]), their M texts) in one projection
-    fit on every layer at once (:func:`clsviz.projection.trajectory_stack`), cached per corpus."""
-    stack, rows, layers = trajectory_stack(vectors, pooling)
-    key = (vectors.model_name, corpus.content_hash, pooling, method, seed)
-    projector = cached("trajectory", key, lambda: Projector(method, random_state=seed).fit(stack))
-    return projector.transform(trace_path(trace, pooling)), (projector.embedding_, layers), [vectors.texts[r] for r in rows]
+def trajectory(corpus: Corpus, sources: dict, trace: Trace, method: str, seed: int | None) -> Result:
+    """``trace``'s path through the layers in each pooling's joint projection (fit once per
+    corpus, pooling, method and seed)."""
+    parts = [runner.run("trajectory", corpus, v, poolings=p, method=method, seed=seed) for p, v in sources.items()]
+    return runner.combine(parts, lambda: TrajectoryResult.join(parts, trace), digest(trace))

@@ -1,89 +1,84 @@
-"""The "Could any token do?" page's computation as one background job (no Streamlit here, so
-the job's worker process can import it): the random-token vectors when asked for and not
-cached, the linear probe, and optionally the control task and the MDL probe, reported as one
-progress ("step 2 of 3 (control task): 40 of 98")."""
+"""The "Could any token do?" page's Streamlit side: the poolings offered, the probe's inputs made
+when a person asks for it (the labelled texts, a stratified sample, their vectors), and the
+result drawn. The probe, the control task and the MDL probe are one long analysis
+(``probe`` in :mod:`clsviz.analyses.probing`) that :mod:`ui.runner` runs as one background job.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-import numpy as np
-import pandas as pd
+import streamlit as st
 
-from clsviz import Encoder
-from clsviz.experiments import (
-    RANDOM_TOKEN,
-    ProbeResult,
-    random_token_vectors,
-    run_mdl,
-    run_probe,
-    run_selectivity,
-    word_types,
-)
-from clsviz.progress import Steps, check_cancel
+from clsviz import Corpus, Encoder
+from clsviz.analyses.probing import labelled_rows, probe_subset
+from clsviz.experiments import RANDOM_TOKEN, ProbeError, default_poolings
+from clsviz.pooling import POOLING_HELP
 
-__all__ = ["ProbeSuite", "probe_suite"]
+from . import runner
+from .corpus import corpus_vectors
+from .text import plain
+
+__all__ = ["HELP", "labelled_count", "offered_poolings", "probe_inputs", "show_result"]
+
+HELP = {**POOLING_HELP, RANDOM_TOKEN: "one content token per text, picked at random (seeded by the text)"}
+"""What each pooling offered reads (``token:K`` under that name)."""
 
 
-@dataclass(frozen=True)
-class ProbeSuite:
-    """What :func:`probe_suite` computed: the probe, the extras asked for ("selectivity",
-    "mdl": tidy tables) and the random-token vectors it read (None when not asked for or given)."""
-
-    result: ProbeResult
-    extras: dict
-    random_vectors: np.ndarray | None = None
+def offered_poolings(encoder: Encoder, saved, token_k: int) -> list[str]:
+    """The poolings to offer: the default grid for the model (``token:K`` with this K), or the
+    poolings saved vectors hold."""
+    available = default_poolings(encoder.info.has_pooler) if saved is None else list(saved.poolings)
+    return [f"token:{int(token_k)}" if s.startswith("token:") else s for s in available]
 
 
-def probe_suite(
-    vectors,
-    labels: Sequence,
-    *,
-    poolings: Sequence[str],
-    texts: Sequence[str] = (),
-    encoder: Encoder | None = None,
-    random_vectors: np.ndarray | None = None,
-    folds: int = 5,
-    seed: int = 0,
-    label_name: str | None = None,
-    control: bool = False,
-    mdl: bool = False,
-    memory_budget: int | None = None,
-    progress=None,
-    cancel=None,
-) -> ProbeSuite:
-    """The probe of ``labels`` from ``vectors`` (PooledVectors, saved or sharded vectors, or {}
-    when only the random token is probed) at every layer x pooling, then the control task
-    (``control``) and the MDL probe (``mdl``) on the same rows. ``RANDOM_TOKEN`` in
-    ``poolings`` reads one random content token of each of ``texts`` with ``encoder`` unless
-    ``random_vectors`` are given. Raises ValueError (ProbeError) with a message to show."""
-    poolings = list(poolings)
-    named = [p for p in poolings if p != RANDOM_TOKEN]
-    need_random = RANDOM_TOKEN in poolings and random_vectors is None
-    if need_random and encoder is None:
-        raise ValueError("The random-token reading needs the encoder and the texts.")
-    # Weights: reading a random token is one forward pass over the texts; the probe, the control
-    # task and the MDL probe each fit every layer x pooling cell, several times.
-    plan = [("random tokens", 1.0)] * need_random + [("probe", 5.0)] + [("control task", 5.0)] * control
-    plan += [("MDL probe", 5.0)] * bool(mdl and named)
-    steps = Steps(progress, [name for name, _ in plan], weights=[weight for _, weight in plan])
-    index = iter(range(len(steps.names)))
-    if need_random:
-        random_vectors = random_token_vectors(encoder, list(texts), seed=seed, progress=steps.step(next(index)))
-        check_cancel(cancel, "The probe")
-    budget = {} if memory_budget is None else {"memory_budget": memory_budget}
-    result = run_probe(vectors, labels if isinstance(labels, str) else list(labels), poolings=poolings,
-                       random_token=random_vectors if RANDOM_TOKEN in poolings else None, folds=int(folds), seed=seed,
-                       label_name=label_name, progress=steps.step(next(index)), cancel=cancel, **budget)
-    extras: dict[str, pd.DataFrame] = {}
-    if control:
-        extras["selectivity"] = run_selectivity(
-            vectors, list(labels), types=word_types(texts), poolings=poolings,
-            random_token=random_vectors if RANDOM_TOKEN in poolings else None, folds=int(folds), seed=seed,
-            real=result, label_name=label_name, progress=steps.step(next(index)), cancel=cancel,
-        )
-    if mdl and named:
-        extras["mdl"] = run_mdl(vectors, list(labels), poolings=named, seed=seed, progress=steps.step(next(index)),
-                                cancel=cancel)
-    return ProbeSuite(result, extras, random_vectors if need_random else None)
+def pooling_help(options: Sequence[str]) -> str:
+    return "\n".join(f"- **{s}**: {HELP.get(s if not s.startswith('token:') else 'token:K', '')}" for s in options)
+
+
+def labelled_count(corpus: Corpus, label: str) -> int:
+    """How many texts have a value in ``label``."""
+    return len(labelled_rows(corpus, label))
+
+
+def probe_inputs(encoder: Encoder, corpus: Corpus, saved, label: str, poolings: Sequence[str], max_texts: int,
+                 folds: int, seed: int) -> tuple[tuple, str | None] | None:  # fmt: skip
+    """The probe's inputs (corpus, vectors, encoder) and the note to show when a sample is used:
+    saved vectors as they are, else the labelled texts (sampled down to ``max_texts``) embedded
+    once per model and poolings. None after a message when the labels cannot be probed or
+    embedding failed."""
+    if saved is not None:
+        return (corpus, saved, None), None
+    try:
+        sub, note = probe_subset(corpus, label, int(max_texts), int(folds), seed)
+    except ProbeError as exc:
+        st.error(plain(str(exc)), icon=":material/error:")
+        return None
+    named = tuple(s for s in poolings if s != RANDOM_TOKEN)
+    vectors = corpus_vectors(encoder, sub, named) if named else None
+    if named and vectors is None:
+        return None
+    return (sub, vectors, encoder if RANDOM_TOKEN in poolings else None), note
+
+
+def show_result(result, baseline, note: str | None) -> None:
+    """The probe's notes, its summary with the spread over folds, its figure and numbers, and the
+    control task and the MDL probe when they were asked for."""
+    probe = result.probe
+    for line in (*probe.messages, *([note] if note else [])):
+        st.caption(plain(line))
+    st.info(plain(result.probe_sentences(baseline)), icon=":material/lightbulb:")
+    runner.draw(result, "probe.accuracy", chart_key="any_token.probe_figure")
+    st.caption(f"Probed in {probe.seconds:.1f} s.")
+    with st.expander("The numbers"):
+        st.dataframe(result.table(), hide_index=True, width="stretch")
+    runner.download_table(result, "probe_accuracy.csv", csv_key="any_token.csv")
+    if result.selectivity is not None:
+        st.info(plain(result.selectivity_sentence() or ""), icon=":material/rule:")
+        runner.draw(result, "probe.selectivity", chart_key="any_token.selectivity", csv="probe_selectivity.csv",
+                    csv_key="any_token.selectivity_csv")  # fmt: skip
+    if result.mdl is not None:
+        mdl = result.mdl_sentence()
+        if mdl:
+            st.caption(plain(mdl))
+        runner.draw(result, "probe.mdl", chart_key="any_token.mdl_figure", csv="probe_mdl.csv", csv_key="any_token.mdl_csv")

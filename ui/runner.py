@@ -8,7 +8,10 @@ A page says which analysis to run on which inputs with which widget values; the 
 * sends a long one (``long=True`` in its declaration) through the job queue (``ui.jobs``: queue
   position, progress, cancel, restart recovery) and keeps its result in the same cache;
 * draws a result's figure with its registered caption and a CSV download of the numbers behind
-  it, caching figures per view so a rerun rebuilds only what changed.
+  it, caching figures per view so a rerun rebuilds only what changed;
+* lets the job worker compute a short analysis ahead (:func:`prefetch`) while the page computes
+  another one, and keys a result made of other results (:func:`combine`: panels side by side) by
+  theirs, so its figures are cached like any other.
 
 Pages import this module (and the other ``ui`` modules), not ``clsviz``: results carry their own
 figures, tables and sentences.
@@ -16,21 +19,22 @@ figures, tables and sentences.
 
 from __future__ import annotations
 
+import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 
 import streamlit as st
 
 from clsviz.analyses import NotApplicable, ParamError, Result, get
 from clsviz.analyses import run as run_analysis
 
-from . import jobs
+from . import engine, jobs
 from .cache import cached, shared_cache
 from .text import plain
 from .widgets import download_csv, show
 
-__all__ = ["NotApplicable", "ParamError", "background", "choices", "download", "download_table", "draw", "figure", "result_key", "run", "sentences",
-           "start", "stored"]
+__all__ = ["NotApplicable", "ParamError", "background", "choices", "collect", "combine", "download", "download_table", "draw",
+           "figure", "panel", "prefetch", "result_key", "run", "running", "sentences", "start", "stored"]
 
 _NAMESPACE = "analysis"
 _KEYS: weakref.WeakKeyDictionary[Result, tuple] = weakref.WeakKeyDictionary()
@@ -57,11 +61,41 @@ def run(name: str, *inputs, wait: str | None = None, **params) -> Result:
     :class:`ParamError` or ``ValueError`` (bad input: show the message)."""
     analysis = get(name)
     key = analysis.key(inputs, params)
-    if wait is None:
-        compute = lambda: analysis(*inputs, **params)  # noqa: E731 - one expression, named for the cache call
-    else:
-        compute = lambda: jobs.compute(wait, run_analysis, name, *inputs, **params)  # noqa: E731
+
+    def compute() -> Result:
+        with _ahead_lock:
+            job = _ahead.pop(key, None)
+        # Asked of the worker ahead: its result when it ran; still queued behind someone's job, done here instead.
+        if job is not None and not job.withdraw() and job.wait() and job.status == engine.DONE:
+            return job.result
+        if wait is not None:
+            return jobs.compute(wait, run_analysis, name, *inputs, **params)
+        return analysis(*inputs, **params)
+
     return _remember(cached(_NAMESPACE, key, compute), key)
+
+
+_ahead: dict[tuple, engine.Job] = {}
+_ahead_lock = threading.Lock()
+
+
+def prefetch(name: str, *inputs, send: Sequence | None = None, **params) -> engine.Job | None:
+    """Have the job worker compute the short analysis ``name`` now, while this page computes
+    something else (a seeded UMAP fit uses one core: two panels fit at once on two); the next
+    :func:`run` with the same inputs and parameters takes its result (or computes it itself when
+    the worker has not started it). ``send``: smaller inputs that give the same result, sent to
+    the worker instead (one column of the corpus vectors). Does nothing when jobs run in threads
+    or someone already has the result; returns the job started."""
+    if not engine.use_processes():
+        return None
+    key = get(name).key(inputs, params)
+    with _ahead_lock:
+        if key in _ahead or (_NAMESPACE, *key) in shared_cache():
+            return None
+        job = engine.Job(fn=run_analysis, args=(name, *(inputs if send is None else send)), kwargs=params, name=name,
+                         label=f"{get(name).title} (ahead)", counted=False)  # fmt: skip
+        _ahead[key] = job
+    return job.begin()
 
 
 def choices(name: str, param: str) -> tuple:
@@ -90,6 +124,9 @@ def start(name: str, *inputs, slot: str | None = None, label: str = "", **params
     analysis = get(name)
     key = analysis.key(inputs, params)  # checks the parameters before anything is queued
     job_key = _job_key(name, slot)
+    current = jobs.get(job_key)
+    if current is not None and current.active:
+        return current  # still computing what it was started for: its result keeps that key
     st.session_state.setdefault(_JOB_KEYS, {})[job_key] = key
     # clsviz.analyses.run is module-level in a Streamlit-free module: the job pickles by reference and the
     # worker process imports no Streamlit to run it.
@@ -109,26 +146,57 @@ def background(
     """A long analysis on a page: its result when it exists (computed by anyone, or by this
     session's finished job); otherwise a ``button`` that starts it and, while it runs, its place in
     the queue or its progress with Cancel. ``hint`` is shown while nothing has run yet."""
-    analysis = get(name)
-    what = what or analysis.title
+    what = what or get(name).title
+    found = collect(name, *inputs, slot=slot, what=what, **params)
+    if found is not None:
+        return found
+    busy = running(name, slot=slot)
+    if st.button(button, key=f"{_job_key(name, slot)}.start", type="primary", disabled=busy or disabled):
+        if start(name, *inputs, slot=slot, label=what, **params) is not None:
+            st.rerun()
+    elif not busy and hint:
+        st.info(plain(hint), icon=":material/play_arrow:")
+    return None
+
+
+def collect(name: str, *inputs, slot: str | None = None, what: str | None = None, **params) -> Result | None:
+    """The result of the long analysis ``name`` on these inputs when it exists (computed by
+    anyone, or by this session's finished job, which is then kept for everyone); else None, with
+    this session's job on the page while it runs (its place in the queue or its progress, with
+    Cancel) or why it ended without a result."""
     found = stored(name, *inputs, **params)
     if found is not None:
         return found
     job_key = _job_key(name, slot)
-    job = jobs.panel(job_key, what)
-    key = analysis.key(inputs, params)
-    if job is not None and job.result is not None:
-        if st.session_state.get(_JOB_KEYS, {}).get(job_key) == key:
-            shared_cache().put((_NAMESPACE, *key), job.result)
-            return _remember(job.result, key)
-    current = jobs.get(job_key)
-    running = current is not None and current.active
-    if st.button(button, key=f"{job_key}.start", type="primary", disabled=running or disabled):
-        if start(name, *inputs, slot=slot, label=what, **params) is not None:
-            st.rerun()
-    elif not running and hint:
-        st.info(plain(hint), icon=":material/play_arrow:")
+    job = jobs.panel(job_key, what or get(name).title)
+    key = get(name).key(inputs, params)
+    if job is not None and job.result is not None and st.session_state.get(_JOB_KEYS, {}).get(job_key) == key:
+        shared_cache().put((_NAMESPACE, *key), job.result)
+        return _remember(job.result, key)
     return None
+
+
+def panel(name: str, *, slot: str | None = None, what: str | None = None) -> None:
+    """This session's job for ``name`` (see :func:`start`) on the page, while it runs or when it
+    failed, without taking its result (the page's inputs changed since it started)."""
+    jobs.panel(_job_key(name, slot), what or get(name).title)
+
+
+def running(name: str, *, slot: str | None = None) -> bool:
+    """True while this session's job for ``name`` is queued or computing."""
+    job = jobs.get(_job_key(name, slot))
+    return job is not None and job.active
+
+
+def combine(parts: Sequence[Result], make: Callable[[], Result], *extra: Hashable) -> Result:
+    """``make()``: a result made from the runner's results ``parts`` without computing anything
+    heavy (panels side by side, typed sentences placed), kept under their keys and ``extra`` (a
+    digest of whatever else it reads), so its figures are cached per view like any other."""
+    keys = tuple(result_key(p) for p in parts)
+    if any(k is None for k in keys):
+        return make()
+    key = ("combined", keys, extra)
+    return _remember(cached(_NAMESPACE, key, make), key)
 
 
 def figure(result: Result, key: str, **view):

@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import threading
 import types
 import typing
+import weakref
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args, get_origin
@@ -383,10 +385,35 @@ def _texts_digest(texts: Sequence[str]) -> str:
     return f"{len(texts)}:{h.hexdigest()}"
 
 
+_VECTOR_DIGESTS: dict[int, tuple[weakref.ref, Hashable]] = {}
+_VECTOR_DIGESTS_LOCK = threading.Lock()
+
+
+def _vectors_digest(value) -> Hashable:
+    """The digest of PooledVectors, hashed once per object: the same cached vectors come back on
+    every page run, and hashing tens of megabytes each time would cost more than the result."""
+    with _VECTOR_DIGESTS_LOCK:
+        held = _VECTOR_DIGESTS.get(id(value))
+    if held is not None and held[0]() is value:
+        return held[1]
+    found = ("vectors", value.model_name, tuple(value.poolings), _texts_digest(value.texts), _array_digest(value.vectors))
+    key = id(value)
+    with _VECTOR_DIGESTS_LOCK:
+        _VECTOR_DIGESTS[key] = (weakref.ref(value, lambda _: _forget_digest(key)), found)
+    return found
+
+
+def _forget_digest(key: int) -> None:
+    with _VECTOR_DIGESTS_LOCK:
+        _VECTOR_DIGESTS.pop(key, None)
+
+
 def digest(value) -> Hashable:
     """A small hashable stand-in for an input, equal for equal content: an encoder by its name, a
     trace by (model, text, tokens kept), texts and corpora by a hash of their content, vectors by
-    a hash of their array. Used in cache keys, so two visitors with the same input share a result."""
+    a hash of their array (once per object), a shard folder or anything else naming its content
+    with a ``content_key`` string by that key. Used in cache keys, so two visitors with the same
+    input share a result."""
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     info = getattr(value, "info", None)
@@ -398,7 +425,10 @@ def digest(value) -> Hashable:
     if isinstance(content_hash, str):  # a Corpus
         return ("corpus", content_hash)
     if hasattr(value, "poolings") and hasattr(value, "vectors"):  # PooledVectors
-        return ("vectors", value.model_name, tuple(value.poolings), _texts_digest(value.texts), _array_digest(value.vectors))
+        return _vectors_digest(value)
+    content_key = getattr(value, "content_key", None)
+    if isinstance(content_key, str):  # ShardedVectors: the manifest's checksums
+        return ("content", type(value).__name__, content_key)
     if hasattr(value, "token_mean"):  # a Baseline
         return ("baseline", getattr(value, "model_name", ""), _array_digest(value.token_mean))
     if isinstance(value, (list, tuple)):

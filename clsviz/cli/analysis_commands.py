@@ -30,7 +30,8 @@ from .common import (
 __all__ = ["cmd_analyses", "cmd_run", "register", "write_html"]
 
 VECTOR_POOLINGS = ("cls", "mean", "max")
-"""The poolings ``clsviz run`` extracts when an analysis takes corpus vectors."""
+"""The poolings ``clsviz run`` extracts when an analysis takes corpus vectors (with those its
+``--poolings`` names)."""
 
 
 def _describe(analysis) -> str:
@@ -110,7 +111,14 @@ def _pairs(args):
     return load_pairs(data, path.name, max_rows=10**12, max_bytes=max(len(data), 1))
 
 
-def _inputs(analysis, args) -> list:
+def _vector_poolings(params: dict) -> tuple[str, ...]:
+    """The poolings to extract: :data:`VECTOR_POOLINGS` and any the analysis's ``poolings``
+    parameter names (``random`` is read by the analysis itself)."""
+    named = [p.strip() for p in str(params.get("poolings") or "").split(",") if p.strip() and p.strip() != "random"]
+    return tuple(dict.fromkeys((*VECTOR_POOLINGS, *named)))
+
+
+def _inputs(analysis, args, params: dict | None = None) -> list:
     """The analysis's inputs, in its order, from the command line (loading only what it needs)."""
     from ..baseline import measure_baseline
     from ..benchmark import pair_texts
@@ -138,7 +146,7 @@ def _inputs(analysis, args) -> list:
         if source is None:
             raise UsageError(f"'{analysis.name}' reads corpus vectors: name a corpus with --corpus (or 'demo')")
         status(args, f"Embedding {len(source):,} texts…")
-        made["vectors"] = extract(made["encoder"], source, poolings=VECTOR_POOLINGS, max_length=args.max_tokens,
+        made["vectors"] = extract(made["encoder"], source, poolings=_vector_poolings(params or {}), max_length=args.max_tokens,
                                   labels=getattr(corpus, "labels", None) or None,
                                   progress=Progress("Embedding", not args.quiet))  # fmt: skip
     if "second" in roles and args.second is not None:
@@ -185,7 +193,7 @@ def cmd_run(args) -> int:
         raise UsageError(str(exc)) from None
     out = check_output(args.out, (".csv",), "the table") if args.out else None
     page = check_output(args.html, (".html", ".htm"), "the figures file") if args.html else None
-    inputs = _inputs(analysis, args)
+    inputs = _inputs(analysis, args, params)
     status(args, f"Running {analysis.name}…")
     from ..analyses import NotApplicable
 

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..corpus import is_missing
+from ..narrative import fold_noise
 from ..progress import check_cancel, single_blas_thread
 from ..vectors import PooledVectors
 from .probe import DEFAULT_C, DEFAULT_MAX_ITER, ProbeError, ProbeResult, check_labels, make_probe, run_probe
@@ -161,14 +162,18 @@ def run_selectivity(
 
 
 def summarize_selectivity(table: pd.DataFrame) -> str:
-    """One plain sentence: where selectivity is highest, and [CLS] against the mean."""
+    """One plain sentence: where selectivity is highest (each accuracy with its spread over folds,
+    and "inconclusive" when the 95% interval of the gap includes 0), and [CLS] against the mean."""
     if table.empty:
         return ""
     best = table.loc[table["selectivity"].idxmax()]
+    noise = float(fold_noise(best["accuracy_sd"], best["control_sd"], int(best["folds"])))
+    within = " - its 95% interval includes 0, so inconclusive" if best["selectivity"] <= noise else ""
     text = (
         f"Selectivity is highest for {best['pooling']} at layer {int(best['layer'])}: accuracy "
-        f"{best['accuracy']:.1%} against {best['control_accuracy']:.1%} on the control task "
-        f"({100 * best['selectivity']:.1f} points)."
+        f"{best['accuracy']:.1%} ± {best['accuracy_sd']:.1%} against {best['control_accuracy']:.1%} ± "
+        f"{best['control_sd']:.1%} on the control task ({100 * best['selectivity']:.1f} ± {100 * noise:.1f} points"
+        f"{within})."
     )
     poolings = set(table["pooling"])
     if {"cls", "mean"} <= poolings:
