@@ -14,7 +14,6 @@ from clsviz.experiments.neighbours import neighbour_agreement, pair_set, paraphr
 from clsviz.knn import NeighbourIndex, build_index, neighbour_search
 from ui.cache import cached
 from ui.corpus import corpus_vectors
-from ui.position import remembered
 from ui.text import plain
 from ui.widgets import download_csv, show
 
@@ -46,10 +45,10 @@ def pair_recall(encoder: Encoder, pairs: pd.DataFrame, name: str):
 def bow_table(vectors: PooledVectors, vectors_key: str, vocab_size: int):
     """(table, vocabulary) of :func:`bow_f1` for cls and mean, cached per vectors and vocabulary
     size; None after a message when the corpus cannot be decoded."""
-    key = f"bow_f1|{vectors_key}|{int(vocab_size)}"
+    key = (vectors_key, int(vocab_size))
     try:
         with st.spinner("Training one decoder per layer…"):
-            return remembered(key, lambda: bow_f1(vectors, ("cls", "mean"), vocab_size=int(vocab_size)))
+            return cached("bow_f1", key, lambda: bow_f1(vectors, ("cls", "mean"), vocab_size=int(vocab_size)))
     except ValueError as exc:
         st.error(plain(f"The decoder could not be trained: {exc}"), icon=":material/error:")
         return None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
+from functools import partial
 
 import streamlit as st
 
@@ -29,8 +30,8 @@ from .cache import cached, shared_cache
 from .text import plain
 from .widgets import download_csv, show
 
-__all__ = ["NotApplicable", "ParamError", "background", "choices", "download", "download_table", "draw", "figure", "result_key", "run", "sentences",
-           "start", "stored"]
+__all__ = ["NotApplicable", "ParamError", "background", "choices", "download", "download_table", "draw", "figure", "result_key", "run",
+           "running", "sentences", "start", "stored"]
 
 _NAMESPACE = "analysis"
 _KEYS: weakref.WeakKeyDictionary[Result, tuple] = weakref.WeakKeyDictionary()
@@ -60,7 +61,7 @@ def run(name: str, *inputs, wait: str | None = None, **params) -> Result:
     if wait is None:
         compute = lambda: analysis(*inputs, **params)  # noqa: E731 - one expression, named for the cache call
     else:
-        compute = lambda: jobs.compute(wait, run_analysis, name, *inputs, **params)  # noqa: E731
+        compute = lambda: jobs.compute(wait, partial(run_analysis, name, *inputs, **params))  # noqa: E731
     return _remember(cached(_NAMESPACE, key, compute), key)
 
 
@@ -84,16 +85,23 @@ def _job_key(name: str, slot: str | None) -> str:
     return f"analysis.{slot or name}"
 
 
-def start(name: str, *inputs, slot: str | None = None, label: str = "", **params) -> jobs.Job | None:
+def start(name: str, *inputs, slot: str | None = None, what: str = "", **params) -> jobs.Job | None:
     """Start the long analysis ``name`` as this session's background job (one per ``slot``,
-    default the analysis name); None when the session is at its job limit (the page says so)."""
+    default the analysis name; ``what`` names it in the queue, default its title); None when the session is at its job limit or the declaration's
+    ``precheck`` refuses the inputs (the page says so, and nothing is queued)."""
     analysis = get(name)
     key = analysis.key(inputs, params)  # checks the parameters before anything is queued
+    try:
+        analysis.validate(*inputs, **params)
+    except (ValueError, NotApplicable) as exc:
+        st.error(plain(str(exc)), icon=":material/error:")
+        return None
     job_key = _job_key(name, slot)
     st.session_state.setdefault(_JOB_KEYS, {})[job_key] = key
     # clsviz.analyses.run is module-level in a Streamlit-free module: the job pickles by reference and the
-    # worker process imports no Streamlit to run it.
-    return jobs.launch(job_key, run_analysis, name, *inputs, label=label or analysis.title, **params)
+    # worker process imports no Streamlit to run it. Bound in a partial, the analysis's own parameters never
+    # meet the queue's keywords (an analysis may well have a 'label').
+    return jobs.launch(job_key, partial(run_analysis, name, *inputs, **params), label=what or analysis.title)
 
 
 def background(
@@ -124,11 +132,17 @@ def background(
     current = jobs.get(job_key)
     running = current is not None and current.active
     if st.button(button, key=f"{job_key}.start", type="primary", disabled=running or disabled):
-        if start(name, *inputs, slot=slot, label=what, **params) is not None:
+        if start(name, *inputs, slot=slot, what=what, **params) is not None:
             st.rerun()
     elif not running and hint:
         st.info(plain(hint), icon=":material/play_arrow:")
     return None
+
+
+def running(name: str, *, slot: str | None = None) -> bool:
+    """True while this session's job for ``name`` is queued or computing."""
+    job = jobs.get(_job_key(name, slot))
+    return job is not None and job.active
 
 
 def figure(result: Result, key: str, **view):
