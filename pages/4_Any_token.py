@@ -97,7 +97,7 @@ if st.button("Run the probe", type="primary", key="any_token.run_saved" if saved
         st.stop()
     st.session_state[PENDING] = settings
     if runner.stored("probe", *made[0], **params) is not None or \
-            runner.start("probe", *made[0], slot=PROBE_JOB, label="The probe", **params) is not None:
+            runner.start("probe", *made[0], slot=PROBE_JOB, what="The probe", **params) is not None:
         st.rerun()
 
 shown = st.session_state.get(RESULT)

@@ -2,15 +2,12 @@
 
 import streamlit as st
 
-from clsviz import figures
-from clsviz.experiments.moved_cls import summarize_probe
-from clsviz.experiments.position import POSITION_VARIANTS, VARIANT_HELP, VARIANT_LABELS, summarize_position
+from ui import runner
 from ui.corpus import corpus_picker
-from ui.position import cached_position_experiment, corpus_probe, has_result, probe_key
 from ui.similarity import cached_baseline
-from ui.state import current_encoder, current_max_tokens, current_traces, page_setup
+from ui.state import current_encoder, current_traces, page_setup
 from ui.text import plain
-from ui.widgets import download_csv, multiselect, number_input, selectbox, sentence_picker, show, text_input
+from ui.widgets import multiselect, number_input, selectbox, sentence_picker, text_input
 
 MECHANISM = (
     "**Why would position 0 matter at all?** In every layer each token attends to every other token, in "
@@ -21,7 +18,6 @@ MECHANISM = (
     "and changes its position; [MASK] or a word keep position 0 and change the token; shifting the "
     "position ids keeps every token and changes every position."
 )
-PROBE_VARIANTS = ("standard", "cls_end", "cls_middle", "no_cls", "mask", "other_token", "shifted")
 DEFAULT_PROBE = ("standard", "cls_end", "cls_middle", "mask")
 
 page_setup("Why first?", needs_summary="Why first? (moving [CLS])")
@@ -59,8 +55,8 @@ with c_word:
     )
 
 try:
-    result = cached_position_experiment(encoder, t.text, shift, replacement, current_max_tokens())
-except ValueError as exc:
+    result = runner.run("position", encoder, t, cached_baseline(encoder), shift=int(shift), replacement=replacement)
+except (ValueError, runner.NotApplicable) as exc:
     st.error(plain(f"The variants could not be run: {exc}"), icon=":material/error:")
     st.stop()
 
@@ -68,14 +64,15 @@ for note in result.notes:
     st.warning(plain(note), icon=":material/info:")
 
 st.subheader("One sentence, seven inputs")
-show("position.tokens", figures.variant_tokens_figure([r.variant for r in result.runs]), key="why_first.tokens")
+runner.draw(result, "position.tokens", chart_key="why_first.tokens")
 with st.expander("What each variant changes"):
-    for name in POSITION_VARIANTS:
-        st.markdown(f"- **{VARIANT_LABELS[name]}**: {VARIANT_HELP[name]}")
+    for _, label, help_text in result.variants():
+        st.markdown(f"- **{label}**: {help_text}")
 
-show("position.lines", figures.position_figure(result.table), key="why_first.lines")
-st.markdown(f"**For {plain(encoder.name)}:** {plain(summarize_position(result.table, cached_baseline(encoder)))}")
-download_csv(result.table, "position_variants.csv", key="why_first.csv")
+runner.draw(result, "position.lines", chart_key="why_first.lines")
+for sentence in result.summary():
+    st.markdown(f"**For {plain(encoder.name)}:** {plain(sentence)}")
+runner.download_table(result, "position_variants.csv", csv_key="why_first.csv")
 
 # -- corpus ------------------------------------------------------------------------------------
 st.divider()
@@ -115,20 +112,21 @@ with c_folds:
     folds = number_input(st, "Folds", min_value=2, max_value=10, value=5, key="why_first.folds")
 variants = multiselect(st,
     "Variants",
-    PROBE_VARIANTS,
+    tuple(result.labels),
     default=list(DEFAULT_PROBE),
-    format_func=VARIANT_LABELS.get,
+    format_func=result.labels.get,
     key="why_first.variants",
 )
 if not variants:
     st.info("Pick at least one variant.", icon=":material/checklist:")
     st.stop()
 
-variants = tuple(dict.fromkeys(variants))
-key = probe_key(encoder, corpus, label, int(sample), variants, int(folds), int(shift), replacement)
-ran = st.session_state.get("why_first.ran") == key or has_result(key)
+params = dict(label=label, texts=int(sample), variants=",".join(dict.fromkeys(variants)), folds=int(folds),
+              shift=int(shift), replacement=replacement)  # fmt: skip
+ran_key = (encoder.name, corpus.content_hash, *sorted(params.items()))
+ran = st.session_state.get("why_first.ran") == ran_key or runner.stored("position.probe", encoder, corpus, **params) is not None
 if st.button("Run the corpus probe", key="why_first.run", type="primary", disabled=ran):
-    st.session_state["why_first.ran"] = key
+    st.session_state["why_first.ran"] = ran_key
     ran = True
 if not ran:
     st.caption(
@@ -137,14 +135,16 @@ if not ran:
     )
     st.stop()
 
-outcome = corpus_probe(encoder, corpus, label, int(sample), variants, int(folds), int(shift), replacement)
-if outcome is None:
+try:
+    probe = runner.run("position.probe", encoder, corpus, wait="Reading [CLS] from its moved positions", **params)
+except (ValueError, runner.NotApplicable) as exc:
+    st.error(plain(f"The probe could not run: {exc}"), icon=":material/error:")
     st.stop()
-table, notes = outcome
-for note in notes:
+for note in probe.notes:
     st.warning(plain(note), icon=":material/info:")
-if table.empty:
+if probe.table().empty:
     st.stop()
-show("position.probe", figures.position_probe_figure(table, label), key="why_first.probe")
-st.markdown(f"**For {plain(encoder.name)}:** {plain(summarize_probe(table))}")
-download_csv(table, "position_probe.csv", key="why_first.probe.csv")
+runner.draw(probe, "position.probe", chart_key="why_first.probe")
+for sentence in probe.summary():
+    st.markdown(f"**For {plain(encoder.name)}:** {plain(sentence)}")
+runner.download_table(probe, "position_probe.csv", csv_key="why_first.probe.csv")

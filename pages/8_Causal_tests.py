@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import streamlit as st
 
-from clsviz import figures
-from clsviz.blocks import BlockStructureError, block_weights
-from clsviz.experiments.causal_runs import labelled_texts
-from clsviz.experiments.interventions import REFERENCE_SOURCES, summarize_patch_profile
-from clsviz.experiments.registers import REGISTER_COUNTS
-from ui import jobs
+from ui import runner
 from ui.corpus import corpus_picker
-from ui.interventions import QUESTIONS, corpus_rows, job_key, sentence_run, show_result, start_corpus_run
-from ui.state import current_encoder, current_max_tokens, current_traces, page_setup
+from ui.interventions import DEFAULT_SOURCE, show_result
+from ui.state import current_encoder, current_traces, page_setup
 from ui.text import plain
-from ui.widgets import download_csv, number_input, radio, selectbox, sentence_picker, show, slider, text_input
+from ui.widgets import number_input, radio, selectbox, sentence_picker, slider, text_input
 
 NO_LABEL = "(no label: effects on [CLS] only)"
-DEFAULT_SOURCE = REFERENCE_SOURCES[0]
 EXPERIMENTS = {"knockout": "Cut [CLS]'s reads", "patching": "Patch [CLS] across labels", "heads": "Ablate heads",
                "massive": "Massive dimensions", "registers": "Registers"}  # fmt: skip
+QUESTIONS = {
+    "knockout": "Does [CLS] need to read the words, and from which block on?",
+    "patching": "Where does the sentence live in [CLS], and when is it too late to change the outcome?",
+    "heads": "Which heads matter for [CLS], and which only park attention on it?",
+    "massive": "The sink's massive dimensions: what if they are zeroed, or set to their mean?",
+    "registers": "Registers: do extra tokens after [CLS] take over the sink?",
+}
+REGISTERS = 4  # the most registers offered: runs with 0..k of them
 
 page_setup("Causal tests", needs_summary="The causal tests (interventions on [CLS])")
 st.title("Causal tests: what does [CLS] do?")
@@ -35,20 +37,15 @@ traces = current_traces()
 if not traces:
     st.stop()
 encoder = current_encoder()
-try:
-    block_weights(encoder)
-except BlockStructureError as exc:
-    st.error(plain(str(exc)), icon=":material/error:")
-    st.stop()
 t = sentence_picker(traces, key="causal.sentence")
-tokens = min(current_max_tokens(), t.seq_len)
 
 
-def run_here(kind: str, **options):
-    """The per-sentence run, or None after an error message a person can act on."""
+def run_here(name: str, what: str, **options):
+    """The analysis ``name`` on the typed sentence, with a progress bar while it runs; None after
+    an error message a person can act on."""
     try:
-        return sentence_run(kind, encoder, t.text, tokens, **options)
-    except ValueError as exc:
+        return runner.run(name, encoder, [t], wait=what, **options)
+    except (ValueError, runner.NotApplicable) as exc:
         st.error(plain(str(exc)), icon=":material/error:")
         return None
 
@@ -57,9 +54,12 @@ def run_here(kind: str, **options):
 st.subheader(f"1. {QUESTIONS['knockout']}")
 st.caption("In each block b, [CLS]'s query may not attend to the sentence's tokens (from b upward, or at b "
            "only); its other reads and every other token's attention are unchanged.")  # fmt: skip
-result = run_here("knockout")
-if result is not None:
-    show_result("knockout", result, key="causal.knockout")
+try:
+    result = runner.run("interventions.knockout", encoder, [t], wait="Cutting [CLS]'s reads block by block")
+except runner.NotApplicable as exc:  # a family whose blocks clsviz cannot run: no test on this page can
+    st.error(plain(str(exc)), icon=":material/error:")
+    st.stop()
+show_result(result, key="causal.knockout")
 
 # --- 2. patching ---------------------------------------------------------------------------------
 st.subheader(f"2. {QUESTIONS['patching']}")
@@ -70,39 +70,40 @@ if source == "Type another…":
     source = text_input(st, "Source sentence", value=DEFAULT_SOURCE, max_chars=500, key="causal.source_text")
 if source.strip():
     try:
-        profile = sentence_run("patch_profile", encoder, t.text, tokens, source=source)
-    except ValueError as exc:
+        profile = runner.run("interventions.patch", encoder, t, source=source, wait="Patching [CLS] at each layer")
+    except (ValueError, runner.NotApplicable) as exc:
         st.error(plain(str(exc)), icon=":material/error:")
     else:
-        st.info(plain(summarize_patch_profile(profile)), icon=":material/lightbulb:")
-        show("interventions.patch_profile", figures.patch_profile_figure(profile, source), key="causal.patch.figure")
-        download_csv(profile, "causal_patch_profile.csv", key="causal.patch.csv")
+        for sentence in profile.summary():
+            st.info(plain(sentence), icon=":material/lightbulb:")
+        runner.draw(profile, "interventions.patch_profile", chart_key="causal.patch.figure",
+                    csv="causal_patch_profile.csv", csv_key="causal.patch.csv")  # fmt: skip
 else:
     st.info("Type a source sentence.", icon=":material/edit:")
 
 # --- 3. heads ----------------------------------------------------------------------------------------
 st.subheader(f"3. {QUESTIONS['heads']}")
-mode = radio(st, "Ablation", ("mean", "zero"), horizontal=True, key="causal.head_mode",
+mode = radio(st, "Ablation", runner.choices("interventions.heads", "mode"), horizontal=True, key="causal.head_mode",
                 format_func={"mean": "mean (the head's average output over demo sentences)",
                              "zero": "zero (the head's output removed)"}.get)  # fmt: skip
-result = run_here("heads", mode=mode)
+result = run_here("interventions.heads", "Ablating each head", mode=mode)
 if result is not None:
-    show_result("heads", result, key="causal.heads")
+    show_result(result, key="causal.heads")
 
 # --- 4. massive dimensions -------------------------------------------------------------------------
 st.subheader(f"4. {QUESTIONS['massive']}")
 layer = slider(st, "Layer where the dimensions are set (0 = embeddings)", 0, encoder.info.num_layers - 1, 1,
                   key=f"causal.massive_layer.{encoder.info.num_layers}")  # fmt: skip
-result = run_here("massive", layer=layer)
+result = run_here("interventions.massive", "Setting the massive dimensions", layer=layer)
 if result is not None:
-    show_result("massive", result, key="causal.massive")
+    show_result(result, key="causal.massive")
 
 # --- 5. registers ------------------------------------------------------------------------------------
 st.subheader(f"5. {QUESTIONS['registers']}")
-k = slider(st, "Registers k (runs 0..k)", 1, max(REGISTER_COUNTS), max(REGISTER_COUNTS), key="causal.registers_k")
-result = run_here("registers", k=k)
+k = slider(st, "Registers k (runs 0..k)", 1, REGISTERS, REGISTERS, key="causal.registers_k")
+result = run_here("interventions.registers", "Running with registers", registers=k)
 if result is not None:
-    show_result("registers", result, key="causal.registers")
+    show_result(result, key="causal.registers")
 
 # --- on a corpus ---------------------------------------------------------------------------------------
 st.divider()
@@ -112,10 +113,10 @@ st.caption("The same tests on many sentences, with a probe fitted on clean [CLS]
 corpus = corpus_picker(key="causal.corpus")
 if corpus is None:
     st.stop()
-kind = selectbox(st, "Test", tuple(EXPERIMENTS), format_func=lambda k_: f"{EXPERIMENTS[k_]}: {QUESTIONS[k_]}",
-                    key="causal.kind")  # fmt: skip
-job = jobs.get(job_key(kind))
-active = job is not None and job.active
+kind = selectbox(st, "Test", runner.choices("causal.corpus", "kind"),
+                 format_func=lambda k_: f"{EXPERIMENTS[k_]}: {QUESTIONS[k_]}", key="causal.kind")  # fmt: skip
+slot = f"causal.{kind}"  # one background run per test and session
+active = runner.running("causal.corpus", slot=slot)
 c1, c2, c3 = st.columns([2, 1, 1])
 labels = [NO_LABEL, *corpus.label_names] if kind != "patching" else list(corpus.label_names)
 if not labels:
@@ -130,29 +131,20 @@ n_texts = int(number_input(c2, "Texts", min_value=1, max_value=len(corpus), valu
 folds = int(number_input(c3, "Folds", min_value=2, max_value=10, value=5, key="causal.folds", disabled=active or label is None,
                             help="The probe is fitted on clean [CLS] vectors fold by fold and reads each text "
                             "with the fold that never saw it."))  # fmt: skip
-options = {"folds": folds}
+options = {"kind": kind, "label": label, "texts": n_texts, "folds": folds}
 if kind == "patching":
     options["pairs"] = int(number_input(st, "Pairs", 1, 2000, 200, step=50, key="causal.pairs", disabled=active))
 elif kind == "heads":
-    options["mode"] = radio(st, "Ablation", ("mean", "zero"), horizontal=True, key="causal.corpus_mode", disabled=active)
+    options["mode"] = radio(st, "Ablation", runner.choices("causal.corpus", "mode"), horizontal=True,
+                            key="causal.corpus_mode", disabled=active)  # fmt: skip
 elif kind == "massive":
     options["layer"] = slider(st, "Layer", 0, encoder.info.num_layers - 1, 1, key=f"causal.corpus_layer.{encoder.info.num_layers}", disabled=active)
 elif kind == "registers":
-    options["ks"] = tuple(range(slider(st, "Registers k", 1, 4, 4, key="causal.corpus_k", disabled=active) + 1))
+    options["registers"] = slider(st, "Registers k", 1, REGISTERS, REGISTERS, key="causal.corpus_k", disabled=active)
 
-b1 = st.columns([1, 5])[0]
-if b1.button("Run on the corpus", type="primary", key="causal.start", disabled=active):
-    rows = corpus_rows(corpus, label, n_texts)
-    try:
-        if label is not None:
-            labelled_texts([corpus.texts[i] for i in rows], [corpus.labels[label][i] for i in rows], folds, label)
-    except ValueError as exc:
-        st.error(plain(str(exc)), icon=":material/error:")
-    else:
-        if start_corpus_run(kind, encoder, corpus, label, rows, **options) is not None:
-            st.rerun()
-finished = jobs.panel(job_key(kind), "The corpus run")
-if finished is not None and finished.result is not None:
-    done = finished.result
-    st.caption(plain(f"{done.model_name} · {done.n} texts · label: {done.label or 'none'} · {finished.elapsed:.0f} s"))
-    show_result(kind, done, key=f"causal.corpus.{kind}")
+done = runner.background("causal.corpus", encoder, corpus, button="Run on the corpus", slot=slot, what="The corpus run",
+                         **options)  # fmt: skip
+if done is not None:
+    run = done.sweep
+    st.caption(plain(f"{run.model_name} · {run.n} texts · label: {run.label or 'none'} · {run.seconds:.0f} s"))
+    show_result(done, key=f"causal.corpus.{kind}")

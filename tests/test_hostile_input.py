@@ -1193,7 +1193,7 @@ def _start_corpus_run(at: AppTest, label: str, texts: int) -> None:
     at.selectbox(key="causal.kind").set_value("knockout").run()
     at.selectbox(key="causal.label.knockout").set_value(label)
     at.number_input(key="causal.texts").set_value(texts).run()
-    at.button(key="causal.start").click().run()
+    at.button(key="analysis.causal.knockout.start").click().run()  # the runner's start button of the knockout run
 
 
 def _upload_one_class(at: AppTest) -> None:
@@ -1233,5 +1233,5 @@ def test_causal_input_in_the_app(case, tiny_model_dirs):
     assert "Traceback" not in "\n".join(errors)
     # Nothing ran in the background, and the page still draws the other tests on the sentence.
     started = at.session_state["clsviz.jobs"] if "clsviz.jobs" in at.session_state else {}
-    assert not [k for k in started if k.startswith("causal.")], list(started)
+    assert not [k for k in started if k.startswith("analysis.causal.")], list(started)
     assert len(at.get("plotly_chart")) >= 4

@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from clsviz import load_encoder
+from clsviz.experiments import interventions as iv
 from clsviz.experiments.interventions import knockout_sweep, register_sweep
 from tests.conftest import open_page
 from ui import jobs
@@ -25,6 +26,16 @@ def _tiny(tiny_model_dirs, sentences=SENTENCES, **state) -> AppTest:
 
 def _plain(text: str) -> str:
     return text.replace("\\", "")
+
+
+def _job(kind: str) -> str:
+    """The session's job key of the corpus run ``kind`` (the runner's ``causal.corpus`` job, one slot per test)."""
+    return f"analysis.causal.{kind}"
+
+
+def _start(kind: str) -> str:
+    """The key of the button that starts the corpus run ``kind``."""
+    return f"{_job(kind)}.start"
 
 
 def test_the_five_tests_run_on_the_typed_sentence(encoder):
@@ -63,44 +74,44 @@ def test_corpus_run_in_the_background_and_its_bad_input(tiny_model_dirs):
     at.selectbox(key="causal.kind").set_value("knockout").run()
     at.selectbox(key="causal.label.knockout").set_value("topic")
     at.number_input(key="causal.texts").set_value(30).run()
-    at.button(key="causal.start").click().run()
+    at.button(key=_start("knockout")).click().run()
     # 30 texts over the 7 topics leave a class with fewer texts than the 5 folds: said, nothing starts.
     assert any("fewer examples than the 5 folds" in e.value for e in at.error)
-    assert "causal.knockout" not in at.session_state["clsviz.jobs"]
-    at.number_input(key="causal.folds").set_value(3)
-    at.button(key="causal.start").click().run()
+    assert _job("knockout") not in at.session_state["clsviz.jobs"]
+    # The number is sent before the click, as a browser sends it when the field loses focus: the run the click
+    # starts must read the label with 3 folds, and its result is shown for exactly those settings.
+    at.number_input(key="causal.folds").set_value(3).run()
+    at.button(key=_start("knockout")).click().run()
     assert not at.exception
-    job = at.session_state["clsviz.jobs"]["causal.knockout"]
+    job = at.session_state["clsviz.jobs"][_job("knockout")]
     assert job.wait(300)
     at.run()
     assert not at.exception
     assert job.status == jobs.DONE, job.error
-    assert job.result.n == 30 and job.result.label == "topic"
+    assert job.result.sweep.n == 30 and job.result.sweep.label == "topic"
     assert _plain(job.result.finding) in [_plain(i.value) for i in at.info]
     assert len(at.get("plotly_chart")) == 6
     # Three texts cannot be probed with three folds: said before any run starts.
     at.number_input(key="causal.texts").set_value(3).run()
-    at.button(key="causal.start").click().run()
+    at.button(key=_start("knockout")).click().run()
     assert any("Only 3 labelled text(s)" in e.value for e in at.error)
 
 
 def test_cancel_stops_a_running_corpus_run(tiny_model_dirs, monkeypatch):
-    import ui.interventions
-
-    real, started = ui.interventions.CORPUS_RUNS["heads"], threading.Event()
+    real, started = iv.head_sweep, threading.Event()
 
     def held(*args, progress, cancel, **kwargs):  # the real sweep, once Cancel was pressed
         started.set()
         cancel.wait(60)
         return real(*args, progress=progress, cancel=cancel, **kwargs)
 
-    monkeypatch.setitem(ui.interventions.CORPUS_RUNS, "heads", held)
+    monkeypatch.setattr(iv, "head_sweep", held)
     at = _tiny(tiny_model_dirs)
     at.selectbox(key="causal.kind").set_value("heads").run()
-    at.button(key="causal.start").click().run()
-    job = at.session_state["clsviz.jobs"]["causal.heads"]
+    at.button(key=_start("heads")).click().run()
+    job = at.session_state["clsviz.jobs"][_job("heads")]
     assert started.wait(60) and job.status == jobs.RUNNING
-    at.button(key="causal.heads.cancel").click().run()
+    at.button(key=f"{_job('heads')}.cancel").click().run()
     assert job.wait(120)
     at.run()
     assert not at.exception
@@ -116,14 +127,14 @@ def test_other_corpus_runs(tiny_model_dirs, kind):
         at.selectbox(key="causal.label.patching").set_value("topic")
         at.number_input(key="causal.pairs").set_value(20)
     at.number_input(key="causal.texts").set_value(40).run()
-    at.button(key="causal.start").click().run()
-    job = at.session_state["clsviz.jobs"][f"causal.{kind}"]
+    at.button(key=_start(kind)).click().run()
+    job = at.session_state["clsviz.jobs"][_job(kind)]
     assert job.wait(300)
     at.run()
     assert not at.exception and job.status == jobs.DONE, job.error
-    assert job.result.kind == kind
+    assert job.result.sweep.kind == kind
     enc = load_encoder(str(tiny_model_dirs["bert"]))
-    assert job.result.model_name == enc.name
+    assert job.result.sweep.model_name == enc.name
 
 
 def test_hostile_text_is_only_text(tiny_model_dirs):
@@ -136,8 +147,6 @@ def test_hostile_text_is_only_text(tiny_model_dirs):
 
 
 def test_sentence_runs_show_their_progress(tiny_model_dirs, monkeypatch):
-    from clsviz.experiments import interventions as iv
-
     real, seen = iv.knockout_sweep, []
 
     def watched(*args, progress=None, **kwargs):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Hashable, Sequence
+from functools import partial
 
 import streamlit as st
 
@@ -69,7 +70,7 @@ def run(name: str, *inputs, wait: str | None = None, **params) -> Result:
         if job is not None and not job.withdraw() and job.wait() and job.status == engine.DONE:
             return job.result
         if wait is not None:
-            return jobs.compute(wait, run_analysis, name, *inputs, **params)
+            return jobs.compute(wait, partial(run_analysis, name, *inputs, **params))
         return analysis(*inputs, **params)
 
     return _remember(cached(_NAMESPACE, key, compute), key)
@@ -118,19 +119,27 @@ def _job_key(name: str, slot: str | None) -> str:
     return f"analysis.{slot or name}"
 
 
-def start(name: str, *inputs, slot: str | None = None, label: str = "", **params) -> jobs.Job | None:
+def start(name: str, *inputs, slot: str | None = None, what: str = "", **params) -> jobs.Job | None:
     """Start the long analysis ``name`` as this session's background job (one per ``slot``,
-    default the analysis name); None when the session is at its job limit (the page says so)."""
+    default the analysis name; ``what`` names it in the queue, default its title); None when the
+    session is at its job limit or the declaration's ``precheck`` refuses the inputs (the page
+    says so, and nothing is queued)."""
     analysis = get(name)
     key = analysis.key(inputs, params)  # checks the parameters before anything is queued
+    try:
+        analysis.validate(*inputs, **params)
+    except (ValueError, NotApplicable) as exc:
+        st.error(plain(str(exc)), icon=":material/error:")
+        return None
     job_key = _job_key(name, slot)
     current = jobs.get(job_key)
     if current is not None and current.active:
         return current  # still computing what it was started for: its result keeps that key
     st.session_state.setdefault(_JOB_KEYS, {})[job_key] = key
     # clsviz.analyses.run is module-level in a Streamlit-free module: the job pickles by reference and the
-    # worker process imports no Streamlit to run it.
-    return jobs.launch(job_key, run_analysis, name, *inputs, label=label or analysis.title, **params)
+    # worker process imports no Streamlit to run it. Bound in a partial, the analysis's own parameters never
+    # meet the queue's keywords (an analysis may well have a 'label').
+    return jobs.launch(job_key, partial(run_analysis, name, *inputs, **params), label=what or analysis.title)
 
 
 def background(
@@ -152,7 +161,7 @@ def background(
         return found
     busy = running(name, slot=slot)
     if st.button(button, key=f"{_job_key(name, slot)}.start", type="primary", disabled=busy or disabled):
-        if start(name, *inputs, slot=slot, label=what, **params) is not None:
+        if start(name, *inputs, slot=slot, what=what, **params) is not None:
             st.rerun()
     elif not busy and hint:
         st.info(plain(hint), icon=":material/play_arrow:")

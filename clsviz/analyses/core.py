@@ -13,6 +13,10 @@ computes it::
   (:class:`clsviz.PooledVectors`), scored ``pairs`` (a table with sentence1, sentence2, score), a
   ``second`` encoder, or the anisotropy ``baseline``; roles in
   ``optional`` may be None.
+* **precheck** (optional) is a quick look at the inputs and the checked parameters (a few label
+  counts, never a model run) that raises ``ValueError`` or :class:`NotApplicable` for a run that
+  could only fail: the app's runner calls it before it queues a long analysis, so a person reads
+  the reason at once instead of a failed job.
 * **parameters** are its keyword-only parameters with a default and a ``Literal``, ``bool``,
   ``int``, ``float`` or ``str`` annotation. They become the CLI's ``--name value`` flags, the
   checked values of the app's widgets and part of every cache key; a value outside a ``Literal``
@@ -238,6 +242,7 @@ class Analysis:
     report: bool
     questions: tuple[int, ...]
     callbacks: tuple[str, ...]
+    precheck: Callable | None = field(default=None, repr=False)
 
     @property
     def description(self) -> str:
@@ -260,6 +265,14 @@ class Analysis:
                 f"it has {', '.join(p.name for p in self.params) or 'none'}."
             )
         return {p.name: p.check(params.get(p.name, p.default), self.name) for p in self.params}
+
+    def validate(self, *inputs, **params) -> dict:
+        """The checked parameters (:meth:`check`), after the declaration's ``precheck`` of the
+        inputs, which raises ``ValueError`` or :class:`NotApplicable` for a run that could only fail."""
+        checked = self.check(**params)
+        if self.precheck is not None:
+            self.precheck(*inputs, **checked)
+        return checked
 
     def key(self, inputs: Sequence, params: dict) -> tuple:
         """A hashable cache key: the analysis, a digest of each input, the checked parameters."""
@@ -295,12 +308,14 @@ def analysis(
     long: bool = False,
     report: bool = False,
     questions: Sequence[int] = (),
+    precheck: Callable | None = None,
 ) -> Callable[[Callable], Analysis]:
     """Declare the decorated function as the analysis ``name`` (see the module docstring).
 
     ``report=True`` puts it in the HTML report of one sentence (its inputs must then come from a
     trace: ``trace``, ``encoder``, ``baseline``). ``questions`` are the four questions (1-4) it
-    answers. Returns the :class:`Analysis`, which is callable like the function.
+    answers. ``precheck(*inputs, **params)`` looks at the inputs before a long run is queued (see
+    the module docstring). Returns the :class:`Analysis`, which is callable like the function.
     """
 
     def declare(function: Callable) -> Analysis:
@@ -340,6 +355,7 @@ def analysis(
             report=bool(report),
             questions=tuple(questions),
             callbacks=tuple(callbacks),
+            precheck=precheck,
         )
         for p in declared.params:
             p.check(p.default, name)  # a default outside its own choices is a declaration error

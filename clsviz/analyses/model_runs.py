@@ -26,6 +26,7 @@ from ..mixing import METHODS as MIXING_METHODS
 from ..mixing import ContextMixing, MixingError, block_table, cls_row_table, measure
 from ..tracing import Trace, no_summary_message
 from .core import Drawn, NotApplicable, Result, analysis
+from .sweeps import CausalResult, PositionView, demo_dimension_means, demo_head_means
 
 __all__ = ["MixingResult"]
 
@@ -35,16 +36,18 @@ FAST_MIXING = tuple(m for m in MIXING_METHODS if m != "value_zeroing")
 
 
 @analysis("position", title="Why first? [CLS] moved, removed, replaced", inputs=("encoder", "trace"),
-          figures=("position.tokens", "position.lines"), report=True, questions=(2,))  # fmt: skip
-def position_analysis(encoder, trace: Trace, *, shift: int = 20, replacement: str = "the") -> Drawn:
+          optional=("baseline",), figures=("position.tokens", "position.lines"), report=True, questions=(2,))  # fmt: skip
+def position_analysis(encoder, trace: Trace, baseline=None, *, shift: int = 20, replacement: str = "the") -> PositionView:
     """[CLS] moved to the end or the middle, removed, replaced, position ids shifted: how its
-    vector and the attention it receives change, layer by layer."""
+    vector and the attention it receives change, layer by layer (the anisotropy ``baseline``,
+    when given, says how close unrelated sentences already look)."""
     result = position_experiment(encoder, trace.text, shift=shift, replacement=replacement, max_length=trace.seq_len)
-    return Drawn(
+    return PositionView(
         drawings={"position.tokens": ([r.variant for r in result.runs],), "position.lines": (result.table,)},
         tidy=result.table,
-        sentences=(summarize_position(result.table),),
+        sentences=(summarize_position(result.table, baseline),),
         data=result,
+        notes=result.notes,
     )
 
 
@@ -221,12 +224,11 @@ def faithfulness_analysis(
     )
 
 
-def _causal(run, figure_args) -> Drawn:
+def _causal(run) -> CausalResult:
     try:
-        sweep = run()
-    except BlockStructureError as exc:
+        return CausalResult(run())
+    except BlockStructureError as exc:  # a family whose blocks clsviz cannot run
         raise NotApplicable(str(exc)) from None
-    return Drawn(drawings=figure_args(sweep), tidy=sweep.table, sentences=(sweep.finding,), data=sweep)
 
 
 def _texts_and_length(traces) -> tuple[list[str], int]:
@@ -235,11 +237,11 @@ def _texts_and_length(traces) -> tuple[list[str], int]:
 
 @analysis("interventions.knockout", title="Attention knockout: does [CLS] still need to read the words?",
           inputs=("encoder", "traces"), figures=("interventions.knockout",), report=True, questions=(1, 3))  # fmt: skip
-def knockout_analysis(encoder, traces) -> Drawn:
+def knockout_analysis(encoder, traces, *, progress=None, cancel=None) -> CausalResult:
     """[CLS]'s reads of the words cut from a block on (Geva et al. 2023): how far its final vector
     moves, block by block."""
     texts, n = _texts_and_length(traces)
-    return _causal(lambda: iv.knockout_sweep(encoder, texts, max_length=n), lambda s: {"interventions.knockout": (s.table,)})
+    return _causal(lambda: iv.knockout_sweep(encoder, texts, max_length=n, progress=progress, cancel=cancel))
 
 
 @analysis("interventions.patch", title="[CLS] patched from another sentence", inputs=("encoder", "trace"),
@@ -258,38 +260,56 @@ def patch_analysis(encoder, trace: Trace, *, source: str | None = None) -> Drawn
             continue  # the sentence is this reference: take the next one
         except BlockStructureError as exc:
             raise NotApplicable(str(exc)) from None
-        return Drawn(drawings={"interventions.patch_profile": (table, candidate)}, tidy=table)
+        return Drawn(drawings={"interventions.patch_profile": (table, candidate)}, tidy=table,
+                     sentences=(iv.summarize_patch_profile(table),))  # fmt: skip
     raise NotApplicable("The sentence is every reference source; there is nothing else to patch from.")
 
 
 @analysis("interventions.heads", title="Every head ablated alone", inputs=("encoder", "traces"),
           figures=("interventions.heads",), report=True, questions=(1, 2))  # fmt: skip
-def heads_analysis(encoder, traces, *, mode: Literal["mean", "zero"] = "mean") -> Drawn:
-    """Every (block, head) ablated alone (mean over a demo-corpus sample, or zero): sink or
-    aggregator? (Xiao et al. 2023)."""
+def heads_analysis(encoder, traces, *, mode: Literal["mean", "zero"] = "mean", progress=None,
+                   cancel=None) -> CausalResult:  # fmt: skip
+    """Every (block, head) ablated alone (mean: the head's output over a demo-corpus sample, or
+    zero): sink or aggregator? (Xiao et al. 2023)."""
     texts, n = _texts_and_length(traces)
-    return _causal(lambda: iv.head_sweep(encoder, texts, mode=mode, mean_from=iv.demo_sample(), max_length=n),
-                   lambda s: {"interventions.heads": (s.table,)})  # fmt: skip
+
+    def run():
+        means = demo_head_means(encoder, progress, cancel) if mode == "mean" else None
+        return iv.head_sweep(encoder, texts, mode=mode, mean_from=means, max_length=n, progress=progress, cancel=cancel)
+
+    return _causal(run)
 
 
 @analysis("interventions.massive", title="Massive dimensions zeroed or set to their mean", inputs=("encoder", "traces"),
           figures=("interventions.massive",), report=True, questions=(1, 2))  # fmt: skip
-def massive_analysis(encoder, traces, *, layer: int = 1) -> Drawn:
-    """The special tokens' massive dimensions zeroed or set to their mean at one layer (Sun et al.
-    2024): does the final [CLS] change, and does attention to the sink collapse?"""
+def massive_analysis(encoder, traces, *, layer: int = 1, progress=None, cancel=None) -> CausalResult:
+    """The special tokens' massive dimensions zeroed or set to their mean over a demo-corpus sample
+    at one layer (Sun et al. 2024): does the final [CLS] change, and does attention to the sink
+    collapse?"""
     texts, n = _texts_and_length(traces)
-    return _causal(lambda: iv.massive_sweep(encoder, texts, layer=layer, mean_from=iv.demo_sample(), max_length=n),
-                   lambda s: {"interventions.massive": (s.table, s.attention)})  # fmt: skip
+
+    def run():
+        dims = tuple(iv.find_massive_dimensions(encoder, texts, layer)["dimension"].tolist())
+        means = demo_dimension_means(encoder, dims, layer)
+        return iv.massive_sweep(encoder, texts, layer=layer, dims=list(dims), mean_from=means, max_length=n,
+                                progress=progress, cancel=cancel)  # fmt: skip
+
+    return _causal(run)
 
 
 @analysis("interventions.registers", title="Registers inserted after [CLS]", inputs=("encoder", "traces"),
           figures=("interventions.registers",), report=True, questions=(2,))  # fmt: skip
-def registers_analysis(encoder, traces) -> Drawn:
-    """Extra tokens inserted after [CLS] (Darcet et al. 2023): does the parked attention move to
-    them, and does [CLS] change?"""
+def registers_analysis(encoder, traces, *, registers: int = max(iv.REGISTER_COUNTS), progress=None,
+                       cancel=None) -> CausalResult:  # fmt: skip
+    """Runs with 0..``registers`` extra tokens inserted after [CLS] (Darcet et al. 2023): does the
+    parked attention move to them, and does [CLS] change? A sentence is never cut to make room."""
     texts, n = _texts_and_length(traces)
-    return _causal(lambda: iv.register_sweep(encoder, texts, max_length=n),
-                   lambda s: {"interventions.registers": (s.table, s.attention)})  # fmt: skip
+    try:
+        iv.check_register_room(encoder, n, registers)
+    except iv.InterventionError as exc:
+        raise NotApplicable(str(exc)) from None
+    return _causal(lambda: iv.register_sweep(encoder, texts, ks=tuple(range(registers + 1)), max_length=n,
+                                             progress=progress, cancel=cancel))  # fmt: skip
 
 
 @analysis("gradient_flow", title="Where a classifier's gradient enters", inputs=("encoder", "trace"),
