@@ -33,9 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .blocks import BlockStructureError, embedding_weights, run_stack
+from .encoder import apply_pooler
 from .layers import check_layer
 from .pooling import check_pooling, pool, pool_hidden
-from .tracing import check_summary_token, special_positions, tokenize, trace
+from .tracing import check_summary_token, has_content, special_positions, tokenize, trace
 
 __all__ = [
     "ATTRIBUTION_METHODS",
@@ -134,8 +136,6 @@ class Attribution:
 
 # --- targets ---------------------------------------------------------------------------------
 def _check_other(other) -> str:
-    from .tracing import has_content
-
     if not isinstance(other, str):
         raise AttributionError(f"other must be the text to compare with, a string; got {type(other).__name__}.")
     if not has_content(other):
@@ -188,8 +188,6 @@ def _linear_probe(probe) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
 def _pooled(encoder, hidden, layer: int, pooling: str, special, cls_index: int):
     """torch [B, D]: ``pooling`` of hidden-state index ``layer`` of ``hidden`` [L+1, B, T, D]."""
     import torch
-
-    from .encoder import apply_pooler
 
     h = hidden[layer][:, None]  # [B, 1, T, D]
     batch, _, seq_len, _ = h.shape
@@ -322,8 +320,6 @@ def _embeddings(encoder, ids: np.ndarray, special: np.ndarray):
     every content position and the specials' own embeddings."""
     import torch
 
-    from .blocks import embedding_weights
-
     word = embedding_weights(encoder).word
     tok = encoder.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else occlusion_id(encoder)
@@ -333,9 +329,6 @@ def _embeddings(encoder, ids: np.ndarray, special: np.ndarray):
 
 
 def _stack_values(encoder, emb, target):
-
-    from .blocks import run_stack
-
     return target(run_stack(encoder, inputs_embeds=emb))
 
 
@@ -409,8 +402,6 @@ def attribute(encoder, text: str, target="similarity", other: str | None = None,
     would be float noise.
     """
     import torch
-
-    from .blocks import BlockStructureError
 
     if method not in ATTRIBUTION_METHODS:
         raise AttributionError(f"Unknown attribution method {method!r}; choose one of {', '.join(ATTRIBUTION_METHODS)}.")

@@ -15,7 +15,7 @@ from clsviz.encoder import allowed_models
 
 from . import jobs
 from .cache import cached, shared_cache
-from .state import hold_second_model
+from .state import OTHER, _bind, _model_choices, _store, hold_second_model
 from .text import plain
 from .widgets import selectbox, text_input
 
@@ -40,8 +40,6 @@ FAILED_SECOND = "compare.failed"  # model name -> why it could not be loaded, fo
 def second_model_choices() -> list[str]:
     """The sidebar's model choices (the allow-list where one is set), with the installed extra
     models, after a first choice meaning "no second model"."""
-    from .state import OTHER, _model_choices
-
     choices = list(_model_choices())
     if allowed_models() is None:
         extras = [name for name in local_models() if name not in choices]
@@ -53,8 +51,6 @@ def second_model_choices() -> list[str]:
 def second_model_picker() -> str | None:
     """The second model ("B") a person picks: a listed model or a typed hub id / folder; None
     for no second model. The choice survives page switches."""
-    from .state import OTHER, _bind, _store
-
     choices = second_model_choices()
     st.session_state.setdefault(SECOND, NONE)
     st.session_state.setdefault(SECOND_CUSTOM, "")
