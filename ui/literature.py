@@ -5,15 +5,12 @@ and links to the pages where each finding is explored."""
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import streamlit as st
 
 from clsviz import Corpus, Encoder, demo_corpus
-from clsviz.catalog import models_dir
+from clsviz.catalog import saved_models, saved_note
 from clsviz.literature import load_claims, with_elsewhere
-from clsviz.provenance import RECORD_FILE
 
 from . import jobs, runner
 from .state import PAGES, ROOT, hold_second_model
@@ -75,16 +72,7 @@ def claims_preview() -> None:
 
 def _copies_of(encoder: Encoder) -> list[str]:
     """Saved fine-tuned copies of ``encoder`` in the models folder (their ``clsviz.json`` names it)."""
-    root = models_dir()
-    found = []
-    for note in sorted(root.glob(f"*/{RECORD_FILE}")) if root.is_dir() else []:
-        try:
-            base = json.loads(note.read_text(encoding="utf-8")).get("base_model")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if base == encoder.name:
-            found.append(str(note.parent))
-    return found
+    return [str(folder) for folder in saved_models() if saved_note(folder).get("base_model") == encoder.name]
 
 
 def finetuned_picker(encoder: Encoder, key: str) -> Encoder | None:
