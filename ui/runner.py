@@ -29,7 +29,7 @@ from .cache import cached, shared_cache
 from .text import plain
 from .widgets import download_csv, show
 
-__all__ = ["NotApplicable", "ParamError", "background", "choices", "clear", "download", "download_table", "draw", "figure", "result_key", "run", "sentences",
+__all__ = ["NotApplicable", "ParamError", "active", "background", "choices", "clear", "download", "download_table", "draw", "figure", "result_key", "run", "sentences",
            "start", "stored"]
 
 _NAMESPACE = "analysis"
@@ -94,6 +94,13 @@ def start(name: str, *inputs, slot: str | None = None, label: str = "", **params
     # clsviz.analyses.run is module-level in a Streamlit-free module: the job pickles by reference and the
     # worker process imports no Streamlit to run it.
     return jobs.launch(job_key, run_analysis, name, *inputs, label=label or analysis.title, **params)
+
+
+def active(name: str, slot: str | None = None) -> bool:
+    """True while this session's job of ``name`` (in ``slot``) is queued or running (a page then
+    holds its settings still)."""
+    job = jobs.get(_job_key(name, slot))
+    return job is not None and job.active
 
 
 def clear(name: str, slot: str | None = None) -> None:

@@ -104,6 +104,16 @@ def _store(widget_key: str, store_key: str) -> None:
     st.session_state[store_key] = st.session_state[widget_key]
 
 
+def use_model(name: str) -> None:
+    """Make ``name`` (a listed model or a folder) the sidebar's model from a page, then rerun the
+    page with it: picked in the list when the list offers it, else typed under Other."""
+    if name in model_choices():
+        st.session_state[MODEL] = name
+    else:
+        st.session_state[MODEL], st.session_state[CUSTOM] = OTHER, name
+    st.rerun()
+
+
 def _keep_choice_offered() -> list[str]:
     """The model choices; a session holding a model that is not offered (an allow-list, a model
     no longer in the cache) is put back on the first choice."""

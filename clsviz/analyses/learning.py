@@ -110,9 +110,16 @@ class FinetuneWatch(Result):
                   "dynamics.checkpoint_flow": self.run.gradient_flow, "dynamics.steps": self.run.layer_metrics}  # fmt: skip
         return tables.get(key, self.run.table)
 
+    def run_sentence(self) -> str:
+        """What the checkpoints showed for [CLS] (:func:`~clsviz.experiments.dynamics.summarize_run`)."""
+        return summarize_run(self.run)
+
+    def moved_sentence(self) -> str:
+        """Whether the moved summary tokens learn as well as [CLS] in position 0 ("" without them)."""
+        return summarize_moved(self.run)
+
     def summary(self) -> list[str]:
-        sentences = [self.run.summary(), summarize_run(self.run), summarize_moved(self.run)]
-        return [s for s in sentences if s]
+        return [s for s in (self.run.summary(), self.run_sentence(), self.moved_sentence()) if s]
 
 
 @analysis("finetune.watch", title="[CLS] watched while it learns", inputs=("encoder", "corpus"),
