@@ -153,6 +153,7 @@ def test_the_model_lists_offer_the_demo_classifier(homes, tiny_encoder):
     assert folder in choices and choices[-1] == models.OTHER
     assert folder in models.second_model_choices("none")[1:]
     assert models.classifier_choices() == [folder]
+    assert models.copies_of(tiny_encoder.name) == [folder]  # the Findings page's fine-tuned copies
     assert f"from {tiny_encoder.name} on '{DEMO_LABEL}'" in models.describe_saved(folder)
 
 

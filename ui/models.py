@@ -22,7 +22,7 @@ from clsviz.encoder import allowed_models, local_models, model_unavailable
 
 from .lab import lab_model_folders
 
-__all__ = ["OTHER", "SUGGESTED_MODELS", "classifier_choices", "describe_saved", "model_choices", "saved_model_folders",
+__all__ = ["OTHER", "SUGGESTED_MODELS", "classifier_choices", "copies_of", "describe_saved", "model_choices", "saved_model_folders",
            "second_model_choices"]
 
 SUGGESTED_MODELS = {
@@ -64,6 +64,12 @@ def second_model_choices(none: str) -> list[str]:
         at = choices.index(OTHER) if OTHER in choices else len(choices)
         choices[at:at] = extras
     return [none, *choices]
+
+
+def copies_of(model_name: str) -> list[str]:
+    """The fine-tuned copies of ``model_name`` saved in the models folder (their ``clsviz.json``
+    names it as the base model), newest first, as folder paths."""
+    return [str(p) for p in saved_models() if saved_note(p).get("base_model") == model_name]
 
 
 def _sentence_objective(folder: str) -> str | None:
