@@ -37,7 +37,8 @@ DEMO_LABEL = DEFAULT_LABEL
 
 DEMO_SETTINGS = {"max_texts": 400, "epochs": 2}
 """How much it trains: a stratified sample of 400 demo texts (320 trained on, 80 held out), two
-epochs; ``benchmarks/demo_classifier.py`` measures the minutes it takes (``demo_classifier_minutes``)."""
+epochs; ``make bench`` measures the minutes it takes on the bundled model (``demo_classifier_minutes``,
+target: at most 2 on a 2-core CPU)."""
 
 
 def _slug(model_name: str) -> str:
