@@ -27,13 +27,12 @@ __all__ = ["cmd_demo_classifier", "cmd_finetune", "register"]
 
 
 def _poolings(text: str) -> tuple[str, ...]:
-    from ..experiments.finetune import TRAINABLE_POOLINGS
+    from ..analyses.learning import parse_poolings
 
-    names = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
-    bad = [s for s in names if s not in TRAINABLE_POOLINGS]
-    if not names or bad:
-        raise UsageError(f"--poolings: unknown {', '.join(bad) or '(empty)'}; choose from {', '.join(TRAINABLE_POOLINGS)}")
-    return names
+    try:
+        return parse_poolings(text)
+    except ValueError as exc:
+        raise UsageError(f"--{exc}") from None
 
 
 def _save_folder(text: str | None) -> Path | None:
