@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 from clsviz import DEFAULT_MODEL
 from clsviz.catalog import is_classifier, saved_models, saved_note
 from clsviz.encoder import allowed_models, local_models, model_unavailable
+from clsviz.pretraining_heads import LAYOUT_KEY, pretraining_layout
 
 from .lab import lab_model_folders
 
@@ -73,13 +75,14 @@ def copies_of(model_name: str) -> list[str]:
 
 
 def _sentence_objective(folder: str) -> str | None:
-    """The sentence objective a lab model was pretrained with ("nsp", "sop"), None otherwise."""
+    """The sentence objective a lab model was pretrained with ("nsp", "sop"), read from its config
+    by :func:`clsviz.pretraining_heads.pretraining_layout`; None otherwise (or unreadable)."""
     try:
         config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        layout = pretraining_layout(SimpleNamespace(**{LAYOUT_KEY: config.get(LAYOUT_KEY)}))
+    except (OSError, ValueError, AttributeError):
         return None
-    layout = config.get("clsviz_pretraining") if isinstance(config, dict) else None
-    objective = layout.get("sentence_objective") if isinstance(layout, dict) else None
+    objective = layout.get("sentence_objective") if layout is not None else None
     return objective if objective in ("nsp", "sop") else None
 
 
