@@ -54,7 +54,7 @@ def classifier_offer(encoder: Encoder, key: str) -> None:
     st.subheader("Make a demo classifier")
     st.caption(plain(
         f"One click fine-tunes a copy of {encoder.name} on the demo corpus's 'sentiment' labels through [CLS] and "
-        "its own classification head (a minute or two on a CPU for the bundled model; the model in use is never "
+        "its own classification head (a few minutes on a CPU for the bundled model, in the background; the model in use is never "
         "changed) and saves it in the models folder, where every model list then offers it."
     ))  # fmt: skip
     made = runner.background(DEMO, encoder, button="Make a demo classifier", what="Making the demo classifier",

@@ -6,7 +6,7 @@ folder and reused afterwards.
 
 >>> from clsviz import load_encoder
 >>> from clsviz.experiments.demo_classifier import demo_classifier
->>> made = demo_classifier(load_encoder())   # a minute or two on a 2-core CPU; at once when saved
+>>> made = demo_classifier(load_encoder())   # minutes on a CPU (make bench: demo_classifier_minutes); at once when saved
 >>> made.folder                              # ~/.cache/clsviz/models/all-MiniLM-L6-v2-bundled-demo-sentiment
 >>> load_encoder(str(made.folder)).info.labels
 ('negative', 'positive')
