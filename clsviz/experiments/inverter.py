@@ -34,7 +34,7 @@ from ..layers import check_layer
 from ..metrics import cosine
 from ..pooling import check_pooling
 from ..progress import ProgressFn, check_cancel
-from ..vectors import extract
+from ..vectors import check_poolings, extract
 from .inverter_net import PrefixDecoder, greedy_decode
 from .text_match import score_pairs
 
@@ -224,6 +224,7 @@ class Inverter:
             pooling), or float [N, D] / [D] vectors to condition on.
         corrections : correction steps after the first guess (0 = one pass).
         """
+        check_corrections(corrections)  # before the texts are embedded
         vectors = self._vectors(texts_or_vectors)
         return self._invert(vectors, corrections, batch_size)[0]
 
@@ -434,8 +435,8 @@ def train_inverter(enc: Encoder, texts: Sequence[str], layer: int = -1, pooling:
     ``options`` go to :func:`fit_inverter` (batch_size, d_model, num_layers, lr, word_dropout,
     correction_share, stop_loss). Returns an :class:`Inverter`.
     """
-    check_pooling(pooling)
-    check_layer(layer, enc.info.num_layers)  # the settings are checked before any text is embedded
+    check_poolings(enc, (pooling,))  # the settings are checked before any text is embedded
+    check_layer(layer, enc.info.num_layers)
     check_steps(steps)
     data = TrainingTexts.build(enc, texts, (pooling,), max_tokens, correction, seed, cancel)
     return fit_inverter(enc, data, layer, pooling, steps, seed, progress, cancel, device=device, **options)

@@ -30,10 +30,9 @@ import pandas as pd
 from ..encoder import Encoder
 from ..layers import check_layer
 from ..metrics import bootstrap_interval, cosine_matrix
-from ..pooling import check_pooling
 from ..progress import ProgressFn, check_cancel
 from ..tables import Table, as_table
-from ..vectors import extract
+from ..vectors import check_poolings, extract
 from .inversion import content_words, fit_bow_decoder
 from .inverter import (
     TrainingTexts,
@@ -215,7 +214,7 @@ def inversion_ladder(
     thread; on CUDA they share the device). ``inverter_options`` go to :func:`fit_inverter`.
     ``progress(done, total, message)`` counts training steps; ``cancel`` stops between steps.
     """
-    poolings = tuple(check_pooling(p) for p in poolings)
+    poolings = check_poolings(enc, poolings)
     chosen, steps, corrections, train, test = ladder_plan(enc, texts, layers=layers, steps=steps,
                                                           corrections=corrections, held_out=held_out,
                                                           max_texts=max_texts, seed=seed)  # fmt: skip

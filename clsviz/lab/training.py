@@ -330,6 +330,7 @@ def pretrain_set(texts, variants: Sequence[str], out, *, steps: int, checkpoints
     if not parsed:
         raise ValueError("No variants to pretrain: name at least one, e.g. 'first+nsp'.")
     check_settings(config, steps, seed, checkpoints)  # refused before the set's folder is made
+    check_running_text(documents(texts))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = []
