@@ -501,6 +501,17 @@ def _ladder_page(s: Setting):
     return at
 
 
+def _lab_widgets_hold_valid_values(at) -> None:
+    from ui.lab import VARIANTS, lab_model_folders
+
+    state = at.session_state
+    assert isinstance(state["lab.steps"], int) and 10 <= state["lab.steps"] <= 20_000, state["lab.steps"]
+    assert state["lab.size"] in ("default", "small", "tiny"), state["lab.size"]
+    assert set(state["lab.variants"]) <= set(VARIANTS), state["lab.variants"]
+    assert isinstance(state["lab.checkpoints"], int) and 2 <= state["lab.checkpoints"] <= 12, state["lab.checkpoints"]
+    assert set(state["lab.compare"]) <= set(lab_model_folders()), state["lab.compare"]
+
+
 def _said(at) -> list[str]:
     # st.error reads Markdown, so the message arrives with Markdown characters escaped.
     return [re.sub(r"\\(.)", r"\1", str(el.value)) for kind in ("error", "warning") for el in getattr(at, kind)]
@@ -517,6 +528,7 @@ def test_the_page_says_why_and_keeps_serving(row, setting, lab_home):
         assert [m for m in said if re.search(row.message, m)], said
     else:  # a value the page did not produce: corrected or left out, nothing said in error
         assert not at.error, said
+        _lab_widgets_hold_valid_values(at)
     # Nothing was queued, and the page still serves: it drew something or told the person what to do.
     started = at.session_state["clsviz.jobs"] if "clsviz.jobs" in at.session_state else {}
     assert not started, list(started)
