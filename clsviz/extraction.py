@@ -41,7 +41,7 @@ from .shards import (
     shard_bytes,
     shard_file,
 )
-from .vectors import PooledVectors, _check_poolings
+from .vectors import PooledVectors, check_poolings
 
 __all__ = [
     "ENGINES",
@@ -88,7 +88,7 @@ def run_settings(
     """Everything that decides a shard folder's bytes (the manifest without its shard list).
     Raises ``ValueError`` for unknown poolings or layers, a bad dtype, batch or shard size."""
     info = encoder.info
-    poolings = _check_poolings(encoder, poolings)
+    poolings = check_poolings(encoder, poolings)
     if dtype not in SHARD_DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(SHARD_DTYPES)}, got {dtype!r}")
     layers = sorted({check_layer(layer, info.num_layers) for layer in (layers if layers is not None

@@ -26,6 +26,7 @@ from .tracing import check_summary_token, has_content
 
 __all__ = [
     "PooledVectors",
+    "check_poolings",
     "TokenizedTexts",
     "extract",
     "hidden_batches",
@@ -186,7 +187,9 @@ def hidden_batches(
         yield rows, torch.stack(result.hidden_states, dim=1), ids, mask, special
 
 
-def _check_poolings(encoder: Encoder, poolings: Sequence[str]) -> tuple[str, ...]:
+def check_poolings(encoder: Encoder, poolings: Sequence[str]) -> tuple[str, ...]:
+    """``poolings`` checked by name and against ``encoder`` (a summary token for 'cls', a pooler
+    head for 'pooler'): a ValueError saying what to drop, before anything is embedded."""
     poolings = tuple(check_pooling(p) for p in poolings)
     if not poolings:
         raise ValueError("No poolings were asked for; give at least one (e.g. 'cls', 'mean').")
@@ -218,7 +221,7 @@ def extract(
     import torch
 
     tokenized = tokenize_texts(encoder, texts, max_length)
-    poolings = _check_poolings(encoder, poolings)
+    poolings = check_poolings(encoder, poolings)
     info = encoder.info
     n_texts = len(tokenized.texts)
     out = np.empty((n_texts, info.num_layers + 1, len(poolings), info.hidden_size), dtype=np.float32)

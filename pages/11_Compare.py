@@ -2,37 +2,13 @@
 
 import streamlit as st
 
-from clsviz import figures
-from clsviz.compare import (
-    ATTENTION_MEASURES,
-    CKA_READINGS,
-    TokenizationMismatch,
-    attention_change,
-    compare_encoders,
-)
-from clsviz.experiments import describe_change, diagonal_table, run_side_by_side, sample_corpus
-from ui.compare import (
-    CKA_JOB,
-    CURVES_JOB,
-    background_result,
-    pairs_hash,
-    second_encoder,
-    second_model_picker,
-)
+from ui import runner
+from ui.compare import CKA_READINGS, MEASURES, second_encoder, second_model_picker
 from ui.corpus import corpus_picker
 from ui.similarity import pairs_picker
-from ui.state import cached_trace, current_encoder, current_max_tokens, current_traces, page_setup
+from ui.state import current_encoder, current_traces, page_setup
 from ui.text import plain
-from ui.widgets import (
-    download_csv,
-    figure_caption,
-    multiselect,
-    number_input,
-    radio,
-    selectbox,
-    sentence_picker,
-    show,
-)
+from ui.widgets import figure_caption, multiselect, number_input, radio, selectbox, sentence_picker
 
 TABS = ("Layer × layer CKA", "Attention around [CLS]", "Probe and similarity")
 SEED = 0
@@ -72,32 +48,31 @@ with cka_tab:
                 help="tokens: every content token (needs both tokenizers to agree); cls: the [CLS]-like vector; "
                 "mean: the mean of each text's tokens.",
             )
-            sample = sample_corpus(corpus, size, corpus.label_names[0] if corpus.labels else None, SEED)
-            params = (encoder_a.name, encoder_b.name, sample.content_hash, tuple(readings), SEED)
-            comparison = background_result(
-                CKA_JOB, params, "Compare the layers", compare_encoders, encoder_a, encoder_b, sample.texts,
-                tuple(readings), seed=SEED, disabled=not readings,
+            result = runner.background(
+                "compare.cka", encoder_a, encoder_b, corpus, button="Compare the layers", what="Compare the layers",
+                slot="compare.cka", release=True, disabled=not readings, texts=size,
+                readings=",".join(readings) or ",".join(CKA_READINGS), seed=SEED,
             )
-            if comparison is not None:
+            if result is not None:
+                comparison = result.comparison
                 for reading, why in comparison.skipped.items():
                     st.info(plain(f"No {reading} map: {why}"), icon=":material/info:")
                 for note in comparison.messages:
                     st.caption(plain(note))
-                st.info(plain(describe_change(comparison)), icon=":material/lightbulb:")
+                runner.sentences(result, lambda s: st.info(s, icon=":material/lightbulb:"))
                 columns = st.columns(len(comparison.cka) or 1)
                 for column, reading in zip(columns, comparison.cka):
                     with column:
-                        show("compare.cka", figures.cka_heatmap(comparison, reading), key=f"compare.cka.{reading}",
-                             caption=False)
+                        runner.draw(result, "compare.cka", chart_key=f"compare.cka.{reading}", caption=False,
+                                    reading=reading)
                 figure_caption("compare.cka")
-                diagonal = diagonal_table(comparison)
-                show("compare.diagonal", figures.cka_diagonal_figure(diagonal, comparison.model_a, comparison.model_b))
+                runner.draw(result, "compare.diagonal")
                 d1, d2 = st.columns(2)
                 with d1:
-                    download_csv(comparison.table(), "cka_layers.csv", key="compare.cka.csv")
+                    runner.download_table(result, "cka_layers.csv", csv_key="compare.cka.csv")
                 with d2:
-                    download_csv(diagonal, "cka_diagonal.csv", key="compare.diagonal.csv",
-                                 label="Download the diagonal (CSV)")
+                    runner.download(result, "compare.diagonal", "cka_diagonal.csv", csv_key="compare.diagonal.csv",
+                                    label="Download the diagonal (CSV)")
 
 with attention_tab:
     if attention_tab.open:
@@ -105,18 +80,16 @@ with attention_tab:
         if traces:
             t = sentence_picker(traces, key="compare.sentence")
             measure = radio(st,
-                "Measure", list(ATTENTION_MEASURES), key="compare.measure", horizontal=True,
-                format_func=lambda m: m.replace("_", " "), help="\n".join(f"- **{k}**: {v}" for k, v in ATTENTION_MEASURES.items()),
+                "Measure", list(MEASURES), key="compare.measure", horizontal=True,
+                format_func=lambda m: m.replace("_", " "), help="\n".join(f"- **{k}**: {v}" for k, v in MEASURES.items()),
             )
             try:
-                change = attention_change(t, cached_trace(encoder_b, t.text, current_max_tokens()))
-            except TokenizationMismatch as exc:
-                st.info(plain(str(exc)), icon=":material/info:")
-            except ValueError as exc:  # different shapes, or B cannot trace this text
+                change = runner.run("compare.attention", t, encoder_b)
+            except ValueError as exc:  # different tokenizations or shapes, or B cannot trace this text
                 st.info(plain(str(exc)), icon=":material/info:")
             else:
-                show("compare.attention", figures.attention_change_figure(change, measure), key="compare.attention")
-                download_csv(change.table(), "attention_change.csv", key="compare.attention.csv")
+                runner.draw(change, "compare.attention", chart_key="compare.attention", measure=measure)
+                runner.download_table(change, "attention_change.csv", csv_key="compare.attention.csv")
 
 with curves_tab:
     if curves_tab.open:
@@ -132,19 +105,16 @@ with curves_tab:
                 step=50, key="compare.curve_texts", help="A stratified sample; 5-fold cross-validation.",
             ))
             picked = pairs_picker("compare.pairs")
-            sample = sample_corpus(corpus.labelled(label), size, label, SEED)
             pairs = picked[0] if picked is not None else None
-            params = (encoder_a.name, encoder_b.name, sample.content_hash, label, pairs_hash(pairs), SEED)
-            result = background_result(
-                CURVES_JOB, params, "Run the probe and the pairs on both", run_side_by_side, encoder_a, encoder_b,
-                sample.texts, list(sample.labels[label]), pairs, seed=SEED, label_name=label,
+            result = runner.background(
+                "compare.curves", encoder_a, encoder_b, corpus, pairs, button="Run the probe and the pairs on both",
+                what="Run the probe and the pairs on both", slot="compare.curves", release=True, label_name=label,
+                texts=size, seed=SEED,
             )
             if result is not None:
-                for note in result.messages:
+                for note in result.result.messages:
                     st.caption(plain(note))
-                st.info(plain(result.summary()), icon=":material/lightbulb:")
-                show("compare.probe", figures.side_by_side_probe_figure(result))
-                download_csv(result.probe, "probe_both_models.csv", key="compare.probe.csv")
-                if result.sts is not None:
-                    show("compare.sts", figures.side_by_side_sts_figure(result))
-                    download_csv(result.sts, "similarity_both_models.csv", key="compare.sts.csv")
+                runner.sentences(result, lambda s: st.info(s, icon=":material/lightbulb:"))
+                runner.draw(result, "compare.probe", csv="probe_both_models.csv", csv_key="compare.probe.csv")
+                if "compare.sts" in result.figure_keys():
+                    runner.draw(result, "compare.sts", csv="similarity_both_models.csv", csv_key="compare.sts.csv")

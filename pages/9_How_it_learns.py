@@ -6,20 +6,21 @@ import re
 
 import streamlit as st
 
-from clsviz import figures
-from clsviz.corpus import is_missing
-from clsviz.experiments import TRAINABLE_POOLINGS, WATCH_SETTINGS, run_finetune
-from clsviz.experiments.dynamics import flow_table, summarize_moved, summarize_run
-from clsviz.experiments.finetune import DEFAULT_LABEL
-from clsviz.experiments.learners import MOVED_POOLINGS, TRAINING_LABELS
-from ui import jobs
+from ui import runner
 from ui.corpus import corpus_picker
-from ui.learning import cached_flows, save_classifier
+from ui.learning import (
+    DEFAULT_LABEL,
+    TRAINABLE_POOLINGS,
+    TRAINING_LABELS,
+    WATCH_SETTINGS,
+    labelled_count,
+    save_classifier,
+)
 from ui.state import current_encoder, current_sentences, current_traces, page_setup
 from ui.text import plain
-from ui.widgets import download_csv, multiselect, number_input, selectbox, sentence_picker, show, slider
+from ui.widgets import download_csv, multiselect, number_input, selectbox, sentence_picker, slider
 
-JOB = "how_it_learns.finetune"
+ANALYSIS, SLOT = "finetune.watch", "how_it_learns.finetune"
 SEED = 0
 # Page defaults: 2 poolings + 2 moved tokens on the demo corpus finish within 5 minutes on a
 # 2-core CPU (benchmarks/dynamics.py measures these settings).
@@ -41,10 +42,13 @@ st.subheader("Where the training signal enters")
 traces = current_traces()
 if traces:
     t = sentence_picker(traces, key="how_it_learns.sentence")
-    flows = cached_flows(encoder, t.text, t.seq_len)
-    if flows is not None:
-        show("dynamics.gradient_flow", figures.gradient_flow_figure(flows, list(t.tokens)), key="how_it_learns.flow")
-        download_csv(lambda: flow_table(flows, list(t.tokens)), "gradient_flow.csv", key="how_it_learns.flow_csv")
+    try:
+        flows = runner.run("gradient_flow", encoder, t)
+    except (runner.NotApplicable, ValueError) as exc:  # a family whose blocks clsviz cannot run, a text with no tokens
+        st.error(plain(f"The gradient flow cannot be computed here: {exc}"), icon=":material/error:")
+    else:
+        runner.draw(flows, "dynamics.gradient_flow", chart_key="how_it_learns.flow", csv="gradient_flow.csv",
+                    csv_key="how_it_learns.flow_csv")
 
 # --- 2. fine-tuning, watched ------------------------------------------------------------------
 st.subheader("[CLS] watched while it learns")
@@ -60,65 +64,60 @@ if not corpus.labels:
     st.info("This corpus has no label column, so there is nothing to fine-tune on. Pick the demo corpus or "
             "upload a CSV with a label column.", icon=":material/label_off:")  # fmt: skip
     st.stop()
-job = jobs.get(JOB)
-active = job is not None and job.active
+active = runner.running(ANALYSIS, slot=SLOT)
 label = selectbox(st, "Label to learn", corpus.label_names, key="how_it_learns.label", disabled=active,
                   index=list(corpus.label_names).index(DEFAULT_LABEL) if DEFAULT_LABEL in corpus.label_names else 0,
                   help=f"'{DEFAULT_LABEL}' by default on the demo corpus: the bundled model does not already solve it "
                   "(a label at ceiling before training cannot show what fine-tuning adds).")  # fmt: skip
-labelled = [i for i, v in enumerate(corpus.labels[label]) if not is_missing(v)]
+labelled = labelled_count(corpus, label)
 poolings = multiselect(st, "Poolings", TRAINABLE_POOLINGS, default=list(DEFAULT_POOLINGS), key="how_it_learns.poolings",
                           format_func=lambda p: f"{p}: {TRAINING_LABELS[p]}", disabled=active)  # fmt: skip
 c1, c2, c3, c4 = st.columns(4)
 epochs = slider(c1, "Epochs", 1, 5, DEFAULT_EPOCHS, key="how_it_learns.epochs", disabled=active)
-n_texts = int(number_input(c2, "Texts", min_value=min(10, len(labelled)), max_value=max(1, len(labelled)),
-                              value=max(1, min(len(labelled), DEFAULT_TEXTS)), step=50, key="how_it_learns.texts",
+n_texts = int(number_input(c2, "Texts", min_value=min(10, labelled), max_value=max(1, labelled),
+                              value=max(1, min(labelled, DEFAULT_TEXTS)), step=50, key="how_it_learns.texts",
                               disabled=active, help="A stratified sample; 20% are held out and measured at every checkpoint."))  # fmt: skip
 checkpoints = slider(c3, "Checkpoints", 1, 20, DEFAULT_CHECKPOINTS, key="how_it_learns.checkpoints", disabled=active,
                         help="The run is cut into this many equal parts; step 0 and every boundary are measured.")  # fmt: skip
 sentences = current_sentences()[:50] or ["Why is the [CLS] token always first?"]
 flow_text = selectbox(c4, "Sentence for the gradient flow", sentences, key="how_it_learns.flow_text", disabled=active)
-b1 = st.columns([1, 5])[0]
-if b1.button("Start fine-tuning", key="how_it_learns.start", disabled=active or not poolings, type="primary"):
-    started = jobs.launch(JOB, run_finetune, encoder, [corpus.texts[i] for i in labelled],
-                          [corpus.labels[label][i] for i in labelled], poolings=tuple(poolings), epochs=int(epochs),
-                          max_texts=n_texts if n_texts < len(labelled) else None, seed=SEED,
-                          checkpoints=int(checkpoints), flow_text=flow_text, label_name=label, label="Fine-tuning")  # fmt: skip
-    if started is not None:
-        st.rerun()
-job = jobs.panel(JOB, "Fine-tuning")
-if job is None:
+result = runner.background(
+    ANALYSIS, encoder, corpus, button="Start fine-tuning", what="Fine-tuning", slot=SLOT, disabled=not poolings,
+    label_name=label, poolings=",".join(poolings) or ",".join(DEFAULT_POOLINGS), epochs=int(epochs),
+    max_texts=n_texts if n_texts < labelled else None, checkpoints=int(checkpoints), flow_text=flow_text, seed=SEED,
+)  # fmt: skip
+if result is None:
     st.stop()
-ft = job.result
-st.caption(plain(f"{ft.model_name} · label '{ft.label}' · {ft.device} · {job.elapsed:.0f} s"))
+ft = result.run
+st.caption(plain(f"{ft.model_name} · label '{ft.label}' · {ft.device} · {ft.table['seconds'].sum():.0f} s"))
 for note in ft.messages:
     st.caption(plain(note))
 st.info(plain(ft.summary()), icon=":material/lightbulb:")
-run_sentence = summarize_run(ft)
+run_sentence = result.run_sentence()
 if run_sentence:
     st.info(plain(run_sentence), icon=":material/timeline:")
 st.dataframe(ft.table, hide_index=True, width="stretch")
-show("finetune.curves", figures.finetune_figure(ft), key="how_it_learns.curves")
+runner.draw(result, "finetune.curves", chart_key="how_it_learns.curves")
 
-if len(ft.checkpoints):
-    steps = sorted(int(s) for s in ft.checkpoints["step"].unique())
+if "dynamics.checkpoint" in result.figure_keys():
+    steps = result.steps()
     step = st.select_slider("Checkpoint (training step)", options=steps, value=steps[-1], key="how_it_learns.step")
-    show("dynamics.checkpoint", figures.checkpoint_figure(ft, step), key="how_it_learns.checkpoint")
-    if len(ft.gradient_flow):
-        show("dynamics.checkpoint_flow", figures.checkpoint_flow_figure(ft, step), key="how_it_learns.checkpoint_flow",
-             note=plain(f"Sentence: {ft.flow_text}"))  # fmt: skip
+    runner.draw(result, "dynamics.checkpoint", chart_key="how_it_learns.checkpoint", step=step)
+    if "dynamics.checkpoint_flow" in result.figure_keys():
+        runner.draw(result, "dynamics.checkpoint_flow", chart_key="how_it_learns.checkpoint_flow",
+                    note=plain(f"Sentence: {ft.flow_text}"), step=step)  # fmt: skip
     top_layer, top_block = int(ft.layer_metrics["layer"].max()), int(ft.block_metrics["block"].max())
     m1, m2 = st.columns(2)
     layer = int(m1.number_input("Across the steps: layer", 0, top_layer, top_layer, key="how_it_learns.at_layer",
                                 help="For the per-layer measures; 0 = embeddings."))  # fmt: skip
     block = int(m2.number_input("Across the steps: block", 1, top_block, top_block, key="how_it_learns.at_block",
                                 help="For the per-block measures (attention)."))  # fmt: skip
-    show("dynamics.steps", figures.steps_figure(ft, layer, block), key="how_it_learns.steps")
+    runner.draw(result, "dynamics.steps", chart_key="how_it_learns.steps", layer=layer, block=block)
 
-if any(p in set(ft.table["pooling"]) for p in MOVED_POOLINGS):
+if "dynamics.moved" in result.figure_keys():
     st.subheader("Does position matter when [CLS] is trained?")
-    show("dynamics.moved", figures.moved_token_figure(ft), key="how_it_learns.moved")
-    moved_sentence = summarize_moved(ft)
+    runner.draw(result, "dynamics.moved", chart_key="how_it_learns.moved")
+    moved_sentence = result.moved_sentence()
     if moved_sentence:
         st.info(plain(moved_sentence), icon=":material/swap_horiz:")
 

@@ -80,7 +80,7 @@ CONTROLS = [
         {"how_it_learns.flow_text": "a sentence no longer typed"},
     ),
     Control(
-        "finetune-jobs-url-garbage", "how_it_learns", query={"jobs": "how_it_learns.finetune:" + HOSTILE_HTML}
+        "finetune-jobs-url-garbage", "how_it_learns", query={"jobs": "analysis.how_it_learns.finetune:" + HOSTILE_HTML}
     ),
     Control("shift-negative", "why_first", {"why_first.shift": -5}),
     Control("shift-huge", "why_first", {"why_first.shift": 10**9}),

@@ -172,3 +172,61 @@ def test_a_regression_head_shows_a_score(tmp_path, tiny_model_dirs):
     assert spec["layout"]["yaxis"]["title"]["text"] == "logit"
     assert spec["data"][0]["y"][-1] == pytest.approx(score, abs=1e-3)
     assert any("gives a score, not a label" in _unescaped(m.value) for m in at.markdown)
+
+
+@pytest.fixture
+def models_home(tmp_path, monkeypatch):
+    """An empty models folder and lab folder for one test."""
+    from clsviz.catalog import MODELS_DIR_ENV
+    from clsviz.lab.run import LAB_DIR_ENV
+
+    monkeypatch.setenv(MODELS_DIR_ENV, str(tmp_path / "models"))
+    monkeypatch.setenv(LAB_DIR_ENV, str(tmp_path / "lab"))
+    (tmp_path / "models").mkdir()
+    return tmp_path / "models"
+
+
+def _lens_of(at, folder) -> None:
+    """The page now reads ``folder``'s head: both lenses drawn, the last point the model's own probability."""
+    import json
+
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2
+    expected = _reference_probabilities(folder, "The film was not bad at all.")
+    enc = load_encoder(str(folder))
+    last = {tr["name"]: tr["y"][-1] for tr in json.loads(charts[0].proto.spec)["data"]}
+    for i, label in enumerate(enc.info.labels):
+        assert last[label] == pytest.approx(expected[i], abs=1e-3)
+
+
+def test_a_saved_classifier_is_offered_and_opens(models_home, tiny_model_dirs, tiny_encoder):
+    from clsviz.experiments.demo_classifier import demo_classifier
+
+    made = demo_classifier(tiny_encoder, max_texts=40, epochs=1)
+    at = _open_with(tiny_model_dirs["bert"])
+    assert not at.exception
+    box = next(s for s in at.selectbox if s.label == "Saved classifiers")
+    assert list(box.options) == [made.folder.name] and box.value == str(made.folder)
+    next(b for b in at.button if b.label == "Open it").click().run()
+    _lens_of(at, made.folder)
+    assert at.session_state["clsviz.model"] == str(made.folder)  # the sidebar's list offers it by folder
+
+
+def test_the_demo_classifier_is_made_with_one_click(models_home, tiny_model_dirs):
+    from clsviz.experiments.demo_classifier import saved_demo_classifier
+    from ui import jobs
+
+    at = _open_with(tiny_model_dirs["bert"])
+    assert not any(s.label == "Saved classifiers" for s in at.selectbox)  # nothing saved yet
+    next(b for b in at.button if b.label == "Make a demo classifier").click().run()
+    assert not at.exception
+    job = at.session_state["clsviz.jobs"]["analysis.classifier.demo"]
+    assert job.wait(240) and job.status == jobs.DONE, job.error
+    at.run()
+    assert not at.exception and not at.error
+    folder = saved_demo_classifier(load_encoder(str(tiny_model_dirs["bert"])).name)
+    assert folder is not None and folder.parent == models_home
+    assert any("95% interval" in _unescaped(c.value) for c in at.caption)  # its held-out accuracy, with its interval
+    next(b for b in at.button if b.label == "Open the demo classifier").click().run()
+    _lens_of(at, folder)

@@ -20,6 +20,7 @@ from ui.state import OTHER
 
 PAGE = "pages/11_Compare.py"
 SENTENCE = "the cat chased a dog"
+CKA_JOB, CURVES_JOB = "analysis.compare.cka", "analysis.compare.curves"  # the runner's job keys (analysis.<slot>)
 
 
 def _unescaped(text: str) -> str:
@@ -97,7 +98,7 @@ def test_cka_against_a_classifier_over_the_same_encoder(tiny_model_dirs, tiny_cl
     at = _pick_b(_open(str(tiny_model_dirs["bert"])), str(tiny_classifier_dirs["bert"]))
     assert not at.error, [e.value for e in at.error]
     at.number_input(key="compare.texts").set_value(40).run()
-    comparison = _run_job(at, "compare.cka", "Compare the layers")
+    comparison = _run_job(at, CKA_JOB, "Compare the layers").comparison
     assert comparison.num_texts == 40
     charts = at.get("plotly_chart")
     assert len(charts) == 4  # three heatmaps and the diagonal
@@ -111,7 +112,7 @@ def test_cka_against_a_classifier_over_the_same_encoder(tiny_model_dirs, tiny_cl
     assert len(at.get("download_button")) == 2
     # A second run with the same settings is read from the shared cache, without a job.
     at.run()
-    assert "compare.cka" not in at.session_state["clsviz.jobs"]
+    assert CKA_JOB not in at.session_state["clsviz.jobs"]
     assert len(at.get("plotly_chart")) == 4
 
 
@@ -141,7 +142,7 @@ def test_different_tokenizers_say_so_instead_of_drawing(tiny_model_dirs):
     at.session_state["compare.section"] = "Layer × layer CKA"
     at.run()
     at.number_input(key="compare.texts").set_value(30).run()
-    comparison = _run_job(at, "compare.cka", "Compare the layers")
+    comparison = _run_job(at, CKA_JOB, "Compare the layers").comparison
     assert set(comparison.cka) == {"cls", "mean"} and "tokens" in comparison.skipped
     assert any("No tokens map" in _unescaped(i.value) for i in at.info)
     assert len(at.get("plotly_chart")) == 3
@@ -240,7 +241,7 @@ def test_probe_and_similarity_curves_of_both_models(tiny_model_dirs, tiny_classi
     at.run()
     at.selectbox(key="compare.label").set_value("sentiment").run()
     at.number_input(key="compare.curve_texts").set_value(40).run()
-    result = _run_job(at, "compare.curves", "Run the probe and the pairs on both")
+    result = _run_job(at, CURVES_JOB, "Run the probe and the pairs on both").result
     assert not at.error, [e.value for e in at.error]
     assert result.n == 40 and result.pairs > 0
     probe = result.probe.pivot_table(index=["layer", "pooling"], columns="side", values="accuracy_mean")
@@ -261,12 +262,12 @@ def test_a_probe_that_cannot_run_says_why(tiny_model_dirs):
     at.number_input(key="compare.curve_texts").set_value(10).run()  # 7 topics in 10 texts: too few per class
     next(b for b in at.button if b.label == "Run the probe and the pairs on both").click()
     at.run()
-    job = at.session_state["clsviz.jobs"].get("compare.curves")
+    job = at.session_state["clsviz.jobs"].get(CURVES_JOB)
     if job is not None:  # else it failed at once and the rerun has already read it
         assert job.wait(60) and job.status == jobs.FAILED
         at.run()
     assert not at.exception
     [error] = [_unescaped(e.value) for e in at.error]
     assert error.startswith("The computation failed:") and "fewer examples than the 5 folds" in error
-    assert "compare.curves" not in at.session_state["clsviz.jobs"]  # the finished job let the models go
+    assert CURVES_JOB not in at.session_state["clsviz.jobs"]  # the finished job let the models go
     assert not at.get("plotly_chart")

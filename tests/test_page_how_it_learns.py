@@ -18,6 +18,7 @@ from ui.state import OTHER
 
 PAGE = "pages/9_How_it_learns.py"
 SENTENCE = "The film was not bad at all."
+JOB = "analysis.how_it_learns.finetune"  # the runner's job key (analysis.<slot>)
 
 
 def _specs(at) -> list[dict]:
@@ -63,12 +64,12 @@ def finished(tiny_model_dirs, tmp_path_factory):
     _button(at, "Start fine-tuning").click()
     at.run()
     assert not at.exception, at.exception
-    job = at.session_state["clsviz.jobs"]["how_it_learns.finetune"]
+    job = at.session_state["clsviz.jobs"][JOB]
     assert job.wait(300)
     at.run()
     assert not at.exception, at.exception
     assert job.status == jobs.DONE, job.error
-    return at, job.result
+    return at, job.result.run  # the finetune.watch result holds the experiment's run
 
 
 def test_finetune_runs_and_shows_every_view(finished):
@@ -131,7 +132,7 @@ def test_unusable_settings_fail_with_a_message(tiny_model_dirs):
     at.run()
     _button(at, "Start fine-tuning").click()
     at.run()
-    job = at.session_state["clsviz.jobs"]["how_it_learns.finetune"]
+    job = at.session_state["clsviz.jobs"][JOB]
     assert job.wait(120)
     at.run()
     assert not at.exception, at.exception
@@ -151,4 +152,4 @@ def test_a_session_at_its_job_limit_is_told_so_on_the_page(monkeypatch):
     _button(at, "Start fine-tuning").click().run()
     assert not at.exception
     assert any("a session may run 0 at once" in e.value for e in at.error)
-    assert "how_it_learns.finetune" not in at.session_state["clsviz.jobs"]
+    assert JOB not in at.session_state["clsviz.jobs"]

@@ -1,30 +1,27 @@
-"""Streamlit helpers of the "How does [CLS] learn?" page: the cached gradient flow of a typed
-sentence, and saving the fine-tuned classifier into the models folder."""
+"""Streamlit helpers of the "How does [CLS] learn?" page: the choices its widgets offer, how many
+texts a label column has, and saving the fine-tuned classifier into the models folder. The
+evidence itself is the ``finetune.watch`` and ``gradient_flow`` analyses, drawn through
+:mod:`ui.runner`."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from clsviz import Encoder
+from clsviz import Corpus
 from clsviz.catalog import models_dir
-from clsviz.experiments.dynamics import gradient_flows
-from clsviz.experiments.learners import check_folder_name
+from clsviz.corpus import is_missing
+from clsviz.experiments import TRAINABLE_POOLINGS, WATCH_SETTINGS
+from clsviz.experiments.finetune import DEFAULT_LABEL
+from clsviz.experiments.learners import TRAINING_LABELS, check_folder_name
 
-from .cache import cached
 from .text import plain
 
-__all__ = ["cached_flows", "save_classifier"]
+__all__ = ["DEFAULT_LABEL", "TRAINABLE_POOLINGS", "TRAINING_LABELS", "WATCH_SETTINGS", "labelled_count", "save_classifier"]
 
 
-def cached_flows(encoder: Encoder, text: str, max_tokens: int) -> dict | None:
-    """[CLS] and mean gradient flow of ``text`` (cached per model, text and length), or None
-    after an error message (a family whose blocks clsviz cannot run, a text with no tokens)."""
-    key = (encoder.name, text, int(max_tokens))
-    try:
-        return cached("gradient_flow", key, lambda: gradient_flows(encoder, text, max_length=int(max_tokens)))
-    except ValueError as exc:
-        st.error(plain(f"The gradient flow cannot be computed here: {exc}"), icon=":material/error:")
-        return None
+def labelled_count(corpus: Corpus, label: str) -> int:
+    """How many texts of ``corpus`` have a value in label column ``label``."""
+    return sum(not is_missing(v) for v in corpus.labels[label])
 
 
 def save_classifier(result, name: str) -> None:
@@ -37,6 +34,7 @@ def save_classifier(result, name: str) -> None:
         st.error(plain(f"Not saved: {exc}"), icon=":material/error:")
         return
     st.success(
-        plain(f"Saved to {folder}. Load it as a model by that folder (it keeps its classification head)."),
+        plain(f"Saved to {folder}. Load it as a model by that folder (it keeps its classification head); "
+              "every model list now offers it."),
         icon=":material/save:",
     )

@@ -5,17 +5,14 @@ and links to the pages where each finding is explored."""
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import streamlit as st
 
 from clsviz import Corpus, Encoder, demo_corpus
-from clsviz.catalog import models_dir
 from clsviz.literature import load_claims, with_elsewhere
-from clsviz.provenance import RECORD_FILE
 
 from . import jobs, runner
+from .models import copies_of
 from .state import PAGES, ROOT, hold_second_model
 from .text import plain
 
@@ -73,24 +70,11 @@ def claims_preview() -> None:
         st.markdown(plain(f"**{claim.source}** ({claim.model}): {claim.claim}"))
 
 
-def _copies_of(encoder: Encoder) -> list[str]:
-    """Saved fine-tuned copies of ``encoder`` in the models folder (their ``clsviz.json`` names it)."""
-    root = models_dir()
-    found = []
-    for note in sorted(root.glob(f"*/{RECORD_FILE}")) if root.is_dir() else []:
-        try:
-            base = json.loads(note.read_text(encoding="utf-8")).get("base_model")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if base == encoder.name:
-            found.append(str(note.parent))
-    return found
-
-
 def finetuned_picker(encoder: Encoder, key: str) -> Encoder | None:
-    """A choice of a fine-tuned copy of ``encoder`` saved on 'How does [CLS] learn?' (for the
-    fine-tuning finding), loaded as this session's second model; None for none."""
-    copies = _copies_of(encoder)
+    """A choice of a fine-tuned copy of ``encoder`` saved here (on 'How does [CLS] learn?', or the
+    demo classifier; :func:`ui.models.copies_of`) for the fine-tuning finding, loaded as this
+    session's second model; None for none."""
+    copies = copies_of(encoder.name)
     if not copies:
         st.caption("No fine-tuned copy of this model is saved yet: fine-tune one and save it on 'How does [CLS] "
                    "learn?' to check where fine-tuning writes.")  # fmt: skip

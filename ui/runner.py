@@ -34,8 +34,9 @@ from .cache import cached, shared_cache
 from .text import plain
 from .widgets import download_csv, show
 
-__all__ = ["NotApplicable", "ParamError", "background", "choices", "collect", "combine", "download", "download_table", "draw",
-           "figure", "panel", "prefetch", "result_key", "run", "running", "sentences", "start", "stored"]
+__all__ = ["NotApplicable", "ParamError", "background", "choices", "clear", "collect", "combine", "download",
+           "download_table", "draw", "figure", "panel", "prefetch", "result_key", "run", "running", "sentences", "start",
+           "stored"]
 
 _NAMESPACE = "analysis"
 _KEYS: weakref.WeakKeyDictionary[Result, tuple] = weakref.WeakKeyDictionary()
@@ -142,6 +143,11 @@ def start(name: str, *inputs, slot: str | None = None, what: str = "", **params)
     return jobs.launch(job_key, partial(run_analysis, name, *inputs, **params), label=what or analysis.title)
 
 
+def clear(name: str, slot: str | None = None) -> None:
+    """Forget this session's job of ``name`` (in ``slot``), cancelling it when it still runs."""
+    jobs.clear(_job_key(name, slot))
+
+
 def background(
     name: str,
     *inputs,
@@ -150,12 +156,20 @@ def background(
     slot: str | None = None,
     hint: str | None = None,
     disabled: bool = False,
+    release: bool = False,
     **params,
 ) -> Result | None:
     """A long analysis on a page: its result when it exists (computed by anyone, or by this
     session's finished job); otherwise a ``button`` that starts it and, while it runs, its place in
-    the queue or its progress with Cancel. ``hint`` is shown while nothing has run yet."""
+    the queue or its progress with Cancel. ``hint`` is shown while nothing has run yet.
+
+    ``release``: the job is forgotten as soon as it has ended (its result kept in the shared
+    cache, its outcome in the session), so the models it holds - a second model on Compare - can
+    leave memory; a failure or a cancel is still said on the page."""
     what = what or get(name).title
+    if release:
+        return _released(name, inputs, params, get(name).key(inputs, params), _job_key(name, slot), button=button,
+                         what=what, hint=hint, disabled=disabled)  # fmt: skip
     found = collect(name, *inputs, slot=slot, what=what, **params)
     if found is not None:
         return found
@@ -206,6 +220,48 @@ def combine(parts: Sequence[Result], make: Callable[[], Result], *extra: Hashabl
         return make()
     key = ("combined", keys, extra)
     return _remember(cached(_NAMESPACE, key, make), key)
+
+
+def _released(name, inputs, params, key, job_key, *, button, what, hint, disabled) -> Result | None:
+    """:func:`background` for a job that is let go once it has ended: its outcome is kept in the
+    session under ``<job key>.result`` as (cache key, result or None, problem: None, "" for
+    cancelled, or the message) and the job itself is cleared."""
+    outcome_key = f"{job_key}.result"
+    job = jobs.get(job_key)
+    if job is not None and not job.active:
+        asked = st.session_state.get(_JOB_KEYS, {}).get(job_key)
+        if job.status == jobs.DONE:
+            outcome = (asked, job.result, None)
+            if asked is not None:
+                shared_cache().put((_NAMESPACE, *asked), job.result)
+        elif job.status == jobs.FAILED:
+            outcome = (asked, None, f"The computation failed: {job.error}")
+        elif job.status == jobs.LOST:
+            outcome = (asked, None, f"{job.message} Press the button to compute it again.")
+        else:
+            outcome = (asked, None, "")  # cancelled
+        st.session_state[outcome_key] = outcome
+        jobs.clear(job_key)  # the job holds its inputs (models): let them go
+        job = None
+    found = stored(name, *inputs, **params)
+    if found is not None and job is None:
+        return found
+    if job is not None:
+        jobs.panel(job_key, what)
+        return None
+    if st.button(button, key=f"{job_key}.start", type="primary", disabled=disabled):
+        if start(name, *inputs, slot=job_key.removeprefix("analysis."), what=what, **params) is not None:
+            st.rerun()
+    saved = st.session_state.get(outcome_key)
+    if saved is None or saved[0] != key:
+        if hint:
+            st.info(plain(hint), icon=":material/play_arrow:")
+        return None
+    if saved[2] == "":
+        st.warning(f"{what} was cancelled.", icon=":material/cancel:")
+    elif saved[2] is not None:
+        st.error(plain(saved[2]), icon=":material/error:")
+    return None if saved[1] is None else _remember(saved[1], key)
 
 
 def figure(result: Result, key: str, **view):

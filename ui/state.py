@@ -18,7 +18,7 @@ from clsviz.tracing import no_summary_message, tokenize, trace_bytes
 
 from . import holds, preload
 from .cache import cached, nbytes, request_bytes, shared_cache
-from .lab import lab_model_folders
+from .models import OTHER, SUGGESTED_MODELS, describe_saved, model_choices
 from .text import plain
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,16 +41,6 @@ PAGES = (
     ("pages/13_Lab.py", "The [CLS] lab", ":material/experiment:"),
 )
 
-SUGGESTED_MODELS = {
-    DEFAULT_MODEL: "bundled, works offline; trained with a mean-pooling contrastive objective, "
-    "so its [CLS] was never trained as the sentence vector",
-    "bert-base-uncased": "[CLS] trained by next-sentence prediction (NSP) through the pooler",
-    "roberta-base": "<s> plays [CLS]; no sentence-level objective at all (no NSP)",
-    "distilbert-base-uncased": "distilled from BERT without NSP; no pooler",
-    "google/electra-small-discriminator": "replaced-token detection per token; no sentence objective",
-    "BAAI/bge-small-en-v1.5": "contrastive training that uses the [CLS] vector as the sentence embedding",
-}
-OTHER = "Other (hub id or local folder)…"
 
 # Plain sentences that show the phenomena without tripping over tokenization (a literal "[CLS]"
 # in the text is split into pieces and then dominates what [CLS] looks closest to): a negation,
@@ -114,21 +104,20 @@ def _store(widget_key: str, store_key: str) -> None:
     st.session_state[store_key] = st.session_state[widget_key]
 
 
-def _model_choices() -> list[str]:
-    """What the model list offers: the allow-list when one is set; else the bundled model, the
-    extra models installed here, the suggested hub models this machine can load, and Other."""
-    allowed = allowed_models()
-    if allowed is not None:
-        return list(allowed)
-    installed = [name for name in local_models() if name not in SUGGESTED_MODELS]
-    usable = [name for name in SUGGESTED_MODELS if model_unavailable(name) is None]
-    return list(dict.fromkeys([DEFAULT_MODEL, *installed, *usable, *lab_model_folders(), OTHER]))
+def use_model(name: str) -> None:
+    """Make ``name`` (a listed model or a folder) the sidebar's model from a page, then rerun the
+    page with it: picked in the list when the list offers it, else typed under Other."""
+    if name in model_choices():
+        st.session_state[MODEL] = name
+    else:
+        st.session_state[MODEL], st.session_state[CUSTOM] = OTHER, name
+    st.rerun()
 
 
 def _keep_choice_offered() -> list[str]:
     """The model choices; a session holding a model that is not offered (an allow-list, a model
     no longer in the cache) is put back on the first choice."""
-    choices = _model_choices()
+    choices = model_choices()
     if st.session_state[MODEL] not in choices:
         st.session_state[MODEL] = choices[0]
     return choices
@@ -153,6 +142,8 @@ def _describe_model_in_use() -> None:
         st.caption(SUGGESTED_MODELS[name])
     elif name in local_models():
         st.caption("installed with `clsviz models fetch` (or `make models`); works offline")
+    elif describe_saved(name) is not None:
+        st.caption(plain(describe_saved(name)))
     missing = _unavailable_suggestions()
     if missing:
         st.caption(

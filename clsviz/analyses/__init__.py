@@ -29,7 +29,8 @@ from .core import *  # noqa: F403 - the package re-exports the machinery (core._
 __all__ = ["DECLARATION_MODULES", *core.__all__]
 
 DECLARATION_MODULES = (
-    "overview", "attention", "similarity", "model_runs", "embeddings", "probing", "findings", "decoding", "recovery", "lab"
+    "overview", "attention", "similarity", "model_runs", "embeddings", "probing", "findings", "decoding", "recovery", "lab",
+    "learning", "comparison",
 )
 """The modules that declare analyses, in reading order (the report's and ``clsviz analyses``'):
 importing them declares their analyses. A new area's module is added here."""

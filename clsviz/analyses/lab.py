@@ -19,8 +19,9 @@ import pandas as pd
 
 from ..figures import lab_figures
 from ..lab import DEFAULT_CHECKPOINTS, DEFAULT_STEPS, compare_runs, lab_dir, open_run
-from ..lab.config import MODEL_SIZES
-from ..lab.reference import comparisons
+from ..lab.config import MODEL_SIZES, check_settings
+from ..lab.data import check_running_text, documents
+from ..lab.reference import comparisons, parse_variant
 from ..lab.run import PretrainRun, run_summary
 from .core import Result, analysis
 
@@ -55,8 +56,20 @@ class LabResult(Result):
         return [s for r in self.runs for s in run_summary(r.table(), r.layout)] + comparisons(self.runs)
 
 
+def _check_pretrain(texts: Sequence[str], *, variants: str, size: str, steps: int, checkpoints: int, seed: int,
+                    **_) -> None:
+    """The quick look before a pretraining run is queued: the variants, the settings, the texts."""
+    names = [v.strip() for v in variants.split(",") if v.strip()]
+    if not names:
+        raise ValueError("No variants to pretrain: name at least one, e.g. 'first+nsp'.")
+    for name in names:
+        parse_variant(name)
+    check_settings(MODEL_SIZES[size] or None, steps, seed, checkpoints)
+    check_running_text(documents(list(texts)))
+
+
 @analysis("lab.pretrain", title="Pretraining from scratch", inputs=("texts",), long=True, figures=LAB_FIGURES,
-          questions=(2, 3))  # fmt: skip
+          questions=(2, 3), precheck=_check_pretrain)  # fmt: skip
 def pretrain_analysis(texts: Sequence[str], *, variants: str = "first+nsp",
                       size: Literal["default", "small", "tiny"] = "default", steps: int = DEFAULT_STEPS,
                       checkpoints: int = DEFAULT_CHECKPOINTS, seed: int = 0, corpus_name: str = "", progress=None,

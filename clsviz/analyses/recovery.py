@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from ..encoder import Encoder
-from ..experiments.inverter import InverterState, TrainingTexts, fit_inverter, torch_threads
-from ..experiments.ladder import PUBLISHED, LadderLayers, inversion_ladder
+from ..experiments.inverter import InverterState, TrainingTexts, check_steps, fit_inverter, torch_threads
+from ..experiments.ladder import PUBLISHED, LadderLayers, inversion_ladder, ladder_plan
 from ..experiments.lens import LensTarget, compare_lens
 from ..heads import NoClassifierError
 from ..layers import check_layer
@@ -49,7 +49,8 @@ def lens_analysis(encoder: Encoder, texts: Sequence[str], *, pooling: LensPoolin
 
 
 @analysis("inversion.ladder", title="The inversion ladder: a held-out sentence from one vector",
-          inputs=("encoder", "texts"), figures=("inversion.ladder",), long=True, questions=(4,))  # fmt: skip
+          inputs=("encoder", "texts"), figures=("inversion.ladder",), long=True, questions=(4,),
+          precheck=ladder_plan)  # fmt: skip
 def ladder_analysis(encoder: Encoder, texts: Sequence[str], *, layers: LadderLayers = "all", steps: int = 600,
                     corrections: int = 0, held_out: float = 0.2, max_texts: int = 2000, seed: int = 0,
                     progress=None, cancel=None) -> Drawn:
@@ -98,19 +99,32 @@ class InverterPair(Result):
                 f"(steps run: {steps}); sentences outside the corpus are recovered as far as its word pieces allow."]
 
 
-@analysis("inversion.inverter", title="Recover a typed sentence from its [CLS] and from its mean",
-          inputs=("encoder", "texts"), long=True, questions=(4,))  # fmt: skip
-def inverter_analysis(encoder: Encoder, texts: Sequence[str], *, layer: int = -1, steps: int = 600,
-                      correction: bool = True, max_texts: int = 2000, seed: int = 0, progress=None,
-                      cancel=None) -> InverterPair:
-    """Two inverters trained on a corpus at one layer - one reading [CLS], one the mean of the
-    tokens - that write back any sentence from its vector (correction steps optional)."""
+def _inverter_texts(encoder: Encoder, texts: Sequence[str], *, layer: int = -1, steps: int = 600,
+                    max_texts: int = 2000, seed: int = 0, **_) -> list[str]:
+    """The texts the inverters train on (de-duplicated, at most ``max_texts``), every setting checked
+    first: also the quick check the app runs before it queues the training."""
+    try:
+        check_layer(layer, encoder.info.num_layers)
+    except IndexError as exc:  # a precheck says no with a ValueError (the page shows it)
+        raise ValueError(str(exc)) from None
+    check_steps(steps)
     unique = list(dict.fromkeys(str(t) for t in texts if str(t).strip()))
     if len(unique) < 2:
         raise ValueError("The inverters need at least two different sentences to train on.")
     if len(unique) > max_texts:
         rng = np.random.default_rng(seed)
         unique = [unique[i] for i in sorted(rng.choice(len(unique), size=int(max_texts), replace=False))]
+    return unique
+
+
+@analysis("inversion.inverter", title="Recover a typed sentence from its [CLS] and from its mean",
+          inputs=("encoder", "texts"), long=True, questions=(4,), precheck=_inverter_texts)  # fmt: skip
+def inverter_analysis(encoder: Encoder, texts: Sequence[str], *, layer: int = -1, steps: int = 600,
+                      correction: bool = True, max_texts: int = 2000, seed: int = 0, progress=None,
+                      cancel=None) -> InverterPair:
+    """Two inverters trained on a corpus at one layer - one reading [CLS], one the mean of the
+    tokens - that write back any sentence from its vector (correction steps optional)."""
+    unique = _inverter_texts(encoder, texts, layer=layer, steps=steps, max_texts=max_texts, seed=seed)
     layer = check_layer(layer, encoder.info.num_layers)
     poolings = ("cls", "mean")
     data = TrainingTexts.build(encoder, unique, poolings, correction=correction, seed=seed, cancel=cancel)

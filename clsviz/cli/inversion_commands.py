@@ -7,6 +7,7 @@ trains an inverter on a corpus and writes back sentences from their vectors: typ
 
 from __future__ import annotations
 
+from ..layers import check_layer
 from .common import (
     EXIT_OK,
     Progress,
@@ -133,10 +134,18 @@ def cmd_invert(args) -> int:
     if page is not None and not args.ladder:
         raise UsageError("--html draws the ladder's figure: add --ladder")
     args.held_out = _fraction(args.held_out)  # checked before anything slow
+    from ..experiments.inverter import check_corrections, check_steps
+
+    check_steps(args.steps)
+    check_corrections(args.corrections)
     corpus = read_corpus(args)
     print_messages(args, corpus)
     texts = list(dict.fromkeys(corpus.texts))
     encoder = load_encoder_arg(args)
+    try:
+        check_layer(args.layer, encoder.info.num_layers)
+    except IndexError as exc:
+        raise UsageError(f"--layer: {exc}") from None
     if args.ladder:
         from ..analyses import get
 

@@ -67,20 +67,22 @@ def _variants(args) -> list[str]:
 def cmd_pretrain(args) -> int:
     """Pretrain one or more variants from scratch on running text, measuring each at --checkpoints
     points; save each model under --out and write the curves, the tidy metrics and a plain summary."""
-    from ..lab.config import MODEL_SIZES
+    from ..lab.config import MODEL_SIZES, LabConfig
     from ..lab.reference import write_report
     from ..lab.training import pretrain_set
 
     variants = _variants(args)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out: '{out}' is a file; give a new folder (nothing is overwritten)")
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out: '{out}' already exists and is not empty; nothing is overwritten")
     config = dict(MODEL_SIZES[args.size])
     config.update({k: getattr(args, k) for k in ("layers", "hidden", "heads", "intermediate", "max_tokens", "vocab_size",
                                                  "batch_size", "learning_rate") if getattr(args, k) is not None})  # fmt: skip
+    LabConfig.from_any(config)  # a size out of range is refused before the corpus is read or a folder made
     texts, corpus = _texts(args)
     status(args, f"Corpus: {corpus} · variants: {', '.join(variants)}")
-    out.mkdir(parents=True, exist_ok=True)
     runs = pretrain_set(
         texts, variants, out, steps=args.steps, checkpoints=args.checkpoints, config=config or None, seed=args.seed,
         corpus_name=corpus, probe_label=args.probe_label, threads=args.threads, device=args.device,

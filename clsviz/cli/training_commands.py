@@ -1,4 +1,6 @@
-"""``clsviz finetune``: fine-tune copies of the encoder per pooling and watch [CLS] at checkpoints."""
+"""``clsviz finetune``: fine-tune copies of the encoder per pooling and watch [CLS] at checkpoints;
+``clsviz demo-classifier``: make (once) the demo classifier that the pages about a fine-tuned model
+read on a fresh install."""
 
 from __future__ import annotations
 
@@ -21,17 +23,16 @@ from .common import (
     status,
 )
 
-__all__ = ["cmd_finetune", "register"]
+__all__ = ["cmd_demo_classifier", "cmd_finetune", "register"]
 
 
 def _poolings(text: str) -> tuple[str, ...]:
-    from ..experiments.finetune import TRAINABLE_POOLINGS
+    from ..analyses.learning import parse_poolings
 
-    names = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
-    bad = [s for s in names if s not in TRAINABLE_POOLINGS]
-    if not names or bad:
-        raise UsageError(f"--poolings: unknown {', '.join(bad) or '(empty)'}; choose from {', '.join(TRAINABLE_POOLINGS)}")
-    return names
+    try:
+        return parse_poolings(text)
+    except ValueError as exc:
+        raise UsageError(f"--{exc}") from None
 
 
 def _save_folder(text: str | None) -> Path | None:
@@ -88,8 +89,31 @@ def cmd_finetune(args) -> int:
     return EXIT_OK
 
 
+def cmd_demo_classifier(args) -> int:
+    """Make the demo classifier of --model (the bundled one by default): a copy fine-tuned on the demo
+    corpus's 'sentiment' labels through [CLS] and the model's own classification head, saved into the
+    models folder ($CLSVIZ_MODELS_DIR, or --models-dir) where the app's model lists offer it. A demo
+    classifier saved before is reused, not trained again. Prints its folder and held-out accuracy
+    with its 95% interval.
+    """
+    from ..experiments.demo_classifier import DEMO_SETTINGS, demo_classifier
+
+    root = Path(args.models_dir) if args.models_dir else None
+    if root is not None and not root.is_dir():
+        raise UsageError(f"--models-dir: '{root}' is not a folder")
+    encoder = load_encoder_arg(args)
+    made = demo_classifier(encoder, root=root, max_texts=args.max_texts or DEMO_SETTINGS["max_texts"],
+                           epochs=args.epochs or DEMO_SETTINGS["epochs"], seed=args.seed,
+                           progress=Progress("Fine-tuning the demo classifier", not args.quiet))  # fmt: skip
+    for sentence in made.summary():
+        print(sentence)
+    print(f"Saved:  {made.folder}" if not made.reused else f"Reused: {made.folder}")
+    return EXIT_OK
+
+
 def register(sub) -> None:
-    """Add the ``finetune`` command to the subparsers ``sub``."""
+    """Add the ``finetune`` and ``demo-classifier`` commands to the subparsers ``sub``."""
+    _register_demo(sub)
     p = add_command(sub, "finetune", cmd_finetune, "fine-tune a copy per pooling and watch [CLS] at checkpoints")
     add_corpus(p)
     p.add_argument("--label", "-l", default=FINETUNE_LABEL, metavar="COLUMN",
@@ -110,4 +134,17 @@ def register(sub) -> None:
     p.add_argument("--save", default=None, metavar="DIR",
                    help="save the cls_head copy as a checkpoint folder (added to the poolings when missing)")
     p.add_argument("--out", "-o", required=True, metavar="RESULTS.json", help="every table of the run as JSON")
+    add_common(p)
+
+
+def _register_demo(sub) -> None:
+    p = add_command(sub, "demo-classifier", cmd_demo_classifier,
+                    "make (once) a demo classifier: the model fine-tuned on the demo corpus's sentiment labels")  # fmt: skip
+    add_model(p)
+    p.add_argument("--models-dir", default=None, metavar="DIR",
+                   help="where to save it (default: $CLSVIZ_MODELS_DIR or ~/.cache/clsviz/models)")  # fmt: skip
+    p.add_argument("--max-texts", type=positive_int, default=None,
+                   help="a stratified sample of at most this many demo texts (default: the app's, 400)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="epochs (default: the app's, 2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     add_common(p)

@@ -34,15 +34,37 @@ from ..layers import check_layer
 from ..metrics import cosine
 from ..pooling import check_pooling
 from ..progress import ProgressFn, check_cancel
-from ..vectors import extract
+from ..vectors import check_poolings, extract
 from .inverter_net import PrefixDecoder, greedy_decode
 from .text_match import score_pairs
 
-__all__ = ["Inverter", "InverterState", "TrainingTexts", "embed_texts", "fit_inverter", "pick_device", "prepare_texts",
-           "train_inverter"]
+__all__ = ["MAX_CORRECTIONS", "MAX_STEPS", "Inverter", "InverterState", "TrainingTexts", "check_corrections",
+           "check_steps", "embed_texts", "fit_inverter", "pick_device", "prepare_texts", "train_inverter"]
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 _SPECIAL = 4
+
+MAX_STEPS = 100_000
+"""The most training steps one inverter may take (the default is 600; more is refused before anything is embedded)."""
+
+MAX_CORRECTIONS = 50
+"""The most correction steps after the first guess (each embeds every guess once more)."""
+
+
+def _whole(name: str, value, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= int(value) <= high:
+        raise ValueError(f"{name} must be a whole number from {low} to {high:,}, got {value!r}.")
+    return int(value)
+
+
+def check_steps(steps) -> int:
+    """``steps`` as an int if it is a whole number from 1 to :data:`MAX_STEPS`, else ValueError saying so."""
+    return _whole("steps", steps, 1, MAX_STEPS)
+
+
+def check_corrections(corrections) -> int:
+    """``corrections`` as an int if it is a whole number from 0 to :data:`MAX_CORRECTIONS`, else ValueError."""
+    return _whole("corrections", corrections, 0, MAX_CORRECTIONS)
 
 
 @contextmanager
@@ -202,6 +224,7 @@ class Inverter:
             pooling), or float [N, D] / [D] vectors to condition on.
         corrections : correction steps after the first guess (0 = one pass).
         """
+        check_corrections(corrections)  # before the texts are embedded
         vectors = self._vectors(texts_or_vectors)
         return self._invert(vectors, corrections, batch_size)[0]
 
@@ -222,9 +245,7 @@ class Inverter:
 
     def _invert(self, vectors: np.ndarray, corrections: int, batch_size: int) -> tuple[list[str], np.ndarray]:
         """(outputs, cosine of each output's vector to its target; NaN when not computed)."""
-        corrections = int(corrections)
-        if corrections < 0:
-            raise ValueError(f"corrections must be 0 or more, got {corrections}.")
+        corrections = check_corrections(corrections)
         if corrections and not self.correction:
             raise ValueError("This inverter was trained without correction steps; train it with correction=True.")
         target = self._standard(vectors)
@@ -268,6 +289,7 @@ class Inverter:
         vector to the text's; NaN for an empty output, or everywhere with ``cosines=False`` and no
         correction steps: it costs one more encoder pass). ``vectors`` [N, D] skips embedding.
         """
+        check_corrections(corrections)
         texts = [str(t) for t in texts]
         references, _ = prepare_texts(self.encoder, texts, self.max_tokens)
         if vectors is None:
@@ -338,9 +360,9 @@ def fit_inverter(encoder: Encoder, data: TrainingTexts, layer: int = -1, pooling
     """Train an :class:`Inverter` on prepared :class:`TrainingTexts` (see :func:`train_inverter`)."""
     layer = check_layer(layer, data.vectors.num_layers)
     pooling = check_pooling(pooling)
-    steps, batch_size = int(steps), int(batch_size)
-    if steps < 1 or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be at least 1, got {steps} and {batch_size}.")
+    steps, batch_size = check_steps(steps), int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     dev = pick_device(device)
     X = data.vectors.get(pooling, layer).astype(np.float32)
     mean, scale = X.mean(axis=0), X.std(axis=0)
@@ -413,6 +435,8 @@ def train_inverter(enc: Encoder, texts: Sequence[str], layer: int = -1, pooling:
     ``options`` go to :func:`fit_inverter` (batch_size, d_model, num_layers, lr, word_dropout,
     correction_share, stop_loss). Returns an :class:`Inverter`.
     """
-    check_pooling(pooling)
+    check_poolings(enc, (pooling,))  # the settings are checked before any text is embedded
+    check_layer(layer, enc.info.num_layers)
+    check_steps(steps)
     data = TrainingTexts.build(enc, texts, (pooling,), max_tokens, correction, seed, cancel)
     return fit_inverter(enc, data, layer, pooling, steps, seed, progress, cancel, device=device, **options)

@@ -30,15 +30,22 @@ import pandas as pd
 from ..encoder import Encoder
 from ..layers import check_layer
 from ..metrics import bootstrap_interval, cosine_matrix
-from ..pooling import check_pooling
 from ..progress import ProgressFn, check_cancel
 from ..tables import Table, as_table
-from ..vectors import extract
+from ..vectors import check_poolings, extract
 from .inversion import content_words, fit_bow_decoder
-from .inverter import TrainingTexts, fit_inverter, prepare_texts, torch_threads
+from .inverter import (
+    TrainingTexts,
+    check_corrections,
+    check_steps,
+    fit_inverter,
+    prepare_texts,
+    torch_threads,
+)
 from .text_match import score_interval, score_pairs
 
-__all__ = ["LADDER_LAYERS", "LadderLayers", "LadderResult", "PUBLISHED", "inversion_ladder", "ladder_layers"]
+__all__ = ["LADDER_LAYERS", "LadderLayers", "LadderResult", "PUBLISHED", "inversion_ladder", "ladder_layers",
+           "ladder_plan"]
 
 LadderLayers = Literal["all", "every_other", "last"]
 LADDER_LAYERS = get_args(LadderLayers)
@@ -159,6 +166,32 @@ def _bow_rows(train_vectors, test_vectors, train_refs, test_refs, seed) -> tuple
     return [{"metric": "content_f1", "estimate": est, "low": low, "high": high, "n_test": len(f1s)}], outputs, f1s
 
 
+def ladder_plan(enc: Encoder, texts: Sequence[str], *, layers: LadderLayers | Sequence[int] = "all", steps: int = 600,
+                corrections: int = 0, held_out: float = 0.2, max_texts: int = 2000,
+                seed: int = 0) -> tuple[tuple[int, ...], int, int, list[str], list[str]]:
+    """(layers, steps, corrections, training texts, held-out texts) of :func:`inversion_ladder`, every
+    setting checked (a ValueError or IndexError saying what is allowed) without embedding anything:
+    also the quick check the app runs before it queues a ladder."""
+    chosen = ladder_layers(layers, enc.info.num_layers)
+    steps, corrections = check_steps(steps), check_corrections(corrections)
+    if not 0.0 < float(held_out) < 1.0:
+        raise ValueError(f"held_out must be a fraction between 0 and 1 (the share of texts that score), got {held_out}.")
+    unique = list(dict.fromkeys(str(t) for t in texts if str(t).strip()))
+    if len(unique) < 20:
+        raise ValueError(f"{len(unique)} different non-empty texts; the ladder needs at least 20 (training and held out).")
+    rng = np.random.default_rng(seed)
+    if len(unique) > max_texts:
+        unique = [unique[i] for i in sorted(rng.choice(len(unique), size=int(max_texts), replace=False))]
+    order = rng.permutation(len(unique))
+    n_test = max(5, int(round(len(unique) * float(held_out))))
+    if len(unique) - n_test < 2:
+        raise ValueError(f"held_out={held_out} of {len(unique)} texts leaves {len(unique) - n_test} to train on; "
+                         "the inverters need at least 2: lower held_out or give more texts.")
+    train = [unique[i] for i in sorted(order[n_test:])]
+    test = [unique[i] for i in sorted(order[:n_test])]
+    return chosen, steps, corrections, train, test
+
+
 def inversion_ladder(
     enc: Encoder,
     texts: Sequence[str],
@@ -181,18 +214,10 @@ def inversion_ladder(
     thread; on CUDA they share the device). ``inverter_options`` go to :func:`fit_inverter`.
     ``progress(done, total, message)`` counts training steps; ``cancel`` stops between steps.
     """
-    poolings = tuple(check_pooling(p) for p in poolings)
-    unique = list(dict.fromkeys(str(t) for t in texts if str(t).strip()))
-    if len(unique) < 20:
-        raise ValueError(f"{len(unique)} different non-empty texts; the ladder needs at least 20 (training and held out).")
-    rng = np.random.default_rng(seed)
-    if len(unique) > max_texts:
-        unique = [unique[i] for i in sorted(rng.choice(len(unique), size=int(max_texts), replace=False))]
-    order = rng.permutation(len(unique))
-    n_test = max(5, int(round(len(unique) * float(held_out))))
-    train = [unique[i] for i in sorted(order[n_test:])]
-    test = [unique[i] for i in sorted(order[:n_test])]
-    chosen = ladder_layers(layers, enc.info.num_layers)
+    poolings = check_poolings(enc, poolings)
+    chosen, steps, corrections, train, test = ladder_plan(enc, texts, layers=layers, steps=steps,
+                                                          corrections=corrections, held_out=held_out,
+                                                          max_texts=max_texts, seed=seed)  # fmt: skip
     conditions = [(layer, p) for p in poolings for layer in chosen]
     total = len(conditions) * int(steps) + 2
     done = {"steps": 0}

@@ -32,10 +32,9 @@ from sklearn.linear_model import RidgeCV
 from ..encoder import Encoder
 from ..heads import NoClassifierError, probabilities
 from ..metrics import bootstrap_interval, cosine
-from ..pooling import check_pooling
 from ..progress import ProgressFn, check_cancel, single_blas_thread
 from ..tables import Table, as_table
-from ..vectors import PooledVectors, extract
+from ..vectors import PooledVectors, check_poolings, extract
 
 __all__ = ["ALPHAS", "DECIDED_AT", "LensResult", "LensTarget", "compare_lens", "fit_residual_map", "penalty_scale",
            "tuned_lens"]
@@ -209,7 +208,7 @@ def compare_lens(enc: Encoder, texts: Sequence[str], poolings: Sequence[str] = (
     holds every pooling's rows. ``vectors`` (of ``texts``, every pooling asked for and "cls"
     for ``target="logits"``) skips the embedding."""
     target = _check_target(target)
-    poolings = tuple(check_pooling(p) for p in poolings)
+    poolings = check_poolings(enc, poolings)
     if target == "logits":
         _require_classifier(enc)
     texts = [str(t) for t in texts]

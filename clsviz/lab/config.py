@@ -16,6 +16,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+import numpy as np
+
 __all__ = [
     "DEFAULT_CHECKPOINTS",
     "DEFAULT_STEPS",
@@ -29,7 +31,9 @@ __all__ = [
     "SentenceObjective",
     "Summary",
     "check_objective",
+    "check_settings",
     "check_summary",
+    "check_whole",
     "variant_name",
 ]
 
@@ -181,3 +185,17 @@ class LabConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def check_whole(name: str, value, low: int, high: int) -> int:
+    """``value`` as an int if it is a whole number from ``low`` to ``high``, else ValueError saying so."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= int(value) <= high:
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}.")
+    return int(value)
+
+
+def check_settings(config, steps, seed, checkpoints) -> tuple[LabConfig, int, int, int]:
+    """(config, steps, seed, checkpoints) of a run, checked: a :class:`LabConfigError` or ValueError
+    saying what is allowed. Quick: it runs before any text is read or folder made."""
+    return (LabConfig.from_any(config), check_whole("steps", steps, 1, 10_000_000),
+            check_whole("seed", seed, 0, 2**31 - 1), check_whole("checkpoints", checkpoints, 0, 100))  # fmt: skip

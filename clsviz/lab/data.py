@@ -34,6 +34,7 @@ from ..sources import bundled_model_path
 __all__ = [
     "LabDataError",
     "PairSampler",
+    "check_running_text",
     "documents",
     "layout_template",
     "split_documents",
@@ -44,6 +45,8 @@ __all__ = [
 # A sentence ends at . ! or ? (and any closing quotes or brackets) before white space and a
 # capital letter, a digit or an opening quote.
 _END = re.compile(r"(?<=[.!?])([\"'\u2019\u201d)\]]*)\s+(?=[\"'\u2018\u201c(\[]?[A-Z0-9])")
+# Special-token strings typed as text: the tokenizer reads them as the special tokens themselves.
+_SPECIAL_STRINGS = re.compile(r"\[(?:CLS|SEP|MASK|PAD|UNK)\]")
 _ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|St|Col|Capt|Gen|Lt|Sgt|Messrs|Esq|Rev|Hon|Prof|No|vs|etc)|\b[A-Z])\.$")
 
 
@@ -92,6 +95,25 @@ def documents(texts) -> list[list[str]]:
             continue
         docs[-1].extend(split_sentences(" ".join(text.split())))
     return [d for d in docs if d]
+
+
+PAIRS_NEEDED = (
+    "Pretraining needs running text: at least one document with two or more consecutive sentences "
+    "(sentence pairs come from neighbours). Give paragraphs or consecutive sentences, not single words."
+)
+
+
+def check_running_text(docs: list[list[str]]) -> None:
+    """:class:`LabDataError` unless ``docs`` (from :func:`documents`) can be pretrained on: a word
+    that is not a special-token string, and a document of two or more sentences. Checked before
+    the tokenizer is trained, so bad text is refused at once."""
+    if not docs:
+        raise LabDataError("No text to pretrain on: every text is empty.")
+    if not any(re.search(r"\w", _SPECIAL_STRINGS.sub(" ", s)) for d in docs for s in d):
+        raise LabDataError("The texts hold no words, only special-token strings such as [CLS], [SEP] and [MASK] (or "
+                           "punctuation): there is nothing to mask and predict. Give running text.")
+    if not any(len(d) >= 2 for d in docs):
+        raise LabDataError(PAIRS_NEEDED)
 
 
 def split_documents(docs: list[list[str]], share: float = 0.1) -> tuple[list[list[str]], list[list[str]]]:
@@ -188,10 +210,7 @@ class PairSampler:
     def __post_init__(self) -> None:
         self._starts = [d for d, doc in enumerate(self.docs) if len(doc) >= 2]
         if not self._starts:
-            raise LabDataError(
-                "Pretraining needs running text: at least one document with two or more consecutive sentences "
-                "(sentence pairs come from neighbours). Give paragraphs or consecutive sentences, not single words."
-            )
+            raise LabDataError(PAIRS_NEEDED)
         weights = np.array([len(self.docs[d]) - 1 for d in self._starts], dtype=np.float64)
         self._weights = weights / weights.sum()
 

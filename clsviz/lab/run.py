@@ -99,8 +99,15 @@ def open_run(folder) -> PretrainRun:
     note, table = folder / "lab_run.json", folder / "metrics.csv"
     if not note.is_file() or not table.is_file():
         raise FileNotFoundError(f"'{folder}' is not a clsviz lab model folder (it has no lab_run.json and metrics.csv).")
-    metrics = pd.read_csv(table).reindex(columns=METRIC_COLUMNS)
-    return PretrainRun(metrics=metrics, folder=folder, layout=json.loads(note.read_text(encoding="utf-8")))
+    try:
+        metrics = pd.read_csv(table).reindex(columns=METRIC_COLUMNS)
+        layout = json.loads(note.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:  # a file cut short or edited by hand
+        raise ValueError(f"'{folder}' holds a damaged lab run: its metrics.csv or lab_run.json cannot be read "
+                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}). Pretrain it again.") from None
+    if not isinstance(layout, dict):
+        raise ValueError(f"'{folder}' holds a damaged lab run: lab_run.json is not a record. Pretrain it again.")
+    return PretrainRun(metrics=metrics, folder=folder, layout=layout)
 
 
 def compare_runs(runs: Sequence[PretrainRun]) -> pd.DataFrame:

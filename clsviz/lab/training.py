@@ -33,10 +33,12 @@ from .config import (
     DEFAULT_STEPS,
     LabConfig,
     check_objective,
+    check_settings,
     check_summary,
+    check_whole,
     variant_name,
 )
-from .data import LabDataError, PairSampler, documents, split_documents, train_tokenizer
+from .data import PairSampler, check_running_text, documents, split_documents, train_tokenizer
 from .measures import cka_rows, measure_checkpoint, probe_set
 from .model import PretrainingLosses, batch_outputs, build_model
 from .reference import parse_variant
@@ -68,12 +70,6 @@ def check_new_folder(path) -> Path:
     if not path.parent.is_dir():
         raise FileNotFoundError(f"The folder '{path.parent}' does not exist; create it or choose another place for '{path.name}'.")
     return path
-
-
-def _whole(name: str, value, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= int(value) <= high:
-        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}.")
-    return int(value)
 
 
 def _accelerator(device: str | None):
@@ -150,10 +146,7 @@ class _Run:
     def __init__(self, texts, summary, objective, config, steps, seed, checkpoints, out, corpus_name):
         self.summary = check_summary(summary)
         self.objective = check_objective(objective)
-        self.cfg = LabConfig.from_any(config)
-        self.steps = _whole("steps", steps, 1, 10_000_000)
-        self.seed = _whole("seed", seed, 0, 2**31 - 1)
-        self.checkpoints = _whole("checkpoints", checkpoints, 0, 100)
+        self.cfg, self.steps, self.seed, self.checkpoints = check_settings(config, steps, seed, checkpoints)
         self.variant = variant_name(self.summary, self.objective)
         if out is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -182,8 +175,7 @@ class _Run:
 
 def _prepare_data(texts, run: _Run):
     docs = documents(texts)
-    if not docs:
-        raise LabDataError("No text to pretrain on: every text is empty.")
+    check_running_text(docs)  # before the tokenizer is trained: bad text is refused at once
     train_docs, held_docs = split_documents(docs)
     tokenizer = train_tokenizer(train_docs, run.cfg.vocab_size, run.summary, run.cfg.max_tokens)
     budget = run.cfg.max_tokens - tokenizer.num_special_tokens_to_add(pair=True)
@@ -249,10 +241,10 @@ def pretrain(texts, summary="first", sentence_objective="nsp", config=None, step
     written in one step when the run completes (a cancelled or killed run leaves none).
     """
     run = _Run(texts, summary, sentence_objective, config, steps, seed, checkpoints, out, corpus_name)
-    log_every = _whole("log_every", log_every, 1, run.steps) if log_every is not None else max(1, round(run.steps / 100))
+    log_every = check_whole("log_every", log_every, 1, run.steps) if log_every is not None else max(1, round(run.steps / 100))
     before = torch.get_num_threads()
     if threads is not None:
-        torch.set_num_threads(_whole("threads", threads, 1, 1024))
+        torch.set_num_threads(check_whole("threads", threads, 1, 1024))
     try:
         return _pretrain(texts, run, log_every, progress, cancel, heldout, probe_label, device)
     finally:
@@ -337,6 +329,8 @@ def pretrain_set(texts, variants: Sequence[str], out, *, steps: int, checkpoints
     parsed = [parse_variant(v) for v in variants]
     if not parsed:
         raise ValueError("No variants to pretrain: name at least one, e.g. 'first+nsp'.")
+    check_settings(config, steps, seed, checkpoints)  # refused before the set's folder is made
+    check_running_text(documents(texts))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = []

@@ -39,7 +39,7 @@ def test_a_job_lost_with_the_server_says_so_and_starts_again(new_page, chromium_
         _start_a_short_finetune(page)
         # Running in the background: its progress bar is on the page and the URL names the job.
         page.get_by_test_id("stProgress").first.wait_for()
-        assert "jobs=how_it_learns.finetune" in page.url.replace("%3A", ":")
+        assert "jobs=analysis.how_it_learns.finetune" in page.url.replace("%3A", ":")
         job_url, port = page.url, first.port
         os.killpg(first.process.pid, signal.SIGKILL)  # a crash, not a clean shutdown
         first.process.wait(timeout=30)
