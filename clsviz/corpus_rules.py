@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Sequence
 
+from .corpus import Corpus
 from .tracing import has_content
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "MAX_CHARS_ENV",
     "MAX_ROWS_ENV",
     "CorpusError",
+    "check_label_columns",
     "detect_label_columns",
     "detect_text_column",
     "finish_corpus",
@@ -29,6 +31,7 @@ __all__ = [
     "limits_from_env",
     "rows_text",
     "size_text",
+    "table_corpus",
 ]
 
 MAX_ROWS_ENV = "CLSVIZ_MAX_ROWS"
@@ -154,3 +157,28 @@ def finish_corpus(
     if repeated:
         notes.append(f"{repeated:,} text(s) repeat an earlier one; each copy is kept.")
     return out_texts, {k: [v[i].strip() for i in keep] for k, v in labels.items()}
+
+
+def check_label_columns(name: str, label_columns: Sequence[str], columns, text_column: str) -> list[str]:
+    """The label columns asked for, less the text column; :class:`CorpusError` naming any that
+    ``columns`` (the table's column names) lacks."""
+    missing = [c for c in label_columns if c not in columns]
+    if missing:
+        raise CorpusError(f"'{name}' has no column(s) {', '.join(map(repr, missing))}; "
+                          f"its columns are: {', '.join(columns)}.")
+    return [c for c in label_columns if c != text_column]
+
+
+def table_corpus(name: str, columns, text_column: str, texts: list[str], numbers: list[int],
+                 labels: dict[str, list[str]], max_rows: int, max_chars: int, notes: list[str]) -> Corpus:
+    """The :class:`Corpus` of a table's text column and label columns (rows ``numbers``), finished
+    by :func:`finish_corpus` with ``notes``."""
+    texts, labels = finish_corpus(texts, numbers, labels, "rows", max_rows, max_chars, notes)
+    return Corpus(
+        texts=tuple(texts),
+        labels={k: tuple(v) for k, v in labels.items()},
+        name=name,
+        messages=tuple(notes),
+        text_column=text_column,
+        columns=tuple(columns),
+    )

@@ -26,6 +26,7 @@ from .corpus import Corpus
 from .encoder import Encoder
 from .layers import check_layer
 from .progress import check_cancel
+from .ray_engine import run_ray_shards
 from .shards import (
     KIND,
     MANIFEST,
@@ -33,13 +34,14 @@ from .shards import (
     SHARD_FORMAT_VERSION,
     ShardedVectors,
     ShardError,
+    embed_shard,
     file_sha256,
     open_shards,
     read_manifest,
     shard_bytes,
     shard_file,
 )
-from .vectors import PooledVectors, check_poolings, extract
+from .vectors import PooledVectors, check_poolings
 
 __all__ = [
     "ENGINES",
@@ -121,17 +123,6 @@ def _plan(settings: dict) -> list[tuple[int, int, int]]:
     """(index, first row, rows) of every shard."""
     n, size = settings["rows"], settings["shard_rows"]
     return [(i, start, min(size, n - start)) for i, start in enumerate(range(0, n, size))]
-
-
-def embed_shard(encoder: Encoder, settings: dict, index: int, start: int, texts: Sequence[str],
-                labels: dict) -> bytes:
-    """The Parquet bytes of shard ``index`` (rows ``start`` ..): ``texts`` pooled by ``encoder``
-    as ``settings`` say (see :func:`run_settings`). The same inputs give the same bytes."""
-    pv = extract(encoder, texts, poolings=settings["poolings"], batch_size=settings["batch_size"],
-                 max_length=settings["max_length"], labels=labels)
-    meta = {"format_version": SHARD_FORMAT_VERSION, "model": settings["model"], "index": index, "start": start,
-            "rows": len(texts)}
-    return shard_bytes(pv, settings["layers"], settings["dtype"], settings["labels"], meta)
 
 
 def _save_manifest(folder: Path, manifest: dict) -> None:
@@ -225,8 +216,6 @@ def embed_to_shards(
         return list(corpus.texts[start:stop]), {k: list(v[start:stop]) for k, v in corpus.labels.items()}
 
     if engine == "ray":
-        from .ray_engine import run_ray_shards
-
         run_ray_shards(settings, todo, payload, commit, cancel=cancel, **(engine_options or {}))
     else:
         for index, start, rows in todo:

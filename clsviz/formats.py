@@ -21,7 +21,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .corpus import Corpus
-from .corpus_rules import CorpusError, detect_label_columns, detect_text_column, finish_corpus, size_text
+from .corpus_rules import (
+    CorpusError,
+    check_label_columns,
+    detect_label_columns,
+    detect_text_column,
+    size_text,
+    table_corpus,
+)
 
 __all__ = ["TABLE_FORMATS", "columns_corpus", "load_dataset_corpus", "load_table_corpus"]
 
@@ -86,21 +93,11 @@ def columns_corpus(
         detected = detect_label_columns(scalar, sample_rows, text_column)
         label_columns = [c for c in scalar if c != text_column and (c in class_names or c in detected)]
     else:
-        missing = [c for c in label_columns if c not in columns]
-        if missing:
-            raise CorpusError(f"'{name}' has no column(s) {', '.join(map(repr, missing))}; its columns are: {listed}.")
-        label_columns = [c for c in label_columns if c != text_column]
+        label_columns = check_label_columns(name, label_columns, columns, text_column)
     texts = [_cell(v) for v in columns[text_column]]
     labels = {c: [_cell(v, class_names.get(c)) for v in columns[c]] for c in label_columns}
-    texts, labels = finish_corpus(texts, list(range(1, n + 1)), labels, "rows", max_rows or n, max_chars, notes)
-    return Corpus(
-        texts=tuple(texts),
-        labels={k: tuple(v) for k, v in labels.items()},
-        name=name,
-        messages=tuple(notes),
-        text_column=text_column,
-        columns=tuple(columns),
-    )
+    return table_corpus(name, columns, text_column, texts, list(range(1, n + 1)), labels, max_rows or n, max_chars,
+                        notes)
 
 
 # -- files ---------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 
 One dataset row is one shard (its texts and labels as JSON); each actor loads the encoder once
 and turns a shard into the same Parquet bytes the in-process engine writes
-(:func:`clsviz.extraction.embed_shard`); the driver writes them, so the output folder needs no
+(:func:`clsviz.shards.embed_shard`); the driver writes them, so the output folder needs no
 shared file system. Actors take one GPU each (``num_gpus=1``) where the cluster has GPUs, one
 CPU otherwise.
 
@@ -22,7 +22,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from .encoder import load_encoder
 from .progress import check_cancel
+from .shards import embed_shard
 
 __all__ = ["RayUnavailable", "check_ray_address", "run_ray_shards"]
 
@@ -66,14 +68,10 @@ class ShardEmbedder:
     """A Ray Data actor: loads the encoder once, turns shard rows into Parquet bytes."""
 
     def __init__(self, settings: dict, device: str | None = None):
-        from .encoder import load_encoder
-
         self.settings = settings
         self.encoder = load_encoder(settings["model"], device=device)
 
     def __call__(self, batch: dict) -> dict:
-        from .extraction import embed_shard
-
         out = []
         for index, start, payload in zip(batch["index"], batch["start"], batch["payload"]):
             data = json.loads(payload)

@@ -25,6 +25,7 @@ from .corpus_rules import (
     DEFAULT_MAX_ROWS,
     MAX_BYTES_ENV,
     CorpusError,
+    check_label_columns,
     detect_label_columns,
     detect_text_column,
     finish_corpus,
@@ -32,6 +33,7 @@ from .corpus_rules import (
     limits_from_env,
     rows_text,
     size_text,
+    table_corpus,
 )
 from .formats import load_table_corpus
 from .tracing import has_content
@@ -276,22 +278,11 @@ def load_corpus(
     if label_columns is None:
         label_columns = detect_label_columns(columns, rows, text_column)
     else:
-        missing = [c for c in label_columns if c not in columns]
-        if missing:
-            raise CorpusError(f"'{filename}' has no column(s) {', '.join(map(repr, missing))}; "
-                              f"its columns are: {', '.join(columns)}.")
-        label_columns = [c for c in label_columns if c != text_column]
+        label_columns = check_label_columns(filename, label_columns, columns, text_column)
     j = columns.index(text_column)
     labels = {c: [r[columns.index(c)] for r in rows] for c in label_columns}
-    texts, labels = finish_corpus([r[j] for r in rows], numbers, labels, "rows", max_rows, max_chars, notes)
-    return Corpus(
-        texts=tuple(texts),
-        labels={k: tuple(v) for k, v in labels.items()},
-        name=filename,
-        messages=tuple(notes),
-        text_column=text_column,
-        columns=tuple(columns),
-    )
+    return table_corpus(filename, columns, text_column, [r[j] for r in rows], numbers, labels, max_rows, max_chars,
+                        notes)
 
 
 def load_pairs(

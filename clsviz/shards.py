@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .encoder import Encoder
 from .layers import check_layer
-from .vectors import PooledVectors
+from .vectors import PooledVectors, extract
 
 __all__ = [
     "MANIFEST",
@@ -39,6 +40,7 @@ __all__ = [
     "ShardError",
     "ShardedVectors",
     "column_name",
+    "embed_shard",
     "file_sha256",
     "is_shard_folder",
     "open_shards",
@@ -143,6 +145,17 @@ def shard_bytes(
     # One row group per shard; zstd keeps texts small and costs little on float vectors.
     pq.write_table(table, sink, compression="zstd", row_group_size=max(1, len(pv.texts)))
     return sink.getvalue()
+
+
+def embed_shard(encoder: Encoder, settings: dict, index: int, start: int, texts: Sequence[str],
+                labels: dict) -> bytes:
+    """The Parquet bytes of shard ``index`` (rows ``start`` ..): ``texts`` pooled by ``encoder``
+    as ``settings`` say (see :func:`clsviz.extraction.run_settings`). The same inputs give the same bytes."""
+    pv = extract(encoder, texts, poolings=settings["poolings"], batch_size=settings["batch_size"],
+                 max_length=settings["max_length"], labels=labels)
+    meta = {"format_version": SHARD_FORMAT_VERSION, "model": settings["model"], "index": index, "start": start,
+            "rows": len(texts)}
+    return shard_bytes(pv, settings["layers"], settings["dtype"], settings["labels"], meta)
 
 
 # -- reading ---------------------------------------------------------------------------------------

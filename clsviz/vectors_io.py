@@ -27,6 +27,7 @@ import numpy as np
 
 from .artifacts import atomic_path
 from .corpus import Corpus
+from .shards import open_shards
 from .vectors import PooledVectors
 
 __all__ = ["VECTOR_FORMATS", "save_vectors", "load_vectors", "as_corpus", "vectors_mismatch"]
@@ -175,8 +176,6 @@ def load_vectors(source: str | os.PathLike | bytes | BinaryIO, max_bytes: int | 
     missing path.
     """
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-        from .shards import open_shards
-
         return open_shards(source, verify=verify)
     data = _read_source(source)
     if data.startswith(_PARQUET_MAGIC):

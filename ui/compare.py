@@ -10,7 +10,7 @@ from clsviz import Encoder, ModelLoadError
 from clsviz.compare import ATTENTION_MEASURES, CKA_READINGS
 
 from . import models, runner
-from .state import hold_second_model
+from .state import _bind, _store, hold_second_model
 from .text import plain
 from .widgets import selectbox, text_input
 
@@ -42,8 +42,6 @@ def second_model_choices() -> list[str]:
 def second_model_picker() -> str | None:
     """The second model ("B") a person picks: a listed model or a typed hub id / folder; None
     for no second model. The choice survives page switches."""
-    from .state import _bind, _store
-
     choices = second_model_choices()
     st.session_state.setdefault(SECOND, NONE)
     st.session_state.setdefault(SECOND_CUSTOM, "")

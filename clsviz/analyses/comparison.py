@@ -26,18 +26,16 @@ from ..experiments.side_by_side import (
 from ..figures import figure_spec
 from ..tracing import Trace
 from ..tracing import trace as trace_text
+from .choices import comma_choices
 from .core import Result, analysis
 
 __all__ = ["AttentionComparison", "CkaComparison", "CurvesComparison", "parse_readings"]
 
+
 def parse_readings(text: str) -> tuple[str, ...]:
     """Comma-separated CKA readings (``"tokens,cls,mean"``) as a tuple; a ValueError naming the
     valid ones otherwise."""
-    names = tuple(dict.fromkeys(s.strip() for s in str(text).split(",") if s.strip()))
-    bad = [s for s in names if s not in CKA_READINGS]
-    if not names or bad:
-        raise ValueError(f"readings: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(CKA_READINGS)}.")
-    return names
+    return comma_choices(text, CKA_READINGS, "readings")
 
 
 @dataclass(frozen=True, eq=False)

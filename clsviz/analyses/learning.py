@@ -29,6 +29,7 @@ from ..figures import figure_spec
 from ..heads import classifier_lens, describe_settled, lens_table, predict, settled_layer
 from ..model_heads import NoClassifierError
 from ..tracing import Trace
+from .choices import comma_choices
 from .core import Drawn, NotApplicable, Result, analysis
 
 __all__ = ["FinetuneWatch", "parse_poolings"]
@@ -63,11 +64,7 @@ def classifier_lens_analysis(encoder: Encoder, trace: Trace) -> Drawn:
 def parse_poolings(text: str) -> tuple[str, ...]:
     """Comma-separated trainable poolings (``"cls,mean"``) as a tuple; a ValueError naming the
     valid ones otherwise."""
-    names = tuple(dict.fromkeys(s.strip() for s in str(text).split(",") if s.strip()))
-    bad = [s for s in names if s not in TRAINABLE_POOLINGS]
-    if not names or bad:
-        raise ValueError(f"poolings: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(TRAINABLE_POOLINGS)}.")
-    return names
+    return comma_choices(text, TRAINABLE_POOLINGS, "poolings")
 
 
 @dataclass(frozen=True, eq=False)

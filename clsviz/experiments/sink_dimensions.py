@@ -31,7 +31,7 @@ from ..layers import check_layer
 from ..metrics import cosine
 from ..norms import massive_dimensions, top_dimensions
 from ..tracing import Trace, trace
-from ..verdicts import INCONCLUSIVE, REPRODUCES, decide, estimate
+from ..verdicts import INCONCLUSIVE, REPRODUCES, Estimate, decide, estimate
 from .causal_runs import (
     CleanProbe,
     SweepResult,
@@ -288,8 +288,6 @@ def _cosine_words(row) -> str:
 
 
 def _reading(row, rule: str, threshold: float) -> str:
-    from ..verdicts import Estimate
-
     value = Estimate(float(row["cosine"]), float(row.get("cosine_low", np.nan)), float(row.get("cosine_high", np.nan)),
                      int(row.get("n", 0)))  # fmt: skip
     return decide(rule, value, threshold).verdict

@@ -22,14 +22,14 @@ from ..corpus import is_missing
 from ..pooling import check_pooling
 from ..progress import check_cancel, single_blas_thread
 from ..shards import ShardedVectors
-from .probe import (
+from .probe_fit import (
     DEFAULT_C,
     DEFAULT_MAX_ITER,
     ProbeError,
     ProbeResult,
-    _cv_scores,
     capped_message,
     check_labels,
+    cv_scores,
 )
 
 __all__ = ["STREAM_EPOCHS", "column_fits", "hash_folds", "run_sharded_probe", "stream_cell"]
@@ -172,7 +172,7 @@ def run_sharded_probe(
                 scores = stream_cell(vectors, p, layer, rows, y, len(classes), folds, C, epochs, seed, cancel)
             else:
                 X = vectors.get(p, layer)[rows]
-                scores, stopped = _cv_scores(X, y, splits, C, max_iter, seed)
+                scores, stopped = cv_scores(X, y, splits, C, max_iter, seed)
                 fits, capped = fits + len(splits), capped + stopped
             records.append({"layer": layer, "pooling": p, "accuracy_mean": float(scores.mean()),
                             "accuracy_sd": float(scores.std(ddof=1)), "n": len(y), "folds": folds})

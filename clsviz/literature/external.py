@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..experiments.side_by_side import describe_change
 from ..experiments.sink_dimensions import MASSIVE_RATIO, find_massive_dimensions, relative_spread
 from ..narrative import benchmark_summary
 from ..verdicts import estimate, paired_difference
@@ -214,8 +215,6 @@ def _describe(key: str, result) -> str:
     if key == "finetune":
         return "the last fine-tuning run: " + result.summary()
     if key == "comparison":
-        from ..experiments.side_by_side import describe_change
-
         return f"the last comparison with {result.model_b}: " + describe_change(result)
     if key == "scoreboard":
         best = result.ranking().iloc[0]

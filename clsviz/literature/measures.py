@@ -19,10 +19,18 @@ from fractions import Fraction
 import numpy as np
 
 from ..attention import attention_breakdown, token_categories
-from ..corpus import Corpus, demo_corpus, is_missing, stratified_rows
+from ..baseline import baseline_texts
+from ..benchmark import benchmark_from_vectors, pair_texts
+from ..corpus import Corpus, demo_corpus, demo_pairs, is_missing, stratified_rows
+from ..experiments.inversion import bow_f1
+from ..experiments.neighbours import pair_set, paraphrase_recall
+from ..metrics import bootstrap_interval
+from ..mixing import attention_weights
 from ..narrative import describe_series, layer_span
+from ..norms import top_dimensions
 from ..progress import check_cancel
-from ..vectors import hidden_batches, tokenize_texts
+from ..tracing import trace
+from ..vectors import extract, hidden_batches, tokenize_texts
 from ..verdicts import Estimate, estimate
 from .claims import NOT_MEASURABLE, Claim
 
@@ -101,8 +109,6 @@ class Context:
                  sample_size: int = SAMPLE_SIZE, attention_sample: int = ATTENTION_SAMPLE,
                  baseline_sample: int = BASELINE_SAMPLE, seed: int = 0, cancel=None, finetuned=None,
                  scoreboard_sample: int | None = None):  # fmt: skip
-        from ..corpus import demo_pairs
-
         self.encoder = encoder
         self.demo = corpus is None
         self.corpus = demo_corpus() if corpus is None else corpus
@@ -127,8 +133,6 @@ class Context:
 
     def attention_traces(self) -> list:
         """Traces (attention maps included) of a sample of the corpus, cut to :data:`MAX_TOKENS`."""
-        from ..tracing import trace
-
         def compute():
             out = []
             for text in sample_texts(self.corpus, self.attention_sample, self.seed):
@@ -140,17 +144,12 @@ class Context:
 
     def pair_vectors(self):
         """[CLS] and mean vectors of every sentence of the pairs (in :func:`pair_texts` order)."""
-        from ..benchmark import pair_texts
-        from ..vectors import extract
-
         return self.memo("pairs", lambda: extract(self.encoder, pair_texts(self.pairs), ("cls", "mean"),
                                                   max_length=MAX_TOKENS, cancel=self.cancel))
 
     def demo_vectors(self):
         """[CLS] vectors of a demo sample with its labels: every word-order row, and of the rest
         ``sample_size`` minus those (at least :data:`DEMO_REST`), stratified by form and sentiment."""
-        from ..vectors import extract
-
         def compute():
             demo = demo_corpus()
             ordered = [i for i, v in enumerate(demo.labels["order"]) if not is_missing(v)]
@@ -166,8 +165,6 @@ class Context:
 
     def sample_vectors(self):
         """[CLS] vectors of the corpus sample (the demo sample when the corpus is the demo corpus)."""
-        from ..vectors import extract
-
         if self.demo:
             return self.demo_vectors()
         return self.memo("sample", lambda: extract(self.encoder, sample_texts(self.corpus, self.sample_size, self.seed),
@@ -185,9 +182,6 @@ def sts_gap(claim: Claim, ctx: Context) -> Measurement:
     """Spearman ρ × 100 of [CLS] and of the mean on the scored pairs at the last layer; the
     deciding number is the gap (mean − [CLS]) with its paired bootstrap interval over the pairs."""
     from scipy.stats import spearmanr
-
-    from ..benchmark import benchmark_from_vectors
-    from ..metrics import bootstrap_interval
 
     result = benchmark_from_vectors(ctx.pair_vectors(), ctx.pairs)
     numbers = {}
@@ -242,8 +236,6 @@ def sep_share(claim: Claim, ctx: Context) -> Measurement:
 def special_norm_share(claim: Claim, ctx: Context) -> Measurement:
     """[CLS] + [SEP] share of attention by weight and by value norm; the deciding number is the
     ratio of the two (means over blocks and sentences) with its bootstrap interval over sentences."""
-    from ..mixing import attention_weights
-
     by_weight, by_norm = [], []
     try:
         for t in ctx.attention_traces():
@@ -302,8 +294,6 @@ def anisotropy_profile(claim: Claim, ctx: Context) -> Measurement:
     """Mean cosine of token pairs from different sentences, per layer (the anisotropy baseline's
     "token" reference on the same sentences), with bootstrap intervals over the sentences for
     the lowest layer average and for the upper half minus the lower half."""
-    from ..baseline import baseline_texts
-
     if ctx.num_layers < 2:
         return _not_measurable("upper and lower layers need at least two blocks; this model has one")
     if ctx.demo:
@@ -340,8 +330,6 @@ def massive_ratio(claim: Claim, ctx: Context) -> Measurement:
     with its bootstrap interval."""
     import pandas as pd
 
-    from ..norms import top_dimensions
-
     per_text = [top_dimensions(t, k=1) for t in ctx.attention_traces()]
     largest = np.array([float(top["times_median"].max()) for top in per_text])
     found = estimate(largest, np.median, seed=ctx.seed)
@@ -360,9 +348,6 @@ def massive_ratio(claim: Claim, ctx: Context) -> Measurement:
 
 def inversion_bound(claim: Claim, ctx: Context) -> Measurement:
     """Lower bounds on what [CLS] keeps of its sentence: bag-of-words F1 and paraphrase recall@1."""
-    from ..experiments.inversion import bow_f1
-    from ..experiments.neighbours import pair_set, paraphrase_recall
-
     parts, sizes, numbers = [], [], {}
     vectors = ctx.sample_vectors()
     try:
