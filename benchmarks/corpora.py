@@ -51,7 +51,7 @@ corpus = Corpus(texts=texts, labels={{"kind": tuple(str(i % 3) for i in range(n)
 if mode == "embed":
     enc = load_encoder()
     start = time.perf_counter()
-    embed_to_shards(enc, corpus, out, max_length=16, batch_size=64, engine={engine!r},
+    embed_to_shards(enc, corpus, out, max_tokens=16, batch_size=64, engine={engine!r},
                     engine_options={engine_options!r})
     seconds = time.perf_counter() - start
 else:
@@ -79,7 +79,7 @@ words = {words!r}
 texts = tuple(" ".join(rng.choice(words, size=int(rng.integers(4, 9)))) for _ in range(n))
 corpus = Corpus(texts=texts, labels={{"kind": tuple(str(i % 3) for i in range(n))}})
 enc = load_encoder()
-options = dict(max_length=16, batch_size=64, shard_rows=200)
+options = dict(max_tokens=16, batch_size=64, shard_rows=200)
 embed_to_shards(enc, corpus, out + "/local", **options)
 cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "object_store_memory": 100 * 2**20}})
 cluster.add_node(num_cpus=1, object_store_memory=100 * 2**20)

@@ -26,7 +26,7 @@ def extract_flops(encoder, texts, batch_size: int) -> float:
     d, layers, inter = cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size
     with encoder.lock:
         lengths = sorted((len(x) for x in encoder.tokenizer(list(texts), truncation=True,
-                                                            max_length=encoder.info.max_length)["input_ids"]),
+                                                            max_tokens=encoder.info.max_tokens)["input_ids"]),
                          reverse=True)
     flops = 0.0
     for start in range(0, len(lengths), batch_size):

@@ -43,6 +43,7 @@ from .attribution_targets import (
     target_values,
 )
 from .blocks import BlockStructureError, embedding_weights, run_stack
+from .keywords import accepts_max_length
 from .tracing import tokenize
 
 __all__ = [
@@ -184,9 +185,10 @@ def _occlusion(encoder, ids, special, target, budget: int) -> tuple[np.ndarray, 
     return scores, float(values[0]), float(values[-1])
 
 
+@accepts_max_length
 def attribute(encoder, text: str, target="similarity", other: str | None = None, pooling: str = "cls",
               layer: int = -1, method: str = "integrated_gradients", steps: int = 64, probe=None,
-              class_index: int | None = None, max_length: int | None = None,
+              class_index: int | None = None, max_tokens: int | None = None,
               budget: int = DEFAULT_BUDGET) -> Attribution:  # fmt: skip
     """Split a target of ``text`` over its tokens.
 
@@ -200,7 +202,7 @@ def attribute(encoder, text: str, target="similarity", other: str | None = None,
       ``"cls"`` at ``-1`` gives the model's own logits), or a callable ``fn(hidden [L+1, B, T,
       D]) -> [B]``. ``class_index=None`` picks the class predicted for ``text``.
     * ``method``: one of :data:`ATTRIBUTION_METHODS`; ``steps``: integrated-gradients path points.
-    * ``max_length``: cut the text (and ``other``) at this many tokens (default: the model's limit).
+    * ``max_tokens``: cut the text (and ``other``) at this many tokens (default: the model's limit).
     * ``budget``: bytes of activations one batch may hold (long texts are split into batches).
 
     Raises :class:`AttributionError` (a ValueError) for an empty text or other sentence, an
@@ -217,12 +219,12 @@ def attribute(encoder, text: str, target="similarity", other: str | None = None,
     if not isinstance(steps, (int, np.integer)) or not 1 <= int(steps) <= _MAX_STEPS:
         raise AttributionError(f"steps must be a whole number from 1 to {_MAX_STEPS}; got {steps!r}.")
     try:
-        tt = tokenize(encoder, text, max_length)
+        tt = tokenize(encoder, text, max_tokens)
     except ValueError as exc:
         raise AttributionError(str(exc)) from exc
     if method == "grad_x_input" and isinstance(target, str) and target == "similarity" and other is None:
         raise AttributionError(_NO_GRADIENT)
-    goal = make_target(encoder, text, target, other, pooling, layer, probe, class_index, max_length)
+    goal = make_target(encoder, text, target, other, pooling, layer, probe, class_index, max_tokens)
     ids, special = tt.input_ids, tt.special_mask
     if method == "occlusion":
         scores, value, baseline_value = _occlusion(encoder, ids, special, goal, budget)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .encoder import apply_pooler
+from .keywords import accepts_max_length
 from .layers import check_layer
 from .pooling import check_pooling, pool, pool_hidden
 from .tracing import check_summary_token, has_content, special_positions, tokenize, trace
@@ -134,10 +135,11 @@ def resolve_layer(encoder, layer: int, pooling: str) -> int:
         raise AttributionError(str(exc)) from exc
 
 
+@accepts_max_length
 def make_target(encoder, text: str, target="similarity", other: str | None = None, pooling: str = "cls",
                 layer: int = -1, probe=None, class_index: int | None = None,
-                max_length: int | None = None) -> Target:  # fmt: skip
-    """The :class:`Target` of :func:`attribute` (see there) for ``text`` cut at ``max_length``
+                max_tokens: int | None = None) -> Target:  # fmt: skip
+    """The :class:`Target` of :func:`attribute` (see there) for ``text`` cut at ``max_tokens``
     tokens; ``target`` may also be a callable ``fn(hidden [L+1, B, T, D]) -> [B]`` (a custom target)."""
     import torch
 
@@ -152,7 +154,7 @@ def make_target(encoder, text: str, target="similarity", other: str | None = Non
         except ValueError as exc:
             raise AttributionError(str(exc)) from None
     try:
-        tt = tokenize(encoder, text, max_length)
+        tt = tokenize(encoder, text, max_tokens)
     except ValueError as exc:
         raise AttributionError(str(exc)) from exc
     special, cls_index = tt.special_mask, special_positions(tt, encoder.info)[0]
@@ -163,7 +165,7 @@ def make_target(encoder, text: str, target="similarity", other: str | None = Non
 
     if target == "similarity":
         other = text if other is None else _check_other(other)
-        ref = torch.as_tensor(pool(trace(encoder, other, max_length=max_length), pooling, idx))
+        ref = torch.as_tensor(pool(trace(encoder, other, max_tokens=max_tokens), pooling, idx))
 
         def similarity(hidden):
             v = pooled(hidden)

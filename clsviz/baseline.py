@@ -25,6 +25,7 @@ import pandas as pd
 
 from .corpus import demo_corpus
 from .encoder import Encoder, apply_pooler
+from .keywords import accepts_max_length
 from .metrics import centre, cosine_matrix
 from .pooling import pool_hidden
 from .vectors import hidden_batches, tokenize_texts
@@ -238,7 +239,7 @@ def _sample_texts(texts: Sequence[str], sample: int, seed: int) -> tuple[str, ..
     return tuple(texts[i] for i in keep)
 
 
-def _sample_states(encoder: Encoder, texts: Sequence[str], batch_size: int, max_length: int):
+def _sample_states(encoder: Encoder, texts: Sequence[str], batch_size: int, max_tokens: int):
     """Run texts through the fast model once.
 
     Returns (tokens float32 [M, L+1, D], token_owner int [M], pooled float32 [N, L+1, P, D],
@@ -250,7 +251,7 @@ def _sample_states(encoder: Encoder, texts: Sequence[str], batch_size: int, max_
     poolings = _BASELINE_POOLINGS + (("pooler",) if info.has_pooler else ())
     if info.summary == "none":  # a lab model without a summary token: no [CLS] to measure
         poolings = tuple(p for p in poolings if p not in ("cls", "pooler"))
-    tokenized = tokenize_texts(encoder, texts, max_length)
+    tokenized = tokenize_texts(encoder, texts, max_tokens)
     token_rows, owners = [], []
     pooled = np.empty((len(texts), info.num_layers + 1, len(poolings), info.hidden_size), dtype=np.float32)
     with torch.inference_mode():
@@ -285,19 +286,20 @@ def _cross_stats(a: np.ndarray, a_owner: np.ndarray, b: np.ndarray, b_owner: np.
     return float(values.mean()), float(values.std()), int(values.size)
 
 
+@accepts_max_length
 def measure_baseline(
     encoder: Encoder,
     texts: Sequence[str] | None = None,
     sample: int = 200,
-    max_tokens: int = 3000,
+    token_sample: int = 3000,
     batch_size: int = 32,
-    max_length: int = 128,
+    max_tokens: int = 128,
     seed: int = 0,
 ) -> Baseline:
     """Measure the anisotropy baseline of ``encoder``.
 
     ``texts`` defaults to a sample of the demo corpus (or :data:`BUILTIN_SENTENCES`); at
-    most ``sample`` texts and ``max_tokens`` content tokens (a seeded random subset) are
+    most ``sample`` texts and ``token_sample`` content tokens (a seeded random subset) are
     used, so it takes seconds. Every pair counted comes from two *different* texts.
     """
     if texts is None:
@@ -308,10 +310,10 @@ def measure_baseline(
         raise ValueError("The baseline needs at least two non-empty texts (pairs come from different texts).")
     # Similar lengths in a batch waste less padding; the order does not change the statistics.
     chosen = tuple(sorted(chosen, key=len))
-    tokens, owner, pooled, poolings = _sample_states(encoder, chosen, batch_size, max_length)
-    if len(tokens) > max_tokens:
+    tokens, owner, pooled, poolings = _sample_states(encoder, chosen, batch_size, max_tokens)
+    if len(tokens) > token_sample:
         rng = np.random.default_rng(seed)
-        keep = np.sort(rng.choice(len(tokens), size=max_tokens, replace=False))
+        keep = np.sort(rng.choice(len(tokens), size=token_sample, replace=False))
         tokens, owner = tokens[keep], owner[keep]
 
     n_texts = len(chosen)

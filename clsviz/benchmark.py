@@ -132,7 +132,7 @@ def sentence_benchmark(
     poolings: Sequence[str] = COMPARE_POOLINGS,
     batch_size: int = 32,
     progress: Callable[[int, int], None] | None = None,
-    max_length: int | None = None,
+    max_tokens: int | None = None,
 ) -> BenchmarkResult:
     """Spearman correlation between cosine and ``score`` on sentence pairs, per layer × pooling.
 
@@ -144,7 +144,7 @@ def sentence_benchmark(
     _check_pairs(pairs)
     poolings = tuple(check_pooling(s) for s in poolings)
     vectors = extract(
-        encoder, pair_texts(pairs), poolings, batch_size=batch_size, progress=progress, max_length=max_length
+        encoder, pair_texts(pairs), poolings, batch_size=batch_size, progress=progress, max_tokens=max_tokens
     )
     return benchmark_from_vectors(vectors, pairs)
 

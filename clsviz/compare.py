@@ -91,7 +91,7 @@ class ModelComparison:
     to float64 [L+1, 2], the 95% bootstrap interval (resampling the texts) of its diagonal, for
     models of the same depth. ``skipped`` maps a reading
     that could not be computed to the reason. ``num_tokens`` is the number of token vectors the
-    "tokens" reading used (a random sample when the texts have more than ``max_tokens``).
+    "tokens" reading used (a random sample when the texts have more than ``token_sample``).
     """
 
     model_a: str
@@ -178,11 +178,11 @@ def _layer_vectors(enc: Encoder, ids, special, readings, picks, batch_size, prog
     return out
 
 
-def _pick_tokens(special: list[np.ndarray], max_tokens: int, seed: int) -> dict[int, np.ndarray]:
-    """Ordinals of content tokens per text (k-th token of the text): all, or a sample of ``max_tokens``."""
+def _pick_tokens(special: list[np.ndarray], token_sample: int, seed: int) -> dict[int, np.ndarray]:
+    """Ordinals of content tokens per text (k-th token of the text): all, or a sample of ``token_sample``."""
     pairs = [(t, k) for t, sp in enumerate(special) for k in range(int((~sp).sum()))]
-    if len(pairs) > max_tokens:
-        keep = np.sort(np.random.default_rng(seed).choice(len(pairs), size=max_tokens, replace=False))
+    if len(pairs) > token_sample:
+        keep = np.sort(np.random.default_rng(seed).choice(len(pairs), size=token_sample, replace=False))
         pairs = [pairs[k] for k in keep]
     picks: dict[int, list[int]] = {}
     for t, p in pairs:
@@ -196,7 +196,7 @@ def compare_encoders(
     texts: Sequence[str],
     readings: Sequence[str] = CKA_READINGS,
     *,
-    max_tokens: int = 1000,
+    token_sample: int = 1000,
     batch_size: int = 16,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
@@ -206,7 +206,7 @@ def compare_encoders(
 
     Both models read the texts cut to the shorter of their two length limits. "cls" and "mean"
     compare one vector per text (N = len(texts)); "tokens" compares every content token (a
-    ``seed``-ed sample of ``max_tokens`` when there are more) and needs both tokenizers to
+    ``seed``-ed sample of ``token_sample`` when there are more) and needs both tokenizers to
     split every text the same way: otherwise it is left out and ``skipped["tokens"]`` says why.
     ``progress(done, total)`` counts texts over both models; setting ``cancel`` (a
     ``threading.Event``) stops it between batches with :class:`clsviz.progress.Cancelled`.
@@ -221,10 +221,10 @@ def compare_encoders(
     empty = [i + 1 for i, t in enumerate(texts) if not has_content(t)]
     if empty:
         raise ValueError(f"{len(empty)} text(s) are empty (rows {', '.join(map(str, empty[:10]))}); remove them.")
-    if max_tokens < 2 or batch_size < 1:
-        raise ValueError(f"max_tokens must be at least 2 and batch_size at least 1 (got {max_tokens}, {batch_size}).")
+    if token_sample < 2 or batch_size < 1:
+        raise ValueError(f"token_sample must be at least 2 and batch_size at least 1 (got {token_sample}, {batch_size}).")
 
-    limit = min(enc_a.info.max_length, enc_b.info.max_length)
+    limit = min(enc_a.info.max_tokens, enc_b.info.max_tokens)
     ids_a, special_a, content_a = _tokenize(enc_a, texts, limit)
     ids_b, special_b, content_b = _tokenize(enc_b, texts, limit)
     differs = [i for i in range(len(texts)) if content_a[i] != content_b[i]]
@@ -239,7 +239,7 @@ def compare_encoders(
         wanted.remove("cls")
     if not wanted:
         raise ValueError(" ".join(skipped.values()))
-    picks = _pick_tokens(special_a, max_tokens, seed) if "tokens" in wanted else {}
+    picks = _pick_tokens(special_a, token_sample, seed) if "tokens" in wanted else {}
     num_tokens = sum(len(p) for p in picks.values())
     if len(texts) < _FEW_TEXTS and ({"cls", "mean"} & set(wanted)):
         messages.append(

@@ -81,7 +81,7 @@ class EncoderInfo:
     cls_token_id: int
     sep_token: str | None
     sep_token_id: int | None
-    max_length: int
+    max_tokens: int
     position_embedding_type: str
     has_pooler: bool
     device: str
@@ -107,6 +107,11 @@ class EncoderInfo:
     @property
     def heads(self) -> int:
         return self.num_heads
+
+    @property
+    def max_length(self) -> int:
+        """The old name of :attr:`max_tokens` (the longest input in tokens, specials included)."""
+        return self.max_tokens
 
     @property
     def dims(self) -> int:
@@ -288,7 +293,7 @@ def _encoder_info(display: str, source: str, model, tokenizer, cls: tuple[str, i
         cls_token_id=cls[1],
         sep_token=sep_token,
         sep_token_id=int(sep_id) if sep_id is not None else None,
-        max_length=_usable_length(cfg, tokenizer),
+        max_tokens=_usable_length(cfg, tokenizer),
         position_embedding_type=str(
             getattr(cfg, "position_embedding_type", None)
             or ("sinusoidal" if getattr(cfg, "sinusoidal_pos_embds", False) else "absolute")

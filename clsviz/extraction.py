@@ -24,6 +24,7 @@ from pathlib import Path
 from .artifacts import is_partial, write_bytes_atomic
 from .corpus import Corpus
 from .encoder import Encoder
+from .keywords import accepts_max_length
 from .layers import check_layer
 from .progress import check_cancel
 from .ray_engine import run_ray_shards
@@ -82,7 +83,7 @@ def run_settings(
     layers: Sequence[int] | None = None,
     dtype: str = "float16",
     batch_size: int = 32,
-    max_length: int | None = None,
+    max_tokens: int | None = None,
     shard_rows: int | None = None,
 ) -> dict:
     """Everything that decides a shard folder's bytes (the manifest without its shard list).
@@ -99,7 +100,7 @@ def run_settings(
         raise ValueError("batch_size and shard_rows must be at least 1")
     if len(corpus) == 0:
         raise ValueError("The corpus is empty: there is nothing to embed.")
-    limit = info.max_length if max_length is None else min(int(max_length), info.max_length)
+    limit = info.max_tokens if max_tokens is None else min(int(max_tokens), info.max_tokens)
     return {
         "kind": KIND,
         "format_version": SHARD_FORMAT_VERSION,
@@ -164,6 +165,7 @@ def _prepare(folder: Path, settings: dict) -> dict:
     return manifest
 
 
+@accepts_max_length
 def embed_to_shards(
     encoder: Encoder,
     corpus: Corpus,
@@ -173,7 +175,7 @@ def embed_to_shards(
     layers: Sequence[int] | None = None,
     dtype: str = "float16",
     batch_size: int = 32,
-    max_length: int | None = None,
+    max_tokens: int | None = None,
     shard_rows: int | None = None,
     engine: str = "local",
     engine_options: dict | None = None,
@@ -192,7 +194,7 @@ def embed_to_shards(
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     folder = Path(out)
-    settings = run_settings(encoder, corpus, poolings, layers, dtype, batch_size, max_length, shard_rows)
+    settings = run_settings(encoder, corpus, poolings, layers, dtype, batch_size, max_tokens, shard_rows)
     manifest = _prepare(folder, settings)
     done = {s["index"] for s in manifest["shards"]}
     todo = [p for p in _plan(settings) if p[0] not in done]

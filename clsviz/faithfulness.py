@@ -60,6 +60,7 @@ from .attribution import (
 )
 from .attribution import METHOD_NAMES as ATTRIBUTION_NAMES
 from .corpus import demo_corpus
+from .keywords import accepts_max_length
 from .mixing import METHOD_NAMES as MIXING_NAMES
 from .mixing import measure, rollout
 from .pooling import token_position
@@ -223,7 +224,7 @@ def default_probe(encoder, pooling: str = "cls", layer: int = -1, label: str = D
     key = (encoder.name, pooling, idx, label)
     if key not in _PROBES:
         corpus = demo_corpus()
-        X = extract(encoder, corpus.texts, (pooling,), max_length=128).vectors[:, idx, 0]
+        X = extract(encoder, corpus.texts, (pooling,), max_tokens=128).vectors[:, idx, 0]
         # The probe of clsviz.experiments.probe.make_probe (standardise, then logistic regression),
         # built here because the evidence layer sits below the experiments.
         probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
@@ -247,7 +248,7 @@ def _resolve_target(encoder, target, pooling: str, idx: int, probe):
 def _scores(encoder, t: Trace, name: str, goal: Target, pooling: str, block: int, steps: int, memo, cancel):
     """float64 [T]: the token scores of measure ``name`` for ``t``."""
     if name in ATTRIBUTION_METHODS:
-        found = attribute(encoder, t.text, target=goal, method=name, steps=steps, max_length=t.seq_len)
+        found = attribute(encoder, t.text, target=goal, method=name, steps=steps, max_tokens=t.seq_len)
         scores = found.scores.astype(np.float64)
         if float(np.max(np.abs(scores[~t.special_mask]), initial=0.0)) <= NOISE * max(1.0, abs(found.value)):
             raise AttributionError(f"its scores are float noise (at most {NOISE:g} of the target): this target gives "
@@ -305,9 +306,10 @@ def _metrics(full: float, deleted: np.ndarray, kept: np.ndarray, each: list[np.n
     }
 
 
+@accepts_max_length
 def rank_measures(encoder, texts, target="auto", measures=MEASURES, pooling: str = "cls",
                   layer: int = -1, probe=None, class_index: int | None = None, steps: int = 32, seed: int = 0,
-                  max_length: int | None = None, progress=None, cancel=None) -> Scoreboard:  # fmt: skip
+                  max_tokens: int | None = None, progress=None, cancel=None) -> Scoreboard:  # fmt: skip
     """Rank ``measures`` by how well their token rankings predict removals, on ``texts``.
 
     ``texts``: strings or Traces of ``encoder``. ``target``: one of :data:`BOARD_TARGETS`
@@ -336,8 +338,8 @@ def rank_measures(encoder, texts, target="auto", measures=MEASURES, pooling: str
     description = ""
     total = len(items) * (len(measures) + 1)
     for ti, item in enumerate(items):
-        t = item if isinstance(item, Trace) else trace(encoder, item, max_length=max_length)
-        goal = make_target(encoder, t.text, kind, None, pooling, idx, probe, class_index, max_length=t.seq_len)
+        t = item if isinstance(item, Trace) else trace(encoder, item, max_tokens=max_tokens)
+        goal = make_target(encoder, t.text, kind, None, pooling, idx, probe, class_index, max_tokens=t.seq_len)
         description = description or goal.description
         orders, memo = {}, {}
         for mi, name in enumerate(measures):

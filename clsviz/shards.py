@@ -152,7 +152,7 @@ def embed_shard(encoder: Encoder, settings: dict, index: int, start: int, texts:
     """The Parquet bytes of shard ``index`` (rows ``start`` ..): ``texts`` pooled by ``encoder``
     as ``settings`` say (see :func:`clsviz.extraction.run_settings`). The same inputs give the same bytes."""
     pv = extract(encoder, texts, poolings=settings["poolings"], batch_size=settings["batch_size"],
-                 max_length=settings["max_length"], labels=labels)
+                 max_tokens=settings["max_length"], labels=labels)
     meta = {"format_version": SHARD_FORMAT_VERSION, "model": settings["model"], "index": index, "start": start,
             "rows": len(texts)}
     return shard_bytes(pv, settings["layers"], settings["dtype"], settings["labels"], meta)

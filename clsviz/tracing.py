@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .encoder import Encoder, EncoderInfo, apply_pooler
+from .keywords import accepts_max_length
 from .layers import check_block, check_layer
 
 __all__ = [
@@ -188,7 +189,8 @@ def has_content(text: str) -> bool:
     return any(not (ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf")) for ch in text)
 
 
-def tokenize(encoder: Encoder, text: str, max_length: int | None = None) -> TokenizedText:
+@accepts_max_length
+def tokenize(encoder: Encoder, text: str, max_tokens: int | None = None) -> TokenizedText:
     """Tokenize ``text`` as the model sees it, without turning literal special-token text
     (e.g. the characters "[CLS]") into special tokens. Truncates to the model's limit."""
     text = _clean(text)
@@ -196,11 +198,11 @@ def tokenize(encoder: Encoder, text: str, max_length: int | None = None) -> Toke
         raise ValueError(
             "The text is empty (or only spaces and control characters). Type at least one word."
         )
-    limit = encoder.info.max_length if max_length is None else min(int(max_length), encoder.info.max_length)
+    limit = encoder.info.max_tokens if max_tokens is None else min(int(max_tokens), encoder.info.max_tokens)
     tok = encoder.tokenizer
     num_special = tok.num_special_tokens_to_add(pair=False)
     if limit <= num_special:
-        raise ValueError(f"max_length must be more than {num_special} (the special tokens), got {limit}")
+        raise ValueError(f"max_tokens must be more than {num_special} (the special tokens), got {limit}")
     # split_special_tokens: a literal "[CLS]" in the text stays text, never a special token.
     options = dict(split_special_tokens=True, verbose=False)
     with encoder.lock:
@@ -288,15 +290,16 @@ def _maps_to_numpy(maps: list) -> np.ndarray:
     return out
 
 
-def trace(encoder: Encoder, text: str, max_length: int | None = None) -> Trace:
+@accepts_max_length
+def trace(encoder: Encoder, text: str, max_tokens: int | None = None) -> Trace:
     """Run ``text`` through ``encoder`` once and keep every attention map and hidden state.
 
     Raises ``ValueError`` for empty text. Text longer than the model's limit (or
-    ``max_length``) is truncated and ``Trace.truncated`` is True.
+    ``max_tokens``) is truncated and ``Trace.truncated`` is True.
     """
     import torch
 
-    tt = tokenize(encoder, text, max_length)
+    tt = tokenize(encoder, text, max_tokens)
     model = encoder.eager_model
     ids = torch.as_tensor(tt.input_ids, device=encoder.device)[None, :]
     with torch.inference_mode():

@@ -19,6 +19,7 @@ import numpy as np
 from .architectures import BlockStructureError
 from .batched_forward import BlockRunner
 from .encoder import Encoder, apply_pooler
+from .keywords import accepts_max_length
 from .layers import check_layer
 from .pooling import check_pooling, pool_hidden
 from .progress import check_cancel
@@ -89,8 +90,9 @@ class TokenizedTexts:
     truncated: np.ndarray
 
 
-def tokenize_texts(encoder: Encoder, texts: Sequence[str], max_length: int | None = None) -> TokenizedTexts:
-    """Tokenize ``texts`` for a batched run (truncated to the model's limit or ``max_length``).
+@accepts_max_length
+def tokenize_texts(encoder: Encoder, texts: Sequence[str], max_tokens: int | None = None) -> TokenizedTexts:
+    """Tokenize ``texts`` for a batched run (truncated to the model's limit or ``max_tokens``).
 
     Literal special-token text ("[CLS]", "<s>") stays ordinary text. Raises ``ValueError``
     naming the rows (1-based) of empty texts, or when there are no texts at all.
@@ -103,7 +105,7 @@ def tokenize_texts(encoder: Encoder, texts: Sequence[str], max_length: int | Non
         shown = ", ".join(str(i) for i in bad[:10])
         raise ValueError(f"{len(bad)} text(s) are empty (rows {shown}{'...' if len(bad) > 10 else ''}).")
     info, tok = encoder.info, encoder.tokenizer
-    limit = info.max_length if max_length is None else min(int(max_length), info.max_length)
+    limit = info.max_tokens if max_tokens is None else min(int(max_tokens), info.max_tokens)
     with encoder.lock:
         enc = tok(
             texts,
@@ -200,13 +202,14 @@ def check_poolings(encoder: Encoder, poolings: Sequence[str]) -> tuple[str, ...]
     return poolings
 
 
+@accepts_max_length
 def extract(
     encoder: Encoder,
     texts: Sequence[str],
     poolings: Sequence[str] = ("cls", "mean", "max"),
     batch_size: int = 32,
     progress: Callable[[int, int], None] | None = None,
-    max_length: int | None = None,
+    max_tokens: int | None = None,
     labels: dict | None = None,
     cancel=None,
 ) -> PooledVectors:
@@ -220,7 +223,7 @@ def extract(
     """
     import torch
 
-    tokenized = tokenize_texts(encoder, texts, max_length)
+    tokenized = tokenize_texts(encoder, texts, max_tokens)
     poolings = check_poolings(encoder, poolings)
     info = encoder.info
     n_texts = len(tokenized.texts)

@@ -40,8 +40,8 @@ with c_shift:
     shift = number_input(st,
         "Shift positions by k",
         min_value=1,
-        max_value=max(1, encoder.info.max_length - 2),
-        value=min(20, max(1, encoder.info.max_length - 2)),
+        max_value=max(1, encoder.info.max_tokens - 2),
+        value=min(20, max(1, encoder.info.max_tokens - 2)),
         key="why_first.shift",
         help="For the 'position ids shifted' variant: every token keeps its place but gets position i + k.",
     )

@@ -411,7 +411,7 @@ def test_figure_labels_escape_markup_tokens():
 
 
 def test_figures_for_512_tokens_stay_under_5_mb(encoder):
-    long = trace(encoder, "Why is the [CLS] token first, and does it read the rest? " * 60, max_length=512)
+    long = trace(encoder, "Why is the [CLS] token first, and does it read the rest? " * 60, max_tokens=512)
     assert long.seq_len == 512
     for kind in M.ATTENTION_METHODS:
         weights = M.attention_weights(encoder, long, kind)

@@ -95,15 +95,15 @@ def rss():
 enc = load_encoder()
 words = "the cat chased a dog across every field while model attention layer tokens watched".split()
 texts = [" ".join(words[(i + j) % len(words)] for j in range(200)) + f" number {i}" for i in range(28)]
-trace(enc, texts[-1], max_length=256)  # warm the allocator and the model once, outside the cache
+trace(enc, texts[-1], max_tokens=256)  # warm the allocator and the model once, outside the cache
 before = rss()
 peak = before
 for text in texts:
-    cached("trace", (text,), lambda text=text: trace(enc, text, max_length=256))
+    cached("trace", (text,), lambda text=text: trace(enc, text, max_tokens=256))
     peak = max(peak, rss())
 cache = shared_cache()
-first_again = cached("trace", (texts[0],), lambda: trace(enc, texts[0], max_length=256))
-fresh = trace(enc, texts[0], max_length=256)
+first_again = cached("trace", (texts[0],), lambda: trace(enc, texts[0], max_tokens=256))
+fresh = trace(enc, texts[0], max_tokens=256)
 print(json.dumps({
     "before": before, "peak": peak, "used": cache.used_bytes, "budget": cache.max_bytes,
     "entries": len(cache), "misses": cache.misses, "hits": cache.hits,

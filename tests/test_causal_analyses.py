@@ -46,7 +46,7 @@ def corpus_csv(tmp_path_factory):
 def test_position_reads_like_the_experiment_with_its_notes(tiny_encoder):
     t = trace(tiny_encoder, TEXT)
     result = run("position", tiny_encoder, t, shift=60, replacement="unbelievableness")
-    want = position_experiment(tiny_encoder, TEXT, shift=60, replacement="unbelievableness", max_length=t.seq_len)
+    want = position_experiment(tiny_encoder, TEXT, shift=60, replacement="unbelievableness", max_tokens=t.seq_len)
     pd.testing.assert_frame_equal(result.table(), want.table)
     # A shift past the model's 64 positions is cut, and a word of several tokens is said: both as notes.
     assert result.notes == want.notes and len(result.notes) == 2
@@ -78,7 +78,7 @@ def test_sentence_tests_match_the_sweeps_with_the_demo_means(tiny_encoder):
     n = t.seq_len
     heads = run("interventions.heads", tiny_encoder, [t])
     means = iv.head_means(tiny_encoder, iv.demo_sample())  # the demo texts at full length
-    want = iv.head_sweep(tiny_encoder, [TEXT], mode="mean", mean_from=means, max_length=n)
+    want = iv.head_sweep(tiny_encoder, [TEXT], mode="mean", mean_from=means, max_tokens=n)
     np.testing.assert_allclose(heads.table()["effect"], want.table["effect"], rtol=1e-6, atol=1e-9)
     assert heads.finding == want.finding and heads.note.startswith("Rule: A head matters")
     # The means are computed once per model.
@@ -88,18 +88,18 @@ def test_sentence_tests_match_the_sweeps_with_the_demo_means(tiny_encoder):
     dims = iv.find_massive_dimensions(tiny_encoder, [TEXT], 1)["dimension"].tolist()
     dim_means = iv.dimension_means(tiny_encoder, iv.demo_sample(), dims, 1)
     np.testing.assert_allclose(demo_dimension_means(tiny_encoder, tuple(dims), 1), dim_means, rtol=1e-6)
-    want = iv.massive_sweep(tiny_encoder, [TEXT], layer=1, dims=dims, mean_from=dim_means, max_length=n)
+    want = iv.massive_sweep(tiny_encoder, [TEXT], layer=1, dims=dims, mean_from=dim_means, max_tokens=n)
     np.testing.assert_allclose(massive.table()["cosine"], want.table["cosine"], rtol=1e-6)
     pd.testing.assert_frame_equal(massive.attention_table(), want.attention)
     assert massive.summary()[-1] == want.finding
 
     registers = run("interventions.registers", tiny_encoder, [t], registers=2)
-    want = iv.register_sweep(tiny_encoder, [TEXT], ks=(0, 1, 2), max_length=n)
+    want = iv.register_sweep(tiny_encoder, [TEXT], ks=(0, 1, 2), max_tokens=n)
     assert list(registers.table()["k"]) == [0, 1, 2]
     np.testing.assert_allclose(registers.table()["cos_to_no_registers"], want.table["cos_to_no_registers"], rtol=1e-6)
 
     patch = run("interventions.patch", tiny_encoder, t, source="Stock markets fell sharply.")
-    profile = iv.patch_profile(tiny_encoder, "Stock markets fell sharply.", TEXT, max_length=n)
+    profile = iv.patch_profile(tiny_encoder, "Stock markets fell sharply.", TEXT, max_tokens=n)
     pd.testing.assert_frame_equal(patch.table(), profile)
     assert patch.summary() == [iv.summarize_patch_profile(profile)]
 
@@ -168,7 +168,7 @@ def test_clsviz_run_the_causal_tests(tmp_path, corpus_csv, tiny_encoder, capsys)
     out = tmp_path / "regs.csv"
     assert cli.main(["run", "interventions.registers", "--text", TEXT, "--model", model, "--registers", "1",
                      "--out", str(out), "-q"]) == 0  # fmt: skip
-    want = iv.register_sweep(tiny_encoder, [TEXT], ks=(0, 1), max_length=trace(tiny_encoder, TEXT).seq_len)
+    want = iv.register_sweep(tiny_encoder, [TEXT], ks=(0, 1), max_tokens=trace(tiny_encoder, TEXT).seq_len)
     assert capsys.readouterr().out.strip().splitlines()[-1] == want.finding
     np.testing.assert_allclose(pd.read_csv(out)["register_share"], want.table["register_share"], atol=1e-6)
 

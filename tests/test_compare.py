@@ -168,7 +168,7 @@ def test_changed_blocks_show_on_the_diagonal(tiny_encoder, perturbed_bert):
 
 
 def test_comparison_table_is_tidy(tiny_encoder, perturbed_bert):
-    result = compare_encoders(tiny_encoder, perturbed_bert, TEXTS, readings=("tokens", "mean"), max_tokens=20)
+    result = compare_encoders(tiny_encoder, perturbed_bert, TEXTS, readings=("tokens", "mean"), token_sample=20)
     assert result.num_tokens == 20
     table = result.table()
     assert list(table.columns) == ["model_a", "model_b", "reading", "layer_a", "layer_b", "cka"]
@@ -322,7 +322,7 @@ def finetuned_copy(encoder, tmp_path_factory):
                 [corpus.texts[i] for i in rows],
                 padding=True,
                 truncation=True,
-                max_length=32,
+                max_tokens=32,
                 return_tensors="pt",
             )
             loss = model(**batch, labels=y[rows]).loss

@@ -39,14 +39,14 @@ def _weights_digest(model) -> str:
 
 def test_concurrent_traces_and_extraction_match_sequential_runs(encoder):
     jobs = [(text, n) for text in TEXTS for n in MAX_LENGTHS]
-    alone = {job: trace(encoder, job[0], max_length=job[1]) for job in jobs}
+    alone = {job: trace(encoder, job[0], max_tokens=job[1]) for job in jobs}
     vectors_alone = extract(encoder, TEXTS, ("cls", "mean"), batch_size=3)
     before = _weights_digest(encoder.model)
 
     def run(job):
         if job == "extract":
             return extract(encoder, TEXTS, ("cls", "mean"), batch_size=3)
-        return trace(encoder, job[0], max_length=job[1])
+        return trace(encoder, job[0], max_tokens=job[1])
 
     work = [*jobs, "extract", *reversed(jobs), "extract"]
     with ThreadPoolExecutor(max_workers=8) as pool:

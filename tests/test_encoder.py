@@ -21,7 +21,7 @@ def test_bundled_default_metadata(encoder):
     assert info.cls_token == "[CLS]" and info.cls_token_id == encoder.tokenizer.cls_token_id
     assert info.sep_token == "[SEP]"
     assert info.has_pooler
-    assert info.max_length == min(
+    assert info.max_tokens == min(
         encoder.model.config.max_position_embeddings, encoder.tokenizer.model_max_length
     )
 

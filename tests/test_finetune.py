@@ -191,8 +191,8 @@ def test_step_zero_metrics_equal_the_untouched_model(encoder, watched):
     result, label_of, _ = watched
     held = list(result.heldout_texts)
     # Independent: one eager trace per text on the shared model, averaged over the held-out texts.
-    stats = sum(layer_stats(trace(encoder, t, max_length=64)).set_index("layer") for t in held) / len(held)
-    probe = run_probe(extract(encoder, held, ("cls", "mean"), max_length=64), [label_of[t] for t in held],
+    stats = sum(layer_stats(trace(encoder, t, max_tokens=64)).set_index("layer") for t in held) / len(held)
+    probe = run_probe(extract(encoder, held, ("cls", "mean"), max_tokens=64), [label_of[t] for t in held],
                       folds=result.probe_folds, seed=0).table  # fmt: skip
     assert result.probe_folds >= 2
     for pooling in ("cls", "mean"):
@@ -215,7 +215,7 @@ def test_step_zero_metrics_equal_the_untouched_model(encoder, watched):
             .to_numpy()
         )
         np.testing.assert_array_equal(
-            flow, gradient_flow(encoder, result.flow_text, pooling, seed=0, max_length=64)
+            flow, gradient_flow(encoder, result.flow_text, pooling, seed=0, max_tokens=64)
         )
         start = result.checkpoints.query("step == 0 and pooling == @pooling")["heldout_accuracy"].iloc[0]
         curve = result.curves.query("step == 0 and pooling == @pooling and metric == 'heldout_accuracy'")

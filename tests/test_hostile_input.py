@@ -536,7 +536,7 @@ def test_typed_text_in_the_library(case, encoder):
             trace(encoder, lines[0])
         return
     for text in lines[:3]:
-        t = trace(encoder, text, max_length=MAX_TOKENS)
+        t = trace(encoder, text, max_tokens=MAX_TOKENS)
         assert t.text == text
         ids = t.input_ids
         # Exactly one real [CLS] (first) and one [SEP] (last); literal "[CLS]" text never becomes one.
@@ -952,7 +952,7 @@ def test_saved_vectors_in_the_library(case, tmp_path):
         cls_token_id=101,
         sep_token="[SEP]",
         sep_token_id=102,
-        max_length=512,
+        max_tokens=512,
         position_embedding_type="absolute",
         has_pooler=True,
         device="cpu",
@@ -1033,7 +1033,7 @@ def test_mixing_input_in_the_library(case, encoder, mixing_model_dirs):
     p = case.payload
     model = _mixing_model(case, mixing_model_dirs)
     enc = load_encoder(model) if model else encoder
-    t = trace(enc, p["text"], max_length=p.get("max_tokens", MAX_TOKENS))
+    t = trace(enc, p["text"], max_tokens=p.get("max_tokens", MAX_TOKENS))
     # Raw attention is always there: the mean over heads of the trace's own weights.
     np.testing.assert_allclose(
         mixing.contributions(enc, t, "attention"), t.attentions.mean(axis=1), atol=1e-6
@@ -1058,7 +1058,7 @@ def test_mixing_input_in_the_library(case, encoder, mixing_model_dirs):
         assert np.isfinite(m).all() and (m >= 0).all(), method
         np.testing.assert_allclose(m.sum(axis=-1), 1.0, atol=1e-5, err_msg=method)
     a = attribution.attribute(
-        enc, p["text"], other="A dog barked.", method="grad_x_input", max_length=t.seq_len
+        enc, p["text"], other="A dog barked.", method="grad_x_input", max_tokens=t.seq_len
     )
     assert a.scores.shape == (t.seq_len,) and np.isfinite(a.scores).all()
 

@@ -69,7 +69,7 @@ def test_layer_and_head_selectors_pick_the_map(encoder, page):
     assert not page.exception
     matrix = _chart(page, "attention.matrix")
     assert "Block 2, head 4" in matrix["layout"]["title"]["text"]
-    t = trace(encoder, SENTENCES.splitlines()[0], max_length=DEFAULT_MAX_TOKENS)
+    t = trace(encoder, SENTENCES.splitlines()[0], max_tokens=DEFAULT_MAX_TOKENS)
     assert list(matrix["data"][0]["x"]) == [safe_text(f"{i} {tok}") for i, tok in enumerate(t.tokens)]
     np.testing.assert_allclose(_arr(matrix["data"][0]["z"]), np.round(t.attention(2, 3), 4), atol=1e-4)
     cls_row = _chart(page, "attention.cls_row")
@@ -80,7 +80,7 @@ def test_changing_the_sentence_changes_the_tokens(encoder, page):
     picker = page.selectbox(key="attention.sentence")
     picker.set_value(picker.options[1]).run()
     assert not page.exception
-    t = trace(encoder, SENTENCES.splitlines()[1], max_length=DEFAULT_MAX_TOKENS)
+    t = trace(encoder, SENTENCES.splitlines()[1], max_tokens=DEFAULT_MAX_TOKENS)
     labels = [safe_text(f"{i} {tok}") for i, tok in enumerate(t.tokens)]
     assert list(_chart(page, "attention.matrix")["data"][0]["x"]) == labels
     assert list(_chart(page, "attention.rollout")["data"][1]["x"]) == labels
@@ -97,7 +97,7 @@ def test_toggles_exclude_self_and_value_norm(encoder):
     assert any("value-norm weighted" in i.value for i in at.info)
     matrix = _chart(at, "attention.matrix")
     assert "value-norm" in _subtitle(matrix)
-    t = trace(encoder, SENTENCES.splitlines()[0], max_length=DEFAULT_MAX_TOKENS)
+    t = trace(encoder, SENTENCES.splitlines()[0], max_tokens=DEFAULT_MAX_TOKENS)
     expected = normalize_rows(value_weighted_attention(encoder, t))[-1].mean(axis=0)
     np.testing.assert_allclose(_arr(matrix["data"][0]["z"]), np.round(expected, 4), atol=1e-4)
 

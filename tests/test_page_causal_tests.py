@@ -46,8 +46,8 @@ def test_the_five_tests_run_on_the_typed_sentence(encoder):
     text = "The film was not bad at all."
     tokens = len(encoder.tokenizer(text)["input_ids"])
     findings = [_plain(i.value) for i in at.info]
-    assert knockout_sweep(encoder, [text], max_length=tokens).finding in findings
-    assert register_sweep(encoder, [text], max_length=tokens).finding in findings
+    assert knockout_sweep(encoder, [text], max_tokens=tokens).finding in findings
+    assert register_sweep(encoder, [text], max_tokens=tokens).finding in findings
     # One CSV per figure, and a second one (the attention table) for the massive and register tests.
     assert len(at.get("download_button")) == 7
     assert any("Rule: A head matters" in c.value for c in at.caption)

@@ -116,7 +116,7 @@ def test_demo_corpus_shows_umap_panels_scores_and_typed_sentences(demo_page, dem
     assert "&lt;b&gt;not&lt;/b&gt;" in stars[0]["hovertext"][0]
     mine = np.stack(
         [
-            pool(trace(tiny_encoder, s, max_length=DEFAULT_MAX_TOKENS), "cls", layer)
+            pool(trace(tiny_encoder, s, max_tokens=DEFAULT_MAX_TOKENS), "cls", layer)
             for s in SENTENCES.splitlines()
         ]
     )

@@ -36,7 +36,7 @@ def test_gradient_flow_of_the_typed_sentence(encoder):
     panels = [d for d in spec["data"] if d["type"] == "heatmap"]
     assert len(panels) == 2
     for panel, pooling in zip(panels, ("cls", "mean")):
-        expected = gradient_flow(encoder, SENTENCE, pooling, max_length=128)
+        expected = gradient_flow(encoder, SENTENCE, pooling, max_tokens=128)
         np.testing.assert_allclose(_arr(panel["customdata"]).astype(float), expected, atol=1e-6)
     assert any("zero everywhere except at [CLS]" in c.value for c in at.caption)
     assert any(b.label == "Start fine-tuning" for b in at.button)

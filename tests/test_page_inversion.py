@@ -40,7 +40,7 @@ def test_neighbours_on_the_bundled_model_match_brute_force(encoder):
     (spec,) = chart_specs(at)
     texts = demo_corpus().texts[:120]
     vectors = extract(encoder, texts, ("cls", "mean"))
-    t = trace(encoder, SENTENCE, max_length=DEFAULT_MAX_TOKENS)
+    t = trace(encoder, SENTENCE, max_tokens=DEFAULT_MAX_TOKENS)
     for panel, pooling, query in ((0, "cls", t.cls(4)), (1, "mean", pool(t, "mean", 4))):
         corpus = vectors.get(pooling, 4)
         sims = corpus @ query / np.linalg.norm(corpus, axis=1) / np.linalg.norm(query)
@@ -86,7 +86,7 @@ def test_masked_lm_head_reading(tiny_mlm_dir):  # noqa: F811
     at = _tiny(tiny_mlm_dir, **{"inversion.section": "Masked-LM head", "inversion.mlm_k": 3})
     (spec,) = chart_specs(at)
     enc = load_encoder(str(tiny_mlm_dir))
-    t = trace(enc, SENTENCE, max_length=DEFAULT_MAX_TOKENS)
+    t = trace(enc, SENTENCE, max_tokens=DEFAULT_MAX_TOKENS)
     expected = mlm_reading(load_mlm_head(enc), t.hidden_states[:, t.cls_index], enc.tokenizer, k=3)
     grid = spec["data"][0]
     top = expected[expected["rank"] == 1].sort_values("layer")["token"].map(safe_text).tolist()

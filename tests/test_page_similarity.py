@@ -66,7 +66,7 @@ def test_default_run_shows_the_cls_maps(page, encoder):
     specs = _specs(page)
     assert len(specs) == 2
     # The heatmap is cosine([CLS], token) of the first sentence, recomputed here with numpy.
-    t = trace(encoder, DEFAULT_SENTENCES.splitlines()[0], max_length=128)
+    t = trace(encoder, DEFAULT_SENTENCES.splitlines()[0], max_tokens=128)
     z = _arr(specs[0]["data"][0]["z"]).astype(float)
     h = t.hidden_states.astype(np.float64)
     expected = (h @ h[:, 0, :, None])[..., 0] / (
@@ -93,7 +93,7 @@ def test_massive_activations_section(encoder):
     at = _section(_open("The film was not bad at all."), "Norms & massive activations")
     assert len(at.get("plotly_chart")) == 3
     box = at.selectbox(key="similarity.massive.dimension")
-    t = trace(encoder, "The film was not bad at all.", max_length=128)
+    t = trace(encoder, "The film was not bad at all.", max_tokens=128)
     h = t.hidden_states[-1]
     # The first choice is the largest |value| on [CLS] or [SEP] at the last layer.
     candidates = [(abs(h[p, d]), d) for p in (t.cls_index, t.sep_index) for d in range(t.hidden_size)]

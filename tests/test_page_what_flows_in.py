@@ -58,7 +58,7 @@ def test_default_run_draws_every_map_beside_raw_attention(page, encoder):
     labels = [b.proto.label for b in page.get("download_button")]
     assert labels.count("Download an HTML report") == 1 and labels.count("Download the numbers (CSV)") == 3
     # The [CLS] row of ALTI (the default measure) beside raw attention, for the first sentence.
-    t = trace(encoder, SENTENCES.splitlines()[0], max_length=DEFAULT_MAX_TOKENS)
+    t = trace(encoder, SENTENCES.splitlines()[0], max_tokens=DEFAULT_MAX_TOKENS)
     alti = mixing.measure(encoder, t, "alti")
     left, right = charts[0]["data"][:2]
     np.testing.assert_allclose(

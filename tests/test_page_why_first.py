@@ -48,7 +48,7 @@ def test_default_run_shows_variants_and_their_numbers(encoder):
     tokens_grid, lines = specs
     assert list(tokens_grid["data"][0]["y"]) == [safe_text(VARIANT_LABELS[v]) for v in VARIANT_LABELS]
     expected = position_experiment(
-        encoder, SENTENCE, shift=20, replacement="the", max_length=DEFAULT_MAX_TOKENS
+        encoder, SENTENCE, shift=20, replacement="the", max_tokens=DEFAULT_MAX_TOKENS
     ).table
     moved = expected[expected["variant"] == "cls_end"].sort_values("layer")
     trace = next(

@@ -161,7 +161,7 @@ def test_gradient_flow_section_draws_the_norms(real_trace, real_sections, encode
     figure = {s.key: s.figure for s in real_sections}["dynamics.gradient_flow"]
     assert [d.type for d in figure.data] == ["heatmap", "heatmap"]
     for panel, pooling in zip(figure.data, ("cls", "mean")):
-        norms = gradient_flow(encoder, real_trace.text, pooling, max_length=real_trace.seq_len)
+        norms = gradient_flow(encoder, real_trace.text, pooling, max_tokens=real_trace.seq_len)
         np.testing.assert_allclose(np.asarray(panel.customdata, dtype=np.float64), norms, atol=1e-6)
         z = np.array([[np.nan if v is None else v for v in row] for row in panel.z], dtype=np.float64)
         np.testing.assert_allclose(

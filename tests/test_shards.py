@@ -156,7 +156,7 @@ def test_killed_run_resumes_to_the_same_bytes(tmp_path, encoder):
     assert main(args) == 0
     # The uninterrupted run: the same corpus file, model and options, in this process.
     straight_corpus = load_corpus(source.read_bytes(), source.name, max_bytes=10**9)
-    embed_to_shards(encoder, straight_corpus, tmp_path / "straight", shard_rows=6, max_length=16)
+    embed_to_shards(encoder, straight_corpus, tmp_path / "straight", shard_rows=6, max_tokens=16)
     resumed, straight = _folder_bytes(half), _folder_bytes(tmp_path / "straight")
     assert list(resumed) == list(straight) == [MANIFEST, *(f"shard-{i:05d}.parquet" for i in range(10))]
     assert resumed == straight

@@ -52,7 +52,7 @@ def traces(encoder):
 def sample_traces(encoder, baseline):
     # The same texts as the baseline, traced one by one through the eager model: an
     # independent path to every vector the batched baseline used.
-    return [trace(encoder, t, max_length=128) for t in baseline.texts]
+    return [trace(encoder, t, max_tokens=128) for t in baseline.texts]
 
 
 def test_cosine_helpers():

@@ -91,20 +91,20 @@ def test_empty_text_is_a_clear_value_error(encoder, text):
 def test_long_text_is_truncated_to_the_model_limit(encoder):
     t = trace(encoder, "word " * 2000)
     assert t.truncated
-    assert t.seq_len == encoder.info.max_length == 512
+    assert t.seq_len == encoder.info.max_tokens == 512
     assert t.tokens[0] == "[CLS]" and t.tokens[-1] == "[SEP]"
 
 
 def test_max_length_argument_truncates(encoder):
-    t = trace(encoder, "one two three four five six seven eight nine ten", max_length=6)
+    t = trace(encoder, "one two three four five six seven eight nine ten", max_tokens=6)
     assert t.seq_len == 6 and t.truncated
-    assert not trace(encoder, "one two", max_length=6).truncated
+    assert not trace(encoder, "one two", max_tokens=6).truncated
 
 
 def test_exactly_at_limit_is_not_truncated(encoder):
     text = "a b c d"  # 4 content tokens + 2 specials = 6
-    assert not trace(encoder, text, max_length=6).truncated
-    assert trace(encoder, text, max_length=5).truncated
+    assert not trace(encoder, text, max_tokens=6).truncated
+    assert trace(encoder, text, max_tokens=5).truncated
 
 
 def test_trace_validates_shapes(encoder):

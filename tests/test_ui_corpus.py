@@ -222,7 +222,7 @@ def test_corpus_vectors_extracts_once_per_key(tiny_encoder, counted):
     assert len(bars) == 1, "a cache hit draws no progress bar"
 
     ui_corpus.corpus_vectors(tiny_encoder, corpus, ("cls", "mean", "max"))
-    ui_corpus.corpus_vectors(tiny_encoder, corpus, ("cls", "mean"), max_length=8)
+    ui_corpus.corpus_vectors(tiny_encoder, corpus, ("cls", "mean"), max_tokens=8)
     ui_corpus.corpus_vectors(tiny_encoder, corpus.subset(range(10)), ("cls", "mean"))
     assert len(calls) == 4
 

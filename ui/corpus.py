@@ -141,10 +141,10 @@ def corpus_picker(key: str, source: str | None = None) -> Corpus | None:
 
 
 def vectors_key(
-    encoder: Encoder, corpus: Corpus, poolings: Sequence[str], max_length: int | None = None
+    encoder: Encoder, corpus: Corpus, poolings: Sequence[str], max_tokens: int | None = None
 ) -> str:
     """The cache key: model name, corpus content hash, poolings, max tokens."""
-    parts = (encoder.name, corpus.content_hash, ",".join(poolings), str(max_length))
+    parts = (encoder.name, corpus.content_hash, ",".join(poolings), str(max_tokens))
     return "|".join(parts)
 
 
@@ -152,7 +152,7 @@ def corpus_vectors(
     encoder: Encoder,
     corpus: Corpus,
     poolings: Sequence[str] = ("cls", "mean", "max"),
-    max_length: int | None = None,
+    max_tokens: int | None = None,
     batch_size: int = 32,
 ) -> PooledVectors | None:
     """Pooled vectors of every corpus text at every layer (see :func:`clsviz.extract`),
@@ -160,13 +160,13 @@ def corpus_vectors(
     max tokens). The corpus labels are copied into ``PooledVectors.labels``. On failure an
     error is shown and None is returned."""
     poolings = tuple(poolings)
-    key = vectors_key(encoder, corpus, poolings, max_length)
+    key = vectors_key(encoder, corpus, poolings, max_tokens)
     total = len(corpus)
 
     def compute() -> PooledVectors:
         return jobs.compute(
             f"Embedding {total:,} texts with {encoder.name}", extract, encoder, corpus.texts, poolings=poolings,
-            batch_size=batch_size, max_length=max_length, labels=dict(corpus.labels),
+            batch_size=batch_size, max_tokens=max_tokens, labels=dict(corpus.labels),
         )
 
     try:

@@ -151,7 +151,7 @@ def third_panel(encoder: Encoder, saved) -> str:
     if third != TOKEN_K:
         return third
     k = number_input(st,
-        "K (token position; 0 is [CLS])", min_value=0, max_value=info.max_length - 1, value=1,
+        "K (token position; 0 is [CLS])", min_value=0, max_value=info.max_tokens - 1, value=1,
         key="embeddings.k", help="Texts shorter than K+1 tokens use their last token. Re-embeds the corpus.",
     )
     return f"token:{int(k)}"

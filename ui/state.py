@@ -77,7 +77,7 @@ def cached_encoder(name: str) -> Encoder:
 def cached_trace(encoder: Encoder, text: str, max_tokens: int) -> Trace:
     """The Trace of ``text`` on ``encoder``, computed once per (model, text, max tokens) and kept
     in the shared byte-budgeted cache; the Trace is immutable, so every session may share it."""
-    return cached("trace", (encoder.name, text, int(max_tokens)), lambda: trace(encoder, text, max_length=int(max_tokens)))
+    return cached("trace", (encoder.name, text, int(max_tokens)), lambda: trace(encoder, text, max_tokens=int(max_tokens)))
 
 
 def _init_state() -> None:

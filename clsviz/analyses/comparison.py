@@ -105,7 +105,7 @@ def attention_analysis(trace: Trace, second: Encoder) -> AttentionComparison:
     """The traced sentence read by B too (cut to the same length), and attention to and from
     [CLS] per block and head in both, with B - A. Needs the same tokenization and the same shape
     (a ValueError says so otherwise)."""
-    return AttentionComparison(attention_change(trace, trace_text(second, trace.text, max_length=trace.seq_len)))
+    return AttentionComparison(attention_change(trace, trace_text(second, trace.text, max_tokens=trace.seq_len)))
 
 
 @dataclass(frozen=True, eq=False)

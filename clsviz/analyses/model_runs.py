@@ -41,7 +41,7 @@ def position_analysis(encoder, trace: Trace, baseline=None, *, shift: int = 20, 
     """[CLS] moved to the end or the middle, removed, replaced, position ids shifted: how its
     vector and the attention it receives change, layer by layer (the anisotropy ``baseline``,
     when given, says how close unrelated sentences already look)."""
-    result = position_experiment(encoder, trace.text, shift=shift, replacement=replacement, max_length=trace.seq_len)
+    result = position_experiment(encoder, trace.text, shift=shift, replacement=replacement, max_tokens=trace.seq_len)
     return PositionView(
         drawings={"position.tokens": ([r.variant for r in result.runs],), "position.lines": (result.table,)},
         tidy=result.table,
@@ -168,7 +168,7 @@ def attribution_analysis(
         )
     try:
         found = [attribute(encoder, trace.text, target=target, other=other, pooling=p, method=method, steps=steps,
-                           max_length=trace.seq_len) for p in ("cls", "mean")]  # fmt: skip
+                           max_tokens=trace.seq_len) for p in ("cls", "mean")]  # fmt: skip
     except (ValueError, BlockStructureError) as exc:
         raise NotApplicable(str(exc)) from exc
     # Completeness (scores summing to value - baseline) is a property of integrated gradients only.
@@ -241,7 +241,7 @@ def knockout_analysis(encoder, traces, *, progress=None, cancel=None) -> CausalR
     """[CLS]'s reads of the words cut from a block on (Geva et al. 2023): how far its final vector
     moves, block by block."""
     texts, n = _texts_and_length(traces)
-    return _causal(lambda: iv.knockout_sweep(encoder, texts, max_length=n, progress=progress, cancel=cancel))
+    return _causal(lambda: iv.knockout_sweep(encoder, texts, max_tokens=n, progress=progress, cancel=cancel))
 
 
 @analysis("interventions.patch", title="[CLS] patched from another sentence", inputs=("encoder", "trace"),
@@ -253,7 +253,7 @@ def patch_analysis(encoder, trace: Trace, *, source: str | None = None) -> Drawn
     sources = [source] if source else list(iv.REFERENCE_SOURCES)
     for candidate in sources:
         try:
-            table = iv.patch_profile(encoder, candidate, trace.text, max_length=trace.seq_len)
+            table = iv.patch_profile(encoder, candidate, trace.text, max_tokens=trace.seq_len)
         except iv.InterventionError:
             if source:
                 raise
@@ -275,7 +275,7 @@ def heads_analysis(encoder, traces, *, mode: Literal["mean", "zero"] = "mean", p
 
     def run():
         means = demo_head_means(encoder, progress, cancel) if mode == "mean" else None
-        return iv.head_sweep(encoder, texts, mode=mode, mean_from=means, max_length=n, progress=progress, cancel=cancel)
+        return iv.head_sweep(encoder, texts, mode=mode, mean_from=means, max_tokens=n, progress=progress, cancel=cancel)
 
     return _causal(run)
 
@@ -291,7 +291,7 @@ def massive_analysis(encoder, traces, *, layer: int = 1, progress=None, cancel=N
     def run():
         dims = tuple(iv.find_massive_dimensions(encoder, texts, layer)["dimension"].tolist())
         means = demo_dimension_means(encoder, dims, layer)
-        return iv.massive_sweep(encoder, texts, layer=layer, dims=list(dims), mean_from=means, max_length=n,
+        return iv.massive_sweep(encoder, texts, layer=layer, dims=list(dims), mean_from=means, max_tokens=n,
                                 progress=progress, cancel=cancel)  # fmt: skip
 
     return _causal(run)
@@ -308,7 +308,7 @@ def registers_analysis(encoder, traces, *, registers: int = max(iv.REGISTER_COUN
         iv.check_register_room(encoder, n, registers)
     except iv.InterventionError as exc:
         raise NotApplicable(str(exc)) from None
-    return _causal(lambda: iv.register_sweep(encoder, texts, ks=tuple(range(registers + 1)), max_length=n,
+    return _causal(lambda: iv.register_sweep(encoder, texts, ks=tuple(range(registers + 1)), max_tokens=n,
                                              progress=progress, cancel=cancel))  # fmt: skip
 
 
@@ -318,7 +318,7 @@ def gradient_flow_analysis(encoder, trace: Trace, *, seed: int = 0) -> Drawn:
     """‖∂loss/∂h‖ per layer and token for a seeded random head on [CLS] and on the mean: only
     [CLS] receives the signal at the last layer, and attention spreads it below."""
     try:
-        flows = gradient_flows(encoder, trace.text, seed=seed, max_length=trace.seq_len)
+        flows = gradient_flows(encoder, trace.text, seed=seed, max_tokens=trace.seq_len)
     except BlockStructureError as exc:
         raise NotApplicable(str(exc)) from None
     return Drawn(drawings={"dynamics.gradient_flow": (flows, list(trace.tokens))}, tidy=flow_table(flows, trace.tokens),

@@ -135,7 +135,7 @@ def _inputs(analysis, args, params: dict | None = None) -> list:
     if "trace" in roles or "traces" in roles:
         if not texts and ("trace" in analysis.inputs or "traces" in analysis.inputs):
             raise UsageError(f"'{analysis.name}' reads a sentence: give it with --text \"...\"")
-        made["traces"] = [trace(made["encoder"], t, max_length=args.max_tokens) for t in texts]
+        made["traces"] = [trace(made["encoder"], t, max_tokens=args.max_tokens) for t in texts]
         made["trace"] = made["traces"][0] if made["traces"] else None
     corpus = _corpus(args) if any(r in roles for r in ("corpus", "texts", "vectors")) else None
     made["corpus"] = corpus
@@ -146,7 +146,7 @@ def _inputs(analysis, args, params: dict | None = None) -> list:
         if source is None:
             raise UsageError(f"'{analysis.name}' reads corpus vectors: name a corpus with --corpus (or 'demo')")
         status(args, f"Embedding {len(source):,} texts…")
-        made["vectors"] = extract(made["encoder"], source, poolings=_vector_poolings(params or {}), max_length=args.max_tokens,
+        made["vectors"] = extract(made["encoder"], source, poolings=_vector_poolings(params or {}), max_tokens=args.max_tokens,
                                   labels=getattr(corpus, "labels", None) or None,
                                   progress=Progress("Embedding", not args.quiet))  # fmt: skip
     if "second" in roles and args.second is not None:

@@ -54,7 +54,7 @@ def cmd_compare(args) -> int:
         encoders.append(load_encoder(name, device=args.device))
     enc_a, enc_b = encoders
     comparison = compare_encoders(
-        enc_a, enc_b, corpus.texts, readings, max_tokens=args.token_sample, batch_size=args.batch_size,
+        enc_a, enc_b, corpus.texts, readings, token_sample=args.token_sample, batch_size=args.batch_size,
         seed=args.seed, progress=Progress("Comparing", not args.quiet),
     )
     for reading, why in comparison.skipped.items():

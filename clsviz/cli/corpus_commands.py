@@ -59,7 +59,7 @@ def cmd_embed(args) -> int:
         poolings=poolings,
         batch_size=args.batch_size,
         progress=Progress("Embedding", not args.quiet),
-        max_length=args.max_tokens,
+        max_tokens=args.max_tokens,
         labels=dict(corpus.labels),
     )
     save_vectors(vectors, out)
@@ -95,7 +95,7 @@ def _embed_shards(args, poolings) -> int:
             options["object_store_mb"] = args.object_store_mb
     shards = embed_to_shards(
         encoder, corpus, out, poolings=poolings, layers=layers_arg(args.layers) if args.layers else None,
-        dtype=args.dtype or "float16", batch_size=args.batch_size, max_length=args.max_tokens,
+        dtype=args.dtype or "float16", batch_size=args.batch_size, max_tokens=args.max_tokens,
         shard_rows=args.shard_rows, engine=args.engine, engine_options=options,
         progress=Progress("Embedding", not args.quiet),
     )
@@ -137,13 +137,13 @@ def cmd_probe(args) -> int:
     pooled = tuple(s for s in names if s != probe.RANDOM_TOKEN)
     vectors = extract(
         encoder, corpus.texts, poolings=pooled or ("cls",), batch_size=args.batch_size,
-        progress=Progress("Embedding", not args.quiet), max_length=args.max_tokens,
+        progress=Progress("Embedding", not args.quiet), max_tokens=args.max_tokens,
         labels=dict(corpus.labels),
     )
     random_token = None
     if probe.RANDOM_TOKEN in names:
         random_token = random_token_vectors(
-            encoder, corpus.texts, seed=args.seed, batch_size=args.batch_size, max_length=args.max_tokens,
+            encoder, corpus.texts, seed=args.seed, batch_size=args.batch_size, max_tokens=args.max_tokens,
             progress=Progress("Random tokens", not args.quiet),
         )
     result = probe.run_probe(

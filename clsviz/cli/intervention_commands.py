@@ -41,7 +41,7 @@ def _counts(text: str) -> tuple[int, ...]:
 def _run(args, encoder, texts, labels):
     from ..experiments import interventions as iv
 
-    common = dict(folds=args.folds, seed=args.seed, max_length=args.max_tokens, label_name=args.label or "label",
+    common = dict(folds=args.folds, seed=args.seed, max_tokens=args.max_tokens, label_name=args.label or "label",
                   progress=Progress(args.experiment.capitalize(), not args.quiet))  # fmt: skip
     if args.experiment == "knockout":
         return iv.knockout_sweep(encoder, texts, labels, keys=args.keys, batch_size=args.batch_size, **common)

@@ -74,7 +74,7 @@ def cmd_inspect(args) -> int:
     from ..tracing import trace
 
     encoder = load_encoder_arg(args)
-    tr = trace(encoder, text, max_length=args.max_tokens)
+    tr = trace(encoder, text, max_tokens=args.max_tokens)
     info = encoder.info
     print(f"Model:  {info.name} ({info.model_type}, {info.num_layers} layers, {info.num_heads} heads, "
           f"{info.hidden_size} dims)")

@@ -71,7 +71,7 @@ def cmd_finetune(args) -> int:
     encoder = load_encoder_arg(args)
     result = run_finetune(
         encoder, corpus.texts, corpus.labels[args.label], poolings=poolings, epochs=args.epochs,
-        max_texts=args.max_texts, max_length=args.max_tokens or 64, seed=args.seed, checkpoints=args.checkpoints,
+        max_texts=args.max_texts, max_tokens=args.max_tokens or 64, seed=args.seed, checkpoints=args.checkpoints,
         flow_text=args.flow_text, label_name=args.label, progress=Progress("Fine-tuning", not args.quiet),
     )  # fmt: skip
     for message in result.messages:

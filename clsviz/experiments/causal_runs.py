@@ -180,8 +180,8 @@ class TokenizedBatches:
     truncated: np.ndarray
 
     @classmethod
-    def from_texts(cls, encoder: Encoder, texts: Sequence[str], max_length: int | None = None) -> TokenizedBatches:
-        tok = tokenize_texts(encoder, texts, max_length)
+    def from_texts(cls, encoder: Encoder, texts: Sequence[str], max_tokens: int | None = None) -> TokenizedBatches:
+        tok = tokenize_texts(encoder, texts, max_tokens)
         ids = [np.asarray(x, dtype=np.int64) for x in tok.input_ids]
         special = [np.asarray(x, dtype=bool) for x in tok.special_masks]
         return cls(tok.texts, ids, special, cls_positions(encoder, ids, special), tok.truncated)

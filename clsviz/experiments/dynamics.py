@@ -29,6 +29,7 @@ import pandas as pd
 from ..blocks import block_weights, run_stack
 from ..compare import cka
 from ..encoder import Encoder
+from ..keywords import accepts_max_length
 from ..metrics import cosine, entropy
 from ..model_heads import ClassifierHead
 from ..pooling import check_pooling, pool_hidden
@@ -182,8 +183,9 @@ def _pooled_readout(reads: str, head: Callable) -> Callable:
     return readout
 
 
+@accepts_max_length
 def gradient_flow(enc: Encoder, text: str, pooling: str = "cls", seed: int = 0, *, head=None, target: int = 0,
-                  max_length: int | None = None) -> np.ndarray:  # fmt: skip
+                  max_tokens: int | None = None) -> np.ndarray:  # fmt: skip
     """float32 [L+1, T]: the L2 norm of d loss / d h_t at every hidden-state index (row 0 = the
     embedding output, row l = the output of block l) and every token t of ``text``.
 
@@ -218,7 +220,7 @@ def gradient_flow(enc: Encoder, text: str, pooling: str = "cls", seed: int = 0, 
             raise GradientFlowError("gradient_flow reads the raw last layer; use 'cls', 'mean' or 'classifier'.")
     if reads == "cls":
         check_summary_token(enc.info, "Gradient flow through [CLS]")
-    tt = tokenize(enc, text, max_length)
+    tt = tokenize(enc, text, max_tokens)
     cls_index, _ = special_positions(tt, enc.info)
     head_fn, _ = _head_fn(enc, head, seed)
     return _flow(enc, tt.input_ids, tt.special_mask, _pooled_readout(reads, head_fn), target, cls_index)
@@ -228,10 +230,10 @@ FLOW_PANELS = {"cls": "[CLS] pooling", "mean": "mean pooling"}
 
 
 def gradient_flows(enc: Encoder, text: str, poolings: Sequence[str] = ("cls", "mean"), seed: int = 0,
-                   max_length: int | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+                   max_tokens: int | None = None) -> dict[str, np.ndarray]:  # fmt: skip
     """{panel title: :func:`gradient_flow` float32 [L+1, T]} for each pooling with the same seeded
     random head: the side-by-side view of where the signal enters ("[CLS] pooling", "mean pooling")."""
-    return {FLOW_PANELS.get(p, p): gradient_flow(enc, text, p, seed, max_length=max_length) for p in poolings}
+    return {FLOW_PANELS.get(p, p): gradient_flow(enc, text, p, seed, max_tokens=max_tokens) for p in poolings}
 
 
 def flow_table(flows: dict[str, np.ndarray], tokens: Sequence[str]) -> pd.DataFrame:

@@ -29,6 +29,7 @@ import pandas as pd
 
 from ..corpus import labelled_rows, stratified_rows
 from ..encoder import Encoder
+from ..keywords import accepts_max_length
 from ..progress import check_cancel
 from ..tracing import check_summary_token
 from ..vectors import tokenize_texts
@@ -148,7 +149,7 @@ def _seeded(encoder: Encoder, seed: int):
     return stack
 
 
-def _monitor(encoder: Encoder, data: Data, flow_text, checkpoints: int, seed: int, max_length: int):
+def _monitor(encoder: Encoder, data: Data, flow_text, checkpoints: int, seed: int, max_tokens: int):
     """(Monitor or None, probe folds, the flow sentence, notes) for a run with ``checkpoints``."""
     if checkpoints == 0:
         return None, 0, "", []
@@ -160,7 +161,7 @@ def _monitor(encoder: Encoder, data: Data, flow_text, checkpoints: int, seed: in
     if flow_text is None:
         flow_text = data.tokenized.texts[int(data.test[0])]
     try:
-        flow_tokenized = tokenize_texts(encoder, [str(flow_text)], max_length)
+        flow_tokenized = tokenize_texts(encoder, [str(flow_text)], max_tokens)
     except ValueError as exc:
         raise FinetuneError(f"The sentence for the gradient flow cannot be used: {exc}") from None
     return Monitor(encoder, data, flow_tokenized, folds, seed), folds, flow_tokenized.texts[0], notes
@@ -190,6 +191,7 @@ def _train_all(encoder: Encoder, poolings, classes, data: Data, plan: Plan, moni
     return rows_out, curves, trained
 
 
+@accepts_max_length
 def run_finetune(
     encoder: Encoder,
     texts: Sequence[str],
@@ -200,7 +202,7 @@ def run_finetune(
     lr: float = 5e-5,
     head_lr: float = 1e-3,
     batch_size: int = 16,
-    max_length: int = 64,
+    max_tokens: int = 64,
     heldout: float = 0.2,
     max_texts: int | None = None,
     seed: int = 0,
@@ -239,12 +241,12 @@ def run_finetune(
     y, classes = _encode(labels, label_name)
     train, test, notes = _split(y, heldout, seed, max_texts)
     messages += notes
-    data = Data(y, torch.as_tensor(y, device=encoder.device), train, test, tokenize_texts(encoder, texts, max_length))
+    data = Data(y, torch.as_tensor(y, device=encoder.device), train, test, tokenize_texts(encoder, texts, max_tokens))
     steps_per_epoch = -(-len(train) // batch_size)
     last = steps_per_epoch * epochs
     plan = Plan(epochs, batch_size, lr, head_lr, seed, max(1, steps_per_epoch // max(1, evals_per_epoch)),
                 steps_per_epoch, last * len(poolings), head_init, checkpoint_steps(last, checkpoints))  # fmt: skip
-    monitor, folds, flow_text, more = _monitor(encoder, data, flow_text, checkpoints, seed, max_length)
+    monitor, folds, flow_text, more = _monitor(encoder, data, flow_text, checkpoints, seed, max_tokens)
     messages += more
     if head_init == "probe" and HEAD_POOLING in poolings:
         messages.append(f"'{HEAD_POOLING}' starts from its family's freshly drawn head; the probe start is for linear heads.")

@@ -112,7 +112,7 @@ def _ablated_finals(encoder, batch, hidden, block: int, heads: Sequence[int], me
 
 
 def head_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | None = None, *, mode: str = "mean",
-               mean_from=None, folds: int = 5, seed: int = 0, batch_size: int = 32, max_length: int | None = None,
+               mean_from=None, folds: int = 5, seed: int = 0, batch_size: int = 32, max_tokens: int | None = None,
                label_name: str = "label", progress=None, cancel=None) -> SweepResult:  # fmt: skip
     """Ablate every (block, head) alone on every text; one row per (block, head).
 
@@ -130,7 +130,7 @@ def head_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | None =
     if mode not in HEAD_MODES:
         raise InterventionError(f"mode={mode!r}: allowed are {', '.join(HEAD_MODES)}.")
     labelled = labelled_texts(texts, labels, folds, label_name) if labels is not None else None
-    tokens = TokenizedBatches.from_texts(encoder, labelled.texts if labelled else texts, max_length)
+    tokens = TokenizedBatches.from_texts(encoder, labelled.texts if labelled else texts, max_tokens)
     info = encoder.info
     num_layers, num_heads, dim = info.num_layers, info.num_heads, info.hidden_size
     batches = list(tokens.batches(encoder, batch_size))
@@ -147,7 +147,7 @@ def head_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | None =
     means = None
     if mode == "mean":
         own = (stats["context"] / max(stats["tokens"], 1.0)).numpy().astype(np.float32)
-        means = own if mean_from is None else resolve_head_means(encoder, mean_from, max_length)
+        means = own if mean_from is None else resolve_head_means(encoder, mean_from, max_tokens)
     ablated = np.zeros((num_layers, num_heads, len(tokens), dim), np.float32)
     for batch in batches:
         with torch.inference_mode():

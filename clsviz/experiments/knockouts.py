@@ -85,7 +85,7 @@ def _cut_runs(encoder, hidden, batch, blocked, reading: str, cut: dict, step) ->
 
 
 def knockout_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | None = None, *, keys: str = "content",
-                   folds: int = 5, seed: int = 0, batch_size: int = 64, max_length: int | None = None,
+                   folds: int = 5, seed: int = 0, batch_size: int = 64, max_tokens: int | None = None,
                    label_name: str = "label", progress=None, cancel=None) -> SweepResult:  # fmt: skip
     """Cut reads block by block on every text; one row per (reading, scope, block).
 
@@ -103,7 +103,7 @@ def knockout_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | No
     if keys not in KNOCKOUT_KEYS:
         raise InterventionError(f"keys={keys!r}: allowed are {', '.join(KNOCKOUT_KEYS)}.")
     labelled = labelled_texts(texts, labels, folds, label_name) if labels is not None else None
-    tokens = TokenizedBatches.from_texts(encoder, labelled.texts if labelled else texts, max_length)
+    tokens = TokenizedBatches.from_texts(encoder, labelled.texts if labelled else texts, max_tokens)
     num_layers = encoder.info.num_layers
     variants = [(r, s, b) for r in READINGS for s in ("from", "only") for b in range(1, num_layers + 1)]
     batches = list(tokens.batches(encoder, batch_size))

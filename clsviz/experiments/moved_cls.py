@@ -29,7 +29,7 @@ def moved_cls_vectors(
     shift: int = 20,
     replacement: str = "the",
     batch_size: int = 32,
-    max_length: int | None = None,
+    max_tokens: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """float32 [N, L + 1, D]: every text's slot vector after every layer, for one variant.
@@ -41,7 +41,7 @@ def moved_cls_vectors(
     """
     import torch
 
-    tokenized = tokenize_texts(encoder, texts, max_length)
+    tokenized = tokenize_texts(encoder, texts, max_tokens)
     info = encoder.info
     all_ids = [np.asarray(x, dtype=np.int64) for x in tokenized.input_ids]
     all_special = [np.asarray(x, dtype=bool) for x in tokenized.special_masks]
@@ -85,7 +85,7 @@ def position_probe(
     shift: int = 20,
     replacement: str = "the",
     batch_size: int = 32,
-    max_length: int | None = None,
+    max_tokens: int | None = None,
     label_name: str = "label",
     progress: Callable[[float, str], None] | None = None,
 ) -> tuple[pd.DataFrame, tuple[str, ...]]:
@@ -117,7 +117,7 @@ def position_probe(
                 progress(0.8 * (i + done / total) / len(wanted), f"{VARIANT_LABELS[name]}: {done}/{total} sentences")
 
         try:
-            vectors[name] = moved_cls_vectors(encoder, texts, name, shift, replacement, batch_size, max_length, step)
+            vectors[name] = moved_cls_vectors(encoder, texts, name, shift, replacement, batch_size, max_tokens, step)
         except ValueError as exc:
             notes.append(f"{VARIANT_LABELS[name]}: {exc}")
     if not vectors:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..blocks import InterventionError, run_stack
 from ..encoder import Encoder, apply_pooler
+from ..keywords import accepts_max_length
 from ..layers import check_block, check_layer
 from ..progress import check_cancel
 from ..tracing import TokenizedText, Trace, check_summary_token, special_positions, tokenize
@@ -87,7 +88,8 @@ def _key_positions(tt: TokenizedText, cls_index: int, keys) -> np.ndarray:
     return cut
 
 
-def knockout(encoder: Encoder, text: str, layers=None, keys="others", max_length: int | None = None) -> np.ndarray:
+@accepts_max_length
+def knockout(encoder: Encoder, text: str, layers=None, keys="others", max_tokens: int | None = None) -> np.ndarray:
     """float32 [L+1, D]: the [CLS] hidden state at every hidden-state index (0 = embeddings)
     when, in the given blocks, the [CLS] query may not attend to ``keys``.
 
@@ -99,7 +101,7 @@ def knockout(encoder: Encoder, text: str, layers=None, keys="others", max_length
     """
     torch = _torch()
     check_summary_token(encoder.info, "Knocking out what [CLS] reads")
-    tt = tokenize(encoder, text, max_length)
+    tt = tokenize(encoder, text, max_tokens)
     cls_index, _ = special_positions(tt, encoder.info)
     blocks = _blocks(layers, encoder.info.num_layers)
     n = len(tt.tokens)
@@ -110,7 +112,8 @@ def knockout(encoder: Encoder, text: str, layers=None, keys="others", max_length
     return hidden[:, 0, cls_index].float().cpu().numpy()
 
 
-def patch_cls(encoder: Encoder, source: str, target: str, layer: int, max_length: int | None = None) -> np.ndarray:
+@accepts_max_length
+def patch_cls(encoder: Encoder, source: str, target: str, layer: int, max_tokens: int | None = None) -> np.ndarray:
     """float32 [L+1, D]: the target's [CLS] trajectory when its [CLS] hidden state at index
     ``layer`` (0 = embeddings .. L = last; -1 counts from the end) is replaced by the source's
     at the same index and the remaining blocks run on. Rows before ``layer`` are the target's
@@ -125,7 +128,7 @@ def patch_cls(encoder: Encoder, source: str, target: str, layer: int, max_length
         layer = check_layer(int(layer), num_layers)
     except (IndexError, TypeError, ValueError) as exc:
         raise InterventionError(f"layer: {exc}") from None
-    src, tgt = tokenize(encoder, source, max_length), tokenize(encoder, target, max_length)
+    src, tgt = tokenize(encoder, source, max_tokens), tokenize(encoder, target, max_tokens)
     check_pair(src, tgt)
     src_cls, _ = special_positions(src, encoder.info)
     tgt_cls, _ = special_positions(tgt, encoder.info)
@@ -144,12 +147,12 @@ def patch_cls(encoder: Encoder, source: str, target: str, layer: int, max_length
 # --- heads -----------------------------------------------------------------------------------
 
 
-def head_means(encoder: Encoder, texts: Sequence[str], batch_size: int = 32, max_length: int | None = None,
+def head_means(encoder: Encoder, texts: Sequence[str], batch_size: int = 32, max_tokens: int | None = None,
                progress=None, cancel=None) -> np.ndarray:  # fmt: skip
     """float32 [L, H, dh]: each head's output (its context vector before W_O) averaged over
     every real token of ``texts`` - what mean ablation puts in place of a head."""
     torch = _torch()
-    batches = TokenizedBatches.from_texts(encoder, texts, max_length)
+    batches = TokenizedBatches.from_texts(encoder, texts, max_tokens)
     info = encoder.info
     sums = torch.zeros(info.num_layers, info.num_heads, info.hidden_size // info.num_heads, dtype=torch.float64)
     count = 0.0
@@ -178,7 +181,7 @@ def _check_means(means, encoder: Encoder) -> np.ndarray:
     return means
 
 
-def resolve_head_means(encoder: Encoder, mean_from=None, max_length: int | None = None) -> np.ndarray:
+def resolve_head_means(encoder: Encoder, mean_from=None, max_tokens: int | None = None) -> np.ndarray:
     """float32 [L, H, dh] head means from ``mean_from``: an array of :func:`head_means` (checked),
     texts (or one text) to average over, or None for a sample of the demo corpus."""
     if mean_from is None:
@@ -187,7 +190,7 @@ def resolve_head_means(encoder: Encoder, mean_from=None, max_length: int | None 
         mean_from = [mean_from]
     if isinstance(mean_from, np.ndarray) or (len(mean_from) and not isinstance(mean_from[0], str)):
         return _check_means(mean_from, encoder)
-    return head_means(encoder, list(mean_from), max_length=max_length)
+    return head_means(encoder, list(mean_from), max_tokens=max_tokens)
 
 
 def head_plan(encoder: Encoder, heads, mode: str = "zero", mean_from=None) -> dict[int, dict]:
@@ -253,7 +256,7 @@ def _traced_run(encoder: Encoder, tt: TokenizedText, interventions=None, replace
 
 
 def ablate_heads(encoder: Encoder, text: str, heads, mode: str = "zero", mean_from=None,
-                 max_length: int | None = None) -> Trace:  # fmt: skip
+                 max_tokens: int | None = None) -> Trace:  # fmt: skip
     """The run of ``text`` with every (block, head) in ``heads`` ablated, as a Trace
     (``hidden_states`` float32 [L+1, T, D], ``attentions`` float32 [L, H, T, T], ``tokens``).
 
@@ -263,7 +266,7 @@ def ablate_heads(encoder: Encoder, text: str, heads, mode: str = "zero", mean_fr
     own attention weights are still computed and shown: only what it writes is replaced.
     """
     plan = head_plan(encoder, heads, mode, mean_from)
-    return _traced_run(encoder, tokenize(encoder, text, max_length), interventions=plan)
+    return _traced_run(encoder, tokenize(encoder, text, max_tokens), interventions=plan)
 
 
 # --- massive dimensions ------------------------------------------------------------------------
@@ -280,7 +283,7 @@ def check_dims(dims, encoder: Encoder) -> list[int]:
     return dims
 
 
-def dimension_means(encoder: Encoder, texts: Sequence[str], dims, layer: int, max_length: int | None = None,
+def dimension_means(encoder: Encoder, texts: Sequence[str], dims, layer: int, max_tokens: int | None = None,
                     batch_size: int = 64) -> np.ndarray:  # fmt: skip
     """float32 [2, K]: the mean of the K hidden dimensions ``dims`` at hidden-state index
     ``layer`` over ``texts`` - row 0 on [CLS], row 1 on the other special tokens."""
@@ -288,7 +291,7 @@ def dimension_means(encoder: Encoder, texts: Sequence[str], dims, layer: int, ma
     dims = check_dims(dims, encoder)
     layer = check_layer(layer, encoder.info.num_layers)
     sums, counts = np.zeros((2, len(dims))), np.zeros(2)
-    for batch in TokenizedBatches.from_texts(encoder, texts, max_length).batches(encoder, batch_size):
+    for batch in TokenizedBatches.from_texts(encoder, texts, max_tokens).batches(encoder, batch_size):
         with torch.inference_mode():
             h = run_stack(encoder, batch.ids, attention_mask=batch.mask)[layer]
         total, count = special_sums(h, batch, dims)
@@ -329,7 +332,7 @@ def special_replacer(dims: list[int], values, cls_index, special):
 
 
 def ablate_dimensions(encoder: Encoder, text: str, dims, layer: int, mode: str = "zero", means=None,
-                      max_length: int | None = None) -> Trace:  # fmt: skip
+                      max_tokens: int | None = None) -> Trace:  # fmt: skip
     """A Trace of ``text`` with hidden dimensions ``dims`` of the special tokens ([CLS] and
     the others, where the massive activations sit) set at hidden-state index ``layer`` to
     zero (``mode="zero"``) or to their corpus mean (``mode="mean"``: ``means`` [2, K] from
@@ -346,7 +349,7 @@ def ablate_dimensions(encoder: Encoder, text: str, dims, layer: int, mode: str =
     values = None
     if mode == "mean":
         values = dimension_means(encoder, demo_sample(), dims, layer) if means is None else check_dimension_means(means, dims)
-    tt = tokenize(encoder, text, max_length)
+    tt = tokenize(encoder, text, max_tokens)
     cls_index, _ = special_positions(tt, encoder.info)
     special = torch.as_tensor(tt.special_mask, device=encoder.device)[None]
     cls = torch.tensor([cls_index], device=encoder.device)
@@ -359,7 +362,7 @@ def ablate_dimensions(encoder: Encoder, text: str, dims, layer: int, mode: str =
 def check_register_room(encoder: Encoder, num_tokens: int, k: int) -> None:
     """Raise :class:`~clsviz.blocks.InterventionError` when ``k`` registers after [CLS] would take
     a text of ``num_tokens`` tokens (special tokens included) past the model's length limit."""
-    limit = encoder.info.max_length
+    limit = encoder.info.max_tokens
     if num_tokens + k > limit:
         raise InterventionError(
             f"{k} register(s) after [CLS] make {num_tokens + k} tokens, more than this model's limit of {limit}. "
@@ -380,7 +383,7 @@ def register_tokens(encoder: Encoder, k: int) -> tuple[list[int], str]:
     return [encoder.info.cls_token_id] * int(k), f"copies of the [CLS]-like token {cls} (this vocabulary has no unused entries)"
 
 
-def add_registers(encoder: Encoder, text: str, k: int, max_length: int | None = None) -> Trace:
+def add_registers(encoder: Encoder, text: str, k: int, max_tokens: int | None = None) -> Trace:
     """A Trace of ``text`` with ``k`` register tokens (:func:`register_tokens`) right after
     [CLS]; they count as special tokens (``special_mask``). Raises :class:`InterventionError`
     when the text and the registers together exceed the model's length limit."""
@@ -388,7 +391,7 @@ def add_registers(encoder: Encoder, text: str, k: int, max_length: int | None = 
     k = int(k)
     if k < 0:
         raise InterventionError(f"k={k}: the number of registers must be 0 or more.")
-    tt = tokenize(encoder, text, max_length)
+    tt = tokenize(encoder, text, max_tokens)
     check_register_room(encoder, len(tt.tokens), k)
     # The first special copy of the [CLS] token stays the [CLS] (repeated copies come after it).
     cls_index, _ = special_positions(tt, encoder.info)

@@ -44,7 +44,7 @@ def check_pair(source, target) -> None:
         )
 
 
-def patch_profile(encoder: Encoder, source: str, target: str, max_length: int | None = None) -> pd.DataFrame:
+def patch_profile(encoder: Encoder, source: str, target: str, max_tokens: int | None = None) -> pd.DataFrame:
     """For every hidden-state index l (0..L), the target's final [CLS] after [CLS] is patched
     from the source at l: its cosine to the source's and to the target's clean final [CLS].
 
@@ -56,7 +56,7 @@ def patch_profile(encoder: Encoder, source: str, target: str, max_length: int | 
     check_summary_token(encoder.info, "Patching [CLS] layer by layer")
     runs = []
     for text in (source, target):
-        tt = tokenize(encoder, text, max_length)
+        tt = tokenize(encoder, text, max_tokens)
         ids = torch.as_tensor(tt.input_ids, device=encoder.device)[None]
         with torch.inference_mode():
             runs.append((tt, ids, special_positions(tt, encoder.info)[0], run_stack(encoder, ids)))
@@ -111,7 +111,7 @@ def _pairs(probe: CleanProbe, y: np.ndarray, predicted: np.ndarray, n: int, seed
 
 
 def patching_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence, *, pairs: int = 200, folds: int = 5,
-                   seed: int = 0, batch_size: int = 64, max_length: int | None = None, label_name: str = "label",
+                   seed: int = 0, batch_size: int = 64, max_tokens: int | None = None, label_name: str = "label",
                    progress=None, cancel=None) -> SweepResult:  # fmt: skip
     """Patch [CLS] from a source text into a target text with a different label at every
     hidden-state index; one row per ``layer`` (0..L).
@@ -129,7 +129,7 @@ def patching_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence, *, 
     if labels is None:
         raise ProbeError("Patching is read by a probe: give a label column (with at least two classes).")
     labelled = labelled_texts(texts, labels, folds, label_name)
-    tokens = TokenizedBatches.from_texts(encoder, labelled.texts, max_length)
+    tokens = TokenizedBatches.from_texts(encoder, labelled.texts, max_tokens)
     num_layers, dim = encoder.info.num_layers, encoder.info.hidden_size
     batches = list(tokens.batches(encoder, batch_size))
     step = ticker(progress, len(batches) + -(-pairs // batch_size) * (num_layers + 1), cancel, "The patching sweep")

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..encoder import OFFSET_POSITION_MODELS, Encoder
+from ..keywords import accepts_max_length
 from ..metrics import cosine
 from ..narrative import position_summary
 from ..tracing import check_summary_token, special_positions, tokenize
@@ -173,7 +174,7 @@ def position_offset(encoder: Encoder) -> int:
 
 
 def _max_positions(encoder: Encoder) -> int:
-    return int(getattr(encoder.model.config, "max_position_embeddings", None) or encoder.info.max_length)
+    return int(getattr(encoder.model.config, "max_position_embeddings", None) or encoder.info.max_tokens)
 
 
 def variant_inputs(
@@ -340,14 +341,14 @@ def _variants_for(encoder: Encoder, tt, plan: VariantPlan) -> tuple[PositionVari
 
 
 def build_variants(encoder: Encoder, text: str, variants: Sequence[str] = POSITION_VARIANTS, shift: int = 20,
-                   replacement: str = "the", max_length: int | None = None) -> tuple[PositionVariant, ...]:
+                   replacement: str = "the", max_tokens: int | None = None) -> tuple[PositionVariant, ...]:
     """The variants of ``text`` that this encoder can run (``standard`` always first)."""
-    return _prepare(encoder, text, variants, shift, replacement, max_length)[1]
+    return _prepare(encoder, text, variants, shift, replacement, max_tokens)[1]
 
 
-def _prepare(encoder, text, variants, shift, replacement, max_length) -> tuple[str, tuple[PositionVariant, ...], VariantPlan]:
+def _prepare(encoder, text, variants, shift, replacement, max_tokens) -> tuple[str, tuple[PositionVariant, ...], VariantPlan]:
     check_summary_token(encoder.info, "Moving [CLS] to another position")
-    tt = tokenize(encoder, text, max_length)
+    tt = tokenize(encoder, text, max_tokens)
     plan = plan_variants(encoder, variants, shift, replacement, len(tt.input_ids))
     return tt.text, _variants_for(encoder, tt, plan), plan
 
@@ -411,10 +412,11 @@ def position_table(runs: Sequence[VariantRun]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@accepts_max_length
 def position_experiment(encoder: Encoder, text: str, variants: Sequence[str] = POSITION_VARIANTS, shift: int = 20,
-                        replacement: str = "the", max_length: int | None = None) -> PositionResult:
+                        replacement: str = "the", max_tokens: int | None = None) -> PositionResult:
     """Run every variant of ``text`` and measure the slot vector per layer (see module doc)."""
-    clean, built, plan = _prepare(encoder, text, variants, shift, replacement, max_length)
+    clean, built, plan = _prepare(encoder, text, variants, shift, replacement, max_tokens)
     runs = tuple(run_variant(encoder, v, plan.use_position_ids) for v in built)
     return PositionResult(text=clean, runs=runs, table=position_table(runs), notes=plan.notes, shift=plan.shift)
 

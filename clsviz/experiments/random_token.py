@@ -32,11 +32,11 @@ def _pick_positions(texts: Sequence[str], special_masks, seed: int) -> np.ndarra
 
 
 def random_content_positions(
-    encoder: Encoder, texts: Sequence[str], seed: int = 0, max_length: int | None = None
+    encoder: Encoder, texts: Sequence[str], seed: int = 0, max_tokens: int | None = None
 ) -> np.ndarray:
     """int64 [N]: for each text, the position (special tokens counted) of one content token
     chosen at random with a generator seeded by ``(seed, crc32(text))``."""
-    tokenized = tokenize_texts(encoder, texts, max_length)
+    tokenized = tokenize_texts(encoder, texts, max_tokens)
     return _pick_positions(tokenized.texts, tokenized.special_masks, seed)
 
 
@@ -45,7 +45,7 @@ def random_token_vectors(
     texts: Sequence[str],
     seed: int = 0,
     batch_size: int = 32,
-    max_length: int | None = None,
+    max_tokens: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """float32 [N, L + 1, D]: each text's randomly chosen content token at every layer.
@@ -55,7 +55,7 @@ def random_token_vectors(
     """
     import torch
 
-    tokenized = tokenize_texts(encoder, texts, max_length)
+    tokenized = tokenize_texts(encoder, texts, max_tokens)
     positions = _pick_positions(tokenized.texts, tokenized.special_masks, seed)
     info = encoder.info
     n = len(tokenized.texts)

@@ -44,7 +44,7 @@ REGISTER_COUNTS = (0, 1, 2, 3, 4)
 """The numbers of registers tried by default."""
 
 
-def _check_counts(encoder: Encoder, ks, max_length: int | None) -> tuple[list[int], int]:
+def _check_counts(encoder: Encoder, ks, max_tokens: int | None) -> tuple[list[int], int]:
     """The register counts and the token limit left for each text (special tokens included)."""
     try:
         ks = sorted({int(k) for k in ks})
@@ -52,14 +52,14 @@ def _check_counts(encoder: Encoder, ks, max_length: int | None) -> tuple[list[in
         raise InterventionError("ks: give the numbers of registers as whole numbers, e.g. 0, 1, 2.") from None
     if not ks or ks[0] < 0:
         raise InterventionError(f"ks: give register counts of 0 or more; got {ks}.")
-    limit = encoder.info.max_length
+    limit = encoder.info.max_tokens
     room = limit - encoder.tokenizer.num_special_tokens_to_add(pair=False) - 1
     if ks[-1] > room:
         raise InterventionError(
             f"{ks[-1]} registers do not fit: this model reads at most {limit} tokens, so with its special tokens "
             f"and at least one word there is room for {max(room, 0)} register(s). Use fewer registers."
         )
-    text_limit = limit - ks[-1] if max_length is None else min(int(max_length), limit - ks[-1])
+    text_limit = limit - ks[-1] if max_tokens is None else min(int(max_tokens), limit - ks[-1])
     return ks, text_limit
 
 
@@ -118,7 +118,7 @@ def _cut_note(tokens: TokenizedBatches, text_limit: int, k: int) -> tuple[str, .
 
 def register_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | None = None, *,
                    ks: Sequence[int] = REGISTER_COUNTS, folds: int = 5, seed: int = 0, batch_size: int = 64,
-                   max_length: int | None = None, label_name: str = "label", progress=None,
+                   max_tokens: int | None = None, label_name: str = "label", progress=None,
                    cancel=None) -> SweepResult:  # fmt: skip
     """Insert k registers after [CLS] for every k in ``ks``; see the module docstring.
 
@@ -133,7 +133,7 @@ def register_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | No
     model's length limit raise :class:`~clsviz.blocks.InterventionError`.
     """
     start_time = time.perf_counter()
-    ks, text_limit = _check_counts(encoder, ks, max_length)
+    ks, text_limit = _check_counts(encoder, ks, max_tokens)
     labelled = labelled_texts(texts, labels, folds, label_name) if labels is not None else None
     tokens = TokenizedBatches.from_texts(encoder, labelled.texts if labelled else texts, text_limit)
     n_batches = -(-len(tokens) // batch_size)

@@ -177,7 +177,7 @@ def _effects(finals: dict, mode: str, probe, seed: int) -> dict:
 
 def massive_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | None = None, *, layer: int = 1,
                   dims: Sequence[int] | None = None, mean_from=None, folds: int = 5, seed: int = 0,
-                  batch_size: int = 64, max_length: int | None = None, label_name: str = "label",
+                  batch_size: int = 64, max_tokens: int | None = None, label_name: str = "label",
                   progress=None, cancel=None) -> SweepResult:  # fmt: skip
     """Zero the massive dimensions of the special tokens at hidden-state index ``layer``, or
     set them to their corpus mean, and run on; the same for as many random dimensions (the control).
@@ -207,7 +207,7 @@ def massive_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | Non
     dims = check_dims(found["dimension"].tolist() if dims is None else dims, encoder)
     control = random_dimensions(info.hidden_size, dims, len(dims), seed)
     both = dims + control
-    tokens = TokenizedBatches.from_texts(encoder, used, max_length)
+    tokens = TokenizedBatches.from_texts(encoder, used, max_tokens)
     batches = list(tokens.batches(encoder, batch_size))
     step = ticker(progress, 5 * len(batches), cancel, "The massive-dimension test")
     sums = {m: np.zeros((num_layers, len(SHARE_ROLES) + 1)) for m in (*DIMENSION_MODES, "random_zero", "random_mean")}
@@ -231,7 +231,7 @@ def massive_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | Non
     elif isinstance(mean_from, np.ndarray):
         means = check_dimension_means(mean_from, dims)
     else:
-        means = dimension_means(encoder, list(mean_from), dims, layer, max_length=max_length)
+        means = dimension_means(encoder, list(mean_from), dims, layer, max_tokens=max_tokens)
     plans = {"zero": (dims, None), "mean": (dims, means), "random_zero": (control, None),
              "random_mean": (control, own[:, len(dims):])}  # fmt: skip
     for mode, (chosen, values) in plans.items():

@@ -133,7 +133,7 @@ def measure_checkpoint(bert, tokenizer, summary: str, probe: ProbeSet, step: int
     so training can go on) on ``probe``."""
     model = copy.deepcopy(bert).float()
     enc = encoder_from_model(model, tokenizer, f"{name} (step {step})", summary=summary)
-    max_tokens = enc.info.max_length
+    max_tokens = enc.info.max_tokens
     tokenized = tokenize_texts(enc, probe.texts, max_tokens)
     state = state_metrics(enc.eager_model, _slot_batches(enc, tokenized, summary), probe.labels, seed=seed)
     n = len(probe.labels)
@@ -152,7 +152,7 @@ def measure_checkpoint(bert, tokenizer, summary: str, probe: ProbeSet, step: int
             _, row["low"], row["high"] = bootstrap_interval(np.mean, values, seed=seed)
         rows.append(row)
     rows += _traced_rows(enc, probe.texts[:_TRACED], max_tokens, seed)
-    base = measure_baseline(enc, probe.texts, sample=60, max_tokens=1200, max_length=max_tokens, seed=seed)
+    base = measure_baseline(enc, probe.texts, sample=60, token_sample=1200, max_tokens=max_tokens, seed=seed)
     token = base.table[(base.table["reference"] == "token") & (base.table["view"] == "raw")]
     rows += [dict(metric="anisotropy", layer=int(r.layer), value=float(r.mean)) for r in token.itertuples()]
     if summary == "none":

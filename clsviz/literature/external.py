@@ -10,7 +10,7 @@ why. The functions called in them (one line each in :data:`OPTIONAL`):
 * ``clsviz.experiments.interventions.massive_sweep(encoder, texts, layer=, seed=, cancel=)`` -> a
   result whose ``per_text`` has one row per (``mode``, text) with ``cosine`` and whose ``table``
   has ``massive``, ``times_median``, ``variation``, ``input_cosine``, ``dims`` per mode
-* ``clsviz.faithfulness.rank_measures(encoder, texts, measures=(...), max_length=, seed=, cancel=)``
+* ``clsviz.faithfulness.rank_measures(encoder, texts, measures=(...), max_tokens=, seed=, cancel=)``
   -> a scoreboard with ``per_text(measure)`` and ``ranking()``
 """
 
@@ -126,7 +126,7 @@ def massive_ablation(claim: Claim, ctx: Context) -> Measurement:
     try:
         layer, spread, same, dims = ctx.memo("varying_layer", lambda: varying_layer(ctx))
         result = ctx.memo("massive_sweep", lambda: sweep(ctx.encoder, texts, layer=layer, dims=dims, seed=ctx.seed,
-                                                        max_length=MAX_TOKENS, cancel=ctx.cancel))
+                                                        max_tokens=MAX_TOKENS, cancel=ctx.cancel))
     except ValueError as exc:
         return Measurement(NOT_MEASURABLE, notes=(str(exc),))
     numbers = ablation_numbers(result)
@@ -176,7 +176,7 @@ def mixing_faithfulness(claim: Claim, ctx: Context) -> Measurement:
     texts = sample_texts(ctx.corpus, int(ctx.scoreboard_sample or claim.params.get("sentences", 30)), ctx.seed)
     try:
         board = ctx.memo("scoreboard", lambda: rank(ctx.encoder, texts, measures=(*COMPARED, "random"),
-                                                    max_length=MAX_TOKENS, seed=ctx.seed, cancel=ctx.cancel))
+                                                    max_tokens=MAX_TOKENS, seed=ctx.seed, cancel=ctx.cancel))
     except ValueError as exc:
         return Measurement(NOT_MEASURABLE, notes=(str(exc),))
     left_out = [m for m in COMPARED if m not in set(board.table["measure"])]

@@ -137,7 +137,7 @@ class Context:
             out = []
             for text in sample_texts(self.corpus, self.attention_sample, self.seed):
                 check_cancel(self.cancel, "Checking the published findings")
-                out.append(trace(self.encoder, text, max_length=MAX_TOKENS))
+                out.append(trace(self.encoder, text, max_tokens=MAX_TOKENS))
             return out
 
         return self.memo("traces", compute)
@@ -145,7 +145,7 @@ class Context:
     def pair_vectors(self):
         """[CLS] and mean vectors of every sentence of the pairs (in :func:`pair_texts` order)."""
         return self.memo("pairs", lambda: extract(self.encoder, pair_texts(self.pairs), ("cls", "mean"),
-                                                  max_length=MAX_TOKENS, cancel=self.cancel))
+                                                  max_tokens=MAX_TOKENS, cancel=self.cancel))
 
     def demo_vectors(self):
         """[CLS] vectors of a demo sample with its labels: every word-order row, and of the rest
@@ -159,7 +159,7 @@ class Context:
             extra = max(DEMO_REST, self.sample_size - len(ordered))
             picked = [rest[i] for i in stratified_rows(strata, extra, self.seed)]
             sub = demo.subset(sorted(ordered + picked))
-            return extract(self.encoder, sub.texts, ("cls",), max_length=MAX_TOKENS, labels=sub.labels, cancel=self.cancel)
+            return extract(self.encoder, sub.texts, ("cls",), max_tokens=MAX_TOKENS, labels=sub.labels, cancel=self.cancel)
 
         return self.memo("demo", compute)
 
@@ -168,7 +168,7 @@ class Context:
         if self.demo:
             return self.demo_vectors()
         return self.memo("sample", lambda: extract(self.encoder, sample_texts(self.corpus, self.sample_size, self.seed),
-                                                   ("cls",), max_length=MAX_TOKENS, cancel=self.cancel))
+                                                   ("cls",), max_tokens=MAX_TOKENS, cancel=self.cancel))
 
 
 def _not_measurable(why: str, protocol: str = "") -> Measurement:
