@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from .architectures import block_weights
 from .blocks import embed
+from .layers import block_of_row
 
 __all__ = ["BlockRunner", "Workspace", "hidden_states"]
 
@@ -92,7 +93,7 @@ class BlockRunner:
             inner = torch.addmm(w.ff1_b, mid, w.ff1_w.t(), out=take("inner", (rows, w.ff1_w.shape[0])))
             inner = torch.ops.aten.gelu_(inner) if _is_exact_gelu(w.act) else w.act(inner)
             out = torch.addmm(w.ff2_b, inner, w.ff2_w.t(), out=take("ffn", (rows, dim))).add_(mid)
-            hidden[block + 1] = F.layer_norm(out, (dim,), w.ln2_w, w.ln2_b, w.ln2_eps)
+            hidden[block_of_row(block)] = F.layer_norm(out, (dim,), w.ln2_w, w.ln2_b, w.ln2_eps)
         return hidden.view(len(weights) + 1, batch, seq_len, dim).transpose(0, 1)
 
 

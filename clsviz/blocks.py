@@ -36,6 +36,7 @@ from .architectures import (
     block_weights,
     embedding_weights,
 )
+from .layers import block_row
 
 __all__ = [
     "SUPPORTED_FAMILIES",
@@ -326,7 +327,7 @@ def run_stack(encoder, input_ids=None, *, attention_mask=None, position_ids=None
         h = _replaced(replace[start], h, start)
     rows = [torch.full_like(h, float("nan")).detach() for _ in range(start)] + [h]
     for block in range(start + 1, num_layers + 1):
-        h = run_block(weights[block - 1], h, attention_mask=attention_mask, **interventions.get(block, {}))
+        h = run_block(weights[block_row(block)], h, attention_mask=attention_mask, **interventions.get(block, {}))
         if block in replace:
             h = _replaced(replace[block], h, block)
         rows.append(h)

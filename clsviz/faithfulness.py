@@ -61,6 +61,7 @@ from .attribution import (
 from .attribution import METHOD_NAMES as ATTRIBUTION_NAMES
 from .corpus import demo_corpus
 from .keywords import accepts_max_length
+from .layers import block_row
 from .mixing import METHOD_NAMES as MIXING_NAMES
 from .mixing import measure, rollout
 from .pooling import token_position
@@ -259,7 +260,7 @@ def _scores(encoder, t: Trace, name: str, goal: Target, pooling: str, block: int
         memo[method] = measure(encoder, t, method, cancel=cancel)
     mix = memo[method]
     one_block = name == "attention" or name.endswith("_block")
-    matrix = mix.matrix[block - 1] if one_block else rollout(mix.matrix, method)[block - 1]
+    matrix = mix.matrix[block_row(block)] if one_block else rollout(mix.matrix, method)[block_row(block)]
     return _pooling_row(matrix, pooling, t)
 
 

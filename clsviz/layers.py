@@ -14,7 +14,8 @@ so no caller adds or subtracts 1 by hand.
 
 from __future__ import annotations
 
-__all__ = ["block_names", "check_block", "check_layer", "layer_names"]
+__all__ = ["block_input", "block_names", "block_of_row", "block_row", "check_block", "check_layer", "later_blocks",
+           "layer_names"]
 
 
 def check_layer(layer: int, num_layers: int) -> int:
@@ -54,3 +55,25 @@ def layer_names(num_layers: int) -> list[str]:
 def block_names(num_layers: int) -> list[str]:
     """Axis labels for the ``num_layers`` blocks: ``"1"`` .. ``"L"``."""
     return [str(i) for i in range(1, int(num_layers) + 1)]
+
+
+def block_row(block: int) -> int:
+    """The row of block ``block`` (1..L) in an array with one row per block (``[L, ...]``:
+    ``Trace.attentions``, mixing matrices, a model's block weights, per-block sums)."""
+    return int(block) - 1
+
+
+def block_of_row(row: int) -> int:
+    """The block number (1..L) of row ``row`` of an array with one row per block."""
+    return int(row) + 1
+
+
+def block_input(block: int) -> int:
+    """The hidden-state index (layer) that block ``block`` reads: ``Trace.hidden_states[block_input(l)]``
+    is block ``l``'s input, ``hidden_states[l]`` its output."""
+    return int(block) - 1
+
+
+def later_blocks(layer: int, num_layers: int) -> range:
+    """The blocks that run after hidden state ``layer`` (or after block ``layer``): ``layer + 1 .. L``."""
+    return range(int(layer) + 1, int(num_layers) + 1)

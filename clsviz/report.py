@@ -26,6 +26,7 @@ import plotly.graph_objects as go
 from .analyses import ANALYSES, Analysis, NotApplicable
 from .artifacts import atomic_path
 from .figures import figure_spec
+from .layers import block_row
 from .literature import claims_html
 from .metrics import cosine, entropy
 from .narrative import findings
@@ -183,7 +184,7 @@ def layer_stats(trace: Trace) -> pd.DataFrame:
             "cls_entropy": float("nan"),
         }
         if layer > 0:
-            att = trace.attentions[layer - 1]  # [H, T, T]
+            att = trace.attentions[block_row(layer)]  # [H, T, T]
             queries = att[:, others, cls_i] if others.any() else att[:, :, cls_i]
             row["attention_to_cls"] = float(queries.mean())
             row["cls_entropy"] = float(entropy(att[:, cls_i, :]).mean())

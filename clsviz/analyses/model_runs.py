@@ -21,7 +21,7 @@ from ..experiments.dynamics import flow_table, gradient_flows
 from ..experiments.inversion import load_mlm_head, mlm_reading, summarize_mlm_reading
 from ..experiments.position import position_experiment, summarize_position
 from ..faithfulness import MEASURES, rank_measures, verdict
-from ..layers import check_block
+from ..layers import block_of_row, check_block
 from ..mixing import METHODS as MIXING_METHODS
 from ..mixing import ContextMixing, MixingError, block_table, cls_row_table, measure
 from ..tracing import Trace, no_summary_message
@@ -103,7 +103,7 @@ class MixingResult(Result):
     def barely_mixing_blocks(self) -> list[int]:
         """Blocks (1..L) that move almost nothing into [CLS] (value zeroing; see
         :data:`clsviz.mixing.BARELY_MIXES`)."""
-        return [b + 1 for b, flag in enumerate(self.mixing.barely_mixes()) if flag]
+        return [block_of_row(b) for b, flag in enumerate(self.mixing.barely_mixes()) if flag]
 
 
 def _measure(encoder, trace: Trace, method: str, progress=None, cancel=None) -> ContextMixing:

@@ -20,6 +20,7 @@ import pandas as pd
 from ..blocks import InterventionError, block_weights, embed, run_block
 from ..corpus import demo_corpus, labelled_rows
 from ..encoder import Encoder
+from ..layers import block_row
 from ..progress import check_cancel, single_blas_thread
 from ..tracing import check_summary_token
 from ..vectors import padded_batches, tokenize_texts
@@ -279,7 +280,7 @@ def run_with_parts(encoder: Encoder, ids, mask, *, start: int = 0, hidden=None, 
         h = replace[start](h)
     rows = [torch.full_like(h, float("nan")) for _ in range(start)] + [h]
     for block in range(start + 1, len(weights) + 1):
-        h, parts = run_block(weights[block - 1], h, attention_mask=mask, return_parts=True,
+        h, parts = run_block(weights[block_row(block)], h, attention_mask=mask, return_parts=True,
                              **interventions.get(block, {}))  # fmt: skip
         if on_block is not None:
             on_block(block, parts)
@@ -297,7 +298,7 @@ def run_last(encoder: Encoder, hidden, mask, start: int, interventions: dict | N
     plan = dict(interventions or {})
     h = hidden
     for block in range(start + 1, len(weights) + 1):
-        h = run_block(weights[block - 1], h, attention_mask=mask, **plan.get(block, {}))
+        h = run_block(weights[block_row(block)], h, attention_mask=mask, **plan.get(block, {}))
     return h
 
 

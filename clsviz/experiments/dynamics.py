@@ -30,6 +30,7 @@ from ..blocks import block_weights, run_stack
 from ..compare import cka
 from ..encoder import Encoder
 from ..keywords import accepts_max_length
+from ..layers import block_of_row
 from ..metrics import cosine, entropy
 from ..model_heads import ClassifierHead
 from ..pooling import check_pooling, pool_hidden
@@ -333,7 +334,7 @@ def state_metrics(model, batches: Iterable[tuple], labels: Sequence, *, referenc
         layer_rows.append({"layer": layer, "metric": "cka_to_start", "value": float(same)})
     ent, received = np.mean(parts[4], axis=0), np.mean(parts[5], axis=0)  # [L]
     block_rows = [
-        {"block": b + 1, "metric": name, "value": float(values[b])}
+        {"block": block_of_row(b), "metric": name, "value": float(values[b])}
         for name, values in (("cls_entropy", ent), ("attention_to_cls", received))
         for b in range(len(values))
     ]

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..blocks import run_stack
 from ..encoder import Encoder
+from ..layers import block_input, block_row
 from ..metrics import cosine
 from ..verdicts import estimate
 from .causal_runs import (
@@ -76,10 +77,10 @@ def _clean_pass(encoder, batch, stats):
     def on_block(block, parts):
         probs = parts.attn_probs.to(torch.float64)  # [B, H, T, T]
         to_cls = probs[rows, :, :, batch.cls_index]  # [B, H, T] each query's weight on its [CLS]
-        stats["to_cls"][block - 1] += (to_cls * queries[:, None, :]).sum(dim=(0, 2)).cpu()
+        stats["to_cls"][block_row(block)] += (to_cls * queries[:, None, :]).sum(dim=(0, 2)).cpu()
         cls_row = probs[rows, :, batch.cls_index, :]  # [B, H, T]
-        stats["reads"][block - 1] += (cls_row * content[:, None, :]).sum(dim=(0, 2)).cpu()
-        stats["context"][block - 1] += (parts.context.to(torch.float64) * weight).sum(dim=(0, 2)).cpu()
+        stats["reads"][block_row(block)] += (cls_row * content[:, None, :]).sum(dim=(0, 2)).cpu()
+        stats["context"][block_row(block)] += (parts.context.to(torch.float64) * weight).sum(dim=(0, 2)).cpu()
 
     with torch.inference_mode():
         hidden = run_with_parts(encoder, batch.ids, batch.mask, on_block=on_block)
@@ -101,11 +102,11 @@ def _ablated_finals(encoder, batch, hidden, block: int, heads: Sequence[int], me
     for i, head in enumerate(heads):
         scale[i, :, head] = 0.0
         if means is not None:
-            bias[i, :, head] = torch.as_tensor(means[block - 1, head], dtype=hidden.dtype, device=hidden.device)
-    start = hidden[block - 1].repeat(g, 1, 1)
+            bias[i, :, head] = torch.as_tensor(means[block_row(block), head], dtype=hidden.dtype, device=hidden.device)
+    start = hidden[block_input(block)].repeat(g, 1, 1)
     knobs = {block: {"head_scale": scale.reshape(g * n, -1), "head_bias": bias.reshape(g * n, info.num_heads, dh)}}
     with torch.inference_mode():
-        out = run_last(encoder, start, batch.mask.repeat(g, 1), block - 1, knobs)
+        out = run_last(encoder, start, batch.mask.repeat(g, 1), block_input(block), knobs)
     last = out.reshape(g, n, *out.shape[-2:])
     rows = torch.arange(n, device=last.device)
     return last[:, rows, batch.cls_index].float().cpu().numpy()
@@ -156,7 +157,7 @@ def head_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | None =
         for block in range(1, num_layers + 1):
             for lo in range(0, num_heads, group):
                 heads = list(range(lo, min(num_heads, lo + group)))
-                ablated[block - 1, heads[0] : heads[-1] + 1][:, batch.rows] = _ablated_finals(
+                ablated[block_row(block), heads[0] : heads[-1] + 1][:, batch.rows] = _ablated_finals(
                     encoder, batch, hidden, block, heads, means
                 )
             step(f"Ablating the heads of block {block}")
@@ -165,15 +166,15 @@ def head_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | None =
     rows = []
     for block in range(1, num_layers + 1):
         for head in range(num_heads):
-            cos = cosine(ablated[block - 1, head], clean).astype(np.float64)
+            cos = cosine(ablated[block_row(block), head], clean).astype(np.float64)
             found = estimate(cos, seed=seed)
-            accuracy = probe.accuracy(ablated[block - 1, head]) if probe else np.nan
+            accuracy = probe.accuracy(ablated[block_row(block), head]) if probe else np.nan
             rows.append(dict(
                 block=block, head=head, effect=float(np.mean(1.0 - cos)), cosine=found.value, cosine_low=found.low,
                 cosine_high=found.high,
                 accuracy=accuracy, clean_accuracy=clean_accuracy, accuracy_drop=clean_accuracy - accuracy,
-                attention_to_cls=float(stats["to_cls"][block - 1, head] / max(stats["queries"], 1.0)),
-                cls_reads_content=float(stats["reads"][block - 1, head] / max(stats["texts"], 1)),
+                attention_to_cls=float(stats["to_cls"][block_row(block), head] / max(stats["queries"], 1.0)),
+                cls_reads_content=float(stats["reads"][block_row(block), head] / max(stats["texts"], 1)),
                 mode=mode, n=len(tokens),
             ))  # fmt: skip
     table = classify_heads(pd.DataFrame(rows))

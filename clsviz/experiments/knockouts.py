@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..blocks import InterventionError, block_weights, run_block, run_stack
 from ..encoder import Encoder
+from ..layers import block_input, block_row, later_blocks
 from ..metrics import cosine
 from ..pooling import pool_hidden
 from ..verdicts import estimate
@@ -76,8 +77,8 @@ def _cut_runs(encoder, hidden, batch, blocked, reading: str, cut: dict, step) ->
     weights = block_weights(encoder)
     num_layers = len(weights)
     for block in range(1, num_layers + 1):
-        h = run_block(weights[block - 1], hidden[block - 1], attention_mask=batch.mask, blocked=blocked)
-        later = {b: {"blocked": blocked} for b in range(block + 1, num_layers + 1)}
+        h = run_block(weights[block_row(block)], hidden[block_input(block)], attention_mask=batch.mask, blocked=blocked)
+        later = {b: {"blocked": blocked} for b in later_blocks(block, num_layers)}
         for scope, plan in (("from", later), ("only", {})):
             out = run_last(encoder, h, batch.mask, block, plan)
             cut[(reading, scope, block)][batch.rows] = _final(out, batch, reading)

@@ -15,7 +15,7 @@ import numpy as np
 from ..blocks import InterventionError, run_stack
 from ..encoder import Encoder, apply_pooler
 from ..keywords import accepts_max_length
-from ..layers import check_block, check_layer
+from ..layers import block_row, check_block, check_layer
 from ..progress import check_cancel
 from ..tracing import TokenizedText, Trace, check_summary_token, special_positions, tokenize
 from .causal_runs import TokenizedBatches, demo_sample, run_with_parts, special_sums
@@ -162,7 +162,7 @@ def head_means(encoder: Encoder, texts: Sequence[str], batch_size: int = 32, max
         weight = batch.mask.to(torch.float64)[:, None, :, None]
 
         def add(block, parts, weight=weight):
-            sums[block - 1] += (parts.context.to(torch.float64) * weight).sum(dim=(0, 2)).cpu()
+            sums[block_row(block)] += (parts.context.to(torch.float64) * weight).sum(dim=(0, 2)).cpu()
 
         with torch.inference_mode():
             run_with_parts(encoder, batch.ids, batch.mask, on_block=add)
@@ -227,7 +227,7 @@ def head_plan(encoder: Encoder, heads, mode: str = "zero", mean_from=None) -> di
         })  # fmt: skip
         knobs["head_scale"][head] = 0.0
         if means is not None:
-            knobs["head_bias"][head] = torch.as_tensor(means[block - 1, head], device=encoder.device)
+            knobs["head_bias"][head] = torch.as_tensor(means[block_row(block), head], device=encoder.device)
     return plan
 
 

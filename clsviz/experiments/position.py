@@ -33,6 +33,7 @@ import pandas as pd
 
 from ..encoder import OFFSET_POSITION_MODELS, Encoder
 from ..keywords import accepts_max_length
+from ..layers import block_row
 from ..metrics import cosine
 from ..narrative import position_summary
 from ..tracing import check_summary_token, special_positions, tokenize
@@ -404,7 +405,7 @@ def position_table(runs: Sequence[VariantRun]) -> pd.DataFrame:
                     "slot_token": r.variant.slot_token,
                     "seq_len": len(r.variant.input_ids),
                     "cos_to_standard_cls": float(cos_std[layer]),
-                    "attention_received": float(received[layer - 1]) if layer > 0 else float("nan"),
+                    "attention_received": float(received[block_row(layer)]) if layer > 0 else float("nan"),
                     "cos_to_mean": float(cos_mean[layer]),
                     "standard_cls_to_tokens": float(yardstick[layer]),
                 }

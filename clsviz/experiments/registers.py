@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..blocks import InterventionError, embedding_weights
 from ..encoder import Encoder
+from ..layers import block_row
 from ..metrics import cosine
 from ..vectors import padded_batches
 from ..verdicts import estimate
@@ -100,7 +101,7 @@ def _run_condition(encoder, ids, special, registers, positions, cls_index, batch
 
         def on_block(block, parts, roles=roles):
             total, count = attention_shares(parts.attn_probs, roles["content"], roles)
-            sums[block - 1] += np.append(total, count)
+            sums[block_row(block)] += np.append(total, count)
 
         with torch.inference_mode():
             out = run_with_parts(encoder, b_ids, mask, on_block=on_block, position_ids=b_positions)
@@ -156,7 +157,7 @@ def register_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | No
                        sums[(condition, k)], finals[(condition, k)], step,
                        f"{k} register(s)" if condition == "registers" else f"words shifted by {k}, no registers")  # fmt: skip
     attention = pd.DataFrame([
-        dict(k=k, block=b, role=r, share=float(sums[("registers", k)][b - 1, i] / max(sums[("registers", k)][b - 1, -1], 1.0)))
+        dict(k=k, block=b, role=r, share=float(sums[("registers", k)][block_row(b), i] / max(sums[("registers", k)][block_row(b), -1], 1.0)))
         for k in ks for b in range(1, num_layers + 1) for i, r in enumerate(ROLES)
     ])  # fmt: skip
     shares = attention.groupby(["k", "role"])["share"].mean()

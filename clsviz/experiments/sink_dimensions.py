@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..encoder import Encoder
-from ..layers import check_layer
+from ..layers import block_row, check_layer, later_blocks
 from ..metrics import cosine
 from ..norms import massive_dimensions, top_dimensions
 from ..tracing import Trace, trace
@@ -118,7 +118,7 @@ def _run(encoder, batch, start, hidden, replace, sums, mode, num_layers):
 
     def on_block(block, parts):
         total, count = attention_shares(parts.attn_probs, words, shares)
-        sums[mode][block - 1] += np.append(total, count)
+        sums[mode][block_row(block)] += np.append(total, count)
 
     with torch.inference_mode():
         out = run_with_parts(encoder, None if hidden is not None else batch.ids, batch.mask, start=start,
@@ -241,8 +241,8 @@ def massive_sweep(encoder: Encoder, texts: Sequence[str], labels: Sequence | Non
             step(f"{'Random d' if mode.startswith('random') else 'D'}imensions set to {mode.removeprefix('random_')}")
     probe = CleanProbe(folds, seed).fit(finals["clean"], labelled.y) if labelled else None
     attention = pd.DataFrame([
-        dict(mode=m, block=b, role=r, share=float(sums[m][b - 1, i] / max(sums[m][b - 1, -1], 1.0)))
-        for m in DIMENSION_MODES for b in range(layer + 1, num_layers + 1) for i, r in enumerate(SHARE_ROLES)
+        dict(mode=m, block=b, role=r, share=float(sums[m][block_row(b), i] / max(sums[m][block_row(b), -1], 1.0)))
+        for m in DIMENSION_MODES for b in later_blocks(layer, num_layers) for i, r in enumerate(SHARE_ROLES)
     ])  # fmt: skip
     cls_share = attention[attention["role"] == "cls"].groupby("mode")["share"].mean()
     cls_values, other_values = (np.concatenate(part) for part in replaced)

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..layers import block_of_row
 from ._common import DIVERGING, SEQUENTIAL, safe_text
 from .registry import register
 
@@ -98,7 +99,7 @@ def attention_change_figure(change, measure: str = "to_cls") -> go.Figure:
         go.Heatmap(
             z=np.round(delta, 5),
             x=[f"head {h + 1}" for h in range(num_heads)],
-            y=[f"block {b + 1}" for b in range(num_layers)],
+            y=[f"block {block_of_row(b)}" for b in range(num_layers)],
             zmin=-limit,
             zmax=limit,
             zmid=0.0,

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..faithfulness import MEASURE_NAMES, Scoreboard
-from ..layers import block_names
+from ..layers import block_names, block_row
 from ..mixing import BARELY_MIXES, METHOD_NAMES, ContextMixing
 from ._common import DIVERGING, SEQUENTIAL, safe_text
 from .registry import register
@@ -94,7 +94,7 @@ def mixing_block_figure(mix: ContextMixing, attention: ContextMixing, block: int
     if not 1 <= b <= mix.num_layers:
         raise ValueError(f"block {block} is outside 1..{mix.num_layers}")
     labels = _labels(mix.tokens)
-    panels = [("raw attention", attention.matrix[b - 1]), (METHOD_NAMES[mix.method], mix.matrix[b - 1])]
+    panels = [("raw attention", attention.matrix[block_row(b)]), (METHOD_NAMES[mix.method], mix.matrix[block_row(b)])]
     fig = _pair(panels, labels, labels, "receiving token", "share")
     return _titled(fig, f"Block {b}, token by token", "row = the token whose output is written; column = the token read")
 

@@ -37,6 +37,7 @@ from ..corpus import Corpus, demo_corpus, labelled_rows, stratified_rows
 from ..encoder import encoder_from_model
 from ..experiments.dynamics import state_metrics
 from ..experiments.finetune import accuracy_interval
+from ..layers import block_of_row
 from ..metrics import bootstrap_interval
 from ..norms import top_dimensions
 from ..tracing import trace
@@ -115,7 +116,7 @@ def _traced_rows(enc, texts, max_tokens: int, seed: int) -> list[dict]:
     rows = []
     sep = np.asarray(sep, dtype=np.float64)  # [texts, L]
     for b in range(sep.shape[1] if sep.ndim == 2 else 0):
-        row = dict(metric="attention_to_sep", layer=b + 1, value=float(sep[:, b].mean()))
+        row = dict(metric="attention_to_sep", layer=block_of_row(b), value=float(sep[:, b].mean()))
         if len(sep) > 1:  # 95% bootstrap interval over the traced texts
             _, row["low"], row["high"] = bootstrap_interval(np.mean, sep[:, b], seed=seed)
         rows.append(row)

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..experiments.side_by_side import describe_change
 from ..experiments.sink_dimensions import MASSIVE_RATIO, find_massive_dimensions, relative_spread
+from ..layers import later_blocks
 from ..narrative import benchmark_summary
 from ..verdicts import estimate, paired_difference
 from .claims import NOT_MEASURABLE, NOT_YET, Claim
@@ -139,7 +140,7 @@ def massive_ablation(claim: Claim, ctx: Context) -> Measurement:
              f"({control['dims']}) zeroed: {random_zero.text('.3f')}")
     notes = [f"Replaced at layer {layer}, where the replaced values vary most between inputs ({spread:.1%} of their "
              f"size; [CLS] itself has mean pairwise cosine {same:.6f} across the inputs there)."]
-    protocol = (f"the special tokens' largest dimensions at layer {layer} (blocks {layer + 1}–{ctx.num_layers} run "
+    protocol = (f"the special tokens' largest dimensions at layer {layer} (blocks {later_blocks(layer, ctx.num_layers).start}–{ctx.num_layers} run "
                 "after), against the same number of random dimensions; intervals over the texts")
     sample = f"{len(texts)} corpus sentences"
     if not bool(row["massive"]):

@@ -24,6 +24,7 @@ from ..benchmark import benchmark_from_vectors, pair_texts
 from ..corpus import Corpus, demo_corpus, demo_pairs, is_missing, stratified_rows
 from ..experiments.inversion import bow_f1
 from ..experiments.neighbours import pair_set, paraphrase_recall
+from ..layers import block_row
 from ..metrics import bootstrap_interval
 from ..mixing import attention_weights
 from ..narrative import describe_series, layer_span
@@ -221,7 +222,7 @@ def sep_share(claim: Claim, ctx: Context) -> Measurement:
     sep = estimate(shares[:, rows, 1].mean(axis=1), seed=ctx.seed)
     cls = estimate(shares[:, rows, 0].mean(axis=1), seed=ctx.seed)
     mean = shares.mean(axis=0)
-    per_block = ", ".join(f"{mean[b - 1, 1]:.0%}" for b in blocks)
+    per_block = ", ".join(f"{mean[block_row(b), 1]:.0%}" for b in blocks)
     value = (f"[SEP] receives {sep.text('.0%')} of the attention in {layer_span(blocks, 'block')} ({per_block}); "
              f"[CLS] {cls.text('.0%')}")
     notes = [f"{published.capitalize()} map by relative depth to {layer_span(blocks, 'block')} of this "

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..blocks import BlockStructureError, block_weights
-from ..layers import check_block
+from ..layers import block_of_row, check_block
 from ..progress import check_cancel
 from ..tracing import NoSummaryToken, Trace, no_summary_message
 from .decomposition import DEFAULT_BUDGET, block_scores
@@ -165,7 +165,7 @@ def _decomposed(encoder, trace: Trace, method: str, progress, cancel, budget: in
         scores = block_scores(weights[layer], trace.hidden_states[layer], trace.attentions[layer], (method,), budget)
         raw[layer] = scores[method]
         if progress is not None:
-            progress(layer + 1, trace.num_layers, f"{METHOD_NAMES[method]}: block {layer + 1} of {trace.num_layers}")
+            progress(block_of_row(layer), trace.num_layers, f"{METHOD_NAMES[method]}: block {block_of_row(layer)} of {trace.num_layers}")
     return raw
 
 
@@ -286,7 +286,7 @@ def block_table(mix: ContextMixing, block: int) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "method": mix.method,
-            "block": b + 1,
+            "block": block_of_row(b),
             "receiving_position": np.repeat(np.arange(seq_len), seq_len),
             "receiving_token": np.repeat(tokens, seq_len),
             "position": np.tile(np.arange(seq_len), seq_len),

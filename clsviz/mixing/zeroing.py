@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from ..blocks import block_weights, run_block
+from ..layers import block_of_row
 from ..progress import check_cancel
 from .decomposition import DEFAULT_BUDGET
 from .zeroing_kernels import gelu_changes, gelu_series, is_exact_gelu, output_scores
@@ -268,5 +269,5 @@ def value_zeroing_scores(encoder, trace, progress=None, cancel=None, budget: int
                 exact = _exact_rows(clean, w64, changes, zeroed, rows).T.cpu().numpy()  # [R, J]
                 scores[layer, rows.cpu().numpy(), zeroed] = exact
                 if progress is not None:
-                    progress(layer * chunks + c + 1, num_layers * chunks, f"Value zeroing: block {layer + 1} of {num_layers}")
+                    progress(layer * chunks + c + 1, num_layers * chunks, f"Value zeroing: block {block_of_row(layer)} of {num_layers}")
     return scores
