@@ -184,7 +184,7 @@ def _drop_untrained_pooler(model, missing_keys) -> None:
         model.pooler = None
 
 
-def _eager_view(model):
+def eager_view(model):
     """A second module tree over the same parameter tensors, computing attention eagerly."""
     shared = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
     view = copy.deepcopy(model, shared)
@@ -318,7 +318,7 @@ def encoder_from_model(model, tokenizer, name: str, *, source: str = "", summary
         cls = _refuse_without_cls(name, tokenizer)
     dev = str(next(model.parameters()).device)
     info = _encoder_info(name, source or name, model, tokenizer, cls, None, (), dev, summary)
-    return Encoder(model=model, tokenizer=tokenizer, info=info, eager_model=_eager_view(model))
+    return Encoder(model=model, tokenizer=tokenizer, info=info, eager_model=eager_view(model))
 
 
 def load_encoder(
@@ -389,7 +389,7 @@ def load_encoder(
         classifier, head_notes = sentence_head(loaded, model, layout, missing_keys)
         notes += head_notes
     _drop_untrained_pooler(model, missing_keys)
-    eager = _eager_view(model)
+    eager = eager_view(model)
     eager.eval()
     info = _encoder_info(display, source, model, tokenizer, cls, classifier, notes, dev, summary)
     return Encoder(model=model, tokenizer=tokenizer, info=info, eager_model=eager, classifier=classifier)

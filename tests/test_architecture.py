@@ -91,3 +91,18 @@ def test_layer_arithmetic_is_named_in_layers():
     assert list(later_blocks(0, 3)) == [1, 2, 3] and list(later_blocks(3, 3)) == []
     attentions = np.arange(6)  # one row per block of a 6-block model
     assert all(attentions[block_row(b)] == b - 1 for b in range(1, 7))
+
+
+def test_no_module_imports_another_modules_private_names():
+    """A name that starts with an underscore belongs to its module: another module that needs it
+    gets a public name instead (issue 25)."""
+    offenders = []
+    for path in sorted([*(ROOT / "clsviz").rglob("*.py"), *(ROOT / "ui").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level == 0 and (node.module or "").split(".")[0] not in PROJECT:
+                continue
+            offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]  # fmt: skip
+    assert offenders == []

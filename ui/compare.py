@@ -10,7 +10,7 @@ from clsviz import Encoder, ModelLoadError
 from clsviz.compare import ATTENTION_MEASURES, CKA_READINGS
 
 from . import models, runner
-from .state import _bind, _store, hold_second_model
+from .state import bind_widget, hold_second_model, store_widget
 from .text import plain
 from .widgets import selectbox, text_input
 
@@ -47,23 +47,23 @@ def second_model_picker() -> str | None:
     st.session_state.setdefault(SECOND_CUSTOM, "")
     if st.session_state[SECOND] not in choices:
         st.session_state[SECOND] = NONE
-    _bind("compare.model_b", SECOND)
+    bind_widget("compare.model_b", SECOND)
     selectbox(st,
         "Second model (B)",
         choices,
         key="compare.model_b",
-        on_change=_store,
+        on_change=store_widget,
         args=("compare.model_b", SECOND),
         help="Compared with the sidebar's model (A). Loaded once and shared like the sidebar's models; "
         "picking another one (or none) frees it when no one else uses it.",
     )
     choice = st.session_state[SECOND]
     if choice == models.OTHER:
-        _bind("compare.custom_b", SECOND_CUSTOM)
+        bind_widget("compare.custom_b", SECOND_CUSTOM)
         text_input(st,
             "Hugging Face id or local folder (B)",
             key="compare.custom_b",
-            on_change=_store,
+            on_change=store_widget,
             args=("compare.custom_b", SECOND_CUSTOM),
             placeholder="e.g. /models/my-finetuned-bert",
         )

@@ -95,12 +95,12 @@ def _init_state() -> None:
         st.session_state[FAILED] = {}
 
 
-def _bind(widget_key: str, store_key: str) -> None:
+def bind_widget(widget_key: str, store_key: str) -> None:
     """Seed a widget from the persistent store (before the widget is created)."""
     st.session_state[widget_key] = st.session_state[store_key]
 
 
-def _store(widget_key: str, store_key: str) -> None:
+def store_widget(widget_key: str, store_key: str) -> None:
     st.session_state[store_key] = st.session_state[widget_key]
 
 
@@ -168,43 +168,43 @@ def sidebar() -> None:
                 st.page_link(path, label=label, icon=icon)
         st.divider()
         choices = _keep_choice_offered()
-        _bind("sidebar.model", MODEL)
+        bind_widget("sidebar.model", MODEL)
         st.selectbox(
             "Model",
             choices,
             key="sidebar.model",
-            on_change=_store,
+            on_change=store_widget,
             args=("sidebar.model", MODEL),
             help="The bundled model works offline. Any Hugging Face encoder id or local folder "
             "with a saved model also works where the machine can reach it.",
         )
         _describe_model_in_use()
         if st.session_state[MODEL] == OTHER:
-            _bind("sidebar.custom_model", CUSTOM)
+            bind_widget("sidebar.custom_model", CUSTOM)
             st.text_input(
                 "Hugging Face id or local folder",
                 key="sidebar.custom_model",
-                on_change=_store,
+                on_change=store_widget,
                 args=("sidebar.custom_model", CUSTOM),
                 placeholder="e.g. bert-base-uncased or /models/my-bert",
             )
-        _bind("sidebar.sentences", SENTENCES)
+        bind_widget("sidebar.sentences", SENTENCES)
         st.text_area(
             "Sentences (one per line)",
             key="sidebar.sentences",
-            on_change=_store,
+            on_change=store_widget,
             args=("sidebar.sentences", SENTENCES),
             height=140,
             help="Each line is traced on its own. Press Ctrl+Enter (or click outside) to apply.",
         )
-        _bind("sidebar.max_tokens", MAX_TOKENS)
+        bind_widget("sidebar.max_tokens", MAX_TOKENS)
         st.number_input(
             "Max tokens",
             min_value=MIN_TOKENS,
             max_value=MAX_TOKENS_LIMIT,
             step=8,
             key="sidebar.max_tokens",
-            on_change=_store,
+            on_change=store_widget,
             args=("sidebar.max_tokens", MAX_TOKENS),
             help="Longer sentences are cut to this many tokens (and to the model's own limit).",
         )

@@ -104,7 +104,7 @@ def probe_as_linear(probe) -> tuple[np.ndarray, np.ndarray]:
     return coef.astype(np.float32), intercept.astype(np.float32)
 
 
-def _linear(weight, bias, device):
+def linear_head(weight, bias, device):
     import torch
 
     w = torch.as_tensor(weight, dtype=torch.float32, device=device)
@@ -119,7 +119,7 @@ def _head_fn(encoder: Encoder, head, seed: int) -> tuple[Callable, int]:
     dim = encoder.info.hidden_size
     if head is None:
         weight, bias = random_head(dim, seed)
-        return _linear(weight, bias, encoder.device), 2
+        return linear_head(weight, bias, encoder.device), 2
     if isinstance(head, ClassifierHead):
         return head.apply, head.num_labels
     if isinstance(head, torch.nn.Module):
@@ -137,13 +137,13 @@ def _head_fn(encoder: Encoder, head, seed: int) -> tuple[Callable, int]:
             f"The head has weight {list(weight.shape)} and bias {list(bias.shape)}; this encoder's vectors have "
             f"{dim} dims, so the head needs weight [C, {dim}] and bias [C]."
         )
-    return _linear(weight, bias, encoder.device), int(weight.shape[0])
+    return linear_head(weight, bias, encoder.device), int(weight.shape[0])
 
 
 # --- gradient flow ----------------------------------------------------------------------------
 
 
-def _flow(view, ids, special, readout: Callable, target: int, cls_index: int) -> np.ndarray:
+def flow_norms(view, ids, special, readout: Callable, target: int, cls_index: int) -> np.ndarray:
     """float32 [L+1, T]: ||d loss / d h_l[t]|| for one tokenized input run through ``view.model``
     block by block; ``readout(last [1, T, D], mask, special, cls_index)`` gives logits [1, C] and
     the loss is their cross-entropy with class ``target``."""
@@ -175,8 +175,8 @@ def _flow(view, ids, special, readout: Callable, target: int, cls_index: int) ->
     return torch.stack([g[0].float().norm(dim=-1) for g in grads]).cpu().numpy().astype(np.float32)
 
 
-def _pooled_readout(reads: str, head: Callable) -> Callable:
-    """A readout for :func:`_flow`: ``head`` on the ``reads`` pooling of the last layer."""
+def pooled_readout(reads: str, head: Callable) -> Callable:
+    """A readout for :func:`flow_norms`: ``head`` on the ``reads`` pooling of the last layer."""
 
     def readout(last, mask, special, cls_index):
         return head(pool_hidden(last[:, None], mask, special, reads, cls_index)[:, 0])
@@ -224,7 +224,7 @@ def gradient_flow(enc: Encoder, text: str, pooling: str = "cls", seed: int = 0, 
     tt = tokenize(enc, text, max_tokens)
     cls_index, _ = special_positions(tt, enc.info)
     head_fn, _ = _head_fn(enc, head, seed)
-    return _flow(enc, tt.input_ids, tt.special_mask, _pooled_readout(reads, head_fn), target, cls_index)
+    return flow_norms(enc, tt.input_ids, tt.special_mask, pooled_readout(reads, head_fn), target, cls_index)
 
 
 FLOW_PANELS = {"cls": "[CLS] pooling", "mean": "mean pooling"}

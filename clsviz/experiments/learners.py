@@ -27,7 +27,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..artifacts import ArtifactError, atomic_folder
-from ..encoder import Encoder, _eager_view
+from ..encoder import Encoder, eager_view
 from ..pooling import pool_hidden
 from ..provenance import text_digest
 from ..vectors import pad_rows
@@ -148,7 +148,7 @@ class Learner:
             self.head = torch.nn.Linear(encoder.info.hidden_size, len(labels)).to(encoder.device)
         for p in self.modules_parameters():
             p.requires_grad_(True)
-        self.eager = _eager_view(self.model)
+        self.eager = eager_view(self.model)
         self.eager.eval()
         self.view = SimpleNamespace(model=self.model)  # what clsviz.blocks reads the weights from
         self.inputs = build_inputs(encoder, tokenized, pooling, self.fresh_id)

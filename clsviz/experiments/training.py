@@ -15,7 +15,7 @@ import numpy as np
 from ..encoder import Encoder
 from ..pooling import pool_hidden
 from ..progress import check_cancel, single_blas_thread
-from .dynamics import _flow, _linear, _pooled_readout, probe_as_linear, random_head, state_metrics
+from .dynamics import flow_norms, linear_head, pooled_readout, probe_as_linear, random_head, state_metrics
 from .learners import FRESH_TOKEN, MOVED_POOLINGS, Learner, build_inputs
 from .probe import make_probe
 
@@ -120,7 +120,7 @@ class Monitor:
         self.start: dict[str, object] = {}
         self.checkpoints, self.layers, self.blocks, self.flows = [], [], [], []
         weight, bias = random_head(encoder.info.hidden_size, seed)
-        self.head = _linear(weight, bias, encoder.device)
+        self.head = linear_head(weight, bias, encoder.device)
 
     def record(self, learner: Learner, step: int, epoch: float, accuracy: float, loss: float) -> None:
         kind = learner.pooling if learner.pooling in MOVED_POOLINGS else "standard"
@@ -144,7 +144,7 @@ class Monitor:
         inputs = build_inputs(self.encoder, self.flow_tokenized, learner.pooling, learner.fresh_id)
         ids, special, slot = inputs.ids[0], inputs.special[0], int(inputs.slots[0])
         learner.train(False)
-        norms = _flow(learner.view, ids, special, _pooled_readout(learner.reads, self.head), 0, slot)
+        norms = flow_norms(learner.view, ids, special, pooled_readout(learner.reads, self.head), 0, slot)
         learner.train(True)
         tokens = [FRESH_TOKEN if int(i) == learner.fresh_id else t
                   for i, t in zip(ids, self.encoder.tokenizer.convert_ids_to_tokens([int(i) for i in ids]))]  # fmt: skip
