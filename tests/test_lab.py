@@ -453,12 +453,17 @@ def _tiny_run_in_child(out: str) -> str:
     return str(pretrain(excerpt_texts(), config=TINY_LAB, steps=2, out=out, checkpoints=0, threads=1).folder)
 
 
-def test_a_run_in_another_process(tmp_path):
+def test_a_run_in_another_process(tmp_path, monkeypatch):
     """The app's job worker is a process of its own (not a DataLoader's): the masks must still draw."""
     import multiprocessing
+    import sys
+    import types
     from concurrent.futures import ProcessPoolExecutor
     from pathlib import Path
 
+    # A spawned child re-runs the parent's __main__ file; after an AppTest script ran in this
+    # process that is the script's temporary file, so the child starts from a bare __main__.
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         folder = pool.submit(_tiny_run_in_child, str(tmp_path / "child")).result(timeout=600)
     assert (Path(folder) / "model.safetensors").is_file()

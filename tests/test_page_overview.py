@@ -90,11 +90,11 @@ def test_offline_the_model_list_offers_only_models_that_can_load(monkeypatch):
     note = next(c.value for c in at.sidebar.caption if "Not offered on this machine" in c.value)
     assert "bert-base-uncased" in note and "HF_HUB_OFFLINE" in note
     # A model found in the local cache is offered again.
-    import ui.state
+    import ui.models
 
-    real = ui.state.model_unavailable
+    real = ui.models.model_unavailable
     monkeypatch.setattr(
-        ui.state, "model_unavailable", lambda name: None if name == "roberta-base" else real(name)
+        ui.models, "model_unavailable", lambda name: None if name == "roberta-base" else real(name)
     )
     at.run()
     assert "roberta-base" in list(at.sidebar.selectbox(key="sidebar.model").options)
