@@ -111,8 +111,8 @@ class ModelProfile:
             "none": "no sentence objective",
         }
         said = f"{self.name}: {self.family} family, {self.num_layers} layers, {self.hidden_size} dims, {training}"
-        if self.sentence_objective is not None:
-            said += f", pre-trained with {objective[self.sentence_objective]}"
+        if self.sentence_objective is not None:  # "pre-trained, pre-trained with ..." said once
+            said = said.removesuffix(", pre-trained") + f", pre-trained with {objective[self.sentence_objective]}"
             said += f" (assumed: the {self.family} family's recipe)" if self.objective_assumed else ""
         if self.summary_position != "first":
             said += f", summary token {self.summary_position}"

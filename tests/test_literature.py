@@ -308,6 +308,7 @@ def test_a_lab_models_caveat_says_how_well_it_learnt_its_sentence_objective(tiny
     assert "NSP head (next-sentence prediction) reached 52% (95% interval 46%–58%)" in said
     assert "at step 800, not clearly above chance (50%)" in said and "hardly learnt" in said
     assert profile.objective_note not in caveat(anisotropy, profile, measured)  # a claim that needs no objective
+    assert "bert family, 2 layers, 32 dims, pre-trained with next-sentence prediction;" in said  # said once
     # above chance: the whole interval over 50%
     folder = _lab_folder(tiny_model_dirs, tmp_path, "sop", [(0, 0.5, 0.44, 0.56), (200, 0.71, 0.65, 0.77)])
     said = caveat(sbert, model_profile(load_encoder(str(folder))), measured)
