@@ -25,8 +25,10 @@ from a sample and says how many went.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,7 @@ __all__ = [
     "ModelProfile",
     "held_out",
     "model_profile",
+    "objective_record",
     "text_digest",
     "training_texts",
 ]
@@ -70,6 +73,8 @@ SENTENCE_PUBLISHERS = ("sentence-transformers/", "BAAI/bge-", "intfloat/e5-", "t
 RECORD_FILE = "clsviz.json"
 """The note a clsviz fine-tuned copy keeps beside its config (``training_texts_sha256`` inside)."""
 
+_OBJECTIVE_NAMES = {"nsp": "next-sentence prediction", "sop": "sentence-order prediction"}
+
 _SENTENCE_FILES = ("modules.json", "config_sentence_transformers.json", "sentence_bert_config.json")
 
 
@@ -80,7 +85,8 @@ class ModelProfile:
     ``training``: one of :data:`TRAININGS`; ``sentence_objective``: one of :data:`OBJECTIVES` or
     None when unknown; ``summary_position``: one of :data:`SUMMARY_POSITIONS`; ``pooling``: the
     pooling a sentence-tuned model was trained with, or the head's pooling of a fine-tuned one;
-    ``evidence``: how each was read, in plain words."""
+    ``evidence``: how each was read, in plain words; ``objective_note``: for a lab model with a
+    sentence objective, how well it learnt it (:func:`objective_record`), else ""."""
 
     name: str
     family: str
@@ -92,6 +98,7 @@ class ModelProfile:
     pooling: str | None = None
     evidence: tuple[str, ...] = ()
     objective_assumed: bool = False
+    objective_note: str = ""
 
     def describe(self) -> str:
         """``"all-MiniLM-L6-v2 (bundled): bert family, 6 layers, 384 dims, sentence-tuned (mean pooling)"``."""
@@ -104,8 +111,8 @@ class ModelProfile:
             "none": "no sentence objective",
         }
         said = f"{self.name}: {self.family} family, {self.num_layers} layers, {self.hidden_size} dims, {training}"
-        if self.sentence_objective is not None:
-            said += f", pre-trained with {objective[self.sentence_objective]}"
+        if self.sentence_objective is not None:  # "pre-trained, pre-trained with ..." said once
+            said = said.removesuffix(", pre-trained") + f", pre-trained with {objective[self.sentence_objective]}"
             said += f" (assumed: the {self.family} family's recipe)" if self.objective_assumed else ""
         if self.summary_position != "first":
             said += f", summary token {self.summary_position}"
@@ -138,6 +145,35 @@ def _lab_settings(config) -> dict | None:
         return None
 
 
+def objective_record(folder: Path | None, objective: str | None) -> str:
+    """How well a lab model learnt its sentence objective, in one plain sentence: the last held-out
+    accuracy its ``metrics.csv`` records (``heldout_nsp_accuracy`` or ``heldout_sop_accuracy``, with
+    its 95% interval) against chance (50%). "" when the model has no sentence objective; a sentence
+    saying it is unknown when the run recorded no held-out accuracy (a run without checkpoints)."""
+    if objective not in _OBJECTIVE_NAMES:
+        return ""
+    head = f"its {objective.upper()} head ({_OBJECTIVE_NAMES[objective]})"
+    rows = []
+    try:
+        with open(Path(folder) / "metrics.csv", encoding="utf-8", newline="") as handle:  # type: ignore[arg-type]
+            for row in csv.DictReader(handle):
+                if row.get("metric") == f"heldout_{objective}_accuracy":
+                    rows.append((int(float(row["step"])), float(row["value"]), row.get("low") or "nan", row.get("high") or "nan"))
+    except (OSError, TypeError, ValueError, KeyError):
+        rows = []
+    if not rows:
+        return (f"The lab run recorded no held-out accuracy of {head} (it was pretrained without checkpoints), "
+                "so how far the objective trained its [CLS] is not known")
+    step, value, low, high = max(rows)
+    low, high = float(low), float(high)
+    shown = f"{value:.0%}" + (f" (95% interval {low:.0%}–{high:.0%})" if not (math.isnan(low) or math.isnan(high)) else "")
+    said = f"{head[0].upper()}{head[1:]} reached {shown} on held-out sentence pairs at step {step}"
+    if low > 0.5:
+        return said + ", above chance (50%)"
+    return (said + ", not clearly above chance (50%): the objective that should train its [CLS] was hardly "
+            "learnt, unlike the published model's")
+
+
 def model_profile(encoder) -> ModelProfile:
     """The :class:`ModelProfile` of a loaded :class:`~clsviz.encoder.Encoder`."""
     config = encoder.model.config
@@ -155,7 +191,8 @@ def model_profile(encoder) -> ModelProfile:
         position = {"first": "first", "last": "last", "none": "absent"}[lab["summary"]]
         return ModelProfile(**base, training="pre-trained", sentence_objective=objective if objective in OBJECTIVES else None,
                             summary_position=position if position in SUMMARY_POSITIONS else "first",
-                            evidence=("config.json names clsviz pretraining settings (clsviz_pretraining)",))  # fmt: skip
+                            evidence=("config.json names clsviz pretraining settings (clsviz_pretraining)",),
+                            objective_note=objective_record(folder, objective) if folder is not None else "")  # fmt: skip
     if head:
         return ModelProfile(**base, training="fine-tuned", sentence_objective=default, summary_position="first",
                             pooling=getattr(info, "head_pooling", None), objective_assumed=default is not None,

@@ -112,6 +112,17 @@ def test_sentence_head_through_the_lens_equals_the_models_logits(runs, summary, 
     np.testing.assert_allclose(lens[-1], _own_sentence_logits(folder, text, summary), rtol=1e-4, atol=1e-5)
 
 
+def test_the_findings_caveat_reads_the_runs_own_held_out_accuracy(runs):
+    run = runs[("first", "nsp")]  # measured at two checkpoints: its metrics hold the held-out NSP accuracy
+    held = run.metrics[run.metrics["metric"] == "heldout_nsp_accuracy"].sort_values("step").iloc[-1]
+    note = model_profile(load_encoder(str(run.folder))).objective_note
+    assert f"reached {held['value']:.0%} (95% interval {held['low']:.0%}–{held['high']:.0%})" in note
+    assert f"at step {int(held['step'])}" in note
+    assert ("not clearly above chance" in note) == (held["low"] <= 0.5)
+    unmeasured = runs[("last", "sop")]  # no checkpoints: nothing recorded, and it says so
+    assert "recorded no held-out accuracy of its SOP head" in model_profile(load_encoder(str(unmeasured.folder))).objective_note
+
+
 def test_saved_folder_loads_as_bert_for_pretraining_with_no_missing_weights(runs):
     from transformers import BertForMaskedLM, BertForPreTraining
 

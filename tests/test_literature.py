@@ -31,6 +31,7 @@ from clsviz.literature import (
     Context,
     Measurement,
     ablation_numbers,
+    caveat,
     check_claims,
     claims_html,
     count_verdicts,
@@ -51,7 +52,7 @@ from clsviz.literature import (
     with_elsewhere,
 )
 from clsviz.literature import external as ext
-from clsviz.provenance import model_profile
+from clsviz.provenance import model_profile, objective_record
 from clsviz.verdicts import Estimate
 from tests.conftest import TINY_KINDS
 
@@ -276,6 +277,47 @@ def test_preconditions_are_read_from_the_models_files(tiny_model_dirs, tmp_path)
     config["clsviz_pretraining"]["summary"] = "last"
     (folder / "config.json").write_text(json.dumps(config))
     assert "its summary token last" in unmet(sbert, model_profile(load_encoder(str(folder))))
+
+
+def _lab_folder(tiny_model_dirs, tmp_path, objective, rows):
+    """A tiny BERT marked as a lab model with ``objective``, its metrics.csv holding ``rows``
+    (step, value, low, high) of the held-out sentence-objective accuracy (None: no metrics.csv)."""
+    import json
+    import shutil
+
+    folder = shutil.copytree(tiny_model_dirs["bert"], tmp_path / f"lab-{objective}-{len(rows or ())}")
+    config = json.loads((folder / "config.json").read_text())
+    config["clsviz_pretraining"] = {"summary": "first", "sentence_objective": objective}
+    (folder / "config.json").write_text(json.dumps(config))
+    if rows is not None:
+        table = [{"step": 3, "metric": "mlm_loss", "value": 6.0, "layer": "", "low": "", "high": ""}]
+        table += [{"step": s, "metric": f"heldout_{objective}_accuracy", "value": v, "layer": "", "low": lo, "high": hi}
+                  for s, v, lo, hi in rows]  # fmt: skip
+        pd.DataFrame(table).to_csv(folder / "metrics.csv", index=False)
+    return folder
+
+
+def test_a_lab_models_caveat_says_how_well_it_learnt_its_sentence_objective(tiny_model_dirs, tmp_path):
+    measured = Measurement(MEASURED, "x", {"gap": 1.0})
+    sbert, anisotropy = _claim("sts_cls_vs_mean"), _claim("anisotropy")
+    # at chance at the last checkpoint (step 800), although above it at an earlier one
+    folder = _lab_folder(tiny_model_dirs, tmp_path, "nsp", [(0, 0.49, 0.43, 0.55), (400, 0.62, 0.56, 0.68),
+                                                           (800, 0.52, 0.46, 0.58)])  # fmt: skip
+    profile = model_profile(load_encoder(str(folder)))
+    said = caveat(sbert, profile, measured)
+    assert "NSP head (next-sentence prediction) reached 52% (95% interval 46%–58%)" in said
+    assert "at step 800, not clearly above chance (50%)" in said and "hardly learnt" in said
+    assert profile.objective_note not in caveat(anisotropy, profile, measured)  # a claim that needs no objective
+    assert "bert family, 2 layers, 32 dims, pre-trained with next-sentence prediction;" in said  # said once
+    # above chance: the whole interval over 50%
+    folder = _lab_folder(tiny_model_dirs, tmp_path, "sop", [(0, 0.5, 0.44, 0.56), (200, 0.71, 0.65, 0.77)])
+    said = caveat(sbert, model_profile(load_encoder(str(folder))), measured)
+    assert "SOP head (sentence-order prediction) reached 71% (95% interval 65%–77%) on held-out sentence pairs at step 200, above chance" in said
+    # a run without checkpoints recorded none; a model without a sentence objective has nothing to say
+    folder = _lab_folder(tiny_model_dirs, tmp_path, "nsp", [])
+    assert "recorded no held-out accuracy of its NSP head" in caveat(sbert, model_profile(load_encoder(str(folder))), measured)
+    assert objective_record(folder, "none") == "" and objective_record(None, "nsp").startswith("The lab run recorded no")
+    assert model_profile(load_encoder(str(tiny_model_dirs["bert"]))).objective_note == ""  # not a lab model
 
 
 def test_layers_map_by_relative_depth():

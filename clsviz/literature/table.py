@@ -96,11 +96,14 @@ def _deciding(claim: Claim, measurement: Measurement) -> tuple[object, object, o
 
 def caveat(claim: Claim, profile, measurement: Measurement) -> str:
     """How this row's measurement differs from the published one: the model (name, layers,
-    training, objective) against the paper's, the data used instead of the paper's, and any
+    training, objective) against the paper's, how well a lab model learnt the sentence objective
+    the claim needs (its held-out accuracy), the data used instead of the paper's, and any
     warning of the measurement (e.g. a fine-tuned copy that keeps no record of its training texts)."""
     if measurement.status != MEASURED and not measurement.value:
         return ""
     parts = [f"Measured on {profile.describe()}; published on {claim.model}"]
+    if "sentence_objective" in claim.requires and profile.objective_note:
+        parts.append(profile.objective_note)
     if claim.data:
         parts.append(f"data: {claim.data}")
     parts += [n for n in measurement.notes if n.startswith("WARNING")]
