@@ -423,3 +423,10 @@ def test_results_travel_through_shared_memory_and_only_as_results():
     assert not any(Path(f).exists() for f, _ in files)  # the shared files are removed at once
     with pytest.raises(pickle.UnpicklingError, match="may not name"):
         worker.unpack(pickle.dumps(os.system), [])  # a global from outside the result packages
+    import types
+
+    assert worker.unpack(b"ctypes\nSimpleNamespace\n.", []) is types.SimpleNamespace
+    with pytest.raises(pickle.UnpicklingError, match="may not name"):
+        worker.unpack(b"ctypes\nCodeType\n.", [])  # builds code objects
+    with pytest.raises(pickle.UnpicklingError, match="may not name"):
+        worker.unpack(b"cbuiltins\neval\n.", [])

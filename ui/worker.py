@@ -257,9 +257,10 @@ _RESULT_PACKAGES = frozenset(
         "dataclasses",
         "enum",
         "functools",
-        "types",
     }
 )
+_RESULT_TYPES = frozenset({"SimpleNamespace", "MappingProxyType"})
+"""The only names of the ``types`` module a result may hold (its others build code objects)."""
 _UNSAFE_BUILTINS = frozenset(
     {
         "eval",
@@ -289,7 +290,12 @@ class _ResultUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         top = module.split(".")[0]
-        if (top == "builtins" and name not in _UNSAFE_BUILTINS) or top in _RESULT_PACKAGES:
+        allowed = (
+            (top == "builtins" and name not in _UNSAFE_BUILTINS)
+            or (module == "types" and name in _RESULT_TYPES)
+            or top in _RESULT_PACKAGES
+        )
+        if allowed:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"a job result may not name {module}.{name}")
 
