@@ -9,7 +9,6 @@ tokens, demo corpus) <= 5 minutes on a 2-core CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -20,6 +19,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.timing import check_targets, emit_json  # noqa: E402
 
 TARGETS = {"gradient_flow_ratio": ("<=", 3.0), "watched_finetune_minutes": ("<=", 5.0)}
 SENTENCES = {
@@ -117,8 +117,7 @@ def measure(device: str | None = None, repeat: int = 5, finetune: bool = True) -
         out["watched_finetune"] = run
         out["watched_finetune_minutes"] = run["minutes"]
     out["load_average_after"] = os.getloadavg()
-    out["targets"] = {k: {"target": f"{op} {v}", "met": (out[k] <= v) if op == "<=" else (out[k] >= v)}
-                      for k, (op, v) in TARGETS.items() if k in out}  # fmt: skip
+    out["targets"] = check_targets(out, TARGETS)
     return out
 
 
@@ -130,10 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
     result = measure(args.device, args.repeat, not args.no_finetune)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit_json(result, args.out)
     return 0
 
 

@@ -10,7 +10,6 @@ of ``runs`` >= 3 runs with min and max).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -21,6 +20,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.timing import check_targets, emit_json  # noqa: E402
 
 TARGETS = {"inverter_train_demo_minutes": ("<=", 5.0)}
 
@@ -77,8 +77,7 @@ def measure(device: str | None = None, runs: int = 3, finetune: bool = True) -> 
         "tuned_lens_seconds": lens_seconds,
         "load_average_after": os.getloadavg(),
     }
-    out["targets"] = {k: {"target": f"{op} {v}", "met": (out[k] <= v) if op == "<=" else (out[k] >= v)}
-                      for k, (op, v) in TARGETS.items() if k in out}  # fmt: skip
+    out["targets"] = check_targets(out, TARGETS)
     return out
 
 
@@ -90,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
     result = measure(args.device, args.runs, not args.quick)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit_json(result, args.out)
     return 0
 
 

@@ -9,7 +9,6 @@ lab corpus (Jane Austen's novels when ``make lab-corpus`` installed them, else t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -21,6 +20,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.timing import emit_json  # noqa: E402
 
 TARGETS = {"lab_pretrain_demo_minutes": ("<=", 10.0)}
 
@@ -63,10 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--out", default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
-    text = json.dumps(measure(args.runs, args.device), indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit_json(measure(args.runs, args.device), args.out)
     return 0
 
 

@@ -7,12 +7,15 @@ A figure is never one timing: :func:`repeat` and :func:`side_by_side` return one
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["Settings", "growth_exponent", "pair_ratios", "percentile", "repeat", "side_by_side", "timed"]
+__all__ = ["Settings", "check_targets", "emit_json", "growth_exponent", "pair_ratios", "percentile", "repeat", "side_by_side",
+           "timed"]
 
 
 @dataclass(frozen=True)
@@ -99,3 +102,18 @@ def growth_exponent(sizes: list[float], seconds: list[float]) -> float | None:
     if sxx == 0:
         return None
     return sum((x - mx) * (y - my) for x, y in points) / sxx
+
+
+def check_targets(figures: dict, targets: dict[str, tuple[str, float]]) -> dict:
+    """{key: {"target": "<= 5.0", "met": bool}} for each target ``(op, value)`` whose key is in
+    ``figures`` (an area module's ``"targets"`` entry)."""
+    return {k: {"target": f"{op} {v}", "met": (figures[k] <= v) if op == "<=" else (figures[k] >= v)}
+            for k, (op, v) in targets.items() if k in figures}  # fmt: skip
+
+
+def emit_json(result: dict, out: str | None) -> None:
+    """Print an area module's result as JSON, and write it to ``out`` too when given."""
+    text = json.dumps(result, indent=1)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")
