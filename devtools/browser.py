@@ -126,6 +126,20 @@ def launch_chromium(playwright, executable_path: str):
     return playwright.chromium.launch(executable_path=executable_path, args=CHROMIUM_ARGS, headless=True)
 
 
+def set_number(page: Page, name: str, value: str) -> None:
+    """Type ``value`` into the main area's number input labelled ``name``, press Enter and wait
+    until the app shows it and has rerun."""
+    box = page.get_by_test_id("stMain").get_by_role("spinbutton", name=name, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    page.wait_for_function(
+        "([name, value]) => [...document.querySelectorAll('input[type=number]')].some("
+        "  e => e.getAttribute('aria-label') === name && e.value === value)",
+        arg=[name, value],
+    )
+    wait_for_app(page)
+
+
 def wait_for_app(page: Page, timeout_ms: int = RUN_TIMEOUT_MS) -> None:
     """Wait until the script run finished (connected, not running, no status widget) and
     every chart it sent has been drawn (plotly loads and draws after the run ends)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from devtools.browser import page_problems, plot_traces, wait_for_app, wait_for_plots
+from devtools.browser import page_problems, plot_traces, set_number, wait_for_app, wait_for_plots
 from ui.state import ROOT
 
 pytestmark = pytest.mark.browser
@@ -16,29 +16,17 @@ SHOTS = ROOT / "test-artifacts" / "pages"
 TYPED = "<b>bold</b> The weather was cold and rainy all week."
 
 
-def _number(page, main, name: str, value: str) -> None:
-    box = main.get_by_role("spinbutton", name=name, exact=True)
-    box.fill(value)
-    box.press("Enter")
-    page.wait_for_function(
-        "([name, value]) => [...document.querySelectorAll('input[type=number]')].some("
-        "  e => e.getAttribute('aria-label') === name && e.value === value)",
-        arg=[name, value],
-    )
-    wait_for_app(page)
-
-
 def test_ladder_and_typed_sentence(page, server):
     page.goto(f"{server}/Inversion")
     wait_for_app(page)
     wait_for_plots(page)  # the neighbours tab draws at once
     main = page.get_by_test_id("stMain")
-    _number(page, main, "Corpus texts to use", "40")
+    set_number(page, "Corpus texts to use", "40")
     main.get_by_role("tab", name="Trained inverter").click()
     wait_for_app(page)
     main.get_by_test_id("stRadio").filter(has_text="Layers").get_by_text("last", exact=True).click()
     wait_for_app(page)
-    _number(page, main, "Training steps per inverter", "50")
+    set_number(page, "Training steps per inverter", "50")
 
     ladder = main.get_by_role("button", name="Train the ladder", exact=True)
     expect(ladder).to_have_count(1)

@@ -8,6 +8,7 @@ from devtools.browser import (
     follow_sidebar_link,
     open_app,
     page_problems,
+    set_number,
     url_path,
     wait_for_app,
     wait_for_plots,
@@ -41,15 +42,7 @@ EXPLAIN_FIRST = {
 def _ask(page, inputs: dict[str, str], button: str) -> None:
     main = page.get_by_test_id("stMain")
     for name, value in inputs.items():
-        box = main.get_by_role("spinbutton", name=name, exact=True)
-        box.fill(value)
-        box.press("Enter")
-        page.wait_for_function(
-            "([name, value]) => [...document.querySelectorAll('input[type=number]')].some("
-            "  e => e.getAttribute('aria-label') === name && e.value === value)",
-            arg=[name, value],
-        )
-        wait_for_app(page)
+        set_number(page, name, value)
     main.get_by_role("button", name=button, exact=True).click()
     page.locator(".js-plotly-plot .main-svg").first.wait_for()
     wait_for_app(page)
