@@ -6,13 +6,21 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from clsviz.cli import main
 from clsviz.corpus import demo_corpus
 from clsviz.extraction import embed_to_shards
 from clsviz.progress import Cancelled
-from clsviz.ray_engine import RayUnavailable, check_ray_address
+from clsviz.ray_engine import (
+    IN_FLIGHT,
+    RayUnavailable,
+    check_ray_address,
+    object_store_floor_mb,
+    shard_output_bytes,
+)
+from clsviz.vectors_io import load_vectors
 
 pytest.importorskip("ray", reason="Ray is an optional extra (requirements-dev.txt installs it)")
 
@@ -44,6 +52,23 @@ def test_ray_and_in_process_shards_are_identical(tmp_path, tiny_encoder, monkeyp
     assert files == sorted(p.name for p in local.folder.iterdir()) and len(files) == 6
     for name in files:
         assert (tmp_path / "ray" / name).read_bytes() == (local.folder / name).read_bytes(), name
+
+
+def test_the_object_store_has_room_for_the_shards_in_flight(tmp_path, tiny_encoder):
+    # A shard's vectors, as the reader gets them back: every layer x pooling, 20 rows, stored in float16.
+    folder = embed_to_shards(tiny_encoder, demo_corpus().subset(range(30)), tmp_path / "v", shard_rows=20).folder
+    vectors = load_vectors(folder)
+    settings = vectors.manifest
+    stored = np.dtype(vectors.dtype).itemsize
+    held = sum(vectors.get(p, layer, rows=range(20)).size * stored for p in vectors.poolings for layer in vectors.layers)
+    assert vectors.dtype == "float16" and shard_output_bytes(settings, 20) == held
+    # The bench's 2,048-text shards of the bundled model: 7 layers x 3 poolings x 384 dims in float16, 33 MB each;
+    # two actors get room for eight each, more than the 200 MB that held them back.
+    bundled = {"dtype": "float16", "layers": list(range(7)), "poolings": ["cls", "mean", "max"], "hidden_size": 384}
+    one = 2048 * 7 * 3 * 384 * 2
+    assert shard_output_bytes(bundled, 2048) == one
+    assert object_store_floor_mb(bundled, [(0, 0, 2048), (1, 2048, 1000)], 2) == -(-IN_FLIGHT * 2 * one // 2**20) > 200
+    assert object_store_floor_mb(bundled, [(0, 0, 10)], 1) == 75  # Ray's own minimum
 
 
 def test_an_unreachable_cluster_is_refused_quickly(tmp_path, monkeypatch, capsys, tiny_model_dirs):
