@@ -101,6 +101,9 @@ class CrowdResult:
     idle: list[float]
     peak_rss_bytes: int
     seconds: float
+    idle_cpu: tuple[float, float] = (0.0, 0.0)
+    crowd_cpu: tuple[float, float] = (0.0, 0.0)
+    """CPU seconds (the server process, its job workers) used during the idle baseline and the crowd."""
 
     @property
     def interactive(self) -> list[float]:
@@ -342,6 +345,33 @@ def group_resident_bytes(pgid: int) -> int:
     return total
 
 
+def group_cpu_seconds(pgid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by process ``pgid`` (the server) and by the other
+    processes now in its process group (its job workers), from ``/proc/<pid>/stat``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    server = others = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getpgid(int(entry)) != pgid:
+                    continue
+                with open(f"/proc/{entry}/stat") as fh:
+                    after_name = fh.read().rsplit(")", 1)[1].split()
+                used = int(after_name[11]) + int(after_name[12])  # utime, stime (fields 14, 15)
+            except (OSError, ValueError, IndexError):
+                continue
+            if int(entry) == pgid:
+                server += used
+            else:
+                others += used
+    return server / tick, others / tick
+
+
+def _spent(before: tuple[float, float], after: tuple[float, float]) -> tuple[float, float]:
+    # A worker replaced meanwhile takes its CPU seconds along: the workers' share is then a lower bound.
+    return after[0] - before[0], max(0.0, after[1] - before[1])
+
+
 def run_crowd(
     server,
     visitors: int,
@@ -355,10 +385,12 @@ def run_crowd(
 ) -> CrowdResult:
     """On the running ``server`` (:func:`devtools.browser.streamlit_process`): the idle baseline
     (one reader alone, ``idle_rounds`` times), then the crowd, with the server's memory sampled."""
-    idle = []
+    pgid = server.process.pid
+    idle, cpu_start = [], group_cpu_seconds(pgid)
     for r in range(idle_rounds):
         idle += run_coroutine(idle_visitor(server.url, seed=seed * 100 + 90 + r))
-    sampler = MemorySampler(server.process.pid)
+    cpu_idle = group_cpu_seconds(pgid)
+    sampler = MemorySampler(pgid)
     sampler.start()
     start = time.perf_counter()
     try:
@@ -369,7 +401,10 @@ def run_crowd(
         )
     finally:
         peak = sampler.stop()
-    return CrowdResult(outcomes, idle, peak, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return CrowdResult(
+        outcomes, idle, peak, seconds, _spent(cpu_start, cpu_idle), _spent(cpu_idle, group_cpu_seconds(pgid))
+    )
 
 
 async def prime(url: str) -> None:
@@ -452,6 +487,26 @@ def measure_visitors(settings: Settings, out: Collector) -> None:
         "visitors_50_minutes",
         [r.seconds / 60 for r in results],
         "wall minutes from the first arrival to the last visitor done",
+    )
+    cores = os.cpu_count() or 1
+    per_interaction = [r.idle_cpu[0] / max(1, len(r.idle)) for r in results]
+    out.add(
+        "visitors_idle_server_cpu_per_interaction_s",
+        per_interaction,
+        "CPU seconds the server process spent per interaction of the lone visitor (its page runs, the WebSocket "
+        "traffic): what one interaction costs the one Python process every session shares",
+    )
+    out.add(
+        "visitors_50_cpu_busy_share",
+        [sum(r.crowd_cpu) / (r.seconds * cores) for r in results],
+        f"CPU seconds of the server and its job worker during the crowd / ({cores} cores x the crowd's wall "
+        "seconds): 1 means both cores busy the whole time",
+    )
+    out.add(
+        "visitors_50_server_cpu_share",
+        [r.crowd_cpu[0] / r.seconds for r in results],
+        "CPU seconds of the server process alone during the crowd / the crowd's wall seconds (cores' worth: "
+        "one Python process holding the GIL for its page runs cannot use much more than 1)",
     )
     out.context["visitors"] = {
         "per_run": [

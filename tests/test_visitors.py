@@ -7,6 +7,8 @@ job stands, the queue stays bounded and the server stays within its memory budge
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from benchmarks.visitors import MEMORY_BUDGET_GB, crowd, run_crowd
 from devtools.browser import streamlit_process
 from devtools.visitor import run_coroutine
 
+ROOT = Path(__file__).resolve().parent.parent
 PARTS = ["reader", "job", "reader", "job", "upload", "reader"]  # jobs: value zeroing (2), the scoreboard (3)
 
 
@@ -55,3 +58,16 @@ def test_the_crowd_only_visits_this_machine_and_is_bounded():
         run_coroutine(crowd("http://example.com:8501", 1))
     with pytest.raises(ValueError, match="1 to 100 visitors"):
         run_coroutine(crowd("http://127.0.0.1:9", 101))
+
+
+def test_the_server_does_not_collect_every_generation_after_each_page_run():
+    # Streamlit's default runs gc.collect(2) after every script and fragment run; over the server's heap it held
+    # the GIL for every session (a fifth of the server's CPU under fifty visitors, py-spy). The option is read the
+    # way the server reads it (.streamlit/config.toml in the app's folder), so a misspelt key fails here too.
+    code = (
+        "from streamlit import config; config.get_config_options(force_reparse=True); "
+        "print(config.get_option('runner.postScriptGC'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
