@@ -39,6 +39,10 @@ __all__ = ["NotApplicable", "ParamError", "background", "choices", "clear", "col
            "stored"]
 
 _NAMESPACE = "analysis"
+FIRST_LOOK_S = 2.0
+"""After a button starts a job, the page waits this long for it before it redraws: a short job
+(value zeroing of a sentence, about a second) is then drawn by that one run, instead of by a
+progress panel polling it (up to a second later) and another whole run of the page."""
 _KEYS: weakref.WeakKeyDictionary[Result, tuple] = weakref.WeakKeyDictionary()
 _JOB_KEYS = "runner.job_keys"  # session state: job key -> the cache key its result belongs under
 
@@ -143,6 +147,15 @@ def start(name: str, *inputs, slot: str | None = None, what: str = "", **params)
     return jobs.launch(job_key, partial(run_analysis, name, *inputs, **params), label=what or analysis.title)
 
 
+def _first_look(job: jobs.Job | None) -> bool:
+    """True when ``job`` was started (the page then redraws), after waiting up to
+    :data:`FIRST_LOOK_S` for it to end."""
+    if job is None:
+        return False
+    job.wait(FIRST_LOOK_S)
+    return True
+
+
 def clear(name: str, slot: str | None = None) -> None:
     """Forget this session's job of ``name`` (in ``slot``), cancelling it when it still runs."""
     jobs.clear(_job_key(name, slot))
@@ -175,7 +188,7 @@ def background(
         return found
     busy = running(name, slot=slot)
     if st.button(button, key=f"{_job_key(name, slot)}.start", type="primary", disabled=busy or disabled):
-        if start(name, *inputs, slot=slot, what=what, **params) is not None:
+        if _first_look(start(name, *inputs, slot=slot, what=what, **params)):
             st.rerun()
     elif not busy and hint:
         st.info(plain(hint), icon=":material/play_arrow:")
@@ -250,7 +263,7 @@ def _released(name, inputs, params, key, job_key, *, button, what, hint, disable
         jobs.panel(job_key, what)
         return None
     if st.button(button, key=f"{job_key}.start", type="primary", disabled=disabled):
-        if start(name, *inputs, slot=job_key.removeprefix("analysis."), what=what, **params) is not None:
+        if _first_look(start(name, *inputs, slot=job_key.removeprefix("analysis."), what=what, **params)):
             st.rerun()
     saved = st.session_state.get(outcome_key)
     if saved is None or saved[0] != key:
