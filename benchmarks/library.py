@@ -99,7 +99,7 @@ def measure_probe(settings: Settings, out: Collector) -> None:
     at the iteration cap."""
     from clsviz import extract, load_encoder
     from clsviz.corpus import demo_corpus, stratified_rows
-    from clsviz.experiments import RANDOM_TOKEN, default_poolings, random_token_vectors, run_probe
+    from clsviz.experiments import RANDOM_TOKEN, default_poolings, run_probe
 
     enc, corpus = load_encoder(), demo_corpus()
     if settings.quick:
@@ -110,9 +110,9 @@ def measure_probe(settings: Settings, out: Collector) -> None:
     for _ in range(settings.runs):
         holder = {}
 
-        def vectors(holder=holder):
-            holder["pv"] = extract(enc, corpus.texts, poolings, labels=corpus.labels)
-            holder["rnd"] = random_token_vectors(enc, corpus.texts)
+        def vectors(holder=holder):  # the random tokens from the same pass, as the page's probe reads them
+            holder["pv"] = extract(enc, corpus.texts, poolings, labels=corpus.labels, random_token_seed=0)
+            holder["rnd"] = holder["pv"].random_token
 
         def fit(holder=holder):
             holder["result"] = run_probe(holder["pv"], "topic", random_token=holder["rnd"], folds=5)
@@ -125,7 +125,8 @@ def measure_probe(settings: Settings, out: Collector) -> None:
     cells = len(result.table)
     shape = (f"{result.n} texts, {cells} cells ({cells // len(result.table['pooling'].unique())} layers x "
              f"{result.table['pooling'].nunique()} poolings), 5 folds, {enc.info.hidden_size} dims, label 'topic'")
-    out.add("probe_demo_all_layers_s", totals, f"end to end: extract + random-token vectors + probe; {shape}")
+    out.add("probe_demo_all_layers_s", totals,
+            f"end to end: extract (the random-token vectors read from the same pass) + probe; {shape}")
     out.add("probe_fits_demo_s", fits_only, f"the probe's fits only (vectors ready); {shape}")
     out.add("probe_capped_fits", [result.capped_fits] * len(totals),
             f"{result.capped_fits} of {result.fits} fits stopped at the iteration cap "

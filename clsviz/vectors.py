@@ -6,11 +6,13 @@ The batched forward pass is written once here and shared by every corpus-level c
 * :func:`tokenize_texts` - the texts as the model sees them, literal "[CLS]" kept as text;
 * :func:`pad_rows` / :func:`padded_batches` - right-padded (length-sorted) batches on the device;
 * :func:`hidden_batches` - the model run on each batch, every hidden state kept;
-* :func:`extract` - every text pooled at every layer with every pooling.
+* :func:`extract` - every text pooled at every layer with every pooling (and, asked for, one
+  random content token per text from the same pass: :func:`pick_random_content`).
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -33,6 +35,7 @@ __all__ = [
     "hidden_batches",
     "pad_rows",
     "padded_batches",
+    "pick_random_content",
     "tokenize_texts",
 ]
 
@@ -45,6 +48,9 @@ class PooledVectors:
     * ``poolings``: the P pooling names, in the order of axis 2
     * ``texts``: the N texts, in input order; ``truncated``: bool [N]
     * ``labels``: optional label columns (name -> N values)
+    * ``random_token``: optional float32 [N, L + 1, D], each text's randomly picked content token
+      at every layer (:func:`pick_random_content`), read from the same forward pass;
+      ``random_token_of`` = (seed, token limit) it was picked with
     """
 
     vectors: np.ndarray
@@ -53,13 +59,17 @@ class PooledVectors:
     model_name: str
     truncated: np.ndarray
     labels: dict = field(default_factory=dict)
+    random_token: np.ndarray | None = None
+    random_token_of: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        n, _, p, _ = self.vectors.shape
+        n, layers, p, dim = self.vectors.shape
         if p != len(self.poolings):
             raise ValueError(f"vectors: expected {len(self.poolings)} poolings on axis 2, got {p}")
         if n != len(self.texts):
             raise ValueError(f"vectors: expected {len(self.texts)} texts on axis 0, got {n}")
+        if self.random_token is not None and self.random_token.shape != (n, layers, dim):
+            raise ValueError(f"random_token: expected shape {(n, layers, dim)}, got {self.random_token.shape}")
 
     @property
     def num_layers(self) -> int:
@@ -68,8 +78,8 @@ class PooledVectors:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the vector array (what a memory budget counts)."""
-        return int(self.vectors.nbytes)
+        """Bytes held by the vector arrays (what a memory budget counts)."""
+        return int(self.vectors.nbytes) + (0 if self.random_token is None else int(self.random_token.nbytes))
 
     def get(self, pooling: str, layer: int = -1, rows=None) -> np.ndarray:
         """float32 [N, D] (or [len(rows), D]): the texts' vectors for one pooling at one layer."""
@@ -119,6 +129,21 @@ def tokenize_texts(encoder: Encoder, texts: Sequence[str], max_tokens: int | Non
     num_special = tok.num_special_tokens_to_add(pair=False)
     truncated = np.array([len(ids) + num_special > limit for ids in full], dtype=bool)
     return TokenizedTexts(tuple(texts), enc["input_ids"], enc["special_tokens_mask"], truncated)
+
+
+def pick_random_content(texts: Sequence[str], special_masks, seed: int) -> np.ndarray:
+    """int64 [N]: for each text, the position (special tokens counted) of one of its content
+    tokens, picked with a generator seeded by ``(seed, crc32(text))`` - by the text, not its row,
+    so the same sentence gets the same token in any corpus. ``ValueError`` names a text with no
+    content token."""
+    positions = np.empty(len(texts), dtype=np.int64)
+    for i, (text, special) in enumerate(zip(texts, special_masks)):
+        content = np.flatnonzero(~np.asarray(special, dtype=bool))
+        if len(content) == 0:
+            raise ValueError(f"Text {i + 1} has no content tokens after tokenization: {text[:60]!r}.")
+        rng = np.random.default_rng([int(seed), zlib.crc32(text.encode("utf-8"))])
+        positions[i] = content[rng.integers(len(content))]
+    return positions
 
 
 def pad_rows(encoder: Encoder, all_ids, all_special, rows, all_positions=None):
@@ -212,6 +237,7 @@ def extract(
     max_tokens: int | None = None,
     labels: dict | None = None,
     cancel=None,
+    random_token_seed: int | None = None,
 ) -> PooledVectors:
     """Pool every text at every layer with every pooling.
 
@@ -219,7 +245,9 @@ def extract(
     attention kernel (no attention weights are needed) under ``torch.inference_mode``.
     ``progress(done, total)`` is called after each batch; setting ``cancel`` (a
     ``threading.Event``) stops it between batches with :class:`clsviz.progress.Cancelled`.
-    Returns :class:`PooledVectors`.
+    With ``random_token_seed``, each text's random content token (:func:`pick_random_content`)
+    is read from the same pass into ``random_token`` (what the probe's "random" reading needs,
+    without a second pass over the corpus). Returns :class:`PooledVectors`.
     """
     import torch
 
@@ -228,6 +256,10 @@ def extract(
     info = encoder.info
     n_texts = len(tokenized.texts)
     out = np.empty((n_texts, info.num_layers + 1, len(poolings), info.hidden_size), dtype=np.float32)
+    picked = random_out = None
+    if random_token_seed is not None:
+        picked = pick_random_content(tokenized.texts, tokenized.special_masks, random_token_seed)
+        random_out = np.empty((n_texts, info.num_layers + 1, info.hidden_size), dtype=np.float32)
     done = 0
     with torch.inference_mode():
         batches = hidden_batches(encoder, tokenized.input_ids, tokenized.special_masks, batch_size)
@@ -243,9 +275,13 @@ def extract(
                 [pool_hidden(hidden, mask, special, p, cls_index, pooled_states) for p in poolings], dim=2
             )  # [B, L+1, P, D]
             out[rows] = stacked.float().cpu().numpy()
+            if picked is not None:
+                at = torch.as_tensor(picked[rows], device=hidden.device)
+                random_out[rows] = hidden[torch.arange(len(rows), device=hidden.device), :, at, :].float().cpu().numpy()
             done += len(rows)
             if progress is not None:
                 progress(done, n_texts)
+    limit = info.max_tokens if max_tokens is None else min(int(max_tokens), info.max_tokens)
     return PooledVectors(
         vectors=out,
         poolings=poolings,
@@ -253,4 +289,6 @@ def extract(
         model_name=encoder.name,
         truncated=tokenized.truncated,
         labels=dict(labels or {}),
+        random_token=random_out,
+        random_token_of=None if random_out is None else (int(random_token_seed), int(limit)),
     )

@@ -219,6 +219,25 @@ def test_selectivity_is_inconclusive_when_its_interval_includes_zero():
     assert "(30.0 ± 1.2 points)" in narrow and "inconclusive" not in narrow
 
 
+def test_the_probe_reads_random_tokens_carried_by_the_vectors_without_a_second_pass(corpus, tiny_encoder, monkeypatch):
+    from clsviz.analyses import probing
+
+    plain = extract(tiny_encoder, corpus.texts, ("cls",), labels=dict(corpus.labels))
+    carrying = extract(tiny_encoder, corpus.texts, ("cls",), labels=dict(corpus.labels), random_token_seed=0)
+    params = dict(poolings="cls,random", folds=3, seed=0)
+    expected = run("probe", corpus, plain, tiny_encoder, **params).table()  # its random tokens: a pass of its own
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("the probe ran the model again for the random tokens")
+
+    monkeypatch.setattr(probing, "random_token_vectors", no_second_pass)
+    got = run("probe", corpus, carrying, tiny_encoder, **params).table()
+    pd.testing.assert_frame_equal(got, expected)
+    # Tokens picked with another seed are not taken for these: that run needs its own pass.
+    with pytest.raises(AssertionError, match="ran the model again"):
+        run("probe", corpus, carrying, tiny_encoder, **{**params, "seed": 1})
+
+
 def test_results_cross_a_process_boundary_and_draw_the_same(corpus, vectors, tiny_encoder):
     t = trace(tiny_encoder, "the storm was there")
     results = [

@@ -171,6 +171,20 @@ def test_random_token_is_a_content_token_read_at_every_layer(tiny_encoder):
     assert not np.array_equal(random_content_positions(tiny_encoder, TEXTS, seed=1), positions)
 
 
+def test_extract_reads_the_random_tokens_from_its_own_pass(tiny_encoder):
+    # The same tokens, the same vectors as the separate pass the probe ran before (an independent computation:
+    # random_token_vectors runs the model again and picks the positions itself).
+    texts = [f"{t} Number {i}." for i, t in enumerate(TEXTS * 3)]
+    pv = extract(tiny_encoder, texts, ["cls", "mean"], random_token_seed=4, max_tokens=9)
+    again = random_token_vectors(tiny_encoder, texts, seed=4, max_tokens=9)
+    np.testing.assert_array_equal(pv.random_token, again)
+    assert pv.random_token_of == (4, 9) and pv.nbytes == pv.vectors.nbytes + again.nbytes
+    assert extract(tiny_encoder, texts, ["cls"]).random_token is None  # not asked for: nothing extra held
+    with pytest.raises(ValueError, match="random_token: expected shape"):
+        PooledVectors(vectors=pv.vectors, poolings=pv.poolings, texts=pv.texts, model_name=pv.model_name,
+                      truncated=pv.truncated, random_token=again[:, :1])  # fmt: skip
+
+
 def test_full_grid_on_extracted_vectors(tiny_encoder):
     texts = [f"{t} Number {i}." for i, t in enumerate(TEXTS * 3)]
     labels = {"kind": tuple(("a", "b", "c")[i % 3] for i in range(len(texts)))}

@@ -154,19 +154,24 @@ def corpus_vectors(
     poolings: Sequence[str] = ("cls", "mean", "max"),
     max_tokens: int | None = None,
     batch_size: int = 32,
+    random_token_seed: int | None = None,
 ) -> PooledVectors | None:
     """Pooled vectors of every corpus text at every layer (see :func:`clsviz.extract`),
     with a progress bar while they are computed; cached per (model, corpus content, poolings,
-    max tokens). The corpus labels are copied into ``PooledVectors.labels``. On failure an
-    error is shown and None is returned."""
+    max tokens, random-token seed). The corpus labels are copied into ``PooledVectors.labels``;
+    ``random_token_seed`` also reads each text's random content token from the same pass (the
+    probe's "random" reading). On failure an error is shown and None is returned."""
     poolings = tuple(poolings)
     key = vectors_key(encoder, corpus, poolings, max_tokens)
+    if random_token_seed is not None:
+        key += f"|random:{int(random_token_seed)}"
     total = len(corpus)
 
     def compute() -> PooledVectors:
         return jobs.compute(
             f"Embedding {total:,} texts with {encoder.name}", extract, encoder, corpus.texts, poolings=poolings,
             batch_size=batch_size, max_tokens=max_tokens, labels=dict(corpus.labels),
+            random_token_seed=random_token_seed,
         )
 
     try:

@@ -55,7 +55,9 @@ def probe_inputs(encoder: Encoder, corpus: Corpus, saved, label: str, poolings: 
         st.error(plain(str(exc)), icon=":material/error:")
         return None
     named = tuple(s for s in poolings if s != RANDOM_TOKEN)
-    vectors = corpus_vectors(encoder, sub, named) if named else None
+    # The random tokens come from the same pass as the named poolings: the probe then runs no second pass.
+    vectors = corpus_vectors(encoder, sub, named, random_token_seed=seed if RANDOM_TOKEN in poolings else None) \
+        if named else None
     if named and vectors is None:
         return None
     return (sub, vectors, encoder if RANDOM_TOKEN in poolings else None), note

@@ -130,6 +130,16 @@ class ProbeGrid(Result):
         return [s for s in (self.probe_sentences(baseline), self.selectivity_sentence(), self.mdl_sentence()) if s]
 
 
+def _carried_random_token(vectors, encoder, rows: int, seed: int):
+    """The random-token vectors ``vectors`` carry from their own pass (:func:`clsviz.extract` with
+    ``random_token_seed``) when they were picked with this ``seed`` at the encoder's token limit
+    (as :func:`random_token_vectors` picks them), else None."""
+    carried = getattr(vectors, "random_token", None)
+    if carried is None or encoder is None or len(carried) != rows or vectors.model_name != encoder.name:
+        return None
+    return carried if getattr(vectors, "random_token_of", None) == (int(seed), int(encoder.info.max_tokens)) else None
+
+
 @analysis("probe", title="Could any token do? A linear probe at every layer × pooling", inputs=("corpus",),
           optional=("vectors", "encoder"), figures=("probe.accuracy", "probe.selectivity", "probe.mdl"), long=True,
           questions=(2,))  # fmt: skip
@@ -177,7 +187,12 @@ def probe_analysis(
     index = iter(range(len(steps.names)))
     random_vectors = None
     if need_random:
-        random_vectors = random_token_vectors(encoder, list(corpus.texts), seed=seed, progress=steps.step(next(index)))
+        random_vectors = _carried_random_token(vectors, encoder, len(corpus), seed)
+        if random_vectors is None:
+            random_vectors = random_token_vectors(encoder, list(corpus.texts), seed=seed,
+                                                  progress=steps.step(next(index)))  # fmt: skip
+        else:
+            steps.step(next(index))(1, 1)
         check_cancel(cancel, "The probe")
     source = vectors if named else {}
     labels = label if sharded else list(corpus.labels[label])

@@ -6,29 +6,22 @@ same token in any corpus and any run.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from ..encoder import Encoder
-from ..vectors import hidden_batches, tokenize_texts
+from ..vectors import hidden_batches, pick_random_content, tokenize_texts
 from .probe import ProbeError
 
 __all__ = ["random_content_positions", "random_token_vectors"]
 
 
-
 def _pick_positions(texts: Sequence[str], special_masks, seed: int) -> np.ndarray:
-    positions = np.empty(len(texts), dtype=np.int64)
-    for i, (text, special) in enumerate(zip(texts, special_masks)):
-        content = np.flatnonzero(~np.asarray(special, dtype=bool))
-        if len(content) == 0:
-            raise ProbeError(f"Text {i + 1} has no content tokens after tokenization: {text[:60]!r}.")
-        # Seeded by the text, not its row: the same sentence gets the same token in any corpus.
-        rng = np.random.default_rng([int(seed), zlib.crc32(text.encode("utf-8"))])
-        positions[i] = content[rng.integers(len(content))]
-    return positions
+    try:
+        return pick_random_content(texts, special_masks, seed)
+    except ValueError as exc:  # a text without content tokens: the probe's own error
+        raise ProbeError(str(exc)) from None
 
 
 def random_content_positions(
