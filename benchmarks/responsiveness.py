@@ -129,12 +129,19 @@ class LoadDriver(threading.Thread):
             for _ in range(abs(then - now)):
                 c.keyboard.press("ArrowRight" if then > now else "ArrowLeft")
             wait_for_app(c, timeout_ms=LOAD_TIMEOUT_MS)
+        from playwright.sync_api import expect
+
         self._presses += 1
-        c.get_by_role("button", name="Run the probe").click()
+        button = c.get_by_role("button", name="Run the probe")
+        button.click()
         try:
             c.wait_for_selector(RUNNING, timeout=5_000)
         except Exception:  # a run that finished within the poll interval
             pass
+        # The probe is a background job: between the polls of its panel the page is idle, so a run being over
+        # says nothing; once the run the press started has drawn the page, the button comes back when the job ends.
+        wait_for_app(c, timeout_ms=LOAD_TIMEOUT_MS)
+        expect(button).to_be_enabled(timeout=LOAD_TIMEOUT_MS)
         wait_for_app(c, timeout_ms=LOAD_TIMEOUT_MS)
         self.probes += 1
 
