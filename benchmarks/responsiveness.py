@@ -44,6 +44,7 @@ class LoadDriver(threading.Thread):
         self.url = url
         self.probes = 0
         self._presses = 0
+        self._pending = False
         self._commands: queue.Queue = queue.Queue()
         self._replies: queue.Queue = queue.Queue()
         self._running = False
@@ -103,7 +104,7 @@ class LoadDriver(threading.Thread):
 
     def _do(self, command: str, b, c):
         if command == "prime":
-            self._probe(c)
+            self._probe(c, wait=True)
             return None
         if command == "start":
             self.probes = 0
@@ -113,15 +114,33 @@ class LoadDriver(threading.Thread):
         if command == "stop":
             self._running = False
             self._cancel_finetune(b)
+            if self._pending:  # the probe is left to finish before the next idle block
+                from playwright.sync_api import expect
+
+                expect(c.get_by_role("button", name="Run the probe")).to_be_enabled(timeout=LOAD_TIMEOUT_MS)
+                self._pending = False
+                self.probes += 1
             return self.probes
         return None
 
-    def _probe(self, c) -> None:
-        """Press "Run the probe" and wait until that run has finished. The page keeps each
-        result (seeded, so the same settings give the same numbers), so from the second press on
+    def _probe(self, c, wait: bool = False) -> None:
+        """Press "Run the probe" once the last press's probe has ended (counted in ``probes``); with
+        ``wait``, also wait for this one to end. The probe is a background job, queued behind the
+        fine-tune when only one job computes at a time: between its panel's polls the page is idle,
+        so the button, which comes back when the job has ended, says when it is done. The page keeps
+        each result (seeded, so the same settings give the same numbers), so from the second press on
         the Folds slider moves first (:data:`FOLDS`): every press is a probe computed anew."""
+        from playwright.sync_api import expect
+
         from devtools.browser import wait_for_app
 
+        button = c.get_by_role("button", name="Run the probe")
+        if self._pending:
+            if not button.is_enabled():
+                time.sleep(0.5)  # still queued or computing; the driver looks at its commands meanwhile
+                return
+            self._pending = False
+            self.probes += 1
         if self._presses:  # from the folds of the last press to this press's
             now, then = FOLDS[(self._presses - 1) % len(FOLDS)], FOLDS[self._presses % len(FOLDS)]
             slider = c.get_by_test_id("stSlider").first.get_by_role("slider")  # "Folds", the page's one slider
@@ -129,21 +148,18 @@ class LoadDriver(threading.Thread):
             for _ in range(abs(then - now)):
                 c.keyboard.press("ArrowRight" if then > now else "ArrowLeft")
             wait_for_app(c, timeout_ms=LOAD_TIMEOUT_MS)
-        from playwright.sync_api import expect
-
         self._presses += 1
-        button = c.get_by_role("button", name="Run the probe")
         button.click()
         try:
             c.wait_for_selector(RUNNING, timeout=5_000)
         except Exception:  # a run that finished within the poll interval
             pass
-        # The probe is a background job: between the polls of its panel the page is idle, so a run being over
-        # says nothing; once the run the press started has drawn the page, the button comes back when the job ends.
-        wait_for_app(c, timeout_ms=LOAD_TIMEOUT_MS)
-        expect(button).to_be_enabled(timeout=LOAD_TIMEOUT_MS)
-        wait_for_app(c, timeout_ms=LOAD_TIMEOUT_MS)
-        self.probes += 1
+        wait_for_app(c, timeout_ms=LOAD_TIMEOUT_MS)  # the run the press started has drawn the page
+        self._pending = True
+        if wait:
+            expect(button).to_be_enabled(timeout=LOAD_TIMEOUT_MS)
+            wait_for_app(c, timeout_ms=LOAD_TIMEOUT_MS)
+            self._pending = False
 
     def _start_finetune(self, b) -> None:
         """Press "Start fine-tuning" and wait until the job reports progress (it is computing)."""

@@ -361,13 +361,18 @@ README_END = "<!-- bench:end -->"
 LIMITS: dict[str, str] = {
     "visitors_50_interactive_p95_ratio": (
         "fifty sessions' page runs share one Python process (its GIL) and two cores: each typed sentence is a new "
-        "eager forward pass plus the page's figures rebuilt and re-sent, and meanwhile the job visitors open "
-        "'What flows into [CLS]?', whose measures and attributions are computed as the page opens "
-        "(visitors_50_heavy_p95_s), and the job worker (at nice 10) computes value zeroing, the scoreboard and the "
-        "uploads' embeddings. Nothing is lost and memory stays within the budget (visitors_50_lost, "
-        "visitors_50_peak_rss_gb); only waiting grows. Not tried: a cap on page runs computing at once (admission "
-        "control in front of the script threads), running that page's measures through the job queue, fragments "
-        "for the sliders."),
+        "eager forward pass plus the page's figures rebuilt and re-sent, the job visitors open 'What flows into "
+        "[CLS]?', whose measures and attributions are computed as the page opens (visitors_50_heavy_p95_s), and the "
+        "job worker (at nice 10) computes value zeroing, the scoreboard and the uploads' embeddings. py-spy on the "
+        "server found a fifth of its CPU in Streamlit's gc.collect(2) after every script and fragment run, holding "
+        "the GIL for every session; it is off now (runner.postScriptGC = false), which took one interaction from "
+        "0.41 to 0.06 CPU-seconds of the server (visitors_idle_server_cpu_per_interaction_s), the crowd's p95 from "
+        "19.8 s to 0.44 s and the lone visitor's from 0.48 s to 0.083 s, so the ratio from 41x to about 5x. What is "
+        "left (py-spy): the integrated-gradients attributions 'What flows into [CLS]?' computes in the server as it "
+        "opens (the largest share of the server's model work, with torch's threads competing with the traces), the "
+        "fifty traces, and the arrival burst (fifty visitors open the app and type within 30 s). Not tried: a lane "
+        "in the job queue for the computations a page waits for, so those attributions could run in the "
+        "lower-priority worker without waiting behind a scoreboard."),
     "trace_overhead_ratio": (
         "trace() adds tokenization with offsets, stacking every attention map and hidden state and copying them to "
         "float32 numpy, and summarize() (rollout, entropies, breakdowns); at ~30 tokens the bare pass takes a few "
@@ -396,7 +401,9 @@ LIMITS: dict[str, str] = {
         "processes (one BLAS thread each, the same fits, so the same accuracies; the first probe in a process "
         "starts the workers, about a second), and the corpus passes run block by block into reused buffers "
         "(see matmul_peak_fraction_long). Fits are not capped below convergence silently: probe_capped_fits "
-        "counts those that stop at the cap. Not done: warm starts from the previous fold or layer, which would "
+        "counts those that stop at the cap. The random-token vectors were a second forward pass over the corpus "
+        "(about 2.3 s); they are now read from the extraction's own pass (extract(random_token_seed=...)), equal "
+        "to the separate pass (tested). Not done: warm starts from the previous fold or layer, which would "
         "change the accuracies of the fits that stop at the cap."),
     "probe_fits_demo_s": "the 350 fits alone; see probe_demo_all_layers_s.",
     "corpus_throughput_ratio_demo_batch32": (
@@ -444,7 +451,9 @@ LIMITS: dict[str, str] = {
         "without waiting for the anisotropy baseline (measured after the first draw), UMAP's numba warm-up "
         "starts only after it, and the spinner says what is being loaded. The job worker starts with the server "
         "too (so the first background job finds the model loaded), but lowers its priority before it imports "
-        "torch (ui/priority.py) and takes only the CPU the server leaves."),
+        "torch (ui/priority.py) and takes only the CPU the server leaves. Since the server stopped running a full "
+        "garbage collection after every page run (see visitors_50_interactive_p95_ratio) the figure went from "
+        "10.7 s to 8.5 s; what is left is the imports and the model load above, on one core's worth of Python."),
     "embeddings_first_visit_s": (
         "on a fresh server the first projection waits for the bundled model (loading since the server's start), "
         "the demo corpus (896 texts) embedded at every layer x 6 poolings in the job worker, and three PCA fits. "
@@ -453,7 +462,10 @@ LIMITS: dict[str, str] = {
         "slower on two torch threads than on one (a preempted second thread stalls the first at every step; "
         "CLSVIZ_JOB_THREADS=1 avoids it on a shared machine). Tried: the worker starts and loads the model "
         "with the server; the vectors come back through shared memory; the PCA preview is drawn before the label "
-        "scores; UMAP's code loads from numba's disk cache instead of compiling in every new process."),
+        "scores; UMAP's code loads from numba's disk cache instead of compiling in every new process; the server "
+        "no longer collects garbage after every page run (16.3 s became 13.2 s). On a quiet machine what is left "
+        "is the model load and the extraction in the worker, which start with the server and share its two cores "
+        "with the server's own start."),
     "corpus_upload_5000_first_projection_s": (
         "embedding 5,000 texts at every layer x 6 poolings (322 MB of float32) is most of it: at extract's "
         "measured rate (extract_demo_texts_per_s) about 13 s on two quiet cores, which leaves about 2 s of the "
@@ -472,7 +484,10 @@ LIMITS: dict[str, str] = {
         "job, the panel polling it (every 0.5 s) and the run that draws the result. Before, the first job started "
         "a worker process that imported torch and loaded the model (the issue saw 55 s of 'Loading the model in "
         "the worker'); the worker now starts with the server and keeps its models between jobs. On a loaded "
-        "machine the worker's own start, at a lower priority, can still be under way when the first job comes."),
+        "machine the worker's own start, at a lower priority, can still be under way when the first job comes. Then "
+        "(from 5.4 s to about 2 s): after the button starts a job the page waits up to 2 s for it (ui/runner.py "
+        "FIRST_LOOK_S), so a short job is drawn by that same run instead of by the panel's next poll and one more "
+        "whole run of the page, and the server no longer collects garbage after every run."),
     "finetune_page_defaults_minutes": (
         "the defaults train 4 runs (cls, mean, cls_last, fresh_middle) on 320 texts for 2 epochs, measured at 11 "
         "checkpoints each; profiled with py-spy (one run): 46% in the checkpoint measurements (held-out passes, "
