@@ -519,7 +519,13 @@ LIMITS: dict[str, str] = {
         "figures and tables) holds the GIL, and the two cores with eight Chromium tabs drawing their charts; "
         "with fair sharing every session finishes near the end, so the median is close to the slowest. The "
         "per-rerun Python work was cut (figures in one construction, CSVs on click, see "
-        "slider_rerun_128_tokens_ms); what is left is mostly the trace and Chromium's drawing."),
+        "slider_rerun_128_tokens_ms); what is left is mostly the trace and Chromium's drawing. When the server "
+        "stopped collecting garbage after every run (see visitors_50_interactive_p95_ratio), one session got twice "
+        "as fast (browser_enter_to_plot_s 1.32 s to 0.67 s) and eight at once faster too (p50 5.6 s to 4.0 s), but "
+        "less, so the ratio rose from 4.25 to 6. py-spy on the server over the whole group: its page runs were "
+        "active for about 15 s of the group's 108 s (py-spy attached), and its threads otherwise waited; so the rest "
+        "of each round is outside the server: eight Chromium tabs building and drawing their plotly charts on the "
+        "same two cores (Chromium was not profiled further)."),
     "corpora.ray_vs_local_throughput_ratio": (
         "the 20,000 texts are ten shards of 2,048 shared by two one-CPU actors against torch's two threads "
         "in-process. Timed per shard (commit times): Ray starts in 2-4 s and each actor imports torch and "
