@@ -481,7 +481,7 @@ LIMITS: dict[str, str] = {
         "from its disk cache (umap_warm_up_cached_s against umap_warm_up_s)."),
     "job_first_result_s": (
         "value zeroing of 16 tokens computes in about a second; the rest is the page: the run that starts the "
-        "job, the panel polling it (every 0.5 s) and the run that draws the result. Before, the first job started "
+        "job, the panel polling it (every second) and the run that draws the result. Before, the first job started "
         "a worker process that imported torch and loaded the model (the issue saw 55 s of 'Loading the model in "
         "the worker'); the worker now starts with the server and keeps its models between jobs. On a loaded "
         "machine the worker's own start, at a lower priority, can still be under way when the first job comes. Then "
