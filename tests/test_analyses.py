@@ -232,3 +232,44 @@ def test_the_runner_caches_one_result_per_input_and_parameters(tiny_encoder):
     assert runner.figure(first, "attention.to_cls") is runner.figure(first, "attention.to_cls")
     assert runner.stored("attention", t) is first
     assert runner.stored("attention", trace(tiny_encoder, "another text")) is None
+
+
+def _first_look_page():
+    import streamlit as st
+
+    from ui import runner
+
+    seconds = st.session_state["test.seconds"]
+    found = runner.background("test.first_look", [f"{seconds}"], button="Go", seconds=seconds)
+    if found is not None:
+        st.write(f"result: {found.table()['n'].tolist()}")
+
+
+@pytest.mark.parametrize(("seconds", "drawn_at_once"), [(0.4, True), (4.0, False)])
+def test_a_short_job_is_drawn_by_the_run_its_button_started(declared, seconds, drawn_at_once):
+    # After its button, the page waits up to runner.FIRST_LOOK_S for the job: one that ends by then is drawn by
+    # that run; a longer one shows its progress panel (with Cancel) and is drawn when it has ended.
+    import time
+
+    from streamlit.testing.v1 import AppTest
+
+    from ui import runner
+
+    @declared("test.first_look", title="t", inputs=("texts",), long=True)
+    def slow(texts, *, seconds: float = 0.0, progress=None, cancel=None):
+        time.sleep(seconds)
+        return _Lengths(pd.DataFrame({"n": [len(x) for x in texts]}))
+
+    assert 0.4 < runner.FIRST_LOOK_S < 4.0  # the two cases fall either side of the wait
+    at = AppTest.from_function(_first_look_page, default_timeout=60)
+    at.session_state["test.seconds"] = seconds
+    at.run()
+    at.button(key="analysis.test.first_look.start").click().run()
+    assert not at.exception, at.exception
+    shown = [m.value for m in at.markdown]
+    assert ("result: [3]" in shown) is drawn_at_once, shown
+    assert any(b.label == "Cancel" for b in at.button) is not drawn_at_once
+    if not drawn_at_once:
+        assert at.session_state["clsviz.jobs"]["analysis.test.first_look"].wait(30)
+        at.run()
+        assert "result: [3]" in [m.value for m in at.markdown]
