@@ -12,7 +12,6 @@ the run finishing with every chart drawn. Every sentence is new to the server (n
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -24,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.inputs import fresh_sentence, sentence_of, tokenizer  # noqa: E402
-from benchmarks.timing import percentile  # noqa: E402
+from benchmarks.timing import emit_json, percentile  # noqa: E402
 
 __all__ = ["chromium", "enter_and_wait", "measure", "measure_browser", "set_max_tokens"]
 
@@ -139,10 +138,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the raw times to this file")
     args = parser.parse_args(argv)
-    text = json.dumps(measure(args.sessions, args.rounds), indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit_json(measure(args.sessions, args.rounds), args.json)
     return 0
 
 

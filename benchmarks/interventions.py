@@ -19,7 +19,6 @@ Targets (issue "Speed and safety"): each sweep <= 60 s on the development machin
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.timing import emit_json  # noqa: E402
 
 TARGETS = {"knockout_sweep_demo_s": ("<=", 60), "head_ablation_200_s": ("<=", 60)}
 
@@ -124,10 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     results = measure()
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    emit_json(results, args.json)
     return 0
 
 

@@ -13,7 +13,6 @@ report is theirs (``ru_maxrss`` after minus the resident size before the call).
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import resource
@@ -25,6 +24,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.timing import emit_json  # noqa: E402
 
 TARGETS = {
     "value_zeroing_32_ratio": ("<=", 8.0),
@@ -182,10 +182,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
     args = parser.parse_args()
     result = measure(runs=args.runs, long_sizes=() if args.short else (128, 512), long_runs=args.long_runs)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit_json(result, args.json)
 
 
 if __name__ == "__main__":

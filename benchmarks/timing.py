@@ -111,7 +111,7 @@ def check_targets(figures: dict, targets: dict[str, tuple[str, float]]) -> dict:
             for k, (op, v) in targets.items() if k in figures}  # fmt: skip
 
 
-def emit_json(result: dict, out: str | None) -> None:
+def emit_json(result: dict, out: str | Path | None) -> None:
     """Print an area module's result as JSON, and write it to ``out`` too when given."""
     text = json.dumps(result, indent=1)
     print(text)
