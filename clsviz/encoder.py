@@ -117,6 +117,11 @@ class EncoderInfo:
     def dims(self) -> int:
         return self.hidden_size
 
+    def token_limit(self, max_tokens: int | None = None) -> int:
+        """The longest input in tokens a run asking for ``max_tokens`` gets: the model's own
+        limit, or ``max_tokens`` when that is smaller."""
+        return self.max_tokens if max_tokens is None else min(int(max_tokens), self.max_tokens)
+
 
 @dataclass(eq=False)
 class Encoder:

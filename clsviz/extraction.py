@@ -100,7 +100,7 @@ def run_settings(
         raise ValueError("batch_size and shard_rows must be at least 1")
     if len(corpus) == 0:
         raise ValueError("The corpus is empty: there is nothing to embed.")
-    limit = info.max_tokens if max_tokens is None else min(int(max_tokens), info.max_tokens)
+    limit = info.token_limit(max_tokens)
     return {
         "kind": KIND,
         "format_version": SHARD_FORMAT_VERSION,

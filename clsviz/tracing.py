@@ -198,7 +198,7 @@ def tokenize(encoder: Encoder, text: str, max_tokens: int | None = None) -> Toke
         raise ValueError(
             "The text is empty (or only spaces and control characters). Type at least one word."
         )
-    limit = encoder.info.max_tokens if max_tokens is None else min(int(max_tokens), encoder.info.max_tokens)
+    limit = encoder.info.token_limit(max_tokens)
     tok = encoder.tokenizer
     num_special = tok.num_special_tokens_to_add(pair=False)
     if limit <= num_special:

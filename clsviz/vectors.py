@@ -115,7 +115,7 @@ def tokenize_texts(encoder: Encoder, texts: Sequence[str], max_tokens: int | Non
         shown = ", ".join(str(i) for i in bad[:10])
         raise ValueError(f"{len(bad)} text(s) are empty (rows {shown}{'...' if len(bad) > 10 else ''}).")
     info, tok = encoder.info, encoder.tokenizer
-    limit = info.max_tokens if max_tokens is None else min(int(max_tokens), info.max_tokens)
+    limit = info.token_limit(max_tokens)
     with encoder.lock:
         enc = tok(
             texts,
@@ -281,7 +281,6 @@ def extract(
             done += len(rows)
             if progress is not None:
                 progress(done, n_texts)
-    limit = info.max_tokens if max_tokens is None else min(int(max_tokens), info.max_tokens)
     return PooledVectors(
         vectors=out,
         poolings=poolings,
@@ -290,5 +289,5 @@ def extract(
         truncated=tokenized.truncated,
         labels=dict(labels or {}),
         random_token=random_out,
-        random_token_of=None if random_out is None else (int(random_token_seed), int(limit)),
+        random_token_of=None if random_out is None else (int(random_token_seed), info.token_limit(max_tokens)),
     )
