@@ -330,18 +330,29 @@ class MemorySampler(threading.Thread):
         return self.peak
 
 
+def _group_pids(pgid: int) -> list[int]:
+    """The processes now in process group ``pgid`` (the server and its job workers)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getpgid(int(entry)) == pgid:
+                    pids.append(int(entry))
+            except OSError:  # gone since the listing
+                continue
+    return pids
+
+
 def group_resident_bytes(pgid: int) -> int:
     """Resident bytes of every process in process group ``pgid``, summed."""
     from devtools.browser import resident_bytes
 
     total = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.getpgid(int(entry)) == pgid:
-                    total += resident_bytes(int(entry))
-            except (OSError, StopIteration, ValueError):
-                continue
+    for pid in _group_pids(pgid):
+        try:
+            total += resident_bytes(pid)
+        except (OSError, StopIteration, ValueError):
+            continue
     return total
 
 
@@ -350,20 +361,17 @@ def group_cpu_seconds(pgid: int) -> tuple[float, float]:
     processes now in its process group (its job workers), from ``/proc/<pid>/stat``."""
     tick = os.sysconf("SC_CLK_TCK")
     server = others = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.getpgid(int(entry)) != pgid:
-                    continue
-                with open(f"/proc/{entry}/stat") as fh:
-                    after_name = fh.read().rsplit(")", 1)[1].split()
-                used = int(after_name[11]) + int(after_name[12])  # utime, stime (fields 14, 15)
-            except (OSError, ValueError, IndexError):
-                continue
-            if int(entry) == pgid:
-                server += used
-            else:
-                others += used
+    for pid in _group_pids(pgid):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                after_name = fh.read().rsplit(")", 1)[1].split()
+            used = int(after_name[11]) + int(after_name[12])  # utime, stime (fields 14, 15)
+        except (OSError, ValueError, IndexError):
+            continue
+        if pid == pgid:
+            server += used
+        else:
+            others += used
     return server / tick, others / tick
 
 

@@ -137,7 +137,7 @@ def _carried_random_token(vectors, encoder, rows: int, seed: int):
     carried = getattr(vectors, "random_token", None)
     if carried is None or encoder is None or len(carried) != rows or vectors.model_name != encoder.name:
         return None
-    return carried if getattr(vectors, "random_token_of", None) == (int(seed), int(encoder.info.max_tokens)) else None
+    return carried if getattr(vectors, "random_token_of", None) == (int(seed), encoder.info.token_limit()) else None
 
 
 @analysis("probe", title="Could any token do? A linear probe at every layer × pooling", inputs=("corpus",),
